@@ -1,0 +1,17 @@
+//! warren's declarative model.
+//!
+//! This crate owns everything about *desired state* that can be decided without touching the
+//! machine: the workload spec types ([`spec`]), the `warren.toml` parser and validator with
+//! file:line:column diagnostics ([`parse`]), the spec hash used for drift detection, and the pure
+//! reconciliation planner ([`plan`]).
+//!
+//! Invariant: nothing in this crate performs I/O (no filesystem, no processes, no clock). Time is
+//! an input to the planner, never read by it.
+
+pub mod names;
+pub mod parse;
+pub mod plan;
+pub mod spec;
+
+pub use parse::{parse_spec, Diagnostic, SpecError};
+pub use spec::*;

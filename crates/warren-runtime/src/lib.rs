@@ -1,0 +1,125 @@
+//! Container runtime: from a resolved [`ContainerSpec`] to a running, supervised container.
+//!
+//! - [`bundle`] renders the OCI `config.json` (namespaces, mounts, cgroup limits, hardening).
+//! - [`runc`] drives the runc binary through the command executor.
+//! - [`shim`] is the per-workload supervisor process (`warren shim RUN_DIR`): it outlives the
+//!   daemon, owns the container's stdio and exit status, and writes rotated logs.
+//! - [`logs`] reads and follows those logs.
+//!
+//! The [`Runtime`] trait is the backend-family interface the daemon programs against; the OCI
+//! backend ([`oci::OciRuntime`]) implements it on Linux.
+
+pub mod bundle;
+pub mod logs;
+pub mod oci;
+pub mod runc;
+pub mod shim;
+
+use std::path::{Path, PathBuf};
+use warren_model::Resources;
+
+/// Errors from the runtime.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error(transparent)]
+    Exec(#[from] warren_exec::ExecError),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid container spec: {0}")]
+    Spec(String),
+    #[error("user {user:?} not found in the workload's /etc/passwd")]
+    NoSuchUser { user: String },
+    #[error("shim for {id} failed to start the container: {reason}")]
+    ShimFailed { id: String, reason: String },
+    #[error("{0}")]
+    Other(String),
+}
+
+pub type Result<T, E = RuntimeError> = std::result::Result<T, E>;
+
+/// A bind mount into the container.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Bind {
+    pub source: PathBuf,
+    pub dest: String,
+    pub readonly: bool,
+}
+
+/// Everything needed to create one container, fully resolved (no defaults left to fill).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ContainerSpec {
+    /// runc container id (unique on the host), e.g. `warren-web` or `warren-run-<n>`.
+    pub id: String,
+    pub rootfs: PathBuf,
+    pub readonly_rootfs: bool,
+    pub binds: Vec<Bind>,
+    pub args: Vec<String>,
+    /// `KEY=VALUE` pairs; PATH and HOME are filled in when absent.
+    pub env: Vec<String>,
+    pub cwd: String,
+    /// `uid[:gid]` or `name[:group]` resolved against `<rootfs>/etc/passwd|group`; None = root.
+    pub user: Option<String>,
+    pub hostname: String,
+    pub resources: Resources,
+    /// Allocate a terminal for the main process (only for foreground `run`).
+    pub terminal: bool,
+    /// cgroup path, e.g. `/warren/web`.
+    pub cgroup_path: String,
+}
+
+/// What the shim reports once the container is running.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ShimState {
+    pub id: String,
+    pub shim_pid: i32,
+    /// The shim's start time in clock ticks since boot (/proc/PID/stat field 22): guards
+    /// against PID reuse when re-adopting.
+    pub shim_start_ticks: u64,
+    /// The container's main process as the host sees it.
+    pub container_pid: i32,
+    /// Unix milliseconds.
+    pub started_at_ms: u64,
+}
+
+/// How the main process ended, written by the shim.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ExitInfo {
+    /// Exit code; 128+signal when killed by a signal.
+    pub code: i32,
+    pub signal: Option<i32>,
+    /// True when the kernel OOM killer ended it (memory limit).
+    #[serde(default)]
+    pub oom_killed: bool,
+    /// Unix milliseconds.
+    pub finished_at_ms: u64,
+}
+
+/// A container backend. Methods are blocking; the daemon calls them from blocking tasks.
+pub trait Runtime: Send + Sync {
+    fn name(&self) -> &'static str;
+    /// Writes the bundle into `run_dir` and starts the container under a detached shim.
+    /// Returns once the container's main process exists (or fails with the reason).
+    fn start(&self, spec: &ContainerSpec, run_dir: &Path) -> Result<ShimState>;
+    /// Sends a signal to the container's main process (`TERM`, `KILL`, ...).
+    fn signal(&self, id: &str, signal: &str) -> Result<()>;
+    /// Removes every trace of the container (runc state, cgroups); no error if absent.
+    fn delete(&self, id: &str) -> Result<()>;
+    /// Whether runc knows the container and its status (`running`, `stopped`, `created`).
+    fn status(&self, id: &str) -> Result<Option<String>>;
+    /// A command that runs `argv` inside the running container; the caller wires its stdio
+    /// (a pty's slave side when `tty`).
+    fn exec_command(
+        &self,
+        id: &str,
+        argv: &[String],
+        tty: bool,
+        env: &[String],
+        cwd: Option<&str>,
+    ) -> Result<std::process::Command>;
+    /// A command that runs the bundle in `bundle_dir` in the foreground (`run --rm`).
+    fn run_command(&self, bundle_dir: &Path, id: &str) -> Result<std::process::Command>;
+}

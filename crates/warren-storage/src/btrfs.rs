@@ -1,0 +1,1 @@
+//! btrfs (being written)
