@@ -85,6 +85,13 @@ pub struct ShimState {
     pub started_at_ms: u64,
 }
 
+/// A freshly started container and its shim process.
+#[derive(Debug)]
+pub struct Started {
+    pub state: ShimState,
+    pub shim: std::process::Child,
+}
+
 /// How the main process ended, written by the shim.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ExitInfo {
@@ -101,9 +108,11 @@ pub struct ExitInfo {
 /// A container backend. Methods are blocking; the daemon calls them from blocking tasks.
 pub trait Runtime: Send + Sync {
     fn name(&self) -> &'static str;
-    /// Writes the bundle into `run_dir` and starts the container under a detached shim.
-    /// Returns once the container's main process exists (or fails with the reason).
-    fn start(&self, spec: &ContainerSpec, run_dir: &Path) -> Result<ShimState>;
+    /// Writes the bundle into `run_dir` and starts the container under a detached shim
+    /// (its own session, surviving the caller). Returns once the container's main process
+    /// exists (or fails with the reason). The caller owns the returned shim child and must reap
+    /// it when it exits (the shim stays a direct child so no zombie is left to PID 1).
+    fn start(&self, spec: &ContainerSpec, run_dir: &Path) -> Result<Started>;
     /// Sends a signal to the container's main process (`TERM`, `KILL`, ...).
     fn signal(&self, id: &str, signal: &str) -> Result<()>;
     /// Removes every trace of the container (runc state, cgroups); no error if absent.
