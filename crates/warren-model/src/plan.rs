@@ -1,1 +1,526 @@
-pub struct Placeholder;
+//! The pure reconciliation planner.
+//!
+//! [`plan`] compares desired state (specs with generations and hashes) with observed state
+//! (what the executor last saw: provisioned datasets, running processes, exits) at a given
+//! instant and returns an ordered [`Plan`] of fully specified [`Step`]s. The executor carries
+//! the steps out without making choices of its own.
+//!
+//! Invariants:
+//! - `plan` is synchronous and deterministic and does no I/O; the current time is an argument.
+//! - Steps for one workload are ordered and executed in order; different workloads are
+//!   independent and may be executed in parallel.
+//! - A workload marked `busy` (an operation in flight) gets no steps: the next pass plans it.
+//! - Restarts after an exit honour the restart policy and an exponential backoff computed from
+//!   consecutive short-lived runs; a workload waiting out its backoff contributes a wake-up time
+//!   ([`Plan::next_wake_ms`]) instead of steps, so it never delays other workloads.
+
+use crate::spec::{DesiredState, Kind, RestartPolicy, WorkloadSpec};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// One desired workload as stored: the spec, its generation and its drift hash.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Desired {
+    pub spec: WorkloadSpec,
+    pub generation: u64,
+    pub hash: String,
+}
+
+impl Desired {
+    pub fn new(spec: WorkloadSpec, generation: u64) -> Self {
+        let hash = spec.hash();
+        Desired {
+            spec,
+            generation,
+            hash,
+        }
+    }
+}
+
+/// How the last run of a workload ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LastExit {
+    /// warren stopped it on purpose (operator stop, recreate, delete): never restarted by policy.
+    Deliberate,
+    /// The main process ended on its own.
+    Exited {
+        code: i32,
+        oom_killed: bool,
+        /// Unix milliseconds.
+        at_ms: u64,
+    },
+}
+
+/// What the executor knows about one workload on this host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Observed {
+    /// Spec hash the workload's datasets and bundle were provisioned for; None = not provisioned.
+    pub provisioned: Option<String>,
+    /// PID of the running main process, if running.
+    pub pid: Option<i32>,
+    /// How the last run ended, if it is not running.
+    pub last_exit: Option<LastExit>,
+    /// Consecutive runs that ended before the stability period (drives the backoff).
+    pub failures: u32,
+    /// Restarts made by policy since the workload was created.
+    pub restarts: u32,
+    /// An operation is in flight; the planner leaves the workload alone.
+    pub busy: bool,
+}
+
+/// Backoff for crash-looping workloads: `base * 2^(failures-1)`, capped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Backoff {
+    pub base_ms: u64,
+    pub cap_ms: u64,
+    /// A run longer than this resets the failure count.
+    pub stable_ms: u64,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            base_ms: 500,
+            cap_ms: 5 * 60 * 1000,
+            stable_ms: 30 * 1000,
+        }
+    }
+}
+
+impl Backoff {
+    /// Delay before the next start after `failures` consecutive short runs.
+    pub fn delay_ms(&self, failures: u32) -> u64 {
+        if failures == 0 {
+            return 0;
+        }
+        let shift = (failures - 1).min(40);
+        self.base_ms.saturating_mul(1u64 << shift).min(self.cap_ms)
+    }
+
+    /// The failure count after a run of `ran_ms` that ended with a failure-like exit.
+    pub fn next_failures(&self, previous: u32, ran_ms: u64) -> u32 {
+        if ran_ms >= self.stable_ms {
+            1
+        } else {
+            previous.saturating_add(1)
+        }
+    }
+}
+
+/// A single executor operation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "kebab-case")]
+pub enum Action {
+    /// Create the rootfs from the source and ensure the data dataset; record the hash.
+    Provision { hash: String },
+    /// Start the main process under a shim.
+    Start,
+    /// Stop the main process (TERM, then KILL after the grace period).
+    Stop,
+    /// Delete the rootfs and bundle (the data dataset is kept).
+    Deprovision,
+    /// Forget a workload that is no longer desired: delete rootfs and bundle, keep data.
+    Remove,
+}
+
+impl Action {
+    pub fn verb(&self) -> &'static str {
+        match self {
+            Action::Provision { .. } => "provision",
+            Action::Start => "start",
+            Action::Stop => "stop",
+            Action::Deprovision => "deprovision",
+            Action::Remove => "remove",
+        }
+    }
+}
+
+/// One step of a plan: an action on one workload and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Step {
+    pub workload: String,
+    #[serde(flatten)]
+    pub action: Action,
+    pub reason: String,
+}
+
+/// An ordered list of steps plus the earliest time something will need attention again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Plan {
+    pub steps: Vec<Step>,
+    /// Unix milliseconds at which a backoff expires (the reconciler wakes then).
+    pub next_wake_ms: Option<u64>,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+
+    /// Steps grouped by workload, preserving order: the unit of parallel execution.
+    pub fn by_workload(&self) -> BTreeMap<String, Vec<Step>> {
+        let mut m: BTreeMap<String, Vec<Step>> = BTreeMap::new();
+        for s in &self.steps {
+            m.entry(s.workload.clone()).or_default().push(s.clone());
+        }
+        m
+    }
+}
+
+/// Computes the steps that move `observed` towards `desired` at instant `now_ms`.
+pub fn plan(
+    desired: &BTreeMap<String, Desired>,
+    observed: &BTreeMap<String, Observed>,
+    now_ms: u64,
+    backoff: &Backoff,
+) -> Plan {
+    let mut out = Plan::default();
+    let names: BTreeSet<&String> = desired.keys().chain(observed.keys()).collect();
+    let none = Observed::default();
+    for name in names {
+        let obs = observed.get(name).unwrap_or(&none);
+        if obs.busy {
+            continue;
+        }
+        match desired.get(name) {
+            Some(d) => plan_one(d, obs, now_ms, backoff, &mut out),
+            None => {
+                if obs.pid.is_some() {
+                    push(&mut out, name, Action::Stop, "no longer desired");
+                }
+                if obs.provisioned.is_some() || obs.pid.is_some() {
+                    push(&mut out, name, Action::Remove, "no longer desired");
+                }
+            }
+        }
+    }
+    out
+}
+
+fn push(plan: &mut Plan, name: &str, action: Action, reason: impl Into<String>) {
+    plan.steps.push(Step {
+        workload: name.to_string(),
+        action,
+        reason: reason.into(),
+    });
+}
+
+fn plan_one(d: &Desired, obs: &Observed, now_ms: u64, backoff: &Backoff, out: &mut Plan) {
+    let name = d.spec.name.as_str();
+    if d.spec.kind != Kind::Container {
+        // Other kinds are refused at apply on hosts without their backend.
+        return;
+    }
+    let running = obs.pid.is_some();
+    let want_running = d.spec.state == DesiredState::Running;
+    match &obs.provisioned {
+        None => {
+            push(
+                out,
+                name,
+                Action::Provision {
+                    hash: d.hash.clone(),
+                },
+                "new workload",
+            );
+            if want_running {
+                push(out, name, Action::Start, "new workload");
+            }
+            return;
+        }
+        Some(h) if *h != d.hash => {
+            let why = "spec changed";
+            if running {
+                push(out, name, Action::Stop, why);
+            }
+            push(out, name, Action::Deprovision, why);
+            push(
+                out,
+                name,
+                Action::Provision {
+                    hash: d.hash.clone(),
+                },
+                why,
+            );
+            if want_running {
+                push(out, name, Action::Start, why);
+            }
+            return;
+        }
+        Some(_) => {}
+    }
+    match (want_running, running) {
+        (false, true) => push(out, name, Action::Stop, "desired state is stopped"),
+        (true, false) => match &obs.last_exit {
+            None | Some(LastExit::Deliberate) => push(out, name, Action::Start, "not running"),
+            Some(LastExit::Exited {
+                code,
+                oom_killed,
+                at_ms,
+            }) => {
+                let restart = match d.spec.restart {
+                    RestartPolicy::Always => true,
+                    RestartPolicy::OnFailure => *code != 0 || *oom_killed,
+                    RestartPolicy::Never => false,
+                };
+                if !restart {
+                    return;
+                }
+                let due = at_ms.saturating_add(backoff.delay_ms(obs.failures));
+                if due <= now_ms {
+                    let what = if *oom_killed {
+                        "out of memory".to_string()
+                    } else {
+                        format!("exit code {code}")
+                    };
+                    push(
+                        out,
+                        name,
+                        Action::Start,
+                        format!("restart policy {} after {what}", d.spec.restart.as_str()),
+                    );
+                } else {
+                    out.next_wake_ms = Some(out.next_wake_ms.map_or(due, |w| w.min(due)));
+                }
+            }
+        },
+        _ => {}
+    }
+}
+
+/// The top-level fields that differ between two specs, for plan output (`command`, `env.PORT`).
+pub fn spec_diff(old: &WorkloadSpec, new: &WorkloadSpec) -> Vec<String> {
+    let a = serde_json::to_value(old).expect("spec serializes");
+    let b = serde_json::to_value(new).expect("spec serializes");
+    let mut out = Vec::new();
+    diff_values("", &a, &b, &mut out);
+    out
+}
+
+fn diff_values(prefix: &str, a: &serde_json::Value, b: &serde_json::Value, out: &mut Vec<String>) {
+    use serde_json::Value;
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            let keys: BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+            for k in keys {
+                let path = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                match (x.get(k), y.get(k)) {
+                    (Some(p), Some(q)) => diff_values(&path, p, q, out),
+                    _ => out.push(path),
+                }
+            }
+        }
+        _ if a != b => out.push(prefix.to_string()),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::Source;
+
+    fn spec(name: &str) -> WorkloadSpec {
+        let mut s = WorkloadSpec::new(name, Source::World("busybox".into()));
+        s.command = vec!["sleep".into(), "1000".into()];
+        s
+    }
+
+    fn desired(specs: &[WorkloadSpec]) -> BTreeMap<String, Desired> {
+        specs
+            .iter()
+            .map(|s| (s.name.clone(), Desired::new(s.clone(), 1)))
+            .collect()
+    }
+
+    fn actions(p: &Plan, name: &str) -> Vec<&'static str> {
+        p.steps
+            .iter()
+            .filter(|s| s.workload == name)
+            .map(|s| s.action.verb())
+            .collect()
+    }
+
+    fn running(hash: &str) -> Observed {
+        Observed {
+            provisioned: Some(hash.into()),
+            pid: Some(42),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn new_workloads_are_provisioned_and_started() {
+        let mut stopped = spec("b");
+        stopped.state = DesiredState::Stopped;
+        let d = desired(&[spec("a"), stopped]);
+        let p = plan(&d, &BTreeMap::new(), 0, &Backoff::default());
+        assert_eq!(actions(&p, "a"), ["provision", "start"]);
+        assert_eq!(actions(&p, "b"), ["provision"]);
+        assert_eq!(p.next_wake_ms, None);
+    }
+
+    #[test]
+    fn converged_state_plans_nothing() {
+        let d = desired(&[spec("a")]);
+        let o = BTreeMap::from([("a".to_string(), running(&d["a"].hash))]);
+        assert!(plan(&d, &o, 0, &Backoff::default()).is_empty());
+    }
+
+    #[test]
+    fn drift_recreates_but_state_change_only_stops() {
+        let d0 = desired(&[spec("a")]);
+        let o = BTreeMap::from([("a".to_string(), running(&d0["a"].hash))]);
+        let mut changed = spec("a");
+        changed.env.insert("X".into(), "1".into());
+        let p = plan(&desired(&[changed]), &o, 0, &Backoff::default());
+        assert_eq!(actions(&p, "a"), ["stop", "deprovision", "provision", "start"]);
+        assert!(p.steps.iter().all(|s| s.reason == "spec changed"));
+
+        let mut stopped = spec("a");
+        stopped.state = DesiredState::Stopped;
+        stopped.restart = RestartPolicy::Never;
+        let p = plan(&desired(&[stopped]), &o, 0, &Backoff::default());
+        assert_eq!(actions(&p, "a"), ["stop"]);
+    }
+
+    #[test]
+    fn undesired_workloads_are_stopped_and_removed() {
+        let o = BTreeMap::from([
+            ("gone".to_string(), running("h")),
+            (
+                "idle".to_string(),
+                Observed {
+                    provisioned: Some("h".into()),
+                    ..Default::default()
+                },
+            ),
+        ]);
+        let p = plan(&BTreeMap::new(), &o, 0, &Backoff::default());
+        assert_eq!(actions(&p, "gone"), ["stop", "remove"]);
+        assert_eq!(actions(&p, "idle"), ["remove"]);
+    }
+
+    #[test]
+    fn busy_workloads_are_left_alone() {
+        let o = BTreeMap::from([(
+            "a".to_string(),
+            Observed {
+                busy: true,
+                ..Default::default()
+            },
+        )]);
+        assert!(plan(&desired(&[spec("a")]), &o, 0, &Backoff::default()).is_empty());
+    }
+
+    fn exited(hash: &str, code: i32, at_ms: u64, failures: u32) -> Observed {
+        Observed {
+            provisioned: Some(hash.into()),
+            last_exit: Some(LastExit::Exited {
+                code,
+                oom_killed: false,
+                at_ms,
+            }),
+            failures,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn restart_policies() {
+        let b = Backoff {
+            base_ms: 0,
+            ..Default::default()
+        };
+        for (policy, code, restarts) in [
+            (RestartPolicy::Always, 0, true),
+            (RestartPolicy::Always, 1, true),
+            (RestartPolicy::OnFailure, 0, false),
+            (RestartPolicy::OnFailure, 137, true),
+            (RestartPolicy::Never, 1, false),
+        ] {
+            let mut s = spec("a");
+            s.restart = policy;
+            let d = desired(&[s]);
+            let o = BTreeMap::from([("a".to_string(), exited(&d["a"].hash, code, 0, 1))]);
+            let p = plan(&d, &o, 10, &b);
+            assert_eq!(!p.is_empty(), restarts, "{policy:?} code {code}");
+        }
+    }
+
+    #[test]
+    fn deliberate_stop_is_started_when_desired_running_again() {
+        let mut s = spec("a");
+        s.restart = RestartPolicy::Never;
+        let d = desired(&[s]);
+        let o = BTreeMap::from([(
+            "a".to_string(),
+            Observed {
+                provisioned: Some(d["a"].hash.clone()),
+                last_exit: Some(LastExit::Deliberate),
+                ..Default::default()
+            },
+        )]);
+        assert_eq!(actions(&plan(&d, &o, 0, &Backoff::default()), "a"), ["start"]);
+    }
+
+    #[test]
+    fn backoff_delays_restart_and_sets_wake_time() {
+        let b = Backoff {
+            base_ms: 1000,
+            cap_ms: 8000,
+            stable_ms: 10_000,
+        };
+        assert_eq!(b.delay_ms(0), 0);
+        assert_eq!(b.delay_ms(1), 1000);
+        assert_eq!(b.delay_ms(3), 4000);
+        assert_eq!(b.delay_ms(10), 8000);
+        assert_eq!(b.delay_ms(u32::MAX), 8000);
+        assert_eq!(b.next_failures(5, 20_000), 1);
+        assert_eq!(b.next_failures(5, 200), 6);
+
+        let d = desired(&[spec("a"), spec("b")]);
+        let o = BTreeMap::from([
+            ("a".to_string(), exited(&d["a"].hash, 1, 100_000, 3)),
+            ("b".to_string(), exited(&d["b"].hash, 1, 100_000, 1)),
+        ]);
+        // At +2s: b (1s backoff) restarts, a (4s backoff) waits and sets the wake-up time.
+        let p = plan(&d, &o, 102_000, &b);
+        assert_eq!(actions(&p, "a"), Vec::<&str>::new());
+        assert_eq!(actions(&p, "b"), ["start"]);
+        assert_eq!(p.next_wake_ms, Some(104_000));
+        let p = plan(&d, &o, 104_000, &b);
+        assert_eq!(actions(&p, "a"), ["start"]);
+    }
+
+    #[test]
+    fn non_container_kinds_get_no_steps() {
+        let mut s = spec("j");
+        s.kind = Kind::Jail;
+        assert!(plan(&desired(&[s]), &BTreeMap::new(), 0, &Backoff::default()).is_empty());
+    }
+
+    #[test]
+    fn diff_names_changed_fields() {
+        let a = spec("a");
+        let mut b = spec("a");
+        b.env.insert("PORT".into(), "1".into());
+        b.command.push("x".into());
+        assert_eq!(spec_diff(&a, &b), ["command", "env.PORT"]);
+        assert!(spec_diff(&a, &a).is_empty());
+    }
+
+    #[test]
+    fn plan_is_deterministic() {
+        let d = desired(&[spec("c"), spec("a"), spec("b")]);
+        let p1 = plan(&d, &BTreeMap::new(), 0, &Backoff::default());
+        let p2 = plan(&d, &BTreeMap::new(), 0, &Backoff::default());
+        assert_eq!(p1, p2);
+        let order: Vec<_> = p1.steps.iter().map(|s| s.workload.as_str()).collect();
+        assert_eq!(order, ["a", "a", "b", "b", "c", "c"]);
+    }
+}
