@@ -1,1 +1,528 @@
-//! store
+//! warren's persistent state in SQLite.
+//!
+//! One database file (`<state-dir>/warren.db`, WAL mode) holds:
+//! - `workloads`: the desired specs, each with the generation that last changed it and its
+//!   drift hash. The global generation counter lives in `meta`.
+//! - `observed`: what the executor last recorded per workload (provisioned hash, main PID, last
+//!   exit, failure and restart counters). Runtime facts that the daemon re-verifies on start.
+//! - `events`: a bounded event log (oldest rows pruned past [`EVENT_LIMIT`]).
+//!
+//! Invariants: every multi-row change runs in one transaction, so an apply is all or nothing;
+//! generations only grow; a spec row is rewritten only when its content changed.
+
+use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite_migration::{Migrations, M};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use warren_model::plan::{Desired, LastExit, Observed};
+use warren_model::{DesiredState, WorkloadSpec};
+
+/// Events kept in the log; older ones are pruned.
+pub const EVENT_LIMIT: i64 = 10_000;
+
+/// Errors from the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database {path}: {source}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] rusqlite_migration::Error),
+    #[error("database: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("stored record is corrupt: {0}")]
+    Corrupt(#[from] serde_json::Error),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+fn migrations() -> Migrations<'static> {
+    Migrations::new(vec![M::up(
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+         INSERT INTO meta (key, value) VALUES ('generation', '0');
+         CREATE TABLE workloads (
+             name TEXT PRIMARY KEY,
+             spec TEXT NOT NULL,
+             generation INTEGER NOT NULL,
+             hash TEXT NOT NULL,
+             updated_ms INTEGER NOT NULL
+         );
+         CREATE TABLE observed (
+             name TEXT PRIMARY KEY,
+             provisioned TEXT,
+             pid INTEGER,
+             started_ms INTEGER,
+             last_exit TEXT,
+             failures INTEGER NOT NULL DEFAULT 0,
+             restarts INTEGER NOT NULL DEFAULT 0
+         );
+         CREATE TABLE events (
+             id INTEGER PRIMARY KEY AUTOINCREMENT,
+             ts_ms INTEGER NOT NULL,
+             workload TEXT,
+             kind TEXT NOT NULL,
+             message TEXT NOT NULL
+         );
+         CREATE INDEX events_workload ON events (workload, id);",
+    )])
+}
+
+/// What the executor persists about one workload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ObservedRow {
+    pub provisioned: Option<String>,
+    pub pid: Option<i32>,
+    /// Unix ms when the current (or last) run started.
+    pub started_ms: Option<u64>,
+    pub last_exit: Option<LastExit>,
+    pub failures: u32,
+    pub restarts: u32,
+}
+
+impl ObservedRow {
+    /// The planner's view (not busy).
+    pub fn to_observed(&self) -> Observed {
+        Observed {
+            provisioned: self.provisioned.clone(),
+            pid: self.pid,
+            last_exit: self.last_exit.clone(),
+            failures: self.failures,
+            restarts: self.restarts,
+            busy: false,
+        }
+    }
+}
+
+/// One entry of the event log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    pub id: i64,
+    pub ts_ms: u64,
+    pub workload: Option<String>,
+    pub kind: String,
+    pub message: String,
+}
+
+/// What an apply changed.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ApplyOutcome {
+    pub generation: u64,
+    pub created: Vec<String>,
+    pub updated: Vec<String>,
+    pub removed: Vec<String>,
+    pub unchanged: Vec<String>,
+}
+
+/// The database handle. Cheap operations; callers may use it from async code.
+pub struct Store {
+    conn: Mutex<Connection>,
+}
+
+/// Unix milliseconds now.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path` and runs migrations.
+    pub fn open(path: &Path) -> Result<Store> {
+        let mut conn = Connection::open(path).map_err(|source| StoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        migrations().to_latest(&mut conn)?;
+        Ok(Store {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The current global generation.
+    pub fn generation(&self) -> Result<u64> {
+        let c = self.conn();
+        generation(&c)
+    }
+
+    /// Every desired workload.
+    pub fn desired(&self) -> Result<BTreeMap<String, Desired>> {
+        let c = self.conn();
+        let mut st = c.prepare("SELECT name, spec, generation, hash FROM workloads ORDER BY name")?;
+        let rows = st.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, String>(3)?,
+            ))
+        })?;
+        let mut out = BTreeMap::new();
+        for row in rows {
+            let (name, spec, generation, hash) = row?;
+            let spec: WorkloadSpec = serde_json::from_str(&spec)?;
+            out.insert(
+                name,
+                Desired {
+                    spec,
+                    generation: generation as u64,
+                    hash,
+                },
+            );
+        }
+        Ok(out)
+    }
+
+    /// One desired workload.
+    pub fn get_desired(&self, name: &str) -> Result<Option<Desired>> {
+        let c = self.conn();
+        let row = c
+            .query_row(
+                "SELECT spec, generation, hash FROM workloads WHERE name = ?1",
+                [name],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, String>(2)?,
+                    ))
+                },
+            )
+            .optional()?;
+        match row {
+            None => Ok(None),
+            Some((spec, generation, hash)) => Ok(Some(Desired {
+                spec: serde_json::from_str(&spec)?,
+                generation: generation as u64,
+                hash,
+            })),
+        }
+    }
+
+    /// Stores `specs` (creating or updating) and removes `remove`, in one transaction. Rows whose
+    /// content is unchanged keep their generation. Returns what changed.
+    pub fn apply(&self, specs: &[WorkloadSpec], remove: &[String]) -> Result<ApplyOutcome> {
+        let mut c = self.conn();
+        let tx = c.transaction()?;
+        let next = generation(&tx)? + 1;
+        let mut out = ApplyOutcome::default();
+        let now = now_ms() as i64;
+        for spec in specs {
+            let json = serde_json::to_string(spec)?;
+            let existing: Option<String> = tx
+                .query_row(
+                    "SELECT spec FROM workloads WHERE name = ?1",
+                    [&spec.name],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            match existing {
+                Some(old) if old == json => out.unchanged.push(spec.name.clone()),
+                other => {
+                    tx.execute(
+                        "INSERT INTO workloads (name, spec, generation, hash, updated_ms)
+                         VALUES (?1, ?2, ?3, ?4, ?5)
+                         ON CONFLICT(name) DO UPDATE SET spec = ?2, generation = ?3, hash = ?4,
+                         updated_ms = ?5",
+                        params![spec.name, json, next as i64, spec.hash(), now],
+                    )?;
+                    if other.is_some() {
+                        out.updated.push(spec.name.clone());
+                    } else {
+                        out.created.push(spec.name.clone());
+                    }
+                }
+            }
+        }
+        for name in remove {
+            if tx.execute("DELETE FROM workloads WHERE name = ?1", [name])? > 0 {
+                out.removed.push(name.clone());
+            }
+        }
+        let changed = !(out.created.is_empty() && out.updated.is_empty() && out.removed.is_empty());
+        out.generation = if changed {
+            tx.execute(
+                "UPDATE meta SET value = ?1 WHERE key = 'generation'",
+                [next.to_string()],
+            )?;
+            next
+        } else {
+            next - 1
+        };
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// Changes only the desired running/stopped state. Returns false if the workload is unknown.
+    pub fn set_state(&self, name: &str, state: DesiredState) -> Result<bool> {
+        let Some(mut d) = self.get_desired(name)? else {
+            return Ok(false);
+        };
+        if d.spec.state != state {
+            d.spec.state = state;
+            self.apply(&[d.spec], &[])?;
+        }
+        Ok(true)
+    }
+
+    /// Every observed row.
+    pub fn observed(&self) -> Result<BTreeMap<String, ObservedRow>> {
+        let c = self.conn();
+        let mut st = c.prepare(
+            "SELECT name, provisioned, pid, started_ms, last_exit, failures, restarts FROM observed",
+        )?;
+        let rows = st.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, Option<String>>(1)?,
+                r.get::<_, Option<i32>>(2)?,
+                r.get::<_, Option<i64>>(3)?,
+                r.get::<_, Option<String>>(4)?,
+                r.get::<_, i64>(5)?,
+                r.get::<_, i64>(6)?,
+            ))
+        })?;
+        let mut out = BTreeMap::new();
+        for row in rows {
+            let (name, provisioned, pid, started, last_exit, failures, restarts) = row?;
+            let last_exit = match last_exit {
+                Some(s) => Some(serde_json::from_str(&s)?),
+                None => None,
+            };
+            out.insert(
+                name,
+                ObservedRow {
+                    provisioned,
+                    pid,
+                    started_ms: started.map(|v| v as u64),
+                    last_exit,
+                    failures: failures as u32,
+                    restarts: restarts as u32,
+                },
+            );
+        }
+        Ok(out)
+    }
+
+    /// Writes one observed row.
+    pub fn put_observed(&self, name: &str, row: &ObservedRow) -> Result<()> {
+        let last_exit = row
+            .last_exit
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()?;
+        self.conn().execute(
+            "INSERT INTO observed (name, provisioned, pid, started_ms, last_exit, failures, restarts)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT(name) DO UPDATE SET provisioned = ?2, pid = ?3, started_ms = ?4,
+             last_exit = ?5, failures = ?6, restarts = ?7",
+            params![
+                name,
+                row.provisioned,
+                row.pid,
+                row.started_ms.map(|v| v as i64),
+                last_exit,
+                row.failures as i64,
+                row.restarts as i64
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Forgets a workload's observed row.
+    pub fn delete_observed(&self, name: &str) -> Result<()> {
+        self.conn()
+            .execute("DELETE FROM observed WHERE name = ?1", [name])?;
+        Ok(())
+    }
+
+    /// Appends an event and prunes the log past [`EVENT_LIMIT`].
+    pub fn add_event(&self, workload: Option<&str>, kind: &str, message: &str) -> Result<Event> {
+        let c = self.conn();
+        let ts = now_ms();
+        c.execute(
+            "INSERT INTO events (ts_ms, workload, kind, message) VALUES (?1, ?2, ?3, ?4)",
+            params![ts as i64, workload, kind, message],
+        )?;
+        let id = c.last_insert_rowid();
+        if id % 100 == 0 {
+            c.execute("DELETE FROM events WHERE id <= ?1", [id - EVENT_LIMIT])?;
+        }
+        Ok(Event {
+            id,
+            ts_ms: ts,
+            workload: workload.map(str::to_string),
+            kind: kind.to_string(),
+            message: message.to_string(),
+        })
+    }
+
+    /// Events with id greater than `after`, optionally for one workload, oldest first, at most
+    /// `limit` (the newest ones when more match).
+    pub fn events(&self, after: i64, workload: Option<&str>, limit: usize) -> Result<Vec<Event>> {
+        let c = self.conn();
+        let mut st = c.prepare(
+            "SELECT id, ts_ms, workload, kind, message FROM events
+             WHERE id > ?1 AND (?2 IS NULL OR workload = ?2)
+             ORDER BY id DESC LIMIT ?3",
+        )?;
+        let rows = st.query_map(params![after, workload, limit as i64], |r| {
+            Ok(Event {
+                id: r.get(0)?,
+                ts_ms: r.get::<_, i64>(1)? as u64,
+                workload: r.get(2)?,
+                kind: r.get(3)?,
+                message: r.get(4)?,
+            })
+        })?;
+        let mut out = rows.collect::<Result<Vec<_>, _>>()?;
+        out.reverse();
+        Ok(out)
+    }
+}
+
+fn generation(c: &Connection) -> Result<u64> {
+    let v: String = c.query_row("SELECT value FROM meta WHERE key = 'generation'", [], |r| {
+        r.get(0)
+    })?;
+    Ok(v.parse().unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use warren_model::Source;
+
+    fn spec(name: &str) -> WorkloadSpec {
+        WorkloadSpec::new(name, Source::World("busybox".into()))
+    }
+
+    fn open() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("warren.db")).unwrap();
+        (dir, store)
+    }
+
+    #[test]
+    fn migrations_are_valid() {
+        migrations().validate().unwrap();
+    }
+
+    #[test]
+    fn apply_tracks_generations_and_changes() {
+        let (_d, s) = open();
+        let o = s.apply(&[spec("a"), spec("b")], &[]).unwrap();
+        assert_eq!(o.generation, 1);
+        assert_eq!(o.created, ["a", "b"]);
+        // Same content: nothing changes, generation stays.
+        let o = s.apply(&[spec("a"), spec("b")], &[]).unwrap();
+        assert_eq!(o.generation, 1);
+        assert_eq!(o.unchanged, ["a", "b"]);
+        let mut a2 = spec("a");
+        a2.command = vec!["true".into()];
+        let o = s.apply(&[a2.clone()], &["b".into(), "zz".into()]).unwrap();
+        assert_eq!(o.generation, 2);
+        assert_eq!(o.updated, ["a"]);
+        assert_eq!(o.removed, ["b"]);
+        let d = s.desired().unwrap();
+        assert_eq!(d.len(), 1);
+        assert_eq!(d["a"].generation, 2);
+        assert_eq!(d["a"].hash, a2.hash());
+        assert_eq!(d["a"].spec, a2);
+    }
+
+    #[test]
+    fn state_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("warren.db");
+        {
+            let s = Store::open(&path).unwrap();
+            s.apply(&[spec("a")], &[]).unwrap();
+            s.set_state("a", DesiredState::Stopped).unwrap();
+            s.put_observed(
+                "a",
+                &ObservedRow {
+                    provisioned: Some("h".into()),
+                    pid: Some(7),
+                    last_exit: Some(LastExit::Exited {
+                        code: 3,
+                        oom_killed: true,
+                        at_ms: 9,
+                    }),
+                    failures: 2,
+                    restarts: 4,
+                    started_ms: Some(1),
+                },
+            )
+            .unwrap();
+            s.add_event(Some("a"), "started", "pid 7").unwrap();
+        }
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.generation().unwrap(), 2);
+        assert_eq!(
+            s.get_desired("a").unwrap().unwrap().spec.state,
+            DesiredState::Stopped
+        );
+        let o = &s.observed().unwrap()["a"];
+        assert_eq!(o.pid, Some(7));
+        assert_eq!(o.restarts, 4);
+        assert!(matches!(
+            o.last_exit,
+            Some(LastExit::Exited { code: 3, .. })
+        ));
+        let ev = s.events(0, Some("a"), 10).unwrap();
+        assert_eq!(ev.len(), 1);
+        assert_eq!(ev[0].kind, "started");
+        assert!(s.events(0, Some("other"), 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn events_are_bounded_and_ordered() {
+        let (_d, s) = open();
+        for i in 0..(EVENT_LIMIT + 250) {
+            s.add_event(None, "tick", &i.to_string()).unwrap();
+        }
+        let c = s.conn();
+        let n: i64 = c
+            .query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))
+            .unwrap();
+        drop(c);
+        assert!(n <= EVENT_LIMIT + 100, "{n} events kept");
+        let last = s.events(0, None, 3).unwrap();
+        assert_eq!(
+            last.iter().map(|e| e.message.as_str()).collect::<Vec<_>>(),
+            ["10247", "10248", "10249"]
+        );
+    }
+
+    #[test]
+    fn failed_transaction_changes_nothing() {
+        let (_d, s) = open();
+        s.apply(&[spec("a")], &[]).unwrap();
+        {
+            let c = s.conn();
+            c.execute_batch("CREATE TRIGGER boom BEFORE INSERT ON workloads WHEN NEW.name = 'bad' BEGIN SELECT RAISE(ABORT, 'boom'); END;")
+                .unwrap();
+        }
+        let mut a2 = spec("a");
+        a2.command = vec!["x".into()];
+        assert!(s.apply(&[a2, spec("bad")], &[]).is_err());
+        let d = s.desired().unwrap();
+        assert_eq!(d.len(), 1);
+        assert!(d["a"].spec.command.is_empty());
+        assert_eq!(s.generation().unwrap(), 1);
+    }
+}
