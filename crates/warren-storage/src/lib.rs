@@ -9,12 +9,14 @@
 //! ```text
 //! worlds/<world>            read-only dataset (btrfs: read-only subvolume)
 //! worlds/<world>.json       world metadata (bind mounts from the host, default command)
+//! worlds/<world>.sealed     dir driver only: the world is complete and read-only by contract
 //! workloads/<name>/rootfs   writable snapshot of the world
 //! workloads/<name>/data     persistent data, survives recreate
 //! ```
 
 pub mod btrfs;
 pub mod dir;
+mod fsutil;
 pub mod pool;
 pub mod worlds;
 
@@ -89,6 +91,10 @@ pub trait Storage: Send + Sync {
     }
     fn data_path(&self, workload: &str) -> PathBuf {
         self.root().join("workloads").join(workload).join("data")
+    }
+    /// The world's metadata file, `worlds/<world>.json`, next to (not inside) its dataset.
+    fn world_meta_path(&self, world: &str) -> PathBuf {
+        self.root().join("worlds").join(format!("{world}.json"))
     }
 
     /// Creates an empty writable dataset for a new world; fails if it exists.

@@ -1,11 +1,22 @@
 //! The `warren` binary: CLI, daemon and per-workload shim in one executable.
+//!
+//! `warren shim RUN_DIR` is dispatched before anything else is set up, so the supervisor that
+//! stays resident next to every workload runs without an async runtime or argument parser.
+
+mod cli;
+mod client;
+mod daemon;
+mod output;
+mod wire;
 
 fn main() {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    // The shim path stays tiny: no async runtime, no argument parser.
     if args.get(1).map(|a| a == "shim").unwrap_or(false) {
-        let dir = args.get(2).expect("usage: warren shim RUN_DIR");
+        let Some(dir) = args.get(2) else {
+            eprintln!("usage: warren shim RUN_DIR");
+            std::process::exit(2);
+        };
         warren_runtime::shim::main(std::path::Path::new(dir));
     }
-    println!("warren");
+    std::process::exit(cli::main());
 }

@@ -1,0 +1,602 @@
+//! Command-line interface: argument parsing and one function per command.
+//!
+//! Every command except `daemon` and `completions` talks to the daemon through
+//! [`crate::client::Client`]; errors are printed once, as `error: ...`, and the process exits 1
+//! (or with the remote command's status for `exec` and `run`).
+
+use crate::client::{ApiFailure, Client};
+use crate::output;
+use crate::wire::*;
+use anyhow::{bail, Context, Result};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use hyper::Method;
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[derive(Parser)]
+#[command(name = "warren", version, about = "Declarative control plane for containers, jails and microVMs")]
+pub struct Cli {
+    /// State directory of the daemon.
+    #[arg(long, global = true, env = "WARREN_STATE_DIR", default_value = "/var/lib/warren")]
+    state_dir: PathBuf,
+    /// The daemon's API socket [default: STATE_DIR/warren.sock].
+    #[arg(long, global = true, env = "WARREN_SOCKET")]
+    socket: Option<PathBuf>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
+enum ListFormat {
+    Table,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
+enum GetFormat {
+    Yaml,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum StorageDriver {
+    Auto,
+    Btrfs,
+    Dir,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Show what applying a file would change, then apply it.
+    Apply {
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+        /// Show the plan only.
+        #[arg(long)]
+        dry_run: bool,
+        /// Delete workloads that are not in the file (their data is kept).
+        #[arg(long)]
+        prune: bool,
+    },
+    /// Show what applying a file would change.
+    Plan {
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+        #[arg(long)]
+        prune: bool,
+    },
+    /// List workloads.
+    #[command(alias = "ls")]
+    List {
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: ListFormat,
+    },
+    /// Show one workload: its spec and status.
+    Get {
+        name: String,
+        #[arg(short, long, value_enum, default_value = "yaml")]
+        output: GetFormat,
+    },
+    /// Start workloads (and keep them running).
+    Start { names: Vec<String> },
+    /// Stop workloads (and keep them stopped).
+    Stop { names: Vec<String> },
+    /// Restart workloads.
+    Restart { names: Vec<String> },
+    /// Delete workloads. Their data dataset is kept unless --purge.
+    #[command(alias = "rm")]
+    Delete {
+        names: Vec<String>,
+        /// Also delete the persistent data.
+        #[arg(long)]
+        purge: bool,
+    },
+    /// Print a workload's output.
+    Logs {
+        name: String,
+        /// Keep printing new output.
+        #[arg(short, long)]
+        follow: bool,
+        /// Only the last N lines.
+        #[arg(long)]
+        tail: Option<usize>,
+        /// Prefix lines with their timestamp.
+        #[arg(long)]
+        timestamps: bool,
+    },
+    /// Run a command inside a running workload.
+    Exec {
+        name: String,
+        /// Allocate a terminal.
+        #[arg(short, long)]
+        tty: bool,
+        /// Extra environment (KEY=VALUE).
+        #[arg(short, long = "env")]
+        env: Vec<String>,
+        /// Working directory inside the workload.
+        #[arg(short, long)]
+        workdir: Option<String>,
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Run a one-off container from a world and remove it when it exits.
+    Run(RunCmd),
+    /// Base systems that workloads are created from.
+    World {
+        #[command(subcommand)]
+        cmd: WorldCmd,
+    },
+    /// Recent events.
+    Events {
+        #[arg(long)]
+        workload: Option<String>,
+        #[arg(short = 'n', long, default_value = "50")]
+        limit: usize,
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: ListFormat,
+    },
+    /// Run the daemon.
+    Daemon(DaemonCmd),
+    /// Print shell completions.
+    Completions { shell: clap_complete::Shell },
+}
+
+#[derive(Args)]
+struct RunCmd {
+    /// Remove the container when it exits (the only mode: long-lived workloads belong in a
+    /// spec file).
+    #[arg(long)]
+    rm: bool,
+    #[arg(short, long)]
+    tty: bool,
+    #[arg(short, long = "env")]
+    env: Vec<String>,
+    world: String,
+    #[arg(last = true)]
+    command: Vec<String>,
+}
+
+#[derive(Subcommand)]
+enum WorldCmd {
+    /// Build a world (host, busybox).
+    Create { name: String },
+    /// List worlds.
+    #[command(alias = "ls")]
+    List,
+}
+
+#[derive(Args)]
+struct DaemonCmd {
+    /// Dataset driver.
+    #[arg(long, value_enum, default_value = "auto", env = "WARREN_STORAGE")]
+    storage: StorageDriver,
+    /// Size of the embedded loop-backed btrfs pool, in GiB.
+    #[arg(long, default_value = "20", env = "WARREN_POOL_GIB")]
+    pool_gib: u64,
+    /// Seconds between periodic reconcile passes.
+    #[arg(long, default_value = "10")]
+    tick: f64,
+    /// Workloads operated on at once.
+    #[arg(long, default_value = "8")]
+    parallel: usize,
+    /// Seconds between TERM and KILL when stopping.
+    #[arg(long, default_value = "10")]
+    stop_timeout: f64,
+    /// First crash-loop backoff delay in milliseconds (doubles per failure).
+    #[arg(long, default_value = "500")]
+    backoff_base_ms: u64,
+    /// Longest crash-loop backoff delay in milliseconds.
+    #[arg(long, default_value = "300000")]
+    backoff_cap_ms: u64,
+    /// A run longer than this many milliseconds resets the backoff.
+    #[arg(long, default_value = "30000")]
+    stable_ms: u64,
+    /// runc state directory [default: /run/warren/INSTANCE].
+    #[arg(long)]
+    runc_root: Option<PathBuf>,
+}
+
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return 1;
+        }
+    };
+    match rt.block_on(dispatch(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            if let Some(f) = e.downcast_ref::<ApiFailure>() {
+                if !f.body.diagnostics.is_empty() {
+                    for d in &f.body.diagnostics {
+                        eprintln!("error: {d}");
+                    }
+                    return 1;
+                }
+            }
+            eprintln!("error: {e:#}");
+            1
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> Result<i32> {
+    let socket = cli
+        .socket
+        .clone()
+        .unwrap_or_else(|| cli.state_dir.join("warren.sock"));
+    let client = Client { socket: socket.clone() };
+    match cli.cmd {
+        Cmd::Apply { file, dry_run, prune } => apply(&client, &file, dry_run, prune, true).await,
+        Cmd::Plan { file, prune } => apply(&client, &file, true, prune, false).await,
+        Cmd::List { output } => list(&client, output).await,
+        Cmd::Get { name, output } => get(&client, &name, output).await,
+        Cmd::Start { names } => each(&client, names, "start").await,
+        Cmd::Stop { names } => each(&client, names, "stop").await,
+        Cmd::Restart { names } => each(&client, names, "restart").await,
+        Cmd::Delete { names, purge } => delete(&client, names, purge).await,
+        Cmd::Logs { name, follow, tail, timestamps } => logs(&client, &name, follow, tail, timestamps).await,
+        Cmd::Exec { name, tty, env, workdir, command } => {
+            let (rows, cols) = term_size();
+            let args = ExecArgs { argv: command, tty, env, workdir, rows, cols };
+            attach(&client, &format!("/v1/workloads/{name}/exec"), &args, tty).await
+        }
+        Cmd::Run(r) => {
+            if !r.rm {
+                bail!("`warren run` creates one-off containers and needs --rm; declare long-running workloads in a spec file");
+            }
+            let mut env = std::collections::BTreeMap::new();
+            for kv in r.env {
+                let (k, v) = kv.split_once('=').with_context(|| format!("--env {kv:?}: expected KEY=VALUE"))?;
+                env.insert(k.to_string(), v.to_string());
+            }
+            let (rows, cols) = term_size();
+            let args = RunArgs { world: r.world, argv: r.command, tty: r.tty, env, rows, cols };
+            attach(&client, "/v1/run", &args, r.tty).await
+        }
+        Cmd::World { cmd } => world(&client, cmd).await,
+        Cmd::Events { workload, limit, output } => events(&client, workload, limit, output).await,
+        Cmd::Daemon(d) => run_daemon(cli.state_dir, socket, d).await,
+        Cmd::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "warren", &mut std::io::stdout());
+            Ok(0)
+        }
+    }
+}
+
+async fn run_daemon(state_dir: PathBuf, socket: PathBuf, d: DaemonCmd) -> Result<i32> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("WARREN_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let state_dir = if state_dir.is_absolute() {
+        state_dir
+    } else {
+        std::env::current_dir()?.join(state_dir)
+    };
+    let instance = crate::daemon::Config::instance_of(&state_dir);
+    let cfg = crate::daemon::Config {
+        socket,
+        driver: match d.storage {
+            StorageDriver::Auto => warren_storage::pool::Driver::Auto,
+            StorageDriver::Btrfs => warren_storage::pool::Driver::Btrfs,
+            StorageDriver::Dir => warren_storage::pool::Driver::Dir,
+        },
+        pool_size: d.pool_gib << 30,
+        tick: Duration::from_secs_f64(d.tick.max(0.05)),
+        parallel: d.parallel,
+        stop_timeout: Duration::from_secs_f64(d.stop_timeout.max(0.0)),
+        backoff: warren_model::plan::Backoff {
+            base_ms: d.backoff_base_ms,
+            cap_ms: d.backoff_cap_ms,
+            stable_ms: d.stable_ms,
+        },
+        runc_root: d
+            .runc_root
+            .unwrap_or_else(|| PathBuf::from("/run/warren").join(&instance)),
+        instance,
+        state_dir,
+    };
+    crate::daemon::run(cfg).await?;
+    Ok(0)
+}
+
+async fn apply(client: &Client, file: &PathBuf, dry_run: bool, prune: bool, apply: bool) -> Result<i32> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let req = ApplyRequest {
+        file: file.display().to_string(),
+        text,
+        prune,
+        dry_run,
+    };
+    let path = if apply { "/v1/apply" } else { "/v1/plan" };
+    let resp: ApplyResponse = client.post(path, &req).await?;
+    let mut out = String::new();
+    let mut orphans = Vec::new();
+    for c in &resp.changes {
+        match c.change.as_str() {
+            "create" => out.push_str(&format!("+ {} (create)\n", c.workload)),
+            "update" => out.push_str(&format!("~ {} (update: {})\n", c.workload, c.fields.join(", "))),
+            "remove" => out.push_str(&format!("- {} (delete; data kept)\n", c.workload)),
+            "orphan" => orphans.push(c.workload.clone()),
+            _ => {}
+        }
+    }
+    if resp.steps.is_empty() && out.is_empty() {
+        out.push_str("no changes\n");
+    }
+    for s in &resp.steps {
+        out.push_str(&format!("  {} {}: {}\n", s.action.verb(), s.workload, s.reason));
+    }
+    if !orphans.is_empty() {
+        out.push_str(&format!(
+            "not in {}: {} (kept; use --prune to delete)\n",
+            req.file,
+            orphans.join(", ")
+        ));
+    }
+    if resp.applied {
+        out.push_str(&format!("applied (generation {})\n", resp.generation));
+    } else if apply {
+        out.push_str("dry run: nothing changed\n");
+    }
+    print!("{out}");
+    Ok(0)
+}
+
+async fn list(client: &Client, format: ListFormat) -> Result<i32> {
+    let items: Vec<Status> = client.get("/v1/workloads").await?;
+    if format == ListFormat::Json {
+        println!("{}", serde_json::to_string_pretty(&items)?);
+        return Ok(0);
+    }
+    let now = warren_store::now_ms();
+    let rows: Vec<Vec<String>> = items
+        .iter()
+        .map(|s| {
+            vec![
+                s.name.clone(),
+                s.kind.clone(),
+                s.state.clone(),
+                s.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+                s.restarts.to_string(),
+                match (s.pid, s.started_ms) {
+                    (Some(_), Some(t)) => output::age(t, now),
+                    _ => "-".into(),
+                },
+                s.source.clone(),
+            ]
+        })
+        .collect();
+    print!("{}", output::table(&["NAME", "KIND", "STATE", "PID", "RESTARTS", "UPTIME", "SOURCE"], &rows));
+    Ok(0)
+}
+
+async fn get(client: &Client, name: &str, format: GetFormat) -> Result<i32> {
+    let v: serde_json::Value = client.get(&format!("/v1/workloads/{name}")).await?;
+    match format {
+        GetFormat::Json => println!("{}", serde_json::to_string_pretty(&v)?),
+        GetFormat::Yaml => print!("{}", output::yaml(&v)),
+    }
+    Ok(0)
+}
+
+async fn each(client: &Client, names: Vec<String>, verb: &str) -> Result<i32> {
+    if names.is_empty() {
+        bail!("{verb}: name at least one workload");
+    }
+    for name in names {
+        let s: Status = client
+            .post(&format!("/v1/workloads/{name}/{verb}"), &())
+            .await
+            .with_context(|| format!("{verb} {name}"))?;
+        println!("{}: {}{}", s.name, s.state, s.pid.map(|p| format!(" (pid {p})")).unwrap_or_default());
+    }
+    Ok(0)
+}
+
+async fn delete(client: &Client, names: Vec<String>, purge: bool) -> Result<i32> {
+    if names.is_empty() {
+        bail!("delete: name at least one workload");
+    }
+    for name in names {
+        let r: DeleteResponse = client
+            .call(Method::DELETE, &format!("/v1/workloads/{name}?purge={purge}"), None::<&()>)
+            .await
+            .with_context(|| format!("delete {name}"))?;
+        match r.data_kept {
+            Some(p) => println!("{name}: deleted (data kept at {p}; `warren delete --purge {name}` removes it)"),
+            None => println!("{name}: deleted"),
+        }
+    }
+    Ok(0)
+}
+
+async fn logs(client: &Client, name: &str, follow: bool, tail: Option<usize>, timestamps: bool) -> Result<i32> {
+    let mut path = format!("/v1/workloads/{name}/logs?follow={follow}");
+    if let Some(n) = tail {
+        path.push_str(&format!("&tail={n}"));
+    }
+    let stdout = std::io::stdout();
+    let stderr = std::io::stderr();
+    client
+        .stream_lines(&path, |line| {
+            let e: LogEntry = serde_json::from_slice(line)?;
+            let nl = if e.partial { "" } else { "\n" };
+            let text = if timestamps { format!("{} {}{nl}", e.ts, e.text) } else { format!("{}{nl}", e.text) };
+            if e.stream == "stderr" {
+                let mut h = stderr.lock();
+                h.write_all(text.as_bytes())?;
+                h.flush()?;
+            } else {
+                let mut h = stdout.lock();
+                h.write_all(text.as_bytes())?;
+                h.flush()?;
+            }
+            Ok(())
+        })
+        .await?;
+    Ok(0)
+}
+
+fn term_size() -> (u16, u16) {
+    let mut ws = libc::winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
+    // SAFETY: TIOCGWINSZ fills a winsize for a terminal fd; on failure ws stays zeroed.
+    unsafe { libc::ioctl(1, libc::TIOCGWINSZ, &mut ws) };
+    (ws.ws_row, ws.ws_col)
+}
+
+/// Restores the terminal mode on drop.
+struct RawMode(Option<nix::sys::termios::Termios>);
+
+impl RawMode {
+    fn enter(tty: bool) -> RawMode {
+        use nix::sys::termios;
+        if !tty || !nix::unistd::isatty(std::io::stdin()).unwrap_or(false) {
+            return RawMode(None);
+        }
+        let Ok(orig) = termios::tcgetattr(std::io::stdin()) else { return RawMode(None) };
+        let mut raw = orig.clone();
+        termios::cfmakeraw(&mut raw);
+        let _ = termios::tcsetattr(std::io::stdin(), termios::SetArg::TCSANOW, &raw);
+        RawMode(Some(orig))
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        if let Some(orig) = &self.0 {
+            let _ = nix::sys::termios::tcsetattr(std::io::stdin(), nix::sys::termios::SetArg::TCSANOW, orig);
+        }
+    }
+}
+
+/// Connects stdin/stdout/stderr to an exec or run stream; returns the remote exit code.
+async fn attach(client: &Client, path: &str, args: &impl serde::Serialize, tty: bool) -> Result<i32> {
+    let io = client.upgrade(path, args).await?;
+    let (mut rd, mut wr) = tokio::io::split(io);
+    let _raw = RawMode::enter(tty);
+    // stdin → frames, from a thread: reading stdin is blocking.
+    let (in_tx, mut in_rx) = tokio::sync::mpsc::channel::<Option<Vec<u8>>>(16);
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 16384];
+        let mut stdin = std::io::stdin().lock();
+        loop {
+            match std::io::Read::read(&mut stdin, &mut buf) {
+                Ok(0) | Err(_) => {
+                    let _ = in_tx.blocking_send(None);
+                    break;
+                }
+                Ok(n) => {
+                    if in_tx.blocking_send(Some(buf[..n].to_vec())).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    let mut winch = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change())?;
+    let writer = tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                data = in_rx.recv() => match data {
+                    Some(Some(d)) => { if wr.write_all(&encode_frame(FrameKind::Stdin, &d)).await.is_err() { break; } }
+                    _ => { let _ = wr.write_all(&encode_frame(FrameKind::StdinEof, &[])).await; break; }
+                },
+                _ = winch.recv() => {
+                    let (r, c) = term_size();
+                    let mut p = r.to_be_bytes().to_vec();
+                    p.extend_from_slice(&c.to_be_bytes());
+                    if wr.write_all(&encode_frame(FrameKind::Resize, &p)).await.is_err() { break; }
+                }
+            }
+        }
+        // Keep the write half open so the daemon does not take EOF as a hang-up.
+        std::future::pending::<()>().await;
+    });
+    let mut code = 255;
+    let mut out = tokio::io::stdout();
+    let mut err = tokio::io::stderr();
+    loop {
+        match read_frame(&mut rd).await? {
+            None => break,
+            Some((FrameKind::Stdout, d)) => {
+                out.write_all(&d).await?;
+                out.flush().await?;
+            }
+            Some((FrameKind::Stderr, d)) => {
+                err.write_all(&d).await?;
+                err.flush().await?;
+            }
+            Some((FrameKind::Exit, d)) if d.len() == 4 => {
+                code = i32::from_be_bytes([d[0], d[1], d[2], d[3]]);
+                break;
+            }
+            Some((FrameKind::Error, d)) => {
+                writer.abort();
+                bail!("{}", String::from_utf8_lossy(&d));
+            }
+            Some(_) => {}
+        }
+    }
+    writer.abort();
+    let _ = rd.read(&mut [0u8; 0]).await;
+    Ok(code)
+}
+
+async fn world(client: &Client, cmd: WorldCmd) -> Result<i32> {
+    match cmd {
+        WorldCmd::Create { name } => {
+            let _: serde_json::Value = client.post(&format!("/v1/worlds/{name}"), &()).await?;
+            println!("world {name} created");
+        }
+        WorldCmd::List => {
+            let worlds: Vec<WorldInfo> = client.get("/v1/worlds").await?;
+            let rows: Vec<Vec<String>> = worlds
+                .iter()
+                .map(|w| {
+                    vec![
+                        w.name.clone(),
+                        if w.used_by.is_empty() { "-".into() } else { w.used_by.join(",") },
+                        if w.binds.is_empty() { "-".into() } else { w.binds.join(" ") },
+                    ]
+                })
+                .collect();
+            print!("{}", output::table(&["NAME", "USED BY", "HOST BINDS"], &rows));
+        }
+    }
+    Ok(0)
+}
+
+async fn events(client: &Client, workload: Option<String>, limit: usize, format: ListFormat) -> Result<i32> {
+    let mut path = format!("/v1/events?limit={limit}");
+    if let Some(w) = &workload {
+        path.push_str(&format!("&workload={w}"));
+    }
+    let evs: Vec<warren_store::Event> = client.get(&path).await?;
+    if format == ListFormat::Json {
+        println!("{}", serde_json::to_string_pretty(&evs)?);
+        return Ok(0);
+    }
+    for e in evs {
+        println!(
+            "{} {} {} {}",
+            warren_runtime::logs::format_timestamp(std::time::UNIX_EPOCH + Duration::from_millis(e.ts_ms)),
+            e.workload.as_deref().unwrap_or("-"),
+            e.kind,
+            e.message
+        );
+    }
+    Ok(0)
+}

@@ -1,0 +1,147 @@
+//! The CLI's API client: HTTP/1.1 over the daemon's Unix socket, JSON requests and responses,
+//! NDJSON streams and upgraded frame streams.
+
+use crate::wire::{ErrorBody, ARGS_HEADER, STREAM_PROTOCOL};
+use anyhow::{anyhow, bail, Context, Result};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::path::PathBuf;
+
+/// A connection target: the daemon's socket.
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub socket: PathBuf,
+}
+
+/// An error reported by the daemon (non-2xx), with diagnostics when a file was invalid.
+#[derive(Debug)]
+pub struct ApiFailure {
+    pub body: ErrorBody,
+}
+
+impl std::fmt::Display for ApiFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.body.error)
+    }
+}
+
+impl std::error::Error for ApiFailure {}
+
+impl Client {
+    async fn send(&self, req: Request<Full<Bytes>>) -> Result<Response<Incoming>> {
+        let stream = tokio::net::UnixStream::connect(&self.socket).await.map_err(|e| {
+            match e.kind() {
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => anyhow!(
+                    "the warren daemon is not running (no one listening on {}); start it with `warren daemon`",
+                    self.socket.display()
+                ),
+                std::io::ErrorKind::PermissionDenied => anyhow!(
+                    "permission denied on {}: the local socket is for root",
+                    self.socket.display()
+                ),
+                _ => anyhow!("connecting to {}: {e}", self.socket.display()),
+            }
+        })?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .context("talking to the daemon")?;
+        tokio::spawn(async move {
+            let _ = conn.with_upgrades().await;
+        });
+        sender.send_request(req).await.context("talking to the daemon")
+    }
+
+    fn request(method: Method, path: &str, body: Vec<u8>) -> Request<Full<Bytes>> {
+        Request::builder()
+            .method(method)
+            .uri(format!("http://warren{path}"))
+            .header("host", "warren")
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .expect("request builds")
+    }
+
+    async fn check(resp: Response<Incoming>) -> Result<Response<Incoming>> {
+        if resp.status().is_success() || resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+            return Ok(resp);
+        }
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await?.to_bytes();
+        let body: ErrorBody = serde_json::from_slice(&bytes).unwrap_or_else(|_| ErrorBody {
+            error: format!("daemon answered {status}: {}", String::from_utf8_lossy(&bytes)),
+            diagnostics: vec![],
+        });
+        Err(ApiFailure { body }.into())
+    }
+
+    /// A JSON call.
+    pub async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&impl Serialize>,
+    ) -> Result<T> {
+        let body = match body {
+            Some(b) => serde_json::to_vec(b)?,
+            None => Vec::new(),
+        };
+        let resp = Self::check(self.send(Self::request(method, path, body)).await?).await?;
+        let bytes = resp.into_body().collect().await?.to_bytes();
+        serde_json::from_slice(&bytes).with_context(|| {
+            format!(
+                "unexpected answer from the daemon: {}",
+                String::from_utf8_lossy(&bytes)
+            )
+        })
+    }
+
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        self.call(Method::GET, path, None::<&()>).await
+    }
+
+    pub async fn post<T: DeserializeOwned>(&self, path: &str, body: &impl Serialize) -> Result<T> {
+        self.call(Method::POST, path, Some(body)).await
+    }
+
+    /// A streamed response body (NDJSON lines), delivered line by line to `f`.
+    pub async fn stream_lines(&self, path: &str, mut f: impl FnMut(&[u8]) -> Result<()>) -> Result<()> {
+        let resp = Self::check(self.send(Self::request(Method::GET, path, vec![])).await?).await?;
+        let mut body = resp.into_body();
+        let mut buf: Vec<u8> = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame?;
+            if let Some(data) = frame.data_ref() {
+                buf.extend_from_slice(data);
+                while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
+                    let line: Vec<u8> = buf.drain(..=pos).collect();
+                    f(&line[..line.len() - 1])?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Opens an upgraded frame stream.
+    pub async fn upgrade(&self, path: &str, args: &impl Serialize) -> Result<TokioIo<hyper::upgrade::Upgraded>> {
+        let req = Request::builder()
+            .method(Method::GET)
+            .uri(format!("http://warren{path}"))
+            .header("host", "warren")
+            .header("connection", "upgrade")
+            .header("upgrade", STREAM_PROTOCOL)
+            .header(ARGS_HEADER, serde_json::to_string(args)?)
+            .body(Full::new(Bytes::new()))
+            .expect("request builds");
+        let resp = Self::check(self.send(req).await?).await?;
+        if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+            bail!("daemon did not switch protocols ({})", resp.status());
+        }
+        let io = hyper::upgrade::on(resp).await.context("upgrading the connection")?;
+        Ok(TokioIo::new(io))
+    }
+}

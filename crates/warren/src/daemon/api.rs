@@ -1,0 +1,428 @@
+//! HTTP/JSON API handlers (version 1).
+//!
+//! Handlers parse requests into engine calls; all validation of spec files happens here, before
+//! anything is stored, so an invalid file changes nothing. Streaming endpoints (logs, exec, run)
+//! live in [`super::stream`].
+
+use super::engine::Engine;
+use super::stream;
+use crate::wire::*;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use warren_model::plan::{self, Desired};
+use warren_model::{Diagnostic, Kind, Source, SpecFile};
+
+pub fn router(engine: Arc<Engine>) -> Router {
+    Router::new()
+        .route("/v1/health", get(health))
+        .route("/v1/plan", post(plan_handler))
+        .route("/v1/apply", post(apply_handler))
+        .route("/v1/workloads", get(list))
+        .route("/v1/workloads/{name}", get(get_one).delete(delete))
+        .route("/v1/workloads/{name}/start", post(start))
+        .route("/v1/workloads/{name}/stop", post(stop))
+        .route("/v1/workloads/{name}/restart", post(restart))
+        .route("/v1/workloads/{name}/logs", get(stream::logs))
+        .route("/v1/workloads/{name}/exec", get(stream::exec))
+        .route("/v1/run", get(stream::run))
+        .route("/v1/worlds", get(worlds))
+        .route("/v1/worlds/{name}", post(create_world))
+        .route("/v1/events", get(events))
+        .with_state(engine)
+}
+
+/// An API error: status plus a JSON body.
+pub struct ApiError {
+    pub status: StatusCode,
+    pub body: ErrorBody,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, msg: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            body: ErrorBody {
+                error: msg.into(),
+                diagnostics: Vec::new(),
+            },
+        }
+    }
+    pub fn not_found(name: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            format!("no workload named {name:?}"),
+        )
+    }
+    fn invalid(diagnostics: Vec<Diagnostic>) -> Self {
+        let error = diagnostics
+            .iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join("\n");
+        ApiError {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            body: ErrorBody { error, diagnostics },
+        }
+    }
+}
+
+impl From<anyhow::Error> for ApiError {
+    fn from(e: anyhow::Error) -> Self {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}"))
+    }
+}
+
+impl From<warren_store::StoreError> for ApiError {
+    fn from(e: warren_store::StoreError) -> Self {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(self.body)).into_response()
+    }
+}
+
+type ApiResult<T> = Result<Json<T>, ApiError>;
+
+async fn health() -> Json<serde_json::Value> {
+    Json(serde_json::json!({"ok": true, "version": env!("CARGO_PKG_VERSION")}))
+}
+
+/// The worlds warren can build on demand.
+const BUILTIN_WORLDS: &[&str] = &["host", "busybox"];
+
+/// Parses and validates a file against this host. Builds missing built-in worlds unless
+/// `dry_run`.
+async fn validate(
+    engine: &Arc<Engine>,
+    req: &ApplyRequest,
+) -> Result<SpecFile, ApiError> {
+    let parsed = warren_model::parse_spec(&req.text, &req.file)
+        .map_err(|e| ApiError::invalid(e.diagnostics))?;
+    let storage = engine.storage.clone();
+    let existing = tokio::task::spawn_blocking(move || storage.list_worlds())
+        .await
+        .map_err(|e| anyhow::anyhow!(e))?
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let mut diags = Vec::new();
+    let mut to_build = Vec::new();
+    for (name, w) in &parsed.spec.workloads {
+        let at = |field: &str| format!("workload.{name}.{field}");
+        match w.kind {
+            Kind::Container => {}
+            Kind::Jail => diags.push(parsed.diagnostic(
+                &at("kind"),
+                format!(
+                    "workload.{name}.kind: kind \"jail\" is not supported on this host ({}): jails need a FreeBSD host",
+                    std::env::consts::OS
+                ),
+            )),
+            Kind::Vm => diags.push(parsed.diagnostic(
+                &at("kind"),
+                format!(
+                    "workload.{name}.kind: kind \"vm\" is not supported on this host yet: use kind = \"container\""
+                ),
+            )),
+        }
+        match &w.source {
+            Source::World(world) => {
+                if !existing.iter().any(|e| e == world) {
+                    if BUILTIN_WORLDS.contains(&world.as_str()) {
+                        if !to_build.contains(world) {
+                            to_build.push(world.clone());
+                        }
+                    } else {
+                        diags.push(parsed.diagnostic(
+                            &at("world"),
+                            format!(
+                                "workload.{name}.world: world {world:?} does not exist (existing: {}; built in: {})",
+                                if existing.is_empty() { "none".to_string() } else { existing.join(", ") },
+                                BUILTIN_WORLDS.join(", ")
+                            ),
+                        ));
+                    }
+                }
+            }
+            Source::Image(_) => diags.push(parsed.diagnostic(
+                &at("image"),
+                format!("workload.{name}.image: OCI images cannot be run on this host yet; use `world`"),
+            )),
+        }
+    }
+    if !diags.is_empty() {
+        diags.sort_by_key(|d| (d.line, d.column));
+        return Err(ApiError::invalid(diags));
+    }
+    if !req.dry_run {
+        for world in to_build {
+            create_world_now(engine, &world).await?;
+        }
+    }
+    Ok(parsed.spec)
+}
+
+async fn create_world_now(engine: &Arc<Engine>, world: &str) -> Result<(), ApiError> {
+    let storage = engine.storage.clone();
+    let w = world.to_string();
+    tokio::task::spawn_blocking(move || {
+        warren_storage::worlds::create_world(&*storage, &w, &warren_exec::HostExecutor)
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!(e))?
+    .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("world {world}: {e}")))?;
+    engine.event(None, "world", &format!("world {world} created"));
+    Ok(())
+}
+
+/// Compares a file with the stored desired state.
+fn changes(spec: &SpecFile, current: &BTreeMap<String, Desired>, prune: bool) -> Vec<Change> {
+    let mut out = Vec::new();
+    for (name, w) in &spec.workloads {
+        out.push(match current.get(name) {
+            None => Change {
+                workload: name.clone(),
+                change: "create".into(),
+                fields: vec![],
+            },
+            Some(d) => {
+                let fields = plan::spec_diff(&d.spec, w);
+                Change {
+                    workload: name.clone(),
+                    change: if fields.is_empty() { "unchanged" } else { "update" }.into(),
+                    fields,
+                }
+            }
+        });
+    }
+    for name in current.keys() {
+        if !spec.workloads.contains_key(name) {
+            out.push(Change {
+                workload: name.clone(),
+                change: if prune { "remove" } else { "orphan" }.into(),
+                fields: vec![],
+            });
+        }
+    }
+    out
+}
+
+async fn plan_or_apply(engine: Arc<Engine>, req: ApplyRequest, apply: bool) -> ApiResult<ApplyResponse> {
+    let spec = validate(&engine, &req).await?;
+    let current = engine.store.desired()?;
+    let changes = changes(&spec, &current, req.prune);
+    let removed: Vec<String> = changes
+        .iter()
+        .filter(|c| c.change == "remove")
+        .map(|c| c.workload.clone())
+        .collect();
+    // The desired state this file would produce.
+    let mut next: BTreeMap<String, Desired> = current.clone();
+    for name in &removed {
+        next.remove(name);
+    }
+    let generation = engine.store.generation()? + 1;
+    for (name, w) in &spec.workloads {
+        let unchanged = current.get(name).map(|d| d.spec == *w).unwrap_or(false);
+        if !unchanged {
+            next.insert(name.clone(), Desired::new(w.clone(), generation));
+        }
+    }
+    let observed = engine
+        .observed_all()
+        .into_iter()
+        .map(|(k, v)| (k, v.to_observed()))
+        .collect();
+    let steps = plan::plan(&next, &observed, warren_store::now_ms(), &engine.cfg.backoff).steps;
+    if !apply || req.dry_run {
+        return Ok(Json(ApplyResponse {
+            changes,
+            steps,
+            generation: engine.store.generation()?,
+            applied: false,
+        }));
+    }
+    let specs: Vec<_> = spec.workloads.values().cloned().collect();
+    let outcome = engine.store.apply(&specs, &removed)?;
+    engine.event(
+        None,
+        "applied",
+        &format!(
+            "{}: generation {} ({} created, {} updated, {} removed)",
+            req.file,
+            outcome.generation,
+            outcome.created.len(),
+            outcome.updated.len(),
+            outcome.removed.len()
+        ),
+    );
+    engine.wake();
+    Ok(Json(ApplyResponse {
+        changes,
+        steps,
+        generation: outcome.generation,
+        applied: true,
+    }))
+}
+
+async fn plan_handler(State(e): State<Arc<Engine>>, Json(req): Json<ApplyRequest>) -> ApiResult<ApplyResponse> {
+    plan_or_apply(e, req, false).await
+}
+
+async fn apply_handler(State(e): State<Arc<Engine>>, Json(req): Json<ApplyRequest>) -> ApiResult<ApplyResponse> {
+    plan_or_apply(e, req, true).await
+}
+
+async fn list(State(e): State<Arc<Engine>>) -> ApiResult<Vec<Status>> {
+    let d = e.store.desired()?;
+    Ok(Json(d.values().map(|d| e.status(d)).collect()))
+}
+
+fn desired_or_404(e: &Engine, name: &str) -> Result<Desired, ApiError> {
+    e.store
+        .get_desired(name)?
+        .ok_or_else(|| ApiError::not_found(name))
+}
+
+async fn get_one(State(e): State<Arc<Engine>>, Path(name): Path<String>) -> ApiResult<WorkloadDetail> {
+    let d = desired_or_404(&e, &name)?;
+    Ok(Json(WorkloadDetail {
+        status: e.status(&d),
+        hash: d.hash.clone(),
+        spec: d.spec,
+    }))
+}
+
+async fn start(State(e): State<Arc<Engine>>, Path(name): Path<String>) -> ApiResult<Status> {
+    desired_or_404(&e, &name)?;
+    e.start_now(&name).await?;
+    wait_for_state(&e, &name, "running").await
+}
+
+async fn stop(State(e): State<Arc<Engine>>, Path(name): Path<String>) -> ApiResult<Status> {
+    desired_or_404(&e, &name)?;
+    e.stop_now(&name).await?;
+    Ok(Json(e.status(&desired_or_404(&e, &name)?)))
+}
+
+async fn restart(State(e): State<Arc<Engine>>, Path(name): Path<String>) -> ApiResult<Status> {
+    desired_or_404(&e, &name)?;
+    e.restart_now(&name).await?;
+    wait_for_state(&e, &name, "running").await
+}
+
+/// Waits briefly for the reconciler to bring a workload to `state` and returns its status.
+async fn wait_for_state(e: &Arc<Engine>, name: &str, state: &str) -> ApiResult<Status> {
+    let mut events = e.subscribe();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let s = e.status(&desired_or_404(e, name)?);
+        if s.state == state {
+            return Ok(Json(s));
+        }
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Err(_) => return Ok(Json(s)),
+            Ok(Ok(ev)) if ev.workload.as_deref() == Some(name) && ev.kind == "error" => {
+                return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, ev.message));
+            }
+            Ok(_) => {}
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct DeleteQuery {
+    #[serde(default)]
+    purge: bool,
+}
+
+async fn delete(
+    State(e): State<Arc<Engine>>,
+    Path(name): Path<String>,
+    Query(q): Query<DeleteQuery>,
+) -> ApiResult<DeleteResponse> {
+    if warren_model::names::check_dns_label(&name).is_err() {
+        return Err(ApiError::not_found(&name));
+    }
+    let existed = e.delete_now(&name, q.purge).await?;
+    if !existed && !q.purge {
+        return Err(ApiError::not_found(&name));
+    }
+    let data = e.storage.data_path(&name);
+    Ok(Json(DeleteResponse {
+        deleted: existed,
+        data_kept: (!q.purge && data.exists()).then(|| data.display().to_string()),
+    }))
+}
+
+async fn worlds(State(e): State<Arc<Engine>>) -> ApiResult<Vec<WorldInfo>> {
+    let storage = e.storage.clone();
+    let names = tokio::task::spawn_blocking(move || storage.list_worlds())
+        .await
+        .map_err(|e| anyhow::anyhow!(e))?
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let desired = e.store.desired()?;
+    let mut out = Vec::new();
+    for name in names {
+        let meta = warren_storage::worlds::world_meta(&*e.storage, &name)
+            .map_err(|e| anyhow::anyhow!(e))?;
+        out.push(WorldInfo {
+            binds: meta
+                .binds
+                .iter()
+                .map(|b| format!("{}:{}{}", b.source.display(), b.dest, if b.readonly { ":ro" } else { "" }))
+                .collect(),
+            created_at: meta.created_at,
+            used_by: desired
+                .values()
+                .filter(|d| d.spec.source == Source::World(name.clone()))
+                .map(|d| d.spec.name.clone())
+                .collect(),
+            name,
+        });
+    }
+    Ok(Json(out))
+}
+
+async fn create_world(State(e): State<Arc<Engine>>, Path(name): Path<String>) -> ApiResult<serde_json::Value> {
+    let storage = e.storage.clone();
+    let exists = tokio::task::spawn_blocking(move || storage.list_worlds())
+        .await
+        .map_err(|e| anyhow::anyhow!(e))?
+        .map_err(|e| anyhow::anyhow!(e))?;
+    if exists.contains(&name) {
+        return Err(ApiError::new(StatusCode::CONFLICT, format!("world {name:?} already exists")));
+    }
+    if !BUILTIN_WORLDS.contains(&name.as_str()) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("world {name:?} is not one warren can build (known: {})", BUILTIN_WORLDS.join(", ")),
+        ));
+    }
+    create_world_now(&e, &name).await?;
+    Ok(Json(serde_json::json!({"created": name})))
+}
+
+#[derive(Deserialize)]
+struct EventsQuery {
+    #[serde(default)]
+    after: i64,
+    workload: Option<String>,
+    #[serde(default = "default_limit")]
+    limit: usize,
+}
+
+fn default_limit() -> usize {
+    100
+}
+
+async fn events(State(e): State<Arc<Engine>>, Query(q): Query<EventsQuery>) -> ApiResult<Vec<warren_store::Event>> {
+    Ok(Json(e.store.events(q.after, q.workload.as_deref(), q.limit.min(10_000))?))
+}

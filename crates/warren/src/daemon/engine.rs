@@ -1,0 +1,731 @@
+//! The engine: owns live workload state and carries out plans.
+//!
+//! It holds the authoritative observed state (written through to the store on every change),
+//! a lock per workload (a workload has at most one operation in flight; the planner sees a
+//! locked workload as busy), the live shims, and the event bus. The reconcile loop
+//! ([`Engine::run`]) plans with every idle workload locked, then executes each workload's steps
+//! in its own task, bounded by a semaphore, so a slow or crash-looping workload never delays the
+//! others. Shim exits are observed through pidfds (no polling), for shims this daemon started
+//! and for shims adopted from a previous daemon alike.
+
+use super::Config;
+use anyhow::{anyhow, Context, Result};
+use std::collections::{BTreeMap, HashMap};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::unix::AsyncFd;
+use tokio::sync::{broadcast, watch, Notify, OwnedMutexGuard, Semaphore};
+use warren_model::plan::{self, Action, Desired, LastExit, Observed, Step};
+use warren_model::{DesiredState, RestartPolicy, Source};
+use warren_runtime::{Bind, ContainerSpec, ExitInfo, Runtime, ShimState};
+use warren_storage::Storage;
+use warren_store::{now_ms, Event, ObservedRow, Store};
+
+/// A shim this daemon watches.
+struct Live {
+    shim_pid: i32,
+    stopping: bool,
+    exited: watch::Receiver<bool>,
+}
+
+pub struct Engine {
+    pub cfg: Config,
+    pub store: Store,
+    pub storage: Arc<dyn Storage>,
+    pub runtime: Arc<dyn Runtime>,
+    wake: Notify,
+    observed: Mutex<BTreeMap<String, ObservedRow>>,
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    live: Mutex<HashMap<String, Live>>,
+    events: broadcast::Sender<Event>,
+    parallel: Arc<Semaphore>,
+}
+
+impl Engine {
+    pub fn new(
+        cfg: Config,
+        store: Store,
+        storage: Arc<dyn Storage>,
+        runtime: Arc<dyn Runtime>,
+    ) -> Result<Arc<Engine>> {
+        let observed = store.observed()?;
+        let (events, _) = broadcast::channel(1024);
+        let parallel = Arc::new(Semaphore::new(cfg.parallel.max(1)));
+        Ok(Arc::new(Engine {
+            cfg,
+            store,
+            storage,
+            runtime,
+            wake: Notify::new(),
+            observed: Mutex::new(observed),
+            locks: Mutex::new(HashMap::new()),
+            live: Mutex::new(HashMap::new()),
+            events,
+            parallel,
+        }))
+    }
+
+    /// Asks the reconcile loop for a pass now.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Subscribes to events as they happen.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    /// Records an event (store, live stream, daemon log).
+    pub fn event(&self, workload: Option<&str>, kind: &str, message: &str) {
+        tracing::info!(workload = workload.unwrap_or("-"), kind, "{message}");
+        match self.store.add_event(workload, kind, message) {
+            Ok(ev) => {
+                let _ = self.events.send(ev);
+            }
+            Err(e) => tracing::error!("cannot record event: {e}"),
+        }
+    }
+
+    /// The runc container id of a workload (unique per state dir).
+    pub fn container_id(&self, name: &str) -> String {
+        format!("warren-{}-{name}", self.cfg.instance)
+    }
+
+    pub fn run_dir(&self, name: &str) -> PathBuf {
+        self.cfg.state_dir.join("workloads").join(name)
+    }
+
+    pub fn log_dir(&self, name: &str) -> PathBuf {
+        self.run_dir(name).join("logs")
+    }
+
+    pub fn observed_row(&self, name: &str) -> Option<ObservedRow> {
+        self.observed.lock().unwrap().get(name).cloned()
+    }
+
+    pub fn observed_all(&self) -> BTreeMap<String, ObservedRow> {
+        self.observed.lock().unwrap().clone()
+    }
+
+    fn update(&self, name: &str, f: impl FnOnce(&mut ObservedRow)) {
+        let row = {
+            let mut obs = self.observed.lock().unwrap();
+            let row = obs.entry(name.to_string()).or_default();
+            f(row);
+            row.clone()
+        };
+        if let Err(e) = self.store.put_observed(name, &row) {
+            tracing::error!(workload = name, "cannot persist observed state: {e}");
+        }
+    }
+
+    fn forget(&self, name: &str) {
+        self.observed.lock().unwrap().remove(name);
+        if let Err(e) = self.store.delete_observed(name) {
+            tracing::error!(workload = name, "cannot forget observed state: {e}");
+        }
+    }
+
+    fn lock_for(&self, name: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.locks
+            .lock()
+            .unwrap()
+            .entry(name.to_string())
+            .or_default()
+            .clone()
+    }
+
+    /// Waits for exclusive access to a workload (API operations).
+    pub async fn lock(&self, name: &str) -> OwnedMutexGuard<()> {
+        self.lock_for(name).lock_owned().await
+    }
+
+    /// The reconcile loop: a pass on every wake-up, on every tick, and when a backoff expires.
+    pub async fn run(self: Arc<Self>) {
+        loop {
+            let next_wake = match self.clone().reconcile_once().await {
+                Ok(w) => w,
+                Err(e) => {
+                    self.event(None, "error", &format!("reconcile pass failed: {e:#}"));
+                    None
+                }
+            };
+            let mut sleep = self.cfg.tick;
+            if let Some(at) = next_wake {
+                let now = now_ms();
+                sleep = sleep.min(Duration::from_millis(at.saturating_sub(now).max(10)));
+            }
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(sleep) => {}
+            }
+        }
+    }
+
+    /// One pass: lock idle workloads, plan, dispatch each workload's steps to its own task.
+    /// Returns when a backoff expires, if any.
+    pub async fn reconcile_once(self: Arc<Self>) -> Result<Option<u64>> {
+        let desired = self.store.desired()?;
+        let mut names: Vec<String> = desired.keys().cloned().collect();
+        names.extend(self.observed_all().into_keys());
+        names.sort();
+        names.dedup();
+        let mut guards = HashMap::new();
+        let mut observed = BTreeMap::new();
+        for name in &names {
+            let guard = self.lock_for(name).try_lock_owned().ok();
+            let mut o: Observed = self
+                .observed_row(name)
+                .map(|r| r.to_observed())
+                .unwrap_or_default();
+            o.busy = guard.is_none();
+            if let Some(g) = guard {
+                guards.insert(name.clone(), g);
+            }
+            observed.insert(name.clone(), o);
+        }
+        let p = plan::plan(&desired, &observed, now_ms(), &self.cfg.backoff);
+        for (name, steps) in p.by_workload() {
+            let Some(guard) = guards.remove(&name) else {
+                continue;
+            };
+            let engine = self.clone();
+            let desired = desired.get(&name).cloned();
+            let permit = self.parallel.clone();
+            tokio::spawn(async move {
+                let _permit = permit.acquire_owned().await;
+                engine.execute(&name, desired.as_ref(), &steps).await;
+                drop(guard);
+                engine.wake();
+            });
+        }
+        Ok(p.next_wake_ms)
+    }
+
+    /// Executes one workload's steps in order; the first failure ends the sequence.
+    async fn execute(self: &Arc<Self>, name: &str, desired: Option<&Desired>, steps: &[Step]) {
+        for step in steps {
+            let r = match &step.action {
+                Action::Provision { hash } => match desired {
+                    Some(d) => self.provision(d, hash).await,
+                    None => Err(anyhow!("no desired spec")),
+                },
+                Action::Start => match desired {
+                    Some(d) => self.start(d, &step.reason).await,
+                    None => Err(anyhow!("no desired spec")),
+                },
+                Action::Stop => self.stop(name, &step.reason).await,
+                Action::Deprovision => self.deprovision(name).await,
+                Action::Remove => self.remove(name, false).await,
+            };
+            if let Err(e) = r {
+                self.event(
+                    Some(name),
+                    "error",
+                    &format!("{} failed: {e:#}", step.action.verb()),
+                );
+                return;
+            }
+        }
+    }
+
+    async fn provision(self: &Arc<Self>, d: &Desired, hash: &str) -> Result<()> {
+        let name = d.spec.name.clone();
+        let Source::World(world) = &d.spec.source else {
+            return Err(anyhow!("only worlds can be provisioned on this host"));
+        };
+        let storage = self.storage.clone();
+        let world = world.clone();
+        let n = name.clone();
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            storage.create_rootfs(&n, &world)?;
+            storage.ensure_data(&n)?;
+            Ok(())
+        })
+        .await??;
+        self.update(&name, |r| {
+            r.provisioned = Some(hash.to_string());
+            r.failures = 0;
+            if matches!(r.last_exit, Some(LastExit::Exited { .. })) {
+                r.last_exit = Some(LastExit::Deliberate);
+            }
+        });
+        self.event(
+            Some(&name),
+            "provisioned",
+            &format!("datasets ready (generation {})", d.generation),
+        );
+        Ok(())
+    }
+
+    /// Builds the runtime's container spec for a workload.
+    pub fn container_spec(&self, d: &Desired) -> Result<ContainerSpec> {
+        let spec = &d.spec;
+        let Source::World(world) = &spec.source else {
+            return Err(anyhow!("only worlds are supported on this host"));
+        };
+        let meta = warren_storage::worlds::world_meta(&*self.storage, world)?;
+        let mut binds: Vec<Bind> = meta
+            .binds
+            .iter()
+            .map(|b| Bind {
+                source: b.source.clone(),
+                dest: b.dest.clone(),
+                readonly: b.readonly,
+            })
+            .collect();
+        binds.push(Bind {
+            source: self.storage.data_path(&spec.name),
+            dest: spec.data_path.clone(),
+            readonly: false,
+        });
+        let args = if spec.command.is_empty() {
+            meta.default_command.clone()
+        } else {
+            spec.command.clone()
+        };
+        Ok(ContainerSpec {
+            id: self.container_id(&spec.name),
+            rootfs: self.storage.rootfs_path(&spec.name),
+            readonly_rootfs: false,
+            binds,
+            args,
+            env: spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+            cwd: spec.workdir.clone().unwrap_or_else(|| "/".into()),
+            user: spec.user.clone(),
+            hostname: spec.effective_hostname().to_string(),
+            resources: spec.resources.clone(),
+            terminal: false,
+            cgroup_path: format!("/warren-{}/{}", self.cfg.instance, spec.name),
+        })
+    }
+
+    async fn start(self: &Arc<Self>, d: &Desired, reason: &str) -> Result<()> {
+        let name = d.spec.name.clone();
+        let cspec = self.container_spec(d)?;
+        let run_dir = self.run_dir(&name);
+        std::fs::create_dir_all(&run_dir).with_context(|| format!("{}", run_dir.display()))?;
+        for stale in ["state.json", "exit.json"] {
+            let _ = std::fs::remove_file(run_dir.join(stale));
+        }
+        let runtime = self.runtime.clone();
+        let rd = run_dir.clone();
+        let started = tokio::task::spawn_blocking(move || runtime.start(&cspec, &rd)).await?;
+        let was_restart = matches!(
+            self.observed_row(&name).and_then(|r| r.last_exit),
+            Some(LastExit::Exited { .. })
+        );
+        let started = match started {
+            Ok(s) => s,
+            Err(e) => {
+                // Count a failed start like a crash so the backoff applies.
+                let now = now_ms();
+                let backoff = self.cfg.backoff;
+                self.update(&name, |r| {
+                    r.pid = None;
+                    r.failures = backoff.next_failures(r.failures, 0);
+                    r.last_exit = Some(LastExit::Exited {
+                        code: 127,
+                        oom_killed: false,
+                        at_ms: now,
+                    });
+                });
+                return Err(e.into());
+            }
+        };
+        let state = started.state.clone();
+        self.update(&name, |r| {
+            r.pid = Some(state.container_pid);
+            r.started_ms = Some(state.started_at_ms);
+            r.last_exit = None;
+            if was_restart {
+                r.restarts += 1;
+            }
+        });
+        if was_restart {
+            self.event(Some(&name), "restarted", reason);
+        }
+        self.event(
+            Some(&name),
+            "started",
+            &format!("pid {} (generation {})", state.container_pid, d.generation),
+        );
+        self.watch_shim(&name, state, Some(started.shim));
+        Ok(())
+    }
+
+    /// Watches a shim until it exits, then records how the container ended.
+    fn watch_shim(self: &Arc<Self>, name: &str, state: ShimState, child: Option<std::process::Child>) {
+        let (tx, rx) = watch::channel(false);
+        self.live.lock().unwrap().insert(
+            name.to_string(),
+            Live {
+                shim_pid: state.shim_pid,
+                stopping: false,
+                exited: rx,
+            },
+        );
+        let engine = self.clone();
+        let name = name.to_string();
+        tokio::spawn(async move {
+            if let Err(e) = wait_exit(state.shim_pid).await {
+                tracing::error!(workload = name, "cannot watch shim {}: {e}", state.shim_pid);
+            }
+            if let Some(mut c) = child {
+                let _ = tokio::task::spawn_blocking(move || c.wait()).await;
+            }
+            engine.shim_exited(&name, &state).await;
+            let _ = tx.send(true);
+            engine.wake();
+        });
+    }
+
+    async fn shim_exited(&self, name: &str, state: &ShimState) {
+        let deliberate = {
+            let mut live = self.live.lock().unwrap();
+            match live.get(name) {
+                Some(l) if l.shim_pid == state.shim_pid => {
+                    let s = l.stopping;
+                    live.remove(name);
+                    s
+                }
+                _ => false,
+            }
+        };
+        let exit = read_json::<ExitInfo>(&self.run_dir(name).join("exit.json"));
+        let now = now_ms();
+        let exit = match exit {
+            Some(e) => e,
+            None => {
+                // The shim died without recording an exit: make sure the container is gone.
+                let rt = self.runtime.clone();
+                let id = self.container_id(name);
+                let _ = tokio::task::spawn_blocking(move || rt.delete(&id)).await;
+                self.event(
+                    Some(name),
+                    "error",
+                    "supervisor exited without an exit status; container removed",
+                );
+                ExitInfo {
+                    code: 255,
+                    signal: None,
+                    oom_killed: false,
+                    finished_at_ms: now,
+                }
+            }
+        };
+        let ran = exit.finished_at_ms.saturating_sub(state.started_at_ms);
+        let backoff = self.cfg.backoff;
+        self.update(name, |r| {
+            if r.pid != Some(state.container_pid) && r.pid.is_some() {
+                return; // a newer run already replaced this one
+            }
+            r.pid = None;
+            if deliberate {
+                r.last_exit = Some(LastExit::Deliberate);
+            } else {
+                r.failures = backoff.next_failures(r.failures, ran);
+                r.last_exit = Some(LastExit::Exited {
+                    code: exit.code,
+                    oom_killed: exit.oom_killed,
+                    at_ms: exit.finished_at_ms,
+                });
+            }
+        });
+        let how = match (exit.oom_killed, exit.signal) {
+            (true, _) => format!("killed by the memory limit (code {})", exit.code),
+            (false, Some(sig)) => format!("killed by signal {sig} (code {})", exit.code),
+            (false, None) => format!("exit code {}", exit.code),
+        };
+        self.event(
+            Some(name),
+            if deliberate { "stopped" } else { "exited" },
+            &how,
+        );
+    }
+
+    /// Stops a workload's main process: TERM, then KILL after the grace period.
+    pub async fn stop(self: &Arc<Self>, name: &str, reason: &str) -> Result<()> {
+        let rx = {
+            let mut live = self.live.lock().unwrap();
+            live.get_mut(name).map(|l| {
+                l.stopping = true;
+                l.exited.clone()
+            })
+        };
+        let id = self.container_id(name);
+        match rx {
+            Some(mut rx) => {
+                self.signal(&id, "TERM").await;
+                let mut first = rx.clone();
+                let exited = tokio::time::timeout(self.cfg.stop_timeout, first.wait_for(|v| *v))
+                    .await
+                    .is_ok();
+                if !exited {
+                    self.event(
+                        Some(name),
+                        "killing",
+                        &format!("no exit {:?} after TERM", self.cfg.stop_timeout),
+                    );
+                    self.signal(&id, "KILL").await;
+                    let exited = tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|v| *v))
+                        .await
+                        .is_ok();
+                    if !exited {
+                        return Err(anyhow!("container did not exit after KILL"));
+                    }
+                }
+            }
+            None => {
+                let rt = self.runtime.clone();
+                tokio::task::spawn_blocking(move || rt.delete(&id)).await??;
+                self.update(name, |r| {
+                    r.pid = None;
+                    r.last_exit = Some(LastExit::Deliberate);
+                });
+            }
+        }
+        tracing::debug!(workload = name, "stopped: {reason}");
+        Ok(())
+    }
+
+    async fn signal(&self, id: &str, sig: &str) {
+        let rt = self.runtime.clone();
+        let (id, sig) = (id.to_string(), sig.to_string());
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || rt.signal(&id, &sig)).await {
+            tracing::warn!("signal failed: {e}");
+        }
+    }
+
+    async fn deprovision(self: &Arc<Self>, name: &str) -> Result<()> {
+        let rt = self.runtime.clone();
+        let storage = self.storage.clone();
+        let id = self.container_id(name);
+        let n = name.to_string();
+        let bundle = self.run_dir(name).join("bundle");
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            rt.delete(&id)?;
+            storage.delete_rootfs(&n)?;
+            if bundle.exists() {
+                std::fs::remove_dir_all(&bundle)?;
+            }
+            Ok(())
+        })
+        .await??;
+        self.update(name, |r| r.provisioned = None);
+        Ok(())
+    }
+
+    /// Stops and removes a workload's rootfs, runtime state and logs; `purge` also deletes its
+    /// data dataset. The desired spec must already be gone from the store.
+    pub async fn remove(self: &Arc<Self>, name: &str, purge: bool) -> Result<()> {
+        if self.live.lock().unwrap().contains_key(name) {
+            self.stop(name, "removing").await?;
+        }
+        self.deprovision(name).await?;
+        let run_dir = self.run_dir(name);
+        let storage = self.storage.clone();
+        let n = name.to_string();
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            if run_dir.exists() {
+                std::fs::remove_dir_all(&run_dir)?;
+            }
+            if purge {
+                storage.delete_data(&n)?;
+            }
+            Ok(())
+        })
+        .await??;
+        self.forget(name);
+        self.event(
+            Some(name),
+            "removed",
+            if purge {
+                "workload and its data deleted"
+            } else {
+                "workload deleted; data kept"
+            },
+        );
+        Ok(())
+    }
+
+    /// Starts a workload now (operator request): clears any exit so the policy does not hold it.
+    pub async fn start_now(self: &Arc<Self>, name: &str) -> Result<()> {
+        let _g = self.lock(name).await;
+        self.store.set_state(name, DesiredState::Running)?;
+        self.update(name, |r| {
+            if r.pid.is_none() {
+                r.last_exit = Some(LastExit::Deliberate);
+                r.failures = 0;
+            }
+        });
+        drop(_g);
+        self.wake();
+        Ok(())
+    }
+
+    /// Stops a workload and records the desired state as stopped.
+    pub async fn stop_now(self: &Arc<Self>, name: &str) -> Result<()> {
+        let _g = self.lock(name).await;
+        self.store.set_state(name, DesiredState::Stopped)?;
+        if self.live.lock().unwrap().contains_key(name) {
+            self.stop(name, "operator stop").await?;
+        }
+        Ok(())
+    }
+
+    /// Stops (if running) and starts again, keeping the desired state running.
+    pub async fn restart_now(self: &Arc<Self>, name: &str) -> Result<()> {
+        let g = self.lock(name).await;
+        self.store.set_state(name, DesiredState::Running)?;
+        if self.live.lock().unwrap().contains_key(name) {
+            self.stop(name, "operator restart").await?;
+        }
+        let d = self
+            .store
+            .get_desired(name)?
+            .ok_or_else(|| anyhow!("no such workload"))?;
+        if self.observed_row(name).and_then(|r| r.provisioned).as_deref() == Some(&d.hash) {
+            self.update(name, |r| r.failures = 0);
+            self.start(&d, "operator restart").await?;
+        }
+        drop(g);
+        self.wake();
+        Ok(())
+    }
+
+    /// Deletes a workload now: removes it from the desired state, then stops and removes it.
+    pub async fn delete_now(self: &Arc<Self>, name: &str, purge: bool) -> Result<bool> {
+        let _g = self.lock(name).await;
+        let existed = self.store.get_desired(name)?.is_some() || self.observed_row(name).is_some();
+        self.store.apply(&[], &[name.to_string()])?;
+        if existed {
+            self.remove(name, purge).await?;
+        } else if purge {
+            let storage = self.storage.clone();
+            let n = name.to_string();
+            tokio::task::spawn_blocking(move || storage.delete_data(&n)).await??;
+        }
+        Ok(existed)
+    }
+
+    /// On daemon start: re-adopt shims that survived, record exits that happened while the
+    /// daemon was away, and reset workloads whose processes vanished (host reboot).
+    pub async fn adopt(self: &Arc<Self>) {
+        for (name, row) in self.observed_all() {
+            let Some(pid) = row.pid else { continue };
+            let run_dir = self.run_dir(&name);
+            let state = read_json::<ShimState>(&run_dir.join("state.json"));
+            match state {
+                Some(st)
+                    if st.container_pid == pid
+                        && warren_runtime::proc::process_alive(st.shim_pid, st.shim_start_ticks) =>
+                {
+                    self.event(
+                        Some(&name),
+                        "adopted",
+                        &format!("pid {pid} (shim {})", st.shim_pid),
+                    );
+                    self.watch_shim(&name, st, None);
+                }
+                Some(st) if run_dir.join("exit.json").exists() => {
+                    // Exited while the daemon was away: record it as a normal exit.
+                    self.shim_exited(&name, &st).await;
+                }
+                _ => {
+                    let rt = self.runtime.clone();
+                    let id = self.container_id(&name);
+                    let _ = tokio::task::spawn_blocking(move || rt.delete(&id)).await;
+                    self.update(&name, |r| {
+                        r.pid = None;
+                        r.last_exit = None;
+                    });
+                    self.event(
+                        Some(&name),
+                        "lost",
+                        &format!("pid {pid} is gone (host restarted?); will start again"),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Live status of one workload for the API.
+    pub fn status(&self, d: &Desired) -> crate::wire::Status {
+        let row = self.observed_row(&d.spec.name).unwrap_or_default();
+        let state = if row.pid.is_some() {
+            "running"
+        } else if d.spec.state == DesiredState::Stopped {
+            "stopped"
+        } else {
+            match &row.last_exit {
+                Some(LastExit::Exited { code, .. }) => {
+                    let restarts = match d.spec.restart {
+                        RestartPolicy::Always => true,
+                        RestartPolicy::OnFailure => *code != 0,
+                        RestartPolicy::Never => false,
+                    };
+                    if restarts {
+                        "restarting"
+                    } else {
+                        "exited"
+                    }
+                }
+                _ => "pending",
+            }
+        };
+        crate::wire::Status {
+            name: d.spec.name.clone(),
+            kind: d.spec.kind.as_str().to_string(),
+            state: state.to_string(),
+            desired: d.spec.state.as_str().to_string(),
+            pid: row.pid,
+            restarts: row.restarts,
+            source: match &d.spec.source {
+                Source::World(w) => format!("world:{w}"),
+                Source::Image(i) => format!("image:{i}"),
+            },
+            generation: d.generation,
+            last_exit: match row.last_exit {
+                Some(LastExit::Exited {
+                    code,
+                    oom_killed,
+                    at_ms,
+                }) => Some(crate::wire::ExitSummary {
+                    code,
+                    oom_killed,
+                    at_ms,
+                }),
+                _ => None,
+            },
+            started_ms: row.started_ms,
+        }
+    }
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> Option<T> {
+    let data = std::fs::read(path).ok()?;
+    serde_json::from_slice(&data).ok()
+}
+
+/// Resolves when process `pid` has exited (pidfd readiness; no polling).
+async fn wait_exit(pid: i32) -> std::io::Result<()> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::ESRCH) {
+            return Ok(());
+        }
+        return Err(e);
+    }
+    // SAFETY: fd was just returned by the kernel and is owned by nothing else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    // SAFETY: the AsyncFd owns the pidfd and nothing else closes or replaces it.
+    let afd = unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }
+        .map_err(|e| e.into_parts().1)?;
+    let _ = afd.readable().await?;
+    Ok(())
+}

@@ -1,0 +1,141 @@
+//! `warren daemon`: opens the state dir, prepares storage and the runtime, re-adopts running
+//! workloads, starts the reconcile loop and serves the API on the Unix socket.
+//!
+//! Stopping the daemon (SIGTERM, SIGINT or SIGKILL) never stops workloads: their shims keep
+//! them running and the next daemon adopts them.
+
+pub mod api;
+pub mod engine;
+pub mod stream;
+
+use anyhow::{Context, Result};
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use warren_exec::{Executor, HostExecutor};
+use warren_model::plan::Backoff;
+use warren_storage::pool::{Driver, PoolOptions};
+
+/// Daemon settings (from flags and the environment).
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub state_dir: PathBuf,
+    pub socket: PathBuf,
+    pub driver: Driver,
+    pub pool_size: u64,
+    /// Periodic reconcile interval.
+    pub tick: Duration,
+    /// Workloads operated on at once.
+    pub parallel: usize,
+    /// Grace period between TERM and KILL.
+    pub stop_timeout: Duration,
+    pub backoff: Backoff,
+    /// Short id of this state dir, part of container ids and cgroup paths so that two daemons
+    /// with different state dirs never collide.
+    pub instance: String,
+    pub runc_root: PathBuf,
+}
+
+impl Config {
+    pub fn instance_of(state_dir: &std::path::Path) -> String {
+        // FNV-1a: stable across builds and platforms.
+        let mut h: u64 = 0xcbf29ce484222325;
+        for b in state_dir.as_os_str().as_encoded_bytes() {
+            h ^= *b as u64;
+            h = h.wrapping_mul(0x100000001b3);
+        }
+        format!("{:06x}", h & 0xff_ffff)
+    }
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub async fn run(cfg: Config) -> Result<()> {
+    std::fs::create_dir_all(&cfg.state_dir)
+        .with_context(|| format!("creating state dir {}", cfg.state_dir.display()))?;
+    std::fs::set_permissions(&cfg.state_dir, std::fs::Permissions::from_mode(0o700))?;
+    let lock = lock_state_dir(&cfg.state_dir)?;
+
+    let exec: Arc<dyn Executor> = Arc::new(HostExecutor);
+    let storage = warren_storage::pool::open_storage(
+        &cfg.state_dir,
+        &PoolOptions {
+            driver: cfg.driver,
+            image_size: cfg.pool_size,
+        },
+        exec.clone(),
+    )
+    .context("preparing storage")?;
+    let store = warren_store::Store::open(&cfg.state_dir.join("warren.db"))?;
+    let runc = warren_runtime::runc::Runc::new(
+        warren_exec::resolve("runc").context("runc is not installed (apt-get install runc)")?,
+        cfg.runc_root.clone(),
+    );
+    let shim_exe = std::env::current_exe().context("locating the warren executable")?;
+    let runtime = Arc::new(warren_runtime::oci::OciRuntime::new(
+        exec.clone(),
+        runc,
+        shim_exe,
+    ));
+    let engine = engine::Engine::new(cfg.clone(), store, storage.clone(), runtime)?;
+    engine.event(
+        None,
+        "daemon",
+        &format!(
+            "started (pid {}, storage {} at {})",
+            std::process::id(),
+            storage.driver(),
+            storage.root().display()
+        ),
+    );
+    engine.adopt().await;
+    tokio::spawn(engine.clone().run());
+
+    let _ = std::fs::remove_file(&cfg.socket);
+    if let Some(parent) = cfg.socket.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let listener = tokio::net::UnixListener::bind(&cfg.socket)
+        .with_context(|| format!("listening on {}", cfg.socket.display()))?;
+    std::fs::set_permissions(&cfg.socket, std::fs::Permissions::from_mode(0o600))?;
+    tracing::info!("listening on {}", cfg.socket.display());
+
+    let app = api::router(engine.clone());
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let shutdown = async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    };
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("serving the API")?;
+    engine.event(None, "daemon", "stopping; workloads keep running");
+    let _ = std::fs::remove_file(&cfg.socket);
+    drop(lock);
+    Ok(())
+}
+
+/// Takes an exclusive lock on the state dir so two daemons never share it.
+fn lock_state_dir(dir: &std::path::Path) -> Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    let path = dir.join("daemon.lock");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("{}", path.display()))?;
+    // SAFETY: flock on a valid fd.
+    let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if r != 0 {
+        anyhow::bail!(
+            "another warren daemon is already using {} (lock {})",
+            dir.display(),
+            path.display()
+        );
+    }
+    Ok(f)
+}

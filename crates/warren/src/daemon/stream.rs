@@ -1,0 +1,401 @@
+//! Streaming endpoints: `logs` (NDJSON, optionally followed), and `exec` / `run --rm` over an
+//! upgraded connection carrying frames (see [`crate::wire`]). A terminal session gets a real
+//! pty whose master side this module pumps; otherwise stdin, stdout and stderr are pipes.
+
+use super::api::ApiError;
+use super::engine::Engine;
+use crate::wire::*;
+use axum::body::Body;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use hyper_util::rt::TokioIo;
+use serde::Deserialize;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+#[derive(Deserialize)]
+pub struct LogsQuery {
+    tail: Option<usize>,
+    #[serde(default)]
+    follow: bool,
+}
+
+fn entry_json(l: &warren_runtime::logs::LogLine) -> Vec<u8> {
+    let e = LogEntry {
+        ts: l.ts.clone(),
+        stream: l.stream.as_str().to_string(),
+        text: l.text.clone(),
+        partial: l.partial,
+    };
+    let mut v = serde_json::to_vec(&e).expect("log entry serializes");
+    v.push(b'\n');
+    v
+}
+
+/// `GET /v1/workloads/{name}/logs?tail=N&follow=true`: NDJSON [`LogEntry`] lines.
+pub async fn logs(
+    State(e): State<Arc<Engine>>,
+    Path(name): Path<String>,
+    Query(q): Query<LogsQuery>,
+) -> Result<Response, ApiError> {
+    if e.store.get_desired(&name)?.is_none() {
+        return Err(ApiError::not_found(&name));
+    }
+    let dir = e.log_dir(&name);
+    std::fs::create_dir_all(&dir).map_err(|err| anyhow::anyhow!("{}: {err}", dir.display()))?;
+    let (tx, rx) = mpsc::channel::<Vec<u8>>(256);
+    let follow = q.follow;
+    let tail = q.tail;
+    std::thread::spawn(move || {
+        if !follow {
+            if let Ok(lines) = warren_runtime::logs::read_tail(&dir, tail) {
+                for l in &lines {
+                    if tx.blocking_send(entry_json(l)).is_err() {
+                        return;
+                    }
+                }
+            }
+            return;
+        }
+        let mut f = match warren_runtime::logs::LogFollower::open(&dir, tail) {
+            Ok(f) => f,
+            Err(err) => {
+                tracing::warn!("cannot follow logs in {}: {err}", dir.display());
+                return;
+            }
+        };
+        loop {
+            match f.wait_next(Duration::from_secs(1)) {
+                Ok(lines) => {
+                    for l in &lines {
+                        if tx.blocking_send(entry_json(l)).is_err() {
+                            return;
+                        }
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!("log follower: {err}");
+                    return;
+                }
+            }
+            if tx.is_closed() {
+                return;
+            }
+        }
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|v| (Ok::<_, std::io::Error>(bytes::Bytes::from(v)), rx))
+    });
+    Ok(Response::builder()
+        .header(header::CONTENT_TYPE, "application/x-ndjson")
+        .body(Body::from_stream(stream))
+        .expect("response builds"))
+}
+
+fn parse_args<T: serde::de::DeserializeOwned>(req: &Request) -> Result<T, ApiError> {
+    let raw = req
+        .headers()
+        .get(ARGS_HEADER)
+        .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, format!("missing {ARGS_HEADER} header")))?;
+    serde_json::from_slice(raw.as_bytes())
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("{ARGS_HEADER}: {e}")))
+}
+
+fn switching() -> Response {
+    let mut r = StatusCode::SWITCHING_PROTOCOLS.into_response();
+    r.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    r.headers_mut()
+        .insert(header::UPGRADE, HeaderValue::from_static(STREAM_PROTOCOL));
+    r
+}
+
+fn take_upgrade(req: &mut Request) -> Result<hyper::upgrade::OnUpgrade, ApiError> {
+    req.extensions_mut()
+        .remove::<hyper::upgrade::OnUpgrade>()
+        .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "this endpoint needs an upgraded connection"))
+}
+
+/// `GET /v1/workloads/{name}/exec` (upgrade): runs a command in the running workload.
+pub async fn exec(
+    State(e): State<Arc<Engine>>,
+    Path(name): Path<String>,
+    mut req: Request,
+) -> Result<Response, ApiError> {
+    let args: ExecArgs = parse_args(&req)?;
+    if args.argv.is_empty() {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "exec needs a command"));
+    }
+    if e.store.get_desired(&name)?.is_none() {
+        return Err(ApiError::not_found(&name));
+    }
+    if e.observed_row(&name).and_then(|r| r.pid).is_none() {
+        return Err(ApiError::new(StatusCode::CONFLICT, format!("workload {name:?} is not running")));
+    }
+    let cmd = e
+        .runtime
+        .exec_command(&e.container_id(&name), &args.argv, args.tty, &args.env, args.workdir.as_deref())
+        .map_err(|err| anyhow::anyhow!(err))?;
+    let up = take_upgrade(&mut req)?;
+    tokio::spawn(async move {
+        match up.await {
+            Ok(io) => {
+                let _ = pump(TokioIo::new(io), cmd, args.tty, args.rows, args.cols).await;
+            }
+            Err(err) => tracing::warn!("exec upgrade failed: {err}"),
+        }
+    });
+    Ok(switching())
+}
+
+static RUN_SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// `GET /v1/run` (upgrade): an ephemeral container from a world, removed when it exits.
+pub async fn run(State(e): State<Arc<Engine>>, mut req: Request) -> Result<Response, ApiError> {
+    let args: RunArgs = parse_args(&req)?;
+    let meta = warren_storage::worlds::world_meta(&*e.storage, &args.world)
+        .map_err(|err| ApiError::new(StatusCode::NOT_FOUND, err.to_string()))?;
+    let name = format!(
+        "run-{}-{}",
+        std::process::id(),
+        RUN_SEQ.fetch_add(1, Ordering::Relaxed)
+    );
+    let storage = e.storage.clone();
+    let (n, w) = (name.clone(), args.world.clone());
+    let rootfs = tokio::task::spawn_blocking(move || storage.create_rootfs(&n, &w))
+        .await
+        .map_err(|err| anyhow::anyhow!(err))?
+        .map_err(|err| anyhow::anyhow!(err))?;
+    let argv = if args.argv.is_empty() { meta.default_command.clone() } else { args.argv.clone() };
+    let spec = warren_runtime::ContainerSpec {
+        id: e.container_id(&name),
+        rootfs,
+        readonly_rootfs: false,
+        binds: meta
+            .binds
+            .iter()
+            .map(|b| warren_runtime::Bind {
+                source: b.source.clone(),
+                dest: b.dest.clone(),
+                readonly: b.readonly,
+            })
+            .collect(),
+        args: argv,
+        env: args.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+        cwd: "/".into(),
+        user: None,
+        hostname: name.clone(),
+        resources: Default::default(),
+        terminal: args.tty,
+        cgroup_path: format!("/warren-{}/{}", e.cfg.instance, name),
+    };
+    let bundle = e.run_dir(&name).join("bundle");
+    let cleanup = {
+        let e = e.clone();
+        let name = name.clone();
+        move || {
+            let _ = e.runtime.delete(&e.container_id(&name));
+            let _ = e.storage.delete_rootfs(&name);
+            let _ = e.storage.delete_data(&name);
+            let _ = std::fs::remove_dir_all(e.run_dir(&name));
+        }
+    };
+    let cmd = match warren_runtime::bundle::write_bundle(&bundle, &spec)
+        .and_then(|_| e.runtime.run_command(&bundle, &spec.id))
+    {
+        Ok(c) => c,
+        Err(err) => {
+            tokio::task::spawn_blocking(cleanup).await.ok();
+            return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, err.to_string()));
+        }
+    };
+    let up = take_upgrade(&mut req)?;
+    tokio::spawn(async move {
+        match up.await {
+            Ok(io) => {
+                let _ = pump(TokioIo::new(io), cmd, args.tty, args.rows, args.cols).await;
+            }
+            Err(err) => tracing::warn!("run upgrade failed: {err}"),
+        }
+        tokio::task::spawn_blocking(cleanup).await.ok();
+    });
+    Ok(switching())
+}
+
+type Io = TokioIo<hyper::upgrade::Upgraded>;
+
+fn exit_code(status: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+}
+
+/// Runs `cmd` and pumps its stdio through the framed connection until it exits.
+async fn pump(io: Io, mut cmd: std::process::Command, tty: bool, rows: u16, cols: u16) -> anyhow::Result<()> {
+    let (mut rd, mut wr) = tokio::io::split(io);
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(64);
+    let (in_tx, mut in_rx) = mpsc::channel::<(FrameKind, Vec<u8>)>(64);
+    // Client → process frames.
+    let reader = tokio::spawn(async move {
+        while let Ok(Some(frame)) = read_frame(&mut rd).await {
+            if in_tx.send(frame).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut child;
+    if tty {
+        let ws = nix::pty::Winsize {
+            ws_row: if rows == 0 { 24 } else { rows },
+            ws_col: if cols == 0 { 80 } else { cols },
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        let pty = nix::pty::openpty(Some(&ws), None)?;
+        let slave: OwnedFd = pty.slave;
+        cmd.stdin(Stdio::from(slave.try_clone()?))
+            .stdout(Stdio::from(slave.try_clone()?))
+            .stderr(Stdio::from(slave));
+        child = tokio::process::Command::from(cmd).spawn()?;
+        let master = std::fs::File::from(pty.master);
+        let mut master_r = master.try_clone()?;
+        let mut master_w = master;
+        let out = tx.clone();
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 16384];
+            loop {
+                match master_r.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if out.blocking_send(encode_frame(FrameKind::Stdout, &buf[..n])).is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+        let pid = child.id();
+        std::thread::spawn(move || {
+            while let Some((kind, data)) = in_rx.blocking_recv() {
+                match kind {
+                    FrameKind::Stdin => {
+                        if master_w.write_all(&data).is_err() {
+                            break;
+                        }
+                    }
+                    FrameKind::StdinEof => {
+                        let _ = master_w.write_all(&[4]);
+                    }
+                    FrameKind::Resize if data.len() == 4 => {
+                        let ws = libc::winsize {
+                            ws_row: u16::from_be_bytes([data[0], data[1]]),
+                            ws_col: u16::from_be_bytes([data[2], data[3]]),
+                            ws_xpixel: 0,
+                            ws_ypixel: 0,
+                        };
+                        // SAFETY: TIOCSWINSZ with a valid winsize on our pty master.
+                        unsafe { libc::ioctl(master_w.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+                        if let Some(pid) = pid {
+                            // SAFETY: signalling the child we spawned.
+                            unsafe { libc::kill(pid as i32, libc::SIGWINCH) };
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        });
+    } else {
+        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        child = tokio::process::Command::from(cmd).spawn()?;
+        let mut stdin = child.stdin.take();
+        let pid = child.id();
+        tokio::spawn(async move {
+            while let Some((kind, data)) = in_rx.recv().await {
+                match kind {
+                    FrameKind::Stdin => {
+                        if let Some(s) = stdin.as_mut() {
+                            if s.write_all(&data).await.is_err() {
+                                stdin = None;
+                            }
+                        }
+                    }
+                    FrameKind::StdinEof => stdin = None,
+                    _ => {}
+                }
+            }
+            // The client went away: ask the process to end.
+            if let Some(pid) = pid {
+                // SAFETY: signalling the child we spawned.
+                unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+            }
+        });
+        for (pipe, kind) in [
+            (child.stdout.take().map(|p| Box::new(p) as Box<dyn tokio::io::AsyncRead + Unpin + Send>), FrameKind::Stdout),
+            (child.stderr.take().map(|p| Box::new(p) as Box<dyn tokio::io::AsyncRead + Unpin + Send>), FrameKind::Stderr),
+        ] {
+            let Some(mut pipe) = pipe else { continue };
+            let out = tx.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 16384];
+                loop {
+                    match pipe.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            if out.send(encode_frame(kind, &buf[..n])).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    }
+    drop(tx);
+    let mut status = None;
+    loop {
+        tokio::select! {
+            f = rx.recv() => match f {
+                Some(f) => { if wr.write_all(&f).await.is_err() { break; } }
+                None => break,
+            },
+            s = child.wait(), if status.is_none() => {
+                status = Some(s?);
+            }
+        }
+        if status.is_some() {
+            // Output left in the pipes after exit: drain briefly (descendants may hold them).
+            let deadline = tokio::time::sleep(Duration::from_millis(500));
+            tokio::pin!(deadline);
+            loop {
+                tokio::select! {
+                    f = rx.recv() => match f {
+                        Some(f) => { if wr.write_all(&f).await.is_err() { break; } }
+                        None => break,
+                    },
+                    _ = &mut deadline => break,
+                }
+            }
+            break;
+        }
+    }
+    let status = match status {
+        Some(s) => s,
+        None => child.wait().await?,
+    };
+    let _ = wr
+        .write_all(&encode_frame(FrameKind::Exit, &exit_code(status).to_be_bytes()))
+        .await;
+    let _ = wr.shutdown().await;
+    reader.abort();
+    Ok(())
+}

@@ -1,0 +1,238 @@
+//! Wire types of the HTTP/JSON API (version 1), shared by the daemon and the CLI, and the
+//! framing used on upgraded streams (`exec`, `run`).
+//!
+//! Streams: after `101 Switching Protocols` (upgrade token [`STREAM_PROTOCOL`]) both sides
+//! exchange frames `[kind: u8][len: u32 BE][payload]` (see [`FrameKind`]).
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use warren_model::plan::Step;
+use warren_model::WorkloadSpec;
+
+pub const STREAM_PROTOCOL: &str = "warren-stream";
+/// Header carrying the JSON arguments of an upgraded request.
+pub const ARGS_HEADER: &str = "x-warren-args";
+
+/// `POST /v1/apply` and `/v1/plan`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApplyRequest {
+    /// File name used in diagnostics.
+    pub file: String,
+    /// The whole warren.toml text.
+    pub text: String,
+    #[serde(default)]
+    pub prune: bool,
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// A workload-level change in a plan.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Change {
+    pub workload: String,
+    /// `create`, `update`, `unchanged`, `remove` (pruned) or `orphan` (in the store, not in the
+    /// file, kept because `--prune` was not given).
+    pub change: String,
+    /// Changed fields for updates.
+    #[serde(default)]
+    pub fields: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApplyResponse {
+    pub changes: Vec<Change>,
+    pub steps: Vec<Step>,
+    pub generation: u64,
+    pub applied: bool,
+}
+
+/// Diagnostics for an invalid file (HTTP 422).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+    #[serde(default)]
+    pub diagnostics: Vec<warren_model::Diagnostic>,
+}
+
+/// A workload's live status.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Status {
+    pub name: String,
+    pub kind: String,
+    /// `running`, `stopped`, `exited`, `starting`, `pending`
+    pub state: String,
+    pub desired: String,
+    pub pid: Option<i32>,
+    pub restarts: u32,
+    pub source: String,
+    pub generation: u64,
+    pub last_exit: Option<ExitSummary>,
+    pub started_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ExitSummary {
+    pub code: i32,
+    pub oom_killed: bool,
+    pub at_ms: u64,
+}
+
+/// `GET /v1/workloads/{name}`: the spec plus its status.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkloadDetail {
+    pub spec: WorkloadSpec,
+    #[serde(flatten)]
+    pub status: Status,
+    pub hash: String,
+}
+
+/// Arguments of `exec` (upgraded stream).
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct ExecArgs {
+    pub argv: Vec<String>,
+    #[serde(default)]
+    pub tty: bool,
+    #[serde(default)]
+    pub env: Vec<String>,
+    #[serde(default)]
+    pub workdir: Option<String>,
+    #[serde(default)]
+    pub rows: u16,
+    #[serde(default)]
+    pub cols: u16,
+}
+
+/// Arguments of `run --rm` (upgraded stream).
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct RunArgs {
+    pub world: String,
+    pub argv: Vec<String>,
+    #[serde(default)]
+    pub tty: bool,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub rows: u16,
+    #[serde(default)]
+    pub cols: u16,
+}
+
+/// One log line as streamed by `GET /v1/workloads/{name}/logs` (NDJSON).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LogEntry {
+    pub ts: String,
+    pub stream: String,
+    pub text: String,
+    #[serde(default)]
+    pub partial: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorldInfo {
+    pub name: String,
+    pub binds: Vec<String>,
+    pub created_at: u64,
+    pub used_by: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeleteResponse {
+    pub deleted: bool,
+    pub data_kept: Option<String>,
+}
+
+/// Frame kinds on an upgraded stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum FrameKind {
+    Stdin = 0,
+    Stdout = 1,
+    Stderr = 2,
+    /// Payload: exit code as i32 BE.
+    Exit = 3,
+    StdinEof = 4,
+    /// Payload: rows u16 BE, cols u16 BE.
+    Resize = 5,
+    /// Payload: UTF-8 message; the stream ends after it.
+    Error = 6,
+}
+
+impl FrameKind {
+    pub fn from_u8(b: u8) -> Option<FrameKind> {
+        Some(match b {
+            0 => FrameKind::Stdin,
+            1 => FrameKind::Stdout,
+            2 => FrameKind::Stderr,
+            3 => FrameKind::Exit,
+            4 => FrameKind::StdinEof,
+            5 => FrameKind::Resize,
+            6 => FrameKind::Error,
+            _ => return None,
+        })
+    }
+}
+
+/// Largest payload accepted in one frame.
+pub const MAX_FRAME: usize = 1 << 20;
+
+/// Encodes one frame.
+pub fn encode_frame(kind: FrameKind, payload: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(5 + payload.len());
+    v.push(kind as u8);
+    v.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    v.extend_from_slice(payload);
+    v
+}
+
+/// Reads one frame; `Ok(None)` at a clean end of stream.
+pub async fn read_frame<R: tokio::io::AsyncRead + Unpin>(
+    r: &mut R,
+) -> std::io::Result<Option<(FrameKind, Vec<u8>)>> {
+    use tokio::io::AsyncReadExt;
+    let mut head = [0u8; 5];
+    match r.read_exact(&mut head).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let kind = FrameKind::from_u8(head[0]).ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidData, "unknown frame kind")
+    })?;
+    let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+    if len > MAX_FRAME {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "frame too large",
+        ));
+    }
+    let mut payload = vec![0u8; len];
+    r.read_exact(&mut payload).await?;
+    Ok(Some((kind, payload)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn frames_round_trip_and_reject_garbage() {
+        let mut buf = encode_frame(FrameKind::Stdout, b"hello");
+        buf.extend(encode_frame(FrameKind::Exit, &7i32.to_be_bytes()));
+        let mut r = &buf[..];
+        assert_eq!(
+            read_frame(&mut r).await.unwrap(),
+            Some((FrameKind::Stdout, b"hello".to_vec()))
+        );
+        assert_eq!(
+            read_frame(&mut r).await.unwrap(),
+            Some((FrameKind::Exit, 7i32.to_be_bytes().to_vec()))
+        );
+        assert_eq!(read_frame(&mut r).await.unwrap(), None);
+        let mut bad = &[9u8, 0, 0, 0, 0][..];
+        assert!(read_frame(&mut bad).await.is_err());
+        let mut huge = &[1u8, 0xff, 0xff, 0xff, 0xff][..];
+        assert!(read_frame(&mut huge).await.is_err());
+        let mut truncated = &[1u8, 0, 0, 0, 9, b'x'][..];
+        assert!(read_frame(&mut truncated).await.is_err());
+    }
+}
