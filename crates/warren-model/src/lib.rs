@@ -13,5 +13,5 @@ pub mod parse;
 pub mod plan;
 pub mod spec;
 
-pub use parse::{parse_spec, Diagnostic, SpecError};
+pub use parse::{parse_spec, Diagnostic, Parsed, SpecError};
 pub use spec::*;

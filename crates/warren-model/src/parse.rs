@@ -2,8 +2,48 @@
 //!
 //! Turns the text of a declarative file into a validated [`SpecFile`], or into a list of
 //! [`Diagnostic`]s, each naming the file, line and column of the offending key or value.
+//!
+//! The text is first parsed into a span-preserving TOML tree; a hand-written walker then checks
+//! every key and value against the schema below, collecting *all* problems (sorted by position)
+//! rather than stopping at the first. A TOML syntax error (including a duplicate key) is
+//! reported alone, since nothing after it can be trusted.
+//!
+//! ```toml
+//! [workload.web]                # the key is the workload name (a DNS label)
+//! kind = "container"            # container | jail | vm
+//! world = "host"                # exactly one of `world` / `image`
+//! command = ["python3", "-m", "http.server", "8080"]
+//! env = { GREETING = "hi", PORT = 8080 }
+//! workdir = "/srv"
+//! user = "www-data"
+//! hostname = "web"
+//! restart = "always"            # always | on-failure | never
+//! state = "running"             # running | stopped
+//! data_path = "/data"
+//! resources = { memory = "256M", cpus = 0.5, pids = 100 }
+//! ```
+//!
+//! A successful parse returns a [`Parsed`], which keeps the position of every field so that
+//! later checks (host support for a kind, port conflicts, ...) can report `file:line:column`
+//! too, through [`Parsed::locate`] and [`Parsed::diagnostic`].
+//!
+//! Field paths in messages and in [`Parsed::locate`] are dotted (`workload.web.env.PORT`); keys
+//! that are not bare TOML keys are quoted (`workload.web.env."A.B"`) and array elements are
+//! indexed (`workload.web.command[1]`).
 
-use crate::spec::SpecFile;
+mod position;
+mod suggest;
+mod values;
+
+pub use position::line_column;
+
+use crate::names::check_dns_label;
+use crate::spec::{DesiredState, Kind, RestartPolicy, Source, SpecFile, WorkloadSpec};
+use position::LineIndex;
+use std::collections::BTreeMap;
+use std::fmt;
+use toml::de::{DeString, DeTable, DeValue};
+use toml::Spanned;
 
 /// One problem found in a spec file, located at `file:line:column` (1-based).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -16,7 +56,11 @@ pub struct Diagnostic {
 
 impl std::fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}:{}: {}", self.file, self.line, self.column, self.message)
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file, self.line, self.column, self.message
+        )
     }
 }
 
@@ -27,8 +71,701 @@ pub struct SpecError {
     pub diagnostics: Vec<Diagnostic>,
 }
 
-/// Parse and validate the text of a `warren.toml`. `file` is used only in diagnostics.
-pub fn parse_spec(text: &str, file: &str) -> Result<SpecFile, SpecError> {
-    let _ = (text, file);
-    unimplemented!("parser is being written")
+/// A validated spec file together with the position of every field in it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Parsed {
+    pub spec: SpecFile,
+    file: String,
+    /// Rendered field path -> (line, column).
+    locations: BTreeMap<String, (usize, usize)>,
 }
+
+impl Parsed {
+    /// line/column (1-based) of a dotted path such as `"workload.web.kind"` (the value's
+    /// position; for a table, its header/key). Falls back to the nearest located parent, then
+    /// 1:1.
+    pub fn locate(&self, path: &str) -> (usize, usize) {
+        let mut candidate = path;
+        loop {
+            if let Some(pos) = self.locations.get(candidate) {
+                return *pos;
+            }
+            match parent_path(candidate) {
+                Some(parent) => candidate = parent,
+                None => return (1, 1),
+            }
+        }
+    }
+
+    /// A diagnostic for `path` in this file, located by [`Parsed::locate`]. The message is used
+    /// as given; by house style it names the field path first, like the parser's own
+    /// (`workload.web.kind: ...`).
+    pub fn diagnostic(&self, path: &str, message: impl Into<String>) -> Diagnostic {
+        let (line, column) = self.locate(path);
+        Diagnostic {
+            file: self.file.clone(),
+            line,
+            column,
+            message: message.into(),
+        }
+    }
+
+    /// The file name given to [`parse_spec`].
+    pub fn file(&self) -> &str {
+        &self.file
+    }
+
+    /// The validated spec, dropping the positions.
+    pub fn into_spec(self) -> SpecFile {
+        self.spec
+    }
+}
+
+/// Parse and validate the text of a `warren.toml`. `file` is used only in diagnostics.
+pub fn parse_spec(text: &str, file: &str) -> Result<Parsed, SpecError> {
+    let lines = LineIndex::new(text);
+    let root = match DeTable::parse(text) {
+        Ok(root) => root,
+        Err(e) => {
+            let offset = e.span().map_or(text.len(), |s| s.start);
+            let (line, column) = lines.position(offset);
+            let span_text = e.span().and_then(|s| text.get(s)).unwrap_or("");
+            return Err(SpecError {
+                diagnostics: vec![Diagnostic {
+                    file: file.to_string(),
+                    line,
+                    column,
+                    message: syntax_message(e.message(), span_text),
+                }],
+            });
+        }
+    };
+    let mut walker = Walker {
+        lines,
+        file,
+        diagnostics: Vec::new(),
+        locations: BTreeMap::new(),
+    };
+    let spec = walker.root(root.get_ref());
+    if walker.diagnostics.is_empty() {
+        Ok(Parsed {
+            spec,
+            file: file.to_string(),
+            locations: walker.locations,
+        })
+    } else {
+        let mut diagnostics = walker.diagnostics;
+        diagnostics.sort_by_key(|d| (d.line, d.column));
+        Err(SpecError { diagnostics })
+    }
+}
+
+/// The TOML parser's message, tidied to one line in house style.
+fn syntax_message(message: &str, span_text: &str) -> String {
+    let mut one_line = message.split_whitespace().collect::<Vec<_>>().join(" ");
+    while one_line.ends_with('.') {
+        one_line.pop();
+    }
+    let key = span_text.trim();
+    if one_line == "duplicate key" && !key.is_empty() && !key.contains('\n') {
+        return format!("duplicate key `{key}`");
+    }
+    let mut chars = one_line.chars();
+    let tidy = match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => "malformed document".to_string(),
+    };
+    format!("invalid TOML: {tidy}")
+}
+
+/// The path one segment up: `a.b[1]` -> `a.b` -> `a` -> None. Dots and brackets inside quoted
+/// segments do not count.
+fn parent_path(path: &str) -> Option<&str> {
+    let mut cut = None;
+    let mut in_quotes = false;
+    let mut escaped = false;
+    for (i, c) in path.char_indices() {
+        if in_quotes {
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_quotes = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '"' => in_quotes = true,
+            '.' | '[' if i > 0 => cut = Some(i),
+            _ => {}
+        }
+    }
+    cut.map(|i| &path[..i])
+}
+
+/// A field path as rendered in messages and used as a location key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Path(String);
+
+impl Path {
+    fn root() -> Self {
+        Path(String::new())
+    }
+
+    fn key(&self, key: &str) -> Self {
+        let bare = !key.is_empty()
+            && key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        let segment = if bare {
+            key.to_string()
+        } else {
+            format!("{key:?}")
+        };
+        if self.0.is_empty() {
+            Path(segment)
+        } else {
+            Path(format!("{}.{segment}", self.0))
+        }
+    }
+
+    fn index(&self, i: usize) -> Self {
+        Path(format!("{}[{i}]", self.0))
+    }
+}
+
+impl fmt::Display for Path {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+type Key<'i> = Spanned<DeString<'i>>;
+type Value<'i> = Spanned<DeValue<'i>>;
+
+const TOP_KEYS: &[&str] = &["workload"];
+const WORKLOAD_KEYS: &[&str] = &[
+    "kind",
+    "world",
+    "image",
+    "command",
+    "env",
+    "workdir",
+    "user",
+    "hostname",
+    "restart",
+    "state",
+    "data_path",
+    "resources",
+];
+const RESOURCE_KEYS: &[&str] = &["memory", "cpus", "pids"];
+const KINDS: &[(&str, Kind)] = &[
+    ("container", Kind::Container),
+    ("jail", Kind::Jail),
+    ("vm", Kind::Vm),
+];
+const RESTARTS: &[(&str, RestartPolicy)] = &[
+    ("always", RestartPolicy::Always),
+    ("on-failure", RestartPolicy::OnFailure),
+    ("never", RestartPolicy::Never),
+];
+const STATES: &[(&str, DesiredState)] = &[
+    ("running", DesiredState::Running),
+    ("stopped", DesiredState::Stopped),
+];
+const MAX_CPUS: f64 = 1024.0;
+
+/// The name of a value's type in messages.
+fn type_name(v: &DeValue<'_>) -> &'static str {
+    match v {
+        DeValue::Array(a) if !a.is_empty() && a.iter().all(|e| e.get_ref().is_table()) => {
+            "array of tables"
+        }
+        other => other.type_str(),
+    }
+}
+
+fn integer(v: &toml::de::DeInteger<'_>) -> Option<i128> {
+    i128::from_str_radix(v.as_str(), v.radix()).ok()
+}
+
+/// Walks the TOML tree, building the spec and collecting diagnostics and locations.
+struct Walker<'t> {
+    lines: LineIndex<'t>,
+    file: &'t str,
+    diagnostics: Vec<Diagnostic>,
+    locations: BTreeMap<String, (usize, usize)>,
+}
+
+impl Walker<'_> {
+    fn error(&mut self, offset: usize, path: &Path, message: impl fmt::Display) {
+        let (line, column) = self.lines.position(offset);
+        self.diagnostics.push(Diagnostic {
+            file: self.file.to_string(),
+            line,
+            column,
+            message: format!("{path}: {message}"),
+        });
+    }
+
+    /// Remembers where `path` is: the key for tables, the value otherwise.
+    fn record(&mut self, path: &Path, key: &Key<'_>, value: &Value<'_>) {
+        let offset = if value.get_ref().is_table() {
+            key.span().start
+        } else {
+            value.span().start
+        };
+        let pos = self.lines.position(offset);
+        self.locations.insert(path.0.clone(), pos);
+    }
+
+    fn record_element(&mut self, path: &Path, value: &Value<'_>) {
+        let pos = self.lines.position(value.span().start);
+        self.locations.insert(path.0.clone(), pos);
+    }
+
+    fn unknown_key(&mut self, key: &Key<'_>, path: &Path, known: &[&str]) {
+        let message = match suggest::did_you_mean(key.get_ref(), known) {
+            Some(s) => format!("unknown key; did you mean `{s}`?"),
+            None if known.len() == 1 => format!("unknown key; expected `{}`", known[0]),
+            None => format!("unknown key; expected one of {}", known.join(", ")),
+        };
+        self.error(key.span().start, path, message);
+    }
+
+    fn wrong_type(&mut self, path: &Path, value: &Value<'_>, expected: &str, hint: &str) {
+        let message = format!(
+            "expected {expected}, found {}{hint}",
+            type_name(value.get_ref())
+        );
+        self.error(value.span().start, path, message);
+    }
+
+    fn table<'v, 'i>(
+        &mut self,
+        path: &Path,
+        value: &'v Value<'i>,
+        hint: &str,
+    ) -> Option<&'v DeTable<'i>> {
+        match value.get_ref() {
+            DeValue::Table(t) => Some(t),
+            _ => {
+                self.wrong_type(path, value, "a table", hint);
+                None
+            }
+        }
+    }
+
+    fn string<'v>(&mut self, path: &Path, value: &'v Value<'_>) -> Option<&'v str> {
+        match value.get_ref() {
+            DeValue::String(s) => Some(s.as_ref()),
+            _ => {
+                self.wrong_type(path, value, "a string", "");
+                None
+            }
+        }
+    }
+
+    /// A string checked by `check`; reports the check's reason.
+    fn checked_string(
+        &mut self,
+        path: &Path,
+        value: &Value<'_>,
+        check: impl FnOnce(&str) -> Result<(), String>,
+    ) -> Option<String> {
+        let s = self.string(path, value)?;
+        match check(s) {
+            Ok(()) => Some(s.to_string()),
+            Err(reason) => {
+                self.error(value.span().start, path, reason);
+                None
+            }
+        }
+    }
+
+    fn one_of<T: Copy>(
+        &mut self,
+        path: &Path,
+        value: &Value<'_>,
+        options: &[(&str, T)],
+    ) -> Option<T> {
+        let s = self.string(path, value)?;
+        if let Some((_, v)) = options.iter().find(|(name, _)| *name == s) {
+            return Some(*v);
+        }
+        let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
+        let message = match suggest::did_you_mean(s, &names) {
+            Some(close) => format!("unknown value {s:?}; did you mean {close:?}?"),
+            None => format!("unknown value {s:?}; expected one of {}", names.join(", ")),
+        };
+        self.error(value.span().start, path, message);
+        None
+    }
+
+    fn root(&mut self, root: &DeTable<'_>) -> SpecFile {
+        let mut spec = SpecFile::default();
+        for (key, value) in root.iter() {
+            let path = Path::root().key(key.get_ref());
+            self.record(&path, key, value);
+            if key.get_ref() != "workload" {
+                self.unknown_key(key, &path, TOP_KEYS);
+                continue;
+            }
+            let hint = if matches!(value.get_ref(), DeValue::Array(_)) {
+                "; declare each workload as `[workload.NAME]`"
+            } else {
+                ""
+            };
+            let Some(workloads) = self.table(&path, value, hint) else {
+                continue;
+            };
+            for (name, body) in workloads.iter() {
+                if let Some(w) = self.workload(&path, name, body) {
+                    spec.workloads.insert(w.name.clone(), w);
+                }
+            }
+        }
+        spec
+    }
+
+    fn workload(
+        &mut self,
+        parent: &Path,
+        name_key: &Key<'_>,
+        body: &Value<'_>,
+    ) -> Option<WorkloadSpec> {
+        let name: &str = name_key.get_ref();
+        let path = parent.key(name);
+        self.record(&path, name_key, body);
+        let errors_before = self.diagnostics.len();
+        if let Err(reason) = check_dns_label(name) {
+            self.error(
+                name_key.span().start,
+                &path,
+                format!("invalid workload name: {reason}"),
+            );
+        }
+        let hint = if matches!(body.get_ref(), DeValue::Array(_)) {
+            format!("; write `[{path}]`, not `[[{path}]]`")
+        } else {
+            String::new()
+        };
+        let table = self.table(&path, body, &hint)?;
+
+        let mut spec = WorkloadSpec::new(name, Source::World(String::new()));
+        // (key offset, source) for each of `world` and `image` present, valid or not.
+        let mut sources: Vec<(usize, &str, Option<Source>)> = Vec::new();
+        for (key, value) in table.iter() {
+            let field: &str = key.get_ref();
+            let fpath = path.key(field);
+            self.record(&fpath, key, value);
+            match field {
+                "kind" => {
+                    if let Some(k) = self.one_of(&fpath, value, KINDS) {
+                        spec.kind = k;
+                    }
+                }
+                "world" => {
+                    let world = self.checked_string(&fpath, value, |s| {
+                        check_dns_label(s).map_err(|r| format!("invalid world name: {r}"))
+                    });
+                    sources.push((key.span().start, "world", world.map(Source::World)));
+                }
+                "image" => {
+                    let image = self.checked_string(&fpath, value, values::check_image);
+                    sources.push((key.span().start, "image", image.map(Source::Image)));
+                }
+                "command" => {
+                    if let Some(c) = self.command(&fpath, value) {
+                        spec.command = c;
+                    }
+                }
+                "env" => {
+                    if let Some(e) = self.env(&fpath, value) {
+                        spec.env = e;
+                    }
+                }
+                "workdir" => {
+                    spec.workdir = self.checked_string(&fpath, value, values::check_absolute);
+                }
+                "user" => {
+                    spec.user = self.checked_string(&fpath, value, values::check_user);
+                }
+                "hostname" => {
+                    spec.hostname = self.checked_string(&fpath, value, values::check_hostname);
+                }
+                "restart" => {
+                    if let Some(r) = self.one_of(&fpath, value, RESTARTS) {
+                        spec.restart = r;
+                    }
+                }
+                "state" => {
+                    if let Some(s) = self.one_of(&fpath, value, STATES) {
+                        spec.state = s;
+                    }
+                }
+                "data_path" => {
+                    if let Some(p) = self.checked_string(&fpath, value, values::check_data_path) {
+                        spec.data_path = p;
+                    }
+                }
+                "resources" => self.resources(&fpath, value, &mut spec),
+                _ => self.unknown_key(key, &fpath, WORKLOAD_KEYS),
+            }
+        }
+
+        sources.sort_by_key(|(offset, _, _)| *offset);
+        match sources.as_slice() {
+            [] => self.error(name_key.span().start, &path, "needs `world` or `image`"),
+            [(_, _, source)] => {
+                if let Some(source) = source {
+                    spec.source = source.clone();
+                }
+            }
+            [(_, first, _), (offset, second, _), ..] => {
+                let (offset, first, second) = (*offset, *first, *second);
+                self.error(
+                    offset,
+                    &path.key(second),
+                    format!("a workload has either `world` or `image`, not both (`{first}` is already set)"),
+                );
+            }
+        }
+        (self.diagnostics.len() == errors_before).then_some(spec)
+    }
+
+    fn command(&mut self, path: &Path, value: &Value<'_>) -> Option<Vec<String>> {
+        let items = match value.get_ref() {
+            DeValue::Array(items) => items,
+            DeValue::String(_) => {
+                self.wrong_type(
+                    path,
+                    value,
+                    "an array of strings",
+                    r#"; use an array, e.g. ["sh", "-c", "..."]"#,
+                );
+                return None;
+            }
+            _ => {
+                self.wrong_type(path, value, "an array of strings", "");
+                return None;
+            }
+        };
+        let mut argv = Vec::new();
+        let mut ok = true;
+        for (i, item) in items.iter().enumerate() {
+            let ipath = path.index(i);
+            self.record_element(&ipath, item);
+            match self.string(&ipath, item) {
+                Some("") => {
+                    self.error(item.span().start, &ipath, "must not be empty");
+                    ok = false;
+                }
+                Some(s) if s.contains('\0') => {
+                    self.error(
+                        item.span().start,
+                        &ipath,
+                        "must not contain a NUL character",
+                    );
+                    ok = false;
+                }
+                Some(s) => argv.push(s.to_string()),
+                None => ok = false,
+            }
+        }
+        ok.then_some(argv)
+    }
+
+    fn env(&mut self, path: &Path, value: &Value<'_>) -> Option<BTreeMap<String, String>> {
+        let table = self.table(path, value, r#"; e.g. env = { PORT = "8080" }"#)?;
+        let mut env = BTreeMap::new();
+        let mut ok = true;
+        for (key, value) in table.iter() {
+            let name: &str = key.get_ref();
+            let kpath = path.key(name);
+            self.record(&kpath, key, value);
+            let bad_name = if name.is_empty() {
+                Some("variable name must not be empty")
+            } else if name.contains('=') {
+                Some("variable name must not contain '='")
+            } else if name.contains('\0') {
+                Some("variable name must not contain a NUL character")
+            } else {
+                None
+            };
+            if let Some(reason) = bad_name {
+                self.error(key.span().start, &kpath, reason);
+                ok = false;
+            }
+            let text = match value.get_ref() {
+                DeValue::String(s) if s.contains('\0') => {
+                    self.error(
+                        value.span().start,
+                        &kpath,
+                        "must not contain a NUL character",
+                    );
+                    None
+                }
+                DeValue::String(s) => Some(s.to_string()),
+                DeValue::Integer(i) => match integer(i) {
+                    Some(n) => Some(n.to_string()),
+                    None => {
+                        self.error(value.span().start, &kpath, "integer out of range");
+                        None
+                    }
+                },
+                DeValue::Float(f) => Some(f.as_str().to_string()),
+                DeValue::Boolean(b) => Some(b.to_string()),
+                // A dotted key (`A.B = 1`) makes a table whose span is the key itself.
+                DeValue::Table(_) if value.span() == key.span() => {
+                    self.wrong_type(
+                        &kpath,
+                        value,
+                        "a string, number or boolean",
+                        &format!("; quote names that contain dots, e.g. \"{name}.x\" = \"...\""),
+                    );
+                    None
+                }
+                _ => {
+                    self.wrong_type(&kpath, value, "a string, number or boolean", "");
+                    None
+                }
+            };
+            match text {
+                Some(t) => {
+                    env.insert(name.to_string(), t);
+                }
+                None => ok = false,
+            }
+        }
+        ok.then_some(env)
+    }
+
+    fn resources(&mut self, path: &Path, value: &Value<'_>, spec: &mut WorkloadSpec) {
+        let Some(table) = self.table(
+            path,
+            value,
+            r#"; e.g. resources = { memory = "256M", cpus = 0.5 }"#,
+        ) else {
+            return;
+        };
+        for (key, value) in table.iter() {
+            let field: &str = key.get_ref();
+            let rpath = path.key(field);
+            self.record(&rpath, key, value);
+            match field {
+                "memory" => spec.resources.memory = self.memory(&rpath, value),
+                "cpus" => spec.resources.cpus = self.cpus(&rpath, value),
+                "pids" => spec.resources.pids = self.pids(&rpath, value),
+                _ => self.unknown_key(key, &rpath, RESOURCE_KEYS),
+            }
+        }
+    }
+
+    fn memory(&mut self, path: &Path, value: &Value<'_>) -> Option<u64> {
+        let at = value.span().start;
+        let bytes = match value.get_ref() {
+            DeValue::Integer(i) => match integer(i) {
+                Some(n) if n < 0 => {
+                    self.error(at, path, format!("must be positive, found {n}"));
+                    return None;
+                }
+                Some(n) => match u64::try_from(n) {
+                    Ok(n) => n,
+                    Err(_) => {
+                        self.error(at, path, "integer out of range");
+                        return None;
+                    }
+                },
+                None => {
+                    self.error(at, path, "integer out of range");
+                    return None;
+                }
+            },
+            DeValue::String(s) => match values::parse_memory(s) {
+                Ok(n) => n,
+                Err(reason) => {
+                    self.error(at, path, reason);
+                    return None;
+                }
+            },
+            _ => {
+                self.wrong_type(
+                    path,
+                    value,
+                    r#"a number of bytes or a size such as "256M""#,
+                    "",
+                );
+                return None;
+            }
+        };
+        if bytes < values::MIN_MEMORY {
+            self.error(
+                at,
+                path,
+                format!(
+                    "{} is below the minimum of {}",
+                    values::human_bytes(bytes),
+                    values::human_bytes(values::MIN_MEMORY)
+                ),
+            );
+            return None;
+        }
+        Some(bytes)
+    }
+
+    fn cpus(&mut self, path: &Path, value: &Value<'_>) -> Option<f64> {
+        let at = value.span().start;
+        let (cpus, shown) = match value.get_ref() {
+            DeValue::Integer(i) => (
+                integer(i).map_or(f64::INFINITY, |n| n as f64),
+                i.to_string(),
+            ),
+            DeValue::Float(f) => (
+                f.as_str().parse::<f64>().unwrap_or(f64::NAN),
+                f.as_str().to_string(),
+            ),
+            _ => {
+                self.wrong_type(path, value, "a number of cores", "");
+                return None;
+            }
+        };
+        if cpus.is_nan() || cpus <= 0.0 {
+            self.error(at, path, format!("must be greater than 0, found {shown}"));
+            return None;
+        }
+        if cpus > MAX_CPUS {
+            self.error(at, path, format!("must be at most 1024, found {shown}"));
+            return None;
+        }
+        Some(cpus)
+    }
+
+    fn pids(&mut self, path: &Path, value: &Value<'_>) -> Option<u64> {
+        let at = value.span().start;
+        let DeValue::Integer(i) = value.get_ref() else {
+            self.wrong_type(path, value, "an integer", "");
+            return None;
+        };
+        match integer(i) {
+            Some(n) if n >= 1 => match u64::try_from(n) {
+                Ok(n) => Some(n),
+                Err(_) => {
+                    self.error(at, path, "integer out of range");
+                    None
+                }
+            },
+            Some(n) => {
+                self.error(at, path, format!("must be at least 1, found {n}"));
+                None
+            }
+            None => {
+                self.error(at, path, "integer out of range");
+                None
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -378,7 +378,10 @@ mod tests {
         let mut changed = spec("a");
         changed.env.insert("X".into(), "1".into());
         let p = plan(&desired(&[changed]), &o, 0, &Backoff::default());
-        assert_eq!(actions(&p, "a"), ["stop", "deprovision", "provision", "start"]);
+        assert_eq!(
+            actions(&p, "a"),
+            ["stop", "deprovision", "provision", "start"]
+        );
         assert!(p.steps.iter().all(|s| s.reason == "spec changed"));
 
         let mut stopped = spec("a");
@@ -465,7 +468,10 @@ mod tests {
                 ..Default::default()
             },
         )]);
-        assert_eq!(actions(&plan(&d, &o, 0, &Backoff::default()), "a"), ["start"]);
+        assert_eq!(
+            actions(&plan(&d, &o, 0, &Backoff::default()), "a"),
+            ["start"]
+        );
     }
 
     #[test]

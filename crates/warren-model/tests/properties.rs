@@ -1,0 +1,405 @@
+//! Property tests for the `warren.toml` parser: valid specs rendered to TOML (in any of the
+//! table styles) parse back to the same [`SpecFile`], and no input makes the parser panic.
+
+use proptest::prelude::*;
+use proptest::sample::select;
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use warren_model::{
+    parse_spec, DesiredState, Kind, Resources, RestartPolicy, Source, SpecFile, WorkloadSpec,
+};
+
+/// Characters for free-form strings: quotes, backslashes, control characters that TOML must
+/// escape, and multi-byte characters.
+const CHARS: &[char] = &[
+    'a', 'Z', '0', '9', ' ', '-', '_', '.', '/', ':', '$', '{', '}', '[', ']', '#', '=', '"', '\'',
+    '\\', '\n', '\t', '\r', '\u{1}', '\u{7f}', 'é', 'ß', '😀', '中',
+];
+
+fn text(min: usize, exclude: &'static [char]) -> impl Strategy<Value = String> {
+    let chars: Vec<char> = CHARS
+        .iter()
+        .copied()
+        .filter(|c| !exclude.contains(c))
+        .collect();
+    prop::collection::vec(select(chars), min..10).prop_map(|v| v.into_iter().collect())
+}
+
+fn label() -> impl Strategy<Value = String> {
+    "[a-z]([a-z0-9-]{0,10}[a-z0-9])?"
+}
+
+fn absolute_path() -> impl Strategy<Value = String> {
+    prop::collection::vec("[a-zA-Z0-9._-]{1,8}", 1..4).prop_map(|parts| {
+        let parts: Vec<String> = parts
+            .into_iter()
+            .map(|p| {
+                if p.chars().all(|c| c == '.') {
+                    "x".to_string()
+                } else {
+                    p
+                }
+            })
+            .collect();
+        format!("/{}", parts.join("/"))
+    })
+}
+
+fn source() -> impl Strategy<Value = Source> {
+    prop_oneof![
+        label().prop_map(Source::World),
+        "[a-z0-9][a-z0-9./:@_-]{0,30}".prop_map(Source::Image),
+    ]
+}
+
+fn env_value() -> impl Strategy<Value = String> {
+    prop_oneof![
+        text(0, &['\0']),
+        any::<i64>().prop_map(|n| n.to_string()),
+        any::<bool>().prop_map(|b| b.to_string()),
+    ]
+}
+
+fn resources() -> impl Strategy<Value = Resources> {
+    (
+        prop::option::of(4u64 * 1024 * 1024..=u64::MAX / 2),
+        prop::option::of((1u32..=1_024_000).prop_map(|m| f64::from(m) / 1000.0)),
+        prop::option::of(1u64..=u64::from(u32::MAX)),
+    )
+        .prop_map(|(memory, cpus, pids)| Resources { memory, cpus, pids })
+}
+
+fn workload() -> impl Strategy<Value = WorkloadSpec> {
+    (
+        (
+            label(),
+            select(vec![Kind::Container, Kind::Jail, Kind::Vm]),
+            source(),
+            prop::collection::vec(text(1, &['\0']), 0..4),
+            prop::collection::btree_map(text(1, &['\0', '=']), env_value(), 0..4),
+        ),
+        (
+            prop::option::of(absolute_path()),
+            prop::option::of(prop_oneof![
+                "[a-z_][a-z0-9_-]{0,8}",
+                "[0-9]{1,5}(:[0-9]{1,5})?",
+                "[a-z][a-z0-9]{0,6}:[a-z][a-z0-9]{0,6}",
+            ]),
+            prop::option::of(prop::collection::vec(label(), 1..4).prop_map(|l| l.join("."))),
+            select(vec![
+                RestartPolicy::Always,
+                RestartPolicy::OnFailure,
+                RestartPolicy::Never,
+            ]),
+            select(vec![DesiredState::Running, DesiredState::Stopped]),
+            resources(),
+            absolute_path(),
+        ),
+    )
+        .prop_map(
+            |(
+                (name, kind, source, command, env),
+                (workdir, user, hostname, restart, state, resources, data_path),
+            )| WorkloadSpec {
+                name,
+                kind,
+                source,
+                command,
+                env,
+                workdir,
+                user,
+                hostname,
+                restart,
+                state,
+                resources,
+                data_path,
+            },
+        )
+}
+
+fn spec_file() -> impl Strategy<Value = SpecFile> {
+    prop::collection::vec(workload(), 0..4).prop_map(|ws| SpecFile {
+        workloads: ws.into_iter().map(|w| (w.name.clone(), w)).collect(),
+    })
+}
+
+/// How a workload is written out; the parser must not care.
+#[derive(Debug, Clone, Copy)]
+struct Style {
+    /// `resources`/`env` as `[workload.x.resources]` sections rather than inline tables.
+    sections: bool,
+    /// `resources.memory = ...` dotted keys rather than an inline table.
+    dotted: bool,
+    /// Memory as a unit string when it divides evenly.
+    units: bool,
+    /// Write default-valued fields explicitly.
+    explicit_defaults: bool,
+    /// CRLF line endings.
+    crlf: bool,
+}
+
+fn style() -> impl Strategy<Value = Style> {
+    any::<[bool; 5]>().prop_map(|b| Style {
+        sections: b[0],
+        dotted: b[1],
+        units: b[2],
+        explicit_defaults: b[3],
+        crlf: b[4],
+    })
+}
+
+/// A TOML basic string.
+fn quote(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() => write!(out, "\\u{:04X}", c as u32).unwrap(),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn env_literal(v: &str) -> String {
+    let canonical_int = v.parse::<i64>().is_ok_and(|n| n.to_string() == v);
+    if canonical_int || v == "true" || v == "false" {
+        v.to_string()
+    } else {
+        quote(v)
+    }
+}
+
+fn memory_literal(bytes: u64, units: bool) -> String {
+    if units {
+        for (unit, m) in [
+            ("G", 1u64 << 30),
+            ("MiB", 1 << 20),
+            ("MB", 1_000_000),
+            ("K", 1 << 10),
+        ] {
+            if (bytes / m) * m == bytes {
+                return quote(&format!("{}{unit}", bytes / m));
+            }
+        }
+    }
+    bytes.to_string()
+}
+
+fn resource_pairs(r: &Resources, style: Style) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    if let Some(m) = r.memory {
+        out.push(("memory", memory_literal(m, style.units)));
+    }
+    if let Some(c) = r.cpus {
+        out.push(("cpus", format!("{c:?}")));
+    }
+    if let Some(p) = r.pids {
+        out.push(("pids", p.to_string()));
+    }
+    out
+}
+
+fn render(spec: &SpecFile, style: Style) -> String {
+    let mut out = String::from("# generated\n");
+    for w in spec.workloads.values() {
+        let header = format!("workload.{}", w.name);
+        writeln!(out, "[{header}]").unwrap();
+        if w.kind != Kind::Container || style.explicit_defaults {
+            writeln!(out, "kind = {}", quote(w.kind.as_str())).unwrap();
+        }
+        match &w.source {
+            Source::World(s) => writeln!(out, "world = {}", quote(s)).unwrap(),
+            Source::Image(s) => writeln!(out, "image = {}", quote(s)).unwrap(),
+        }
+        if !w.command.is_empty() || style.explicit_defaults {
+            let argv: Vec<String> = w.command.iter().map(|a| quote(a)).collect();
+            writeln!(out, "command = [{}]", argv.join(", ")).unwrap();
+        }
+        for (key, value) in [
+            ("workdir", &w.workdir),
+            ("user", &w.user),
+            ("hostname", &w.hostname),
+        ] {
+            if let Some(v) = value {
+                writeln!(out, "{key} = {}", quote(v)).unwrap();
+            }
+        }
+        if w.restart != RestartPolicy::Always || style.explicit_defaults {
+            writeln!(out, "restart = {}", quote(w.restart.as_str())).unwrap();
+        }
+        if w.state != DesiredState::Running || style.explicit_defaults {
+            writeln!(out, "state = {}", quote(w.state.as_str())).unwrap();
+        }
+        if w.data_path != "/data" || style.explicit_defaults {
+            writeln!(out, "data_path = {}", quote(&w.data_path)).unwrap();
+        }
+        let resources = resource_pairs(&w.resources, style);
+        if style.dotted && !style.sections {
+            for (k, v) in &resources {
+                writeln!(out, "resources.{k} = {v}").unwrap();
+            }
+        }
+        let env: Vec<String> = w
+            .env
+            .iter()
+            .map(|(k, v)| format!("{} = {}", quote(k), env_literal(v)))
+            .collect();
+        if style.sections {
+            // Sections end the workload's own table, so they come last.
+            if !env.is_empty() || style.explicit_defaults {
+                writeln!(out, "[{header}.env]\n{}", env.join("\n")).unwrap();
+            }
+            if !resources.is_empty() {
+                writeln!(out, "[{header}.resources]").unwrap();
+                for (k, v) in &resources {
+                    writeln!(out, "{k} = {v}").unwrap();
+                }
+            }
+        } else {
+            if !env.is_empty() || style.explicit_defaults {
+                writeln!(out, "env = {{ {} }}", env.join(", ")).unwrap();
+            }
+            if !style.dotted && (!resources.is_empty() || style.explicit_defaults) {
+                let pairs: Vec<String> = resources
+                    .iter()
+                    .map(|(k, v)| format!("{k} = {v}"))
+                    .collect();
+                writeln!(out, "resources = {{ {} }}", pairs.join(", ")).unwrap();
+            }
+        }
+        out.push('\n');
+    }
+    if style.crlf {
+        out = out.replace('\n', "\r\n");
+    }
+    out
+}
+
+/// Fragments that steer random input towards the parser's deeper paths.
+fn toml_ish() -> impl Strategy<Value = String> {
+    let pieces = vec![
+        "[workload.web]\n",
+        "[workload.",
+        "]\n",
+        "[[workload.x]]\n",
+        "workload",
+        "web",
+        ".",
+        "world = \"host\"\n",
+        "image = \"x\"\n",
+        "kind = ",
+        "\"jail\"",
+        "command = ",
+        "[\"sh\", ",
+        "]",
+        "env = { ",
+        " }",
+        "A = ",
+        "resources = { memory = ",
+        "\"256Mo\"",
+        "\"4M\"",
+        "cpus = ",
+        "-1",
+        "1e400",
+        "nan",
+        "pids = ",
+        "0x7fffffffffffffff",
+        "=",
+        "\"",
+        "'",
+        "\n",
+        "\r\n",
+        " ",
+        "#",
+        "{",
+        "}",
+        ",",
+        "é",
+        "😀",
+        "\u{feff}",
+        "\\u0000",
+        "1979-05-27T07:32:00Z",
+        "true",
+        "1_000",
+        "data_path = \"/\"\n",
+        "hostname = ",
+        "user = ",
+        "\"\"",
+        "restart = ",
+    ];
+    prop::collection::vec(select(pieces), 0..40).prop_map(|v| v.concat())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn rendered_specs_parse_back(spec in spec_file(), style in style()) {
+        let text = render(&spec, style);
+        match parse_spec(&text, "gen.toml") {
+            Ok(parsed) => prop_assert_eq!(&parsed.spec, &spec, "\n{}", text),
+            Err(e) => prop_assert!(false, "{}\n---\n{}", e, text),
+        }
+    }
+
+    #[test]
+    fn arbitrary_text_never_panics(text in any::<String>()) {
+        let _ = parse_spec(&text, "any.toml");
+    }
+
+    #[test]
+    fn toml_like_text_never_panics(text in toml_ish()) {
+        if let Err(e) = parse_spec(&text, "any.toml") {
+            prop_assert!(!e.diagnostics.is_empty());
+            for d in &e.diagnostics {
+                prop_assert!(d.line >= 1 && d.column >= 1);
+                prop_assert!(!d.message.contains('\n'), "{}", d);
+            }
+        }
+    }
+
+    #[test]
+    fn located_paths_are_inside_the_file(spec in spec_file(), style in style()) {
+        let text = render(&spec, style);
+        let parsed = parse_spec(&text, "gen.toml").expect("valid");
+        let lines = text.lines().count();
+        for name in spec.workloads.keys() {
+            for field in ["", ".world", ".image", ".kind", ".resources.memory", ".env", ".command[0]"] {
+                let (line, column) = parsed.locate(&format!("workload.{name}{field}"));
+                prop_assert!(line >= 2 && line <= lines && column >= 1);
+            }
+        }
+    }
+}
+
+#[test]
+fn renderer_styles_cover_every_field() {
+    let mut w = WorkloadSpec::new("web", Source::World("host".into()));
+    w.env = BTreeMap::from([
+        ("A.B".into(), "\"quoted\"\n".into()),
+        ("N".into(), "12".into()),
+    ]);
+    w.resources.memory = Some(256 << 20);
+    w.resources.cpus = Some(0.5);
+    let spec = SpecFile {
+        workloads: BTreeMap::from([("web".into(), w)]),
+    };
+    for bits in 0..32u8 {
+        let style = Style {
+            sections: bits & 1 != 0,
+            dotted: bits & 2 != 0,
+            units: bits & 4 != 0,
+            explicit_defaults: bits & 8 != 0,
+            crlf: bits & 16 != 0,
+        };
+        let text = render(&spec, style);
+        let parsed = parse_spec(&text, "r.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(parsed.spec, spec, "{text}");
+    }
+}
