@@ -1,0 +1,329 @@
+//! Test harness for end-to-end tests: a real `warren daemon` on its own state dir (with its own
+//! loop-backed btrfs pool), driven through the real CLI.
+//!
+//! Every daemon is torn down on drop: workloads deleted with --purge through the API, the daemon
+//! ended by PID, leftover runc containers and cgroups of this instance removed, the pool
+//! unmounted. Tests need root, runc, btrfs-progs and busybox-static and fail (never skip) without
+//! them.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub const WARREN: &str = env!("CARGO_BIN_EXE_warren");
+
+/// Fails the test with a clear reason when the host lacks what tier-2 tests need.
+pub fn require_host() {
+    assert!(
+        nix::unistd::Uid::effective().is_root(),
+        "end-to-end tests need root (they create loop devices, mounts and containers)"
+    );
+    for (tool, pkg) in [
+        ("runc", "runc"),
+        ("mkfs.btrfs", "btrfs-progs"),
+        ("busybox", "busybox-static"),
+    ] {
+        assert!(
+            warren_exec::resolve(tool).is_some(),
+            "{tool} is missing: apt-get install {pkg}"
+        );
+    }
+}
+
+pub struct Daemon {
+    pub dir: tempfile::TempDir,
+    pub child: Option<Child>,
+    pub args: Vec<String>,
+}
+
+impl Daemon {
+    pub fn state_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join("warren.sock")
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("daemon.log")
+    }
+
+    pub fn instance(&self) -> String {
+        // Same function as the daemon (FNV-1a of the state dir path).
+        let mut h: u64 = 0xcbf29ce484222325;
+        for b in self.dir.path().as_os_str().as_encoded_bytes() {
+            h ^= *b as u64;
+            h = h.wrapping_mul(0x100000001b3);
+        }
+        format!("{:06x}", h & 0xff_ffff)
+    }
+
+    pub fn runc_root(&self) -> PathBuf {
+        self.dir.path().join("runc")
+    }
+
+    /// Starts a daemon with fast timings for tests.
+    pub fn start(extra: &[&str]) -> Daemon {
+        require_host();
+        let dir = tempfile::Builder::new()
+            .prefix("warren-e2e-")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let mut args: Vec<String> = [
+            "daemon",
+            "--pool-gib",
+            "4",
+            "--tick",
+            "1",
+            "--stop-timeout",
+            "3",
+            "--backoff-base-ms",
+            "300",
+            "--backoff-cap-ms",
+            "3000",
+            "--stable-ms",
+            "5000",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.push("--runc-root".into());
+        args.push(dir.path().join("runc").display().to_string());
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut d = Daemon {
+            dir,
+            child: None,
+            args,
+        };
+        d.spawn();
+        d
+    }
+
+    /// (Re)starts the daemon process on the same state dir.
+    pub fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .unwrap();
+        let child = Command::new(WARREN)
+            .args(&self.args)
+            .env("WARREN_STATE_DIR", self.dir.path())
+            .env("WARREN_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawn daemon");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if std::os::unix::net::UnixStream::connect(self.socket()).is_ok() {
+                break;
+            }
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!("daemon exited ({status}):\n{}", self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "daemon did not listen in time:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    pub fn daemon_pid(&self) -> i32 {
+        self.child.as_ref().unwrap().id() as i32
+    }
+
+    /// Ends the daemon process with `signal` and reaps it.
+    pub fn kill_daemon(&mut self, signal: nix::sys::signal::Signal) {
+        if let Some(mut c) = self.child.take() {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), signal);
+            let _ = c.wait();
+        }
+    }
+
+    /// Runs the CLI against this daemon.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(WARREN)
+            .args(args)
+            .env("WARREN_STATE_DIR", self.dir.path())
+            .stdin(Stdio::null())
+            .output()
+            .expect("run warren")
+    }
+
+    /// Runs the CLI and asserts success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "warren {args:?} failed ({}):\nstdout: {}\nstderr: {}\ndaemon log:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Writes a spec file into the state dir's parent temp dir and applies it.
+    pub fn apply(&self, name: &str, toml: &str) -> String {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, toml).unwrap();
+        self.ok(&["apply", "-f", path.to_str().unwrap()])
+    }
+
+    pub fn list(&self) -> Vec<serde_json::Value> {
+        serde_json::from_str(&self.ok(&["list", "-o", "json"])).unwrap()
+    }
+
+    pub fn get(&self, name: &str) -> serde_json::Value {
+        serde_json::from_str(&self.ok(&["get", name, "-o", "json"])).unwrap()
+    }
+
+    /// Polls `get NAME` until `pred` holds (or panics after `secs`).
+    pub fn wait_for(
+        &self,
+        name: &str,
+        secs: u64,
+        what: &str,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let v = self.get(name);
+            if pred(&v) {
+                return v;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name}: timed out waiting for {what}; last: {v:#}\nevents:\n{}\ndaemon log:\n{}",
+                self.ok(&["events", "-n", "200"]),
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn wait_running(&self, name: &str) -> i32 {
+        let v = self.wait_for(name, 30, "running", |v| {
+            v["state"] == "running" && v["pid"].is_i64()
+        });
+        v["pid"].as_i64().unwrap() as i32
+    }
+
+    pub fn pool_root(&self) -> PathBuf {
+        self.dir.path().join("pool")
+    }
+
+    /// Removes everything this daemon created.
+    fn teardown(&mut self) {
+        if self.child.is_some() {
+            if let Ok(list) = serde_json::from_slice::<Vec<serde_json::Value>>(
+                &self.cli(&["list", "-o", "json"]).stdout,
+            ) {
+                for w in list {
+                    let _ = self.cli(&["delete", "--purge", w["name"].as_str().unwrap()]);
+                }
+            }
+            self.kill_daemon(nix::sys::signal::Signal::SIGTERM);
+        }
+        // Anything still known to runc under this daemon's root.
+        let root = self.runc_root();
+        if let Ok(out) = Command::new("runc")
+            .args(["--root", root.to_str().unwrap(), "list", "-q"])
+            .output()
+        {
+            for id in String::from_utf8_lossy(&out.stdout).lines() {
+                let _ = Command::new("runc")
+                    .args(["--root", root.to_str().unwrap(), "delete", "--force", id])
+                    .output();
+            }
+        }
+        for ctl in cgroup_controllers() {
+            let dir = Path::new("/sys/fs/cgroup")
+                .join(&ctl)
+                .join(format!("warren-{}", self.instance()));
+            remove_cgroup_tree(&dir);
+        }
+        let _ = warren_storage::pool::close_pool(
+            self.dir.path(),
+            Arc::new(warren_exec::HostExecutor),
+        );
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.teardown();
+    }
+}
+
+/// cgroup v1 controller dirs (or "" for a pure v2 host).
+pub fn cgroup_controllers() -> Vec<String> {
+    let mut v = Vec::new();
+    if let Ok(rd) = std::fs::read_dir("/sys/fs/cgroup") {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.join("cgroup.procs").exists() && !p.is_symlink() {
+                v.push(e.file_name().to_string_lossy().into_owned());
+            }
+        }
+    }
+    if Path::new("/sys/fs/cgroup/cgroup.procs").exists() {
+        v.push(String::new());
+    }
+    v
+}
+
+fn remove_cgroup_tree(dir: &Path) {
+    if !dir.is_dir() {
+        return;
+    }
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.path().is_dir() {
+                remove_cgroup_tree(&e.path());
+            }
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
+}
+
+/// The inode of /proc/PID/ns/NS.
+pub fn ns_inode(pid: &str, ns: &str) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(format!("/proc/{pid}/ns/{ns}"))
+        .unwrap_or_else(|e| panic!("/proc/{pid}/ns/{ns}: {e}"))
+        .ino()
+}
+
+/// Whether PID is a live (non-zombie) process.
+pub fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => {
+            let after = s.rsplit_once(')').map(|x| x.1).unwrap_or("");
+            !matches!(after.trim_start().chars().next(), Some('Z') | Some('X'))
+        }
+        Err(_) => false,
+    }
+}
+
+pub fn wait_until(secs: u64, what: &str, f: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
