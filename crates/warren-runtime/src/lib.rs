@@ -4,7 +4,8 @@
 //! - [`runc`] drives the runc binary through the command executor.
 //! - [`shim`] is the per-workload supervisor process (`warren shim RUN_DIR`): it outlives the
 //!   daemon, owns the container's stdio and exit status, and writes rotated logs.
-//! - [`logs`] reads and follows those logs.
+//! - [`logs`] writes (shim side), reads and follows those logs.
+//! - [`proc`] reads `/proc/PID/stat` to tell a live process from a reused PID.
 //!
 //! The [`Runtime`] trait is the backend-family interface the daemon programs against; the OCI
 //! backend ([`oci::OciRuntime`]) implements it on Linux.
@@ -12,6 +13,7 @@
 pub mod bundle;
 pub mod logs;
 pub mod oci;
+pub mod proc;
 pub mod runc;
 pub mod shim;
 
@@ -33,6 +35,8 @@ pub enum RuntimeError {
     Spec(String),
     #[error("user {user:?} not found in the workload's /etc/passwd")]
     NoSuchUser { user: String },
+    #[error("group {group:?} not found in the workload's /etc/group")]
+    NoSuchGroup { group: String },
     #[error("shim for {id} failed to start the container: {reason}")]
     ShimFailed { id: String, reason: String },
     #[error("{0}")]

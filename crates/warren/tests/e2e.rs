@@ -338,7 +338,7 @@ fn invalid_files_change_nothing() {
     d.wait_running("base");
     let before = d.list();
     let cases: &[(&str, &str)] = &[
-        ("[workload.base]\nworld = \"busybox\"\ncomand = [\"true\"]\n", "bad.toml:3:1: workload.base: unknown key `comand`"),
+        ("[workload.base]\nworld = \"busybox\"\ncomand = [\"true\"]\n", "bad.toml:3:1: workload.base.comand: unknown key; did you mean `command`?"),
         ("[workload.base]\nworld = \"busybox\"\nkind = \"jail\"\n", "bad.toml:3:8: workload.base.kind: kind \"jail\" is not supported"),
         ("[workload.base]\nworld = \"nosuch\"\n", "bad.toml:2:9: workload.base.world: world \"nosuch\" does not exist"),
         ("[workload.Bad_Name]\nworld = \"busybox\"\n", "bad.toml:1:"),

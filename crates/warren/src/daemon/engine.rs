@@ -339,7 +339,6 @@ impl Engine {
         self.update(&name, |r| {
             r.pid = Some(state.container_pid);
             r.started_ms = Some(state.started_at_ms);
-            r.last_exit = None;
             if was_restart {
                 r.restarts += 1;
             }

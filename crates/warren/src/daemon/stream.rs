@@ -293,9 +293,7 @@ async fn pump(io: Io, mut cmd: std::process::Command, tty: bool, rows: u16, cols
                             break;
                         }
                     }
-                    FrameKind::StdinEof => {
-                        let _ = master_w.write_all(&[4]);
-                    }
+                    // A terminal has no end of input; the session ends with the process.
                     FrameKind::Resize if data.len() == 4 => {
                         let ws = libc::winsize {
                             ws_row: u16::from_be_bytes([data[0], data[1]]),
