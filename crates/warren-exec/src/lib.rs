@@ -96,7 +96,11 @@ pub enum ExecError {
 }
 
 fn summarize(stderr: &str, stdout: &str) -> String {
-    let s = if stderr.trim().is_empty() { stdout } else { stderr };
+    let s = if stderr.trim().is_empty() {
+        stdout
+    } else {
+        stderr
+    };
     let s = s.trim();
     if s.is_empty() {
         "no output".to_string()

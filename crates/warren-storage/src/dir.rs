@@ -4,7 +4,8 @@
 //!
 //! - a workload rootfs is a full copy of its world, `cp -a --reflink=auto WORLD ROOTFS`. That is
 //!   O(size of the world) in time and (unless the filesystem supports reflinks) in space; the
-//!   `host` and `busybox` worlds are a few MiB, so this stays cheap for them;
+//!   `host` and `busybox` worlds are a few MiB, so this stays cheap for them (`--reflink` is
+//!   GNU cp's; elsewhere the copy is a plain `cp -a`);
 //! - sealing a world writes a marker file `worlds/<world>.sealed` next to (outside) the world
 //!   directory. This is bookkeeping, not enforcement: a plain directory cannot be made
 //!   read-only against root, and warren itself never writes into a sealed world. The marker is
@@ -23,6 +24,12 @@ use crate::fsutil::{
     remove_file_if_exists, subdirs, write_file,
 };
 use crate::{DatasetInfo, Result, Storage, StorageError};
+
+/// Options of the `cp` that copies a world into a rootfs.
+#[cfg(target_os = "linux")]
+const CP_OPTIONS: &[&str] = &["-a", "--reflink=auto"];
+#[cfg(not(target_os = "linux"))]
+const CP_OPTIONS: &[&str] = &["-a"];
 
 /// Directory-backed datasets under `root`.
 pub struct DirStorage {
@@ -105,7 +112,7 @@ impl Storage for DirStorage {
         let rootfs = self.rootfs_path(workload);
         create_dir_all(rootfs.parent().expect("rootfs has a parent"))?;
         let cp = Cmd::new("cp")
-            .args(["-a", "--reflink=auto"])
+            .args(CP_OPTIONS)
             .arg(&world_path)
             .arg(&rootfs);
         if let Err(e) = self.exec.run(&cp) {
@@ -197,7 +204,8 @@ mod tests {
         assert_eq!(
             *exec.0.lock().unwrap(),
             vec![format!(
-                "cp -a --reflink=auto {} {}",
+                "cp {} {} {}",
+                CP_OPTIONS.join(" "),
                 w.display(),
                 r.display()
             )]

@@ -13,6 +13,10 @@
 //! workloads/<name>/rootfs   writable snapshot of the world
 //! workloads/<name>/data     persistent data, survives recreate
 //! ```
+//!
+//! Portability: the btrfs driver and the loop-backed pool are Linux-only (statfs magic, loop
+//! devices, `mount -o loop`); elsewhere [`pool::open_storage`] refuses them with
+//! [`StorageError::Unsupported`] and only the dir driver is available. Parsers stay portable.
 
 pub mod btrfs;
 pub mod dir;
@@ -39,6 +43,9 @@ pub enum StorageError {
     UnknownWorld(String),
     #[error("dataset {0} already exists")]
     Exists(PathBuf),
+    /// The operation needs something this OS does not have (btrfs and loop devices off Linux).
+    #[error("{0}")]
+    Unsupported(String),
     #[error("{0}")]
     Other(String),
 }

@@ -16,19 +16,28 @@
 //! [`close_pool`] unmounts it explicitly. This module also owns the `/proc/self/mountinfo`
 //! parser ([`parse_mountinfo`]) and [`mounts_under`], used to check that nothing is left
 //! mounted.
+//!
+//! Portability: steps 2 and 3 (statfs magic, loop devices, `mount -o loop`, `losetup`) exist
+//! only on Linux. On other systems `Auto` and `Btrfs` fail with [`StorageError::Unsupported`],
+//! [`is_btrfs`] is always false and [`close_pool`] has nothing to do. [`mounts_under`] reads
+//! `/proc/self/mountinfo` on Linux and `getfsstat(2)` on FreeBSD. The parsers are portable.
 
 use std::ffi::OsString;
 use std::io::Read;
 use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
-use warren_exec::{Cmd, Executor};
+#[cfg(target_os = "linux")]
+use warren_exec::Cmd;
+use warren_exec::Executor;
 
+#[cfg(target_os = "linux")]
 use crate::btrfs::BtrfsStorage;
 use crate::dir::DirStorage;
-use crate::fsutil::{create_dir_all, exists, io_err};
+#[cfg(target_os = "linux")]
+use crate::fsutil::exists;
+use crate::fsutil::{create_dir_all, io_err};
 use crate::{Result, Storage, StorageError};
 
 /// Which dataset driver to use.
@@ -85,16 +94,46 @@ pub fn open_storage(
         create_dir_all(&datasets)?;
         return Ok(Arc::new(DirStorage::new(datasets, exec)));
     }
+    open_btrfs(state_dir, &datasets, opts, exec)
+}
+
+/// Steps 2 and 3 of [`open_storage`].
+#[cfg(target_os = "linux")]
+fn open_btrfs(
+    state_dir: &Path,
+    datasets: &Path,
+    opts: &PoolOptions,
+    exec: Arc<dyn Executor>,
+) -> Result<Arc<dyn Storage>> {
     if is_btrfs(state_dir)? {
-        create_dir_all(&datasets)?;
-        return Ok(Arc::new(BtrfsStorage::new(datasets, exec)));
+        create_dir_all(datasets)?;
+        return Ok(Arc::new(BtrfsStorage::new(datasets.to_path_buf(), exec)));
     }
     let root = ensure_pool(state_dir, opts.image_size, exec.as_ref())?;
     Ok(Arc::new(BtrfsStorage::new(root, exec)))
 }
 
+/// Off Linux there is no btrfs and no loop-backed pool: only the dir driver.
+#[cfg(not(target_os = "linux"))]
+fn open_btrfs(
+    _state_dir: &Path,
+    _datasets: &Path,
+    opts: &PoolOptions,
+    _exec: Arc<dyn Executor>,
+) -> Result<Arc<dyn Storage>> {
+    let asked = match opts.driver {
+        Driver::Btrfs => "the btrfs storage driver",
+        _ => "the automatic storage driver (btrfs)",
+    };
+    Err(StorageError::Unsupported(format!(
+        "{asked} needs Linux and this host runs {}; choose the dir driver",
+        std::env::consts::OS
+    )))
+}
+
 /// Unmounts `<state>/pool` if mounted and waits until no loop device holds `pool.img`.
 /// Fails (and leaves the pool mounted) if the pool is busy.
+#[cfg(target_os = "linux")]
 pub fn close_pool(state_dir: &Path, exec: Arc<dyn Executor>) -> Result<()> {
     let mnt = pool_mountpoint(state_dir);
     while mount_at(&mnt)?.is_some() {
@@ -107,8 +146,15 @@ pub fn close_pool(state_dir: &Path, exec: Arc<dyn Executor>) -> Result<()> {
     Ok(())
 }
 
+/// Off Linux [`open_storage`] never creates a pool, so there is nothing to unmount.
+#[cfg(not(target_os = "linux"))]
+pub fn close_pool(_state_dir: &Path, _exec: Arc<dyn Executor>) -> Result<()> {
+    Ok(())
+}
+
 /// Mounts the pool image (creating and formatting it first if it does not exist) and returns
 /// the mountpoint.
+#[cfg(target_os = "linux")]
 fn ensure_pool(state_dir: &Path, image_size: u64, exec: &dyn Executor) -> Result<PathBuf> {
     let img = pool_image(state_dir);
     let mnt = pool_mountpoint(state_dir);
@@ -136,6 +182,7 @@ fn ensure_pool(state_dir: &Path, image_size: u64, exec: &dyn Executor) -> Result
 }
 
 /// Creates a sparse image and formats it; removes it again if formatting fails.
+#[cfg(target_os = "linux")]
 fn create_image(img: &Path, size: u64, exec: &dyn Executor) -> Result<()> {
     let file = std::fs::OpenOptions::new()
         .write(true)
@@ -173,6 +220,7 @@ pub fn image_holds_btrfs(img: &Path) -> Result<bool> {
 }
 
 /// True if `path` is on a btrfs filesystem.
+#[cfg(target_os = "linux")]
 pub fn is_btrfs(path: &Path) -> Result<bool> {
     let st = nix::sys::statfs::statfs(path).map_err(|e| StorageError::Io {
         path: path.to_path_buf(),
@@ -181,13 +229,20 @@ pub fn is_btrfs(path: &Path) -> Result<bool> {
     Ok(st.filesystem_type() == nix::sys::statfs::BTRFS_SUPER_MAGIC)
 }
 
+/// True if `path` is on a btrfs filesystem: never, off Linux.
+#[cfg(not(target_os = "linux"))]
+pub fn is_btrfs(_path: &Path) -> Result<bool> {
+    Ok(false)
+}
+
 /// Waits for autoclear to detach every loop device backed by `img`; detaches stragglers.
+#[cfg(target_os = "linux")]
 fn release_loop_devices(img: &Path, exec: &dyn Executor) -> Result<()> {
     for _ in 0..50 {
         if loop_devices_of(img, exec)?.is_empty() {
             return Ok(());
         }
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(std::time::Duration::from_millis(100));
     }
     for dev in loop_devices_of(img, exec)? {
         exec.run(&Cmd::new("losetup").arg("-d").arg(&dev))?;
@@ -196,6 +251,7 @@ fn release_loop_devices(img: &Path, exec: &dyn Executor) -> Result<()> {
 }
 
 /// Loop devices backed by `file`, from `losetup -j FILE`.
+#[cfg(target_os = "linux")]
 pub fn loop_devices_of(file: &Path, exec: &dyn Executor) -> Result<Vec<String>> {
     let out = exec.run(&Cmd::new("losetup").arg("-j").arg(file))?;
     Ok(parse_losetup_j(&out.stdout_str()))
@@ -210,6 +266,7 @@ pub fn parse_losetup_j(out: &str) -> Vec<String> {
 }
 
 /// The filesystem type mounted at exactly `mountpoint` (topmost mount), if any.
+#[cfg(target_os = "linux")]
 fn mount_at(mountpoint: &Path) -> Result<Option<String>> {
     let target = canonical(mountpoint);
     Ok(read_mountinfo()?
@@ -295,6 +352,7 @@ fn unescape(field: &str) -> OsString {
 }
 
 /// This process's mount table.
+#[cfg(target_os = "linux")]
 pub fn read_mountinfo() -> Result<Vec<MountEntry>> {
     let path = Path::new("/proc/self/mountinfo");
     let text = std::fs::read_to_string(path).map_err(io_err(path))?;
@@ -311,13 +369,79 @@ pub fn mounts_under_in(entries: &[MountEntry], path: &Path) -> Vec<PathBuf> {
 }
 
 pub(crate) fn try_mounts_under(path: &Path) -> Result<Vec<PathBuf>> {
-    Ok(mounts_under_in(&read_mountinfo()?, &canonical(path)))
+    let path = canonical(path);
+    Ok(mount_points()?
+        .into_iter()
+        .filter(|m| m.starts_with(&path))
+        .collect())
+}
+
+/// Every mount point of this process, in mount order.
+#[cfg(target_os = "linux")]
+fn mount_points() -> Result<Vec<PathBuf>> {
+    Ok(read_mountinfo()?
+        .into_iter()
+        .map(|m| m.mount_point)
+        .collect())
+}
+
+/// Every mounted filesystem's mount point, in mount order, from `getfsstat(2)` (into a buffer
+/// of our own: `getmntinfo(3)` shares a static one between threads).
+#[cfg(target_os = "freebsd")]
+fn mount_points() -> Result<Vec<PathBuf>> {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let failed = || {
+        StorageError::Other(format!(
+            "cannot list mounts (getfsstat): {}",
+            std::io::Error::last_os_error()
+        ))
+    };
+    loop {
+        // SAFETY: a null buffer only asks for the number of mounted filesystems.
+        let count = unsafe { libc::getfsstat(std::ptr::null_mut(), 0, libc::MNT_NOWAIT) };
+        let count = usize::try_from(count).map_err(|_| failed())?;
+        // Room for filesystems mounted between the two calls.
+        let cap = count + 8;
+        let mut buf: Vec<libc::statfs> = Vec::with_capacity(cap);
+        let bytes = libc::c_long::try_from(cap * std::mem::size_of::<libc::statfs>())
+            .map_err(|_| failed())?;
+        // SAFETY: `buf` has room for `cap` entries, which is `bytes` bytes.
+        let got = unsafe { libc::getfsstat(buf.as_mut_ptr(), bytes, libc::MNT_NOWAIT) };
+        let got = usize::try_from(got).map_err(|_| failed())?;
+        if got >= cap {
+            continue; // the table may have been cut short: ask again
+        }
+        // SAFETY: getfsstat initialised the first `got` entries.
+        unsafe { buf.set_len(got) };
+        return Ok(buf
+            .iter()
+            .map(|st| {
+                let name: Vec<u8> = st
+                    .f_mntonname
+                    .iter()
+                    .map(|&c| c as u8)
+                    .take_while(|&c| c != 0)
+                    .collect();
+                PathBuf::from(OsStr::from_bytes(&name))
+            })
+            .collect());
+    }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "freebsd")))]
+fn mount_points() -> Result<Vec<PathBuf>> {
+    Err(StorageError::Unsupported(format!(
+        "listing mounts is not implemented on {}",
+        std::env::consts::OS
+    )))
 }
 
 /// Every mount point at or below `path` (symlinks in `path` resolved), in mount order.
 ///
 /// # Panics
-/// If `/proc/self/mountinfo` cannot be read or parsed: an empty answer would wrongly claim
+/// If the mount table (Linux: `/proc/self/mountinfo`) cannot be read or parsed, or this OS has
+/// no way to list it here: an empty answer would wrongly claim
 /// that nothing is mounted.
 pub fn mounts_under(path: &Path) -> Vec<PathBuf> {
     try_mounts_under(path).unwrap_or_else(|e| panic!("cannot list mounts: {e}"))
@@ -384,6 +508,12 @@ mod tests {
     }
 
     #[test]
+    fn root_is_mounted() {
+        assert!(mounts_under(Path::new("/")).contains(&PathBuf::from("/")));
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
     fn real_mountinfo_has_root() {
         assert!(read_mountinfo()
             .unwrap()
@@ -402,6 +532,32 @@ mod tests {
         assert!(parse_losetup_j("").is_empty());
     }
 
+    #[cfg(not(target_os = "linux"))]
+    #[test]
+    fn btrfs_is_refused_off_linux_before_any_command() {
+        let t = tempfile::tempdir().unwrap();
+        let rec = Arc::new(RecordingExecutor::new());
+        for driver in [Driver::Auto, Driver::Btrfs] {
+            let opts = PoolOptions {
+                driver,
+                ..PoolOptions::default()
+            };
+            match open_storage(t.path(), &opts, rec.clone()) {
+                Err(StorageError::Unsupported(msg)) => assert!(msg.contains("dir driver"), "{msg}"),
+                Err(e) => panic!("{driver:?}: unexpected error {e}"),
+                Ok(_) => panic!("{driver:?}: btrfs storage opened off Linux"),
+            }
+        }
+        assert!(rec.ran().is_empty());
+        let opts = PoolOptions {
+            driver: Driver::Dir,
+            ..PoolOptions::default()
+        };
+        let storage = open_storage(t.path(), &opts, rec.clone()).unwrap();
+        assert_eq!(storage.driver(), "dir");
+    }
+
+    #[cfg(target_os = "linux")]
     #[test]
     fn non_btrfs_image_is_refused_before_any_command() {
         let t = tempfile::tempdir().unwrap();
@@ -420,6 +576,7 @@ mod tests {
         assert!(rec.ran().is_empty());
     }
 
+    #[cfg(target_os = "linux")]
     #[test]
     fn failed_mkfs_removes_the_new_image() {
         let t = tempfile::tempdir().unwrap();
@@ -434,6 +591,7 @@ mod tests {
         rec.finish();
     }
 
+    #[cfg(target_os = "linux")]
     #[test]
     fn new_image_is_sparse_formatted_and_mounted() {
         let t = tempfile::tempdir().unwrap();

@@ -4,6 +4,10 @@
 //! they fail saying what. Every test makes its own image in its own temp dir and a guard
 //! unmounts it (and checks that no loop device stays attached) even when the test fails, so
 //! the tests run in parallel without interfering.
+//!
+//! btrfs and loop devices exist only on Linux, so elsewhere this file compiles to nothing.
+
+#![cfg(target_os = "linux")]
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -161,7 +161,8 @@ impl Store {
     /// Every desired workload.
     pub fn desired(&self) -> Result<BTreeMap<String, Desired>> {
         let c = self.conn();
-        let mut st = c.prepare("SELECT name, spec, generation, hash FROM workloads ORDER BY name")?;
+        let mut st =
+            c.prepare("SELECT name, spec, generation, hash FROM workloads ORDER BY name")?;
         let rows = st.query_map([], |r| {
             Ok((
                 r.get::<_, String>(0)?,

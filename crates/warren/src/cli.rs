@@ -16,10 +16,19 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[derive(Parser)]
-#[command(name = "warren", version, about = "Declarative control plane for containers, jails and microVMs")]
+#[command(
+    name = "warren",
+    version,
+    about = "Declarative control plane for containers, jails and microVMs"
+)]
 pub struct Cli {
     /// State directory of the daemon.
-    #[arg(long, global = true, env = "WARREN_STATE_DIR", default_value = "/var/lib/warren")]
+    #[arg(
+        long,
+        global = true,
+        env = "WARREN_STATE_DIR",
+        default_value = "/var/lib/warren"
+    )]
     state_dir: PathBuf,
     /// The daemon's API socket [default: STATE_DIR/warren.sock].
     #[arg(long, global = true, env = "WARREN_SOCKET")]
@@ -233,9 +242,15 @@ async fn dispatch(cli: Cli) -> Result<i32> {
         .socket
         .clone()
         .unwrap_or_else(|| cli.state_dir.join("warren.sock"));
-    let client = Client { socket: socket.clone() };
+    let client = Client {
+        socket: socket.clone(),
+    };
     match cli.cmd {
-        Cmd::Apply { file, dry_run, prune } => apply(&client, &file, dry_run, prune, true).await,
+        Cmd::Apply {
+            file,
+            dry_run,
+            prune,
+        } => apply(&client, &file, dry_run, prune, true).await,
         Cmd::Plan { file, prune } => apply(&client, &file, true, prune, false).await,
         Cmd::List { output } => list(&client, output).await,
         Cmd::Get { name, output } => get(&client, &name, output).await,
@@ -243,10 +258,28 @@ async fn dispatch(cli: Cli) -> Result<i32> {
         Cmd::Stop { names } => each(&client, names, "stop").await,
         Cmd::Restart { names } => each(&client, names, "restart").await,
         Cmd::Delete { names, purge } => delete(&client, names, purge).await,
-        Cmd::Logs { name, follow, tail, timestamps } => logs(&client, &name, follow, tail, timestamps).await,
-        Cmd::Exec { name, tty, env, workdir, command } => {
+        Cmd::Logs {
+            name,
+            follow,
+            tail,
+            timestamps,
+        } => logs(&client, &name, follow, tail, timestamps).await,
+        Cmd::Exec {
+            name,
+            tty,
+            env,
+            workdir,
+            command,
+        } => {
             let (rows, cols) = term_size();
-            let args = ExecArgs { argv: command, tty, env, workdir, rows, cols };
+            let args = ExecArgs {
+                argv: command,
+                tty,
+                env,
+                workdir,
+                rows,
+                cols,
+            };
             attach(&client, &format!("/v1/workloads/{name}/exec"), &args, tty).await
         }
         Cmd::Run(r) => {
@@ -255,15 +288,28 @@ async fn dispatch(cli: Cli) -> Result<i32> {
             }
             let mut env = std::collections::BTreeMap::new();
             for kv in r.env {
-                let (k, v) = kv.split_once('=').with_context(|| format!("--env {kv:?}: expected KEY=VALUE"))?;
+                let (k, v) = kv
+                    .split_once('=')
+                    .with_context(|| format!("--env {kv:?}: expected KEY=VALUE"))?;
                 env.insert(k.to_string(), v.to_string());
             }
             let (rows, cols) = term_size();
-            let args = RunArgs { world: r.world, argv: r.command, tty: r.tty, env, rows, cols };
+            let args = RunArgs {
+                world: r.world,
+                argv: r.command,
+                tty: r.tty,
+                env,
+                rows,
+                cols,
+            };
             attach(&client, "/v1/run", &args, r.tty).await
         }
         Cmd::World { cmd } => world(&client, cmd).await,
-        Cmd::Events { workload, limit, output } => events(&client, workload, limit, output).await,
+        Cmd::Events {
+            workload,
+            limit,
+            output,
+        } => events(&client, workload, limit, output).await,
         Cmd::Daemon(d) => run_daemon(cli.state_dir, socket, d).await,
         Cmd::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "warren", &mut std::io::stdout());
@@ -312,8 +358,15 @@ async fn run_daemon(state_dir: PathBuf, socket: PathBuf, d: DaemonCmd) -> Result
     Ok(0)
 }
 
-async fn apply(client: &Client, file: &PathBuf, dry_run: bool, prune: bool, apply: bool) -> Result<i32> {
-    let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+async fn apply(
+    client: &Client,
+    file: &PathBuf,
+    dry_run: bool,
+    prune: bool,
+    apply: bool,
+) -> Result<i32> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     let req = ApplyRequest {
         file: file.display().to_string(),
         text,
@@ -327,7 +380,11 @@ async fn apply(client: &Client, file: &PathBuf, dry_run: bool, prune: bool, appl
     for c in &resp.changes {
         match c.change.as_str() {
             "create" => out.push_str(&format!("+ {} (create)\n", c.workload)),
-            "update" => out.push_str(&format!("~ {} (update: {})\n", c.workload, c.fields.join(", "))),
+            "update" => out.push_str(&format!(
+                "~ {} (update: {})\n",
+                c.workload,
+                c.fields.join(", ")
+            )),
             "remove" => out.push_str(&format!("- {} (delete; data kept)\n", c.workload)),
             "orphan" => orphans.push(c.workload.clone()),
             _ => {}
@@ -337,7 +394,12 @@ async fn apply(client: &Client, file: &PathBuf, dry_run: bool, prune: bool, appl
         out.push_str("no changes\n");
     }
     for s in &resp.steps {
-        out.push_str(&format!("  {} {}: {}\n", s.action.verb(), s.workload, s.reason));
+        out.push_str(&format!(
+            "  {} {}: {}\n",
+            s.action.verb(),
+            s.workload,
+            s.reason
+        ));
     }
     if !orphans.is_empty() {
         out.push_str(&format!(
@@ -379,7 +441,13 @@ async fn list(client: &Client, format: ListFormat) -> Result<i32> {
             ]
         })
         .collect();
-    print!("{}", output::table(&["NAME", "KIND", "STATE", "PID", "RESTARTS", "UPTIME", "SOURCE"], &rows));
+    print!(
+        "{}",
+        output::table(
+            &["NAME", "KIND", "STATE", "PID", "RESTARTS", "UPTIME", "SOURCE"],
+            &rows
+        )
+    );
     Ok(0)
 }
 
@@ -401,7 +469,12 @@ async fn each(client: &Client, names: Vec<String>, verb: &str) -> Result<i32> {
             .post(&format!("/v1/workloads/{name}/{verb}"), &())
             .await
             .with_context(|| format!("{verb} {name}"))?;
-        println!("{}: {}{}", s.name, s.state, s.pid.map(|p| format!(" (pid {p})")).unwrap_or_default());
+        println!(
+            "{}: {}{}",
+            s.name,
+            s.state,
+            s.pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
+        );
     }
     Ok(0)
 }
@@ -412,18 +485,30 @@ async fn delete(client: &Client, names: Vec<String>, purge: bool) -> Result<i32>
     }
     for name in names {
         let r: DeleteResponse = client
-            .call(Method::DELETE, &format!("/v1/workloads/{name}?purge={purge}"), None::<&()>)
+            .call(
+                Method::DELETE,
+                &format!("/v1/workloads/{name}?purge={purge}"),
+                None::<&()>,
+            )
             .await
             .with_context(|| format!("delete {name}"))?;
         match r.data_kept {
-            Some(p) => println!("{name}: deleted (data kept at {p}; `warren delete --purge {name}` removes it)"),
+            Some(p) => println!(
+                "{name}: deleted (data kept at {p}; `warren delete --purge {name}` removes it)"
+            ),
             None => println!("{name}: deleted"),
         }
     }
     Ok(0)
 }
 
-async fn logs(client: &Client, name: &str, follow: bool, tail: Option<usize>, timestamps: bool) -> Result<i32> {
+async fn logs(
+    client: &Client,
+    name: &str,
+    follow: bool,
+    tail: Option<usize>,
+    timestamps: bool,
+) -> Result<i32> {
     let mut path = format!("/v1/workloads/{name}/logs?follow={follow}");
     if let Some(n) = tail {
         path.push_str(&format!("&tail={n}"));
@@ -434,7 +519,11 @@ async fn logs(client: &Client, name: &str, follow: bool, tail: Option<usize>, ti
         .stream_lines(&path, |line| {
             let e: LogEntry = serde_json::from_slice(line)?;
             let nl = if e.partial { "" } else { "\n" };
-            let text = if timestamps { format!("{} {}{nl}", e.ts, e.text) } else { format!("{}{nl}", e.text) };
+            let text = if timestamps {
+                format!("{} {}{nl}", e.ts, e.text)
+            } else {
+                format!("{}{nl}", e.text)
+            };
             if e.stream == "stderr" {
                 let mut h = stderr.lock();
                 h.write_all(text.as_bytes())?;
@@ -451,7 +540,12 @@ async fn logs(client: &Client, name: &str, follow: bool, tail: Option<usize>, ti
 }
 
 fn term_size() -> (u16, u16) {
-    let mut ws = libc::winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
+    let mut ws = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
     // SAFETY: TIOCGWINSZ fills a winsize for a terminal fd; on failure ws stays zeroed.
     unsafe { libc::ioctl(1, libc::TIOCGWINSZ, &mut ws) };
     (ws.ws_row, ws.ws_col)
@@ -466,7 +560,9 @@ impl RawMode {
         if !tty || !nix::unistd::isatty(std::io::stdin()).unwrap_or(false) {
             return RawMode(None);
         }
-        let Ok(orig) = termios::tcgetattr(std::io::stdin()) else { return RawMode(None) };
+        let Ok(orig) = termios::tcgetattr(std::io::stdin()) else {
+            return RawMode(None);
+        };
         let mut raw = orig.clone();
         termios::cfmakeraw(&mut raw);
         let _ = termios::tcsetattr(std::io::stdin(), termios::SetArg::TCSANOW, &raw);
@@ -477,13 +573,22 @@ impl RawMode {
 impl Drop for RawMode {
     fn drop(&mut self) {
         if let Some(orig) = &self.0 {
-            let _ = nix::sys::termios::tcsetattr(std::io::stdin(), nix::sys::termios::SetArg::TCSANOW, orig);
+            let _ = nix::sys::termios::tcsetattr(
+                std::io::stdin(),
+                nix::sys::termios::SetArg::TCSANOW,
+                orig,
+            );
         }
     }
 }
 
 /// Connects stdin/stdout/stderr to an exec or run stream; returns the remote exit code.
-async fn attach(client: &Client, path: &str, args: &impl serde::Serialize, tty: bool) -> Result<i32> {
+async fn attach(
+    client: &Client,
+    path: &str,
+    args: &impl serde::Serialize,
+    tty: bool,
+) -> Result<i32> {
     let io = client.upgrade(path, args).await?;
     let (mut rd, mut wr) = tokio::io::split(io);
     let _raw = RawMode::enter(tty);
@@ -568,18 +673,34 @@ async fn world(client: &Client, cmd: WorldCmd) -> Result<i32> {
                 .map(|w| {
                     vec![
                         w.name.clone(),
-                        if w.used_by.is_empty() { "-".into() } else { w.used_by.join(",") },
-                        if w.binds.is_empty() { "-".into() } else { w.binds.join(" ") },
+                        if w.used_by.is_empty() {
+                            "-".into()
+                        } else {
+                            w.used_by.join(",")
+                        },
+                        if w.binds.is_empty() {
+                            "-".into()
+                        } else {
+                            w.binds.join(" ")
+                        },
                     ]
                 })
                 .collect();
-            print!("{}", output::table(&["NAME", "USED BY", "HOST BINDS"], &rows));
+            print!(
+                "{}",
+                output::table(&["NAME", "USED BY", "HOST BINDS"], &rows)
+            );
         }
     }
     Ok(0)
 }
 
-async fn events(client: &Client, workload: Option<String>, limit: usize, format: ListFormat) -> Result<i32> {
+async fn events(
+    client: &Client,
+    workload: Option<String>,
+    limit: usize,
+    format: ListFormat,
+) -> Result<i32> {
     let mut path = format!("/v1/events?limit={limit}");
     if let Some(w) = &workload {
         path.push_str(&format!("&workload={w}"));
@@ -592,7 +713,9 @@ async fn events(client: &Client, workload: Option<String>, limit: usize, format:
     for e in evs {
         println!(
             "{} {} {} {}",
-            warren_runtime::logs::format_timestamp(std::time::UNIX_EPOCH + Duration::from_millis(e.ts_ms)),
+            warren_runtime::logs::format_timestamp(
+                std::time::UNIX_EPOCH + Duration::from_millis(e.ts_ms)
+            ),
             e.workload.as_deref().unwrap_or("-"),
             e.kind,
             e.message

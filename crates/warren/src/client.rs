@@ -53,7 +53,10 @@ impl Client {
         tokio::spawn(async move {
             let _ = conn.with_upgrades().await;
         });
-        sender.send_request(req).await.context("talking to the daemon")
+        sender
+            .send_request(req)
+            .await
+            .context("talking to the daemon")
     }
 
     fn request(method: Method, path: &str, body: Vec<u8>) -> Request<Full<Bytes>> {
@@ -73,7 +76,10 @@ impl Client {
         let status = resp.status();
         let bytes = resp.into_body().collect().await?.to_bytes();
         let body: ErrorBody = serde_json::from_slice(&bytes).unwrap_or_else(|_| ErrorBody {
-            error: format!("daemon answered {status}: {}", String::from_utf8_lossy(&bytes)),
+            error: format!(
+                "daemon answered {status}: {}",
+                String::from_utf8_lossy(&bytes)
+            ),
             diagnostics: vec![],
         });
         Err(ApiFailure { body }.into())
@@ -109,7 +115,11 @@ impl Client {
     }
 
     /// A streamed response body (NDJSON lines), delivered line by line to `f`.
-    pub async fn stream_lines(&self, path: &str, mut f: impl FnMut(&[u8]) -> Result<()>) -> Result<()> {
+    pub async fn stream_lines(
+        &self,
+        path: &str,
+        mut f: impl FnMut(&[u8]) -> Result<()>,
+    ) -> Result<()> {
         let resp = Self::check(self.send(Self::request(Method::GET, path, vec![])).await?).await?;
         let mut body = resp.into_body();
         let mut buf: Vec<u8> = Vec::new();
@@ -127,7 +137,11 @@ impl Client {
     }
 
     /// Opens an upgraded frame stream.
-    pub async fn upgrade(&self, path: &str, args: &impl Serialize) -> Result<TokioIo<hyper::upgrade::Upgraded>> {
+    pub async fn upgrade(
+        &self,
+        path: &str,
+        args: &impl Serialize,
+    ) -> Result<TokioIo<hyper::upgrade::Upgraded>> {
         let req = Request::builder()
             .method(Method::GET)
             .uri(format!("http://warren{path}"))
@@ -141,7 +155,9 @@ impl Client {
         if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
             bail!("daemon did not switch protocols ({})", resp.status());
         }
-        let io = hyper::upgrade::on(resp).await.context("upgrading the connection")?;
+        let io = hyper::upgrade::on(resp)
+            .await
+            .context("upgrading the connection")?;
         Ok(TokioIo::new(io))
     }
 }

@@ -46,7 +46,10 @@ fn yaml_scalar(s: &str) -> String {
         && !s.contains(": ")
         && !s.contains(" #")
         && !s.contains('\n')
-        && !matches!(s, "true" | "false" | "null" | "yes" | "no" | "on" | "off" | "~")
+        && !matches!(
+            s,
+            "true" | "false" | "null" | "yes" | "no" | "on" | "off" | "~"
+        )
         && s.parse::<f64>().is_err();
     if plain {
         s.to_string()
@@ -144,7 +147,13 @@ mod tests {
 
     #[test]
     fn tables_align() {
-        let t = table(&["NAME", "STATE"], &[vec!["web".into(), "running".into()], vec!["database".into(), "stopped".into()]]);
+        let t = table(
+            &["NAME", "STATE"],
+            &[
+                vec!["web".into(), "running".into()],
+                vec!["database".into(), "stopped".into()],
+            ],
+        );
         assert_eq!(t, "NAME      STATE\nweb       running\ndatabase  stopped\n");
     }
 

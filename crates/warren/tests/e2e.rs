@@ -40,12 +40,22 @@ fn three_workloads_each_get_their_own_namespaces() {
         let mut seen = vec![host];
         for pid in &pids {
             let ino = ns_inode(&pid.to_string(), ns);
-            assert!(!seen.contains(&ino), "{ns} namespace of pid {pid} is shared");
+            assert!(
+                !seen.contains(&ino),
+                "{ns} namespace of pid {pid} is shared"
+            );
             seen.push(ino);
         }
     }
     // The hostname is the workload name; PID 1 inside is the main process.
-    let out = d.ok(&["exec", "b", "--", "sh", "-c", "hostname; echo $$; cat /proc/1/cmdline"]);
+    let out = d.ok(&[
+        "exec",
+        "b",
+        "--",
+        "sh",
+        "-c",
+        "hostname; echo $$; cat /proc/1/cmdline",
+    ]);
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[0], "b");
     assert!(out.contains("sleep"), "{out}");
@@ -72,7 +82,9 @@ command = ["sh", "-c", "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo surv
             .unwrap();
     let exits: Vec<&serde_json::Value> = events.iter().filter(|e| e["kind"] == "exited").collect();
     assert!(
-        exits.iter().any(|e| e["message"].as_str().unwrap().contains("memory limit")),
+        exits
+            .iter()
+            .any(|e| e["message"].as_str().unwrap().contains("memory limit")),
         "no OOM exit recorded: {events:#?}"
     );
     // Backoff: the gap between consecutive starts grows (300ms, 600ms, 1200ms ...).
@@ -114,7 +126,10 @@ command = ["sh", "-c", "echo boot; i=0; while true; do echo tick $i; echo err $i
     let out = d.cli(&["logs", "ticker", "--tail", "4"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stdout.lines().all(|l| l.starts_with("tick") || l == "boot"), "{stdout}");
+    assert!(
+        stdout.lines().all(|l| l.starts_with("tick") || l == "boot"),
+        "{stdout}"
+    );
     assert!(stderr.lines().all(|l| l.starts_with("err")), "{stderr}");
     assert_eq!(stdout.lines().count() + stderr.lines().count(), 4);
 }
@@ -142,11 +157,20 @@ command = ["sh", "-c", "i=0; while true; do echo line $i; i=$((i+1)); sleep 0.2;
     while numbers.len() < 6 {
         let mut line = String::new();
         assert!(reader.read_line(&mut line).unwrap() > 0, "logs -f ended");
-        numbers.push(line.trim().strip_prefix("line ").unwrap().parse::<u64>().unwrap());
+        numbers.push(
+            line.trim()
+                .strip_prefix("line ")
+                .unwrap()
+                .parse::<u64>()
+                .unwrap(),
+        );
     }
     let _ = child.kill();
     let _ = child.wait();
-    assert!(start.elapsed() >= Duration::from_millis(800), "lines were not live");
+    assert!(
+        start.elapsed() >= Duration::from_millis(800),
+        "lines were not live"
+    );
     assert!(numbers.windows(2).all(|w| w[1] == w[0] + 1), "{numbers:?}");
 }
 
@@ -155,13 +179,23 @@ fn exec_propagates_exit_status_and_allocates_a_terminal() {
     let d = Daemon::start(&[]);
     d.apply("w.toml", &sleepers(&["box"]));
     d.wait_running("box");
-    let out = d.cli(&["exec", "box", "--", "sh", "-c", "echo out; echo err >&2; exit 7"]);
+    let out = d.cli(&[
+        "exec",
+        "box",
+        "--",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 7",
+    ]);
     assert_eq!(out.status.code(), Some(7));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "out\n");
     assert_eq!(String::from_utf8_lossy(&out.stderr), "err\n");
     let out = d.cli(&["exec", "-t", "box", "--", "tty"]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
-    assert!(String::from_utf8_lossy(&out.stdout).starts_with("/dev/pts/"), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("/dev/pts/"),
+        "{out:?}"
+    );
     // stdin is forwarded.
     let mut child = Command::new(WARREN)
         .args(["exec", "box", "--", "sh", "-c", "read x; echo got $x"])
@@ -199,15 +233,17 @@ command = ["sleep", "1000"]
     d.kill_daemon(Signal::SIGKILL);
     std::thread::sleep(Duration::from_millis(700));
     assert!(alive(pid), "workload died with the daemon");
-    let before = std::fs::read_to_string(
-        d.state_dir().join("workloads/keep/logs/container.log"),
-    )
-    .unwrap()
-    .lines()
-    .count();
+    let before = std::fs::read_to_string(d.state_dir().join("workloads/keep/logs/container.log"))
+        .unwrap()
+        .lines()
+        .count();
     d.spawn();
     let v = d.wait_for("keep", 20, "adoption", |v| v["state"] == "running");
-    assert_eq!(v["pid"].as_i64().unwrap() as i32, pid, "not the same process");
+    assert_eq!(
+        v["pid"].as_i64().unwrap() as i32,
+        pid,
+        "not the same process"
+    );
     assert_eq!(v["restarts"], 0);
     assert_eq!(d.get("idle")["state"], "stopped");
     // Logs continue after the restart and the adopted workload is still supervised.
@@ -230,11 +266,22 @@ fn drift_recreates_and_keeps_data_while_state_only_stops() {
     };
     d.apply("w.toml", &spec("one", "running"));
     let pid1 = d.wait_running("app");
-    d.ok(&["exec", "app", "--", "sh", "-c", "echo scratch > /tmp/scratch"]);
+    d.ok(&[
+        "exec",
+        "app",
+        "--",
+        "sh",
+        "-c",
+        "echo scratch > /tmp/scratch",
+    ]);
     let plan = d.ok(&["plan", "-f", d.state_dir().join("w.toml").to_str().unwrap()]);
     assert!(plan.contains("no changes"), "{plan}");
     std::fs::write(d.state_dir().join("w2.toml"), spec("two", "running")).unwrap();
-    let plan = d.ok(&["plan", "-f", d.state_dir().join("w2.toml").to_str().unwrap()]);
+    let plan = d.ok(&[
+        "plan",
+        "-f",
+        d.state_dir().join("w2.toml").to_str().unwrap(),
+    ]);
     assert!(plan.contains("~ app (update: env.GREETING)"), "{plan}");
     assert!(plan.contains("stop app: spec changed"), "{plan}");
     d.apply("w.toml", &spec("two", "running"));
@@ -277,7 +324,10 @@ fn delete_leaves_nothing_behind() {
             .filter(|p| p.exists())
             .collect()
     };
-    assert!(!cgroups("gone").is_empty(), "expected cgroups while running");
+    assert!(
+        !cgroups("gone").is_empty(),
+        "expected cgroups while running"
+    );
     // Delete without --purge keeps the data dataset only.
     let out = d.ok(&["delete", "gone"]);
     assert!(out.contains("data kept"), "{out}");
@@ -285,11 +335,20 @@ fn delete_leaves_nothing_behind() {
     assert!(d.pool_root().join("workloads/gone/data").exists());
     assert!(!d.pool_root().join("workloads/gone/rootfs").exists());
     d.ok(&["delete", "--purge", "gone"]);
-    assert!(cgroups("gone").is_empty(), "cgroups left: {:?}", cgroups("gone"));
+    assert!(
+        cgroups("gone").is_empty(),
+        "cgroups left: {:?}",
+        cgroups("gone")
+    );
     assert!(!d.pool_root().join("workloads/gone").exists());
     assert!(!d.state_dir().join("workloads/gone").exists());
     let subvols = Command::new("btrfs")
-        .args(["subvolume", "list", "-o", d.pool_root().join("workloads").to_str().unwrap()])
+        .args([
+            "subvolume",
+            "list",
+            "-o",
+            d.pool_root().join("workloads").to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     let subvols = String::from_utf8_lossy(&subvols.stdout);
@@ -338,9 +397,18 @@ fn invalid_files_change_nothing() {
     d.wait_running("base");
     let before = d.list();
     let cases: &[(&str, &str)] = &[
-        ("[workload.base]\nworld = \"busybox\"\ncomand = [\"true\"]\n", "bad.toml:3:1: workload.base.comand: unknown key; did you mean `command`?"),
-        ("[workload.base]\nworld = \"busybox\"\nkind = \"jail\"\n", "bad.toml:3:8: workload.base.kind: kind \"jail\" is not supported"),
-        ("[workload.base]\nworld = \"nosuch\"\n", "bad.toml:2:9: workload.base.world: world \"nosuch\" does not exist"),
+        (
+            "[workload.base]\nworld = \"busybox\"\ncomand = [\"true\"]\n",
+            "bad.toml:3:1: workload.base.comand: unknown key; did you mean `command`?",
+        ),
+        (
+            "[workload.base]\nworld = \"busybox\"\nkind = \"jail\"\n",
+            "bad.toml:3:8: workload.base.kind: kind \"jail\" is not supported",
+        ),
+        (
+            "[workload.base]\nworld = \"nosuch\"\n",
+            "bad.toml:2:9: workload.base.world: world \"nosuch\" does not exist",
+        ),
         ("[workload.Bad_Name]\nworld = \"busybox\"\n", "bad.toml:1:"),
         ("[workload.base\n", "bad.toml:1:"),
     ];
@@ -354,7 +422,10 @@ fn invalid_files_change_nothing() {
             .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{text} was accepted");
-        assert!(stderr.contains(expect), "for {text:?} expected {expect:?} in:\n{stderr}");
+        assert!(
+            stderr.contains(expect),
+            "for {text:?} expected {expect:?} in:\n{stderr}"
+        );
     }
     let after = d.list();
     assert_eq!(before.len(), after.len());
@@ -366,7 +437,15 @@ fn invalid_files_change_nothing() {
 fn run_rm_is_ephemeral() {
     let d = Daemon::start(&[]);
     d.ok(&["world", "create", "busybox"]);
-    let out = d.cli(&["run", "--rm", "busybox", "--", "sh", "-c", "echo hi; hostname; exit 3"]);
+    let out = d.cli(&[
+        "run",
+        "--rm",
+        "busybox",
+        "--",
+        "sh",
+        "-c",
+        "echo hi; hostname; exit 3",
+    ]);
     assert_eq!(out.status.code(), Some(3), "{out:?}\n{}", d.log());
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.starts_with("hi\nrun-"), "{stdout}");
@@ -393,7 +472,7 @@ workdir = "/etc"
     );
     d.wait_running("py");
     wait_until(20, "http server answering inside the workload", || {
-        d.cli(&["exec", "py", "--", "python3", "-c", "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:8080/hostname').read().decode())"])
+        d.cli(&["exec", "py", "--", "python3", "-c", "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:8080/passwd').read().decode())"])
             .status
             .success()
     });

@@ -54,10 +54,7 @@ impl ApiError {
         }
     }
     pub fn not_found(name: &str) -> Self {
-        Self::new(
-            StatusCode::NOT_FOUND,
-            format!("no workload named {name:?}"),
-        )
+        Self::new(StatusCode::NOT_FOUND, format!("no workload named {name:?}"))
     }
     fn invalid(diagnostics: Vec<Diagnostic>) -> Self {
         let error = diagnostics
@@ -101,10 +98,7 @@ const BUILTIN_WORLDS: &[&str] = &["host", "busybox"];
 
 /// Parses and validates a file against this host. Builds missing built-in worlds unless
 /// `dry_run`.
-async fn validate(
-    engine: &Arc<Engine>,
-    req: &ApplyRequest,
-) -> Result<SpecFile, ApiError> {
+async fn validate(engine: &Arc<Engine>, req: &ApplyRequest) -> Result<SpecFile, ApiError> {
     let parsed = warren_model::parse_spec(&req.text, &req.file)
         .map_err(|e| ApiError::invalid(e.diagnostics))?;
     let storage = engine.storage.clone();
@@ -153,7 +147,9 @@ async fn validate(
             }
             Source::Image(_) => diags.push(parsed.diagnostic(
                 &at("image"),
-                format!("workload.{name}.image: OCI images cannot be run on this host yet; use `world`"),
+                format!(
+                    "workload.{name}.image: OCI images cannot be run on this host yet; use `world`"
+                ),
             )),
         }
     }
@@ -177,7 +173,12 @@ async fn create_world_now(engine: &Arc<Engine>, world: &str) -> Result<(), ApiEr
     })
     .await
     .map_err(|e| anyhow::anyhow!(e))?
-    .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("world {world}: {e}")))?;
+    .map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("world {world}: {e}"),
+        )
+    })?;
     engine.event(None, "world", &format!("world {world} created"));
     Ok(())
 }
@@ -196,7 +197,12 @@ fn changes(spec: &SpecFile, current: &BTreeMap<String, Desired>, prune: bool) ->
                 let fields = plan::spec_diff(&d.spec, w);
                 Change {
                     workload: name.clone(),
-                    change: if fields.is_empty() { "unchanged" } else { "update" }.into(),
+                    change: if fields.is_empty() {
+                        "unchanged"
+                    } else {
+                        "update"
+                    }
+                    .into(),
                     fields,
                 }
             }
@@ -214,7 +220,11 @@ fn changes(spec: &SpecFile, current: &BTreeMap<String, Desired>, prune: bool) ->
     out
 }
 
-async fn plan_or_apply(engine: Arc<Engine>, req: ApplyRequest, apply: bool) -> ApiResult<ApplyResponse> {
+async fn plan_or_apply(
+    engine: Arc<Engine>,
+    req: ApplyRequest,
+    apply: bool,
+) -> ApiResult<ApplyResponse> {
     let spec = validate(&engine, &req).await?;
     let current = engine.store.desired()?;
     let changes = changes(&spec, &current, req.prune);
@@ -240,7 +250,13 @@ async fn plan_or_apply(engine: Arc<Engine>, req: ApplyRequest, apply: bool) -> A
         .into_iter()
         .map(|(k, v)| (k, v.to_observed()))
         .collect();
-    let steps = plan::plan(&next, &observed, warren_store::now_ms(), &engine.cfg.backoff).steps;
+    let steps = plan::plan(
+        &next,
+        &observed,
+        warren_store::now_ms(),
+        &engine.cfg.backoff,
+    )
+    .steps;
     if !apply || req.dry_run {
         return Ok(Json(ApplyResponse {
             changes,
@@ -272,11 +288,17 @@ async fn plan_or_apply(engine: Arc<Engine>, req: ApplyRequest, apply: bool) -> A
     }))
 }
 
-async fn plan_handler(State(e): State<Arc<Engine>>, Json(req): Json<ApplyRequest>) -> ApiResult<ApplyResponse> {
+async fn plan_handler(
+    State(e): State<Arc<Engine>>,
+    Json(req): Json<ApplyRequest>,
+) -> ApiResult<ApplyResponse> {
     plan_or_apply(e, req, false).await
 }
 
-async fn apply_handler(State(e): State<Arc<Engine>>, Json(req): Json<ApplyRequest>) -> ApiResult<ApplyResponse> {
+async fn apply_handler(
+    State(e): State<Arc<Engine>>,
+    Json(req): Json<ApplyRequest>,
+) -> ApiResult<ApplyResponse> {
     plan_or_apply(e, req, true).await
 }
 
@@ -291,7 +313,10 @@ fn desired_or_404(e: &Engine, name: &str) -> Result<Desired, ApiError> {
         .ok_or_else(|| ApiError::not_found(name))
 }
 
-async fn get_one(State(e): State<Arc<Engine>>, Path(name): Path<String>) -> ApiResult<WorkloadDetail> {
+async fn get_one(
+    State(e): State<Arc<Engine>>,
+    Path(name): Path<String>,
+) -> ApiResult<WorkloadDetail> {
     let d = desired_or_404(&e, &name)?;
     Ok(Json(WorkloadDetail {
         status: e.status(&d),
@@ -377,7 +402,14 @@ async fn worlds(State(e): State<Arc<Engine>>) -> ApiResult<Vec<WorldInfo>> {
             binds: meta
                 .binds
                 .iter()
-                .map(|b| format!("{}:{}{}", b.source.display(), b.dest, if b.readonly { ":ro" } else { "" }))
+                .map(|b| {
+                    format!(
+                        "{}:{}{}",
+                        b.source.display(),
+                        b.dest,
+                        if b.readonly { ":ro" } else { "" }
+                    )
+                })
                 .collect(),
             created_at: meta.created_at,
             used_by: desired
@@ -391,19 +423,28 @@ async fn worlds(State(e): State<Arc<Engine>>) -> ApiResult<Vec<WorldInfo>> {
     Ok(Json(out))
 }
 
-async fn create_world(State(e): State<Arc<Engine>>, Path(name): Path<String>) -> ApiResult<serde_json::Value> {
+async fn create_world(
+    State(e): State<Arc<Engine>>,
+    Path(name): Path<String>,
+) -> ApiResult<serde_json::Value> {
     let storage = e.storage.clone();
     let exists = tokio::task::spawn_blocking(move || storage.list_worlds())
         .await
         .map_err(|e| anyhow::anyhow!(e))?
         .map_err(|e| anyhow::anyhow!(e))?;
     if exists.contains(&name) {
-        return Err(ApiError::new(StatusCode::CONFLICT, format!("world {name:?} already exists")));
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("world {name:?} already exists"),
+        ));
     }
     if !BUILTIN_WORLDS.contains(&name.as_str()) {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
-            format!("world {name:?} is not one warren can build (known: {})", BUILTIN_WORLDS.join(", ")),
+            format!(
+                "world {name:?} is not one warren can build (known: {})",
+                BUILTIN_WORLDS.join(", ")
+            ),
         ));
     }
     create_world_now(&e, &name).await?;
@@ -423,6 +464,13 @@ fn default_limit() -> usize {
     100
 }
 
-async fn events(State(e): State<Arc<Engine>>, Query(q): Query<EventsQuery>) -> ApiResult<Vec<warren_store::Event>> {
-    Ok(Json(e.store.events(q.after, q.workload.as_deref(), q.limit.min(10_000))?))
+async fn events(
+    State(e): State<Arc<Engine>>,
+    Query(q): Query<EventsQuery>,
+) -> ApiResult<Vec<warren_store::Event>> {
+    Ok(Json(e.store.events(
+        q.after,
+        q.workload.as_deref(),
+        q.limit.min(10_000),
+    )?))
 }

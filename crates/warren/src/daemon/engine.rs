@@ -356,7 +356,12 @@ impl Engine {
     }
 
     /// Watches a shim until it exits, then records how the container ended.
-    fn watch_shim(self: &Arc<Self>, name: &str, state: ShimState, child: Option<std::process::Child>) {
+    fn watch_shim(
+        self: &Arc<Self>,
+        name: &str,
+        state: ShimState,
+        child: Option<std::process::Child>,
+    ) {
         let (tx, rx) = watch::channel(false);
         self.live.lock().unwrap().insert(
             name.to_string(),
@@ -586,7 +591,12 @@ impl Engine {
             .store
             .get_desired(name)?
             .ok_or_else(|| anyhow!("no such workload"))?;
-        if self.observed_row(name).and_then(|r| r.provisioned).as_deref() == Some(&d.hash) {
+        if self
+            .observed_row(name)
+            .and_then(|r| r.provisioned)
+            .as_deref()
+            == Some(&d.hash)
+        {
             self.update(name, |r| r.failures = 0);
             self.start(&d, "operator restart").await?;
         }
@@ -620,7 +630,10 @@ impl Engine {
             match state {
                 Some(st)
                     if st.container_pid == pid
-                        && warren_runtime::proc::process_alive(st.shim_pid, st.shim_start_ticks) =>
+                        && warren_runtime::proc::process_alive(
+                            st.shim_pid,
+                            st.shim_start_ticks,
+                        ) =>
                 {
                     self.event(
                         Some(&name),
@@ -709,22 +722,77 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> Option<T
     serde_json::from_slice(&data).ok()
 }
 
-/// Resolves when process `pid` has exited (pidfd readiness; no polling).
+/// Resolves when process `pid` has exited: readiness of a pidfd (Linux) or of a kqueue
+/// watching `NOTE_EXIT` (FreeBSD). No polling either way.
 async fn wait_exit(pid: i32) -> std::io::Result<()> {
+    let Some(fd) = exit_fd(pid)? else {
+        return Ok(()); // already gone
+    };
+    // SAFETY: the AsyncFd owns the fd and nothing else closes or replaces it.
+    let afd = unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }
+        .map_err(|e| e.into_parts().1)?;
+    let _ = afd.readable().await?;
+    Ok(())
+}
+
+/// An fd that becomes readable when `pid` exits; None if it has already exited.
+#[cfg(target_os = "linux")]
+fn exit_fd(pid: i32) -> std::io::Result<Option<OwnedFd>> {
     // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
     if fd < 0 {
         let e = std::io::Error::last_os_error();
         if e.raw_os_error() == Some(libc::ESRCH) {
-            return Ok(());
+            return Ok(None);
         }
         return Err(e);
     }
     // SAFETY: fd was just returned by the kernel and is owned by nothing else.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
-    // SAFETY: the AsyncFd owns the pidfd and nothing else closes or replaces it.
-    let afd = unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }
-        .map_err(|e| e.into_parts().1)?;
-    let _ = afd.readable().await?;
-    Ok(())
+    Ok(Some(unsafe { OwnedFd::from_raw_fd(fd as i32) }))
+}
+
+/// An fd that becomes readable when `pid` exits; None if it has already exited.
+#[cfg(target_os = "freebsd")]
+fn exit_fd(pid: i32) -> std::io::Result<Option<OwnedFd>> {
+    // SAFETY: kqueue() returns a new fd or -1.
+    let kq = unsafe { libc::kqueue() };
+    if kq < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: kq was just returned by the kernel and is owned by nothing else.
+    let kq = unsafe { OwnedFd::from_raw_fd(kq) };
+    // SAFETY: an all-zero kevent is a valid value to fill in.
+    let mut ev: libc::kevent = unsafe { std::mem::zeroed() };
+    ev.ident = pid as libc::uintptr_t;
+    ev.filter = libc::EVFILT_PROC;
+    ev.flags = libc::EV_ADD | libc::EV_ONESHOT;
+    ev.fflags = libc::NOTE_EXIT;
+    use std::os::fd::AsRawFd;
+    // SAFETY: registers one event on our kqueue; no events are returned.
+    let r = unsafe {
+        libc::kevent(
+            kq.as_raw_fd(),
+            &ev,
+            1,
+            std::ptr::null_mut(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if r < 0 {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::ESRCH) {
+            return Ok(None);
+        }
+        return Err(e);
+    }
+    Ok(Some(kq))
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "freebsd")))]
+fn exit_fd(_pid: i32) -> std::io::Result<Option<OwnedFd>> {
+    Err(std::io::Error::new(
+        std::io::ErrorKind::Unsupported,
+        "watching process exits needs Linux or FreeBSD",
+    ))
 }

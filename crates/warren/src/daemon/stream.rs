@@ -102,10 +102,12 @@ pub async fn logs(
 }
 
 fn parse_args<T: serde::de::DeserializeOwned>(req: &Request) -> Result<T, ApiError> {
-    let raw = req
-        .headers()
-        .get(ARGS_HEADER)
-        .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, format!("missing {ARGS_HEADER} header")))?;
+    let raw = req.headers().get(ARGS_HEADER).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("missing {ARGS_HEADER} header"),
+        )
+    })?;
     serde_json::from_slice(raw.as_bytes())
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("{ARGS_HEADER}: {e}")))
 }
@@ -122,7 +124,12 @@ fn switching() -> Response {
 fn take_upgrade(req: &mut Request) -> Result<hyper::upgrade::OnUpgrade, ApiError> {
     req.extensions_mut()
         .remove::<hyper::upgrade::OnUpgrade>()
-        .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "this endpoint needs an upgraded connection"))
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "this endpoint needs an upgraded connection",
+            )
+        })
 }
 
 /// `GET /v1/workloads/{name}/exec` (upgrade): runs a command in the running workload.
@@ -133,17 +140,29 @@ pub async fn exec(
 ) -> Result<Response, ApiError> {
     let args: ExecArgs = parse_args(&req)?;
     if args.argv.is_empty() {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "exec needs a command"));
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "exec needs a command",
+        ));
     }
     if e.store.get_desired(&name)?.is_none() {
         return Err(ApiError::not_found(&name));
     }
     if e.observed_row(&name).and_then(|r| r.pid).is_none() {
-        return Err(ApiError::new(StatusCode::CONFLICT, format!("workload {name:?} is not running")));
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("workload {name:?} is not running"),
+        ));
     }
     let cmd = e
         .runtime
-        .exec_command(&e.container_id(&name), &args.argv, args.tty, &args.env, args.workdir.as_deref())
+        .exec_command(
+            &e.container_id(&name),
+            &args.argv,
+            args.tty,
+            &args.env,
+            args.workdir.as_deref(),
+        )
         .map_err(|err| anyhow::anyhow!(err))?;
     let up = take_upgrade(&mut req)?;
     tokio::spawn(async move {
@@ -175,7 +194,11 @@ pub async fn run(State(e): State<Arc<Engine>>, mut req: Request) -> Result<Respo
         .await
         .map_err(|err| anyhow::anyhow!(err))?
         .map_err(|err| anyhow::anyhow!(err))?;
-    let argv = if args.argv.is_empty() { meta.default_command.clone() } else { args.argv.clone() };
+    let argv = if args.argv.is_empty() {
+        meta.default_command.clone()
+    } else {
+        args.argv.clone()
+    };
     let spec = warren_runtime::ContainerSpec {
         id: e.container_id(&name),
         rootfs,
@@ -215,7 +238,10 @@ pub async fn run(State(e): State<Arc<Engine>>, mut req: Request) -> Result<Respo
         Ok(c) => c,
         Err(err) => {
             tokio::task::spawn_blocking(cleanup).await.ok();
-            return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, err.to_string()));
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                err.to_string(),
+            ));
         }
     };
     let up = take_upgrade(&mut req)?;
@@ -241,7 +267,13 @@ fn exit_code(status: std::process::ExitStatus) -> i32 {
 }
 
 /// Runs `cmd` and pumps its stdio through the framed connection until it exits.
-async fn pump(io: Io, mut cmd: std::process::Command, tty: bool, rows: u16, cols: u16) -> anyhow::Result<()> {
+async fn pump(
+    io: Io,
+    mut cmd: std::process::Command,
+    tty: bool,
+    rows: u16,
+    cols: u16,
+) -> anyhow::Result<()> {
     let (mut rd, mut wr) = tokio::io::split(io);
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(64);
     let (in_tx, mut in_rx) = mpsc::channel::<(FrameKind, Vec<u8>)>(64);
@@ -277,7 +309,10 @@ async fn pump(io: Io, mut cmd: std::process::Command, tty: bool, rows: u16, cols
                 match master_r.read(&mut buf) {
                     Ok(0) | Err(_) => break,
                     Ok(n) => {
-                        if out.blocking_send(encode_frame(FrameKind::Stdout, &buf[..n])).is_err() {
+                        if out
+                            .blocking_send(encode_frame(FrameKind::Stdout, &buf[..n]))
+                            .is_err()
+                        {
                             break;
                         }
                     }
@@ -288,12 +323,9 @@ async fn pump(io: Io, mut cmd: std::process::Command, tty: bool, rows: u16, cols
         std::thread::spawn(move || {
             while let Some((kind, data)) = in_rx.blocking_recv() {
                 match kind {
-                    FrameKind::Stdin => {
-                        if master_w.write_all(&data).is_err() {
-                            break;
-                        }
-                    }
-                    // A terminal has no end of input; the session ends with the process.
+                    // A terminal has no end of input (StdinEof is ignored); the session ends
+                    // with the process.
+                    FrameKind::Stdin if master_w.write_all(&data).is_err() => break,
                     FrameKind::Resize if data.len() == 4 => {
                         let ws = libc::winsize {
                             ws_row: u16::from_be_bytes([data[0], data[1]]),
@@ -313,7 +345,9 @@ async fn pump(io: Io, mut cmd: std::process::Command, tty: bool, rows: u16, cols
             }
         });
     } else {
-        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         child = tokio::process::Command::from(cmd).spawn()?;
         let mut stdin = child.stdin.take();
         let pid = child.id();
@@ -338,8 +372,20 @@ async fn pump(io: Io, mut cmd: std::process::Command, tty: bool, rows: u16, cols
             }
         });
         for (pipe, kind) in [
-            (child.stdout.take().map(|p| Box::new(p) as Box<dyn tokio::io::AsyncRead + Unpin + Send>), FrameKind::Stdout),
-            (child.stderr.take().map(|p| Box::new(p) as Box<dyn tokio::io::AsyncRead + Unpin + Send>), FrameKind::Stderr),
+            (
+                child
+                    .stdout
+                    .take()
+                    .map(|p| Box::new(p) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+                FrameKind::Stdout,
+            ),
+            (
+                child
+                    .stderr
+                    .take()
+                    .map(|p| Box::new(p) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+                FrameKind::Stderr,
+            ),
         ] {
             let Some(mut pipe) = pipe else { continue };
             let out = tx.clone();
@@ -391,7 +437,10 @@ async fn pump(io: Io, mut cmd: std::process::Command, tty: bool, rows: u16, cols
         None => child.wait().await?,
     };
     let _ = wr
-        .write_all(&encode_frame(FrameKind::Exit, &exit_code(status).to_be_bytes()))
+        .write_all(&encode_frame(
+            FrameKind::Exit,
+            &exit_code(status).to_be_bytes(),
+        ))
         .await;
     let _ = wr.shutdown().await;
     reader.abort();

@@ -257,10 +257,8 @@ impl Daemon {
                 .join(format!("warren-{}", self.instance()));
             remove_cgroup_tree(&dir);
         }
-        let _ = warren_storage::pool::close_pool(
-            self.dir.path(),
-            Arc::new(warren_exec::HostExecutor),
-        );
+        let _ =
+            warren_storage::pool::close_pool(self.dir.path(), Arc::new(warren_exec::HostExecutor));
     }
 }
 

@@ -1,0 +1,351 @@
+//! `cargo xtask bench`: warren against its baselines, side by side in one run.
+//!
+//! - `warren run --rm busybox -- /bin/true` vs `runc run` of an equivalent bundle vs
+//!   `podman run --rm --rootfs` of the same root filesystem (medians and ratios);
+//! - `warren apply` of 50 workloads until all are running;
+//! - idle daemon RSS and CPU with those 50 workloads; each shim's proportional set size
+//!   (compared with podman's conmon when podman is present).
+//!
+//! Needs root, runc and btrfs-progs; podman is optional (its rows say why they are missing).
+//! Everything it starts is ended by PID and removed at the end.
+
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const RUNS: usize = 25;
+const WORKLOADS: usize = 50;
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn run_ok(cmd: &mut Command) -> Result<()> {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("{cmd:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+fn time_n(n: usize, mut f: impl FnMut() -> Result<()>) -> Result<Duration> {
+    f()?; // warm-up
+    let mut v = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        f()?;
+        v.push(t.elapsed());
+    }
+    Ok(median(v))
+}
+
+struct Bench {
+    dir: PathBuf,
+    warren: PathBuf,
+    daemon: Option<Child>,
+}
+
+impl Bench {
+    fn cli(&self) -> Command {
+        let mut c = Command::new(&self.warren);
+        c.env("WARREN_STATE_DIR", self.dir.join("state"));
+        c
+    }
+}
+
+impl Drop for Bench {
+    fn drop(&mut self) {
+        if let Ok(out) = self.cli().args(["list", "-o", "json"]).output() {
+            if let Ok(list) = serde_list(&out.stdout) {
+                for name in list {
+                    let _ = self.cli().args(["delete", "--purge", &name]).output();
+                }
+            }
+        }
+        if let Some(mut c) = self.daemon.take() {
+            // SAFETY: signalling the daemon process this bench started.
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let _ = c.wait();
+        }
+        let _ = Command::new("umount")
+            .arg(self.dir.join("state/pool"))
+            .status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Workload names from `list -o json` without a JSON dependency: every `"name": "X"`.
+fn serde_list(json: &[u8]) -> Result<Vec<String>> {
+    let s = String::from_utf8_lossy(json);
+    let mut out = Vec::new();
+    for part in s.split("\"name\": \"").skip(1) {
+        if let Some(end) = part.find('"') {
+            out.push(part[..end].to_string());
+        }
+    }
+    Ok(out)
+}
+
+fn field_kb(path: &str, key: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    text.lines()
+        .find(|l| l.starts_with(key))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+}
+
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = s.rsplit_once(')')?.1;
+    let f: Vec<&str> = after.split_whitespace().collect();
+    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+}
+
+fn children_named(comm: &str) -> Vec<u32> {
+    let mut v = Vec::new();
+    if let Ok(rd) = std::fs::read_dir("/proc") {
+        for e in rd.flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+                continue;
+            };
+            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+            if args.get(1) == Some(&comm.as_bytes()) {
+                v.push(pid);
+            }
+        }
+    }
+    v
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "met"
+    } else {
+        "MISSED"
+    }
+}
+
+pub fn bench(root: &Path) -> Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("cargo xtask bench needs root (containers, loop devices)");
+    }
+    for tool in ["runc", "mkfs.btrfs", "busybox"] {
+        if Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .stdout(Stdio::null())
+            .status()?
+            .code()
+            != Some(0)
+        {
+            bail!("{tool} is missing: run scripts/install-deps");
+        }
+    }
+    run_ok(Command::new("cargo").current_dir(root).args([
+        "build",
+        "--release",
+        "--bin",
+        "warren",
+    ]))?;
+    let dir = PathBuf::from(format!("/tmp/warren-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let mut b = Bench {
+        dir: dir.clone(),
+        warren: root.join("target/release/warren"),
+        daemon: None,
+    };
+    let log = std::fs::File::create(dir.join("daemon.log"))?;
+    b.daemon = Some(
+        b.cli()
+            .args(["daemon", "--pool-gib", "8"])
+            .arg("--runc-root")
+            .arg(dir.join("runc-warren"))
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?,
+    );
+    let t = Instant::now();
+    while b.cli().arg("list").output()?.status.code() != Some(0) {
+        if t.elapsed() > Duration::from_secs(30) {
+            bail!(
+                "daemon did not start; see {}",
+                dir.join("daemon.log").display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    run_ok(b.cli().args(["world", "create", "busybox"]))?;
+
+    // Baseline bundle: the same busybox world, copied, with runc's default spec.
+    let bundle = dir.join("bundle");
+    std::fs::create_dir_all(&bundle)?;
+    run_ok(
+        Command::new("cp")
+            .args(["-a"])
+            .arg(dir.join("state/pool/worlds/busybox"))
+            .arg(bundle.join("rootfs")),
+    )?;
+    run_ok(Command::new("runc").args(["spec"]).current_dir(&bundle))?;
+    let spec = std::fs::read_to_string(bundle.join("config.json"))?
+        .replace("\"terminal\": true", "\"terminal\": false")
+        .replace("\"sh\"", "\"/bin/true\"");
+    std::fs::write(bundle.join("config.json"), spec)?;
+    let runc_root = dir.join("runc-baseline");
+
+    println!("warren benchmarks ({RUNS} runs each, medians)\n");
+    let warren_run = time_n(RUNS, || {
+        run_ok(b.cli().args(["run", "--rm", "busybox", "--", "/bin/true"]))
+    })?;
+    let mut n = 0;
+    let runc_run = time_n(RUNS, || {
+        n += 1;
+        run_ok(
+            Command::new("runc")
+                .arg("--root")
+                .arg(&runc_root)
+                .args(["run", "--bundle"])
+                .arg(&bundle)
+                .arg(format!("bench-{n}")),
+        )
+    })?;
+    let podman = time_n(RUNS, || {
+        run_ok(
+            Command::new("podman")
+                .args(["run", "--rm", "--network=none", "--rootfs"])
+                .arg(bundle.join("rootfs"))
+                .arg("/bin/true"),
+        )
+    });
+    println!("{:<44} {:>10}", "run --rm /bin/true", "median");
+    println!(
+        "{:<44} {:>8.1}ms",
+        "warren run --rm busybox -- /bin/true",
+        ms(warren_run)
+    );
+    println!("{:<44} {:>8.1}ms", "runc run (same rootfs)", ms(runc_run));
+    let vs_runc = ms(warren_run) / ms(runc_run);
+    println!(
+        "  ratio warren/runc: {vs_runc:.2} (target <= 1.5: {})",
+        verdict(vs_runc <= 1.5)
+    );
+    match &podman {
+        Ok(p) => {
+            println!(
+                "{:<44} {:>8.1}ms",
+                "podman run --rm --rootfs (same rootfs)",
+                ms(*p)
+            );
+            let speedup = ms(*p) / ms(warren_run);
+            println!(
+                "  podman/warren: {speedup:.2}x faster (target >= 3: {})",
+                verdict(speedup >= 3.0)
+            );
+        }
+        Err(e) => println!("podman run: unavailable ({e:#})"),
+    }
+
+    // apply of 50 workloads until all run.
+    let mut toml = String::new();
+    for i in 0..WORKLOADS {
+        toml.push_str(&format!(
+            "[workload.w{i}]\nworld = \"busybox\"\ncommand = [\"sleep\", \"100000\"]\n\n"
+        ));
+    }
+    let file = dir.join("fifty.toml");
+    std::fs::write(&file, toml)?;
+    let t = Instant::now();
+    run_ok(b.cli().arg("apply").arg("-f").arg(&file))?;
+    let applied = t.elapsed();
+    loop {
+        let out = b.cli().args(["list", "-o", "json"]).output()?;
+        let running = String::from_utf8_lossy(&out.stdout)
+            .matches("\"state\": \"running\"")
+            .count();
+        if running == WORKLOADS {
+            break;
+        }
+        if t.elapsed() > Duration::from_secs(300) {
+            bail!("only {running} of {WORKLOADS} workloads running after 300 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let converged = t.elapsed();
+    println!(
+        "\napply of {WORKLOADS} workloads: accepted in {:.0}ms, all running after {:.0}ms",
+        ms(applied),
+        ms(converged)
+    );
+
+    // Idle daemon.
+    std::thread::sleep(Duration::from_secs(2));
+    let pid = b.daemon.as_ref().unwrap().id();
+    let c0 = cpu_ticks(pid).unwrap_or(0);
+    let idle = Duration::from_secs(10);
+    std::thread::sleep(idle);
+    let c1 = cpu_ticks(pid).unwrap_or(0);
+    let hz = 100.0;
+    let cpu = (c1 - c0) as f64 / hz / idle.as_secs_f64() * 100.0;
+    let rss = field_kb(&format!("/proc/{pid}/status"), "VmRSS:").unwrap_or(0);
+    println!(
+        "idle daemon with {WORKLOADS} workloads: RSS {:.1} MB (target <= 30: {}), CPU {cpu:.2}% over {}s",
+        rss as f64 / 1024.0,
+        verdict(rss <= 30 * 1024),
+        idle.as_secs()
+    );
+    let shims = children_named("shim");
+    let mut pss: Vec<u64> = shims
+        .iter()
+        .filter_map(|p| field_kb(&format!("/proc/{p}/smaps_rollup"), "Pss:"))
+        .collect();
+    pss.sort();
+    if let Some(mid) = pss.get(pss.len() / 2) {
+        println!(
+            "shim PSS: median {:.2} MB over {} shims (target <= 2: {})",
+            *mid as f64 / 1024.0,
+            pss.len(),
+            verdict(*mid <= 2048)
+        );
+    }
+    if podman.is_ok() {
+        let out = Command::new("podman")
+            .args(["run", "-d", "--rm", "--network=none", "--rootfs"])
+            .arg(bundle.join("rootfs"))
+            .args(["sleep", "1000"])
+            .output()?;
+        let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        std::thread::sleep(Duration::from_millis(500));
+        let conmon: Vec<u64> = std::fs::read_dir("/proc")?
+            .flatten()
+            .filter_map(|e| e.file_name().to_string_lossy().parse::<u32>().ok())
+            .filter(|p| {
+                std::fs::read_to_string(format!("/proc/{p}/comm"))
+                    .map(|c| c.trim() == "conmon")
+                    .unwrap_or(false)
+            })
+            .filter_map(|p| field_kb(&format!("/proc/{p}/smaps_rollup"), "Pss:"))
+            .collect();
+        if let Some(c) = conmon.first() {
+            println!("podman conmon PSS: {:.2} MB", *c as f64 / 1024.0);
+        }
+        let _ = Command::new("podman")
+            .args(["rm", "-f", "-t", "0", &id])
+            .output();
+    }
+    Ok(())
+}
