@@ -69,8 +69,11 @@ pub const NOFILE_LIMIT: u64 = 1_048_576;
 /// cannot raise its hard limit that far (no CAP_SYS_RESOURCE), in which case runc could not
 /// either and the current hard limit is used.
 pub fn host_nofile_limit() -> u64 {
+    // rlim_t is u64 on Linux and i64 on FreeBSD (where RLIM_INFINITY is i64::MAX).
+    #[cfg_attr(target_os = "linux", allow(clippy::useless_conversion))]
     let hard = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
-        .map(|(_, hard)| hard)
+        .ok()
+        .and_then(|(_, hard)| u64::try_from(hard).ok())
         .unwrap_or(NOFILE_LIMIT);
     if hard >= NOFILE_LIMIT || has_cap_sys_resource() {
         NOFILE_LIMIT

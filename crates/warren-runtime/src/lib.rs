@@ -8,7 +8,9 @@
 //! - [`proc`] reads `/proc/PID/stat` to tell a live process from a reused PID.
 //!
 //! The [`Runtime`] trait is the backend-family interface the daemon programs against; the OCI
-//! backend ([`oci::OciRuntime`]) implements it on Linux.
+//! backend ([`oci::OciRuntime`]) implements it on Linux. Everything compiles on every OS; where
+//! Linux is needed (the shim's supervision, `/proc`) other OSes get
+//! [`RuntimeError::Unsupported`] or the documented fallback.
 
 pub mod bundle;
 pub mod logs;
@@ -39,6 +41,9 @@ pub enum RuntimeError {
     NoSuchGroup { group: String },
     #[error("shim for {id} failed to start the container: {reason}")]
     ShimFailed { id: String, reason: String },
+    /// A feature this OS does not have (the OCI backend, its shim and `/proc` are Linux's).
+    #[error("{0}")]
+    Unsupported(String),
     #[error("{0}")]
     Other(String),
 }

@@ -7,13 +7,13 @@
 //! flushed as `P` at EOF). The current file is `container.log`; when it would grow past the size
 //! limit it is renamed to `container.log.1` (older ones shift to `.2` ... and the oldest is
 //! dropped). Rotation happens only between records, so every file holds whole lines.
+//!
+//! [`LogFollower`] waits for changes with inotify on Linux and kqueue on the BSDs and macOS;
+//! on other OSes [`LogFollower::open`] fails with [`RuntimeError::Unsupported`].
 
 use crate::{Result, RuntimeError};
-use nix::poll::{PollFd, PollFlags, PollTimeout};
-use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -338,12 +338,236 @@ pub fn read_tail(log_dir: &Path, n: Option<usize>) -> Result<Vec<LogLine>> {
     Ok(all)
 }
 
+/// Waiting for changes in a log directory: the directory's entries and the file being read.
+#[cfg(target_os = "linux")]
+mod watch {
+    use super::io_err;
+    use crate::Result;
+    use nix::poll::{PollFd, PollFlags, PollTimeout};
+    use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+    use std::fs::File;
+    use std::os::fd::AsFd;
+    use std::path::{Path, PathBuf};
+    use std::time::Duration;
+
+    /// An inotify watch on the directory; it reports writes to the files in it as well.
+    #[derive(Debug)]
+    pub(super) struct Watch {
+        dir: PathBuf,
+        inotify: Inotify,
+    }
+
+    impl Watch {
+        pub(super) fn new(dir: &Path) -> Result<Self> {
+            let inotify = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK)
+                .map_err(|e| io_err(dir)(e.into()))?;
+            inotify
+                .add_watch(
+                    dir,
+                    AddWatchFlags::IN_MODIFY
+                        | AddWatchFlags::IN_CREATE
+                        | AddWatchFlags::IN_MOVED_TO
+                        | AddWatchFlags::IN_MOVED_FROM
+                        | AddWatchFlags::IN_DELETE
+                        | AddWatchFlags::IN_CLOSE_WRITE,
+                )
+                .map_err(|e| io_err(dir)(e.into()))?;
+            Ok(Watch {
+                dir: dir.to_path_buf(),
+                inotify,
+            })
+        }
+
+        /// Nothing to do: the directory watch covers the files in it.
+        pub(super) fn watch_file(&mut self, _file: &File) -> Result<()> {
+            Ok(())
+        }
+
+        /// Discards the pending events.
+        pub(super) fn drain(&mut self) -> Result<()> {
+            loop {
+                match self.inotify.read_events() {
+                    Ok(ev) if !ev.is_empty() => continue,
+                    Ok(_) | Err(nix::errno::Errno::EAGAIN) => return Ok(()),
+                    Err(e) => return Err(io_err(&self.dir)(e.into())),
+                }
+            }
+        }
+
+        /// Blocks until an event is pending or `timeout` has passed.
+        pub(super) fn wait(&mut self, timeout: Duration) -> Result<()> {
+            let ms = PollTimeout::try_from(timeout.as_millis().max(1).min(i32::MAX as u128))
+                .unwrap_or(PollTimeout::MAX);
+            let mut fds = [PollFd::new(self.inotify.as_fd(), PollFlags::POLLIN)];
+            match nix::poll::poll(&mut fds, ms) {
+                Ok(_) | Err(nix::errno::Errno::EINTR) => Ok(()),
+                Err(e) => Err(io_err(&self.dir)(e.into())),
+            }
+        }
+    }
+}
+
+/// Waiting for changes in a log directory: the directory's entries and the file being read.
+#[cfg(any(
+    target_os = "freebsd",
+    target_os = "dragonfly",
+    target_os = "netbsd",
+    target_os = "openbsd",
+    target_os = "macos"
+))]
+mod watch {
+    use super::io_err;
+    use crate::Result;
+    use nix::sys::event::{EvFlags, EventFilter, FilterFlag, KEvent, Kqueue};
+    use nix::sys::time::TimeSpec;
+    use std::fs::File;
+    use std::os::fd::{AsFd, AsRawFd};
+    use std::path::{Path, PathBuf};
+    use std::time::Duration;
+
+    /// A kqueue with EVFILT_VNODE filters on the directory (entries created, renamed or
+    /// removed) and on the file being read (appended to), which a directory filter does not
+    /// report. A file's filter goes away when the file is closed.
+    #[derive(Debug)]
+    pub(super) struct Watch {
+        dir: PathBuf,
+        kq: Kqueue,
+        /// Held open for its filter.
+        dir_file: File,
+    }
+
+    fn vnode_event(fd: &impl AsRawFd) -> KEvent {
+        KEvent::new(
+            fd.as_raw_fd() as usize,
+            EventFilter::EVFILT_VNODE,
+            EvFlags::EV_ADD | EvFlags::EV_CLEAR,
+            FilterFlag::NOTE_WRITE
+                | FilterFlag::NOTE_EXTEND
+                | FilterFlag::NOTE_RENAME
+                | FilterFlag::NOTE_DELETE,
+            0,
+            0,
+        )
+    }
+
+    fn empty_event() -> KEvent {
+        KEvent::new(
+            0,
+            EventFilter::EVFILT_VNODE,
+            EvFlags::empty(),
+            FilterFlag::empty(),
+            0,
+            0,
+        )
+    }
+
+    impl Watch {
+        pub(super) fn new(dir: &Path) -> Result<Self> {
+            let kq = Kqueue::new().map_err(|e| io_err(dir)(e.into()))?;
+            nix::fcntl::fcntl(
+                kq.as_fd(),
+                nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+            )
+            .map_err(|e| io_err(dir)(e.into()))?;
+            let dir_file = File::open(dir).map_err(io_err(dir))?;
+            let mut w = Watch {
+                dir: dir.to_path_buf(),
+                kq,
+                dir_file,
+            };
+            let ev = vnode_event(&w.dir_file);
+            w.register(ev)?;
+            Ok(w)
+        }
+
+        fn register(&mut self, ev: KEvent) -> Result<()> {
+            self.kq
+                .kevent(&[ev], &mut [], Some(*TimeSpec::new(0, 0).as_ref()))
+                .map(|_| ())
+                .map_err(|e| io_err(&self.dir)(e.into()))
+        }
+
+        /// Also reports writes to `file` (the one being read) while it stays open.
+        pub(super) fn watch_file(&mut self, file: &File) -> Result<()> {
+            self.register(vnode_event(file))
+        }
+
+        /// Discards the pending events.
+        pub(super) fn drain(&mut self) -> Result<()> {
+            let mut events = [empty_event(); 8];
+            loop {
+                match self
+                    .kq
+                    .kevent(&[], &mut events, Some(*TimeSpec::new(0, 0).as_ref()))
+                {
+                    Ok(n) if n == events.len() => continue,
+                    Ok(_) => return Ok(()),
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    Err(e) => return Err(io_err(&self.dir)(e.into())),
+                }
+            }
+        }
+
+        /// Blocks until an event is pending or `timeout` has passed. The event is consumed;
+        /// the caller rereads the files after every wait.
+        pub(super) fn wait(&mut self, timeout: Duration) -> Result<()> {
+            let mut events = [empty_event(); 1];
+            let ts = TimeSpec::from_duration(timeout);
+            match self.kq.kevent(&[], &mut events, Some(*ts.as_ref())) {
+                Ok(_) | Err(nix::errno::Errno::EINTR) => Ok(()),
+                Err(e) => Err(io_err(&self.dir)(e.into())),
+            }
+        }
+    }
+}
+
+/// No change notification on this OS: following logs is unsupported.
+#[cfg(not(any(
+    target_os = "linux",
+    target_os = "freebsd",
+    target_os = "dragonfly",
+    target_os = "netbsd",
+    target_os = "openbsd",
+    target_os = "macos"
+)))]
+mod watch {
+    use crate::{Result, RuntimeError};
+    use std::fs::File;
+    use std::path::Path;
+    use std::time::Duration;
+
+    /// Never constructed.
+    #[derive(Debug)]
+    pub(super) enum Watch {}
+
+    impl Watch {
+        pub(super) fn new(_dir: &Path) -> Result<Self> {
+            Err(RuntimeError::Unsupported(
+                "following logs needs inotify or kqueue".into(),
+            ))
+        }
+
+        pub(super) fn watch_file(&mut self, _file: &File) -> Result<()> {
+            match *self {}
+        }
+
+        pub(super) fn drain(&mut self) -> Result<()> {
+            match *self {}
+        }
+
+        pub(super) fn wait(&mut self, _timeout: Duration) -> Result<()> {
+            match *self {}
+        }
+    }
+}
+
 /// Follows a log directory: returns the requested tail first, then every new record as it is
-/// written, across rotations (no line lost or repeated). Blocks on inotify, never polls.
+/// written, across rotations (no line lost or repeated). Blocks on inotify or kqueue, never
+/// polls.
 #[derive(Debug)]
 pub struct LogFollower {
     dir: PathBuf,
-    inotify: Inotify,
+    watch: watch::Watch,
     /// The file being read and its inode.
     current: Option<(File, u64)>,
     /// Bytes of the current file after the last complete line.
@@ -356,22 +580,9 @@ impl LogFollower {
     /// Starts following `log_dir`; the first [`LogFollower::wait_next`] returns the last `tail`
     /// existing records (all when None).
     pub fn open(log_dir: &Path, tail: Option<usize>) -> Result<Self> {
-        let inotify = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK)
-            .map_err(|e| io_err(log_dir)(e.into()))?;
-        inotify
-            .add_watch(
-                log_dir,
-                AddWatchFlags::IN_MODIFY
-                    | AddWatchFlags::IN_CREATE
-                    | AddWatchFlags::IN_MOVED_TO
-                    | AddWatchFlags::IN_MOVED_FROM
-                    | AddWatchFlags::IN_DELETE
-                    | AddWatchFlags::IN_CLOSE_WRITE,
-            )
-            .map_err(|e| io_err(log_dir)(e.into()))?;
         let mut f = LogFollower {
             dir: log_dir.to_path_buf(),
-            inotify,
+            watch: watch::Watch::new(log_dir)?,
             current: None,
             buf: Vec::new(),
             ready: Vec::new(),
@@ -381,6 +592,7 @@ impl LogFollower {
         match File::open(&path) {
             Ok(file) => {
                 let ino = file.metadata().map_err(io_err(&path))?.ino();
+                f.watch.watch_file(&file)?;
                 for (p, i) in rotated_files(log_dir).iter().rev() {
                     if *i != ino {
                         read_file_lines(p, &mut lines)?;
@@ -404,7 +616,7 @@ impl LogFollower {
     pub fn wait_next(&mut self, timeout: Duration) -> Result<Vec<LogLine>> {
         let deadline = Instant::now() + timeout;
         loop {
-            self.drain_events()?;
+            self.watch.drain()?;
             let mut out = std::mem::take(&mut self.ready);
             self.collect(&mut out)?;
             if !out.is_empty() {
@@ -414,23 +626,7 @@ impl LogFollower {
             if left.is_zero() {
                 return Ok(out);
             }
-            let ms = PollTimeout::try_from(left.as_millis().max(1).min(i32::MAX as u128))
-                .unwrap_or(PollTimeout::MAX);
-            let mut fds = [PollFd::new(self.inotify.as_fd(), PollFlags::POLLIN)];
-            match nix::poll::poll(&mut fds, ms) {
-                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-                Err(e) => return Err(io_err(&self.dir)(e.into())),
-            }
-        }
-    }
-
-    fn drain_events(&mut self) -> Result<()> {
-        loop {
-            match self.inotify.read_events() {
-                Ok(ev) if !ev.is_empty() => continue,
-                Ok(_) | Err(nix::errno::Errno::EAGAIN) => return Ok(()),
-                Err(e) => return Err(io_err(&self.dir)(e.into())),
-            }
+            self.watch.wait(left)?;
         }
     }
 
@@ -478,6 +674,7 @@ impl LogFollower {
                 }
             }
         }
+        self.watch.watch_file(&file)?;
         self.current = Some((file, ino));
         self.read_current(out)
     }

@@ -3,8 +3,13 @@
 //!
 //! [`parse_stat`] is pure; [`process_alive`] is what the daemon uses to decide whether a shim
 //! recorded in `state.json` is still the same process.
+//!
+//! `/proc/PID/stat` is Linux's. Elsewhere [`read_stat`] finds nothing, [`self_start_ticks`]
+//! fails with [`RuntimeError::Unsupported`], and [`process_alive`] only asks whether the PID
+//! exists (`kill(pid, 0)`): it cannot tell a zombie or a reused PID from the recorded process.
+//! No shim runs there (it needs Linux), so no `state.json` is written for it to check.
 
-use std::path::PathBuf;
+use crate::RuntimeError;
 
 /// The fields of `/proc/PID/stat` warren cares about.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,32 +53,51 @@ pub fn parse_stat(line: &str) -> Option<ProcStat> {
     })
 }
 
-/// Reads and parses `/proc/PID/stat`; None when the process does not exist.
+/// Reads and parses `/proc/PID/stat`; None when the process does not exist (always, on OSes
+/// other than Linux).
 pub fn read_stat(pid: i32) -> Option<ProcStat> {
-    let path = PathBuf::from(format!("/proc/{pid}/stat"));
+    if !cfg!(target_os = "linux") {
+        return None;
+    }
+    let path = format!("/proc/{pid}/stat");
     parse_stat(&std::fs::read_to_string(path).ok()?)
 }
 
-/// This process's start time in clock ticks since boot.
+/// This process's start time in clock ticks since boot (Linux only).
 pub fn self_start_ticks() -> crate::Result<u64> {
-    let path = PathBuf::from("/proc/self/stat");
-    let text = std::fs::read_to_string(&path).map_err(|source| crate::RuntimeError::Io {
+    if !cfg!(target_os = "linux") {
+        return Err(RuntimeError::Unsupported(
+            "process start times need Linux's /proc".into(),
+        ));
+    }
+    let path = std::path::PathBuf::from("/proc/self/stat");
+    let text = std::fs::read_to_string(&path).map_err(|source| RuntimeError::Io {
         path: path.clone(),
         source,
     })?;
     parse_stat(&text)
         .map(|s| s.start_ticks)
-        .ok_or_else(|| crate::RuntimeError::Other(format!("cannot parse {}", path.display())))
+        .ok_or_else(|| RuntimeError::Other(format!("cannot parse {}", path.display())))
 }
 
 /// Whether `pid` is a running (not zombie or dead) process that started at `start_ticks`.
+///
+/// On OSes other than Linux: whether `pid` exists at all; see the module docs.
 pub fn process_alive(pid: i32, start_ticks: u64) -> bool {
     if pid <= 0 {
         return false;
     }
-    match read_stat(pid) {
-        Some(s) => !matches!(s.state, 'Z' | 'X' | 'x') && s.start_ticks == start_ticks,
-        None => false,
+    if cfg!(target_os = "linux") {
+        match read_stat(pid) {
+            Some(s) => !matches!(s.state, 'Z' | 'X' | 'x') && s.start_ticks == start_ticks,
+            None => false,
+        }
+    } else {
+        use nix::errno::Errno;
+        matches!(
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
+            Ok(()) | Err(Errno::EPERM)
+        )
     }
 }
 
@@ -120,6 +144,13 @@ mod tests {
     }
 
     #[test]
+    fn nonpositive_pids_are_never_alive() {
+        assert!(!process_alive(0, 0));
+        assert!(!process_alive(-1, 0));
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
     fn own_process_is_alive_and_mismatch_is_not() {
         let me = std::process::id() as i32;
         let ticks = self_start_ticks().unwrap();
@@ -129,6 +160,7 @@ mod tests {
         assert!(!process_alive(i32::MAX, ticks));
     }
 
+    #[cfg(target_os = "linux")]
     #[test]
     fn zombie_is_dead() {
         let child = std::process::Command::new("/bin/true").spawn().unwrap();

@@ -1,7 +1,10 @@
 //! The OCI runtime end to end against the real runc: busybox containers in a temporary rootfs,
-//! supervised by `warren shim`. Needs root, runc and a static busybox; fails (never skips) when
-//! they are missing. Every test uses its own container id, runc root and cgroup, and its guard
-//! removes all of them (and ends the processes it started) even when an assertion fails.
+//! supervised by `warren shim`. Linux only. Needs root, runc and a static busybox; fails (never
+//! skips) when they are missing. Every test uses its own container id, runc root and cgroup, and
+//! its guard removes all of them (and ends the processes it started) even when an assertion
+//! fails.
+
+#![cfg(target_os = "linux")]
 
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::fs::symlink;
