@@ -133,6 +133,26 @@ fn children_named(comm: &str) -> Vec<u32> {
     v
 }
 
+/// podman's default rlimits (nofile 1048576, and its nproc for root) exceed what a root
+/// without CAP_SYS_RESOURCE may set on some hosts, where every podman run then fails; the bench
+/// passes the host's own hard nofile limit (what warren and the runc bundle get) and a fixed
+/// nproc instead.
+fn podman_limits() -> Vec<String> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit fills the struct we own.
+    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
+    let nofile = lim.rlim_max.min(1 << 20);
+    vec![
+        "--ulimit".into(),
+        format!("nofile={nofile}:{nofile}"),
+        "--ulimit".into(),
+        "nproc=4096:4096".into(),
+    ]
+}
+
 fn verdict(ok: bool) -> &'static str {
     if ok {
         "met"
@@ -173,7 +193,7 @@ pub fn bench(root: &Path) -> Result<()> {
     let log = std::fs::File::create(dir.join("daemon.log"))?;
     b.daemon = Some(
         b.cli()
-            .args(["daemon", "--pool-gib", "8"])
+            .args(["daemon", "--pool-gib", "8", "--stop-timeout", "1"])
             .arg("--runc-root")
             .arg(dir.join("runc-warren"))
             .stdout(log.try_clone()?)
@@ -227,7 +247,9 @@ pub fn bench(root: &Path) -> Result<()> {
     let podman = time_n(RUNS, || {
         run_ok(
             Command::new("podman")
-                .args(["run", "--rm", "--network=none", "--rootfs"])
+                .args(["run", "--rm", "--network=none"])
+                .args(podman_limits())
+                .arg("--rootfs")
                 .arg(bundle.join("rootfs"))
                 .arg("/bin/true"),
         )
@@ -324,7 +346,9 @@ pub fn bench(root: &Path) -> Result<()> {
     }
     if podman.is_ok() {
         let out = Command::new("podman")
-            .args(["run", "-d", "--rm", "--network=none", "--rootfs"])
+            .args(["run", "-d", "--rm", "--network=none"])
+            .args(podman_limits())
+            .arg("--rootfs")
             .arg(bundle.join("rootfs"))
             .args(["sleep", "1000"])
             .output()?;

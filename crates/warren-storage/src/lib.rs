@@ -20,6 +20,7 @@
 
 pub mod btrfs;
 pub mod dir;
+pub mod ephemeral;
 mod fsutil;
 pub mod pool;
 pub mod worlds;

@@ -190,10 +190,11 @@ pub async fn run(State(e): State<Arc<Engine>>, mut req: Request) -> Result<Respo
     );
     let storage = e.storage.clone();
     let (n, w) = (name.clone(), args.world.clone());
-    let rootfs = tokio::task::spawn_blocking(move || storage.create_rootfs(&n, &w))
-        .await
-        .map_err(|err| anyhow::anyhow!(err))?
-        .map_err(|err| anyhow::anyhow!(err))?;
+    let rootfs =
+        tokio::task::spawn_blocking(move || warren_storage::ephemeral::create(&*storage, &n, &w))
+            .await
+            .map_err(|err| anyhow::anyhow!(err))?
+            .map_err(|err| anyhow::anyhow!(err))?;
     let argv = if args.argv.is_empty() {
         meta.default_command.clone()
     } else {
@@ -227,8 +228,9 @@ pub async fn run(State(e): State<Arc<Engine>>, mut req: Request) -> Result<Respo
         let name = name.clone();
         move || {
             let _ = e.runtime.delete(&e.container_id(&name));
-            let _ = e.storage.delete_rootfs(&name);
-            let _ = e.storage.delete_data(&name);
+            if let Err(err) = warren_storage::ephemeral::remove(&*e.storage, &name) {
+                tracing::warn!("removing ephemeral rootfs of {name}: {err}");
+            }
             let _ = std::fs::remove_dir_all(e.run_dir(&name));
         }
     };
