@@ -460,7 +460,15 @@ fn run_rm_is_ephemeral() {
         "the ephemeral overlay is still mounted"
     );
     // Writes go to the overlay, never into the world.
-    let out = d.cli(&["run", "--rm", "busybox", "--", "sh", "-c", "echo x > /bin/written && cat /bin/written"]);
+    let out = d.cli(&[
+        "run",
+        "--rm",
+        "busybox",
+        "--",
+        "sh",
+        "-c",
+        "echo x > /bin/written && cat /bin/written",
+    ]);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "x\n");
     assert!(!d.pool_root().join("worlds/busybox/bin/written").exists());
     let out = d.cli(&["run", "busybox", "--", "true"]);

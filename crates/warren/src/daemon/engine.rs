@@ -267,15 +267,7 @@ impl Engine {
             return Err(anyhow!("only worlds are supported on this host"));
         };
         let meta = warren_storage::worlds::world_meta(&*self.storage, world)?;
-        let mut binds: Vec<Bind> = meta
-            .binds
-            .iter()
-            .map(|b| Bind {
-                source: b.source.clone(),
-                dest: b.dest.clone(),
-                readonly: b.readonly,
-            })
-            .collect();
+        let mut binds = world_binds(&meta);
         binds.push(Bind {
             source: self.storage.data_path(&spec.name),
             dest: spec.data_path.clone(),
@@ -715,6 +707,18 @@ impl Engine {
             started_ms: row.started_ms,
         }
     }
+}
+
+/// The host bind mounts a world asks for, as runtime binds.
+pub fn world_binds(meta: &warren_storage::WorldMeta) -> Vec<Bind> {
+    meta.binds
+        .iter()
+        .map(|b| Bind {
+            source: b.source.clone(),
+            dest: b.dest.clone(),
+            readonly: b.readonly,
+        })
+        .collect()
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> Option<T> {

@@ -204,15 +204,7 @@ pub async fn run(State(e): State<Arc<Engine>>, mut req: Request) -> Result<Respo
         id: e.container_id(&name),
         rootfs,
         readonly_rootfs: false,
-        binds: meta
-            .binds
-            .iter()
-            .map(|b| warren_runtime::Bind {
-                source: b.source.clone(),
-                dest: b.dest.clone(),
-                readonly: b.readonly,
-            })
-            .collect(),
+        binds: super::engine::world_binds(&meta),
         args: argv,
         env: args.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
         cwd: "/".into(),
