@@ -141,7 +141,7 @@ mod tests {
         });
         assert_eq!(
             yaml(&v),
-            "command:\n- python3\n- -m\n- http.server\nempty: []\nenv:\n  A: \"1\"\n  B: \"yes\"\nlast_exit: null\nlist:\n- a: 1\n  b: \"x: y\"\nname: web\npid: 42\n"
+            "command:\n- python3\n- \"-m\"\n- http.server\nempty: []\nenv:\n  A: \"1\"\n  B: \"yes\"\nlast_exit: null\nlist:\n- a: 1\n  b: \"x: y\"\nname: web\npid: 42\n"
         );
     }
 
