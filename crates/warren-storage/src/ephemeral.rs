@@ -8,7 +8,7 @@
 //! Linux only (overlayfs); elsewhere both functions return [`StorageError::Unsupported`].
 
 use crate::{Result, Storage, StorageError};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Directory holding an ephemeral rootfs and its layers.
 pub fn dir(storage: &dyn Storage, name: &str) -> PathBuf {
@@ -84,7 +84,8 @@ pub fn remove(_storage: &dyn Storage, _name: &str) -> Result<()> {
 }
 
 /// Escapes the characters overlayfs treats specially in mount options.
-fn escape(p: &Path) -> String {
+#[cfg(any(target_os = "linux", test))]
+fn escape(p: &std::path::Path) -> String {
     let s = p.display().to_string();
     s.replace('\\', "\\\\")
         .replace(',', "\\,")
@@ -97,7 +98,7 @@ mod tests {
 
     #[test]
     fn escapes_option_separators() {
-        assert_eq!(escape(Path::new("/a,b:c\\d")), "/a\\,b\\:c\\\\d");
-        assert_eq!(escape(Path::new("/plain/path")), "/plain/path");
+        assert_eq!(escape(std::path::Path::new("/a,b:c\\d")), "/a\\,b\\:c\\\\d");
+        assert_eq!(escape(std::path::Path::new("/plain/path")), "/plain/path");
     }
 }
