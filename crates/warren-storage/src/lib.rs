@@ -84,6 +84,47 @@ pub struct DatasetInfo {
     pub readonly: bool,
 }
 
+/// One of warren's writable datasets, the unit of snapshots, clones, quotas and streams.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "type", content = "name", rename_all = "lowercase")]
+pub enum DatasetId {
+    /// `workloads/<name>/rootfs`
+    Rootfs(String),
+    /// `workloads/<name>/data`
+    Data(String),
+    /// `volumes/<name>`
+    Volume(String),
+}
+
+impl DatasetId {
+    /// The dataset's path relative to the driver root, e.g. `workloads/web/data`.
+    pub fn key(&self) -> String {
+        match self {
+            DatasetId::Rootfs(w) => format!("workloads/{w}/rootfs"),
+            DatasetId::Data(w) => format!("workloads/{w}/data"),
+            DatasetId::Volume(v) => format!("volumes/{v}"),
+        }
+    }
+}
+
+/// A read-only point-in-time copy of a dataset.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SnapshotInfo {
+    /// [`DatasetId::key`] of the dataset it belongs to.
+    pub dataset: String,
+    pub label: String,
+    /// Unix seconds.
+    pub created_at: u64,
+    /// Bytes held only by this snapshot, when the driver can tell.
+    pub bytes: Option<u64>,
+}
+
+fn unsupported<T>(driver: &str, what: &str) -> Result<T> {
+    Err(StorageError::Unsupported(format!(
+        "the {driver} driver cannot {what}"
+    )))
+}
+
 /// A dataset driver. Paths returned are on the host and usable directly as bind sources.
 pub trait Storage: Send + Sync {
     /// `"btrfs"` or `"dir"`.
@@ -125,4 +166,93 @@ pub trait Storage: Send + Sync {
     fn delete_data(&self, workload: &str) -> Result<()>;
     /// Every dataset the driver holds.
     fn list_datasets(&self) -> Result<Vec<DatasetInfo>>;
+
+    /// Host path of a dataset (whether or not it exists).
+    fn dataset_path(&self, id: &DatasetId) -> PathBuf {
+        self.root().join(id.key())
+    }
+
+    /// Creates a volume dataset if missing and returns its path.
+    fn ensure_volume(&self, name: &str) -> Result<PathBuf> {
+        let _ = name;
+        unsupported(self.driver(), "create volumes")
+    }
+    /// Deletes a volume with all its snapshots; no error if absent.
+    fn delete_volume(&self, name: &str) -> Result<()> {
+        let _ = name;
+        unsupported(self.driver(), "delete volumes")
+    }
+    /// Volumes that exist, by name.
+    fn list_volumes(&self) -> Result<Vec<String>> {
+        unsupported(self.driver(), "list volumes")
+    }
+
+    /// Takes a read-only snapshot of a dataset under `label` (unique per dataset).
+    fn snapshot(&self, id: &DatasetId, label: &str) -> Result<SnapshotInfo> {
+        let _ = (id, label);
+        unsupported(self.driver(), "take snapshots")
+    }
+    /// The dataset's snapshots, oldest first.
+    fn snapshots(&self, id: &DatasetId) -> Result<Vec<SnapshotInfo>> {
+        let _ = id;
+        unsupported(self.driver(), "list snapshots")
+    }
+    /// Restores the dataset to `label`. Snapshots newer than `label` are refused unless
+    /// `destroy_newer`, in which case they are deleted; returns the labels deleted.
+    fn rollback(&self, id: &DatasetId, label: &str, destroy_newer: bool) -> Result<Vec<String>> {
+        let _ = (id, label, destroy_newer);
+        unsupported(self.driver(), "roll back")
+    }
+    /// Deletes one snapshot.
+    fn delete_snapshot(&self, id: &DatasetId, label: &str) -> Result<()> {
+        let _ = (id, label);
+        unsupported(self.driver(), "delete snapshots")
+    }
+    /// Creates `dst` as a copy-on-write clone of `src` (of its snapshot `label`, or of its
+    /// current state when None). Fails if `dst` exists.
+    fn clone_dataset(&self, src: &DatasetId, label: Option<&str>, dst: &DatasetId) -> Result<()> {
+        let _ = (src, label, dst);
+        unsupported(self.driver(), "clone datasets")
+    }
+    /// Sets (or with None removes) the dataset's size limit in bytes.
+    fn set_quota(&self, id: &DatasetId, bytes: Option<u64>) -> Result<()> {
+        let _ = (id, bytes);
+        unsupported(self.driver(), "enforce quotas")
+    }
+    /// Limits what a workload may write, its rootfs and data datasets together (bytes written
+    /// beyond its world), or with None removes the limit. Called again after every
+    /// re-provision, since a recreated rootfs is a new dataset.
+    fn set_workload_quota(&self, workload: &str, bytes: Option<u64>) -> Result<()> {
+        let _ = (workload, bytes);
+        unsupported(self.driver(), "enforce quotas")
+    }
+    /// Bytes a workload has written (rootfs and data together) and its limit, if any.
+    fn workload_usage(&self, workload: &str) -> Result<(u64, Option<u64>)> {
+        let _ = workload;
+        unsupported(self.driver(), "report usage")
+    }
+    /// Bytes the dataset uses (referenced) and its limit, if any.
+    fn usage(&self, id: &DatasetId) -> Result<(u64, Option<u64>)> {
+        let _ = id;
+        unsupported(self.driver(), "report usage")
+    }
+    /// Writes a stream of snapshot `label` to `out`: the whole dataset, or the difference
+    /// from snapshot `since` when given.
+    fn send(
+        &self,
+        id: &DatasetId,
+        label: &str,
+        since: Option<&str>,
+        out: &mut dyn std::io::Write,
+    ) -> Result<()> {
+        let _ = (id, label, since, out);
+        unsupported(self.driver(), "send streams")
+    }
+    /// Reads a stream made by [`Storage::send`] into snapshot `label` of `id` and makes the
+    /// dataset's current state equal to it. A full stream needs `id` absent; an incremental one
+    /// needs `id` to hold the stream's base snapshot. On failure nothing is left half-received.
+    fn receive(&self, id: &DatasetId, label: &str, input: &mut dyn std::io::Read) -> Result<()> {
+        let _ = (id, label, input);
+        unsupported(self.driver(), "receive streams")
+    }
 }
