@@ -20,16 +20,34 @@
 //! restart = "always"            # always | on-failure | never
 //! state = "running"             # running | stopped
 //! data_path = "/data"
-//! resources = { memory = "256M", cpus = 0.5, pids = 100 }
+//! resources = { memory = "256M", cpus = 0.5, pids = 100, disk = "2G" }
+//! volumes = ["media:/srv/media:ro", "cache:/var/cache"]   # VOLUME:/PATH[:ro|:rw], default rw
+//! snapshots = { every = "30m", keep = 10 }                # automatic snapshots of its datasets
+//!
+//! [volume.media]                # the key is the volume name (a DNS label)
+//! size = "10G"                  # optional size limit, same units as memory
+//! snapshots = { every = "6h", keep = 5 }
 //! ```
+//!
+//! Sizes (`memory`, `disk`, `size`) are a number of bytes or a string with a unit (`"256M"`,
+//! `"1GiB"`, `"500MB"`); memory must be at least 4 MiB, disk and volume sizes at least 1 MiB.
+//! A snapshot `every` is a duration such as `"90s"`, `"30m"`, `"6h"`, `"1d"`, `"2w"` or
+//! `"1h30m"` (at least one minute) and `keep` an integer from 1 to 1000; both are required.
+//!
+//! Volume mounts are checked against the whole file: every mounted volume must be declared as a
+//! `[volume.NAME]` table, mount paths must be absolute (without `:` or `..`, and not `/`),
+//! distinct within a workload and apart from its `data_path` (neither inside the other), and a
+//! volume has at most one read-write mount across all workloads (one writer at a time;
+//! read-only mounts are unlimited). When two workloads mount a volume read-write, the one later
+//! in name order is reported.
 //!
 //! A successful parse returns a [`Parsed`], which keeps the position of every field so that
 //! later checks (host support for a kind, port conflicts, ...) can report `file:line:column`
 //! too, through [`Parsed::locate`] and [`Parsed::diagnostic`].
 //!
-//! Field paths in messages and in [`Parsed::locate`] are dotted (`workload.web.env.PORT`); keys
-//! that are not bare TOML keys are quoted (`workload.web.env."A.B"`) and array elements are
-//! indexed (`workload.web.command[1]`).
+//! Field paths in messages and in [`Parsed::locate`] are dotted (`workload.web.env.PORT`,
+//! `volume.media.size`); keys that are not bare TOML keys are quoted (`workload.web.env."A.B"`)
+//! and array elements are indexed (`workload.web.command[1]`, `workload.web.volumes[0]`).
 
 mod position;
 mod suggest;
@@ -38,9 +56,12 @@ mod values;
 pub use position::line_column;
 
 use crate::names::check_dns_label;
-use crate::spec::{DesiredState, Kind, RestartPolicy, Source, SpecFile, WorkloadSpec};
+use crate::spec::{
+    DesiredState, Kind, RestartPolicy, SnapshotPolicy, Source, SpecFile, VolumeMount, VolumeSpec,
+    WorkloadSpec,
+};
 use position::LineIndex;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use toml::de::{DeString, DeTable, DeValue};
 use toml::Spanned;
@@ -145,6 +166,7 @@ pub fn parse_spec(text: &str, file: &str) -> Result<Parsed, SpecError> {
         file,
         diagnostics: Vec::new(),
         locations: BTreeMap::new(),
+        mounts: Vec::new(),
     };
     let spec = walker.root(root.get_ref());
     if walker.diagnostics.is_empty() {
@@ -243,7 +265,7 @@ impl fmt::Display for Path {
 type Key<'i> = Spanned<DeString<'i>>;
 type Value<'i> = Spanned<DeValue<'i>>;
 
-const TOP_KEYS: &[&str] = &["workload"];
+const TOP_KEYS: &[&str] = &["workload", "volume"];
 const WORKLOAD_KEYS: &[&str] = &[
     "kind",
     "world",
@@ -257,8 +279,12 @@ const WORKLOAD_KEYS: &[&str] = &[
     "state",
     "data_path",
     "resources",
+    "volumes",
+    "snapshots",
 ];
-const RESOURCE_KEYS: &[&str] = &["memory", "cpus", "pids"];
+const RESOURCE_KEYS: &[&str] = &["memory", "cpus", "pids", "disk"];
+const VOLUME_KEYS: &[&str] = &["size", "snapshots"];
+const SNAPSHOT_KEYS: &[&str] = &["every", "keep"];
 const KINDS: &[(&str, Kind)] = &[
     ("container", Kind::Container),
     ("jail", Kind::Jail),
@@ -289,12 +315,23 @@ fn integer(v: &toml::de::DeInteger<'_>) -> Option<i128> {
     i128::from_str_radix(v.as_str(), v.radix()).ok()
 }
 
+/// One well-formed volume mount, kept for the checks that need the whole file.
+struct MountUse {
+    workload: String,
+    index: usize,
+    path: Path,
+    offset: usize,
+    mount: VolumeMount,
+}
+
 /// Walks the TOML tree, building the spec and collecting diagnostics and locations.
 struct Walker<'t> {
     lines: LineIndex<'t>,
     file: &'t str,
     diagnostics: Vec<Diagnostic>,
     locations: BTreeMap<String, (usize, usize)>,
+    /// Every well-formed mount of every workload, in file order.
+    mounts: Vec<MountUse>,
 }
 
 impl Walker<'_> {
@@ -404,28 +441,124 @@ impl Walker<'_> {
 
     fn root(&mut self, root: &DeTable<'_>) -> SpecFile {
         let mut spec = SpecFile::default();
+        // Names under `volume`, valid or not; `None` if `volume` is present but not a table.
+        let mut declared = Some(BTreeSet::new());
         for (key, value) in root.iter() {
-            let path = Path::root().key(key.get_ref());
+            let top: &str = key.get_ref();
+            let path = Path::root().key(top);
             self.record(&path, key, value);
-            if key.get_ref() != "workload" {
+            if !TOP_KEYS.contains(&top) {
                 self.unknown_key(key, &path, TOP_KEYS);
                 continue;
             }
             let hint = if matches!(value.get_ref(), DeValue::Array(_)) {
-                "; declare each workload as `[workload.NAME]`"
+                format!("; declare each {top} as `[{top}.NAME]`")
             } else {
-                ""
+                String::new()
             };
-            let Some(workloads) = self.table(&path, value, hint) else {
+            let Some(entries) = self.table(&path, value, &hint) else {
+                if top == "volume" {
+                    declared = None;
+                }
                 continue;
             };
-            for (name, body) in workloads.iter() {
-                if let Some(w) = self.workload(&path, name, body) {
-                    spec.workloads.insert(w.name.clone(), w);
+            for (name, body) in entries.iter() {
+                if top == "workload" {
+                    if let Some(w) = self.workload(&path, name, body) {
+                        spec.workloads.insert(w.name.clone(), w);
+                    }
+                } else {
+                    if let Some(names) = declared.as_mut() {
+                        names.insert(name.get_ref().to_string());
+                    }
+                    if let Some(v) = self.volume(&path, name, body) {
+                        spec.volumes.insert(v.name.clone(), v);
+                    }
                 }
             }
         }
+        self.check_mounts(declared.as_ref());
         spec
+    }
+
+    /// The checks that need every workload and volume: each mounted volume is declared, and
+    /// each volume has at most one read-write mount (the first workload in name order keeps
+    /// it; any later one is reported).
+    fn check_mounts(&mut self, declared: Option<&BTreeSet<String>>) {
+        let mut mounts = std::mem::take(&mut self.mounts);
+        mounts.sort_by(|a, b| (&a.workload, a.index).cmp(&(&b.workload, b.index)));
+        let mut writers: BTreeMap<&str, &str> = BTreeMap::new();
+        for m in &mounts {
+            let volume = m.mount.volume.as_str();
+            if let Some(names) = declared {
+                if !names.contains(volume) {
+                    self.error(
+                        m.offset,
+                        &m.path,
+                        format!("volume {volume:?} is not declared; add a [volume.{volume}] table"),
+                    );
+                    continue;
+                }
+            }
+            if m.mount.readonly {
+                continue;
+            }
+            match writers.get(volume) {
+                Some(writer) if *writer != m.workload => self.error(
+                    m.offset,
+                    &m.path,
+                    format!(
+                        "volume {volume:?} is already mounted read-write by workload {writer:?}; \
+                         only one writer at a time (mount it with :ro)"
+                    ),
+                ),
+                Some(_) => {}
+                None => {
+                    writers.insert(volume, &m.workload);
+                }
+            }
+        }
+    }
+
+    fn volume(
+        &mut self,
+        parent: &Path,
+        name_key: &Key<'_>,
+        body: &Value<'_>,
+    ) -> Option<VolumeSpec> {
+        let name: &str = name_key.get_ref();
+        let path = parent.key(name);
+        self.record(&path, name_key, body);
+        let errors_before = self.diagnostics.len();
+        if let Err(reason) = check_dns_label(name) {
+            self.error(
+                name_key.span().start,
+                &path,
+                format!("invalid volume name: {reason}"),
+            );
+        }
+        let hint = if matches!(body.get_ref(), DeValue::Array(_)) {
+            format!("; write `[{path}]`, not `[[{path}]]`")
+        } else {
+            String::new()
+        };
+        let table = self.table(&path, body, &hint)?;
+        let mut spec = VolumeSpec {
+            name: name.to_string(),
+            size: None,
+            snapshots: None,
+        };
+        for (key, value) in table.iter() {
+            let field: &str = key.get_ref();
+            let fpath = path.key(field);
+            self.record(&fpath, key, value);
+            match field {
+                "size" => spec.size = self.bytes(&fpath, value, values::MIN_DISK),
+                "snapshots" => spec.snapshots = self.snapshots(&fpath, key, value),
+                _ => self.unknown_key(key, &fpath, VOLUME_KEYS),
+            }
+        }
+        (self.diagnostics.len() == errors_before).then_some(spec)
     }
 
     fn workload(
@@ -455,6 +588,9 @@ impl Walker<'_> {
         let mut spec = WorkloadSpec::new(name, Source::World(String::new()));
         // (key offset, source) for each of `world` and `image` present, valid or not.
         let mut sources: Vec<(usize, &str, Option<Source>)> = Vec::new();
+        // Well-formed mounts: (element path, element offset, mount).
+        let mut mounts: Vec<(Path, usize, VolumeMount)> = Vec::new();
+        let mut data_path_ok = true;
         for (key, value) in table.iter() {
             let field: &str = key.get_ref();
             let fpath = path.key(field);
@@ -504,14 +640,54 @@ impl Walker<'_> {
                         spec.state = s;
                     }
                 }
-                "data_path" => {
-                    if let Some(p) = self.checked_string(&fpath, value, values::check_data_path) {
-                        spec.data_path = p;
-                    }
-                }
+                "data_path" => match self.checked_string(&fpath, value, values::check_data_path) {
+                    Some(p) => spec.data_path = p,
+                    None => data_path_ok = false,
+                },
                 "resources" => self.resources(&fpath, value, &mut spec),
+                "volumes" => mounts = self.volume_mounts(&fpath, value),
+                "snapshots" => spec.snapshots = self.snapshots(&fpath, key, value),
                 _ => self.unknown_key(key, &fpath, WORKLOAD_KEYS),
             }
+        }
+
+        // `data_path` may come after `volumes`, so mounts are checked against it here.
+        for (mpath, offset, mount) in mounts {
+            if data_path_ok {
+                let reason = if values::path_within(&mount.path, &spec.data_path) {
+                    if values::path_within(&spec.data_path, &mount.path) {
+                        Some(format!(
+                            "mount path {:?} is the workload's data_path",
+                            mount.path
+                        ))
+                    } else {
+                        Some(format!(
+                            "mount path {:?} is inside the workload's data_path {:?}",
+                            mount.path, spec.data_path
+                        ))
+                    }
+                } else if values::path_within(&spec.data_path, &mount.path) {
+                    Some(format!(
+                        "mount path {:?} contains the workload's data_path {:?}",
+                        mount.path, spec.data_path
+                    ))
+                } else {
+                    None
+                };
+                if let Some(reason) = reason {
+                    // A refused mount takes no part in the file-wide checks.
+                    self.error(offset, &mpath, reason);
+                    continue;
+                }
+            }
+            spec.volumes.push(mount.clone());
+            self.mounts.push(MountUse {
+                workload: name.to_string(),
+                index: spec.volumes.len() - 1,
+                path: mpath,
+                offset,
+                mount,
+            });
         }
 
         sources.sort_by_key(|(offset, _, _)| *offset);
@@ -574,6 +750,159 @@ impl Walker<'_> {
             }
         }
         ok.then_some(argv)
+    }
+
+    /// The `volumes` array: each element parsed, and no two at the same path. Returns the
+    /// well-formed mounts with their element paths and offsets (all of them, or none if the
+    /// value is not an array).
+    fn volume_mounts(&mut self, path: &Path, value: &Value<'_>) -> Vec<(Path, usize, VolumeMount)> {
+        let items = match value.get_ref() {
+            DeValue::Array(items) => items,
+            _ => {
+                self.wrong_type(
+                    path,
+                    value,
+                    "an array of mounts",
+                    r#"; e.g. volumes = ["media:/srv/media:ro"]"#,
+                );
+                return Vec::new();
+            }
+        };
+        let mut mounts: Vec<(Path, usize, VolumeMount)> = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let ipath = path.index(i);
+            self.record_element(&ipath, item);
+            let at = item.span().start;
+            let DeValue::String(text) = item.get_ref() else {
+                self.wrong_type(&ipath, item, "a string", r#"; e.g. "media:/srv/media:ro""#);
+                continue;
+            };
+            let mount = match values::parse_mount(text) {
+                Ok(mount) => mount,
+                Err(reason) => {
+                    self.error(at, &ipath, reason);
+                    continue;
+                }
+            };
+            let earlier = mounts.iter().position(|(_, _, m)| {
+                values::path_components(&m.path) == values::path_components(&mount.path)
+            });
+            if let Some(j) = earlier {
+                let message = format!(
+                    "mount path {:?} is already used by {}",
+                    mount.path, mounts[j].0
+                );
+                self.error(at, &ipath, message);
+                continue;
+            }
+            mounts.push((ipath, at, mount));
+        }
+        mounts
+    }
+
+    /// A snapshot policy table: `every` (a duration of at least a minute) and `keep` (1 to
+    /// 1000), both required.
+    fn snapshots(
+        &mut self,
+        path: &Path,
+        key: &Key<'_>,
+        value: &Value<'_>,
+    ) -> Option<SnapshotPolicy> {
+        let table = self.table(
+            path,
+            value,
+            r#"; e.g. snapshots = { every = "6h", keep = 5 }"#,
+        )?;
+        let errors_before = self.diagnostics.len();
+        let (mut every, mut keep) = (None, None);
+        let (mut has_every, mut has_keep, mut misspelled) = (false, false, false);
+        for (k, v) in table.iter() {
+            let field: &str = k.get_ref();
+            let spath = path.key(field);
+            self.record(&spath, k, v);
+            match field {
+                "every" => {
+                    has_every = true;
+                    every = self.every(&spath, v);
+                }
+                "keep" => {
+                    has_keep = true;
+                    keep = self.keep(&spath, v);
+                }
+                _ => {
+                    self.unknown_key(k, &spath, SNAPSHOT_KEYS);
+                    misspelled = true;
+                }
+            }
+        }
+        // An unknown key is most likely the missing one misspelled; it is reported already.
+        let missing = match (has_every, has_keep) {
+            (true, true) => None,
+            _ if misspelled => None,
+            (false, true) => Some("`every`"),
+            (true, false) => Some("`keep`"),
+            (false, false) => Some("`every` and `keep`"),
+        };
+        if let Some(missing) = missing {
+            self.error(
+                key.span().start,
+                path,
+                format!(r#"missing {missing}; e.g. snapshots = {{ every = "6h", keep = 5 }}"#),
+            );
+        }
+        if self.diagnostics.len() != errors_before {
+            return None;
+        }
+        Some(SnapshotPolicy {
+            every_secs: every?,
+            keep: keep?,
+        })
+    }
+
+    fn every(&mut self, path: &Path, value: &Value<'_>) -> Option<u64> {
+        let at = value.span().start;
+        let DeValue::String(s) = value.get_ref() else {
+            self.wrong_type(path, value, r#"a duration such as "6h""#, "");
+            return None;
+        };
+        match values::parse_duration(s) {
+            Ok(secs) if secs < values::MIN_SNAPSHOT_EVERY => {
+                self.error(
+                    at,
+                    path,
+                    format!(
+                        "{s:?} is below the minimum of {}",
+                        values::human_duration(values::MIN_SNAPSHOT_EVERY)
+                    ),
+                );
+                None
+            }
+            Ok(secs) => Some(secs),
+            Err(reason) => {
+                self.error(at, path, reason);
+                None
+            }
+        }
+    }
+
+    fn keep(&mut self, path: &Path, value: &Value<'_>) -> Option<u32> {
+        let at = value.span().start;
+        let DeValue::Integer(i) = value.get_ref() else {
+            self.wrong_type(path, value, "an integer", "");
+            return None;
+        };
+        let max = values::MAX_SNAPSHOT_KEEP;
+        match integer(i) {
+            Some(n) if (1..=i128::from(max)).contains(&n) => u32::try_from(n).ok(),
+            Some(n) => {
+                self.error(at, path, format!("must be between 1 and {max}, found {n}"));
+                None
+            }
+            None => {
+                self.error(at, path, "integer out of range");
+                None
+            }
+        }
     }
 
     fn env(&mut self, path: &Path, value: &Value<'_>) -> Option<BTreeMap<String, String>> {
@@ -654,7 +983,8 @@ impl Walker<'_> {
             let rpath = path.key(field);
             self.record(&rpath, key, value);
             match field {
-                "memory" => spec.resources.memory = self.memory(&rpath, value),
+                "memory" => spec.resources.memory = self.bytes(&rpath, value, values::MIN_MEMORY),
+                "disk" => spec.resources.disk = self.bytes(&rpath, value, values::MIN_DISK),
                 "cpus" => spec.resources.cpus = self.cpus(&rpath, value),
                 "pids" => spec.resources.pids = self.pids(&rpath, value),
                 _ => self.unknown_key(key, &rpath, RESOURCE_KEYS),
@@ -662,7 +992,8 @@ impl Walker<'_> {
         }
     }
 
-    fn memory(&mut self, path: &Path, value: &Value<'_>) -> Option<u64> {
+    /// A size in bytes (an integer, or a string with a unit) of at least `min`.
+    fn bytes(&mut self, path: &Path, value: &Value<'_>, min: u64) -> Option<u64> {
         let at = value.span().start;
         let bytes = match value.get_ref() {
             DeValue::Integer(i) => match integer(i) {
@@ -699,14 +1030,14 @@ impl Walker<'_> {
                 return None;
             }
         };
-        if bytes < values::MIN_MEMORY {
+        if bytes < min {
             self.error(
                 at,
                 path,
                 format!(
                     "{} is below the minimum of {}",
                     values::human_bytes(bytes),
-                    values::human_bytes(values::MIN_MEMORY)
+                    values::human_bytes(min)
                 ),
             );
             return None;

@@ -89,6 +89,36 @@ pub struct Resources {
     /// Maximum number of processes/threads.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pids: Option<u64>,
+    /// Bytes the workload may write (rootfs and data together, beyond its world).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk: Option<u64>,
+}
+
+/// A volume mounted into a workload: `name:/path[:ro|rw]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Hash)]
+pub struct VolumeMount {
+    pub volume: String,
+    pub path: String,
+    #[serde(default)]
+    pub readonly: bool,
+}
+
+/// Automatic snapshots: one every `every_secs`, keeping the newest `keep` automatic ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Hash)]
+pub struct SnapshotPolicy {
+    pub every_secs: u64,
+    pub keep: u32,
+}
+
+/// A named dataset shared by workloads (one writer at a time).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeSpec {
+    pub name: String,
+    /// Size limit in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshots: Option<SnapshotPolicy>,
 }
 
 /// One workload as declared. `name` is a validated DNS label.
@@ -119,6 +149,12 @@ pub struct WorkloadSpec {
     /// Where the persistent `data` dataset is mounted inside the workload.
     #[serde(default = "default_data_path")]
     pub data_path: String,
+    /// Volumes mounted into the workload.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<VolumeMount>,
+    /// Automatic snapshots of the workload's datasets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshots: Option<SnapshotPolicy>,
 }
 
 pub fn default_data_path() -> String {
@@ -141,15 +177,18 @@ impl WorkloadSpec {
             state: DesiredState::Running,
             resources: Resources::default(),
             data_path: default_data_path(),
+            volumes: Vec::new(),
+            snapshots: None,
         }
     }
 
     /// The drift key: sha256 over the canonical JSON of every field that shapes the container.
-    /// Changing `state` or `restart` does not change the hash.
+    /// Changing `state`, `restart` or the snapshot schedule does not change the hash.
     pub fn hash(&self) -> String {
         let mut shape = self.clone();
         shape.state = DesiredState::Running;
         shape.restart = RestartPolicy::Always;
+        shape.snapshots = None;
         // serde_json over BTreeMaps and plain structs is deterministic.
         let json = serde_json::to_vec(&shape).expect("spec serializes");
         let digest = Sha256::digest(&json);
@@ -162,8 +201,10 @@ impl WorkloadSpec {
     }
 }
 
-/// A whole declarative file: every workload, by name.
+/// A whole declarative file: every workload and volume, by name.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct SpecFile {
     pub workloads: BTreeMap<String, WorkloadSpec>,
+    #[serde(default)]
+    pub volumes: BTreeMap<String, VolumeSpec>,
 }

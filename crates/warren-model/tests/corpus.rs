@@ -7,7 +7,9 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use warren_model::{parse_spec, DesiredState, Kind, RestartPolicy, Source};
+use warren_model::{
+    parse_spec, DesiredState, Kind, RestartPolicy, SnapshotPolicy, Source, VolumeMount,
+};
 
 fn corpus(dir: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -34,7 +36,7 @@ fn invalid_specs_match_their_golden_errors() {
     let dir = corpus("invalid");
     let bless = std::env::var_os("WARREN_BLESS").is_some_and(|v| v == "1");
     let specs = files(&dir, "toml");
-    assert!(specs.len() >= 15, "only {} invalid specs", specs.len());
+    assert!(specs.len() >= 30, "only {} invalid specs", specs.len());
     let mut failures = Vec::new();
     for spec in &specs {
         let file = name(spec);
@@ -107,7 +109,7 @@ fn every_invalid_spec_points_inside_the_file() {
 #[test]
 fn valid_specs_parse() {
     let specs = files(&corpus("valid"), "toml");
-    assert!(specs.len() >= 4);
+    assert!(specs.len() >= 6);
     for spec in &specs {
         let text = fs::read_to_string(spec).unwrap();
         if let Err(e) = parse_spec(&text, &name(spec)) {
@@ -194,4 +196,79 @@ fn valid_crlf() {
     let parsed = valid("crlf.toml");
     assert_eq!(parsed.spec.workloads["web"].env["GRÜSSE"], "😀");
     assert_eq!(parsed.locate("workload.web.env.\"GRÜSSE\""), (3, 20));
+}
+
+#[test]
+fn valid_volumes() {
+    let parsed = valid("volumes.toml");
+    let spec = &parsed.spec;
+    let mount = |volume: &str, path: &str, readonly| VolumeMount {
+        volume: volume.into(),
+        path: path.into(),
+        readonly,
+    };
+
+    assert_eq!(
+        spec.volumes.keys().collect::<Vec<_>>(),
+        ["cache", "logs", "media"]
+    );
+    let media = &spec.volumes["media"];
+    assert_eq!(media.size, Some(10 << 30));
+    assert_eq!(
+        media.snapshots,
+        Some(SnapshotPolicy {
+            every_secs: 6 * 3600,
+            keep: 5
+        })
+    );
+    assert_eq!(spec.volumes["cache"].size, None);
+    assert_eq!(spec.volumes["cache"].snapshots, None);
+    assert_eq!(
+        spec.volumes["logs"].snapshots,
+        Some(SnapshotPolicy {
+            every_secs: 36 * 3600,
+            keep: 1000
+        })
+    );
+
+    let web = &spec.workloads["web"];
+    assert_eq!(
+        web.volumes,
+        [
+            mount("media", "/srv/media", true),
+            mount("cache", "/var/cache", false),
+            mount("logs", "/var/log/web", true),
+        ]
+    );
+    assert_eq!(web.resources.memory, Some(256 << 20));
+    assert_eq!(web.resources.disk, Some(2 << 30));
+    assert_eq!(
+        web.snapshots,
+        Some(SnapshotPolicy {
+            every_secs: 1800,
+            keep: 10
+        })
+    );
+
+    let uploader = &spec.workloads["uploader"];
+    assert_eq!(uploader.volumes, [mount("media", "/srv/media", false)]);
+    assert_eq!(uploader.resources.disk, Some(1 << 20));
+    assert_eq!(uploader.snapshots, None);
+
+    let shipper = &spec.workloads["shipper"];
+    assert_eq!(shipper.volumes, [mount("logs", "/logs", false)]);
+    assert_eq!(
+        shipper.snapshots,
+        Some(SnapshotPolicy {
+            every_secs: 90,
+            keep: 1
+        })
+    );
+
+    assert_eq!(parsed.locate("volume.media.size"), (3, 8));
+    assert_eq!(parsed.locate("volume.logs.snapshots.every"), (9, 9));
+    assert_eq!(parsed.locate("workload.web.volumes[1]"), (14, 35));
+    assert_eq!(parsed.locate("workload.web.snapshots.every"), (16, 23));
+    assert_eq!(parsed.locate("workload.uploader.resources.disk"), (22, 18));
+    assert_eq!(parsed.locate("workload.shipper.snapshots.keep"), (30, 8));
 }

@@ -1,13 +1,18 @@
-//! Property tests for the `warren.toml` parser: valid specs rendered to TOML (in any of the
-//! table styles) parse back to the same [`SpecFile`], and no input makes the parser panic.
+//! Property tests for the `warren.toml` parser: valid specs (workloads and volumes, with
+//! mounts that respect the file-wide rules) rendered to TOML in any of the table styles parse
+//! back to the same [`SpecFile`], and no input makes the parser panic.
 
 use proptest::prelude::*;
 use proptest::sample::select;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use warren_model::{
-    parse_spec, DesiredState, Kind, Resources, RestartPolicy, Source, SpecFile, WorkloadSpec,
+    parse_spec, DesiredState, Kind, Resources, RestartPolicy, SnapshotPolicy, Source, SpecFile,
+    VolumeMount, VolumeSpec, WorkloadSpec,
 };
+
+/// Volume names mounts are drawn from, so that workloads share volumes often.
+const VOLUME_NAMES: &[&str] = &["media", "cache", "logs", "v-2"];
 
 /// Characters for free-form strings: quotes, backslashes, control characters that TOML must
 /// escape, and multi-byte characters.
@@ -65,8 +70,59 @@ fn resources() -> impl Strategy<Value = Resources> {
         prop::option::of(4u64 * 1024 * 1024..=u64::MAX / 2),
         prop::option::of((1u32..=1_024_000).prop_map(|m| f64::from(m) / 1000.0)),
         prop::option::of(1u64..=u64::from(u32::MAX)),
+        prop::option::of(size()),
     )
-        .prop_map(|(memory, cpus, pids)| Resources { memory, cpus, pids })
+        .prop_map(|(memory, cpus, pids, disk)| Resources {
+            memory,
+            cpus,
+            pids,
+            disk,
+        })
+}
+
+/// A disk quota or volume size: at least 1 MiB, often a whole number of some unit.
+fn size() -> impl Strategy<Value = u64> {
+    prop_oneof![
+        1024u64 * 1024..=u64::MAX / 2,
+        (1u64..=4096).prop_map(|g| g << 30),
+        (1u64..=4096).prop_map(|m| m * 1_000_000),
+    ]
+}
+
+fn snapshots() -> impl Strategy<Value = SnapshotPolicy> {
+    (
+        prop_oneof![
+            60u64..=1 << 40,
+            (1u64..=1000).prop_map(|h| h * 3600),
+            (1u64..=1000).prop_map(|m| m * 60 + 30),
+        ],
+        1u32..=1000,
+    )
+        .prop_map(|(every_secs, keep)| SnapshotPolicy { every_secs, keep })
+}
+
+fn volume_spec(name: &'static str) -> impl Strategy<Value = VolumeSpec> {
+    (prop::option::of(size()), prop::option::of(snapshots())).prop_map(move |(size, snapshots)| {
+        VolumeSpec {
+            name: name.to_string(),
+            size,
+            snapshots,
+        }
+    })
+}
+
+/// Mounts as drawn; [`spec_file`] makes them valid for their workload and the whole file.
+fn mounts() -> impl Strategy<Value = Vec<VolumeMount>> {
+    prop::collection::vec(
+        (select(VOLUME_NAMES), absolute_path(), any::<bool>()).prop_map(
+            |(volume, path, readonly)| VolumeMount {
+                volume: volume.to_string(),
+                path,
+                readonly,
+            },
+        ),
+        0..4,
+    )
 }
 
 fn workload() -> impl Strategy<Value = WorkloadSpec> {
@@ -95,11 +151,13 @@ fn workload() -> impl Strategy<Value = WorkloadSpec> {
             resources(),
             absolute_path(),
         ),
+        (mounts(), prop::option::of(snapshots())),
     )
         .prop_map(
             |(
                 (name, kind, source, command, env),
                 (workdir, user, hostname, restart, state, resources, data_path),
+                (volumes, snapshots),
             )| WorkloadSpec {
                 name,
                 kind,
@@ -113,13 +171,53 @@ fn workload() -> impl Strategy<Value = WorkloadSpec> {
                 state,
                 resources,
                 data_path,
+                volumes,
+                snapshots,
             },
         )
 }
 
+/// Whether `a` and `b` are the same path or one lies below the other.
+fn overlaps(a: &str, b: &str) -> bool {
+    let a: Vec<&str> = a.split('/').filter(|c| !c.is_empty()).collect();
+    let b: Vec<&str> = b.split('/').filter(|c| !c.is_empty()).collect();
+    a.starts_with(&b) || b.starts_with(&a)
+}
+
 fn spec_file() -> impl Strategy<Value = SpecFile> {
-    prop::collection::vec(workload(), 0..4).prop_map(|ws| SpecFile {
-        workloads: ws.into_iter().map(|w| (w.name.clone(), w)).collect(),
+    let volumes = prop::collection::vec(select(VOLUME_NAMES).prop_flat_map(volume_spec), 0..3);
+    (prop::collection::vec(workload(), 0..4), volumes).prop_map(|(ws, vs)| {
+        let mut workloads: BTreeMap<String, WorkloadSpec> =
+            ws.into_iter().map(|w| (w.name.clone(), w)).collect();
+        let mut volumes: BTreeMap<String, VolumeSpec> =
+            vs.into_iter().map(|v| (v.name.clone(), v)).collect();
+        // In name order, the first workload to mount a volume read-write is its one writer;
+        // later ones get it read-only.
+        let mut writers: BTreeMap<String, String> = BTreeMap::new();
+        for w in workloads.values_mut() {
+            let mut kept: Vec<VolumeMount> = Vec::new();
+            for mut m in std::mem::take(&mut w.volumes) {
+                if overlaps(&m.path, &w.data_path) || kept.iter().any(|k| k.path == m.path) {
+                    continue;
+                }
+                if !m.readonly {
+                    let writer = writers
+                        .entry(m.volume.clone())
+                        .or_insert_with(|| w.name.clone());
+                    m.readonly = *writer != w.name;
+                }
+                volumes
+                    .entry(m.volume.clone())
+                    .or_insert_with(|| VolumeSpec {
+                        name: m.volume.clone(),
+                        size: None,
+                        snapshots: None,
+                    });
+                kept.push(m);
+            }
+            w.volumes = kept;
+        }
+        SpecFile { workloads, volumes }
     })
 }
 
@@ -136,16 +234,25 @@ struct Style {
     explicit_defaults: bool,
     /// CRLF line endings.
     crlf: bool,
+    /// `[volume.*]` tables before the workloads rather than after.
+    volumes_first: bool,
+}
+
+impl Style {
+    fn from_bits(b: [bool; 6]) -> Self {
+        Style {
+            sections: b[0],
+            dotted: b[1],
+            units: b[2],
+            explicit_defaults: b[3],
+            crlf: b[4],
+            volumes_first: b[5],
+        }
+    }
 }
 
 fn style() -> impl Strategy<Value = Style> {
-    any::<[bool; 5]>().prop_map(|b| Style {
-        sections: b[0],
-        dotted: b[1],
-        units: b[2],
-        explicit_defaults: b[3],
-        crlf: b[4],
-    })
+    any::<[bool; 6]>().prop_map(Style::from_bits)
 }
 
 /// A TOML basic string.
@@ -191,6 +298,89 @@ fn memory_literal(bytes: u64, units: bool) -> String {
     bytes.to_string()
 }
 
+/// Seconds as a duration string: combined units (`"1h30m"`) or plain seconds (`"5400s"`).
+fn duration_literal(secs: u64, units: bool) -> String {
+    if !units {
+        return quote(&format!("{secs}s"));
+    }
+    let mut out = String::new();
+    let mut rest = secs;
+    for (unit, size) in [
+        ("w", 604_800u64),
+        ("d", 86_400),
+        ("h", 3600),
+        ("m", 60),
+        ("s", 1),
+    ] {
+        if rest >= size {
+            write!(out, "{}{unit}", rest / size).unwrap();
+            rest %= size;
+        }
+    }
+    quote(&out)
+}
+
+fn snapshot_pairs(p: &SnapshotPolicy, style: Style) -> Vec<(&'static str, String)> {
+    vec![
+        ("every", duration_literal(p.every_secs, style.units)),
+        ("keep", p.keep.to_string()),
+    ]
+}
+
+fn mount_literal(m: &VolumeMount, style: Style) -> String {
+    let mode = match (m.readonly, style.explicit_defaults) {
+        (true, _) => ":ro",
+        (false, true) => ":rw",
+        (false, false) => "",
+    };
+    quote(&format!("{}:{}{mode}", m.volume, m.path))
+}
+
+/// Writes `key` as a sub-table of `[header]`: inline or dotted here (in the table's own
+/// body), or returns the text of a `[header.key]` section to append after the body.
+fn sub_table(
+    out: &mut String,
+    header: &str,
+    key: &str,
+    pairs: &[(&'static str, String)],
+    style: Style,
+) -> Option<String> {
+    if style.sections {
+        let mut section = format!("[{header}.{key}]\n");
+        for (k, v) in pairs {
+            writeln!(section, "{k} = {v}").unwrap();
+        }
+        Some(section)
+    } else if style.dotted {
+        for (k, v) in pairs {
+            writeln!(out, "{key}.{k} = {v}").unwrap();
+        }
+        None
+    } else {
+        let inline: Vec<String> = pairs.iter().map(|(k, v)| format!("{k} = {v}")).collect();
+        writeln!(out, "{key} = {{ {} }}", inline.join(", ")).unwrap();
+        None
+    }
+}
+
+fn render_volumes(out: &mut String, spec: &SpecFile, style: Style) {
+    for v in spec.volumes.values() {
+        let header = format!("volume.{}", v.name);
+        writeln!(out, "[{header}]").unwrap();
+        if let Some(size) = v.size {
+            writeln!(out, "size = {}", memory_literal(size, style.units)).unwrap();
+        }
+        if let Some(p) = &v.snapshots {
+            if let Some(section) =
+                sub_table(out, &header, "snapshots", &snapshot_pairs(p, style), style)
+            {
+                out.push_str(&section);
+            }
+        }
+        out.push('\n');
+    }
+}
+
 fn resource_pairs(r: &Resources, style: Style) -> Vec<(&'static str, String)> {
     let mut out = Vec::new();
     if let Some(m) = r.memory {
@@ -202,11 +392,17 @@ fn resource_pairs(r: &Resources, style: Style) -> Vec<(&'static str, String)> {
     if let Some(p) = r.pids {
         out.push(("pids", p.to_string()));
     }
+    if let Some(d) = r.disk {
+        out.push(("disk", memory_literal(d, style.units)));
+    }
     out
 }
 
 fn render(spec: &SpecFile, style: Style) -> String {
     let mut out = String::from("# generated\n");
+    if style.volumes_first {
+        render_volumes(&mut out, spec, style);
+    }
     for w in spec.workloads.values() {
         let header = format!("workload.{}", w.name);
         writeln!(out, "[{header}]").unwrap();
@@ -239,6 +435,19 @@ fn render(spec: &SpecFile, style: Style) -> String {
         if w.data_path != "/data" || style.explicit_defaults {
             writeln!(out, "data_path = {}", quote(&w.data_path)).unwrap();
         }
+        if !w.volumes.is_empty() || style.explicit_defaults {
+            let mounts: Vec<String> = w.volumes.iter().map(|m| mount_literal(m, style)).collect();
+            writeln!(out, "volumes = [{}]", mounts.join(", ")).unwrap();
+        }
+        let snapshots_section = w.snapshots.as_ref().and_then(|p| {
+            sub_table(
+                &mut out,
+                &header,
+                "snapshots",
+                &snapshot_pairs(p, style),
+                style,
+            )
+        });
         let resources = resource_pairs(&w.resources, style);
         if style.dotted && !style.sections {
             for (k, v) in &resources {
@@ -261,6 +470,9 @@ fn render(spec: &SpecFile, style: Style) -> String {
                     writeln!(out, "{k} = {v}").unwrap();
                 }
             }
+            if let Some(section) = snapshots_section {
+                out.push_str(&section);
+            }
         } else {
             if !env.is_empty() || style.explicit_defaults {
                 writeln!(out, "env = {{ {} }}", env.join(", ")).unwrap();
@@ -274,6 +486,9 @@ fn render(spec: &SpecFile, style: Style) -> String {
             }
         }
         out.push('\n');
+    }
+    if !style.volumes_first {
+        render_volumes(&mut out, spec, style);
     }
     if style.crlf {
         out = out.replace('\n', "\r\n");
@@ -332,6 +547,20 @@ fn toml_ish() -> impl Strategy<Value = String> {
         "user = ",
         "\"\"",
         "restart = ",
+        "[volume.media]\n",
+        "[volume.",
+        "volume",
+        "volumes = [",
+        "\"media:/srv:ro\"",
+        "\"media:/data\"",
+        "\"cache:srv:x\"",
+        "size = ",
+        "snapshots = { every = ",
+        "\"6h\"",
+        "\"1h30m\"",
+        "\"30s\"",
+        "keep = ",
+        "disk = ",
     ];
     prop::collection::vec(select(pieces), 0..40).prop_map(|v| v.concat())
 }
@@ -370,8 +599,26 @@ proptest! {
         let parsed = parse_spec(&text, "gen.toml").expect("valid");
         let lines = text.lines().count();
         for name in spec.workloads.keys() {
-            for field in ["", ".world", ".image", ".kind", ".resources.memory", ".env", ".command[0]"] {
+            for field in [
+                "",
+                ".world",
+                ".image",
+                ".kind",
+                ".resources.memory",
+                ".resources.disk",
+                ".env",
+                ".command[0]",
+                ".volumes[0]",
+                ".snapshots.every",
+                ".snapshots.keep",
+            ] {
                 let (line, column) = parsed.locate(&format!("workload.{name}{field}"));
+                prop_assert!(line >= 2 && line <= lines && column >= 1);
+            }
+        }
+        for name in spec.volumes.keys() {
+            for field in ["", ".size", ".snapshots", ".snapshots.every"] {
+                let (line, column) = parsed.locate(&format!("volume.{name}{field}"));
                 prop_assert!(line >= 2 && line <= lines && column >= 1);
             }
         }
@@ -387,17 +634,55 @@ fn renderer_styles_cover_every_field() {
     ]);
     w.resources.memory = Some(256 << 20);
     w.resources.cpus = Some(0.5);
+    w.resources.disk = Some(2 << 30);
+    w.volumes = vec![
+        VolumeMount {
+            volume: "media".into(),
+            path: "/srv/media".into(),
+            readonly: true,
+        },
+        VolumeMount {
+            volume: "cache".into(),
+            path: "/var/cache".into(),
+            readonly: false,
+        },
+    ];
+    w.snapshots = Some(SnapshotPolicy {
+        every_secs: 5400,
+        keep: 10,
+    });
+    let mut reader = WorkloadSpec::new("reader", Source::Image("alpine".into()));
+    reader.volumes = vec![VolumeMount {
+        volume: "cache".into(),
+        path: "/cache".into(),
+        readonly: true,
+    }];
     let spec = SpecFile {
-        workloads: BTreeMap::from([("web".into(), w)]),
+        workloads: BTreeMap::from([("web".into(), w), ("reader".into(), reader)]),
+        volumes: BTreeMap::from([
+            (
+                "media".into(),
+                VolumeSpec {
+                    name: "media".into(),
+                    size: Some(10 << 30),
+                    snapshots: Some(SnapshotPolicy {
+                        every_secs: 6 * 3600,
+                        keep: 5,
+                    }),
+                },
+            ),
+            (
+                "cache".into(),
+                VolumeSpec {
+                    name: "cache".into(),
+                    size: None,
+                    snapshots: None,
+                },
+            ),
+        ]),
     };
-    for bits in 0..32u8 {
-        let style = Style {
-            sections: bits & 1 != 0,
-            dotted: bits & 2 != 0,
-            units: bits & 4 != 0,
-            explicit_defaults: bits & 8 != 0,
-            crlf: bits & 16 != 0,
-        };
+    for bits in 0..64u8 {
+        let style = Style::from_bits(std::array::from_fn(|i| bits & (1 << i) != 0));
         let text = render(&spec, style);
         let parsed = parse_spec(&text, "r.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
         assert_eq!(parsed.spec, spec, "{text}");

@@ -475,6 +475,7 @@ mod tests {
                 memory: Some(64 * 1024 * 1024),
                 cpus: Some(0.5),
                 pids: Some(100),
+                disk: None,
             },
             terminal: false,
             cgroup_path: "/warren/web".into(),

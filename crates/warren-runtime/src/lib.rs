@@ -124,6 +124,10 @@ pub trait Runtime: Send + Sync {
     fn start(&self, spec: &ContainerSpec, run_dir: &Path) -> Result<Started>;
     /// Sends a signal to the container's main process (`TERM`, `KILL`, ...).
     fn signal(&self, id: &str, signal: &str) -> Result<()>;
+    /// Freezes every process of a running container (for consistent snapshots).
+    fn pause(&self, id: &str) -> Result<()>;
+    /// Thaws a paused container.
+    fn resume(&self, id: &str) -> Result<()>;
     /// Removes every trace of the container (runc state, cgroups); no error if absent.
     fn delete(&self, id: &str) -> Result<()>;
     /// Whether runc knows the container and its status (`running`, `stopped`, `created`).

@@ -257,6 +257,16 @@ impl Runtime for OciRuntime {
         self.runc.force_delete(self.exec.as_ref(), id)
     }
 
+    fn pause(&self, id: &str) -> Result<()> {
+        self.exec.run(&self.runc.pause_cmd(id))?;
+        Ok(())
+    }
+
+    fn resume(&self, id: &str) -> Result<()> {
+        self.exec.run(&self.runc.resume_cmd(id))?;
+        Ok(())
+    }
+
     fn status(&self, id: &str) -> Result<Option<String>> {
         Ok(self.runc.state(self.exec.as_ref(), id)?.map(|s| s.status))
     }
@@ -287,6 +297,17 @@ mod tests {
 
     fn rt(fake: Arc<RecordingExecutor>) -> OciRuntime {
         OciRuntime::new(fake, Runc::new("runc", "/run/w"), "/proc/self/exe".into())
+    }
+
+    #[test]
+    fn pause_and_resume_commands() {
+        let fake = Arc::new(RecordingExecutor::new());
+        fake.expect_ok("runc --root /run/w pause c1", "")
+            .expect_ok("runc --root /run/w resume c1", "");
+        let r = rt(fake.clone());
+        r.pause("c1").unwrap();
+        r.resume("c1").unwrap();
+        fake.finish();
     }
 
     #[test]

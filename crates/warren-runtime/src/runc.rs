@@ -100,6 +100,16 @@ impl Runc {
         self.base().arg("kill").arg(id).arg(signal)
     }
 
+    /// `runc --root R pause ID` (freezes every process of the container).
+    pub fn pause_cmd(&self, id: &str) -> Cmd {
+        self.base().arg("pause").arg(id)
+    }
+
+    /// `runc --root R resume ID`.
+    pub fn resume_cmd(&self, id: &str) -> Cmd {
+        self.base().arg("resume").arg(id)
+    }
+
     /// `runc --root R delete [--force] ID`.
     pub fn delete_cmd(&self, id: &str, force: bool) -> Cmd {
         let c = self.base().arg("delete");

@@ -12,18 +12,48 @@
 //!   what makes [`Storage::list_worlds`] report the world as complete and
 //!   [`DatasetInfo::readonly`] true;
 //! - deletes are recursive removals that refuse to run while anything is mounted at or below
-//!   the dataset (they would otherwise descend into, and delete, the mounted filesystem).
+//!   the dataset (they would otherwise descend into, and delete, the mounted filesystem);
+//! - a volume is a directory at `volumes/<name>`.
+//!
+//! # Snapshots, rollback, clones
+//! Everything is a copy, O(size of the dataset) in time and, without reflinks, in space:
+//! - a snapshot is `cp -a --reflink=auto DATASET snapshots/<key>/.<label>.partial`, renamed to
+//!   `<label>` once complete, with `<label>.json` (creation time) beside it. It is read-only by
+//!   contract only, like a sealed world;
+//! - a rollback copies the snapshot to `.<name>.new` beside the dataset, renames the dataset to
+//!   `.<name>.old`, renames the copy into place and removes the old tree; a failed copy leaves
+//!   the dataset as it was. Newer snapshots are refused or, when asked, deleted afterwards;
+//! - a clone copies into `.<name>.new` beside the destination and renames it into place.
+//!
+//! # Quotas and usage
+//! Plain directories cannot enforce a size limit, so [`Storage::set_quota`] and
+//! [`Storage::set_workload_quota`] return [`StorageError::Unsupported`]. Usage is the sum of the
+//! file sizes in the tree (hard links once); for a workload that includes its full copy of the
+//! world, since a copy cannot tell world bytes from written ones.
+//!
+//! # Streams
+//! [`Storage::send`] writes a tar of the snapshot (`tar --numeric-owner -C SNAPSHOT -cf - .`).
+//! Incremental streams are refused with [`StorageError::Unsupported`]: a copy has no record of
+//! what changed, and guessing from modification times would miss deletions and same-second
+//! edits. [`Storage::receive`] spools the stream to `snapshots/.incoming-<unique>/stream.tar`,
+//! checks every member before anything is extracted ([`check_tar`]: no absolute paths, no `..`,
+//! no member below a symlink, no hard link or relative symlink leading outside the tree, no
+//! device nodes; a truncated archive is refused), extracts it with `tar -x`, moves the tree to
+//! `snapshots/<key>/<label>` and copies it to the dataset, which must be absent. On failure
+//! nothing received is left behind.
 
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
 use warren_exec::{Cmd, Executor};
 
 use crate::fsutil::{
-    check_name, create_dir_all, exists, io_err, refuse_if_mounted, remove_dir_if_empty,
-    remove_file_if_exists, subdirs, write_file,
+    check_dataset_id, check_label, check_name, create_dir_all, exists, find_with_newer, io_err,
+    list_snap_entries, refuse_if_mounted, remove_dir_if_empty, remove_empty_dirs_up_to,
+    remove_file_if_exists, rename, snapshot_dir, snapshot_meta_path, stream_out, subdirs,
+    swap_names, tree_bytes, unique_suffix, write_file, write_snap_meta, SnapMeta,
 };
-use crate::{DatasetInfo, Result, Storage, StorageError};
+use crate::{DatasetId, DatasetInfo, Result, SnapshotInfo, Storage, StorageError};
 
 /// Options of the `cp` that copies a world into a rootfs.
 #[cfg(target_os = "linux")]
@@ -57,6 +87,132 @@ impl DirStorage {
         }
         refuse_if_mounted(path)?;
         std::fs::remove_dir_all(path).map_err(io_err(path))
+    }
+
+    /// `cp -a [--reflink=auto] FROM TO`; a partial copy is removed on failure.
+    fn copy(&self, from: &Path, to: &Path) -> Result<()> {
+        let cp = Cmd::new("cp").args(CP_OPTIONS).arg(from).arg(to);
+        if let Err(e) = self.exec.run(&cp) {
+            let _ = self.remove_tree(to);
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    /// Copies `from` to a temp name beside `to`, then renames it into place: `to` never holds
+    /// a partial copy. `to` must not exist.
+    fn copy_into_place(&self, from: &Path, to: &Path) -> Result<()> {
+        let (new, _) = swap_names(to);
+        self.remove_tree(&new)?;
+        create_dir_all(to.parent().expect("dataset has a parent"))?;
+        self.copy(from, &new)?;
+        rename(&new, to).inspect_err(|_| {
+            let _ = self.remove_tree(&new);
+        })
+    }
+
+    fn existing_dataset(&self, id: &DatasetId) -> Result<PathBuf> {
+        check_dataset_id(id)?;
+        let path = self.dataset_path(id);
+        if !exists(&path) {
+            return Err(StorageError::NoSuchDataset(id.key()));
+        }
+        Ok(path)
+    }
+
+    fn existing_snapshot(&self, id: &DatasetId, label: &str) -> Result<PathBuf> {
+        check_label(label)?;
+        let dir = snapshot_dir(&self.root, id);
+        let path = dir.join(label);
+        if exists(&path) {
+            return Ok(path);
+        }
+        Err(StorageError::NoSuchSnapshot {
+            dataset: id.key(),
+            label: label.to_string(),
+            existing: list_snap_entries(&dir)?
+                .into_iter()
+                .map(|e| e.label)
+                .collect(),
+        })
+    }
+
+    fn delete_snapshot_at(&self, id: &DatasetId, label: &str) -> Result<()> {
+        let dir = snapshot_dir(&self.root, id);
+        self.remove_tree(&dir.join(label))?;
+        remove_file_if_exists(&snapshot_meta_path(&dir, label))?;
+        remove_empty_dirs_up_to(&dir, &self.root)
+    }
+
+    /// Deletes a dataset's snapshots, metadata and leftover temp copies.
+    fn delete_snapshots_of(&self, id: &DatasetId) -> Result<()> {
+        let dir = snapshot_dir(&self.root, id);
+        if !exists(&dir) {
+            return Ok(());
+        }
+        for name in subdirs(&dir)? {
+            self.remove_tree(&dir.join(name))?;
+        }
+        for entry in std::fs::read_dir(&dir).map_err(io_err(&dir))? {
+            remove_file_if_exists(&entry.map_err(io_err(&dir))?.path())?;
+        }
+        remove_empty_dirs_up_to(&dir, &self.root)
+    }
+
+    /// Repairs a crash between the renames of a swap (see [`Self::replace_dataset`]).
+    fn recover_swap(&self, path: &Path) -> Result<()> {
+        let (new, old) = swap_names(path);
+        self.remove_tree(&new)?;
+        if exists(&old) {
+            if exists(path) {
+                self.remove_tree(&old)?;
+            } else {
+                rename(&old, path)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes the dataset a copy of `src`, never losing the current state on failure.
+    fn replace_dataset(&self, id: &DatasetId, src: &Path) -> Result<()> {
+        let path = self.dataset_path(id);
+        self.recover_swap(&path)?;
+        if !exists(&path) {
+            return self.copy_into_place(src, &path);
+        }
+        refuse_if_mounted(&path)?;
+        let (new, old) = swap_names(&path);
+        self.copy(src, &new)?;
+        if let Err(e) = rename(&path, &old) {
+            let _ = self.remove_tree(&new);
+            return Err(e);
+        }
+        if let Err(e) = rename(&new, &path) {
+            let _ = rename(&old, &path);
+            let _ = self.remove_tree(&new);
+            return Err(e);
+        }
+        self.remove_tree(&old)
+    }
+
+    /// Spools, checks and extracts a tar stream into `incoming/tree`.
+    fn extract_into(&self, incoming: &Path, input: &mut dyn std::io::Read) -> Result<PathBuf> {
+        let spool = incoming.join("stream.tar");
+        let mut file = std::fs::File::create(&spool).map_err(io_err(&spool))?;
+        std::io::copy(input, &mut file).map_err(io_err(&spool))?;
+        drop(file);
+        let mut file = std::fs::File::open(&spool).map_err(io_err(&spool))?;
+        check_tar(&mut std::io::BufReader::new(&mut file))
+            .map_err(|e| StorageError::Other(format!("refusing the stream: {e}")))?;
+        let tree = incoming.join("tree");
+        std::fs::create_dir(&tree).map_err(io_err(&tree))?;
+        let tar = Cmd::new("tar")
+            .args(["-x", "--numeric-owner", "-p", "-f"])
+            .arg(&spool)
+            .arg("-C")
+            .arg(&tree);
+        self.exec.run(&tar)?;
+        Ok(tree)
     }
 }
 
@@ -125,6 +281,7 @@ impl Storage for DirStorage {
 
     fn delete_rootfs(&self, workload: &str) -> Result<()> {
         check_name("workload", workload)?;
+        self.delete_snapshots_of(&DatasetId::Rootfs(workload.to_string()))?;
         self.remove_tree(&self.rootfs_path(workload))
     }
 
@@ -137,6 +294,7 @@ impl Storage for DirStorage {
 
     fn delete_data(&self, workload: &str) -> Result<()> {
         check_name("workload", workload)?;
+        self.delete_snapshots_of(&DatasetId::Data(workload.to_string()))?;
         self.remove_tree(&self.data_path(workload))?;
         remove_dir_if_empty(&self.root.join("workloads").join(workload))
     }
@@ -164,8 +322,439 @@ impl Storage for DirStorage {
                 }
             }
         }
+        for volume in self.list_volumes()? {
+            let id = DatasetId::Volume(volume);
+            out.push(DatasetInfo {
+                name: id.key(),
+                path: self.dataset_path(&id),
+                readonly: false,
+            });
+        }
         Ok(out)
     }
+
+    fn ensure_volume(&self, name: &str) -> Result<PathBuf> {
+        check_name("volume", name)?;
+        let path = self.dataset_path(&DatasetId::Volume(name.to_string()));
+        create_dir_all(&path)?;
+        Ok(path)
+    }
+
+    fn delete_volume(&self, name: &str) -> Result<()> {
+        check_name("volume", name)?;
+        let id = DatasetId::Volume(name.to_string());
+        self.delete_snapshots_of(&id)?;
+        let path = self.dataset_path(&id);
+        self.recover_swap(&path)?;
+        self.remove_tree(&path)
+    }
+
+    fn list_volumes(&self) -> Result<Vec<String>> {
+        let names = subdirs(&self.root.join("volumes"))?;
+        Ok(names.into_iter().filter(|n| !n.starts_with('.')).collect())
+    }
+
+    fn snapshot(&self, id: &DatasetId, label: &str) -> Result<SnapshotInfo> {
+        let src = self.existing_dataset(id)?;
+        check_label(label)?;
+        let dir = snapshot_dir(&self.root, id);
+        let dst = dir.join(label);
+        if exists(&dst) || exists(&snapshot_meta_path(&dir, label)) {
+            return Err(StorageError::SnapshotExists {
+                dataset: id.key(),
+                label: label.to_string(),
+            });
+        }
+        let partial = dir.join(format!(".{label}.partial"));
+        self.remove_tree(&partial)?;
+        create_dir_all(&dir)?;
+        self.copy(&src, &partial)?;
+        let meta = SnapMeta::now(None);
+        let done = rename(&partial, &dst).and_then(|()| write_snap_meta(&dir, label, &meta));
+        if let Err(e) = done {
+            let _ = self.remove_tree(&partial);
+            let _ = self.remove_tree(&dst);
+            return Err(e);
+        }
+        Ok(SnapshotInfo {
+            dataset: id.key(),
+            label: label.to_string(),
+            created_at: meta.created_at,
+            bytes: None,
+        })
+    }
+
+    fn snapshots(&self, id: &DatasetId) -> Result<Vec<SnapshotInfo>> {
+        check_dataset_id(id)?;
+        let entries = list_snap_entries(&snapshot_dir(&self.root, id))?;
+        Ok(entries.iter().map(|e| e.info(id, None)).collect())
+    }
+
+    fn rollback(&self, id: &DatasetId, label: &str, destroy_newer: bool) -> Result<Vec<String>> {
+        check_dataset_id(id)?;
+        check_label(label)?;
+        let entries = list_snap_entries(&snapshot_dir(&self.root, id))?;
+        let (snap, newer) = find_with_newer(&entries, id, label)?;
+        if !newer.is_empty() && !destroy_newer {
+            return Err(StorageError::NewerSnapshots {
+                dataset: id.key(),
+                label: label.to_string(),
+                newer,
+            });
+        }
+        self.replace_dataset(id, &snap.path)?;
+        for l in newer.iter().rev() {
+            self.delete_snapshot_at(id, l)?;
+        }
+        Ok(newer)
+    }
+
+    fn delete_snapshot(&self, id: &DatasetId, label: &str) -> Result<()> {
+        check_dataset_id(id)?;
+        self.existing_snapshot(id, label)?;
+        self.delete_snapshot_at(id, label)
+    }
+
+    fn clone_dataset(&self, src: &DatasetId, label: Option<&str>, dst: &DatasetId) -> Result<()> {
+        let from = match label {
+            Some(l) => {
+                check_dataset_id(src)?;
+                self.existing_snapshot(src, l)?
+            }
+            None => self.existing_dataset(src)?,
+        };
+        check_dataset_id(dst)?;
+        let to = self.dataset_path(dst);
+        if exists(&to) {
+            return Err(StorageError::Exists(to));
+        }
+        self.copy_into_place(&from, &to)
+    }
+
+    fn set_quota(&self, id: &DatasetId, bytes: Option<u64>) -> Result<()> {
+        check_dataset_id(id)?;
+        let _ = bytes;
+        Err(no_quotas())
+    }
+
+    fn set_workload_quota(&self, workload: &str, bytes: Option<u64>) -> Result<()> {
+        check_name("workload", workload)?;
+        let _ = bytes;
+        Err(no_quotas())
+    }
+
+    fn workload_usage(&self, workload: &str) -> Result<(u64, Option<u64>)> {
+        check_name("workload", workload)?;
+        let paths: Vec<PathBuf> = [self.rootfs_path(workload), self.data_path(workload)]
+            .into_iter()
+            .filter(|p| exists(p))
+            .collect();
+        if paths.is_empty() {
+            return Err(StorageError::NoSuchDataset(format!("workloads/{workload}")));
+        }
+        let mut sum = 0;
+        for p in &paths {
+            sum += tree_bytes(p)?;
+        }
+        Ok((sum, None))
+    }
+
+    fn usage(&self, id: &DatasetId) -> Result<(u64, Option<u64>)> {
+        let path = self.existing_dataset(id)?;
+        Ok((tree_bytes(&path)?, None))
+    }
+
+    fn send(
+        &self,
+        id: &DatasetId,
+        label: &str,
+        since: Option<&str>,
+        out: &mut dyn std::io::Write,
+    ) -> Result<()> {
+        check_dataset_id(id)?;
+        let snap = self.existing_snapshot(id, label)?;
+        if let Some(since) = since {
+            self.existing_snapshot(id, since)?;
+            return Err(StorageError::Unsupported(format!(
+                "the dir driver cannot send incremental streams (from {since:?} to {label:?}): \
+                 plain directories keep no record of what changed; send the full snapshot \
+                 or use the btrfs driver"
+            )));
+        }
+        let args = [
+            std::ffi::OsStr::new("--numeric-owner"),
+            std::ffi::OsStr::new("-C"),
+            snap.as_os_str(),
+            std::ffi::OsStr::new("-cf"),
+            std::ffi::OsStr::new("-"),
+            std::ffi::OsStr::new("."),
+        ];
+        stream_out("tar", &args, out)
+    }
+
+    fn receive(&self, id: &DatasetId, label: &str, input: &mut dyn std::io::Read) -> Result<()> {
+        check_dataset_id(id)?;
+        check_label(label)?;
+        let dir = snapshot_dir(&self.root, id);
+        let dst = dir.join(label);
+        if exists(&dst) || exists(&snapshot_meta_path(&dir, label)) {
+            return Err(StorageError::SnapshotExists {
+                dataset: id.key(),
+                label: label.to_string(),
+            });
+        }
+        let dataset = self.dataset_path(id);
+        if exists(&dataset) {
+            return Err(StorageError::Other(format!(
+                "the dir driver receives full streams only, which need dataset {} to be \
+                 absent, and it exists (delete it first)",
+                id.key()
+            )));
+        }
+        let snapshots = self.root.join("snapshots");
+        let incoming = snapshots.join(format!(".incoming-{}", unique_suffix()));
+        create_dir_all(&incoming)?;
+        let moved = self.extract_into(&incoming, input).and_then(|tree| {
+            create_dir_all(&dir)?;
+            rename(&tree, &dst)
+        });
+        let cleaned = std::fs::remove_dir_all(&incoming).map_err(io_err(&incoming));
+        moved?;
+        let installed = cleaned
+            .and_then(|()| write_snap_meta(&dir, label, &SnapMeta::now(None)))
+            .and_then(|()| self.copy_into_place(&dst, &dataset));
+        if let Err(e) = installed {
+            let _ = self.remove_tree(&dst);
+            let _ = remove_file_if_exists(&snapshot_meta_path(&dir, label));
+            let _ = remove_empty_dirs_up_to(&dir, &self.root);
+            return Err(e);
+        }
+        Ok(())
+    }
+}
+
+fn no_quotas() -> StorageError {
+    StorageError::Unsupported(
+        "the dir driver cannot enforce quotas: plain directories have no size limit \
+         (use the btrfs driver for quotas)"
+            .into(),
+    )
+}
+
+/// Checks a tar archive (ustar, GNU or pax, as GNU tar writes them) before anything of it is
+/// extracted. Refused: absolute member paths and `..` components; members below an earlier
+/// symlink member (extraction would write through the link); hard links whose target is
+/// absolute, uses `..` or goes through a symlink; relative symlinks whose target leads above
+/// the archive root (absolute symlink targets are kept: they resolve inside the workload's
+/// root, where the tree is used, and nothing is extracted through them); character and block
+/// devices; bad header checksums; archives that end before their end-of-archive marker.
+pub fn check_tar(r: &mut dyn std::io::Read) -> std::result::Result<(), String> {
+    let mut symlinks: Vec<PathBuf> = Vec::new();
+    let mut long_name: Option<String> = None;
+    let mut long_link: Option<String> = None;
+    let mut pax: Vec<(String, String)> = Vec::new();
+    let mut block = [0u8; 512];
+    let mut members = 0u64;
+    loop {
+        read_block(r, &mut block)?;
+        if block.iter().all(|&b| b == 0) {
+            return Ok(());
+        }
+        let stored = parse_octal(&block[148..156]).ok_or("corrupt tar header checksum field")?;
+        let sum: u64 = block
+            .iter()
+            .enumerate()
+            .map(|(i, &b)| {
+                if (148..156).contains(&i) {
+                    32
+                } else {
+                    u64::from(b)
+                }
+            })
+            .sum();
+        if sum != stored {
+            return Err(format!(
+                "corrupt tar header after {members} members (checksum mismatch)"
+            ));
+        }
+        let kind = block[156];
+        let mut size = parse_size(&block[124..136]).ok_or("corrupt tar size field")?;
+        if let Some((_, v)) = pax.iter().find(|(k, _)| k == "size") {
+            size = v.parse().map_err(|_| format!("bad pax size {v:?}"))?;
+        }
+        let data_blocks = size.div_ceil(512);
+        match kind {
+            b'L' | b'K' | b'x' | b'g' => {
+                let data = read_data(r, size)?;
+                match kind {
+                    b'L' => long_name = Some(cstr(&data)),
+                    b'K' => long_link = Some(cstr(&data)),
+                    b'x' => pax = parse_pax(&data)?,
+                    _ => {}
+                }
+                continue;
+            }
+            _ => {}
+        }
+        let mut name = long_name.take().unwrap_or_else(|| {
+            let base = cstr(&block[0..100]);
+            if &block[257..262] == b"ustar" && block[345] != 0 {
+                format!("{}/{base}", cstr(&block[345..500]))
+            } else {
+                base
+            }
+        });
+        let mut link = long_link.take().unwrap_or_else(|| cstr(&block[157..257]));
+        for (k, v) in pax.drain(..) {
+            match k.as_str() {
+                "path" => name = v,
+                "linkpath" => link = v,
+                _ => {}
+            }
+        }
+        let path = member_path(&name)?;
+        if let Some(s) = symlinks.iter().find(|s| path.starts_with(s) && path != **s) {
+            return Err(format!(
+                "member {name:?} lies below the symlink {:?}",
+                s.display()
+            ));
+        }
+        match kind {
+            b'1' => {
+                let target = member_path(&link)
+                    .map_err(|e| format!("hard link {name:?} -> {link:?}: {e}"))?;
+                if symlinks.iter().any(|s| target.starts_with(s)) {
+                    return Err(format!(
+                        "hard link {name:?} -> {link:?} goes through a symlink"
+                    ));
+                }
+            }
+            b'2' => {
+                if !link.starts_with('/') && escapes(&path, &link) {
+                    return Err(format!(
+                        "symlink {name:?} -> {link:?} leads outside the archive"
+                    ));
+                }
+                symlinks.push(path);
+            }
+            b'3' | b'4' => return Err(format!("member {name:?} is a device node")),
+            _ => {}
+        }
+        members += 1;
+        skip_blocks(r, data_blocks)?;
+    }
+}
+
+fn read_block(r: &mut dyn std::io::Read, block: &mut [u8; 512]) -> std::result::Result<(), String> {
+    r.read_exact(block).map_err(|e| match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => {
+            "the archive is truncated (no end-of-archive marker)".to_string()
+        }
+        _ => format!("reading the archive: {e}"),
+    })
+}
+
+fn read_data(r: &mut dyn std::io::Read, size: u64) -> std::result::Result<Vec<u8>, String> {
+    if size > 1 << 20 {
+        return Err(format!("tar extended header of {size} bytes is too large"));
+    }
+    let mut data = vec![0u8; (size.div_ceil(512) * 512) as usize];
+    r.read_exact(&mut data)
+        .map_err(|_| "the archive is truncated (inside an extended header)".to_string())?;
+    data.truncate(size as usize);
+    Ok(data)
+}
+
+fn skip_blocks(r: &mut dyn std::io::Read, n: u64) -> std::result::Result<(), String> {
+    let want = n * 512;
+    let got = std::io::copy(&mut std::io::Read::take(r, want), &mut std::io::sink())
+        .map_err(|e| format!("reading the archive: {e}"))?;
+    if got != want {
+        return Err("the archive is truncated (inside a file's data)".into());
+    }
+    Ok(())
+}
+
+fn cstr(b: &[u8]) -> String {
+    let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+    String::from_utf8_lossy(&b[..end]).into_owned()
+}
+
+fn parse_octal(b: &[u8]) -> Option<u64> {
+    let s = cstr(b);
+    let s = s.trim_matches(|c: char| c == ' ' || c == '\0');
+    if s.is_empty() {
+        return Some(0);
+    }
+    u64::from_str_radix(s, 8).ok()
+}
+
+/// Octal, or GNU base-256 when the first byte has its high bit set.
+fn parse_size(b: &[u8]) -> Option<u64> {
+    if b[0] & 0x80 != 0 {
+        let mut v: u64 = u64::from(b[0] & 0x7f);
+        for &x in &b[1..] {
+            v = v.checked_mul(256)?.checked_add(u64::from(x))?;
+        }
+        return Some(v);
+    }
+    parse_octal(b)
+}
+
+/// Records `<len> <key>=<value>\n`.
+fn parse_pax(data: &[u8]) -> std::result::Result<Vec<(String, String)>, String> {
+    let mut out = Vec::new();
+    let mut rest = data;
+    while !rest.is_empty() && rest[0] != 0 {
+        let sp = rest
+            .iter()
+            .position(|&c| c == b' ')
+            .ok_or("bad pax record")?;
+        let len: usize = std::str::from_utf8(&rest[..sp])
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or("bad pax record length")?;
+        if len <= sp + 1 || len > rest.len() {
+            return Err("bad pax record length".into());
+        }
+        let rec = String::from_utf8_lossy(&rest[sp + 1..len - 1]).into_owned();
+        let (k, v) = rec.split_once('=').ok_or("bad pax record")?;
+        out.push((k.to_string(), v.to_string()));
+        rest = &rest[len..];
+    }
+    Ok(out)
+}
+
+/// A member name as a relative path without `.` components; refuses absolute and `..`.
+fn member_path(name: &str) -> std::result::Result<PathBuf, String> {
+    if name.starts_with('/') {
+        return Err(format!("member {name:?} has an absolute path"));
+    }
+    let mut out = PathBuf::new();
+    for c in Path::new(name).components() {
+        match c {
+            Component::Normal(p) => out.push(p),
+            Component::CurDir => {}
+            _ => return Err(format!("member {name:?} leaves the archive root (..)")),
+        }
+    }
+    Ok(out)
+}
+
+/// True if the relative symlink `target`, placed at `link`, resolves above the root.
+fn escapes(link: &Path, target: &str) -> bool {
+    let mut depth: i64 = link.components().count() as i64 - 1;
+    for c in Path::new(target).components() {
+        match c {
+            Component::ParentDir => depth -= 1,
+            Component::Normal(_) => depth += 1,
+            _ => {}
+        }
+        if depth < 0 {
+            return true;
+        }
+    }
+    false
 }
 
 #[cfg(test)]
@@ -210,6 +799,106 @@ mod tests {
                 r.display()
             )]
         );
+    }
+
+    fn header(name: &str, kind: u8, link: &str, size: usize) -> Vec<u8> {
+        let mut h = vec![0u8; 512];
+        h[..name.len()].copy_from_slice(name.as_bytes());
+        h[100..107].copy_from_slice(b"0000644");
+        h[124..135].copy_from_slice(format!("{size:011o}").as_bytes());
+        h[156] = kind;
+        h[157..157 + link.len()].copy_from_slice(link.as_bytes());
+        h[257..263].copy_from_slice(b"ustar\0");
+        h[263..265].copy_from_slice(b"00");
+        h[148..156].copy_from_slice(b"        ");
+        let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
+        h[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
+        h
+    }
+
+    fn member(name: &str, kind: u8, link: &str, data: &[u8]) -> Vec<u8> {
+        let mut m = header(name, kind, link, data.len());
+        m.extend_from_slice(data);
+        m.resize(m.len().div_ceil(512) * 512, 0);
+        m
+    }
+
+    fn archive(members: &[Vec<u8>]) -> Vec<u8> {
+        let mut a: Vec<u8> = members.concat();
+        a.extend_from_slice(&[0u8; 1024]);
+        a
+    }
+
+    fn check(a: &[u8]) -> std::result::Result<(), String> {
+        check_tar(&mut &a[..])
+    }
+
+    #[test]
+    fn tar_check_accepts_ordinary_trees() {
+        let a = archive(&[
+            member("./", b'5', "", b""),
+            member("./etc/", b'5', "", b""),
+            member("./etc/passwd", b'0', "", b"root:x:0:0"),
+            member("./bin/sh", b'2', "/bin/busybox", b""),
+            member("./bin/ash", b'2', "sh", b""),
+            member("./etc/up", b'2', "../bin/sh", b""),
+            member("./etc/hard", b'1', "./etc/passwd", b""),
+        ]);
+        check(&a).unwrap();
+    }
+
+    #[test]
+    fn tar_check_refuses_escapes_and_truncation() {
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (
+                archive(&[member("/etc/passwd", b'0', "", b"x")]),
+                "absolute",
+            ),
+            (archive(&[member("a/../../x", b'0', "", b"x")]), ".."),
+            (
+                archive(&[member("up", b'2', "../../etc", b"")]),
+                "outside the archive",
+            ),
+            (
+                archive(&[
+                    member("link", b'2', "/etc", b""),
+                    member("link/passwd", b'0', "", b"x"),
+                ]),
+                "below the symlink",
+            ),
+            (
+                archive(&[member("h", b'1', "/etc/shadow", b"")]),
+                "absolute",
+            ),
+            (archive(&[member("h", b'1', "../x", b"")]), ".."),
+            (archive(&[member("dev/sda", b'4', "", b"")]), "device"),
+            (
+                archive(&[
+                    member("././@LongLink", b'L', "", b"../../long\0"),
+                    member("short", b'0', "", b"x"),
+                ]),
+                "..",
+            ),
+            (
+                archive(&[
+                    member("pax", b'x', "", b"21 path=/etc/shadowx\n"),
+                    member("short", b'0', "", b"x"),
+                ]),
+                "absolute",
+            ),
+        ];
+        for (a, want) in cases {
+            let err = check(&a).unwrap_err();
+            assert!(err.contains(want), "{err} (wanted {want:?})");
+        }
+        let good = archive(&[member("f", b'0', "", &[1u8; 2000])]);
+        for cut in [100, 512, 1024, 2048] {
+            let err = check(&good[..cut]).unwrap_err();
+            assert!(err.contains("truncated"), "cut {cut}: {err}");
+        }
+        let mut bad = good.clone();
+        bad[0] = b'g';
+        assert!(check(&bad).unwrap_err().contains("checksum"));
     }
 
     #[test]

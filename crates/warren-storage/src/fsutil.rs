@@ -1,12 +1,14 @@
 //! Small filesystem helpers shared by the drivers and the world builders: error context,
-//! dataset-name checks, idempotent removal and a symlink-preserving tree copy.
+//! dataset-name and snapshot-label checks, idempotent removal, a symlink-preserving tree copy,
+//! and the snapshot bookkeeping both drivers share (the `<label>.json` metadata beside every
+//! snapshot under `snapshots/<dataset key>/`, oldest-first ordering, unique temp names).
 
 use std::fs;
 use std::io;
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::{Result, StorageError};
+use crate::{DatasetId, Result, SnapshotInfo, StorageError};
 
 /// Maps an `io::Error` to [`StorageError::Io`] naming `path`.
 pub(crate) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StorageError + '_ {
@@ -141,6 +143,388 @@ fn copy_tree_at(src: &Path, dst: &Path, rel: &Path, skip: &dyn Fn(&Path) -> bool
     std::os::unix::fs::lchown(dst, Some(meta.uid()), Some(meta.gid())).map_err(io_err(dst))
 }
 
+/// Refuses snapshot labels that are not 1–64 characters of `[A-Za-z0-9._-]` starting with
+/// something other than `.` (and not ending in `.json`, which would collide with the
+/// metadata file of another label).
+pub(crate) fn check_label(label: &str) -> Result<()> {
+    let ok = !label.is_empty()
+        && label.len() <= 64
+        && !label.starts_with('.')
+        && !label.ends_with(".json")
+        && label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        return Ok(());
+    }
+    Err(StorageError::InvalidLabel(label.to_string()))
+}
+
+/// Checks the workload or volume name inside a dataset id.
+pub(crate) fn check_dataset_id(id: &DatasetId) -> Result<()> {
+    match id {
+        DatasetId::Rootfs(w) | DatasetId::Data(w) => check_name("workload", w),
+        DatasetId::Volume(v) => check_name("volume", v),
+    }
+}
+
+/// A name suffix no other live temp dir of this host uses: pid, clock and a counter.
+pub(crate) fn unique_suffix() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{}-{}-{n}", std::process::id(), now_ns())
+}
+
+/// Nanoseconds since the Unix epoch.
+pub(crate) fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+/// What `snapshots/<key>/<label>.json` records about a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct SnapMeta {
+    /// Unix seconds.
+    pub created_at: u64,
+    /// Unix nanoseconds: orders snapshots taken within the same second.
+    #[serde(default)]
+    pub created_ns: u64,
+    /// btrfs: the snapshot's subvolume id, to find its qgroup without running a command.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subvol_id: Option<u64>,
+}
+
+impl SnapMeta {
+    pub fn now(subvol_id: Option<u64>) -> Self {
+        let ns = now_ns();
+        SnapMeta {
+            created_at: ns / 1_000_000_000,
+            created_ns: ns,
+            subvol_id,
+        }
+    }
+}
+
+/// `<root>/snapshots/<key>`: the directory holding one dataset's snapshots.
+pub(crate) fn snapshot_dir(root: &Path, id: &DatasetId) -> PathBuf {
+    root.join("snapshots").join(id.key())
+}
+
+/// The metadata file beside snapshot `label`.
+pub(crate) fn snapshot_meta_path(dir: &Path, label: &str) -> PathBuf {
+    dir.join(format!("{label}.json"))
+}
+
+pub(crate) fn write_snap_meta(dir: &Path, label: &str, meta: &SnapMeta) -> Result<()> {
+    let path = snapshot_meta_path(dir, label);
+    let json = serde_json::to_vec_pretty(meta).expect("snapshot metadata serializes");
+    let tmp = dir.join(format!(".{label}.json.{}", unique_suffix()));
+    write_file(&tmp, &json, 0o644)?;
+    fs::rename(&tmp, &path).map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        io_err(&path)(e)
+    })
+}
+
+/// One snapshot found on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SnapEntry {
+    pub label: String,
+    pub path: PathBuf,
+    pub meta: SnapMeta,
+}
+
+impl SnapEntry {
+    pub fn info(&self, id: &DatasetId, bytes: Option<u64>) -> SnapshotInfo {
+        SnapshotInfo {
+            dataset: id.key(),
+            label: self.label.clone(),
+            created_at: self.meta.created_at,
+            bytes,
+        }
+    }
+}
+
+/// The snapshots in `dir`, oldest first (by creation time, then label). Entries starting with
+/// `.` are temp names of snapshots being made or received and are skipped. A snapshot whose
+/// metadata is missing (a crash between the snapshot and its metadata) sorts by the
+/// directory's modification time.
+pub(crate) fn list_snap_entries(dir: &Path) -> Result<Vec<SnapEntry>> {
+    let mut out = Vec::new();
+    for label in subdirs(dir)? {
+        if label.starts_with('.') {
+            continue;
+        }
+        let path = dir.join(&label);
+        let meta_path = snapshot_meta_path(dir, &label);
+        let meta = match fs::read(&meta_path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+                StorageError::Other(format!(
+                    "{}: invalid snapshot metadata: {e}",
+                    meta_path.display()
+                ))
+            })?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let m = path.symlink_metadata().map_err(io_err(&path))?;
+                let secs = m.mtime().max(0) as u64;
+                SnapMeta {
+                    created_at: secs,
+                    created_ns: secs * 1_000_000_000 + m.mtime_nsec().max(0) as u64,
+                    subvol_id: None,
+                }
+            }
+            Err(e) => return Err(io_err(&meta_path)(e)),
+        };
+        out.push(SnapEntry { label, path, meta });
+    }
+    sort_snapshots(&mut out);
+    Ok(out)
+}
+
+/// Oldest first: creation time (ns, falling back to seconds), then label.
+pub(crate) fn sort_snapshots(entries: &mut [SnapEntry]) {
+    entries.sort_by(|a, b| {
+        let key = |e: &SnapEntry| e.meta.created_ns.max(e.meta.created_at * 1_000_000_000);
+        key(a).cmp(&key(b)).then_with(|| a.label.cmp(&b.label))
+    });
+}
+
+/// Splits `entries` (oldest first) at `label`: the snapshot itself and the labels newer than
+/// it. Fails with [`StorageError::NoSuchSnapshot`] naming the labels that exist.
+pub(crate) fn find_with_newer<'a>(
+    entries: &'a [SnapEntry],
+    id: &DatasetId,
+    label: &str,
+) -> Result<(&'a SnapEntry, Vec<String>)> {
+    let Some(pos) = entries.iter().position(|e| e.label == label) else {
+        return Err(StorageError::NoSuchSnapshot {
+            dataset: id.key(),
+            label: label.to_string(),
+            existing: entries.iter().map(|e| e.label.clone()).collect(),
+        });
+    };
+    let newer = entries[pos + 1..].iter().map(|e| e.label.clone()).collect();
+    Ok((&entries[pos], newer))
+}
+
+/// Removes `dir` and then each empty parent up to (not including) `stop`.
+pub(crate) fn remove_empty_dirs_up_to(dir: &Path, stop: &Path) -> Result<()> {
+    let mut cur = Some(dir);
+    while let Some(d) = cur {
+        if d == stop || !d.starts_with(stop) {
+            break;
+        }
+        if exists(d) {
+            match fs::remove_dir(d) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::DirectoryNotEmpty => break,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err(d)(e)),
+            }
+        }
+        cur = d.parent();
+    }
+    Ok(())
+}
+
+/// Renames `from` to `to`, naming both in the error.
+pub(crate) fn rename(from: &Path, to: &Path) -> Result<()> {
+    fs::rename(from, to).map_err(|source| StorageError::Io {
+        path: to.to_path_buf(),
+        source: io::Error::new(
+            source.kind(),
+            format!("renaming {} here: {source}", from.display()),
+        ),
+    })
+}
+
+/// `.<name>.new` and `.<name>.old` beside a dataset: the temp names of a rollback's swap.
+/// They are fixed (not random) so a crash's leftovers are found and repaired by the next
+/// operation on that dataset; warren never runs two operations on one dataset at once.
+pub(crate) fn swap_names(path: &Path) -> (PathBuf, PathBuf) {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    (
+        path.with_file_name(format!(".{name}.new")),
+        path.with_file_name(format!(".{name}.old")),
+    )
+}
+
+/// Sum of the sizes of the regular files and symlinks under `path` (hard links counted once),
+/// without following symlinks or crossing into other filesystems.
+pub(crate) fn tree_bytes(path: &Path) -> Result<u64> {
+    let mut seen = std::collections::HashSet::new();
+    let dev = path.symlink_metadata().map_err(io_err(path))?.dev();
+    tree_bytes_at(path, dev, &mut seen)
+}
+
+fn tree_bytes_at(
+    path: &Path,
+    dev: u64,
+    seen: &mut std::collections::HashSet<(u64, u64)>,
+) -> Result<u64> {
+    let meta = path.symlink_metadata().map_err(io_err(path))?;
+    let kind = meta.file_type();
+    if kind.is_dir() {
+        if meta.dev() != dev {
+            return Ok(0);
+        }
+        let mut sum = 0;
+        for entry in fs::read_dir(path).map_err(io_err(path))? {
+            let entry = entry.map_err(io_err(path))?;
+            sum += tree_bytes_at(&entry.path(), dev, seen)?;
+        }
+        Ok(sum)
+    } else if kind.is_file() || kind.is_symlink() {
+        if meta.nlink() > 1 && !seen.insert((meta.dev(), meta.ino())) {
+            return Ok(0);
+        }
+        Ok(meta.len())
+    } else {
+        Ok(0)
+    }
+}
+
+/// Runs `program args` (with the executor's hygiene, [`warren_exec::std_command`]) and copies
+/// its stdout into `out` as it comes: streams too big to buffer (`btrfs send`, `tar -c`).
+/// A failing program is reported with its stderr.
+pub(crate) fn stream_out(
+    program: &str,
+    args: &[&std::ffi::OsStr],
+    out: &mut dyn io::Write,
+) -> Result<()> {
+    use std::process::Stdio;
+    let argv = argv_string(program, args);
+    let mut cmd = warren_exec::std_command(program)?;
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .map_err(|source| warren_exec::ExecError::Spawn {
+            argv: argv.clone(),
+            source,
+        })?;
+    let stderr = collect_stderr(&mut child);
+    let mut stdout = child.stdout.take().expect("piped stdout");
+    let copied = io::copy(&mut stdout, out);
+    drop(stdout);
+    if let Err(e) = copied {
+        let _ = child.kill();
+        let _ = child.wait();
+        let _ = stderr.join();
+        return Err(StorageError::Other(format!(
+            "writing the output of `{argv}`: {e}"
+        )));
+    }
+    finish_child(child, stderr, argv)
+}
+
+/// Runs `program args` feeding `head` and then all of `input` to its stdin; `watch` sees every
+/// byte first and may stop the stream with an error (the child is then killed and that error
+/// returned). A failing program is reported with its stderr.
+pub(crate) fn stream_in(
+    program: &str,
+    args: &[&std::ffi::OsStr],
+    head: &[u8],
+    input: &mut dyn io::Read,
+    watch: &mut dyn FnMut(&[u8]) -> std::result::Result<(), String>,
+) -> Result<()> {
+    use std::process::Stdio;
+    let argv = argv_string(program, args);
+    let mut cmd = warren_exec::std_command(program)?;
+    cmd.args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .map_err(|source| warren_exec::ExecError::Spawn {
+            argv: argv.clone(),
+            source,
+        })?;
+    let stderr = collect_stderr(&mut child);
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    let mut buf = vec![0u8; 256 << 10];
+    let mut pending: Vec<u8> = head.to_vec();
+    let fed: std::result::Result<(), String> = loop {
+        if !pending.is_empty() {
+            if let Err(e) = watch(&pending) {
+                break Err(e);
+            }
+            if stdin.write_all(&pending).is_err() {
+                // The child stopped reading: its exit status and stderr say why.
+                break Ok(());
+            }
+            pending.clear();
+        }
+        match input.read(&mut buf) {
+            Ok(0) => break Ok(()),
+            Ok(n) => pending.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => break Err(format!("reading the stream: {e}")),
+        }
+    };
+    drop(stdin);
+    if let Err(e) = fed {
+        let _ = child.kill();
+        let _ = child.wait();
+        let _ = stderr.join();
+        return Err(StorageError::Other(e));
+    }
+    finish_child(child, stderr, argv)
+}
+
+use std::io::Write as _;
+
+fn argv_string(program: &str, args: &[&std::ffi::OsStr]) -> String {
+    let mut s = program.to_string();
+    for a in args {
+        s.push(' ');
+        s.push_str(&a.to_string_lossy());
+    }
+    s
+}
+
+fn collect_stderr(child: &mut std::process::Child) -> std::thread::JoinHandle<String> {
+    let mut err = child.stderr.take().expect("piped stderr");
+    std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = io::Read::read_to_string(&mut err, &mut s);
+        s
+    })
+}
+
+fn finish_child(
+    mut child: std::process::Child,
+    stderr: std::thread::JoinHandle<String>,
+    argv: String,
+) -> Result<()> {
+    let status = child
+        .wait()
+        .map_err(|source| warren_exec::ExecError::Spawn {
+            argv: argv.clone(),
+            source,
+        })?;
+    let stderr = stderr.join().unwrap_or_default();
+    if status.success() {
+        return Ok(());
+    }
+    Err(warren_exec::ExecError::Failed {
+        argv,
+        status: status.to_string(),
+        stdout: String::new(),
+        stderr,
+    }
+    .into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,6 +539,83 @@ mod tests {
         ] {
             assert!(check_name("world", bad).is_err(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn labels() {
+        for ok in [
+            "nightly",
+            "2024-01-01T00.00",
+            "a",
+            "A_b-c.d",
+            &"x".repeat(64),
+        ] {
+            check_label(ok).unwrap();
+        }
+        for bad in [
+            "",
+            ".hidden",
+            "a/b",
+            "a b",
+            "x.json",
+            "..",
+            "ü",
+            &"x".repeat(65),
+        ] {
+            let err = check_label(bad).unwrap_err().to_string();
+            assert!(err.contains(&format!("{bad:?}")), "{err}");
+        }
+    }
+
+    #[test]
+    fn snapshots_sort_oldest_first_and_split_at_label() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path();
+        for (label, ns) in [("b", 3_000_000_001u64), ("a", 3_000_000_002), ("c", 1)] {
+            fs::create_dir(dir.join(label)).unwrap();
+            let meta = SnapMeta {
+                created_at: ns / 1_000_000_000,
+                created_ns: ns,
+                subvol_id: None,
+            };
+            write_snap_meta(dir, label, &meta).unwrap();
+        }
+        fs::create_dir(dir.join(".incoming-x")).unwrap();
+        let entries = list_snap_entries(dir).unwrap();
+        let labels: Vec<&str> = entries.iter().map(|e| e.label.as_str()).collect();
+        assert_eq!(labels, ["c", "b", "a"]);
+        let id = DatasetId::Volume("v".into());
+        let (e, newer) = find_with_newer(&entries, &id, "c").unwrap();
+        assert_eq!(
+            (e.label.as_str(), newer),
+            ("c", vec!["b".into(), "a".into()])
+        );
+        let err = find_with_newer(&entries, &id, "zz")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("\"zz\"") && err.contains("c, b, a"), "{err}");
+    }
+
+    #[test]
+    fn tree_bytes_counts_hard_links_once() {
+        let t = tempfile::tempdir().unwrap();
+        fs::create_dir(t.path().join("d")).unwrap();
+        fs::write(t.path().join("d/a"), vec![0u8; 1000]).unwrap();
+        fs::hard_link(t.path().join("d/a"), t.path().join("b")).unwrap();
+        fs::write(t.path().join("c"), b"12345").unwrap();
+        symlink("xyz", t.path().join("l")).unwrap();
+        assert_eq!(tree_bytes(t.path()).unwrap(), 1008);
+    }
+
+    #[test]
+    fn empty_dirs_are_removed_up_to_stop() {
+        let t = tempfile::tempdir().unwrap();
+        let deep = t.path().join("snapshots/workloads/web/data");
+        fs::create_dir_all(&deep).unwrap();
+        fs::create_dir_all(t.path().join("snapshots/workloads/db")).unwrap();
+        remove_empty_dirs_up_to(&deep, &t.path().join("snapshots")).unwrap();
+        assert!(!t.path().join("snapshots/workloads/web").exists());
+        assert!(t.path().join("snapshots/workloads/db").exists());
     }
 
     #[test]

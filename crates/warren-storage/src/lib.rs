@@ -1,18 +1,35 @@
 //! Datasets: where every workload's bytes live.
 //!
-//! One trait, [`Storage`], with a btrfs driver ([`btrfs::BtrfsStorage`]) and a plain-directory
-//! fallback ([`dir::DirStorage`]). [`pool`] prepares the embedded default (a sparse loop-backed
-//! btrfs file in the state dir when the state dir itself is not on btrfs). [`worlds`] builds the
-//! base systems (`host`, `busybox`) that workload root filesystems are snapshots of.
+//! One trait, [`Storage`], with a btrfs driver ([`btrfs::BtrfsStorage`]), a plain-directory
+//! fallback ([`dir::DirStorage`]) and a ZFS driver ([`zfs::ZfsStorage`]: datasets under
+//! `<pool>/warren`, worlds sealed with a `@base` snapshot, rootfs as `zfs clone`). [`pool`]
+//! prepares the embedded default (a sparse loop-backed btrfs file in the state dir when the state
+//! dir itself is not on btrfs). [`worlds`] builds the base systems (`host`, `busybox`) that
+//! workload root filesystems are snapshots of.
 //!
 //! Layout under the driver's root:
 //! ```text
-//! worlds/<world>            read-only dataset (btrfs: read-only subvolume)
-//! worlds/<world>.json       world metadata (bind mounts from the host, default command)
-//! worlds/<world>.sealed     dir driver only: the world is complete and read-only by contract
-//! workloads/<name>/rootfs   writable snapshot of the world
-//! workloads/<name>/data     persistent data, survives recreate
+//! worlds/<world>                     read-only dataset (btrfs: read-only subvolume)
+//! worlds/<world>.json                world metadata (bind mounts from the host, default command)
+//! worlds/<world>.sealed              dir driver only: the world is complete and read-only by contract
+//! workloads/<name>/rootfs            writable snapshot of the world
+//! workloads/<name>/data              persistent data, survives recreate
+//! workloads/<name>/qgroup            btrfs only: the workload's level-1 quota group (`1/<n>`)
+//! volumes/<name>                     a named volume (btrfs subvolume / plain directory)
+//! snapshots/<key>/<label>            read-only snapshot of dataset <key>, e.g.
+//!                                    snapshots/workloads/web/data/nightly
+//! snapshots/<key>/<label>.json       snapshot metadata (creation time, btrfs subvolume id)
+//! snapshots/.incoming-<unique>/      a stream being received; gone when receive returns
 //! ```
+//!
+//! Snapshots live outside their dataset, so rolling back or deleting a dataset never has to
+//! step around them and a dataset's files never show its own history. Temp names (a dataset
+//! being swapped in by a rollback, a snapshot being copied) start with `.` and are never listed.
+//! Snapshot labels are 1–64 characters of `[A-Za-z0-9._-]`, not starting with `.`.
+//! Deleting a dataset (`delete_rootfs`, `delete_data`, `delete_volume`) deletes its snapshots,
+//! so a recreated rootfs starts without history. What each operation costs and guarantees per
+//! driver (constant-time btrfs snapshots and clones versus copies, quota semantics, stream
+//! formats) is described in [`btrfs`] and [`dir`].
 //!
 //! Portability: the btrfs driver and the loop-backed pool are Linux-only (statfs magic, loop
 //! devices, `mount -o loop`); elsewhere [`pool::open_storage`] refuses them with
@@ -24,6 +41,7 @@ pub mod ephemeral;
 mod fsutil;
 pub mod pool;
 pub mod worlds;
+pub mod zfs;
 
 use std::path::{Path, PathBuf};
 
@@ -49,6 +67,39 @@ pub enum StorageError {
     Unsupported(String),
     #[error("{0}")]
     Other(String),
+    #[error(
+        "invalid snapshot label {0:?}: use 1-64 characters of A-Z a-z 0-9 . _ -, \
+         not starting with '.' nor ending in '.json'"
+    )]
+    InvalidLabel(String),
+    #[error("dataset {0} does not exist")]
+    NoSuchDataset(String),
+    #[error("dataset {dataset} has no snapshot {label:?} (it has: {})", list_or_none(.existing))]
+    NoSuchSnapshot {
+        dataset: String,
+        label: String,
+        existing: Vec<String>,
+    },
+    #[error("snapshot {label:?} of {dataset} already exists")]
+    SnapshotExists { dataset: String, label: String },
+    #[error(
+        "refusing to roll {dataset} back to {label:?}: newer snapshots exist ({}); \
+         destroy them with the rollback or delete them first",
+        .newer.join(", ")
+    )]
+    NewerSnapshots {
+        dataset: String,
+        label: String,
+        newer: Vec<String>,
+    },
+}
+
+fn list_or_none(v: &[String]) -> String {
+    if v.is_empty() {
+        "none".to_string()
+    } else {
+        v.join(", ")
+    }
 }
 
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;

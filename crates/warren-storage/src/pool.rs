@@ -1,7 +1,8 @@
 //! The embedded default pool: choosing and preparing the dataset driver for a state dir.
 //!
 //! [`open_storage`] decides, in this order:
-//! 1. [`Driver::Dir`] → [`DirStorage`] at `<state>/datasets`;
+//! 1. [`Driver::Dir`] → [`DirStorage`] at `<state>/datasets`; [`Driver::Zfs`] → the ZFS
+//!    driver on [`PoolOptions::zfs_pool`], mounted under `<state>/zfs`;
 //! 2. the state dir is itself on btrfs (statfs magic) → [`BtrfsStorage`] at `<state>/datasets`;
 //! 3. otherwise ([`Driver::Auto`] or [`Driver::Btrfs`]) a loop-backed pool: a sparse
 //!    `<state>/pool.img` of [`PoolOptions::image_size`] bytes, formatted with `mkfs.btrfs -q`
@@ -50,6 +51,8 @@ pub enum Driver {
     Btrfs,
     /// Plain directories (rootfs by copying).
     Dir,
+    /// ZFS datasets under `<zfs_pool>/warren`, mounted under `<state>/zfs`.
+    Zfs,
 }
 
 /// How to open the storage of a state dir.
@@ -58,6 +61,8 @@ pub struct PoolOptions {
     pub driver: Driver,
     /// Apparent size of a newly created `pool.img` (sparse: only written blocks use disk).
     pub image_size: u64,
+    /// The zpool (or parent dataset) the ZFS driver uses.
+    pub zfs_pool: String,
 }
 
 /// 20 GiB.
@@ -68,6 +73,7 @@ impl Default for PoolOptions {
         PoolOptions {
             driver: Driver::Auto,
             image_size: DEFAULT_IMAGE_SIZE,
+            zfs_pool: "zroot".to_string(),
         }
     }
 }
@@ -93,6 +99,15 @@ pub fn open_storage(
     if opts.driver == Driver::Dir {
         create_dir_all(&datasets)?;
         return Ok(Arc::new(DirStorage::new(datasets, exec)));
+    }
+    if opts.driver == Driver::Zfs {
+        let root = state_dir.join("zfs");
+        create_dir_all(&root)?;
+        return Ok(Arc::new(crate::zfs::ZfsStorage::open(
+            &opts.zfs_pool,
+            root,
+            exec,
+        )?));
     }
     open_btrfs(state_dir, &datasets, opts, exec)
 }

@@ -174,6 +174,7 @@ impl PoolGuard {
         PoolOptions {
             driver: Driver::Auto,
             image_size: IMAGE_SIZE,
+            ..Default::default()
         }
     }
 }

@@ -6,6 +6,8 @@
 //! - `observed`: what the executor last recorded per workload (provisioned hash, main PID, last
 //!   exit, failure and restart counters). Runtime facts that the daemon re-verifies on start.
 //! - `events`: a bounded event log (oldest rows pruned past [`EVENT_LIMIT`]).
+//! - `volumes`: declared volumes (their data lives in the storage driver).
+//! - `snapshot_marks`: when each workload or volume last got an automatic snapshot.
 //!
 //! Invariants: every multi-row change runs in one transaction, so an apply is all or nothing;
 //! generations only grow; a spec row is rewritten only when its content changed.
@@ -17,7 +19,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use warren_model::plan::{Desired, LastExit, Observed};
-use warren_model::{DesiredState, WorkloadSpec};
+use warren_model::{DesiredState, VolumeSpec, WorkloadSpec};
 
 /// Events kept in the log; older ones are pruned.
 pub const EVENT_LIMIT: i64 = 10_000;
@@ -42,8 +44,9 @@ pub enum StoreError {
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(
-        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    Migrations::new(vec![
+        M::up(
+            "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
          INSERT INTO meta (key, value) VALUES ('generation', '0');
          CREATE TABLE workloads (
              name TEXT PRIMARY KEY,
@@ -69,7 +72,19 @@ fn migrations() -> Migrations<'static> {
              message TEXT NOT NULL
          );
          CREATE INDEX events_workload ON events (workload, id);",
-    )])
+        ),
+        M::up(
+            "CREATE TABLE volumes (
+                 name TEXT PRIMARY KEY,
+                 spec TEXT NOT NULL,
+                 updated_ms INTEGER NOT NULL
+             );
+             CREATE TABLE snapshot_marks (
+                 target TEXT PRIMARY KEY,
+                 last_auto_ms INTEGER NOT NULL
+             );",
+        ),
+    ])
 }
 
 /// What the executor persists about one workload.
@@ -395,6 +410,63 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Every declared volume.
+    pub fn volumes(&self) -> Result<BTreeMap<String, VolumeSpec>> {
+        let c = self.conn();
+        let mut st = c.prepare("SELECT name, spec FROM volumes ORDER BY name")?;
+        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        let mut out = BTreeMap::new();
+        for row in rows {
+            let (name, spec) = row?;
+            out.insert(name, serde_json::from_str(&spec)?);
+        }
+        Ok(out)
+    }
+
+    /// Stores volume declarations and forgets `remove`, in one transaction.
+    pub fn put_volumes(&self, specs: &[VolumeSpec], remove: &[String]) -> Result<()> {
+        let mut c = self.conn();
+        let tx = c.transaction()?;
+        let now = now_ms() as i64;
+        for v in specs {
+            tx.execute(
+                "INSERT INTO volumes (name, spec, updated_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(name) DO UPDATE SET spec = ?2, updated_ms = ?3",
+                params![v.name, serde_json::to_string(v)?, now],
+            )?;
+        }
+        for name in remove {
+            tx.execute("DELETE FROM volumes WHERE name = ?1", [name])?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// When `target` (e.g. `workload/web`, `volume/media`) last got an automatic snapshot.
+    pub fn last_auto_snapshot(&self, target: &str) -> Result<Option<u64>> {
+        let v: Option<i64> = self
+            .conn()
+            .query_row(
+                "SELECT last_auto_ms FROM snapshot_marks WHERE target = ?1",
+                [target],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(v.map(|v| v as u64))
+    }
+
+    /// Records an automatic snapshot of `target` at `at_ms`.
+    pub fn mark_auto_snapshot(&self, target: &str, at_ms: u64) -> Result<()> {
+        self.conn().execute(
+            "INSERT INTO snapshot_marks (target, last_auto_ms) VALUES (?1, ?2)
+             ON CONFLICT(target) DO UPDATE SET last_auto_ms = ?2",
+            params![target, at_ms as i64],
+        )?;
+        Ok(())
+    }
+}
+
 fn generation(c: &Connection) -> Result<u64> {
     let v: String = c.query_row("SELECT value FROM meta WHERE key = 'generation'", [], |r| {
         r.get(0)
@@ -488,6 +560,24 @@ mod tests {
         assert_eq!(ev.len(), 1);
         assert_eq!(ev[0].kind, "started");
         assert!(s.events(0, Some("other"), 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn volumes_and_snapshot_marks_persist() {
+        let (_d, s) = open();
+        let v = VolumeSpec {
+            name: "media".into(),
+            size: Some(1 << 30),
+            snapshots: None,
+        };
+        s.put_volumes(std::slice::from_ref(&v), &[]).unwrap();
+        assert_eq!(s.volumes().unwrap()["media"], v);
+        s.put_volumes(&[], &["media".into()]).unwrap();
+        assert!(s.volumes().unwrap().is_empty());
+        assert_eq!(s.last_auto_snapshot("workload/web").unwrap(), None);
+        s.mark_auto_snapshot("workload/web", 42).unwrap();
+        s.mark_auto_snapshot("workload/web", 43).unwrap();
+        assert_eq!(s.last_auto_snapshot("workload/web").unwrap(), Some(43));
     }
 
     #[test]

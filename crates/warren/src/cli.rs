@@ -54,6 +54,7 @@ enum StorageDriver {
     Auto,
     Btrfs,
     Dir,
+    Zfs,
 }
 
 #[derive(Subcommand)]
@@ -137,6 +138,67 @@ enum Cmd {
         #[command(subcommand)]
         cmd: WorldCmd,
     },
+    /// Take a snapshot of a workload (all its datasets) or, with --volume, of a volume.
+    #[command(args_conflicts_with_subcommands = true)]
+    Snapshot {
+        #[command(subcommand)]
+        cmd: Option<SnapshotCmd>,
+        name: Option<String>,
+        /// Snapshot label [default: NAME-UNIXTIME].
+        #[arg(short, long)]
+        label: Option<String>,
+        /// NAME is a volume.
+        #[arg(short = 'V', long)]
+        volume: bool,
+    },
+    /// List snapshots of a workload or (--volume) a volume.
+    Snapshots {
+        name: String,
+        #[arg(short = 'V', long)]
+        volume: bool,
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: ListFormat,
+    },
+    /// Roll a workload (stopped and restarted if running) or a volume back to a snapshot.
+    Rollback {
+        name: String,
+        snapshot: String,
+        /// Also destroy snapshots newer than SNAPSHOT.
+        #[arg(long)]
+        force: bool,
+        #[arg(short = 'V', long)]
+        volume: bool,
+    },
+    /// Create workload DST as a copy-on-write clone of SRC.
+    Clone {
+        src: String,
+        dst: String,
+        /// Clone this snapshot instead of the current state.
+        #[arg(long)]
+        snapshot: Option<String>,
+    },
+    /// Write a workload (spec, metadata and data) to an archive; `-o -` or a pipe for stdout.
+    Export {
+        name: String,
+        /// Output file (`-` for stdout).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Only what changed since this snapshot (an earlier export's label).
+        #[arg(long)]
+        since: Option<String>,
+    },
+    /// Recreate a workload from an archive (`-` for stdin); the archive is verified first.
+    Import {
+        file: PathBuf,
+        /// Import under another name.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Named datasets shared by workloads.
+    Volume {
+        #[command(subcommand)]
+        cmd: VolumeCmd,
+    },
     /// Recent events.
     Events {
         #[arg(long)]
@@ -168,6 +230,30 @@ struct RunCmd {
 }
 
 #[derive(Subcommand)]
+enum SnapshotCmd {
+    /// Delete a snapshot.
+    #[command(alias = "delete")]
+    Rm {
+        name: String,
+        label: String,
+        #[arg(short = 'V', long)]
+        volume: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum VolumeCmd {
+    /// List volumes with their size, use and mounts.
+    #[command(alias = "ls")]
+    List {
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: ListFormat,
+    },
+    /// Delete a volume and its data (refused while a workload mounts it).
+    Rm { name: String },
+}
+
+#[derive(Subcommand)]
 enum WorldCmd {
     /// Build a world (host, busybox).
     Create { name: String },
@@ -181,6 +267,9 @@ struct DaemonCmd {
     /// Dataset driver.
     #[arg(long, value_enum, default_value = "auto", env = "WARREN_STORAGE")]
     storage: StorageDriver,
+    /// zpool (or parent dataset) for `--storage zfs`.
+    #[arg(long, default_value = "zroot", env = "WARREN_ZFS_POOL")]
+    zfs_pool: String,
     /// Size of the embedded loop-backed btrfs pool, in GiB.
     #[arg(long, default_value = "20", env = "WARREN_POOL_GIB")]
     pool_gib: u64,
@@ -309,6 +398,91 @@ async fn dispatch(cli: Cli) -> Result<i32> {
             attach(&client, "/v1/run", &args, r.tty).await
         }
         Cmd::World { cmd } => world(&client, cmd).await,
+        Cmd::Snapshot {
+            cmd:
+                Some(SnapshotCmd::Rm {
+                    name,
+                    label,
+                    volume,
+                }),
+            ..
+        } => {
+            let _: serde_json::Value = client
+                .call(
+                    Method::DELETE,
+                    &format!("{}/snapshots/{label}", base(&name, volume)),
+                    None::<&()>,
+                )
+                .await?;
+            println!("snapshot {label} of {name} deleted");
+            Ok(0)
+        }
+        Cmd::Snapshot {
+            cmd: None,
+            name,
+            label,
+            volume,
+        } => {
+            let Some(name) = name else {
+                bail!("snapshot: name a workload (or a volume with --volume)");
+            };
+            let r: serde_json::Value = client
+                .post(
+                    &format!("{}/snapshots", base(&name, volume)),
+                    &SnapshotRequest { label },
+                )
+                .await?;
+            println!("{name}: snapshot {}", r["label"].as_str().unwrap_or("?"));
+            Ok(0)
+        }
+        Cmd::Snapshots {
+            name,
+            volume,
+            output,
+        } => snapshots(&client, &name, volume, output).await,
+        Cmd::Rollback {
+            name,
+            snapshot,
+            force,
+            volume,
+        } => {
+            let r: serde_json::Value = client
+                .post(
+                    &format!("{}/rollback", base(&name, volume)),
+                    &RollbackRequest {
+                        label: snapshot.clone(),
+                        force,
+                    },
+                )
+                .await?;
+            let destroyed: Vec<String> =
+                serde_json::from_value(r["destroyed"].clone()).unwrap_or_default();
+            println!("{name}: rolled back to {snapshot}");
+            if !destroyed.is_empty() {
+                println!("destroyed newer snapshots: {}", destroyed.join(", "));
+            }
+            Ok(0)
+        }
+        Cmd::Clone { src, dst, snapshot } => {
+            let _: serde_json::Value = client
+                .post(
+                    &format!("/v1/workloads/{src}/clone"),
+                    &CloneRequest {
+                        name: dst.clone(),
+                        snapshot,
+                    },
+                )
+                .await?;
+            println!("{dst}: cloned from {src}");
+            Ok(0)
+        }
+        Cmd::Volume { cmd } => volume(&client, cmd).await,
+        Cmd::Export {
+            name,
+            output,
+            since,
+        } => export(&client, &name, output, since).await,
+        Cmd::Import { file, name } => import(&client, &file, name).await,
         Cmd::Events {
             workload,
             limit,
@@ -342,7 +516,9 @@ async fn run_daemon(state_dir: PathBuf, socket: PathBuf, d: DaemonCmd) -> Result
             StorageDriver::Auto => warren_storage::pool::Driver::Auto,
             StorageDriver::Btrfs => warren_storage::pool::Driver::Btrfs,
             StorageDriver::Dir => warren_storage::pool::Driver::Dir,
+            StorageDriver::Zfs => warren_storage::pool::Driver::Zfs,
         },
+        zfs_pool: d.zfs_pool,
         pool_size: d.pool_gib << 30,
         tick: Duration::from_secs_f64(d.tick.max(0.05)),
         parallel: d.parallel,
@@ -382,6 +558,17 @@ async fn apply(
     let mut out = String::new();
     let mut orphans = Vec::new();
     for c in &resp.changes {
+        if let Some(v) = c.workload.strip_prefix("volume/") {
+            match c.change.as_str() {
+                "create" => out.push_str(&format!("+ volume {v} (create)\n")),
+                "update" => out.push_str(&format!("~ volume {v} (update)\n")),
+                "remove" => out.push_str(&format!(
+                    "- volume {v} (forget the declaration; data kept until `warren volume rm {v}`)\n"
+                )),
+                _ => {}
+            }
+            continue;
+        }
         match c.change.as_str() {
             "create" => out.push_str(&format!("+ {} (create)\n", c.workload)),
             "update" => out.push_str(&format!(
@@ -662,6 +849,236 @@ async fn attach(
     writer.abort();
     let _ = rd.read(&mut [0u8; 0]).await;
     Ok(code)
+}
+
+fn progress(what: &str) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let pb = indicatif::ProgressBar::new_spinner();
+    pb.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} {msg} {bytes} ({bytes_per_sec}) {elapsed}",
+        )
+        .expect("template is valid"),
+    );
+    pb.set_message(what.to_string());
+    pb.enable_steady_tick(Duration::from_millis(200));
+    pb
+}
+
+async fn export(
+    client: &Client,
+    name: &str,
+    output: Option<PathBuf>,
+    since: Option<String>,
+) -> Result<i32> {
+    use http_body_util::BodyExt;
+    use std::io::IsTerminal;
+    let to_stdout = match &output {
+        Some(p) => p.as_os_str() == "-",
+        None => {
+            if std::io::stdout().is_terminal() {
+                bail!("export: give -o FILE, or -o - (or a pipe) for stdout");
+            }
+            true
+        }
+    };
+    let mut path = format!("/v1/workloads/{name}/export");
+    if let Some(s) = &since {
+        path.push_str(&format!("?since={s}"));
+    }
+    let mut body = client.get_stream(&path).await?;
+    let tmp = output.as_ref().filter(|_| !to_stdout).map(|p| {
+        let mut t = p.clone().into_os_string();
+        t.push(".part");
+        PathBuf::from(t)
+    });
+    let mut out: Box<dyn Write> = match &tmp {
+        Some(t) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(t).with_context(|| format!("creating {}", t.display()))?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout())),
+    };
+    let pb = progress(&format!("exporting {name}"));
+    let mut tail: Vec<u8> = Vec::new();
+    let mut total = 0u64;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.context("receiving the archive")?;
+        if let Some(data) = frame.data_ref() {
+            out.write_all(data)?;
+            total += data.len() as u64;
+            pb.set_position(total);
+            tail.extend_from_slice(data);
+            if tail.len() > 64 {
+                tail.drain(..tail.len() - 64);
+            }
+        }
+    }
+    out.flush()?;
+    drop(out);
+    pb.finish_and_clear();
+    if !tail.ends_with(crate::daemon::archive::END) {
+        if let Some(t) = &tmp {
+            let _ = std::fs::remove_file(t);
+        }
+        bail!("export of {name} ended early (see `warren events --workload {name}`); nothing usable was written");
+    }
+    if let (Some(t), Some(p)) = (&tmp, &output) {
+        std::fs::rename(t, p)?;
+        eprintln!("exported {name} to {} ({total} bytes)", p.display());
+    }
+    Ok(0)
+}
+
+async fn import(client: &Client, file: &PathBuf, name: Option<String>) -> Result<i32> {
+    use tokio::io::AsyncRead;
+    let reader: Box<dyn AsyncRead + Send + Unpin> = if file.as_os_str() == "-" {
+        Box::new(tokio::io::stdin())
+    } else {
+        Box::new(
+            tokio::fs::File::open(file)
+                .await
+                .with_context(|| format!("opening {}", file.display()))?,
+        )
+    };
+    let pb = progress("uploading");
+    let pb2 = pb.clone();
+    let stream = futures_util::stream::unfold((reader, 0u64), move |(mut r, sent)| {
+        let pb = pb2.clone();
+        async move {
+            let mut buf = vec![0u8; 1 << 20];
+            match r.read(&mut buf).await {
+                Ok(0) => None,
+                Ok(n) => {
+                    buf.truncate(n);
+                    pb.set_position(sent + n as u64);
+                    Some((
+                        Ok::<_, std::io::Error>(hyper::body::Frame::data(bytes::Bytes::from(buf))),
+                        (r, sent + n as u64),
+                    ))
+                }
+                Err(e) => Some((Err(e), (r, sent))),
+            }
+        }
+    });
+    let mut path = "/v1/import".to_string();
+    if let Some(n) = &name {
+        path.push_str(&format!("?name={n}"));
+    }
+    let r: serde_json::Value = client
+        .post_stream(&path, http_body_util::StreamBody::new(stream))
+        .await?;
+    pb.finish_and_clear();
+    println!(
+        "imported {} (snapshot {}{})",
+        r["name"].as_str().unwrap_or("?"),
+        r["label"].as_str().unwrap_or("?"),
+        if r["incremental"].as_bool().unwrap_or(false) {
+            ", incremental"
+        } else {
+            ""
+        }
+    );
+    Ok(0)
+}
+
+fn base(name: &str, volume: bool) -> String {
+    if volume {
+        format!("/v1/volumes/{name}")
+    } else {
+        format!("/v1/workloads/{name}")
+    }
+}
+
+fn human_bytes(b: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i < UNITS.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{b}B")
+    } else {
+        format!("{v:.1}{}", UNITS[i])
+    }
+}
+
+async fn snapshots(client: &Client, name: &str, volume: bool, format: ListFormat) -> Result<i32> {
+    let snaps: Vec<serde_json::Value> = client
+        .get(&format!("{}/snapshots", base(name, volume)))
+        .await?;
+    if format == ListFormat::Json {
+        println!("{}", serde_json::to_string_pretty(&snaps)?);
+        return Ok(0);
+    }
+    let now = warren_store::now_ms();
+    let rows: Vec<Vec<String>> = snaps
+        .iter()
+        .map(|s| {
+            vec![
+                s["label"].as_str().unwrap_or("").to_string(),
+                output::age(s["created_at"].as_u64().unwrap_or(0) * 1000, now) + " ago",
+                s["bytes"]
+                    .as_u64()
+                    .map(human_bytes)
+                    .unwrap_or_else(|| "-".into()),
+                if s["automatic"].as_bool().unwrap_or(false) {
+                    "auto"
+                } else {
+                    "manual"
+                }
+                .into(),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        output::table(&["LABEL", "TAKEN", "SIZE", "KIND"], &rows)
+    );
+    Ok(0)
+}
+
+async fn volume(client: &Client, cmd: VolumeCmd) -> Result<i32> {
+    match cmd {
+        VolumeCmd::List { output } => {
+            let vols: Vec<VolumeInfo> = client.get("/v1/volumes").await?;
+            if output == ListFormat::Json {
+                println!("{}", serde_json::to_string_pretty(&vols)?);
+                return Ok(0);
+            }
+            let rows: Vec<Vec<String>> = vols
+                .iter()
+                .map(|v| {
+                    vec![
+                        v.name.clone(),
+                        v.used.map(human_bytes).unwrap_or_else(|| "-".into()),
+                        v.size.map(human_bytes).unwrap_or_else(|| "-".into()),
+                        if v.mounts.is_empty() {
+                            "-".into()
+                        } else {
+                            v.mounts.join(" ")
+                        },
+                        if v.declared { "" } else { "not declared" }.into(),
+                    ]
+                })
+                .collect();
+            print!(
+                "{}",
+                output::table(&["NAME", "USED", "SIZE", "MOUNTED BY", ""], &rows)
+            );
+        }
+        VolumeCmd::Rm { name } => {
+            let _: serde_json::Value = client
+                .call(Method::DELETE, &format!("/v1/volumes/{name}"), None::<&()>)
+                .await?;
+            println!("volume {name} deleted");
+        }
+    }
+    Ok(0)
 }
 
 async fn world(client: &Client, cmd: WorldCmd) -> Result<i32> {

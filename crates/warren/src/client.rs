@@ -33,7 +33,12 @@ impl std::fmt::Display for ApiFailure {
 impl std::error::Error for ApiFailure {}
 
 impl Client {
-    async fn send(&self, req: Request<Full<Bytes>>) -> Result<Response<Incoming>> {
+    async fn send<B>(&self, req: Request<B>) -> Result<Response<Incoming>>
+    where
+        B: hyper::body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
         let stream = tokio::net::UnixStream::connect(&self.socket).await.map_err(|e| {
             match e.kind() {
                 std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => anyhow!(
@@ -134,6 +139,37 @@ impl Client {
             }
         }
         Ok(())
+    }
+
+    /// A raw streamed response body (export archives).
+    pub async fn get_stream(&self, path: &str) -> Result<Incoming> {
+        let resp = Self::check(self.send(Self::request(Method::GET, path, vec![])).await?).await?;
+        Ok(resp.into_body())
+    }
+
+    /// POSTs a streamed request body and decodes the JSON answer.
+    pub async fn post_stream<T, B>(&self, path: &str, body: B) -> Result<T>
+    where
+        T: DeserializeOwned,
+        B: hyper::body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri(format!("http://warren{path}"))
+            .header("host", "warren")
+            .header("content-type", "application/octet-stream")
+            .body(body)
+            .expect("request builds");
+        let resp = Self::check(self.send(req).await?).await?;
+        let bytes = resp.into_body().collect().await?.to_bytes();
+        serde_json::from_slice(&bytes).with_context(|| {
+            format!(
+                "unexpected answer from the daemon: {}",
+                String::from_utf8_lossy(&bytes)
+            )
+        })
     }
 
     /// Opens an upgraded frame stream.

@@ -135,6 +135,41 @@ pub struct WorldInfo {
     pub used_by: Vec<String>,
 }
 
+/// `POST .../snapshots`.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct SnapshotRequest {
+    #[serde(default)]
+    pub label: Option<String>,
+}
+
+/// `POST .../rollback`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RollbackRequest {
+    pub label: String,
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// `POST /v1/workloads/{name}/clone`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CloneRequest {
+    pub name: String,
+    #[serde(default)]
+    pub snapshot: Option<String>,
+}
+
+/// `GET /v1/volumes`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VolumeInfo {
+    pub name: String,
+    /// Declared by the applied spec (an undeclared one holds data left behind).
+    pub declared: bool,
+    pub size: Option<u64>,
+    pub used: Option<u64>,
+    /// `workload:/path[:ro]`
+    pub mounts: Vec<String>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DeleteResponse {
     pub deleted: bool,

@@ -1,8 +1,21 @@
-//! Checks and conversions for individual field values: memory sizes, hostnames, users and
-//! paths. Each returns the reason a value is refused, phrased to follow `path: `.
+//! Checks and conversions for individual field values: byte sizes, durations, hostnames, users,
+//! paths and volume mounts. Each returns the reason a value is refused, phrased to follow
+//! `path: `.
+
+use crate::names::check_dns_label;
+use crate::spec::VolumeMount;
 
 /// The smallest memory limit accepted: below this a container cannot even start its shell.
 pub(crate) const MIN_MEMORY: u64 = 4 * 1024 * 1024;
+
+/// The smallest disk quota or volume size accepted.
+pub(crate) const MIN_DISK: u64 = 1024 * 1024;
+
+/// The shortest automatic snapshot interval accepted, in seconds.
+pub(crate) const MIN_SNAPSHOT_EVERY: u64 = 60;
+
+/// The most automatic snapshots a policy may keep.
+pub(crate) const MAX_SNAPSHOT_KEEP: u32 = 1000;
 
 const UNITS: &[(&str, u64)] = &[
     ("", 1),
@@ -150,6 +163,137 @@ pub(crate) fn check_data_path(p: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Duration units, largest first: the order they must appear in within one duration.
+const DURATION_UNITS: &[(char, u64)] = &[
+    ('w', 7 * 24 * 3600),
+    ('d', 24 * 3600),
+    ('h', 3600),
+    ('m', 60),
+    ('s', 1),
+];
+
+const DURATION_HELP: &str = "use s, m, h, d or w, e.g. \"90s\", \"6h\" or \"1h30m\"";
+
+/// Parses a duration such as `"90s"`, `"30m"`, `"6h"`, `"1d"`, `"2w"` or `"1h30m"` into seconds:
+/// one or more integer-and-unit pairs, units lowercase, largest first and each at most once.
+/// Does not apply the minimum.
+pub(crate) fn parse_duration(s: &str) -> Result<u64, String> {
+    if s.is_empty() {
+        return Err(format!(
+            "expected a duration such as \"90s\", \"6h\" or \"1h30m\", found {s:?}"
+        ));
+    }
+    let too_large = || format!("{s:?} is too large");
+    let mut total: u64 = 0;
+    let mut rest = s;
+    // Index into DURATION_UNITS of the smallest unit used so far.
+    let mut last_unit: Option<usize> = None;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        if digits == 0 {
+            return Err(format!(
+                "expected a duration such as \"90s\", \"6h\" or \"1h30m\", found {s:?}"
+            ));
+        }
+        let (number, after) = rest.split_at(digits);
+        let letters = after
+            .find(|c: char| !c.is_alphabetic())
+            .unwrap_or(after.len());
+        let unit = &after[..letters];
+        if unit.is_empty() {
+            return Err(if after.is_empty() {
+                format!("missing unit after {number:?} in {s:?}; {DURATION_HELP}")
+            } else {
+                format!("expected a duration such as \"90s\", \"6h\" or \"1h30m\", found {s:?}")
+            });
+        }
+        let Some(position) = DURATION_UNITS
+            .iter()
+            .position(|(u, _)| unit.len() == 1 && unit.starts_with(*u))
+        else {
+            return Err(format!("unknown unit {unit:?} in {s:?}; {DURATION_HELP}"));
+        };
+        if last_unit.is_some_and(|last| position <= last) {
+            return Err(format!(
+                "units in {s:?} must go from largest to smallest, each at most once"
+            ));
+        }
+        last_unit = Some(position);
+        let n: u64 = number.parse().map_err(|_| too_large())?;
+        let seconds = n
+            .checked_mul(DURATION_UNITS[position].1)
+            .ok_or_else(too_large)?;
+        total = total.checked_add(seconds).ok_or_else(too_large)?;
+        rest = &after[letters..];
+    }
+    Ok(total)
+}
+
+/// Renders seconds in the combined form [`parse_duration`] reads (`"1h30m"`, `"0s"`).
+pub(crate) fn human_duration(secs: u64) -> String {
+    if secs == 0 {
+        return "0s".to_string();
+    }
+    let mut out = String::new();
+    let mut rest = secs;
+    for &(unit, size) in DURATION_UNITS {
+        if rest >= size {
+            out.push_str(&format!("{}{unit}", rest / size));
+            rest %= size;
+        }
+    }
+    out
+}
+
+/// The path's components, ignoring empty and `.` ones, so that `/srv/./media/` and
+/// `/srv/media` compare equal.
+pub(crate) fn path_components(p: &str) -> Vec<&str> {
+    p.split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect()
+}
+
+/// Whether `inner` is `outer` or lies below it (component-wise, so `/data2` is not inside
+/// `/data`).
+pub(crate) fn path_within(inner: &str, outer: &str) -> bool {
+    path_components(inner).starts_with(&path_components(outer))
+}
+
+const MOUNT_FORMS: &str = "expected \"VOLUME:/PATH\", \"VOLUME:/PATH:ro\" or \"VOLUME:/PATH:rw\"";
+
+/// Parses a volume mount `name:/abs/path[:ro|:rw]` (read-write unless `:ro`). The name must be a
+/// DNS label and the path must pass [`check_data_path`]; paths cannot contain `:`.
+pub(crate) fn parse_mount(s: &str) -> Result<VolumeMount, String> {
+    let parts: Vec<&str> = s.split(':').collect();
+    let (name, path, mode) = match parts.as_slice() {
+        [name, path] => (*name, *path, None),
+        [name, path, mode] => (*name, *path, Some(*mode)),
+        [_] => return Err(format!("{MOUNT_FORMS}, found {s:?}")),
+        _ => return Err(format!("{s:?} has too many ':'; {MOUNT_FORMS}")),
+    };
+    if name.is_empty() {
+        return Err(format!("missing the volume name in {s:?}; {MOUNT_FORMS}"));
+    }
+    check_dns_label(name).map_err(|r| format!("invalid volume name: {r}"))?;
+    check_data_path(path).map_err(|r| format!("mount path {r}"))?;
+    let readonly = match mode {
+        None | Some("rw") => false,
+        Some("ro") => true,
+        Some(other) => {
+            return Err(format!(
+                "unknown mount mode {other:?} in {s:?}; expected ro or rw"
+            ))
+        }
+    };
+    Ok(VolumeMount {
+        volume: name.to_string(),
+        path: path.to_string(),
+        readonly,
+    })
+}
+
 /// An OCI image reference, checked only for shape: non-empty, no whitespace or control
 /// characters (the images subsystem resolves it).
 pub(crate) fn check_image(r: &str) -> Result<(), String> {
@@ -272,6 +416,128 @@ mod tests {
         for bad in ["/", "//", "/./", "data", "/a/../b", ""] {
             assert!(check_data_path(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn durations() {
+        let cases: &[(&str, u64)] = &[
+            ("90s", 90),
+            ("30m", 1800),
+            ("6h", 6 * 3600),
+            ("1d", 86400),
+            ("2w", 14 * 86400),
+            ("1h30m", 5400),
+            ("1w2d3h4m5s", 7 * 86400 + 2 * 86400 + 3 * 3600 + 4 * 60 + 5),
+            ("0s", 0),
+            ("007m", 420),
+        ];
+        for (text, secs) in cases {
+            assert_eq!(parse_duration(text), Ok(*secs), "{text}");
+            assert_eq!(parse_duration(&human_duration(*secs)), Ok(*secs), "{text}");
+        }
+        assert_eq!(human_duration(5400), "1h30m");
+        assert_eq!(human_duration(60), "1m");
+        assert_eq!(human_duration(0), "0s");
+    }
+
+    #[test]
+    fn duration_errors() {
+        for bad in ["", "h", "1.5h", "-1h", " 1h", "1h ", "h1"] {
+            assert!(
+                parse_duration(bad)
+                    .unwrap_err()
+                    .starts_with("expected a duration")
+                    || parse_duration(bad).unwrap_err().starts_with("unknown unit"),
+                "{bad}: {:?}",
+                parse_duration(bad)
+            );
+        }
+        assert_eq!(
+            parse_duration("90"),
+            Err("missing unit after \"90\" in \"90\"; use s, m, h, d or w, e.g. \"90s\", \"6h\" or \"1h30m\"".into())
+        );
+        assert_eq!(
+            parse_duration("6H"),
+            Err("unknown unit \"H\" in \"6H\"; use s, m, h, d or w, e.g. \"90s\", \"6h\" or \"1h30m\"".into())
+        );
+        assert_eq!(
+            parse_duration("30m1h"),
+            Err("units in \"30m1h\" must go from largest to smallest, each at most once".into())
+        );
+        assert!(parse_duration("1h1h").unwrap_err().contains("at most once"));
+        assert!(parse_duration("6hours")
+            .unwrap_err()
+            .starts_with("unknown unit \"hours\" in \"6hours\""));
+        assert!(parse_duration("6 hours")
+            .unwrap_err()
+            .starts_with("expected a duration"));
+        assert!(parse_duration("1h 30m")
+            .unwrap_err()
+            .starts_with("expected a duration"));
+        assert!(parse_duration("99999999999999999999s")
+            .unwrap_err()
+            .ends_with("too large"));
+        assert!(parse_duration("99999999999999999w")
+            .unwrap_err()
+            .ends_with("too large"));
+        assert!(parse_duration("18446744073709551615s1w").is_err());
+        assert_eq!(parse_duration("18446744073709551615s"), Ok(u64::MAX));
+    }
+
+    #[test]
+    fn mounts() {
+        let m = parse_mount("media:/srv/media:ro").unwrap();
+        assert_eq!(
+            m,
+            VolumeMount {
+                volume: "media".into(),
+                path: "/srv/media".into(),
+                readonly: true
+            }
+        );
+        assert!(!parse_mount("cache:/var/cache").unwrap().readonly);
+        assert!(!parse_mount("cache:/var/cache:rw").unwrap().readonly);
+        assert_eq!(
+            parse_mount("media").unwrap_err(),
+            "expected \"VOLUME:/PATH\", \"VOLUME:/PATH:ro\" or \"VOLUME:/PATH:rw\", found \"media\""
+        );
+        assert!(parse_mount("a:/b:ro:x")
+            .unwrap_err()
+            .contains("too many ':'"));
+        assert!(parse_mount(":/srv")
+            .unwrap_err()
+            .starts_with("missing the volume name in \":/srv\""));
+        assert_eq!(
+            parse_mount("Media:/srv").unwrap_err(),
+            "invalid volume name: name \"Media\" must start with a lowercase letter"
+        );
+        assert_eq!(
+            parse_mount("media:srv").unwrap_err(),
+            "mount path must be an absolute path, found \"srv\""
+        );
+        assert_eq!(
+            parse_mount("media:/").unwrap_err(),
+            "mount path must not be the root directory"
+        );
+        assert_eq!(
+            parse_mount("media:/a/../b").unwrap_err(),
+            "mount path must not contain '..', found \"/a/../b\""
+        );
+        assert_eq!(
+            parse_mount("media:/srv:RO").unwrap_err(),
+            "unknown mount mode \"RO\" in \"media:/srv:RO\"; expected ro or rw"
+        );
+        assert!(parse_mount("media:/srv:").is_err());
+    }
+
+    #[test]
+    fn path_relations() {
+        assert_eq!(path_components("/srv/./media/"), ["srv", "media"]);
+        assert!(path_within("/data", "/data"));
+        assert!(path_within("/data/x", "/data/"));
+        assert!(path_within("//data/./x", "/data"));
+        assert!(!path_within("/data2", "/data"));
+        assert!(!path_within("/data", "/data/x"));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! anything is stored, so an invalid file changes nothing. Streaming endpoints (logs, exec, run)
 //! live in [`super::stream`].
 
+use super::datasets::{SnapshotView, Target};
 use super::engine::Engine;
 use super::stream;
 use crate::wire::*;
@@ -34,6 +35,29 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/v1/worlds", get(worlds))
         .route("/v1/worlds/{name}", post(create_world))
         .route("/v1/events", get(events))
+        .route(
+            "/v1/workloads/{name}/snapshots",
+            get(workload_snapshots).post(workload_snapshot),
+        )
+        .route(
+            "/v1/workloads/{name}/snapshots/{label}",
+            axum::routing::delete(workload_snapshot_rm),
+        )
+        .route("/v1/workloads/{name}/rollback", post(workload_rollback))
+        .route("/v1/workloads/{name}/clone", post(clone))
+        .route("/v1/workloads/{name}/export", get(super::transfer::export))
+        .route("/v1/import", post(super::transfer::import))
+        .route("/v1/volumes", get(volumes))
+        .route("/v1/volumes/{name}", axum::routing::delete(volume_rm))
+        .route(
+            "/v1/volumes/{name}/snapshots",
+            get(volume_snapshots).post(volume_snapshot),
+        )
+        .route(
+            "/v1/volumes/{name}/snapshots/{label}",
+            axum::routing::delete(volume_snapshot_rm),
+        )
+        .route("/v1/volumes/{name}/rollback", post(volume_rollback))
         .with_state(engine)
 }
 
@@ -184,8 +208,34 @@ async fn create_world_now(engine: &Arc<Engine>, world: &str) -> Result<(), ApiEr
 }
 
 /// Compares a file with the stored desired state.
-fn changes(spec: &SpecFile, current: &BTreeMap<String, Desired>, prune: bool) -> Vec<Change> {
+fn changes(
+    spec: &SpecFile,
+    current: &BTreeMap<String, Desired>,
+    volumes: &BTreeMap<String, warren_model::VolumeSpec>,
+    prune: bool,
+) -> Vec<Change> {
     let mut out = Vec::new();
+    for (name, v) in &spec.volumes {
+        let change = match volumes.get(name) {
+            None => "create",
+            Some(old) if old != v => "update",
+            Some(_) => continue,
+        };
+        out.push(Change {
+            workload: format!("volume/{name}"),
+            change: change.into(),
+            fields: vec![],
+        });
+    }
+    if prune {
+        for name in volumes.keys().filter(|v| !spec.volumes.contains_key(*v)) {
+            out.push(Change {
+                workload: format!("volume/{name}"),
+                change: "remove".into(),
+                fields: vec![],
+            });
+        }
+    }
     for (name, w) in &spec.workloads {
         out.push(match current.get(name) {
             None => Change {
@@ -227,10 +277,10 @@ async fn plan_or_apply(
 ) -> ApiResult<ApplyResponse> {
     let spec = validate(&engine, &req).await?;
     let current = engine.store.desired()?;
-    let changes = changes(&spec, &current, req.prune);
+    let changes = changes(&spec, &current, &engine.store.volumes()?, req.prune);
     let removed: Vec<String> = changes
         .iter()
-        .filter(|c| c.change == "remove")
+        .filter(|c| c.change == "remove" && !c.workload.starts_with("volume/"))
         .map(|c| c.workload.clone())
         .collect();
     // The desired state this file would produce.
@@ -266,7 +316,31 @@ async fn plan_or_apply(
         }));
     }
     let specs: Vec<_> = spec.workloads.values().cloned().collect();
-    let outcome = engine.store.apply(&specs, &removed)?;
+    let vols: Vec<_> = spec.volumes.values().cloned().collect();
+    let created_vols = engine.ensure_volumes(&vols).await?;
+    let forget_vols: Vec<String> = if req.prune {
+        engine
+            .store
+            .volumes()?
+            .into_keys()
+            .filter(|v| !spec.volumes.contains_key(v))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let stored = engine
+        .store
+        .apply(&specs, &removed)
+        .and_then(|o| engine.store.put_volumes(&vols, &forget_vols).map(|_| o));
+    let outcome = match stored {
+        Ok(o) => o,
+        Err(err) => {
+            for v in &created_vols {
+                let _ = engine.storage.delete_volume(v);
+            }
+            return Err(err.into());
+        }
+    };
     engine.event(
         None,
         "applied",
@@ -473,4 +547,179 @@ async fn events(
         q.workload.as_deref(),
         q.limit.min(10_000),
     )?))
+}
+
+fn bad_request(e: anyhow::Error) -> ApiError {
+    let msg = format!("{e:#}");
+    let status = if msg.starts_with("no workload named") || msg.starts_with("no volume named") {
+        StatusCode::NOT_FOUND
+    } else {
+        StatusCode::CONFLICT
+    };
+    ApiError::new(status, msg)
+}
+
+async fn list_snaps(e: &Arc<Engine>, t: Target) -> ApiResult<Vec<SnapshotView>> {
+    Ok(Json(e.list_snapshots(&t).await.map_err(bad_request)?))
+}
+
+async fn take_snap(
+    e: &Arc<Engine>,
+    t: Target,
+    req: SnapshotRequest,
+) -> ApiResult<serde_json::Value> {
+    let label = e.take_snapshot(&t, req.label).await.map_err(bad_request)?;
+    Ok(Json(serde_json::json!({ "label": label })))
+}
+
+async fn rollback_to(
+    e: &Arc<Engine>,
+    t: Target,
+    req: RollbackRequest,
+) -> ApiResult<serde_json::Value> {
+    let destroyed = e
+        .rollback(&t, &req.label, req.force)
+        .await
+        .map_err(bad_request)?;
+    Ok(Json(
+        serde_json::json!({ "label": req.label, "destroyed": destroyed }),
+    ))
+}
+
+async fn workload_snapshots(
+    State(e): State<Arc<Engine>>,
+    Path(name): Path<String>,
+) -> ApiResult<Vec<SnapshotView>> {
+    list_snaps(&e, Target::Workload(name)).await
+}
+
+async fn volume_snapshots(
+    State(e): State<Arc<Engine>>,
+    Path(name): Path<String>,
+) -> ApiResult<Vec<SnapshotView>> {
+    list_snaps(&e, Target::Volume(name)).await
+}
+
+async fn workload_snapshot(
+    State(e): State<Arc<Engine>>,
+    Path(name): Path<String>,
+    Json(req): Json<SnapshotRequest>,
+) -> ApiResult<serde_json::Value> {
+    take_snap(&e, Target::Workload(name), req).await
+}
+
+async fn volume_snapshot(
+    State(e): State<Arc<Engine>>,
+    Path(name): Path<String>,
+    Json(req): Json<SnapshotRequest>,
+) -> ApiResult<serde_json::Value> {
+    take_snap(&e, Target::Volume(name), req).await
+}
+
+async fn workload_snapshot_rm(
+    State(e): State<Arc<Engine>>,
+    Path((name, label)): Path<(String, String)>,
+) -> ApiResult<serde_json::Value> {
+    e.delete_snapshot(&Target::Workload(name), &label)
+        .await
+        .map_err(bad_request)?;
+    Ok(Json(serde_json::json!({ "deleted": label })))
+}
+
+async fn volume_snapshot_rm(
+    State(e): State<Arc<Engine>>,
+    Path((name, label)): Path<(String, String)>,
+) -> ApiResult<serde_json::Value> {
+    e.delete_snapshot(&Target::Volume(name), &label)
+        .await
+        .map_err(bad_request)?;
+    Ok(Json(serde_json::json!({ "deleted": label })))
+}
+
+async fn workload_rollback(
+    State(e): State<Arc<Engine>>,
+    Path(name): Path<String>,
+    Json(req): Json<RollbackRequest>,
+) -> ApiResult<serde_json::Value> {
+    rollback_to(&e, Target::Workload(name), req).await
+}
+
+async fn volume_rollback(
+    State(e): State<Arc<Engine>>,
+    Path(name): Path<String>,
+    Json(req): Json<RollbackRequest>,
+) -> ApiResult<serde_json::Value> {
+    rollback_to(&e, Target::Volume(name), req).await
+}
+
+async fn clone(
+    State(e): State<Arc<Engine>>,
+    Path(name): Path<String>,
+    Json(req): Json<CloneRequest>,
+) -> ApiResult<serde_json::Value> {
+    e.clone_workload(&name, &req.name, req.snapshot.as_deref())
+        .await
+        .map_err(bad_request)?;
+    Ok(Json(serde_json::json!({ "created": req.name })))
+}
+
+async fn volumes(State(e): State<Arc<Engine>>) -> ApiResult<Vec<VolumeInfo>> {
+    let declared = e.store.volumes()?;
+    let storage = e.storage.clone();
+    let existing = tokio::task::spawn_blocking(move || storage.list_volumes())
+        .await
+        .map_err(|e| anyhow::anyhow!(e))?
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let desired = e.store.desired()?;
+    let mut names: Vec<String> = declared
+        .keys()
+        .cloned()
+        .chain(existing.iter().cloned())
+        .collect();
+    names.sort();
+    names.dedup();
+    let mut out = Vec::new();
+    for name in names {
+        let storage = e.storage.clone();
+        let n = name.clone();
+        let usage = tokio::task::spawn_blocking(move || {
+            storage.usage(&warren_storage::DatasetId::Volume(n)).ok()
+        })
+        .await
+        .ok()
+        .flatten();
+        out.push(VolumeInfo {
+            declared: declared.contains_key(&name),
+            size: declared.get(&name).and_then(|v| v.size),
+            used: usage.map(|u| u.0),
+            mounts: desired
+                .values()
+                .flat_map(|d| {
+                    d.spec
+                        .volumes
+                        .iter()
+                        .filter(|m| m.volume == name)
+                        .map(|m| {
+                            format!(
+                                "{}:{}{}",
+                                d.spec.name,
+                                m.path,
+                                if m.readonly { ":ro" } else { "" }
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .collect(),
+            name,
+        });
+    }
+    Ok(Json(out))
+}
+
+async fn volume_rm(
+    State(e): State<Arc<Engine>>,
+    Path(name): Path<String>,
+) -> ApiResult<serde_json::Value> {
+    e.delete_volume(&name).await.map_err(bad_request)?;
+    Ok(Json(serde_json::json!({ "deleted": name })))
 }

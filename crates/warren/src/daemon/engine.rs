@@ -41,6 +41,8 @@ pub struct Engine {
     live: Mutex<HashMap<String, Live>>,
     events: broadcast::Sender<Event>,
     parallel: Arc<Semaphore>,
+    /// Workloads whose disk limit is currently reached (an event was raised).
+    quota_full: Mutex<std::collections::HashSet<String>>,
 }
 
 impl Engine {
@@ -64,6 +66,7 @@ impl Engine {
             live: Mutex::new(HashMap::new()),
             events,
             parallel,
+            quota_full: Mutex::new(Default::default()),
         }))
     }
 
@@ -109,7 +112,17 @@ impl Engine {
         self.observed.lock().unwrap().clone()
     }
 
-    fn update(&self, name: &str, f: impl FnOnce(&mut ObservedRow)) {
+    /// Records whether a workload's disk limit is reached; returns the previous state.
+    pub(super) fn quota_full(&self, name: &str, full: bool) -> bool {
+        let mut set = self.quota_full.lock().unwrap();
+        if full {
+            !set.insert(name.to_string())
+        } else {
+            set.remove(name)
+        }
+    }
+
+    pub(super) fn update(&self, name: &str, f: impl FnOnce(&mut ObservedRow)) {
         let row = {
             let mut obs = self.observed.lock().unwrap();
             let row = obs.entry(name.to_string()).or_default();
@@ -137,6 +150,11 @@ impl Engine {
             .clone()
     }
 
+    /// Exclusive access to a workload if nobody holds it now.
+    pub fn try_lock(&self, name: &str) -> Option<OwnedMutexGuard<()>> {
+        self.lock_for(name).try_lock_owned().ok()
+    }
+
     /// Waits for exclusive access to a workload (API operations).
     pub async fn lock(&self, name: &str) -> OwnedMutexGuard<()> {
         self.lock_for(name).lock_owned().await
@@ -144,6 +162,13 @@ impl Engine {
 
     /// The reconcile loop: a pass on every wake-up, on every tick, and when a backoff expires.
     pub async fn run(self: Arc<Self>) {
+        let keeper = self.clone();
+        tokio::spawn(async move {
+            loop {
+                keeper.housekeeping().await;
+                tokio::time::sleep(keeper.cfg.tick).await;
+            }
+        });
         loop {
             let next_wake = match self.clone().reconcile_once().await {
                 Ok(w) => w,
@@ -245,6 +270,7 @@ impl Engine {
             Ok(())
         })
         .await??;
+        self.apply_quota(&name, d.spec.resources.disk).await?;
         self.update(&name, |r| {
             r.provisioned = Some(hash.to_string());
             r.failures = 0;
@@ -273,6 +299,19 @@ impl Engine {
             dest: spec.data_path.clone(),
             readonly: false,
         });
+        for m in &spec.volumes {
+            let source = self
+                .storage
+                .dataset_path(&warren_storage::DatasetId::Volume(m.volume.clone()));
+            if !source.exists() {
+                return Err(anyhow!("volume {} does not exist", m.volume));
+            }
+            binds.push(Bind {
+                source,
+                dest: m.path.clone(),
+                readonly: m.readonly,
+            });
+        }
         let args = if spec.command.is_empty() {
             meta.default_command.clone()
         } else {
@@ -292,6 +331,11 @@ impl Engine {
             terminal: false,
             cgroup_path: format!("/warren-{}/{}", self.cfg.instance, spec.name),
         })
+    }
+
+    /// Starts a provisioned workload now; the caller holds its lock.
+    pub(super) async fn start_desired(self: &Arc<Self>, d: &Desired, reason: &str) -> Result<()> {
+        self.start(d, reason).await
     }
 
     async fn start(self: &Arc<Self>, d: &Desired, reason: &str) -> Result<()> {

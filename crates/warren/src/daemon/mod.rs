@@ -5,8 +5,11 @@
 //! them running and the next daemon adopts them.
 
 pub mod api;
+pub mod archive;
+pub mod datasets;
 pub mod engine;
 pub mod stream;
+pub mod transfer;
 
 use anyhow::{Context, Result};
 use std::os::unix::fs::PermissionsExt;
@@ -24,6 +27,8 @@ pub struct Config {
     pub socket: PathBuf,
     pub driver: Driver,
     pub pool_size: u64,
+    /// zpool for the ZFS driver.
+    pub zfs_pool: String,
     /// Periodic reconcile interval.
     pub tick: Duration,
     /// Workloads operated on at once.
@@ -62,6 +67,7 @@ pub async fn run(cfg: Config) -> Result<()> {
         &PoolOptions {
             driver: cfg.driver,
             image_size: cfg.pool_size,
+            zfs_pool: cfg.zfs_pool.clone(),
         },
         exec.clone(),
     )
