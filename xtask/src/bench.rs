@@ -153,6 +153,160 @@ fn podman_limits() -> Vec<String> {
     ]
 }
 
+fn wait_running(b: &Bench, name: &str) -> Result<()> {
+    let t = Instant::now();
+    loop {
+        let out = b.cli().args(["get", name, "-o", "json"]).output()?;
+        if String::from_utf8_lossy(&out.stdout).contains("\"state\": \"running\"") {
+            return Ok(());
+        }
+        if t.elapsed() > Duration::from_secs(60) {
+            bail!("{name} did not start");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn dir_bytes(path: &Path) -> u64 {
+    let out = Command::new("du").args(["-sb"]).arg(path).output();
+    out.ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .split_whitespace()
+                .next()
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn mb_s(bytes: u64, d: Duration) -> f64 {
+    bytes as f64 / (1 << 20) as f64 / d.as_secs_f64()
+}
+
+/// Snapshot and clone time for 10 MB vs 1 GB of data; export and import throughput against
+/// raw `btrfs send | zstd` and `zstd -d | btrfs receive` of the same data.
+fn datasets(b: &Bench) -> Result<()> {
+    let toml = "[workload.small]\nworld = \"busybox\"\ncommand = [\"sleep\", \"100000\"]\n\n\
+                [workload.big]\nworld = \"busybox\"\ncommand = [\"sleep\", \"100000\"]\n";
+    let file = b.dir.join("datasets.toml");
+    std::fs::write(&file, toml)?;
+    run_ok(b.cli().arg("apply").arg("-f").arg(&file))?;
+    wait_running(b, "small")?;
+    wait_running(b, "big")?;
+    for (name, mb) in [("small", 10), ("big", 1024)] {
+        run_ok(b.cli().args(["exec", name, "--", "sh", "-c"]).arg(format!(
+            "head -c 1048576 /dev/urandom > /tmp/r && i=0; while [ $i -lt {mb} ]; do cat /tmp/r; i=$((i+1)); done > /data/blob && sync"
+        )))?;
+    }
+    let mut seq = 0u32;
+    let mut timed = |args: &dyn Fn(u32) -> Vec<String>| -> Result<Duration> {
+        time_n(5, || {
+            seq += 1;
+            run_ok(b.cli().args(args(seq)))
+        })
+    };
+    let snap_small = timed(&|i| {
+        vec![
+            "snapshot".into(),
+            "small".into(),
+            "--label".into(),
+            format!("s{i}"),
+        ]
+    })?;
+    let snap_big = timed(&|i| {
+        vec![
+            "snapshot".into(),
+            "big".into(),
+            "--label".into(),
+            format!("s{i}"),
+        ]
+    })?;
+    let clone_small = timed(&|i| vec!["clone".into(), "small".into(), format!("cs{i}")])?;
+    let clone_big = timed(&|i| vec!["clone".into(), "big".into(), format!("cb{i}")])?;
+    println!("\ndatasets (10 MiB vs 1 GiB of data, medians of 5)");
+    for (what, small, big) in [
+        ("snapshot", snap_small, snap_big),
+        ("clone", clone_small, clone_big),
+    ] {
+        let ratio = ms(big) / ms(small);
+        println!(
+            "{what:<9} 10 MiB {:>7.1}ms   1 GiB {:>7.1}ms   ratio {ratio:.2} (target <= 1.5: {})",
+            ms(small),
+            ms(big),
+            verdict(ratio <= 1.5)
+        );
+    }
+    let pool = b.dir.join("state/pool");
+    let data_bytes = dir_bytes(&pool.join("workloads/big/data"));
+    // warren export of the big workload vs btrfs send | zstd of the same data.
+    let archive = b.dir.join("big.warx");
+    let t = Instant::now();
+    run_ok(b.cli().args(["export", "big", "-o"]).arg(&archive))?;
+    let export = t.elapsed();
+    let snapdir = pool.join("snapshots/workloads/big/data");
+    let newest = std::fs::read_dir(&snapdir)?
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("export-") && e.path().is_dir())
+        .map(|e| e.path())
+        .max()
+        .context("export snapshot not found")?;
+    let raw = b.dir.join("raw.zst");
+    let t = Instant::now();
+    run_ok(Command::new("sh").arg("-c").arg(format!(
+        "btrfs send -q {} | zstd -q -3 -T1 > {}",
+        newest.display(),
+        raw.display()
+    )))?;
+    let raw_send = t.elapsed();
+    let er = mb_s(data_bytes, export) / mb_s(data_bytes, raw_send);
+    println!(
+        "export    warren {:>7.1} MiB/s   btrfs send | zstd {:>7.1} MiB/s   ratio {er:.2} (target >= 0.8: {})",
+        mb_s(data_bytes, export),
+        mb_s(data_bytes, raw_send),
+        verdict(er >= 0.8)
+    );
+    let t = Instant::now();
+    run_ok(
+        b.cli()
+            .args(["import"])
+            .arg(&archive)
+            .args(["--name", "big2"]),
+    )?;
+    let import = t.elapsed();
+    let recv = b.dir.join("state/pool/bench-recv");
+    std::fs::create_dir_all(&recv)?;
+    let t = Instant::now();
+    run_ok(Command::new("sh").arg("-c").arg(format!(
+        "zstd -q -d -c {} | btrfs receive -q {}",
+        raw.display(),
+        recv.display()
+    )))?;
+    let raw_recv = t.elapsed();
+    let _ = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "btrfs subvolume delete -q {}/* ; rmdir {}",
+            recv.display(),
+            recv.display()
+        ))
+        .status();
+    let ir = mb_s(data_bytes, import) / mb_s(data_bytes, raw_recv);
+    println!(
+        "import    warren {:>7.1} MiB/s   zstd -d | btrfs receive {:>7.1} MiB/s   ratio {ir:.2} (target >= 0.8: {})",
+        mb_s(data_bytes, import),
+        mb_s(data_bytes, raw_recv),
+        verdict(ir >= 0.8)
+    );
+    let _ = std::fs::remove_file(&archive);
+    let _ = std::fs::remove_file(&raw);
+    let mut names: Vec<String> = vec!["small".into(), "big".into(), "big2".into()];
+    names.extend((1..=seq).flat_map(|i| [format!("cs{i}"), format!("cb{i}")]));
+    for n in names {
+        let _ = b.cli().args(["delete", "--purge", &n]).output();
+    }
+    Ok(())
+}
+
 fn verdict(ok: bool) -> &'static str {
     if ok {
         "met"
@@ -281,6 +435,8 @@ pub fn bench(root: &Path) -> Result<()> {
         }
         Err(e) => println!("podman run: unavailable ({e:#})"),
     }
+
+    datasets(&b)?;
 
     // apply of 50 workloads until all run.
     let mut toml = String::new();

@@ -4,9 +4,21 @@
 //! The format is the CRI one, one record per line:
 //! `2024-05-01T12:00:00.123456789Z stdout F text`. `F` marks a full line, `P` a partial chunk
 //! (a line longer than [`MAX_LINE`] bytes is split, and output that ends without a newline is
-//! flushed as `P` at EOF). The current file is `container.log`; when it would grow past the size
-//! limit it is renamed to `container.log.1` (older ones shift to `.2` ... and the oldest is
-//! dropped). Rotation happens only between records, so every file holds whole lines.
+//! flushed as `P` at EOF).
+//!
+//! Files in the log directory:
+//!
+//! - `container.log`: the file being written.
+//! - `container.log.<seq>`: rotated files, `<seq>` zero-padded to ten digits
+//!   (`container.log.0000000001`, `container.log.0000000002`, ...); a greater number is newer.
+//!
+//! When a record would grow `container.log` past the size limit, the writer renames it in one
+//! step to `container.log.<seq>`, `<seq>` one more than the newest rotated file's, starts a new
+//! `container.log`, then deletes the oldest rotated files beyond `max_files - 1` (with
+//! `max_files` 1 the full file is deleted instead). Rotation happens only between records, so
+//! every file holds whole lines. Names are never reused, so a reader that has found a file keeps
+//! its place however many rotations follow. Rotated files of the older layout (`container.log.1`
+//! the newest, `.2`, ...: fewer than ten digits) count as older than every numbered one.
 //!
 //! [`LogFollower`] waits for changes with inotify on Linux and kqueue on the BSDs and macOS;
 //! on other OSes [`LogFollower::open`] fails with [`RuntimeError::Unsupported`].
@@ -138,8 +150,81 @@ pub fn parse_line(line: &str) -> Option<LogLine> {
     })
 }
 
-fn rotated_path(dir: &Path, k: u32) -> PathBuf {
-    dir.join(format!("{LOG_FILE}.{k}"))
+/// Digits of a rotated file's sequence number.
+const SEQ_WIDTH: usize = 10;
+
+/// A rotated file's place in rotation order; greater is newer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Seq {
+    /// `container.log.<k>` of the older layout, where `.1` was the newest.
+    Legacy(std::cmp::Reverse<u64>),
+    /// `container.log.<seq>`, zero-padded to [`SEQ_WIDTH`] digits.
+    Numbered(u64),
+}
+
+impl Seq {
+    fn parse(name: &str) -> Option<Seq> {
+        let digits = name.strip_prefix(LOG_FILE)?.strip_prefix('.')?;
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let n = digits.parse::<u64>().ok()?;
+        Some(if digits.len() >= SEQ_WIDTH {
+            Seq::Numbered(n)
+        } else {
+            Seq::Legacy(std::cmp::Reverse(n))
+        })
+    }
+}
+
+fn rotated_path(dir: &Path, seq: u64) -> PathBuf {
+    dir.join(format!("{LOG_FILE}.{seq:0SEQ_WIDTH$}"))
+}
+
+/// The rotated files in `dir`, oldest first.
+fn rotated_files(dir: &Path) -> Result<Vec<(Seq, PathBuf)>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io_err(dir))? {
+        let entry = entry.map_err(io_err(dir))?;
+        if let Some(seq) = entry.file_name().to_str().and_then(Seq::parse) {
+            out.push((seq, entry.path()));
+        }
+    }
+    out.sort_by_key(|(seq, _)| *seq);
+    Ok(out)
+}
+
+/// The number for the next rotated file: one more than the newest numbered one.
+fn next_seq(rotated: &[(Seq, PathBuf)]) -> u64 {
+    rotated
+        .iter()
+        .filter_map(|(seq, _)| match seq {
+            Seq::Numbered(n) => Some(n.saturating_add(1)),
+            Seq::Legacy(_) => None,
+        })
+        .max()
+        .unwrap_or(1)
+}
+
+/// The inode of `path`, None when it does not exist.
+fn file_ino(path: &Path) -> Result<Option<u64>> {
+    match std::fs::metadata(path) {
+        Ok(m) => Ok(Some(m.ino())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_err(path)(e)),
+    }
+}
+
+/// Opens `path` with its inode, None when it does not exist.
+fn open_with_ino(path: &Path) -> Result<Option<(File, u64)>> {
+    match File::open(path) {
+        Ok(f) => {
+            let ino = f.metadata().map_err(io_err(path))?.ino();
+            Ok(Some((f, ino)))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_err(path)(e)),
+    }
 }
 
 /// The shim's log writer: splits each stream into records and rotates by size.
@@ -151,6 +236,8 @@ pub struct LogWriter {
     file: File,
     size: u64,
     pending: [Vec<u8>; 2],
+    /// Number for the next rotated file, so numbers only grow even if files are deleted.
+    next_seq: u64,
 }
 
 impl LogWriter {
@@ -161,6 +248,7 @@ impl LogWriter {
         let path = dir.join(LOG_FILE);
         let file = open_append(&path)?;
         let size = file.metadata().map_err(io_err(&path))?.len();
+        let next_seq = next_seq(&rotated_files(dir)?);
         Ok(LogWriter {
             dir: dir.to_path_buf(),
             max_bytes: max_bytes.max(1),
@@ -168,6 +256,7 @@ impl LogWriter {
             file,
             size,
             pending: [Vec::new(), Vec::new()],
+            next_seq,
         })
     }
 
@@ -215,20 +304,28 @@ impl LogWriter {
         Ok(())
     }
 
+    /// Renames `container.log` to the next numbered name (one atomic step for readers), starts a
+    /// new one, then deletes the oldest rotated files beyond `max_files - 1`.
     fn rotate(&mut self) -> Result<()> {
         let current = self.dir.join(LOG_FILE);
-        let keep = self.max_files - 1;
+        let keep = (self.max_files - 1) as usize;
+        let mut rotated = rotated_files(&self.dir)?;
         if keep == 0 {
             remove_if_exists(&current)?;
         } else {
-            remove_if_exists(&rotated_path(&self.dir, keep))?;
-            for k in (1..keep).rev() {
-                rename_if_exists(&rotated_path(&self.dir, k), &rotated_path(&self.dir, k + 1))?;
+            let seq = self.next_seq.max(next_seq(&rotated));
+            let to = rotated_path(&self.dir, seq);
+            if rename_if_exists(&current, &to)? {
+                rotated.push((Seq::Numbered(seq), to));
             }
-            rename_if_exists(&current, &rotated_path(&self.dir, 1))?;
+            self.next_seq = seq.saturating_add(1);
         }
         self.file = open_append(&current)?;
         self.size = 0;
+        let excess = rotated.len().saturating_sub(keep);
+        for (_, path) in &rotated[..excess] {
+            remove_if_exists(path)?;
+        }
         Ok(())
     }
 }
@@ -248,10 +345,12 @@ fn remove_if_exists(path: &Path) -> Result<()> {
     }
 }
 
-fn rename_if_exists(from: &Path, to: &Path) -> Result<()> {
+/// Whether `from` existed (and was renamed).
+fn rename_if_exists(from: &Path, to: &Path) -> Result<bool> {
     match std::fs::rename(from, to) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_err(from)(e)),
-        _ => Ok(()),
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(io_err(from)(e)),
     }
 }
 
@@ -278,37 +377,8 @@ fn read_file_lines(path: &Path, out: &mut Vec<LogLine>) -> Result<()> {
     Ok(())
 }
 
-/// Rotated files that exist, newest first (`.1`, `.2`, ...), with their inode numbers.
-///
-/// The writer may be shifting files while this runs: it renames from the oldest down, so a file
-/// only ever moves to a higher number. Scanning upwards past gaps, with duplicates removed by
-/// inode, therefore sees every file once and in order.
-fn rotated_files(dir: &Path) -> Vec<(PathBuf, u64)> {
-    let prefix = format!("{LOG_FILE}.");
-    let highest = std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.filter_map(|e| {
-                let name = e.ok()?.file_name().into_string().ok()?;
-                name.strip_prefix(&prefix)?.parse::<u32>().ok()
-            })
-            .max()
-            .unwrap_or(0)
-        })
-        .unwrap_or(0);
-    let mut out: Vec<(PathBuf, u64)> = Vec::new();
-    for k in 1..=highest.saturating_add(2) {
-        let p = rotated_path(dir, k);
-        if let Ok(m) = std::fs::metadata(&p) {
-            if !out.iter().any(|(_, i)| *i == m.ino()) {
-                out.push((p, m.ino()));
-            }
-        }
-    }
-    out
-}
-
 /// The last `n` records (all when None) across the rotated files and the current one, oldest
-/// first.
+/// first: `container.log` as opened here, and the files rotated before it.
 pub fn read_tail(log_dir: &Path, n: Option<usize>) -> Result<Vec<LogLine>> {
     if !log_dir.is_dir() {
         return Err(RuntimeError::Io {
@@ -316,19 +386,39 @@ pub fn read_tail(log_dir: &Path, n: Option<usize>) -> Result<Vec<LogLine>> {
             source: std::io::Error::from(std::io::ErrorKind::NotFound),
         });
     }
-    let mut files: Vec<PathBuf> = vec![log_dir.join(LOG_FILE)];
-    files.extend(rotated_files(log_dir).into_iter().map(|(p, _)| p));
+    let path = log_dir.join(LOG_FILE);
+    let current = open_with_ino(&path)?;
+    let mut rotated = rotated_files(log_dir)?;
+    // Files from the one `container.log` became (if it was rotated meanwhile) on are newer than
+    // what its handle reads.
+    if let Some((_, ino)) = &current {
+        for (i, (_, p)) in rotated.iter().enumerate() {
+            if file_ino(p)? == Some(*ino) {
+                rotated.truncate(i);
+                break;
+            }
+        }
+    }
     // Newest file first; stop once enough lines are collected.
     let mut chunks: Vec<Vec<LogLine>> = Vec::new();
     let mut count = 0;
-    for f in &files {
+    if let Some((mut file, _)) = current {
+        let mut data = Vec::new();
+        file.read_to_end(&mut data).map_err(io_err(&path))?;
+        data.push(b'\n');
         let mut lines = Vec::new();
-        read_file_lines(f, &mut lines)?;
+        take_lines(&mut data, &mut lines);
         count += lines.len();
         chunks.push(lines);
+    }
+    for (_, p) in rotated.iter().rev() {
         if n.is_some_and(|n| count >= n) {
             break;
         }
+        let mut lines = Vec::new();
+        read_file_lines(p, &mut lines)?;
+        count += lines.len();
+        chunks.push(lines);
     }
     let mut all: Vec<LogLine> = chunks.into_iter().rev().flatten().collect();
     if let Some(n) = n {
@@ -562,19 +652,32 @@ mod watch {
 }
 
 /// Follows a log directory: returns the requested tail first, then every new record as it is
-/// written, across rotations (no line lost or repeated). Blocks on inotify or kqueue, never
-/// polls.
+/// written, across rotations. Blocks on inotify or kqueue, never polls.
+///
+/// It holds the file it reads open. When `container.log` turns out to be another file, the held
+/// one was rotated: it reads that to its end (the writer is done with it, and an open file can
+/// be read even once deleted), finds its number by inode among the rotated files, reads every
+/// newer rotated file in order, then goes on with the new `container.log`. No record is lost or
+/// repeated as long as at most `max_files` rotations happen between two reads. With more, the
+/// files rotated and deleted before the follower got to them are skipped: it continues with the
+/// oldest rotated file still there.
 #[derive(Debug)]
 pub struct LogFollower {
     dir: PathBuf,
     watch: watch::Watch,
     /// The file being read and its inode.
     current: Option<(File, u64)>,
+    /// The newest rotated file read, or known to be older than `current`; older ones are done.
+    read_upto: Option<Seq>,
     /// Bytes of the current file after the last complete line.
     buf: Vec<u8>,
     /// Lines to hand out before reading more.
     ready: Vec<LogLine>,
 }
+
+/// How many times [`LogFollower::collect`] looks again when the file it opened as
+/// `container.log` was rotated before it listed the directory and is gone from it.
+const RELIST_ATTEMPTS: u32 = 8;
 
 impl LogFollower {
     /// Starts following `log_dir`; the first [`LogFollower::wait_next`] returns the last `tail`
@@ -584,26 +687,12 @@ impl LogFollower {
             dir: log_dir.to_path_buf(),
             watch: watch::Watch::new(log_dir)?,
             current: None,
+            read_upto: None,
             buf: Vec::new(),
             ready: Vec::new(),
         };
         let mut lines = Vec::new();
-        let path = log_dir.join(LOG_FILE);
-        match File::open(&path) {
-            Ok(file) => {
-                let ino = file.metadata().map_err(io_err(&path))?.ino();
-                f.watch.watch_file(&file)?;
-                for (p, i) in rotated_files(log_dir).iter().rev() {
-                    if *i != ino {
-                        read_file_lines(p, &mut lines)?;
-                    }
-                }
-                f.current = Some((file, ino));
-                f.read_current(&mut lines)?;
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io_err(&path)(e)),
-        }
+        f.collect(&mut lines)?;
         if let Some(n) = tail {
             let skip = lines.len().saturating_sub(n);
             lines.drain(..skip);
@@ -639,43 +728,66 @@ impl LogFollower {
         Ok(())
     }
 
-    /// Reads what is new, switching files when `container.log` was rotated.
+    /// Reads what is new, moving on to the next files when `container.log` was rotated.
     fn collect(&mut self, out: &mut Vec<LogLine>) -> Result<()> {
         self.read_current(out)?;
         let path = self.dir.join(LOG_FILE);
-        let file = match File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(io_err(&path)(e)),
-        };
-        let ino = file.metadata().map_err(io_err(&path))?.ino();
-        let old_ino = match &self.current {
-            Some((_, old)) if *old == ino => return Ok(()),
-            Some((_, old)) => Some(*old),
-            None => None,
-        };
-        // The file we held was rotated away: finish it (the writer is done with it), then read
-        // the rotated files that came after it in full, then start on the new current file.
-        self.read_current(out)?;
-        self.buf.clear();
-        if let Some(old) = old_ino {
-            let rotated = rotated_files(&self.dir);
-            let newest = rotated
-                .iter()
-                .position(|(_, i)| *i == ino)
-                .map_or(0, |k| k + 1);
-            let ours = rotated
-                .iter()
-                .position(|(_, i)| *i == old)
-                .unwrap_or(rotated.len());
-            if ours > newest {
-                for (p, _) in rotated[newest..ours].iter().rev() {
-                    read_file_lines(p, out)?;
+        // The held file stays open until the end, so no other file can take its inode.
+        let held = self.current.as_ref().map(|(_, ino)| *ino);
+        let mut attempts = 0;
+        let (next, rotated, from, to) = loop {
+            // Opened before listing: every file rotated before `next` was created is listed.
+            let next = open_with_ino(&path)?;
+            let next_ino = next.as_ref().map(|(_, ino)| *ino);
+            if held.is_some() && (next_ino.is_none() || next_ino == held) {
+                // Not rotated, or between the writer's rename and its new file (whose creation
+                // wakes us up).
+                return Ok(());
+            }
+            // The unread rotated files, oldest first, with their inodes.
+            let mut rotated = Vec::new();
+            for (seq, p) in rotated_files(&self.dir)? {
+                if self.read_upto.is_none_or(|upto| seq > upto) {
+                    if let Some(ino) = file_ino(&p)? {
+                        rotated.push((seq, p, ino));
+                    }
                 }
             }
+            // After the held file; when it is gone, all of them.
+            let from = held
+                .and_then(|h| rotated.iter().position(|r| r.2 == h))
+                .map_or(0, |i| i + 1);
+            // Up to `next`, in case it was rotated too since we opened it.
+            let to = match next_ino.and_then(|n| rotated.iter().position(|r| r.2 == n)) {
+                Some(i) => i,
+                // `next` is no longer `container.log` yet not listed: rotated after the listing
+                // (then everything listed is older), or rotated and deleted before it (then
+                // newer files are listed). Look again to tell.
+                None if next_ino.is_some()
+                    && attempts < RELIST_ATTEMPTS
+                    && file_ino(&path)? != next_ino =>
+                {
+                    attempts += 1;
+                    continue;
+                }
+                None => rotated.len(),
+            };
+            break (next, rotated, from, to.max(from));
+        };
+        // The writer has finished with the held file: read it to its end.
+        self.read_current(out)?;
+        self.buf.clear();
+        if from > 0 {
+            self.read_upto = Some(rotated[from - 1].0);
         }
-        self.watch.watch_file(&file)?;
-        self.current = Some((file, ino));
+        for (seq, p, _) in &rotated[from..to] {
+            read_file_lines(p, out)?;
+            self.read_upto = Some(*seq);
+        }
+        self.current = next;
+        if let Some((file, _)) = &self.current {
+            self.watch.watch_file(file)?;
+        }
         self.read_current(out)
     }
 }
@@ -785,9 +897,14 @@ mod tests {
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
         names.sort();
+        // Rotations before line02, 04, 06 and 08: files 1 to 4, of which the newest two are kept.
         assert_eq!(
             names,
-            vec!["container.log", "container.log.1", "container.log.2"]
+            vec![
+                "container.log",
+                "container.log.0000000003",
+                "container.log.0000000004"
+            ]
         );
         for f in &names {
             assert!(std::fs::metadata(dir.path().join(f)).unwrap().len() <= 100);
@@ -821,6 +938,60 @@ mod tests {
             .map(|l| l.text)
             .collect();
         assert_eq!(all, vec!["line04"]);
+        let names: Vec<String> = std::fs::read_dir(dir1.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names, vec!["container.log"]);
+
+        // Numbers go on from the newest rotated file when the writer is opened again.
+        drop(w);
+        let mut w = LogWriter::open(dir.path(), 100, 3).unwrap();
+        for i in 10..12 {
+            w.write(Stream::Stdout, format!("line{i:02}\n").as_bytes())
+                .unwrap();
+        }
+        assert!(dir.path().join("container.log.0000000005").exists());
+        assert!(!dir.path().join("container.log.0000000003").exists());
+    }
+
+    #[test]
+    fn older_layout_files_count_as_oldest() {
+        let dir = tempfile::tempdir().unwrap();
+        let rec = |t: &str| {
+            format_line(
+                "2024-05-01T12:00:00.000000000Z",
+                Stream::Stdout,
+                false,
+                t.as_bytes(),
+            )
+        };
+        std::fs::write(dir.path().join("container.log.2"), rec("a")).unwrap();
+        std::fs::write(dir.path().join("container.log.1"), rec("b")).unwrap();
+        std::fs::write(dir.path().join("container.log"), rec("c")).unwrap();
+        std::fs::write(dir.path().join("container.log.tmp"), rec("x")).unwrap();
+        let text = |lines: Vec<LogLine>| lines.into_iter().map(|l| l.text).collect::<Vec<_>>();
+        assert_eq!(text(read_tail(dir.path(), None).unwrap()), ["a", "b", "c"]);
+        // 45-byte records: `d` rotates `container.log` (which holds `c`) to number 1.
+        let mut w = LogWriter::open(dir.path(), 60, 4).unwrap();
+        w.write(Stream::Stdout, b"d\n").unwrap();
+        assert!(dir.path().join("container.log.0000000001").exists());
+        assert_eq!(
+            text(read_tail(dir.path(), None).unwrap()),
+            ["a", "b", "c", "d"]
+        );
+        // The next rotation drops the oldest, `.2`.
+        w.write(Stream::Stdout, b"e\n").unwrap();
+        assert!(!dir.path().join("container.log.2").exists());
+        assert_eq!(
+            text(read_tail(dir.path(), None).unwrap()),
+            ["b", "c", "d", "e"]
+        );
+        let mut f = LogFollower::open(dir.path(), None).unwrap();
+        assert_eq!(
+            text(f.wait_next(Duration::from_secs(1)).unwrap()),
+            ["b", "c", "d", "e"]
+        );
     }
 
     #[test]
@@ -863,7 +1034,126 @@ mod tests {
         writer.join().unwrap();
         let want: Vec<String> = (0..N).map(|i| format!("n{i:04}")).collect();
         assert_eq!(got, want);
-        assert!(dir.path().join("container.log.3").exists());
+        assert!(dir.path().join("container.log.0000000003").exists());
         assert!(f.wait_next(Duration::from_millis(50)).unwrap().is_empty());
+    }
+
+    fn write_lines(w: &mut LogWriter, prefix: &str, range: std::ops::Range<usize>) {
+        for i in range {
+            w.write(Stream::Stdout, format!("{prefix}{i:02}\n").as_bytes())
+                .unwrap();
+        }
+    }
+
+    fn next_texts(f: &mut LogFollower) -> Vec<String> {
+        f.wait_next(Duration::from_secs(1))
+            .unwrap()
+            .into_iter()
+            .map(|l| l.text)
+            .collect()
+    }
+
+    #[test]
+    fn follower_resumes_at_oldest_kept_file_after_too_many_rotations() {
+        let dir = tempfile::tempdir().unwrap();
+        // 45-byte records, two per file; two rotated files kept.
+        let mut w = LogWriter::open(dir.path(), 100, 3).unwrap();
+        w.write(Stream::Stdout, b"pre\n").unwrap();
+        let mut f = LogFollower::open(dir.path(), None).unwrap();
+        assert_eq!(next_texts(&mut f), ["pre"]);
+
+        // The held file gets l00 and becomes number 1; numbers 2 to 10 hold l01 to l18 in pairs,
+        // `container.log` l19. Only 9 and 10 are kept.
+        write_lines(&mut w, "l", 0..20);
+        let want = ["l00", "l15", "l16", "l17", "l18", "l19"];
+        assert_eq!(next_texts(&mut f), want);
+
+        // Again, now that the follower knows which numbers it has read: the held file (l19, m00)
+        // becomes 11, m01 to m18 go to 12 to 20, of which 19 and 20 are kept.
+        write_lines(&mut w, "m", 0..20);
+        let want = ["m00", "m15", "m16", "m17", "m18", "m19"];
+        assert_eq!(next_texts(&mut f), want);
+
+        // And it goes on normally.
+        write_lines(&mut w, "n", 0..5);
+        assert_eq!(next_texts(&mut f), ["n00", "n01", "n02", "n03", "n04"]);
+        assert!(f.wait_next(Duration::from_millis(50)).unwrap().is_empty());
+    }
+
+    #[test]
+    fn follower_keeps_up_with_fast_rotation_under_load() {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        use std::sync::Arc;
+
+        const MAX_BYTES: u64 = 200;
+        const MAX_FILES: u32 = 50;
+        const N: usize = 3000;
+        // Records are 30 + 8 + 6 + 1 = 45 bytes: four per file. The writer stays at most this many
+        // records ahead of what the reader has returned, so fewer than MAX_FILES rotations happen
+        // between two reads.
+        const AHEAD: usize = 4 * (MAX_FILES as usize - 10);
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let hogs: Vec<_> = (0..std::thread::available_parallelism().map_or(2, |n| n.get()))
+            .map(|_| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    let mut x = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        x = std::hint::black_box(x.wrapping_mul(6_364_136_223_846_793_005) + 1);
+                    }
+                })
+            })
+            .collect();
+
+        for round in 0..3 {
+            let dir = tempfile::tempdir().unwrap();
+            let mut w = LogWriter::open(dir.path(), MAX_BYTES, MAX_FILES).unwrap();
+            let mut f = LogFollower::open(dir.path(), None).unwrap();
+            let consumed = Arc::new(AtomicUsize::new(0));
+            let writer = {
+                let consumed = consumed.clone();
+                std::thread::spawn(move || {
+                    for i in 0..N {
+                        while i >= consumed.load(Ordering::Acquire) + AHEAD {
+                            std::thread::sleep(Duration::from_micros(200));
+                        }
+                        w.write(Stream::Stdout, format!("n{i:05}\n").as_bytes())
+                            .unwrap();
+                    }
+                })
+            };
+            let mut got = Vec::with_capacity(N);
+            let mut biggest = 0;
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while got.len() < N && Instant::now() < deadline {
+                // A slow reader: the writer rotates several times between two reads.
+                std::thread::sleep(Duration::from_millis(2 + (got.len() % 3) as u64));
+                let batch = f.wait_next(Duration::from_millis(500)).unwrap();
+                biggest = biggest.max(batch.len());
+                got.extend(batch.into_iter().map(|l| l.text));
+                consumed.store(got.len(), Ordering::Release);
+            }
+            consumed.store(usize::MAX / 2, Ordering::Release);
+            writer.join().unwrap();
+            let want: Vec<String> = (0..N).map(|i| format!("n{i:05}")).collect();
+            if got != want {
+                let first_bad = got.iter().zip(&want).position(|(g, w)| g != w);
+                panic!(
+                    "round {round}: got {} lines, first difference at {first_bad:?}: {:?}",
+                    got.len(),
+                    first_bad.map(|i| &got[i.saturating_sub(2)..(i + 3).min(got.len())])
+                );
+            }
+            assert!(
+                biggest > 8,
+                "round {round}: never two rotations between reads"
+            );
+            assert!(f.wait_next(Duration::from_millis(20)).unwrap().is_empty());
+        }
+        stop.store(true, Ordering::Relaxed);
+        for h in hogs {
+            h.join().unwrap();
+        }
     }
 }
