@@ -186,6 +186,9 @@ enum Cmd {
         /// Only what changed since this snapshot (an earlier export's label).
         #[arg(long)]
         since: Option<String>,
+        /// NAME is a volume.
+        #[arg(short = 'V', long)]
+        volume: bool,
     },
     /// Recreate a workload from an archive (`-` for stdin); the archive is verified first.
     Import {
@@ -481,7 +484,8 @@ async fn dispatch(cli: Cli) -> Result<i32> {
             name,
             output,
             since,
-        } => export(&client, &name, output, since).await,
+            volume,
+        } => export(&client, &name, output, since, volume).await,
         Cmd::Import { file, name } => import(&client, &file, name).await,
         Cmd::Events {
             workload,
@@ -873,6 +877,7 @@ async fn export(
     name: &str,
     output: Option<PathBuf>,
     since: Option<String>,
+    volume: bool,
 ) -> Result<i32> {
     use http_body_util::BodyExt;
     use std::io::IsTerminal;
@@ -885,7 +890,7 @@ async fn export(
             true
         }
     };
-    let mut path = format!("/v1/workloads/{name}/export");
+    let mut path = format!("{}/export", base(name, volume));
     if let Some(s) = &since {
         path.push_str(&format!("?since={s}"));
     }

@@ -320,3 +320,48 @@ fn export_delete_import_and_incremental() {
     d.wait_running("copy");
     assert_eq!(sh(&d, "copy", "md5sum /data/blob /etc/conf"), sum1);
 }
+
+#[test]
+fn volume_export_import_full_and_incremental() {
+    let d = Daemon::start(&[]);
+    d.apply(
+        "w.toml",
+        &format!("[volume.shared]\n\n[workload.w]\n{KEEPER}volumes = [\"shared:/srv/v\"]\n"),
+    );
+    d.wait_running("w");
+    sh(&d, "w", "echo first > /srv/v/f");
+    let full = d.state_dir().join("vol.warx");
+    d.ok(&["export", "--volume", "shared", "-o", full.to_str().unwrap()]);
+    let base = labels(&snapshots(&d, "shared", true)).pop().unwrap();
+    sh(&d, "w", "echo second >> /srv/v/f");
+    let incr = d.state_dir().join("vol-incr.warx");
+    d.ok(&[
+        "export",
+        "--volume",
+        "shared",
+        "--since",
+        &base,
+        "-o",
+        incr.to_str().unwrap(),
+    ]);
+    let out = d.ok(&["import", full.to_str().unwrap(), "--name", "copy"]);
+    assert!(out.contains("imported copy"), "{out}");
+    let f = d.pool_root().join("volumes/copy/f");
+    assert_eq!(std::fs::read_to_string(&f).unwrap(), "first\n");
+    d.ok(&["import", incr.to_str().unwrap(), "--name", "copy"]);
+    assert_eq!(std::fs::read_to_string(&f).unwrap(), "first\nsecond\n");
+    let vols: Vec<serde_json::Value> =
+        serde_json::from_str(&d.ok(&["volume", "list", "-o", "json"])).unwrap();
+    assert!(
+        vols.iter()
+            .any(|v| v["name"] == "copy" && v["declared"] == true),
+        "{vols:?}"
+    );
+    // A second full import under the same name is refused.
+    assert!(!d
+        .cli(&["import", full.to_str().unwrap(), "--name", "copy"])
+        .status
+        .success());
+    d.ok(&["volume", "rm", "copy"]);
+    assert!(!d.pool_root().join("volumes/copy").exists());
+}

@@ -58,6 +58,10 @@ pub fn router(engine: Arc<Engine>) -> Router {
             axum::routing::delete(volume_snapshot_rm),
         )
         .route("/v1/volumes/{name}/rollback", post(volume_rollback))
+        .route(
+            "/v1/volumes/{name}/export",
+            get(super::transfer::export_volume),
+        )
         .with_state(engine)
 }
 

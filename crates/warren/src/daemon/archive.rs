@@ -30,12 +30,17 @@ const MAX_MANIFEST: usize = 16 << 20;
 pub struct Manifest {
     pub version: u32,
     pub name: String,
-    pub spec: WorkloadSpec,
+    /// The workload's spec (workload archives).
+    #[serde(default)]
+    pub spec: Option<WorkloadSpec>,
+    /// The volume's declaration (volume archives).
+    #[serde(default)]
+    pub volume: Option<warren_model::VolumeSpec>,
     /// The snapshot the streams were taken from (created on import too).
     pub label: String,
     /// Base snapshot of an incremental archive.
     pub since: Option<String>,
-    /// Dataset kinds in section order: `rootfs`, `data`.
+    /// Dataset kinds in section order: `rootfs`, `data` or `volume`.
     pub datasets: Vec<String>,
     /// Unix seconds.
     pub created_at: u64,
@@ -316,7 +321,8 @@ mod tests {
         Manifest {
             version: 1,
             name: "web".into(),
-            spec: WorkloadSpec::new("web", Source::World("busybox".into())),
+            spec: Some(WorkloadSpec::new("web", Source::World("busybox".into()))),
+            volume: None,
             label: "export-1".into(),
             since: None,
             datasets: vec!["rootfs".into(), "data".into()],

@@ -65,6 +65,7 @@ fn dataset_ids(name: &str, kinds: &[String]) -> Vec<DatasetId> {
         .iter()
         .map(|k| match k.as_str() {
             "rootfs" => DatasetId::Rootfs(name.to_string()),
+            "volume" => DatasetId::Volume(name.to_string()),
             _ => DatasetId::Data(name.to_string()),
         })
         .collect()
@@ -80,12 +81,44 @@ pub async fn export(
         .store
         .get_desired(&name)?
         .ok_or_else(|| ApiError::not_found(&name))?;
-    let target = Target::Workload(name.clone());
     let mut kinds = Vec::new();
     if e.storage.rootfs_path(&name).exists() {
         kinds.push("rootfs".to_string());
     }
     kinds.push("data".to_string());
+    export_target(e, Target::Workload(name), kinds, Some(d.spec), None, q).await
+}
+
+/// `GET /v1/volumes/{name}/export?since=LABEL`: a volume's archive.
+pub async fn export_volume(
+    State(e): State<Arc<Engine>>,
+    Path(name): Path<String>,
+    Query(q): Query<ExportQuery>,
+) -> Result<Response, ApiError> {
+    let v =
+        e.store.volumes()?.remove(&name).ok_or_else(|| {
+            ApiError::new(StatusCode::NOT_FOUND, format!("no volume named {name:?}"))
+        })?;
+    export_target(
+        e,
+        Target::Volume(name),
+        vec!["volume".into()],
+        None,
+        Some(v),
+        q,
+    )
+    .await
+}
+
+async fn export_target(
+    e: Arc<Engine>,
+    target: Target,
+    kinds: Vec<String>,
+    spec: Option<warren_model::WorkloadSpec>,
+    volume: Option<warren_model::VolumeSpec>,
+    q: ExportQuery,
+) -> Result<Response, ApiError> {
+    let name = target.name().to_string();
     if let Some(since) = &q.since {
         let snaps = e
             .list_snapshots(&target)
@@ -96,8 +129,8 @@ pub async fn export(
                 "{name} has no snapshot {since:?} to export from"
             )));
         };
-        for k in &kinds {
-            let key = format!("workloads/{name}/{k}");
+        for id in dataset_ids(&name, &kinds) {
+            let (key, k) = (id.key(), id.key());
             if !s.datasets.contains(&key) {
                 return Err(conflict(format!(
                     "snapshot {since} has no {k} dataset (taken before the workload was recreated?); export without --since"
@@ -121,7 +154,8 @@ pub async fn export(
     let manifest = Manifest {
         version: 1,
         name: name.clone(),
-        spec: d.spec.clone(),
+        spec,
+        volume,
         label: label.clone(),
         since: q.since.clone(),
         datasets: kinds.clone(),
@@ -150,7 +184,7 @@ pub async fn export(
         };
         match run() {
             Ok(()) => engine.event(
-                Some(&manifest.name),
+                manifest.spec.as_ref().map(|_| manifest.name.as_str()),
                 "export",
                 &format!(
                     "exported snapshot {}{}",
@@ -244,7 +278,15 @@ pub async fn import(
     let name = q.name.clone().unwrap_or_else(|| manifest.name.clone());
     warren_model::names::check_dns_label(&name)
         .map_err(|x| ApiError::new(StatusCode::BAD_REQUEST, format!("import name: {x}")))?;
-    let mut spec = manifest.spec.clone();
+    if let Some(vol) = manifest.volume.clone() {
+        return import_volume(e, spool, manifest, sections, name, vol).await;
+    }
+    let Some(mut spec) = manifest.spec.clone() else {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "import refused: the archive holds neither a workload nor a volume",
+        ));
+    };
     if spec.name != name && spec.hostname.as_deref() == Some(spec.name.as_str()) {
         spec.hostname = None;
     }
@@ -281,37 +323,15 @@ pub async fn import(
             "a workload named {name:?} already exists here (use --name to import under another name)"
         )));
     }
-    let storage = e.storage.clone();
-    let path = spool.0.clone();
-    let label = manifest.label.clone();
-    let ids2 = ids.clone();
-    let received = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-        let file = std::fs::File::open(&path)?;
-        let mut done: Vec<DatasetId> = Vec::new();
-        for (sec, id) in sections.iter().zip(&ids2) {
-            let mut r = archive::section_reader(&file, sec)?;
-            if let Err(err) = storage.receive(id, &label, &mut r) {
-                if !incremental {
-                    for d in &done {
-                        match d {
-                            DatasetId::Rootfs(n) => {
-                                let _ = storage.delete_rootfs(n);
-                            }
-                            DatasetId::Data(n) => {
-                                let _ = storage.delete_data(n);
-                            }
-                            DatasetId::Volume(_) => {}
-                        }
-                    }
-                }
-                return Err(anyhow::anyhow!("receiving {}: {err}", id.key()));
-            }
-            done.push(id.clone());
-        }
-        Ok(())
-    })
-    .await
-    .map_err(|x| anyhow::anyhow!(x))?;
+    let received = receive_all(
+        &e,
+        &spool,
+        sections,
+        ids.clone(),
+        manifest.label.clone(),
+        incremental,
+    )
+    .await;
     if let Err(err) = received {
         e.event(Some(&name), "error", &format!("import failed: {err:#}"));
         return Err(ApiError::new(
@@ -349,6 +369,123 @@ pub async fn import(
     }
     drop(guard);
     e.wake();
+    Ok(Json(ImportResponse {
+        name,
+        label: manifest.label,
+        incremental,
+    }))
+}
+
+/// Receives verified sections into `ids`; on failure of a full import, deletes what was made.
+async fn receive_all(
+    e: &Arc<Engine>,
+    spool: &Spool,
+    sections: Vec<archive::Section>,
+    ids: Vec<DatasetId>,
+    label: String,
+    incremental: bool,
+) -> anyhow::Result<()> {
+    let storage = e.storage.clone();
+    let path = spool.0.clone();
+    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        let file = std::fs::File::open(&path)?;
+        let mut done: Vec<DatasetId> = Vec::new();
+        for (sec, id) in sections.iter().zip(&ids) {
+            let mut r = archive::section_reader(&file, sec)?;
+            if let Err(err) = storage.receive(id, &label, &mut r) {
+                if !incremental {
+                    for d in &done {
+                        let _ = match d {
+                            DatasetId::Rootfs(n) => storage.delete_rootfs(n),
+                            DatasetId::Data(n) => storage.delete_data(n),
+                            DatasetId::Volume(n) => storage.delete_volume(n),
+                        };
+                    }
+                }
+                return Err(anyhow::anyhow!("receiving {}: {err}", id.key()));
+            }
+            done.push(id.clone());
+        }
+        Ok(())
+    })
+    .await?
+}
+
+async fn import_volume(
+    e: Arc<Engine>,
+    spool: Spool,
+    manifest: Manifest,
+    sections: Vec<archive::Section>,
+    name: String,
+    mut vol: warren_model::VolumeSpec,
+) -> Result<Json<ImportResponse>, ApiError> {
+    vol.name = name.clone();
+    let id = DatasetId::Volume(name.clone());
+    let exists = e.storage.dataset_path(&id).exists();
+    let incremental = manifest.since.is_some();
+    let users: Vec<String> = e
+        .store
+        .desired()?
+        .values()
+        .filter(|d| d.spec.volumes.iter().any(|m| m.volume == name))
+        .filter(|d| e.observed_row(&d.spec.name).and_then(|r| r.pid).is_some())
+        .map(|d| d.spec.name.clone())
+        .collect();
+    if incremental {
+        let since = manifest.since.clone().unwrap_or_default();
+        let snaps = e
+            .list_snapshots(&Target::Volume(name.clone()))
+            .await
+            .map_err(|x| conflict(format!("{x:#}")))?;
+        if !snaps.iter().any(|s| s.label == since) {
+            return Err(conflict(format!(
+                "volume {name} has no snapshot {since:?}, the base of this incremental archive"
+            )));
+        }
+        if !users.is_empty() {
+            return Err(conflict(format!(
+                "volume {name} is in use by running workloads: {} (stop them first)",
+                users.join(", ")
+            )));
+        }
+    } else if exists || e.store.volumes()?.contains_key(&name) {
+        return Err(conflict(format!(
+            "a volume named {name:?} already exists here (use --name to import under another name)"
+        )));
+    }
+    if let Err(err) = receive_all(
+        &e,
+        &spool,
+        sections,
+        vec![id.clone()],
+        manifest.label.clone(),
+        incremental,
+    )
+    .await
+    {
+        e.event(
+            None,
+            "error",
+            &format!("import of volume {name} failed: {err:#}"),
+        );
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("{err:#}"),
+        ));
+    }
+    e.store.put_volumes(std::slice::from_ref(&vol), &[])?;
+    if let Some(size) = vol.size {
+        let storage = e.storage.clone();
+        tokio::task::spawn_blocking(move || storage.set_quota(&id, Some(size)))
+            .await
+            .map_err(|x| anyhow::anyhow!(x))?
+            .map_err(|x| anyhow::anyhow!(x))?;
+    }
+    e.event(
+        None,
+        "import",
+        &format!("imported volume {name} (snapshot {})", manifest.label),
+    );
     Ok(Json(ImportResponse {
         name,
         label: manifest.label,
