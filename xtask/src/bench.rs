@@ -157,7 +157,9 @@ fn wait_running(b: &Bench, name: &str) -> Result<()> {
     let t = Instant::now();
     loop {
         let out = b.cli().args(["get", name, "-o", "json"]).output()?;
-        if String::from_utf8_lossy(&out.stdout).contains("\"state\": \"running\"") {
+        // The top-level "pid" is a number once the main process runs ("null" before).
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if text.contains("\"pid\": ") && !text.contains("\"pid\": null") {
             return Ok(());
         }
         if t.elapsed() > Duration::from_secs(60) {

@@ -218,8 +218,12 @@ pub async fn run(State(e): State<Arc<Engine>>, mut req: Request) -> Result<Respo
     let cleanup = {
         let e = e.clone();
         let name = name.clone();
-        move || {
-            let _ = e.runtime.delete(&e.container_id(&name));
+        // `runc run` removes its container when it returns; only a run that did not finish
+        // normally needs the (costly) forced delete.
+        move |finished: bool| {
+            if !finished {
+                let _ = e.runtime.delete(&e.container_id(&name));
+            }
             if let Err(err) = warren_storage::ephemeral::remove(&*e.storage, &name) {
                 tracing::warn!("removing ephemeral rootfs of {name}: {err}");
             }
@@ -231,7 +235,9 @@ pub async fn run(State(e): State<Arc<Engine>>, mut req: Request) -> Result<Respo
     {
         Ok(c) => c,
         Err(err) => {
-            tokio::task::spawn_blocking(cleanup).await.ok();
+            tokio::task::spawn_blocking(move || cleanup(false))
+                .await
+                .ok();
             return Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 err.to_string(),
@@ -240,13 +246,18 @@ pub async fn run(State(e): State<Arc<Engine>>, mut req: Request) -> Result<Respo
     };
     let up = take_upgrade(&mut req)?;
     tokio::spawn(async move {
-        match up.await {
-            Ok(io) => {
-                let _ = pump(TokioIo::new(io), cmd, args.tty, args.rows, args.cols).await;
+        let finished = match up.await {
+            Ok(io) => pump(TokioIo::new(io), cmd, args.tty, args.rows, args.cols)
+                .await
+                .is_ok(),
+            Err(err) => {
+                tracing::warn!("run upgrade failed: {err}");
+                false
             }
-            Err(err) => tracing::warn!("run upgrade failed: {err}"),
-        }
-        tokio::task::spawn_blocking(cleanup).await.ok();
+        };
+        tokio::task::spawn_blocking(move || cleanup(finished))
+            .await
+            .ok();
     });
     Ok(switching())
 }
