@@ -1,0 +1,27 @@
+//! warren's ingress: routes from workloads' `domains` to a running nginx.
+//!
+//! The crate is built from three parts, each with its own module:
+//!
+//! - [`route`]: the data model: a [`Route`] per workload domain and path, its [`Target`]
+//!   (an upstream address, a static directory, or a 503 page for a stopped workload) and
+//!   [`Tls`] choice, and the proxy-wide [`IngressOptions`].
+//! - [`validate`] and [`render`]: pure functions. [`validate()`] refuses anything that could not
+//!   be written safely into nginx syntax and conflicting routes (one domain and path claimed by
+//!   two workloads); [`render()`] turns a route set into a complete, deterministic nginx.conf
+//!   for a prefix-style nginx (`nginx -p PREFIX -c FILE`).
+//! - [`nginx`]: the only part doing I/O. A [`Validator`] runs `nginx -t` on a new file
+//!   before it atomically replaces the live one, and reloads nginx gracefully, through a
+//!   [`warren_exec::Executor`].
+//!
+//! Invariants: rendering does no I/O and does not depend on route order; a configuration
+//! nginx rejects never replaces the live one.
+
+pub mod nginx;
+pub mod render;
+pub mod route;
+pub mod validate;
+
+pub use nginx::{prepare_prefix, Installed, NginxError, Validator, DEFAULT_NGINX};
+pub use render::{render, render_checked};
+pub use route::{IngressOptions, Route, Target, Tls};
+pub use validate::{validate, validate_options, ValidationError};
