@@ -1,0 +1,18 @@
+//! warren's networking building blocks for bridge-mode workloads.
+//!
+//! - [`ipam`]: the pure IPv4 address allocator over the bridge subnet;
+//! - [`ports`]: published-port syntax, conflict checks, and the host's listening sockets;
+//! - [`nft`]: the pure renderer of warren's own nftables table and the commands that apply,
+//!   remove and probe it;
+//! - [`bridge`]: the bridge and per-workload veth pairs;
+//! - [`sysctl`]: kernel parameters, changed only when they differ.
+//!
+//! Invariants: parsers and renderers do no I/O and compile everywhere; every command goes through
+//! [`warren_exec::Executor`]; the functions that run Linux tools (`ip`, `nft`, `nsenter`,
+//! `sysctl`) exist only on Linux; warren touches only its own nftables table.
+
+pub mod bridge;
+pub mod ipam;
+pub mod nft;
+pub mod ports;
+pub mod sysctl;
