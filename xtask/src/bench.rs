@@ -287,7 +287,7 @@ fn datasets(b: &Bench) -> Result<()> {
     let _ = Command::new("sh")
         .arg("-c")
         .arg(format!(
-            "btrfs subvolume delete -q {}/* ; rmdir {}",
+            "btrfs subvolume delete {}/* >/dev/null; rmdir {}",
             recv.display(),
             recv.display()
         ))

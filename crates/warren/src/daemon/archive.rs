@@ -100,6 +100,11 @@ impl<W: Write> ArchiveWriter<W> {
         };
         {
             let mut enc = zstd::Encoder::new(&mut sec, 3)?;
+            // Compress on worker threads so compression overlaps the driver's send.
+            let workers = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+            if workers > 1 {
+                enc.multithread(workers)?;
+            }
             fill(&mut enc)?;
             enc.finish()?;
         }

@@ -19,7 +19,6 @@ use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use tokio::io::AsyncWriteExt;
 use warren_model::plan::LastExit;
 use warren_storage::DatasetId;
 use warren_store::now_ms;
@@ -213,6 +212,29 @@ async fn export_target(
 
 static SPOOL_SEQ: AtomicU64 = AtomicU64::new(0);
 
+/// Reads the request body from a channel and copies every byte read into the spool file.
+struct TeeReader {
+    rx: tokio::sync::mpsc::Receiver<bytes::Bytes>,
+    current: bytes::Bytes,
+    file: std::io::BufWriter<std::fs::File>,
+}
+
+impl std::io::Read for TeeReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.current.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(b) => self.current = b,
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current[..n]);
+        self.file.write_all(&buf[..n])?;
+        let _ = self.current.split_to(n);
+        Ok(n)
+    }
+}
+
 /// Removes the spool file when dropped.
 struct Spool(std::path::PathBuf);
 
@@ -235,36 +257,46 @@ pub async fn import(
         std::process::id(),
         SPOOL_SEQ.fetch_add(1, Ordering::Relaxed)
     )));
-    {
-        let mut f = tokio::fs::File::create(&spool.0)
-            .await
-            .map_err(|x| anyhow::anyhow!("{}: {x}", spool.0.display()))?;
-        let mut stream = body.into_data_stream();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|x| {
-                ApiError::new(StatusCode::BAD_REQUEST, format!("reading the archive: {x}"))
-            })?;
-            f.write_all(&chunk)
-                .await
-                .map_err(|x| anyhow::anyhow!("spooling the archive: {x}"))?;
+    // One pass: the body is spooled and verified at once (a reader that copies what the
+    // verifier reads into the spool file); the datasets are received from the file afterwards.
+    let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(16);
+    let file = std::fs::File::create(&spool.0)
+        .map_err(|x| anyhow::anyhow!("{}: {x}", spool.0.display()))?;
+    let verifier = tokio::task::spawn_blocking(move || {
+        let mut tee = TeeReader {
+            rx,
+            current: bytes::Bytes::new(),
+            file: std::io::BufWriter::with_capacity(1 << 20, file),
+        };
+        let r = archive::verify(&mut tee);
+        let flushed = tee.file.flush();
+        // Drain what the client still sends so it sees our answer, not a reset.
+        while tee.rx.blocking_recv().is_some() {}
+        match (r, flushed) {
+            (Ok(v), Ok(())) => Ok(v),
+            (Err(e), _) => Err(e),
+            (_, Err(e)) => Err(archive::ArchiveError::Io(e)),
         }
-        f.flush().await.map_err(|x| anyhow::anyhow!("{x}"))?;
+    });
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|x| {
+            ApiError::new(StatusCode::BAD_REQUEST, format!("reading the archive: {x}"))
+        })?;
+        if tx.send(chunk).await.is_err() {
+            break;
+        }
     }
-    let path = spool.0.clone();
-    let (manifest, sections) = tokio::task::spawn_blocking(move || {
-        archive::verify(std::io::BufReader::with_capacity(
-            1 << 20,
-            std::fs::File::open(path)?,
-        ))
-    })
-    .await
-    .map_err(|x| anyhow::anyhow!(x))?
-    .map_err(|x| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            format!("import refused: {x}"),
-        )
-    })?;
+    drop(tx);
+    let (manifest, sections) = verifier
+        .await
+        .map_err(|x| anyhow::anyhow!(x))?
+        .map_err(|x| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("import refused: {x}"),
+            )
+        })?;
     if manifest.driver != e.storage.driver() {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
