@@ -194,11 +194,12 @@ async fn export_target(
                 ),
             ),
             Err(err) => engine.event(
-                Some(&manifest.name),
+                manifest.spec.as_ref().map(|_| manifest.name.as_str()),
                 "error",
-                &format!("export failed: {err}"),
+                &format!("export of {} failed: {err}", manifest.name),
             ),
         }
+        super::release_memory();
     });
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|b| (Ok::<_, std::io::Error>(b), rx))
@@ -419,7 +420,7 @@ async fn receive_all(
 ) -> anyhow::Result<()> {
     let storage = e.storage.clone();
     let path = spool.0.clone();
-    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+    let r = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
         let file = std::fs::File::open(&path)?;
         let mut done: Vec<DatasetId> = Vec::new();
         for (sec, id) in sections.iter().zip(&ids) {
@@ -440,7 +441,9 @@ async fn receive_all(
         }
         Ok(())
     })
-    .await?
+    .await?;
+    super::release_memory();
+    r
 }
 
 async fn import_volume(
