@@ -71,11 +71,12 @@ use std::sync::Arc;
 use warren_exec::{Cmd, ExecError, Executor};
 
 use crate::fsutil::{
-    check_dataset_id, check_label, check_name, create_dir_all, exists, find_with_newer, io_err,
-    list_snap_entries, remove_dir_if_empty, remove_empty_dirs_up_to, remove_file_if_exists, rename,
-    snapshot_dir, snapshot_meta_path, stream_in, stream_out, subdirs, swap_names, unique_suffix,
-    write_snap_meta, SnapEntry, SnapMeta,
+    check_dataset_id, check_name, create_dir_all, exists, io_err, list_snap_entries,
+    remove_dir_if_empty, remove_empty_dirs_up_to, remove_file_if_exists, rename, snapshot_dir,
+    snapshot_meta_path, stream_in, stream_out, subdirs, swap_names, unique_suffix, write_snap_meta,
+    SnapEntry, SnapMeta,
 };
+use crate::snapdir::{self, SnapDriver};
 use crate::{DatasetId, DatasetInfo, Result, SnapshotInfo, Storage, StorageError};
 
 /// Subvolume-backed datasets under `root`.
@@ -266,48 +267,6 @@ impl BtrfsStorage {
             .and_then(|q| q.max_referenced))
     }
 
-    fn snapshot_path(&self, id: &DatasetId, label: &str) -> PathBuf {
-        snapshot_dir(&self.root, id).join(label)
-    }
-
-    /// The snapshot `label` of `id`, which must exist.
-    fn existing_snapshot(&self, id: &DatasetId, label: &str) -> Result<PathBuf> {
-        check_label(label)?;
-        let path = self.snapshot_path(id, label);
-        if exists(&path) {
-            return Ok(path);
-        }
-        let existing = list_snap_entries(&snapshot_dir(&self.root, id))?
-            .into_iter()
-            .map(|e| e.label)
-            .collect();
-        Err(StorageError::NoSuchSnapshot {
-            dataset: id.key(),
-            label: label.to_string(),
-            existing,
-        })
-    }
-
-    fn existing_dataset(&self, id: &DatasetId) -> Result<PathBuf> {
-        check_dataset_id(id)?;
-        let path = self.dataset_path(id);
-        if !exists(&path) {
-            return Err(StorageError::NoSuchDataset(id.key()));
-        }
-        Ok(path)
-    }
-
-    /// Deletes one snapshot subvolume and its metadata.
-    fn delete_snapshot_at(&self, id: &DatasetId, label: &str) -> Result<()> {
-        let dir = snapshot_dir(&self.root, id);
-        let path = dir.join(label);
-        if exists(&path) {
-            self.delete_subvolume(&path)?;
-        }
-        remove_file_if_exists(&snapshot_meta_path(&dir, label))?;
-        remove_empty_dirs_up_to(&dir, &self.root)
-    }
-
     /// Deletes every snapshot of a dataset (and any leftover temp entry), newest first.
     fn delete_snapshots_of(&self, id: &DatasetId) -> Result<()> {
         let dir = snapshot_dir(&self.root, id);
@@ -341,65 +300,6 @@ impl BtrfsStorage {
             }
         }
         Ok(())
-    }
-
-    /// Makes the dataset a writable snapshot of `src` without ever losing the current state
-    /// on failure (see the module docs). The dataset may be absent.
-    fn replace_dataset(&self, id: &DatasetId, src: &Path) -> Result<()> {
-        let path = self.dataset_path(id);
-        let (new, old) = swap_names(&path);
-        self.recover_swap(&path, &new, &old)?;
-        create_dir_all(path.parent().expect("dataset has a parent"))?;
-        let group = match id {
-            DatasetId::Rootfs(w) | DatasetId::Data(w) => self.workload_group(w)?,
-            DatasetId::Volume(_) => None,
-        };
-        let limit = if exists(&path) {
-            self.referenced_limit(&path)?
-        } else {
-            None
-        };
-        let mut snap = Cmd::new("btrfs").args(["subvolume", "snapshot"]);
-        if let Some(g) = &group {
-            snap = snap.args(["-i", g.as_str()]);
-        }
-        self.run(snap.arg(src).arg(&new))?;
-        let prepared = (|| {
-            if let Some(bytes) = limit {
-                self.btrfs2(&["qgroup", "limit"], Path::new(&bytes.to_string()), &new)?;
-            }
-            if group.is_some() {
-                // Rescans when the new member made the accounting inconsistent.
-                self.qgroups()?;
-            }
-            Ok(())
-        })();
-        if let Err(e) = prepared {
-            let _ = self.delete_subvolume(&new);
-            return Err(e);
-        }
-        if !exists(&path) {
-            return rename(&new, &path).inspect_err(|_| {
-                let _ = self.delete_subvolume(&new);
-            });
-        }
-        if let Err(e) = rename(&path, &old) {
-            let _ = self.delete_subvolume(&new);
-            return Err(e);
-        }
-        if let Err(e) = rename(&new, &path) {
-            let _ = rename(&old, &path);
-            let _ = self.delete_subvolume(&new);
-            return Err(e);
-        }
-        self.delete_subvolume(&old).map_err(|e| {
-            StorageError::Other(format!(
-                "{} now holds the new state, but its previous state at {} could not be \
-                 deleted (the next rollback of it retries): {e}",
-                path.display(),
-                old.display()
-            ))
-        })
     }
 
     /// `btrfs receive DIR` with framing checks: the stream's subvolume appears as
@@ -703,6 +603,83 @@ pub fn parse_ro_property(out: &str) -> Option<bool> {
         })
 }
 
+impl SnapDriver for BtrfsStorage {
+    /// Deletes one snapshot subvolume and its metadata.
+    fn delete_snapshot_at(&self, id: &DatasetId, label: &str) -> Result<()> {
+        let dir = snapshot_dir(&self.root, id);
+        let path = dir.join(label);
+        if exists(&path) {
+            self.delete_subvolume(&path)?;
+        }
+        remove_file_if_exists(&snapshot_meta_path(&dir, label))?;
+        remove_empty_dirs_up_to(&dir, &self.root)
+    }
+
+    /// Makes the dataset a writable snapshot of `src` without ever losing the current state
+    /// on failure (see the module docs). The dataset may be absent.
+    fn replace_dataset(&self, id: &DatasetId, src: &Path) -> Result<()> {
+        let path = self.dataset_path(id);
+        let (new, old) = swap_names(&path);
+        self.recover_swap(&path, &new, &old)?;
+        create_dir_all(path.parent().expect("dataset has a parent"))?;
+        let group = match id {
+            DatasetId::Rootfs(w) | DatasetId::Data(w) => self.workload_group(w)?,
+            DatasetId::Volume(_) => None,
+        };
+        let limit = if exists(&path) {
+            self.referenced_limit(&path)?
+        } else {
+            None
+        };
+        let mut snap = Cmd::new("btrfs").args(["subvolume", "snapshot"]);
+        if let Some(g) = &group {
+            snap = snap.args(["-i", g.as_str()]);
+        }
+        self.run(snap.arg(src).arg(&new))?;
+        let prepared = (|| {
+            if let Some(bytes) = limit {
+                self.btrfs2(&["qgroup", "limit"], Path::new(&bytes.to_string()), &new)?;
+            }
+            if group.is_some() {
+                // Rescans when the new member made the accounting inconsistent.
+                self.qgroups()?;
+            }
+            Ok(())
+        })();
+        if let Err(e) = prepared {
+            let _ = self.delete_subvolume(&new);
+            return Err(e);
+        }
+        if !exists(&path) {
+            return rename(&new, &path).inspect_err(|_| {
+                let _ = self.delete_subvolume(&new);
+            });
+        }
+        if let Err(e) = rename(&path, &old) {
+            let _ = self.delete_subvolume(&new);
+            return Err(e);
+        }
+        if let Err(e) = rename(&new, &path) {
+            let _ = rename(&old, &path);
+            let _ = self.delete_subvolume(&new);
+            return Err(e);
+        }
+        self.delete_subvolume(&old).map_err(|e| {
+            StorageError::Other(format!(
+                "{} now holds the new state, but its previous state at {} could not be \
+                 deleted (the next rollback of it retries): {e}",
+                path.display(),
+                old.display()
+            ))
+        })
+    }
+
+    fn create_from(&self, from: &Path, to: &Path) -> Result<()> {
+        create_dir_all(to.parent().expect("dataset has a parent"))?;
+        self.btrfs2(&["subvolume", "snapshot"], from, to)
+    }
+}
+
 impl Storage for BtrfsStorage {
     fn driver(&self) -> &'static str {
         "btrfs"
@@ -849,15 +826,7 @@ impl Storage for BtrfsStorage {
 
     fn snapshot(&self, id: &DatasetId, label: &str) -> Result<SnapshotInfo> {
         let src = self.existing_dataset(id)?;
-        check_label(label)?;
-        let dir = snapshot_dir(&self.root, id);
-        let dst = dir.join(label);
-        if exists(&dst) || exists(&snapshot_meta_path(&dir, label)) {
-            return Err(StorageError::SnapshotExists {
-                dataset: id.key(),
-                label: label.to_string(),
-            });
-        }
+        let (dir, dst) = self.new_snapshot(id, label)?;
         create_dir_all(&dir)?;
         let group = match id {
             DatasetId::Rootfs(w) | DatasetId::Data(w) => self.workload_group(w)?,
@@ -914,45 +883,15 @@ impl Storage for BtrfsStorage {
     }
 
     fn rollback(&self, id: &DatasetId, label: &str, destroy_newer: bool) -> Result<Vec<String>> {
-        check_dataset_id(id)?;
-        check_label(label)?;
-        let entries = list_snap_entries(&snapshot_dir(&self.root, id))?;
-        let (snap, newer) = find_with_newer(&entries, id, label)?;
-        if !newer.is_empty() && !destroy_newer {
-            return Err(StorageError::NewerSnapshots {
-                dataset: id.key(),
-                label: label.to_string(),
-                newer,
-            });
-        }
-        self.replace_dataset(id, &snap.path)?;
-        for l in newer.iter().rev() {
-            self.delete_snapshot_at(id, l)?;
-        }
-        Ok(newer)
+        snapdir::rollback(self, id, label, destroy_newer)
     }
 
     fn delete_snapshot(&self, id: &DatasetId, label: &str) -> Result<()> {
-        check_dataset_id(id)?;
-        self.existing_snapshot(id, label)?;
-        self.delete_snapshot_at(id, label)
+        snapdir::delete_snapshot(self, id, label)
     }
 
     fn clone_dataset(&self, src: &DatasetId, label: Option<&str>, dst: &DatasetId) -> Result<()> {
-        let from = match label {
-            Some(l) => {
-                check_dataset_id(src)?;
-                self.existing_snapshot(src, l)?
-            }
-            None => self.existing_dataset(src)?,
-        };
-        check_dataset_id(dst)?;
-        let to = self.dataset_path(dst);
-        if exists(&to) {
-            return Err(StorageError::Exists(to));
-        }
-        create_dir_all(to.parent().expect("dataset has a parent"))?;
-        self.btrfs2(&["subvolume", "snapshot"], &from, &to)
+        snapdir::clone_dataset(self, src, label, dst)
     }
 
     fn set_quota(&self, id: &DatasetId, bytes: Option<u64>) -> Result<()> {
@@ -1100,15 +1039,7 @@ impl Storage for BtrfsStorage {
 
     fn receive(&self, id: &DatasetId, label: &str, input: &mut dyn std::io::Read) -> Result<()> {
         check_dataset_id(id)?;
-        check_label(label)?;
-        let dir = snapshot_dir(&self.root, id);
-        let dst = dir.join(label);
-        if exists(&dst) || exists(&snapshot_meta_path(&dir, label)) {
-            return Err(StorageError::SnapshotExists {
-                dataset: id.key(),
-                label: label.to_string(),
-            });
-        }
+        let (dir, dst) = self.new_snapshot(id, label)?;
         // Read the whole first command: full or incremental decides what must exist, and
         // it names the subvolume btrfs receive will create.
         let mut check = SendStreamCheck::new();

@@ -48,11 +48,12 @@ use std::sync::Arc;
 use warren_exec::{Cmd, Executor};
 
 use crate::fsutil::{
-    check_dataset_id, check_label, check_name, create_dir_all, exists, find_with_newer, io_err,
-    list_snap_entries, refuse_if_mounted, remove_dir_if_empty, remove_empty_dirs_up_to,
-    remove_file_if_exists, rename, snapshot_dir, snapshot_meta_path, stream_out, subdirs,
-    swap_names, tree_bytes, unique_suffix, write_file, write_snap_meta, SnapMeta,
+    check_dataset_id, check_name, create_dir_all, exists, io_err, list_snap_entries,
+    refuse_if_mounted, remove_dir_if_empty, remove_empty_dirs_up_to, remove_file_if_exists, rename,
+    snapshot_dir, snapshot_meta_path, stream_out, subdirs, swap_names, tree_bytes, unique_suffix,
+    write_file, write_snap_meta, SnapMeta,
 };
+use crate::snapdir::{self, SnapDriver};
 use crate::{DatasetId, DatasetInfo, Result, SnapshotInfo, Storage, StorageError};
 
 /// Options of the `cp` that copies a world into a rootfs.
@@ -111,39 +112,6 @@ impl DirStorage {
         })
     }
 
-    fn existing_dataset(&self, id: &DatasetId) -> Result<PathBuf> {
-        check_dataset_id(id)?;
-        let path = self.dataset_path(id);
-        if !exists(&path) {
-            return Err(StorageError::NoSuchDataset(id.key()));
-        }
-        Ok(path)
-    }
-
-    fn existing_snapshot(&self, id: &DatasetId, label: &str) -> Result<PathBuf> {
-        check_label(label)?;
-        let dir = snapshot_dir(&self.root, id);
-        let path = dir.join(label);
-        if exists(&path) {
-            return Ok(path);
-        }
-        Err(StorageError::NoSuchSnapshot {
-            dataset: id.key(),
-            label: label.to_string(),
-            existing: list_snap_entries(&dir)?
-                .into_iter()
-                .map(|e| e.label)
-                .collect(),
-        })
-    }
-
-    fn delete_snapshot_at(&self, id: &DatasetId, label: &str) -> Result<()> {
-        let dir = snapshot_dir(&self.root, id);
-        self.remove_tree(&dir.join(label))?;
-        remove_file_if_exists(&snapshot_meta_path(&dir, label))?;
-        remove_empty_dirs_up_to(&dir, &self.root)
-    }
-
     /// Deletes a dataset's snapshots, metadata and leftover temp copies.
     fn delete_snapshots_of(&self, id: &DatasetId) -> Result<()> {
         let dir = snapshot_dir(&self.root, id);
@@ -173,6 +141,35 @@ impl DirStorage {
         Ok(())
     }
 
+    /// Spools, checks and extracts a tar stream into `incoming/tree`.
+    fn extract_into(&self, incoming: &Path, input: &mut dyn std::io::Read) -> Result<PathBuf> {
+        let spool = incoming.join("stream.tar");
+        let mut file = std::fs::File::create(&spool).map_err(io_err(&spool))?;
+        std::io::copy(input, &mut file).map_err(io_err(&spool))?;
+        drop(file);
+        let mut file = std::fs::File::open(&spool).map_err(io_err(&spool))?;
+        check_tar(&mut std::io::BufReader::new(&mut file))
+            .map_err(|e| StorageError::Other(format!("refusing the stream: {e}")))?;
+        let tree = incoming.join("tree");
+        std::fs::create_dir(&tree).map_err(io_err(&tree))?;
+        let tar = Cmd::new("tar")
+            .args(["-x", "--numeric-owner", "-p", "-f"])
+            .arg(&spool)
+            .arg("-C")
+            .arg(&tree);
+        self.exec.run(&tar)?;
+        Ok(tree)
+    }
+}
+
+impl SnapDriver for DirStorage {
+    fn delete_snapshot_at(&self, id: &DatasetId, label: &str) -> Result<()> {
+        let dir = snapshot_dir(&self.root, id);
+        self.remove_tree(&dir.join(label))?;
+        remove_file_if_exists(&snapshot_meta_path(&dir, label))?;
+        remove_empty_dirs_up_to(&dir, &self.root)
+    }
+
     /// Makes the dataset a copy of `src`, never losing the current state on failure.
     fn replace_dataset(&self, id: &DatasetId, src: &Path) -> Result<()> {
         let path = self.dataset_path(id);
@@ -195,24 +192,8 @@ impl DirStorage {
         self.remove_tree(&old)
     }
 
-    /// Spools, checks and extracts a tar stream into `incoming/tree`.
-    fn extract_into(&self, incoming: &Path, input: &mut dyn std::io::Read) -> Result<PathBuf> {
-        let spool = incoming.join("stream.tar");
-        let mut file = std::fs::File::create(&spool).map_err(io_err(&spool))?;
-        std::io::copy(input, &mut file).map_err(io_err(&spool))?;
-        drop(file);
-        let mut file = std::fs::File::open(&spool).map_err(io_err(&spool))?;
-        check_tar(&mut std::io::BufReader::new(&mut file))
-            .map_err(|e| StorageError::Other(format!("refusing the stream: {e}")))?;
-        let tree = incoming.join("tree");
-        std::fs::create_dir(&tree).map_err(io_err(&tree))?;
-        let tar = Cmd::new("tar")
-            .args(["-x", "--numeric-owner", "-p", "-f"])
-            .arg(&spool)
-            .arg("-C")
-            .arg(&tree);
-        self.exec.run(&tar)?;
-        Ok(tree)
+    fn create_from(&self, from: &Path, to: &Path) -> Result<()> {
+        self.copy_into_place(from, to)
     }
 }
 
@@ -356,15 +337,7 @@ impl Storage for DirStorage {
 
     fn snapshot(&self, id: &DatasetId, label: &str) -> Result<SnapshotInfo> {
         let src = self.existing_dataset(id)?;
-        check_label(label)?;
-        let dir = snapshot_dir(&self.root, id);
-        let dst = dir.join(label);
-        if exists(&dst) || exists(&snapshot_meta_path(&dir, label)) {
-            return Err(StorageError::SnapshotExists {
-                dataset: id.key(),
-                label: label.to_string(),
-            });
-        }
+        let (dir, dst) = self.new_snapshot(id, label)?;
         let partial = dir.join(format!(".{label}.partial"));
         self.remove_tree(&partial)?;
         create_dir_all(&dir)?;
@@ -391,44 +364,15 @@ impl Storage for DirStorage {
     }
 
     fn rollback(&self, id: &DatasetId, label: &str, destroy_newer: bool) -> Result<Vec<String>> {
-        check_dataset_id(id)?;
-        check_label(label)?;
-        let entries = list_snap_entries(&snapshot_dir(&self.root, id))?;
-        let (snap, newer) = find_with_newer(&entries, id, label)?;
-        if !newer.is_empty() && !destroy_newer {
-            return Err(StorageError::NewerSnapshots {
-                dataset: id.key(),
-                label: label.to_string(),
-                newer,
-            });
-        }
-        self.replace_dataset(id, &snap.path)?;
-        for l in newer.iter().rev() {
-            self.delete_snapshot_at(id, l)?;
-        }
-        Ok(newer)
+        snapdir::rollback(self, id, label, destroy_newer)
     }
 
     fn delete_snapshot(&self, id: &DatasetId, label: &str) -> Result<()> {
-        check_dataset_id(id)?;
-        self.existing_snapshot(id, label)?;
-        self.delete_snapshot_at(id, label)
+        snapdir::delete_snapshot(self, id, label)
     }
 
     fn clone_dataset(&self, src: &DatasetId, label: Option<&str>, dst: &DatasetId) -> Result<()> {
-        let from = match label {
-            Some(l) => {
-                check_dataset_id(src)?;
-                self.existing_snapshot(src, l)?
-            }
-            None => self.existing_dataset(src)?,
-        };
-        check_dataset_id(dst)?;
-        let to = self.dataset_path(dst);
-        if exists(&to) {
-            return Err(StorageError::Exists(to));
-        }
-        self.copy_into_place(&from, &to)
+        snapdir::clone_dataset(self, src, label, dst)
     }
 
     fn set_quota(&self, id: &DatasetId, bytes: Option<u64>) -> Result<()> {
@@ -494,15 +438,7 @@ impl Storage for DirStorage {
 
     fn receive(&self, id: &DatasetId, label: &str, input: &mut dyn std::io::Read) -> Result<()> {
         check_dataset_id(id)?;
-        check_label(label)?;
-        let dir = snapshot_dir(&self.root, id);
-        let dst = dir.join(label);
-        if exists(&dst) || exists(&snapshot_meta_path(&dir, label)) {
-            return Err(StorageError::SnapshotExists {
-                dataset: id.key(),
-                label: label.to_string(),
-            });
-        }
+        let (dir, dst) = self.new_snapshot(id, label)?;
         let dataset = self.dataset_path(id);
         if exists(&dataset) {
             return Err(StorageError::Other(format!(

@@ -40,6 +40,7 @@ pub mod dir;
 pub mod ephemeral;
 mod fsutil;
 pub mod pool;
+mod snapdir;
 pub mod worlds;
 pub mod zfs;
 

@@ -9,11 +9,12 @@
 
 #![cfg(target_os = "linux")]
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+mod common;
 
-use warren_exec::{Cmd, Executor, HostExecutor};
-use warren_storage::btrfs::BtrfsStorage;
+use std::path::Path;
+
+use common::{assert_no_loop_device, exec, require_tier1, run, teardown, tempdir, LoopBtrfs};
+use warren_exec::{Cmd, HostExecutor};
 use warren_storage::dir::DirStorage;
 use warren_storage::pool::{
     close_pool, loop_devices_of, mounts_under, open_storage, pool_image, pool_mountpoint, Driver,
@@ -24,140 +25,8 @@ use warren_storage::{Storage, StorageError};
 
 const IMAGE_SIZE: u64 = 256 << 20;
 
-fn exec() -> Arc<dyn Executor> {
-    Arc::new(HostExecutor)
-}
-
-fn run(cmd: Cmd) -> String {
-    HostExecutor
-        .run(&cmd)
-        .unwrap_or_else(|e| panic!("{e}"))
-        .stdout_str()
-}
-
-/// Fails the test (never skips it) when the host cannot run tier-1 tests.
-fn require_tier1() {
-    let uid = nix::unistd::geteuid();
-    assert!(
-        uid.is_root(),
-        "tier-1 test needs root (running as uid {uid})"
-    );
-    for (tool, package) in [
-        ("mkfs.btrfs", "btrfs-progs"),
-        ("btrfs", "btrfs-progs"),
-        ("mount", "mount"),
-        ("umount", "mount"),
-        ("losetup", "mount"),
-        ("unshare", "util-linux"),
-        ("chroot", "coreutils"),
-    ] {
-        assert!(
-            warren_exec::resolve(tool).is_some(),
-            "tier-1 test needs {tool} (Debian package {package})"
-        );
-    }
-    assert!(
-        Path::new("/dev/loop-control").exists(),
-        "tier-1 test needs loop devices (/dev/loop-control is missing)"
-    );
-}
-
-fn tempdir() -> tempfile::TempDir {
-    let t = tempfile::tempdir().unwrap();
-    assert!(
-        !warren_storage::pool::is_btrfs(t.path()).unwrap(),
-        "tier-1 tests need a temp dir that is not on btrfs (set TMPDIR)"
-    );
-    t
-}
-
-/// Asserts (with a grace period for autoclear) that no loop device holds `img`.
-fn assert_no_loop_device(img: &Path) {
-    for _ in 0..50 {
-        if loop_devices_of(img, &HostExecutor).unwrap().is_empty() {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    panic!(
-        "loop devices still attached to {}: {:?}",
-        img.display(),
-        loop_devices_of(img, &HostExecutor).unwrap()
-    );
-}
-
-/// Best-effort teardown for guards: unmount everything under `dir`, detach `img`'s loops.
-fn teardown(dir: &Path, img: &Path) {
-    for mnt in mounts_under(dir).into_iter().rev() {
-        if HostExecutor.run(&Cmd::new("umount").arg(&mnt)).is_err() {
-            let _ = HostExecutor.run(&Cmd::new("umount").arg("-l").arg(&mnt));
-        }
-    }
-    if img.exists() {
-        for _ in 0..50 {
-            match loop_devices_of(img, &HostExecutor) {
-                Ok(devs) if devs.is_empty() => return,
-                _ => std::thread::sleep(std::time::Duration::from_millis(100)),
-            }
-        }
-        for dev in loop_devices_of(img, &HostExecutor).unwrap_or_default() {
-            let _ = HostExecutor.run(&Cmd::new("losetup").arg("-d").arg(dev));
-        }
-    }
-}
-
-/// A sparse loop-backed btrfs filesystem mounted in a temp dir; unmounted on drop.
-struct LoopBtrfs {
-    dir: tempfile::TempDir,
-    img: PathBuf,
-    mnt: PathBuf,
-}
-
-impl LoopBtrfs {
-    fn new() -> Self {
-        require_tier1();
-        let dir = tempdir();
-        let img = dir.path().join("fs.img");
-        let mnt = dir.path().join("mnt");
-        std::fs::File::create(&img)
-            .unwrap()
-            .set_len(IMAGE_SIZE)
-            .unwrap();
-        std::fs::create_dir(&mnt).unwrap();
-        run(Cmd::new("mkfs.btrfs").arg("-q").arg(&img));
-        let guard = LoopBtrfs { dir, img, mnt };
-        run(Cmd::new("mount")
-            .args(["-o", "loop"])
-            .arg(&guard.img)
-            .arg(&guard.mnt));
-        guard
-    }
-
-    fn storage(&self) -> BtrfsStorage {
-        BtrfsStorage::new(self.mnt.clone(), exec())
-    }
-
-    /// Subvolume paths relative to the filesystem top, sorted.
-    fn subvolumes(&self) -> Vec<String> {
-        let out = run(Cmd::new("btrfs").args(["subvolume", "list"]).arg(&self.mnt));
-        let mut v: Vec<String> = out
-            .lines()
-            .filter_map(|l| l.split_once(" path ").map(|(_, p)| p.to_string()))
-            .collect();
-        v.sort();
-        v
-    }
-}
-
-impl Drop for LoopBtrfs {
-    fn drop(&mut self) {
-        teardown(self.dir.path(), &self.img);
-        if !std::thread::panicking() {
-            assert!(mounts_under(self.dir.path()).is_empty());
-            assert_no_loop_device(&self.img);
-        }
-    }
-}
+/// Tools the tier-1 harness checks for besides btrfs-progs and mount.
+const TIER1_TOOLS: &[(&str, &str)] = &[("unshare", "util-linux"), ("chroot", "coreutils")];
 
 /// A state dir whose embedded pool is closed on drop.
 struct PoolGuard {
@@ -341,7 +210,7 @@ fn check_host_programs_run(s: &dyn Storage) {
 
 #[test]
 fn btrfs_worlds_are_sealed_subvolumes() {
-    let fs = LoopBtrfs::new();
+    let fs = LoopBtrfs::new(IMAGE_SIZE);
     let s = fs.storage();
     build_both_worlds(&s);
     check_world_contents(&s);
@@ -355,7 +224,7 @@ fn btrfs_worlds_are_sealed_subvolumes() {
 
 #[test]
 fn btrfs_rootfs_snapshots_and_data() {
-    let fs = LoopBtrfs::new();
+    let fs = LoopBtrfs::new(IMAGE_SIZE);
     let s = fs.storage();
     build_both_worlds(&s);
     check_rootfs_lifecycle(&s);
@@ -364,7 +233,7 @@ fn btrfs_rootfs_snapshots_and_data() {
 
 #[test]
 fn btrfs_host_world_runs_host_programs() {
-    let fs = LoopBtrfs::new();
+    let fs = LoopBtrfs::new(IMAGE_SIZE);
     let s = fs.storage();
     create_world(&s, "host", &HostExecutor).unwrap();
     check_host_programs_run(&s);
@@ -472,7 +341,7 @@ fn pool_refuses_an_image_that_is_not_btrfs() {
 
 #[test]
 fn pool_on_a_btrfs_state_dir_uses_it_directly() {
-    let fs = LoopBtrfs::new();
+    let fs = LoopBtrfs::new(IMAGE_SIZE);
     let state = fs.mnt.join("state");
     let s = open_storage(&state, &PoolGuard::opts(), exec()).unwrap();
     assert_eq!(s.driver(), "btrfs");

@@ -7,132 +7,24 @@
 
 #![cfg(target_os = "linux")]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::{exec, require_tier1, run, tempdir, LoopBtrfs};
 use warren_exec::{Cmd, Executor, HostExecutor};
-use warren_storage::btrfs::BtrfsStorage;
 use warren_storage::dir::DirStorage;
-use warren_storage::pool::{loop_devices_of, mounts_under};
 use warren_storage::{DatasetId, Storage, StorageError};
 
 const MIB: u64 = 1 << 20;
 
-fn exec() -> Arc<dyn Executor> {
-    Arc::new(HostExecutor)
-}
-
-fn run(cmd: Cmd) -> String {
-    HostExecutor
-        .run(&cmd)
-        .unwrap_or_else(|e| panic!("{e}"))
-        .stdout_str()
-}
-
-fn require_tier1() {
-    let uid = nix::unistd::geteuid();
-    assert!(
-        uid.is_root(),
-        "tier-1 test needs root (running as uid {uid})"
-    );
-    for (tool, package) in [
-        ("mkfs.btrfs", "btrfs-progs"),
-        ("btrfs", "btrfs-progs"),
-        ("mount", "mount"),
-        ("umount", "mount"),
-        ("losetup", "mount"),
-        ("cp", "coreutils"),
-        ("tar", "tar"),
-    ] {
-        assert!(
-            warren_exec::resolve(tool).is_some(),
-            "tier-1 test needs {tool} (Debian package {package})"
-        );
-    }
-    assert!(
-        Path::new("/dev/loop-control").exists(),
-        "tier-1 test needs loop devices (/dev/loop-control is missing)"
-    );
-}
-
-fn tempdir() -> tempfile::TempDir {
-    let t = tempfile::tempdir().unwrap();
-    assert!(
-        !warren_storage::pool::is_btrfs(t.path()).unwrap(),
-        "tier-1 tests need a temp dir that is not on btrfs (set TMPDIR)"
-    );
-    t
-}
-
-/// A sparse loop-backed btrfs filesystem mounted in a temp dir; unmounted and detached on drop.
-struct LoopBtrfs {
-    dir: tempfile::TempDir,
-    img: PathBuf,
-    mnt: PathBuf,
-}
-
-impl LoopBtrfs {
-    fn new(size: u64) -> Self {
-        require_tier1();
-        let dir = tempdir();
-        let img = dir.path().join("fs.img");
-        let mnt = dir.path().join("mnt");
-        std::fs::File::create(&img).unwrap().set_len(size).unwrap();
-        std::fs::create_dir(&mnt).unwrap();
-        run(Cmd::new("mkfs.btrfs").arg("-q").arg(&img));
-        let guard = LoopBtrfs { dir, img, mnt };
-        run(Cmd::new("mount")
-            .args(["-o", "loop"])
-            .arg(&guard.img)
-            .arg(&guard.mnt));
-        guard
-    }
-
-    fn storage(&self) -> BtrfsStorage {
-        BtrfsStorage::new(self.mnt.clone(), exec())
-    }
-
-    /// Subvolume paths relative to the filesystem top, sorted.
-    fn subvolumes(&self) -> Vec<String> {
-        let out = run(Cmd::new("btrfs").args(["subvolume", "list"]).arg(&self.mnt));
-        let mut v: Vec<String> = out
-            .lines()
-            .filter_map(|l| l.split_once(" path ").map(|(_, p)| p.to_string()))
-            .collect();
-        v.sort();
-        v
-    }
-}
-
-impl Drop for LoopBtrfs {
-    fn drop(&mut self) {
-        for mnt in mounts_under(self.dir.path()).into_iter().rev() {
-            if HostExecutor.run(&Cmd::new("umount").arg(&mnt)).is_err() {
-                let _ = HostExecutor.run(&Cmd::new("umount").arg("-l").arg(&mnt));
-            }
-        }
-        let mut left = Vec::new();
-        for _ in 0..50 {
-            left = loop_devices_of(&self.img, &HostExecutor).unwrap_or_default();
-            if left.is_empty() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        for dev in &left {
-            let _ = HostExecutor.run(&Cmd::new("losetup").arg("-d").arg(dev));
-        }
-        if !std::thread::panicking() {
-            assert!(mounts_under(self.dir.path()).is_empty());
-            assert!(left.is_empty(), "loop devices stayed attached: {left:?}");
-        }
-    }
-}
+/// Tools the tier-1 harness checks for besides btrfs-progs and mount.
+const TIER1_TOOLS: &[(&str, &str)] = &[("cp", "coreutils"), ("tar", "tar")];
 
 fn dir_storage() -> (tempfile::TempDir, DirStorage) {
     require_tier1();
