@@ -837,9 +837,19 @@ impl Storage for BtrfsStorage {
             // Snapshots of a workload stay charged to it (see the module docs).
             cmd = cmd.args(["-i", g.as_str()]);
         }
-        self.run(cmd.arg(&src).arg(&dst))?;
+        // The metadata (creation time) is written before the snapshot appears, so a listing
+        // running concurrently never sees a snapshot without its time.
+        let provisional = SnapMeta::now(None);
+        write_snap_meta(&dir, label, &provisional)?;
+        if let Err(e) = self.run(cmd.arg(&src).arg(&dst)) {
+            let _ = remove_file_if_exists(&snapshot_meta_path(&dir, label));
+            return Err(e);
+        }
         let recorded = self.subvol_id(&dst).and_then(|sid| {
-            let meta = SnapMeta::now(Some(sid));
+            let meta = SnapMeta {
+                subvol_id: Some(sid),
+                ..provisional
+            };
             write_snap_meta(&dir, label, &meta).map(|()| meta)
         });
         match recorded {

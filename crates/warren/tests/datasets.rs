@@ -229,11 +229,33 @@ fn retention_keeps_exactly_keep_automatic_snapshots() {
             .matches("deleted")
             .count();
         if pruned >= 1 {
+            // Read again after the pruning event: exactly `keep` automatic snapshots remain.
+            let snaps = snapshots(&d, "r", false);
+            let autos = snaps.iter().filter(|s| s["automatic"] == true).count();
             assert_eq!(autos, 2, "{snaps:#?}");
+            let times: Vec<u64> = snaps
+                .iter()
+                .map(|s| s["created_at"].as_u64().unwrap())
+                .collect();
+            assert!(
+                times.windows(2).all(|w| w[0] <= w[1]),
+                "not oldest first: {snaps:#?}"
+            );
+            let auto_labels: Vec<String> = labels(&snaps)
+                .into_iter()
+                .filter(|l| l.starts_with("auto-"))
+                .collect();
+            let mut sorted = auto_labels.clone();
+            sorted.sort();
+            assert_eq!(
+                auto_labels, sorted,
+                "the newest automatic snapshots were not the ones kept"
+            );
             assert!(labels(&snaps).contains(&"manual".to_string()));
             break;
         }
-        assert!(autos <= 2, "more than keep automatic snapshots: {snaps:#?}");
+        // A new automatic snapshot exists for a moment before the oldest is pruned.
+        assert!(autos <= 3, "retention is not pruning: {snaps:#?}");
         assert!(
             Instant::now() < deadline,
             "no automatic snapshot was pruned: {snaps:#?}"
