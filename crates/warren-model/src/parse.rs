@@ -378,6 +378,36 @@ impl Walker<'_> {
         self.error(value.span().start, path, message);
     }
 
+    /// The common start of a `[what.NAME]` table: records its position, checks NAME as a DNS
+    /// label and requires a table. Returns the path, the diagnostic count before it (so the
+    /// caller can tell whether this entry added errors) and the table.
+    fn named_table<'v, 'i>(
+        &mut self,
+        parent: &Path,
+        name_key: &Key<'_>,
+        body: &'v Value<'i>,
+        what: &str,
+    ) -> Option<(Path, usize, &'v DeTable<'i>)> {
+        let name: &str = name_key.get_ref();
+        let path = parent.key(name);
+        self.record(&path, name_key, body);
+        let errors_before = self.diagnostics.len();
+        if let Err(reason) = check_dns_label(name) {
+            self.error(
+                name_key.span().start,
+                &path,
+                format!("invalid {what} name: {reason}"),
+            );
+        }
+        let hint = if matches!(body.get_ref(), DeValue::Array(_)) {
+            format!("; write `[{path}]`, not `[[{path}]]`")
+        } else {
+            String::new()
+        };
+        let table = self.table(&path, body, &hint)?;
+        Some((path, errors_before, table))
+    }
+
     fn table<'v, 'i>(
         &mut self,
         path: &Path,
@@ -527,22 +557,7 @@ impl Walker<'_> {
         body: &Value<'_>,
     ) -> Option<VolumeSpec> {
         let name: &str = name_key.get_ref();
-        let path = parent.key(name);
-        self.record(&path, name_key, body);
-        let errors_before = self.diagnostics.len();
-        if let Err(reason) = check_dns_label(name) {
-            self.error(
-                name_key.span().start,
-                &path,
-                format!("invalid volume name: {reason}"),
-            );
-        }
-        let hint = if matches!(body.get_ref(), DeValue::Array(_)) {
-            format!("; write `[{path}]`, not `[[{path}]]`")
-        } else {
-            String::new()
-        };
-        let table = self.table(&path, body, &hint)?;
+        let (path, errors_before, table) = self.named_table(parent, name_key, body, "volume")?;
         let mut spec = VolumeSpec {
             name: name.to_string(),
             size: None,
@@ -568,22 +583,7 @@ impl Walker<'_> {
         body: &Value<'_>,
     ) -> Option<WorkloadSpec> {
         let name: &str = name_key.get_ref();
-        let path = parent.key(name);
-        self.record(&path, name_key, body);
-        let errors_before = self.diagnostics.len();
-        if let Err(reason) = check_dns_label(name) {
-            self.error(
-                name_key.span().start,
-                &path,
-                format!("invalid workload name: {reason}"),
-            );
-        }
-        let hint = if matches!(body.get_ref(), DeValue::Array(_)) {
-            format!("; write `[{path}]`, not `[[{path}]]`")
-        } else {
-            String::new()
-        };
-        let table = self.table(&path, body, &hint)?;
+        let (path, errors_before, table) = self.named_table(parent, name_key, body, "workload")?;
 
         let mut spec = WorkloadSpec::new(name, Source::World(String::new()));
         // (key offset, source) for each of `world` and `image` present, valid or not.

@@ -399,19 +399,7 @@ pub(crate) fn stream_out(
     out: &mut dyn io::Write,
 ) -> Result<()> {
     use std::process::Stdio;
-    let argv = argv_string(program, args);
-    let mut cmd = warren_exec::std_command(program)?;
-    cmd.args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd
-        .spawn()
-        .map_err(|source| warren_exec::ExecError::Spawn {
-            argv: argv.clone(),
-            source,
-        })?;
-    let stderr = collect_stderr(&mut child);
+    let (argv, mut child, stderr) = spawn_piped(program, args, Stdio::null(), Stdio::piped())?;
     let mut stdout = child.stdout.take().expect("piped stdout");
     let copied = io::copy(&mut stdout, out);
     drop(stdout);
@@ -437,19 +425,7 @@ pub(crate) fn stream_in(
     watch: &mut dyn FnMut(&[u8]) -> std::result::Result<(), String>,
 ) -> Result<()> {
     use std::process::Stdio;
-    let argv = argv_string(program, args);
-    let mut cmd = warren_exec::std_command(program)?;
-    cmd.args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let mut child = cmd
-        .spawn()
-        .map_err(|source| warren_exec::ExecError::Spawn {
-            argv: argv.clone(),
-            source,
-        })?;
-    let stderr = collect_stderr(&mut child);
+    let (argv, mut child, stderr) = spawn_piped(program, args, Stdio::piped(), Stdio::null())?;
     let mut stdin = child.stdin.take().expect("piped stdin");
     let mut buf = vec![0u8; 256 << 10];
     let mut pending: Vec<u8> = head.to_vec();
@@ -490,6 +466,30 @@ fn argv_string(program: &str, args: &[&std::ffi::OsStr]) -> String {
         s.push_str(&a.to_string_lossy());
     }
     s
+}
+
+/// Starts `program args` with the given stdin and stdout and a collected stderr; returns the
+/// argv string for errors, the child and the stderr collector.
+fn spawn_piped(
+    program: &str,
+    args: &[&std::ffi::OsStr],
+    stdin: std::process::Stdio,
+    stdout: std::process::Stdio,
+) -> Result<(String, std::process::Child, std::thread::JoinHandle<String>)> {
+    let argv = argv_string(program, args);
+    let mut cmd = warren_exec::std_command(program)?;
+    cmd.args(args)
+        .stdin(stdin)
+        .stdout(stdout)
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .map_err(|source| warren_exec::ExecError::Spawn {
+            argv: argv.clone(),
+            source,
+        })?;
+    let stderr = collect_stderr(&mut child);
+    Ok((argv, child, stderr))
 }
 
 fn collect_stderr(child: &mut std::process::Child) -> std::thread::JoinHandle<String> {
