@@ -2,8 +2,9 @@
 //!
 //! This crate owns everything about *desired state* that can be decided without touching the
 //! machine: the workload spec types ([`spec`]), the `warren.toml` parser and validator with
-//! file:line:column diagnostics ([`parse`]), the spec hash used for drift detection, and the pure
-//! reconciliation planner ([`plan`]).
+//! file:line:column diagnostics ([`parse`]), the published-port syntax and conflict checks
+//! ([`ports`]), the spec hash used for drift detection, and the pure reconciliation planner
+//! ([`plan`]).
 //!
 //! Invariant: nothing in this crate performs I/O (no filesystem, no processes, no clock). Time is
 //! an input to the planner, never read by it.
@@ -11,7 +12,9 @@
 pub mod names;
 pub mod parse;
 pub mod plan;
+pub mod ports;
 pub mod spec;
 
 pub use parse::{parse_spec, Diagnostic, Parsed, SpecError};
+pub use ports::{PortMapping, Proto};
 pub use spec::*;

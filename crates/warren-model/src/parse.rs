@@ -23,10 +23,19 @@
 //! resources = { memory = "256M", cpus = 0.5, pids = 100, disk = "2G" }
 //! volumes = ["media:/srv/media:ro", "cache:/var/cache"]   # VOLUME:/PATH[:ro|:rw], default rw
 //! snapshots = { every = "30m", keep = 10 }                # automatic snapshots of its datasets
+//! network = "bridge"            # bridge | host | none
+//! ports = ["8080:80/tcp", "127.0.0.1:5353:53/udp"]        # [HOST_IP:]HOST_PORT:PORT[/PROTO]
+//! domains = ["web.home.arpa", "*.apps.home.arpa"]         # ingress route to this workload...
+//! port = 8080                   # ...to this workload port (required with `domains`)
+//! path = "/"                    # path prefix, "/" by default
+//! websocket = false
+//! max_body = "50M"              # request body limit; 0 = unlimited; default nginx's
+//! tls = "local"                 # none | local | { cert = "/abs/cert.pem", key = "/abs/key.pem" }
 //!
 //! [volume.media]                # the key is the volume name (a DNS label)
 //! size = "10G"                  # optional size limit, same units as memory
 //! snapshots = { every = "6h", keep = 5 }
+//! site = { domains = ["media.home.arpa"], path = "/", autoindex = true, tls = "local" }
 //! ```
 //!
 //! Sizes (`memory`, `disk`, `size`) are a number of bytes or a string with a unit (`"256M"`,
@@ -40,6 +49,18 @@
 //! volume has at most one read-write mount across all workloads (one writer at a time;
 //! read-only mounts are unlimited). When two workloads mount a volume read-write, the one later
 //! in name order is reported.
+//!
+//! Networking: `ports` (see [`crate::ports`] for the syntax) need `network = "bridge"` (the
+//! default); no two mappings of the file may claim the same host port, address and protocol.
+//! Ingress: `domains` are lowercase DNS names of at least two labels, optionally with a leading
+//! `*.` wildcard label, none listed twice; a workload with `domains` needs `port` (the workload
+//! port the ingress proxies to) and a network other than `none`, and `port`, `path`,
+//! `websocket`, `max_body` and `tls` mean nothing without `domains`. A `path` starts with `/`
+//! and has no whitespace, none of `;{}'"\` and no `..` segment; `tls` files are absolute paths.
+//! A volume's `site` serves its files under the same rules (its `domains` are required). One
+//! domain and path are routed to one workload or site only. For both file-wide checks the claim
+//! later in the file is reported, naming the earlier one. The workload name `warren-ingress` is
+//! reserved for warren's own routing workload.
 //!
 //! A successful parse returns a [`Parsed`], which keeps the position of every field so that
 //! later checks (host support for a kind, port conflicts, ...) can report `file:line:column`
@@ -56,9 +77,10 @@ mod values;
 pub use position::line_column;
 
 use crate::names::check_dns_label;
+use crate::ports::{conflicts, PortMapping};
 use crate::spec::{
-    DesiredState, Kind, RestartPolicy, SnapshotPolicy, Source, SpecFile, VolumeMount, VolumeSpec,
-    WorkloadSpec,
+    DesiredState, Kind, NetworkMode, RestartPolicy, SiteSpec, SnapshotPolicy, Source, SpecFile,
+    TlsChoice, VolumeMount, VolumeSpec, WorkloadSpec,
 };
 use position::LineIndex;
 use std::collections::{BTreeMap, BTreeSet};
@@ -167,6 +189,8 @@ pub fn parse_spec(text: &str, file: &str) -> Result<Parsed, SpecError> {
         diagnostics: Vec::new(),
         locations: BTreeMap::new(),
         mounts: Vec::new(),
+        routes: Vec::new(),
+        published: Vec::new(),
     };
     let spec = walker.root(root.get_ref());
     if walker.diagnostics.is_empty() {
@@ -263,6 +287,8 @@ impl fmt::Display for Path {
 }
 
 type Key<'i> = Spanned<DeString<'i>>;
+/// A well-formed array element: its path, its offset and its value.
+type Element<T> = (Path, usize, T);
 type Value<'i> = Spanned<DeValue<'i>>;
 
 const TOP_KEYS: &[&str] = &["workload", "volume"];
@@ -281,10 +307,29 @@ const WORKLOAD_KEYS: &[&str] = &[
     "resources",
     "volumes",
     "snapshots",
+    "network",
+    "ports",
+    "domains",
+    "port",
+    "path",
+    "websocket",
+    "max_body",
+    "tls",
 ];
 const RESOURCE_KEYS: &[&str] = &["memory", "cpus", "pids", "disk"];
-const VOLUME_KEYS: &[&str] = &["size", "snapshots"];
+const VOLUME_KEYS: &[&str] = &["size", "snapshots", "site"];
 const SNAPSHOT_KEYS: &[&str] = &["every", "keep"];
+const SITE_KEYS: &[&str] = &["domains", "path", "autoindex", "tls"];
+const TLS_KEYS: &[&str] = &["cert", "key"];
+const NETWORKS: &[(&str, NetworkMode)] = &[
+    ("bridge", NetworkMode::Bridge),
+    ("host", NetworkMode::Host),
+    ("none", NetworkMode::None),
+];
+/// The name of the workload warren itself runs for the ingress.
+const RESERVED_WORKLOAD: &str = "warren-ingress";
+const TLS_EXAMPLE: &str =
+    r#"tls = { cert = "/etc/warren/tls/site.pem", key = "/etc/warren/tls/site.key" }"#;
 const KINDS: &[(&str, Kind)] = &[
     ("container", Kind::Container),
     ("jail", Kind::Jail),
@@ -324,6 +369,25 @@ struct MountUse {
     mount: VolumeMount,
 }
 
+/// One well-formed domain of a workload route or volume site, for the file-wide check that no
+/// domain and path is claimed twice.
+struct RouteUse {
+    /// `workload "git"` or `volume "www"`.
+    owner: String,
+    domain: String,
+    route_path: String,
+    path: Path,
+    offset: usize,
+}
+
+/// One well-formed published port, for the file-wide conflict check.
+struct PortUse {
+    workload: String,
+    mapping: PortMapping,
+    path: Path,
+    offset: usize,
+}
+
 /// Walks the TOML tree, building the spec and collecting diagnostics and locations.
 struct Walker<'t> {
     lines: LineIndex<'t>,
@@ -332,6 +396,10 @@ struct Walker<'t> {
     locations: BTreeMap<String, (usize, usize)>,
     /// Every well-formed mount of every workload, in file order.
     mounts: Vec<MountUse>,
+    /// Every well-formed routed domain of every workload and site.
+    routes: Vec<RouteUse>,
+    /// Every well-formed published port of every workload.
+    published: Vec<PortUse>,
 }
 
 impl Walker<'_> {
@@ -508,7 +576,68 @@ impl Walker<'_> {
             }
         }
         self.check_mounts(declared.as_ref());
+        self.check_routes();
+        self.check_published();
         spec
+    }
+
+    /// No domain and path is routed twice across workloads and sites: the claim later in the
+    /// file is reported, naming the earlier one.
+    fn check_routes(&mut self) {
+        let mut routes = std::mem::take(&mut self.routes);
+        routes.sort_by_key(|r| r.offset);
+        let mut claimed: BTreeMap<(&str, &str), &str> = BTreeMap::new();
+        for r in &routes {
+            let key = (r.domain.as_str(), r.route_path.as_str());
+            match claimed.get(&key) {
+                Some(owner) if *owner != r.owner => self.error(
+                    r.offset,
+                    &r.path,
+                    format!(
+                        "domain {:?} (path {:?}) is already routed to {owner}",
+                        r.domain, r.route_path
+                    ),
+                ),
+                Some(_) => {}
+                None => {
+                    claimed.insert(key, &r.owner);
+                }
+            }
+        }
+    }
+
+    /// No host port is published by two workloads: the mapping later in the file is reported,
+    /// naming the earlier workload and both mappings.
+    fn check_published(&mut self) {
+        let mut published = std::mem::take(&mut self.published);
+        published.sort_by_key(|p| p.offset);
+        let all: Vec<(&str, PortMapping)> = published
+            .iter()
+            .map(|p| (p.workload.as_str(), p.mapping))
+            .collect();
+        let mut reported = BTreeSet::new();
+        for c in conflicts(&all) {
+            // A workload's own mappings never overlap (that is refused earlier), so the
+            // workload and mapping name one entry.
+            let Some(i) = published
+                .iter()
+                .position(|p| p.workload == c.second && p.mapping == c.second_mapping)
+            else {
+                continue;
+            };
+            if !reported.insert(i) {
+                continue;
+            }
+            let p = &published[i];
+            self.error(
+                p.offset,
+                &p.path,
+                format!(
+                    "host port {}/{} ({}) is already published by workload {:?} ({})",
+                    p.mapping.host_port, p.mapping.proto, p.mapping, c.first, c.first_mapping
+                ),
+            );
+        }
     }
 
     /// The checks that need every workload and volume: each mounted volume is declared, and
@@ -562,6 +691,7 @@ impl Walker<'_> {
             name: name.to_string(),
             size: None,
             snapshots: None,
+            site: None,
         };
         for (key, value) in table.iter() {
             let field: &str = key.get_ref();
@@ -570,6 +700,7 @@ impl Walker<'_> {
             match field {
                 "size" => spec.size = self.bytes(&fpath, value, values::MIN_DISK),
                 "snapshots" => spec.snapshots = self.snapshots(&fpath, key, value),
+                "site" => spec.site = self.site(&fpath, key, value, name),
                 _ => self.unknown_key(key, &fpath, VOLUME_KEYS),
             }
         }
@@ -584,8 +715,22 @@ impl Walker<'_> {
     ) -> Option<WorkloadSpec> {
         let name: &str = name_key.get_ref();
         let (path, errors_before, table) = self.named_table(parent, name_key, body, "workload")?;
+        if name == RESERVED_WORKLOAD {
+            self.error(
+                name_key.span().start,
+                &path,
+                format!("the name {name:?} is reserved for warren's routing workload"),
+            );
+        }
 
         let mut spec = WorkloadSpec::new(name, Source::World(String::new()));
+        // Networking and ingress fields, checked against each other after the loop:
+        // (key offset, well-formed elements) for `ports` and `domains`, key offsets of the
+        // route-only keys present, and whether `path` was well-formed.
+        let mut ports: Option<(usize, Vec<Element<PortMapping>>)> = None;
+        let mut domains: Option<(usize, Vec<Element<String>>)> = None;
+        let mut route_keys: Vec<(usize, &str)> = Vec::new();
+        let mut route_path_ok = true;
         // (key offset, source) for each of `world` and `image` present, valid or not.
         let mut sources: Vec<(usize, &str, Option<Source>)> = Vec::new();
         // Well-formed mounts: (element path, element offset, mount).
@@ -647,7 +792,123 @@ impl Walker<'_> {
                 "resources" => self.resources(&fpath, value, &mut spec),
                 "volumes" => mounts = self.volume_mounts(&fpath, value),
                 "snapshots" => spec.snapshots = self.snapshots(&fpath, key, value),
+                "network" => {
+                    if let Some(n) = self.one_of(&fpath, value, NETWORKS) {
+                        spec.network = n;
+                    }
+                }
+                "ports" => ports = Some((key.span().start, self.ports(&fpath, value))),
+                "domains" => {
+                    domains = Some((key.span().start, self.domains(&fpath, value)));
+                }
+                "port" => {
+                    route_keys.push((key.span().start, "port"));
+                    spec.route.port = self.route_port(&fpath, value);
+                }
+                "path" => {
+                    route_keys.push((key.span().start, "path"));
+                    match self.checked_string(&fpath, value, values::check_route_path) {
+                        Some(p) => spec.route.path = p,
+                        None => route_path_ok = false,
+                    }
+                }
+                "websocket" => {
+                    route_keys.push((key.span().start, "websocket"));
+                    if let Some(b) = self.boolean(&fpath, value) {
+                        spec.route.websocket = b;
+                    }
+                }
+                "max_body" => {
+                    route_keys.push((key.span().start, "max_body"));
+                    spec.route.max_body = self.bytes(&fpath, value, 0);
+                }
+                "tls" => {
+                    route_keys.push((key.span().start, "tls"));
+                    if let Some(t) = self.tls(&fpath, key, value) {
+                        spec.route.tls = t;
+                    }
+                }
                 _ => self.unknown_key(key, &fpath, WORKLOAD_KEYS),
+            }
+        }
+
+        // Published ports need the bridge; `network` may come after `ports`.
+        if let Some((offset, mappings)) = ports {
+            let refusal = match spec.network {
+                NetworkMode::Bridge => None,
+                NetworkMode::Host => Some(
+                    "ports need network = \"bridge\"; with network = \"host\" the workload's \
+                     own sockets are already on the host",
+                ),
+                NetworkMode::None => Some(
+                    "ports need network = \"bridge\"; with network = \"none\" the workload has \
+                     no network to publish",
+                ),
+            };
+            match refusal {
+                Some(reason) if !mappings.is_empty() => {
+                    self.error(offset, &path.key("ports"), reason);
+                }
+                _ => {
+                    for (ppath, at, mapping) in mappings {
+                        spec.ports.push(mapping);
+                        self.published.push(PortUse {
+                            workload: name.to_string(),
+                            mapping,
+                            path: ppath,
+                            offset: at,
+                        });
+                    }
+                }
+            }
+        }
+
+        // The route: `domains` needs `port`, and the route-only keys need `domains`.
+        match domains {
+            Some((offset, names)) => {
+                let dpath = path.key("domains");
+                if spec.network == NetworkMode::None {
+                    self.error(
+                        offset,
+                        &dpath,
+                        "the ingress cannot reach a workload with network = \"none\"; \
+                         use \"bridge\" or \"host\"",
+                    );
+                }
+                if !route_keys.iter().any(|(_, k)| *k == "port") {
+                    self.error(
+                        offset,
+                        &dpath,
+                        "`domains` needs `port`, the workload port to route to",
+                    );
+                }
+                for (dpath, at, domain) in names {
+                    spec.route.domains.push(domain.clone());
+                    if route_path_ok {
+                        self.routes.push(RouteUse {
+                            owner: format!("workload {name:?}"),
+                            domain,
+                            route_path: spec.route.path.clone(),
+                            path: dpath,
+                            offset: at,
+                        });
+                    }
+                }
+            }
+            None => {
+                for (offset, key) in route_keys {
+                    let hint = if key == "port" {
+                        "; it is the workload port the ingress routes to (publish host ports with \
+                         `ports`)"
+                    } else {
+                        ""
+                    };
+                    self.error(
+                        offset,
+                        &path.key(key),
+                        format!("`{key}` is only meaningful with `domains`{hint}"),
+                    );
+                }
             }
         }
 
@@ -708,6 +969,278 @@ impl Walker<'_> {
             }
         }
         (self.diagnostics.len() == errors_before).then_some(spec)
+    }
+
+    fn boolean(&mut self, path: &Path, value: &Value<'_>) -> Option<bool> {
+        match value.get_ref() {
+            DeValue::Boolean(b) => Some(*b),
+            _ => {
+                self.wrong_type(path, value, "true or false", "");
+                None
+            }
+        }
+    }
+
+    /// The `ports` array: each element a mapping, no two of them overlapping. Returns the
+    /// well-formed mappings with their element paths and offsets.
+    fn ports(&mut self, path: &Path, value: &Value<'_>) -> Vec<Element<PortMapping>> {
+        let items = match value.get_ref() {
+            DeValue::Array(items) => items,
+            _ => {
+                self.wrong_type(
+                    path,
+                    value,
+                    "an array of port mappings",
+                    r#"; e.g. ports = ["8080:80/tcp"]"#,
+                );
+                return Vec::new();
+            }
+        };
+        let mut out: Vec<Element<PortMapping>> = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let ipath = path.index(i);
+            self.record_element(&ipath, item);
+            let at = item.span().start;
+            let DeValue::String(text) = item.get_ref() else {
+                self.wrong_type(&ipath, item, "a string", r#"; e.g. "8080:80/tcp""#);
+                continue;
+            };
+            let mapping = match PortMapping::parse(text) {
+                Ok(m) => m,
+                Err(e) => {
+                    self.error(at, &ipath, e);
+                    continue;
+                }
+            };
+            if let Some((epath, _, earlier)) = out.iter().find(|(_, _, m)| m.overlaps(&mapping)) {
+                let message = format!(
+                    "host port {}/{} ({mapping}) is already published by {epath} ({earlier})",
+                    mapping.host_port, mapping.proto
+                );
+                self.error(at, &ipath, message);
+                continue;
+            }
+            out.push((ipath, at, mapping));
+        }
+        out
+    }
+
+    /// A `domains` array: DNS names (see [`values::check_domain`]), at least one, none twice.
+    /// Returns the well-formed domains with their element paths and offsets.
+    fn domains(&mut self, path: &Path, value: &Value<'_>) -> Vec<Element<String>> {
+        let items = match value.get_ref() {
+            DeValue::Array(items) => items,
+            DeValue::String(_) => {
+                self.wrong_type(
+                    path,
+                    value,
+                    "an array of domain names",
+                    r#"; use an array, e.g. domains = ["git.home.arpa"]"#,
+                );
+                return Vec::new();
+            }
+            _ => {
+                self.wrong_type(
+                    path,
+                    value,
+                    "an array of domain names",
+                    r#"; e.g. domains = ["git.home.arpa"]"#,
+                );
+                return Vec::new();
+            }
+        };
+        if items.is_empty() {
+            self.error(
+                value.span().start,
+                path,
+                r#"must list at least one domain, e.g. domains = ["git.home.arpa"]"#,
+            );
+        }
+        let mut out: Vec<Element<String>> = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let ipath = path.index(i);
+            self.record_element(&ipath, item);
+            let at = item.span().start;
+            let Some(domain) = self.checked_string(&ipath, item, values::check_domain) else {
+                continue;
+            };
+            if let Some((epath, _, _)) = out.iter().find(|(_, _, d)| *d == domain) {
+                let message = format!("domain {domain:?} is already listed at {epath}");
+                self.error(at, &ipath, message);
+                continue;
+            }
+            out.push((ipath, at, domain));
+        }
+        out
+    }
+
+    /// The workload port a route targets: 1 to 65535.
+    fn route_port(&mut self, path: &Path, value: &Value<'_>) -> Option<u16> {
+        let at = value.span().start;
+        let DeValue::Integer(i) = value.get_ref() else {
+            self.wrong_type(path, value, "a port number", "; e.g. port = 3000");
+            return None;
+        };
+        match integer(i) {
+            Some(n) if (1..=65535).contains(&n) => u16::try_from(n).ok(),
+            Some(n) => {
+                self.error(at, path, format!("must be between 1 and 65535, found {n}"));
+                None
+            }
+            None => {
+                self.error(at, path, "integer out of range");
+                None
+            }
+        }
+    }
+
+    /// `tls = "none" | "local"`, or a table of the operator's own `cert` and `key` files.
+    fn tls(&mut self, path: &Path, key: &Key<'_>, value: &Value<'_>) -> Option<TlsChoice> {
+        let at = value.span().start;
+        let table = match value.get_ref() {
+            DeValue::String(s) => {
+                let s: &str = s.as_ref();
+                return match s {
+                    "none" => Some(TlsChoice::None),
+                    "local" => Some(TlsChoice::Local),
+                    _ => {
+                        let message = match suggest::did_you_mean(s, &["none", "local"]) {
+                            Some(close) => format!("unknown value {s:?}; did you mean {close:?}?"),
+                            None => format!(
+                                "unknown value {s:?}; expected \"none\", \"local\" or a table \
+                                 such as {TLS_EXAMPLE}"
+                            ),
+                        };
+                        self.error(at, path, message);
+                        None
+                    }
+                };
+            }
+            DeValue::Table(t) => t,
+            _ => {
+                self.wrong_type(
+                    path,
+                    value,
+                    r#""none", "local" or a table { cert, key }"#,
+                    "",
+                );
+                return None;
+            }
+        };
+        let errors_before = self.diagnostics.len();
+        let (mut cert, mut key_file) = (None, None);
+        let (mut has_cert, mut has_key, mut misspelled) = (false, false, false);
+        for (k, v) in table.iter() {
+            let field: &str = k.get_ref();
+            let tpath = path.key(field);
+            self.record(&tpath, k, v);
+            match field {
+                "cert" => {
+                    has_cert = true;
+                    cert = self.checked_string(&tpath, v, values::check_tls_file);
+                }
+                "key" => {
+                    has_key = true;
+                    key_file = self.checked_string(&tpath, v, values::check_tls_file);
+                }
+                _ => {
+                    self.unknown_key(k, &tpath, TLS_KEYS);
+                    misspelled = true;
+                }
+            }
+        }
+        // An unknown key is most likely the missing one misspelled; it is reported already.
+        let missing = match (has_cert, has_key) {
+            (true, true) => None,
+            _ if misspelled => None,
+            (false, true) => Some("`cert`"),
+            (true, false) => Some("`key`"),
+            (false, false) => Some("`cert` and `key`"),
+        };
+        if let Some(missing) = missing {
+            self.error(
+                key.span().start,
+                path,
+                format!("missing {missing}; e.g. {TLS_EXAMPLE}"),
+            );
+        }
+        if self.diagnostics.len() != errors_before {
+            return None;
+        }
+        Some(TlsChoice::Files {
+            cert: cert?,
+            key: key_file?,
+        })
+    }
+
+    /// A volume's `site` table: `domains` (required), `path`, `autoindex` and `tls`.
+    fn site(
+        &mut self,
+        path: &Path,
+        key: &Key<'_>,
+        value: &Value<'_>,
+        volume: &str,
+    ) -> Option<SiteSpec> {
+        let table = self.table(
+            path,
+            value,
+            r#"; e.g. site = { domains = ["www.home.arpa"], autoindex = true }"#,
+        )?;
+        let errors_before = self.diagnostics.len();
+        let mut site = SiteSpec::default();
+        let mut domains: Option<Vec<Element<String>>> = None;
+        let mut path_ok = true;
+        let mut misspelled = false;
+        for (k, v) in table.iter() {
+            let field: &str = k.get_ref();
+            let spath = path.key(field);
+            self.record(&spath, k, v);
+            match field {
+                "domains" => domains = Some(self.domains(&spath, v)),
+                "path" => match self.checked_string(&spath, v, values::check_route_path) {
+                    Some(p) => site.path = p,
+                    None => path_ok = false,
+                },
+                "autoindex" => {
+                    if let Some(b) = self.boolean(&spath, v) {
+                        site.autoindex = b;
+                    }
+                }
+                "tls" => {
+                    if let Some(t) = self.tls(&spath, k, v) {
+                        site.tls = t;
+                    }
+                }
+                _ => {
+                    self.unknown_key(k, &spath, SITE_KEYS);
+                    misspelled = true;
+                }
+            }
+        }
+        match domains {
+            Some(names) => {
+                for (dpath, at, domain) in names {
+                    site.domains.push(domain.clone());
+                    if path_ok {
+                        self.routes.push(RouteUse {
+                            owner: format!("volume {volume:?}"),
+                            domain,
+                            route_path: site.path.clone(),
+                            path: dpath,
+                            offset: at,
+                        });
+                    }
+                }
+            }
+            // A misspelled key is most likely `domains`; it is reported already.
+            None if misspelled => {}
+            None => self.error(
+                key.span().start,
+                path,
+                r#"missing `domains`; e.g. site = { domains = ["www.home.arpa"] }"#,
+            ),
+        }
+        (self.diagnostics.len() == errors_before).then_some(site)
     }
 
     fn command(&mut self, path: &Path, value: &Value<'_>) -> Option<Vec<String>> {

@@ -3,8 +3,13 @@
 //! These types are the validated form of a `warren.toml` (see [`crate::parse`]). They serialize
 //! to JSON for the store and the API; [`WorkloadSpec::hash`] is the drift key: it covers every
 //! field that shapes the running container and nothing else (`state` and `restart` change what
-//! the reconciler does, not the container itself).
+//! the reconciler does, `ports` and `route` change the host's nftables rules and the ingress
+//! proxy, not the container itself).
+//!
+//! Fields added after the first release are skipped when they hold their default, so stored
+//! specs and their hashes stay the same until an operator uses the new field.
 
+use crate::ports::PortMapping;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -67,6 +72,119 @@ impl DesiredState {
     }
 }
 
+/// How the workload is networked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkMode {
+    /// Its own network namespace on warren's bridge, with an address from the bridge subnet.
+    #[default]
+    Bridge,
+    /// The host's network namespace: its sockets are the host's.
+    Host,
+    /// Its own network namespace with only loopback.
+    None,
+}
+
+impl NetworkMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NetworkMode::Bridge => "bridge",
+            NetworkMode::Host => "host",
+            NetworkMode::None => "none",
+        }
+    }
+
+    /// Whether this is the default ([`NetworkMode::Bridge`]), which is left out of the JSON.
+    pub fn is_default(&self) -> bool {
+        *self == NetworkMode::default()
+    }
+}
+
+/// TLS choice of a workload's ingress routes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsChoice {
+    /// Plain HTTP.
+    #[default]
+    None,
+    /// A certificate issued by warren's local certificate authority.
+    Local,
+    /// A certificate and key the operator provides (absolute paths on the host).
+    Files { cert: String, key: String },
+}
+
+/// The path prefix of a route or site when none is given.
+pub fn default_route_path() -> String {
+    "/".to_string()
+}
+
+/// How the ingress reaches the workload: `domains` routed to `port`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Hash)]
+pub struct RouteSpec {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub domains: Vec<String>,
+    /// The workload port the ingress proxies to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// Path prefix, "/" by default.
+    #[serde(default = "default_route_path")]
+    pub path: String,
+    #[serde(default)]
+    pub websocket: bool,
+    /// client_max_body_size in bytes; 0 = unlimited; None = nginx default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_body: Option<u64>,
+    #[serde(default)]
+    pub tls: TlsChoice,
+}
+
+impl Default for RouteSpec {
+    /// No domains, path "/".
+    fn default() -> Self {
+        RouteSpec {
+            domains: Vec::new(),
+            port: None,
+            path: default_route_path(),
+            websocket: false,
+            max_body: None,
+            tls: TlsChoice::None,
+        }
+    }
+}
+
+impl RouteSpec {
+    /// Whether the workload is not routed at all (it has no domains).
+    pub fn is_empty(&self) -> bool {
+        self.domains.is_empty()
+    }
+}
+
+/// Serve the volume's files over the ingress.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Hash)]
+pub struct SiteSpec {
+    pub domains: Vec<String>,
+    /// Path prefix, "/" by default.
+    #[serde(default = "default_route_path")]
+    pub path: String,
+    /// List directories that have no index file.
+    #[serde(default)]
+    pub autoindex: bool,
+    #[serde(default)]
+    pub tls: TlsChoice,
+}
+
+impl Default for SiteSpec {
+    /// No domains, path "/".
+    fn default() -> Self {
+        SiteSpec {
+            domains: Vec::new(),
+            path: default_route_path(),
+            autoindex: false,
+            tls: TlsChoice::None,
+        }
+    }
+}
+
 /// Where a workload's root filesystem comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Hash)]
 #[serde(rename_all = "lowercase")]
@@ -119,6 +237,9 @@ pub struct VolumeSpec {
     pub size: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshots: Option<SnapshotPolicy>,
+    /// Serve the volume's files over the ingress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site: Option<SiteSpec>,
 }
 
 /// One workload as declared. `name` is a validated DNS label.
@@ -155,6 +276,15 @@ pub struct WorkloadSpec {
     /// Automatic snapshots of the workload's datasets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshots: Option<SnapshotPolicy>,
+    /// How the workload is networked (left out of the JSON when it is the default, bridge).
+    #[serde(default, skip_serializing_if = "NetworkMode::is_default")]
+    pub network: NetworkMode,
+    /// Host ports published to the workload (bridge network only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<PortMapping>,
+    /// The ingress route to the workload.
+    #[serde(default, skip_serializing_if = "RouteSpec::is_empty")]
+    pub route: RouteSpec,
 }
 
 pub fn default_data_path() -> String {
@@ -179,16 +309,23 @@ impl WorkloadSpec {
             data_path: default_data_path(),
             volumes: Vec::new(),
             snapshots: None,
+            network: NetworkMode::Bridge,
+            ports: Vec::new(),
+            route: RouteSpec::default(),
         }
     }
 
     /// The drift key: sha256 over the canonical JSON of every field that shapes the container.
-    /// Changing `state`, `restart` or the snapshot schedule does not change the hash.
+    /// Changing `state`, `restart`, the snapshot schedule, `ports` or `route` does not change
+    /// the hash; changing `network` does. A spec with the default network hashes as it did
+    /// before networking existed (the field is left out of the JSON).
     pub fn hash(&self) -> String {
         let mut shape = self.clone();
         shape.state = DesiredState::Running;
         shape.restart = RestartPolicy::Always;
         shape.snapshots = None;
+        shape.ports = Vec::new();
+        shape.route = RouteSpec::default();
         // serde_json over BTreeMaps and plain structs is deterministic.
         let json = serde_json::to_vec(&shape).expect("spec serializes");
         let digest = Sha256::digest(&json);
@@ -207,4 +344,122 @@ pub struct SpecFile {
     pub workloads: BTreeMap<String, WorkloadSpec>,
     #[serde(default)]
     pub volumes: BTreeMap<String, VolumeSpec>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The spec whose hash is pinned below.
+    fn sample() -> WorkloadSpec {
+        let mut w = WorkloadSpec::new("web", Source::World("host".into()));
+        w.command = vec!["python3".into(), "-m".into(), "http.server".into()];
+        w.env.insert("PORT".into(), "8080".into());
+        w.hostname = Some("frontend".into());
+        w.resources.memory = Some(256 << 20);
+        w.resources.cpus = Some(0.5);
+        w.volumes = vec![VolumeMount {
+            volume: "media".into(),
+            path: "/srv/media".into(),
+            readonly: true,
+        }];
+        w
+    }
+
+    /// Hashes computed before `network`, `ports` and `route` existed: workloads stored by an
+    /// older warren must not be recreated on upgrade.
+    #[test]
+    fn hash_is_unchanged_for_specs_without_networking() {
+        assert_eq!(sample().hash(), "c5b597809495abd2ccf00372e7a0b451");
+        assert_eq!(
+            WorkloadSpec::new("db", Source::Image("postgres:16".into())).hash(),
+            "07ef1c4fdbab2f0005965ca3db3f7920"
+        );
+        let json = serde_json::to_string(&sample()).unwrap();
+        assert!(!json.contains("network") && !json.contains("ports") && !json.contains("route"));
+    }
+
+    #[test]
+    fn ports_and_route_do_not_change_the_hash_but_network_does() {
+        let base = sample().hash();
+        let mut w = sample();
+        w.ports = vec![PortMapping::parse("8080:80").unwrap()];
+        w.route = RouteSpec {
+            domains: vec!["web.home.arpa".into()],
+            port: Some(80),
+            path: "/app".into(),
+            websocket: true,
+            max_body: Some(0),
+            tls: TlsChoice::Local,
+        };
+        assert_eq!(w.hash(), base);
+        w.network = NetworkMode::Bridge;
+        assert_eq!(w.hash(), base);
+        w.network = NetworkMode::Host;
+        let host = w.hash();
+        assert_ne!(host, base);
+        w.network = NetworkMode::None;
+        assert_ne!(w.hash(), base);
+        assert_ne!(w.hash(), host);
+    }
+
+    #[test]
+    fn new_fields_round_trip_through_json() {
+        let mut w = sample();
+        w.network = NetworkMode::Host;
+        w.ports = vec![
+            PortMapping::parse("8080:80/tcp").unwrap(),
+            PortMapping::parse("[::1]:5353:53/udp").unwrap(),
+        ];
+        w.route = RouteSpec {
+            domains: vec!["git.home.arpa".into(), "*.apps.home.arpa".into()],
+            port: Some(3000),
+            path: "/".into(),
+            websocket: false,
+            max_body: Some(50 << 20),
+            tls: TlsChoice::Files {
+                cert: "/etc/ssl/a.pem".into(),
+                key: "/etc/ssl/a.key".into(),
+            },
+        };
+        let json = serde_json::to_value(&w).unwrap();
+        assert_eq!(json["network"], "host");
+        assert_eq!(json["ports"][1], "[::1]:5353:53/udp");
+        assert_eq!(json["route"]["tls"]["files"]["cert"], "/etc/ssl/a.pem");
+        let back: WorkloadSpec = serde_json::from_value(json).unwrap();
+        assert_eq!(back, w);
+
+        let v = VolumeSpec {
+            name: "www".into(),
+            size: None,
+            snapshots: None,
+            site: Some(SiteSpec {
+                domains: vec!["www.home.arpa".into()],
+                path: "/".into(),
+                autoindex: true,
+                tls: TlsChoice::Local,
+            }),
+        };
+        let json = serde_json::to_string(&v).unwrap();
+        assert_eq!(serde_json::from_str::<VolumeSpec>(&json).unwrap(), v);
+    }
+
+    #[test]
+    fn defaults_fill_absent_fields() {
+        let w: WorkloadSpec =
+            serde_json::from_str(r#"{"name":"a","source":{"world":"host"}}"#).unwrap();
+        assert_eq!(w, WorkloadSpec::new("a", Source::World("host".into())));
+        assert_eq!(w.route.path, "/");
+        let r: RouteSpec = serde_json::from_str(r#"{"domains":["a.b"],"port":80}"#).unwrap();
+        assert_eq!(r.path, "/");
+        assert_eq!(r.tls, TlsChoice::None);
+        assert_eq!(
+            serde_json::from_str::<TlsChoice>(r#""local""#).unwrap(),
+            TlsChoice::Local
+        );
+        let v: VolumeSpec = serde_json::from_str(r#"{"name":"v"}"#).unwrap();
+        assert_eq!(v.site, None);
+        assert_eq!(NetworkMode::None.as_str(), "none");
+        assert!(NetworkMode::default().is_default());
+    }
 }

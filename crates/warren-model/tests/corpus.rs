@@ -8,7 +8,8 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use warren_model::{
-    parse_spec, DesiredState, Kind, RestartPolicy, SnapshotPolicy, Source, VolumeMount,
+    parse_spec, DesiredState, Kind, NetworkMode, PortMapping, RestartPolicy, RouteSpec, SiteSpec,
+    SnapshotPolicy, Source, TlsChoice, VolumeMount,
 };
 
 fn corpus(dir: &str) -> PathBuf {
@@ -271,4 +272,79 @@ fn valid_volumes() {
     assert_eq!(parsed.locate("workload.web.snapshots.every"), (16, 23));
     assert_eq!(parsed.locate("workload.uploader.resources.disk"), (22, 18));
     assert_eq!(parsed.locate("workload.shipper.snapshots.keep"), (30, 8));
+}
+
+#[test]
+fn valid_network() {
+    let parsed = valid("network.toml");
+    let spec = &parsed.spec;
+    let pm = |s: &str| PortMapping::parse(s).unwrap();
+
+    let git = &spec.workloads["git"];
+    assert_eq!(git.network, NetworkMode::Bridge);
+    assert_eq!(
+        git.ports,
+        [
+            pm("2222:22/tcp"),
+            pm("127.0.0.1:5353:53/udp"),
+            pm("[::1]:9000:9000/tcp")
+        ]
+    );
+    assert_eq!(
+        git.route,
+        RouteSpec {
+            domains: vec!["git.home.arpa".into(), "*.apps.home.arpa".into()],
+            port: Some(3000),
+            path: "/".into(),
+            websocket: true,
+            max_body: Some(50 << 20),
+            tls: TlsChoice::Local,
+        }
+    );
+
+    let api = &spec.workloads["api"];
+    assert!(api.ports.is_empty());
+    assert_eq!(api.route.path, "/api");
+    assert_eq!(api.route.max_body, Some(0));
+    assert!(!api.route.websocket);
+    assert_eq!(
+        api.route.tls,
+        TlsChoice::Files {
+            cert: "/etc/warren/tls/git.pem".into(),
+            key: "/etc/warren/tls/git.key".into(),
+        }
+    );
+
+    let metrics = &spec.workloads["metrics"];
+    assert_eq!(metrics.network, NetworkMode::Host);
+    assert_eq!(metrics.route.port, Some(9100));
+    assert!(matches!(metrics.route.tls, TlsChoice::Files { .. }));
+
+    let batch = &spec.workloads["batch"];
+    assert_eq!(batch.network, NetworkMode::None);
+    assert!(batch.route.is_empty());
+
+    assert_eq!(
+        spec.volumes["www"].site,
+        Some(SiteSpec {
+            domains: vec!["www.home.arpa".into()],
+            path: "/".into(),
+            autoindex: true,
+            tls: TlsChoice::Local,
+        })
+    );
+    assert_eq!(
+        spec.volumes["docs"].site,
+        Some(SiteSpec {
+            domains: vec!["docs.home.arpa".into(), "git.home.arpa".into()],
+            path: "/docs".into(),
+            autoindex: false,
+            tls: TlsChoice::None,
+        })
+    );
+
+    assert_eq!(parsed.locate("workload.git.ports[2]"), (6, 50));
+    assert_eq!(parsed.locate("workload.git.domains"), (7, 11));
+    assert_eq!(parsed.locate("workload.api.tls.key"), (23, 7));
+    assert_eq!(parsed.locate("volume.docs.site.domains[1]"), (41, 30));
 }

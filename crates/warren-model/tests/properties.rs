@@ -1,14 +1,16 @@
 //! Property tests for the `warren.toml` parser: valid specs (workloads and volumes, with
-//! mounts that respect the file-wide rules) rendered to TOML in any of the table styles parse
-//! back to the same [`SpecFile`], and no input makes the parser panic.
+//! mounts, published ports and routed domains that respect the file-wide rules) rendered to
+//! TOML in any of the table styles parse back to the same [`SpecFile`], specs survive a JSON
+//! round trip with the same hashes, and no input makes the parser panic.
 
 use proptest::prelude::*;
 use proptest::sample::select;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use warren_model::{
-    parse_spec, DesiredState, Kind, Resources, RestartPolicy, SnapshotPolicy, Source, SpecFile,
-    VolumeMount, VolumeSpec, WorkloadSpec,
+    parse_spec, DesiredState, Kind, NetworkMode, PortMapping, Proto, Resources, RestartPolicy,
+    RouteSpec, SiteSpec, SnapshotPolicy, Source, SpecFile, TlsChoice, VolumeMount, VolumeSpec,
+    WorkloadSpec,
 };
 
 /// Volume names mounts are drawn from, so that workloads share volumes often.
@@ -80,12 +82,13 @@ fn resources() -> impl Strategy<Value = Resources> {
         })
 }
 
-/// A disk quota or volume size: at least 1 MiB, often a whole number of some unit.
+/// A disk quota or volume size: at least 1 MiB (so at least 2 MB), often a whole number of some
+/// unit.
 fn size() -> impl Strategy<Value = u64> {
     prop_oneof![
         1024u64 * 1024..=u64::MAX / 2,
         (1u64..=4096).prop_map(|g| g << 30),
-        (1u64..=4096).prop_map(|m| m * 1_000_000),
+        (2u64..=4096).prop_map(|m| m * 1_000_000),
     ]
 }
 
@@ -101,14 +104,110 @@ fn snapshots() -> impl Strategy<Value = SnapshotPolicy> {
         .prop_map(|(every_secs, keep)| SnapshotPolicy { every_secs, keep })
 }
 
+/// A domain: two to four labels, sometimes under a wildcard.
+fn domain() -> impl Strategy<Value = String> {
+    (
+        any::<bool>(),
+        prop::collection::vec("[a-z]([a-z0-9-]{0,6}[a-z0-9])?", 2..4),
+    )
+        .prop_map(|(wild, labels)| {
+            let name = labels.join(".");
+            if wild {
+                format!("*.{name}")
+            } else {
+                name
+            }
+        })
+}
+
+/// A route path prefix (never with a `..` segment: no segment starts with '.').
+fn route_path() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("/".to_string()),
+        "(/[a-z0-9_~-][a-z0-9._~-]{0,7}){1,3}/?",
+    ]
+}
+
+fn tls() -> impl Strategy<Value = TlsChoice> {
+    prop_oneof![
+        Just(TlsChoice::None),
+        Just(TlsChoice::Local),
+        (absolute_path(), absolute_path()).prop_map(|(cert, key)| TlsChoice::Files { cert, key }),
+    ]
+}
+
+fn port_mapping() -> impl Strategy<Value = PortMapping> {
+    let ip = prop_oneof![
+        Just(None),
+        any::<[u8; 4]>().prop_map(|b| Some(std::net::IpAddr::from(b))),
+        any::<[u8; 16]>().prop_map(|b| Some(std::net::IpAddr::from(b))),
+    ];
+    (
+        ip,
+        1u16..,
+        1u16..,
+        prop_oneof![Just(Proto::Tcp), Just(Proto::Udp)],
+    )
+        .prop_map(|(host_ip, host_port, container_port, proto)| PortMapping {
+            host_ip,
+            host_port,
+            container_port,
+            proto,
+        })
+}
+
+/// A route as drawn; [`spec_file`] makes its domains valid for the whole file.
+fn route() -> impl Strategy<Value = RouteSpec> {
+    prop_oneof![
+        Just(RouteSpec::default()),
+        (
+            prop::collection::vec(domain(), 1..3),
+            1u16..,
+            route_path(),
+            any::<bool>(),
+            prop::option::of(prop_oneof![Just(0u64), size()]),
+            tls(),
+        )
+            .prop_map(
+                |(domains, port, path, websocket, max_body, tls)| RouteSpec {
+                    domains,
+                    port: Some(port),
+                    path,
+                    websocket,
+                    max_body,
+                    tls,
+                }
+            ),
+    ]
+}
+
+fn site() -> impl Strategy<Value = SiteSpec> {
+    (
+        prop::collection::vec(domain(), 1..3),
+        route_path(),
+        any::<bool>(),
+        tls(),
+    )
+        .prop_map(|(domains, path, autoindex, tls)| SiteSpec {
+            domains,
+            path,
+            autoindex,
+            tls,
+        })
+}
+
 fn volume_spec(name: &'static str) -> impl Strategy<Value = VolumeSpec> {
-    (prop::option::of(size()), prop::option::of(snapshots())).prop_map(move |(size, snapshots)| {
-        VolumeSpec {
+    (
+        prop::option::of(size()),
+        prop::option::of(snapshots()),
+        prop::option::of(site()),
+    )
+        .prop_map(move |(size, snapshots, site)| VolumeSpec {
             name: name.to_string(),
             size,
             snapshots,
-        }
-    })
+            site,
+        })
 }
 
 /// Mounts as drawn; [`spec_file`] makes them valid for their workload and the whole file.
@@ -151,13 +250,23 @@ fn workload() -> impl Strategy<Value = WorkloadSpec> {
             resources(),
             absolute_path(),
         ),
-        (mounts(), prop::option::of(snapshots())),
+        (
+            mounts(),
+            prop::option::of(snapshots()),
+            select(vec![
+                NetworkMode::Bridge,
+                NetworkMode::Host,
+                NetworkMode::None,
+            ]),
+            prop::collection::vec(port_mapping(), 0..3),
+            route(),
+        ),
     )
         .prop_map(
             |(
                 (name, kind, source, command, env),
                 (workdir, user, hostname, restart, state, resources, data_path),
-                (volumes, snapshots),
+                (volumes, snapshots, network, ports, route),
             )| WorkloadSpec {
                 name,
                 kind,
@@ -173,6 +282,9 @@ fn workload() -> impl Strategy<Value = WorkloadSpec> {
                 data_path,
                 volumes,
                 snapshots,
+                network,
+                ports,
+                route,
             },
         )
 }
@@ -212,10 +324,54 @@ fn spec_file() -> impl Strategy<Value = SpecFile> {
                         name: m.volume.clone(),
                         size: None,
                         snapshots: None,
+                        site: None,
                     });
                 kept.push(m);
             }
             w.volumes = kept;
+        }
+        // No host port published twice in the file; only bridge workloads publish.
+        let mut published: Vec<PortMapping> = Vec::new();
+        for w in workloads.values_mut() {
+            if w.network != NetworkMode::Bridge {
+                w.ports.clear();
+            }
+            w.ports.retain(|m| {
+                let free = !published.iter().any(|p| p.overlaps(m));
+                if free {
+                    published.push(*m);
+                }
+                free
+            });
+        }
+        // No domain and path routed twice in the file; the ingress cannot reach network none.
+        let mut routed: Vec<(String, String)> = Vec::new();
+        let mut claim = |domains: &mut Vec<String>, path: &str| {
+            domains.retain(|d| {
+                let key = (d.clone(), path.to_string());
+                let free = !routed.contains(&key);
+                if free {
+                    routed.push(key);
+                }
+                free
+            });
+        };
+        for w in workloads.values_mut() {
+            if w.network == NetworkMode::None {
+                w.route = RouteSpec::default();
+            }
+            claim(&mut w.route.domains, &w.route.path);
+            if w.route.domains.is_empty() {
+                w.route = RouteSpec::default();
+            }
+        }
+        for v in volumes.values_mut() {
+            if let Some(site) = v.site.as_mut() {
+                claim(&mut site.domains, &site.path);
+                if site.domains.is_empty() {
+                    v.site = None;
+                }
+            }
         }
         SpecFile { workloads, volumes }
     })
@@ -363,6 +519,40 @@ fn sub_table(
     }
 }
 
+fn string_array(items: &[String]) -> String {
+    let quoted: Vec<String> = items.iter().map(|i| quote(i)).collect();
+    format!("[{}]", quoted.join(", "))
+}
+
+fn tls_pairs(cert: &str, key: &str) -> Vec<(&'static str, String)> {
+    vec![("cert", quote(cert)), ("key", quote(key))]
+}
+
+/// `tls` as a value: a string, or an inline table of its files.
+fn tls_literal(t: &TlsChoice) -> String {
+    match t {
+        TlsChoice::None => quote("none"),
+        TlsChoice::Local => quote("local"),
+        TlsChoice::Files { cert, key } => {
+            format!("{{ cert = {}, key = {} }}", quote(cert), quote(key))
+        }
+    }
+}
+
+fn site_pairs(site: &SiteSpec, style: Style) -> Vec<(&'static str, String)> {
+    let mut out = vec![("domains", string_array(&site.domains))];
+    if site.path != "/" || style.explicit_defaults {
+        out.push(("path", quote(&site.path)));
+    }
+    if site.autoindex || style.explicit_defaults {
+        out.push(("autoindex", site.autoindex.to_string()));
+    }
+    if site.tls != TlsChoice::None || style.explicit_defaults {
+        out.push(("tls", tls_literal(&site.tls)));
+    }
+    out
+}
+
 fn render_volumes(out: &mut String, spec: &SpecFile, style: Style) {
     for v in spec.volumes.values() {
         let header = format!("volume.{}", v.name);
@@ -370,13 +560,21 @@ fn render_volumes(out: &mut String, spec: &SpecFile, style: Style) {
         if let Some(size) = v.size {
             writeln!(out, "size = {}", memory_literal(size, style.units)).unwrap();
         }
+        let mut sections = String::new();
         if let Some(p) = &v.snapshots {
             if let Some(section) =
                 sub_table(out, &header, "snapshots", &snapshot_pairs(p, style), style)
             {
-                out.push_str(&section);
+                sections.push_str(&section);
             }
         }
+        if let Some(site) = &v.site {
+            if let Some(section) = sub_table(out, &header, "site", &site_pairs(site, style), style)
+            {
+                sections.push_str(&section);
+            }
+        }
+        out.push_str(&sections);
         out.push('\n');
     }
 }
@@ -439,6 +637,37 @@ fn render(spec: &SpecFile, style: Style) -> String {
             let mounts: Vec<String> = w.volumes.iter().map(|m| mount_literal(m, style)).collect();
             writeln!(out, "volumes = [{}]", mounts.join(", ")).unwrap();
         }
+        if w.network != NetworkMode::Bridge || style.explicit_defaults {
+            writeln!(out, "network = {}", quote(w.network.as_str())).unwrap();
+        }
+        if !w.ports.is_empty() || (style.explicit_defaults && w.network == NetworkMode::Bridge) {
+            let ports: Vec<String> = w.ports.iter().map(|m| m.to_string()).collect();
+            writeln!(out, "ports = {}", string_array(&ports)).unwrap();
+        }
+        let r = &w.route;
+        let mut tls_section = None;
+        if !r.domains.is_empty() {
+            writeln!(out, "domains = {}", string_array(&r.domains)).unwrap();
+            if let Some(port) = r.port {
+                writeln!(out, "port = {port}").unwrap();
+            }
+            if r.path != "/" || style.explicit_defaults {
+                writeln!(out, "path = {}", quote(&r.path)).unwrap();
+            }
+            if r.websocket || style.explicit_defaults {
+                writeln!(out, "websocket = {}", r.websocket).unwrap();
+            }
+            if let Some(b) = r.max_body {
+                writeln!(out, "max_body = {}", memory_literal(b, style.units)).unwrap();
+            }
+            match &r.tls {
+                TlsChoice::Files { cert, key } => {
+                    tls_section = sub_table(&mut out, &header, "tls", &tls_pairs(cert, key), style);
+                }
+                TlsChoice::None if !style.explicit_defaults => {}
+                other => writeln!(out, "tls = {}", tls_literal(other)).unwrap(),
+            }
+        }
         let snapshots_section = w.snapshots.as_ref().and_then(|p| {
             sub_table(
                 &mut out,
@@ -471,6 +700,9 @@ fn render(spec: &SpecFile, style: Style) -> String {
                 }
             }
             if let Some(section) = snapshots_section {
+                out.push_str(&section);
+            }
+            if let Some(section) = tls_section {
                 out.push_str(&section);
             }
         } else {
@@ -561,6 +793,27 @@ fn toml_ish() -> impl Strategy<Value = String> {
         "\"30s\"",
         "keep = ",
         "disk = ",
+        "network = ",
+        "\"host\"",
+        "\"none\"",
+        "ports = [",
+        "\"8080:80\"",
+        "\"127.0.0.1:5353:53/udp\"",
+        "\"[::1]:80\"",
+        "domains = [",
+        "\"git.home.arpa\"",
+        "\"*.Apps.home\"",
+        "port = ",
+        "3000",
+        "path = \"/api\"\n",
+        "websocket = ",
+        "max_body = ",
+        "tls = ",
+        "\"local\"",
+        "{ cert = \"/c.pem\", key = \"k\" }",
+        "site = { domains = [",
+        "autoindex = ",
+        "[workload.warren-ingress]\n",
     ];
     prop::collection::vec(select(pieces), 0..40).prop_map(|v| v.concat())
 }
@@ -574,6 +827,20 @@ proptest! {
         match parse_spec(&text, "gen.toml") {
             Ok(parsed) => prop_assert_eq!(&parsed.spec, &spec, "\n{}", text),
             Err(e) => prop_assert!(false, "{}\n---\n{}", e, text),
+        }
+    }
+
+    #[test]
+    fn specs_survive_json_with_the_same_hash(spec in spec_file()) {
+        let json = serde_json::to_string(&spec).expect("serializes");
+        let back: SpecFile = serde_json::from_str(&json).expect("deserializes");
+        prop_assert_eq!(&back, &spec);
+        for (name, w) in &spec.workloads {
+            prop_assert_eq!(back.workloads[name].hash(), w.hash());
+            let mut unrouted = w.clone();
+            unrouted.ports.clear();
+            unrouted.route = RouteSpec::default();
+            prop_assert_eq!(unrouted.hash(), w.hash());
         }
     }
 
@@ -611,13 +878,25 @@ proptest! {
                 ".volumes[0]",
                 ".snapshots.every",
                 ".snapshots.keep",
+                ".network",
+                ".ports[0]",
+                ".domains[0]",
+                ".port",
+                ".tls.cert",
             ] {
                 let (line, column) = parsed.locate(&format!("workload.{name}{field}"));
                 prop_assert!(line >= 2 && line <= lines && column >= 1);
             }
         }
         for name in spec.volumes.keys() {
-            for field in ["", ".size", ".snapshots", ".snapshots.every"] {
+            for field in [
+                "",
+                ".size",
+                ".snapshots",
+                ".snapshots.every",
+                ".site.domains[0]",
+                ".site.tls",
+            ] {
                 let (line, column) = parsed.locate(&format!("volume.{name}{field}"));
                 prop_assert!(line >= 2 && line <= lines && column >= 1);
             }
@@ -651,12 +930,35 @@ fn renderer_styles_cover_every_field() {
         every_secs: 5400,
         keep: 10,
     });
+    w.ports = vec![
+        PortMapping::parse("8080:80").unwrap(),
+        PortMapping::parse("[::1]:5353:53/udp").unwrap(),
+    ];
+    w.route = RouteSpec {
+        domains: vec!["web.home.arpa".into(), "*.apps.home.arpa".into()],
+        port: Some(80),
+        path: "/app".into(),
+        websocket: true,
+        max_body: Some(50 << 20),
+        tls: TlsChoice::Files {
+            cert: "/etc/warren/tls/web.pem".into(),
+            key: "/etc/warren/tls/web.key".into(),
+        },
+    };
     let mut reader = WorkloadSpec::new("reader", Source::Image("alpine".into()));
     reader.volumes = vec![VolumeMount {
         volume: "cache".into(),
         path: "/cache".into(),
         readonly: true,
     }];
+    reader.network = NetworkMode::Host;
+    reader.route = RouteSpec {
+        domains: vec!["reader.home.arpa".into()],
+        port: Some(8080),
+        max_body: Some(0),
+        tls: TlsChoice::Local,
+        ..RouteSpec::default()
+    };
     let spec = SpecFile {
         workloads: BTreeMap::from([("web".into(), w), ("reader".into(), reader)]),
         volumes: BTreeMap::from([
@@ -669,6 +971,15 @@ fn renderer_styles_cover_every_field() {
                         every_secs: 6 * 3600,
                         keep: 5,
                     }),
+                    site: Some(SiteSpec {
+                        domains: vec!["media.home.arpa".into()],
+                        path: "/files".into(),
+                        autoindex: true,
+                        tls: TlsChoice::Files {
+                            cert: "/etc/warren/tls/media.pem".into(),
+                            key: "/etc/warren/tls/media.key".into(),
+                        },
+                    }),
                 },
             ),
             (
@@ -677,6 +988,10 @@ fn renderer_styles_cover_every_field() {
                     name: "cache".into(),
                     size: None,
                     snapshots: None,
+                    site: Some(SiteSpec {
+                        domains: vec!["cache.home.arpa".into()],
+                        ..SiteSpec::default()
+                    }),
                 },
             ),
         ]),

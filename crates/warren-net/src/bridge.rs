@@ -143,6 +143,41 @@ pub fn veth_add_cmd(host_if: &str, netns: &Netns) -> Cmd {
     ])
 }
 
+/// `ip netns add NAME`: a named namespace, bind-mounted at `/run/netns/NAME`.
+pub fn netns_add_cmd(name: &str) -> Cmd {
+    ip(&["netns", "add", name])
+}
+
+/// `ip netns del NAME`.
+pub fn netns_del_cmd(name: &str) -> Cmd {
+    ip(&["netns", "del", name])
+}
+
+/// `ip -j link show`: every link of the host namespace.
+pub fn links_cmd() -> Cmd {
+    ip(&["-j", "link", "show"])
+}
+
+/// Each interface in `ip -j link show` output with the bridge it is enslaved to, if any.
+pub fn parse_link_masters(json: &str) -> Result<Vec<(String, Option<String>)>, LinkError> {
+    let v: serde_json::Value = serde_json::from_str(json).map_err(|e| LinkError::Json {
+        name: "link list".into(),
+        reason: e.to_string(),
+    })?;
+    let items = v.as_array().ok_or_else(|| LinkError::Json {
+        name: "link list".into(),
+        reason: "not a JSON array".into(),
+    })?;
+    Ok(items
+        .iter()
+        .filter_map(|l| {
+            let name = l.get("ifname")?.as_str()?.to_string();
+            let master = l.get("master").and_then(|m| m.as_str()).map(str::to_string);
+            Some((name, master))
+        })
+        .collect())
+}
+
 /// `ip link set dev HOST master BRIDGE`.
 pub fn set_master_cmd(host_if: &str, bridge: &str) -> Cmd {
     ip(&["link", "set", "dev", host_if, "master", bridge])
@@ -453,6 +488,22 @@ mod tests {
         for (cmd, argv) in cases {
             assert_eq!(cmd.argv_string(), argv);
         }
+    }
+
+    #[test]
+    fn parses_link_lists_with_masters() {
+        let json = r#"[{"ifindex":1,"ifname":"lo","flags":["LOOPBACK","UP"]},{"ifindex":7,"ifname":"wv0011223344","flags":["UP"],"master":"warren0","link_type":"ether"},{"ifindex":8,"ifname":"wv55","flags":[]}]"#;
+        assert_eq!(
+            parse_link_masters(json).unwrap(),
+            vec![
+                ("lo".to_string(), None),
+                ("wv0011223344".to_string(), Some("warren0".to_string())),
+                ("wv55".to_string(), None),
+            ]
+        );
+        assert!(parse_link_masters("{}").is_err());
+        assert_eq!(netns_add_cmd("w-1").argv_string(), "ip netns add w-1");
+        assert_eq!(netns_del_cmd("w-1").argv_string(), "ip netns del w-1");
     }
 
     #[test]

@@ -10,7 +10,7 @@
 //! a deny-all device cgroup with the usual character devices allowed, masked and read-only
 //! `/proc` and `/sys` paths. Seccomp is not applied yet.
 
-use crate::{Bind, ContainerSpec, Result, RuntimeError};
+use crate::{Bind, ContainerSpec, NetNamespace, Result, RuntimeError};
 use oci_spec::runtime::Spec;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -320,6 +320,17 @@ pub fn render_config_with(
         resources["pids"] = json!({ "limit": p });
     }
 
+    let mut namespaces = vec![
+        json!({"type": "pid"}),
+        json!({"type": "mount"}),
+        json!({"type": "uts"}),
+        json!({"type": "ipc"}),
+    ];
+    match &spec.network {
+        NetNamespace::Private => namespaces.push(json!({"type": "network"})),
+        NetNamespace::Host => {}
+        NetNamespace::Path(p) => namespaces.push(json!({"type": "network", "path": p})),
+    }
     let config = json!({
         "ociVersion": "1.0.2",
         "process": {
@@ -342,13 +353,7 @@ pub fn render_config_with(
         "linux": {
             "cgroupsPath": spec.cgroup_path,
             "resources": resources,
-            "namespaces": [
-                {"type": "pid"},
-                {"type": "mount"},
-                {"type": "uts"},
-                {"type": "ipc"},
-                {"type": "network"},
-            ],
+            "namespaces": namespaces,
             "maskedPaths": MASKED_PATHS,
             "readonlyPaths": READONLY_PATHS,
         },
@@ -479,6 +484,7 @@ mod tests {
             },
             terminal: false,
             cgroup_path: "/warren/web".into(),
+            network: Default::default(),
         }
     }
 
@@ -537,6 +543,32 @@ mod tests {
         let spec = render_config_with(&s, "", "", NOFILE_LIMIT).unwrap();
         let env = spec.process().as_ref().unwrap().env().clone().unwrap();
         assert_eq!(env, vec!["HOME=/x", "TERM=vt100", DEFAULT_PATH]);
+    }
+
+    #[test]
+    fn network_namespace_follows_the_spec() {
+        let net_ns = |network: NetNamespace| {
+            let mut spec = fixed_spec();
+            spec.network = network;
+            spec.user = None;
+            let config = render_config_with(&spec, "", "", 1024).unwrap();
+            let v = serde_json::to_value(&config).unwrap();
+            v["linux"]["namespaces"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|n| n["type"] == "network")
+                .cloned()
+        };
+        assert_eq!(
+            net_ns(NetNamespace::Private),
+            Some(json!({"type": "network"}))
+        );
+        assert_eq!(net_ns(NetNamespace::Host), None);
+        assert_eq!(
+            net_ns(NetNamespace::Path("/run/netns/warren-x-web".into())),
+            Some(json!({"type": "network", "path": "/run/netns/warren-x-web"}))
+        );
     }
 
     #[test]

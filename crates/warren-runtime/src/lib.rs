@@ -78,6 +78,23 @@ pub struct ContainerSpec {
     pub terminal: bool,
     /// cgroup path, e.g. `/warren/web`.
     pub cgroup_path: String,
+    /// The network namespace the container runs in.
+    #[serde(default)]
+    pub network: NetNamespace,
+}
+
+/// The network namespace a container runs in.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NetNamespace {
+    /// A new namespace holding only loopback.
+    #[default]
+    Private,
+    /// The host's namespace (no network isolation).
+    Host,
+    /// An existing namespace, by the path of its bind mount (`/run/netns/NAME`), prepared
+    /// before the container starts (the bridge veth is already in it).
+    Path(PathBuf),
 }
 
 /// What the shim reports once the container is running.

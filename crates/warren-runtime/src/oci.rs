@@ -360,6 +360,7 @@ mod tests {
             resources: Default::default(),
             terminal: true,
             cgroup_path: "/warren/c1".into(),
+            network: Default::default(),
         };
         let dir = tempfile::tempdir().unwrap();
         assert!(matches!(

@@ -39,6 +39,8 @@ pub enum StoreError {
     Sql(#[from] rusqlite::Error),
     #[error("stored record is corrupt: {0}")]
     Corrupt(#[from] serde_json::Error),
+    #[error("stored record is invalid: {0}")]
+    Invalid(String),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -82,6 +84,12 @@ fn migrations() -> Migrations<'static> {
              CREATE TABLE snapshot_marks (
                  target TEXT PRIMARY KEY,
                  last_auto_ms INTEGER NOT NULL
+             );",
+        ),
+        M::up(
+            "CREATE TABLE addresses (
+                 name TEXT PRIMARY KEY,
+                 address TEXT NOT NULL UNIQUE
              );",
         ),
     ])
@@ -467,6 +475,64 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Every workload's bridge address (the IPAM table), by name.
+    pub fn addresses(&self) -> Result<BTreeMap<String, std::net::Ipv4Addr>> {
+        let c = self.conn();
+        read_addresses(&c)
+    }
+
+    /// The address of `name`: the stored one if `pick` keeps it, otherwise a new one chosen by
+    /// `pick` from every address already taken (name → address), stored in the same
+    /// transaction so two allocations never hand out one address.
+    pub fn assign_address<E>(
+        &self,
+        name: &str,
+        pick: impl FnOnce(
+            &BTreeMap<String, std::net::Ipv4Addr>,
+        ) -> std::result::Result<std::net::Ipv4Addr, E>,
+    ) -> Result<std::result::Result<std::net::Ipv4Addr, E>> {
+        let mut c = self.conn();
+        let tx = c.transaction()?;
+        let taken = read_addresses(&tx)?;
+        let addr = match pick(&taken) {
+            Ok(a) => a,
+            Err(e) => return Ok(Err(e)),
+        };
+        if taken.get(name) != Some(&addr) {
+            tx.execute(
+                "INSERT INTO addresses (name, address) VALUES (?1, ?2)
+                 ON CONFLICT(name) DO UPDATE SET address = ?2",
+                params![name, addr.to_string()],
+            )?;
+        }
+        tx.commit()?;
+        Ok(Ok(addr))
+    }
+
+    /// Releases `name`'s address; returns whether it held one.
+    pub fn release_address(&self, name: &str) -> Result<bool> {
+        Ok(self
+            .conn()
+            .execute("DELETE FROM addresses WHERE name = ?1", [name])?
+            > 0)
+    }
+}
+
+fn read_addresses(c: &Connection) -> Result<BTreeMap<String, std::net::Ipv4Addr>> {
+    let mut stmt = c.prepare("SELECT name, address FROM addresses")?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+    let mut out = BTreeMap::new();
+    for row in rows {
+        let (name, addr) = row?;
+        let addr = addr.parse().map_err(|_| {
+            StoreError::Invalid(format!("stored address of {name} is not IPv4: {addr:?}"))
+        })?;
+        out.insert(name, addr);
+    }
+    Ok(out)
+}
+
 fn generation(c: &Connection) -> Result<u64> {
     let v: String = c.query_row("SELECT value FROM meta WHERE key = 'generation'", [], |r| {
         r.get(0)
@@ -569,6 +635,7 @@ mod tests {
             name: "media".into(),
             size: Some(1 << 30),
             snapshots: None,
+            site: None,
         };
         s.put_volumes(std::slice::from_ref(&v), &[]).unwrap();
         assert_eq!(s.volumes().unwrap()["media"], v);
@@ -578,6 +645,42 @@ mod tests {
         s.mark_auto_snapshot("workload/web", 42).unwrap();
         s.mark_auto_snapshot("workload/web", 43).unwrap();
         assert_eq!(s.last_auto_snapshot("workload/web").unwrap(), Some(43));
+    }
+
+    #[test]
+    fn addresses_are_unique_stable_and_released() {
+        let (d, s) = open();
+        let next =
+            |taken: &BTreeMap<String, std::net::Ipv4Addr>| -> Result<std::net::Ipv4Addr, String> {
+                let used: Vec<u32> = taken.values().map(|a| u32::from(*a)).collect();
+                let mut n = u32::from(std::net::Ipv4Addr::new(10, 0, 0, 2));
+                while used.contains(&n) {
+                    n += 1;
+                }
+                Ok(n.into())
+            };
+        let keep = |name: &'static str| {
+            move |taken: &BTreeMap<String, std::net::Ipv4Addr>| match taken.get(name) {
+                Some(a) => Ok(*a),
+                None => next(taken),
+            }
+        };
+        let a = s.assign_address("a", keep("a")).unwrap().unwrap();
+        let b = s.assign_address("b", keep("b")).unwrap().unwrap();
+        assert_ne!(a, b);
+        assert_eq!(s.assign_address("a", keep("a")).unwrap().unwrap(), a);
+        let failed: Result<std::net::Ipv4Addr, String> =
+            s.assign_address("c", |_| Err("full".to_string())).unwrap();
+        assert_eq!(failed.unwrap_err(), "full");
+        assert!(!s.addresses().unwrap().contains_key("c"));
+        // The same address for a second name is refused by the table itself.
+        assert!(s.assign_address("c", |_| Ok::<_, String>(a)).is_err());
+        drop(s);
+        let s = Store::open(&d.path().join("warren.db")).unwrap();
+        assert_eq!(s.addresses().unwrap()["b"], b);
+        assert!(s.release_address("a").unwrap());
+        assert!(!s.release_address("a").unwrap());
+        assert_eq!(s.assign_address("c", keep("c")).unwrap().unwrap(), a);
     }
 
     #[test]

@@ -211,6 +211,11 @@ enum Cmd {
         #[arg(short, long, value_enum, default_value = "table")]
         output: ListFormat,
     },
+    /// The local certificate authority that signs `tls = "local"` routes.
+    Ca {
+        #[command(subcommand)]
+        cmd: CaCmd,
+    },
     /// Run the daemon.
     Daemon(DaemonCmd),
     /// Print shell completions.
@@ -241,6 +246,15 @@ enum SnapshotCmd {
         label: String,
         #[arg(short = 'V', long)]
         volume: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum CaCmd {
+    /// Print the CA certificate (PEM) for clients to trust, or write it to a file.
+    Export {
+        #[arg(short, long)]
+        output: Option<PathBuf>,
     },
 }
 
@@ -297,6 +311,24 @@ struct DaemonCmd {
     /// runc state directory [default: /run/warren/INSTANCE].
     #[arg(long)]
     runc_root: Option<PathBuf>,
+    /// The bridge bridge-mode workloads are attached to.
+    #[arg(long, default_value = "warren0", env = "WARREN_BRIDGE")]
+    bridge: String,
+    /// The bridge's IPv4 subnet (the first address is the gateway).
+    #[arg(long, default_value = "10.88.0.0/16", env = "WARREN_SUBNET")]
+    subnet: String,
+    /// warren's own nftables table (family inet).
+    #[arg(long, default_value = "warren", env = "WARREN_NFT_TABLE")]
+    nft_table: String,
+    /// Host port the ingress serves plain HTTP on.
+    #[arg(long, default_value = "80", env = "WARREN_HTTP_PORT")]
+    http_port: u16,
+    /// Host port the ingress serves HTTPS on.
+    #[arg(long, default_value = "443", env = "WARREN_HTTPS_PORT")]
+    https_port: u16,
+    /// Host address the ingress ports are published on [default: every address].
+    #[arg(long, env = "WARREN_INGRESS_LISTEN")]
+    ingress_listen: Option<std::net::Ipv4Addr>,
 }
 
 pub fn main() -> i32 {
@@ -492,6 +524,9 @@ async fn dispatch(cli: Cli) -> Result<i32> {
             limit,
             output,
         } => events(&client, workload, limit, output).await,
+        Cmd::Ca {
+            cmd: CaCmd::Export { output },
+        } => ca_export(&client, output).await,
         Cmd::Daemon(d) => run_daemon(cli.state_dir, socket, d).await,
         Cmd::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "warren", &mut std::io::stdout());
@@ -535,10 +570,37 @@ async fn run_daemon(state_dir: PathBuf, socket: PathBuf, d: DaemonCmd) -> Result
         runc_root: d
             .runc_root
             .unwrap_or_else(|| PathBuf::from("/run/warren").join(&instance)),
+        net: crate::daemon::NetSettings {
+            subnet: warren_net::ipam::Subnet::parse(&d.subnet)
+                .map_err(|e| anyhow::anyhow!("--subnet: {e}"))?,
+            bridge: d.bridge,
+            table: d.nft_table,
+        },
+        ingress: crate::daemon::ingress::IngressSettings {
+            http_port: d.http_port,
+            https_port: d.https_port,
+            listen: d.ingress_listen,
+        },
         instance,
         state_dir,
     };
     crate::daemon::run(cfg).await?;
+    Ok(0)
+}
+
+async fn ca_export(client: &Client, output: Option<PathBuf>) -> Result<i32> {
+    use http_body_util::BodyExt;
+    let body = client.get_stream("/v1/ca").await?;
+    let pem = body.collect().await?.to_bytes();
+    match output {
+        Some(path) => {
+            std::fs::write(&path, &pem).with_context(|| format!("writing {}", path.display()))?;
+            eprintln!("wrote the CA certificate to {}", path.display());
+        }
+        None => {
+            std::io::stdout().write_all(&pem)?;
+        }
+    }
     Ok(0)
 }
 

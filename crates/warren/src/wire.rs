@@ -68,6 +68,9 @@ pub struct Status {
     pub generation: u64,
     pub last_exit: Option<ExitSummary>,
     pub started_ms: Option<u64>,
+    /// The workload's bridge address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

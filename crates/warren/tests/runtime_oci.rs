@@ -149,6 +149,7 @@ fn spec_at(dir: &Path, id: &str, args: &[&str]) -> ContainerSpec {
         resources: Resources::default(),
         terminal: false,
         cgroup_path: format!("/warren-test-{id}"),
+        network: Default::default(),
     }
 }
 

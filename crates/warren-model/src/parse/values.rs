@@ -1,5 +1,5 @@
 //! Checks and conversions for individual field values: byte sizes, durations, hostnames, users,
-//! paths and volume mounts. Each returns the reason a value is refused, phrased to follow
+//! paths, volume mounts, ingress domains and route paths. Each returns the reason a value is refused, phrased to follow
 //! `path: `.
 
 use crate::names::check_dns_label;
@@ -306,6 +306,119 @@ pub(crate) fn check_image(r: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Characters that could end or escape a token in the generated nginx configuration.
+const NGINX_SPECIAL: &[char] = &[';', '{', '}', '\'', '"', '\\'];
+
+/// A domain the ingress routes: a lowercase DNS name of at least two labels (each 1–63
+/// characters of `a-z`, `0-9` and `-`, not starting or ending with `-`; at most 253 characters
+/// in all), optionally with one leading wildcard label (`*.apps.home.arpa`). A name with
+/// uppercase letters is refused with its lowercase form suggested.
+pub(crate) fn check_domain(d: &str) -> Result<(), String> {
+    if d.is_empty() {
+        return Err("domain is empty".into());
+    }
+    let lower = d.to_ascii_lowercase();
+    if lower != d && check_domain(&lower).is_ok() {
+        return Err(format!(
+            "domain {d:?} has uppercase letters; write {lower:?}"
+        ));
+    }
+    if d.len() > 253 {
+        return Err(format!(
+            "domain {d:?} is {} characters long; the limit is 253",
+            d.len()
+        ));
+    }
+    if d.ends_with('.') {
+        return Err(format!(
+            "domain {d:?} must not end with '.'; write {:?}",
+            d.trim_end_matches('.')
+        ));
+    }
+    let name = d.strip_prefix("*.").unwrap_or(d);
+    if name.contains('*') {
+        return Err(format!(
+            "domain {d:?} has '*' outside a leading wildcard label; e.g. \"*.apps.home.arpa\""
+        ));
+    }
+    let labels: Vec<&str> = name.split('.').collect();
+    for label in &labels {
+        if label.is_empty() {
+            return Err(format!("domain {d:?} has an empty label"));
+        }
+        if label.len() > 63 {
+            return Err(format!(
+                "domain {d:?}: label {label:?} is longer than 63 characters"
+            ));
+        }
+        if let Some(c) = label
+            .chars()
+            .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
+        {
+            return Err(format!(
+                "domain {d:?} has {c:?}; only lowercase letters, digits, '-' and '.' are allowed"
+            ));
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Err(format!(
+                "domain {d:?}: label {label:?} must not start or end with '-'"
+            ));
+        }
+    }
+    if labels.len() < 2 {
+        return Err(if d.starts_with("*.") {
+            format!("wildcard domain {d:?} must cover a name of at least two labels, e.g. \"*.apps.home.arpa\"")
+        } else {
+            format!("domain {d:?} needs at least two labels, e.g. \"{d}.home.arpa\"")
+        });
+    }
+    if labels
+        .last()
+        .is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err(format!(
+            "domain {d:?} looks like an IP address; domains are DNS names"
+        ));
+    }
+    Ok(())
+}
+
+/// The URL path prefix of a route or site: starts with `/`, has no whitespace or control
+/// characters, none of `;{}'"\`, and no `..` segment.
+pub(crate) fn check_route_path(p: &str) -> Result<(), String> {
+    if !p.starts_with('/') {
+        return Err(format!("must start with '/', found {p:?}"));
+    }
+    if let Some(c) = p.chars().find(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("path {p:?} must not contain {c:?}"));
+    }
+    if let Some(c) = p.chars().find(|c| NGINX_SPECIAL.contains(c)) {
+        return Err(format!(
+            "path {p:?} must not contain {c:?} (none of ; {{ }} ' \" \\)"
+        ));
+    }
+    if p.split('/').any(|segment| segment == "..") {
+        return Err(format!("path {p:?} must not contain a '..' segment"));
+    }
+    Ok(())
+}
+
+/// A certificate or key file for the ingress: an absolute path without whitespace, control
+/// characters or any of `;{}'"\` (it is written into the nginx configuration).
+pub(crate) fn check_tls_file(p: &str) -> Result<(), String> {
+    check_absolute(p)?;
+    if let Some(c) = p
+        .chars()
+        .find(|c| c.is_whitespace() || c.is_control() || NGINX_SPECIAL.contains(c))
+    {
+        return Err(format!("path {p:?} must not contain {c:?}"));
+    }
+    if p.ends_with('/') {
+        return Err(format!("must be a file, found the directory {p:?}"));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -545,5 +658,124 @@ mod tests {
         assert!(check_image("docker.io/library/nginx:1.27").is_ok());
         assert!(check_image("").is_err());
         assert!(check_image("nginx latest").is_err());
+    }
+
+    #[test]
+    fn domains() {
+        for ok in [
+            "git.home.arpa",
+            "*.apps.home.arpa",
+            "a.b",
+            "x-1.example.com",
+            "1password.example",
+            &format!("{}.com", "a".repeat(63)),
+        ] {
+            assert_eq!(check_domain(ok), Ok(()), "{ok}");
+        }
+        let cases = [
+            ("", "domain is empty"),
+            (
+                "Git.Home.arpa",
+                "domain \"Git.Home.arpa\" has uppercase letters; write \"git.home.arpa\"",
+            ),
+            (
+                "*.Apps.home.arpa",
+                "domain \"*.Apps.home.arpa\" has uppercase letters; write \"*.apps.home.arpa\"",
+            ),
+            (
+                "Git_.home",
+                "domain \"Git_.home\" has 'G'; only lowercase letters, digits, '-' and '.' are allowed",
+            ),
+            (
+                "git",
+                "domain \"git\" needs at least two labels, e.g. \"git.home.arpa\"",
+            ),
+            (
+                "*.arpa",
+                "wildcard domain \"*.arpa\" must cover a name of at least two labels, e.g. \"*.apps.home.arpa\"",
+            ),
+            (
+                "git.home.arpa.",
+                "domain \"git.home.arpa.\" must not end with '.'; write \"git.home.arpa\"",
+            ),
+            ("a..b", "domain \"a..b\" has an empty label"),
+            ("*", "domain \"*\" has '*' outside a leading wildcard label; e.g. \"*.apps.home.arpa\""),
+            (
+                "a.*.b",
+                "domain \"a.*.b\" has '*' outside a leading wildcard label; e.g. \"*.apps.home.arpa\"",
+            ),
+            (
+                "-a.home",
+                "domain \"-a.home\": label \"-a\" must not start or end with '-'",
+            ),
+            (
+                "10.0.0.1",
+                "domain \"10.0.0.1\" looks like an IP address; domains are DNS names",
+            ),
+            ("a b.c", "domain \"a b.c\" has ' '; only lowercase letters, digits, '-' and '.' are allowed"),
+        ];
+        for (bad, reason) in cases {
+            assert_eq!(check_domain(bad).unwrap_err(), reason, "{bad}");
+        }
+        let long = format!("{}.com", "a".repeat(64));
+        assert!(check_domain(&long).unwrap_err().contains("longer than 63"));
+        let huge = vec!["abcdefghi"; 26].join(".");
+        assert!(check_domain(&huge)
+            .unwrap_err()
+            .contains("the limit is 253"));
+    }
+
+    #[test]
+    fn route_paths() {
+        for ok in ["/", "/api", "/api/", "/a.b/c-d_e~f", "/..a/b..", "/%20"] {
+            assert_eq!(check_route_path(ok), Ok(()), "{ok}");
+        }
+        let cases = [
+            ("", "must start with '/', found \"\""),
+            ("api", "must start with '/', found \"api\""),
+            ("/a b", "path \"/a b\" must not contain ' '"),
+            ("/a\tb", "path \"/a\\tb\" must not contain '\\t'"),
+            (
+                "/a;b",
+                "path \"/a;b\" must not contain ';' (none of ; { } ' \" \\)",
+            ),
+            (
+                "/a{",
+                "path \"/a{\" must not contain '{' (none of ; { } ' \" \\)",
+            ),
+            (
+                "/a\\b",
+                "path \"/a\\\\b\" must not contain '\\\\' (none of ; { } ' \" \\)",
+            ),
+            (
+                "/a/../b",
+                "path \"/a/../b\" must not contain a '..' segment",
+            ),
+            ("/..", "path \"/..\" must not contain a '..' segment"),
+        ];
+        for (bad, reason) in cases {
+            assert_eq!(check_route_path(bad).unwrap_err(), reason, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn tls_files() {
+        assert!(check_tls_file("/etc/warren/tls/git.pem").is_ok());
+        assert_eq!(
+            check_tls_file("cert.pem").unwrap_err(),
+            "must be an absolute path, found \"cert.pem\""
+        );
+        assert_eq!(
+            check_tls_file("/etc/my cert.pem").unwrap_err(),
+            "path \"/etc/my cert.pem\" must not contain ' '"
+        );
+        assert_eq!(
+            check_tls_file("/etc/a;b").unwrap_err(),
+            "path \"/etc/a;b\" must not contain ';'"
+        );
+        assert_eq!(
+            check_tls_file("/etc/ssl/").unwrap_err(),
+            "must be a file, found the directory \"/etc/ssl/\""
+        );
     }
 }

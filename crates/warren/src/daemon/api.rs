@@ -35,6 +35,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/v1/worlds", get(worlds))
         .route("/v1/worlds/{name}", post(create_world))
         .route("/v1/events", get(events))
+        .route("/v1/ca", get(ca_cert))
         .route(
             "/v1/workloads/{name}/snapshots",
             get(workload_snapshots).post(workload_snapshot),
@@ -181,6 +182,7 @@ async fn validate(engine: &Arc<Engine>, req: &ApplyRequest) -> Result<SpecFile, 
             )),
         }
     }
+    diags.extend(network_conflicts(engine, &parsed, req.prune)?);
     if !diags.is_empty() {
         diags.sort_by_key(|d| (d.line, d.column));
         return Err(ApiError::invalid(diags));
@@ -191,6 +193,105 @@ async fn validate(engine: &Arc<Engine>, req: &ApplyRequest) -> Result<SpecFile, 
         }
     }
     Ok(parsed.spec)
+}
+
+/// The checks that need what is already stored or running on the host: a published port or a
+/// routed domain already claimed by a workload outside this file (or by the ingress), and a
+/// newly published port the host itself already listens on.
+fn network_conflicts(
+    engine: &Arc<Engine>,
+    parsed: &warren_model::Parsed,
+    prune: bool,
+) -> Result<Vec<Diagnostic>, ApiError> {
+    let file = &parsed.spec;
+    let current = engine.store.desired()?;
+    let mut diags = Vec::new();
+    // Workloads that stay as they are: stored, not in this file, not pruned.
+    let others: Vec<&warren_model::WorkloadSpec> = if prune {
+        Vec::new()
+    } else {
+        current
+            .values()
+            .map(|d| &d.spec)
+            .filter(|s| !file.workloads.contains_key(&s.name))
+            .collect()
+    };
+    let ingress = &engine.cfg.ingress;
+    let routed = file
+        .workloads
+        .values()
+        .chain(others.iter().copied())
+        .any(|w| !w.route.domains.is_empty())
+        || file.volumes.values().any(|v| v.site.is_some());
+    let mut claimed: Vec<(String, warren_model::PortMapping)> = Vec::new();
+    for o in &others {
+        claimed.extend(
+            o.ports
+                .iter()
+                .map(|m| (format!("workload {:?}", o.name), *m)),
+        );
+    }
+    if routed {
+        for port in [ingress.http_port, ingress.https_port] {
+            claimed.push((
+                "the ingress".to_string(),
+                warren_model::PortMapping {
+                    host_ip: ingress.listen.map(std::net::IpAddr::V4),
+                    host_port: port,
+                    container_port: port,
+                    proto: warren_model::ports::Proto::Tcp,
+                },
+            ));
+        }
+    }
+    #[cfg(target_os = "linux")]
+    let listeners = warren_net::ports::host_listeners().unwrap_or_default();
+    #[cfg(not(target_os = "linux"))]
+    let listeners: Vec<warren_net::ports::Listener> = Vec::new();
+    for (name, w) in &file.workloads {
+        let at = format!("workload.{name}.ports");
+        for m in &w.ports {
+            if let Some((by, theirs)) = claimed.iter().find(|(_, c)| c.overlaps(m)) {
+                diags.push(parsed.diagnostic(
+                    &at,
+                    format!(
+                        "workload.{name}.ports: host port {}/{} is already published by {by} ({theirs})",
+                        m.host_port, m.proto
+                    ),
+                ));
+                continue;
+            }
+            let already_ours = current.get(name).is_some_and(|d| d.spec.ports.contains(m));
+            if already_ours {
+                continue;
+            }
+            let hits = warren_net::ports::host_conflicts(&[(name.as_str(), *m)], &listeners);
+            if let Some(h) = hits.first() {
+                diags.push(parsed.diagnostic(
+                    &at,
+                    format!(
+                        "workload.{name}.ports: host port {}/{} is already in use on this host (a socket listens on {})",
+                        m.host_port, m.proto, h.listener
+                    ),
+                ));
+            }
+        }
+        for domain in &w.route.domains {
+            let taken = others
+                .iter()
+                .find(|o| o.route.domains.contains(domain) && o.route.path == w.route.path);
+            if let Some(o) = taken {
+                diags.push(parsed.diagnostic(
+                    &format!("workload.{name}.domains"),
+                    format!(
+                        "workload.{name}.domains: domain {domain:?} (path {:?}) is already routed to workload {:?}",
+                        w.route.path, o.name
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(diags)
 }
 
 async fn create_world_now(engine: &Arc<Engine>, world: &str) -> Result<(), ApiError> {
@@ -381,14 +482,48 @@ async fn apply_handler(
 }
 
 async fn list(State(e): State<Arc<Engine>>) -> ApiResult<Vec<Status>> {
-    let d = e.store.desired()?;
+    let d = e.desired_all()?;
     Ok(Json(d.values().map(|d| e.status(d)).collect()))
 }
 
 fn desired_or_404(e: &Engine, name: &str) -> Result<Desired, ApiError> {
+    if name == super::ingress::ROUTER {
+        return e
+            .desired_all()?
+            .remove(name)
+            .ok_or_else(|| ApiError::not_found(name));
+    }
     e.store
         .get_desired(name)?
         .ok_or_else(|| ApiError::not_found(name))
+}
+
+/// Refuses operations that would fight the reconciler over the routing workload.
+fn not_router(name: &str, verb: &str) -> Result<(), ApiError> {
+    if name == super::ingress::ROUTER {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "{name} is warren's routing workload: it runs while any workload declares \
+                 `domains`, so it cannot be {verb} by hand (use `restart` to restart it)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// `GET /v1/ca`: the local CA's certificate (PEM), created if it does not exist yet.
+async fn ca_cert(State(e): State<Arc<Engine>>) -> Result<Response, ApiError> {
+    let ingress = e.ingress.clone();
+    let pem =
+        tokio::task::spawn_blocking(move || ingress.with_ca(|ca| Ok(ca.cert_pem().to_string())))
+            .await
+            .map_err(|x| anyhow::anyhow!(x))??;
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/x-pem-file")],
+        pem,
+    )
+        .into_response())
 }
 
 async fn get_one(
@@ -404,12 +539,14 @@ async fn get_one(
 }
 
 async fn start(State(e): State<Arc<Engine>>, Path(name): Path<String>) -> ApiResult<Status> {
+    not_router(&name, "started")?;
     desired_or_404(&e, &name)?;
     e.start_now(&name).await?;
     wait_for_state(&e, &name, "running").await
 }
 
 async fn stop(State(e): State<Arc<Engine>>, Path(name): Path<String>) -> ApiResult<Status> {
+    not_router(&name, "stopped")?;
     desired_or_404(&e, &name)?;
     e.stop_now(&name).await?;
     Ok(Json(e.status(&desired_or_404(&e, &name)?)))
@@ -454,6 +591,7 @@ async fn delete(
     if warren_model::names::check_dns_label(&name).is_err() {
         return Err(ApiError::not_found(&name));
     }
+    not_router(&name, "deleted")?;
     let existed = e.delete_now(&name, q.purge).await?;
     if !existed && !q.purge {
         return Err(ApiError::not_found(&name));

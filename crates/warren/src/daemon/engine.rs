@@ -43,6 +43,10 @@ pub struct Engine {
     parallel: Arc<Semaphore>,
     /// Workloads whose disk limit is currently reached (an event was raised).
     quota_full: Mutex<std::collections::HashSet<String>>,
+    /// Bridge networking (Linux).
+    #[cfg(target_os = "linux")]
+    pub net: Arc<super::network::Net>,
+    pub ingress: Arc<super::ingress::Ingress>,
 }
 
 impl Engine {
@@ -51,8 +55,22 @@ impl Engine {
         store: Store,
         storage: Arc<dyn Storage>,
         runtime: Arc<dyn Runtime>,
+        exec: Arc<dyn warren_exec::Executor>,
     ) -> Result<Arc<Engine>> {
         let observed = store.observed()?;
+        #[cfg(target_os = "linux")]
+        let net = Arc::new(super::network::Net::new(
+            cfg.net.clone(),
+            exec.clone(),
+            &cfg.instance,
+            &cfg.state_dir,
+        )?);
+        #[cfg(not(target_os = "linux"))]
+        let _ = exec;
+        let ingress = Arc::new(super::ingress::Ingress::new(
+            cfg.ingress.clone(),
+            &cfg.state_dir,
+        ));
         let (events, _) = broadcast::channel(1024);
         let parallel = Arc::new(Semaphore::new(cfg.parallel.max(1)));
         Ok(Arc::new(Engine {
@@ -67,6 +85,9 @@ impl Engine {
             events,
             parallel,
             quota_full: Mutex::new(Default::default()),
+            #[cfg(target_os = "linux")]
+            net,
+            ingress,
         }))
     }
 
@@ -166,6 +187,7 @@ impl Engine {
         tokio::spawn(async move {
             loop {
                 keeper.housekeeping().await;
+                keeper.repair_network().await;
                 tokio::time::sleep(keeper.cfg.tick).await;
             }
         });
@@ -192,7 +214,7 @@ impl Engine {
     /// One pass: lock idle workloads, plan, dispatch each workload's steps to its own task.
     /// Returns when a backoff expires, if any.
     pub async fn reconcile_once(self: Arc<Self>) -> Result<Option<u64>> {
-        let desired = self.store.desired()?;
+        let desired = self.desired_all()?;
         let mut names: Vec<String> = desired.keys().cloned().collect();
         names.extend(self.observed_all().into_keys());
         names.sort();
@@ -226,7 +248,93 @@ impl Engine {
                 engine.wake();
             });
         }
+        if let Err(e) = self.sync_network(&desired).await {
+            self.event(None, "error", &format!("network: {e:#}"));
+        }
         Ok(p.next_wake_ms)
+    }
+
+    /// The desired workloads: the operator's, plus the routing workload while anything is
+    /// routed.
+    pub fn desired_all(&self) -> Result<BTreeMap<String, Desired>> {
+        let mut desired = self.store.desired()?;
+        let volumes = self.store.volumes()?;
+        let specs: Vec<&warren_model::WorkloadSpec> = desired.values().map(|d| &d.spec).collect();
+        if let Some(spec) = self.ingress.router_spec(&specs, &volumes) {
+            desired.insert(spec.name.clone(), Desired::new(spec, 0));
+        }
+        Ok(desired)
+    }
+
+    /// Brings published ports, names and ingress routes in line with `desired`; each is
+    /// rendered purely and applied only when its text changed.
+    async fn sync_network(self: &Arc<Self>, desired: &BTreeMap<String, Desired>) -> Result<()> {
+        let engine = self.clone();
+        let desired = desired.clone();
+        let running: std::collections::HashSet<String> = self
+            .observed_all()
+            .into_iter()
+            .filter(|(_, r)| r.pid.is_some())
+            .map(|(n, _)| n)
+            .collect();
+        let router = super::ingress::ROUTER;
+        let router_run = self
+            .observed_row(router)
+            .and_then(|r| r.pid)
+            .map(|pid| (self.container_id(router), pid));
+        let volumes = self.store.volumes()?;
+        let notes = tokio::task::spawn_blocking(move || -> Result<Vec<String>> {
+            let mut notes = Vec::new();
+            let specs: Vec<&warren_model::WorkloadSpec> =
+                desired.values().map(|d| &d.spec).collect();
+            #[cfg(target_os = "linux")]
+            let (addresses, gateway) = {
+                let addresses = engine.store.addresses()?;
+                let rules = engine.net.ruleset(&specs, &addresses);
+                if !addresses.is_empty() || engine.net.rules_loaded() {
+                    engine.net.sync_rules(&rules)?;
+                }
+                engine.net.sync_hosts(&specs, &addresses)?;
+                (addresses, engine.net.settings.subnet.gateway())
+            };
+            #[cfg(not(target_os = "linux"))]
+            let (addresses, gateway): (BTreeMap<String, std::net::Ipv4Addr>, _) =
+                (BTreeMap::new(), std::net::Ipv4Addr::LOCALHOST);
+            if desired.contains_key(router) || engine.ingress.conf_path().exists() {
+                let inputs: Vec<super::ingress::RouteInput<'_>> = specs
+                    .iter()
+                    .filter(|s| s.name != router)
+                    .map(|s| super::ingress::RouteInput {
+                        spec: s,
+                        running: running.contains(&s.name),
+                        address: addresses.get(&s.name).copied(),
+                    })
+                    .collect();
+                let routes = engine.ingress.routes(&inputs, &volumes, gateway)?;
+                engine.ingress.prepare()?;
+                let rt = engine.runtime.clone();
+                match engine.ingress.sync(
+                    &routes,
+                    router_run
+                        .as_ref()
+                        .map(|(id, pid)| (&rt, id.as_str(), *pid)),
+                ) {
+                    Ok(Some(summary)) => notes.push(summary),
+                    Ok(None) => {}
+                    Err(e) => {
+                        return Err(e.context(
+                            "ingress configuration refused; the previous one keeps serving",
+                        ))
+                    }
+                }
+            }
+            Ok(notes)
+        })
+        .await??;
+        for n in notes {
+            self.event(None, "ingress", &n);
+        }
+        Ok(())
     }
 
     /// Executes one workload's steps in order; the first failure ends the sequence.
@@ -312,12 +420,45 @@ impl Engine {
                 readonly: m.readonly,
             });
         }
+        if spec.name == super::ingress::ROUTER {
+            let prefix = self.ingress.prefix.clone();
+            binds.push(Bind {
+                source: prefix.clone(),
+                dest: prefix.display().to_string(),
+                readonly: false,
+            });
+        }
+        let network = match spec.network {
+            warren_model::NetworkMode::Host => warren_runtime::NetNamespace::Host,
+            warren_model::NetworkMode::None => warren_runtime::NetNamespace::Private,
+            #[cfg(target_os = "linux")]
+            warren_model::NetworkMode::Bridge => {
+                binds.push(Bind {
+                    source: self.net.hosts_path(),
+                    dest: "/etc/hosts".into(),
+                    readonly: true,
+                });
+                binds.push(Bind {
+                    source: self.net.resolv_path(),
+                    dest: "/etc/resolv.conf".into(),
+                    readonly: true,
+                });
+                warren_runtime::NetNamespace::Path(self.net.netns_path(&spec.name))
+            }
+            #[cfg(not(target_os = "linux"))]
+            warren_model::NetworkMode::Bridge => {
+                return Err(anyhow!(
+                    "network = \"bridge\" is not supported on this host yet"
+                ))
+            }
+        };
         let args = if spec.command.is_empty() {
             meta.default_command.clone()
         } else {
             spec.command.clone()
         };
         Ok(ContainerSpec {
+            network,
             id: self.container_id(&spec.name),
             rootfs: self.storage.rootfs_path(&spec.name),
             readonly_rootfs: false,
@@ -341,6 +482,23 @@ impl Engine {
     async fn start(self: &Arc<Self>, d: &Desired, reason: &str) -> Result<()> {
         let name = d.spec.name.clone();
         let cspec = self.container_spec(d)?;
+        #[cfg(target_os = "linux")]
+        if d.spec.network == warren_model::NetworkMode::Bridge {
+            let engine = self.clone();
+            let n = name.clone();
+            let specs: Vec<warren_model::WorkloadSpec> =
+                self.desired_all()?.into_values().map(|d| d.spec).collect();
+            tokio::task::spawn_blocking(move || -> Result<()> {
+                engine.net.prepare(&engine.store, &n)?;
+                // The new address is in the hosts file before the workload can look it up.
+                let addresses = engine.store.addresses()?;
+                let refs: Vec<&warren_model::WorkloadSpec> = specs.iter().collect();
+                engine.net.sync_hosts(&refs, &addresses)?;
+                Ok(())
+            })
+            .await?
+            .context("preparing the network")?;
+        }
         let run_dir = self.run_dir(&name);
         std::fs::create_dir_all(&run_dir).with_context(|| format!("{}", run_dir.display()))?;
         for stale in ["state.json", "exit.json"] {
@@ -578,6 +736,14 @@ impl Engine {
             Ok(())
         })
         .await??;
+        #[cfg(target_os = "linux")]
+        {
+            let engine = self.clone();
+            let n = name.to_string();
+            tokio::task::spawn_blocking(move || engine.net.teardown(&engine.store, &n, true))
+                .await?
+                .context("removing the workload's network")?;
+        }
         self.forget(name);
         self.event(
             Some(name),
@@ -624,8 +790,8 @@ impl Engine {
             self.stop(name, "operator restart").await?;
         }
         let d = self
-            .store
-            .get_desired(name)?
+            .desired_all()?
+            .remove(name)
             .ok_or_else(|| anyhow!("no such workload"))?;
         if self
             .observed_row(name)
@@ -700,6 +866,45 @@ impl Engine {
         }
     }
 
+    /// Re-creates networking someone removed (bridge, nft table, workload veths).
+    async fn repair_network(self: &Arc<Self>) {
+        #[cfg(target_os = "linux")]
+        {
+            let Ok(desired) = self.desired_all() else {
+                return;
+            };
+            let Ok(addresses) = self.store.addresses() else {
+                return;
+            };
+            let running: Vec<(String, u32, std::net::Ipv4Addr)> = self
+                .observed_all()
+                .into_iter()
+                .filter(|(n, _)| {
+                    desired
+                        .get(n)
+                        .is_some_and(|d| d.spec.network == warren_model::NetworkMode::Bridge)
+                })
+                .filter_map(|(n, r)| {
+                    let addr = *addresses.get(&n)?;
+                    Some((n, r.pid? as u32, addr))
+                })
+                .collect();
+            if running.is_empty() && !self.net.rules_loaded() {
+                return;
+            }
+            let engine = self.clone();
+            match tokio::task::spawn_blocking(move || engine.net.repair(&running)).await {
+                Ok(Ok(fixed)) => {
+                    for f in fixed {
+                        self.event(None, "network", &format!("repaired: {f}"));
+                    }
+                }
+                Ok(Err(e)) => self.event(None, "error", &format!("network repair: {e:#}")),
+                Err(e) => self.event(None, "error", &format!("network repair: {e}")),
+            }
+        }
+    }
+
     /// Live status of one workload for the API.
     pub fn status(&self, d: &Desired) -> crate::wire::Status {
         let row = self.observed_row(&d.spec.name).unwrap_or_default();
@@ -749,6 +954,14 @@ impl Engine {
                 _ => None,
             },
             started_ms: row.started_ms,
+            address: match d.spec.network {
+                warren_model::NetworkMode::Bridge => self
+                    .store
+                    .addresses()
+                    .ok()
+                    .and_then(|a| a.get(&d.spec.name).map(|a| a.to_string())),
+                _ => None,
+            },
         }
     }
 }

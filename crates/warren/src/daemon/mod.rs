@@ -8,6 +8,9 @@ pub mod api;
 pub mod archive;
 pub mod datasets;
 pub mod engine;
+pub mod ingress;
+#[cfg(target_os = "linux")]
+pub mod network;
 pub mod stream;
 pub mod transfer;
 
@@ -40,6 +43,22 @@ pub struct Config {
     /// with different state dirs never collide.
     pub instance: String,
     pub runc_root: PathBuf,
+    /// Bridge networking.
+    pub net: NetSettings,
+    /// The routing workload's published ports.
+    pub ingress: ingress::IngressSettings,
+}
+
+#[cfg(target_os = "linux")]
+pub use network::NetSettings;
+
+/// Bridge networking settings (bridge networking is Linux-only so far).
+#[cfg(not(target_os = "linux"))]
+#[derive(Debug, Clone)]
+pub struct NetSettings {
+    pub bridge: String,
+    pub subnet: warren_net::ipam::Subnet,
+    pub table: String,
 }
 
 impl Config {
@@ -96,7 +115,7 @@ pub async fn run(cfg: Config) -> Result<()> {
         runc,
         shim_exe,
     ));
-    let engine = engine::Engine::new(cfg.clone(), store, storage.clone(), runtime)?;
+    let engine = engine::Engine::new(cfg.clone(), store, storage.clone(), runtime, exec.clone())?;
     engine.event(
         None,
         "daemon",

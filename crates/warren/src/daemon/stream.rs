@@ -213,6 +213,7 @@ pub async fn run(State(e): State<Arc<Engine>>, mut req: Request) -> Result<Respo
         resources: Default::default(),
         terminal: args.tty,
         cgroup_path: format!("/warren-{}/{}", e.cfg.instance, name),
+        network: Default::default(),
     };
     let bundle = e.run_dir(&name).join("bundle");
     let cleanup = {

@@ -37,6 +37,47 @@ pub struct Daemon {
     pub dir: tempfile::TempDir,
     pub child: Option<Child>,
     pub args: Vec<String>,
+    /// This daemon's own bridge, subnet, nft table and ingress ports, so daemons of parallel
+    /// tests never share network state.
+    pub net: TestNet,
+}
+
+#[derive(Debug, Clone)]
+pub struct TestNet {
+    pub bridge: String,
+    pub subnet: String,
+    /// The bridge's gateway (first) address.
+    pub gateway: String,
+    pub table: String,
+    pub http_port: u16,
+    pub https_port: u16,
+}
+
+static NET_SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// A TCP port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl TestNet {
+    fn new(instance: &str) -> TestNet {
+        // Unique within this test process by sequence, across test processes by PID.
+        let seq = NET_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 256;
+        let second = 64 + std::process::id() % 128;
+        TestNet {
+            bridge: format!("wt{instance}"),
+            subnet: format!("10.{second}.{seq}.0/24"),
+            gateway: format!("10.{second}.{seq}.1"),
+            table: format!("warren_t{instance}"),
+            http_port: free_port(),
+            https_port: free_port(),
+        }
+    }
 }
 
 impl Daemon {
@@ -53,13 +94,7 @@ impl Daemon {
     }
 
     pub fn instance(&self) -> String {
-        // Same function as the daemon (FNV-1a of the state dir path).
-        let mut h: u64 = 0xcbf29ce484222325;
-        for b in self.dir.path().as_os_str().as_encoded_bytes() {
-            h ^= *b as u64;
-            h = h.wrapping_mul(0x100000001b3);
-        }
-        format!("{:06x}", h & 0xff_ffff)
+        instance_of(self.dir.path())
     }
 
     pub fn runc_root(&self) -> PathBuf {
@@ -93,11 +128,23 @@ impl Daemon {
         .collect();
         args.push("--runc-root".into());
         args.push(dir.path().join("runc").display().to_string());
+        let net = TestNet::new(&instance_of(dir.path()));
+        for (flag, value) in [
+            ("--bridge", net.bridge.clone()),
+            ("--subnet", net.subnet.clone()),
+            ("--nft-table", net.table.clone()),
+            ("--http-port", net.http_port.to_string()),
+            ("--https-port", net.https_port.to_string()),
+        ] {
+            args.push(flag.into());
+            args.push(value);
+        }
         args.extend(extra.iter().map(|s| s.to_string()));
         let mut d = Daemon {
             dir,
             child: None,
             args,
+            net,
         };
         d.spawn();
         d
@@ -251,6 +298,22 @@ impl Daemon {
                     .output();
             }
         }
+        // Network state: the namespaces (their veths go with them), the bridge, the table.
+        if let Ok(rd) = std::fs::read_dir("/run/netns") {
+            let prefix = format!("warren-{}-", self.instance());
+            for e in rd.flatten() {
+                let n = e.file_name().to_string_lossy().into_owned();
+                if n.starts_with(&prefix) {
+                    let _ = Command::new("ip").args(["netns", "del", &n]).output();
+                }
+            }
+        }
+        let _ = Command::new("ip")
+            .args(["link", "del", "dev", &self.net.bridge])
+            .output();
+        let _ = Command::new("nft")
+            .args(["delete", "table", "inet", &self.net.table])
+            .output();
         for ctl in cgroup_controllers() {
             let dir = Path::new("/sys/fs/cgroup")
                 .join(&ctl)
@@ -266,6 +329,16 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         self.teardown();
     }
+}
+
+/// The daemon's instance id for a state dir (FNV-1a of its path, as the daemon computes it).
+pub fn instance_of(dir: &Path) -> String {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in dir.as_os_str().as_encoded_bytes() {
+        h ^= *b as u64;
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    format!("{:06x}", h & 0xff_ffff)
 }
 
 /// cgroup v1 controller dirs (or "" for a pure v2 host).

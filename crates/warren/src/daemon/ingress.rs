@@ -1,0 +1,396 @@
+//! The ingress: warren's own routing workload running nginx, configured from the desired state.
+//!
+//! The routing workload ([`ROUTER`]) is a host-world container on the bridge that publishes the
+//! configured host ports to nginx's 80 and 443. It exists while any workload declares `domains`
+//! or any volume declares a `site`; the engine adds its spec to the desired set it plans with,
+//! so it is provisioned, started, restarted and adopted like any other workload.
+//!
+//! On every reconcile pass [`Ingress::routes`] turns the desired workloads into routes (a
+//! running workload's address and `port`; a stopped one's 503 page; a volume site's directory),
+//! the pure [`warren_ingress::render_checked`] renders nginx.conf, and [`Ingress::sync`] puts it
+//! live only if it changed: the new file is checked with `nginx -t` *inside* the routing
+//! workload, renamed over the live one, and nginx is told to reload gracefully (SIGHUP to its
+//! master). A rejected file never replaces the live one; an event carries nginx's reason.
+//!
+//! TLS: `tls = "local"` routes get a certificate from warren's local CA (created on first use
+//! under `<state>/ca`, renewed before expiry); operator files (`tls = { cert, key }`) are copied
+//! into the prefix so the routing workload sees them without seeing the rest of the host.
+
+use anyhow::{Context, Result};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use warren_exec::{Cmd, ExecError, Executor, Output};
+use warren_ingress::{IngressOptions, Route, Target, Tls, Validator};
+use warren_model::{
+    NetworkMode, PortMapping, Source, TlsChoice, VolumeMount, VolumeSpec, WorkloadSpec,
+};
+use warren_runtime::Runtime;
+
+/// The name of the routing workload (reserved: no operator workload may use it).
+pub const ROUTER: &str = "warren-ingress";
+
+/// Where static-site volumes appear inside the routing workload.
+const SITES: &str = "/srv/sites";
+
+/// Ingress settings of one daemon.
+#[derive(Debug, Clone)]
+pub struct IngressSettings {
+    /// Host port published to nginx's plain-HTTP listener.
+    pub http_port: u16,
+    /// Host port published to nginx's TLS listener.
+    pub https_port: u16,
+    /// Host address the ports are published on (every address if `None`).
+    pub listen: Option<Ipv4Addr>,
+}
+
+impl Default for IngressSettings {
+    fn default() -> Self {
+        IngressSettings {
+            http_port: 80,
+            https_port: 443,
+            listen: None,
+        }
+    }
+}
+
+/// What the daemon knows about one workload when routing to it.
+pub struct RouteInput<'a> {
+    pub spec: &'a WorkloadSpec,
+    pub running: bool,
+    pub address: Option<Ipv4Addr>,
+}
+
+pub struct Ingress {
+    pub settings: IngressSettings,
+    /// nginx's prefix directory, bind-mounted at the same path into the routing workload.
+    pub prefix: PathBuf,
+    ca_dir: PathBuf,
+    ca: Mutex<Option<warren_ingress::tls::LocalCa>>,
+    /// The configuration text last put live (or found live at start).
+    live: Mutex<Option<String>>,
+    /// The routing workload's main PID that was last told to load the live file: a newly
+    /// started nginx may have read an older file, so it gets one reload of its own.
+    reloaded_pid: Mutex<Option<i32>>,
+}
+
+impl Ingress {
+    pub fn new(settings: IngressSettings, state_dir: &Path) -> Ingress {
+        let prefix = state_dir.join("ingress");
+        let live = std::fs::read_to_string(prefix.join("nginx.conf")).ok();
+        Ingress {
+            settings,
+            prefix,
+            ca_dir: state_dir.join("ca"),
+            ca: Mutex::new(None),
+            live: Mutex::new(live),
+            reloaded_pid: Mutex::new(None),
+        }
+    }
+
+    pub fn conf_path(&self) -> PathBuf {
+        self.prefix.join("nginx.conf")
+    }
+
+    /// The local CA, created on first use.
+    pub fn with_ca<T>(
+        &self,
+        f: impl FnOnce(&warren_ingress::tls::LocalCa) -> Result<T>,
+    ) -> Result<T> {
+        let mut ca = self.ca.lock().unwrap();
+        if ca.is_none() {
+            *ca = Some(
+                warren_ingress::tls::LocalCa::load_or_create(
+                    &self.ca_dir,
+                    std::time::SystemTime::now(),
+                )
+                .context("preparing the local certificate authority")?,
+            );
+        }
+        f(ca.as_ref().expect("set above"))
+    }
+
+    /// The routing workload's spec, or `None` when nothing is routed.
+    pub fn router_spec(
+        &self,
+        workloads: &[&WorkloadSpec],
+        volumes: &BTreeMap<String, VolumeSpec>,
+    ) -> Option<WorkloadSpec> {
+        let sites: Vec<&VolumeSpec> = volumes.values().filter(|v| v.site.is_some()).collect();
+        if sites.is_empty() && workloads.iter().all(|w| w.route.domains.is_empty()) {
+            return None;
+        }
+        let mut spec = WorkloadSpec::new(ROUTER, Source::World("host".into()));
+        let conf = self.conf_path();
+        spec.command = vec![
+            warren_ingress::DEFAULT_NGINX.to_string(),
+            "-p".into(),
+            self.prefix.display().to_string(),
+            "-c".into(),
+            conf.display().to_string(),
+        ];
+        spec.network = NetworkMode::Bridge;
+        let host_ip = self.settings.listen.map(IpAddr::V4);
+        spec.ports = vec![
+            PortMapping {
+                host_ip,
+                host_port: self.settings.http_port,
+                container_port: 80,
+                proto: warren_model::ports::Proto::Tcp,
+            },
+            PortMapping {
+                host_ip,
+                host_port: self.settings.https_port,
+                container_port: 443,
+                proto: warren_model::ports::Proto::Tcp,
+            },
+        ];
+        spec.data_path = "/var/lib/warren-ingress".into();
+        for v in sites {
+            spec.volumes.push(VolumeMount {
+                volume: v.name.clone(),
+                path: format!("{SITES}/{}", v.name),
+                readonly: true,
+            });
+        }
+        Some(spec)
+    }
+
+    /// The routes for the desired workloads and volume sites. Certificates for `tls = "local"`
+    /// are issued or renewed here; operator files are copied into the prefix.
+    pub fn routes(
+        &self,
+        workloads: &[RouteInput<'_>],
+        volumes: &BTreeMap<String, VolumeSpec>,
+        gateway: Ipv4Addr,
+    ) -> Result<Vec<Route>> {
+        let mut routes = Vec::new();
+        for w in workloads {
+            let r = &w.spec.route;
+            let (Some(port), false) = (r.port, r.domains.is_empty()) else {
+                continue;
+            };
+            let addr = match w.spec.network {
+                NetworkMode::Bridge => w.address,
+                // A host-network workload is reached through the bridge's gateway address.
+                NetworkMode::Host => Some(gateway),
+                NetworkMode::None => None,
+            };
+            let target = match (w.running, addr) {
+                (true, Some(a)) => Target::Upstream {
+                    addr: IpAddr::V4(a),
+                    port,
+                },
+                _ => Target::Unavailable {
+                    workload: w.spec.name.clone(),
+                },
+            };
+            for domain in &r.domains {
+                let mut route = Route::new(&w.spec.name, domain, target.clone())
+                    .with_path(r.path.clone())
+                    .with_tls(self.tls_for(domain, &r.tls)?);
+                if r.websocket {
+                    route = route.with_websocket();
+                }
+                if let Some(b) = r.max_body {
+                    route = route.with_max_body(b);
+                }
+                routes.push(route);
+            }
+        }
+        for v in volumes.values() {
+            let Some(site) = &v.site else { continue };
+            for domain in &site.domains {
+                routes.push(
+                    Route::new(
+                        format!("volume/{}", v.name),
+                        domain,
+                        Target::Static {
+                            root: PathBuf::from(format!("{SITES}/{}", v.name)),
+                            autoindex: site.autoindex,
+                        },
+                    )
+                    .with_path(site.path.clone())
+                    .with_tls(self.tls_for(domain, &site.tls)?),
+                );
+            }
+        }
+        Ok(routes)
+    }
+
+    fn tls_for(&self, domain: &str, choice: &TlsChoice) -> Result<Tls> {
+        let dir = self.prefix.join("certs");
+        let file = warren_ingress::tls::cert_file_stem(domain)?;
+        match choice {
+            TlsChoice::None => Ok(Tls::None),
+            TlsChoice::Local => {
+                let (cert, key) = self.with_ca(|ca| {
+                    let (cert, key, _) = ca.ensure_cert(domain, std::time::SystemTime::now())?;
+                    Ok((cert, key))
+                })?;
+                let local = dir.join("local");
+                let (c, k) = (
+                    local.join(format!("{file}.crt")),
+                    local.join(format!("{file}.key")),
+                );
+                copy_if_changed(&cert, &c)?;
+                copy_if_changed(&key, &k)?;
+                Ok(Tls::Local { cert: c, key: k })
+            }
+            TlsChoice::Files { cert, key } => {
+                let op = dir.join("operator");
+                let (c, k) = (
+                    op.join(format!("{file}.crt")),
+                    op.join(format!("{file}.key")),
+                );
+                // A missing file is left for nginx -t to refuse, with its own message.
+                let _ = copy_if_changed(Path::new(cert), &c);
+                let _ = copy_if_changed(Path::new(key), &k);
+                Ok(Tls::Operator { cert: c, key: k })
+            }
+        }
+    }
+
+    /// The proxy options: nginx listens on 80 and 443 inside the routing workload.
+    pub fn options(&self) -> IngressOptions {
+        IngressOptions {
+            http_port: 80,
+            https_port: 443,
+            listen: None,
+            prefix: self.prefix.clone(),
+            access_log: false,
+            worker_processes: Some(1),
+            daemon: false,
+        }
+    }
+
+    /// Puts `routes` live if they render to a different file. `router` is the routing
+    /// workload's container id and main PID when it is running: the file is then checked inside
+    /// it and nginx reloaded; otherwise it is checked with the host's nginx (the routing
+    /// workload runs the host's nginx) and used when the workload starts. Returns
+    /// `Some(summary)` when the live file changed.
+    pub fn sync(
+        &self,
+        routes: &[Route],
+        router: Option<(&Arc<dyn Runtime>, &str, i32)>,
+    ) -> Result<Option<String>> {
+        let text = warren_ingress::render_checked(routes, &self.options())
+            .context("rendering the ingress configuration")?;
+        let mut live = self.live.lock().unwrap();
+        let conf = self.conf_path();
+        if live.as_deref() == Some(text.as_str()) && conf.exists() {
+            if let Some((rt, id, pid)) = router {
+                let mut reloaded = self.reloaded_pid.lock().unwrap();
+                if *reloaded != Some(pid) {
+                    rt.signal(id, "HUP")
+                        .context("asking nginx to reload (SIGHUP)")?;
+                    *reloaded = Some(pid);
+                }
+            }
+            return Ok(None);
+        }
+        let validator = Validator::new(warren_ingress::DEFAULT_NGINX, &self.prefix);
+        let installed = match router {
+            Some((rt, id, _)) => validator.install(
+                &text,
+                &conf,
+                &InWorkload {
+                    runtime: rt.clone(),
+                    id: id.to_string(),
+                },
+            ),
+            None => validator.install(&text, &conf, &warren_exec::HostExecutor),
+        }?;
+        *live = Some(text);
+        if let Some((rt, id, pid)) = router {
+            if installed.changed || *self.reloaded_pid.lock().unwrap() != Some(pid) {
+                rt.signal(id, "HUP")
+                    .context("asking nginx to reload (SIGHUP)")?;
+                *self.reloaded_pid.lock().unwrap() = Some(pid);
+            }
+        }
+        let domains: BTreeSet<&str> = routes.iter().map(|r| r.domain.as_str()).collect();
+        Ok(Some(format!(
+            "configuration updated: {} routes for {} domains{}",
+            routes.len(),
+            domains.len(),
+            if router.is_some() {
+                ", nginx reloaded"
+            } else {
+                ""
+            }
+        )))
+    }
+
+    /// Prepares the prefix directories nginx needs.
+    pub fn prepare(&self) -> Result<()> {
+        warren_ingress::prepare_prefix(&self.prefix)?;
+        Ok(())
+    }
+}
+
+/// Copies `from` to `to` (mode 0600, atomically) unless `to` already has the same bytes.
+fn copy_if_changed(from: &Path, to: &Path) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let data = std::fs::read(from).with_context(|| format!("reading {}", from.display()))?;
+    if std::fs::read(to).ok().as_deref() == Some(data.as_slice()) {
+        return Ok(());
+    }
+    let dir = to.parent().expect("certificate files have a parent");
+    std::fs::create_dir_all(dir).with_context(|| format!("{}", dir.display()))?;
+    let tmp = to.with_extension("warren-new");
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .with_context(|| format!("{}", tmp.display()))?;
+        f.write_all(&data)?;
+    }
+    std::fs::rename(&tmp, to).with_context(|| format!("{}", to.display()))?;
+    Ok(())
+}
+
+/// Runs commands inside a running workload (`runc exec`), so the routing workload's own nginx
+/// checks its configuration.
+struct InWorkload {
+    runtime: Arc<dyn Runtime>,
+    id: String,
+}
+
+impl Executor for InWorkload {
+    fn run(&self, cmd: &Cmd) -> Result<Output, ExecError> {
+        let mut argv = vec![cmd.program.clone()];
+        argv.extend(cmd.args.iter().map(|a| a.to_string_lossy().into_owned()));
+        let argv_string = format!("(in {}) {}", self.id, argv.join(" "));
+        let mut c = self
+            .runtime
+            .exec_command(&self.id, &argv, false, &[], None)
+            .map_err(|e| ExecError::Spawn {
+                argv: argv_string.clone(),
+                source: std::io::Error::other(e.to_string()),
+            })?;
+        c.stdin(std::process::Stdio::null());
+        let out = c.output().map_err(|source| ExecError::Spawn {
+            argv: argv_string.clone(),
+            source,
+        })?;
+        if out.status.success() {
+            Ok(Output {
+                stdout: out.stdout,
+                stderr: out.stderr,
+            })
+        } else {
+            Err(ExecError::Failed {
+                argv: argv_string,
+                status: out.status.to_string(),
+                stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            })
+        }
+    }
+}

@@ -1,0 +1,473 @@
+//! Bridge networking for workloads: addresses, namespaces, veths, published ports and names.
+//!
+//! Every `network = "bridge"` workload gets a named network namespace
+//! (`/run/netns/warren-<instance>-<name>`) prepared before its container starts: a veth pair
+//! whose host end is enslaved to the bridge and whose peer is `eth0` inside, holding the
+//! workload's address from the IPAM table in SQLite (stable across restarts and recreation,
+//! released on delete) and a default route via the bridge. The container joins that namespace,
+//! so networking is ready before the main process runs and survives container restarts.
+//!
+//! Published ports and outbound NAT live in warren's own nftables table, rendered by the pure
+//! [`warren_net::nft::render`] from the desired workloads and their addresses, and loaded in one
+//! transaction only when the text changes. Names are served by one hosts file
+//! (`<name>`, `<name>.warren`) bind-mounted read-only over every bridge workload's `/etc/hosts`
+//! and rewritten in place when the set of addresses changes.
+//!
+//! [`Net::repair`] runs on every housekeeping tick: a deleted bridge, nft table or workload veth
+//! (host reboot, an operator's `ip link del`) is re-created, with an event naming what was fixed.
+
+use anyhow::{anyhow, Context, Result};
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use warren_exec::Executor;
+use warren_model::{NetworkMode, WorkloadSpec};
+use warren_net::bridge::{self, Netns, VethAttachment};
+use warren_net::ipam::{self, Subnet};
+use warren_net::nft::{self, Forward, Ruleset};
+use warren_store::Store;
+
+/// Bridge network settings of one daemon.
+#[derive(Debug, Clone)]
+pub struct NetSettings {
+    pub bridge: String,
+    pub subnet: Subnet,
+    /// warren's own `inet` nftables table.
+    pub table: String,
+}
+
+impl Default for NetSettings {
+    fn default() -> Self {
+        NetSettings {
+            bridge: bridge::DEFAULT_BRIDGE.to_string(),
+            subnet: Subnet::parse("10.88.0.0/16").expect("default subnet parses"),
+            table: nft::DEFAULT_TABLE.to_string(),
+        }
+    }
+}
+
+/// One workload's place on the bridge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attachment {
+    pub address: Ipv4Addr,
+    /// The namespace the container joins.
+    pub netns_path: PathBuf,
+}
+
+/// The bridge network of one daemon.
+pub struct Net {
+    pub settings: NetSettings,
+    exec: Arc<dyn Executor>,
+    instance: String,
+    dir: PathBuf,
+    /// The nft text last loaded (None: not loaded by this daemon yet).
+    rules: Mutex<Option<String>>,
+    /// The hosts file text last written.
+    hosts: Mutex<Option<String>>,
+}
+
+/// FNV-1a, for short stable interface names.
+fn fnv(s: &str) -> u64 {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in s.bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    h
+}
+
+impl Net {
+    pub fn new(
+        settings: NetSettings,
+        exec: Arc<dyn Executor>,
+        instance: &str,
+        state_dir: &Path,
+    ) -> Result<Net> {
+        bridge::check_name(&settings.bridge)?;
+        nft::validate_table(&settings.table)?;
+        let dir = state_dir.join("net");
+        std::fs::create_dir_all(&dir).with_context(|| format!("{}", dir.display()))?;
+        let net = Net {
+            settings,
+            exec,
+            instance: instance.to_string(),
+            dir,
+            rules: Mutex::new(None),
+            hosts: Mutex::new(None),
+        };
+        net.write_resolv_conf()?;
+        Ok(net)
+    }
+
+    /// The `ip netns` name of a workload's namespace.
+    pub fn netns_name(&self, name: &str) -> String {
+        let readable = format!("warren-{}-{name}", self.instance);
+        if bridge::valid_netns_name(&readable) {
+            readable
+        } else {
+            format!("warren-{}-{:016x}", self.instance, fnv(name))
+        }
+    }
+
+    pub fn netns_path(&self, name: &str) -> PathBuf {
+        Path::new("/run/netns").join(self.netns_name(name))
+    }
+
+    /// The host end of a workload's veth pair (at most 15 characters).
+    pub fn host_if(&self, name: &str) -> String {
+        format!(
+            "wv{:010x}",
+            fnv(&format!("{}/{name}", self.instance)) & 0xff_ffff_ffff
+        )
+    }
+
+    /// The hosts file bind-mounted over `/etc/hosts` of bridge workloads.
+    pub fn hosts_path(&self) -> PathBuf {
+        self.dir.join("hosts")
+    }
+
+    /// The resolver configuration bind-mounted over `/etc/resolv.conf` of bridge workloads.
+    pub fn resolv_path(&self) -> PathBuf {
+        self.dir.join("resolv.conf")
+    }
+
+    /// Makes the bridge exist with its gateway address, and the kernel forward and NAT.
+    /// Returns what had to be changed.
+    pub fn ensure_base(&self) -> Result<Vec<String>> {
+        let s = &self.settings;
+        let mut fixed = Vec::new();
+        let c = bridge::ensure_bridge(self.exec.as_ref(), &s.bridge, &s.subnet)?;
+        if c.created {
+            fixed.push(format!("created bridge {} ({})", s.bridge, s.subnet));
+        } else if !c.unchanged() {
+            fixed.push(format!("repaired bridge {}", s.bridge));
+        }
+        if warren_net::sysctl::ensure_ip_forward(self.exec.as_ref())? {
+            fixed.push("enabled IPv4 forwarding".into());
+        }
+        // Lets a port published on 127.0.0.1 be forwarded into the bridge.
+        let key = warren_net::sysctl::route_localnet_key(&s.bridge);
+        warren_net::sysctl::ensure(self.exec.as_ref(), &key, "1")?;
+        Ok(fixed)
+    }
+
+    /// Gives `name` its address, namespace and veth (whatever is missing), ready for the
+    /// container to join.
+    pub fn prepare(&self, store: &Store, name: &str) -> Result<Attachment> {
+        let subnet = self.settings.subnet;
+        let address =
+            store.assign_address(name, |taken| ipam::allocate(&subnet, name, taken))??;
+        self.ensure_base()?;
+        let ns = self.netns_name(name);
+        let path = self.netns_path(name);
+        let fresh_ns = !path.exists();
+        if fresh_ns {
+            self.run(&bridge::netns_add_cmd(&ns))?;
+        }
+        let host_if = self.host_if(name);
+        if fresh_ns || bridge::link(self.exec.as_ref(), &host_if)?.is_none() {
+            let attached = bridge::attach_veth(
+                self.exec.as_ref(),
+                &VethAttachment {
+                    host_if,
+                    netns: Netns::Named(ns.clone()),
+                    bridge: self.settings.bridge.clone(),
+                    address,
+                    subnet,
+                },
+            );
+            if let Err(e) = attached {
+                if fresh_ns {
+                    let _ = self.exec.run(&bridge::netns_del_cmd(&ns));
+                }
+                return Err(e.into());
+            }
+        }
+        Ok(Attachment {
+            address,
+            netns_path: path,
+        })
+    }
+
+    /// Removes a workload's veth and namespace; `release` also frees its address.
+    pub fn teardown(&self, store: &Store, name: &str, release: bool) -> Result<()> {
+        bridge::detach_veth(self.exec.as_ref(), &self.host_if(name))?;
+        if self.netns_path(name).exists() {
+            self.run(&bridge::netns_del_cmd(&self.netns_name(name)))?;
+        }
+        if release {
+            store.release_address(name)?;
+        }
+        Ok(())
+    }
+
+    fn run(&self, cmd: &warren_exec::Cmd) -> Result<()> {
+        self.exec
+            .run(cmd)
+            .map(|_| ())
+            .map_err(|e| anyhow!("{}: {e}", cmd.argv_string()))
+    }
+
+    /// The ruleset for the desired workloads: every published port of a bridge workload that
+    /// has an address.
+    pub fn ruleset(
+        &self,
+        specs: &[&WorkloadSpec],
+        addresses: &BTreeMap<String, Ipv4Addr>,
+    ) -> Ruleset {
+        let mut r = Ruleset::new(&self.settings.bridge, self.settings.subnet);
+        r.table = self.settings.table.clone();
+        for spec in specs {
+            if spec.network != NetworkMode::Bridge {
+                continue;
+            }
+            let Some(addr) = addresses.get(&spec.name) else {
+                continue;
+            };
+            for m in &spec.ports {
+                r.forwards.push(Forward {
+                    workload: spec.name.clone(),
+                    mapping: *m,
+                    address: *addr,
+                });
+            }
+        }
+        r
+    }
+
+    /// Whether this daemon has loaded its table (so it must keep it current).
+    pub fn rules_loaded(&self) -> bool {
+        self.rules.lock().unwrap().is_some()
+    }
+
+    /// Loads `ruleset` if it differs from what this daemon last loaded. Returns whether it
+    /// loaded anything.
+    pub fn sync_rules(&self, ruleset: &Ruleset) -> Result<bool> {
+        let text = nft::render(ruleset)?;
+        let mut last = self.rules.lock().unwrap();
+        if last.as_deref() == Some(text.as_str()) {
+            return Ok(false);
+        }
+        nft::apply(self.exec.as_ref(), &self.settings.table, &text)?;
+        *last = Some(text);
+        Ok(true)
+    }
+
+    /// Rewrites the hosts file (in place, so bind mounts see it) if its text changed.
+    pub fn sync_hosts(
+        &self,
+        specs: &[&WorkloadSpec],
+        addresses: &BTreeMap<String, Ipv4Addr>,
+    ) -> Result<bool> {
+        let text = render_hosts(specs, addresses);
+        let mut last = self.hosts.lock().unwrap();
+        let path = self.hosts_path();
+        if last.as_deref() == Some(text.as_str()) && path.exists() {
+            return Ok(false);
+        }
+        write_in_place(&path, text.as_bytes())?;
+        *last = Some(text);
+        Ok(true)
+    }
+
+    /// Re-creates what someone deleted: the bridge, the nft table, the veth of each running
+    /// bridge workload (`running`: name, the PID inside its namespace, and its address).
+    /// Returns what it fixed.
+    pub fn repair(&self, running: &[(String, u32, Ipv4Addr)]) -> Result<Vec<String>> {
+        let mut fixed = self.ensure_base()?;
+        if self.rules.lock().unwrap().is_some()
+            && !nft::table_exists(self.exec.as_ref(), &self.settings.table)?
+        {
+            let text = self.rules.lock().unwrap().clone().unwrap_or_default();
+            nft::apply(self.exec.as_ref(), &self.settings.table, &text)?;
+            fixed.push(format!(
+                "restored nftables table inet {}",
+                self.settings.table
+            ));
+        }
+        if running.is_empty() {
+            return Ok(fixed);
+        }
+        let out = self
+            .exec
+            .run(&bridge::links_cmd())
+            .map_err(|e| anyhow!("listing links: {e}"))?;
+        let links = bridge::parse_link_masters(&out.stdout_str())?;
+        let br = &self.settings.bridge;
+        for (name, pid, address) in running {
+            let (pid, address) = (*pid, *address);
+            let host_if = self.host_if(name);
+            match links.iter().find(|(n, _)| *n == host_if) {
+                Some((_, Some(master))) if master == br => continue,
+                Some(_) => {
+                    // The bridge was re-created: the veth survived but lost its master.
+                    self.run(&bridge::set_master_cmd(&host_if, br))?;
+                    self.run(&bridge::link_up_cmd(&host_if))?;
+                    fixed.push(format!("re-enslaved {name} ({host_if}) to {br}"));
+                    continue;
+                }
+                None => {}
+            }
+            // By PID: the namespace's bind mount may be gone too; the process still holds it.
+            bridge::attach_veth(
+                self.exec.as_ref(),
+                &VethAttachment {
+                    host_if: host_if.clone(),
+                    netns: Netns::Pid(pid),
+                    bridge: self.settings.bridge.clone(),
+                    address,
+                    subnet: self.settings.subnet,
+                },
+            )
+            .with_context(|| format!("re-attaching {name}"))?;
+            fixed.push(format!("re-attached {name} ({host_if}, {address})"));
+        }
+        Ok(fixed)
+    }
+
+    /// Writes `resolv.conf` for workloads: the host's nameservers, unless they are loopback
+    /// addresses (a local stub resolver is unreachable from a workload's namespace), in which
+    /// case systemd-resolved's upstream list is used if there is one.
+    fn write_resolv_conf(&self) -> Result<()> {
+        let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let mut text = usable_resolv_conf(&host);
+        if !text.contains("nameserver") {
+            if let Ok(upstream) = std::fs::read_to_string("/run/systemd/resolve/resolv.conf") {
+                text = usable_resolv_conf(&upstream);
+            }
+        }
+        write_in_place(&self.resolv_path(), text.as_bytes())
+    }
+}
+
+/// The lines of a resolv.conf that work from inside a workload's namespace.
+pub fn usable_resolv_conf(host: &str) -> String {
+    let mut out = String::from("# written by warren from the host's resolver configuration\n");
+    for line in host.lines() {
+        let t = line.trim();
+        if let Some(addr) = t.strip_prefix("nameserver") {
+            let loopback = addr
+                .trim()
+                .parse::<std::net::IpAddr>()
+                .map(|a| a.is_loopback())
+                .unwrap_or(true);
+            if loopback {
+                continue;
+            }
+        }
+        if t.starts_with("nameserver") || t.starts_with("search") || t.starts_with("options") {
+            out.push_str(t);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// The hosts file for `specs`: each bridge workload with an address as `NAME` and
+/// `NAME.warren` (and its hostname, when it has its own).
+pub fn render_hosts(specs: &[&WorkloadSpec], addresses: &BTreeMap<String, Ipv4Addr>) -> String {
+    let mut out = String::from(
+        "# written by warren: workloads by name; do not edit\n\
+         127.0.0.1\tlocalhost\n\
+         ::1\tlocalhost ip6-localhost ip6-loopback\n",
+    );
+    let mut specs: Vec<&&WorkloadSpec> = specs.iter().collect();
+    specs.sort_by(|a, b| a.name.cmp(&b.name));
+    for spec in specs {
+        if spec.network != NetworkMode::Bridge {
+            continue;
+        }
+        let Some(addr) = addresses.get(&spec.name) else {
+            continue;
+        };
+        let mut names = vec![spec.name.clone(), format!("{}.warren", spec.name)];
+        let host = spec.effective_hostname();
+        if !names.iter().any(|n| n == host) {
+            names.push(host.to_string());
+        }
+        out.push_str(&format!("{addr}\t{}\n", names.join(" ")));
+    }
+    out
+}
+
+/// Replaces a file's contents keeping its inode, so a bind mount of it sees the new text.
+fn write_in_place(path: &Path, data: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .open(path)
+        .with_context(|| format!("{}", path.display()))?;
+    f.write_all(data)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use warren_model::Source;
+
+    fn spec(name: &str, network: NetworkMode) -> WorkloadSpec {
+        let mut s = WorkloadSpec::new(name, Source::World("busybox".into()));
+        s.network = network;
+        s
+    }
+
+    #[test]
+    fn hosts_list_bridge_workloads_by_name() {
+        let db = spec("db", NetworkMode::Bridge);
+        let mut web = spec("web", NetworkMode::Bridge);
+        web.hostname = Some("frontend".into());
+        let host = spec("tool", NetworkMode::Host);
+        let pending = spec("later", NetworkMode::Bridge);
+        let addrs: BTreeMap<String, Ipv4Addr> = [
+            ("db".to_string(), Ipv4Addr::new(10, 88, 0, 3)),
+            ("web".to_string(), Ipv4Addr::new(10, 88, 0, 2)),
+            ("tool".to_string(), Ipv4Addr::new(10, 88, 0, 9)),
+        ]
+        .into();
+        let text = render_hosts(&[&web, &db, &host, &pending], &addrs);
+        let lines: Vec<&str> = text.lines().skip(3).collect();
+        assert_eq!(
+            lines,
+            [
+                "10.88.0.3\tdb db.warren",
+                "10.88.0.2\tweb web.warren frontend"
+            ]
+        );
+    }
+
+    #[test]
+    fn resolv_conf_drops_loopback_resolvers() {
+        let host =
+            "# generated\nnameserver 127.0.0.53\nnameserver 192.0.2.1\nsearch lan\noptions edns0\n";
+        let out = usable_resolv_conf(host);
+        assert!(!out.contains("127.0.0.53"));
+        assert!(out.contains("nameserver 192.0.2.1\n"));
+        assert!(out.contains("search lan\n"));
+        assert!(out.contains("options edns0\n"));
+    }
+
+    #[test]
+    fn names_fit_the_kernel_limits() {
+        let dir = tempfile::tempdir().unwrap();
+        let net = Net::new(
+            NetSettings::default(),
+            Arc::new(warren_exec::RecordingExecutor::new()),
+            "abc123",
+            dir.path(),
+        )
+        .unwrap();
+        let long = "a".repeat(63);
+        for n in ["web", long.as_str()] {
+            let i = net.host_if(n);
+            assert!(i.len() <= 15 && bridge::check_name(&i).is_ok(), "{i}");
+            assert!(bridge::valid_netns_name(&net.netns_name(n)));
+        }
+        assert_eq!(net.netns_name("web"), "warren-abc123-web");
+        assert_ne!(net.host_if("web"), net.host_if("db"));
+    }
+}
