@@ -533,3 +533,54 @@ port = 8000
         .unwrap_or(0);
     assert!(requests > 100, "wrk made too few requests: {report}");
 }
+
+#[test]
+fn volume_site_serves_files_with_autoindex() {
+    require_net_tools();
+    let d = Daemon::start(&[]);
+    d.apply(
+        "site.toml",
+        r#"
+[volume.repo]
+size = "64M"
+site = { domains = ["repo.test"], autoindex = true }
+
+[workload.builder]
+world = "busybox"
+command = ["sh", "-c", "mkdir -p /out/pool && echo artifact-1 > /out/pool/app_1.0.deb && exec sleep 100000"]
+volumes = ["repo:/out"]
+"#,
+    );
+    d.wait_running("builder");
+    let file = || {
+        curl(&[
+            "-H",
+            "Host: repo.test",
+            &format!("http://127.0.0.1:{}/pool/app_1.0.deb", d.net.http_port),
+        ])
+    };
+    wait_http("the file is served", || file().1.trim() == "artifact-1");
+    let (code, listing) = curl(&[
+        "-H",
+        "Host: repo.test",
+        &format!("http://127.0.0.1:{}/pool/", d.net.http_port),
+    ]);
+    assert_eq!(code, 200);
+    assert!(
+        listing.contains("app_1.0.deb"),
+        "autoindex lists the directory: {listing}"
+    );
+    // The routing workload mounts the volume read-only.
+    let out = d.cli(&[
+        "exec",
+        "warren-ingress",
+        "--",
+        "sh",
+        "-c",
+        "echo x > /srv/sites/repo/x",
+    ]);
+    assert!(
+        !out.status.success(),
+        "the site volume must be read-only in the routing workload"
+    );
+}

@@ -123,7 +123,7 @@ async fn health() -> Json<serde_json::Value> {
 }
 
 /// The worlds warren can build on demand.
-const BUILTIN_WORLDS: &[&str] = &["host", "busybox"];
+pub(crate) const BUILTIN_WORLDS: &[&str] = &["host", "busybox"];
 
 /// Parses and validates a file against this host. Builds missing built-in worlds unless
 /// `dry_run`.

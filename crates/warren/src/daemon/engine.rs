@@ -47,6 +47,8 @@ pub struct Engine {
     #[cfg(target_os = "linux")]
     pub net: Arc<super::network::Net>,
     pub ingress: Arc<super::ingress::Ingress>,
+    /// The last networking error reported (reported again only when it changes).
+    network_error: Mutex<Option<String>>,
 }
 
 impl Engine {
@@ -88,6 +90,7 @@ impl Engine {
             #[cfg(target_os = "linux")]
             net,
             ingress,
+            network_error: Mutex::new(None),
         }))
     }
 
@@ -243,13 +246,31 @@ impl Engine {
             let permit = self.parallel.clone();
             tokio::spawn(async move {
                 let _permit = permit.acquire_owned().await;
-                engine.execute(&name, desired.as_ref(), &steps).await;
+                let done = engine.execute(&name, desired.as_ref(), &steps).await;
                 drop(guard);
-                engine.wake();
+                // A failed step is retried on the next tick, not in a tight loop.
+                if done {
+                    engine.wake();
+                }
             });
         }
-        if let Err(e) = self.sync_network(&desired).await {
-            self.event(None, "error", &format!("network: {e:#}"));
+        let synced = self
+            .sync_network(&desired)
+            .await
+            .map_err(|e| format!("{e:#}"));
+        let report = {
+            // An error is reported when it first happens or changes, not on every pass.
+            let mut last = self.network_error.lock().unwrap();
+            let report = synced
+                .as_ref()
+                .err()
+                .filter(|e| last.as_ref() != Some(*e))
+                .cloned();
+            *last = synced.err();
+            report
+        };
+        if let Some(e) = report {
+            self.event(None, "error", &format!("network: {e}"));
         }
         Ok(p.next_wake_ms)
     }
@@ -260,8 +281,11 @@ impl Engine {
         let mut desired = self.store.desired()?;
         let volumes = self.store.volumes()?;
         let specs: Vec<&warren_model::WorkloadSpec> = desired.values().map(|d| &d.spec).collect();
+        // Only once a configuration nginx accepted exists: nginx cannot start without one.
         if let Some(spec) = self.ingress.router_spec(&specs, &volumes) {
-            desired.insert(spec.name.clone(), Desired::new(spec, 0));
+            if self.ingress.conf_path().exists() {
+                desired.insert(spec.name.clone(), Desired::new(spec, 0));
+            }
         }
         Ok(desired)
     }
@@ -300,7 +324,8 @@ impl Engine {
             #[cfg(not(target_os = "linux"))]
             let (addresses, gateway): (BTreeMap<String, std::net::Ipv4Addr>, _) =
                 (BTreeMap::new(), std::net::Ipv4Addr::LOCALHOST);
-            if desired.contains_key(router) || engine.ingress.conf_path().exists() {
+            let wanted = engine.ingress.router_spec(&specs, &volumes).is_some();
+            if wanted || engine.ingress.conf_path().exists() {
                 let inputs: Vec<super::ingress::RouteInput<'_>> = specs
                     .iter()
                     .filter(|s| s.name != router)
@@ -337,8 +362,14 @@ impl Engine {
         Ok(())
     }
 
-    /// Executes one workload's steps in order; the first failure ends the sequence.
-    async fn execute(self: &Arc<Self>, name: &str, desired: Option<&Desired>, steps: &[Step]) {
+    /// Executes one workload's steps in order; the first failure ends the sequence (and is
+    /// reported by returning `false`).
+    async fn execute(
+        self: &Arc<Self>,
+        name: &str,
+        desired: Option<&Desired>,
+        steps: &[Step],
+    ) -> bool {
         for step in steps {
             let r = match &step.action {
                 Action::Provision { hash } => match desired {
@@ -359,9 +390,10 @@ impl Engine {
                     "error",
                     &format!("{} failed: {e:#}", step.action.verb()),
                 );
-                return;
+                return false;
             }
         }
+        true
     }
 
     async fn provision(self: &Arc<Self>, d: &Desired, hash: &str) -> Result<()> {
@@ -369,15 +401,28 @@ impl Engine {
         let Source::World(world) = &d.spec.source else {
             return Err(anyhow!("only worlds can be provisioned on this host"));
         };
+        let world_name = world.clone();
         let storage = self.storage.clone();
         let world = world.clone();
         let n = name.clone();
-        tokio::task::spawn_blocking(move || -> Result<()> {
+        let built = tokio::task::spawn_blocking(move || -> Result<bool> {
+            // A built-in world (`host`, `busybox`) is built on first use.
+            let missing = !storage.list_worlds()?.contains(&world);
+            if missing && super::api::BUILTIN_WORLDS.contains(&world.as_str()) {
+                warren_storage::worlds::create_world(
+                    &*storage,
+                    &world,
+                    &warren_exec::HostExecutor,
+                )?;
+            }
             storage.create_rootfs(&n, &world)?;
             storage.ensure_data(&n)?;
-            Ok(())
+            Ok(missing)
         })
         .await??;
+        if built {
+            self.event(None, "world", &format!("world {world_name} created"));
+        }
         self.apply_quota(&name, d.spec.resources.disk).await?;
         self.update(&name, |r| {
             r.provisioned = Some(hash.to_string());

@@ -204,7 +204,7 @@ impl Ingress {
             for domain in &site.domains {
                 routes.push(
                     Route::new(
-                        format!("volume/{}", v.name),
+                        v.name.clone(),
                         domain,
                         Target::Static {
                             root: PathBuf::from(format!("{SITES}/{}", v.name)),

@@ -45,7 +45,7 @@ pub async fn logs(
     Path(name): Path<String>,
     Query(q): Query<LogsQuery>,
 ) -> Result<Response, ApiError> {
-    if e.store.get_desired(&name)?.is_none() {
+    if !e.desired_all()?.contains_key(&name) {
         return Err(ApiError::not_found(&name));
     }
     let dir = e.log_dir(&name);
@@ -145,7 +145,7 @@ pub async fn exec(
             "exec needs a command",
         ));
     }
-    if e.store.get_desired(&name)?.is_none() {
+    if !e.desired_all()?.contains_key(&name) {
         return Err(ApiError::not_found(&name));
     }
     if e.observed_row(&name).and_then(|r| r.pid).is_none() {
