@@ -43,7 +43,8 @@ pub struct Config {
     /// with different state dirs never collide.
     pub instance: String,
     pub runc_root: PathBuf,
-    /// Bridge networking.
+    /// Bridge networking (read by the Linux network module only, so far).
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub net: NetSettings,
     /// The routing workload's published ports.
     pub ingress: ingress::IngressSettings,
@@ -54,6 +55,7 @@ pub use network::NetSettings;
 
 /// Bridge networking settings (bridge networking is Linux-only so far).
 #[cfg(not(target_os = "linux"))]
+#[allow(dead_code)]
 #[derive(Debug, Clone)]
 pub struct NetSettings {
     pub bridge: String,
