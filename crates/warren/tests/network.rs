@@ -455,7 +455,49 @@ fn deleted_bridge_and_table_are_restored() {
     });
     let events = d.ok(&["events", "-n", "200"]);
     assert!(events.contains("repaired"), "{events}");
-    std::thread::sleep(Duration::from_millis(10));
+
+    // Someone deletes the workload's veth: it is re-attached with the same address.
+    let address = d.get("svc")["address"].as_str().unwrap().to_string();
+    let out = Command::new("ip")
+        .args(["-j", "link", "show", "master", &d.net.bridge])
+        .output()
+        .unwrap();
+    let links: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let veths: Vec<&str> = links
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|l| l["ifname"].as_str())
+        .collect();
+    assert_eq!(veths.len(), 1, "one workload, one veth: {veths:?}");
+    assert!(Command::new("ip")
+        .args(["link", "del", "dev", veths[0]])
+        .status()
+        .unwrap()
+        .success());
+    wait_http("veth re-attached", || {
+        curl(&[&url]).1.trim() == "hello-again"
+    });
+    assert_eq!(d.get("svc")["address"].as_str().unwrap(), address);
+
+    // A recreated workload (drift) keeps its address.
+    let pid = d.wait_running("svc");
+    d.apply(
+        "r.toml",
+        &web(
+            "svc",
+            "hello-recreated",
+            8000,
+            &format!("ports = [\"{port}:8000\"]"),
+        ),
+    );
+    d.wait_for("svc", 30, "a new run", |v| {
+        v["state"] == "running" && v["pid"].as_i64() != Some(pid as i64)
+    });
+    assert_eq!(d.get("svc")["address"].as_str().unwrap(), address);
+    wait_http("recreated svc published", || {
+        curl(&[&url]).1.trim() == "hello-recreated"
+    });
 }
 
 #[test]

@@ -73,6 +73,10 @@ pub struct Ingress {
     /// The routing workload's main PID that was last told to load the live file: a newly
     /// started nginx may have read an older file, so it gets one reload of its own.
     reloaded_pid: Mutex<Option<i32>>,
+    /// A certificate or key file nginx reads was replaced (issued, renewed, or changed by the
+    /// operator) since nginx last loaded its files: the next sync reloads even if the
+    /// configuration text is the same.
+    certs_changed: std::sync::atomic::AtomicBool,
 }
 
 impl Ingress {
@@ -86,6 +90,7 @@ impl Ingress {
             ca: Mutex::new(None),
             live: Mutex::new(live),
             reloaded_pid: Mutex::new(None),
+            certs_changed: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -234,8 +239,8 @@ impl Ingress {
                     local.join(format!("{file}.crt")),
                     local.join(format!("{file}.key")),
                 );
-                copy_if_changed(&cert, &c)?;
-                copy_if_changed(&key, &k)?;
+                self.copy_cert(&cert, &c)?;
+                self.copy_cert(&key, &k)?;
                 Ok(Tls::Local { cert: c, key: k })
             }
             TlsChoice::Files { cert, key } => {
@@ -245,11 +250,19 @@ impl Ingress {
                     op.join(format!("{file}.key")),
                 );
                 // A missing file is left for nginx -t to refuse, with its own message.
-                let _ = copy_if_changed(Path::new(cert), &c);
-                let _ = copy_if_changed(Path::new(key), &k);
+                let _ = self.copy_cert(Path::new(cert), &c);
+                let _ = self.copy_cert(Path::new(key), &k);
                 Ok(Tls::Operator { cert: c, key: k })
             }
         }
+    }
+
+    fn copy_cert(&self, from: &Path, to: &Path) -> Result<()> {
+        if copy_if_changed(from, to)? {
+            self.certs_changed
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        Ok(())
     }
 
     /// The proxy options: nginx listens on 80 and 443 inside the routing workload.
@@ -282,7 +295,10 @@ impl Ingress {
         if live.as_deref() == Some(text.as_str()) && conf.exists() {
             if let Some((rt, id, pid)) = router {
                 let mut reloaded = self.reloaded_pid.lock().unwrap();
-                if *reloaded != Some(pid) {
+                let certs = self
+                    .certs_changed
+                    .swap(false, std::sync::atomic::Ordering::SeqCst);
+                if *reloaded != Some(pid) || certs {
                     rt.signal(id, "HUP")
                         .context("asking nginx to reload (SIGHUP)")?;
                     *reloaded = Some(pid);
@@ -304,6 +320,8 @@ impl Ingress {
         }?;
         *live = Some(text);
         if let Some((rt, id, pid)) = router {
+            self.certs_changed
+                .store(false, std::sync::atomic::Ordering::SeqCst);
             if installed.changed || *self.reloaded_pid.lock().unwrap() != Some(pid) {
                 rt.signal(id, "HUP")
                     .context("asking nginx to reload (SIGHUP)")?;
@@ -330,12 +348,13 @@ impl Ingress {
     }
 }
 
-/// Copies `from` to `to` (mode 0600, atomically) unless `to` already has the same bytes.
-fn copy_if_changed(from: &Path, to: &Path) -> Result<()> {
+/// Copies `from` to `to` (mode 0600, atomically) unless `to` already has the same bytes;
+/// returns whether it wrote.
+fn copy_if_changed(from: &Path, to: &Path) -> Result<bool> {
     use std::os::unix::fs::OpenOptionsExt;
     let data = std::fs::read(from).with_context(|| format!("reading {}", from.display()))?;
     if std::fs::read(to).ok().as_deref() == Some(data.as_slice()) {
-        return Ok(());
+        return Ok(false);
     }
     let dir = to.parent().expect("certificate files have a parent");
     std::fs::create_dir_all(dir).with_context(|| format!("{}", dir.display()))?;
@@ -352,7 +371,7 @@ fn copy_if_changed(from: &Path, to: &Path) -> Result<()> {
         f.write_all(&data)?;
     }
     std::fs::rename(&tmp, to).with_context(|| format!("{}", to.display()))?;
-    Ok(())
+    Ok(true)
 }
 
 /// Runs commands inside a running workload (`runc exec`), so the routing workload's own nginx

@@ -128,6 +128,11 @@ pub async fn run(cfg: Config) -> Result<()> {
             storage.root().display()
         ),
     );
+    // The local CA exists from the first start, so operators can trust it before any route
+    // asks for TLS.
+    if let Err(e) = engine.ingress.with_ca(|_| Ok(())) {
+        engine.event(None, "error", &format!("{e:#}"));
+    }
     engine.adopt().await;
     tokio::spawn(engine.clone().run());
 
