@@ -124,6 +124,24 @@ pub trait Executor: Send + Sync {
     fn run(&self, cmd: &Cmd) -> Result<Output, ExecError>;
 }
 
+/// A finished process's output as the executor reports it: `Ok` on success, otherwise
+/// [`ExecError::Failed`] carrying `argv`, the status and both streams.
+pub fn output_result(argv: String, out: std::process::Output) -> Result<Output, ExecError> {
+    if out.status.success() {
+        Ok(Output {
+            stdout: out.stdout,
+            stderr: out.stderr,
+        })
+    } else {
+        Err(ExecError::Failed {
+            argv,
+            status: out.status.to_string(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        })
+    }
+}
+
 const SEARCH: &[&str] = &["/usr/sbin", "/usr/bin", "/sbin", "/bin"];
 
 /// Finds `program` in the fixed system path (or accepts it if already absolute).
@@ -184,19 +202,7 @@ impl Executor for HostExecutor {
                 argv: argv.clone(),
                 source,
             })?;
-        if out.status.success() {
-            Ok(Output {
-                stdout: out.stdout,
-                stderr: out.stderr,
-            })
-        } else {
-            Err(ExecError::Failed {
-                argv,
-                status: out.status.to_string(),
-                stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-            })
-        }
+        output_result(argv, out)
     }
 }
 

@@ -347,6 +347,19 @@ const STATES: &[(&str, DesiredState)] = &[
 const MAX_CPUS: f64 = 1024.0;
 
 /// The name of a value's type in messages.
+/// Which of a table's two required keys are missing, as "`a`", "`b`" or "`a` and `b`"; `None`
+/// when both are present, or when a misspelled key (most likely the missing one) was already
+/// reported.
+fn missing_pair(a: (&str, bool), b: (&str, bool), misspelled: bool) -> Option<String> {
+    match (a.1, b.1) {
+        (true, true) => None,
+        _ if misspelled => None,
+        (false, true) => Some(format!("`{}`", a.0)),
+        (true, false) => Some(format!("`{}`", b.0)),
+        (false, false) => Some(format!("`{}` and `{}`", a.0, b.0)),
+    }
+}
+
 fn type_name(v: &DeValue<'_>) -> &'static str {
     match v {
         DeValue::Array(a) if !a.is_empty() && a.iter().all(|e| e.get_ref().is_table()) => {
@@ -1150,13 +1163,7 @@ impl Walker<'_> {
             }
         }
         // An unknown key is most likely the missing one misspelled; it is reported already.
-        let missing = match (has_cert, has_key) {
-            (true, true) => None,
-            _ if misspelled => None,
-            (false, true) => Some("`cert`"),
-            (true, false) => Some("`key`"),
-            (false, false) => Some("`cert` and `key`"),
-        };
+        let missing = missing_pair(("cert", has_cert), ("key", has_key), misspelled);
         if let Some(missing) = missing {
             self.error(
                 key.span().start,
@@ -1369,13 +1376,7 @@ impl Walker<'_> {
             }
         }
         // An unknown key is most likely the missing one misspelled; it is reported already.
-        let missing = match (has_every, has_keep) {
-            (true, true) => None,
-            _ if misspelled => None,
-            (false, true) => Some("`every`"),
-            (true, false) => Some("`keep`"),
-            (false, false) => Some("`every` and `keep`"),
-        };
+        let missing = missing_pair(("every", has_every), ("keep", has_keep), misspelled);
         if let Some(missing) = missing {
             self.error(
                 key.span().start,

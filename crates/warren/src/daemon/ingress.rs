@@ -398,18 +398,6 @@ impl Executor for InWorkload {
             argv: argv_string.clone(),
             source,
         })?;
-        if out.status.success() {
-            Ok(Output {
-                stdout: out.stdout,
-                stderr: out.stderr,
-            })
-        } else {
-            Err(ExecError::Failed {
-                argv: argv_string,
-                status: out.status.to_string(),
-                stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-            })
-        }
+        warren_exec::output_result(argv_string, out)
     }
 }
