@@ -54,16 +54,21 @@
 //!   dataset.
 //!
 //! # Streams
-//! [`Storage::send`] is `btrfs send [-p SINCE] SNAPSHOT`. [`Storage::receive`] first reads the
-//! stream header to learn whether it is full (`subvol` command: the dataset must be absent) or
-//! incremental (`snapshot` command: the dataset must exist and hold the base snapshot, which
-//! `btrfs receive` finds by its received UUID), then runs `btrfs receive` into
-//! `snapshots/.incoming-<unique>`, checking the stream's framing as it passes
+//! [`Storage::send`] is `btrfs send [-p SINCE] SNAPSHOT`. [`Storage::receive_staged`] first
+//! reads the stream header to learn whether it is full (`subvol` command: the dataset must be
+//! absent) or incremental (`snapshot` command: the dataset must exist and hold the base
+//! snapshot, which `btrfs receive` finds by its received UUID), then runs `btrfs receive` into
+//! the dataset's snapshot directory under the hidden name `snapshots/<key>/.incoming-<unique>`
+//! (written into the stream's first command), checking the stream's framing as it passes
 //! ([`SendStreamCheck`]: `btrfs receive` accepts a stream cut at a command boundary as
-//! complete, warren does not). The received read-only subvolume is renamed to
-//! `snapshots/<key>/<label>` and the dataset becomes a writable snapshot of it (replacing the
-//! current state as a rollback does). On any failure whatever was received is deleted and the
-//! dataset is untouched.
+//! complete, warren does not). Snapshot listings skip `.` names, so the staged subvolume is
+//! invisible. While the stream is received, what it wrote is written back to disk every 64 MiB
+//! (`syncfs` on a thread of its own), since the snapshot the commit takes would otherwise wait
+//! for all of it at once. [`Storage::commit_staged`] renames it to `snapshots/<key>/<label>`
+//! and makes the dataset a writable snapshot of it (replacing the current state as a rollback
+//! does);
+//! [`Storage::abort_staged`] deletes it, and [`Storage::sweep_staged`] deletes the ones nobody
+//! holds. On any failure whatever was received is deleted and the dataset is untouched.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -73,11 +78,13 @@ use warren_exec::{Cmd, ExecError, Executor};
 use crate::fsutil::{
     check_dataset_id, check_name, create_dir_all, exists, io_err, list_snap_entries,
     remove_dir_if_empty, remove_empty_dirs_up_to, remove_file_if_exists, rename, snapshot_dir,
-    snapshot_meta_path, stream_in, stream_out, subdirs, swap_names, unique_suffix, write_snap_meta,
-    SnapEntry, SnapMeta,
+    snapshot_meta_path, staged_entries, stream_in, stream_out, subdirs, swap_names, unique_suffix,
+    write_snap_meta, SnapEntry, SnapMeta, STAGED_PREFIX,
 };
 use crate::snapdir::{self, SnapDriver};
-use crate::{DatasetId, DatasetInfo, Result, SnapshotInfo, Storage, StorageError};
+use crate::{
+    staged_is_live, DatasetId, DatasetInfo, Result, SnapshotInfo, Staged, Storage, StorageError,
+};
 
 /// Subvolume-backed datasets under `root`.
 pub struct BtrfsStorage {
@@ -313,18 +320,93 @@ impl BtrfsStorage {
     ) -> Result<()> {
         // The head was already fed to the checker while looking for the first command.
         let mut first = true;
+        let flusher = Flusher::start(dir);
         let mut watch = |bytes: &[u8]| {
+            flusher.passed(bytes.len());
             if std::mem::take(&mut first) {
                 return Ok(());
             }
             check.feed(bytes)
         };
         let args = [std::ffi::OsStr::new("receive"), dir.as_os_str()];
-        stream_in("btrfs", &args, head, input, &mut watch)?;
+        let received = stream_in("btrfs", &args, head, input, &mut watch);
+        drop(flusher);
+        received?;
         check
             .finish()
             .map_err(|e| StorageError::Other(format!("refusing the received stream: {e}")))
     }
+}
+
+/// Writes back what a receive wrote while it runs (`syncfs` every [`Flusher::EVERY`] bytes of
+/// stream, on a thread of its own), instead of all of it at once when the received subvolume
+/// is snapshotted: a snapshot waits for every dirty page of its source, and the receive
+/// leaves gigabytes of them for a big stream, so the disk would otherwise idle during the
+/// receive and the commit would wait for it afterwards.
+struct Flusher {
+    wake: Option<std::sync::mpsc::SyncSender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    passed: std::cell::Cell<usize>,
+}
+
+impl Flusher {
+    const EVERY: usize = 64 << 20;
+
+    fn start(dir: &Path) -> Flusher {
+        let (wake, woken) = std::sync::mpsc::sync_channel::<()>(1);
+        let fd = std::fs::File::open(dir).ok();
+        let thread = std::thread::Builder::new()
+            .name("btrfs-flush".into())
+            .spawn(move || {
+                while woken.recv().is_ok() {
+                    if let Some(fd) = &fd {
+                        syncfs(fd);
+                    }
+                }
+            })
+            .ok();
+        Flusher {
+            wake: Some(wake),
+            thread,
+            passed: std::cell::Cell::new(0),
+        }
+    }
+
+    /// Counts stream bytes; wakes the thread (unless it is still busy) every [`Self::EVERY`].
+    fn passed(&self, n: usize) {
+        let total = self.passed.get() + n;
+        self.passed.set(total);
+        if total / Self::EVERY != (total - n) / Self::EVERY {
+            if let Some(w) = &self.wake {
+                let _ = w.try_send(());
+            }
+        }
+    }
+}
+
+impl Drop for Flusher {
+    fn drop(&mut self) {
+        self.wake = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// `syncfs(2)`: starts writeback of the filesystem holding `fd` and waits for it (Linux; a
+/// no-op elsewhere, where the btrfs driver does not run).
+fn syncfs(fd: &std::fs::File) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: syncfs on a descriptor we own; its result only tells whether writeback
+        // failed, which the snapshot's own flush reports.
+        unsafe {
+            libc::syncfs(fd.as_raw_fd());
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = fd;
 }
 
 /// The root directory of every btrfs subvolume has inode number 256.
@@ -1047,9 +1129,14 @@ impl Storage for BtrfsStorage {
         stream_out("btrfs", &args, out)
     }
 
-    fn receive(&self, id: &DatasetId, label: &str, input: &mut dyn std::io::Read) -> Result<()> {
+    fn receive_staged(
+        &self,
+        id: &DatasetId,
+        label: &str,
+        input: &mut dyn std::io::Read,
+    ) -> Result<Staged> {
         check_dataset_id(id)?;
-        let (dir, dst) = self.new_snapshot(id, label)?;
+        let (dir, _) = self.new_snapshot(id, label)?;
         // Read the whole first command: full or incremental decides what must exist, and
         // it names the subvolume btrfs receive will create.
         let mut check = SendStreamCheck::new();
@@ -1067,7 +1154,6 @@ impl Storage for BtrfsStorage {
                 .map_err(|e| StorageError::Other(format!("refusing the stream: {e}")))?;
             head.extend_from_slice(&buf[..n]);
         }
-        let dataset = self.dataset_path(id);
         let incremental = match check.first_command() {
             _ if !check.first_command_complete() => {
                 return Err(StorageError::Other(
@@ -1082,60 +1168,55 @@ impl Storage for BtrfsStorage {
                 )))
             }
         };
-        if incremental && !exists(&dataset) {
-            return Err(StorageError::Other(format!(
-                "an incremental stream needs dataset {} holding its base snapshot; it does \
-                 not exist (receive the full stream first)",
-                id.key()
-            )));
-        }
-        if !incremental && exists(&dataset) {
-            return Err(StorageError::Other(format!(
-                "a full stream needs dataset {} to be absent, and it exists (delete it, or \
-                 send an incremental stream)",
-                id.key()
-            )));
-        }
+        stream_fits(id, incremental, exists(&self.dataset_path(id)))?;
         // btrfs receive names the subvolume after the sender's snapshot, and a read-only
         // subvolume cannot be moved to another directory afterwards. So the stream is received
         // into the snapshot directory itself under a hidden temp name (written into its first
-        // command) and renamed to the label within that directory.
-        let incoming_name = format!(".incoming-{}", unique_suffix());
+        // command), renamed to the label within that directory on commit.
+        let incoming_name = format!("{STAGED_PREFIX}{}", unique_suffix());
         let head = rewrite_first_path(&head, &incoming_name)
             .map_err(|e| StorageError::Other(format!("refusing the stream: {e}")))?;
-        create_dir_all(&dir)?;
         let incoming = dir.join(&incoming_name);
-        let received = self
-            .receive_into(&dir, &head, &mut check, input)
+        let mut staged = Staged::new(id, label, incoming.to_string_lossy().into_owned());
+        staged.set_incremental(incremental);
+        let received = create_dir_all(&dir)
+            .and_then(|()| self.receive_into(&dir, &head, &mut check, input))
             .and_then(|()| {
-                if !is_subvolume(&incoming) {
-                    return Err(StorageError::Other(format!(
+                if is_subvolume(&incoming) {
+                    Ok(())
+                } else {
+                    Err(StorageError::Other(format!(
                         "btrfs receive did not create {}",
                         incoming.display()
-                    )));
+                    )))
                 }
-                rename(&incoming, &dst)
             });
-        if let Err(e) = received {
-            let cleaned = if exists(&incoming) {
-                self.delete_subvolume(&incoming)
-            } else {
-                Ok(())
-            };
-            let _ = remove_empty_dirs_up_to(&dir, &self.root);
-            return Err(match cleaned {
-                Ok(()) => e,
-                Err(c) => StorageError::Other(format!(
-                    "{e} (and deleting the partly received {} failed: {c})",
-                    incoming.display()
-                )),
-            });
+        match received {
+            Ok(()) => Ok(staged),
+            Err(e) => Err(self.discard(staged, e)),
+        }
+    }
+
+    fn commit_staged(&self, staged: Staged) -> Result<()> {
+        let id = staged.id().clone();
+        let label = staged.label().to_string();
+        let incoming = PathBuf::from(staged.place());
+        let dataset = self.dataset_path(&id);
+        let (dir, dst) = match self
+            .new_snapshot(&id, &label)
+            .and_then(|v| stream_fits(&id, staged.incremental(), exists(&dataset)).map(|()| v))
+        {
+            Ok(v) => v,
+            Err(e) => return Err(self.discard(staged, e)),
+        };
+        if let Err(e) = rename(&incoming, &dst) {
+            return Err(self.discard(staged, e));
         }
         let installed = (|| {
             let meta = SnapMeta::now(Some(self.subvol_id(&dst)?));
-            write_snap_meta(&dir, label, &meta)?;
-            if incremental {
-                self.replace_dataset(id, &dst)
+            write_snap_meta(&dir, &label, &meta)?;
+            if staged.incremental() {
+                self.replace_dataset(&id, &dst)
             } else {
                 create_dir_all(dataset.parent().expect("dataset has a parent"))?;
                 self.btrfs2(&["subvolume", "snapshot"], &dst, &dataset)
@@ -1143,11 +1224,72 @@ impl Storage for BtrfsStorage {
         })();
         if let Err(e) = installed {
             let _ = self.delete_subvolume(&dst);
-            let _ = remove_file_if_exists(&snapshot_meta_path(&dir, label));
+            let _ = remove_file_if_exists(&snapshot_meta_path(&dir, &label));
             let _ = remove_empty_dirs_up_to(&dir, &self.root);
             return Err(e);
         }
         Ok(())
+    }
+
+    fn abort_staged(&self, staged: Staged) -> Result<()> {
+        self.delete_staged(Path::new(staged.place()))
+    }
+
+    fn sweep_staged(&self) -> Result<Vec<String>> {
+        let mut swept = Vec::new();
+        for path in staged_entries(&self.root)? {
+            let place = path.to_string_lossy().into_owned();
+            if staged_is_live(&place) {
+                continue;
+            }
+            self.delete_staged(&path)?;
+            swept.push(place);
+        }
+        Ok(swept)
+    }
+}
+
+/// Whether a stream may be received into `id`: a full one needs it absent, an incremental one
+/// present (holding the base snapshot, which `btrfs receive` checks).
+fn stream_fits(id: &DatasetId, incremental: bool, exists: bool) -> Result<()> {
+    if incremental && !exists {
+        return Err(StorageError::Other(format!(
+            "an incremental stream needs dataset {} holding its base snapshot; it does \
+             not exist (receive the full stream first)",
+            id.key()
+        )));
+    }
+    if !incremental && exists {
+        return Err(StorageError::Other(format!(
+            "a full stream needs dataset {} to be absent, and it exists (delete it, or \
+             send an incremental stream)",
+            id.key()
+        )));
+    }
+    Ok(())
+}
+
+impl BtrfsStorage {
+    /// Deletes a staged receive (a subvolume, or whatever a crash left under its name) and
+    /// the snapshot directories it leaves empty; absent is fine.
+    fn delete_staged(&self, path: &Path) -> Result<()> {
+        if is_subvolume(path) {
+            self.delete_subvolume(path)?;
+        } else if exists(path) {
+            std::fs::remove_dir_all(path).map_err(io_err(path))?;
+        }
+        remove_empty_dirs_up_to(path.parent().expect("staged has a parent"), &self.root)
+    }
+
+    /// Aborts `staged` after `error`, reporting a failed cleanup alongside.
+    fn discard(&self, staged: Staged, error: StorageError) -> StorageError {
+        let place = staged.place().to_string();
+        match self.abort_staged(staged) {
+            Ok(()) => error,
+            Err(c) => StorageError::Other(format!(
+                "{error} (and deleting the partly received {place} failed: {c})"
+            )),
+        }
     }
 }
 

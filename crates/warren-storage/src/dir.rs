@@ -35,12 +35,14 @@
 //! [`Storage::send`] writes a tar of the snapshot (`tar --numeric-owner -C SNAPSHOT -cf - .`).
 //! Incremental streams are refused with [`StorageError::Unsupported`]: a copy has no record of
 //! what changed, and guessing from modification times would miss deletions and same-second
-//! edits. [`Storage::receive`] spools the stream to `snapshots/.incoming-<unique>/stream.tar`,
-//! checks every member before anything is extracted ([`check_tar`]: no absolute paths, no `..`,
-//! no member below a symlink, no hard link or relative symlink leading outside the tree, no
-//! device nodes; a truncated archive is refused), extracts it with `tar -x`, moves the tree to
-//! `snapshots/<key>/<label>` and copies it to the dataset, which must be absent. On failure
-//! nothing received is left behind.
+//! edits. [`Storage::receive_staged`] spools the stream to
+//! `snapshots/.incoming-<unique>/stream.tar`, checks every member before anything is extracted
+//! ([`check_tar`]: no absolute paths, no `..`, no member below a symlink, no hard link or
+//! relative symlink leading outside the tree, no device nodes; a truncated archive is refused)
+//! and extracts it with `tar -x` beside the spool, which is then removed.
+//! [`Storage::commit_staged`] moves the tree to `snapshots/<key>/<label>` and copies it to the
+//! dataset, which must be absent; [`Storage::abort_staged`] and [`Storage::sweep_staged`]
+//! remove the `.incoming-` directory. On failure nothing received is left behind.
 
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
@@ -50,11 +52,13 @@ use warren_exec::{Cmd, Executor};
 use crate::fsutil::{
     check_dataset_id, check_name, create_dir_all, exists, io_err, list_snap_entries,
     refuse_if_mounted, remove_dir_if_empty, remove_empty_dirs_up_to, remove_file_if_exists, rename,
-    snapshot_dir, snapshot_meta_path, stream_out, subdirs, swap_names, tree_bytes, unique_suffix,
-    write_file, write_snap_meta, SnapMeta,
+    snapshot_dir, snapshot_meta_path, staged_entries, stream_out, subdirs, swap_names, tree_bytes,
+    unique_suffix, write_file, write_snap_meta, SnapMeta, STAGED_PREFIX,
 };
 use crate::snapdir::{self, SnapDriver};
-use crate::{DatasetId, DatasetInfo, Result, SnapshotInfo, Storage, StorageError};
+use crate::{
+    staged_is_live, DatasetId, DatasetInfo, Result, SnapshotInfo, Staged, Storage, StorageError,
+};
 
 /// Options of the `cp` that copies a world into a rootfs.
 #[cfg(target_os = "linux")]
@@ -141,11 +145,13 @@ impl DirStorage {
         Ok(())
     }
 
-    /// Spools, checks and extracts a tar stream into `incoming/tree`.
+    /// Spools, checks and extracts a tar stream into `incoming/tree`; the spool is removed.
     fn extract_into(&self, incoming: &Path, input: &mut dyn std::io::Read) -> Result<PathBuf> {
         let spool = incoming.join("stream.tar");
         let mut file = std::fs::File::create(&spool).map_err(io_err(&spool))?;
-        std::io::copy(input, &mut file).map_err(io_err(&spool))?;
+        std::io::copy(input, &mut file).map_err(|e| {
+            StorageError::Other(format!("reading the stream into {}: {e}", spool.display()))
+        })?;
         drop(file);
         let mut file = std::fs::File::open(&spool).map_err(io_err(&spool))?;
         check_tar(&mut std::io::BufReader::new(&mut file))
@@ -158,6 +164,7 @@ impl DirStorage {
             .arg("-C")
             .arg(&tree);
         self.exec.run(&tar)?;
+        remove_file_if_exists(&spool)?;
         Ok(tree)
     }
 }
@@ -436,36 +443,102 @@ impl Storage for DirStorage {
         stream_out("tar", &args, out)
     }
 
-    fn receive(&self, id: &DatasetId, label: &str, input: &mut dyn std::io::Read) -> Result<()> {
+    fn receive_staged(
+        &self,
+        id: &DatasetId,
+        label: &str,
+        input: &mut dyn std::io::Read,
+    ) -> Result<Staged> {
         check_dataset_id(id)?;
-        let (dir, dst) = self.new_snapshot(id, label)?;
-        let dataset = self.dataset_path(id);
-        if exists(&dataset) {
-            return Err(StorageError::Other(format!(
-                "the dir driver receives full streams only, which need dataset {} to be \
-                 absent, and it exists (delete it first)",
-                id.key()
-            )));
+        self.new_snapshot(id, label)?;
+        full_only(id, exists(&self.dataset_path(id)))?;
+        let incoming = self
+            .root
+            .join("snapshots")
+            .join(format!("{STAGED_PREFIX}{}", unique_suffix()));
+        let staged = Staged::new(id, label, incoming.to_string_lossy().into_owned());
+        match create_dir_all(&incoming).and_then(|()| self.extract_into(&incoming, input)) {
+            Ok(_) => Ok(staged),
+            Err(e) => Err(self.discard(staged, e)),
         }
-        let snapshots = self.root.join("snapshots");
-        let incoming = snapshots.join(format!(".incoming-{}", unique_suffix()));
-        create_dir_all(&incoming)?;
-        let moved = self.extract_into(&incoming, input).and_then(|tree| {
-            create_dir_all(&dir)?;
-            rename(&tree, &dst)
-        });
-        let cleaned = std::fs::remove_dir_all(&incoming).map_err(io_err(&incoming));
-        moved?;
-        let installed = cleaned
-            .and_then(|()| write_snap_meta(&dir, label, &SnapMeta::now(None)))
+    }
+
+    fn commit_staged(&self, staged: Staged) -> Result<()> {
+        let id = staged.id().clone();
+        let label = staged.label().to_string();
+        let incoming = PathBuf::from(staged.place());
+        let dataset = self.dataset_path(&id);
+        let moved = self
+            .new_snapshot(&id, &label)
+            .and_then(|v| full_only(&id, exists(&dataset)).map(|()| v))
+            .and_then(|(dir, dst)| {
+                create_dir_all(&dir)?;
+                rename(&incoming.join("tree"), &dst)?;
+                Ok((dir, dst))
+            });
+        let (dir, dst) = match moved {
+            Ok(v) => v,
+            Err(e) => return Err(self.discard(staged, e)),
+        };
+        let installed = self
+            .delete_staged(&incoming)
+            .and_then(|()| write_snap_meta(&dir, &label, &SnapMeta::now(None)))
             .and_then(|()| self.copy_into_place(&dst, &dataset));
         if let Err(e) = installed {
             let _ = self.remove_tree(&dst);
-            let _ = remove_file_if_exists(&snapshot_meta_path(&dir, label));
+            let _ = remove_file_if_exists(&snapshot_meta_path(&dir, &label));
             let _ = remove_empty_dirs_up_to(&dir, &self.root);
             return Err(e);
         }
         Ok(())
+    }
+
+    fn abort_staged(&self, staged: Staged) -> Result<()> {
+        self.delete_staged(Path::new(staged.place()))
+    }
+
+    fn sweep_staged(&self) -> Result<Vec<String>> {
+        let mut swept = Vec::new();
+        for path in staged_entries(&self.root)? {
+            let place = path.to_string_lossy().into_owned();
+            if staged_is_live(&place) {
+                continue;
+            }
+            self.delete_staged(&path)?;
+            swept.push(place);
+        }
+        Ok(swept)
+    }
+}
+
+/// The dir driver receives full streams only, into an absent dataset.
+fn full_only(id: &DatasetId, exists: bool) -> Result<()> {
+    if exists {
+        return Err(StorageError::Other(format!(
+            "the dir driver receives full streams only, which need dataset {} to be \
+             absent, and it exists (delete it first)",
+            id.key()
+        )));
+    }
+    Ok(())
+}
+
+impl DirStorage {
+    /// Deletes a staged receive and the snapshot directories it leaves empty.
+    fn delete_staged(&self, path: &Path) -> Result<()> {
+        self.remove_tree(path)?;
+        remove_empty_dirs_up_to(path.parent().expect("staged has a parent"), &self.root)
+    }
+
+    /// Aborts `staged` after `error`, reporting a failed cleanup alongside.
+    fn discard(&self, staged: Staged, error: StorageError) -> StorageError {
+        let place = staged.place().to_string();
+        match self.abort_staged(staged) {
+            Ok(()) => error,
+            Err(c) => StorageError::Other(format!(
+                "{error} (and deleting the partly received {place} failed: {c})"
+            )),
+        }
     }
 }
 

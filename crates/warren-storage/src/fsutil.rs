@@ -176,6 +176,37 @@ pub(crate) fn unique_suffix() -> String {
     format!("{}-{}-{n}", std::process::id(), now_ns())
 }
 
+/// Name prefix of a staged receive (btrfs: `snapshots/<key>/.incoming-<unique>`, dir:
+/// `snapshots/.incoming-<unique>`).
+pub(crate) const STAGED_PREFIX: &str = ".incoming-";
+
+/// Every staged receive on disk under `root`, live or left over: `.incoming-*` entries of
+/// `snapshots/` and of each dataset's snapshot directory. Snapshot trees themselves are not
+/// walked.
+pub(crate) fn staged_entries(root: &Path) -> Result<Vec<PathBuf>> {
+    let snaps = root.join("snapshots");
+    let mut dirs = vec![snaps.clone()];
+    let workloads = snaps.join("workloads");
+    for w in subdirs(&workloads)? {
+        for kind in ["rootfs", "data"] {
+            dirs.push(workloads.join(&w).join(kind));
+        }
+    }
+    let volumes = snaps.join("volumes");
+    for v in subdirs(&volumes)? {
+        dirs.push(volumes.join(v));
+    }
+    let mut out = Vec::new();
+    for d in dirs {
+        for name in subdirs(&d)? {
+            if name.starts_with(STAGED_PREFIX) {
+                out.push(d.join(name));
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Nanoseconds since the Unix epoch.
 pub(crate) fn now_ns() -> u64 {
     std::time::SystemTime::now()
@@ -427,25 +458,33 @@ pub(crate) fn stream_in(
     use std::process::Stdio;
     let (argv, mut child, stderr) = spawn_piped(program, args, Stdio::piped(), Stdio::null())?;
     let mut stdin = child.stdin.take().expect("piped stdin");
-    let mut buf = vec![0u8; 256 << 10];
-    let mut pending: Vec<u8> = head.to_vec();
-    let fed: std::result::Result<(), String> = loop {
-        if !pending.is_empty() {
-            if let Err(e) = watch(&pending) {
-                break Err(e);
+    grow_pipe(&stdin);
+    let mut buf = vec![0u8; STREAM_BUF];
+    let mut feed = |bytes: &[u8]| -> std::result::Result<bool, String> {
+        watch(bytes)?;
+        // A failed write means the child stopped reading: its exit status and stderr say why.
+        Ok(stdin.write_all(bytes).is_ok())
+    };
+    let head_fed = if head.is_empty() {
+        Ok(true)
+    } else {
+        feed(head)
+    };
+    let fed: std::result::Result<(), String> = match head_fed {
+        Err(e) => Err(e),
+        Ok(false) => Ok(()),
+        Ok(true) => loop {
+            match input.read(&mut buf) {
+                Ok(0) => break Ok(()),
+                Ok(n) => match feed(&buf[..n]) {
+                    Ok(true) => {}
+                    Ok(false) => break Ok(()),
+                    Err(e) => break Err(e),
+                },
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(format!("reading the stream: {e}")),
             }
-            if stdin.write_all(&pending).is_err() {
-                // The child stopped reading: its exit status and stderr say why.
-                break Ok(());
-            }
-            pending.clear();
-        }
-        match input.read(&mut buf) {
-            Ok(0) => break Ok(()),
-            Ok(n) => pending.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => break Err(format!("reading the stream: {e}")),
-        }
+        },
     };
     drop(stdin);
     if let Err(e) = fed {
@@ -458,6 +497,30 @@ pub(crate) fn stream_in(
 }
 
 use std::io::Write as _;
+
+/// How much of a stream [`stream_in`] reads and writes at a time, and the pipe size it asks
+/// for: large enough that the receiving program rarely waits for the feeder or the other way
+/// round (a 64 KiB pipe makes them take turns every few commands).
+const STREAM_BUF: usize = 1 << 20;
+
+/// Asks for a [`STREAM_BUF`] pipe buffer (Linux; elsewhere, or when refused, the pipe keeps
+/// its size).
+fn grow_pipe(pipe: &std::process::ChildStdin) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: F_SETPIPE_SZ on a pipe fd we own; failure only leaves the size as it was.
+        unsafe {
+            libc::fcntl(
+                pipe.as_raw_fd(),
+                libc::F_SETPIPE_SZ,
+                STREAM_BUF as libc::c_int,
+            );
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = pipe;
+}
 
 fn argv_string(program: &str, args: &[&std::ffi::OsStr]) -> String {
     let mut s = program.to_string();

@@ -19,7 +19,8 @@
 //! snapshots/<key>/<label>            read-only snapshot of dataset <key>, e.g.
 //!                                    snapshots/workloads/web/data/nightly
 //! snapshots/<key>/<label>.json       snapshot metadata (creation time, btrfs subvolume id)
-//! snapshots/.incoming-<unique>/      a stream being received; gone when receive returns
+//! snapshots/<key>/.incoming-<unique> btrfs: a stream received but not installed (staged)
+//! snapshots/.incoming-<unique>/      dir: the same (the checked, extracted tar)
 //! ```
 //!
 //! Snapshots live outside their dataset, so rolling back or deleting a dataset never has to
@@ -30,6 +31,17 @@
 //! so a recreated rootfs starts without history. What each operation costs and guarantees per
 //! driver (constant-time btrfs snapshots and clones versus copies, quota semantics, stream
 //! formats) is described in [`btrfs`] and [`dir`].
+//!
+//! # Staged receives
+//! [`Storage::receive_staged`] reads a stream into a hidden place (a `.incoming-` entry, a
+//! hidden ZFS dataset) that no listing shows and that does not count as the dataset existing;
+//! [`Storage::commit_staged`] installs it (the snapshot under its label, the dataset created or
+//! replaced) and [`Storage::abort_staged`] deletes it. [`Storage::receive`] is the two in one
+//! go. A caller that receives several streams that belong together (an archive's rootfs and
+//! data) stages them all and commits only once every one arrived intact. A staged receive that
+//! is neither committed nor aborted (its [`Staged`] dropped, the process killed) is deleted by
+//! the next [`Storage::sweep_staged`]; the sweep never touches a staged receive of this process
+//! that is still held.
 //!
 //! Portability: the btrfs driver and the loop-backed pool are Linux-only (statfs magic, loop
 //! devices, `mount -o loop`); elsewhere [`pool::open_storage`] refuses them with
@@ -44,7 +56,9 @@ mod snapdir;
 pub mod worlds;
 pub mod zfs;
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 /// Errors from dataset drivers.
 #[derive(Debug, thiserror::Error)]
@@ -169,6 +183,87 @@ pub struct SnapshotInfo {
     pub created_at: u64,
     /// Bytes held only by this snapshot, when the driver can tell.
     pub bytes: Option<u64>,
+}
+
+/// The places of this process's staged receives that are still held (see [`Staged`]).
+static LIVE_STAGED: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+
+/// Whether `place` belongs to a staged receive this process still holds (or is still
+/// receiving): [`Storage::sweep_staged`] leaves those alone.
+pub(crate) fn staged_is_live(place: &str) -> bool {
+    LIVE_STAGED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .contains(place)
+}
+
+/// A stream received by [`Storage::receive_staged`] and not yet installed. It sits in a hidden
+/// place that no listing shows; the dataset is as it was. Hand it to [`Storage::commit_staged`]
+/// or [`Storage::abort_staged`]; dropped without either, its place is left for
+/// [`Storage::sweep_staged`] to delete.
+#[derive(Debug)]
+#[must_use = "a staged receive is committed or aborted; dropped, it is left to the sweep"]
+pub struct Staged {
+    id: DatasetId,
+    label: String,
+    /// Where the stream is: a path (btrfs, dir) or a dataset name (zfs).
+    place: String,
+    incremental: bool,
+    /// zfs, incremental: the snapshot the dataset returns to on abort.
+    base: Option<String>,
+}
+
+impl Staged {
+    /// Registers `place` as live before anything is received into it, so a concurrent sweep
+    /// never deletes a receive in progress.
+    pub(crate) fn new(id: &DatasetId, label: &str, place: String) -> Staged {
+        LIVE_STAGED
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(place.clone());
+        Staged {
+            id: id.clone(),
+            label: label.to_string(),
+            place,
+            incremental: false,
+            base: None,
+        }
+    }
+
+    /// The dataset the stream is for.
+    pub fn id(&self) -> &DatasetId {
+        &self.id
+    }
+    /// The snapshot label the stream becomes.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+    /// Whether the stream is incremental (applies on top of an existing dataset).
+    pub fn incremental(&self) -> bool {
+        self.incremental
+    }
+    /// Where the stream was received: a path (btrfs, dir) or a ZFS dataset name.
+    pub fn place(&self) -> &str {
+        &self.place
+    }
+    pub(crate) fn set_incremental(&mut self, incremental: bool) {
+        self.incremental = incremental;
+    }
+    pub(crate) fn base(&self) -> Option<&str> {
+        self.base.as_deref()
+    }
+    pub(crate) fn set_base(&mut self, base: Option<String>) {
+        self.base = base;
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        LIVE_STAGED
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.place);
+    }
 }
 
 fn unsupported<T>(driver: &str, what: &str) -> Result<T> {
@@ -303,8 +398,43 @@ pub trait Storage: Send + Sync {
     /// Reads a stream made by [`Storage::send`] into snapshot `label` of `id` and makes the
     /// dataset's current state equal to it. A full stream needs `id` absent; an incremental one
     /// needs `id` to hold the stream's base snapshot. On failure nothing is left half-received.
+    /// [`Storage::receive_staged`] then [`Storage::commit_staged`].
     fn receive(&self, id: &DatasetId, label: &str, input: &mut dyn std::io::Read) -> Result<()> {
+        let staged = self.receive_staged(id, label, input)?;
+        self.commit_staged(staged)
+    }
+    /// Reads a stream made by [`Storage::send`] for snapshot `label` of `id` into a hidden
+    /// place, checking everything [`Storage::receive`] checks (the label is free; a full stream
+    /// needs `id` absent, an incremental one needs `id` holding its base) but installing
+    /// nothing: listings do not show it and `id` does not exist because of it. The stream must
+    /// end properly (a reader error or a truncated stream fails the receive); on failure
+    /// whatever was received is deleted.
+    fn receive_staged(
+        &self,
+        id: &DatasetId,
+        label: &str,
+        input: &mut dyn std::io::Read,
+    ) -> Result<Staged> {
         let _ = (id, label, input);
         unsupported(self.driver(), "receive streams")
+    }
+    /// Installs a staged receive: the snapshot appears under its label and the dataset is
+    /// created (full stream) or replaced by it (incremental), as [`Storage::receive`] does.
+    /// Checks again that the label is free and that the dataset is absent (full) or present
+    /// (incremental). On failure the staged stream is deleted and the dataset is as it was.
+    fn commit_staged(&self, staged: Staged) -> Result<()> {
+        let _ = staged;
+        unsupported(self.driver(), "receive streams")
+    }
+    /// Deletes a staged receive; the dataset is as it was before it was staged.
+    fn abort_staged(&self, staged: Staged) -> Result<()> {
+        let _ = staged;
+        unsupported(self.driver(), "receive streams")
+    }
+    /// Deletes staged receives nobody holds any more (left by a crash, or by a [`Staged`]
+    /// dropped without commit or abort); returns what was deleted. Staged receives this process
+    /// still holds, or is still receiving, are left alone. Run at start-up and periodically.
+    fn sweep_staged(&self) -> Result<Vec<String>> {
+        Ok(Vec::new())
     }
 }

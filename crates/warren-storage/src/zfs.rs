@@ -18,6 +18,10 @@
 //!   with the world until written;
 //! - snapshots, rollback, clones, quotas (`quota`, so snapshots and children count) and
 //!   `zfs send`/`zfs receive -s` streams work on every workload dataset and volume;
+//! - a staged receive ([`Storage::receive_staged`]) of a full stream goes into a hidden
+//!   `<pool>/warren/incoming-<unique>` dataset (unmounted, `canmount=noauto`) renamed into place
+//!   on commit; an incremental one is received in place and aborted by rolling back to the
+//!   snapshot that preceded it (see [`ZfsStorage::receive_staged_via`]);
 //! - a clone of a dataset's current state (`label` None) goes through a snapshot
 //!   `@warren-clone-<dst>` of the source, which stays as the clone's origin (`zfs promote` is
 //!   not used, so the source keeps owning its blocks); a stale one is replaced next time;
@@ -42,7 +46,7 @@ use std::sync::Arc;
 use warren_exec::{Cmd, ExecError, Executor};
 
 use crate::fsutil::remove_file_if_exists;
-use crate::{DatasetId, DatasetInfo, Result, SnapshotInfo, Storage, StorageError};
+use crate::{DatasetId, DatasetInfo, Result, SnapshotInfo, Staged, Storage, StorageError};
 
 /// The snapshot of a sealed world that workload root filesystems are cloned from.
 pub const BASE_SNAPSHOT: &str = "base";
@@ -56,27 +60,39 @@ pub const MAX_NAME_LEN: usize = 255;
 // ---------------------------------------------------------------------------------------------
 
 /// Why a `zfs` command failed, as far as its message tells.
+///
+/// The phrases are those OpenZFS 2.1–2.3 prints (Linux and FreeBSD alike: `cmd/zfs/zfs_main.c`,
+/// `lib/libzfs/libzfs_util.c`, `libzfs_dataset.c`, `libzfs_mount.c`, `libzfs_sendrecv.c`); the
+/// golden files in `tests/golden/zfs` (see its README) pin each one to its source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ZfsErrorKind {
-    /// `dataset does not exist`, `could not find any snapshots to destroy`, nothing to abort.
+    /// `dataset does not exist` (and `parent does not exist`, `no such pool 'p'`, `no such
+    /// parent`, `incremental source (s) does not exist`, `... no longer exists`), `could not find
+    /// any snapshots to destroy`, `does not have any resumable receive state to abort`.
     NotFound,
-    /// `dataset already exists`.
+    /// `dataset already exists`, `destination already exists`, and a full receive's
+    /// `destination 'ds' exists` / `must specify -F to overwrite it`.
     Exists,
     /// `filesystem has children` (snapshots or child datasets).
     HasChildren,
-    /// `has dependent clones`.
+    /// `snapshot has dependent clones`, `filesystem has dependent clones` (destroy -r),
+    /// `clones of previous snapshots exist` (rollback -r), `snapshot is cloned`.
     HasClones,
-    /// `more recent snapshots or bookmarks exist` (rollback without `-r`).
+    /// `more recent snapshots or bookmarks exist` (rollback without `-r`), `there is a snapshot
+    /// or bookmark more recent than ...` (one taken while rolling back).
     NewerSnapshots,
-    /// `out of space`.
+    /// `out of space` (libzfs prints it for ENOSPC and for EDQUOT alike).
     OutOfSpace,
-    /// `quota exceeded` (a write or a receive beyond a quota).
+    /// `destination ds space quota exceeded.` (a receive beyond a quota).
     QuotaExceeded,
-    /// `dataset is busy` (an unmount that something holds open).
+    /// `pool or dataset is busy` (an unmount that something holds open), `dataset is busy`,
+    /// `mountpoint or dataset is busy`, a snapshot that `it's being held`, a destination that
+    /// `contains partially-complete state from "zfs receive -s"`.
     Busy,
-    /// `destination has been modified` (an incremental receive into a changed dataset).
+    /// `destination ds has been modified since most recent snapshot` (an incremental receive
+    /// into a changed dataset).
     Modified,
-    /// `permission denied`.
+    /// `permission denied`, `Insufficient privileges` (mount), `Operation not permitted`.
     PermissionDenied,
     /// Anything else, or a command that did not run at all.
     Other,
@@ -110,48 +126,101 @@ pub struct ZfsFailure {
     pub message: String,
 }
 
+/// Phrases of a `zfs` error line and what they mean, first match wins.
+const PHRASES: &[(&str, ZfsErrorKind)] = &[
+    ("does not exist", ZfsErrorKind::NotFound),
+    ("no longer exists", ZfsErrorKind::NotFound),
+    (
+        "could not find any snapshots to destroy",
+        ZfsErrorKind::NotFound,
+    ),
+    ("no such pool", ZfsErrorKind::NotFound),
+    ("no such parent", ZfsErrorKind::NotFound),
+    (
+        "does not have any resumable receive state",
+        ZfsErrorKind::NotFound,
+    ),
+    ("is not found among snapshots", ZfsErrorKind::NotFound),
+    ("already exists", ZfsErrorKind::Exists),
+    ("destination '' exists", ZfsErrorKind::Exists),
+    ("dependent clones", ZfsErrorKind::HasClones),
+    (
+        "clones of previous snapshots exist",
+        ZfsErrorKind::HasClones,
+    ),
+    ("snapshot is cloned", ZfsErrorKind::HasClones),
+    ("has children", ZfsErrorKind::HasChildren),
+    ("more recent snapshots", ZfsErrorKind::NewerSnapshots),
+    ("more recent than", ZfsErrorKind::NewerSnapshots),
+    ("quota exceeded", ZfsErrorKind::QuotaExceeded),
+    ("out of space", ZfsErrorKind::OutOfSpace),
+    ("is busy", ZfsErrorKind::Busy),
+    ("being held", ZfsErrorKind::Busy),
+    ("partially-complete state", ZfsErrorKind::Busy),
+    ("has been modified", ZfsErrorKind::Modified),
+    ("permission denied", ZfsErrorKind::PermissionDenied),
+    ("insufficient privileges", ZfsErrorKind::PermissionDenied),
+    ("operation not permitted", ZfsErrorKind::PermissionDenied),
+];
+
+/// The byte ranges of the single-quoted parts of `line` (`cannot open 'tank/x': ...`), without
+/// their quotes. A quote between two letters or digits is an apostrophe (`it's being held`), not
+/// a delimiter; an opening quote without a closing one quotes nothing.
+fn quoted_spans(line: &str) -> Vec<std::ops::Range<usize>> {
+    let bytes = line.as_bytes();
+    let delimiters: Vec<usize> = line
+        .match_indices('\'')
+        .map(|(i, _)| i)
+        .filter(|&i| {
+            let before = i.checked_sub(1).map(|j| bytes[j]);
+            let after = bytes.get(i + 1).copied();
+            !(before.is_some_and(|b| b.is_ascii_alphanumeric())
+                && after.is_some_and(|b| b.is_ascii_alphanumeric()))
+        })
+        .collect();
+    delimiters
+        .chunks_exact(2)
+        .map(|pair| pair[0] + 1..pair[1])
+        .collect()
+}
+
+/// `line` with its quoted parts emptied (`cannot open '': ...`), so that a dataset or path
+/// named like a phrase cannot change the classification.
+fn blank_quoted(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut at = 0;
+    for span in quoted_spans(line) {
+        out.push_str(&line[at..span.start]);
+        at = span.end;
+    }
+    out.push_str(&line[at..]);
+    out
+}
+
 /// Classifies what `zfs` printed on stderr.
+///
+/// Only the first non-empty line counts: libzfs prints `cannot <verb> '<name>': <reason>` (or,
+/// for a few commands, a sentence of its own) there, and what follows is detail (the datasets
+/// in the way, `use '-r' to ...`, a usage text) that lists names which must not be read as
+/// reasons. The messages are the untranslated ones: the executor runs `zfs` with `LC_ALL=C`.
 pub fn classify(stderr: &str) -> ZfsFailure {
-    let lower = stderr.to_ascii_lowercase();
-    let has = |s: &str| lower.contains(s);
-    let kind = if has("dataset does not exist")
-        || has("could not find any snapshots to destroy")
-        || has("no such pool")
-        || has("does not have any resumable receive state")
-    {
-        ZfsErrorKind::NotFound
-    } else if has("already exists") {
-        ZfsErrorKind::Exists
-    } else if has("dependent clones") {
-        ZfsErrorKind::HasClones
-    } else if has("has children") {
-        ZfsErrorKind::HasChildren
-    } else if has("more recent snapshots") {
-        ZfsErrorKind::NewerSnapshots
-    } else if has("quota exceeded") {
-        ZfsErrorKind::QuotaExceeded
-    } else if has("out of space") {
-        ZfsErrorKind::OutOfSpace
-    } else if has("is busy") {
-        ZfsErrorKind::Busy
-    } else if has("has been modified") {
-        ZfsErrorKind::Modified
-    } else if has("permission denied") {
-        ZfsErrorKind::PermissionDenied
-    } else {
-        ZfsErrorKind::Other
-    };
     let message = stderr
         .lines()
         .map(str::trim)
         .find(|l| !l.is_empty())
         .unwrap_or("")
         .to_string();
-    let dataset = message
-        .split_once('\'')
-        .and_then(|(_, rest)| rest.split_once('\''))
-        .map(|(name, _)| name.to_string())
-        .filter(|name| !name.is_empty());
+    let reason = blank_quoted(&message).to_ascii_lowercase();
+    let kind = PHRASES
+        .iter()
+        .find(|(phrase, _)| reason.contains(phrase))
+        .map_or(ZfsErrorKind::Other, |&(_, kind)| kind);
+    // The first quoted name; a quoted command (`run 'zfs holds -r ...'`) is not one.
+    let dataset = quoted_spans(&message)
+        .into_iter()
+        .map(|span| &message[span])
+        .find(|q| !q.is_empty() && !q.starts_with('-') && !q.starts_with("zfs "))
+        .map(str::to_string);
     ZfsFailure {
         kind,
         dataset,
@@ -688,6 +757,29 @@ pub fn receive_abort_cmd(ds: &str) -> Cmd {
     zfs().args(["receive", "-A", ds])
 }
 
+/// Name prefix of the hidden dataset a staged full receive goes into,
+/// `<pool>/warren/incoming-<unique>`.
+pub const STAGED_PREFIX: &str = "incoming-";
+
+/// `zfs receive -u [-o canmount=noauto -o mountpoint=M] DS@LABEL`: the receive of a staged
+/// import. A full stream (`mountpoint` given) goes into a new hidden dataset that is neither
+/// mounted now nor at boot (`canmount=noauto`) but already carries its final mountpoint. Not
+/// resumable: an interrupted receive leaves no partial state behind.
+pub fn receive_staged_cmd(ds: &str, label: &str, mountpoint: Option<&Path>) -> Cmd {
+    let mut c = zfs().args(["receive", "-u"]);
+    if let Some(m) = mountpoint {
+        c = c
+            .args(["-o", "canmount=noauto", "-o"])
+            .arg(mountpoint_opt(m));
+    }
+    c.arg(format!("{ds}@{label}"))
+}
+
+/// `zfs rename FROM TO`.
+pub fn rename_cmd(from: &str, to: &str) -> Cmd {
+    zfs().args(["rename", from, to])
+}
+
 /// `zfs mount DS`.
 pub fn mount_cmd(ds: &str) -> Cmd {
     zfs().args(["mount", ds])
@@ -1178,6 +1270,174 @@ impl ZfsStorage {
         self.run_unless(&receive_abort_cmd(&ds), &[ZfsErrorKind::NotFound])?;
         Ok(())
     }
+
+    /// [`Storage::receive_staged`] with the streaming step supplied by the caller (the trait
+    /// method pipes it with [`pipe_in`]).
+    ///
+    /// A full stream (into an absent dataset) goes into a new hidden dataset
+    /// `<pool>/warren/incoming-<unique>` ([`receive_staged_cmd`]: unmounted, `canmount=noauto`,
+    /// its final mountpoint set); no listing shows it and the dataset does not exist. A failed
+    /// receive destroys whatever it left.
+    ///
+    /// ZFS applies an incremental stream to the dataset holding its base; it cannot be
+    /// received beside it. So an incremental stream is received in place, and staging it
+    /// means remembering the dataset's newest snapshot: `zfs receive` refuses a dataset
+    /// modified since that snapshot, so rolling back to it (`zfs rollback -r`, which also
+    /// destroys the received snapshot) restores exactly the state before. A failed receive
+    /// changes nothing (ZFS discards a non-resumable partial receive).
+    pub fn receive_staged_via(
+        &self,
+        id: &DatasetId,
+        label: &str,
+        stream: impl FnOnce(&Cmd) -> Result<(), ZfsError>,
+    ) -> Result<Staged, ZfsError> {
+        let ds = self.dataset_name(id)?;
+        check_label(label)?;
+        let exists = self.run_unless(&exists_cmd(&ds), &[ZfsErrorKind::NotFound])?;
+        if !exists {
+            let place = self.ds(&format!(
+                "{STAGED_PREFIX}{}",
+                crate::fsutil::unique_suffix()
+            ));
+            let staged = Staged::new(id, label, place.clone());
+            let mountpoint = self.dataset_path(id);
+            let cmd = receive_staged_cmd(&place, label, Some(&mountpoint));
+            return match stream(&cmd) {
+                Ok(()) => Ok(staged),
+                Err(error) => {
+                    let error = ZfsError::Receive {
+                        dataset: place.clone(),
+                        token: None,
+                        error: Box::new(error),
+                    };
+                    Err(self.undo(error, vec![destroy_cmd(&place, true)]))
+                }
+            };
+        }
+        let Some(base) = self.list_snapshots(&ds)?.pop() else {
+            return Err(ZfsError::NoSnapshot {
+                dataset: id.key(),
+                label: "(the base of the incremental stream)".into(),
+            });
+        };
+        let mut staged = Staged::new(id, label, ds.clone());
+        staged.set_incremental(true);
+        staged.set_base(Some(base.label));
+        match stream(&receive_staged_cmd(&ds, label, None)) {
+            Ok(()) => Ok(staged),
+            Err(error) => {
+                let error = ZfsError::Receive {
+                    dataset: ds.clone(),
+                    token: None,
+                    error: Box::new(error),
+                };
+                Err(match self.ensure_mounted(&ds) {
+                    Ok(()) => error,
+                    Err(e) => ZfsError::Cleanup {
+                        error: Box::new(error),
+                        cleanup: Box::new(e),
+                    },
+                })
+            }
+        }
+    }
+
+    /// Mounts `ds` unless its `mounted` property says it is (an incremental receive with `-u`
+    /// leaves the dataset unmounted).
+    fn ensure_mounted(&self, ds: &str) -> Result<(), ZfsError> {
+        let cmd = get_value_cmd(ds, "mounted");
+        let out = self.run(&cmd)?;
+        if parse_value(&out).as_deref() == Some("yes") {
+            return Ok(());
+        }
+        self.run(&mount_cmd(ds)).map(drop)
+    }
+
+    /// [`Storage::commit_staged`]: a full stream's hidden dataset is renamed into place
+    /// (creating the workload dataset if needed), gets `canmount=on` (not inheritable) and is
+    /// mounted; if any
+    /// of that fails, it and whatever was created for it are destroyed. An incremental stream
+    /// is already in place: its dataset is mounted.
+    pub fn commit_staged_zfs(&self, staged: Staged) -> Result<(), ZfsError> {
+        let id = staged.id().clone();
+        let ds = self.dataset_name(&id)?;
+        if staged.incremental() {
+            return self
+                .ensure_mounted(&ds)
+                .map_err(|e| self.discard(staged, e));
+        }
+        let (exists, mut undo) = match self.prepare_parent(&id) {
+            Ok(v) => v,
+            Err(e) => return Err(self.discard(staged, e)),
+        };
+        if exists {
+            let e = self.undo(ZfsError::Exists(self.dataset_path(&id)), undo);
+            return Err(self.discard(staged, e));
+        }
+        if let Err(e) = self.run(&rename_cmd(staged.place(), &ds)) {
+            let e = self.undo(e, undo);
+            return Err(self.discard(staged, e));
+        }
+        undo.push(destroy_cmd(&ds, true));
+        let mounted = self
+            .run(&set_cmd(&ds, "canmount", "on"))
+            .and_then(|_| self.run(&mount_cmd(&ds)));
+        match mounted {
+            Ok(_) => Ok(()),
+            Err(e) => Err(self.undo(e, undo)),
+        }
+    }
+
+    /// [`Storage::abort_staged`]: a full stream's hidden dataset is destroyed; an incremental
+    /// one's dataset is rolled back to the snapshot it had before (destroying the received one)
+    /// and mounted.
+    pub fn abort_staged_zfs(&self, staged: Staged) -> Result<(), ZfsError> {
+        if !staged.incremental() {
+            self.run_unless(
+                &destroy_cmd(staged.place(), true),
+                &[ZfsErrorKind::NotFound],
+            )?;
+            return Ok(());
+        }
+        let ds = staged.place();
+        let base = staged
+            .base()
+            .expect("an incremental staged receive has a base");
+        self.run(&rollback_cmd(ds, base, true))?;
+        self.ensure_mounted(ds)
+    }
+
+    /// Aborts `staged` after `error`, reporting a failed cleanup alongside.
+    fn discard(&self, staged: Staged, error: ZfsError) -> ZfsError {
+        match self.abort_staged_zfs(staged) {
+            Ok(()) => error,
+            Err(e) => ZfsError::Cleanup {
+                error: Box::new(error),
+                cleanup: Box::new(e),
+            },
+        }
+    }
+
+    /// [`Storage::sweep_staged`]: destroys the `<pool>/warren/incoming-*` datasets no staged
+    /// receive of this process holds.
+    pub fn sweep_staged_zfs(&self) -> Result<Vec<String>, ZfsError> {
+        let cmd = children_cmd(&self.pool_dataset);
+        let out = self.run(&cmd)?;
+        let rows = Self::parsed(&cmd, parse_list(&out, 1))?;
+        let mut swept = Vec::new();
+        for row in rows {
+            let name = &row[0];
+            let staged = self
+                .rel(name)
+                .is_some_and(|rel| rel.starts_with(STAGED_PREFIX) && !rel.contains('/'));
+            if !staged || crate::staged_is_live(name) {
+                continue;
+            }
+            self.run_unless(&destroy_cmd(name, true), &[ZfsErrorKind::NotFound])?;
+            swept.push(name.clone());
+        }
+        Ok(swept)
+    }
 }
 
 impl Storage for ZfsStorage {
@@ -1461,6 +1721,31 @@ impl Storage for ZfsStorage {
     fn receive(&self, id: &DatasetId, label: &str, input: &mut dyn std::io::Read) -> Result<()> {
         Ok(self.receive_via(id, label, |cmd| pipe_in(cmd, input))?)
     }
+
+    /// See [`ZfsStorage::receive_staged_via`].
+    fn receive_staged(
+        &self,
+        id: &DatasetId,
+        label: &str,
+        input: &mut dyn std::io::Read,
+    ) -> Result<Staged> {
+        Ok(self.receive_staged_via(id, label, |cmd| pipe_in(cmd, input))?)
+    }
+
+    /// See [`ZfsStorage::commit_staged_zfs`].
+    fn commit_staged(&self, staged: Staged) -> Result<()> {
+        Ok(self.commit_staged_zfs(staged)?)
+    }
+
+    /// See [`ZfsStorage::abort_staged_zfs`].
+    fn abort_staged(&self, staged: Staged) -> Result<()> {
+        Ok(self.abort_staged_zfs(staged)?)
+    }
+
+    /// See [`ZfsStorage::sweep_staged_zfs`].
+    fn sweep_staged(&self) -> Result<Vec<String>> {
+        Ok(self.sweep_staged_zfs()?)
+    }
 }
 
 #[cfg(test)]
@@ -1490,13 +1775,20 @@ mod tests {
         assert_eq!(rows.len(), 7);
         assert_eq!(
             rows[0],
-            ["tank", "1887436800", "30124621824", "98304", "/tank"]
+            ["tank", "6316326912", "30124621824", "98304", "/tank"]
         );
+        assert_eq!(rows[2][4], "legacy");
         assert_eq!(rows[3][0], "tank/media files");
         assert_eq!(rows[3][4], "/srv/media files/My Photos");
-        assert_eq!(rows[4][4], "legacy");
-        assert_eq!(rows[5][4], "none");
-        assert_eq!(rows[6][4], "-");
+        assert_eq!(rows[4][4], "none");
+        // A volume has no mountpoint: `-`.
+        assert_eq!(rows[5][0], "tank/swap");
+        assert_eq!(rows[5][4], "-");
+        // Sorted by name, as `zfs list` does without -s.
+        let names: Vec<&str> = rows.iter().map(|r| r[0].as_str()).collect();
+        let mut sorted = names.clone();
+        sorted.sort();
+        assert_eq!(names, sorted);
     }
 
     #[test]
@@ -1508,7 +1800,7 @@ mod tests {
                 line: 1,
                 expected: 4,
                 found: 5,
-                text: "tank\t1887436800\t30124621824\t98304\t/tank".into()
+                text: "tank\t6316326912\t30124621824\t98304\t/tank".into()
             }
         );
         let msg = err.to_string();
@@ -1626,8 +1918,25 @@ mod tests {
         assert!(parse_clones(golden!("clones_none.txt")).is_empty());
         assert!(parse_clones("-\n").is_empty());
         let token = parse_value(golden!("resume_token.txt")).unwrap();
-        assert!(token.starts_with("1-"), "{token}");
         assert!(!token.contains('\n'));
+        // `<version>-<fletcher4 word 0 of the payload>-<packed nvlist size>-<zlib payload in hex>`
+        // (`get_receive_resume_token_impl` in module/zfs/dsl_dataset.c).
+        let parts: Vec<&str> = token.splitn(4, '-').collect();
+        assert_eq!(parts.len(), 4, "{token}");
+        assert_eq!(parts[0], "1");
+        let cksum = u64::from_str_radix(parts[1], 16).unwrap();
+        assert!(u64::from_str_radix(parts[2], 16).unwrap() > 0);
+        assert!(parts[3].starts_with("789c"), "{token}");
+        let hex = parts[3].as_bytes().chunks_exact(2);
+        assert!(hex.remainder().is_empty(), "{token}");
+        let payload: Vec<u8> = hex
+            .map(|h| u8::from_str_radix(std::str::from_utf8(h).unwrap(), 16).unwrap())
+            .collect();
+        let fletcher4_a = payload
+            .chunks_exact(4)
+            .map(|w| u64::from(u32::from_le_bytes([w[0], w[1], w[2], w[3]])))
+            .fold(0u64, u64::wrapping_add);
+        assert_eq!(fletcher4_a, cksum, "{token}");
         assert_eq!(
             resume_send_cmd(&token).argv_string(),
             format!("zfs send -t {token}")
@@ -1688,6 +1997,98 @@ mod tests {
                 golden!("err_permission.txt"),
                 PermissionDenied,
                 Some("tank/warren"),
+            ),
+            (
+                golden!("err_dependent_clones_recursive.txt"),
+                HasClones,
+                Some("tank/warren/worlds/busybox"),
+            ),
+            (
+                golden!("err_rollback_clones.txt"),
+                HasClones,
+                Some("tank/warren/workloads/web/data@before upgrade"),
+            ),
+            (golden!("err_snapshot_cloned.txt"), HasClones, None),
+            (
+                golden!("err_rollback_race.txt"),
+                NewerSnapshots,
+                Some("tank/warren/workloads/web/data"),
+            ),
+            (golden!("err_snapshot_busy.txt"), Busy, None),
+            (golden!("err_snapshot_held.txt"), Busy, None),
+            (
+                golden!("err_mount_busy.txt"),
+                Busy,
+                Some("tank/warren/volumes/site"),
+            ),
+            (golden!("err_recv_partial_state.txt"), Busy, None),
+            (
+                golden!("err_recv_exists.txt"),
+                Exists,
+                Some("tank/warren/volumes/site"),
+            ),
+            (golden!("err_recv_no_match.txt"), Other, None),
+            (
+                golden!("err_recv_no_parent.txt"),
+                NotFound,
+                Some("tank/warren/workloads/moved"),
+            ),
+            (
+                golden!("err_parent_missing.txt"),
+                NotFound,
+                Some("tank/warren/workloads/web/data"),
+            ),
+            (
+                golden!("err_create_no_pool.txt"),
+                NotFound,
+                Some("nosuchpool/warren"),
+            ),
+            (golden!("err_snapshot_out_of_space.txt"), OutOfSpace, None),
+            (
+                golden!("err_snapshot_no_dataset.txt"),
+                NotFound,
+                Some("tank/warren/worlds/nope"),
+            ),
+            (
+                golden!("err_abort_no_dataset.txt"),
+                NotFound,
+                Some("tank/warren/workloads/moved/data"),
+            ),
+            (
+                golden!("err_mount_privileges.txt"),
+                PermissionDenied,
+                Some("tank/warren/volumes/site"),
+            ),
+            (golden!("err_no_module_freebsd.txt"), PermissionDenied, None),
+            // Not errors warren can act on by kind; "already mounted" must not read as Exists.
+            (
+                golden!("err_already_mounted.txt"),
+                Other,
+                Some("tank/warren/volumes/site"),
+            ),
+            (
+                golden!("err_created_not_mounted.txt"),
+                Other,
+                Some("/srv/warren/volumes/site"),
+            ),
+            (
+                golden!("err_quota_below_used.txt"),
+                Other,
+                Some("tank/warren/workloads/web"),
+            ),
+            (golden!("err_no_module.txt"), Other, None),
+            // The reason is read outside quoted names, and only on the first line.
+            (
+                "cannot open 'tank/warren/volumes/out of space': dataset does not exist\n",
+                NotFound,
+                Some("tank/warren/volumes/out of space"),
+            ),
+            (
+                "cannot destroy 'tank/warren/workloads/web': filesystem has children\n\
+                 use '-r' to destroy the following datasets:\n\
+                 tank/warren/workloads/web/is busy\n",
+                HasChildren,
+                Some("tank/warren/workloads/web"),
             ),
             ("something else entirely", Other, None),
             ("", Other, None),
@@ -1833,9 +2234,10 @@ mod tests {
             "zfs list -Hp -t filesystem -o name,readonly -r tank/warren",
             golden!("list_filesystems.txt"),
         )
+        // A pool with `listsnapshots=on` lists snapshots without `-t`: they are not volumes.
         .expect_ok(
             "zfs list -Hp -o name -d 1 tank/warren/volumes",
-            "tank/warren/volumes\ntank/warren/volumes/site\ntank/warren/volumes/pg data\n",
+            golden!("list_children_listsnapshots.txt"),
         );
         let list = s.list_datasets().unwrap();
         let names: Vec<(&str, bool)> = list.iter().map(|d| (d.name.as_str(), d.readonly)).collect();

@@ -660,3 +660,166 @@ fn dir_send_receive_full_and_refusals() {
     assert!(!Path::new("/etc/pwned").exists());
     assert_no_temp_entries(b.root());
 }
+
+// ---- staged receives ----------------------------------------------------------------------
+
+/// Yields `data`, then fails where it would have ended: a stream whose container found it
+/// damaged at its end (an archive section whose digest does not match).
+struct FailsAtEnd<'a>(&'a [u8]);
+
+impl std::io::Read for FailsAtEnd<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.0.is_empty() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "checksum mismatch at the end of the section",
+            ));
+        }
+        std::io::Read::read(&mut self.0, buf)
+    }
+}
+
+/// The staged place of a btrfs or dir receive: hidden, and no listing shows it.
+fn assert_hidden(s: &dyn Storage, staged: &warren_storage::Staged) {
+    let place = Path::new(staged.place());
+    assert!(place.exists(), "{}", place.display());
+    assert!(place.starts_with(s.root().join("snapshots")));
+    let name = place.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(name.starts_with(".incoming-"), "{name}");
+    let listed = s.list_datasets().unwrap();
+    assert!(
+        listed.iter().all(|d| !d.path.starts_with(place)),
+        "{listed:?}"
+    );
+    assert!(labels(s, staged.id()).iter().all(|l| l != staged.label()));
+}
+
+/// Staged full receive → abort leaves nothing; → commit installs; a dataset that appeared
+/// meanwhile makes the commit fail without touching it; a failing reader leaves nothing; the
+/// sweep deletes only the staged receives nobody holds.
+fn check_staged_full(s: &dyn Storage, full: &[u8], src: &BTreeMap<String, String>) {
+    let id = data("db");
+    let st = s.receive_staged(&id, "s1", &mut &full[..]).unwrap();
+    assert!(!st.incremental());
+    assert!(!s.data_path("db").exists(), "staged counts as existing");
+    assert_hidden(s, &st);
+    s.abort_staged(st).unwrap();
+    assert!(!s.data_path("db").exists());
+    assert!(s.snapshots(&id).unwrap().is_empty());
+    assert_no_temp_entries(s.root());
+    assert!(!s.root().join("snapshots/workloads/db").exists());
+
+    let err = s
+        .receive_staged(&id, "s1", &mut FailsAtEnd(full))
+        .unwrap_err();
+    assert!(err.to_string().contains("checksum mismatch"), "{err}");
+    assert!(!s.data_path("db").exists());
+    assert_no_temp_entries(s.root());
+
+    let st = s.receive_staged(&id, "s1", &mut &full[..]).unwrap();
+    s.commit_staged(st).unwrap();
+    assert_eq!(&fingerprint(&s.data_path("db")), src);
+    assert_eq!(labels(s, &id), ["s1"]);
+    assert_no_temp_entries(s.root());
+
+    // The dataset appears between stage and commit: refused, the newcomer untouched.
+    let other = data("other");
+    let st = s.receive_staged(&other, "s1", &mut &full[..]).unwrap();
+    let d = s.ensure_data("other").unwrap();
+    std::fs::write(d.join("mine"), "mine").unwrap();
+    let err = s.commit_staged(st).unwrap_err();
+    assert!(err.to_string().contains("exists"), "{err}");
+    assert_eq!(std::fs::read_to_string(d.join("mine")).unwrap(), "mine");
+    assert!(labels(s, &other).is_empty());
+    assert_no_temp_entries(s.root());
+
+    // Sweep: a held staged receive stays, a dropped one and a crash's leftover go.
+    let held = s
+        .receive_staged(&data("held"), "s1", &mut &full[..])
+        .unwrap();
+    let dropped = s
+        .receive_staged(&data("lost"), "s1", &mut &full[..])
+        .unwrap();
+    let lost = PathBuf::from(dropped.place());
+    drop(dropped);
+    let crashed = s.root().join("snapshots/volumes/v/.incoming-1-2-3");
+    std::fs::create_dir_all(&crashed).unwrap();
+    std::fs::write(crashed.join("partial"), "x").unwrap();
+    let mut swept = s.sweep_staged().unwrap();
+    swept.sort();
+    let mut want = vec![
+        lost.to_string_lossy().into_owned(),
+        crashed.to_string_lossy().into_owned(),
+    ];
+    want.sort();
+    assert_eq!(swept, want);
+    assert!(!lost.exists() && !crashed.exists());
+    assert!(!s.root().join("snapshots/volumes").exists());
+    assert!(Path::new(held.place()).exists());
+    s.commit_staged(held).unwrap();
+    assert_eq!(&fingerprint(&s.data_path("held")), src);
+    assert!(s.sweep_staged().unwrap().is_empty());
+    assert_no_temp_entries(s.root());
+}
+
+#[test]
+fn btrfs_staged_receive_commit_abort_and_sweep() {
+    let a = LoopBtrfs::new(256 * MIB);
+    let b = LoopBtrfs::new(256 * MIB);
+    let (sa, sb) = (a.storage(), b.storage());
+    let id = data("db");
+    let src = sa.ensure_data("db").unwrap();
+    populate(&src);
+    sa.snapshot(&id, "s1").unwrap();
+    let mut full = Vec::new();
+    sa.send(&id, "s1", None, &mut full).unwrap();
+    let s1 = fingerprint(&src);
+    let before = b.subvolumes();
+    check_staged_full(&sb, &full, &s1);
+    for gone in ["db", "other", "held"] {
+        sb.delete_data(gone).unwrap();
+    }
+    assert_eq!(b.subvolumes(), before, "subvolumes left behind");
+
+    // Incremental: staged, the dataset keeps its state; abort; stage again and commit.
+    sb.receive(&id, "s1", &mut &full[..]).unwrap();
+    change(&src);
+    sa.snapshot(&id, "s2").unwrap();
+    let mut incr = Vec::new();
+    sa.send(&id, "s2", Some("s1"), &mut incr).unwrap();
+    let dst = sb.data_path("db");
+    let subvols = b.subvolumes();
+    let st = sb.receive_staged(&id, "s2", &mut &incr[..]).unwrap();
+    assert!(st.incremental());
+    assert_hidden(&sb, &st);
+    assert_eq!(fingerprint(&dst), s1, "a staged stream changed the dataset");
+    assert_eq!(labels(&sb, &id), ["s1"]);
+    sb.abort_staged(st).unwrap();
+    assert_eq!(fingerprint(&dst), s1);
+    assert_eq!(b.subvolumes(), subvols);
+    assert_no_temp_entries(sb.root());
+    let err = sb
+        .receive_staged(&id, "s2", &mut FailsAtEnd(&incr))
+        .unwrap_err();
+    assert!(err.to_string().contains("checksum mismatch"), "{err}");
+    assert_eq!(fingerprint(&dst), s1);
+    assert_eq!(b.subvolumes(), subvols);
+    let st = sb.receive_staged(&id, "s2", &mut &incr[..]).unwrap();
+    sb.commit_staged(st).unwrap();
+    assert_eq!(fingerprint(&dst), fingerprint(&src));
+    assert_eq!(labels(&sb, &id), ["s1", "s2"]);
+    assert_no_temp_entries(sb.root());
+}
+
+#[test]
+fn dir_staged_receive_commit_abort_and_sweep() {
+    let (_t, a) = dir_storage();
+    let (_u, b) = dir_storage();
+    let id = data("db");
+    let src = a.ensure_data("db").unwrap();
+    populate(&src);
+    a.snapshot(&id, "s1").unwrap();
+    let mut full = Vec::new();
+    a.send(&id, "s1", None, &mut full).unwrap();
+    check_staged_full(&b, &full, &fingerprint(&src));
+}

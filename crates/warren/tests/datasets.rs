@@ -30,6 +30,75 @@ fn sh(d: &Daemon, name: &str, script: &str) -> String {
     d.ok(&["exec", name, "--", "sh", "-c", script])
 }
 
+/// Staged receives (`.incoming-*`) anywhere under the pool's `snapshots/`, and import spools.
+fn staged_leftovers(d: &Daemon) -> Vec<std::path::PathBuf> {
+    fn walk(p: &std::path::Path, depth: usize, found: &mut Vec<std::path::PathBuf>) {
+        let Ok(rd) = std::fs::read_dir(p) else { return };
+        for e in rd.flatten() {
+            if e.file_name().to_string_lossy().starts_with(".incoming-") {
+                found.push(e.path());
+            } else if depth > 0 && e.file_type().is_ok_and(|t| t.is_dir()) {
+                walk(&e.path(), depth - 1, found);
+            }
+        }
+    }
+    let mut found = Vec::new();
+    walk(&d.pool_root().join("snapshots"), 4, &mut found);
+    if let Ok(rd) = std::fs::read_dir(d.state_dir().join("tmp")) {
+        found.extend(
+            rd.flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with("import-"))
+                .map(|e| e.path()),
+        );
+    }
+    found
+}
+
+/// Where things are in an archive: each section's chunks (from its first chunk length to the
+/// end of its last chunk) and the trailer's first byte.
+struct Layout {
+    sections: Vec<std::ops::Range<usize>>,
+    trailer: usize,
+}
+
+fn layout(b: &[u8]) -> Layout {
+    let be32 = |p: usize| u32::from_be_bytes(b[p..p + 4].try_into().unwrap()) as usize;
+    let mut p = 12 + be32(8);
+    let mut sections = Vec::new();
+    while b[p] == 1 {
+        p += 2;
+        let start = p;
+        loop {
+            let l = be32(p);
+            p += 4;
+            if l == 0 {
+                break;
+            }
+            p += l;
+        }
+        sections.push(start..p - 4);
+        p += 32;
+    }
+    assert_eq!(b[p], 0, "trailer tag");
+    Layout {
+        sections,
+        trailer: p,
+    }
+}
+
+/// A workload named `name` exists nowhere: not in the store, not in the pool, no staged
+/// receive or spool is left.
+fn assert_no_trace(d: &Daemon, name: &str) {
+    assert!(d.list().iter().all(|w| w["name"] != name));
+    assert!(!d.pool_root().join("workloads").join(name).exists());
+    assert!(!d
+        .pool_root()
+        .join("snapshots/workloads")
+        .join(name)
+        .exists());
+    assert_eq!(staged_leftovers(d), Vec::<std::path::PathBuf>::new());
+}
+
 #[test]
 fn snapshot_rollback_restores_exact_bytes() {
     let d = Daemon::start(&[]);
@@ -308,15 +377,8 @@ fn export_delete_import_and_incremental() {
             String::from_utf8_lossy(&out.stderr).contains("import refused"),
             "{out:?}"
         );
-        assert!(d.list().iter().all(|w| w["name"] != "broken"));
-        assert!(!d.pool_root().join("workloads/broken").exists());
+        assert_no_trace(&d, "broken");
     }
-    assert_eq!(
-        std::fs::read_dir(d.state_dir().join("tmp"))
-            .unwrap()
-            .count(),
-        0
-    );
 
     // A full archive cannot overwrite an existing workload.
     assert!(!d.cli(&["import", full.to_str().unwrap()]).status.success());
@@ -386,4 +448,168 @@ fn volume_export_import_full_and_incremental() {
         .success());
     d.ok(&["volume", "rm", "copy"]);
     assert!(!d.pool_root().join("volumes/copy").exists());
+}
+
+#[test]
+fn damage_at_the_end_of_a_two_section_archive_creates_nothing() {
+    let d = Daemon::start(&[]);
+    d.apply("w.toml", &format!("[workload.src]\n{KEEPER}"));
+    d.wait_running("src");
+    sh(
+        &d,
+        "src",
+        "head -c 2000000 /dev/urandom > /data/blob; echo conf > /etc/conf",
+    );
+    let full = d.state_dir().join("full.warx");
+    d.ok(&["export", "src", "-o", full.to_str().unwrap()]);
+    let bytes = std::fs::read(&full).unwrap();
+    let l = layout(&bytes);
+    assert_eq!(l.sections.len(), 2, "rootfs and data");
+    let last = l.sections[1].clone();
+    let flip = |at: usize| {
+        let mut b = bytes.clone();
+        b[at] ^= 0x10;
+        b
+    };
+    let bad = d.state_dir().join("bad.warx");
+    for (what, broken) in [
+        // Both streams arrive whole; only their digests or the trailer tell.
+        ("last section", flip(last.end - 10)),
+        ("section digest", flip(last.end + 4 + 3)),
+        ("trailer digest", flip(l.trailer + 5)),
+        ("end marker", flip(bytes.len() - 2)),
+        ("cut in the end marker", bytes[..bytes.len() - 3].to_vec()),
+        ("cut before the trailer", bytes[..l.trailer].to_vec()),
+        ("extra byte", [&bytes[..], b"x"].concat()),
+    ] {
+        std::fs::write(&bad, broken).unwrap();
+        let out = d.cli(&["import", bad.to_str().unwrap(), "--name", "broken"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{what}: accepted");
+        assert!(err.contains("import refused"), "{what}: {err}");
+        println!("{what}: {}", err.trim());
+        assert_no_trace(&d, "broken");
+    }
+    // The intact archive still imports, byte for byte.
+    let out = d.ok(&["import", full.to_str().unwrap(), "--name", "good"]);
+    assert!(out.contains("imported good"), "{out}");
+    d.wait_running("good");
+    assert_eq!(
+        sh(&d, "good", "md5sum /data/blob /etc/conf"),
+        sh(&d, "src", "md5sum /data/blob /etc/conf")
+    );
+    assert_eq!(staged_leftovers(&d), Vec::<std::path::PathBuf>::new());
+}
+
+#[test]
+fn incremental_import_damaged_in_its_second_section_changes_nothing() {
+    let d = Daemon::start(&[]);
+    d.apply("w.toml", &format!("[workload.app]\n{KEEPER}"));
+    d.wait_running("app");
+    sh(
+        &d,
+        "app",
+        "head -c 500000 /dev/urandom > /data/blob; echo base > /etc/conf",
+    );
+    let full = d.state_dir().join("full.warx");
+    d.ok(&["export", "app", "-o", full.to_str().unwrap()]);
+    let base = labels(&snapshots(&d, "app", false)).pop().unwrap();
+    sh(
+        &d,
+        "app",
+        "head -c 300000 /dev/urandom >> /data/blob; echo changed > /etc/conf; echo new > /data/new",
+    );
+    let incr = d.state_dir().join("incr.warx");
+    d.ok(&[
+        "export",
+        "app",
+        "--since",
+        &base,
+        "-o",
+        incr.to_str().unwrap(),
+    ]);
+    let sum2 = sh(&d, "app", "md5sum /data/blob /etc/conf /data/new");
+    d.ok(&["delete", "--purge", "app"]);
+    d.ok(&["import", full.to_str().unwrap()]);
+    d.wait_running("app");
+    let files = "md5sum /data/blob /etc/conf; ls /data";
+    let before = sh(&d, "app", files);
+    let snaps_before = labels(&snapshots(&d, "app", false));
+    assert_eq!(snaps_before, [base]);
+
+    let bytes = std::fs::read(&incr).unwrap();
+    let l = layout(&bytes);
+    assert_eq!(l.sections.len(), 2, "rootfs and data");
+    let bad = d.state_dir().join("bad-incr.warx");
+    for (what, broken) in [
+        ("data section", {
+            let mut b = bytes.clone();
+            b[l.sections[1].end - 10] ^= 0x01;
+            b
+        }),
+        ("trailer", {
+            let mut b = bytes.clone();
+            b[l.trailer + 1] ^= 0x01;
+            b
+        }),
+        (
+            "cut in the data section",
+            bytes[..l.sections[1].end - 10].to_vec(),
+        ),
+    ] {
+        std::fs::write(&bad, broken).unwrap();
+        let out = d.cli(&["import", bad.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{what}: accepted");
+        assert!(err.contains("import refused"), "{what}: {err}");
+        // The workload runs again with exactly its data and rootfs of before.
+        d.wait_running("app");
+        assert_eq!(sh(&d, "app", files), before, "{what} changed the workload");
+        assert_eq!(labels(&snapshots(&d, "app", false)), snaps_before);
+        assert_eq!(staged_leftovers(&d), Vec::<std::path::PathBuf>::new());
+    }
+    d.ok(&["import", incr.to_str().unwrap()]);
+    d.wait_running("app");
+    assert_eq!(sh(&d, "app", "md5sum /data/blob /etc/conf /data/new"), sum2);
+}
+
+#[test]
+fn a_staged_receive_left_by_a_killed_daemon_is_deleted_on_restart() {
+    let mut d = Daemon::start(&[]);
+    d.apply("w.toml", &format!("[workload.src]\n{KEEPER}"));
+    d.wait_running("src");
+    sh(&d, "src", "head -c 4000000 /dev/urandom > /data/blob");
+    let full = d.state_dir().join("full.warx");
+    d.ok(&["export", "src", "-o", full.to_str().unwrap()]);
+    let bytes = std::fs::read(&full).unwrap();
+    let l = layout(&bytes);
+    // Send the archive up to the middle of its data section, then hold the pipe open.
+    let mut import = Command::new(WARREN)
+        .args(["import", "-", "--name", "half"])
+        .env("WARREN_STATE_DIR", d.state_dir())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = import.stdin.take().unwrap();
+    let middle = (l.sections[1].start + l.sections[1].end) / 2;
+    std::io::Write::write_all(&mut stdin, &bytes[..middle]).unwrap();
+    wait_until(30, "a staged receive", || !staged_leftovers(&d).is_empty());
+    d.kill_daemon(nix::sys::signal::Signal::SIGKILL);
+    import.kill().unwrap();
+    let _ = import.wait();
+    drop(stdin);
+    assert!(!staged_leftovers(&d).is_empty());
+    d.spawn();
+    wait_until(30, "the leftover deleted", || {
+        staged_leftovers(&d).is_empty()
+    });
+    assert_no_trace(&d, "half");
+    assert!(d
+        .ok(&["events", "-n", "500"])
+        .contains("leftover of an interrupted import"));
+    // The name is free: the archive imports under it.
+    d.ok(&["import", full.to_str().unwrap(), "--name", "half"]);
+    d.wait_running("half");
 }

@@ -11,8 +11,12 @@
 //! trailer    u8 0, sha256 of every byte before this digest (32 bytes), b"WARRENX1END"
 //! ```
 //!
-//! Import reads the whole archive and checks every digest and the trailer before anything is
-//! created: a truncated or corrupted archive is refused with nothing changed.
+//! Import reads the archive once, as it arrives ([`ArchiveReader`]): the manifest first (every
+//! check that needs no data is done before anything is received), then each section is
+//! decompressed straight into the storage driver's staged receive, its digest checked at its
+//! end, and the trailer digest last. Only when the trailer matched are the staged datasets
+//! installed; any failure before deletes them. So a truncated or corrupted archive is refused
+//! with nothing created and nothing that existed changed, and no byte is written twice.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -161,160 +165,291 @@ impl<W: Write> Write for SectionWriter<'_, W> {
     }
 }
 
-/// Where one verified section's compressed bytes lie in the archive file.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Section {
-    pub index: u8,
-    /// (offset, length) of each chunk's payload.
-    pub chunks: Vec<(u64, u32)>,
+/// Reads an archive as it arrives, without holding it anywhere: [`ArchiveReader::new`] reads
+/// the manifest, [`ArchiveReader::next_section`] gives each section in turn as a [`Read`] of
+/// its decompressed stream, and [`ArchiveReader::finish`] checks the trailer.
+///
+/// A section reader reports a truncated or corrupt section (a bad chunk length, a digest that
+/// does not match) as an I/O error, at the latest instead of its end of stream: whoever
+/// consumes it never sees a clean end of a damaged section. The trailer digest covers every
+/// byte, so the archive is only known to be intact once [`ArchiveReader::finish`] succeeded.
+pub struct ArchiveReader<R: Read> {
+    r: R,
+    total: Sha256,
+    manifest: Manifest,
+    /// Sections started so far.
+    sections: usize,
+    /// The digest of the section being read, until its end was read.
+    open: Option<Sha256>,
+    /// Bytes of the current chunk not read yet.
+    chunk_left: u32,
+    /// The section list ended (tag 0 read).
+    ended: bool,
+    /// The first error a section reader reported.
+    failure: Option<String>,
 }
 
-/// Reads and verifies a whole archive (every digest and the trailer). Returns the manifest and
-/// the position of each section, for [`section_reader`].
-pub fn verify(mut r: impl Read) -> Result<(Manifest, Vec<Section>), ArchiveError> {
-    let mut total = Sha256::new();
-    let mut pos: u64 = 0;
-    let mut read = |buf: &mut [u8], what: &'static str, total: &mut Sha256, pos: &mut u64| {
-        r.read_exact(buf).map_err(|e| match e.kind() {
+impl<R: Read> ArchiveReader<R> {
+    /// Reads and checks the magic and the manifest.
+    pub fn new(r: R) -> Result<Self, ArchiveError> {
+        let mut a = ArchiveReader {
+            r,
+            total: Sha256::new(),
+            manifest: Manifest {
+                version: 0,
+                name: String::new(),
+                spec: None,
+                volume: None,
+                label: String::new(),
+                since: None,
+                datasets: Vec::new(),
+                created_at: 0,
+                driver: String::new(),
+            },
+            sections: 0,
+            open: None,
+            chunk_left: 0,
+            ended: false,
+            failure: None,
+        };
+        let mut magic = [0u8; 8];
+        a.read_hashed(&mut magic, "magic")
+            .map_err(|_| ArchiveError::Magic)?;
+        if &magic != MAGIC {
+            return Err(ArchiveError::Magic);
+        }
+        let mut len = [0u8; 4];
+        a.read_hashed(&mut len, "manifest length")?;
+        let len = u32::from_be_bytes(len) as usize;
+        if len > MAX_MANIFEST {
+            return Err(ArchiveError::Corrupt("manifest too large".into()));
+        }
+        let mut json = vec![0u8; len];
+        a.read_hashed(&mut json, "manifest")?;
+        let manifest: Manifest = serde_json::from_slice(&json)
+            .map_err(|e| ArchiveError::Corrupt(format!("manifest: {e}")))?;
+        if manifest.version != 1 {
+            return Err(ArchiveError::Corrupt(format!(
+                "archive version {} is not supported",
+                manifest.version
+            )));
+        }
+        if manifest.datasets.len() > usize::from(u8::MAX) + 1 {
+            return Err(ArchiveError::Corrupt("too many datasets".into()));
+        }
+        a.manifest = manifest;
+        Ok(a)
+    }
+
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// The first error a section reader reported (a damaged archive rather than a failing
+    /// consumer), if any.
+    pub fn failure(&self) -> Option<&str> {
+        self.failure.as_deref()
+    }
+
+    fn read_hashed(&mut self, buf: &mut [u8], what: &'static str) -> Result<(), ArchiveError> {
+        self.r.read_exact(buf).map_err(|e| match e.kind() {
             std::io::ErrorKind::UnexpectedEof => ArchiveError::Truncated(what),
             _ => ArchiveError::Io(e),
         })?;
-        total.update(&*buf);
-        *pos += buf.len() as u64;
-        Ok::<(), ArchiveError>(())
-    };
-    let mut magic = [0u8; 8];
-    read(&mut magic, "magic", &mut total, &mut pos).map_err(|_| ArchiveError::Magic)?;
-    if &magic != MAGIC {
-        return Err(ArchiveError::Magic);
+        self.total.update(&*buf);
+        Ok(())
     }
-    let mut len = [0u8; 4];
-    read(&mut len, "manifest length", &mut total, &mut pos)?;
-    let len = u32::from_be_bytes(len) as usize;
-    if len > MAX_MANIFEST {
-        return Err(ArchiveError::Corrupt("manifest too large".into()));
+
+    fn section_name(&self) -> String {
+        let kind = self
+            .sections
+            .checked_sub(1)
+            .and_then(|i| self.manifest.datasets.get(i))
+            .map_or("?", String::as_str);
+        format!("the {kind} stream")
     }
-    let mut json = vec![0u8; len];
-    read(&mut json, "manifest", &mut total, &mut pos)?;
-    let manifest: Manifest = serde_json::from_slice(&json)
-        .map_err(|e| ArchiveError::Corrupt(format!("manifest: {e}")))?;
-    if manifest.version != 1 {
-        return Err(ArchiveError::Corrupt(format!(
-            "archive version {} is not supported",
-            manifest.version
-        )));
-    }
-    let mut sections = Vec::new();
-    let mut chunk = vec![0u8; CHUNK];
-    loop {
-        let mut tag = [0u8; 1];
-        read(&mut tag, "section tag", &mut total, &mut pos)?;
-        match tag[0] {
-            0 => break,
-            1 => {}
-            t => return Err(ArchiveError::Corrupt(format!("unknown section tag {t}"))),
+
+    /// Reads compressed bytes of the open section; Ok(0) once its end marker and digest were
+    /// read and the digest matched (and for no open section).
+    fn section_read(&mut self, buf: &mut [u8]) -> Result<usize, ArchiveError> {
+        if self.open.is_none() || buf.is_empty() {
+            return Ok(0);
         }
-        let mut idx = [0u8; 1];
-        read(&mut idx, "section index", &mut total, &mut pos)?;
-        let index = idx[0];
-        let name = manifest
-            .datasets
-            .get(index as usize)
-            .cloned()
-            .ok_or_else(|| {
-                ArchiveError::Corrupt(format!("section {index} is not in the manifest"))
-            })?;
-        let mut digest = Sha256::new();
-        let mut chunks = Vec::new();
-        loop {
+        if self.chunk_left == 0 {
             let mut l = [0u8; 4];
-            read(&mut l, "chunk length", &mut total, &mut pos)?;
+            self.read_hashed(&mut l, "chunk length")?;
             let l = u32::from_be_bytes(l);
             if l == 0 {
-                break;
+                let mut want = [0u8; 32];
+                self.read_hashed(&mut want, "section digest")?;
+                let got = self.open.take().expect("open section").finalize();
+                if got.as_slice() != want {
+                    return Err(ArchiveError::Checksum(self.section_name()));
+                }
+                return Ok(0);
             }
             if l as usize > CHUNK {
                 return Err(ArchiveError::Corrupt(format!("chunk of {l} bytes")));
             }
-            let offset = pos;
-            let buf = &mut chunk[..l as usize];
-            read(buf, "stream data", &mut total, &mut pos)?;
-            digest.update(&*buf);
-            chunks.push((offset, l));
+            self.chunk_left = l;
         }
-        let mut want = [0u8; 32];
-        read(&mut want, "section digest", &mut total, &mut pos)?;
-        if digest.finalize().as_slice() != want {
-            return Err(ArchiveError::Checksum(format!("the {name} stream")));
+        let want = buf.len().min(self.chunk_left as usize);
+        let n = loop {
+            match self.r.read(&mut buf[..want]) {
+                Ok(0) => return Err(ArchiveError::Truncated("stream data")),
+                Ok(n) => break n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(ArchiveError::Io(e)),
+            }
+        };
+        self.total.update(&buf[..n]);
+        self.open.as_mut().expect("open section").update(&buf[..n]);
+        self.chunk_left -= n as u32;
+        Ok(n)
+    }
+
+    /// Reads (and checks) what is left of the open section without decompressing it.
+    fn skip_section(&mut self) -> Result<(), ArchiveError> {
+        let mut scratch = vec![0u8; 256 << 10];
+        while self.section_read(&mut scratch)? > 0 {}
+        Ok(())
+    }
+
+    /// The next section, in manifest order: its index and a reader of its decompressed
+    /// stream; None once the sections ended (their count checked against the manifest). What
+    /// the previous section's reader left unread is read and checked first.
+    pub fn next_section(&mut self) -> Result<Option<(usize, SectionReader<'_, R>)>, ArchiveError> {
+        if self.open.is_some() {
+            self.skip_section()?;
         }
-        sections.push(Section { index, chunks });
+        if self.ended {
+            return Ok(None);
+        }
+        let mut tag = [0u8; 1];
+        self.read_hashed(&mut tag, "section tag")?;
+        match tag[0] {
+            0 => {
+                self.ended = true;
+                if self.sections != self.manifest.datasets.len() {
+                    return Err(ArchiveError::Corrupt(format!(
+                        "{} sections for {} datasets",
+                        self.sections,
+                        self.manifest.datasets.len()
+                    )));
+                }
+                return Ok(None);
+            }
+            1 => {}
+            t => return Err(ArchiveError::Corrupt(format!("unknown section tag {t}"))),
+        }
+        let mut idx = [0u8; 1];
+        self.read_hashed(&mut idx, "section index")?;
+        let index = usize::from(idx[0]);
+        if index >= self.manifest.datasets.len() {
+            return Err(ArchiveError::Corrupt(format!(
+                "section {index} is not in the manifest"
+            )));
+        }
+        if index != self.sections {
+            return Err(ArchiveError::Corrupt(format!(
+                "section {index} where section {} belongs",
+                self.sections
+            )));
+        }
+        self.sections += 1;
+        self.open = Some(Sha256::new());
+        self.chunk_left = 0;
+        let decoder = zstd::stream::read::Decoder::with_buffer(std::io::BufReader::with_capacity(
+            READ_BUF,
+            Chunks(self),
+        ))?;
+        Ok(Some((index, SectionReader { decoder })))
     }
-    let expected = total.finalize();
-    let mut got = [0u8; 32];
-    r.read_exact(&mut got)
-        .map_err(|_| ArchiveError::Truncated("trailer"))?;
-    let mut end = [0u8; 11];
-    r.read_exact(&mut end)
-        .map_err(|_| ArchiveError::Truncated("trailer"))?;
-    if &end != END {
-        return Err(ArchiveError::Corrupt("bad trailer".into()));
+
+    /// Reads the rest (skipping sections not read), then checks the trailer: the digest of
+    /// every byte before it, the end marker, and that nothing follows. Returns the manifest.
+    pub fn finish(mut self) -> Result<Manifest, ArchiveError> {
+        while self.next_section()?.is_some() {}
+        let expected = self.total.clone().finalize();
+        let mut got = [0u8; 32];
+        self.r
+            .read_exact(&mut got)
+            .map_err(|_| ArchiveError::Truncated("trailer"))?;
+        let mut end = [0u8; 11];
+        self.r
+            .read_exact(&mut end)
+            .map_err(|_| ArchiveError::Truncated("trailer"))?;
+        if &end != END {
+            return Err(ArchiveError::Corrupt("bad trailer".into()));
+        }
+        if expected.as_slice() != got {
+            return Err(ArchiveError::Checksum("the archive".into()));
+        }
+        let mut extra = [0u8; 1];
+        if self.r.read(&mut extra)? != 0 {
+            return Err(ArchiveError::Corrupt("bytes after the trailer".into()));
+        }
+        Ok(self.manifest)
     }
-    if expected.as_slice() != got {
-        return Err(ArchiveError::Checksum("the archive".into()));
-    }
-    let mut extra = [0u8; 1];
-    if r.read(&mut extra)? != 0 {
-        return Err(ArchiveError::Corrupt("bytes after the trailer".into()));
-    }
-    if sections.len() != manifest.datasets.len() {
-        return Err(ArchiveError::Corrupt(format!(
-            "{} sections for {} datasets",
-            sections.len(),
-            manifest.datasets.len()
-        )));
-    }
-    Ok((manifest, sections))
 }
 
-/// Reads a verified section's compressed chunks back out of the archive file.
-pub struct ChunkReader<'a> {
-    file: &'a std::fs::File,
-    chunks: std::collections::VecDeque<(u64, u32)>,
-    current: Option<(u64, u32)>,
-}
+/// How much compressed input a section reader buffers per read.
+const READ_BUF: usize = 1 << 20;
 
-impl Read for ChunkReader<'_> {
+/// The compressed bytes of the open section, as the decompressor reads them.
+struct Chunks<'a, R: Read>(&'a mut ArchiveReader<R>);
+
+impl<R: Read> Read for Chunks<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        use std::os::unix::fs::FileExt;
-        loop {
-            if self.current.is_none() {
-                self.current = self.chunks.pop_front();
-            }
-            let Some((off, len)) = self.current else {
-                return Ok(0);
+        self.0.section_read(buf).map_err(|e| {
+            let kind = match &e {
+                ArchiveError::Truncated(_) => std::io::ErrorKind::UnexpectedEof,
+                ArchiveError::Io(io) => io.kind(),
+                _ => std::io::ErrorKind::InvalidData,
             };
-            if len == 0 {
-                self.current = None;
-                continue;
-            }
-            let n = (len as usize).min(buf.len());
-            self.file.read_exact_at(&mut buf[..n], off)?;
-            self.current = Some((off + n as u64, len - n as u32));
-            return Ok(n);
-        }
+            self.0.failure.get_or_insert_with(|| e.to_string());
+            std::io::Error::new(kind, e)
+        })
     }
 }
 
-/// The decompressed dataset stream of a verified section.
-pub fn section_reader<'a>(
-    file: &'a std::fs::File,
-    section: &Section,
-) -> std::io::Result<impl Read + 'a> {
-    zstd::Decoder::new(ChunkReader {
-        file,
-        chunks: section.chunks.iter().copied().collect(),
-        current: None,
-    })
+/// One section's decompressed stream (see [`ArchiveReader`]).
+pub struct SectionReader<'a, R: Read> {
+    decoder: zstd::stream::read::Decoder<'static, std::io::BufReader<Chunks<'a, R>>>,
+}
+
+impl<R: Read> Read for SectionReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self.decoder.read(buf) {
+            Ok(0) if !buf.is_empty() => {
+                // The decompressor reads its input to the end (another frame could follow),
+                // so the section's digest was checked; anything else means more bytes than
+                // frames.
+                let archive = &mut *self.decoder.get_mut().get_mut().0;
+                if archive.open.is_some() {
+                    let e = ArchiveError::Corrupt(format!(
+                        "{} holds bytes after its compressed data",
+                        archive.section_name()
+                    ));
+                    archive.failure.get_or_insert_with(|| e.to_string());
+                    return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, e));
+                }
+                Ok(0)
+            }
+            Err(e) => {
+                let archive = &mut *self.decoder.get_mut().get_mut().0;
+                if archive.failure.is_none() && e.kind() != std::io::ErrorKind::Interrupted {
+                    // A decompression error: the compressed bytes are damaged.
+                    archive.failure = Some(
+                        ArchiveError::Corrupt(format!("{}: {e}", archive.section_name()))
+                            .to_string(),
+                    );
+                }
+                Err(e)
+            }
+            ok => ok,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -344,18 +479,33 @@ mod tests {
     }
 
     fn roundtrip(bytes: &[u8]) -> Result<(Manifest, Vec<Vec<u8>>), ArchiveError> {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("a");
-        std::fs::write(&p, bytes).unwrap();
-        let (m, secs) = verify(std::fs::File::open(&p).unwrap())?;
-        let f = std::fs::File::open(&p).unwrap();
+        let mut a = ArchiveReader::new(bytes)?;
         let mut out = Vec::new();
-        for s in &secs {
+        loop {
+            let next = a.next_section()?;
+            let Some((i, mut r)) = next else { break };
+            assert_eq!(i, out.len());
             let mut v = Vec::new();
-            section_reader(&f, s).unwrap().read_to_end(&mut v).unwrap();
+            if let Err(e) = r.read_to_end(&mut v) {
+                drop(r);
+                assert!(a.failure().is_some(), "{e}: not recorded as a failure");
+                return Err(ArchiveError::Io(e));
+            }
             out.push(v);
         }
+        let m = a.finish()?;
         Ok((m, out))
+    }
+
+    /// Skipping sections (reading none, or only part of one) still checks them.
+    fn verify_only(bytes: &[u8], partly: bool) -> Result<Manifest, ArchiveError> {
+        let mut a = ArchiveReader::new(bytes)?;
+        if partly {
+            if let Some((_, mut r)) = a.next_section()? {
+                let _ = r.read(&mut [0u8; 3]);
+            }
+        }
+        a.finish()
     }
 
     #[test]
@@ -372,12 +522,21 @@ mod tests {
     fn every_truncation_is_refused() {
         let bytes = build(b"rootfs stream bytes", b"data stream bytes");
         for cut in 0..bytes.len() {
+            for partly in [false, true] {
+                assert!(
+                    verify_only(&bytes[..cut], partly).is_err(),
+                    "truncated at {cut} of {} was accepted",
+                    bytes.len()
+                );
+            }
             assert!(
                 roundtrip(&bytes[..cut]).is_err(),
                 "truncated at {cut} of {} was accepted",
                 bytes.len()
             );
         }
+        verify_only(&bytes, true).unwrap();
+        verify_only(&bytes, false).unwrap();
     }
 
     #[test]
@@ -387,10 +546,64 @@ mod tests {
             let mut b = bytes.clone();
             b[i] ^= 0x40;
             assert!(roundtrip(&b).is_err(), "flipped byte {i} was accepted");
+            assert!(
+                verify_only(&b, false).is_err(),
+                "flipped byte {i} was accepted"
+            );
         }
         let mut extra = bytes.clone();
         extra.push(0);
         assert!(roundtrip(&extra).is_err());
+    }
+
+    #[test]
+    fn a_damaged_section_fails_its_reader_not_only_the_trailer() {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let big: Vec<u8> = (0..3_000_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        let bytes = build(b"rootfs", &big);
+        // A byte inside the data section's compressed chunk: its reader fails before it
+        // reports the end of the stream.
+        let at = bytes.len() - 11 - 32 - 1 - 32 - 4 - 100;
+        for damaged in [
+            {
+                let mut b = bytes.clone();
+                b[at] ^= 1;
+                b
+            },
+            bytes[..at].to_vec(),
+        ] {
+            let mut a = ArchiveReader::new(&damaged[..]).unwrap();
+            let (_, mut r) = a.next_section().unwrap().unwrap();
+            let mut v = Vec::new();
+            r.read_to_end(&mut v).unwrap();
+            assert_eq!(v, b"rootfs");
+            drop(r);
+            let (_, mut r) = a.next_section().unwrap().unwrap();
+            let err = std::io::copy(&mut r, &mut std::io::sink()).unwrap_err();
+            drop(r);
+            let failure = a.failure().expect("recorded").to_string();
+            assert!(
+                failure.contains("data stream") || failure.contains("truncated"),
+                "{failure}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn sections_out_of_order_are_refused() {
+        let mut w = ArchiveWriter::new(Vec::new(), &manifest()).unwrap();
+        w.section(1, |o| o.write_all(b"data")).unwrap();
+        w.section(0, |o| o.write_all(b"rootfs")).unwrap();
+        let bytes = w.finish().unwrap();
+        let err = roundtrip(&bytes).unwrap_err().to_string();
+        assert!(err.contains("where section 0 belongs"), "{err}");
     }
 
     #[test]

@@ -113,6 +113,9 @@ pub fn check_label(label: &str) -> Result<()> {
     Ok(())
 }
 
+/// The last error of the sweep of staged receives, so a lasting one is reported once.
+static LAST_SWEEP_ERROR: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
 impl Engine {
     fn datasets_of(&self, target: &Target) -> Vec<DatasetId> {
         match target {
@@ -494,8 +497,31 @@ impl Engine {
         Ok(())
     }
 
-    /// One pass of the snapshot schedules and of quota watching; run on every tick.
+    /// One pass of the snapshot schedules and of quota watching, and the sweep of staged
+    /// receives nobody holds (an import interrupted by a crash); run at start-up and on every
+    /// tick.
     pub async fn housekeeping(self: &Arc<Self>) {
+        match self.blocking(|s| s.sweep_staged()).await {
+            Ok(swept) => {
+                *LAST_SWEEP_ERROR.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                for place in swept {
+                    self.event(
+                        None,
+                        "storage",
+                        &format!("deleted the leftover of an interrupted import: {place}"),
+                    );
+                }
+            }
+            Err(e) => {
+                // Reported once while it keeps failing the same way, not on every tick.
+                let msg = format!("deleting leftovers of interrupted imports: {e:#}");
+                let mut last = LAST_SWEEP_ERROR.lock().unwrap_or_else(|p| p.into_inner());
+                if last.as_deref() != Some(msg.as_str()) {
+                    self.event(None, "error", &msg);
+                    *last = Some(msg);
+                }
+            }
+        }
         let now = now_ms();
         let mut targets: Vec<(Target, SnapshotPolicy)> = Vec::new();
         if let Ok(desired) = self.store.desired() {
