@@ -2,9 +2,15 @@
 //!
 //! - `warren run --rm busybox -- /bin/true` vs `runc run` of an equivalent bundle vs
 //!   `podman run --rm --rootfs` of the same root filesystem (medians and ratios);
+//! - datasets: snapshot and clone time for 10 MiB vs 1 GiB of data, export and import
+//!   throughput against `btrfs send | zstd` and `zstd -d | btrfs receive`;
 //! - `warren apply` of 50 workloads until all are running;
 //! - idle daemon RSS and CPU with those 50 workloads; each shim's proportional set size
 //!   (compared with podman's conmon when podman is present).
+//!
+//! `cargo xtask bench run|datasets|apply...` runs only the parts named (`run` is the first
+//! item, `apply` the last two). The `warren` binary is built in release mode into
+//! `CARGO_TARGET_DIR` (or `target/`) and taken from there.
 //!
 //! Needs root, runc and btrfs-progs; podman is optional (its rows say why they are missing).
 //! Everything it starts is ended by PID and removed at the end.
@@ -15,6 +21,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const RUNS: usize = 25;
+/// Rounds of the export and import measurements (each warren, then its baseline).
+const ROUNDS: usize = 3;
 const WORKLOADS: usize = 50;
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -56,6 +64,7 @@ struct Bench {
     dir: PathBuf,
     warren: PathBuf,
     daemon: Option<Child>,
+    http_port: u16,
 }
 
 impl Bench {
@@ -83,6 +92,14 @@ impl Drop for Bench {
         let _ = Command::new("umount")
             .arg(self.dir.join("state/pool"))
             .status();
+        // Network state: the workloads' namespaces went with their deletion; the bridge and
+        // the table stay until removed.
+        let _ = Command::new("ip")
+            .args(["link", "del", "dev", BRIDGE])
+            .output();
+        let _ = Command::new("nft")
+            .args(["delete", "table", "inet", NFT_TABLE])
+            .output();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -225,7 +242,10 @@ fn datasets(b: &Bench) -> Result<()> {
     })?;
     let clone_small = timed(&|i| vec!["clone".into(), "small".into(), format!("cs{i}")])?;
     let clone_big = timed(&|i| vec!["clone".into(), "big".into(), format!("cb{i}")])?;
-    println!("\ndatasets (10 MiB vs 1 GiB of data, medians of 5)");
+    println!(
+        "\ndatasets (10 MiB vs 1 GiB of data; snapshot and clone: medians of 5, export and \
+         import: medians of {ROUNDS} rounds)"
+    );
     for (what, small, big) in [
         ("snapshot", snap_small, snap_big),
         ("clone", clone_small, clone_big),
@@ -240,73 +260,123 @@ fn datasets(b: &Bench) -> Result<()> {
     }
     let pool = b.dir.join("state/pool");
     let data_bytes = dir_bytes(&pool.join("workloads/big/data"));
+    // Each round times warren and its baseline back to back, after the previous round's
+    // writes reached the disk and deleted subvolumes were cleaned, so neither pays for the
+    // other's leftovers; the ratio is that of the medians.
+    let settle = || {
+        let _ = Command::new("sync").status();
+        let _ = Command::new("btrfs")
+            .args(["subvolume", "sync"])
+            .arg(&pool)
+            .stdout(Stdio::null())
+            .status();
+    };
+    let timed = |f: &mut dyn FnMut() -> Result<()>| -> Result<Duration> {
+        settle();
+        let t = Instant::now();
+        f()?;
+        Ok(t.elapsed())
+    };
     // warren export of the big workload vs btrfs send | zstd of the same data.
     let archive = b.dir.join("big.warx");
-    let t = Instant::now();
-    run_ok(b.cli().args(["export", "big", "-o"]).arg(&archive))?;
-    let export = t.elapsed();
-    let snapdir = pool.join("snapshots/workloads/big/data");
-    let newest = std::fs::read_dir(&snapdir)?
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with("export-") && e.path().is_dir())
-        .map(|e| e.path())
-        .max()
-        .context("export snapshot not found")?;
     let raw = b.dir.join("raw.zst");
-    let t = Instant::now();
-    run_ok(Command::new("sh").arg("-c").arg(format!(
-        "btrfs send -q {} | zstd -q -3 -T1 > {}",
-        newest.display(),
-        raw.display()
-    )))?;
-    let raw_send = t.elapsed();
-    let er = mb_s(data_bytes, export) / mb_s(data_bytes, raw_send);
-    println!(
-        "export    warren {:>7.1} MiB/s   btrfs send | zstd {:>7.1} MiB/s   ratio {er:.2} (target >= 0.8: {})",
-        mb_s(data_bytes, export),
-        mb_s(data_bytes, raw_send),
-        verdict(er >= 0.8)
+    let snapdir = pool.join("snapshots/workloads/big/data");
+    let (mut exports, mut raw_sends) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        exports.push(timed(&mut || {
+            run_ok(b.cli().args(["export", "big", "-o"]).arg(&archive))
+        })?);
+        let newest = std::fs::read_dir(&snapdir)?
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("export-") && e.path().is_dir())
+            .map(|e| e.path())
+            .max_by_key(|p| p.metadata().and_then(|m| m.modified()).ok())
+            .context("export snapshot not found")?;
+        raw_sends.push(timed(&mut || {
+            run_ok(Command::new("sh").arg("-c").arg(format!(
+                "btrfs send -q {} | zstd -q -3 -T1 > {}",
+                newest.display(),
+                raw.display()
+            )))
+        })?);
+    }
+    report(
+        "export",
+        "btrfs send | zstd",
+        data_bytes,
+        &exports,
+        &raw_sends,
     );
-    let t = Instant::now();
-    run_ok(
-        b.cli()
-            .args(["import"])
-            .arg(&archive)
-            .args(["--name", "big2"]),
-    )?;
-    let import = t.elapsed();
-    let recv = b.dir.join("state/pool/bench-recv");
-    std::fs::create_dir_all(&recv)?;
-    let t = Instant::now();
-    run_ok(Command::new("sh").arg("-c").arg(format!(
-        "zstd -q -d -c {} | btrfs receive -q {}",
-        raw.display(),
-        recv.display()
-    )))?;
-    let raw_recv = t.elapsed();
-    let _ = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "btrfs subvolume delete {}/* >/dev/null; rmdir {}",
-            recv.display(),
-            recv.display()
-        ))
-        .status();
-    let ir = mb_s(data_bytes, import) / mb_s(data_bytes, raw_recv);
-    println!(
-        "import    warren {:>7.1} MiB/s   zstd -d | btrfs receive {:>7.1} MiB/s   ratio {ir:.2} (target >= 0.8: {})",
-        mb_s(data_bytes, import),
-        mb_s(data_bytes, raw_recv),
-        verdict(ir >= 0.8)
+    // warren import of that archive vs zstd -d | btrfs receive of the raw stream.
+    let (mut imports, mut raw_recvs) = (Vec::new(), Vec::new());
+    let recv = pool.join("bench-recv");
+    for round in 0..ROUNDS {
+        let name = format!("big-import-{round}");
+        imports.push(timed(&mut || {
+            run_ok(
+                b.cli()
+                    .args(["import"])
+                    .arg(&archive)
+                    .args(["--name", &name]),
+            )
+        })?);
+        std::fs::create_dir_all(&recv)?;
+        raw_recvs.push(timed(&mut || {
+            run_ok(Command::new("sh").arg("-c").arg(format!(
+                "zstd -q -d -c {} | btrfs receive -q {}",
+                raw.display(),
+                recv.display()
+            )))
+        })?);
+        let _ = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "btrfs subvolume delete {}/* >/dev/null; rmdir {}",
+                recv.display(),
+                recv.display()
+            ))
+            .status();
+        let _ = b.cli().args(["delete", "--purge", &name]).output();
+    }
+    report(
+        "import",
+        "zstd -d | btrfs receive",
+        data_bytes,
+        &imports,
+        &raw_recvs,
     );
     let _ = std::fs::remove_file(&archive);
     let _ = std::fs::remove_file(&raw);
-    let mut names: Vec<String> = vec!["small".into(), "big".into(), "big2".into()];
+    let mut names: Vec<String> = vec!["small".into(), "big".into()];
     names.extend((1..=seq).flat_map(|i| [format!("cs{i}"), format!("cb{i}")]));
     for n in names {
         let _ = b.cli().args(["delete", "--purge", &n]).output();
     }
     Ok(())
+}
+
+/// Prints warren's and the baseline's median throughput, each round's, and their ratio.
+fn report(what: &str, baseline: &str, bytes: u64, warren: &[Duration], base: &[Duration]) {
+    let rounds = |v: &[Duration]| {
+        v.iter()
+            .map(|d| format!("{:.0}", mb_s(bytes, *d)))
+            .collect::<Vec<_>>()
+            .join("/")
+    };
+    let (w, r) = (median(warren.to_vec()), median(base.to_vec()));
+    let ratio = mb_s(bytes, w) / mb_s(bytes, r);
+    println!(
+        "{what:<9} warren {:>7.1} MiB/s   {baseline} {:>7.1} MiB/s   ratio {ratio:.2} (target >= 0.8: {})",
+        mb_s(bytes, w),
+        mb_s(bytes, r),
+        verdict(ratio >= 0.8)
+    );
+    println!(
+        "{:<9} rounds: warren {} MiB/s, baseline {} MiB/s",
+        "",
+        rounds(warren),
+        rounds(base)
+    );
 }
 
 fn verdict(ok: bool) -> &'static str {
@@ -317,7 +387,37 @@ fn verdict(ok: bool) -> &'static str {
     }
 }
 
+/// The parts of the bench, in the order they run; `cargo xtask bench PART...` runs only those.
+pub const PARTS: &[&str] = &["run", "datasets", "apply", "ingress"];
+
+/// The bench daemon's own bridge, nft table and ingress ports, so it never touches an operator's
+/// `warren0` or `inet warren` and cleans up after itself.
+const BRIDGE: &str = "wbench0";
+const NFT_TABLE: &str = "warren_bench";
+const SUBNET: &str = "10.231.0.0/24";
+
+/// `cargo xtask bench`: every part.
 pub fn bench(root: &Path) -> Result<()> {
+    bench_parts(root, &[])
+}
+
+/// Where cargo puts the release binaries: `CARGO_TARGET_DIR` (relative to the workspace) when
+/// set, else `target/`.
+fn target_dir(root: &Path) -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(d) if !d.is_empty() => root.join(d),
+        _ => root.join("target"),
+    }
+}
+
+/// Runs the named parts of the bench (all when `parts` is empty).
+pub fn bench_parts(root: &Path, parts: &[String]) -> Result<()> {
+    for p in parts {
+        if !PARTS.contains(&p.as_str()) {
+            bail!("unknown bench part {p:?} (parts: {})", PARTS.join(", "));
+        }
+    }
+    let wanted = |part: &str| parts.is_empty() || parts.iter().any(|p| p == part);
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         bail!("cargo xtask bench needs root (containers, loop devices)");
@@ -343,13 +443,29 @@ pub fn bench(root: &Path) -> Result<()> {
     std::fs::create_dir_all(&dir)?;
     let mut b = Bench {
         dir: dir.clone(),
-        warren: root.join("target/release/warren"),
+        warren: target_dir(root).join("release/warren"),
         daemon: None,
+        http_port: free_port(),
     };
+    let https_port = free_port().to_string();
     let log = std::fs::File::create(dir.join("daemon.log"))?;
     b.daemon = Some(
         b.cli()
             .args(["daemon", "--pool-gib", "8", "--stop-timeout", "1"])
+            .args([
+                "--bridge",
+                BRIDGE,
+                "--nft-table",
+                NFT_TABLE,
+                "--subnet",
+                SUBNET,
+            ])
+            .args([
+                "--http-port",
+                &b.http_port.to_string(),
+                "--https-port",
+                &https_port,
+            ])
             .arg("--runc-root")
             .arg(dir.join("runc-warren"))
             .stdout(log.try_clone()?)
@@ -384,6 +500,32 @@ pub fn bench(root: &Path) -> Result<()> {
     std::fs::write(bundle.join("config.json"), spec)?;
     let runc_root = dir.join("runc-baseline");
 
+    if wanted("run") {
+        run_part(&b, &bundle, &runc_root)?;
+    }
+    if wanted("datasets") {
+        datasets(&b)?;
+    }
+    if wanted("apply") {
+        apply_part(&b, &bundle)?;
+    }
+    if wanted("ingress") {
+        crate::bench_ingress::latency(&|| b.cli(), &dir, b.http_port)?;
+        println!("          (render time and reload cost: cargo bench -p warren-ingress)");
+    }
+    Ok(())
+}
+
+/// A TCP port nothing listens on right now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(18080)
+}
+
+/// `warren run --rm` against `runc run` and `podman run` of the same root filesystem.
+fn run_part(b: &Bench, bundle: &Path, runc_root: &Path) -> Result<()> {
     println!("warren benchmarks ({RUNS} runs each, medians)\n");
     let warren_run = time_n(RUNS, || {
         run_ok(b.cli().args(["run", "--rm", "busybox", "--", "/bin/true"]))
@@ -394,9 +536,9 @@ pub fn bench(root: &Path) -> Result<()> {
         run_ok(
             Command::new("runc")
                 .arg("--root")
-                .arg(&runc_root)
+                .arg(runc_root)
                 .args(["run", "--bundle"])
-                .arg(&bundle)
+                .arg(bundle)
                 .arg(format!("bench-{n}")),
         )
     })?;
@@ -437,9 +579,26 @@ pub fn bench(root: &Path) -> Result<()> {
         }
         Err(e) => println!("podman run: unavailable ({e:#})"),
     }
+    Ok(())
+}
 
-    datasets(&b)?;
+/// Whether podman can run the bench's root filesystem here (one run).
+fn podman_works(bundle: &Path) -> Result<()> {
+    run_ok(
+        Command::new("podman")
+            .args(["run", "--rm", "--network=none"])
+            .args(podman_limits())
+            .arg("--rootfs")
+            .arg(bundle.join("rootfs"))
+            .arg("/bin/true"),
+    )
+}
 
+/// `warren apply` of 50 workloads until all run; the idle daemon and its shims; podman's
+/// conmon for comparison.
+fn apply_part(b: &Bench, bundle: &Path) -> Result<()> {
+    let dir = &b.dir;
+    let podman = podman_works(bundle);
     // apply of 50 workloads until all run.
     let mut toml = String::new();
     for i in 0..WORKLOADS {

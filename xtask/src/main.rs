@@ -17,11 +17,13 @@
 //! - `ci`: `fmt`, `lint`, `cargo test --workspace`, `freebsd-check`, in that order, stopping at
 //!   the first failure.
 //!
-//! - `bench`: see [`bench`]; medians and ratios against runc and podman in one run.
+//! - `bench [PART...]`: see [`bench`]; medians and ratios against runc and podman in one run;
+//!   the parts `run`, `datasets`, `apply` and `ingress` can be run alone (`cargo xtask bench datasets`).
 //!
 //! Every step runs from the workspace root and echoes the command it runs and how long it took.
 
 mod bench;
+mod bench_ingress;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -61,7 +63,8 @@ const TASKS: &[Task] = &[
     ),
     (
         "bench",
-        "warren vs runc, podman: run --rm, apply of 50, idle memory (needs root)",
+        "warren vs runc, podman: run --rm, datasets, apply of 50, idle memory (needs root); \
+         `bench PART...` runs only those parts (run, datasets, apply, ingress)",
         bench::bench,
     ),
 ];
@@ -82,6 +85,9 @@ fn dispatch() -> Result<()> {
         [] => {
             eprint!("{}", usage());
             bail!("no command given");
+        }
+        [name, parts @ ..] if name == "bench" => {
+            return bench::bench_parts(&workspace_root(), parts);
         }
         [name] => name.as_str(),
         [name, extra @ ..] => bail!("{name} takes no arguments (got {extra:?})"),

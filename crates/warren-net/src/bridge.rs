@@ -6,7 +6,7 @@
 //! - [`ensure_bridge`] makes the bridge exist with the subnet's gateway address and be up,
 //!   changing only what is missing (it reads `ip -j -d link show` and `ip -j addr show` first);
 //! - [`attach_veth`] creates a veth pair whose peer is created directly inside the workload's
-//!   network namespace as `eth0` (`ip link add H type veth peer name eth0 netns PID`, so no
+//!   network namespace as `eth0` (`ip link add H type veth peer name eth0 address MAC netns PID`, so no
 //!   temporary name ever exists in the host namespace), enslaves the host end to the bridge,
 //!   and configures the address and default route inside the namespace with
 //!   `nsenter -t PID -n ip ...` (containers are known by PID) or `ip -n NAME ...`
@@ -127,8 +127,17 @@ pub fn link_del_cmd(name: &str) -> Cmd {
     ip(&["link", "del", "dev", name])
 }
 
-/// `ip link add HOST type veth peer name eth0 netns NS`: the peer is born inside the namespace.
-pub fn veth_add_cmd(host_if: &str, netns: &Netns) -> Cmd {
+/// The workload side's MAC address for `addr`: locally administered, derived from the address
+/// (`02:42:` and its four bytes), so an address handed to a new workload keeps its MAC and
+/// neighbours' ARP caches stay right.
+pub fn mac_for(addr: Ipv4Addr) -> String {
+    let [a, b, c, d] = addr.octets();
+    format!("02:42:{a:02x}:{b:02x}:{c:02x}:{d:02x}")
+}
+
+/// `ip link add HOST type veth peer name eth0 address MAC netns NS`: the peer is born inside
+/// the namespace, with the MAC of [`mac_for`].
+pub fn veth_add_cmd(host_if: &str, netns: &Netns, addr: Ipv4Addr) -> Cmd {
     ip(&[
         "link",
         "add",
@@ -138,6 +147,8 @@ pub fn veth_add_cmd(host_if: &str, netns: &Netns) -> Cmd {
         "peer",
         "name",
         WORKLOAD_IF,
+        "address",
+        &mac_for(addr),
         "netns",
         &netns.ip_arg(),
     ])
@@ -388,7 +399,7 @@ mod linux {
         if link(exec, &a.host_if)?.is_some() {
             run(exec, &link_del_cmd(&a.host_if))?;
         }
-        run(exec, &veth_add_cmd(&a.host_if, &a.netns))?;
+        run(exec, &veth_add_cmd(&a.host_if, &a.netns, a.address))?;
         let configure = || -> Result<(), LinkError> {
             let cidr = format!("{}/{}", a.address, a.subnet.prefix());
             let gw = a.subnet.gateway().to_string();
@@ -469,8 +480,8 @@ mod tests {
             (link_up_cmd("warren0"), "ip link set dev warren0 up"),
             (link_del_cmd("wv1"), "ip link del dev wv1"),
             (
-                veth_add_cmd("wv1", &pid),
-                "ip link add wv1 type veth peer name eth0 netns 4242",
+                veth_add_cmd("wv1", &pid, "10.88.0.2".parse().unwrap()),
+                "ip link add wv1 type veth peer name eth0 address 02:42:0a:58:00:02 netns 4242",
             ),
             (
                 set_master_cmd("wv1", "warren0"),
@@ -586,7 +597,10 @@ mod tests {
             "ip -j -d link show dev wv1",
             "Device \"wv1\" does not exist.",
         )
-        .expect_ok("ip link add wv1 type veth peer name eth0 netns 4242", "")
+        .expect_ok(
+            "ip link add wv1 type veth peer name eth0 address 02:42:0a:58:00:02 netns 4242",
+            "",
+        )
         .expect_ok("ip link set dev wv1 master warren0", "")
         .expect_ok("ip link set dev wv1 up", "")
         .expect_ok("nsenter -t 4242 -n ip addr add 10.88.0.2/16 dev eth0", "")
@@ -604,7 +618,10 @@ mod tests {
         };
         r.expect_ok("ip -j -d link show dev wv1", BRIDGE_UP)
             .expect_ok("ip link del dev wv1", "")
-            .expect_ok("ip link add wv1 type veth peer name eth0 netns ns1", "")
+            .expect_ok(
+                "ip link add wv1 type veth peer name eth0 address 02:42:0a:58:00:02 netns ns1",
+                "",
+            )
             .expect_ok("ip link set dev wv1 master warren0", "")
             .expect_ok("ip link set dev wv1 up", "")
             .expect_err(

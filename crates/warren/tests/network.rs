@@ -626,3 +626,56 @@ volumes = ["repo:/out"]
         "the site volume must be read-only in the routing workload"
     );
 }
+
+#[test]
+fn a_reused_address_is_routed_at_once() {
+    require_net_tools();
+    let d = Daemon::start(&[]);
+    // A route that stays, so the routing workload (and its neighbour cache) stays too.
+    d.apply(
+        "keep.toml",
+        &web(
+            "keep",
+            "kept",
+            8000,
+            "domains = [\"keep.test\"]\nport = 8000",
+        ),
+    );
+    d.wait_running("keep");
+    d.wait_running("warren-ingress");
+    d.apply(
+        "one.toml",
+        &web(
+            "one",
+            "first",
+            8000,
+            "domains = [\"one.test\"]\nport = 8000",
+        ),
+    );
+    d.wait_running("one");
+    wait_http("one routed", || {
+        via_ingress(&d, "one.test").1.trim() == "first"
+    });
+    let address = d.get("one")["address"].as_str().unwrap().to_string();
+    d.ok(&["delete", "one"]);
+    d.apply(
+        "two.toml",
+        &web(
+            "two",
+            "second",
+            8000,
+            "domains = [\"two.test\"]\nport = 8000",
+        ),
+    );
+    d.wait_running("two");
+    assert_eq!(
+        d.get("two")["address"].as_str().unwrap(),
+        address,
+        "the freed address is handed out again"
+    );
+    // The new workload's MAC follows its address, so the routing workload's neighbour cache
+    // is right at once (a new MAC would leave it pointing at the deleted veth for ~30 s).
+    wait_until(5, "two routed", || {
+        via_ingress(&d, "two.test").1.trim() == "second"
+    });
+}
