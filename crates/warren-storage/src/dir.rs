@@ -52,13 +52,11 @@ use warren_exec::{Cmd, Executor};
 use crate::fsutil::{
     check_dataset_id, check_name, create_dir_all, exists, io_err, list_snap_entries,
     refuse_if_mounted, remove_dir_if_empty, remove_empty_dirs_up_to, remove_file_if_exists, rename,
-    snapshot_dir, snapshot_meta_path, staged_entries, stream_out, subdirs, swap_names, tree_bytes,
-    unique_suffix, write_file, write_snap_meta, SnapMeta, STAGED_PREFIX,
+    snapshot_dir, snapshot_meta_path, stream_out, subdirs, swap_names, tree_bytes, unique_suffix,
+    write_file, write_snap_meta, SnapMeta, STAGED_PREFIX,
 };
 use crate::snapdir::{self, SnapDriver};
-use crate::{
-    staged_is_live, DatasetId, DatasetInfo, Result, SnapshotInfo, Staged, Storage, StorageError,
-};
+use crate::{DatasetId, DatasetInfo, Result, SnapshotInfo, Staged, Storage, StorageError};
 
 /// Options of the `cp` that copies a world into a rootfs.
 #[cfg(target_os = "linux")]
@@ -498,16 +496,7 @@ impl Storage for DirStorage {
     }
 
     fn sweep_staged(&self) -> Result<Vec<String>> {
-        let mut swept = Vec::new();
-        for path in staged_entries(&self.root)? {
-            let place = path.to_string_lossy().into_owned();
-            if staged_is_live(&place) {
-                continue;
-            }
-            self.delete_staged(&path)?;
-            swept.push(place);
-        }
-        Ok(swept)
+        crate::fsutil::sweep_staged_under(&self.root, |p| self.delete_staged(p))
     }
 }
 

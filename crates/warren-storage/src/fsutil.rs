@@ -180,6 +180,24 @@ pub(crate) fn unique_suffix() -> String {
 /// `snapshots/.incoming-<unique>`).
 pub(crate) const STAGED_PREFIX: &str = ".incoming-";
 
+/// Deletes (with `delete`) every staged receive under `root` that no import holds; returns
+/// their places.
+pub(crate) fn sweep_staged_under(
+    root: &Path,
+    delete: impl Fn(&Path) -> Result<()>,
+) -> Result<Vec<String>> {
+    let mut swept = Vec::new();
+    for path in staged_entries(root)? {
+        let place = path.to_string_lossy().into_owned();
+        if crate::staged_is_live(&place) {
+            continue;
+        }
+        delete(&path)?;
+        swept.push(place);
+    }
+    Ok(swept)
+}
+
 /// Every staged receive on disk under `root`, live or left over: `.incoming-*` entries of
 /// `snapshots/` and of each dataset's snapshot directory. Snapshot trees themselves are not
 /// walked.
