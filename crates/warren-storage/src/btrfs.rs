@@ -1191,7 +1191,7 @@ impl Storage for BtrfsStorage {
             });
         match received {
             Ok(()) => Ok(staged),
-            Err(e) => Err(self.discard(staged, e)),
+            Err(e) => Err(self.discard_staged(staged, e)),
         }
     }
 
@@ -1205,10 +1205,10 @@ impl Storage for BtrfsStorage {
             .and_then(|v| stream_fits(&id, staged.incremental(), exists(&dataset)).map(|()| v))
         {
             Ok(v) => v,
-            Err(e) => return Err(self.discard(staged, e)),
+            Err(e) => return Err(self.discard_staged(staged, e)),
         };
         if let Err(e) = rename(&incoming, &dst) {
-            return Err(self.discard(staged, e));
+            return Err(self.discard_staged(staged, e));
         }
         let installed = (|| {
             let meta = SnapMeta::now(Some(self.subvol_id(&dst)?));
@@ -1268,17 +1268,6 @@ impl BtrfsStorage {
             std::fs::remove_dir_all(path).map_err(io_err(path))?;
         }
         remove_empty_dirs_up_to(path.parent().expect("staged has a parent"), &self.root)
-    }
-
-    /// Aborts `staged` after `error`, reporting a failed cleanup alongside.
-    fn discard(&self, staged: Staged, error: StorageError) -> StorageError {
-        let place = staged.place().to_string();
-        match self.abort_staged(staged) {
-            Ok(()) => error,
-            Err(c) => StorageError::Other(format!(
-                "{error} (and deleting the partly received {place} failed: {c})"
-            )),
-        }
     }
 }
 

@@ -457,7 +457,7 @@ impl Storage for DirStorage {
         let staged = Staged::new(id, label, incoming.to_string_lossy().into_owned());
         match create_dir_all(&incoming).and_then(|()| self.extract_into(&incoming, input)) {
             Ok(_) => Ok(staged),
-            Err(e) => Err(self.discard(staged, e)),
+            Err(e) => Err(self.discard_staged(staged, e)),
         }
     }
 
@@ -476,7 +476,7 @@ impl Storage for DirStorage {
             });
         let (dir, dst) = match moved {
             Ok(v) => v,
-            Err(e) => return Err(self.discard(staged, e)),
+            Err(e) => return Err(self.discard_staged(staged, e)),
         };
         let installed = self
             .delete_staged(&incoming)
@@ -517,17 +517,6 @@ impl DirStorage {
     fn delete_staged(&self, path: &Path) -> Result<()> {
         self.remove_tree(path)?;
         remove_empty_dirs_up_to(path.parent().expect("staged has a parent"), &self.root)
-    }
-
-    /// Aborts `staged` after `error`, reporting a failed cleanup alongside.
-    fn discard(&self, staged: Staged, error: StorageError) -> StorageError {
-        let place = staged.place().to_string();
-        match self.abort_staged(staged) {
-            Ok(()) => error,
-            Err(c) => StorageError::Other(format!(
-                "{error} (and deleting the partly received {place} failed: {c})"
-            )),
-        }
     }
 }
 

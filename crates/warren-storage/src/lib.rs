@@ -431,6 +431,17 @@ pub trait Storage: Send + Sync {
         let _ = staged;
         unsupported(self.driver(), "receive streams")
     }
+    /// Aborts `staged` after `error` and returns `error`, with a failed cleanup reported
+    /// alongside it.
+    fn discard_staged(&self, staged: Staged, error: StorageError) -> StorageError {
+        let place = staged.place().to_string();
+        match self.abort_staged(staged) {
+            Ok(()) => error,
+            Err(c) => StorageError::Other(format!(
+                "{error} (and deleting the partly received {place} failed: {c})"
+            )),
+        }
+    }
     /// Deletes staged receives nobody holds any more (left by a crash, or by a [`Staged`]
     /// dropped without commit or abort); returns what was deleted. Staged receives this process
     /// still holds, or is still receiving, are left alone. Run at start-up and periodically.
