@@ -780,6 +780,22 @@ impl Storage for BtrfsStorage {
         Ok(path)
     }
 
+    fn create_world_from(&self, world: &str, parent: &str) -> Result<PathBuf> {
+        check_name("world", world)?;
+        check_name("world", parent)?;
+        let from = self.world_path(parent);
+        if !exists(&from) || !self.is_readonly(&from)? {
+            return Err(StorageError::NoSuchWorld(parent.to_string()));
+        }
+        let path = self.world_path(world);
+        if exists(&path) {
+            return Err(StorageError::Exists(path));
+        }
+        // A snapshot without -r is writable even though its source is read-only.
+        self.btrfs2(&["subvolume", "snapshot"], &from, &path)?;
+        Ok(path)
+    }
+
     fn seal_world(&self, world: &str) -> Result<()> {
         check_name("world", world)?;
         let path = self.world_path(world);

@@ -222,6 +222,25 @@ impl Storage for DirStorage {
         Ok(path)
     }
 
+    fn create_world_from(&self, world: &str, parent: &str) -> Result<PathBuf> {
+        check_name("world", world)?;
+        check_name("world", parent)?;
+        let from = self.world_path(parent);
+        if !exists(&from) || !self.is_sealed(parent) {
+            return Err(StorageError::NoSuchWorld(parent.to_string()));
+        }
+        let path = self.world_path(world);
+        if exists(&path) {
+            return Err(StorageError::Exists(path));
+        }
+        let cp = Cmd::new("cp").args(CP_OPTIONS).arg(&from).arg(&path);
+        if let Err(e) = self.exec.run(&cp) {
+            let _ = self.remove_tree(&path);
+            return Err(e.into());
+        }
+        Ok(path)
+    }
+
     fn seal_world(&self, world: &str) -> Result<()> {
         check_name("world", world)?;
         if !exists(&self.world_path(world)) {

@@ -295,6 +295,10 @@ pub trait Storage: Send + Sync {
 
     /// Creates an empty writable dataset for a new world; fails if it exists.
     fn create_world_dataset(&self, world: &str) -> Result<PathBuf>;
+    /// Creates a writable dataset for a new world as a copy-on-write snapshot of the sealed
+    /// world `parent` (dir driver: a reflink copy where the filesystem has them, else a full
+    /// copy); fails if `world` exists or `parent` does not.
+    fn create_world_from(&self, world: &str, parent: &str) -> Result<PathBuf>;
     /// Makes a populated world read-only (btrfs: read-only property).
     fn seal_world(&self, world: &str) -> Result<()>;
     /// Removes a world dataset and its metadata.

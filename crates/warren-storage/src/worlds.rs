@@ -91,9 +91,51 @@ pub fn create_world(storage: &dyn Storage, name: &str, exec: &dyn Executor) -> R
     if exists(&meta_path) {
         return Err(StorageError::Exists(meta_path));
     }
-    build_world(storage, name, |root| match name {
+    let root = storage.create_world_dataset(name)?;
+    build_world(storage, name, root, |root| match name {
         "host" => build_host(Path::new("/"), root),
         _ => build_busybox(root, exec),
+    })
+}
+
+/// Builds world `name` from `parent` (a copy-on-write snapshot of it, see
+/// [`Storage::create_world_from`]) or, with no parent, from an empty dataset: `populate`
+/// changes the new dataset, then the metadata is written and the world sealed. The new world
+/// keeps the parent's binds; `default_command` (when not empty) replaces the parent's. Any
+/// failure deletes the new world again and leaves the parent as it was.
+///
+/// Image layers, recipe builds and imported root filesystems are all derived worlds.
+pub fn derive_world(
+    storage: &dyn Storage,
+    name: &str,
+    parent: Option<&str>,
+    default_command: Vec<String>,
+    populate: impl FnOnce(&Path) -> Result<()>,
+) -> Result<WorldMeta> {
+    let meta_path = storage.world_meta_path(name);
+    if exists(&meta_path) {
+        return Err(StorageError::Exists(meta_path));
+    }
+    let (root, inherited) = match parent {
+        Some(p) => {
+            let meta = world_meta(storage, p)?;
+            (storage.create_world_from(name, p)?, Some(meta))
+        }
+        None => (storage.create_world_dataset(name)?, None),
+    };
+    build_world(storage, name, root, |root| {
+        populate(root)?;
+        let (binds, parent_command) = inherited
+            .map(|m| (m.binds, m.default_command))
+            .unwrap_or_default();
+        Ok(Built {
+            binds,
+            default_command: if default_command.is_empty() {
+                parent_command
+            } else {
+                default_command
+            },
+        })
     })
 }
 
@@ -118,14 +160,14 @@ struct Built {
     default_command: Vec<String>,
 }
 
-/// Creates the dataset, lets `populate` fill it, writes the metadata and seals; on any failure
-/// after the dataset exists, deletes it (and the metadata) again.
+/// Lets `populate` fill the new dataset at `root`, writes the metadata and seals; on any
+/// failure deletes the dataset (and the metadata) again.
 fn build_world(
     storage: &dyn Storage,
     name: &str,
+    root: PathBuf,
     populate: impl FnOnce(&Path) -> Result<Built>,
 ) -> Result<WorldMeta> {
-    let root = storage.create_world_dataset(name)?;
     let result = populate(&root).and_then(|built| {
         let meta = WorldMeta {
             name: name.to_string(),

@@ -1460,6 +1460,25 @@ impl Storage for ZfsStorage {
         }
     }
 
+    /// A clone of `worlds/<parent>@base`. Clones take their properties from their place in
+    /// the hierarchy, not from the origin, so the new world is writable until sealed; the
+    /// parent cannot be destroyed while it has this clone.
+    fn create_world_from(&self, world: &str, parent: &str) -> Result<PathBuf> {
+        check_component("world", world)?;
+        check_component("world", parent)?;
+        let base = format!("{}@{BASE_SNAPSHOT}", self.ds(&format!("worlds/{parent}")));
+        if !self.run_unless(&exists_cmd(&base), &[ZfsErrorKind::NotFound])? {
+            return Err(StorageError::NoSuchWorld(parent.to_string()));
+        }
+        let rel = format!("worlds/{world}");
+        let path = self.mnt(&rel);
+        match self.run(&clone_cmd(&base, &self.ds(&rel), &path)) {
+            Err(e) if e.is(ZfsErrorKind::Exists) => Err(StorageError::Exists(path)),
+            Err(e) => Err(e.into()),
+            Ok(_) => Ok(path),
+        }
+    }
+
     /// `readonly=on`, then `@base`. A world that cannot be sealed is destroyed, so a retry
     /// starts clean; sealing a sealed world is a no-op.
     fn seal_world(&self, world: &str) -> Result<()> {

@@ -823,3 +823,72 @@ fn dir_staged_receive_commit_abort_and_sweep() {
     a.send(&id, "s1", None, &mut full).unwrap();
     check_staged_full(&b, &full, &fingerprint(&src));
 }
+
+/// A derived world is a writable copy-on-write snapshot of its parent: changing it leaves the
+/// parent's bytes alone, it is sealed when built, it inherits the parent's binds, and a failed
+/// build leaves nothing.
+fn derived_worlds(s: &dyn Storage) {
+    use warren_storage::worlds::{derive_world, world_meta};
+    let base = derive_world(s, "base", None, vec!["/bin/app".into()], |root| {
+        populate(root);
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(base.default_command, ["/bin/app"]);
+    let before = fingerprint(&s.world_path("base"));
+    let child = derive_world(s, "child", Some("base"), Vec::new(), |root| {
+        std::fs::write(root.join("etc/app.conf"), "port = 8080\n").unwrap();
+        std::fs::remove_file(root.join("etc/conf.d/doomed")).unwrap();
+        std::fs::write(root.join("added"), "new").unwrap();
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(child.default_command, ["/bin/app"], "inherited");
+    assert_eq!(fingerprint(&s.world_path("base")), before, "parent changed");
+    let c = s.world_path("child");
+    assert_eq!(
+        std::fs::read_to_string(c.join("etc/app.conf")).unwrap(),
+        "port = 8080\n"
+    );
+    assert!(!c.join("etc/conf.d/doomed").exists());
+    assert_eq!(
+        std::fs::read(c.join("blob")).unwrap(),
+        std::fs::read(s.world_path("base").join("blob")).unwrap()
+    );
+    let mut worlds = s.list_worlds().unwrap();
+    worlds.sort();
+    assert_eq!(worlds, ["base", "child"]);
+    assert_eq!(world_meta(s, "child").unwrap().name, "child");
+
+    // A failing build deletes its half-made world; the parent stays.
+    let err = derive_world(s, "broken", Some("child"), Vec::new(), |root| {
+        std::fs::write(root.join("partial"), "x").unwrap();
+        Err(StorageError::Other("layer refused".into()))
+    })
+    .unwrap_err();
+    assert!(err.to_string().contains("layer refused"), "{err}");
+    assert!(!s.world_path("broken").exists());
+    assert!(!s.world_meta_path("broken").exists());
+    // Unknown or unsealed parents are refused; an existing name too.
+    assert!(matches!(
+        derive_world(s, "orphan", Some("nope"), Vec::new(), |_| Ok(())),
+        Err(StorageError::NoSuchWorld(_))
+    ));
+    assert!(derive_world(s, "child", Some("base"), Vec::new(), |_| Ok(())).is_err());
+    assert!(s.create_world_from("../x", "base").is_err());
+    // A rootfs made from the child sees the child's content.
+    let rootfs = s.create_rootfs("web", "child").unwrap();
+    assert!(rootfs.join("added").exists());
+}
+
+#[test]
+fn btrfs_derived_worlds_share_their_parent() {
+    let fs = LoopBtrfs::new(256 * MIB);
+    derived_worlds(&fs.storage());
+}
+
+#[test]
+fn dir_derived_worlds_copy_their_parent() {
+    let (_t, s) = dir_storage();
+    derived_worlds(&s);
+}

@@ -890,3 +890,54 @@ fn failed_incremental_receive_reports_the_resume_token() {
     assert_eq!(err.kind(), Some(ZfsErrorKind::NotFound));
     assert_eq!(rec.ran().len(), before);
 }
+
+#[test]
+fn derived_worlds_are_clones_of_the_parent_base() {
+    let (rec, s) = setup();
+    rec.expect_ok(
+        "zfs list -Hp -o name tank/warren/worlds/busybox@base",
+        "tank/warren/worlds/busybox@base\n",
+    )
+    .expect_ok(
+        &format!(
+            "zfs clone -o mountpoint={ROOT}/worlds/oci-1 \
+             tank/warren/worlds/busybox@base tank/warren/worlds/oci-1"
+        ),
+        "",
+    );
+    assert_eq!(
+        s.create_world_from("oci-1", "busybox").unwrap(),
+        Path::new(ROOT).join("worlds/oci-1")
+    );
+    rec.finish();
+
+    // A parent without @base (missing, or never sealed) is refused before anything is made.
+    rec.expect_err(
+        "zfs list -Hp -o name tank/warren/worlds/half@base",
+        &no_such("tank/warren/worlds/half@base"),
+    );
+    assert!(matches!(
+        s.create_world_from("oci-2", "half"),
+        Err(StorageError::NoSuchWorld(w)) if w == "half"
+    ));
+    rec.finish();
+
+    // An existing child name is reported as such.
+    rec.expect_ok(
+        "zfs list -Hp -o name tank/warren/worlds/busybox@base",
+        "tank/warren/worlds/busybox@base\n",
+    )
+    .expect_err(
+        &format!(
+            "zfs clone -o mountpoint={ROOT}/worlds/oci-1 \
+             tank/warren/worlds/busybox@base tank/warren/worlds/oci-1"
+        ),
+        "cannot create 'tank/warren/worlds/oci-1': dataset already exists\n",
+    );
+    assert!(matches!(
+        s.create_world_from("oci-1", "busybox"),
+        Err(StorageError::Exists(_))
+    ));
+    rec.finish();
+    assert!(s.create_world_from("a/b", "busybox").is_err());
+}

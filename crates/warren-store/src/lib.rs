@@ -8,6 +8,9 @@
 //! - `events`: a bounded event log (oldest rows pruned past [`EVENT_LIMIT`]).
 //! - `volumes`: declared volumes (their data lives in the storage driver).
 //! - `snapshot_marks`: when each workload or volume last got an automatic snapshot.
+//! - `addresses`: each bridge workload's address (IPAM), unique.
+//! - `images`: imported OCI images by reference (`app:v1`), each with its image id, config
+//!   and the layer-chain worlds its root filesystem is made of.
 //!
 //! Invariants: every multi-row change runs in one transaction, so an apply is all or nothing;
 //! generations only grow; a spec row is rewritten only when its content changed.
@@ -90,6 +93,14 @@ fn migrations() -> Migrations<'static> {
             "CREATE TABLE addresses (
                  name TEXT PRIMARY KEY,
                  address TEXT NOT NULL UNIQUE
+             );",
+        ),
+        M::up(
+            "CREATE TABLE images (
+                 reference TEXT PRIMARY KEY,
+                 id TEXT NOT NULL,
+                 record TEXT NOT NULL,
+                 updated_ms INTEGER NOT NULL
              );",
         ),
     ])
@@ -519,6 +530,84 @@ impl Store {
     }
 }
 
+/// One stored image: what `image = "REF"` resolves to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageRecord {
+    /// The reference it is stored under (`app:v1`, `registry:5000/app:1.2`).
+    pub reference: String,
+    /// The image id: the digest of its config (`sha256:...`).
+    pub id: String,
+    /// The manifest digest, when the source had one.
+    #[serde(default)]
+    pub manifest_digest: Option<String>,
+    /// The image config (entrypoint, cmd, env, ...) as imported.
+    pub config: serde_json::Value,
+    /// The storage worlds of its layer chain, lowest first; the last is its root filesystem.
+    pub layers: Vec<String>,
+    /// Bytes of all layers, uncompressed.
+    pub size: u64,
+    /// Unix milliseconds of the import.
+    pub created_ms: u64,
+}
+
+impl ImageRecord {
+    /// The world a workload's rootfs is a snapshot of.
+    pub fn top(&self) -> Option<&str> {
+        self.layers.last().map(String::as_str)
+    }
+}
+
+impl Store {
+    /// Every stored image, by reference.
+    pub fn images(&self) -> Result<BTreeMap<String, ImageRecord>> {
+        let c = self.conn();
+        let mut st = c.prepare("SELECT reference, record FROM images ORDER BY reference")?;
+        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        let mut out = BTreeMap::new();
+        for row in rows {
+            let (reference, record) = row?;
+            out.insert(reference, serde_json::from_str(&record)?);
+        }
+        Ok(out)
+    }
+
+    /// The image stored under `reference`.
+    pub fn image(&self, reference: &str) -> Result<Option<ImageRecord>> {
+        let record: Option<String> = self
+            .conn()
+            .query_row(
+                "SELECT record FROM images WHERE reference = ?1",
+                [reference],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(record.map(|r| serde_json::from_str(&r)).transpose()?)
+    }
+
+    /// Stores (or moves) `record.reference` to `record`.
+    pub fn put_image(&self, record: &ImageRecord) -> Result<()> {
+        self.conn().execute(
+            "INSERT INTO images (reference, id, record, updated_ms) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(reference) DO UPDATE SET id = ?2, record = ?3, updated_ms = ?4",
+            params![
+                record.reference,
+                record.id,
+                serde_json::to_string(record)?,
+                now_ms() as i64
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Forgets the image stored under `reference`; returns whether there was one.
+    pub fn remove_image(&self, reference: &str) -> Result<bool> {
+        Ok(self
+            .conn()
+            .execute("DELETE FROM images WHERE reference = ?1", [reference])?
+            > 0)
+    }
+}
+
 fn read_addresses(c: &Connection) -> Result<BTreeMap<String, std::net::Ipv4Addr>> {
     let mut stmt = c.prepare("SELECT name, address FROM addresses")?;
     let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
@@ -681,6 +770,34 @@ mod tests {
         assert!(s.release_address("a").unwrap());
         assert!(!s.release_address("a").unwrap());
         assert_eq!(s.assign_address("c", keep("c")).unwrap().unwrap(), a);
+    }
+
+    #[test]
+    fn images_are_stored_moved_and_removed() {
+        let (d, s) = open();
+        let rec = |reference: &str, id: &str| ImageRecord {
+            reference: reference.into(),
+            id: id.into(),
+            manifest_digest: None,
+            config: serde_json::json!({"cmd": ["/bin/sh"]}),
+            layers: vec!["oci-a".into(), format!("oci-{id}")],
+            size: 10,
+            created_ms: 1,
+        };
+        assert!(s.image("app:v1").unwrap().is_none());
+        s.put_image(&rec("app:v1", "1")).unwrap();
+        s.put_image(&rec("app:v2", "2")).unwrap();
+        assert_eq!(s.image("app:v1").unwrap().unwrap().top(), Some("oci-1"));
+        // Re-importing a tag moves it.
+        s.put_image(&rec("app:v1", "3")).unwrap();
+        drop(s);
+        let s = Store::open(&d.path().join("warren.db")).unwrap();
+        let all = s.images().unwrap();
+        assert_eq!(all.keys().collect::<Vec<_>>(), ["app:v1", "app:v2"]);
+        assert_eq!(all["app:v1"].id, "3");
+        assert!(s.remove_image("app:v2").unwrap());
+        assert!(!s.remove_image("app:v2").unwrap());
+        assert_eq!(s.images().unwrap().len(), 1);
     }
 
     #[test]
