@@ -653,7 +653,8 @@ mod tests {
                 "",
             )
             .expect_ok(&format!("btrfs subvolume delete {}", w.display()), "");
-        let err = build_world(&s, "busybox", |root| {
+        let root = s.create_world_dataset("busybox").unwrap();
+        let err = build_world(&s, "busybox", root, |root| {
             std::fs::create_dir(root).unwrap(); // what `subvolume create` would have made
             skeleton(root)?;
             Ok(Built {
@@ -679,7 +680,8 @@ mod tests {
                 "",
             )
             .expect_ok(&format!("btrfs subvolume delete {}", w.display()), "");
-        let err = build_world(&s, "host", |root| {
+        let root = s.create_world_dataset("host").unwrap();
+        let err = build_world(&s, "host", root, |root| {
             std::fs::create_dir(root).unwrap();
             Err(StorageError::Other("copy failed".into()))
         })
