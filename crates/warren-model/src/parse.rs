@@ -297,6 +297,7 @@ const WORKLOAD_KEYS: &[&str] = &[
     "world",
     "image",
     "command",
+    "entrypoint",
     "env",
     "workdir",
     "user",
@@ -746,6 +747,7 @@ impl Walker<'_> {
         let mut route_path_ok = true;
         // (key offset, source) for each of `world` and `image` present, valid or not.
         let mut sources: Vec<(usize, &str, Option<Source>)> = Vec::new();
+        let mut entrypoint_at: Option<usize> = None;
         // Well-formed mounts: (element path, element offset, mount).
         let mut mounts: Vec<(Path, usize, VolumeMount)> = Vec::new();
         let mut data_path_ok = true;
@@ -772,6 +774,12 @@ impl Walker<'_> {
                 "command" => {
                     if let Some(c) = self.command(&fpath, value) {
                         spec.command = c;
+                    }
+                }
+                "entrypoint" => {
+                    entrypoint_at = Some(key.span().start);
+                    if let Some(c) = self.command(&fpath, value) {
+                        spec.entrypoint = Some(c);
                     }
                 }
                 "env" => {
@@ -967,9 +975,16 @@ impl Walker<'_> {
         sources.sort_by_key(|(offset, _, _)| *offset);
         match sources.as_slice() {
             [] => self.error(name_key.span().start, &path, "needs `world` or `image`"),
-            [(_, _, source)] => {
+            [(_, kind, source)] => {
                 if let Some(source) = source {
                     spec.source = source.clone();
+                }
+                if let (Some(offset), "world") = (entrypoint_at, *kind) {
+                    self.error(
+                        offset,
+                        &path.key("entrypoint"),
+                        "`entrypoint` replaces an image's entrypoint; a world workload gives its whole argv in `command`",
+                    );
                 }
             }
             [(_, first, _), (offset, second, _), ..] => {

@@ -249,9 +249,13 @@ pub struct WorkloadSpec {
     #[serde(default)]
     pub kind: Kind,
     pub source: Source,
-    /// argv of the main process; empty means the source's default (`/bin/sh` for worlds).
+    /// argv of the main process; empty means the source's default (`/bin/sh` for worlds, the
+    /// image's Cmd for images). With an image it follows the entrypoint, as its Cmd would.
     #[serde(default)]
     pub command: Vec<String>,
+    /// Replaces an image's Entrypoint (images only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entrypoint: Option<Vec<String>>,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -299,6 +303,7 @@ impl WorkloadSpec {
             kind: Kind::Container,
             source,
             command: Vec::new(),
+            entrypoint: None,
             env: BTreeMap::new(),
             workdir: None,
             user: None,

@@ -268,6 +268,11 @@ fn workload() -> impl Strategy<Value = WorkloadSpec> {
                 (workdir, user, hostname, restart, state, resources, data_path),
                 (volumes, snapshots, network, ports, route),
             )| WorkloadSpec {
+                // Image workloads exercise `entrypoint` too (worlds refuse it).
+                entrypoint: match &source {
+                    Source::Image(_) if command.len() > 1 => Some(command[..1].to_vec()),
+                    _ => None,
+                },
                 name,
                 kind,
                 source,
@@ -614,6 +619,10 @@ fn render(spec: &SpecFile, style: Style) -> String {
         if !w.command.is_empty() || style.explicit_defaults {
             let argv: Vec<String> = w.command.iter().map(|a| quote(a)).collect();
             writeln!(out, "command = [{}]", argv.join(", ")).unwrap();
+        }
+        if let Some(entrypoint) = &w.entrypoint {
+            let argv: Vec<String> = entrypoint.iter().map(|a| quote(a)).collect();
+            writeln!(out, "entrypoint = [{}]", argv.join(", ")).unwrap();
         }
         for (key, value) in [
             ("workdir", &w.workdir),
