@@ -138,6 +138,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: WorldCmd,
     },
+    /// OCI images: import, list, remove, collect unused layers.
+    Image {
+        #[command(subcommand)]
+        cmd: ImageCmd,
+    },
     /// Take a snapshot of a workload (all its datasets) or, with --volume, of a volume.
     #[command(args_conflicts_with_subcommands = true)]
     Snapshot {
@@ -268,6 +273,28 @@ enum VolumeCmd {
     },
     /// Delete a volume and its data (refused while a workload mounts it).
     Rm { name: String },
+}
+
+#[derive(Subcommand)]
+enum ImageCmd {
+    /// Import a docker-save or oci-archive tarball (gzip/zstd allowed), an OCI layout
+    /// directory, or `-` for stdin; prints the references stored.
+    Import {
+        file: PathBuf,
+        /// Store the archive's (only) image under this reference, e.g. `app:v1`.
+        #[arg(long)]
+        tag: Option<String>,
+    },
+    /// List stored images.
+    #[command(alias = "ls")]
+    List {
+        #[arg(short = 'o', long, value_enum, default_value = "table")]
+        output: ListFormat,
+    },
+    /// Forget an image reference (refused while a workload names it); `gc` frees its layers.
+    Rm { reference: String },
+    /// Delete every layer no stored image uses.
+    Gc,
 }
 
 #[derive(Subcommand)]
@@ -433,6 +460,7 @@ async fn dispatch(cli: Cli) -> Result<i32> {
             attach(&client, "/v1/run", &args, r.tty).await
         }
         Cmd::World { cmd } => world(&client, cmd).await,
+        Cmd::Image { cmd } => image(&client, cmd).await,
         Cmd::Snapshot {
             cmd:
                 Some(SnapshotCmd::Rm {
@@ -999,10 +1027,32 @@ async fn export(
     Ok(0)
 }
 
-async fn import(client: &Client, file: &PathBuf, name: Option<String>) -> Result<i32> {
+type UploadBody = http_body_util::StreamBody<
+    std::pin::Pin<
+        Box<
+            dyn futures_util::Stream<Item = std::io::Result<hyper::body::Frame<bytes::Bytes>>>
+                + Send,
+        >,
+    >,
+>;
+
+/// `file` (`-` for stdin) as a request body, with an upload progress bar.
+async fn upload(file: &PathBuf) -> Result<(UploadBody, indicatif::ProgressBar)> {
     use tokio::io::AsyncRead;
     let reader: Box<dyn AsyncRead + Send + Unpin> = if file.as_os_str() == "-" {
         Box::new(tokio::io::stdin())
+    } else if file.is_dir() {
+        // A directory (an OCI layout) goes as a tar of its contents, written as it is read.
+        let (r, w) = std::io::pipe().context("creating a pipe")?;
+        let dir = file.clone();
+        std::thread::spawn(move || {
+            let mut b = tar::Builder::new(w);
+            b.follow_symlinks(false);
+            let _ = b.append_dir_all(".", &dir).and_then(|_| b.finish());
+        });
+        Box::new(tokio::fs::File::from_std(std::fs::File::from(
+            std::os::fd::OwnedFd::from(r),
+        )))
     } else {
         Box::new(
             tokio::fs::File::open(file)
@@ -1030,13 +1080,16 @@ async fn import(client: &Client, file: &PathBuf, name: Option<String>) -> Result
             }
         }
     });
+    Ok((http_body_util::StreamBody::new(Box::pin(stream)), pb))
+}
+
+async fn import(client: &Client, file: &PathBuf, name: Option<String>) -> Result<i32> {
+    let (body, pb) = upload(file).await?;
     let mut path = "/v1/import".to_string();
     if let Some(n) = &name {
         path.push_str(&format!("?name={n}"));
     }
-    let r: serde_json::Value = client
-        .post_stream(&path, http_body_util::StreamBody::new(stream))
-        .await?;
+    let r: serde_json::Value = client.post_stream(&path, body).await?;
     pb.finish_and_clear();
     println!(
         "imported {} (snapshot {}{})",
@@ -1146,6 +1199,85 @@ async fn volume(client: &Client, cmd: VolumeCmd) -> Result<i32> {
         }
     }
     Ok(0)
+}
+
+async fn image(client: &Client, cmd: ImageCmd) -> Result<i32> {
+    match cmd {
+        ImageCmd::Import { file, tag } => {
+            let (body, pb) = upload(&file).await?;
+            let mut path = "/v1/images/import".to_string();
+            if let Some(t) = &tag {
+                path.push_str(&format!("?tag={t}"));
+            }
+            let r = client
+                .post_stream::<Vec<ImageImported>, _>(&path, body)
+                .await;
+            pb.finish_and_clear();
+            for i in r? {
+                println!(
+                    "{} ({}, {} layers, {} new{})",
+                    i.reference,
+                    short_id(&i.id),
+                    i.layers,
+                    i.new_layers,
+                    i.replaced
+                        .map(|r| format!("; it named {} before", short_id(&r)))
+                        .unwrap_or_default()
+                );
+            }
+        }
+        ImageCmd::List { output: format } => {
+            let images: Vec<ImageInfo> = client.get("/v1/images").await?;
+            if format == ListFormat::Json {
+                println!("{}", serde_json::to_string_pretty(&images)?);
+                return Ok(0);
+            }
+            let rows: Vec<Vec<String>> = images
+                .iter()
+                .map(|i| {
+                    vec![
+                        i.reference.clone(),
+                        short_id(&i.id),
+                        i.layers.to_string(),
+                        human_bytes(i.size),
+                        if i.used_by.is_empty() {
+                            "-".into()
+                        } else {
+                            i.used_by.join(",")
+                        },
+                    ]
+                })
+                .collect();
+            print!(
+                "{}",
+                output::table(&["REFERENCE", "ID", "LAYERS", "SIZE", "USED BY"], &rows)
+            );
+        }
+        ImageCmd::Rm { reference } => {
+            let r: serde_json::Value = client
+                .call(
+                    hyper::Method::DELETE,
+                    &format!("/v1/images?reference={reference}"),
+                    None::<&()>,
+                )
+                .await?;
+            println!("removed {}", r["removed"].as_str().unwrap_or(&reference));
+        }
+        ImageCmd::Gc => {
+            let r: ImageGcResponse = client.post("/v1/images/gc", &()).await?;
+            println!("deleted {} unused layers", r.deleted.len());
+            for k in &r.kept {
+                eprintln!("kept {k}");
+            }
+        }
+    }
+    Ok(0)
+}
+
+/// The first 12 hex digits of a digest, as image ids are usually shown.
+fn short_id(id: &str) -> String {
+    let hex = id.split_once(':').map_or(id, |(_, h)| h);
+    hex[..hex.len().min(12)].to_string()
 }
 
 async fn world(client: &Client, cmd: WorldCmd) -> Result<i32> {

@@ -138,6 +138,50 @@ pub struct WorldInfo {
     pub used_by: Vec<String>,
 }
 
+/// One stored image (`GET /v1/images`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ImageInfo {
+    pub reference: String,
+    pub id: String,
+    #[serde(default)]
+    pub manifest_digest: Option<String>,
+    pub layers: usize,
+    /// Bytes of the layers as stored in the source (compressed).
+    pub size: u64,
+    pub created_ms: u64,
+    pub entrypoint: Vec<String>,
+    pub cmd: Vec<String>,
+    pub env: Vec<String>,
+    #[serde(default)]
+    pub working_dir: Option<String>,
+    #[serde(default)]
+    pub user: Option<String>,
+    pub exposed_ports: Vec<String>,
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// Declared workloads that name it.
+    pub used_by: Vec<String>,
+}
+
+/// One image an import or pull stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ImageImported {
+    pub reference: String,
+    pub id: String,
+    pub layers: usize,
+    pub new_layers: usize,
+    /// The image id the reference named before, when it moved.
+    #[serde(default)]
+    pub replaced: Option<String>,
+}
+
+/// `POST /v1/images/gc`.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct ImageGcResponse {
+    pub deleted: Vec<String>,
+    /// Layer worlds that could not be deleted, with the reason.
+    pub kept: Vec<String>,
+}
+
 /// `POST .../snapshots`.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 pub struct SnapshotRequest {

@@ -34,6 +34,12 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/v1/run", get(stream::run))
         .route("/v1/worlds", get(worlds))
         .route("/v1/worlds/{name}", post(create_world))
+        .route(
+            "/v1/images",
+            get(super::images::list_handler).delete(super::images::rm_handler),
+        )
+        .route("/v1/images/import", post(super::images::import_handler))
+        .route("/v1/images/gc", post(super::images::gc_handler))
         .route("/v1/events", get(events))
         .route("/v1/ca", get(ca_cert))
         .route(
@@ -174,12 +180,22 @@ async fn validate(engine: &Arc<Engine>, req: &ApplyRequest) -> Result<SpecFile, 
                     }
                 }
             }
-            Source::Image(_) => diags.push(parsed.diagnostic(
-                &at("image"),
-                format!(
-                    "workload.{name}.image: OCI images cannot be run on this host yet; use `world`"
-                ),
-            )),
+            Source::Image(r) => {
+                let stored = super::images::normalize_reference(r)
+                    .map_err(|m| m.to_string())
+                    .and_then(|n| match engine.store.image(&n) {
+                        Ok(Some(_)) => Ok(()),
+                        Ok(None) => Err(format!(
+                            "image {n:?} is not stored: import it with `warren image import FILE` or pull it with `warren image pull HOST/{n}`"
+                        )),
+                        Err(e) => Err(e.to_string()),
+                    });
+                if let Err(m) = stored {
+                    diags.push(
+                        parsed.diagnostic(&at("image"), format!("workload.{name}.image: {m}")),
+                    );
+                }
+            }
         }
     }
     diags.extend(network_conflicts(engine, &parsed, req.prune)?);
@@ -611,7 +627,10 @@ async fn worlds(State(e): State<Arc<Engine>>) -> ApiResult<Vec<WorldInfo>> {
         .map_err(|e| anyhow::anyhow!(e))?;
     let desired = e.store.desired()?;
     let mut out = Vec::new();
-    for name in names {
+    for name in names
+        .into_iter()
+        .filter(|n| !super::images::is_layer_world(n))
+    {
         let meta = warren_storage::worlds::world_meta(&*e.storage, &name)
             .map_err(|e| anyhow::anyhow!(e))?;
         out.push(WorldInfo {

@@ -413,7 +413,7 @@ impl Engine {
             self.blocking(move |st| st.set_workload_quota(&t, Some(disk)))
                 .await?;
         }
-        let hash = spec.hash();
+        let hash = self.drift_hash(&spec)?;
         self.store.apply(std::slice::from_ref(&spec), &[])?;
         if provisioned {
             self.update(dst, |r| {

@@ -277,8 +277,35 @@ impl Engine {
 
     /// The desired workloads: the operator's, plus the routing workload while anything is
     /// routed.
+    /// The stored image `reference` names.
+    pub fn image_record(&self, reference: &str) -> Result<warren_store::ImageRecord> {
+        let r = super::images::normalize_reference(reference).map_err(|e| anyhow!(e))?;
+        self.store.image(&r)?.ok_or_else(|| {
+            anyhow!("image {r} is not stored: import it with `warren image import FILE` or pull it")
+        })
+    }
+
+    /// The world an image workload's rootfs is made from.
+    fn image_world(&self, reference: &str) -> Result<String> {
+        let record = self.image_record(reference)?;
+        record
+            .top()
+            .map(str::to_string)
+            .ok_or_else(|| anyhow!("image {} has no layers stored", record.reference))
+    }
+
+    /// The drift hash of `spec` (see [`super::images::image_hash`]).
+    pub fn drift_hash(&self, spec: &warren_model::WorkloadSpec) -> Result<String> {
+        super::images::image_hash(&self.store, spec)
+    }
+
     pub fn desired_all(&self) -> Result<BTreeMap<String, Desired>> {
         let mut desired = self.store.desired()?;
+        for d in desired.values_mut() {
+            if matches!(d.spec.source, Source::Image(_)) {
+                d.hash = self.drift_hash(&d.spec)?;
+            }
+        }
         let volumes = self.store.volumes()?;
         let specs: Vec<&warren_model::WorkloadSpec> = desired.values().map(|d| &d.spec).collect();
         // Only once a configuration nginx accepted exists: nginx cannot start without one.
@@ -398,16 +425,16 @@ impl Engine {
 
     async fn provision(self: &Arc<Self>, d: &Desired, hash: &str) -> Result<()> {
         let name = d.spec.name.clone();
-        let Source::World(world) = &d.spec.source else {
-            return Err(anyhow!("only worlds can be provisioned on this host"));
+        let (world, builtin) = match &d.spec.source {
+            Source::World(w) => (w.clone(), true),
+            Source::Image(r) => (self.image_world(r)?, false),
         };
         let world_name = world.clone();
         let storage = self.storage.clone();
-        let world = world.clone();
         let n = name.clone();
         let built = tokio::task::spawn_blocking(move || -> Result<bool> {
             // A built-in world (`host`, `busybox`) is built on first use.
-            let missing = !storage.list_worlds()?.contains(&world);
+            let missing = builtin && !storage.list_worlds()?.contains(&world);
             if missing && super::api::BUILTIN_WORLDS.contains(&world.as_str()) {
                 warren_storage::worlds::create_world(
                     &*storage,
@@ -442,10 +469,23 @@ impl Engine {
     /// Builds the runtime's container spec for a workload.
     pub fn container_spec(&self, d: &Desired) -> Result<ContainerSpec> {
         let spec = &d.spec;
-        let Source::World(world) = &spec.source else {
-            return Err(anyhow!("only worlds are supported on this host"));
+        let (meta, image) = match &spec.source {
+            Source::World(world) => (
+                warren_storage::worlds::world_meta(&*self.storage, world)?,
+                None,
+            ),
+            Source::Image(r) => {
+                let record = self.image_record(r)?;
+                let top = record.top().unwrap_or_default().to_string();
+                let config = super::images::record_config(&record)?;
+                let defaults =
+                    super::images::run_defaults(spec, &config).map_err(|e| anyhow!(e))?;
+                (
+                    warren_storage::worlds::world_meta(&*self.storage, &top)?,
+                    Some(defaults),
+                )
+            }
         };
-        let meta = warren_storage::worlds::world_meta(&*self.storage, world)?;
         let mut binds = world_binds(&meta);
         binds.push(Bind {
             source: self.storage.data_path(&spec.name),
@@ -497,10 +537,18 @@ impl Engine {
                 ))
             }
         };
-        let args = if spec.command.is_empty() {
-            meta.default_command.clone()
-        } else {
-            spec.command.clone()
+        let (args, env, cwd, user) = match image {
+            Some(d) => (d.args, d.env, d.cwd, d.user),
+            None => (
+                if spec.command.is_empty() {
+                    meta.default_command.clone()
+                } else {
+                    spec.command.clone()
+                },
+                spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+                spec.workdir.clone().unwrap_or_else(|| "/".into()),
+                spec.user.clone(),
+            ),
         };
         Ok(ContainerSpec {
             network,
@@ -509,9 +557,9 @@ impl Engine {
             readonly_rootfs: false,
             binds,
             args,
-            env: spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
-            cwd: spec.workdir.clone().unwrap_or_else(|| "/".into()),
-            user: spec.user.clone(),
+            env,
+            cwd,
+            user,
             hostname: spec.effective_hostname().to_string(),
             resources: spec.resources.clone(),
             terminal: false,

@@ -214,14 +214,21 @@ async fn export_target(
 }
 
 /// The request body as a blocking `Read`, fed by [`feed_body`] through a channel.
-struct BodyReader {
+pub(super) struct BodyReader {
     rx: tokio::sync::mpsc::Receiver<Result<bytes::Bytes, String>>,
     current: bytes::Bytes,
 }
 
 impl BodyReader {
+    pub(super) fn new(rx: tokio::sync::mpsc::Receiver<Result<bytes::Bytes, String>>) -> Self {
+        BodyReader {
+            rx,
+            current: bytes::Bytes::new(),
+        }
+    }
+
     /// Reads and drops what the client still sends, so it sees our answer, not a reset.
-    fn drain(&mut self) {
+    pub(super) fn drain(&mut self) {
         self.current.clear();
         while self.rx.blocking_recv().is_some() {}
     }
@@ -244,7 +251,10 @@ impl std::io::Read for BodyReader {
 }
 
 /// Hands the request body's chunks to the [`BodyReader`] as they arrive.
-async fn feed_body(body: Body, tx: tokio::sync::mpsc::Sender<Result<bytes::Bytes, String>>) {
+pub(super) async fn feed_body(
+    body: Body,
+    tx: tokio::sync::mpsc::Sender<Result<bytes::Bytes, String>>,
+) {
     let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|x| format!("reading the request body: {x}"));
@@ -621,7 +631,7 @@ pub async fn import(
         }
         return Err(err);
     }
-    let hash = spec.hash();
+    let hash = e.drift_hash(&spec)?;
     e.store.apply(std::slice::from_ref(&spec), &[])?;
     let has_rootfs = manifest.datasets.iter().any(|k| k == "rootfs");
     e.update(&name, |r| {

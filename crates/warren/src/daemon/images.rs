@@ -1,0 +1,701 @@
+//! OCI images: imported into layer-chain worlds, stored by reference, resolved for
+//! `image = "REF"` workloads.
+//!
+//! Every layer of an image becomes one sealed world, `oci-<chain id>` (the first 48 hex digits
+//! of the OCI ChainID of the layers up to and including it): a copy-on-write snapshot of the
+//! world of the layer below, with the layer applied by `warren-image`. Two images sharing their
+//! lower layers share those worlds, and a layer already present is never applied again. A
+//! workload's rootfs is a snapshot of its image's top world, like any other world.
+//!
+//! The `images` table maps each reference (`app:v1`, `HOST:PORT/app:1.2`) to the image id (its
+//! config digest), the config (Entrypoint, Cmd, Env, WorkingDir, User, ExposedPorts, Labels)
+//! and the chain of worlds. Re-importing a reference moves it; a workload whose reference now
+//! names another image id is provisioned again on its next reconcile (the image id is part of
+//! its drift hash, see [`image_hash`]).
+//!
+//! Removal: `image rm` forgets a reference (refused while a declared workload names it);
+//! `image gc` deletes every layer world that no stored image uses. A workload's rootfs never
+//! depends on a layer world on btrfs and the dir driver (it is a snapshot or a copy); on ZFS a
+//! clone keeps its origin, and gc reports such a world as still in use instead of failing.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use sha2::Digest as _;
+use warren_image::{ApplyOptions, Digest, ImageArchive, ImageConfig, OpenOptions};
+use warren_model::{Source, WorkloadSpec};
+use warren_storage::{Storage, StorageError};
+use warren_store::{ImageRecord, Store};
+
+/// Names of the worlds that hold image layers start with this.
+pub const LAYER_PREFIX: &str = "oci-";
+
+/// Whether `world` is an image layer (kept out of `world list`, managed by `image gc`).
+pub fn is_layer_world(world: &str) -> bool {
+    world.starts_with(LAYER_PREFIX)
+}
+
+/// The OCI ChainIDs of a layer stack, lowest first: `ChainID(L0) = DiffID(L0)`,
+/// `ChainID(Ln) = sha256(ChainID(Ln-1) + " " + DiffID(Ln))`.
+pub fn chain_ids(diff_ids: &[Digest]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(diff_ids.len());
+    for d in diff_ids {
+        let next = match out.last() {
+            None => d.to_string(),
+            Some(prev) => format!(
+                "sha256:{}",
+                hex::encode(sha2::Sha256::digest(format!("{prev} {d}").as_bytes()))
+            ),
+        };
+        out.push(next);
+    }
+    out
+}
+
+/// The world holding the layer stack whose ChainID is `chain` (`sha256:HEX`).
+pub fn layer_world(chain: &str) -> String {
+    let hex = chain.split_once(':').map_or(chain, |(_, h)| h);
+    format!("{LAYER_PREFIX}{}", &hex[..hex.len().min(48)])
+}
+
+/// The canonical form of an image reference: `NAME[:TAG]` or `NAME@sha256:HEX`, `:latest`
+/// added when neither a tag nor a digest is given. NAME is `[HOST[:PORT]/]PATH`, PATH being
+/// `/`-separated lowercase components of `a-z0-9` joined by `.`, `_`, `__` or `-`.
+pub fn normalize_reference(reference: &str) -> Result<String, String> {
+    let bad = |why: &str| Err(format!("invalid image reference {reference:?}: {why}"));
+    if reference.is_empty() {
+        return bad("it is empty");
+    }
+    if reference.len() > 255 {
+        return bad("longer than 255 characters");
+    }
+    let (name_tag, digest) = match reference.split_once('@') {
+        Some((n, d)) => (n, Some(d)),
+        None => (reference, None),
+    };
+    if let Some(d) = digest {
+        if d.parse::<Digest>().is_err() {
+            return bad("the digest must be sha256: followed by 64 hex digits");
+        }
+    }
+    // A tag follows the last ':' only if no '/' comes after it (else it is a port).
+    let (name, tag) = match name_tag.rsplit_once(':') {
+        Some((n, t)) if !t.contains('/') => (n, Some(t)),
+        _ => (name_tag, None),
+    };
+    if let Some(t) = tag {
+        let ok = !t.is_empty()
+            && t.len() <= 128
+            && !t.starts_with(['.', '-'])
+            && t.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+        if !ok {
+            return bad("a tag is 1-128 of A-Z a-z 0-9 _ . - not starting with . or -");
+        }
+    }
+    let mut parts: Vec<&str> = name.split('/').collect();
+    let host = parts.len() > 1
+        && (parts[0].contains(['.', ':']) || parts[0] == "localhost")
+        && parts[0]
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | ':' | '-' | '[' | ']'));
+    if host {
+        parts.remove(0);
+    }
+    for p in &parts {
+        let ok = !p.is_empty()
+            && p.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+            && p.ends_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+            && p.chars().all(|c| {
+                c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-')
+            });
+        if !ok {
+            return bad(
+                "each name component is lowercase a-z 0-9 separated by . _ or -, between slashes",
+            );
+        }
+    }
+    Ok(match (tag, digest) {
+        (None, None) => format!("{name_tag}:latest"),
+        _ => reference.to_string(),
+    })
+}
+
+/// The config stored with an image record.
+pub fn record_config(record: &ImageRecord) -> Result<ImageConfig> {
+    serde_json::from_value(record.config.clone())
+        .with_context(|| format!("stored config of image {} is invalid", record.reference))
+}
+
+/// What a workload runs with when its source is an image: the image's defaults under the
+/// spec's own fields, the way Docker applies them. `command` replaces Cmd and follows the
+/// entrypoint; `entrypoint` replaces Entrypoint; env entries of the spec win over the image's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunDefaults {
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: String,
+    pub user: Option<String>,
+}
+
+/// See [`RunDefaults`].
+pub fn run_defaults(spec: &WorkloadSpec, config: &ImageConfig) -> Result<RunDefaults, String> {
+    let entrypoint = spec.entrypoint.clone().unwrap_or(config.entrypoint.clone());
+    let cmd = if spec.command.is_empty() {
+        // An explicit entrypoint drops the image's Cmd, as `docker run --entrypoint` does.
+        if spec.entrypoint.is_some() {
+            Vec::new()
+        } else {
+            config.cmd.clone()
+        }
+    } else {
+        spec.command.clone()
+    };
+    let args: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
+    if args.is_empty() {
+        return Err(format!(
+            "workload {}: the image has neither Entrypoint nor Cmd; give `command`",
+            spec.name
+        ));
+    }
+    let mut env: Vec<String> = config
+        .env
+        .iter()
+        .filter(|e| {
+            let key = e.split_once('=').map_or(e.as_str(), |(k, _)| k);
+            !spec.env.contains_key(key)
+        })
+        .cloned()
+        .collect();
+    env.extend(spec.env.iter().map(|(k, v)| format!("{k}={v}")));
+    if !env.iter().any(|e| e.starts_with("PATH=")) {
+        env.push("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    }
+    Ok(RunDefaults {
+        args,
+        env,
+        cwd: spec
+            .workdir
+            .clone()
+            .or_else(|| config.working_dir.clone())
+            .unwrap_or_else(|| "/".into()),
+        user: spec.user.clone().or_else(|| config.user.clone()),
+    })
+}
+
+/// The drift hash of a workload: its spec's, plus the image id for image workloads, so a
+/// reference that moved to another image provisions the workload again.
+pub fn image_hash(store: &Store, spec: &WorkloadSpec) -> Result<String> {
+    let hash = spec.hash();
+    let Source::Image(r) = &spec.source else {
+        return Ok(hash);
+    };
+    let Ok(reference) = normalize_reference(r) else {
+        return Ok(hash);
+    };
+    Ok(match store.image(&reference)? {
+        Some(img) => {
+            let id = img.id.split_once(':').map_or(img.id.as_str(), |(_, h)| h);
+            format!("{hash}-{}", &id[..id.len().min(12)])
+        }
+        None => hash,
+    })
+}
+
+/// One image an import stored.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Imported {
+    pub reference: String,
+    pub id: String,
+    pub layers: usize,
+    /// Layers applied now (the others were already stored).
+    pub new_layers: usize,
+    /// The reference named another image before.
+    pub replaced: Option<String>,
+}
+
+/// Imports every image of an archive read from `input` (spooled under `spool`). `tag`, when
+/// given, names the archive's only image. Layers are applied into new worlds one by one; a
+/// failure deletes the world being built and leaves what existed unchanged (already
+/// completed layer worlds of this import stay for the next attempt and for gc).
+pub fn import(
+    storage: &dyn Storage,
+    store: &Store,
+    input: impl Read,
+    name: &str,
+    spool: &Path,
+    tag: Option<&str>,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Vec<Imported>> {
+    std::fs::create_dir_all(spool).with_context(|| format!("creating {}", spool.display()))?;
+    let options = OpenOptions {
+        spool_dir: Some(spool.to_path_buf()),
+        ..OpenOptions::default()
+    };
+    let archive = ImageArchive::from_reader(input, name, &options)?;
+    import_archive(storage, store, &archive, tag, progress)
+}
+
+/// [`import`] of an opened archive (also used for pulled OCI layouts).
+pub fn import_archive(
+    storage: &dyn Storage,
+    store: &Store,
+    archive: &ImageArchive,
+    tag: Option<&str>,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Vec<Imported>> {
+    let manifests = archive.manifests();
+    if manifests.is_empty() {
+        bail!("the archive holds no image for this host's platform");
+    }
+    // Work out every reference first, so a naming problem stores nothing.
+    let mut plan = Vec::new();
+    match tag {
+        Some(t) => {
+            if manifests.len() > 1 {
+                bail!(
+                    "the archive holds {} images; --tag names exactly one",
+                    manifests.len()
+                );
+            }
+            plan.push((
+                normalize_reference(t).map_err(|e| anyhow!(e))?,
+                &manifests[0],
+            ));
+        }
+        None => {
+            for m in manifests {
+                if m.tags.is_empty() {
+                    bail!(
+                        "image {} in the archive has no name: give one with --tag NAME:TAG",
+                        m.config_digest
+                    );
+                }
+                for t in &m.tags {
+                    // An OCI layout's ref.name may be a bare tag (`v1`), as umoci writes it.
+                    if archive.kind() == warren_image::ArchiveKind::OciLayout
+                        && !t.contains([':', '/', '@'])
+                    {
+                        bail!(
+                            "the image's only name is the tag {t:?}: give a name with --tag NAME:{t}"
+                        );
+                    }
+                    plan.push((normalize_reference(t).map_err(|e| anyhow!(e))?, m));
+                }
+            }
+        }
+    }
+    let apply = ApplyOptions::default();
+    let mut out = Vec::new();
+    let existing: BTreeSet<String> = storage.list_worlds()?.into_iter().collect();
+    let mut made: BTreeMap<String, ()> = BTreeMap::new();
+    for (reference, m) in plan {
+        let diff_ids: Vec<Digest> = m.layers.iter().map(|l| l.diff_id.clone()).collect();
+        let chains = chain_ids(&diff_ids);
+        let mut worlds = Vec::new();
+        let mut new_layers = 0;
+        let mut parent: Option<String> = None;
+        for (i, (layer, chain)) in m.layers.iter().zip(&chains).enumerate() {
+            let world = layer_world(chain);
+            if !existing.contains(&world) && !made.contains_key(&world) {
+                progress(&format!(
+                    "{reference}: layer {}/{} {} ({} bytes)",
+                    i + 1,
+                    m.layers.len(),
+                    layer.digest,
+                    layer.size
+                ));
+                warren_storage::worlds::derive_world(
+                    storage,
+                    &world,
+                    parent.as_deref(),
+                    Vec::new(),
+                    |root| {
+                        archive
+                            .apply_layer(layer, root, &apply)
+                            .map(|_| ())
+                            .map_err(|e| StorageError::Other(e.to_string()))
+                    },
+                )
+                .with_context(|| format!("{reference}: layer {}", layer.digest))?;
+                made.insert(world.clone(), ());
+                new_layers += 1;
+            }
+            worlds.push(world.clone());
+            parent = Some(world);
+        }
+        if worlds.is_empty() {
+            // An image without layers still needs a root filesystem: an empty world.
+            let world = layer_world(&Digest::sha256(b"").to_string());
+            if !existing.contains(&world) && !made.contains_key(&world) {
+                warren_storage::worlds::derive_world(
+                    storage,
+                    &world,
+                    None,
+                    Vec::new(),
+                    |_| Ok(()),
+                )?;
+                made.insert(world.clone(), ());
+            }
+            worlds.push(world);
+        }
+        let id = m.config_digest.to_string();
+        let replaced = store
+            .image(&reference)?
+            .filter(|old| old.id != id)
+            .map(|old| old.id);
+        store.put_image(&ImageRecord {
+            reference: reference.clone(),
+            id: id.clone(),
+            manifest_digest: m.digest.as_ref().map(|d| d.to_string()),
+            config: serde_json::to_value(&m.config)?,
+            layers: worlds,
+            size: m.layers.iter().map(|l| l.size).sum(),
+            created_ms: warren_store::now_ms(),
+        })?;
+        out.push(Imported {
+            reference,
+            id,
+            layers: m.layers.len(),
+            new_layers,
+            replaced,
+        });
+    }
+    Ok(out)
+}
+
+/// Deletes every layer world no stored image uses. Returns the worlds deleted and, for those
+/// that could not be, why.
+pub fn gc(storage: &dyn Storage, store: &Store) -> Result<(Vec<String>, Vec<String>)> {
+    let used: BTreeSet<String> = store
+        .images()?
+        .into_values()
+        .flat_map(|i| i.layers)
+        .collect();
+    let mut unused: Vec<String> = storage
+        .list_worlds()?
+        .into_iter()
+        .chain(half_built_layers(storage))
+        .filter(|w| is_layer_world(w) && !used.contains(w))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    // Children before parents: on ZFS a parent cannot go while its clone exists. Chain worlds
+    // carry no depth, so retry until a pass deletes nothing more.
+    let mut deleted = Vec::new();
+    let mut kept = Vec::new();
+    loop {
+        let mut progress = false;
+        let mut left = Vec::new();
+        kept.clear();
+        for w in unused {
+            match storage.delete_world(&w) {
+                Ok(()) => {
+                    deleted.push(w);
+                    progress = true;
+                }
+                Err(e) => {
+                    kept.push(format!("{w}: {e}"));
+                    left.push(w);
+                }
+            }
+        }
+        unused = left;
+        if !progress || unused.is_empty() {
+            break;
+        }
+    }
+    Ok((deleted, kept))
+}
+
+/// Layer worlds left unsealed by an interrupted import (not listed by `list_worlds`).
+fn half_built_layers(storage: &dyn Storage) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(storage.root().join("worlds")) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| is_layer_world(n) && !n.ends_with(".json") && !n.ends_with(".sealed"))
+        .collect()
+}
+
+// ---- API ---------------------------------------------------------------------------------
+
+use super::api::ApiError;
+use super::engine::Engine;
+use crate::wire::{ImageGcResponse, ImageImported, ImageInfo};
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use std::sync::Arc;
+
+/// One import, pull or gc at a time: they create and delete layer worlds.
+static LAYERS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn layers_lock() -> std::sync::MutexGuard<'static, ()> {
+    LAYERS.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Declared workloads naming `reference` (normalized).
+fn users(e: &Engine, reference: &str) -> Result<Vec<String>> {
+    Ok(e.store
+        .desired()?
+        .into_values()
+        .filter(|d| match &d.spec.source {
+            Source::Image(r) => normalize_reference(r).as_deref() == Ok(reference),
+            _ => false,
+        })
+        .map(|d| d.spec.name)
+        .collect())
+}
+
+#[derive(Deserialize)]
+pub struct ImportQuery {
+    pub tag: Option<String>,
+}
+
+/// `POST /v1/images/import?tag=REF`: a docker-save or OCI archive as the request body.
+pub async fn import_handler(
+    State(e): State<Arc<Engine>>,
+    Query(q): Query<ImportQuery>,
+    body: Body,
+) -> Result<Json<Vec<ImageImported>>, ApiError> {
+    if let Some(t) = &q.tag {
+        normalize_reference(t).map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, m))?;
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    tokio::spawn(super::transfer::feed_body(body, tx));
+    let engine = e.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let mut body = super::transfer::BodyReader::new(rx);
+        let _guard = layers_lock();
+        let spool = engine.cfg.state_dir.join("tmp");
+        let r = import(
+            &*engine.storage,
+            &engine.store,
+            &mut body,
+            "the uploaded archive",
+            &spool,
+            q.tag.as_deref(),
+            &mut |line| tracing::info!("image import: {line}"),
+        );
+        body.drain();
+        r
+    })
+    .await
+    .map_err(|x| anyhow!(x))?;
+    let imported = result.map_err(|x| {
+        let msg = format!("image import refused: {x:#}");
+        e.event(None, "error", &msg);
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, msg)
+    })?;
+    let mut out = Vec::new();
+    for i in imported {
+        e.event(
+            None,
+            "image",
+            &format!(
+                "image {} imported ({}, {} layers, {} new){}",
+                i.reference,
+                i.id,
+                i.layers,
+                i.new_layers,
+                i.replaced
+                    .as_ref()
+                    .map(|r| format!(", replacing {r}"))
+                    .unwrap_or_default()
+            ),
+        );
+        out.push(ImageImported {
+            reference: i.reference,
+            id: i.id,
+            layers: i.layers,
+            new_layers: i.new_layers,
+            replaced: i.replaced,
+        });
+    }
+    // Workloads whose reference moved are provisioned again.
+    e.wake();
+    Ok(Json(out))
+}
+
+/// `GET /v1/images`.
+pub async fn list_handler(State(e): State<Arc<Engine>>) -> Result<Json<Vec<ImageInfo>>, ApiError> {
+    let mut out = Vec::new();
+    for (reference, rec) in e.store.images()? {
+        let config = record_config(&rec)?;
+        out.push(ImageInfo {
+            used_by: users(&e, &reference)?,
+            reference,
+            id: rec.id,
+            manifest_digest: rec.manifest_digest,
+            layers: rec.layers.len(),
+            size: rec.size,
+            created_ms: rec.created_ms,
+            entrypoint: config.entrypoint,
+            cmd: config.cmd,
+            env: config.env,
+            working_dir: config.working_dir,
+            user: config.user,
+            exposed_ports: config.exposed_ports,
+            labels: config.labels,
+        });
+    }
+    Ok(Json(out))
+}
+
+#[derive(Deserialize)]
+pub struct RmQuery {
+    pub reference: String,
+}
+
+/// `DELETE /v1/images?reference=REF`: forgets the reference (its layers stay until gc).
+pub async fn rm_handler(
+    State(e): State<Arc<Engine>>,
+    Query(q): Query<RmQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let reference =
+        normalize_reference(&q.reference).map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, m))?;
+    let users = users(&e, &reference)?;
+    if !users.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "image {reference} is used by {}: change or remove them first",
+                users.join(", ")
+            ),
+        ));
+    }
+    if !e.store.remove_image(&reference)? {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no image {reference} is stored"),
+        ));
+    }
+    e.event(None, "image", &format!("image {reference} removed"));
+    Ok(Json(serde_json::json!({ "removed": reference })))
+}
+
+/// `POST /v1/images/gc`: deletes the layers no stored image uses.
+pub async fn gc_handler(State(e): State<Arc<Engine>>) -> Result<Json<ImageGcResponse>, ApiError> {
+    let engine = e.clone();
+    let (deleted, kept) = tokio::task::spawn_blocking(move || {
+        let _guard = layers_lock();
+        gc(&*engine.storage, &engine.store)
+    })
+    .await
+    .map_err(|x| anyhow!(x))??;
+    if !deleted.is_empty() {
+        e.event(
+            None,
+            "image",
+            &format!("image gc deleted {} unused layers", deleted.len()),
+        );
+    }
+    Ok(Json(ImageGcResponse { deleted, kept }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_are_checked_and_get_latest() {
+        assert_eq!(normalize_reference("app").unwrap(), "app:latest");
+        assert_eq!(normalize_reference("app:v1").unwrap(), "app:v1");
+        assert_eq!(
+            normalize_reference("127.0.0.1:5000/team/app").unwrap(),
+            "127.0.0.1:5000/team/app:latest"
+        );
+        assert_eq!(
+            normalize_reference("localhost/app:1.2").unwrap(),
+            "localhost/app:1.2"
+        );
+        let d = format!("app@sha256:{}", "a".repeat(64));
+        assert_eq!(normalize_reference(&d).unwrap(), d);
+        for bad in [
+            "",
+            "App:v1",
+            "app:",
+            "app:-x",
+            "a//b",
+            "app@sha256:123",
+            "-app",
+            "app:v 1",
+            "../app",
+        ] {
+            let e = normalize_reference(bad).unwrap_err();
+            assert!(e.contains("invalid image reference"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn chain_ids_follow_the_oci_definition() {
+        let a = Digest::sha256(b"a");
+        let b = Digest::sha256(b"b");
+        let chains = chain_ids(&[a.clone(), b.clone()]);
+        assert_eq!(chains[0], a.to_string());
+        let want = format!(
+            "sha256:{}",
+            hex::encode(sha2::Sha256::digest(format!("{a} {b}").as_bytes()))
+        );
+        assert_eq!(chains[1], want);
+        // The same upper layer on another base is another chain.
+        let c = chain_ids(&[b.clone(), b.clone()]);
+        assert_ne!(c[1], chains[1]);
+        assert_eq!(layer_world(&chains[1]).len(), LAYER_PREFIX.len() + 48);
+        assert!(is_layer_world(&layer_world(&chains[0])));
+    }
+
+    fn config() -> ImageConfig {
+        ImageConfig {
+            entrypoint: vec!["/entry".into()],
+            cmd: vec!["serve".into(), "--port=80".into()],
+            env: vec!["PATH=/opt/bin:/bin".into(), "MODE=prod".into()],
+            working_dir: Some("/app".into()),
+            user: Some("1000:1000".into()),
+            ..ImageConfig::default()
+        }
+    }
+
+    #[test]
+    fn image_defaults_sit_under_the_spec() {
+        let mut spec = WorkloadSpec::new("web", Source::Image("app:v1".into()));
+        let d = run_defaults(&spec, &config()).unwrap();
+        assert_eq!(d.args, ["/entry", "serve", "--port=80"]);
+        assert_eq!(d.env, ["PATH=/opt/bin:/bin", "MODE=prod"]);
+        assert_eq!(d.cwd, "/app");
+        assert_eq!(d.user.as_deref(), Some("1000:1000"));
+
+        spec.command = vec!["check".into()];
+        spec.env.insert("MODE".into(), "dev".into());
+        spec.workdir = Some("/srv".into());
+        spec.user = Some("root".into());
+        let d = run_defaults(&spec, &config()).unwrap();
+        assert_eq!(d.args, ["/entry", "check"]);
+        assert_eq!(d.env, ["PATH=/opt/bin:/bin", "MODE=dev"]);
+        assert_eq!((d.cwd.as_str(), d.user.as_deref()), ("/srv", Some("root")));
+
+        spec.entrypoint = Some(vec!["/bin/sh".into(), "-c".into()]);
+        spec.command = Vec::new();
+        assert_eq!(
+            run_defaults(&spec, &config()).unwrap().args,
+            ["/bin/sh", "-c"]
+        );
+
+        let bare = ImageConfig::default();
+        let spec = WorkloadSpec::new("web", Source::Image("app:v1".into()));
+        let e = run_defaults(&spec, &bare).unwrap_err();
+        assert!(e.contains("neither Entrypoint nor Cmd"), "{e}");
+        let mut spec = spec;
+        spec.command = vec!["/bin/true".into()];
+        let d = run_defaults(&spec, &bare).unwrap();
+        assert!(d.env[0].starts_with("PATH="), "a PATH is always set");
+        assert_eq!(d.cwd, "/");
+    }
+}
