@@ -273,7 +273,12 @@ fn hostile_archives_are_refused_with_nothing_stored() {
     let d = Daemon::start(&[]);
     let tmp = tempfile::tempdir().unwrap();
     /// Archive name, the entry's name, a symlink target, and what the error must say.
-    type Case = (&'static str, &'static [u8], Option<&'static [u8]>, &'static str);
+    type Case = (
+        &'static str,
+        &'static [u8],
+        Option<&'static [u8]>,
+        &'static str,
+    );
     let cases: [Case; 3] = [
         ("dotdot.tar", b"../../escaped", None, ".."),
         ("absolute.tar", b"/etc/escaped", None, "absolute"),

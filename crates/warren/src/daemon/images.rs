@@ -97,12 +97,25 @@ pub fn normalize_reference(reference: &str) -> Result<String, String> {
         }
     }
     let mut parts: Vec<&str> = name.split('/').collect();
-    let host = parts.len() > 1
-        && (parts[0].contains(['.', ':']) || parts[0] == "localhost")
-        && parts[0]
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | ':' | '-' | '[' | ']'));
-    if host {
+    if parts.len() > 1 && (parts[0].contains(['.', ':']) || parts[0] == "localhost") {
+        let (host, port) = match parts[0].rsplit_once(':') {
+            Some((h, p)) if !parts[0].ends_with(']') => (h, Some(p)),
+            _ => (parts[0], None),
+        };
+        let host_ok = if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+            v6.parse::<std::net::Ipv6Addr>().is_ok()
+        } else {
+            host.split('.').all(|l| {
+                !l.is_empty()
+                    && !l.starts_with('-')
+                    && !l.ends_with('-')
+                    && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            })
+        };
+        let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p > 0));
+        if !host_ok || !port_ok {
+            return bad("the registry host must be HOST[:PORT]");
+        }
         parts.remove(0);
     }
     for p in &parts {
@@ -616,6 +629,10 @@ mod tests {
             normalize_reference("localhost/app:1.2").unwrap(),
             "localhost/app:1.2"
         );
+        assert_eq!(
+            normalize_reference("[::1]:5000/app").unwrap(),
+            "[::1]:5000/app:latest"
+        );
         let d = format!("app@sha256:{}", "a".repeat(64));
         assert_eq!(normalize_reference(&d).unwrap(), d);
         for bad in [
@@ -628,6 +645,8 @@ mod tests {
             "-app",
             "app:v 1",
             "../app",
+            "..:5000/app",
+            "reg.example:99999/app",
         ] {
             let e = normalize_reference(bad).unwrap_err();
             assert!(e.contains("invalid image reference"), "{bad}: {e}");
