@@ -48,6 +48,7 @@
 //! [`StorageError::Unsupported`] and only the dir driver is available. Parsers stay portable.
 
 pub mod btrfs;
+pub mod debian;
 pub mod dir;
 pub mod ephemeral;
 mod fsutil;

@@ -299,8 +299,30 @@ enum ImageCmd {
 
 #[derive(Subcommand)]
 enum WorldCmd {
-    /// Build a world (host, busybox).
-    Create { name: String },
+    /// Build a world: host, busybox, debian (the host's suite) or debian-SUITE.
+    Create {
+        name: String,
+        /// Debian mirror URL (default: the one the host's apt uses).
+        #[arg(long)]
+        mirror: Option<String>,
+    },
+    /// Make a world from a root filesystem tarball (plain, gzip or zstd; `-` for stdin),
+    /// such as one `world export` wrote.
+    Import {
+        name: String,
+        file: PathBuf,
+        /// Default command of the world's workloads (default: the archive's, else /bin/sh).
+        #[arg(long, num_args = 1.., allow_hyphen_values = true)]
+        command: Option<Vec<String>>,
+    },
+    /// Write a world as a zstd-compressed tarball (to stdout without -o).
+    Export {
+        name: String,
+        #[arg(short = 'o', long)]
+        output: Option<PathBuf>,
+    },
+    /// Delete a world (refused while a workload names it).
+    Rm { name: String },
     /// List worlds.
     #[command(alias = "ls")]
     List,
@@ -1280,11 +1302,147 @@ fn short_id(id: &str) -> String {
     hex[..hex.len().min(12)].to_string()
 }
 
+/// Writes a streamed body to `output` (via `OUTPUT.part`, renamed when complete) or, without
+/// one, to stdout when it is not a terminal.
+async fn save_stream(
+    mut body: hyper::body::Incoming,
+    output: Option<&std::path::Path>,
+    what: &str,
+) -> Result<()> {
+    use http_body_util::BodyExt;
+    use std::io::IsTerminal;
+    let to_stdout = match output {
+        Some(p) => p.as_os_str() == "-",
+        None => {
+            if std::io::stdout().is_terminal() {
+                bail!("give -o FILE, or -o - (or a pipe) for stdout");
+            }
+            true
+        }
+    };
+    let tmp = output.filter(|_| !to_stdout).map(|p| {
+        let mut t = p.as_os_str().to_owned();
+        t.push(".part");
+        PathBuf::from(t)
+    });
+    let mut out: Box<dyn Write> = match &tmp {
+        Some(t) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(t).with_context(|| format!("creating {}", t.display()))?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout())),
+    };
+    let pb = progress(&format!("exporting {what}"));
+    let mut total = 0u64;
+    let result: Result<()> = async {
+        while let Some(frame) = body.frame().await {
+            let frame =
+                frame.context("the daemon ended the export with an error (see `warren events`)")?;
+            if let Some(data) = frame.data_ref() {
+                out.write_all(data)?;
+                total += data.len() as u64;
+                pb.set_position(total);
+            }
+        }
+        out.flush()?;
+        Ok(())
+    }
+    .await;
+    drop(out);
+    pb.finish_and_clear();
+    if let Err(e) = result {
+        if let Some(t) = &tmp {
+            let _ = std::fs::remove_file(t);
+        }
+        return Err(e.context(format!(
+            "export of {what} failed; nothing usable was written"
+        )));
+    }
+    if let (Some(t), Some(p)) = (&tmp, output) {
+        std::fs::rename(t, p)?;
+        eprintln!("exported {what} to {} ({total} bytes)", p.display());
+    }
+    Ok(())
+}
+
+/// Percent-encodes everything but unreserved characters (for query values).
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
 async fn world(client: &Client, cmd: WorldCmd) -> Result<i32> {
     match cmd {
-        WorldCmd::Create { name } => {
-            let _: serde_json::Value = client.post(&format!("/v1/worlds/{name}"), &()).await?;
+        WorldCmd::Create { name, mirror } => {
+            let mut path = format!("/v1/worlds/{name}");
+            if let Some(m) = &mirror {
+                path.push_str(&format!("?mirror={m}"));
+            }
+            let mut failure = None;
+            let mut created = false;
+            client
+                .stream_lines_with(hyper::Method::POST, &path, |line| {
+                    let v: serde_json::Value = serde_json::from_slice(line)?;
+                    if let Some(l) = v["line"].as_str() {
+                        eprintln!("  {l}");
+                    } else if let Some(e) = v["error"].as_str() {
+                        failure = Some(e.to_string());
+                    } else if v["created"].is_string() {
+                        created = true;
+                    }
+                    Ok(())
+                })
+                .await?;
+            if let Some(e) = failure {
+                anyhow::bail!(e);
+            }
+            if !created {
+                anyhow::bail!("the daemon ended the build of world {name} without a result");
+            }
             println!("world {name} created");
+        }
+        WorldCmd::Import {
+            name,
+            file,
+            command,
+        } => {
+            let (body, pb) = upload(&file).await?;
+            let mut path = format!("/v1/worlds/{name}/import");
+            if let Some(c) = &command {
+                let json = serde_json::to_string(c)?;
+                path.push_str(&format!("?command={}", percent_encode(&json)));
+            }
+            let r = client
+                .post_stream::<serde_json::Value, _>(&path, body)
+                .await;
+            pb.finish_and_clear();
+            let r = r?;
+            println!(
+                "world {name} imported ({} entries)",
+                r["entries"].as_u64().unwrap_or(0)
+            );
+        }
+        WorldCmd::Export { name, output } => {
+            let body = client
+                .get_stream(&format!("/v1/worlds/{name}/export"))
+                .await?;
+            save_stream(body, output.as_deref(), &format!("world {name}")).await?;
+        }
+        WorldCmd::Rm { name } => {
+            let _: serde_json::Value = client
+                .call(
+                    hyper::Method::DELETE,
+                    &format!("/v1/worlds/{name}"),
+                    None::<&()>,
+                )
+                .await?;
+            println!("world {name} removed");
         }
         WorldCmd::List => {
             let worlds: Vec<WorldInfo> = client.get("/v1/worlds").await?;

@@ -120,12 +120,18 @@ impl Client {
     }
 
     /// A streamed response body (NDJSON lines), delivered line by line to `f`.
-    pub async fn stream_lines(
+    pub async fn stream_lines(&self, path: &str, f: impl FnMut(&[u8]) -> Result<()>) -> Result<()> {
+        self.stream_lines_with(Method::GET, path, f).await
+    }
+
+    /// [`Client::stream_lines`] with another method (an empty request body).
+    pub async fn stream_lines_with(
         &self,
+        method: Method,
         path: &str,
         mut f: impl FnMut(&[u8]) -> Result<()>,
     ) -> Result<()> {
-        let resp = Self::check(self.send(Self::request(Method::GET, path, vec![])).await?).await?;
+        let resp = Self::check(self.send(Self::request(method, path, vec![])).await?).await?;
         let mut body = resp.into_body();
         let mut buf: Vec<u8> = Vec::new();
         while let Some(frame) = body.frame().await {

@@ -33,7 +33,18 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/v1/workloads/{name}/exec", get(stream::exec))
         .route("/v1/run", get(stream::run))
         .route("/v1/worlds", get(worlds))
-        .route("/v1/worlds/{name}", post(create_world))
+        .route(
+            "/v1/worlds/{name}",
+            post(super::worlds::create_handler).delete(super::worlds::rm_handler),
+        )
+        .route(
+            "/v1/worlds/{name}/import",
+            post(super::worlds::import_handler),
+        )
+        .route(
+            "/v1/worlds/{name}/export",
+            get(super::worlds::export_handler),
+        )
         .route(
             "/v1/images",
             get(super::images::list_handler).delete(super::images::rm_handler),
@@ -168,6 +179,13 @@ async fn validate(engine: &Arc<Engine>, req: &ApplyRequest) -> Result<SpecFile, 
                         if !to_build.contains(world) {
                             to_build.push(world.clone());
                         }
+                    } else if super::worlds::buildable(world) {
+                        diags.push(parsed.diagnostic(
+                            &at("world"),
+                            format!(
+                                "workload.{name}.world: world {world:?} is not built yet: build it with `warren world create {world}` (it downloads a system and takes minutes)"
+                            ),
+                        ));
                     } else {
                         diags.push(parsed.diagnostic(
                             &at("world"),
@@ -656,34 +674,6 @@ async fn worlds(State(e): State<Arc<Engine>>) -> ApiResult<Vec<WorldInfo>> {
         });
     }
     Ok(Json(out))
-}
-
-async fn create_world(
-    State(e): State<Arc<Engine>>,
-    Path(name): Path<String>,
-) -> ApiResult<serde_json::Value> {
-    let storage = e.storage.clone();
-    let exists = tokio::task::spawn_blocking(move || storage.list_worlds())
-        .await
-        .map_err(|e| anyhow::anyhow!(e))?
-        .map_err(|e| anyhow::anyhow!(e))?;
-    if exists.contains(&name) {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            format!("world {name:?} already exists"),
-        ));
-    }
-    if !BUILTIN_WORLDS.contains(&name.as_str()) {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!(
-                "world {name:?} is not one warren can build (known: {})",
-                BUILTIN_WORLDS.join(", ")
-            ),
-        ));
-    }
-    create_world_now(&e, &name).await?;
-    Ok(Json(serde_json::json!({"created": name})))
 }
 
 #[derive(Deserialize)]

@@ -478,8 +478,9 @@ pub async fn import_handler(
     Query(q): Query<ImportQuery>,
     body: Body,
 ) -> Result<Json<Vec<ImageImported>>, ApiError> {
-    if let Some(t) = &q.tag {
-        normalize_reference(t).map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, m))?;
+    if let Some(Err(m)) = q.tag.as_deref().map(normalize_reference) {
+        let err = ApiError::new(StatusCode::BAD_REQUEST, m);
+        return Err(super::transfer::refuse_upload(body, err).await);
     }
     let (tx, rx) = tokio::sync::mpsc::channel(16);
     tokio::spawn(super::transfer::feed_body(body, tx));

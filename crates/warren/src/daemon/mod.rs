@@ -14,6 +14,7 @@ pub mod ingress;
 pub mod network;
 pub mod stream;
 pub mod transfer;
+pub mod worlds;
 
 use anyhow::{Context, Result};
 use std::os::unix::fs::PermissionsExt;

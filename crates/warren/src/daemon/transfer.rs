@@ -47,7 +47,7 @@ fn conflict(msg: impl Into<String>) -> ApiError {
 }
 
 /// A `Write` that hands chunks to the response body.
-struct ChannelWriter(tokio::sync::mpsc::Sender<bytes::Bytes>);
+pub(super) struct ChannelWriter(pub(super) tokio::sync::mpsc::Sender<bytes::Bytes>);
 
 impl Write for ChannelWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -248,6 +248,14 @@ impl std::io::Read for BodyReader {
         let _ = self.current.split_to(n);
         Ok(n)
     }
+}
+
+/// Reads and drops the rest of a request body, then gives `err`: a client still sending its
+/// upload then sees the refusal instead of a broken connection.
+pub(super) async fn refuse_upload(body: Body, err: ApiError) -> ApiError {
+    let mut stream = body.into_data_stream();
+    while let Some(Ok(_)) = stream.next().await {}
+    err
 }
 
 /// Hands the request body's chunks to the [`BodyReader`] as they arrive.
