@@ -13,6 +13,7 @@ pub mod names;
 pub mod parse;
 pub mod plan;
 pub mod ports;
+pub mod recipe;
 pub mod spec;
 
 pub use parse::{parse_spec, Diagnostic, Parsed, SpecError};

@@ -71,7 +71,7 @@
 //! and array elements are indexed (`workload.web.command[1]`, `workload.web.volumes[0]`).
 
 mod position;
-mod suggest;
+pub(crate) mod suggest;
 mod values;
 
 pub use position::line_column;
