@@ -296,6 +296,7 @@ const WORKLOAD_KEYS: &[&str] = &[
     "kind",
     "world",
     "image",
+    "recipe",
     "command",
     "entrypoint",
     "env",
@@ -771,6 +772,12 @@ impl Walker<'_> {
                     let image = self.checked_string(&fpath, value, values::check_image);
                     sources.push((key.span().start, "image", image.map(Source::Image)));
                 }
+                "recipe" => {
+                    let recipe = self.checked_string(&fpath, value, |s| {
+                        crate::recipe::parse_recipe_ref(s).map(|_| ())
+                    });
+                    sources.push((key.span().start, "recipe", recipe.map(Source::Recipe)));
+                }
                 "command" => {
                     if let Some(c) = self.command(&fpath, value) {
                         spec.command = c;
@@ -974,16 +981,20 @@ impl Walker<'_> {
 
         sources.sort_by_key(|(offset, _, _)| *offset);
         match sources.as_slice() {
-            [] => self.error(name_key.span().start, &path, "needs `world` or `image`"),
+            [] => self.error(
+                name_key.span().start,
+                &path,
+                "needs `world`, `image` or `recipe`",
+            ),
             [(_, kind, source)] => {
                 if let Some(source) = source {
                     spec.source = source.clone();
                 }
-                if let (Some(offset), "world") = (entrypoint_at, *kind) {
+                if let (Some(offset), "world" | "recipe") = (entrypoint_at, *kind) {
                     self.error(
                         offset,
                         &path.key("entrypoint"),
-                        "`entrypoint` replaces an image's entrypoint; a world workload gives its whole argv in `command`",
+                        "`entrypoint` replaces an image's entrypoint; world and recipe workloads give their whole argv in `command`",
                     );
                 }
             }
@@ -992,7 +1003,7 @@ impl Walker<'_> {
                 self.error(
                     offset,
                     &path.key(second),
-                    format!("a workload has either `world` or `image`, not both (`{first}` is already set)"),
+                    format!("a workload has one of `world`, `image` or `recipe` (`{first}` is already set)"),
                 );
             }
         }

@@ -193,6 +193,8 @@ pub enum Source {
     World(String),
     /// An OCI image reference (resolved by the images subsystem).
     Image(String),
+    /// A built Warrenfile recipe: `ns/name` or `ns/name VERSION-PREFIX`.
+    Recipe(String),
 }
 
 /// Resource limits. `None` means unlimited.

@@ -56,6 +56,8 @@ fn source() -> impl Strategy<Value = Source> {
     prop_oneof![
         label().prop_map(Source::World),
         "[a-z0-9][a-z0-9./:@_-]{0,30}".prop_map(Source::Image),
+        "[a-z][a-z0-9]{0,8}/[a-z][a-z0-9]{0,8}( [0-9]{1,3}(\\.[0-9]{1,3}){0,2})?"
+            .prop_map(Source::Recipe),
     ]
 }
 
@@ -615,6 +617,7 @@ fn render(spec: &SpecFile, style: Style) -> String {
         match &w.source {
             Source::World(s) => writeln!(out, "world = {}", quote(s)).unwrap(),
             Source::Image(s) => writeln!(out, "image = {}", quote(s)).unwrap(),
+            Source::Recipe(s) => writeln!(out, "recipe = {}", quote(s)).unwrap(),
         }
         if !w.command.is_empty() || style.explicit_defaults {
             let argv: Vec<String> = w.command.iter().map(|a| quote(a)).collect();

@@ -11,6 +11,7 @@
 //! - `addresses`: each bridge workload's address (IPAM), unique.
 //! - `images`: imported OCI images by reference (`app:v1`), each with its image id, config
 //!   and the layer-chain worlds its root filesystem is made of.
+//! - `recipe_builds`: each built version of a Warrenfile recipe and the world it produced.
 //!
 //! Invariants: every multi-row change runs in one transaction, so an apply is all or nothing;
 //! generations only grow; a spec row is rewritten only when its content changed.
@@ -101,6 +102,14 @@ fn migrations() -> Migrations<'static> {
                  id TEXT NOT NULL,
                  record TEXT NOT NULL,
                  updated_ms INTEGER NOT NULL
+             );",
+        ),
+        M::up(
+            "CREATE TABLE recipe_builds (
+                 name TEXT NOT NULL,
+                 version TEXT NOT NULL,
+                 record TEXT NOT NULL,
+                 PRIMARY KEY (name, version)
              );",
         ),
     ])
@@ -608,6 +617,53 @@ impl Store {
     }
 }
 
+/// One built version of a recipe.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecipeBuild {
+    /// `namespace/name`.
+    pub name: String,
+    pub version: String,
+    /// The build cache key (also names the world).
+    pub key: String,
+    /// The sealed world the build produced.
+    pub world: String,
+    /// What it was built on (`world W`, `recipe NS/NAME VERSION`, `image REF`).
+    pub parent: String,
+    pub created_ms: u64,
+}
+
+impl Store {
+    /// Every built version of every recipe.
+    pub fn recipe_builds(&self) -> Result<Vec<RecipeBuild>> {
+        let c = self.conn();
+        let mut st = c.prepare("SELECT record FROM recipe_builds ORDER BY name, version")?;
+        let rows = st.query_map([], |r| r.get::<_, String>(0))?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(serde_json::from_str(&row?)?);
+        }
+        Ok(out)
+    }
+
+    /// Records (or replaces) a built version.
+    pub fn put_recipe_build(&self, b: &RecipeBuild) -> Result<()> {
+        self.conn().execute(
+            "INSERT INTO recipe_builds (name, version, record) VALUES (?1, ?2, ?3)
+             ON CONFLICT(name, version) DO UPDATE SET record = ?3",
+            params![b.name, b.version, serde_json::to_string(b)?],
+        )?;
+        Ok(())
+    }
+
+    /// Forgets a built version; returns whether it was known.
+    pub fn remove_recipe_build(&self, name: &str, version: &str) -> Result<bool> {
+        Ok(self.conn().execute(
+            "DELETE FROM recipe_builds WHERE name = ?1 AND version = ?2",
+            params![name, version],
+        )? > 0)
+    }
+}
+
 fn read_addresses(c: &Connection) -> Result<BTreeMap<String, std::net::Ipv4Addr>> {
     let mut stmt = c.prepare("SELECT name, address FROM addresses")?;
     let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
@@ -798,6 +854,28 @@ mod tests {
         assert!(s.remove_image("app:v2").unwrap());
         assert!(!s.remove_image("app:v2").unwrap());
         assert_eq!(s.images().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn recipe_builds_are_recorded_per_version() {
+        let (_d, s) = open();
+        let b = |v: &str, key: &str| RecipeBuild {
+            name: "lang/ruby".into(),
+            version: v.into(),
+            key: key.into(),
+            world: format!("rcp-{key}"),
+            parent: "world busybox".into(),
+            created_ms: 1,
+        };
+        s.put_recipe_build(&b("2.1.0", "a")).unwrap();
+        s.put_recipe_build(&b("2.1.1", "b")).unwrap();
+        s.put_recipe_build(&b("2.1.0", "c")).unwrap();
+        let all = s.recipe_builds().unwrap();
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[0].key, "c");
+        assert!(s.remove_recipe_build("lang/ruby", "2.1.1").unwrap());
+        assert!(!s.remove_recipe_build("lang/ruby", "2.1.1").unwrap());
+        assert_eq!(s.recipe_builds().unwrap().len(), 1);
     }
 
     #[test]

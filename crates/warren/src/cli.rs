@@ -138,6 +138,19 @@ enum Cmd {
         #[command(subcommand)]
         cmd: WorldCmd,
     },
+    /// Build the Warrenfile recipe in DIR (its directory is sent to the daemon); prints the
+    /// build's progress and the script's output.
+    Build {
+        dir: PathBuf,
+        /// The version to record (default: the recipe's, else a random one).
+        #[arg(long)]
+        version: Option<String>,
+    },
+    /// Recipe builds.
+    Recipe {
+        #[command(subcommand)]
+        cmd: RecipeCmd,
+    },
     /// OCI images: import, list, remove, collect unused layers.
     Image {
         #[command(subcommand)]
@@ -273,6 +286,16 @@ enum VolumeCmd {
     },
     /// Delete a volume and its data (refused while a workload mounts it).
     Rm { name: String },
+}
+
+#[derive(Subcommand)]
+enum RecipeCmd {
+    /// List every built version.
+    #[command(alias = "ls")]
+    List {
+        #[arg(short = 'o', long, value_enum, default_value = "table")]
+        output: ListFormat,
+    },
 }
 
 #[derive(Subcommand)]
@@ -483,6 +506,10 @@ async fn dispatch(cli: Cli) -> Result<i32> {
         }
         Cmd::World { cmd } => world(&client, cmd).await,
         Cmd::Image { cmd } => image(&client, cmd).await,
+        Cmd::Build { dir, version } => build(&client, &dir, version).await,
+        Cmd::Recipe {
+            cmd: RecipeCmd::List { output: format },
+        } => recipes(&client, format).await,
         Cmd::Snapshot {
             cmd:
                 Some(SnapshotCmd::Rm {
@@ -1220,6 +1247,72 @@ async fn volume(client: &Client, cmd: VolumeCmd) -> Result<i32> {
             println!("volume {name} deleted");
         }
     }
+    Ok(0)
+}
+
+async fn build(client: &Client, dir: &PathBuf, version: Option<String>) -> Result<i32> {
+    if !dir.join("Warrenfile").is_file() {
+        bail!("{} has no Warrenfile", dir.display());
+    }
+    let (body, pb) = upload(dir).await?;
+    pb.finish_and_clear();
+    let mut path = "/v1/build".to_string();
+    if let Some(v) = &version {
+        path.push_str(&format!("?version={}", percent_encode(v)));
+    }
+    let mut failure = None;
+    let mut built = None;
+    client
+        .post_stream_lines(&path, body, |line| {
+            let v: serde_json::Value = serde_json::from_slice(line)?;
+            if let Some(l) = v["line"].as_str() {
+                eprintln!("  {l}");
+            } else if let Some(e) = v["error"].as_str() {
+                failure = Some(e.to_string());
+            } else if !v["built"].is_null() {
+                built = Some(v["built"].clone());
+            }
+            Ok(())
+        })
+        .await?;
+    if let Some(e) = failure {
+        bail!(e);
+    }
+    let b = built.context("the daemon ended the build without a result")?;
+    println!(
+        "{} {} {} ({})",
+        b["name"].as_str().unwrap_or("?"),
+        b["version"].as_str().unwrap_or("?"),
+        if b["cached"].as_bool() == Some(true) {
+            "cached"
+        } else {
+            "built"
+        },
+        b["parent"].as_str().unwrap_or("?")
+    );
+    Ok(0)
+}
+
+async fn recipes(client: &Client, format: ListFormat) -> Result<i32> {
+    let builds: Vec<serde_json::Value> = client.get("/v1/recipes").await?;
+    if format == ListFormat::Json {
+        println!("{}", serde_json::to_string_pretty(&builds)?);
+        return Ok(0);
+    }
+    let rows: Vec<Vec<String>> = builds
+        .iter()
+        .map(|b| {
+            ["name", "version", "parent"]
+                .iter()
+                .map(|k| b[*k].as_str().unwrap_or("").to_string())
+                .chain([b["key"].as_str().unwrap_or("").chars().take(12).collect()])
+                .collect()
+        })
+        .collect();
+    print!(
+        "{}",
+        output::table(&["NAME", "VERSION", "PARENT", "KEY"], &rows)
+    );
     Ok(0)
 }
 

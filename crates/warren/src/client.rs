@@ -153,6 +153,40 @@ impl Client {
         Ok(resp.into_body())
     }
 
+    /// POSTs a streamed request body and hands each line of the NDJSON answer to `f`.
+    pub async fn post_stream_lines<B>(
+        &self,
+        path: &str,
+        body: B,
+        mut f: impl FnMut(&[u8]) -> Result<()>,
+    ) -> Result<()>
+    where
+        B: hyper::body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri(format!("http://warren{path}"))
+            .header("host", "warren")
+            .header("content-type", "application/octet-stream")
+            .body(body)
+            .expect("request builds");
+        let resp = Self::check(self.send(req).await?).await?;
+        let mut body = resp.into_body();
+        let mut buf: Vec<u8> = Vec::new();
+        while let Some(frame) = body.frame().await {
+            if let Some(data) = frame?.data_ref() {
+                buf.extend_from_slice(data);
+                while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
+                    let line: Vec<u8> = buf.drain(..=pos).collect();
+                    f(&line[..line.len() - 1])?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// POSTs a streamed request body and decodes the JSON answer.
     pub async fn post_stream<T, B>(&self, path: &str, body: B) -> Result<T>
     where

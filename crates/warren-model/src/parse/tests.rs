@@ -172,7 +172,7 @@ fn unknown_workload_key() {
     );
     assert_eq!(
         web_error("publish = [80]"),
-        "3:1: workload.web.publish: unknown key; expected one of kind, world, image, command, entrypoint, env, workdir, user, hostname, restart, state, data_path, resources, volumes, snapshots, network, ports, domains, port, path, websocket, max_body, tls"
+        "3:1: workload.web.publish: unknown key; expected one of kind, world, image, recipe, command, entrypoint, env, workdir, user, hostname, restart, state, data_path, resources, volumes, snapshots, network, ports, domains, port, path, websocket, max_body, tls"
     );
     assert_eq!(
         web_error("domain = [\"a.b\"]"),
@@ -196,11 +196,11 @@ fn workload_names() {
 fn source_is_required_and_exclusive() {
     assert_eq!(
         errors("[workload.web]\nkind = \"container\"\n"),
-        ["1:11: workload.web: needs `world` or `image`"]
+        ["1:11: workload.web: needs `world`, `image` or `recipe`"]
     );
     assert_eq!(
         errors("[workload.web]\nimage = \"nginx\"\nworld = \"host\"\n"),
-        ["3:1: workload.web.world: a workload has either `world` or `image`, not both (`image` is already set)"]
+        ["3:1: workload.web.world: a workload has one of `world`, `image` or `recipe` (`image` is already set)"]
     );
     assert_eq!(
         errors("[workload.web]\nworld = \"Host\"\n"),
@@ -443,9 +443,9 @@ fn all_errors_are_collected_in_position_order() {
         errors(text),
         [
             "3:11: workload.b.restart: unknown value \"x\"; expected one of always, on-failure, never",
-            "5:11: workload.a: needs `world` or `image`",
+            "5:11: workload.a: needs `world`, `image` or `recipe`",
             "6:8: workload.a.kind: unknown value \"y\"; expected one of container, jail, vm",
-            "7:1: workload.a.foo: unknown key; expected one of kind, world, image, command, entrypoint, env, workdir, user, hostname, restart, state, data_path, resources, volumes, snapshots, network, ports, domains, port, path, websocket, max_body, tls",
+            "7:1: workload.a.foo: unknown key; expected one of kind, world, image, recipe, command, entrypoint, env, workdir, user, hostname, restart, state, data_path, resources, volumes, snapshots, network, ports, domains, port, path, websocket, max_body, tls",
         ]
     );
 }
@@ -455,7 +455,7 @@ fn rendered_error_uses_file_line_column() {
     let err = parse_spec("[workload.web]\nkind = \"vm\"\n", "dir/warren.toml").unwrap_err();
     assert_eq!(
         err.to_string(),
-        "dir/warren.toml:1:11: workload.web: needs `world` or `image`"
+        "dir/warren.toml:1:11: workload.web: needs `world`, `image` or `recipe`"
     );
 }
 

@@ -51,6 +51,8 @@ pub fn router(engine: Arc<Engine>) -> Router {
         )
         .route("/v1/images/import", post(super::images::import_handler))
         .route("/v1/images/gc", post(super::images::gc_handler))
+        .route("/v1/build", post(super::recipes::build_handler))
+        .route("/v1/recipes", get(super::recipes::list_handler))
         .route("/v1/events", get(events))
         .route("/v1/ca", get(ca_cert))
         .route(
@@ -196,6 +198,13 @@ async fn validate(engine: &Arc<Engine>, req: &ApplyRequest) -> Result<SpecFile, 
                             ),
                         ));
                     }
+                }
+            }
+            Source::Recipe(r) => {
+                if let Err(m) = super::recipes::resolve_ref(&engine.store, r) {
+                    diags.push(
+                        parsed.diagnostic(&at("recipe"), format!("workload.{name}.recipe: {m:#}")),
+                    );
                 }
             }
             Source::Image(r) => {
@@ -647,7 +656,7 @@ async fn worlds(State(e): State<Arc<Engine>>) -> ApiResult<Vec<WorldInfo>> {
     let mut out = Vec::new();
     for name in names
         .into_iter()
-        .filter(|n| !super::images::is_layer_world(n))
+        .filter(|n| !super::images::is_layer_world(n) && !super::recipes::is_recipe_world(n))
     {
         let meta = warren_storage::worlds::world_meta(&*e.storage, &name)
             .map_err(|e| anyhow::anyhow!(e))?;

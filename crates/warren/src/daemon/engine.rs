@@ -296,13 +296,16 @@ impl Engine {
 
     /// The drift hash of `spec` (see [`super::images::image_hash`]).
     pub fn drift_hash(&self, spec: &warren_model::WorkloadSpec) -> Result<String> {
-        super::images::image_hash(&self.store, spec)
+        match spec.source {
+            Source::Recipe(_) => super::recipes::recipe_hash(&self.store, spec),
+            _ => super::images::image_hash(&self.store, spec),
+        }
     }
 
     pub fn desired_all(&self) -> Result<BTreeMap<String, Desired>> {
         let mut desired = self.store.desired()?;
         for d in desired.values_mut() {
-            if matches!(d.spec.source, Source::Image(_)) {
+            if matches!(d.spec.source, Source::Image(_) | Source::Recipe(_)) {
                 d.hash = self.drift_hash(&d.spec)?;
             }
         }
@@ -428,6 +431,7 @@ impl Engine {
         let (world, builtin) = match &d.spec.source {
             Source::World(w) => (w.clone(), true),
             Source::Image(r) => (self.image_world(r)?, false),
+            Source::Recipe(r) => (super::recipes::resolve_ref(&self.store, r)?.world, false),
         };
         let world_name = world.clone();
         let storage = self.storage.clone();
@@ -474,6 +478,13 @@ impl Engine {
                 warren_storage::worlds::world_meta(&*self.storage, world)?,
                 None,
             ),
+            Source::Recipe(r) => {
+                let build = super::recipes::resolve_ref(&self.store, r)?;
+                (
+                    warren_storage::worlds::world_meta(&*self.storage, &build.world)?,
+                    None,
+                )
+            }
             Source::Image(r) => {
                 let record = self.image_record(r)?;
                 let top = record.top().unwrap_or_default().to_string();
@@ -1032,6 +1043,7 @@ impl Engine {
             source: match &d.spec.source {
                 Source::World(w) => format!("world:{w}"),
                 Source::Image(i) => format!("image:{i}"),
+                Source::Recipe(r) => format!("recipe:{r}"),
             },
             generation: d.generation,
             last_exit: match row.last_exit {

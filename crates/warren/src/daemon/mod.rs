@@ -12,6 +12,7 @@ pub mod images;
 pub mod ingress;
 #[cfg(target_os = "linux")]
 pub mod network;
+pub mod recipes;
 pub mod stream;
 pub mod transfer;
 pub mod worlds;

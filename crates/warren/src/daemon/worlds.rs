@@ -31,7 +31,7 @@ pub const META_ENTRY: &str = ".warren-world.json";
 /// One world build or import at a time.
 static BUILDS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn builds_lock() -> std::sync::MutexGuard<'static, ()> {
+pub(super) fn builds_lock() -> std::sync::MutexGuard<'static, ()> {
     BUILDS.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -68,6 +68,15 @@ fn check_new_name(name: &str) -> Result<(), ApiError> {
             format!(
                 "world names starting with {:?} are image layers",
                 super::images::LAYER_PREFIX
+            ),
+        ));
+    }
+    if super::recipes::is_recipe_world(name) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "world names starting with {:?} are recipe builds",
+                super::recipes::RECIPE_PREFIX
             ),
         ));
     }
@@ -260,7 +269,10 @@ pub async fn export_handler(
     State(e): State<Arc<Engine>>,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    if !existing(&e).await?.contains(&name) || super::images::is_layer_world(&name) {
+    if !existing(&e).await?.contains(&name)
+        || super::images::is_layer_world(&name)
+        || super::recipes::is_recipe_world(&name)
+    {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             format!("no world named {name:?}"),
@@ -376,6 +388,12 @@ pub async fn rm_handler(
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             format!("{name} is an image layer: `warren image rm` and `warren image gc` remove it"),
+        ));
+    }
+    if super::recipes::is_recipe_world(&name) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("{name} is a recipe build"),
         ));
     }
     if !existing(&e).await?.contains(&name) {
