@@ -6,7 +6,10 @@
 //!   throughput against `btrfs send | zstd` and `zstd -d | btrfs receive`;
 //! - `warren apply` of 50 workloads until all are running;
 //! - idle daemon RSS and CPU with those 50 workloads; each shim's proportional set size
-//!   (compared with podman's conmon when podman is present).
+//!   (compared with podman's conmon when podman is present);
+//! - the ingress: a workload running to its route serving;
+//! - images: `warren image import` of a ~100 MiB image vs `umoci unpack`, and a Warrenfile
+//!   rebuild on a cache hit (see `bench_images`).
 //!
 //! `cargo xtask bench run|datasets|apply...` runs only the parts named (`run` is the first
 //! item, `apply` the last two). The `warren` binary is built in release mode into
@@ -388,7 +391,7 @@ fn verdict(ok: bool) -> &'static str {
 }
 
 /// The parts of the bench, in the order they run; `cargo xtask bench PART...` runs only those.
-pub const PARTS: &[&str] = &["run", "datasets", "apply", "ingress"];
+pub const PARTS: &[&str] = &["run", "datasets", "apply", "ingress", "images"];
 
 /// The bench daemon's own bridge, nft table and ingress ports, so it never touches an operator's
 /// `warren0` or `inet warren` and cleans up after itself.
@@ -512,6 +515,9 @@ pub fn bench_parts(root: &Path, parts: &[String]) -> Result<()> {
     if wanted("ingress") {
         crate::bench_ingress::latency(&|| b.cli(), &dir, b.http_port)?;
         println!("          (render time and reload cost: cargo bench -p warren-ingress)");
+    }
+    if wanted("images") {
+        crate::bench_images::images(&|| b.cli(), &dir)?;
     }
     Ok(())
 }

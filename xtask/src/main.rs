@@ -23,6 +23,7 @@
 //! Every step runs from the workspace root and echoes the command it runs and how long it took.
 
 mod bench;
+mod bench_images;
 mod bench_ingress;
 
 use std::path::{Path, PathBuf};
