@@ -195,3 +195,77 @@ fn recipe_chain_builds_caches_rebuilds_and_runs() {
 fn out_path(d: &Daemon) -> std::path::PathBuf {
     d.pool_root().join("workloads/app/data/out")
 }
+
+/// `from image REF`: a recipe builds on an imported OCI image's root filesystem.
+#[test]
+fn recipes_build_on_imported_images() {
+    for tool in ["umoci", "skopeo"] {
+        assert!(
+            std::process::Command::new(tool)
+                .arg("--version")
+                .output()
+                .is_ok(),
+            "{tool} is not installed (scripts/install-deps installs it)"
+        );
+    }
+    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("busybox-static is not installed");
+    let d = Daemon::start(&[]);
+    let tmp = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new("sh")
+        .args([
+            "-euc",
+            r#"
+            umoci init --layout L
+            umoci new --image L:v1
+            umoci unpack --image L:v1 B
+            mkdir -p B/rootfs/bin B/rootfs/etc
+            cp "$BUSYBOX" B/rootfs/bin/busybox
+            for a in sh cat echo sleep; do ln -s busybox B/rootfs/bin/$a; done
+            echo image-content > B/rootfs/etc/from-image
+            umoci repack --image L:v1 B
+            skopeo --insecure-policy copy oci:L:v1 docker-archive:img.tar:rimg:1
+            "#,
+        ])
+        .current_dir(tmp.path())
+        .env("BUSYBOX", busybox)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    d.ok(&[
+        "image",
+        "import",
+        tmp.path().join("img.tar").to_str().unwrap(),
+    ]);
+    let dir = tmp.path().join("onimage");
+    write(
+        &dir,
+        &[(
+            "Warrenfile",
+            "name test/onimage\nversion 1\nfrom image rimg:1\n---\ncat /etc/from-image > /etc/derived\necho built-on-image >> /etc/derived\n",
+        )],
+    );
+    let (out, _) = built(&d, &dir, None);
+    assert_eq!(out, "test/onimage 1 built (image rimg:1)\n");
+    d.apply(
+        "w.toml",
+        "[workload.derived]\nrecipe = \"test/onimage\"\nnetwork = \"none\"\n\
+         command = [\"sh\", \"-c\", \"cat /etc/derived > /data/out; exec sleep 100000\"]\n",
+    );
+    d.wait_running("derived");
+    let file = d.pool_root().join("workloads/derived/data/out");
+    wait_until(20, "derived wrote /data/out", || {
+        std::fs::read_to_string(&file).is_ok_and(|s| s == "image-content\nbuilt-on-image\n")
+    });
+    // The image is in use by a recipe build only: removing it is allowed (the build keeps its
+    // own world), and the workload keeps running from the build.
+    d.ok(&["image", "rm", "rimg:1"]);
+    d.ok(&["image", "gc"]);
+    assert_eq!(d.get("derived")["state"], "running");
+}
