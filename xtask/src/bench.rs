@@ -454,7 +454,15 @@ pub fn bench_parts(root: &Path, parts: &[String]) -> Result<()> {
     let log = std::fs::File::create(dir.join("daemon.log"))?;
     b.daemon = Some(
         b.cli()
-            .args(["daemon", "--pool-gib", "8", "--stop-timeout", "1"])
+            .args([
+                "daemon",
+                "--pool-gib",
+                "8",
+                "--stop-timeout",
+                "1",
+                "--listen",
+                "none",
+            ])
             .args([
                 "--bridge",
                 BRIDGE,

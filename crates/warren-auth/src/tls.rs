@@ -38,7 +38,9 @@ pub struct HostIdentity {
 }
 
 impl HostIdentity {
-    /// Reads the identity from `dir`, creating what is missing. Returns whether it was created.
+    /// Reads the identity from `dir`, creating what is missing (a lost key and certificate
+    /// are replaced; clients that pinned the old one then refuse the host). Returns whether
+    /// the host id was created, i.e. whether this is the host's first start.
     pub fn load_or_create(dir: &Path, host_name: &str) -> Result<(HostIdentity, bool)> {
         let file_err = |p: &Path, e: String| AuthError::File {
             path: p.display().to_string(),
@@ -118,7 +120,7 @@ impl HostIdentity {
                 key_der: key.serialize_der(),
                 dir: dir.to_path_buf(),
             },
-            true,
+            created,
         ))
     }
 

@@ -12,6 +12,8 @@
 //! - `images`: imported OCI images by reference (`app:v1`), each with its image id, config
 //!   and the layer-chain worlds its root filesystem is made of.
 //! - `recipe_builds`: each built version of a Warrenfile recipe and the world it produced.
+//! - `operator_keys`: the operator public keys the remote API accepts, by fingerprint. The
+//!   claim window and code live in `meta`.
 //!
 //! Invariants: every multi-row change runs in one transaction, so an apply is all or nothing;
 //! generations only grow; a spec row is rewritten only when its content changed.
@@ -110,6 +112,14 @@ fn migrations() -> Migrations<'static> {
                  version TEXT NOT NULL,
                  record TEXT NOT NULL,
                  PRIMARY KEY (name, version)
+             );",
+        ),
+        M::up(
+            "CREATE TABLE operator_keys (
+                 fingerprint TEXT PRIMARY KEY,
+                 public_key TEXT NOT NULL,
+                 name TEXT NOT NULL,
+                 added_ms INTEGER NOT NULL
              );",
         ),
     ])
@@ -617,6 +627,92 @@ impl Store {
     }
 }
 
+/// An enrolled operator key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperatorKeyRow {
+    pub fingerprint: String,
+    /// Raw Ed25519 public key, unpadded base64url.
+    pub public_key: String,
+    /// A label (`alice@laptop`).
+    pub name: String,
+    pub added_ms: u64,
+}
+
+impl Store {
+    /// A `meta` value.
+    pub fn meta(&self, key: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn()
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()?)
+    }
+
+    /// Sets (`Some`) or deletes (`None`) `meta` values, in one transaction.
+    pub fn set_meta(&self, values: &[(&str, Option<&str>)]) -> Result<()> {
+        let mut c = self.conn();
+        let tx = c.transaction()?;
+        for (key, value) in values {
+            match value {
+                Some(v) => tx.execute(
+                    "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                     ON CONFLICT(key) DO UPDATE SET value = ?2",
+                    params![key, v],
+                )?,
+                None => tx.execute("DELETE FROM meta WHERE key = ?1", [key])?,
+            };
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Every enrolled operator key.
+    pub fn operator_keys(&self) -> Result<Vec<OperatorKeyRow>> {
+        let c = self.conn();
+        let mut st = c.prepare(
+            "SELECT fingerprint, public_key, name, added_ms FROM operator_keys ORDER BY added_ms",
+        )?;
+        let rows = st.query_map([], |r| {
+            Ok(OperatorKeyRow {
+                fingerprint: r.get(0)?,
+                public_key: r.get(1)?,
+                name: r.get(2)?,
+                added_ms: r.get::<_, i64>(3)? as u64,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Enrolls a key; false if it was enrolled already. `close` meta keys are deleted in the
+    /// same transaction (the claim window, when enrolling with a claim code).
+    pub fn add_operator_key(&self, key: &OperatorKeyRow, close: &[&str]) -> Result<bool> {
+        let mut c = self.conn();
+        let tx = c.transaction()?;
+        let added = tx.execute(
+            "INSERT OR IGNORE INTO operator_keys (fingerprint, public_key, name, added_ms)
+             VALUES (?1, ?2, ?3, ?4)",
+            params![
+                key.fingerprint,
+                key.public_key,
+                key.name,
+                key.added_ms as i64
+            ],
+        )? > 0;
+        for k in close {
+            tx.execute("DELETE FROM meta WHERE key = ?1", [k])?;
+        }
+        tx.commit()?;
+        Ok(added)
+    }
+
+    /// Revokes a key; false if it was not enrolled.
+    pub fn revoke_operator_key(&self, fingerprint: &str) -> Result<bool> {
+        Ok(self.conn().execute(
+            "DELETE FROM operator_keys WHERE fingerprint = ?1",
+            [fingerprint],
+        )? > 0)
+    }
+}
+
 /// One built version of a recipe.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecipeBuild {
@@ -876,6 +972,34 @@ mod tests {
         assert!(s.remove_recipe_build("lang/ruby", "2.1.1").unwrap());
         assert!(!s.remove_recipe_build("lang/ruby", "2.1.1").unwrap());
         assert_eq!(s.recipe_builds().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn operator_keys_and_meta() {
+        let (_d, s) = open();
+        s.set_meta(&[("claim_code", Some("ABC")), ("claim_opened_at", Some("10"))])
+            .unwrap();
+        assert_eq!(s.meta("claim_code").unwrap().as_deref(), Some("ABC"));
+        let k = OperatorKeyRow {
+            fingerprint: "SHA256:x".into(),
+            public_key: "pk".into(),
+            name: "alice".into(),
+            added_ms: 5,
+        };
+        assert!(s
+            .add_operator_key(&k, &["claim_code", "claim_opened_at"])
+            .unwrap());
+        assert_eq!(
+            s.meta("claim_code").unwrap(),
+            None,
+            "enrolment closes the window"
+        );
+        assert!(!s.add_operator_key(&k, &[]).unwrap());
+        assert_eq!(s.operator_keys().unwrap(), std::slice::from_ref(&k));
+        assert!(s.revoke_operator_key("SHA256:x").unwrap());
+        assert!(!s.revoke_operator_key("SHA256:x").unwrap());
+        assert!(s.operator_keys().unwrap().is_empty());
+        assert_eq!(s.meta("generation").unwrap().as_deref(), Some("0"));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! (or with the remote command's status for `exec` and `run`).
 
 use crate::client::{ApiFailure, Client};
+use crate::contexts;
 use crate::output;
 use crate::wire::*;
 use anyhow::{bail, Context, Result};
@@ -33,6 +34,12 @@ pub struct Cli {
     /// The daemon's API socket [default: STATE_DIR/warren.sock].
     #[arg(long, global = true, env = "WARREN_SOCKET")]
     socket: Option<PathBuf>,
+    /// Talk to the remote daemon of this context (see `warren adopt`).
+    #[arg(long, global = true, env = "WARREN_CONTEXT")]
+    context: Option<String>,
+    /// Talk to the remote daemon at HOST[:PORT] (a context made by `warren adopt`).
+    #[arg(long = "host", global = true, env = "WARREN_HOST")]
+    host: Option<String>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -234,8 +241,36 @@ enum Cmd {
         #[command(subcommand)]
         cmd: CaCmd,
     },
-    /// Run the daemon.
+    /// Run the daemon; `daemon claim-code` and `daemon reset-auth` manage remote enrolment.
     Daemon(DaemonCmd),
+    /// Enroll this operator's key with a remote daemon and remember it as a context: shows the
+    /// daemon's certificate fingerprint and pins it.
+    Adopt {
+        /// HOST or HOST:PORT (default port 7443).
+        host: String,
+        /// The claim code from the daemon's log or `warren daemon claim-code` on the host.
+        #[arg(long, env = "WARREN_CLAIM_CODE")]
+        claim_code: Option<String>,
+        /// Context name [default: the host].
+        #[arg(long)]
+        name: Option<String>,
+        /// The operator key [default: ~/.config/warren/operator.key, created if missing].
+        #[arg(long)]
+        key: Option<PathBuf>,
+        /// Trust the certificate shown without asking.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Operator keys the remote API accepts.
+    Key {
+        #[command(subcommand)]
+        cmd: KeyCmd,
+    },
+    /// Remote contexts in ~/.config/warren/config.toml.
+    Context {
+        #[command(subcommand)]
+        cmd: ContextCmd,
+    },
     /// Print shell completions.
     Completions { shell: clap_complete::Shell },
 }
@@ -286,6 +321,46 @@ enum VolumeCmd {
     },
     /// Delete a volume and its data (refused while a workload mounts it).
     Rm { name: String },
+}
+
+#[derive(Subcommand)]
+enum KeyCmd {
+    /// List enrolled keys.
+    #[command(alias = "ls")]
+    List {
+        #[arg(short = 'o', long, value_enum, default_value = "table")]
+        output: ListFormat,
+    },
+    /// Enroll another operator's public key (as `warren key show` prints it).
+    Add {
+        public_key: String,
+        #[arg(long, default_value = "")]
+        name: String,
+    },
+    /// Revoke a key by its fingerprint.
+    Revoke { fingerprint: String },
+    /// Print this operator's public key and fingerprint.
+    Show {
+        #[arg(long)]
+        key: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ContextCmd {
+    /// List contexts.
+    #[command(alias = "ls")]
+    List,
+    /// Forget a context.
+    Rm { name: String },
+}
+
+#[derive(Subcommand)]
+enum DaemonAction {
+    /// Print the claim code while the claim window is open (root on the host).
+    ClaimCode,
+    /// Open a new claim window with a new claim code (root on the host).
+    ResetAuth,
 }
 
 #[derive(Subcommand)]
@@ -352,7 +427,10 @@ enum WorldCmd {
 }
 
 #[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
 struct DaemonCmd {
+    #[command(subcommand)]
+    action: Option<DaemonAction>,
     /// Dataset driver.
     #[arg(long, value_enum, default_value = "auto", env = "WARREN_STORAGE")]
     storage: StorageDriver,
@@ -401,6 +479,9 @@ struct DaemonCmd {
     /// Host address the ingress ports are published on [default: every address].
     #[arg(long, env = "WARREN_INGRESS_LISTEN")]
     ingress_listen: Option<std::net::Ipv4Addr>,
+    /// Where the remote API (TLS, operator tokens) listens: ADDR:PORT, or `none`.
+    #[arg(long, default_value = "0.0.0.0:7443", env = "WARREN_LISTEN")]
+    listen: String,
 }
 
 pub fn main() -> i32 {
@@ -442,8 +523,34 @@ async fn dispatch(cli: Cli) -> Result<i32> {
         .socket
         .clone()
         .unwrap_or_else(|| cli.state_dir.join("warren.sock"));
+    let remote = if matches!(
+        cli.cmd,
+        Cmd::Adopt { .. } | Cmd::Context { .. } | Cmd::Completions { .. }
+    ) || matches!(
+        cli.cmd,
+        Cmd::Key {
+            cmd: KeyCmd::Show { .. }
+        }
+    ) {
+        None
+    } else {
+        let cfg = contexts::load()?;
+        match contexts::select(&cfg, cli.context.as_deref(), cli.host.as_deref())? {
+            Some(ctx) => {
+                let (key, _) = warren_auth::token::OperatorKey::load_or_create(&ctx.key)?;
+                Some(crate::client::Remote {
+                    addr: ctx.host,
+                    host_id: ctx.host_id,
+                    fingerprint: ctx.fingerprint,
+                    key: std::sync::Arc::new(key),
+                })
+            }
+            None => None,
+        }
+    };
     let client = Client {
         socket: socket.clone(),
+        remote,
     };
     match cli.cmd {
         Cmd::Apply {
@@ -604,7 +711,20 @@ async fn dispatch(cli: Cli) -> Result<i32> {
         Cmd::Ca {
             cmd: CaCmd::Export { output },
         } => ca_export(&client, output).await,
+        Cmd::Daemon(DaemonCmd {
+            action: Some(action),
+            ..
+        }) => daemon_action(&client, action).await,
         Cmd::Daemon(d) => run_daemon(cli.state_dir, socket, d).await,
+        Cmd::Adopt {
+            host,
+            claim_code,
+            name,
+            key,
+            yes,
+        } => adopt(&host, claim_code, name, key, yes).await,
+        Cmd::Key { cmd } => keys(&client, cmd).await,
+        Cmd::Context { cmd } => context_cmd(cmd),
         Cmd::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "warren", &mut std::io::stdout());
             Ok(0)
@@ -657,6 +777,12 @@ async fn run_daemon(state_dir: PathBuf, socket: PathBuf, d: DaemonCmd) -> Result
             http_port: d.http_port,
             https_port: d.https_port,
             listen: d.ingress_listen,
+        },
+        listen: match d.listen.as_str() {
+            "none" | "off" => None,
+            a => Some(a.parse().map_err(|e| {
+                anyhow::anyhow!("--listen {a:?}: {e} (give ADDR:PORT, e.g. 0.0.0.0:7443, or none)")
+            })?),
         },
         instance,
         state_dir,
@@ -1245,6 +1371,250 @@ async fn volume(client: &Client, cmd: VolumeCmd) -> Result<i32> {
                 .call(Method::DELETE, &format!("/v1/volumes/{name}"), None::<&()>)
                 .await?;
             println!("volume {name} deleted");
+        }
+    }
+    Ok(0)
+}
+
+async fn daemon_action(client: &Client, action: DaemonAction) -> Result<i32> {
+    if client.remote.is_some() {
+        bail!("claim codes are managed by root on the host, over the local socket");
+    }
+    let r: serde_json::Value = match action {
+        DaemonAction::ClaimCode => client.get("/v1/auth/claim-code").await?,
+        DaemonAction::ResetAuth => client.post("/v1/auth/reset", &()).await?,
+    };
+    let until = r["until"].as_u64().unwrap_or(0);
+    let left = until.saturating_sub(warren_store::now_ms() / 1000);
+    println!("{}", r["code"].as_str().unwrap_or("?"));
+    if let Some(fp) = r["fingerprint"].as_str() {
+        eprintln!("certificate fingerprint {fp} (`warren adopt` shows it: compare)");
+    }
+    eprintln!(
+        "valid for {} more minutes: `warren adopt HOST --claim-code CODE` on the operator's machine",
+        left / 60
+    );
+    Ok(0)
+}
+
+/// A plain HTTP/1.1 JSON exchange on an established TLS stream (for `adopt`, before a context
+/// exists).
+async fn tls_json(
+    addr: &str,
+    verifier: std::sync::Arc<warren_auth::tls::PinVerifier>,
+    method: Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> Result<serde_json::Value> {
+    use http_body_util::BodyExt;
+    let tls = crate::client::tls_connect(addr, verifier).await?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls)).await?;
+    tokio::spawn(conn);
+    let req = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "warren")
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(bytes::Bytes::from(
+            body.map(|b| b.to_string()).unwrap_or_default(),
+        )))?;
+    let resp = sender.send_request(req).await?;
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await?.to_bytes();
+    let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_else(
+        |_| serde_json::json!({ "error": String::from_utf8_lossy(&bytes).to_string() }),
+    );
+    if !status.is_success() {
+        bail!(
+            "{addr} answered {status}: {}",
+            v["error"].as_str().unwrap_or("")
+        );
+    }
+    Ok(v)
+}
+
+fn ask(question: &str) -> Result<String> {
+    use std::io::BufRead;
+    eprint!("{question}");
+    std::io::stderr().flush()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(line.trim().to_string())
+}
+
+async fn adopt(
+    host: &str,
+    claim_code: Option<String>,
+    name: Option<String>,
+    key: Option<PathBuf>,
+    yes: bool,
+) -> Result<i32> {
+    use std::io::IsTerminal;
+    let addr = contexts::with_port(host);
+    let mut cfg = contexts::load()?;
+    // First contact: record whatever certificate the daemon presents.
+    let capture = warren_auth::tls::PinVerifier::new(None);
+    let info = tls_json(&addr, capture.clone(), Method::GET, "/v1/auth/info", None).await?;
+    let fingerprint = capture
+        .seen()
+        .context("the daemon presented no certificate")?;
+    let host_id = info["host_id"]
+        .as_str()
+        .context("the daemon did not tell its host id")?
+        .to_string();
+    eprintln!("{addr}: host id {host_id}");
+    eprintln!("certificate fingerprint {fingerprint}");
+    if let Some(old) = cfg.context.values().find(|c| c.host == addr) {
+        if old.fingerprint != fingerprint {
+            eprintln!(
+                "warning: {}",
+                warren_auth::tls::mismatch_message(&old.fingerprint, &fingerprint)
+            );
+        }
+    }
+    if !yes {
+        if !std::io::stdin().is_terminal() {
+            bail!("compare the fingerprint above with what `warren daemon claim-code` prints on the host, then run again with --yes");
+        }
+        let answer = ask("Trust this certificate? [y/N] ")?;
+        if !matches!(answer.as_str(), "y" | "Y" | "yes") {
+            bail!("not adopted");
+        }
+    }
+    let code = match claim_code {
+        Some(c) => c,
+        None if std::io::stdin().is_terminal() => {
+            ask("Claim code (from the daemon's log or `warren daemon claim-code`): ")?
+        }
+        None => bail!("give the claim code with --claim-code"),
+    };
+    let key_path = match key {
+        Some(k) => k,
+        None => contexts::default_key_path()?,
+    };
+    let (operator, created) = warren_auth::token::OperatorKey::load_or_create(&key_path)?;
+    if created {
+        eprintln!("created operator key {}", key_path.display());
+    }
+    let who = format!(
+        "{}@{}",
+        std::env::var("USER").unwrap_or_else(|_| "operator".into()),
+        nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_default()
+    );
+    // From here on the certificate is pinned.
+    let pinned = warren_auth::tls::PinVerifier::new(Some(fingerprint.clone()));
+    tls_json(
+        &addr,
+        pinned,
+        Method::POST,
+        "/v1/auth/enroll",
+        Some(serde_json::json!({
+            "public_key": operator.public().encode(),
+            "claim_code": code,
+            "name": who,
+        })),
+    )
+    .await?;
+    let ctx_name = name.unwrap_or_else(|| {
+        host.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .collect()
+    });
+    cfg.context.insert(
+        ctx_name.clone(),
+        contexts::Context {
+            host: addr.clone(),
+            host_id,
+            fingerprint,
+            key: key_path,
+        },
+    );
+    contexts::save(&cfg)?;
+    println!("adopted {addr} as context {ctx_name}: warren --context {ctx_name} list");
+    Ok(0)
+}
+
+async fn keys(client: &Client, cmd: KeyCmd) -> Result<i32> {
+    match cmd {
+        KeyCmd::List { output: format } => {
+            let keys: Vec<serde_json::Value> = client.get("/v1/auth/keys").await?;
+            if format == ListFormat::Json {
+                println!("{}", serde_json::to_string_pretty(&keys)?);
+                return Ok(0);
+            }
+            let rows: Vec<Vec<String>> = keys
+                .iter()
+                .map(|k| {
+                    vec![
+                        k["fingerprint"].as_str().unwrap_or("").to_string(),
+                        k["name"].as_str().unwrap_or("").to_string(),
+                    ]
+                })
+                .collect();
+            print!("{}", output::table(&["FINGERPRINT", "NAME"], &rows));
+        }
+        KeyCmd::Add { public_key, name } => {
+            let r: serde_json::Value = client
+                .post(
+                    "/v1/auth/keys",
+                    &serde_json::json!({ "public_key": public_key, "name": name }),
+                )
+                .await?;
+            println!("added {}", r["fingerprint"].as_str().unwrap_or("?"));
+        }
+        KeyCmd::Revoke { fingerprint } => {
+            let _: serde_json::Value = client
+                .call(
+                    Method::DELETE,
+                    &format!("/v1/auth/keys/{}", percent_encode(&fingerprint)),
+                    None::<&()>,
+                )
+                .await?;
+            println!("revoked {fingerprint}");
+        }
+        KeyCmd::Show { key } => {
+            let path = match key {
+                Some(k) => k,
+                None => contexts::default_key_path()?,
+            };
+            let (k, created) = warren_auth::token::OperatorKey::load_or_create(&path)?;
+            if created {
+                eprintln!("created operator key {}", path.display());
+            }
+            println!("{}", k.public().encode());
+            eprintln!("fingerprint {}", k.public().fingerprint());
+        }
+    }
+    Ok(0)
+}
+
+fn context_cmd(cmd: ContextCmd) -> Result<i32> {
+    let mut cfg = contexts::load()?;
+    match cmd {
+        ContextCmd::List => {
+            let rows: Vec<Vec<String>> = cfg
+                .context
+                .iter()
+                .map(|(n, c)| vec![n.clone(), c.host.clone(), c.fingerprint.clone()])
+                .collect();
+            print!("{}", output::table(&["NAME", "HOST", "CERTIFICATE"], &rows));
+        }
+        ContextCmd::Rm { name } => {
+            if cfg.context.remove(&name).is_none() {
+                bail!("no context {name:?}");
+            }
+            contexts::save(&cfg)?;
+            println!("removed context {name}");
         }
     }
     Ok(0)

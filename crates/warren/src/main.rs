@@ -5,6 +5,7 @@
 
 mod cli;
 mod client;
+mod contexts;
 mod daemon;
 mod output;
 mod wire;

@@ -13,6 +13,7 @@ pub mod ingress;
 #[cfg(target_os = "linux")]
 pub mod network;
 pub mod recipes;
+pub mod remote;
 pub mod stream;
 pub mod transfer;
 pub mod worlds;
@@ -51,6 +52,8 @@ pub struct Config {
     pub net: NetSettings,
     /// The routing workload's published ports.
     pub ingress: ingress::IngressSettings,
+    /// Where the remote API listens (`None`: not at all).
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 #[cfg(target_os = "linux")]
@@ -148,18 +151,42 @@ pub async fn run(cfg: Config) -> Result<()> {
     std::fs::set_permissions(&cfg.socket, std::fs::Permissions::from_mode(0o600))?;
     tracing::info!("listening on {}", cfg.socket.display());
 
-    let app = api::router(engine.clone());
+    let app = api::router(engine.clone()).merge(remote::local_router(engine.clone()));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let shutdown = async move {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let remote_task = match cfg.listen {
+        Some(addr) => {
+            let remote = remote::init(&cfg.state_dir, &engine.store)?;
+            Some(tokio::spawn(remote::serve(
+                engine.clone(),
+                remote,
+                addr,
+                stopped(stop_rx.clone()),
+            )))
+        }
+        None => None,
+    };
+    tokio::spawn(async move {
         tokio::select! {
             _ = term.recv() => {}
             _ = tokio::signal::ctrl_c() => {}
         }
-    };
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
+        let _ = stop_tx.send(true);
+    });
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(stopped(stop_rx))
         .await
-        .context("serving the API")?;
+        .context("serving the API");
+    if let Some(t) = remote_task {
+        t.abort();
+        if let Ok(Err(e)) = t.await {
+            engine.event(None, "error", &format!("remote API: {e:#}"));
+        }
+    }
+    served?;
     engine.event(None, "daemon", "stopping; workloads keep running");
     let _ = std::fs::remove_file(&cfg.socket);
     drop(lock);

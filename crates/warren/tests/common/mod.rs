@@ -139,6 +139,10 @@ impl Daemon {
             args.push(flag.into());
             args.push(value);
         }
+        // No remote API unless the test asks for one (port 7443 is shared by every daemon).
+        if !extra.contains(&"--listen") {
+            args.extend(["--listen".to_string(), "none".to_string()]);
+        }
         args.extend(extra.iter().map(|s| s.to_string()));
         let mut d = Daemon {
             dir,
