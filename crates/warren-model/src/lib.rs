@@ -3,8 +3,8 @@
 //! This crate owns everything about *desired state* that can be decided without touching the
 //! machine: the workload spec types ([`spec`]), the `warren.toml` parser and validator with
 //! file:line:column diagnostics ([`parse`]), the published-port syntax and conflict checks
-//! ([`ports`]), the spec hash used for drift detection, and the pure reconciliation planner
-//! ([`plan`]).
+//! ([`ports`]), the spec hash used for drift detection, the pure reconciliation planner
+//! ([`plan`]), and the Warrenfile recipe parser with version resolution ([`recipe`]).
 //!
 //! Invariant: nothing in this crate performs I/O (no filesystem, no processes, no clock). Time is
 //! an input to the planner, never read by it.

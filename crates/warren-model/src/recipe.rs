@@ -13,14 +13,44 @@
 //! apt-get install -y ruby
 //! ```
 //!
-//! [`parse`] checks everything it can without the host and reports each problem as
-//! `FILE:LINE:COLUMN: message`, with a did-you-mean hint for misspelt directives.
-//! [`resolve_version`] picks the newest version matching a prefix: `2.1` matches `2.1` and
-//! `2.1.x` (never `2.10`). Versions compare component by component (split at `.`, `-`, `+`,
-//! `_`): numbers numerically, other components as text, a number above text
-//! (`2.1.10 > 2.1.9`). When one version is the other plus more components, a numeric extra
-//! component makes it newer (`1.0.1 > 1.0`) and a textual one older, a pre-release
-//! (`1.0 > 1.0-rc1`).
+//! # Header
+//!
+//! One directive per line: the directive, then its value(s), separated by blanks. As in
+//! the shell, a `#` at the start of a word begins a comment that runs to the end of the line
+//! (`copy /opt/c#` keeps its `#`). Each directive may appear once; `copy`, like lightjail's, is
+//! not repeatable. `world` and `from` exclude each other (the parent brings its world); with
+//! neither the builder uses the host's default world. The header ends at the first line that is
+//! exactly `---` (surrounding blanks and a trailing comment allowed).
+//!
+//! # Script
+//!
+//! Everything after the `---` line is the script, verbatim except that CRLF line endings become
+//! LF (the script is run by `sh`, where a `\r` would end up in every last word). It must hold at
+//! least one line that is neither blank nor a comment, and no NUL byte. [`Recipe::script_line`]
+//! is the file line of the script's first line, so `sh`'s `line N` maps to file line
+//! `script_line + N - 1`.
+//!
+//! # Input
+//!
+//! A byte-order mark at the start is skipped and CRLF line endings are accepted. Control
+//! characters (other than tabs) are refused in the header outside comments. [`parse`] reports every problem it
+//! finds, sorted by position, each as `FILE:LINE:COLUMN: message` (columns count characters),
+//! with a did-you-mean hint for a misspelt directive. It performs no I/O: callers read the file.
+//!
+//! # Versions
+//!
+//! [`resolve_version`] picks the newest version matching a prefix. A prefix matches a version
+//! equal to it, or one that continues it after a component separator (`.`, `-`, `+` or `_`):
+//! `2.1` matches `2.1`, `2.1.0`, `2.1.1` and `2.1-rc1`, never `2.10`. A prefix that itself ends
+//! with a separator (`2.1.`) matches versions starting with it.
+//!
+//! [`compare_versions`] is a total order. Versions are split into components at the
+//! separators. Components compare pairwise: numbers numerically (of any length, leading zeros
+//! ignored: `2.1.10 > 2.1.9`), other components as text (bytewise), and a number above text.
+//! When one version runs out of components first, it sits between the two kinds: a numeric
+//! extra component makes the longer version newer (`1.0.1 > 1.0`), a textual one makes it older,
+//! a pre-release (`1.0 > 1.0-rc1 > 1.0-beta`). Versions that are still equal (`1.0` and `1-0`,
+//! `1.01` and `1.1`) are ordered by their text, so only identical strings compare equal.
 
 use std::cmp::Ordering;
 use std::fmt;
@@ -28,9 +58,11 @@ use std::fmt;
 use sha2::{Digest, Sha256};
 
 use crate::names::check_dns_label;
+use crate::parse::suggest::did_you_mean;
 
 /// The parent a recipe builds on.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Parent {
     /// Another recipe, by `namespace/name`, with an optional version prefix.
     Recipe {
@@ -42,18 +74,21 @@ pub enum Parent {
 }
 
 /// A parsed recipe.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Recipe {
-    /// `namespace/name`.
+    /// `namespace/name` (see [`Recipe::namespace`] and [`Recipe::short_name`]).
     pub name: String,
+    /// `None` when the recipe has no `version` line.
     pub version: Option<String>,
+    /// `None` when the recipe has no `world` line.
     pub world: Option<String>,
+    /// `None` when the recipe has no `from` line.
     pub from: Option<Parent>,
     /// Absolute destination of the recipe directory's copy inside the new layer.
     pub copy: Option<String>,
-    /// The script after `---`, verbatim.
+    /// The script after `---` (see the module docs).
     pub script: String,
-    /// 1-based line where the script starts.
+    /// 1-based file line where the script starts.
     pub script_line: usize,
 }
 
@@ -61,9 +96,13 @@ pub struct Recipe {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecipeError {
     pub file: String,
+    /// 1-based.
     pub line: usize,
+    /// 1-based, in characters.
     pub column: usize,
     pub message: String,
+    /// A suggestion, rendered after the message (`did you mean `version`?`).
+    pub hint: Option<String>,
 }
 
 impl fmt::Display for RecipeError {
@@ -72,47 +111,40 @@ impl fmt::Display for RecipeError {
             f,
             "{}:{}:{}: {}",
             self.file, self.line, self.column, self.message
-        )
-    }
-}
-
-/// All problems of a recipe, in line order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RecipeErrors(pub Vec<RecipeError>);
-
-impl fmt::Display for RecipeErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, e) in self.0.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "{e}")?;
+        )?;
+        if let Some(h) = &self.hint {
+            write!(f, "; {h}")?;
         }
         Ok(())
     }
 }
 
-impl std::error::Error for RecipeErrors {}
+/// Every problem of a recipe, sorted by position (never empty).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))]
+pub struct RecipeErrors(pub Vec<RecipeError>);
 
 const DIRECTIVES: &[&str] = &["name", "version", "world", "from", "copy"];
+const SEPARATORS: [char; 4] = ['.', '-', '+', '_'];
+const MAX_VERSION: usize = 64;
 
 /// Checks a version string: 1-64 of `A-Z a-z 0-9 . _ + -`, starting with a letter or digit.
 pub fn check_version(v: &str) -> Result<(), String> {
     let ok = !v.is_empty()
-        && v.len() <= 64
+        && v.len() <= MAX_VERSION
         && v.starts_with(|c: char| c.is_ascii_alphanumeric())
         && v.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '+' | '-'));
+            .all(|c| c.is_ascii_alphanumeric() || SEPARATORS.contains(&c));
     if ok {
         Ok(())
     } else {
         Err(format!(
-            "invalid version {v:?}: 1-64 of A-Z a-z 0-9 . _ + -, starting with a letter or digit"
+            "invalid version {v:?}: 1-{MAX_VERSION} of A-Z a-z 0-9 . _ + -, starting with a letter or digit"
         ))
     }
 }
 
-/// Checks `namespace/name`.
+/// Checks `namespace/name`: exactly one slash, each part a DNS label.
 pub fn check_recipe_name(n: &str) -> Result<(), String> {
     let parts: Vec<&str> = n.split('/').collect();
     if parts.len() != 2 {
@@ -129,243 +161,416 @@ pub fn check_recipe_name(n: &str) -> Result<(), String> {
 /// A workload's `recipe = "ns/name [PREFIX]"`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecipeRef {
+    /// `namespace/name`.
     pub name: String,
+    /// The version prefix, matched by [`resolve_version`].
     pub prefix: Option<String>,
 }
 
-/// Parses `ns/name` or `ns/name PREFIX`.
+/// Parses `ns/name` or `ns/name PREFIX` (words separated by blanks).
 pub fn parse_recipe_ref(s: &str) -> Result<RecipeRef, String> {
     let words: Vec<&str> = s.split_whitespace().collect();
-    match words.as_slice() {
-        [name] => {
-            check_recipe_name(name)?;
-            Ok(RecipeRef {
-                name: name.to_string(),
-                prefix: None,
-            })
+    let (name, prefix) = match words.as_slice() {
+        [name] => (*name, None),
+        [name, prefix] => (*name, Some(*prefix)),
+        _ => {
+            return Err(format!(
+                "recipe reference {s:?} must be \"NAMESPACE/NAME\" or \"NAMESPACE/NAME VERSION-PREFIX\""
+            ))
         }
-        [name, prefix] => {
-            check_recipe_name(name)?;
-            check_version(prefix)?;
-            Ok(RecipeRef {
-                name: name.to_string(),
-                prefix: Some(prefix.to_string()),
-            })
+    };
+    check_recipe_name(name)?;
+    if let Some(p) = prefix {
+        check_version(p)?;
+    }
+    Ok(RecipeRef {
+        name: name.to_string(),
+        prefix: prefix.map(str::to_string),
+    })
+}
+
+/// A word of a header line with its 1-based character column.
+#[derive(Clone, Copy)]
+struct Word<'t> {
+    col: usize,
+    text: &'t str,
+}
+
+/// Splits a header line (without its line ending) into words, stopping at a comment. Returns
+/// the column and character of the first control character instead, if any.
+fn words(line: &str) -> Result<Vec<Word<'_>>, (usize, char)> {
+    let mut out = Vec::new();
+    let mut start: Option<(usize, usize)> = None; // (byte offset, column)
+    for (col, (pos, c)) in (1..).zip(line.char_indices()) {
+        if c.is_control() && c != '\t' {
+            return Err((col, c));
         }
-        _ => Err(format!(
-            "recipe reference {s:?} must be \"NAMESPACE/NAME\" or \"NAMESPACE/NAME VERSION-PREFIX\""
-        )),
+        if c.is_whitespace() {
+            if let Some((s, scol)) = start.take() {
+                out.push(Word {
+                    col: scol,
+                    text: &line[s..pos],
+                });
+            }
+        } else if start.is_none() {
+            if c == '#' {
+                return Ok(out);
+            }
+            start = Some((pos, col));
+        }
+    }
+    if let Some((s, scol)) = start {
+        out.push(Word {
+            col: scol,
+            text: &line[s..],
+        });
+    }
+    Ok(out)
+}
+
+/// Collects the errors of one parse.
+struct Errors<'f> {
+    file: &'f str,
+    list: Vec<RecipeError>,
+}
+
+impl Errors<'_> {
+    fn at(&mut self, line: usize, column: usize, message: impl Into<String>) {
+        self.hinted(line, column, message, None);
+    }
+
+    fn hinted(
+        &mut self,
+        line: usize,
+        column: usize,
+        message: impl Into<String>,
+        hint: Option<String>,
+    ) {
+        self.list.push(RecipeError {
+            file: self.file.to_string(),
+            line,
+            column,
+            message: message.into(),
+            hint,
+        });
     }
 }
 
-fn suggest(word: &str) -> Option<&'static str> {
-    DIRECTIVES
-        .iter()
-        .copied()
-        .filter(|d| crate::parse::suggest::edit_distance(word, d) <= 2)
-        .min_by_key(|d| crate::parse::suggest::edit_distance(word, d))
-}
+/// A directive's value with where it was given (line, column of the directive).
+type Located<T> = Option<(usize, usize, T)>;
 
 /// Parses a recipe; `file` names it in errors.
 pub fn parse(text: &str, file: &str) -> Result<Recipe, RecipeErrors> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut errors = Vec::new();
-    let mut err = |line: usize, column: usize, message: String| {
-        errors.push(RecipeError {
-            file: file.to_string(),
-            line,
-            column,
-            message,
-        })
+    let mut errors = Errors {
+        file,
+        list: Vec::new(),
     };
     let mut seen: Vec<(&str, usize)> = Vec::new();
-    let (mut name, mut version, mut world, mut from, mut copy) = (None, None, None, None, None);
-    let mut script: Option<(String, usize)> = None;
-    let lines: Vec<&str> = text.split('\n').collect();
-    let mut i = 0;
-    while i < lines.len() {
-        let raw = lines[i].strip_suffix('\r').unwrap_or(lines[i]);
-        let lineno = i + 1;
-        i += 1;
-        if raw.trim() == "---" {
-            let rest: Vec<&str> = lines[i..].to_vec();
-            script = Some((rest.join("\n"), lineno + 1));
-            break;
-        }
-        let content = raw.split('#').next().unwrap_or("");
-        // Words with their 1-based columns.
-        let mut words: Vec<(usize, &str)> = Vec::new();
-        let mut start = None;
-        for (pos, c) in content.char_indices().chain([(content.len(), ' ')]) {
-            match (c.is_whitespace(), start) {
-                (false, None) => start = Some(pos),
-                (true, Some(s)) => {
-                    words.push((s + 1, &content[s..pos]));
-                    start = None;
-                }
-                _ => {}
+    let mut name: Located<String> = None;
+    let mut version: Located<String> = None;
+    let mut world: Located<String> = None;
+    let mut from: Located<Parent> = None;
+    let mut copy: Located<String> = None;
+    let mut separator: Option<(usize, usize)> = None;
+    let mut misspelt: Vec<&str> = Vec::new();
+    let lines: Vec<&str> = text
+        .split('\n')
+        .map(|l| l.strip_suffix('\r').unwrap_or(l))
+        .collect();
+    for (index, raw) in lines.iter().enumerate() {
+        let lineno = index + 1;
+        let words = match words(raw) {
+            Ok(w) => w,
+            Err((col, c)) => {
+                errors.at(
+                    lineno,
+                    col,
+                    format!("control character U+{:04X} in the header", u32::from(c)),
+                );
+                continue;
             }
-        }
-        let Some(&(col, directive)) = words.first() else {
+        };
+        let Some((&first, args)) = words.split_first() else {
             continue;
         };
-        let args = &words[1..];
+        let (col, directive) = (first.col, first.text);
+        if directive == "---" {
+            if let Some(extra) = args.first() {
+                errors.hinted(
+                    lineno,
+                    extra.col,
+                    format!("unexpected `{}` after `---`", extra.text),
+                    Some(
+                        "the separator line holds only `---`; the script starts on the next line"
+                            .into(),
+                    ),
+                );
+            }
+            separator = Some((lineno, col));
+            break;
+        }
         if !DIRECTIVES.contains(&directive) {
-            let hint = match suggest(directive) {
-                Some(d) => format!("; did you mean `{d}`?"),
-                None => format!("; expected one of {}", DIRECTIVES.join(", ")),
+            let hint = if directive.len() >= 2 && directive.chars().all(|c| c == '-') {
+                "the line between the header and the script is exactly `---`".to_string()
+            } else {
+                match did_you_mean(directive, DIRECTIVES) {
+                    Some(d) => {
+                        // Reported here; no second error for the missing directive.
+                        misspelt.push(d);
+                        format!("did you mean `{d}`?")
+                    }
+                    None => format!("expected one of {}", DIRECTIVES.join(", ")),
+                }
             };
-            err(
+            errors.hinted(
                 lineno,
                 col,
-                format!("unknown directive `{directive}`{hint}"),
+                format!("unknown directive `{directive}`"),
+                Some(hint),
             );
             continue;
         }
-        if let Some((_, first)) = seen.iter().find(|(d, _)| *d == directive) {
-            err(
+        if let Some((_, first_line)) = seen.iter().find(|(d, _)| *d == directive) {
+            errors.at(
                 lineno,
                 col,
-                format!("`{directive}` is given twice (first on line {first})"),
+                format!("`{directive}` is given twice (first on line {first_line})"),
             );
             continue;
         }
         seen.push((directive, lineno));
-        let want = if directive == "from" { 1..=3 } else { 1..=1 };
-        if args.is_empty() {
-            err(lineno, col, format!("`{directive}` needs a value"));
+        let Some((&value, rest)) = args.split_first() else {
+            let form = match directive {
+                "name" => "NAMESPACE/NAME",
+                "version" => "VERSION",
+                "world" => "WORLD",
+                "from" => "NAMESPACE/NAME [VERSION-PREFIX] or `from image REFERENCE`",
+                _ => "an absolute path",
+            };
+            errors.at(lineno, col, format!("`{directive}` needs a value: {form}"));
             continue;
+        };
+        // Every directive but `from` takes exactly one value.
+        if directive != "from" {
+            if let Some(extra) = rest.first() {
+                errors.at(
+                    lineno,
+                    extra.col,
+                    format!(
+                        "unexpected `{}` after `{directive} {}`",
+                        extra.text, value.text
+                    ),
+                );
+                continue;
+            }
         }
-        if !want.contains(&args.len()) {
-            let (c, w) = args[*want.end()..].first().copied().unwrap_or(args[0]);
-            err(lineno, c, format!("unexpected `{w}` after `{directive}`"));
-            continue;
-        }
-        let (vcol, value) = args[0];
+        let v = value.text;
         match directive {
-            "name" => match check_recipe_name(value) {
-                Ok(()) => name = Some(value.to_string()),
-                Err(m) => err(lineno, vcol, m),
+            "name" => match check_recipe_name(v) {
+                Ok(()) => name = Some((lineno, col, v.to_string())),
+                Err(m) => errors.at(lineno, value.col, m),
             },
-            "version" => match check_version(value) {
-                Ok(()) => version = Some(value.to_string()),
-                Err(m) => err(lineno, vcol, m),
+            "version" => match check_version(v) {
+                Ok(()) => version = Some((lineno, col, v.to_string())),
+                Err(m) => errors.at(lineno, value.col, m),
             },
-            "world" => match check_dns_label(value) {
-                Ok(()) => world = Some((lineno, value.to_string())),
-                Err(r) => err(lineno, vcol, format!("invalid world name {value:?}: {r}")),
+            "world" => match check_dns_label(v) {
+                Ok(()) => world = Some((lineno, col, v.to_string())),
+                Err(r) => errors.at(lineno, value.col, format!("invalid world name {v:?}: {r}")),
             },
             "copy" => {
-                if !value.starts_with('/') {
-                    err(
+                if !v.starts_with('/') {
+                    errors.at(
                         lineno,
-                        vcol,
-                        format!("copy destination {value:?} must be absolute"),
+                        value.col,
+                        format!("copy destination {v:?} must be an absolute path"),
                     );
-                } else if value.split('/').any(|c| c == "..") {
-                    err(
+                } else if v.split('/').any(|c| c == "..") {
+                    errors.at(
                         lineno,
-                        vcol,
-                        format!("copy destination {value:?} must not contain .."),
+                        value.col,
+                        format!("copy destination {v:?} must not contain `..`"),
                     );
                 } else {
-                    copy = Some(value.to_string());
+                    copy = Some((lineno, col, v.to_string()));
                 }
             }
             _ => {
-                // from NS/NAME [PREFIX] | from image REF
-                if value == "image" {
-                    match args.get(1) {
-                        Some((_, r)) if args.len() == 2 => {
-                            from = Some((lineno, Parent::Image(r.to_string())))
-                        }
-                        Some(_) => err(
-                            lineno,
-                            args[2].0,
-                            format!("unexpected `{}` after the image reference", args[2].1),
-                        ),
-                        None => err(lineno, vcol, "`from image` needs an image reference".into()),
-                    }
-                } else if args.len() > 2 {
-                    err(
-                        lineno,
-                        args[2].0,
-                        format!("unexpected `{}` after the version prefix", args[2].1),
-                    );
-                } else {
-                    let prefix = args.get(1).map(|(c, p)| (*c, p.to_string()));
-                    match (check_recipe_name(value), &prefix) {
-                        (Err(m), _) => err(lineno, vcol, m),
-                        (Ok(()), Some((c, p))) if check_version(p).is_err() => {
-                            err(lineno, *c, check_version(p).unwrap_err())
-                        }
-                        _ => {
-                            from = Some((
-                                lineno,
-                                Parent::Recipe {
-                                    name: value.to_string(),
-                                    prefix: prefix.map(|(_, p)| p),
-                                },
-                            ))
-                        }
-                    }
+                if let Some(parent) = parse_from(&mut errors, lineno, value, rest) {
+                    from = Some((lineno, col, parent));
                 }
             }
         }
     }
-    if let (Some((wl, _)), Some((fl, _))) = (&world, &from) {
-        err(
-            (*wl).max(*fl),
-            1,
-            format!(
-                "`world` (line {wl}) and `from` (line {fl}) exclude each other: the parent brings its world"
-            ),
+    if let (Some((wl, wc, _)), Some((fl, fc, _))) = (&world, &from) {
+        let (line, column) = (*wl, *wc).max((*fl, *fc));
+        errors.at(
+            line,
+            column,
+            format!("`world` (line {wl}) and `from` (line {fl}) exclude each other: the parent brings its world"),
         );
     }
-    let last = lines.len();
-    if name.is_none() && !seen.iter().any(|(d, _)| *d == "name") {
-        err(1, 1, "the recipe has no `name NAMESPACE/NAME` line".into());
-    }
-    match &script {
-        None => err(
-            last,
-            1,
-            "no `---` line: the header must end with `---` and the script follow".into(),
-        ),
-        Some((s, line)) if s.trim().is_empty() => {
-            err(*line - 1, 1, "the script after `---` is empty".into())
+    if let (Some((_, _, own)), Some((fl, _, Parent::Recipe { name: parent, .. }))) = (&name, &from)
+    {
+        if own == parent {
+            // The column of the parent's name: after `from` and blanks.
+            let col = column_of_word(lines[fl - 1], 1);
+            errors.at(
+                *fl,
+                col,
+                format!("recipe {own} cannot be built from itself"),
+            );
         }
-        _ => {}
     }
-    if !errors.is_empty() {
-        errors.sort_by_key(|e| (e.line, e.column));
-        return Err(RecipeErrors(errors));
+    if !seen.iter().any(|(d, _)| *d == "name") && !misspelt.contains(&"name") {
+        errors.at(1, 1, "the recipe has no `name NAMESPACE/NAME` line");
     }
-    let (script, script_line) = script.expect("checked");
+    let mut script = None;
+    match separator {
+        None => errors.hinted(
+            lines.len(),
+            1,
+            "no `---` line after the header",
+            Some("the header must end with a line `---`, followed by the script".into()),
+        ),
+        Some((line, col)) => {
+            let body = &lines[line..];
+            let commands = body
+                .iter()
+                .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'));
+            if !commands {
+                errors.at(
+                    line,
+                    col,
+                    "the script after `---` is empty (only blank lines and comments)",
+                );
+            }
+            for (i, l) in body.iter().enumerate() {
+                if let Some(pos) = l.find('\0') {
+                    errors.at(
+                        line + 1 + i,
+                        l[..pos].chars().count() + 1,
+                        "the script holds a NUL byte",
+                    );
+                }
+            }
+            script = Some((body.join("\n"), line + 1));
+        }
+    }
+    let mut list = errors.list;
+    if !list.is_empty() {
+        list.sort_by_key(|e| (e.line, e.column));
+        return Err(RecipeErrors(list));
+    }
+    let (script, script_line) = script.expect("no errors, so a separator");
     Ok(Recipe {
-        name: name.expect("checked"),
-        version,
-        world: world.map(|(_, w)| w),
-        from: from.map(|(_, f)| f),
-        copy,
+        name: name.expect("no errors, so a name").2,
+        version: version.map(|v| v.2),
+        world: world.map(|v| v.2),
+        from: from.map(|v| v.2),
+        copy: copy.map(|v| v.2),
         script,
         script_line,
     })
 }
 
+/// The 1-based character column of word `index` of a header line.
+fn column_of_word(line: &str, index: usize) -> usize {
+    words(line)
+        .ok()
+        .and_then(|w| w.get(index).map(|w| w.col))
+        .unwrap_or(1)
+}
+
+/// `from NAMESPACE/NAME [PREFIX]` or `from image REFERENCE`.
+fn parse_from(
+    errors: &mut Errors<'_>,
+    line: usize,
+    value: Word<'_>,
+    rest: &[Word<'_>],
+) -> Option<Parent> {
+    if value.text == "image" {
+        return match rest {
+            [] => {
+                errors.at(line, value.col, "`from image` needs an image reference");
+                None
+            }
+            [r] => Some(Parent::Image(r.text.to_string())),
+            [r, extra, ..] => {
+                errors.at(
+                    line,
+                    extra.col,
+                    format!(
+                        "unexpected `{}` after the image reference `{}`",
+                        extra.text, r.text
+                    ),
+                );
+                None
+            }
+        };
+    }
+    if let Err(m) = check_recipe_name(value.text) {
+        errors.at(line, value.col, m);
+        return None;
+    }
+    let prefix = match rest {
+        [] => None,
+        [p] => match check_version(p.text) {
+            Ok(()) => Some(p.text.to_string()),
+            Err(m) => {
+                errors.at(line, p.col, format!("version prefix: {m}"));
+                return None;
+            }
+        },
+        [p, extra, ..] => {
+            errors.at(
+                line,
+                extra.col,
+                format!(
+                    "unexpected `{}` after the version prefix `{}`",
+                    extra.text, p.text
+                ),
+            );
+            return None;
+        }
+    };
+    Some(Parent::Recipe {
+        name: value.text.to_string(),
+        prefix,
+    })
+}
+
 impl Recipe {
-    /// The build cache key: sha256 (hex) over the recipe's meaning (name, world, parent, copy
-    /// destination and the script verbatim — not comments or spacing of the header, not the
-    /// version, which only names the result), the identity of what the parent resolved to,
-    /// and a digest of the copied directory's content.
+    /// The part of [`Recipe::name`] before the slash.
+    pub fn namespace(&self) -> &str {
+        self.name.split_once('/').map_or("", |(ns, _)| ns)
+    }
+
+    /// The part of [`Recipe::name`] after the slash.
+    pub fn short_name(&self) -> &str {
+        self.name.split_once('/').map_or(&self.name, |(_, n)| n)
+    }
+
+    /// The build cache key: a sha256 (lowercase hex) over, each length-prefixed:
+    ///
+    /// - a format tag (`warren-recipe-v1`), the recipe's `name`;
+    /// - the kind and name of its parent (`world W`, with an empty W for the host default,
+    ///   `recipe NS/NAME` or `image REF`) and `parent_id`, the identity of what that parent
+    ///   resolved to (a world's creation, a build's key, an image's id);
+    /// - the `copy` destination and `dir_digest`, the caller's digest of the copied
+    ///   directory's content;
+    /// - the script, verbatim.
+    ///
+    /// Not covered: comments, spacing and directive order of the header (only parsed values
+    /// count), the `version` (it only names the result), and a `from` version prefix (what it
+    /// resolved to is in `parent_id`).
     pub fn cache_key(&self, parent_id: &str, dir_digest: &str) -> String {
         let mut h = Sha256::new();
         let parent = match &self.from {
             None => format!("world {}", self.world.as_deref().unwrap_or("")),
             Some(Parent::Image(r)) => format!("image {r}"),
-            Some(Parent::Recipe { name, prefix }) => {
-                format!("recipe {name} {}", prefix.as_deref().unwrap_or(""))
-            }
+            Some(Parent::Recipe { name, .. }) => format!("recipe {name}"),
         };
         for part in [
             "warren-recipe-v1",
@@ -383,200 +588,63 @@ impl Recipe {
     }
 }
 
-fn components(v: &str) -> Vec<&str> {
-    v.split(['.', '-', '+', '_']).collect()
+/// One component of a version: a run of digits, or anything else.
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+enum Component<'v> {
+    // Declaration order is the order between kinds: text below the end marker below numbers.
+    Text(&'v str),
+    /// Where a shorter version has run out of components.
+    End,
+    /// Digits without leading zeros (empty for zero), compared by length, then as text.
+    Number(usize, &'v str),
+}
+
+fn component(c: &str) -> Component<'_> {
+    if !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit()) {
+        let digits = c.trim_start_matches('0');
+        Component::Number(digits.len(), digits)
+    } else {
+        Component::Text(c)
+    }
 }
 
 /// The version order described in the module docs.
 pub fn compare_versions(a: &str, b: &str) -> Ordering {
-    let (ca, cb) = (components(a), components(b));
-    for (x, y) in ca.iter().zip(&cb) {
-        let o = match (x.parse::<u128>(), y.parse::<u128>()) {
-            (Ok(p), Ok(q)) => p.cmp(&q),
-            (Ok(_), Err(_)) => Ordering::Greater,
-            (Err(_), Ok(_)) => Ordering::Less,
-            (Err(_), Err(_)) => x.cmp(y),
-        };
-        if o != Ordering::Equal {
-            return o;
+    let (mut ca, mut cb) = (a.split(SEPARATORS), b.split(SEPARATORS));
+    loop {
+        let x = ca.next().map_or(Component::End, component);
+        let y = cb.next().map_or(Component::End, component);
+        if x == Component::End && y == Component::End {
+            return a.cmp(b);
+        }
+        match x.cmp(&y) {
+            Ordering::Equal => {}
+            o => return o,
         }
     }
-    // One is a prefix of the other: a following textual component is a pre-release.
-    let tail_rank = |rest: &[&str]| match rest.first() {
-        None => Ordering::Equal,
-        Some(c) if c.parse::<u128>().is_ok() => Ordering::Greater,
-        Some(_) => Ordering::Less,
-    };
-    let o = match ca.len().cmp(&cb.len()) {
-        Ordering::Greater => tail_rank(&ca[cb.len()..]),
-        Ordering::Less => tail_rank(&cb[ca.len()..]).reverse(),
-        Ordering::Equal => Ordering::Equal,
-    };
-    // Distinct strings that compare equal (`1.0` vs `1-0`) are ordered as text.
-    o.then_with(|| a.cmp(b))
 }
 
-/// The newest of `available` matching `prefix` (see the module docs); all when `None`.
+/// Whether `version` matches `prefix` (see the module docs).
+pub fn matches_prefix(prefix: &str, version: &str) -> bool {
+    match version.strip_prefix(prefix) {
+        None => false,
+        Some(rest) => {
+            rest.is_empty() || rest.starts_with(SEPARATORS) || prefix.ends_with(SEPARATORS)
+        }
+    }
+}
+
+/// The newest of `available` matching `prefix` (see the module docs); the newest of all when
+/// `None`; `None` when nothing matches.
 pub fn resolve_version<'a>(
     prefix: Option<&str>,
     available: impl IntoIterator<Item = &'a str>,
 ) -> Option<&'a str> {
     available
         .into_iter()
-        .filter(|v| match prefix {
-            None => true,
-            Some(p) => {
-                *v == p
-                    || v.strip_prefix(p)
-                        .is_some_and(|r| r.starts_with(['.', '-', '+', '_']))
-            }
-        })
+        .filter(|v| prefix.is_none_or(|p| matches_prefix(p, v)))
         .max_by(|a, b| compare_versions(a, b))
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const GOOD: &str = "# Ruby on the common base\nname lang/ruby   # the result\nversion 2.1.1\nfrom lang/common 1.0\ncopy /src\n---\napt-get install -y ruby\necho done\n";
-
-    #[test]
-    fn a_full_recipe_parses() {
-        let r = parse(GOOD, "Warrenfile").unwrap();
-        assert_eq!(r.name, "lang/ruby");
-        assert_eq!(r.version.as_deref(), Some("2.1.1"));
-        assert_eq!(
-            r.from,
-            Some(Parent::Recipe {
-                name: "lang/common".into(),
-                prefix: Some("1.0".into())
-            })
-        );
-        assert_eq!(r.copy.as_deref(), Some("/src"));
-        assert_eq!(r.script, "apt-get install -y ruby\necho done\n");
-        assert_eq!(r.script_line, 7);
-        let crlf = GOOD.replace('\n', "\r\n");
-        let r2 = parse(&format!("\u{feff}{crlf}"), "W").unwrap();
-        assert_eq!(r2.name, r.name);
-        let img = parse("name a/b\nfrom image app:v1\n---\ntrue\n", "W").unwrap();
-        assert_eq!(img.from, Some(Parent::Image("app:v1".into())));
-        let bare = parse("name a/b\n---\ntrue\n", "W").unwrap();
-        assert_eq!((bare.world, bare.from, bare.version), (None, None, None));
-    }
-
-    fn errors(text: &str) -> Vec<String> {
-        parse(text, "W")
-            .unwrap_err()
-            .0
-            .iter()
-            .map(|e| e.to_string())
-            .collect()
-    }
-
-    #[test]
-    fn bad_recipes_get_line_numbered_errors() {
-        let cases: &[(&str, &str)] = &[
-            ("name a/b\nverison 1\n---\ntrue\n", "W:2:1: unknown directive `verison`; did you mean `version`?"),
-            ("name a/b\nbogus x\n---\ntrue\n", "W:2:1: unknown directive `bogus`; expected one of name, version, world, from, copy"),
-            ("name ab\n---\ntrue\n", "W:1:6: recipe name \"ab\" must be NAMESPACE/NAME (exactly one slash)"),
-            ("name a/b/c\n---\ntrue\n", "W:1:6: recipe name \"a/b/c\" must be NAMESPACE/NAME (exactly one slash)"),
-            ("name a/b\nname c/d\n---\ntrue\n", "W:2:1: `name` is given twice (first on line 1)"),
-            ("name a/b\nversion\n---\ntrue\n", "W:2:1: `version` needs a value"),
-            ("name a/b\nversion 1 2\n---\ntrue\n", "W:2:11: unexpected `2` after `version`"),
-            ("name a/b\nversion 1/2\n---\ntrue\n", "W:2:9: invalid version \"1/2\": 1-64 of A-Z a-z 0-9 . _ + -, starting with a letter or digit"),
-            ("name a/b\ncopy src\n---\ntrue\n", "W:2:6: copy destination \"src\" must be absolute"),
-            ("name a/b\ncopy /a/../b\n---\ntrue\n", "W:2:6: copy destination \"/a/../b\" must not contain .."),
-            ("name a/b\nworld debian\nfrom c/d\n---\ntrue\n", "W:3:1: `world` (line 2) and `from` (line 3) exclude each other: the parent brings its world"),
-            ("name a/b\n", "W:2:1: no `---` line: the header must end with `---` and the script follow"),
-            ("name a/b\n---\n  \n", "W:2:1: the script after `---` is empty"),
-            ("version 1\n---\ntrue\n", "W:1:1: the recipe has no `name NAMESPACE/NAME` line"),
-            ("name a/b\nfrom c/d 1 2\n---\ntrue\n", "W:2:12: unexpected `2` after the version prefix"),
-            ("name a/b\nfrom image\n---\ntrue\n", "W:2:6: `from image` needs an image reference"),
-            ("name a/b\nworld Bad\n---\ntrue\n", "W:2:7: invalid world name \"Bad\":"),
-        ];
-        for (text, want) in cases {
-            let got = errors(text);
-            assert!(
-                got.iter().any(|g| g.starts_with(want)),
-                "{text:?}: want {want:?}, got {got:?}"
-            );
-        }
-        // Every problem is reported, in line order.
-        let got = errors("bogus\nname x\n");
-        assert_eq!(got.len(), 3, "{got:?}");
-        assert!(got[0].starts_with("W:1:1") && got[1].starts_with("W:2:6"));
-    }
-
-    #[test]
-    fn cache_key_follows_meaning_not_formatting() {
-        let r = parse(GOOD, "W").unwrap();
-        let k = r.cache_key("parent-1", "dir-1");
-        let reformatted = parse(
-            &GOOD
-                .replace("# the result", "")
-                .replace("name lang/ruby", "name   lang/ruby"),
-            "W",
-        )
-        .unwrap();
-        assert_eq!(reformatted.cache_key("parent-1", "dir-1"), k);
-        let other_version = parse(&GOOD.replace("2.1.1", "2.1.2"), "W").unwrap();
-        assert_eq!(other_version.cache_key("parent-1", "dir-1"), k);
-        assert_ne!(r.cache_key("parent-2", "dir-1"), k);
-        assert_ne!(r.cache_key("parent-1", "dir-2"), k);
-        let script = parse(&GOOD.replace("echo done", "echo Done"), "W").unwrap();
-        assert_ne!(script.cache_key("parent-1", "dir-1"), k);
-    }
-
-    #[test]
-    fn versions_resolve_by_prefix_to_the_newest() {
-        let v = [
-            "2.1.0", "2.1.1", "2.10.0", "2.1.10", "2.1.9", "3.0-rc1", "3.0",
-        ];
-        assert_eq!(resolve_version(Some("2.1"), v), Some("2.1.10"));
-        assert_eq!(resolve_version(Some("2.10"), v), Some("2.10.0"));
-        assert_eq!(resolve_version(Some("2"), v), Some("2.10.0"));
-        assert_eq!(resolve_version(Some("3.0"), v), Some("3.0"));
-        assert_eq!(resolve_version(None, v), Some("3.0"));
-        assert_eq!(resolve_version(Some("4"), v), None);
-        assert_eq!(resolve_version(Some("2.1.1"), v), Some("2.1.1"));
-        assert_eq!(compare_versions("1.0", "1.0-rc1"), Ordering::Greater);
-        assert_eq!(compare_versions("1.0.1", "1.0"), Ordering::Greater);
-        assert_eq!(compare_versions("1.0a", "1.0b"), Ordering::Less);
-    }
-
-    proptest::proptest! {
-        #[test]
-        fn version_order_is_total_and_numeric(
-            a in "[0-9a-c]{1,3}([.-][0-9a-c]{1,3}){0,3}",
-            b in "[0-9a-c]{1,3}([.-][0-9a-c]{1,3}){0,3}",
-            c in "[0-9a-c]{1,3}([.-][0-9a-c]{1,3}){0,3}",
-            x in 0u32..1000, y in 0u32..1000,
-        ) {
-            use Ordering::*;
-            proptest::prop_assert_eq!(compare_versions(&a, &b), compare_versions(&b, &a).reverse());
-            proptest::prop_assert_eq!(compare_versions(&a, &a), Equal);
-            if compare_versions(&a, &b) != Greater && compare_versions(&b, &c) != Greater {
-                proptest::prop_assert_ne!(compare_versions(&a, &c), Greater);
-            }
-            proptest::prop_assert_eq!(
-                compare_versions(&format!("1.{x}"), &format!("1.{y}")),
-                x.cmp(&y)
-            );
-        }
-    }
-
-    #[test]
-    fn recipe_references() {
-        assert_eq!(
-            parse_recipe_ref("lang/ruby 2.1").unwrap(),
-            RecipeRef {
-                name: "lang/ruby".into(),
-                prefix: Some("2.1".into())
-            }
-        );
-        assert_eq!(parse_recipe_ref("lang/ruby").unwrap().prefix, None);
-        for bad in ["ruby", "lang/ruby 2.1 x", "", "lang/ruby 2/1"] {
-            assert!(parse_recipe_ref(bad).is_err(), "{bad}");
-        }
-    }
-}
+mod tests;
