@@ -103,7 +103,7 @@ impl Layout<'_> {
     }
 
     fn prepare(&self) -> Result<(), RegistryError> {
-        if let Ok(meta) = std::fs::symlink_metadata(self.root) {
+        if let Ok(meta) = std::fs::metadata(self.root) {
             if !meta.is_dir() {
                 return Err(RegistryError::Layout {
                     reference: self.reference.clone(),

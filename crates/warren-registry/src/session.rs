@@ -88,7 +88,7 @@ impl<'a> Session<'a> {
         let https_url = format!("https://{registry}/v2/");
         let first = session
             .transport
-            .send(Method::GET, &parse_uri(&https_url), &[])
+            .send(Method::GET, &session.uri(&https_url)?, &[])
             .await;
         let response = match first {
             Ok(r) => r,
@@ -116,7 +116,7 @@ impl<'a> Session<'a> {
                 let http_url = format!("http://{registry}/v2/");
                 match session
                     .transport
-                    .send(Method::GET, &parse_uri(&http_url), &[])
+                    .send(Method::GET, &session.uri(&http_url)?, &[])
                     .await
                 {
                     Ok(r) => {
@@ -159,6 +159,14 @@ impl<'a> Session<'a> {
     /// The reference, for messages.
     pub(crate) fn reference(&self) -> String {
         self.reference.to_string()
+    }
+
+    fn uri(&self, url: &str) -> Result<Uri, RegistryError> {
+        Uri::try_from(url).map_err(|e| RegistryError::Http {
+            reference: self.reference(),
+            url: url.to_string(),
+            message: format!("invalid URL: {e}"),
+        })
     }
 
     /// The reference itself.
@@ -217,11 +225,7 @@ impl<'a> Session<'a> {
         url: &str,
         accept: Option<&str>,
     ) -> Result<Answered, RegistryError> {
-        let mut current = Uri::try_from(url).map_err(|e| RegistryError::Http {
-            reference: self.reference(),
-            url: url.to_string(),
-            message: format!("invalid URL: {e}"),
-        })?;
+        let mut current = self.uri(url)?;
         for hop in 0..=MAX_REDIRECTS {
             let mut headers: Vec<(HeaderName, String)> = Vec::new();
             if let Some(a) = accept {
@@ -520,11 +524,6 @@ fn challenge_headers(response: &Response<Incoming>) -> Vec<String> {
         .filter_map(|v| v.to_str().ok())
         .map(str::to_string)
         .collect()
-}
-
-fn parse_uri(s: &str) -> Uri {
-    // Built from a validated registry name, so it always parses.
-    Uri::try_from(s).unwrap_or_else(|_| Uri::from_static("https://invalid./"))
 }
 
 /// `scheme://authority` of a URL, lowercased.

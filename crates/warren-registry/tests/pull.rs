@@ -658,6 +658,29 @@ async fn redirects_are_followed_within_a_limit() {
         .iter()
         .any(|q| q.path().starts_with("/hop/v2/app/blobs/")));
 
+    // A redirect to plain HTTP on a host that is not loopback is not followed (nothing is
+    // sent to it).
+    let downgrade = TestServer::start(|req| {
+        if req.path() == "/v2/" {
+            Reply::new(200, "{}")
+        } else {
+            Reply::new(307, "").header("Location", "http://storage.example.invalid/blob")
+        }
+    });
+    let err = pull(
+        &reference(&format!("{}/app:1", downgrade.host())),
+        &work.path().join("downgrade"),
+        &opts(),
+    )
+    .await
+    .unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, RegistryError::Redirect { .. }), "{msg}");
+    assert!(
+        msg.contains("refusing to follow a redirect to plain HTTP"),
+        "{msg}"
+    );
+
     let looping = TestServer::start(|req| {
         if req.path() == "/v2/" {
             Reply::new(200, "{}")
@@ -810,4 +833,54 @@ async fn hostile_answers_are_refused() {
     .await
     .unwrap_err();
     assert!(matches!(err, RegistryError::TooLarge { .. }), "{err}");
+}
+
+/// Challenges that cannot be followed are refused before anything is sent anywhere else.
+#[tokio::test]
+async fn unusable_challenges_are_refused() {
+    let work = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            r#"Bearer realm="http://auth.example.invalid/token",service="s""#,
+            "realm is plain HTTP",
+        ),
+        (r#"Bearer service="s""#, "Bearer challenge without a realm"),
+        (
+            r#"Bearer realm="ftp://x/token""#,
+            "realm must be an http:// or https:// URL",
+        ),
+        (
+            "Negotiate abc==",
+            "unsupported authentication scheme(s): negotiate",
+        ),
+        (
+            r#"Bearer realm="unterminated"#,
+            "unterminated quoted string",
+        ),
+        ("", "no WWW-Authenticate challenge"),
+    ];
+    for (i, (challenge, needle)) in cases.into_iter().enumerate() {
+        let server = TestServer::start(move |_| {
+            let r = Reply::new(
+                401,
+                r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#,
+            );
+            if challenge.is_empty() {
+                r
+            } else {
+                r.header("WWW-Authenticate", challenge)
+            }
+        });
+        let err = pull(
+            &reference(&format!("{}/app:1", server.host())),
+            &work.path().join(i.to_string()),
+            &opts(),
+        )
+        .await
+        .unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains(needle), "{challenge}: {msg}");
+        // Only the registry itself was asked (its ping), never the realm.
+        assert_eq!(server.requests().len(), 1, "{challenge}");
+    }
 }
