@@ -146,3 +146,10 @@ pub struct Pulled {
     /// Bytes of layers downloaded by this pull (layers already in the layout are not counted).
     pub downloaded: u64,
 }
+
+/// The pull future can be spawned on a multi-threaded runtime (checked at compile time).
+#[allow(dead_code)]
+fn pull_is_send(reference: &Reference, dest: &std::path::Path, opts: &PullOptions) {
+    fn send<T: Send>(_: &T) {}
+    send(&pull(reference, dest, opts));
+}

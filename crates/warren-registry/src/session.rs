@@ -376,16 +376,21 @@ impl<'a> Session<'a> {
             return Err(token_err("realm has no host".into()));
         }
         let default_scope = format!("repository:{}:pull", self.reference.repository());
-        let mut query = form_urlencoded::Serializer::new(String::new());
-        if let Some(service) = challenge.param("service") {
-            query.append_pair("service", service);
-        }
-        let scope = challenge.param("scope").unwrap_or(&default_scope);
-        for s in scope.split(' ').filter(|s| !s.is_empty()) {
-            query.append_pair("scope", s);
-        }
+        // Built in its own scope: the serializer is not `Send` and must not live across an
+        // await, or the pull future could not be spawned.
+        let query = {
+            let mut query = form_urlencoded::Serializer::new(String::new());
+            if let Some(service) = challenge.param("service") {
+                query.append_pair("service", service);
+            }
+            let scope = challenge.param("scope").unwrap_or(&default_scope);
+            for s in scope.split(' ').filter(|s| !s.is_empty()) {
+                query.append_pair("scope", s);
+            }
+            query.finish()
+        };
         let sep = if realm.contains('?') { '&' } else { '?' };
-        let token_url = format!("{realm}{sep}{}", query.finish());
+        let token_url = format!("{realm}{sep}{query}");
         let token_uri =
             Uri::try_from(token_url.as_str()).map_err(|e| token_err(format!("token URL: {e}")))?;
         let mut headers = Vec::new();

@@ -383,6 +383,22 @@ enum ImageCmd {
         #[arg(long)]
         tag: Option<String>,
     },
+    /// Pull HOST[:PORT]/REPO[:TAG|@DIGEST] from a registry (OCI distribution protocol) and
+    /// store it under that reference.
+    Pull {
+        reference: String,
+        #[arg(long, env = "WARREN_REGISTRY_USER")]
+        username: Option<String>,
+        /// Read the password from stdin (or WARREN_REGISTRY_PASSWORD).
+        #[arg(long)]
+        password_stdin: bool,
+        /// Allow plain HTTP to a registry that is not on loopback.
+        #[arg(long)]
+        insecure: bool,
+        /// OS/ARCH[/VARIANT] [default: this host's].
+        #[arg(long)]
+        platform: Option<String>,
+    },
     /// List stored images.
     #[command(alias = "ls")]
     List {
@@ -1708,6 +1724,63 @@ async fn image(client: &Client, cmd: ImageCmd) -> Result<i32> {
                     i.replaced
                         .map(|r| format!("; it named {} before", short_id(&r)))
                         .unwrap_or_default()
+                );
+            }
+        }
+        ImageCmd::Pull {
+            reference,
+            username,
+            password_stdin,
+            insecure,
+            platform,
+        } => {
+            let password = if password_stdin {
+                let mut p = String::new();
+                std::io::stdin().read_line(&mut p)?;
+                Some(p.trim_end_matches(['\n', '\r']).to_string())
+            } else {
+                std::env::var("WARREN_REGISTRY_PASSWORD").ok()
+            };
+            let body = serde_json::json!({
+                "reference": reference,
+                "username": username,
+                "password": password.filter(|_| username.is_some()),
+                "insecure": insecure,
+                "platform": platform,
+            });
+            let mut failure = None;
+            let mut pulled = None;
+            let payload = serde_json::to_vec(&body)?;
+            client
+                .post_stream_lines(
+                    "/v1/images/pull",
+                    http_body_util::Full::new(bytes::Bytes::from(payload)),
+                    |line| {
+                        let v: serde_json::Value = serde_json::from_slice(line)?;
+                        if let Some(l) = v["line"].as_str() {
+                            eprintln!("  {l}");
+                        } else if let Some(e) = v["error"].as_str() {
+                            failure = Some(e.to_string());
+                        } else if !v["pulled"].is_null() {
+                            pulled = Some(v["pulled"].clone());
+                        }
+                        Ok(())
+                    },
+                )
+                .await?;
+            if let Some(e) = failure {
+                bail!(e);
+            }
+            let pulled: Vec<ImageImported> = serde_json::from_value(
+                pulled.context("the daemon ended the pull without a result")?,
+            )?;
+            for i in pulled {
+                println!(
+                    "{} ({}, {} layers, {} new)",
+                    i.reference,
+                    short_id(&i.id),
+                    i.layers,
+                    i.new_layers
                 );
             }
         }

@@ -329,3 +329,170 @@ fn hostile_archives_are_refused_with_nothing_stored() {
     );
     assert!(err.contains("invalid image reference"), "{err}");
 }
+
+/// A `docker-registry serve` on a loopback port (optionally with an htpasswd file), killed by
+/// PID on drop.
+struct Registry {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Registry {
+    fn start(htpasswd: Option<&Path>) -> Registry {
+        assert!(
+            Path::new("/usr/bin/docker-registry").exists(),
+            "docker-registry is not installed (scripts/install-deps installs it)"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let auth = htpasswd
+            .map(|p| {
+                format!(
+                    "auth:\n  htpasswd:\n    realm: warren-test\n    path: {}\n",
+                    p.display()
+                )
+            })
+            .unwrap_or_default();
+        let config = format!(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: warren-test\n{auth}",
+            dir.path().join("store").display()
+        );
+        std::fs::write(dir.path().join("config.yml"), config).unwrap();
+        let child = Command::new("/usr/bin/docker-registry")
+            .arg("serve")
+            .arg(dir.path().join("config.yml"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_until(20, "docker-registry listens", || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        Registry {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+
+    fn push(&self, layout: &Path, tag: &str, repo_tag: &str, creds: Option<&str>) {
+        let mut c = Command::new("skopeo");
+        c.args(["--insecure-policy", "copy", "--dest-tls-verify=false"]);
+        if let Some(cr) = creds {
+            c.args(["--dest-creds", cr]);
+        }
+        let out = c
+            .arg(format!("oci:{}:{tag}", layout.display()))
+            .arg(format!("docker://127.0.0.1:{}/{repo_tag}", self.port))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "push: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn images_are_pulled_from_registries_by_cli_and_at_apply() {
+    let d = Daemon::start(&[]);
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    build_image(t);
+    let reg = Registry::start(None);
+    reg.push(&t.join("L"), "v1", "app:1", None);
+    reg.push(&t.join("L"), "v1", "app:2", None);
+    let r1 = format!("127.0.0.1:{}/app:1", reg.port);
+    let out = d.ok(&["image", "pull", &r1]);
+    assert!(out.starts_with(&format!("{r1} (")), "{out}");
+    assert!(out.contains("2 layers, 2 new"), "{out}");
+    // The same layers from an archive are not applied again.
+    let out = d.ok(&["image", "import", t.join("docker.tar").to_str().unwrap()]);
+    assert!(out.contains("2 layers, 0 new"), "{out}");
+    // A missing tag is named.
+    let err = fails(
+        &d,
+        &["image", "pull", &format!("127.0.0.1:{}/app:nope", reg.port)],
+    );
+    assert!(err.contains("nope"), "{err}");
+    // Applying a registry reference that is not stored pulls it, then runs it.
+    let r2 = format!("127.0.0.1:{}/app:2", reg.port);
+    d.apply(
+        "w.toml",
+        &format!("[workload.pulled]\nimage = \"{r2}\"\nnetwork = \"none\"\n"),
+    );
+    d.wait_running("pulled");
+    let out = d.pool_root().join("workloads/pulled/data/out");
+    wait_until(20, "pulled wrote /data/out", || out.exists());
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        "hi from /app as 0 fresh clean\n"
+    );
+    let refs: Vec<String> = images(&d)
+        .iter()
+        .map(|i| i["reference"].as_str().unwrap().to_string())
+        .collect();
+    assert!(refs.contains(&r1) && refs.contains(&r2), "{refs:?}");
+    // An unreachable registry at apply: a diagnostic naming the field, nothing stored.
+    let spec = t.join("gone.toml");
+    std::fs::write(
+        &spec,
+        format!(
+            "[workload.gone]\nimage = \"127.0.0.1:{}/app:1\"\n",
+            free_port()
+        ),
+    )
+    .unwrap();
+    let err = fails(&d, &["apply", "-f", spec.to_str().unwrap()]);
+    assert!(
+        err.contains("gone.toml:2:9") && err.contains("workload.gone.image"),
+        "{err}"
+    );
+    assert!(d.list().iter().all(|w| w["name"] != "gone"));
+
+    // Basic auth: refused without credentials, pulled with them (password on stdin).
+    let secrets = tempfile::tempdir().unwrap();
+    let line = Command::new("htpasswd")
+        .args(["-Bbn", "puller", "s3cret"])
+        .output()
+        .expect("htpasswd is not installed (apache2-utils; scripts/install-deps installs it)");
+    std::fs::write(secrets.path().join("htpasswd"), &line.stdout).unwrap();
+    let private = Registry::start(Some(&secrets.path().join("htpasswd")));
+    private.push(&t.join("L"), "v1", "team/app:1", Some("puller:s3cret"));
+    let rp = format!("127.0.0.1:{}/team/app:1", private.port);
+    let err = fails(&d, &["image", "pull", &rp]);
+    assert!(err.contains("401"), "{err}");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_warren"))
+        .args([
+            "image",
+            "pull",
+            &rp,
+            "--username",
+            "puller",
+            "--password-stdin",
+        ])
+        .env("WARREN_STATE_DIR", d.state_dir())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"s3cret\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with(&rp));
+}

@@ -51,6 +51,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
         )
         .route("/v1/images/import", post(super::images::import_handler))
         .route("/v1/images/gc", post(super::images::gc_handler))
+        .route("/v1/images/pull", post(super::images::pull_handler))
         .route("/v1/build", post(super::recipes::build_handler))
         .route("/v1/recipes", get(super::recipes::list_handler))
         .route("/v1/events", get(events))
@@ -156,6 +157,7 @@ async fn validate(engine: &Arc<Engine>, req: &ApplyRequest) -> Result<SpecFile, 
         .map_err(|e| anyhow::anyhow!(e))?;
     let mut diags = Vec::new();
     let mut to_build = Vec::new();
+    let mut to_pull: Vec<String> = Vec::new();
     for (name, w) in &parsed.spec.workloads {
         let at = |field: &str| format!("workload.{name}.{field}");
         match w.kind {
@@ -212,6 +214,13 @@ async fn validate(engine: &Arc<Engine>, req: &ApplyRequest) -> Result<SpecFile, 
                     .map_err(|m| m.to_string())
                     .and_then(|n| match engine.store.image(&n) {
                         Ok(Some(_)) => Ok(()),
+                        // A reference naming a registry is pulled (below) when applying.
+                        Ok(None) if super::images::registry_of(&n).is_some() => {
+                            if !to_pull.contains(&n) {
+                                to_pull.push(n.clone());
+                            }
+                            Ok(())
+                        }
                         Ok(None) => Err(format!(
                             "image {n:?} is not stored: import it with `warren image import FILE` or pull it with `warren image pull HOST/{n}`"
                         )),
@@ -233,6 +242,34 @@ async fn validate(engine: &Arc<Engine>, req: &ApplyRequest) -> Result<SpecFile, 
     if !req.dry_run {
         for world in to_build {
             create_world_now(engine, &world).await?;
+        }
+        for reference in to_pull {
+            let progress: Arc<dyn Fn(String) + Send + Sync> =
+                Arc::new(|l: String| tracing::info!("apply: {l}"));
+            let req = super::images::PullRequest {
+                reference: reference.clone(),
+                ..Default::default()
+            };
+            if let Err(e) = super::images::pull(engine, req, progress).await {
+                let field = parsed
+                    .spec
+                    .workloads
+                    .iter()
+                    .find(|(_, w)| {
+                        matches!(&w.source, Source::Image(r)
+                            if super::images::normalize_reference(r).as_deref() == Ok(reference.as_str()))
+                    })
+                    .map(|(n, _)| format!("workload.{n}.image"))
+                    .unwrap_or_default();
+                return Err(ApiError::invalid(vec![
+                    parsed.diagnostic(&field, format!("{field}: {e:#}"))
+                ]));
+            }
+            engine.event(
+                None,
+                "image",
+                &format!("image {reference} pulled for apply"),
+            );
         }
     }
     Ok(parsed.spec)

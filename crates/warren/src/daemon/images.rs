@@ -538,6 +538,205 @@ pub async fn import_handler(
     Ok(Json(out))
 }
 
+/// How to pull: credentials, plain HTTP off loopback, platform (`os/arch[/variant]`).
+#[derive(Deserialize, Default, Clone)]
+pub struct PullRequest {
+    pub reference: String,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+    #[serde(default)]
+    pub insecure: bool,
+    #[serde(default)]
+    pub platform: Option<String>,
+}
+
+/// `os/arch[/variant]`.
+pub fn parse_platform(s: &str) -> Result<warren_image::Platform, String> {
+    let parts: Vec<&str> = s.split('/').collect();
+    let ok = |p: &&str| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    match parts.as_slice() {
+        [os, arch] if ok(os) && ok(arch) => Ok(warren_image::Platform {
+            os: os.to_string(),
+            architecture: arch.to_string(),
+            variant: None,
+        }),
+        [os, arch, v] if ok(os) && ok(arch) && ok(v) => Ok(warren_image::Platform {
+            os: os.to_string(),
+            architecture: arch.to_string(),
+            variant: Some(v.to_string()),
+        }),
+        _ => Err(format!(
+            "platform {s:?} must be OS/ARCH[/VARIANT], e.g. linux/arm64/v8"
+        )),
+    }
+}
+
+/// The registry a reference names, if it names one (`HOST[:PORT]/...`).
+pub fn registry_of(reference: &str) -> Option<String> {
+    warren_registry::Reference::parse(reference)
+        .ok()
+        .and_then(|r| r.registry().map(str::to_string))
+}
+
+/// Pulls `req.reference` into a scratch OCI layout and imports it; `progress` sees each step.
+pub async fn pull(
+    engine: &Arc<Engine>,
+    req: PullRequest,
+    progress: Arc<dyn Fn(String) + Send + Sync>,
+) -> Result<Vec<Imported>> {
+    let reference =
+        warren_registry::Reference::parse(&req.reference).map_err(|e| anyhow!("{e}"))?;
+    let platform = match &req.platform {
+        Some(p) => parse_platform(p).map_err(|e| anyhow!(e))?,
+        None => warren_image::Platform::host(),
+    };
+    let credentials = match (&req.username, &req.password) {
+        (Some(u), Some(p)) => Some(warren_registry::Credentials::new(u, p)),
+        (Some(_), None) | (None, Some(_)) => bail!("give both a username and a password"),
+        (None, None) => None,
+    };
+    let seen: Arc<std::sync::Mutex<BTreeMap<String, u64>>> = Arc::default();
+    let p2 = progress.clone();
+    let report: warren_registry::ProgressFn = Arc::new(move |p: &warren_registry::Progress<'_>| {
+        // A line when a blob starts, at every quarter and when it ends.
+        let quarter = (p.done * 4).checked_div(p.total).unwrap_or(4);
+        let mut seen = seen.lock().unwrap_or_else(|x| x.into_inner());
+        let key = p.digest.to_string();
+        if seen.get(&key) != Some(&quarter) {
+            seen.insert(key.clone(), quarter);
+            p2(format!(
+                "{} {key}: {}/{} bytes",
+                match p.kind {
+                    warren_registry::BlobKind::Config => "config",
+                    warren_registry::BlobKind::Layer => "layer",
+                },
+                p.done,
+                p.total
+            ));
+        }
+    });
+    let options = warren_registry::PullOptions {
+        platform: platform.clone(),
+        credentials,
+        insecure: req.insecure,
+        progress: Some(report),
+        ..Default::default()
+    };
+    let dest = engine.cfg.state_dir.join("tmp").join(format!(
+        "pull-{}-{}",
+        std::process::id(),
+        PULLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    progress(format!("pulling {reference}"));
+    let pulled = warren_registry::pull(&reference, &dest, &options).await;
+    let result = match pulled {
+        Err(e) => Err(anyhow!("{e}")),
+        Ok(p) => {
+            progress(format!(
+                "pulled {} ({}, {} layers, {} bytes downloaded)",
+                p.name, p.manifest_digest, p.layers, p.downloaded
+            ));
+            let engine = engine.clone();
+            let dir = dest.clone();
+            let progress = progress.clone();
+            tokio::task::spawn_blocking(move || {
+                let _guard = layers_lock();
+                let archive = warren_image::open_archive_with(
+                    &dir,
+                    &OpenOptions {
+                        platform,
+                        spool_dir: Some(engine.cfg.state_dir.join("tmp")),
+                        ..OpenOptions::default()
+                    },
+                )?;
+                import_archive(
+                    &*engine.storage,
+                    &engine.store,
+                    &archive,
+                    Some(&p.name),
+                    &mut |l| progress(l.to_string()),
+                )
+            })
+            .await
+            .map_err(|e| anyhow!(e))?
+        }
+    };
+    let _ = std::fs::remove_dir_all(&dest);
+    result
+}
+
+static PULLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// `POST /v1/images/pull`: NDJSON `{"line": ...}` progress, then `{"pulled": [...]}` or
+/// `{"error": ...}`.
+pub async fn pull_handler(
+    State(e): State<Arc<Engine>>,
+    body: bytes::Bytes,
+) -> Result<axum::response::Response, ApiError> {
+    let req: PullRequest = serde_json::from_slice(&body)
+        .map_err(|x| ApiError::new(StatusCode::BAD_REQUEST, format!("bad pull request: {x}")))?;
+    if let Err(err) = warren_registry::Reference::parse(&req.reference) {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, err.to_string()));
+    }
+    if let Some(Err(m)) = req.platform.as_deref().map(parse_platform) {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, m));
+    }
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<bytes::Bytes>();
+    let line = |v: serde_json::Value| {
+        let mut l = v.to_string();
+        l.push('\n');
+        bytes::Bytes::from(l)
+    };
+    let engine = e.clone();
+    tokio::spawn(async move {
+        let t = tx.clone();
+        let progress: Arc<dyn Fn(String) + Send + Sync> = Arc::new(move |l: String| {
+            let _ = t.send(line(serde_json::json!({ "line": l })));
+        });
+        let reference = req.reference.clone();
+        match pull(&engine, req, progress).await {
+            Ok(imported) => {
+                for i in &imported {
+                    engine.event(
+                        None,
+                        "image",
+                        &format!(
+                            "image {} pulled ({}, {} new layers)",
+                            i.reference, i.id, i.new_layers
+                        ),
+                    );
+                }
+                engine.wake();
+                let out: Vec<ImageImported> = imported
+                    .into_iter()
+                    .map(|i| ImageImported {
+                        reference: i.reference,
+                        id: i.id,
+                        layers: i.layers,
+                        new_layers: i.new_layers,
+                        replaced: i.replaced,
+                    })
+                    .collect();
+                let _ = tx.send(line(serde_json::json!({ "pulled": out })));
+            }
+            Err(err) => {
+                let msg = format!("pull of {reference} failed: {err:#}");
+                engine.event(None, "error", &msg);
+                let _ = tx.send(line(serde_json::json!({ "error": msg })));
+            }
+        }
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|b| (Ok::<_, std::io::Error>(b), rx))
+    });
+    Ok(axum::response::Response::builder()
+        .header(axum::http::header::CONTENT_TYPE, "application/x-ndjson")
+        .body(Body::from_stream(stream))
+        .expect("response builds"))
+}
+
 /// `GET /v1/images`.
 pub async fn list_handler(State(e): State<Arc<Engine>>) -> Result<Json<Vec<ImageInfo>>, ApiError> {
     let mut out = Vec::new();
