@@ -89,7 +89,9 @@ use toml::de::{DeString, DeTable, DeValue};
 use toml::Spanned;
 
 /// One problem found in a spec file, located at `file:line:column` (1-based).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 pub struct Diagnostic {
     pub file: String,
     pub line: usize,

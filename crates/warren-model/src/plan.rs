@@ -38,7 +38,7 @@ impl Desired {
 }
 
 /// How the last run of a workload ended.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum LastExit {
     /// warren stopped it on purpose (operator stop, recreate, delete): never restarted by policy.
     Deliberate,
@@ -108,7 +108,7 @@ impl Backoff {
 }
 
 /// A single executor operation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "action", rename_all = "kebab-case")]
 pub enum Action {
     /// Create the rootfs from the source and ensure the data dataset; record the hash.
@@ -136,7 +136,7 @@ impl Action {
 }
 
 /// One step of a plan: an action on one workload and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Step {
     pub workload: String,
     #[serde(flatten)]

@@ -180,6 +180,20 @@ impl fmt::Display for PortMapping {
     }
 }
 
+impl schemars::JsonSchema for PortMapping {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "PortMapping".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": "[HOST_IP:]HOST_PORT[-END]:PORT[-END][/tcp|udp]",
+            "examples": ["8080:80", "127.0.0.1:5353:53/udp"]
+        })
+    }
+}
+
 impl serde::Serialize for PortMapping {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)

@@ -15,7 +15,9 @@ use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 
 /// What sort of isolation a workload runs under.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, Hash, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     #[default]
@@ -35,7 +37,9 @@ impl Kind {
 }
 
 /// When a stopped main process is started again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, Hash, schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum RestartPolicy {
     #[default]
@@ -55,7 +59,9 @@ impl RestartPolicy {
 }
 
 /// Whether the operator wants the workload running.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, Hash, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum DesiredState {
     #[default]
@@ -73,7 +79,9 @@ impl DesiredState {
 }
 
 /// How the workload is networked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, Hash, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum NetworkMode {
     /// Its own network namespace on warren's bridge, with an address from the bridge subnet.
@@ -101,7 +109,9 @@ impl NetworkMode {
 }
 
 /// TLS choice of a workload's ingress routes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default, Hash)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default, Hash, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum TlsChoice {
     /// Plain HTTP.
@@ -119,7 +129,7 @@ pub fn default_route_path() -> String {
 }
 
 /// How the ingress reaches the workload: `domains` routed to `port`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Hash, schemars::JsonSchema)]
 pub struct RouteSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub domains: Vec<String>,
@@ -160,7 +170,7 @@ impl RouteSpec {
 }
 
 /// Serve the volume's files over the ingress.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Hash, schemars::JsonSchema)]
 pub struct SiteSpec {
     pub domains: Vec<String>,
     /// Path prefix, "/" by default.
@@ -186,7 +196,7 @@ impl Default for SiteSpec {
 }
 
 /// Where a workload's root filesystem comes from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Hash, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Source {
     /// A base system by name (`host`, `busybox`, ...).
@@ -198,7 +208,7 @@ pub enum Source {
 }
 
 /// Resource limits. `None` means unlimited.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default, schemars::JsonSchema)]
 pub struct Resources {
     /// Memory limit in bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -215,7 +225,7 @@ pub struct Resources {
 }
 
 /// A volume mounted into a workload: `name:/path[:ro|rw]`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Hash, schemars::JsonSchema)]
 pub struct VolumeMount {
     pub volume: String,
     pub path: String,
@@ -224,14 +234,14 @@ pub struct VolumeMount {
 }
 
 /// Automatic snapshots: one every `every_secs`, keeping the newest `keep` automatic ones.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Hash, schemars::JsonSchema)]
 pub struct SnapshotPolicy {
     pub every_secs: u64,
     pub keep: u32,
 }
 
 /// A named dataset shared by workloads (one writer at a time).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct VolumeSpec {
     pub name: String,
     /// Size limit in bytes.
@@ -245,7 +255,7 @@ pub struct VolumeSpec {
 }
 
 /// One workload as declared. `name` is a validated DNS label.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct WorkloadSpec {
     pub name: String,
     #[serde(default)]
@@ -346,7 +356,7 @@ impl WorkloadSpec {
 }
 
 /// A whole declarative file: every workload and volume, by name.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default, schemars::JsonSchema)]
 pub struct SpecFile {
     pub workloads: BTreeMap<String, WorkloadSpec>,
     #[serde(default)]

@@ -152,7 +152,7 @@ impl ObservedRow {
 }
 
 /// One entry of the event log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Event {
     pub id: i64,
     pub ts_ms: u64,
@@ -628,7 +628,7 @@ impl Store {
 }
 
 /// An enrolled operator key.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct OperatorKeyRow {
     pub fingerprint: String,
     /// Raw Ed25519 public key, unpadded base64url.
@@ -714,7 +714,7 @@ impl Store {
 }
 
 /// One built version of a recipe.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RecipeBuild {
     /// `namespace/name`.
     pub name: String,

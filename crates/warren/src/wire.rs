@@ -14,7 +14,7 @@ pub const STREAM_PROTOCOL: &str = "warren-stream";
 pub const ARGS_HEADER: &str = "x-warren-args";
 
 /// `POST /v1/apply` and `/v1/plan`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ApplyRequest {
     /// File name used in diagnostics.
     pub file: String,
@@ -27,7 +27,7 @@ pub struct ApplyRequest {
 }
 
 /// A workload-level change in a plan.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct Change {
     pub workload: String,
     /// `create`, `update`, `unchanged`, `remove` (pruned) or `orphan` (in the store, not in the
@@ -38,7 +38,7 @@ pub struct Change {
     pub fields: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ApplyResponse {
     pub changes: Vec<Change>,
     pub steps: Vec<Step>,
@@ -47,7 +47,7 @@ pub struct ApplyResponse {
 }
 
 /// Diagnostics for an invalid file (HTTP 422).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ErrorBody {
     pub error: String,
     #[serde(default)]
@@ -55,7 +55,7 @@ pub struct ErrorBody {
 }
 
 /// A workload's live status.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct Status {
     pub name: String,
     pub kind: String,
@@ -73,7 +73,7 @@ pub struct Status {
     pub address: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct ExitSummary {
     pub code: i32,
     pub oom_killed: bool,
@@ -81,7 +81,7 @@ pub struct ExitSummary {
 }
 
 /// `GET /v1/workloads/{name}`: the spec plus its status.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct WorkloadDetail {
     pub spec: WorkloadSpec,
     #[serde(flatten)]
@@ -90,7 +90,7 @@ pub struct WorkloadDetail {
 }
 
 /// Arguments of `exec` (upgraded stream).
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default, schemars::JsonSchema)]
 pub struct ExecArgs {
     pub argv: Vec<String>,
     #[serde(default)]
@@ -106,7 +106,7 @@ pub struct ExecArgs {
 }
 
 /// Arguments of `run --rm` (upgraded stream).
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default, schemars::JsonSchema)]
 pub struct RunArgs {
     pub world: String,
     pub argv: Vec<String>,
@@ -121,7 +121,7 @@ pub struct RunArgs {
 }
 
 /// One log line as streamed by `GET /v1/workloads/{name}/logs` (NDJSON).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct LogEntry {
     pub ts: String,
     pub stream: String,
@@ -130,7 +130,7 @@ pub struct LogEntry {
     pub partial: bool,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct WorldInfo {
     pub name: String,
     pub binds: Vec<String>,
@@ -139,7 +139,7 @@ pub struct WorldInfo {
 }
 
 /// One stored image (`GET /v1/images`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ImageInfo {
     pub reference: String,
     pub id: String,
@@ -163,7 +163,7 @@ pub struct ImageInfo {
 }
 
 /// One image an import or pull stored.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ImageImported {
     pub reference: String,
     pub id: String,
@@ -175,7 +175,7 @@ pub struct ImageImported {
 }
 
 /// `POST /v1/images/gc`.
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default, schemars::JsonSchema)]
 pub struct ImageGcResponse {
     pub deleted: Vec<String>,
     /// Layer worlds that could not be deleted, with the reason.
@@ -183,14 +183,14 @@ pub struct ImageGcResponse {
 }
 
 /// `POST .../snapshots`.
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default, schemars::JsonSchema)]
 pub struct SnapshotRequest {
     #[serde(default)]
     pub label: Option<String>,
 }
 
 /// `POST .../rollback`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RollbackRequest {
     pub label: String,
     #[serde(default)]
@@ -198,7 +198,7 @@ pub struct RollbackRequest {
 }
 
 /// `POST /v1/workloads/{name}/clone`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CloneRequest {
     pub name: String,
     #[serde(default)]
@@ -206,7 +206,7 @@ pub struct CloneRequest {
 }
 
 /// `GET /v1/volumes`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct VolumeInfo {
     pub name: String,
     /// Declared by the applied spec (an undeclared one holds data left behind).
@@ -217,7 +217,7 @@ pub struct VolumeInfo {
     pub mounts: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct DeleteResponse {
     pub deleted: bool,
     pub data_kept: Option<String>,

@@ -174,6 +174,11 @@ fn remote_requests_need_fresh_tokens_from_enrolled_keys() {
     };
     let stop = "/v1/workloads/w/stop";
     assert_eq!(curl(port, "POST", stop, None), 401, "no token");
+    assert_eq!(
+        curl(port, "GET", "/v1/openapi.json", None),
+        200,
+        "the document is open"
+    );
     let expired = key.sign_claims(&claims(&aud, t - 600, t - 500, "expired-token-0001"));
     assert_eq!(curl(port, "POST", stop, Some(&expired)), 401, "expired");
     let wrong_aud = key.sign_claims(&claims(

@@ -11,7 +11,6 @@ use crate::wire::*;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -20,70 +19,92 @@ use warren_model::plan::{self, Desired};
 use warren_model::{Diagnostic, Kind, Source, SpecFile};
 
 pub fn router(engine: Arc<Engine>) -> Router {
-    Router::new()
-        .route("/v1/health", get(health))
-        .route("/v1/plan", post(plan_handler))
-        .route("/v1/apply", post(apply_handler))
-        .route("/v1/workloads", get(list))
-        .route("/v1/workloads/{name}", get(get_one).delete(delete))
-        .route("/v1/workloads/{name}/start", post(start))
-        .route("/v1/workloads/{name}/stop", post(stop))
-        .route("/v1/workloads/{name}/restart", post(restart))
-        .route("/v1/workloads/{name}/logs", get(stream::logs))
-        .route("/v1/workloads/{name}/exec", get(stream::exec))
-        .route("/v1/run", get(stream::run))
-        .route("/v1/worlds", get(worlds))
-        .route(
-            "/v1/worlds/{name}",
-            post(super::worlds::create_handler).delete(super::worlds::rm_handler),
-        )
-        .route(
-            "/v1/worlds/{name}/import",
-            post(super::worlds::import_handler),
-        )
-        .route(
-            "/v1/worlds/{name}/export",
-            get(super::worlds::export_handler),
-        )
-        .route(
-            "/v1/images",
-            get(super::images::list_handler).delete(super::images::rm_handler),
-        )
-        .route("/v1/images/import", post(super::images::import_handler))
-        .route("/v1/images/gc", post(super::images::gc_handler))
-        .route("/v1/images/pull", post(super::images::pull_handler))
-        .route("/v1/build", post(super::recipes::build_handler))
-        .route("/v1/recipes", get(super::recipes::list_handler))
-        .route("/v1/events", get(events))
-        .route("/v1/ca", get(ca_cert))
-        .route(
-            "/v1/workloads/{name}/snapshots",
-            get(workload_snapshots).post(workload_snapshot),
-        )
-        .route(
-            "/v1/workloads/{name}/snapshots/{label}",
-            axum::routing::delete(workload_snapshot_rm),
-        )
-        .route("/v1/workloads/{name}/rollback", post(workload_rollback))
-        .route("/v1/workloads/{name}/clone", post(clone))
-        .route("/v1/workloads/{name}/export", get(super::transfer::export))
-        .route("/v1/import", post(super::transfer::import))
-        .route("/v1/volumes", get(volumes))
-        .route("/v1/volumes/{name}", axum::routing::delete(volume_rm))
-        .route(
-            "/v1/volumes/{name}/snapshots",
-            get(volume_snapshots).post(volume_snapshot),
-        )
-        .route(
-            "/v1/volumes/{name}/snapshots/{label}",
-            axum::routing::delete(volume_snapshot_rm),
-        )
-        .route("/v1/volumes/{name}/rollback", post(volume_rollback))
-        .route(
-            "/v1/volumes/{name}/export",
-            get(super::transfer::export_volume),
-        )
-        .with_state(engine)
+    routes().with_state(engine)
+}
+
+type Value = serde_json::Value;
+
+crate::api! { routes, ops, Arc<Engine>;
+    get "/v1/health" => health, Token, "Whether the daemon answers", [],
+        None, crate::json_of!(Value);
+    post "/v1/plan" => plan_handler, Token, "Validate a spec file and show what applying it would change", [],
+        crate::json_of!(ApplyRequest), crate::json_of!(ApplyResponse);
+    post "/v1/apply" => apply_handler, Token, "Validate a spec file and apply it (builds missing built-in worlds, pulls missing registry images)", [],
+        crate::json_of!(ApplyRequest), crate::json_of!(ApplyResponse);
+    get "/v1/workloads" => list, Token, "Every workload with its status", [],
+        None, crate::json_of!(Vec<Status>);
+    get "/v1/workloads/{name}" => get_one, Token, "A workload's spec and status", [],
+        None, crate::json_of!(WorkloadDetail);
+    delete "/v1/workloads/{name}" => delete, Token, "Delete a workload (its data dataset is kept unless purge)", ["purge": "true to delete the data dataset too"],
+        None, crate::json_of!(DeleteResponse);
+    post "/v1/workloads/{name}/start" => start, Token, "Start a workload and keep it running", [],
+        None, crate::json_of!(Status);
+    post "/v1/workloads/{name}/stop" => stop, Token, "Stop a workload and keep it stopped", [],
+        None, crate::json_of!(Status);
+    post "/v1/workloads/{name}/restart" => restart, Token, "Stop and start a workload", [],
+        None, crate::json_of!(Status);
+    get "/v1/workloads/{name}/logs" => stream::logs, Token, "A workload's log lines, as NDJSON; with follow, new lines as they come", ["tail": "only the last N lines", "follow": "true to keep streaming"],
+        None, crate::ndjson_of!(LogEntry);
+    get "/v1/workloads/{name}/exec" => stream::exec, Token, "Run a command inside a running workload over an upgraded connection (arguments in the x-warren-args header)", [],
+        None, Upgrade;
+    get "/v1/run" => stream::run, Token, "Run a one-off container from a world over an upgraded connection, removed when it exits", [],
+        None, Upgrade;
+    get "/v1/worlds" => worlds, Token, "Worlds and the workloads using them", [],
+        None, crate::json_of!(Vec<WorldInfo>);
+    post "/v1/worlds/{name}" => super::worlds::create_handler, Token, "Build a world (host, busybox, debian, debian-SUITE); its output as NDJSON lines", ["mirror": "Debian mirror URL"],
+        None, crate::ndjson_of!(Value);
+    delete "/v1/worlds/{name}" => super::worlds::rm_handler, Token, "Delete a world no workload names", [],
+        None, crate::json_of!(Value);
+    post "/v1/worlds/{name}/import" => super::worlds::import_handler, Token, "Make a world from a root filesystem tarball (plain, gzip or zstd)", ["command": "default command as a JSON array"],
+        Binary("application/octet-stream"), crate::json_of!(Value);
+    get "/v1/worlds/{name}/export" => super::worlds::export_handler, Token, "A world as a zstd-compressed tarball", [],
+        None, Binary("application/zstd");
+    get "/v1/images" => super::images::list_handler, Token, "Stored images with their config and users", [],
+        None, crate::json_of!(Vec<ImageInfo>);
+    delete "/v1/images" => super::images::rm_handler, Token, "Forget an image reference (refused while a workload names it)", ["reference": "the reference to forget"],
+        None, crate::json_of!(Value);
+    post "/v1/images/import" => super::images::import_handler, Token, "Import a docker-save or OCI archive", ["tag": "store the only image under this reference"],
+        Binary("application/x-tar"), crate::json_of!(Vec<ImageImported>);
+    post "/v1/images/gc" => super::images::gc_handler, Token, "Delete the layers no stored image uses", [],
+        None, crate::json_of!(ImageGcResponse);
+    post "/v1/images/pull" => super::images::pull_handler, Token, "Pull an image from a registry; progress as NDJSON lines", [],
+        crate::json_of!(super::images::PullRequest), crate::ndjson_of!(Value);
+    post "/v1/build" => super::recipes::build_handler, Token, "Build the Warrenfile recipe in the uploaded directory (a tar stream); progress and the script's output as NDJSON lines", ["version": "the version to record"],
+        Binary("application/x-tar"), crate::ndjson_of!(Value);
+    get "/v1/recipes" => super::recipes::list_handler, Token, "Every built recipe version", [],
+        None, crate::json_of!(Vec<warren_store::RecipeBuild>);
+    get "/v1/events" => events, Token, "The event log", ["after": "only events after this id", "workload": "only this workload's", "limit": "at most this many (default 100)"],
+        None, crate::json_of!(Vec<warren_store::Event>);
+    get "/v1/ca" => ca_cert, Token, "The local CA certificate (PEM) behind tls = \"local\"", [],
+        None, Binary("application/x-pem-file");
+    get "/v1/workloads/{name}/snapshots" => workload_snapshots, Token, "A workload's snapshots", [],
+        None, crate::json_of!(Vec<SnapshotView>);
+    post "/v1/workloads/{name}/snapshots" => workload_snapshot, Token, "Snapshot every dataset of a workload", [],
+        crate::json_of!(SnapshotRequest), crate::json_of!(Value);
+    delete "/v1/workloads/{name}/snapshots/{label}" => workload_snapshot_rm, Token, "Delete a workload snapshot", [],
+        None, crate::json_of!(Value);
+    post "/v1/workloads/{name}/rollback" => workload_rollback, Token, "Roll a workload back to a snapshot", [],
+        crate::json_of!(RollbackRequest), crate::json_of!(Value);
+    post "/v1/workloads/{name}/clone" => clone, Token, "Clone a workload (copy-on-write)", [],
+        crate::json_of!(CloneRequest), crate::json_of!(Value);
+    get "/v1/workloads/{name}/export" => super::transfer::export, Token, "Export a workload as a self-checking archive", ["since": "incremental from this snapshot"],
+        None, Binary("application/octet-stream");
+    post "/v1/import" => super::transfer::import, Token, "Import a workload or volume archive", ["name": "import under this name"],
+        Binary("application/octet-stream"), crate::json_of!(Value);
+    get "/v1/volumes" => volumes, Token, "Volumes and who mounts them", [],
+        None, crate::json_of!(Vec<VolumeInfo>);
+    delete "/v1/volumes/{name}" => volume_rm, Token, "Delete a volume no workload mounts", [],
+        None, crate::json_of!(Value);
+    get "/v1/volumes/{name}/snapshots" => volume_snapshots, Token, "A volume's snapshots", [],
+        None, crate::json_of!(Vec<SnapshotView>);
+    post "/v1/volumes/{name}/snapshots" => volume_snapshot, Token, "Snapshot a volume", [],
+        crate::json_of!(SnapshotRequest), crate::json_of!(Value);
+    delete "/v1/volumes/{name}/snapshots/{label}" => volume_snapshot_rm, Token, "Delete a volume snapshot", [],
+        None, crate::json_of!(Value);
+    post "/v1/volumes/{name}/rollback" => volume_rollback, Token, "Roll a volume back to a snapshot", [],
+        crate::json_of!(RollbackRequest), crate::json_of!(Value);
+    get "/v1/volumes/{name}/export" => super::transfer::export_volume, Token, "Export a volume as a self-checking archive", ["since": "incremental from this snapshot"],
+        None, Binary("application/octet-stream");
 }
 
 /// An API error: status plus a JSON body.

@@ -20,7 +20,7 @@ use warren_store::now_ms;
 pub const AUTO_PREFIX: &str = "auto-";
 
 /// A workload or volume snapshot as the API shows it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct SnapshotView {
     pub label: String,
     /// Unix seconds.

@@ -539,7 +539,7 @@ pub async fn import_handler(
 }
 
 /// How to pull: credentials, plain HTTP off loopback, platform (`os/arch[/variant]`).
-#[derive(Deserialize, Default, Clone)]
+#[derive(Deserialize, Default, Clone, schemars::JsonSchema)]
 pub struct PullRequest {
     pub reference: String,
     #[serde(default)]

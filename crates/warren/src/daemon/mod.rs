@@ -12,6 +12,7 @@ pub mod images;
 pub mod ingress;
 #[cfg(target_os = "linux")]
 pub mod network;
+pub mod openapi;
 pub mod recipes;
 pub mod remote;
 pub mod stream;

@@ -22,7 +22,6 @@ use axum::extract::{Path, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use warren_auth::ratelimit::RateLimiter;
@@ -185,31 +184,57 @@ fn remote_router(engine: Arc<Engine>, remote: Arc<Remote>) -> Router {
             state.clone(),
             authenticate,
         ));
-    Router::new()
-        .route("/v1/auth/info", get(info))
-        .route("/v1/auth/enroll", post(enroll))
-        .with_state(state)
-        .merge(authed)
+    open_routes().with_state(state).merge(authed)
 }
 
 /// The key-management routes, on both the local socket and the remote API.
 pub fn keys_router(engine: Arc<Engine>) -> Router {
-    Router::new()
-        .route("/v1/auth/keys", get(list_keys).post(add_key))
-        .route(
-            "/v1/auth/keys/{fingerprint}",
-            axum::routing::delete(revoke_key),
-        )
-        .with_state(engine)
+    keys_routes().with_state(engine)
 }
 
-/// The local-only routes (root on the host).
+/// The local-only routes (root on the host), with the key routes and the OpenAPI document.
 pub fn local_router(engine: Arc<Engine>) -> Router {
-    Router::new()
-        .route("/v1/auth/claim-code", get(claim_code))
-        .route("/v1/auth/reset", post(reset))
+    local_routes()
         .with_state(engine.clone())
         .merge(keys_router(engine))
+        .route("/v1/openapi.json", axum::routing::get(openapi_doc))
+}
+
+async fn openapi_doc() -> Json<serde_json::Value> {
+    Json(super::openapi::document(&super::openapi::all_ops()))
+}
+
+/// Every operation this module serves.
+pub fn ops() -> Vec<super::openapi::Op> {
+    let mut v = open_ops();
+    v.extend(keys_ops());
+    v.extend(local_ops());
+    v
+}
+
+crate::api! { open_routes, open_ops, RemoteState;
+    get "/v1/openapi.json" => openapi_doc, Open, "This API's OpenAPI document; no token needed", [],
+        None, crate::json_of!(serde_json::Value);
+    get "/v1/auth/info" => info, Open, "The host id (the audience of tokens) and certificate fingerprint; no token needed", [],
+        None, crate::json_of!(AuthInfo);
+    post "/v1/auth/enroll" => enroll, Open, "Enroll an operator key with the claim code, while the claim window is open; closes the window", [],
+        crate::json_of!(EnrollRequest), crate::json_of!(serde_json::Value);
+}
+
+crate::api! { keys_routes, keys_ops, Arc<Engine>;
+    get "/v1/auth/keys" => list_keys, Token, "Enrolled operator keys", [],
+        None, crate::json_of!(Vec<OperatorKeyRow>);
+    post "/v1/auth/keys" => add_key, Token, "Enroll another operator key", [],
+        crate::json_of!(AddKey), crate::json_of!(OperatorKeyRow);
+    delete "/v1/auth/keys/{fingerprint}" => revoke_key, Token, "Revoke an operator key", [],
+        None, crate::json_of!(serde_json::Value);
+}
+
+crate::api! { local_routes, local_ops, Arc<Engine>;
+    get "/v1/auth/claim-code" => claim_code, Local, "The claim code and when its window closes (local socket only)", [],
+        None, crate::json_of!(serde_json::Value);
+    post "/v1/auth/reset" => reset, Local, "Open a new claim window with a new claim code (local socket only)", [],
+        None, crate::json_of!(serde_json::Value);
 }
 
 fn unauthorized() -> Response {
@@ -293,7 +318,7 @@ async fn authenticate(State(s): State<RemoteState>, req: Request, next: Next) ->
     }
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, schemars::JsonSchema)]
 pub struct AuthInfo {
     pub host_id: String,
     pub fingerprint: String,
@@ -306,7 +331,7 @@ async fn info(State(s): State<RemoteState>) -> Json<AuthInfo> {
     })
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, schemars::JsonSchema)]
 pub struct EnrollRequest {
     pub public_key: String,
     pub claim_code: String,
@@ -406,7 +431,7 @@ async fn list_keys(State(e): State<Arc<Engine>>) -> Result<Json<Vec<OperatorKeyR
     Ok(Json(e.store.operator_keys()?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 struct AddKey {
     public_key: String,
     #[serde(default)]
