@@ -235,6 +235,9 @@ enum Cmd {
         limit: usize,
         #[arg(short, long, value_enum, default_value = "table")]
         output: ListFormat,
+        /// Keep printing new events as they happen (with -o json: one JSON object per line).
+        #[arg(short, long)]
+        follow: bool,
     },
     /// The local certificate authority that signs `tls = "local"` routes.
     Ca {
@@ -723,7 +726,8 @@ async fn dispatch(cli: Cli) -> Result<i32> {
             workload,
             limit,
             output,
-        } => events(&client, workload, limit, output).await,
+            follow,
+        } => events(&client, workload, limit, output, follow).await,
         Cmd::Ca {
             cmd: CaCmd::Export { output },
         } => ca_export(&client, output).await,
@@ -2014,18 +2018,15 @@ async fn events(
     workload: Option<String>,
     limit: usize,
     format: ListFormat,
+    follow: bool,
 ) -> Result<i32> {
     let mut path = format!("/v1/events?limit={limit}");
     if let Some(w) = &workload {
         path.push_str(&format!("&workload={w}"));
     }
     let evs: Vec<warren_store::Event> = client.get(&path).await?;
-    if format == ListFormat::Json {
-        println!("{}", serde_json::to_string_pretty(&evs)?);
-        return Ok(0);
-    }
-    for e in evs {
-        println!(
+    let line = |e: &warren_store::Event| {
+        format!(
             "{} {} {} {}",
             warren_runtime::logs::format_timestamp(
                 std::time::UNIX_EPOCH + Duration::from_millis(e.ts_ms)
@@ -2033,7 +2034,43 @@ async fn events(
             e.workload.as_deref().unwrap_or("-"),
             e.kind,
             e.message
-        );
+        )
+    };
+    if !follow {
+        if format == ListFormat::Json {
+            println!("{}", serde_json::to_string_pretty(&evs)?);
+        } else {
+            for e in &evs {
+                println!("{}", line(e));
+            }
+        }
+        return Ok(0);
     }
+    let print = |e: &warren_store::Event| -> Result<()> {
+        let mut out = std::io::stdout().lock();
+        if format == ListFormat::Json {
+            writeln!(out, "{}", serde_json::to_string(e)?)?;
+        } else {
+            writeln!(out, "{}", line(e))?;
+        }
+        out.flush()?;
+        Ok(())
+    };
+    for e in &evs {
+        print(e)?;
+    }
+    let mut path = format!(
+        "/v1/events/stream?after={}",
+        evs.last().map(|e| e.id).unwrap_or(0)
+    );
+    if let Some(w) = &workload {
+        path.push_str(&format!("&workload={w}"));
+    }
+    client
+        .stream_lines(&path, |l| {
+            let e: warren_store::Event = serde_json::from_slice(l)?;
+            print(&e)
+        })
+        .await?;
     Ok(0)
 }

@@ -75,6 +75,10 @@ crate::api! { routes, ops, Arc<Engine>;
         None, crate::json_of!(Vec<warren_store::RecipeBuild>);
     get "/v1/events" => events, Token, "The event log", ["after": "only events after this id", "workload": "only this workload's", "limit": "at most this many (default 100)"],
         None, crate::json_of!(Vec<warren_store::Event>);
+    get "/v1/events/stream" => events_stream, Token, "Events after `after`, then every new one as it happens, as NDJSON", ["after": "start after this event id (default: only new ones)", "workload": "only this workload's"],
+        None, crate::ndjson_of!(warren_store::Event);
+    get "/v1/events/ws" => events_ws, Token, "The same stream over a WebSocket: one JSON text message per event", ["after": "start after this event id", "workload": "only this workload's"],
+        None, Upgrade;
     get "/v1/ca" => ca_cert, Token, "The local CA certificate (PEM) behind tls = \"local\"", [],
         None, Binary("application/x-pem-file");
     get "/v1/workloads/{name}/snapshots" => workload_snapshots, Token, "A workload's snapshots", [],
@@ -754,6 +758,92 @@ struct EventsQuery {
 
 fn default_limit() -> usize {
     100
+}
+
+#[derive(Deserialize)]
+struct StreamQuery {
+    after: Option<i64>,
+    workload: Option<String>,
+}
+
+/// The stored events after `after` (oldest first), then live ones, never one twice or out of
+/// order: the subscription is taken before the backlog is read, and live events already in
+/// the backlog are skipped by id.
+fn event_feed(
+    e: Arc<Engine>,
+    q: StreamQuery,
+) -> impl futures_util::Stream<Item = warren_store::Event> + Send {
+    let rx = e.subscribe();
+    let workload = q.workload.clone();
+    let wanted = move |ev: &warren_store::Event| {
+        workload.is_none() || ev.workload.as_deref() == workload.as_deref()
+    };
+    let backlog: Vec<warren_store::Event> = match q.after {
+        Some(after) => e
+            .store
+            .events(after, q.workload.as_deref(), 10_000)
+            .unwrap_or_default(),
+        None => Vec::new(),
+    };
+    let mut last = backlog.last().map(|ev| ev.id).or(q.after).unwrap_or(0);
+    let live = futures_util::stream::unfold(rx, |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(ev) => return Some((ev, rx)),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    use futures_util::StreamExt;
+    futures_util::stream::iter(backlog).chain(live.filter_map(move |ev| {
+        let keep = ev.id > last && wanted(&ev);
+        if keep {
+            last = ev.id;
+        }
+        futures_util::future::ready(keep.then_some(ev))
+    }))
+}
+
+async fn events_stream(State(e): State<Arc<Engine>>, Query(q): Query<StreamQuery>) -> Response {
+    use futures_util::StreamExt;
+    let body = event_feed(e, q).map(|ev| {
+        let mut line = serde_json::to_vec(&ev).expect("event serializes");
+        line.push(b'\n');
+        Ok::<_, std::io::Error>(bytes::Bytes::from(line))
+    });
+    Response::builder()
+        .header(axum::http::header::CONTENT_TYPE, "application/x-ndjson")
+        .body(axum::body::Body::from_stream(body))
+        .expect("response builds")
+}
+
+async fn events_ws(
+    State(e): State<Arc<Engine>>,
+    Query(q): Query<StreamQuery>,
+    ws: axum::extract::ws::WebSocketUpgrade,
+) -> Response {
+    ws.on_upgrade(move |mut socket| async move {
+        use axum::extract::ws::Message;
+        use futures_util::StreamExt;
+        let feed = event_feed(e, q);
+        futures_util::pin_mut!(feed);
+        loop {
+            tokio::select! {
+                ev = feed.next() => {
+                    let Some(ev) = ev else { break };
+                    let text = serde_json::to_string(&ev).expect("event serializes");
+                    if socket.send(Message::Text(text.into())).await.is_err() {
+                        break;
+                    }
+                }
+                msg = socket.recv() => match msg {
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                    _ => {}
+                },
+            }
+        }
+    })
 }
 
 async fn events(
