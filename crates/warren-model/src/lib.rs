@@ -9,6 +9,7 @@
 //! Invariant: nothing in this crate performs I/O (no filesystem, no processes, no clock). Time is
 //! an input to the planner, never read by it.
 
+pub mod health;
 pub mod names;
 pub mod parse;
 pub mod plan;

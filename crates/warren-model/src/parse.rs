@@ -311,6 +311,7 @@ const WORKLOAD_KEYS: &[&str] = &[
     "resources",
     "volumes",
     "snapshots",
+    "health",
     "network",
     "ports",
     "domains",
@@ -323,6 +324,21 @@ const WORKLOAD_KEYS: &[&str] = &[
 const RESOURCE_KEYS: &[&str] = &["memory", "cpus", "pids", "disk"];
 const VOLUME_KEYS: &[&str] = &["size", "snapshots", "site"];
 const SNAPSHOT_KEYS: &[&str] = &["every", "keep"];
+const HEALTH_KEYS: &[&str] = &[
+    "exec",
+    "http",
+    "tcp",
+    "port",
+    "interval",
+    "timeout",
+    "retries",
+    "start_period",
+    "on_unhealthy",
+];
+const ON_UNHEALTHY: &[(&str, crate::health::OnUnhealthy)] = &[
+    ("restart", crate::health::OnUnhealthy::Restart),
+    ("none", crate::health::OnUnhealthy::None),
+];
 const SITE_KEYS: &[&str] = &["domains", "path", "autoindex", "tls"];
 const TLS_KEYS: &[&str] = &["cert", "key"];
 const NETWORKS: &[(&str, NetworkMode)] = &[
@@ -751,6 +767,7 @@ impl Walker<'_> {
         // (key offset, source) for each of `world` and `image` present, valid or not.
         let mut sources: Vec<(usize, &str, Option<Source>)> = Vec::new();
         let mut entrypoint_at: Option<usize> = None;
+        let mut health_at: Option<usize> = None;
         // Well-formed mounts: (element path, element offset, mount).
         let mut mounts: Vec<(Path, usize, VolumeMount)> = Vec::new();
         let mut data_path_ok = true;
@@ -822,6 +839,10 @@ impl Walker<'_> {
                 "resources" => self.resources(&fpath, value, &mut spec),
                 "volumes" => mounts = self.volume_mounts(&fpath, value),
                 "snapshots" => spec.snapshots = self.snapshots(&fpath, key, value),
+                "health" => {
+                    health_at = Some(key.span().start);
+                    spec.health = self.health(&fpath, key, value);
+                }
                 "network" => {
                     if let Some(n) = self.one_of(&fpath, value, NETWORKS) {
                         spec.network = n;
@@ -859,6 +880,19 @@ impl Walker<'_> {
                     }
                 }
                 _ => self.unknown_key(key, &fpath, WORKLOAD_KEYS),
+            }
+        }
+
+        // Network probes need a network; `network` may come after `health`.
+        if let (Some(at), Some(h)) = (health_at, &spec.health) {
+            if spec.network == NetworkMode::None
+                && !matches!(h.probe, crate::health::Probe::Exec(_))
+            {
+                self.error(
+                    at,
+                    &path.key("health"),
+                    "http and tcp checks need a network; with network = \"none\" use exec",
+                );
             }
         }
 
@@ -1419,6 +1453,128 @@ impl Walker<'_> {
             every_secs: every?,
             keep: keep?,
         })
+    }
+
+    /// `health = { exec = [...] | http = "/path", port = N | tcp = N, interval, timeout,
+    /// retries, start_period, on_unhealthy }`.
+    fn health(
+        &mut self,
+        path: &Path,
+        key: &Key<'_>,
+        value: &Value<'_>,
+    ) -> Option<crate::health::HealthCheck> {
+        use crate::health::*;
+        let example = r#"; e.g. health = { http = "/healthz", port = 8080, interval = "10s" }"#;
+        let table = self.table(path, value, example)?;
+        let errors_before = self.diagnostics.len();
+        let mut probes: Vec<(usize, &str)> = Vec::new();
+        let (mut exec, mut http, mut tcp, mut port) = (None, None, None, None);
+        let mut check = HealthCheck {
+            probe: Probe::Tcp(0),
+            interval_secs: DEFAULT_INTERVAL,
+            timeout_secs: DEFAULT_TIMEOUT,
+            retries: DEFAULT_RETRIES,
+            start_period_secs: 0,
+            on_unhealthy: OnUnhealthy::Restart,
+        };
+        for (k, v) in table.iter() {
+            let field: &str = k.get_ref();
+            let hpath = path.key(field);
+            self.record(&hpath, k, v);
+            match field {
+                "exec" => {
+                    probes.push((k.span().start, "exec"));
+                    exec = self.command(&hpath, v);
+                }
+                "http" => {
+                    probes.push((k.span().start, "http"));
+                    http = self.checked_string(&hpath, v, |s| {
+                        if s.starts_with('/') && !s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                            Ok(())
+                        } else {
+                            Err(format!("the http check's path must start with / and hold no spaces, found {s:?}"))
+                        }
+                    });
+                }
+                "tcp" => {
+                    probes.push((k.span().start, "tcp"));
+                    tcp = self.route_port(&hpath, v);
+                }
+                "port" => port = Some((k.span().start, self.route_port(&hpath, v))),
+                "interval" | "timeout" | "start_period" => {
+                    let at = v.span().start;
+                    let DeValue::String(s) = v.get_ref() else {
+                        self.wrong_type(&hpath, v, r#"a duration such as "10s""#, "");
+                        continue;
+                    };
+                    match values::parse_duration(s) {
+                        Ok(0) if field != "start_period" => {
+                            self.error(at, &hpath, "must be at least 1s");
+                        }
+                        Ok(secs) => match field {
+                            "interval" => check.interval_secs = secs,
+                            "timeout" => check.timeout_secs = secs,
+                            _ => check.start_period_secs = secs,
+                        },
+                        Err(m) => self.error(at, &hpath, m),
+                    }
+                }
+                "retries" => {
+                    let at = v.span().start;
+                    let DeValue::Integer(i) = v.get_ref() else {
+                        self.wrong_type(&hpath, v, "an integer", "");
+                        continue;
+                    };
+                    match integer(i) {
+                        Some(n) if (1..=100).contains(&n) => check.retries = n as u32,
+                        _ => self.error(at, &hpath, "must be between 1 and 100"),
+                    }
+                }
+                "on_unhealthy" => {
+                    if let Some(a) = self.one_of(&hpath, v, ON_UNHEALTHY) {
+                        check.on_unhealthy = a;
+                    }
+                }
+                _ => self.unknown_key(k, &hpath, HEALTH_KEYS),
+            }
+        }
+        match probes.as_slice() {
+            [] => self.error(
+                key.span().start,
+                path,
+                format!("needs one of exec, http or tcp{example}"),
+            ),
+            [_] => {}
+            [(_, first), (at, second), ..] => self.error(
+                *at,
+                &path.key(second),
+                format!("a health check has one of exec, http or tcp (`{first}` is already set)"),
+            ),
+        }
+        match (&http, port) {
+            (Some(_), None) => self.error(
+                key.span().start,
+                path,
+                r#"an http check needs the workload's `port`; e.g. health = { http = "/healthz", port = 8080 }"#,
+            ),
+            (None, Some((at, _))) => {
+                self.error(at, &path.key("port"), "`port` belongs to http checks (tcp = PORT names its own)")
+            }
+            _ => {}
+        }
+        if self.diagnostics.len() != errors_before {
+            return None;
+        }
+        check.probe = match (exec, http, tcp) {
+            (Some(argv), _, _) => Probe::Exec(argv),
+            (_, Some(p), _) => Probe::Http {
+                path: p,
+                port: port.and_then(|(_, p)| p)?,
+            },
+            (_, _, Some(p)) => Probe::Tcp(p),
+            _ => return None,
+        };
+        Some(check)
     }
 
     fn every(&mut self, path: &Path, value: &Value<'_>) -> Option<u64> {

@@ -301,6 +301,9 @@ pub struct WorkloadSpec {
     /// The ingress route to the workload.
     #[serde(default, skip_serializing_if = "RouteSpec::is_empty")]
     pub route: RouteSpec,
+    /// The health check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<crate::health::HealthCheck>,
 }
 
 pub fn default_data_path() -> String {
@@ -329,11 +332,12 @@ impl WorkloadSpec {
             network: NetworkMode::Bridge,
             ports: Vec::new(),
             route: RouteSpec::default(),
+            health: None,
         }
     }
 
     /// The drift key: sha256 over the canonical JSON of every field that shapes the container.
-    /// Changing `state`, `restart`, the snapshot schedule, `ports` or `route` does not change
+    /// Changing `state`, `restart`, the snapshot schedule, `ports`, `route` or `health` does not change
     /// the hash; changing `network` does. A spec with the default network hashes as it did
     /// before networking existed (the field is left out of the JSON).
     pub fn hash(&self) -> String {
@@ -343,6 +347,7 @@ impl WorkloadSpec {
         shape.snapshots = None;
         shape.ports = Vec::new();
         shape.route = RouteSpec::default();
+        shape.health = None;
         // serde_json over BTreeMaps and plain structs is deterministic.
         let json = serde_json::to_vec(&shape).expect("spec serializes");
         let digest = Sha256::digest(&json);

@@ -292,6 +292,7 @@ fn workload() -> impl Strategy<Value = WorkloadSpec> {
                 network,
                 ports,
                 route,
+                health: None,
             },
         )
 }

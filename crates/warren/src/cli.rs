@@ -910,7 +910,10 @@ async fn list(client: &Client, format: ListFormat) -> Result<i32> {
             vec![
                 s.name.clone(),
                 s.kind.clone(),
-                s.state.clone(),
+                match &s.health {
+                    Some(h) => format!("{} ({h})", s.state),
+                    None => s.state.clone(),
+                },
                 s.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
                 s.restarts.to_string(),
                 match (s.pid, s.started_ms) {

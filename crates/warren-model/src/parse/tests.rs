@@ -172,7 +172,7 @@ fn unknown_workload_key() {
     );
     assert_eq!(
         web_error("publish = [80]"),
-        "3:1: workload.web.publish: unknown key; expected one of kind, world, image, recipe, command, entrypoint, env, workdir, user, hostname, restart, state, data_path, resources, volumes, snapshots, network, ports, domains, port, path, websocket, max_body, tls"
+        "3:1: workload.web.publish: unknown key; expected one of kind, world, image, recipe, command, entrypoint, env, workdir, user, hostname, restart, state, data_path, resources, volumes, snapshots, health, network, ports, domains, port, path, websocket, max_body, tls"
     );
     assert_eq!(
         web_error("domain = [\"a.b\"]"),
@@ -445,7 +445,7 @@ fn all_errors_are_collected_in_position_order() {
             "3:11: workload.b.restart: unknown value \"x\"; expected one of always, on-failure, never",
             "5:11: workload.a: needs `world`, `image` or `recipe`",
             "6:8: workload.a.kind: unknown value \"y\"; expected one of container, jail, vm",
-            "7:1: workload.a.foo: unknown key; expected one of kind, world, image, recipe, command, entrypoint, env, workdir, user, hostname, restart, state, data_path, resources, volumes, snapshots, network, ports, domains, port, path, websocket, max_body, tls",
+            "7:1: workload.a.foo: unknown key; expected one of kind, world, image, recipe, command, entrypoint, env, workdir, user, hostname, restart, state, data_path, resources, volumes, snapshots, health, network, ports, domains, port, path, websocket, max_body, tls",
         ]
     );
 }
@@ -1312,4 +1312,38 @@ fn locate_network_fields() {
     assert_eq!(p.locate("workload.web.domains"), (4, 11));
     assert_eq!(p.locate("workload.web.domains[0]"), (4, 12));
     assert_eq!(p.locate("workload.web.port"), (5, 8));
+}
+
+#[test]
+fn health_checks_parse_with_defaults() {
+    use crate::health::*;
+    let w = web(r#"[workload.web]
+world = "host"
+health = { http = "/healthz", port = 8080, interval = "2s", retries = 5, start_period = "1m", on_unhealthy = "none" }
+"#);
+    assert_eq!(
+        w.health,
+        Some(HealthCheck {
+            probe: Probe::Http {
+                path: "/healthz".into(),
+                port: 8080
+            },
+            interval_secs: 2,
+            timeout_secs: DEFAULT_TIMEOUT,
+            retries: 5,
+            start_period_secs: 60,
+            on_unhealthy: OnUnhealthy::None,
+        })
+    );
+    let w = web("[workload.web]\nworld = \"host\"\nnetwork = \"none\"\nhealth = { exec = [\"pg_isready\", \"-q\"] }\n");
+    let h = w.health.clone().unwrap();
+    assert_eq!(h.probe, Probe::Exec(vec!["pg_isready".into(), "-q".into()]));
+    assert_eq!(
+        (h.interval_secs, h.retries),
+        (DEFAULT_INTERVAL, DEFAULT_RETRIES)
+    );
+    // Health checks never recreate the container.
+    let mut a = w.clone();
+    a.health = None;
+    assert_eq!(a.hash(), w.hash());
 }

@@ -49,6 +49,8 @@ pub struct Engine {
     pub ingress: Arc<super::ingress::Ingress>,
     /// The last networking error reported (reported again only when it changes).
     network_error: Mutex<Option<String>>,
+    /// Health of the workloads with health checks, by name.
+    health: Mutex<HashMap<String, warren_model::health::HealthStatus>>,
 }
 
 impl Engine {
@@ -91,6 +93,7 @@ impl Engine {
             net,
             ingress,
             network_error: Mutex::new(None),
+            health: Mutex::new(HashMap::new()),
         }))
     }
 
@@ -661,6 +664,7 @@ impl Engine {
         child: Option<std::process::Child>,
     ) {
         let (tx, rx) = watch::channel(false);
+        let rx_for_health = rx.clone();
         self.live.lock().unwrap().insert(
             name.to_string(),
             Live {
@@ -669,6 +673,20 @@ impl Engine {
                 exited: rx,
             },
         );
+        // The run's health monitor, if the workload declares a check.
+        if let Ok(Some(d)) = self.store.get_desired(name) {
+            match d.spec.health {
+                Some(check) => super::health::spawn(
+                    self.clone(),
+                    name.to_string(),
+                    check,
+                    d.spec.network,
+                    state.started_at_ms,
+                    rx_for_health,
+                ),
+                None => self.set_health(name, None),
+            }
+        }
         let engine = self.clone();
         let name = name.to_string();
         tokio::spawn(async move {
@@ -886,12 +904,37 @@ impl Engine {
         Ok(())
     }
 
+    /// A workload's health, when it has a health check.
+    pub fn health_of(&self, name: &str) -> Option<warren_model::health::HealthStatus> {
+        self.health.lock().unwrap().get(name).copied()
+    }
+
+    pub fn set_health(&self, name: &str, status: Option<warren_model::health::HealthStatus>) {
+        let mut h = self.health.lock().unwrap();
+        match status {
+            Some(s) => h.insert(name.to_string(), s),
+            None => h.remove(name),
+        };
+    }
+
+    /// Restarts a running workload for `reason` (a failed health check): counted as a restart.
+    pub async fn restart_for(self: &Arc<Self>, name: &str, reason: &str) -> Result<()> {
+        self.restart_with(name, reason).await?;
+        self.update(name, |r| r.restarts += 1);
+        self.event(Some(name), "restarted", reason);
+        Ok(())
+    }
+
     /// Stops (if running) and starts again, keeping the desired state running.
     pub async fn restart_now(self: &Arc<Self>, name: &str) -> Result<()> {
+        self.restart_with(name, "operator restart").await
+    }
+
+    async fn restart_with(self: &Arc<Self>, name: &str, reason: &str) -> Result<()> {
         let g = self.lock(name).await;
         self.store.set_state(name, DesiredState::Running)?;
         if self.live.lock().unwrap().contains_key(name) {
-            self.stop(name, "operator restart").await?;
+            self.stop(name, reason).await?;
         }
         let d = self
             .desired_all()?
@@ -904,7 +947,7 @@ impl Engine {
             == Some(&d.hash)
         {
             self.update(name, |r| r.failures = 0);
-            self.start(&d, "operator restart").await?;
+            self.start(&d, reason).await?;
         }
         drop(g);
         self.wake();
@@ -1059,6 +1102,12 @@ impl Engine {
                 _ => None,
             },
             started_ms: row.started_ms,
+            health: d
+                .spec
+                .health
+                .as_ref()
+                .and_then(|_| self.health_of(&d.spec.name))
+                .map(|h| h.as_str().to_string()),
             address: match d.spec.network {
                 warren_model::NetworkMode::Bridge => self
                     .store

@@ -8,6 +8,7 @@ pub mod api;
 pub mod archive;
 pub mod datasets;
 pub mod engine;
+pub mod health;
 pub mod images;
 pub mod ingress;
 #[cfg(target_os = "linux")]
