@@ -241,6 +241,7 @@ pub fn release_file(file: &Path) -> Result<()> {
     imp::release_file(file)
 }
 
+#[cfg(target_os = "linux")]
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RuntimeError + '_ {
     move |source| RuntimeError::Io {
         path: path.to_path_buf(),
