@@ -556,4 +556,49 @@ mod tests {
         assert_eq!(owner("link"), (0, 0));
         assert!(shift_tree(&dir.path().join("missing"), &POOL, None).is_err());
     }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn persistent_namespaces_are_owned_and_released() {
+        if !nix::unistd::Uid::effective().is_root() {
+            panic!("this test creates namespaces and bind mounts: run it as root");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let (user, net) = (dir.path().join("user"), dir.path().join("net"));
+        let base = POOL.base(4095).unwrap();
+        create_persistent(&user, &net, base, IDS_PER_WORKLOAD).unwrap();
+        let cleanup = || {
+            release_file(&net).unwrap();
+            release_file(&user).unwrap();
+        };
+        let owned = netns_owned_by(&net, Some(&user));
+        let by_host = netns_owned_by(&net, None);
+        let mapped = warren_exec::Executor::run(
+            &warren_exec::HostExecutor,
+            &warren_exec::Cmd::new("nsenter")
+                .arg(format!("--user={}", user.display()))
+                .args(["cat", "/proc/self/uid_map"]),
+        );
+        cleanup();
+        assert!(
+            owned.unwrap(),
+            "the network namespace belongs to the user namespace"
+        );
+        assert!(!by_host.unwrap());
+        let mapped = mapped.expect("nsenter (util-linux) is needed for this test");
+        let fields: Vec<String> = mapped
+            .stdout_str()
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
+        assert_eq!(fields, ["0", &base.to_string(), "65536"]);
+        // Released: nothing mounted, the files are gone; releasing again is no error.
+        assert!(!user.exists() && !net.exists());
+        release_file(&user).unwrap();
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        assert!(!mounts.contains(&dir.path().display().to_string()));
+        // A missing directory is an error, and nothing is left behind.
+        let missing = dir.path().join("no/such");
+        assert!(create_persistent(&missing.join("u"), &missing.join("n"), base, 65536).is_err());
+    }
 }
