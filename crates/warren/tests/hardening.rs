@@ -363,6 +363,26 @@ network = "none"
     );
     assert_eq!(sh_ok(&d, "quiet", "id -u"), "0\n");
 
+    // A clone gets a range of its own, and its copies of the datasets are moved into it.
+    d.ok(&["clone", "web", "copy"]);
+    let copy = d.wait_running("copy");
+    let (_, cbase, _) = uid_map(copy, "uid_map");
+    for b in [base, other] {
+        assert!(
+            cbase + 65536 <= b || b + 65536 <= cbase,
+            "{cbase} overlaps {b}"
+        );
+    }
+    let copied = d.pool_root().join("workloads/copy/data/index.html");
+    let meta = std::fs::metadata(&copied).unwrap();
+    assert_eq!(
+        (meta.uid() as u64, meta.gid() as u64),
+        (cbase + 33, cbase + 33)
+    );
+    let page = sh_ok(&d, "copy", "wget -qO- http://127.0.0.1:80/index.html");
+    assert_eq!(page.trim(), "hello-from-userns");
+    assert_eq!(sh_ok(&d, "copy", "stat -c %u /data/index.html"), "33\n");
+
     // Switching userns off recreates the workload and gives the data back to plain ids.
     d.apply("w.toml", &spec(false));
     wait_until(60, "web without a user namespace", || {

@@ -480,9 +480,10 @@ impl Engine {
 
     /// The first host id of a provisioned user-namespaced workload's range.
     fn userns_base(&self, name: &str) -> Result<u32> {
-        let slot = self.store.userns_slot(name)?.ok_or_else(|| {
-            anyhow!("{name} has no user-namespace range; it is provisioned again on the next pass")
-        })?;
+        let slot = self
+            .store
+            .userns_slot(name)?
+            .ok_or_else(|| anyhow!("{name} has no user-namespace range"))?;
         self.id_pool()?.base(slot).ok_or_else(|| {
             anyhow!("{name}'s user-namespace slot {slot} lies outside the host id pool")
         })
@@ -492,7 +493,11 @@ impl Engine {
     /// `userns`, its rootfs and data are re-owned into its range (a slot is allocated first);
     /// without, data left in a range by an earlier `userns = true` is shifted back and the
     /// slot released. Every inode is visited (O(files)). Returns a note for the event log.
-    async fn own_datasets(self: &Arc<Self>, name: &str, userns: bool) -> Result<Option<String>> {
+    pub(super) async fn own_datasets(
+        self: &Arc<Self>,
+        name: &str,
+        userns: bool,
+    ) -> Result<Option<String>> {
         let held = self.store.userns_slot(name)?;
         if !userns && held.is_none() {
             return Ok(None);
@@ -717,6 +722,13 @@ impl Engine {
 
     async fn start(self: &Arc<Self>, d: &Desired, reason: &str) -> Result<()> {
         let name = d.spec.name.clone();
+        if d.spec.userns && self.store.userns_slot(&name)?.is_none() {
+            // Datasets that never were re-owned (an imported workload, say): provision again.
+            self.update(&name, |r| r.provisioned = None);
+            return Err(anyhow!(
+                "{name} has no user-namespace range yet; it is provisioned again"
+            ));
+        }
         let cspec = self.container_spec(d)?;
         if cspec.userns.is_some() {
             self.allow_traversal(&cspec)?;
