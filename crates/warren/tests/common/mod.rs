@@ -313,7 +313,7 @@ impl Daemon {
             let prefix = format!("warren-{}-", self.instance());
             for e in rd.flatten() {
                 if e.file_name().to_string_lossy().starts_with(&prefix) {
-                    let _ = nix::mount::umount2(&e.path(), nix::mount::MntFlags::MNT_DETACH);
+                    let _ = Command::new("umount").arg("-l").arg(e.path()).output();
                     let _ = std::fs::remove_file(e.path());
                 }
             }
