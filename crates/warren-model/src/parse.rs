@@ -31,6 +31,8 @@
 //! websocket = false
 //! max_body = "50M"              # request body limit; 0 = unlimited; default nginx's
 //! tls = "local"                 # none | local | { cert = "/abs/cert.pem", key = "/abs/key.pem" }
+//! readonly_rootfs = true        # read-only root filesystem (data, volumes, /tmp stay writable)
+//! userns = true                 # own user namespace: root inside is unprivileged outside
 //!
 //! [volume.media]                # the key is the volume name (a DNS label)
 //! size = "10G"                  # optional size limit, same units as memory
@@ -61,6 +63,10 @@
 //! domain and path are routed to one workload or site only. For both file-wide checks the claim
 //! later in the file is reported, naming the earlier one. The workload name `warren-ingress` is
 //! reserved for warren's own routing workload.
+//!
+//! Hardening: `readonly_rootfs` and `userns` are booleans; `userns = true` refuses
+//! `network = "host"` (root in a user namespace has no privileges over the host's network, so
+//! the workload could not even bind its ports).
 //!
 //! A successful parse returns a [`Parsed`], which keeps the position of every field so that
 //! later checks (host support for a kind, port conflicts, ...) can report `file:line:column`
@@ -320,6 +326,8 @@ const WORKLOAD_KEYS: &[&str] = &[
     "websocket",
     "max_body",
     "tls",
+    "readonly_rootfs",
+    "userns",
 ];
 const RESOURCE_KEYS: &[&str] = &["memory", "cpus", "pids", "disk"];
 const VOLUME_KEYS: &[&str] = &["size", "snapshots", "site"];
@@ -771,6 +779,7 @@ impl Walker<'_> {
         // Well-formed mounts: (element path, element offset, mount).
         let mut mounts: Vec<(Path, usize, VolumeMount)> = Vec::new();
         let mut data_path_ok = true;
+        let mut userns_at: Option<usize> = None;
         for (key, value) in table.iter() {
             let field: &str = key.get_ref();
             let fpath = path.key(field);
@@ -879,6 +888,17 @@ impl Walker<'_> {
                         spec.route.tls = t;
                     }
                 }
+                "readonly_rootfs" => {
+                    if let Some(b) = self.boolean(&fpath, value) {
+                        spec.readonly_rootfs = b;
+                    }
+                }
+                "userns" => {
+                    if let Some(b) = self.boolean(&fpath, value) {
+                        spec.userns = b;
+                        userns_at = Some(key.span().start);
+                    }
+                }
                 _ => self.unknown_key(key, &fpath, WORKLOAD_KEYS),
             }
         }
@@ -894,6 +914,16 @@ impl Walker<'_> {
                     "http and tcp checks need a network; with network = \"none\" use exec",
                 );
             }
+        }
+
+        // A user namespace needs a network namespace of its own; `network` may come later.
+        if let (Some(offset), true, NetworkMode::Host) = (userns_at, spec.userns, spec.network) {
+            self.error(
+                offset,
+                &path.key("userns"),
+                "userns = true needs a network namespace of its own (network = \"bridge\" or \
+                 \"none\"); root in a user namespace holds no privileges over the host's network",
+            );
         }
 
         // Published ports need the bridge; `network` may come after `ports`.

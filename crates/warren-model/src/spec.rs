@@ -304,6 +304,17 @@ pub struct WorkloadSpec {
     /// The health check.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<crate::health::HealthCheck>,
+    /// Mount the root filesystem read-only (the data dataset, volumes and a tmpfs on `/tmp`,
+    /// `/var/tmp` and `/run` stay writable).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub readonly_rootfs: bool,
+    /// Run in a user namespace: root inside is an unprivileged id range on the host.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub userns: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 pub fn default_data_path() -> String {
@@ -333,6 +344,8 @@ impl WorkloadSpec {
             ports: Vec::new(),
             route: RouteSpec::default(),
             health: None,
+            readonly_rootfs: false,
+            userns: false,
         }
     }
 
@@ -399,6 +412,26 @@ mod tests {
         );
         let json = serde_json::to_string(&sample()).unwrap();
         assert!(!json.contains("network") && !json.contains("ports") && !json.contains("route"));
+    }
+
+    /// The hardening switches are left out of the JSON while off (old hashes stay), and each
+    /// changes the hash when on (the container is recreated).
+    #[test]
+    fn hardening_switches_change_the_hash_only_when_set() {
+        let base = sample().hash();
+        let json = serde_json::to_string(&sample()).unwrap();
+        assert!(!json.contains("readonly_rootfs") && !json.contains("userns"));
+        let mut ro = sample();
+        ro.readonly_rootfs = true;
+        let mut userns = sample();
+        userns.userns = true;
+        assert_ne!(ro.hash(), base);
+        assert_ne!(userns.hash(), base);
+        assert_ne!(ro.hash(), userns.hash());
+        let back: WorkloadSpec =
+            serde_json::from_str(&serde_json::to_string(&userns).unwrap()).unwrap();
+        assert_eq!(back, userns);
+        assert_eq!(back.hash(), userns.hash());
     }
 
     #[test]

@@ -262,13 +262,15 @@ fn workload() -> impl Strategy<Value = WorkloadSpec> {
             ]),
             prop::collection::vec(port_mapping(), 0..3),
             route(),
+            any::<bool>(),
+            any::<bool>(),
         ),
     )
         .prop_map(
             |(
                 (name, kind, source, command, env),
                 (workdir, user, hostname, restart, state, resources, data_path),
-                (volumes, snapshots, network, ports, route),
+                (volumes, snapshots, network, ports, route, readonly_rootfs, userns),
             )| WorkloadSpec {
                 // Image workloads exercise `entrypoint` too (worlds refuse it).
                 entrypoint: match &source {
@@ -293,6 +295,9 @@ fn workload() -> impl Strategy<Value = WorkloadSpec> {
                 ports,
                 route,
                 health: None,
+                readonly_rootfs,
+                // A user namespace needs a network namespace of its own.
+                userns: userns && network != NetworkMode::Host,
             },
         )
 }
@@ -653,6 +658,12 @@ fn render(spec: &SpecFile, style: Style) -> String {
         if w.network != NetworkMode::Bridge || style.explicit_defaults {
             writeln!(out, "network = {}", quote(w.network.as_str())).unwrap();
         }
+        if w.readonly_rootfs || style.explicit_defaults {
+            writeln!(out, "readonly_rootfs = {}", w.readonly_rootfs).unwrap();
+        }
+        if w.userns || style.explicit_defaults {
+            writeln!(out, "userns = {}", w.userns).unwrap();
+        }
         if !w.ports.is_empty() || (style.explicit_defaults && w.network == NetworkMode::Bridge) {
             let ports: Vec<String> = w.ports.iter().map(|m| m.to_string()).collect();
             writeln!(out, "ports = {}", string_array(&ports)).unwrap();
@@ -809,6 +820,9 @@ fn toml_ish() -> impl Strategy<Value = String> {
         "network = ",
         "\"host\"",
         "\"none\"",
+        "readonly_rootfs = ",
+        "userns = ",
+        "true\n",
         "ports = [",
         "\"8080:80\"",
         "\"127.0.0.1:5353:53/udp\"",
@@ -892,6 +906,8 @@ proptest! {
                 ".snapshots.every",
                 ".snapshots.keep",
                 ".network",
+                ".readonly_rootfs",
+                ".userns",
                 ".ports[0]",
                 ".domains[0]",
                 ".port",
@@ -947,6 +963,8 @@ fn renderer_styles_cover_every_field() {
         PortMapping::parse("8080:80").unwrap(),
         PortMapping::parse("[::1]:5353:53/udp").unwrap(),
     ];
+    w.readonly_rootfs = true;
+    w.userns = true;
     w.route = RouteSpec {
         domains: vec!["web.home.arpa".into(), "*.apps.home.arpa".into()],
         port: Some(80),

@@ -7,9 +7,17 @@
 //!
 //! The hardening follows Docker's defaults: new pid, mount, uts, ipc and network namespaces,
 //! Docker's default capability set (bounding, effective, permitted only), `noNewPrivileges`,
-//! a deny-all device cgroup with the usual character devices allowed, masked and read-only
-//! `/proc` and `/sys` paths. Seccomp is not applied yet.
+//! the default seccomp profile ([`crate::seccomp`]), a deny-all device cgroup with the usual
+//! character devices allowed, masked and read-only `/proc` and `/sys` paths. The only binds
+//! are the ones the spec lists (the workload's own data dataset and volumes, its world's
+//! read-only host directories, the names files).
+//!
+//! A read-only root filesystem (`root.readonly`) gets fresh tmpfs mounts on `/tmp`,
+//! `/var/tmp` (mode 1777) and `/run` (0755), like podman's `--read-only-tmpfs`; binds still
+//! go on top, so the data dataset and volumes stay writable. A user namespace adds the `user`
+//! namespace (new, or joined by path) and identical uid and gid mappings.
 
+use crate::seccomp::{self, Arch};
 use crate::{Bind, ContainerSpec, NetNamespace, Result, RuntimeError};
 use oci_spec::runtime::Spec;
 use serde_json::{json, Value};
@@ -226,6 +234,17 @@ fn check_spec(spec: &ContainerSpec) -> Result<()> {
             return bad(format!("{}: cpus must be positive, got {c}", spec.id));
         }
     }
+    if let Some(u) = &spec.userns {
+        if u.host_id == 0 || u.size == 0 || u.host_id.checked_add(u.size).is_none() {
+            return bad(format!(
+                "{}: user namespace must map to unprivileged host ids, got {}+{}",
+                spec.id, u.host_id, u.size
+            ));
+        }
+        if u.path.as_ref().is_some_and(|p| !p.is_absolute()) {
+            return bad(format!("{}: user namespace path is not absolute", spec.id));
+        }
+    }
     if spec.resources.memory == Some(0) || spec.resources.pids == Some(0) {
         return bad(format!(
             "{}: memory and pids limits must be positive",
@@ -251,6 +270,19 @@ fn default_mounts() -> Vec<Value> {
                "options": ["nosuid", "noexec", "nodev", "ro"]}),
         json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
                "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}),
+    ]
+}
+
+/// The tmpfs mounts a read-only root filesystem gets.
+fn readonly_rootfs_mounts() -> Vec<Value> {
+    let tmpfs = |dest: &str, mode: &str| {
+        json!({"destination": dest, "type": "tmpfs", "source": "tmpfs",
+               "options": ["nosuid", "nodev", format!("mode={mode}")]})
+    };
+    vec![
+        tmpfs("/tmp", "1777"),
+        tmpfs("/var/tmp", "1777"),
+        tmpfs("/run", "755"),
     ]
 }
 
@@ -281,12 +313,23 @@ fn device_rules() -> Vec<Value> {
 }
 
 /// Renders the OCI spec from `spec`, the rootfs's `/etc/passwd` and `/etc/group` contents and
-/// the RLIMIT_NOFILE to set (normally [`NOFILE_LIMIT`]).
+/// the RLIMIT_NOFILE to set (normally [`NOFILE_LIMIT`]), for this host's architecture.
 pub fn render_config_with(
     spec: &ContainerSpec,
     passwd: &str,
     group: &str,
     nofile: u64,
+) -> Result<Spec> {
+    render_config_for(spec, passwd, group, nofile, Arch::host())
+}
+
+/// [`render_config_with`] for a given architecture (its seccomp profile).
+pub fn render_config_for(
+    spec: &ContainerSpec,
+    passwd: &str,
+    group: &str,
+    nofile: u64,
+    arch: Option<Arch>,
 ) -> Result<Spec> {
     check_spec(spec)?;
     let user = resolve_user(spec.user.as_deref(), passwd, group)?;
@@ -303,6 +346,9 @@ pub fn render_config_with(
     let cwd = if spec.cwd.is_empty() { "/" } else { &spec.cwd };
 
     let mut mounts = default_mounts();
+    if spec.readonly_rootfs {
+        mounts.extend(readonly_rootfs_mounts());
+    }
     mounts.extend(spec.binds.iter().map(bind_mount));
 
     let mut resources = json!({ "devices": device_rules() });
@@ -331,7 +377,13 @@ pub fn render_config_with(
         NetNamespace::Host => {}
         NetNamespace::Path(p) => namespaces.push(json!({"type": "network", "path": p})),
     }
-    let config = json!({
+    if let Some(u) = &spec.userns {
+        namespaces.push(match &u.path {
+            Some(p) => json!({"type": "user", "path": p}),
+            None => json!({"type": "user"}),
+        });
+    }
+    let mut config = json!({
         "ociVersion": "1.0.2",
         "process": {
             "terminal": spec.terminal,
@@ -356,8 +408,14 @@ pub fn render_config_with(
             "namespaces": namespaces,
             "maskedPaths": MASKED_PATHS,
             "readonlyPaths": READONLY_PATHS,
+            "seccomp": seccomp::profile(arch),
         },
     });
+    if let Some(u) = &spec.userns {
+        let map = json!([{"containerID": 0, "hostID": u.host_id, "size": u.size}]);
+        config["linux"]["uidMappings"] = map.clone();
+        config["linux"]["gidMappings"] = map;
+    }
     serde_json::from_value(config)
         .map_err(|e| RuntimeError::Spec(format!("{}: rendering config.json: {e}", spec.id)))
 }
@@ -485,12 +543,20 @@ mod tests {
             terminal: false,
             cgroup_path: "/warren/web".into(),
             network: Default::default(),
+            userns: None,
         }
     }
 
     #[test]
     fn golden_config() {
-        let spec = render_config_with(&fixed_spec(), PASSWD, GROUP, NOFILE_LIMIT).unwrap();
+        let spec = render_config_for(
+            &fixed_spec(),
+            PASSWD,
+            GROUP,
+            NOFILE_LIMIT,
+            Some(Arch::X86_64),
+        )
+        .unwrap();
         let got = config_json(&spec).unwrap();
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/config.json");
         if std::env::var_os("WARREN_BLESS").is_some() {
@@ -502,6 +568,107 @@ mod tests {
         assert_eq!(got, want, "config.json differs from the golden file");
         // Rendering is deterministic.
         assert_eq!(config_json(&spec).unwrap(), got);
+    }
+
+    fn render_value(s: &ContainerSpec) -> Value {
+        let spec = render_config_for(s, PASSWD, GROUP, NOFILE_LIMIT, Some(Arch::X86_64)).unwrap();
+        serde_json::from_str(&config_json(&spec).unwrap()).unwrap()
+    }
+
+    /// The hardening every container gets, whatever its spec.
+    #[test]
+    fn hardening_is_always_rendered() {
+        let mut s = fixed_spec();
+        s.readonly_rootfs = false;
+        s.binds.clear();
+        let v = render_value(&s);
+        assert_eq!(v["process"]["noNewPrivileges"], true);
+        for set in ["bounding", "effective", "permitted"] {
+            assert_eq!(
+                v["process"]["capabilities"][set].as_array().unwrap().len(),
+                DEFAULT_CAPS.len()
+            );
+        }
+        assert!(v["process"]["capabilities"].get("inheritable").is_none());
+        assert!(v["process"]["capabilities"].get("ambient").is_none());
+        assert_eq!(v["linux"]["seccomp"], seccomp::profile(Some(Arch::X86_64)));
+        assert_eq!(v["linux"]["resources"]["devices"][0]["allow"], false);
+        assert!(v["linux"]["maskedPaths"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("/proc/kcore")));
+        assert_eq!(v["root"]["readonly"], false);
+        // Only the default mounts: no bind of anything the spec did not list.
+        let mounts = v["mounts"].as_array().unwrap();
+        assert!(mounts.iter().all(|m| m["type"] != "bind"), "{mounts:?}");
+        let dests: Vec<&str> = mounts
+            .iter()
+            .map(|m| m["destination"].as_str().unwrap())
+            .collect();
+        assert!(!dests.contains(&"/tmp"));
+        assert!(!v["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["type"] == "user"));
+        assert!(v["linux"].get("uidMappings").is_none());
+    }
+
+    #[test]
+    fn readonly_rootfs_gets_tmpfs_under_the_binds() {
+        let v = render_value(&fixed_spec());
+        assert_eq!(v["root"]["readonly"], true);
+        let mounts = v["mounts"].as_array().unwrap();
+        let pos = |d: &str| mounts.iter().position(|m| m["destination"] == d).unwrap();
+        for d in ["/tmp", "/var/tmp", "/run"] {
+            assert_eq!(mounts[pos(d)]["type"], "tmpfs", "{d}");
+            assert!(pos(d) < pos("/data"), "{d} must come before the binds");
+        }
+        assert_eq!(
+            mounts[pos("/tmp")]["options"],
+            json!(["nosuid", "nodev", "mode=1777"])
+        );
+        assert!(!mounts[pos("/data")]["options"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("ro")));
+    }
+
+    #[test]
+    fn user_namespace_maps_root_to_the_given_range() {
+        let mut s = fixed_spec();
+        s.userns = Some(crate::UserNamespace {
+            host_id: 0x7001_0000,
+            size: 65536,
+            path: None,
+        });
+        let v = render_value(&s);
+        let map = json!([{"containerID": 0, "hostID": 0x7001_0000u32, "size": 65536}]);
+        assert_eq!(v["linux"]["uidMappings"], map);
+        assert_eq!(v["linux"]["gidMappings"], map);
+        let ns = v["linux"]["namespaces"].as_array().unwrap();
+        assert!(ns.contains(&json!({"type": "user"})));
+        s.userns.as_mut().unwrap().path = Some("/run/warren/userns/x".into());
+        let v = render_value(&s);
+        assert!(v["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({"type": "user", "path": "/run/warren/userns/x"})));
+        for bad in [(0, 65536), (100_000, 0), (u32::MAX, 2)] {
+            s.userns = Some(crate::UserNamespace {
+                host_id: bad.0,
+                size: bad.1,
+                path: None,
+            });
+            let e = render_config_with(&s, PASSWD, GROUP, NOFILE_LIMIT).unwrap_err();
+            assert!(e.to_string().contains("unprivileged host ids"), "{e}");
+        }
+        s.userns = Some(crate::UserNamespace {
+            host_id: 100_000,
+            size: 65536,
+            path: Some("relative".into()),
+        });
+        assert!(render_config_with(&s, PASSWD, GROUP, NOFILE_LIMIT).is_err());
     }
 
     #[test]
@@ -574,6 +741,7 @@ mod tests {
     #[test]
     fn minimal_spec_has_no_limits_and_default_cwd() {
         let mut s = fixed_spec();
+        s.readonly_rootfs = false;
         s.resources = Resources::default();
         s.binds.clear();
         s.cwd = String::new();

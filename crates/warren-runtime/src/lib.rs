@@ -6,6 +6,9 @@
 //!   daemon, owns the container's stdio and exit status, and writes rotated logs.
 //! - [`logs`] writes (shim side), reads and follows those logs.
 //! - [`proc`] reads `/proc/PID/stat` to tell a live process from a reused PID.
+//! - [`seccomp`] is the default seccomp profile (Docker's default policy), rendered purely.
+//! - [`userns`] holds the user-namespace id ranges, the re-owning of datasets into them and
+//!   the persistent user+network namespaces of bridge workloads.
 //!
 //! The [`Runtime`] trait is the backend-family interface the daemon programs against; the OCI
 //! backend ([`oci::OciRuntime`]) implements it on Linux. Everything compiles on every OS; where
@@ -17,7 +20,9 @@ pub mod logs;
 pub mod oci;
 pub mod proc;
 pub mod runc;
+pub mod seccomp;
 pub mod shim;
+pub mod userns;
 
 use std::path::{Path, PathBuf};
 use warren_model::Resources;
@@ -81,6 +86,21 @@ pub struct ContainerSpec {
     /// The network namespace the container runs in.
     #[serde(default)]
     pub network: NetNamespace,
+    /// Run in a user namespace (None: the host's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub userns: Option<UserNamespace>,
+}
+
+/// A container's user namespace: container ids `0..size` are host ids `host_id..host_id+size`
+/// (uids and gids alike).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct UserNamespace {
+    pub host_id: u32,
+    pub size: u32,
+    /// An existing user namespace with that mapping to join, by the path of its bind mount
+    /// (a bridge workload's, which owns its network namespace); None makes a new one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
 }
 
 /// The network namespace a container runs in.

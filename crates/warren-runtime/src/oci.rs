@@ -361,6 +361,7 @@ mod tests {
             terminal: true,
             cgroup_path: "/warren/c1".into(),
             network: Default::default(),
+            userns: None,
         };
         let dir = tempfile::tempdir().unwrap();
         assert!(matches!(

@@ -14,6 +14,9 @@
 //! - `recipe_builds`: each built version of a Warrenfile recipe and the world it produced.
 //! - `operator_keys`: the operator public keys the remote API accepts, by fingerprint. The
 //!   claim window and code live in `meta`.
+//! - `userns_slots`: each user-namespaced workload's slot in the host id pool, unique; kept
+//!   while its data dataset may be owned by that range (released when the data is purged or
+//!   shifted back).
 //!
 //! Invariants: every multi-row change runs in one transaction, so an apply is all or nothing;
 //! generations only grow; a spec row is rewritten only when its content changed.
@@ -120,6 +123,12 @@ fn migrations() -> Migrations<'static> {
                  public_key TEXT NOT NULL,
                  name TEXT NOT NULL,
                  added_ms INTEGER NOT NULL
+             );",
+        ),
+        M::up(
+            "CREATE TABLE userns_slots (
+                 name TEXT PRIMARY KEY,
+                 slot INTEGER NOT NULL UNIQUE
              );",
         ),
     ])
@@ -549,6 +558,67 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Every workload's user-namespace slot, by name.
+    pub fn userns_slots(&self) -> Result<BTreeMap<String, u32>> {
+        let c = self.conn();
+        let mut stmt = c.prepare("SELECT name, slot FROM userns_slots")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u32>(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// The slot of `name`, if it holds one.
+    pub fn userns_slot(&self, name: &str) -> Result<Option<u32>> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT slot FROM userns_slots WHERE name = ?1",
+                [name],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// The slot of `name`: the one it holds, or the lowest free one below `slots`, stored in
+    /// the same transaction. None when every slot is taken.
+    pub fn assign_userns_slot(&self, name: &str, slots: u32) -> Result<Option<u32>> {
+        let mut c = self.conn();
+        let tx = c.transaction()?;
+        let held: Option<u32> = tx
+            .query_row(
+                "SELECT slot FROM userns_slots WHERE name = ?1",
+                [name],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(slot) = held {
+            return Ok(Some(slot));
+        }
+        let taken: std::collections::BTreeSet<u32> = {
+            let mut stmt = tx.prepare("SELECT slot FROM userns_slots")?;
+            let rows = stmt.query_map([], |r| r.get::<_, u32>(0))?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
+        let Some(slot) = (0..slots).find(|s| !taken.contains(s)) else {
+            return Ok(None);
+        };
+        tx.execute(
+            "INSERT INTO userns_slots (name, slot) VALUES (?1, ?2)",
+            params![name, slot],
+        )?;
+        tx.commit()?;
+        Ok(Some(slot))
+    }
+
+    /// Releases `name`'s slot; returns whether it held one.
+    pub fn release_userns_slot(&self, name: &str) -> Result<bool> {
+        Ok(self
+            .conn()
+            .execute("DELETE FROM userns_slots WHERE name = ?1", [name])?
+            > 0)
+    }
+}
+
 /// One stored image: what `image = "REF"` resolves to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImageRecord {
@@ -922,6 +992,32 @@ mod tests {
         assert!(s.release_address("a").unwrap());
         assert!(!s.release_address("a").unwrap());
         assert_eq!(s.assign_address("c", keep("c")).unwrap().unwrap(), a);
+    }
+
+    #[test]
+    fn userns_slots_are_unique_stable_and_released() {
+        let (d, s) = open();
+        assert_eq!(s.assign_userns_slot("a", 3).unwrap(), Some(0));
+        assert_eq!(s.assign_userns_slot("b", 3).unwrap(), Some(1));
+        assert_eq!(s.assign_userns_slot("a", 3).unwrap(), Some(0));
+        assert_eq!(s.assign_userns_slot("c", 3).unwrap(), Some(2));
+        assert_eq!(s.assign_userns_slot("d", 3).unwrap(), None);
+        assert_eq!(s.userns_slot("d").unwrap(), None);
+        drop(s);
+        let s = Store::open(&d.path().join("warren.db")).unwrap();
+        assert_eq!(s.userns_slot("b").unwrap(), Some(1));
+        assert!(s.release_userns_slot("b").unwrap());
+        assert!(!s.release_userns_slot("b").unwrap());
+        assert_eq!(s.assign_userns_slot("d", 3).unwrap(), Some(1));
+        assert_eq!(
+            s.userns_slots().unwrap(),
+            BTreeMap::from([("a".into(), 0), ("c".into(), 2), ("d".into(), 1)])
+        );
+        // The table itself refuses one slot for two names.
+        let dup = s
+            .conn()
+            .execute("INSERT INTO userns_slots (name, slot) VALUES ('e', 0)", []);
+        assert!(dup.is_err());
     }
 
     #[test]

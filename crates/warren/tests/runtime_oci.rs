@@ -150,6 +150,7 @@ fn spec_at(dir: &Path, id: &str, args: &[&str]) -> ContainerSpec {
         terminal: false,
         cgroup_path: format!("/warren-test-{id}"),
         network: Default::default(),
+        userns: None,
     }
 }
 

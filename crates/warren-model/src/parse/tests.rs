@@ -172,7 +172,7 @@ fn unknown_workload_key() {
     );
     assert_eq!(
         web_error("publish = [80]"),
-        "3:1: workload.web.publish: unknown key; expected one of kind, world, image, recipe, command, entrypoint, env, workdir, user, hostname, restart, state, data_path, resources, volumes, snapshots, health, network, ports, domains, port, path, websocket, max_body, tls"
+        "3:1: workload.web.publish: unknown key; expected one of kind, world, image, recipe, command, entrypoint, env, workdir, user, hostname, restart, state, data_path, resources, volumes, snapshots, health, network, ports, domains, port, path, websocket, max_body, tls, readonly_rootfs, userns"
     );
     assert_eq!(
         web_error("domain = [\"a.b\"]"),
@@ -445,7 +445,7 @@ fn all_errors_are_collected_in_position_order() {
             "3:11: workload.b.restart: unknown value \"x\"; expected one of always, on-failure, never",
             "5:11: workload.a: needs `world`, `image` or `recipe`",
             "6:8: workload.a.kind: unknown value \"y\"; expected one of container, jail, vm",
-            "7:1: workload.a.foo: unknown key; expected one of kind, world, image, recipe, command, entrypoint, env, workdir, user, hostname, restart, state, data_path, resources, volumes, snapshots, health, network, ports, domains, port, path, websocket, max_body, tls",
+            "7:1: workload.a.foo: unknown key; expected one of kind, world, image, recipe, command, entrypoint, env, workdir, user, hostname, restart, state, data_path, resources, volumes, snapshots, health, network, ports, domains, port, path, websocket, max_body, tls, readonly_rootfs, userns",
         ]
     );
 }
@@ -1346,4 +1346,34 @@ health = { http = "/healthz", port = 8080, interval = "2s", retries = 5, start_p
     let mut a = w.clone();
     a.health = None;
     assert_eq!(a.hash(), w.hash());
+}
+
+#[test]
+fn hardening_switches() {
+    let w = web("[workload.web]\nworld = \"host\"\nreadonly_rootfs = true\nuserns = true\n");
+    assert!(w.readonly_rootfs && w.userns);
+    let w = web("[workload.web]\nworld = \"host\"\nreadonly_rootfs = false\nuserns = false\n");
+    assert!(!w.readonly_rootfs && !w.userns);
+    // userns with its own network namespace, whichever comes first.
+    for network in ["bridge", "none"] {
+        let w = web(&format!(
+            "[workload.web]\nnetwork = \"{network}\"\nworld = \"host\"\nuserns = true\n"
+        ));
+        assert!(w.userns);
+    }
+    assert_eq!(
+        web_error("readonly_rootfs = \"true\""),
+        "3:19: workload.web.readonly_rootfs: expected true or false, found string"
+    );
+    assert_eq!(
+        web_error("userns = { enabled = true }"),
+        "3:10: workload.web.userns: expected true or false, found table"
+    );
+    assert_eq!(
+        web_error("network = \"host\"\nuserns = true"),
+        "4:1: workload.web.userns: userns = true needs a network namespace of its own \
+         (network = \"bridge\" or \"none\"); root in a user namespace holds no privileges \
+         over the host's network"
+    );
+    assert!(web_error("user_ns = true").contains("did you mean `userns`?"));
 }

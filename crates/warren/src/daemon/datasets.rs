@@ -413,6 +413,20 @@ impl Engine {
             self.blocking(move |st| st.set_workload_quota(&t, Some(disk)))
                 .await?;
         }
+        if provisioned && spec.userns {
+            // The clone gets a range of its own; its copies are re-owned into it.
+            if let Err(e) = self.own_datasets(dst, true).await {
+                let t = dst.to_string();
+                let _ = self
+                    .blocking(move |st| {
+                        st.delete_rootfs(&t)?;
+                        st.delete_data(&t)
+                    })
+                    .await;
+                let _ = self.store.release_userns_slot(dst);
+                return Err(e);
+            }
+        }
         let hash = self.drift_hash(&spec)?;
         self.store.apply(std::slice::from_ref(&spec), &[])?;
         if provisioned {

@@ -457,6 +457,9 @@ impl Engine {
         if built {
             self.event(None, "world", &format!("world {world_name} created"));
         }
+        if let Some(note) = self.own_datasets(&name, d.spec.userns).await? {
+            self.event(Some(&name), "userns", &note);
+        }
         self.apply_quota(&name, d.spec.resources.disk).await?;
         self.update(&name, |r| {
             r.provisioned = Some(hash.to_string());
@@ -470,6 +473,118 @@ impl Engine {
             "provisioned",
             &format!("datasets ready (generation {})", d.generation),
         );
+        Ok(())
+    }
+
+    /// The host id pool of user-namespaced workloads (`/etc/subuid`, `/etc/subgid`).
+    fn id_pool(&self) -> Result<warren_runtime::userns::IdPool> {
+        warren_runtime::userns::IdPool::from_host().map_err(|e| anyhow!(e))
+    }
+
+    /// The first host id of a provisioned user-namespaced workload's range.
+    fn userns_base(&self, name: &str) -> Result<u32> {
+        let slot = self
+            .store
+            .userns_slot(name)?
+            .ok_or_else(|| anyhow!("{name} has no user-namespace range"))?;
+        self.id_pool()?.base(slot).ok_or_else(|| {
+            anyhow!("{name}'s user-namespace slot {slot} lies outside the host id pool")
+        })
+    }
+
+    /// Gives a freshly provisioned workload's datasets the owner its spec asks for: with
+    /// `userns`, its rootfs and data are re-owned into its range (a slot is allocated first);
+    /// without, data left in a range by an earlier `userns = true` is shifted back and the
+    /// slot released. Every inode is visited (O(files)). Returns a note for the event log.
+    pub(super) async fn own_datasets(
+        self: &Arc<Self>,
+        name: &str,
+        userns: bool,
+    ) -> Result<Option<String>> {
+        let held = self.store.userns_slot(name)?;
+        if !userns && held.is_none() {
+            return Ok(None);
+        }
+        let pool = self.id_pool()?;
+        let target = if userns {
+            let slot = self
+                .store
+                .assign_userns_slot(name, pool.slots)?
+                .ok_or_else(|| {
+                    anyhow!(
+                        "every one of the {} user-namespace ranges of the host id pool is taken",
+                        pool.slots
+                    )
+                })?;
+            pool.base(slot)
+        } else {
+            None
+        };
+        let rootfs = self.storage.rootfs_path(name);
+        let data = self.storage.data_path(name);
+        let stats = tokio::task::spawn_blocking(move || -> Result<(u64, u64)> {
+            let mut changed = 0;
+            let mut visited = 0;
+            let dirs: &[&std::path::Path] = if target.is_some() {
+                &[&rootfs, &data]
+            } else {
+                &[&data]
+            };
+            for dir in dirs {
+                let s = warren_runtime::userns::shift_tree(dir, &pool, target)?;
+                changed += s.changed;
+                visited += s.visited;
+            }
+            Ok((visited, changed))
+        })
+        .await??;
+        Ok(Some(match target {
+            Some(base) => format!(
+                "root and data owned by host ids {base}..{} ({} of {} files re-owned)",
+                u64::from(base) + u64::from(warren_runtime::userns::IDS_PER_WORKLOAD) - 1,
+                stats.1,
+                stats.0
+            ),
+            None => {
+                self.store.release_userns_slot(name)?;
+                format!(
+                    "user namespace off: data owned by plain ids again ({} of {} files re-owned)",
+                    stats.1, stats.0
+                )
+            }
+        }))
+    }
+
+    /// Lets a user-namespaced container's root (an unprivileged host id) reach its root
+    /// filesystem and bind sources: every directory on the way from the state dir gets the
+    /// search bit for others (never read), and a directory above the state dir that lacks it
+    /// is an error naming it.
+    fn allow_traversal(&self, spec: &ContainerSpec) -> Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        let state = &self.cfg.state_dir;
+        let mut targets = vec![spec.rootfs.clone()];
+        targets.extend(spec.binds.iter().map(|b| b.source.clone()));
+        for target in targets {
+            for dir in target.ancestors().skip(1) {
+                let meta = std::fs::metadata(dir).with_context(|| format!("{}", dir.display()))?;
+                let mode = meta.permissions().mode();
+                if mode & 0o001 != 0 {
+                    continue;
+                }
+                if dir.starts_with(state) {
+                    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode | 0o001))
+                        .with_context(|| format!("{}", dir.display()))?;
+                } else {
+                    return Err(anyhow!(
+                        "{} (mode {:o}) is not searchable by others, so a user-namespaced \
+                         workload cannot reach {}; run chmod o+x on it",
+                        dir.display(),
+                        mode & 0o7777,
+                        target.display()
+                    ));
+                }
+            }
+        }
         Ok(())
     }
 
@@ -564,11 +679,33 @@ impl Engine {
                 spec.user.clone(),
             ),
         };
+        let userns = if spec.userns {
+            let base = self.userns_base(&spec.name)?;
+            let path = match spec.network {
+                warren_model::NetworkMode::Host => {
+                    return Err(anyhow!(
+                        "userns = true needs a network namespace of its own, not network = \"host\""
+                    ))
+                }
+                // The bridge namespace belongs to a user namespace kept beside it.
+                #[cfg(target_os = "linux")]
+                warren_model::NetworkMode::Bridge => Some(self.net.userns_path(&spec.name, base)),
+                _ => None,
+            };
+            Some(warren_runtime::UserNamespace {
+                host_id: base,
+                size: warren_runtime::userns::IDS_PER_WORKLOAD,
+                path,
+            })
+        } else {
+            None
+        };
         Ok(ContainerSpec {
             network,
+            userns,
             id: self.container_id(&spec.name),
             rootfs: self.storage.rootfs_path(&spec.name),
-            readonly_rootfs: false,
+            readonly_rootfs: spec.readonly_rootfs,
             binds,
             args,
             env,
@@ -588,15 +725,26 @@ impl Engine {
 
     async fn start(self: &Arc<Self>, d: &Desired, reason: &str) -> Result<()> {
         let name = d.spec.name.clone();
+        if d.spec.userns && self.store.userns_slot(&name)?.is_none() {
+            // Datasets that never were re-owned (an imported workload, say): provision again.
+            self.update(&name, |r| r.provisioned = None);
+            return Err(anyhow!(
+                "{name} has no user-namespace range yet; it is provisioned again"
+            ));
+        }
         let cspec = self.container_spec(d)?;
+        if cspec.userns.is_some() {
+            self.allow_traversal(&cspec)?;
+        }
         #[cfg(target_os = "linux")]
         if d.spec.network == warren_model::NetworkMode::Bridge {
             let engine = self.clone();
             let n = name.clone();
+            let userns = cspec.userns.as_ref().map(|u| u.host_id);
             let specs: Vec<warren_model::WorkloadSpec> =
                 self.desired_all()?.into_values().map(|d| d.spec).collect();
             tokio::task::spawn_blocking(move || -> Result<()> {
-                engine.net.prepare(&engine.store, &n)?;
+                engine.net.prepare(&engine.store, &n, userns)?;
                 // The new address is in the hosts file before the workload can look it up.
                 let addresses = engine.store.addresses()?;
                 let refs: Vec<&warren_model::WorkloadSpec> = specs.iter().collect();
@@ -858,6 +1006,10 @@ impl Engine {
             Ok(())
         })
         .await??;
+        if purge {
+            // No data owned by its range is left.
+            self.store.release_userns_slot(name)?;
+        }
         #[cfg(target_os = "linux")]
         {
             let engine = self.clone();
@@ -965,6 +1117,7 @@ impl Engine {
             let storage = self.storage.clone();
             let n = name.to_string();
             tokio::task::spawn_blocking(move || storage.delete_data(&n)).await??;
+            self.store.release_userns_slot(name)?;
         }
         Ok(existed)
     }

@@ -13,6 +13,12 @@
 //! (`<name>`, `<name>.warren`) bind-mounted read-only over every bridge workload's `/etc/hosts`
 //! and rewritten in place when the set of addresses changes.
 //!
+//! A workload with `userns = true` gets its network namespace created inside its own user
+//! namespace ([`warren_runtime::userns::create_persistent`]), so root in the workload holds
+//! its privileges over its own network; the user namespace is kept by a bind mount under
+//! `/run/warren/userns/` named after the namespace and the range's first host id. A namespace
+//! whose owner no longer matches the spec (userns switched, another range) is re-created.
+//!
 //! [`Net::repair`] runs on every housekeeping tick: a deleted bridge, nft table or workload veth
 //! (host reboot, an operator's `ip link del`) is re-created, with an event naming what was fixed.
 
@@ -27,6 +33,9 @@ use warren_net::bridge::{self, Netns, VethAttachment};
 use warren_net::ipam::{self, Subnet};
 use warren_net::nft::{self, Forward, Ruleset};
 use warren_store::Store;
+
+/// Where the user namespaces owning workloads' network namespaces are bound.
+pub const USERNS_DIR: &str = "/run/warren/userns";
 
 /// Bridge network settings of one daemon.
 #[derive(Debug, Clone)]
@@ -114,6 +123,28 @@ impl Net {
         Path::new("/run/netns").join(self.netns_name(name))
     }
 
+    /// Where the user namespace owning a `userns = true` workload's network namespace is
+    /// bound, for the range starting at host id `base`.
+    pub fn userns_path(&self, name: &str, base: u32) -> PathBuf {
+        Path::new(USERNS_DIR).join(format!("{}.{base}", self.netns_name(name)))
+    }
+
+    /// Unbinds every user namespace file of `name` but `keep`.
+    fn release_userns_files(&self, name: &str, keep: Option<&Path>) -> Result<()> {
+        let prefix = format!("{}.", self.netns_name(name));
+        let Ok(entries) = std::fs::read_dir(USERNS_DIR) else {
+            return Ok(());
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            if e.file_name().to_string_lossy().starts_with(&prefix) && Some(path.as_path()) != keep
+            {
+                warren_runtime::userns::release_file(&path)?;
+            }
+        }
+        Ok(())
+    }
+
     /// The host end of a workload's veth pair (at most 15 characters).
     pub fn host_if(&self, name: &str) -> String {
         format!(
@@ -153,17 +184,44 @@ impl Net {
     }
 
     /// Gives `name` its address, namespace and veth (whatever is missing), ready for the
-    /// container to join.
-    pub fn prepare(&self, store: &Store, name: &str) -> Result<Attachment> {
+    /// container to join. With `userns` (the range's first host id), the namespace belongs to
+    /// a user namespace mapping container ids `0..65536` there.
+    pub fn prepare(&self, store: &Store, name: &str, userns: Option<u32>) -> Result<Attachment> {
         let subnet = self.settings.subnet;
         let address =
             store.assign_address(name, |taken| ipam::allocate(&subnet, name, taken))??;
         self.ensure_base()?;
         let ns = self.netns_name(name);
         let path = self.netns_path(name);
+        let owner = userns.map(|base| self.userns_path(name, base));
+        if path.exists() {
+            let owned = owner.as_deref().is_none_or(|o| o.exists())
+                && warren_runtime::userns::netns_owned_by(&path, owner.as_deref()).unwrap_or(false);
+            if !owned {
+                // userns was switched (or its range moved): start over in the right owner.
+                bridge::detach_veth(self.exec.as_ref(), &self.host_if(name))?;
+                self.run(&bridge::netns_del_cmd(&ns))?;
+            }
+        }
+        self.release_userns_files(name, owner.as_deref())?;
         let fresh_ns = !path.exists();
         if fresh_ns {
-            self.run(&bridge::netns_add_cmd(&ns))?;
+            match (userns, &owner) {
+                (Some(base), Some(owner)) => {
+                    for dir in [Path::new("/run/netns"), Path::new(USERNS_DIR)] {
+                        std::fs::create_dir_all(dir)
+                            .with_context(|| format!("{}", dir.display()))?;
+                    }
+                    warren_runtime::userns::create_persistent(
+                        owner,
+                        &path,
+                        base,
+                        warren_runtime::userns::IDS_PER_WORKLOAD,
+                    )
+                    .context("creating the workload's user and network namespaces")?;
+                }
+                _ => self.run(&bridge::netns_add_cmd(&ns))?,
+            }
         }
         let host_if = self.host_if(name);
         if fresh_ns || bridge::link(self.exec.as_ref(), &host_if)?.is_none() {
@@ -180,6 +238,7 @@ impl Net {
             if let Err(e) = attached {
                 if fresh_ns {
                     let _ = self.exec.run(&bridge::netns_del_cmd(&ns));
+                    let _ = self.release_userns_files(name, None);
                 }
                 return Err(e.into());
             }
@@ -196,6 +255,7 @@ impl Net {
         if self.netns_path(name).exists() {
             self.run(&bridge::netns_del_cmd(&self.netns_name(name)))?;
         }
+        self.release_userns_files(name, None)?;
         if release {
             store.release_address(name)?;
         }

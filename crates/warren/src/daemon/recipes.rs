@@ -345,6 +345,7 @@ fn run_script(
         terminal: false,
         cgroup_path: format!("/warren-{}/{name}", engine.cfg.instance),
         network: warren_runtime::NetNamespace::Host,
+        userns: None,
     };
     let run_dir = engine.run_dir(&name);
     let bundle = run_dir.join("bundle");

@@ -214,6 +214,7 @@ pub async fn run(State(e): State<Arc<Engine>>, mut req: Request) -> Result<Respo
         terminal: args.tty,
         cgroup_path: format!("/warren-{}/{}", e.cfg.instance, name),
         network: Default::default(),
+        userns: None,
     };
     let bundle = e.run_dir(&name).join("bundle");
     let cleanup = {

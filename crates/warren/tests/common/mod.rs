@@ -312,6 +312,16 @@ impl Daemon {
                 }
             }
         }
+        // User namespaces kept for userns bridge workloads.
+        if let Ok(rd) = std::fs::read_dir("/run/warren/userns") {
+            let prefix = format!("warren-{}-", self.instance());
+            for e in rd.flatten() {
+                if e.file_name().to_string_lossy().starts_with(&prefix) {
+                    let _ = Command::new("umount").arg("-l").arg(e.path()).output();
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
         let _ = Command::new("ip")
             .args(["link", "del", "dev", &self.net.bridge])
             .output();
