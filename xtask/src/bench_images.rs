@@ -128,6 +128,13 @@ pub fn images(cli: &dyn Fn() -> Command, dir: &Path) -> Result<()> {
             .join("/")
     );
 
+    // Pull from a local registry vs skopeo copy from the same registry into an OCI layout.
+    if std::path::Path::new("/usr/bin/docker-registry").exists() {
+        pull_vs_skopeo(cli, &work, size)?;
+    } else {
+        println!("pull      skipped: docker-registry is not installed (scripts/install-deps)");
+    }
+
     // A recipe: the first build, then rebuilds of the unchanged recipe (cache hits).
     let recipe = work.join("recipe");
     std::fs::create_dir_all(&recipe)?;
@@ -147,5 +154,108 @@ pub fn images(cli: &dyn Fn() -> Command, dir: &Path) -> Result<()> {
         ms(median(hits))
     );
     let _ = std::fs::remove_dir_all(&work);
+    Ok(())
+}
+
+/// A `docker-registry serve` on a loopback port, ended by PID when dropped.
+struct Registry(std::process::Child);
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn pull_vs_skopeo(cli: &dyn Fn() -> Command, work: &Path, size: u64) -> Result<()> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let store = work.join("registry");
+    std::fs::create_dir_all(&store)?;
+    std::fs::write(
+        work.join("registry.yml"),
+        format!(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: bench\n",
+            store.display()
+        ),
+    )?;
+    let _reg = Registry(
+        Command::new("/usr/bin/docker-registry")
+            .arg("serve")
+            .arg(work.join("registry.yml"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?,
+    );
+    let t = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if t.elapsed() > Duration::from_secs(20) {
+            bail!("docker-registry did not start");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let reference = format!("127.0.0.1:{port}/bench:v1");
+    ok(Command::new("skopeo")
+        .args([
+            "--insecure-policy",
+            "copy",
+            "-q",
+            "--dest-tls-verify=false",
+            "oci:L:v1",
+        ])
+        .arg(format!("docker://{reference}"))
+        .current_dir(work))?;
+    let (mut ours, mut theirs, mut unpacks) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        ours.push(timed(
+            &mut || ok(cli().args(["image", "pull", &reference])),
+        )?);
+        ok(cli().args(["image", "rm", &reference]))?;
+        ok(cli().args(["image", "gc"]))?;
+        let dest = work.join("copied");
+        theirs.push(timed(&mut || {
+            ok(Command::new("skopeo")
+                .args(["--insecure-policy", "copy", "-q", "--src-tls-verify=false"])
+                .arg(format!("docker://{reference}"))
+                .arg(format!("oci:{}:v1", dest.display())))
+        })?);
+        // What warren's pull also does: unpack the layers into a root filesystem.
+        let tree = work.join("copied-tree");
+        unpacks.push(timed(&mut || {
+            ok(Command::new("umoci")
+                .args(["unpack", "--image"])
+                .arg(format!("{}:v1", dest.display()))
+                .arg(&tree))
+        })?);
+        std::fs::remove_dir_all(&dest)?;
+        std::fs::remove_dir_all(&tree)?;
+    }
+    let (w, c) = (median(ours.clone()), median(theirs.clone()));
+    let both = median(theirs.iter().zip(&unpacks).map(|(a, b)| *a + *b).collect());
+    println!(
+        "pull      warren {:>7.1}ms   skopeo copy {:>7.1}ms   ratio {:.2} (warren/skopeo; warren also applies the {:.0} MiB into layer worlds)",
+        ms(w),
+        ms(c),
+        ms(w) / ms(c),
+        size as f64 / (1 << 20) as f64
+    );
+    println!(
+        "          skopeo copy + umoci unpack {:>7.1}ms   ratio {:.2} (warren/both)",
+        ms(both),
+        ms(w) / ms(both)
+    );
+    println!(
+        "          rounds: warren {} ms, skopeo {} ms",
+        ours.iter()
+            .map(|d| format!("{:.0}", ms(*d)))
+            .collect::<Vec<_>>()
+            .join("/"),
+        theirs
+            .iter()
+            .map(|d| format!("{:.0}", ms(*d)))
+            .collect::<Vec<_>>()
+            .join("/")
+    );
     Ok(())
 }
