@@ -10,6 +10,7 @@
 //! an input to the planner, never read by it.
 
 pub mod health;
+pub mod hooks;
 pub mod names;
 pub mod parse;
 pub mod plan;

@@ -318,6 +318,7 @@ const WORKLOAD_KEYS: &[&str] = &[
     "volumes",
     "snapshots",
     "health",
+    "hooks",
     "network",
     "ports",
     "domains",
@@ -342,6 +343,9 @@ const HEALTH_KEYS: &[&str] = &[
     "retries",
     "start_period",
     "on_unhealthy",
+];
+const HOOK_KEYS: &[&str] = &[
+    "on", "restart", "exec", "host", "webhook", "snapshot", "cron", "every", "timeout",
 ];
 const ON_UNHEALTHY: &[(&str, crate::health::OnUnhealthy)] = &[
     ("restart", crate::health::OnUnhealthy::Restart),
@@ -852,6 +856,7 @@ impl Walker<'_> {
                     health_at = Some(key.span().start);
                     spec.health = self.health(&fpath, key, value);
                 }
+                "hooks" => spec.hooks = self.hooks(&fpath, value),
                 "network" => {
                     if let Some(n) = self.one_of(&fpath, value, NETWORKS) {
                         spec.network = n;
@@ -1483,6 +1488,150 @@ impl Walker<'_> {
             every_secs: every?,
             keep: keep?,
         })
+    }
+
+    /// `hooks = [ { on = EVENT, ACTION, [cron | every], [timeout] }, ... ]`.
+    fn hooks(&mut self, path: &Path, value: &Value<'_>) -> Vec<crate::hooks::Hook> {
+        use crate::hooks::*;
+        let example = r#"; e.g. hooks = [{ on = "crash", exec = ["sh", "-c", "..."] }]"#;
+        let DeValue::Array(items) = value.get_ref() else {
+            self.wrong_type(path, value, "an array of hook tables", example);
+            return Vec::new();
+        };
+        let mut hooks = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let ipath = path.index(i);
+            self.record_element(&ipath, item);
+            let Some(table) = self.table(&ipath, item, example) else {
+                continue;
+            };
+            let errors_before = self.diagnostics.len();
+            let mut on = None;
+            let mut actions: Vec<(usize, &str, Option<HookAction>)> = Vec::new();
+            let mut schedule: Option<(usize, Option<Schedule>)> = None;
+            let mut timeout = DEFAULT_HOOK_TIMEOUT;
+            for (k, v) in table.iter() {
+                let field: &str = k.get_ref();
+                let hpath = ipath.key(field);
+                self.record(&hpath, k, v);
+                let at = k.span().start;
+                match field {
+                    "on" => on = self.one_of(&hpath, v, HOOK_EVENTS),
+                    "restart" => {
+                        let yes = self.boolean(&hpath, v);
+                        if yes == Some(false) {
+                            self.error(
+                                v.span().start,
+                                &hpath,
+                                "restart = false does nothing; leave the hook out",
+                            );
+                        }
+                        actions.push((
+                            at,
+                            "restart",
+                            yes.filter(|y| *y).map(|_| HookAction::Restart),
+                        ));
+                    }
+                    "exec" => {
+                        let c = self.command(&hpath, v);
+                        actions.push((at, "exec", c.map(HookAction::Exec)));
+                    }
+                    "host" => {
+                        let c = self.command(&hpath, v);
+                        actions.push((at, "host", c.map(HookAction::Host)));
+                    }
+                    "webhook" => {
+                        let u = self.checked_string(&hpath, v, |s| {
+                            let rest = s
+                                .strip_prefix("http://")
+                                .ok_or_else(|| format!("webhook {s:?} must be an http:// URL"))?;
+                            if rest.is_empty()
+                                || s.chars().any(|c| c.is_whitespace() || c.is_control())
+                            {
+                                return Err(format!("webhook {s:?} is not a URL"));
+                            }
+                            Ok(())
+                        });
+                        actions.push((at, "webhook", u.map(HookAction::Webhook)));
+                    }
+                    "snapshot" => {
+                        let l = self.checked_string(&hpath, v, |s| {
+                            check_dns_label(s)
+                                .map_err(|r| format!("invalid snapshot label prefix: {r}"))
+                        });
+                        actions.push((at, "snapshot", l.map(HookAction::Snapshot)));
+                    }
+                    "cron" => {
+                        let c = self.checked_string(&hpath, v, |s| Cron::parse(s).map(|_| ()));
+                        if schedule.is_some() {
+                            self.error(at, &hpath, "a hook has either `cron` or `every`");
+                        }
+                        schedule = Some((at, c.map(Schedule::Cron)));
+                    }
+                    "every" | "timeout" => {
+                        let DeValue::String(s) = v.get_ref() else {
+                            self.wrong_type(&hpath, v, r#"a duration such as "10s""#, "");
+                            continue;
+                        };
+                        match values::parse_duration(s) {
+                            Ok(0) => self.error(v.span().start, &hpath, "must be at least 1s"),
+                            Ok(secs) if field == "timeout" => timeout = secs,
+                            Ok(secs) => {
+                                if schedule.is_some() {
+                                    self.error(at, &hpath, "a hook has either `cron` or `every`");
+                                }
+                                schedule = Some((at, Some(Schedule::Every(secs))));
+                            }
+                            Err(m) => self.error(v.span().start, &hpath, m),
+                        }
+                    }
+                    _ => self.unknown_key(k, &hpath, HOOK_KEYS),
+                }
+            }
+            let item_at = item.span().start;
+            if on.is_none() && !table.iter().any(|(k, _)| k.get_ref() == "on") {
+                self.error(item_at, &ipath, format!("a hook needs `on` (one of start, stop, exit, crash, health, schedule){example}"));
+            }
+            match actions.as_slice() {
+                [] => self.error(
+                    item_at,
+                    &ipath,
+                    "a hook needs an action: restart, exec, host, webhook or snapshot",
+                ),
+                [_] => {}
+                [(_, first, _), (at, second, _), ..] => self.error(
+                    *at,
+                    &ipath.key(second),
+                    format!("a hook has one action (`{first}` is already set)"),
+                ),
+            }
+            match (on, &schedule) {
+                (Some(HookEvent::Schedule), None) => self.error(
+                    item_at,
+                    &ipath,
+                    r#"on = "schedule" needs `cron` (e.g. "0 3 * * *") or `every` (e.g. "15m")"#,
+                ),
+                (Some(e), Some((at, _))) if e != HookEvent::Schedule => self.error(
+                    *at,
+                    &ipath,
+                    r#"`cron` and `every` belong to on = "schedule" hooks"#,
+                ),
+                _ => {}
+            }
+            if self.diagnostics.len() != errors_before {
+                continue;
+            }
+            let (Some(on), Some((_, _, Some(action)))) = (on, actions.into_iter().next()) else {
+                continue;
+            };
+            hooks.push(Hook {
+                on,
+                action,
+                schedule: schedule.and_then(|(_, s)| s),
+                timeout_secs: timeout,
+            });
+        }
+        hooks
     }
 
     /// `health = { exec = [...] | http = "/path", port = N | tcp = N, interval, timeout,

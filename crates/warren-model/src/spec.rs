@@ -304,6 +304,9 @@ pub struct WorkloadSpec {
     /// The health check.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<crate::health::HealthCheck>,
+    /// Event hooks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hooks: Vec<crate::hooks::Hook>,
     /// Mount the root filesystem read-only (the data dataset, volumes and a tmpfs on `/tmp`,
     /// `/var/tmp` and `/run` stay writable).
     #[serde(default, skip_serializing_if = "is_false")]
@@ -344,6 +347,7 @@ impl WorkloadSpec {
             ports: Vec::new(),
             route: RouteSpec::default(),
             health: None,
+            hooks: Vec::new(),
             readonly_rootfs: false,
             userns: false,
         }
@@ -361,6 +365,7 @@ impl WorkloadSpec {
         shape.ports = Vec::new();
         shape.route = RouteSpec::default();
         shape.health = None;
+        shape.hooks = Vec::new();
         // serde_json over BTreeMaps and plain structs is deterministic.
         let json = serde_json::to_vec(&shape).expect("spec serializes");
         let digest = Sha256::digest(&json);

@@ -295,6 +295,7 @@ fn workload() -> impl Strategy<Value = WorkloadSpec> {
                 ports,
                 route,
                 health: None,
+                hooks: Vec::new(),
                 readonly_rootfs,
                 // A user namespace needs a network namespace of its own.
                 userns: userns && network != NetworkMode::Host,

@@ -501,6 +501,9 @@ struct DaemonCmd {
     /// Where the remote API (TLS, operator tokens) listens: ADDR:PORT, or `none`.
     #[arg(long, default_value = "0.0.0.0:7443", env = "WARREN_LISTEN")]
     listen: String,
+    /// Let workload hooks run commands on the host (`host = [...]`).
+    #[arg(long, env = "WARREN_ALLOW_HOST_HOOKS")]
+    allow_host_hooks: bool,
 }
 
 pub fn main() -> i32 {
@@ -798,6 +801,7 @@ async fn run_daemon(state_dir: PathBuf, socket: PathBuf, d: DaemonCmd) -> Result
             https_port: d.https_port,
             listen: d.ingress_listen,
         },
+        allow_host_hooks: d.allow_host_hooks,
         listen: match d.listen.as_str() {
             "none" | "off" => None,
             a => Some(a.parse().map_err(|e| {

@@ -172,7 +172,7 @@ fn unknown_workload_key() {
     );
     assert_eq!(
         web_error("publish = [80]"),
-        "3:1: workload.web.publish: unknown key; expected one of kind, world, image, recipe, command, entrypoint, env, workdir, user, hostname, restart, state, data_path, resources, volumes, snapshots, health, network, ports, domains, port, path, websocket, max_body, tls, readonly_rootfs, userns"
+        "3:1: workload.web.publish: unknown key; expected one of kind, world, image, recipe, command, entrypoint, env, workdir, user, hostname, restart, state, data_path, resources, volumes, snapshots, health, hooks, network, ports, domains, port, path, websocket, max_body, tls, readonly_rootfs, userns"
     );
     assert_eq!(
         web_error("domain = [\"a.b\"]"),
@@ -445,7 +445,7 @@ fn all_errors_are_collected_in_position_order() {
             "3:11: workload.b.restart: unknown value \"x\"; expected one of always, on-failure, never",
             "5:11: workload.a: needs `world`, `image` or `recipe`",
             "6:8: workload.a.kind: unknown value \"y\"; expected one of container, jail, vm",
-            "7:1: workload.a.foo: unknown key; expected one of kind, world, image, recipe, command, entrypoint, env, workdir, user, hostname, restart, state, data_path, resources, volumes, snapshots, health, network, ports, domains, port, path, websocket, max_body, tls, readonly_rootfs, userns",
+            "7:1: workload.a.foo: unknown key; expected one of kind, world, image, recipe, command, entrypoint, env, workdir, user, hostname, restart, state, data_path, resources, volumes, snapshots, health, hooks, network, ports, domains, port, path, websocket, max_body, tls, readonly_rootfs, userns",
         ]
     );
 }
@@ -1376,4 +1376,34 @@ fn hardening_switches() {
          over the host's network"
     );
     assert!(web_error("user_ns = true").contains("did you mean `userns`?"));
+}
+
+#[test]
+fn hooks_parse() {
+    use crate::hooks::*;
+    let w = web(r#"[workload.web]
+world = "host"
+hooks = [
+  { on = "crash", exec = ["sh", "-c", "true"], timeout = "30s" },
+  { on = "schedule", cron = "0 3 * * *", snapshot = "nightly" },
+  { on = "schedule", every = "15m", host = ["/bin/true"] },
+  { on = "health", webhook = "http://192.0.2.1:9000/alerts" },
+  { on = "stop", restart = true },
+]
+"#);
+    assert_eq!(w.hooks.len(), 5);
+    assert_eq!(w.hooks[0].on, HookEvent::Crash);
+    assert_eq!(w.hooks[0].timeout_secs, 30);
+    assert_eq!(
+        w.hooks[1].schedule,
+        Some(Schedule::Cron("0 3 * * *".into()))
+    );
+    assert_eq!(w.hooks[1].action, HookAction::Snapshot("nightly".into()));
+    assert_eq!(w.hooks[2].schedule, Some(Schedule::Every(900)));
+    assert_eq!(w.hooks[3].timeout_secs, DEFAULT_HOOK_TIMEOUT);
+    assert_eq!(w.hooks[4].action, HookAction::Restart);
+    // Hooks never recreate the container.
+    let mut a = w.clone();
+    a.hooks.clear();
+    assert_eq!(a.hash(), w.hash());
 }

@@ -9,6 +9,7 @@ pub mod archive;
 pub mod datasets;
 pub mod engine;
 pub mod health;
+pub mod hooks;
 pub mod images;
 pub mod ingress;
 #[cfg(target_os = "linux")]
@@ -56,6 +57,8 @@ pub struct Config {
     pub ingress: ingress::IngressSettings,
     /// Where the remote API listens (`None`: not at all).
     pub listen: Option<std::net::SocketAddr>,
+    /// Whether hooks may run commands on the host.
+    pub allow_host_hooks: bool,
 }
 
 #[cfg(target_os = "linux")]
@@ -142,6 +145,7 @@ pub async fn run(cfg: Config) -> Result<()> {
         engine.event(None, "error", &format!("{e:#}"));
     }
     engine.adopt().await;
+    hooks::start(engine.clone());
     tokio::spawn(engine.clone().run());
 
     let _ = std::fs::remove_file(&cfg.socket);

@@ -1,0 +1,297 @@
+//! Event hooks and schedules: the workloads' `hooks` run when their events happen.
+//!
+//! One dispatcher task follows the engine's event stream and maps events to hook triggers
+//! (`started` → start, `stopped` → stop, `exited` → exit, and crash when the exit was not a
+//! clean code 0, `health` → health); one scheduler task wakes every second for `schedule`
+//! hooks (cron expressions in UTC, or fixed intervals counted from when the daemon first saw
+//! the hook). Every handler runs in a task of its own under its timeout, so a slow or failing
+//! handler never blocks the event loop, the reconciler or other workloads; its outcome is an
+//! event (`hook`), and hook events never trigger hooks.
+//!
+//! Actions: `restart`; `exec` inside the workload (skipped when it is not running); `host`,
+//! a command on the host, only when the daemon runs with `--allow-host-hooks` (it gets
+//! `WARREN_WORKLOAD`, `WARREN_EVENT` and `WARREN_MESSAGE`); `webhook`, an HTTP POST of the event
+//! as JSON; `snapshot`, labelled `PREFIX-<unix time>`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use warren_model::hooks::{Hook, HookAction, HookEvent};
+
+use super::engine::Engine;
+
+/// The hook triggers an event is (an `exited` event can be both exit and crash).
+pub fn triggers(kind: &str, message: &str) -> Vec<HookEvent> {
+    match kind {
+        "started" => vec![HookEvent::Start],
+        "stopped" => vec![HookEvent::Stop],
+        "exited" if message == "exit code 0" => vec![HookEvent::Exit],
+        "exited" => vec![HookEvent::Exit, HookEvent::Crash],
+        "health" => vec![HookEvent::Health],
+        _ => Vec::new(),
+    }
+}
+
+/// Starts the dispatcher and the scheduler.
+pub fn start(engine: Arc<Engine>) {
+    let e = engine.clone();
+    tokio::spawn(async move {
+        let mut rx = e.subscribe();
+        loop {
+            let ev = match rx.recv().await {
+                Ok(ev) => ev,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!("hook dispatcher missed {n} events");
+                    continue;
+                }
+                Err(_) => return,
+            };
+            let Some(name) = ev.workload.clone() else {
+                continue;
+            };
+            let fired = triggers(&ev.kind, &ev.message);
+            if fired.is_empty() {
+                continue;
+            }
+            let Ok(Some(d)) = e.store.get_desired(&name) else {
+                continue;
+            };
+            for hook in d.spec.hooks.iter().filter(|h| fired.contains(&h.on)) {
+                spawn_run(
+                    e.clone(),
+                    name.clone(),
+                    hook.clone(),
+                    on_str(hook.on),
+                    ev.message.clone(),
+                );
+            }
+        }
+    });
+    tokio::spawn(scheduler(engine));
+}
+
+fn on_str(e: HookEvent) -> &'static str {
+    match e {
+        HookEvent::Start => "start",
+        HookEvent::Stop => "stop",
+        HookEvent::Exit => "exit",
+        HookEvent::Crash => "crash",
+        HookEvent::Health => "health",
+        HookEvent::Schedule => "schedule",
+    }
+}
+
+/// Fires `schedule` hooks when they are due.
+async fn scheduler(engine: Arc<Engine>) {
+    // (workload, hook) → next time (unix seconds).
+    let mut next: HashMap<(String, String), i64> = HashMap::new();
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = (warren_store::now_ms() / 1000) as i64;
+        let Ok(desired) = engine.store.desired() else {
+            continue;
+        };
+        let mut seen = std::collections::HashSet::new();
+        for (name, d) in desired {
+            for hook in d.spec.hooks.iter().filter(|h| h.on == HookEvent::Schedule) {
+                let Some(schedule) = &hook.schedule else {
+                    continue;
+                };
+                let key = (
+                    name.clone(),
+                    serde_json::to_string(hook).unwrap_or_default(),
+                );
+                seen.insert(key.clone());
+                let due = *next
+                    .entry(key.clone())
+                    .or_insert_with(|| schedule.next_after(now, now).unwrap_or(i64::MAX));
+                if now >= due {
+                    next.insert(key, schedule.next_after(now, due).unwrap_or(i64::MAX));
+                    spawn_run(
+                        engine.clone(),
+                        name.clone(),
+                        hook.clone(),
+                        "schedule",
+                        String::new(),
+                    );
+                }
+            }
+        }
+        next.retain(|k, _| seen.contains(k));
+    }
+}
+
+/// Runs one hook in its own task; its outcome becomes an event.
+fn spawn_run(
+    engine: Arc<Engine>,
+    name: String,
+    hook: Hook,
+    trigger: &'static str,
+    message: String,
+) {
+    tokio::spawn(async move {
+        let t = Instant::now();
+        let what = match &hook.action {
+            HookAction::Restart => "restart",
+            HookAction::Exec(_) => "exec",
+            HookAction::Host(_) => "host",
+            HookAction::Webhook(_) => "webhook",
+            HookAction::Snapshot(_) => "snapshot",
+        };
+        let limit = Duration::from_secs(hook.timeout_secs.max(1));
+        let outcome =
+            tokio::time::timeout(limit, run(&engine, &name, &hook.action, trigger, &message)).await;
+        let ms = t.elapsed().as_millis();
+        let text = match outcome {
+            Ok(Ok(detail)) => format!("{trigger} → {what}: ok{detail} in {ms} ms"),
+            Ok(Err(e)) => format!("{trigger} → {what}: failed: {e}"),
+            Err(_) => format!("{trigger} → {what}: timed out after {}s", hook.timeout_secs),
+        };
+        engine.event(Some(&name), "hook", &text);
+    });
+}
+
+async fn run(
+    engine: &Arc<Engine>,
+    name: &str,
+    action: &HookAction,
+    trigger: &str,
+    message: &str,
+) -> Result<String, String> {
+    match action {
+        HookAction::Restart => engine
+            .restart_for(name, &format!("hook on {trigger}"))
+            .await
+            .map(|_| String::new())
+            .map_err(|e| format!("{e:#}")),
+        HookAction::Exec(argv) => {
+            if engine.observed_row(name).and_then(|r| r.pid).is_none() {
+                return Ok(" (skipped: not running)".into());
+            }
+            let cmd = engine
+                .runtime
+                .exec_command(
+                    &engine.container_id(name),
+                    argv,
+                    false,
+                    &[format!("WARREN_EVENT={trigger}")],
+                    None,
+                )
+                .map_err(|e| e.to_string())?;
+            let mut cmd = tokio::process::Command::from(cmd);
+            cmd.stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .kill_on_drop(true);
+            let status = cmd.status().await.map_err(|e| e.to_string())?;
+            if status.success() {
+                Ok(String::new())
+            } else {
+                Err(format!("`{}` exited with {status}", argv.join(" ")))
+            }
+        }
+        HookAction::Host(argv) => {
+            if !engine.cfg.allow_host_hooks {
+                return Err("host hooks need the daemon to run with --allow-host-hooks".into());
+            }
+            let mut cmd = tokio::process::Command::new(&argv[0]);
+            cmd.args(&argv[1..])
+                .env("WARREN_WORKLOAD", name)
+                .env("WARREN_EVENT", trigger)
+                .env("WARREN_MESSAGE", message)
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .kill_on_drop(true);
+            let status = cmd
+                .status()
+                .await
+                .map_err(|e| format!("{}: {e}", argv[0]))?;
+            if status.success() {
+                Ok(String::new())
+            } else {
+                Err(format!("`{}` exited with {status}", argv.join(" ")))
+            }
+        }
+        HookAction::Webhook(url) => webhook(url, name, trigger, message).await,
+        HookAction::Snapshot(prefix) => {
+            let label = format!("{prefix}-{}", warren_store::now_ms() / 1000);
+            engine
+                .take_snapshot(
+                    &super::datasets::Target::Workload(name.to_string()),
+                    Some(label.clone()),
+                )
+                .await
+                .map(|l| format!(" ({l})"))
+                .map_err(|e| format!("{e:#}"))
+        }
+    }
+}
+
+/// POSTs the event as JSON to an `http://HOST[:PORT]/PATH` URL; a 2xx answer is success.
+async fn webhook(url: &str, name: &str, trigger: &str, message: &str) -> Result<String, String> {
+    let rest = url.strip_prefix("http://").ok_or("only http:// webhooks")?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let addr = if authority.contains(':') && !authority.ends_with(']') {
+        authority.to_string()
+    } else {
+        format!("{authority}:80")
+    };
+    let body = serde_json::json!({
+        "workload": name,
+        "event": trigger,
+        "message": message,
+        "ts_ms": warren_store::now_ms(),
+    })
+    .to_string();
+    let mut s = tokio::net::TcpStream::connect(&addr)
+        .await
+        .map_err(|e| format!("{addr}: {e}"))?;
+    let req = format!(
+        "POST {path} HTTP/1.0\r\nHost: {authority}\r\nContent-Type: application/json\r\nUser-Agent: warren-hooks\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).await.map_err(|e| e.to_string())?;
+    match String::from_utf8_lossy(&head)
+        .get(9..12)
+        .and_then(|c| c.parse::<u16>().ok())
+    {
+        Some(c) if (200..300).contains(&c) => Ok(format!(" ({c})")),
+        Some(c) => Err(format!("{url} answered {c}")),
+        None => Err(format!("{url}: not an HTTP answer")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_map_to_triggers() {
+        assert_eq!(triggers("started", "pid 1"), [HookEvent::Start]);
+        assert_eq!(triggers("exited", "exit code 0"), [HookEvent::Exit]);
+        assert_eq!(
+            triggers("exited", "exit code 3"),
+            [HookEvent::Exit, HookEvent::Crash]
+        );
+        assert_eq!(
+            triggers("exited", "killed by signal 9 (code 137)"),
+            [HookEvent::Exit, HookEvent::Crash]
+        );
+        assert_eq!(triggers("stopped", "exit code 0"), [HookEvent::Stop]);
+        assert!(
+            triggers("hook", "crash → exec: ok").is_empty(),
+            "hooks never trigger hooks"
+        );
+        assert!(triggers("restarted", "").is_empty());
+    }
+}
