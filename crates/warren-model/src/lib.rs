@@ -16,6 +16,7 @@ pub mod parse;
 pub mod plan;
 pub mod ports;
 pub mod recipe;
+pub mod render;
 pub mod spec;
 
 pub use parse::{parse_spec, Diagnostic, Parsed, SpecError};

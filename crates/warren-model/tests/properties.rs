@@ -859,6 +859,18 @@ proptest! {
     }
 
     #[test]
+    fn exported_specs_parse_back_and_export_the_same(spec in spec_file()) {
+        let text = warren_model::render::to_toml(&spec, "exported");
+        match parse_spec(&text, "export.toml") {
+            Ok(parsed) => {
+                prop_assert_eq!(&parsed.spec, &spec, "\n{}", text);
+                prop_assert_eq!(warren_model::render::to_toml(&parsed.spec, "exported"), text);
+            }
+            Err(e) => prop_assert!(false, "{}\n---\n{}", e, text),
+        }
+    }
+
+    #[test]
     fn specs_survive_json_with_the_same_hash(spec in spec_file()) {
         let json = serde_json::to_string(&spec).expect("serializes");
         let back: SpecFile = serde_json::from_str(&json).expect("deserializes");

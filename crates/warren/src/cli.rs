@@ -76,6 +76,15 @@ enum Cmd {
         /// Delete workloads that are not in the file (their data is kept).
         #[arg(long)]
         prune: bool,
+        /// Keep watching the file: apply every saved change (with --prune's meaning: the file
+        /// is the whole desired state) until interrupted.
+        #[arg(long)]
+        watch: bool,
+    },
+    /// The live desired state as a warren.toml.
+    Spec {
+        #[command(subcommand)]
+        cmd: SpecCmd,
     },
     /// Show what applying a file would change.
     Plan {
@@ -327,6 +336,15 @@ enum VolumeCmd {
 }
 
 #[derive(Subcommand)]
+enum SpecCmd {
+    /// Write the live desired state as a warren.toml that applies again as a no-op.
+    Export {
+        #[arg(short = 'o', long)]
+        output: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
 enum KeyCmd {
     /// List enrolled keys.
     #[command(alias = "ls")]
@@ -504,6 +522,10 @@ struct DaemonCmd {
     /// Let workload hooks run commands on the host (`host = [...]`).
     #[arg(long, env = "WARREN_ALLOW_HOST_HOOKS")]
     allow_host_hooks: bool,
+    /// Watch this warren.toml: apply every saved change (as apply --prune), write live changes
+    /// back to it.
+    #[arg(long, env = "WARREN_SPEC")]
+    spec: Option<PathBuf>,
 }
 
 pub fn main() -> i32 {
@@ -579,7 +601,27 @@ async fn dispatch(cli: Cli) -> Result<i32> {
             file,
             dry_run,
             prune,
+            watch: false,
         } => apply(&client, &file, dry_run, prune, true).await,
+        Cmd::Apply {
+            file, watch: true, ..
+        } => apply_watch(&client, &file).await,
+        Cmd::Spec {
+            cmd: SpecCmd::Export { output },
+        } => {
+            use http_body_util::BodyExt;
+            let body = client.get_stream("/v1/spec/export").await?;
+            let text = body.collect().await?.to_bytes();
+            match output {
+                Some(p) if p.as_os_str() != "-" => {
+                    std::fs::write(&p, &text)
+                        .with_context(|| format!("writing {}", p.display()))?;
+                    eprintln!("wrote {}", p.display());
+                }
+                _ => std::io::stdout().write_all(&text)?,
+            }
+            Ok(0)
+        }
         Cmd::Plan { file, prune } => apply(&client, &file, true, prune, false).await,
         Cmd::List { output } => list(&client, output).await,
         Cmd::Get { name, output } => get(&client, &name, output).await,
@@ -802,6 +844,10 @@ async fn run_daemon(state_dir: PathBuf, socket: PathBuf, d: DaemonCmd) -> Result
             listen: d.ingress_listen,
         },
         allow_host_hooks: d.allow_host_hooks,
+        spec: match d.spec {
+            Some(p) if p.is_relative() => Some(std::env::current_dir()?.join(p)),
+            other => other,
+        },
         listen: match d.listen.as_str() {
             "none" | "off" => None,
             a => Some(a.parse().map_err(|e| {
@@ -1401,6 +1447,41 @@ async fn volume(client: &Client, cmd: VolumeCmd) -> Result<i32> {
         }
     }
     Ok(0)
+}
+
+/// `apply -f FILE --watch`: applies the file now and on every saved change (the file is the
+/// whole desired state), reporting each outcome; an invalid save changes nothing.
+async fn apply_watch(client: &Client, file: &PathBuf) -> Result<i32> {
+    let mut seen: Option<Vec<u8>> = None;
+    loop {
+        match std::fs::read(file) {
+            Ok(bytes) if seen.as_ref() != Some(&bytes) => {
+                seen = Some(bytes);
+                match apply(client, file, false, true, true).await {
+                    Ok(_) => eprintln!("watching {} (Ctrl-C stops)", file.display()),
+                    Err(e) => {
+                        if let Some(f) = e.downcast_ref::<ApiFailure>() {
+                            for d in &f.body.diagnostics {
+                                eprintln!("error: {d}");
+                            }
+                            if f.body.diagnostics.is_empty() {
+                                eprintln!("error: {}", f.body.error);
+                            }
+                        } else {
+                            eprintln!("error: {e:#}");
+                        }
+                        eprintln!(
+                            "nothing changed; watching {} for the next save",
+                            file.display()
+                        );
+                    }
+                }
+            }
+            Ok(_) => {}
+            Err(e) => eprintln!("error: reading {}: {e}", file.display()),
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 async fn daemon_action(client: &Client, action: DaemonAction) -> Result<i32> {

@@ -27,6 +27,8 @@ type Value = serde_json::Value;
 crate::api! { routes, ops, Arc<Engine>;
     get "/v1/health" => health, Token, "Whether the daemon answers", [],
         None, crate::json_of!(Value);
+    get "/v1/spec/export" => spec_export, Token, "The live desired state as a warren.toml that applies again as a no-op", [],
+        None, Binary("application/toml");
     post "/v1/plan" => plan_handler, Token, "Validate a spec file and show what applying it would change", [],
         crate::json_of!(ApplyRequest), crate::json_of!(ApplyResponse);
     post "/v1/apply" => apply_handler, Token, "Validate a spec file and apply it (builds missing built-in worlds, pulls missing registry images)", [],
@@ -162,6 +164,14 @@ impl IntoResponse for ApiError {
 }
 
 type ApiResult<T> = Result<Json<T>, ApiError>;
+
+async fn spec_export(State(e): State<Arc<Engine>>) -> Result<Response, ApiError> {
+    let text = super::specfile::export(&e)?;
+    Ok(Response::builder()
+        .header(axum::http::header::CONTENT_TYPE, "application/toml")
+        .body(axum::body::Body::from(text))
+        .expect("response builds"))
+}
 
 async fn health() -> Json<serde_json::Value> {
     Json(serde_json::json!({"ok": true, "version": env!("CARGO_PKG_VERSION")}))
@@ -480,7 +490,7 @@ fn changes(
     out
 }
 
-async fn plan_or_apply(
+pub(super) async fn plan_or_apply(
     engine: Arc<Engine>,
     req: ApplyRequest,
     apply: bool,

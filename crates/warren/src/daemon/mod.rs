@@ -17,6 +17,7 @@ pub mod network;
 pub mod openapi;
 pub mod recipes;
 pub mod remote;
+pub mod specfile;
 pub mod stream;
 pub mod transfer;
 pub mod worlds;
@@ -59,6 +60,8 @@ pub struct Config {
     pub listen: Option<std::net::SocketAddr>,
     /// Whether hooks may run commands on the host.
     pub allow_host_hooks: bool,
+    /// A spec file to watch, apply on every save and write live changes back to.
+    pub spec: Option<PathBuf>,
 }
 
 #[cfg(target_os = "linux")]
@@ -146,6 +149,9 @@ pub async fn run(cfg: Config) -> Result<()> {
     }
     engine.adopt().await;
     hooks::start(engine.clone());
+    if let Some(path) = &cfg.spec {
+        specfile::start(engine.clone(), path.clone());
+    }
     tokio::spawn(engine.clone().run());
 
     let _ = std::fs::remove_file(&cfg.socket);
