@@ -9,6 +9,7 @@
 //!   { on = "schedule", every = "15m", exec = ["/usr/local/bin/tidy"] },
 //!   { on = "exit", host = ["/usr/local/bin/notify", "web"] },   # needs --allow-host-hooks
 //!   { on = "stop", restart = true },
+//!   { on = "change", path = "/data/conf", exec = ["nginx", "-s", "reload"] },
 //! ]
 //! ```
 
@@ -30,6 +31,8 @@ pub enum HookEvent {
     Health,
     /// On a schedule.
     Schedule,
+    /// A file under `path` (inside the workload) changed.
+    Change,
 }
 
 pub const HOOK_EVENTS: &[(&str, HookEvent)] = &[
@@ -39,6 +42,7 @@ pub const HOOK_EVENTS: &[(&str, HookEvent)] = &[
     ("crash", HookEvent::Crash),
     ("health", HookEvent::Health),
     ("schedule", HookEvent::Schedule),
+    ("change", HookEvent::Change),
 ];
 
 /// What a hook does.
@@ -75,6 +79,9 @@ pub struct Hook {
     /// Only for `on = "schedule"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<Schedule>,
+    /// Only for `on = "change"`: the watched path inside the workload (absolute).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
     pub timeout_secs: u64,
 }
 

@@ -345,7 +345,7 @@ const HEALTH_KEYS: &[&str] = &[
     "on_unhealthy",
 ];
 const HOOK_KEYS: &[&str] = &[
-    "on", "restart", "exec", "host", "webhook", "snapshot", "cron", "every", "timeout",
+    "on", "restart", "exec", "host", "webhook", "snapshot", "cron", "every", "timeout", "path",
 ];
 const ON_UNHEALTHY: &[(&str, crate::health::OnUnhealthy)] = &[
     ("restart", crate::health::OnUnhealthy::Restart),
@@ -1510,6 +1510,7 @@ impl Walker<'_> {
             let mut actions: Vec<(usize, &str, Option<HookAction>)> = Vec::new();
             let mut schedule: Option<(usize, Option<Schedule>)> = None;
             let mut timeout = DEFAULT_HOOK_TIMEOUT;
+            let mut watch: Option<(usize, Option<String>)> = None;
             for (k, v) in table.iter() {
                 let field: &str = k.get_ref();
                 let hpath = ipath.key(field);
@@ -1585,10 +1586,27 @@ impl Walker<'_> {
                             Err(m) => self.error(v.span().start, &hpath, m),
                         }
                     }
+                    "path" => {
+                        let p = self.checked_string(&hpath, v, values::check_data_path);
+                        watch = Some((at, p));
+                    }
                     _ => self.unknown_key(k, &hpath, HOOK_KEYS),
                 }
             }
             let item_at = item.span().start;
+            match (on, &watch) {
+                (Some(HookEvent::Change), None) => self.error(
+                    item_at,
+                    &ipath,
+                    r#"on = "change" needs the watched `path`; e.g. path = "/data/conf""#,
+                ),
+                (Some(e), Some((at, _))) if e != HookEvent::Change => self.error(
+                    *at,
+                    &ipath.key("path"),
+                    r#"`path` belongs to on = "change" hooks"#,
+                ),
+                _ => {}
+            }
             if on.is_none() && !table.iter().any(|(k, _)| k.get_ref() == "on") {
                 self.error(item_at, &ipath, format!("a hook needs `on` (one of start, stop, exit, crash, health, schedule){example}"));
             }
@@ -1628,6 +1646,7 @@ impl Walker<'_> {
                 on,
                 action,
                 schedule: schedule.and_then(|(_, s)| s),
+                path: watch.and_then(|(_, p)| p),
                 timeout_secs: timeout,
             });
         }

@@ -77,8 +77,12 @@ fn hook(h: &Hook) -> String {
         HookEvent::Crash => "crash",
         HookEvent::Health => "health",
         HookEvent::Schedule => "schedule",
+        HookEvent::Change => "change",
     };
     let mut p = vec![("on", quote(on))];
+    if let Some(path) = &h.path {
+        p.push(("path", quote(path)));
+    }
     match &h.action {
         HookAction::Restart => p.push(("restart", "true".into())),
         HookAction::Exec(a) => p.push(("exec", strings(a))),
@@ -289,6 +293,7 @@ hooks = [
   { on = "schedule", cron = "0 3 * * *", snapshot = "nightly" },
   { on = "schedule", every = "15m", webhook = "http://192.0.2.1/x" },
   { on = "stop", restart = true, timeout = "5s" },
+  { on = "change", path = "/data/conf", exec = ["true"] },
 ]
 
 [workload.job]

@@ -150,3 +150,44 @@ hooks = [
     )));
     assert!(!std::path::Path::new("/tmp/warren-hooks-must-not-exist").exists());
 }
+
+#[test]
+fn a_write_under_a_watched_path_runs_the_change_hook() {
+    let d = Daemon::start(&["--allow-host-hooks"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("changes.log");
+    d.apply(
+        "w.toml",
+        &format!(
+            r#"[workload.w]
+world = "busybox"
+network = "none"
+command = ["sh", "-c", "mkdir -p /data/conf; exec sleep 100000"]
+hooks = [
+  {{ on = "change", path = "/data/conf", host = ["sh", "-c", "echo \"$WARREN_EVENT $WARREN_MESSAGE\" >> {log}"] }},
+]
+"#,
+            log = log.display()
+        ),
+    );
+    d.wait_running("w");
+    let conf = d.pool_root().join("workloads/w/data/conf");
+    wait_until(20, "the conf directory", || conf.is_dir());
+    // Give the watcher time to attach, then write from inside the workload.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(!log.exists(), "nothing changed yet");
+    d.ok(&[
+        "exec",
+        "w",
+        "--",
+        "sh",
+        "-c",
+        "echo a > /data/conf/app.conf; echo b >> /data/conf/app.conf",
+    ]);
+    wait_until(20, "the change hook ran", || {
+        std::fs::read_to_string(&log).is_ok_and(|s| s.contains("change /data/conf changed"))
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let runs = std::fs::read_to_string(&log).unwrap().lines().count();
+    assert_eq!(runs, 1, "one burst, one run");
+}

@@ -8,6 +8,10 @@
 //! handler never blocks the event loop, the reconciler or other workloads; its outcome is an
 //! event (`hook`), and hook events never trigger hooks.
 //!
+//! `change` hooks get a watcher thread each (inotify or kqueue, see [`super::watch`]) on the
+//! path mapped to the host: below the data path into the data dataset, else into the root
+//! filesystem; bursts of changes settle for 300 ms and fire once.
+//!
 //! Actions: `restart`; `exec` inside the workload (skipped when it is not running); `host`,
 //! a command on the host, only when the daemon runs with `--allow-host-hooks` (it gets
 //! `WARREN_WORKLOAD`, `WARREN_EVENT` and `WARREN_MESSAGE`); `webhook`, an HTTP POST of the event
@@ -80,14 +84,110 @@ fn on_str(e: HookEvent) -> &'static str {
         HookEvent::Crash => "crash",
         HookEvent::Health => "health",
         HookEvent::Schedule => "schedule",
+        HookEvent::Change => "change",
     }
 }
 
-/// Fires `schedule` hooks when they are due.
+/// Where a path inside the workload is on the host: under its data dataset when it is below
+/// the data path, else in its root filesystem.
+fn host_path(engine: &Engine, spec: &warren_model::WorkloadSpec, path: &str) -> std::path::PathBuf {
+    let data = spec.data_path.trim_end_matches('/');
+    match path.strip_prefix(data) {
+        Some(rest) if rest.is_empty() || rest.starts_with('/') => engine
+            .storage
+            .data_path(&spec.name)
+            .join(rest.trim_start_matches('/')),
+        _ => engine
+            .storage
+            .rootfs_path(&spec.name)
+            .join(path.trim_start_matches('/')),
+    }
+}
+
+/// A thread watching one `change` hook's path until `stop` is set; each burst of changes
+/// (settled for 300 ms) is sent to `tx`.
+fn watch_thread(
+    path: std::path::PathBuf,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    tx: tokio::sync::mpsc::UnboundedSender<()>,
+) {
+    use std::sync::atomic::Ordering;
+    std::thread::spawn(move || {
+        let mut watcher = None;
+        while !stop.load(Ordering::Relaxed) {
+            let Some(w) = watcher.as_mut() else {
+                // The path may not exist yet (a fresh data dataset): try again shortly.
+                match super::watch::watch(&path) {
+                    Ok(w) => watcher = Some(w),
+                    Err(_) => std::thread::sleep(Duration::from_secs(1)),
+                }
+                continue;
+            };
+            match w.wait(Duration::from_millis(500)) {
+                Ok(true) => {
+                    while let Ok(true) = w.wait(Duration::from_millis(300)) {}
+                    if tx.send(()).is_err() {
+                        return;
+                    }
+                }
+                Ok(false) => {}
+                Err(_) => watcher = None,
+            }
+            // A deleted or replaced directory needs a new watch.
+            if !path.exists() {
+                watcher = None;
+            }
+        }
+    });
+}
+
+/// Fires `schedule` hooks when they are due, and keeps one watcher per `change` hook.
 async fn scheduler(engine: Arc<Engine>) {
     // (workload, hook) → next time (unix seconds).
     let mut next: HashMap<(String, String), i64> = HashMap::new();
+    // (workload, hook) → its watcher's stop flag.
+    let mut watchers: HashMap<(String, String), Arc<std::sync::atomic::AtomicBool>> =
+        HashMap::new();
     loop {
+        if let Ok(desired) = engine.store.desired() {
+            let mut wanted = std::collections::HashSet::new();
+            for (name, d) in &desired {
+                for hook in d.spec.hooks.iter().filter(|h| h.on == HookEvent::Change) {
+                    let Some(path) = &hook.path else { continue };
+                    let key = (
+                        name.clone(),
+                        serde_json::to_string(hook).unwrap_or_default(),
+                    );
+                    wanted.insert(key.clone());
+                    if watchers.contains_key(&key) {
+                        continue;
+                    }
+                    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+                    watch_thread(host_path(&engine, &d.spec, path), stop.clone(), tx);
+                    let (e, n, h, p) = (engine.clone(), name.clone(), hook.clone(), path.clone());
+                    tokio::spawn(async move {
+                        while rx.recv().await.is_some() {
+                            spawn_run(
+                                e.clone(),
+                                n.clone(),
+                                h.clone(),
+                                "change",
+                                format!("{p} changed"),
+                            );
+                        }
+                    });
+                    watchers.insert(key, stop);
+                }
+            }
+            watchers.retain(|k, stop| {
+                let keep = wanted.contains(k);
+                if !keep {
+                    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+                keep
+            });
+        }
         tokio::time::sleep(Duration::from_millis(500)).await;
         let now = (warren_store::now_ms() / 1000) as i64;
         let Ok(desired) = engine.store.desired() else {

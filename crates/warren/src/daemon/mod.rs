@@ -20,6 +20,7 @@ pub mod remote;
 pub mod specfile;
 pub mod stream;
 pub mod transfer;
+pub mod watch;
 pub mod worlds;
 
 use anyhow::{Context, Result};
