@@ -81,6 +81,9 @@ enum Cmd {
         #[arg(long)]
         watch: bool,
     },
+    /// The live Scheme REPL of the daemon: interactive on a terminal; with piped input each
+    /// form is evaluated and its value printed (an error makes the exit status 1).
+    Repl,
     /// The live desired state as a warren.toml.
     Spec {
         #[command(subcommand)]
@@ -526,6 +529,9 @@ struct DaemonCmd {
     /// back to it.
     #[arg(long, env = "WARREN_SPEC")]
     spec: Option<PathBuf>,
+    /// Seconds one REPL evaluation or callback may run before it is interrupted.
+    #[arg(long, default_value = "30")]
+    repl_time_limit: u64,
 }
 
 pub fn main() -> i32 {
@@ -606,6 +612,7 @@ async fn dispatch(cli: Cli) -> Result<i32> {
         Cmd::Apply {
             file, watch: true, ..
         } => apply_watch(&client, &file).await,
+        Cmd::Repl => repl(&client).await,
         Cmd::Spec {
             cmd: SpecCmd::Export { output },
         } => {
@@ -844,6 +851,7 @@ async fn run_daemon(state_dir: PathBuf, socket: PathBuf, d: DaemonCmd) -> Result
             listen: d.ingress_listen,
         },
         allow_host_hooks: d.allow_host_hooks,
+        repl_time_limit: Duration::from_secs(d.repl_time_limit.max(1)),
         spec: match d.spec {
             Some(p) if p.is_relative() => Some(std::env::current_dir()?.join(p)),
             other => other,
@@ -1447,6 +1455,121 @@ async fn volume(client: &Client, cmd: VolumeCmd) -> Result<i32> {
         }
     }
     Ok(0)
+}
+
+/// Splits Scheme text into top-level forms (balanced parentheses, strings and `;` comments
+/// respected). An unfinished last form is returned as the remainder.
+pub fn scheme_forms(text: &str) -> (Vec<String>, String) {
+    let mut forms = Vec::new();
+    let mut depth = 0i32;
+    let mut start: Option<usize> = None;
+    let (mut in_str, mut escaped, mut in_comment) = (false, false, false);
+    for (i, c) in text.char_indices() {
+        if in_comment {
+            in_comment = c != '\n';
+            continue;
+        }
+        if in_str {
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_str = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            ';' => in_comment = true,
+            '"' => {
+                in_str = true;
+                start.get_or_insert(i);
+            }
+            '(' | '[' => {
+                depth += 1;
+                start.get_or_insert(i);
+            }
+            ')' | ']' => {
+                depth -= 1;
+                if depth <= 0 {
+                    if let Some(s) = start.take() {
+                        forms.push(text[s..=i].to_string());
+                    }
+                    depth = 0;
+                }
+            }
+            c if c.is_whitespace() => {
+                if depth == 0 {
+                    if let Some(s) = start.take() {
+                        forms.push(text[s..i].to_string());
+                    }
+                }
+            }
+            _ => {
+                start.get_or_insert(i);
+            }
+        }
+    }
+    let rest = start.map(|s| text[s..].to_string()).unwrap_or_default();
+    if depth == 0 && !in_str && !rest.trim().is_empty() {
+        forms.push(rest);
+        return (forms, String::new());
+    }
+    (forms, rest)
+}
+
+async fn repl(client: &Client) -> Result<i32> {
+    use std::io::{BufRead, IsTerminal};
+    let eval = |expr: String| async move {
+        let r: ReplResponse = client
+            .post("/v1/repl", &serde_json::json!({ "expr": expr }))
+            .await?;
+        Ok::<_, anyhow::Error>(r)
+    };
+    let interactive = std::io::stdin().is_terminal();
+    let mut failed = false;
+    let mut pending = String::new();
+    let stdin = std::io::stdin();
+    if interactive {
+        eprintln!("warren Scheme REPL: (workloads), (workload \"web\"), (start! \"web\"), (on \"web\" 'crash (lambda (w ev) ...)); Ctrl-D leaves");
+    }
+    let mut lines = stdin.lock().lines();
+    loop {
+        if interactive {
+            eprint!(
+                "{}",
+                if pending.is_empty() {
+                    "warren> "
+                } else {
+                    "   ...> "
+                }
+            );
+            std::io::stderr().flush()?;
+        }
+        let Some(line) = lines.next() else { break };
+        pending.push_str(&line?);
+        pending.push('\n');
+        let (forms, rest) = scheme_forms(&pending);
+        pending = rest;
+        for form in forms {
+            let r = eval(form).await?;
+            match (r.value, r.error) {
+                (_, Some(e)) => {
+                    failed = true;
+                    eprintln!("error: {e}");
+                }
+                (Some(v), None) if !v.is_empty() => println!("{v}"),
+                _ => {}
+            }
+        }
+    }
+    if !pending.trim().is_empty() {
+        eprintln!(
+            "error: unfinished expression at the end of the input: {}",
+            pending.trim()
+        );
+        failed = true;
+    }
+    Ok(if failed && !interactive { 1 } else { 0 })
 }
 
 /// `apply -f FILE --watch`: applies the file now and on every saved change (the file is the
@@ -2161,4 +2284,23 @@ async fn events(
         })
         .await?;
     Ok(0)
+}
+
+#[cfg(test)]
+mod repl_tests {
+    use super::scheme_forms;
+
+    #[test]
+    fn forms_split_on_balanced_parentheses_strings_and_comments() {
+        let (f, rest) = scheme_forms("(+ 1 2) 42 \"a (b\" ; (not a form\n(define x\n");
+        assert_eq!(f, ["(+ 1 2)", "42", "\"a (b\""]);
+        assert_eq!(rest, "(define x\n");
+        let (f, rest) = scheme_forms("(define x\n  (list \"a\\\"(\" 'b))\n'sym");
+        assert_eq!(f, ["(define x\n  (list \"a\\\"(\" 'b))", "'sym"]);
+        assert_eq!(rest, "");
+        assert_eq!(
+            scheme_forms("   \n; only a comment\n"),
+            (vec![], String::new())
+        );
+    }
 }

@@ -321,3 +321,19 @@ mod tests {
         assert!(read_frame(&mut truncated).await.is_err());
     }
 }
+
+/// `POST /v1/repl`.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ReplRequest {
+    /// One or more Scheme forms.
+    pub expr: String,
+}
+
+/// The printed value of the last form, or the error.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ReplResponse {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}

@@ -27,6 +27,8 @@ type Value = serde_json::Value;
 crate::api! { routes, ops, Arc<Engine>;
     get "/v1/health" => health, Token, "Whether the daemon answers", [],
         None, crate::json_of!(Value);
+    post "/v1/repl" => repl_eval, Token, "Evaluate Scheme forms in the live REPL (the value of the last one, or the error)", [],
+        crate::json_of!(ReplRequest), crate::json_of!(ReplResponse);
     get "/v1/spec/export" => spec_export, Token, "The live desired state as a warren.toml that applies again as a no-op", [],
         None, Binary("application/toml");
     post "/v1/plan" => plan_handler, Token, "Validate a spec file and show what applying it would change", [],
@@ -164,6 +166,26 @@ impl IntoResponse for ApiError {
 }
 
 type ApiResult<T> = Result<Json<T>, ApiError>;
+
+async fn repl_eval(
+    State(e): State<Arc<Engine>>,
+    Json(req): Json<ReplRequest>,
+) -> ApiResult<ReplResponse> {
+    let repl =
+        e.repl.get().cloned().ok_or_else(|| {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the REPL is not running")
+        })?;
+    Ok(Json(match repl.eval(req.expr).await {
+        Ok(v) => ReplResponse {
+            value: Some(v),
+            error: None,
+        },
+        Err(m) => ReplResponse {
+            value: None,
+            error: Some(m),
+        },
+    }))
+}
 
 async fn spec_export(State(e): State<Arc<Engine>>) -> Result<Response, ApiError> {
     let text = super::specfile::export(&e)?;

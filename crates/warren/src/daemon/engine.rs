@@ -51,6 +51,8 @@ pub struct Engine {
     network_error: Mutex<Option<String>>,
     /// Health of the workloads with health checks, by name.
     health: Mutex<HashMap<String, warren_model::health::HealthStatus>>,
+    /// The live Scheme REPL (set once the daemon runs).
+    pub repl: std::sync::OnceLock<Arc<super::repl::Repl>>,
 }
 
 impl Engine {
@@ -94,6 +96,7 @@ impl Engine {
             ingress,
             network_error: Mutex::new(None),
             health: Mutex::new(HashMap::new()),
+            repl: std::sync::OnceLock::new(),
         }))
     }
 

@@ -17,6 +17,7 @@ pub mod network;
 pub mod openapi;
 pub mod recipes;
 pub mod remote;
+pub mod repl;
 pub mod specfile;
 pub mod stream;
 pub mod transfer;
@@ -63,6 +64,8 @@ pub struct Config {
     pub allow_host_hooks: bool,
     /// A spec file to watch, apply on every save and write live changes back to.
     pub spec: Option<PathBuf>,
+    /// How long one REPL evaluation or callback may run.
+    pub repl_time_limit: Duration,
 }
 
 #[cfg(target_os = "linux")]
@@ -150,6 +153,7 @@ pub async fn run(cfg: Config) -> Result<()> {
     }
     engine.adopt().await;
     hooks::start(engine.clone());
+    let _ = engine.repl.set(repl::start(engine.clone()));
     if let Some(path) = &cfg.spec {
         specfile::start(engine.clone(), path.clone());
     }

@@ -1,0 +1,378 @@
+//! The live Scheme REPL: one embedded Steel Scheme engine on a thread of its own, shared by
+//! every REPL session (one live image, as the seed design has it). Expressions arrive from the
+//! API (`POST /v1/repl`, `warren repl`), are evaluated in order with a time limit
+//! (`--repl-time-limit`, 30 s by default: an endless loop is interrupted, never the daemon), and may read and change the live model through
+//! these functions:
+//!
+//! - `(workloads)` → names; `(workload "web")` → a hash of its status fields;
+//!   `(spec "web")` → its spec as JSON text;
+//! - `(set-spec! "web" "field" value)` → changes one top-level spec field (a string, number,
+//!   boolean or list; text that parses as JSON is taken as JSON) and applies the whole
+//!   desired state through the same validation and planner as `warren apply`;
+//! - `(start! "web")`, `(stop! "web")`, `(restart! "web")`, `(snapshot! "web" "label")`;
+//! - `(events)` / `(events n)` → the newest events as text lines;
+//! - `(on "web" 'crash (lambda (w ev) ...))` → a callback run (under the same time limit) for
+//!   each matching event (`start`, `stop`, `exit`, `crash`, `health` and the raw event kinds);
+//!   `ev` is the event message.
+//!
+//! Desired-state changes go through the store and reconciler, so they persist across
+//! restarts; definitions and callbacks live as long as the daemon.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+use steel::steel_vm::engine::Engine as Scheme;
+use steel::steel_vm::register_fn::RegisterFn;
+use steel::SteelVal;
+
+use super::engine::Engine;
+
+const PRELUDE: &str = r#"
+(define *warren-callbacks* '())
+(define (on workload kind proc)
+  (set! *warren-callbacks*
+        (cons (list workload (if (symbol? kind) (symbol->string kind) kind) proc)
+              *warren-callbacks*))
+  'registered)
+(define (warren-dispatch workload kind message)
+  (for-each (lambda (cb)
+              (when (and (equal? (car cb) workload) (equal? (cadr cb) kind))
+                ((caddr cb) workload message)))
+            (reverse *warren-callbacks*)))
+"#;
+
+enum Job {
+    Eval(String, tokio::sync::oneshot::Sender<Result<String, String>>),
+    Event(String, String, String),
+}
+
+/// The handle the API talks to.
+pub struct Repl {
+    tx: std::sync::Mutex<mpsc::Sender<Job>>,
+}
+
+impl Repl {
+    /// Evaluates `expr`; the printed value of the last form, or the error.
+    pub async fn eval(&self, expr: String) -> Result<String, String> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.tx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .send(Job::Eval(expr, tx))
+            .map_err(|_| "the Scheme thread is gone".to_string())?;
+        rx.await
+            .map_err(|_| "the Scheme thread dropped the request".to_string())?
+    }
+}
+
+fn block<T>(h: &tokio::runtime::Handle, f: impl std::future::Future<Output = T>) -> T {
+    h.block_on(f)
+}
+
+/// Turns a Scheme value into JSON for a spec field.
+fn to_json(v: &SteelVal) -> Result<serde_json::Value, String> {
+    Ok(match v {
+        SteelVal::BoolV(b) => serde_json::Value::Bool(*b),
+        SteelVal::IntV(i) => serde_json::json!(*i),
+        SteelVal::NumV(f) => serde_json::json!(*f),
+        SteelVal::StringV(s) => {
+            let s = s.as_str();
+            serde_json::from_str(s).unwrap_or_else(|_| serde_json::Value::String(s.to_string()))
+        }
+        SteelVal::SymbolV(s) => serde_json::Value::String(s.as_str().to_string()),
+        SteelVal::ListV(l) => {
+            serde_json::Value::Array(l.iter().map(to_json).collect::<Result<_, _>>()?)
+        }
+        SteelVal::Void => serde_json::Value::Null,
+        other => return Err(format!("cannot use {other} as a spec value")),
+    })
+}
+
+fn register(scheme: &mut Scheme, engine: Arc<Engine>, h: tokio::runtime::Handle) {
+    let e = engine.clone();
+    scheme.register_fn("workloads", move || -> Vec<String> {
+        e.store
+            .desired()
+            .map(|d| d.into_keys().collect())
+            .unwrap_or_default()
+    });
+    let e = engine.clone();
+    scheme.register_fn(
+        "workload",
+        move |name: String| -> Result<std::collections::HashMap<String, String>, String> {
+            let d = e
+                .store
+                .get_desired(&name)
+                .map_err(|x| x.to_string())?
+                .ok_or_else(|| format!("no workload named {name:?}"))?;
+            let s = e.status(&d);
+            let mut m = std::collections::HashMap::new();
+            m.insert("name".into(), s.name);
+            m.insert("state".into(), s.state);
+            m.insert("desired".into(), s.desired);
+            m.insert("source".into(), s.source);
+            m.insert("restarts".into(), s.restarts.to_string());
+            m.insert(
+                "pid".into(),
+                s.pid.map(|p| p.to_string()).unwrap_or_default(),
+            );
+            m.insert("health".into(), s.health.unwrap_or_default());
+            m.insert("address".into(), s.address.unwrap_or_default());
+            Ok(m)
+        },
+    );
+    let e = engine.clone();
+    scheme.register_fn("spec", move |name: String| -> Result<String, String> {
+        let d = e
+            .store
+            .get_desired(&name)
+            .map_err(|x| x.to_string())?
+            .ok_or_else(|| format!("no workload named {name:?}"))?;
+        serde_json::to_string(&d.spec).map_err(|x| x.to_string())
+    });
+    let (e, hh) = (engine.clone(), h.clone());
+    scheme.register_fn(
+        "set-spec!",
+        move |name: String, field: String, value: SteelVal| -> Result<String, String> {
+            let mut live = super::specfile::live_spec(&e).map_err(|x| format!("{x:#}"))?;
+            let spec = live
+                .workloads
+                .get(&name)
+                .ok_or_else(|| format!("no workload named {name:?}"))?;
+            let mut json = serde_json::to_value(spec).map_err(|x| x.to_string())?;
+            json[field.as_str()] = to_json(&value)?;
+            let changed: warren_model::WorkloadSpec =
+                serde_json::from_value(json).map_err(|x| format!("{field}: {x}"))?;
+            live.workloads.insert(name.clone(), changed);
+            let req = crate::wire::ApplyRequest {
+                file: "repl".into(),
+                text: warren_model::render::to_toml(&live, ""),
+                prune: false,
+                dry_run: false,
+            };
+            match block(&hh, super::api::plan_or_apply(e.clone(), req, true)) {
+                Ok(axum::Json(r)) => Ok(format!("applied ({} changes)", r.changes.len())),
+                Err(err) => Err(if err.body.diagnostics.is_empty() {
+                    err.body.error
+                } else {
+                    err.body
+                        .diagnostics
+                        .iter()
+                        .map(|d| d.message.clone())
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                }),
+            }
+        },
+    );
+    for (verb, what) in [("start!", 0u8), ("stop!", 1), ("restart!", 2)] {
+        let (e, hh) = (engine.clone(), h.clone());
+        scheme.register_fn(verb, move |name: String| -> Result<String, String> {
+            if e.store.get_desired(&name).ok().flatten().is_none() {
+                return Err(format!("no workload named {name:?}"));
+            }
+            let r = match what {
+                0 => block(&hh, e.start_now(&name)),
+                1 => block(&hh, e.stop_now(&name)),
+                _ => block(&hh, e.restart_now(&name)),
+            };
+            r.map(|_| name.clone()).map_err(|x| format!("{x:#}"))
+        });
+    }
+    let (e, hh) = (engine.clone(), h.clone());
+    scheme.register_fn(
+        "snapshot!",
+        move |name: String, label: String| -> Result<String, String> {
+            block(
+                &hh,
+                e.take_snapshot(&super::datasets::Target::Workload(name), Some(label)),
+            )
+            .map_err(|x| format!("{x:#}"))
+        },
+    );
+    let e = engine.clone();
+    scheme.register_fn("events", move |n: Option<usize>| -> Vec<String> {
+        e.store
+            .events(0, None, n.unwrap_or(20))
+            .unwrap_or_default()
+            .into_iter()
+            .map(|ev| {
+                format!(
+                    "{} {} {}",
+                    ev.workload.as_deref().unwrap_or("-"),
+                    ev.kind,
+                    ev.message
+                )
+            })
+            .collect()
+    });
+}
+
+/// The time limit of evaluations: a watchdog thread interrupts the Scheme engine at its next
+/// safepoint when one runs longer than the daemon's `--repl-time-limit`.
+struct Limit {
+    limit: Duration,
+    interrupt: Arc<dyn Fn() + Send + Sync>,
+    resume: Arc<dyn Fn() + Send + Sync>,
+    /// Generation of the current evaluation; the lock makes "still the same evaluation?" and
+    /// "interrupt it" one step.
+    generation: Arc<std::sync::Mutex<u64>>,
+    fired: Arc<AtomicBool>,
+}
+
+impl Limit {
+    fn new(scheme: &Scheme, limit: Duration) -> Limit {
+        let (a, b) = (
+            scheme.get_thread_state_controller(),
+            scheme.get_thread_state_controller(),
+        );
+        Limit {
+            limit,
+            interrupt: Arc::new(move || a.interrupt()),
+            resume: Arc::new(move || b.resume()),
+            generation: Arc::new(std::sync::Mutex::new(0)),
+            fired: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Runs `f` under the limit; whether the limit interrupted it.
+    fn run<T>(&self, f: impl FnOnce() -> T) -> (T, bool) {
+        let mine = {
+            let mut g = self.generation.lock().unwrap_or_else(|p| p.into_inner());
+            *g += 1;
+            self.fired.store(false, Ordering::SeqCst);
+            (self.resume)();
+            *g
+        };
+        let (generation, interrupt, fired) = (
+            self.generation.clone(),
+            self.interrupt.clone(),
+            self.fired.clone(),
+        );
+        let limit = self.limit;
+        std::thread::spawn(move || {
+            std::thread::sleep(limit);
+            let g = generation.lock().unwrap_or_else(|p| p.into_inner());
+            if *g == mine {
+                fired.store(true, Ordering::SeqCst);
+                interrupt();
+            }
+        });
+        let out = f();
+        let mut g = self.generation.lock().unwrap_or_else(|p| p.into_inner());
+        *g += 1;
+        (self.resume)();
+        (out, self.fired.load(Ordering::SeqCst))
+    }
+}
+
+fn fresh(engine: &Arc<Engine>, h: &tokio::runtime::Handle) -> (Scheme, Limit) {
+    let mut s = Scheme::new();
+    register(&mut s, engine.clone(), h.clone());
+    if let Err(e) = s.run(PRELUDE) {
+        tracing::error!("the REPL prelude failed: {e}");
+    }
+    let limit = Limit::new(&s, engine.cfg.repl_time_limit);
+    (s, limit)
+}
+
+/// Starts the Scheme thread and the event feed for callbacks.
+pub fn start(engine: Arc<Engine>) -> Arc<Repl> {
+    let (tx, rx) = mpsc::channel::<Job>();
+    let h = tokio::runtime::Handle::current();
+    let e = engine.clone();
+    std::thread::Builder::new()
+        .name("warren-scheme".into())
+        .spawn(move || {
+            let (mut scheme, mut limit) = fresh(&e, &h);
+            for job in rx {
+                match job {
+                    Job::Eval(expr, reply) => {
+                        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            limit.run(|| scheme.run(expr.clone()))
+                        }));
+                        let answer = match result {
+                            Ok((Ok(values), _)) => Ok(values
+                                .last()
+                                .map(|v| match v {
+                                    SteelVal::Void => String::new(),
+                                    v => v.to_string(),
+                                })
+                                .unwrap_or_default()),
+                            Ok((Err(err), interrupted)) => Err(if interrupted {
+                                format!(
+                                    "interrupted: the expression ran longer than {}s",
+                                    e.cfg.repl_time_limit.as_secs()
+                                )
+                            } else {
+                                err.to_string()
+                            }),
+                            Err(_) => {
+                                (scheme, limit) = fresh(&e, &h);
+                                Err("the evaluation crashed; the REPL was reset".into())
+                            }
+                        };
+                        let _ = reply.send(answer);
+                    }
+                    Job::Event(workload, kind, message) => {
+                        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            limit.run(|| {
+                                scheme.call_function_by_name_with_args(
+                                    "warren-dispatch",
+                                    vec![
+                                        SteelVal::StringV(workload.clone().into()),
+                                        SteelVal::StringV(kind.clone().into()),
+                                        SteelVal::StringV(message.clone().into()),
+                                    ],
+                                )
+                            })
+                        }));
+                        match run {
+                            Ok((Ok(_), _)) => {}
+                            Ok((Err(err), _)) => e.event(
+                                Some(&workload),
+                                "error",
+                                &format!("REPL callback on {kind} failed: {err}"),
+                            ),
+                            Err(_) => (scheme, limit) = fresh(&e, &h),
+                        }
+                    }
+                }
+            }
+        })
+        .expect("the Scheme thread starts");
+    // Events for callbacks.
+    let feed = tx.clone();
+    tokio::spawn(async move {
+        let mut rx = engine.subscribe();
+        loop {
+            let ev = match rx.recv().await {
+                Ok(ev) => ev,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(_) => return,
+            };
+            let Some(w) = ev.workload.clone() else {
+                continue;
+            };
+            let mut kinds: Vec<String> = super::hooks::triggers(&ev.kind, &ev.message)
+                .into_iter()
+                .map(|t| format!("{t:?}").to_lowercase())
+                .collect();
+            if !kinds.contains(&ev.kind) {
+                kinds.push(ev.kind.clone());
+            }
+            for k in kinds {
+                if feed
+                    .send(Job::Event(w.clone(), k, ev.message.clone()))
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        }
+    });
+    Arc::new(Repl {
+        tx: std::sync::Mutex::new(tx),
+    })
+}

@@ -1,0 +1,123 @@
+//! Tier-2 tests of the live Scheme REPL: piped scripts evaluate form by form in one live image,
+//! read and change the model (status, spec fields through apply, start/stop, snapshots),
+//! register callbacks that run on events, and an endless loop is interrupted without harming
+//! the daemon.
+
+mod common;
+
+use common::*;
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn repl(d: &Daemon, script: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_warren"))
+        .arg("repl")
+        .env("WARREN_STATE_DIR", d.state_dir())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn ok(d: &Daemon, script: &str) -> String {
+    let out = repl(d, script);
+    assert!(
+        out.status.success(),
+        "{script}\nstdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn the_repl_reads_and_changes_the_live_model() {
+    let d = Daemon::start(&["--repl-time-limit", "12"]);
+    d.apply(
+        "w.toml",
+        "[workload.a]\nworld = \"busybox\"\nnetwork = \"none\"\ncommand = [\"sleep\", \"100000\"]\n",
+    );
+    d.wait_running("a");
+
+    // Forms evaluate in order, definitions live on between sessions.
+    let out = ok(
+        &d,
+        "(+ 1 2)\n(define answer 41) ; a comment (with parens)\n\"a (string)\"\n",
+    );
+    assert_eq!(out, "3\n\"a (string)\"\n");
+    assert_eq!(ok(&d, "(+ answer 1)"), "42\n");
+    assert_eq!(ok(&d, "(workloads)"), "(\"a\")\n");
+    let status = ok(&d, "(hash-ref (workload \"a\") \"state\")");
+    assert_eq!(status, "\"running\"\n");
+
+    // Changing a spec field applies it through validation; a bad value changes nothing.
+    let out = ok(
+        &d,
+        "(set-spec! \"a\" \"env\" \"{\\\"MODE\\\": \\\"dev\\\"}\")",
+    );
+    assert!(out.contains("applied"), "{out}");
+    wait_until(30, "a recreated with the new env", || {
+        d.get("a")["spec"]["env"]["MODE"] == "dev" && d.get("a")["state"] == "running"
+    });
+    let bad = repl(&d, "(set-spec! \"a\" \"restart\" \"sometimes\")");
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("error:"));
+    assert_eq!(d.get("a")["spec"]["restart"], "always");
+
+    // Verbs.
+    ok(&d, "(stop! \"a\")");
+    assert_eq!(d.get("a")["state"], "stopped");
+    ok(&d, "(start! \"a\")");
+    d.wait_running("a");
+    assert_eq!(ok(&d, "(snapshot! \"a\" \"from-repl\")"), "\"from-repl\"\n");
+    assert!(d.ok(&["snapshots", "a"]).contains("from-repl"));
+    assert!(ok(&d, "(events 5)").contains("a "));
+
+    // An error is reported and the session goes on.
+    let out = repl(&d, "(car '())\n(+ 2 2)\n");
+    assert!(!out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "4\n");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("error:"));
+
+    // An endless loop is interrupted; the daemon and the REPL go on.
+    let t = Instant::now();
+    let out = repl(
+        &d,
+        "(define (spin n) (spin (+ n 1)))\n(spin 0)\n(+ 20 22)\n",
+    );
+    assert!(t.elapsed() < Duration::from_secs(40));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("interrupted"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "42\n");
+    assert_eq!(d.get("a")["state"], "running");
+}
+
+#[test]
+fn callbacks_run_on_events() {
+    let d = Daemon::start(&[]);
+    d.ok(&["world", "create", "busybox"]);
+    ok(
+        &d,
+        "(on \"c\" 'crash (lambda (w ev) (snapshot! w \"after-crash\")))\n",
+    );
+    d.apply(
+        "w.toml",
+        "[workload.c]\nworld = \"busybox\"\nnetwork = \"none\"\nrestart = \"never\"\ncommand = [\"sh\", \"-c\", \"sleep 1; exit 2\"]\n",
+    );
+    wait_until(30, "the crash callback took a snapshot", || {
+        d.cli(&["snapshots", "c"]).status.success()
+            && d.ok(&["snapshots", "c"]).contains("after-crash")
+    });
+}
