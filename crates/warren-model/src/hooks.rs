@@ -10,6 +10,7 @@
 //!   { on = "exit", host = ["/usr/local/bin/notify", "web"] },   # needs --allow-host-hooks
 //!   { on = "stop", restart = true },
 //!   { on = "change", path = "/data/conf", exec = ["nginx", "-s", "reload"] },
+//!   { on = "crash", scheme = "(snapshot! w \"crashed\")" },
 //! ]
 //! ```
 
@@ -59,6 +60,9 @@ pub enum HookAction {
     Webhook(String),
     /// Snapshot the workload; the label is `PREFIX-<unix time>`.
     Snapshot(String),
+    /// Evaluate a Scheme expression in the live REPL image, with `w` bound to the workload's
+    /// name and `ev` to the event message.
+    Scheme(String),
 }
 
 /// A schedule.

@@ -345,7 +345,8 @@ const HEALTH_KEYS: &[&str] = &[
     "on_unhealthy",
 ];
 const HOOK_KEYS: &[&str] = &[
-    "on", "restart", "exec", "host", "webhook", "snapshot", "cron", "every", "timeout", "path",
+    "on", "restart", "exec", "host", "webhook", "snapshot", "scheme", "cron", "every", "timeout",
+    "path",
 ];
 const ON_UNHEALTHY: &[(&str, crate::health::OnUnhealthy)] = &[
     ("restart", crate::health::OnUnhealthy::Restart),
@@ -1562,6 +1563,16 @@ impl Walker<'_> {
                         });
                         actions.push((at, "snapshot", l.map(HookAction::Snapshot)));
                     }
+                    "scheme" => {
+                        let x = self.checked_string(&hpath, v, |s| {
+                            if s.trim().is_empty() {
+                                Err("the Scheme expression is empty".into())
+                            } else {
+                                Ok(())
+                            }
+                        });
+                        actions.push((at, "scheme", x.map(HookAction::Scheme)));
+                    }
                     "cron" => {
                         let c = self.checked_string(&hpath, v, |s| Cron::parse(s).map(|_| ()));
                         if schedule.is_some() {
@@ -1614,7 +1625,7 @@ impl Walker<'_> {
                 [] => self.error(
                     item_at,
                     &ipath,
-                    "a hook needs an action: restart, exec, host, webhook or snapshot",
+                    "a hook needs an action: restart, exec, host, webhook, snapshot or scheme",
                 ),
                 [_] => {}
                 [(_, first, _), (at, second, _), ..] => self.error(

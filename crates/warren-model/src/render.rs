@@ -89,6 +89,7 @@ fn hook(h: &Hook) -> String {
         HookAction::Host(a) => p.push(("host", strings(a))),
         HookAction::Webhook(u) => p.push(("webhook", quote(u))),
         HookAction::Snapshot(l) => p.push(("snapshot", quote(l))),
+        HookAction::Scheme(x) => p.push(("scheme", quote(x))),
     }
     match &h.schedule {
         Some(Schedule::Cron(c)) => p.push(("cron", quote(c))),
@@ -294,6 +295,7 @@ hooks = [
   { on = "schedule", every = "15m", webhook = "http://192.0.2.1/x" },
   { on = "stop", restart = true, timeout = "5s" },
   { on = "change", path = "/data/conf", exec = ["true"] },
+  { on = "crash", scheme = "(snapshot! w \"crashed\")" },
 ]
 
 [workload.job]

@@ -126,6 +126,7 @@ command = ["sleep", "100000"]
 hooks = [
   {{ on = "stop", webhook = "http://127.0.0.1:{port}/alerts" }},
   {{ on = "start", host = ["touch", "/tmp/warren-hooks-must-not-exist"] }},
+  {{ on = "start", scheme = "(snapshot! w \"from-scheme\")" }},
 ]
 "#
         ),
@@ -149,6 +150,13 @@ hooks = [
         "start → host: failed: host hooks need the daemon to run with --allow-host-hooks"
     )));
     assert!(!std::path::Path::new("/tmp/warren-hooks-must-not-exist").exists());
+    // A Scheme hook ran in the live image with `w` bound.
+    wait_until(20, "the scheme hook's snapshot", || {
+        d.ok(&["snapshots", "w"]).contains("from-scheme")
+    });
+    assert!(hook_events(&d, "w")
+        .iter()
+        .any(|l| l.contains("start → scheme: ok")));
 }
 
 #[test]

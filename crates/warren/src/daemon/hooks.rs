@@ -15,7 +15,8 @@
 //! Actions: `restart`; `exec` inside the workload (skipped when it is not running); `host`,
 //! a command on the host, only when the daemon runs with `--allow-host-hooks` (it gets
 //! `WARREN_WORKLOAD`, `WARREN_EVENT` and `WARREN_MESSAGE`); `webhook`, an HTTP POST of the event
-//! as JSON; `snapshot`, labelled `PREFIX-<unix time>`.
+//! as JSON; `snapshot`, labelled `PREFIX-<unix time>`; `scheme`, an expression evaluated in the
+//! live REPL image with `w` and `ev` bound (under the REPL's time limit).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -239,6 +240,7 @@ fn spawn_run(
             HookAction::Host(_) => "host",
             HookAction::Webhook(_) => "webhook",
             HookAction::Snapshot(_) => "snapshot",
+            HookAction::Scheme(_) => "scheme",
         };
         let limit = Duration::from_secs(hook.timeout_secs.max(1));
         let outcome =
@@ -316,6 +318,21 @@ async fn run(
             }
         }
         HookAction::Webhook(url) => webhook(url, name, trigger, message).await,
+        HookAction::Scheme(expr) => {
+            let repl = engine.repl.get().ok_or("the REPL is not running")?;
+            let call = format!(
+                "((lambda (w ev) {expr}) {} {})",
+                scheme_string(name),
+                scheme_string(message)
+            );
+            repl.eval(call).await.map(|v| {
+                if v.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({v})")
+                }
+            })
+        }
         HookAction::Snapshot(prefix) => {
             let label = format!("{prefix}-{}", warren_store::now_ms() / 1000);
             engine
@@ -328,6 +345,21 @@ async fn run(
                 .map_err(|e| format!("{e:#}"))
         }
     }
+}
+
+/// A Scheme string literal.
+fn scheme_string(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// POSTs the event as JSON to an `http://HOST[:PORT]/PATH` URL; a 2xx answer is success.
@@ -374,6 +406,12 @@ async fn webhook(url: &str, name: &str, trigger: &str, message: &str) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scheme_strings_are_escaped() {
+        assert_eq!(scheme_string(r#"a "b" \ c"#), r#""a \"b\" \\ c""#);
+        assert_eq!(scheme_string("x\ny"), "\"x\\ny\"");
+    }
 
     #[test]
     fn events_map_to_triggers() {
