@@ -7,6 +7,7 @@
 //!   { on = "health", webhook = "http://192.0.2.1:9000/alerts" },
 //!   { on = "schedule", cron = "0 3 * * *", snapshot = "nightly" },
 //!   { on = "schedule", every = "15m", exec = ["/usr/local/bin/tidy"] },
+//!   { on = "schedule", cron = "30 2 * * *", job = ["sh", "-c", "tar czf /data/backup.tgz /data/db"] },
 //!   { on = "exit", host = ["/usr/local/bin/notify", "web"] },   # needs --allow-host-hooks
 //!   { on = "stop", restart = true },
 //!   { on = "change", path = "/data/conf", exec = ["nginx", "-s", "reload"] },
@@ -63,6 +64,9 @@ pub enum HookAction {
     /// Evaluate a Scheme expression in the live REPL image, with `w` bound to the workload's
     /// name and `ev` to the event message.
     Scheme(String),
+    /// Run a command in an ephemeral container from the workload's world (or image, or recipe
+    /// build) with its data dataset mounted, removed when it exits (scheduled jobs).
+    Job(Vec<String>),
 }
 
 /// A schedule.

@@ -345,8 +345,8 @@ const HEALTH_KEYS: &[&str] = &[
     "on_unhealthy",
 ];
 const HOOK_KEYS: &[&str] = &[
-    "on", "restart", "exec", "host", "webhook", "snapshot", "scheme", "cron", "every", "timeout",
-    "path",
+    "on", "restart", "exec", "host", "webhook", "snapshot", "scheme", "job", "cron", "every",
+    "timeout", "path",
 ];
 const ON_UNHEALTHY: &[(&str, crate::health::OnUnhealthy)] = &[
     ("restart", crate::health::OnUnhealthy::Restart),
@@ -1542,6 +1542,10 @@ impl Walker<'_> {
                         let c = self.command(&hpath, v);
                         actions.push((at, "host", c.map(HookAction::Host)));
                     }
+                    "job" => {
+                        let c = self.command(&hpath, v);
+                        actions.push((at, "job", c.map(HookAction::Job)));
+                    }
                     "webhook" => {
                         let u = self.checked_string(&hpath, v, |s| {
                             let rest = s
@@ -1625,7 +1629,7 @@ impl Walker<'_> {
                 [] => self.error(
                     item_at,
                     &ipath,
-                    "a hook needs an action: restart, exec, host, webhook, snapshot or scheme",
+                    "a hook needs an action: restart, exec, host, webhook, snapshot, scheme or job",
                 ),
                 [_] => {}
                 [(_, first, _), (at, second, _), ..] => self.error(

@@ -90,6 +90,7 @@ fn hook(h: &Hook) -> String {
         HookAction::Webhook(u) => p.push(("webhook", quote(u))),
         HookAction::Snapshot(l) => p.push(("snapshot", quote(l))),
         HookAction::Scheme(x) => p.push(("scheme", quote(x))),
+        HookAction::Job(a) => p.push(("job", strings(a))),
     }
     match &h.schedule {
         Some(Schedule::Cron(c)) => p.push(("cron", quote(c))),
@@ -296,6 +297,7 @@ hooks = [
   { on = "stop", restart = true, timeout = "5s" },
   { on = "change", path = "/data/conf", exec = ["true"] },
   { on = "crash", scheme = "(snapshot! w \"crashed\")" },
+  { on = "schedule", every = "1h", job = ["sh", "-c", "true"] },
 ]
 
 [workload.job]

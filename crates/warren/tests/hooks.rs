@@ -39,6 +39,7 @@ command = ["sleep", "100000"]
 hooks = [
   {{ on = "start", exec = ["sleep", "30"], timeout = "1s" }},
   {{ on = "schedule", every = "1s", snapshot = "tick" }},
+  {{ on = "schedule", every = "1s", job = ["sh", "-c", "echo ran >> /data/job.log; hostname >> /data/job.log"] }},
 ]
 
 [workload.quick]
@@ -85,6 +86,21 @@ command = ["sleep", "100000"]
     });
     let snaps = d.ok(&["snapshots", "slow"]);
     assert!(snaps.contains("tick-"), "{snaps}");
+    // The scheduled job ran in ephemeral containers of its own, on the workload's data.
+    let job_log = d.pool_root().join("workloads/slow/data/job.log");
+    wait_until(20, "two job runs", || {
+        std::fs::read_to_string(&job_log).is_ok_and(|s| s.matches("ran").count() >= 2)
+    });
+    let text = std::fs::read_to_string(&job_log).unwrap();
+    let hosts: Vec<&str> = text.lines().filter(|l| l.starts_with("job-")).collect();
+    assert!(
+        hosts.len() >= 2 && hosts[0] != hosts[1],
+        "each run its own container: {text}"
+    );
+    assert!(!d
+        .pool_root()
+        .join("workloads/slow/rootfs/data/job.log")
+        .exists());
     assert_eq!(d.get("quick")["state"], "running");
 }
 

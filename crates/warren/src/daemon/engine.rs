@@ -292,7 +292,7 @@ impl Engine {
     }
 
     /// The world an image workload's rootfs is made from.
-    fn image_world(&self, reference: &str) -> Result<String> {
+    pub fn image_world(&self, reference: &str) -> Result<String> {
         let record = self.image_record(reference)?;
         record
             .top()

@@ -16,7 +16,8 @@
 //! a command on the host, only when the daemon runs with `--allow-host-hooks` (it gets
 //! `WARREN_WORKLOAD`, `WARREN_EVENT` and `WARREN_MESSAGE`); `webhook`, an HTTP POST of the event
 //! as JSON; `snapshot`, labelled `PREFIX-<unix time>`; `scheme`, an expression evaluated in the
-//! live REPL image with `w` and `ev` bound (under the REPL's time limit).
+//! live REPL image with `w` and `ev` bound (under the REPL's time limit); `job`, a command in
+//! an ephemeral container from the workload's world with its data mounted (scheduled jobs).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -241,6 +242,7 @@ fn spawn_run(
             HookAction::Webhook(_) => "webhook",
             HookAction::Snapshot(_) => "snapshot",
             HookAction::Scheme(_) => "scheme",
+            HookAction::Job(_) => "job",
         };
         let limit = Duration::from_secs(hook.timeout_secs.max(1));
         let outcome =
@@ -318,6 +320,7 @@ async fn run(
             }
         }
         HookAction::Webhook(url) => webhook(url, name, trigger, message).await,
+        HookAction::Job(argv) => run_job(engine, name, argv).await,
         HookAction::Scheme(expr) => {
             let repl = engine.repl.get().ok_or("the REPL is not running")?;
             let call = format!(
@@ -344,6 +347,102 @@ async fn run(
                 .map(|l| format!(" ({l})"))
                 .map_err(|e| format!("{e:#}"))
         }
+    }
+}
+
+static JOBS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Runs `argv` in an ephemeral container from the workload's world, with its data dataset
+/// mounted at its data path and no network; the container and its root filesystem are removed
+/// afterwards, also when the hook times out.
+async fn run_job(engine: &Arc<Engine>, name: &str, argv: &[String]) -> Result<String, String> {
+    let d = engine
+        .store
+        .get_desired(name)
+        .map_err(|e| e.to_string())?
+        .ok_or("the workload is gone")?;
+    let world = match &d.spec.source {
+        warren_model::Source::World(w) => w.clone(),
+        warren_model::Source::Image(r) => engine.image_world(r).map_err(|e| format!("{e:#}"))?,
+        warren_model::Source::Recipe(r) => {
+            super::recipes::resolve_ref(&engine.store, r)
+                .map_err(|e| format!("{e:#}"))?
+                .world
+        }
+    };
+    let job = format!(
+        "job-{}-{}",
+        std::process::id(),
+        JOBS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    let storage = engine.storage.clone();
+    let (j, w) = (job.clone(), world.clone());
+    let rootfs =
+        tokio::task::spawn_blocking(move || warren_storage::ephemeral::create(&*storage, &j, &w))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+    let meta =
+        warren_storage::worlds::world_meta(&*engine.storage, &world).map_err(|e| e.to_string())?;
+    let mut binds = super::engine::world_binds(&meta);
+    binds.push(warren_runtime::Bind {
+        source: engine.storage.data_path(name),
+        dest: d.spec.data_path.clone(),
+        readonly: false,
+    });
+    let spec = warren_runtime::ContainerSpec {
+        id: engine.container_id(&job),
+        rootfs,
+        readonly_rootfs: false,
+        binds,
+        args: argv.to_vec(),
+        env: vec![format!("WARREN_WORKLOAD={name}")],
+        cwd: "/".into(),
+        user: None,
+        hostname: job.clone(),
+        resources: d.spec.resources.clone(),
+        terminal: false,
+        cgroup_path: format!("/warren-{}/{job}", engine.cfg.instance),
+        network: warren_runtime::NetNamespace::Private,
+        userns: None,
+    };
+    struct Cleanup(Arc<Engine>, String);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let (e, job) = (self.0.clone(), self.1.clone());
+            std::thread::spawn(move || {
+                let _ = e.runtime.delete(&e.container_id(&job));
+                let _ = warren_storage::ephemeral::remove(&*e.storage, &job);
+                let _ = std::fs::remove_dir_all(e.run_dir(&job));
+            });
+        }
+    }
+    let _cleanup = Cleanup(engine.clone(), job.clone());
+    let bundle = engine.run_dir(&job).join("bundle");
+    warren_runtime::bundle::write_bundle(&bundle, &spec).map_err(|e| e.to_string())?;
+    let cmd = engine
+        .runtime
+        .run_command(&bundle, &spec.id)
+        .map_err(|e| e.to_string())?;
+    let mut cmd = tokio::process::Command::from(cmd);
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let out = cmd.output().await.map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(String::new())
+    } else {
+        let err = String::from_utf8_lossy(&out.stderr);
+        Err(format!(
+            "`{}` exited with {}{}",
+            argv.join(" "),
+            out.status,
+            err.lines()
+                .last()
+                .map(|l| format!(": {l}"))
+                .unwrap_or_default()
+        ))
     }
 }
 
