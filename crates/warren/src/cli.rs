@@ -1529,24 +1529,44 @@ async fn repl(client: &Client) -> Result<i32> {
     let mut failed = false;
     let mut pending = String::new();
     let stdin = std::io::stdin();
-    if interactive {
+    // On a terminal: a line editor with history kept in ~/.config/warren/repl_history.
+    let mut editor = if interactive {
         eprintln!("warren Scheme REPL: (workloads), (workload \"web\"), (start! \"web\"), (on \"web\" 'crash (lambda (w ev) ...)); Ctrl-D leaves");
-    }
+        let mut ed = rustyline::DefaultEditor::new()?;
+        let _ = ed.load_history(&crate::contexts::config_dir()?.join("repl_history"));
+        Some(ed)
+    } else {
+        None
+    };
     let mut lines = stdin.lock().lines();
     loop {
-        if interactive {
-            eprint!(
-                "{}",
-                if pending.is_empty() {
+        let line = match editor.as_mut() {
+            Some(ed) => {
+                let prompt = if pending.is_empty() {
                     "warren> "
                 } else {
                     "   ...> "
+                };
+                match ed.readline(prompt) {
+                    Ok(l) => {
+                        if !l.trim().is_empty() {
+                            let _ = ed.add_history_entry(l.as_str());
+                        }
+                        l
+                    }
+                    Err(rustyline::error::ReadlineError::Interrupted) => {
+                        pending.clear();
+                        continue;
+                    }
+                    Err(_) => break,
                 }
-            );
-            std::io::stderr().flush()?;
-        }
-        let Some(line) = lines.next() else { break };
-        pending.push_str(&line?);
+            }
+            None => match lines.next() {
+                Some(l) => l?,
+                None => break,
+            },
+        };
+        pending.push_str(&line);
         pending.push('\n');
         let (forms, rest) = scheme_forms(&pending);
         pending = rest;
@@ -1561,6 +1581,13 @@ async fn repl(client: &Client) -> Result<i32> {
                 _ => {}
             }
         }
+    }
+    if let Some(ed) = editor.as_mut() {
+        let path = crate::contexts::config_dir()?.join("repl_history");
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let _ = ed.save_history(&path);
     }
     if !pending.trim().is_empty() {
         eprintln!(

@@ -121,3 +121,45 @@ fn callbacks_run_on_events() {
             && d.ok(&["snapshots", "c"]).contains("after-crash")
     });
 }
+
+#[test]
+fn on_a_terminal_the_repl_edits_lines_and_keeps_history() {
+    let d = Daemon::start(&[]);
+    let config = tempfile::tempdir().unwrap();
+    // `script` gives the REPL a terminal; the input is typed into it.
+    let mut child = Command::new("script")
+        .args([
+            "-qec",
+            &format!("{} repl", env!("CARGO_BIN_EXE_warren")),
+            "/dev/null",
+        ])
+        .env("WARREN_STATE_DIR", d.state_dir())
+        .env("XDG_CONFIG_HOME", config.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("script (util-linux) runs");
+    {
+        // Line by line, as typed: the editor flushes typeahead when it takes the terminal.
+        let mut stdin = child.stdin.take().unwrap();
+        for chunk in [&b"(+ 40\n"[..], b"2)\n", b"\x04"] {
+            std::thread::sleep(Duration::from_millis(1500));
+            stdin.write_all(chunk).unwrap();
+            stdin.flush().unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(1500));
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("warren> ") && text.contains("...> "),
+        "{text}"
+    );
+    assert!(text.contains("42"), "{text}");
+    let history = std::fs::read_to_string(config.path().join("warren/repl_history")).unwrap();
+    assert!(
+        history.contains("(+ 40") && history.contains("2)"),
+        "{history}"
+    );
+}
