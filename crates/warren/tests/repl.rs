@@ -81,6 +81,19 @@ fn the_repl_reads_and_changes_the_live_model() {
     assert_eq!(ok(&d, "(snapshot! \"a\" \"from-repl\")"), "\"from-repl\"\n");
     assert!(d.ok(&["snapshots", "a"]).contains("from-repl"));
     assert!(ok(&d, "(events 5)").contains("a "));
+    assert!(ok(&d, "(events)").contains("a "));
+    // Every other verb through (api ...).
+    let out = ok(
+        &d,
+        "(api \"post\" \"/v1/workloads/a/clone\" \"{\\\"name\\\": \\\"a2\\\"}\")",
+    );
+    assert!(out.contains("a2"), "{out}");
+    wait_until(30, "the clone exists", || {
+        d.list().iter().any(|w| w["name"] == "a2")
+    });
+    assert!(ok(&d, "(api \"get\" \"/v1/workloads/a2\")").contains("\\\"name\\\":\\\"a2\\\""));
+    let bad = repl(&d, "(api \"get\" \"/v1/workloads/nope\")");
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("404"));
 
     // An error is reported and the session goes on.
     let out = repl(&d, "(car '())\n(+ 2 2)\n");
@@ -124,9 +137,11 @@ fn callbacks_run_on_events() {
 
 #[test]
 fn on_a_terminal_the_repl_edits_lines_and_keeps_history() {
+    use std::io::Read;
     let d = Daemon::start(&[]);
     let config = tempfile::tempdir().unwrap();
-    // `script` gives the REPL a terminal; the input is typed into it.
+    // `script` gives the REPL a terminal; the input is typed into it, each line once the
+    // editor shows its prompt (it flushes typeahead when it takes the terminal).
     let mut child = Command::new("script")
         .args([
             "-qec",
@@ -137,25 +152,62 @@ fn on_a_terminal_the_repl_edits_lines_and_keeps_history() {
         .env("XDG_CONFIG_HOME", config.path())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::null())
         .spawn()
         .expect("script (util-linux) runs");
-    {
-        // Line by line, as typed: the editor flushes typeahead when it takes the terminal.
-        let mut stdin = child.stdin.take().unwrap();
-        for chunk in [&b"(+ 40\n"[..], b"2)\n", b"\x04"] {
-            std::thread::sleep(Duration::from_millis(1500));
-            stdin.write_all(chunk).unwrap();
-            stdin.flush().unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let mut out = child.stdout.take().unwrap();
+    let s2 = seen.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = out.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            s2.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
         }
-        std::thread::sleep(Duration::from_millis(1500));
+    });
+    let wait_for = |what: &str, count: usize| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while seen.lock().unwrap().matches(what).count() < count {
+            assert!(
+                Instant::now() < deadline,
+                "no {what:?} in {:?}",
+                seen.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let mut stdin = child.stdin.take().unwrap();
+    wait_for("warren> ", 1);
+    stdin.write_all(b"(+ 40\n").unwrap();
+    wait_for("...> ", 1);
+    stdin.write_all(b"2)\n").unwrap();
+    wait_for("warren> ", 2);
+    let mut exited = false;
+    for _ in 0..10 {
+        stdin.write_all(b"\x04").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline {
+            if child.try_wait().unwrap().is_some() {
+                exited = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if exited {
+            break;
+        }
     }
-    let out = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        text.contains("warren> ") && text.contains("...> "),
-        "{text}"
-    );
+    if !exited {
+        let _ = child.kill();
+    }
+    let _ = child.wait();
+    let text = seen.lock().unwrap().clone();
+    assert!(exited, "Ctrl-D did not leave the REPL: {text}");
     assert!(text.contains("42"), "{text}");
     let history = std::fs::read_to_string(config.path().join("warren/repl_history")).unwrap();
     assert!(

@@ -25,6 +25,9 @@ fn watched_spec_file_applies_saves_and_takes_live_changes_back() {
     let file = tmp.path().join("warren.toml");
     std::fs::write(&file, A).unwrap();
     let d = Daemon::start(&["--spec", file.to_str().unwrap()]);
+    wait_until(30, "a applied from the file", || {
+        names(&d).contains(&"a".to_string())
+    });
     d.wait_running("a");
 
     // A saved change is applied.

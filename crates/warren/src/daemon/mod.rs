@@ -153,6 +153,12 @@ pub async fn run(cfg: Config) -> Result<()> {
     }
     engine.adopt().await;
     hooks::start(engine.clone());
+    // The Scheme engine keeps its own files under STEEL_HOME: inside the state dir.
+    if std::env::var_os("STEEL_HOME").is_none() {
+        let home = cfg.state_dir.join("scheme");
+        let _ = std::fs::create_dir_all(&home);
+        std::env::set_var("STEEL_HOME", &home);
+    }
     let _ = engine.repl.set(repl::start(engine.clone()));
     if let Some(path) = &cfg.spec {
         specfile::start(engine.clone(), path.clone());

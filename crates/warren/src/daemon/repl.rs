@@ -11,6 +11,7 @@
 //!   desired state through the same validation and planner as `warren apply`;
 //! - `(start! "web")`, `(stop! "web")`, `(restart! "web")`, `(snapshot! "web" "label")`;
 //! - `(events)` / `(events n)` → the newest events as text lines;
+//! - `(api "METHOD" "/v1/..." [json-body])` → any API verb, answered with its JSON text;
 //! - `(on "web" 'crash (lambda (w ev) ...))` → a callback run (under the same time limit) for
 //!   each matching event (`start`, `stop`, `exit`, `crash`, `health` and the raw event kinds);
 //!   `ev` is the event message.
@@ -35,6 +36,8 @@ const PRELUDE: &str = r#"
         (cons (list workload (if (symbol? kind) (symbol->string kind) kind) proc)
               *warren-callbacks*))
   'registered)
+(define (api method path . body) (%api method path (if (null? body) "" (car body))))
+(define (events . n) (%events (if (null? n) 20 (car n))))
 (define (warren-dispatch workload kind message)
   (for-each (lambda (cb)
               (when (and (equal? (car cb) workload) (equal? (cadr cb) kind))
@@ -191,10 +194,47 @@ fn register(scheme: &mut Scheme, engine: Arc<Engine>, h: tokio::runtime::Handle)
             .map_err(|x| format!("{x:#}"))
         },
     );
+    // Every API verb: (api "POST" "/v1/workloads/web/clone" "{\"name\": \"web2\"}").
+    let (router, hh) = (super::api::router(engine.clone()), h.clone());
+    scheme.register_fn(
+        "%api",
+        move |method: String, path: String, body: String| -> Result<String, String> {
+            use http_body_util::BodyExt;
+            use tower::ServiceExt;
+            let method = axum::http::Method::from_bytes(method.to_ascii_uppercase().as_bytes())
+                .map_err(|_| format!("{method:?} is not an HTTP method"))?;
+            if !path.starts_with("/v1/") {
+                return Err(format!("{path:?}: API paths start with /v1/"));
+            }
+            let req = axum::http::Request::builder()
+                .method(method)
+                .uri(&path)
+                .header("content-type", "application/json")
+                .body(axum::body::Body::from(body))
+                .map_err(|x| x.to_string())?;
+            let router = router.clone();
+            block(&hh, async move {
+                let resp = router.oneshot(req).await.map_err(|x| x.to_string())?;
+                let status = resp.status();
+                let bytes = resp
+                    .into_body()
+                    .collect()
+                    .await
+                    .map_err(|x| x.to_string())?
+                    .to_bytes();
+                let text = String::from_utf8_lossy(&bytes).to_string();
+                if status.is_success() {
+                    Ok(text)
+                } else {
+                    Err(format!("{status}: {text}"))
+                }
+            })
+        },
+    );
     let e = engine.clone();
-    scheme.register_fn("events", move |n: Option<usize>| -> Vec<String> {
+    scheme.register_fn("%events", move |n: usize| -> Vec<String> {
         e.store
-            .events(0, None, n.unwrap_or(20))
+            .events(0, None, n)
             .unwrap_or_default()
             .into_iter()
             .map(|ev| {
