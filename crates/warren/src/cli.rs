@@ -1602,14 +1602,21 @@ async fn repl(client: &Client) -> Result<i32> {
 /// `apply -f FILE --watch`: applies the file now and on every saved change (the file is the
 /// whole desired state), reporting each outcome; an invalid save changes nothing.
 async fn apply_watch(client: &Client, file: &PathBuf) -> Result<i32> {
+    use http_body_util::BodyExt;
+    let name = file.display().to_string();
     let mut seen: Option<Vec<u8>> = None;
+    let mut valid = false;
     loop {
         match std::fs::read(file) {
             Ok(bytes) if seen.as_ref() != Some(&bytes) => {
                 seen = Some(bytes);
                 match apply(client, file, false, true, true).await {
-                    Ok(_) => eprintln!("watching {} (Ctrl-C stops)", file.display()),
+                    Ok(_) => {
+                        valid = true;
+                        eprintln!("watching {name} (Ctrl-C stops)");
+                    }
                     Err(e) => {
+                        valid = false;
                         if let Some(f) = e.downcast_ref::<ApiFailure>() {
                             for d in &f.body.diagnostics {
                                 eprintln!("error: {d}");
@@ -1620,15 +1627,32 @@ async fn apply_watch(client: &Client, file: &PathBuf) -> Result<i32> {
                         } else {
                             eprintln!("error: {e:#}");
                         }
-                        eprintln!(
-                            "nothing changed; watching {} for the next save",
-                            file.display()
-                        );
+                        eprintln!("nothing changed; watching {name} for the next save");
+                    }
+                }
+            }
+            Ok(bytes) if valid => {
+                // Live changes (CLI, API, REPL) are written back to the file, unless its last
+                // save did not validate (an edit in progress is never overwritten).
+                let text = String::from_utf8_lossy(&bytes).to_string();
+                let export = client.get_stream("/v1/spec/export").await?;
+                let live_text =
+                    String::from_utf8_lossy(&export.collect().await?.to_bytes()).to_string();
+                let from_file = warren_model::parse_spec(&text, &name).map(|p| p.spec);
+                let live = warren_model::parse_spec(&live_text, "export").map(|p| p.spec);
+                if let (Ok(f), Ok(l)) = (&from_file, &live) {
+                    if f != l {
+                        let tmp = file.with_extension("warren-tmp");
+                        std::fs::write(&tmp, &live_text)
+                            .and_then(|_| std::fs::rename(&tmp, file))
+                            .with_context(|| format!("writing live changes back to {name}"))?;
+                        seen = Some(live_text.into_bytes());
+                        eprintln!("wrote live changes back to {name}");
                     }
                 }
             }
             Ok(_) => {}
-            Err(e) => eprintln!("error: reading {}: {e}", file.display()),
+            Err(e) => eprintln!("error: reading {name}: {e}"),
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }

@@ -105,6 +105,17 @@ fn apply_watch_follows_the_file() {
     d.wait_running("b");
     std::fs::write(&file, B).unwrap();
     wait_until(30, "a removed", || !names(&d).contains(&"a".to_string()));
+    // A live change comes back into the watched file.
+    d.ok(&["stop", "b"]);
+    wait_until(20, "the write-back", || {
+        std::fs::read_to_string(&file).is_ok_and(|t| t.contains("state = \"stopped\""))
+    });
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert_eq!(
+        d.get("b")["state"],
+        "stopped",
+        "the written-back file did not undo the stop"
+    );
     // SAFETY: ending the watcher this test started, by its PID.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let _ = child.wait();
