@@ -17,6 +17,8 @@
 //! [`Runtime`]: warren_runtime::Runtime
 
 pub mod conf;
+pub mod jls;
+pub mod rctl;
 
 /// Errors of rendering, parsing and running jail commands.
 #[derive(Debug, thiserror::Error)]
