@@ -17,6 +17,7 @@
 //! [`Runtime`]: warren_runtime::Runtime
 
 pub mod conf;
+pub mod devfs;
 pub mod jls;
 pub mod rctl;
 
