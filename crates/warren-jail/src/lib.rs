@@ -20,6 +20,7 @@ pub mod conf;
 pub mod devfs;
 pub mod jls;
 pub mod rctl;
+pub mod runtime;
 
 /// Errors of rendering, parsing and running jail commands.
 #[derive(Debug, thiserror::Error)]
