@@ -52,6 +52,8 @@ pub struct Config {
     /// Short id of this state dir, part of container ids and cgroup paths so that two daemons
     /// with different state dirs never collide.
     pub instance: String,
+    /// runc's state directory (FreeBSD runs jails, not runc).
+    #[cfg_attr(target_os = "freebsd", allow(dead_code))]
     pub runc_root: PathBuf,
     /// Bridge networking (read by the Linux network module only, so far).
     #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
