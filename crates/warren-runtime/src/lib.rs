@@ -1,5 +1,7 @@
 //! Container runtime: from a resolved [`ContainerSpec`] to a running, supervised container.
 //!
+//! - [`events`] is the event-source trait (process exits, file changes): pidfd and inotify on
+//!   Linux, kqueue on FreeBSD.
 //! - [`bundle`] renders the OCI `config.json` (namespaces, mounts, cgroup limits, hardening).
 //! - [`runc`] drives the runc binary through the command executor.
 //! - [`shim`] is the per-workload supervisor process (`warren shim RUN_DIR`): it outlives the
@@ -16,6 +18,7 @@
 //! [`RuntimeError::Unsupported`] or the documented fallback.
 
 pub mod bundle;
+pub mod events;
 pub mod logs;
 pub mod oci;
 pub mod proc;

@@ -70,6 +70,8 @@ pub struct Config {
     /// Short id of this state dir, part of container ids and cgroup paths so that two daemons
     /// with different state dirs never collide.
     pub instance: String,
+    /// runc's state directory (FreeBSD runs jails, not runc).
+    #[cfg_attr(target_os = "freebsd", allow(dead_code))]
     pub runc_root: PathBuf,
     /// Bridge networking (read by the Linux network module only, so far).
     #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
@@ -112,6 +114,44 @@ impl Config {
     }
 }
 
+/// The container backend of this OS: runc under a shim on Linux (and elsewhere), jails on
+/// FreeBSD.
+#[cfg(not(target_os = "freebsd"))]
+fn make_runtime(
+    cfg: &Config,
+    exec: &Arc<dyn Executor>,
+) -> Result<Arc<dyn warren_runtime::Runtime>> {
+    let runc = warren_runtime::runc::Runc::new(
+        warren_exec::resolve("runc").context("runc is not installed (apt-get install runc)")?,
+        cfg.runc_root.clone(),
+    );
+    let shim_exe = std::env::current_exe().context("locating the warren executable")?;
+    Ok(Arc::new(warren_runtime::oci::OciRuntime::new(
+        exec.clone(),
+        runc,
+        shim_exe,
+    )))
+}
+
+/// The container backend of this OS: a jail per workload on FreeBSD, with warren's devfs
+/// ruleset loaded first.
+#[cfg(target_os = "freebsd")]
+fn make_runtime(
+    cfg: &Config,
+    exec: &Arc<dyn Executor>,
+) -> Result<Arc<dyn warren_runtime::Runtime>> {
+    use warren_jail::devfs::{Ruleset, DEFAULT_RULESET};
+    let rt = warren_jail::runtime::JailRuntime::new(
+        exec.clone(),
+        &cfg.net.bridge,
+        Ruleset::warren_default(DEFAULT_RULESET),
+    )
+    .context("configuring the jail runtime")?;
+    rt.prepare_host()
+        .context("loading warren's devfs ruleset")?;
+    Ok(Arc::new(rt))
+}
+
 /// Keeps large buffers (compression windows, stream chunks) out of the heap: a fixed mmap
 /// threshold makes every big allocation its own mapping, returned to the system when freed,
 /// instead of glibc raising the threshold and keeping the peak after one large transfer.
@@ -144,16 +184,7 @@ pub async fn run(cfg: Config) -> Result<()> {
     )
     .context("preparing storage")?;
     let store = warren_store::Store::open(&cfg.state_dir.join("warren.db"))?;
-    let runc = warren_runtime::runc::Runc::new(
-        warren_exec::resolve("runc").context("runc is not installed (apt-get install runc)")?,
-        cfg.runc_root.clone(),
-    );
-    let shim_exe = std::env::current_exe().context("locating the warren executable")?;
-    let runtime = Arc::new(warren_runtime::oci::OciRuntime::new(
-        exec.clone(),
-        runc,
-        shim_exe,
-    ));
+    let runtime = make_runtime(&cfg, &exec)?;
     let engine = engine::Engine::new(cfg.clone(), store, storage.clone(), runtime, exec.clone())?;
     engine.event(
         None,
