@@ -17,25 +17,7 @@ pub mod network;
 pub mod openapi;
 pub mod recipes;
 pub mod remote;
-#[cfg(target_os = "linux")]
 pub mod repl;
-/// Without the Scheme engine: every evaluation says so.
-#[cfg(not(target_os = "linux"))]
-pub mod repl {
-    use std::sync::Arc;
-
-    pub struct Repl;
-
-    impl Repl {
-        pub async fn eval(&self, _expr: String) -> Result<String, String> {
-            Err("the Scheme REPL is not available on this platform yet".into())
-        }
-    }
-
-    pub fn start(_engine: Arc<super::engine::Engine>) -> Arc<Repl> {
-        Arc::new(Repl)
-    }
-}
 pub mod specfile;
 pub mod stream;
 pub mod transfer;
@@ -84,8 +66,7 @@ pub struct Config {
     pub allow_host_hooks: bool,
     /// A spec file to watch, apply on every save and write live changes back to.
     pub spec: Option<PathBuf>,
-    /// How long one REPL evaluation or callback may run (the REPL is Linux-only so far).
-    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    /// How long one REPL evaluation or callback may run.
     pub repl_time_limit: Duration,
 }
 
