@@ -496,3 +496,24 @@ fn images_are_pulled_from_registries_by_cli_and_at_apply() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).starts_with(&rp));
 }
+
+/// A pull, build or upload cut short by a killed daemon leaves its scratch files under
+/// `<state>/tmp`; the next daemon removes them before it serves anything.
+#[test]
+fn scratch_left_by_a_killed_daemon_is_removed_at_start() {
+    let mut d = Daemon::start(&[]);
+    d.kill_daemon(nix::sys::signal::Signal::SIGKILL);
+    let tmp = d.state_dir().join("tmp");
+    let pull = tmp.join("pull-4242-0/blobs/sha256");
+    std::fs::create_dir_all(&pull).unwrap();
+    std::fs::write(pull.join("partial"), vec![7u8; 4096]).unwrap();
+    std::fs::create_dir_all(tmp.join("build-4242-1")).unwrap();
+    std::fs::write(tmp.join("stray"), b"x").unwrap();
+    d.spawn();
+    let left: Vec<_> = std::fs::read_dir(&tmp)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "scratch left after restart: {left:?}");
+    assert!(d.log().contains("left by an earlier daemon"), "{}", d.log());
+}

@@ -145,6 +145,26 @@ fn tune_allocator() {
     }
 }
 
+/// Empties the daemon's scratch directory: downloads, build contexts and unpacked uploads
+/// left there by a daemon that was killed in the middle of a pull, build or import. Only the
+/// daemon holding the state directory's lock writes there, so nothing in it is in use now.
+fn sweep_scratch(dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let removed = match entry.file_type() {
+            Ok(t) if t.is_dir() => std::fs::remove_dir_all(&path),
+            _ => std::fs::remove_file(&path),
+        };
+        match removed {
+            Ok(()) => tracing::info!("removed {} left by an earlier daemon", path.display()),
+            Err(e) => tracing::warn!("cannot remove {}: {e}", path.display()),
+        }
+    }
+}
+
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn run(cfg: Config) -> Result<()> {
     tune_allocator();
@@ -152,6 +172,7 @@ pub async fn run(cfg: Config) -> Result<()> {
         .with_context(|| format!("creating state dir {}", cfg.state_dir.display()))?;
     std::fs::set_permissions(&cfg.state_dir, std::fs::Permissions::from_mode(0o700))?;
     let lock = lock_state_dir(&cfg.state_dir)?;
+    sweep_scratch(&cfg.state_dir.join("tmp"));
 
     let exec: Arc<dyn Executor> = Arc::new(HostExecutor);
     let storage = warren_storage::pool::open_storage(
