@@ -83,10 +83,19 @@ port = 8000"#,
         r#"domains = ["beta.test"]
 port = 8000"#,
     );
+    // The plan shows the routing workload the apply will bring up.
+    let file = d.state_dir().join("routes.toml");
+    std::fs::write(&file, &spec).unwrap();
+    let plan = d.ok(&["plan", "-f", file.to_str().unwrap()]);
+    assert!(plan.contains("start warren-ingress"), "{plan}");
     d.apply("routes.toml", &spec);
     d.wait_running("alpha");
     d.wait_running("beta");
     d.wait_running("warren-ingress");
+    // Once it runs, planning the same file again changes nothing (the router included).
+    let plan = d.ok(&["plan", "-f", file.to_str().unwrap()]);
+    assert!(plan.contains("no changes"), "{plan}");
+    assert!(!plan.contains("warren-ingress"), "{plan}");
     wait_http("alpha routed", || {
         via_ingress(&d, "alpha.test").1.trim() == "hello-alpha"
     });

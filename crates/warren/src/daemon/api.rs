@@ -537,6 +537,12 @@ pub(super) async fn plan_or_apply(
             next.insert(name.clone(), Desired::new(w.clone(), generation));
         }
     }
+    let mut next_volumes = engine.store.volumes()?;
+    if req.prune {
+        next_volumes.retain(|v, _| spec.volumes.contains_key(v));
+    }
+    next_volumes.extend(spec.volumes.clone());
+    engine.desired_for_plan(&mut next, &next_volumes);
     let observed = engine
         .observed_all()
         .into_iter()

@@ -316,14 +316,42 @@ impl Engine {
             }
         }
         let volumes = self.store.volumes()?;
-        let specs: Vec<&warren_model::WorkloadSpec> = desired.values().map(|d| &d.spec).collect();
         // Only once a configuration nginx accepted exists: nginx cannot start without one.
-        if let Some(spec) = self.ingress.router_spec(&specs, &volumes) {
-            if self.ingress.conf_path().exists() {
-                desired.insert(spec.name.clone(), Desired::new(spec, 0));
-            }
+        if self.ingress.conf_path().exists() {
+            self.add_router(&mut desired, &volumes);
         }
         Ok(desired)
+    }
+
+    /// `desired` as a plan of a not yet applied spec sees it: image and recipe workloads
+    /// hashed with what their reference names now (unchanged when it names nothing yet: the
+    /// apply pulls or builds it), and the routing workload present whenever something is
+    /// routed, as it will be once the apply's routes are rendered.
+    pub fn desired_for_plan(
+        &self,
+        desired: &mut BTreeMap<String, Desired>,
+        volumes: &BTreeMap<String, warren_model::VolumeSpec>,
+    ) {
+        for d in desired.values_mut() {
+            if matches!(d.spec.source, Source::Image(_) | Source::Recipe(_)) {
+                if let Ok(h) = self.drift_hash(&d.spec) {
+                    d.hash = h;
+                }
+            }
+        }
+        self.add_router(desired, volumes);
+    }
+
+    /// Adds the routing workload to `desired` when a workload or volume is routed.
+    fn add_router(
+        &self,
+        desired: &mut BTreeMap<String, Desired>,
+        volumes: &BTreeMap<String, warren_model::VolumeSpec>,
+    ) {
+        let specs: Vec<&warren_model::WorkloadSpec> = desired.values().map(|d| &d.spec).collect();
+        if let Some(spec) = self.ingress.router_spec(&specs, volumes) {
+            desired.insert(spec.name.clone(), Desired::new(spec, 0));
+        }
     }
 
     /// Brings published ports, names and ingress routes in line with `desired`; each is
