@@ -1902,6 +1902,48 @@ fn context_cmd(cmd: ContextCmd) -> Result<i32> {
     Ok(0)
 }
 
+/// The client side of a streamed daemon job (world create, build, image pull): NDJSON lines
+/// of `{"line": ...}` progress, printed as they come, then either `{"error": ...}` or the
+/// result under the job's own key.
+struct Progress {
+    key: &'static str,
+    failure: Option<String>,
+    result: Option<serde_json::Value>,
+}
+
+impl Progress {
+    fn new(key: &'static str) -> Self {
+        Progress {
+            key,
+            failure: None,
+            result: None,
+        }
+    }
+
+    fn feed(&mut self, line: &[u8]) -> Result<()> {
+        let v: serde_json::Value = serde_json::from_slice(line)
+            .with_context(|| format!("the daemon sent a malformed progress line: {line:?}"))?;
+        if let Some(l) = v["line"].as_str() {
+            eprintln!("  {l}");
+        } else if let Some(e) = v["error"].as_str() {
+            self.failure = Some(e.to_string());
+        } else if !v[self.key].is_null() {
+            self.result = Some(v[self.key].clone());
+        }
+        Ok(())
+    }
+
+    /// The result, or the job's failure; `what` names the job when the stream ended without
+    /// either.
+    fn finish(self, what: &str) -> Result<serde_json::Value> {
+        if let Some(e) = self.failure {
+            bail!(e);
+        }
+        self.result
+            .with_context(|| format!("the daemon ended the {what} without a result"))
+    }
+}
+
 async fn build(client: &Client, dir: &PathBuf, version: Option<String>) -> Result<i32> {
     if !dir.join("Warrenfile").is_file() {
         bail!("{} has no Warrenfile", dir.display());
@@ -1912,25 +1954,11 @@ async fn build(client: &Client, dir: &PathBuf, version: Option<String>) -> Resul
     if let Some(v) = &version {
         path.push_str(&format!("?version={}", percent_encode(v)));
     }
-    let mut failure = None;
-    let mut built = None;
+    let mut job = Progress::new("built");
     client
-        .post_stream_lines(&path, body, |line| {
-            let v: serde_json::Value = serde_json::from_slice(line)?;
-            if let Some(l) = v["line"].as_str() {
-                eprintln!("  {l}");
-            } else if let Some(e) = v["error"].as_str() {
-                failure = Some(e.to_string());
-            } else if !v["built"].is_null() {
-                built = Some(v["built"].clone());
-            }
-            Ok(())
-        })
+        .post_stream_lines(&path, body, |line| job.feed(line))
         .await?;
-    if let Some(e) = failure {
-        bail!(e);
-    }
-    let b = built.context("the daemon ended the build without a result")?;
+    let b = job.finish("build")?;
     println!(
         "{} {} {} ({})",
         b["name"].as_str().unwrap_or("?"),
@@ -2014,32 +2042,16 @@ async fn image(client: &Client, cmd: ImageCmd) -> Result<i32> {
                 "insecure": insecure,
                 "platform": platform,
             });
-            let mut failure = None;
-            let mut pulled = None;
+            let mut job = Progress::new("pulled");
             let payload = serde_json::to_vec(&body)?;
             client
                 .post_stream_lines(
                     "/v1/images/pull",
                     http_body_util::Full::new(bytes::Bytes::from(payload)),
-                    |line| {
-                        let v: serde_json::Value = serde_json::from_slice(line)?;
-                        if let Some(l) = v["line"].as_str() {
-                            eprintln!("  {l}");
-                        } else if let Some(e) = v["error"].as_str() {
-                            failure = Some(e.to_string());
-                        } else if !v["pulled"].is_null() {
-                            pulled = Some(v["pulled"].clone());
-                        }
-                        Ok(())
-                    },
+                    |line| job.feed(line),
                 )
                 .await?;
-            if let Some(e) = failure {
-                bail!(e);
-            }
-            let pulled: Vec<ImageImported> = serde_json::from_value(
-                pulled.context("the daemon ended the pull without a result")?,
-            )?;
+            let pulled: Vec<ImageImported> = serde_json::from_value(job.finish("pull")?)?;
             for i in pulled {
                 println!(
                     "{} ({}, {} layers, {} new)",
@@ -2184,29 +2196,13 @@ async fn world(client: &Client, cmd: WorldCmd) -> Result<i32> {
         WorldCmd::Create { name, mirror } => {
             let mut path = format!("/v1/worlds/{name}");
             if let Some(m) = &mirror {
-                path.push_str(&format!("?mirror={m}"));
+                path.push_str(&format!("?mirror={}", percent_encode(m)));
             }
-            let mut failure = None;
-            let mut created = false;
+            let mut job = Progress::new("created");
             client
-                .stream_lines_with(hyper::Method::POST, &path, |line| {
-                    let v: serde_json::Value = serde_json::from_slice(line)?;
-                    if let Some(l) = v["line"].as_str() {
-                        eprintln!("  {l}");
-                    } else if let Some(e) = v["error"].as_str() {
-                        failure = Some(e.to_string());
-                    } else if v["created"].is_string() {
-                        created = true;
-                    }
-                    Ok(())
-                })
+                .stream_lines_with(hyper::Method::POST, &path, |line| job.feed(line))
                 .await?;
-            if let Some(e) = failure {
-                anyhow::bail!(e);
-            }
-            if !created {
-                anyhow::bail!("the daemon ended the build of world {name} without a result");
-            }
+            job.finish(&format!("creation of world {name}"))?;
             println!("world {name} created");
         }
         WorldCmd::Import {
