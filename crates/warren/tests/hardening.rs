@@ -308,6 +308,7 @@ world = "busybox"
 userns = true
 network = "none"
 {SLEEP}
+hooks = [{{ on = "start", job = ["sh", "-c", "id -u > /data/job-uid"] }}]
 "#
         )
     };
@@ -362,6 +363,12 @@ network = "none"
         "ranges overlap: {base} and {other}"
     );
     assert_eq!(sh_ok(&d, "quiet", "id -u"), "0\n");
+    // Its start hook's job ran in its range too: root inside, the range's first id outside.
+    let job_out = d.pool_root().join("workloads/quiet/data/job-uid");
+    wait_until(30, "the start job", || job_out.exists());
+    let meta = std::fs::metadata(&job_out).unwrap();
+    assert_eq!((meta.uid() as u64, meta.gid() as u64), (other, other));
+    assert_eq!(std::fs::read_to_string(&job_out).unwrap(), "0\n");
 
     // A clone gets a range of its own, and its copies of the datasets are moved into it.
     d.ok(&["clone", "web", "copy"]);

@@ -513,7 +513,7 @@ impl Engine {
     }
 
     /// The first host id of a provisioned user-namespaced workload's range.
-    fn userns_base(&self, name: &str) -> Result<u32> {
+    pub(super) fn userns_base(&self, name: &str) -> Result<u32> {
         let slot = self
             .store
             .userns_slot(name)?
@@ -590,7 +590,7 @@ impl Engine {
     /// filesystem and bind sources: every directory on the way from the state dir gets the
     /// search bit for others (never read), and a directory above the state dir that lacks it
     /// is an error naming it.
-    fn allow_traversal(&self, spec: &ContainerSpec) -> Result<()> {
+    pub(super) fn allow_traversal(&self, spec: &ContainerSpec) -> Result<()> {
         use std::os::unix::fs::PermissionsExt;
         let state = &self.cfg.state_dir;
         let mut targets = vec![spec.rootfs.clone()];

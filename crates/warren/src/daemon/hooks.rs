@@ -354,7 +354,10 @@ static JOBS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0)
 
 /// Runs `argv` in an ephemeral container from the workload's world, with its data dataset
 /// mounted at its data path and no network; the container and its root filesystem are removed
-/// afterwards, also when the hook times out.
+/// afterwards, also when the hook times out. A `userns` workload's job runs in the workload's
+/// id range, so what it writes to the data belongs to the workload (its root filesystem, not
+/// re-owned for a one-off run, is the world's, seen as unmapped ids: readable, not writable
+/// except for the world-writable directories).
 async fn run_job(engine: &Arc<Engine>, name: &str, argv: &[String]) -> Result<String, String> {
     let d = engine
         .store
@@ -390,6 +393,15 @@ async fn run_job(engine: &Arc<Engine>, name: &str, argv: &[String]) -> Result<St
         dest: d.spec.data_path.clone(),
         readonly: false,
     });
+    let userns = if d.spec.userns {
+        Some(warren_runtime::UserNamespace {
+            host_id: engine.userns_base(name).map_err(|e| format!("{e:#}"))?,
+            size: warren_runtime::userns::IDS_PER_WORKLOAD,
+            path: None,
+        })
+    } else {
+        None
+    };
     let spec = warren_runtime::ContainerSpec {
         id: engine.container_id(&job),
         rootfs,
@@ -404,7 +416,7 @@ async fn run_job(engine: &Arc<Engine>, name: &str, argv: &[String]) -> Result<St
         terminal: false,
         cgroup_path: format!("/warren-{}/{job}", engine.cfg.instance),
         network: warren_runtime::NetNamespace::Private,
-        userns: None,
+        userns,
     };
     struct Cleanup(Arc<Engine>, String);
     impl Drop for Cleanup {
@@ -418,6 +430,11 @@ async fn run_job(engine: &Arc<Engine>, name: &str, argv: &[String]) -> Result<St
         }
     }
     let _cleanup = Cleanup(engine.clone(), job.clone());
+    if spec.userns.is_some() {
+        engine
+            .allow_traversal(&spec)
+            .map_err(|e| format!("{e:#}"))?;
+    }
     let bundle = engine.run_dir(&job).join("bundle");
     warren_runtime::bundle::write_bundle(&bundle, &spec).map_err(|e| e.to_string())?;
     let cmd = engine
