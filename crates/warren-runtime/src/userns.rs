@@ -17,7 +17,8 @@
 //! `userns` off shifts the data back. It stays on one file system (nested mounts and
 //! subvolumes are skipped); set-user-ID and set-group-ID bits are restored after the chown
 //! (the kernel clears them); file capabilities (`security.capability`) and POSIX ACL entries
-//! are not translated. Volumes are shared between workloads and keep their host ownership.
+//! are not translated. A volume belongs to its one writer: a `userns` workload that mounts it
+//! writable has it re-owned into its range; read-only mounts keep its owner.
 //!
 //! A bridge workload's network namespace must belong to its user namespace (otherwise root
 //! inside holds no privileges over its own network: it could not bind port 80, and sysfs could

@@ -305,10 +305,13 @@ command = ["httpd", "-f", "-p", "80", "-h", "/data"]
 
 [workload.quiet]
 world = "busybox"
-userns = true
+userns = {userns}
 network = "none"
+volumes = ["media:/srv/media"]
 {SLEEP}
 hooks = [{{ on = "start", job = ["sh", "-c", "id -u > /data/job-uid"] }}]
+
+[volume.media]
 "#
         )
     };
@@ -348,6 +351,7 @@ hooks = [{{ on = "start", job = ["sh", "-c", "id -u > /data/job-uid"] }}]
         std::fs::metadata(data.join("index.html")).unwrap().uid() as u64,
         base + 33
     );
+    d.ok(&["snapshot", "web", "--label", "in-range"]);
 
     // Root in the user namespace owns its network namespace: it bound port 80.
     let page = sh_ok(&d, "web", "wget -qO- http://127.0.0.1:80/index.html");
@@ -369,6 +373,14 @@ hooks = [{{ on = "start", job = ["sh", "-c", "id -u > /data/job-uid"] }}]
     let meta = std::fs::metadata(&job_out).unwrap();
     assert_eq!((meta.uid() as u64, meta.gid() as u64), (other, other));
     assert_eq!(std::fs::read_to_string(&job_out).unwrap(), "0\n");
+    // Its writable volume is its own too.
+    sh_ok(
+        &d,
+        "quiet",
+        "echo media > /srv/media/song && chown 7:7 /srv/media/song",
+    );
+    let song = d.pool_root().join("volumes/media/song");
+    assert_eq!(std::fs::metadata(&song).unwrap().uid() as u64, other + 7);
 
     // A clone gets a range of its own, and its copies of the datasets are moved into it.
     d.ok(&["clone", "web", "copy"]);
@@ -399,6 +411,19 @@ hooks = [{{ on = "start", job = ["sh", "-c", "id -u > /data/job-uid"] }}]
     });
     let meta = std::fs::metadata(data.join("index.html")).unwrap();
     assert_eq!((meta.uid(), meta.gid()), (33, 33));
+    // ...and the volume's writer gives its volume back too.
+    wait_until(60, "quiet without a user namespace", || {
+        d.get("quiet")["pid"]
+            .as_i64()
+            .is_some_and(|p| p as i32 != quiet && uid_map(p as i32, "uid_map").1 == 0)
+    });
+    assert_eq!(std::fs::metadata(&song).unwrap().uid(), 7);
     let page = sh_ok(&d, "web", "wget -qO- http://127.0.0.1:80/index.html");
     assert_eq!(page.trim(), "hello-from-userns");
+
+    // A rollback to a snapshot taken in the range gives its files plain owners again.
+    d.ok(&["rollback", "web", "in-range", "--force"]);
+    let meta = std::fs::metadata(data.join("index.html")).unwrap();
+    assert_eq!((meta.uid(), meta.gid()), (33, 33));
+    assert_eq!(sh_ok(&d, "web", "stat -c %u /data/index.html"), "33\n");
 }

@@ -11,7 +11,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use warren_model::plan::LastExit;
+use warren_model::plan::{Desired, LastExit};
 use warren_model::{SnapshotPolicy, VolumeSpec};
 use warren_storage::{DatasetId, SnapshotInfo};
 use warren_store::now_ms;
@@ -333,6 +333,18 @@ impl Engine {
             })
             .await;
         let workload = matches!(target, Target::Workload(_)).then(|| target.name());
+        if destroyed.is_ok() {
+            // The snapshot's files carry the owners of when it was taken (before `userns` was
+            // switched on or off, or under a volume's earlier writer): give them the owners
+            // the spec asks for now.
+            if let Err(e) = self.reown_after_rollback(target).await {
+                self.event(
+                    workload,
+                    "error",
+                    &format!("re-owning after the rollback to {label}: {e:#}"),
+                );
+            }
+        }
         match &destroyed {
             Ok(_) => self.event(
                 workload,
@@ -353,6 +365,25 @@ impl Engine {
         drop(guard);
         self.wake();
         destroyed
+    }
+
+    /// Re-owns the rolled-back datasets of `target` for the workloads that use them.
+    async fn reown_after_rollback(self: &Arc<Self>, target: &Target) -> Result<()> {
+        let users: Vec<Desired> = match target {
+            Target::Workload(n) => self.store.get_desired(n)?.into_iter().collect(),
+            Target::Volume(v) => self
+                .store
+                .desired()?
+                .into_values()
+                .filter(|d| d.spec.volumes.iter().any(|m| &m.volume == v && !m.readonly))
+                .collect(),
+        };
+        for d in users {
+            if let Some(note) = self.own_datasets(&d.spec.name, &d.spec).await? {
+                self.event(Some(&d.spec.name), "userns", &note);
+            }
+        }
+        Ok(())
     }
 
     /// Creates workload `dst` as a copy-on-write clone of `src` (of its snapshot `label`, or of
@@ -415,7 +446,7 @@ impl Engine {
         }
         if provisioned && spec.userns {
             // The clone gets a range of its own; its copies are re-owned into it.
-            if let Err(e) = self.own_datasets(dst, true).await {
+            if let Err(e) = self.own_datasets(dst, &spec).await {
                 let t = dst.to_string();
                 let _ = self
                     .blocking(move |st| {

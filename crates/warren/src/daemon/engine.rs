@@ -488,7 +488,7 @@ impl Engine {
         if built {
             self.event(None, "world", &format!("world {world_name} created"));
         }
-        if let Some(note) = self.own_datasets(&name, d.spec.userns).await? {
+        if let Some(note) = self.own_datasets(&name, &d.spec).await? {
             self.event(Some(&name), "userns", &note);
         }
         self.apply_quota(&name, d.spec.resources.disk).await?;
@@ -523,21 +523,50 @@ impl Engine {
         })
     }
 
-    /// Gives a freshly provisioned workload's datasets the owner its spec asks for: with
-    /// `userns`, its rootfs and data are re-owned into its range (a slot is allocated first);
-    /// without, data left in a range by an earlier `userns = true` is shifted back and the
-    /// slot released. Every inode is visited (O(files)). Returns a note for the event log.
+    /// Gives a workload's datasets the owner its spec asks for, after provisioning, cloning or
+    /// a rollback: with `userns`, its rootfs, data and the volumes it mounts writable are
+    /// re-owned into its range (a slot is allocated first); without, data and writable volumes
+    /// left in a range (by an earlier `userns = true`, a rollback to a snapshot taken then, or
+    /// a volume's earlier writer) are shifted back, and the slot is released. Read-only volume
+    /// mounts keep their owner (files readable by others stay readable). Every inode of a
+    /// re-owned tree is visited (O(files)); a tree already owned right is skipped after a look
+    /// at its top directory. Returns a note for the event log when anything was visited.
     pub(super) async fn own_datasets(
         self: &Arc<Self>,
         name: &str,
-        userns: bool,
+        spec: &warren_model::WorkloadSpec,
     ) -> Result<Option<String>> {
+        use std::os::unix::fs::MetadataExt;
         let held = self.store.userns_slot(name)?;
-        if !userns && held.is_none() {
-            return Ok(None);
+        let rootfs = self.storage.rootfs_path(name);
+        let data = self.storage.data_path(name);
+        let volumes: Vec<std::path::PathBuf> = spec
+            .volumes
+            .iter()
+            .filter(|m| !m.readonly)
+            .map(|m| {
+                self.storage
+                    .dataset_path(&warren_storage::DatasetId::Volume(m.volume.clone()))
+            })
+            .collect();
+        if !spec.userns && held.is_none() {
+            // The common case: nothing of this workload was ever in a range. Only a tree whose
+            // top directory is owned by a pool id needs the walk back.
+            let Ok(pool) = self.id_pool() else {
+                return Ok(None);
+            };
+            let in_range = |p: &std::path::Path| {
+                std::fs::metadata(p).is_ok_and(|m| {
+                    m.uid() >= warren_runtime::userns::IDS_PER_WORKLOAD
+                        && pool.container_id(m.uid()).is_some()
+                })
+            };
+            if !in_range(&data) && !volumes.iter().any(|v| in_range(v)) {
+                return Ok(None);
+            }
         }
         let pool = self.id_pool()?;
-        let target = if userns {
+        let target = if spec.userns {
             let slot = self
                 .store
                 .assign_userns_slot(name, pool.slots)?
@@ -551,17 +580,15 @@ impl Engine {
         } else {
             None
         };
-        let rootfs = self.storage.rootfs_path(name);
-        let data = self.storage.data_path(name);
+        let mut dirs = vec![data];
+        if target.is_some() {
+            dirs.push(rootfs);
+        }
+        dirs.extend(volumes);
         let stats = tokio::task::spawn_blocking(move || -> Result<(u64, u64)> {
             let mut changed = 0;
             let mut visited = 0;
-            let dirs: &[&std::path::Path] = if target.is_some() {
-                &[&rootfs, &data]
-            } else {
-                &[&data]
-            };
-            for dir in dirs {
+            for dir in dirs.iter().filter(|d| d.exists()) {
                 let s = warren_runtime::userns::shift_tree(dir, &pool, target)?;
                 changed += s.changed;
                 visited += s.visited;
@@ -571,15 +598,17 @@ impl Engine {
         .await??;
         Ok(Some(match target {
             Some(base) => format!(
-                "root and data owned by host ids {base}..{} ({} of {} files re-owned)",
+                "root, data and writable volumes owned by host ids {base}..{} ({} of {} files re-owned)",
                 u64::from(base) + u64::from(warren_runtime::userns::IDS_PER_WORKLOAD) - 1,
                 stats.1,
                 stats.0
             ),
             None => {
-                self.store.release_userns_slot(name)?;
+                if held.is_some() {
+                    self.store.release_userns_slot(name)?;
+                }
                 format!(
-                    "user namespace off: data owned by plain ids again ({} of {} files re-owned)",
+                    "no user namespace: data and writable volumes owned by plain ids ({} of {} files re-owned)",
                     stats.1, stats.0
                 )
             }
