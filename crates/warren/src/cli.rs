@@ -1457,66 +1457,6 @@ async fn volume(client: &Client, cmd: VolumeCmd) -> Result<i32> {
     Ok(0)
 }
 
-/// Splits Scheme text into top-level forms (balanced parentheses, strings and `;` comments
-/// respected). An unfinished last form is returned as the remainder.
-pub fn scheme_forms(text: &str) -> (Vec<String>, String) {
-    let mut forms = Vec::new();
-    let mut depth = 0i32;
-    let mut start: Option<usize> = None;
-    let (mut in_str, mut escaped, mut in_comment) = (false, false, false);
-    for (i, c) in text.char_indices() {
-        if in_comment {
-            in_comment = c != '\n';
-            continue;
-        }
-        if in_str {
-            match (escaped, c) {
-                (true, _) => escaped = false,
-                (false, '\\') => escaped = true,
-                (false, '"') => in_str = false,
-                _ => {}
-            }
-            continue;
-        }
-        match c {
-            ';' => in_comment = true,
-            '"' => {
-                in_str = true;
-                start.get_or_insert(i);
-            }
-            '(' | '[' => {
-                depth += 1;
-                start.get_or_insert(i);
-            }
-            ')' | ']' => {
-                depth -= 1;
-                if depth <= 0 {
-                    if let Some(s) = start.take() {
-                        forms.push(text[s..=i].to_string());
-                    }
-                    depth = 0;
-                }
-            }
-            c if c.is_whitespace() => {
-                if depth == 0 {
-                    if let Some(s) = start.take() {
-                        forms.push(text[s..i].to_string());
-                    }
-                }
-            }
-            _ => {
-                start.get_or_insert(i);
-            }
-        }
-    }
-    let rest = start.map(|s| text[s..].to_string()).unwrap_or_default();
-    if depth == 0 && !in_str && !rest.trim().is_empty() {
-        forms.push(rest);
-        return (forms, String::new());
-    }
-    (forms, rest)
-}
-
 async fn repl(client: &Client) -> Result<i32> {
     use std::io::{BufRead, IsTerminal};
     let eval = |expr: String| async move {
@@ -1568,7 +1508,7 @@ async fn repl(client: &Client) -> Result<i32> {
         };
         pending.push_str(&line);
         pending.push('\n');
-        let (forms, rest) = scheme_forms(&pending);
+        let (forms, rest) = crate::scheme::forms(&pending);
         pending = rest;
         for form in forms {
             let r = eval(form).await?;
@@ -2333,21 +2273,3 @@ async fn events(
     Ok(0)
 }
 
-#[cfg(test)]
-mod repl_tests {
-    use super::scheme_forms;
-
-    #[test]
-    fn forms_split_on_balanced_parentheses_strings_and_comments() {
-        let (f, rest) = scheme_forms("(+ 1 2) 42 \"a (b\" ; (not a form\n(define x\n");
-        assert_eq!(f, ["(+ 1 2)", "42", "\"a (b\""]);
-        assert_eq!(rest, "(define x\n");
-        let (f, rest) = scheme_forms("(define x\n  (list \"a\\\"(\" 'b))\n'sym");
-        assert_eq!(f, ["(define x\n  (list \"a\\\"(\" 'b))", "'sym"]);
-        assert_eq!(rest, "");
-        assert_eq!(
-            scheme_forms("   \n; only a comment\n"),
-            (vec![], String::new())
-        );
-    }
-}

@@ -8,6 +8,7 @@ mod client;
 mod contexts;
 mod daemon;
 mod output;
+mod scheme;
 mod wire;
 
 fn main() {

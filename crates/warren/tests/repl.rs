@@ -215,3 +215,53 @@ fn on_a_terminal_the_repl_edits_lines_and_keeps_history() {
         "{history}"
     );
 }
+
+/// Top-level definitions and callback registrations are journaled and replayed into the image
+/// of a restarted daemon; `off` cancels registrations for good; a journaled form that no longer
+/// evaluates is reported and skipped without losing the others.
+#[test]
+fn definitions_and_callbacks_survive_a_daemon_restart() {
+    let mut d = Daemon::start(&[]);
+    d.ok(&["world", "create", "busybox"]);
+    d.apply(
+        "w.toml",
+        "[workload.tmp]\nworld = \"busybox\"\nnetwork = \"none\"\ncommand = [\"sleep\", \"100000\"]\n",
+    );
+    d.wait_running("tmp");
+    ok(
+        &d,
+        "(define (snap w ev) (snapshot! w \"after-crash\"))\n\
+         (on \"c\" 'crash snap)\n\
+         (define greeting \"hi\")\n\
+         (define greeting \"hello\")\n\
+         (on \"c\" 'exit (lambda (w ev) 1))\n\
+         (off \"c\" 'exit)\n\
+         (define tmp-source (hash-ref (workload \"tmp\") \"source\"))\n\
+         (start! \"tmp\")\n",
+    );
+    assert_eq!(ok(&d, "(callbacks)"), "((\"c\" \"crash\"))\n");
+    d.ok(&["delete", "tmp"]);
+
+    d.kill_daemon(nix::sys::signal::Signal::SIGTERM);
+    d.spawn();
+    assert_eq!(ok(&d, "greeting"), "\"hello\"\n");
+    assert_eq!(ok(&d, "(callbacks)"), "((\"c\" \"crash\"))\n");
+    // The definition that read a workload now gone was reported and left out.
+    let events = d.ok(&["events", "-n", "100"]);
+    assert!(
+        events.contains("not replayed") && events.contains("tmp-source"),
+        "{events}"
+    );
+    let out = repl(&d, "tmp-source");
+    assert!(!out.status.success(), "tmp-source is still defined");
+
+    // The replayed callback still acts on events.
+    d.apply(
+        "w.toml",
+        "[workload.c]\nworld = \"busybox\"\nnetwork = \"none\"\nrestart = \"never\"\ncommand = [\"sh\", \"-c\", \"sleep 1; exit 2\"]\n",
+    );
+    wait_until(30, "the replayed crash callback took a snapshot", || {
+        d.cli(&["snapshots", "c"]).status.success()
+            && d.ok(&["snapshots", "c"]).contains("after-crash")
+    });
+}

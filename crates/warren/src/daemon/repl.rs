@@ -16,8 +16,14 @@
 //!   each matching event (`start`, `stop`, `exit`, `crash`, `health` and the raw event kinds);
 //!   `ev` is the event message.
 //!
+//! - `(off "web" 'crash)` → drops those callbacks; `(callbacks)` → the registered
+//!   `(workload kind)` pairs.
+//!
 //! Desired-state changes go through the store and reconciler, so they persist across
-//! restarts; definitions and callbacks live as long as the daemon.
+//! restarts. Top-level definitions and callback registrations persist too: each one that
+//! evaluates successfully is kept in the store's journal ([`crate::scheme::Journal`]) and
+//! replayed, in order, into the fresh image a restarted daemon (or a reset after a crash)
+//! starts with; a replayed form that fails is reported as an event and skipped.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
@@ -28,6 +34,7 @@ use steel::steel_vm::register_fn::RegisterFn;
 use steel::SteelVal;
 
 use super::engine::Engine;
+use crate::scheme::Journal;
 
 const PRELUDE: &str = r#"
 (define *warren-callbacks* '())
@@ -36,6 +43,14 @@ const PRELUDE: &str = r#"
         (cons (list workload (if (symbol? kind) (symbol->string kind) kind) proc)
               *warren-callbacks*))
   'registered)
+(define (off workload kind)
+  (let ((k (if (symbol? kind) (symbol->string kind) kind)))
+    (set! *warren-callbacks*
+          (filter (lambda (cb) (not (and (equal? (car cb) workload) (equal? (cadr cb) k))))
+                  *warren-callbacks*)))
+  'removed)
+(define (callbacks)
+  (map (lambda (cb) (list (car cb) (cadr cb))) (reverse *warren-callbacks*)))
 (define (api method path . body) (%api method path (if (null? body) "" (car body))))
 (define (events . n) (%events (if (null? n) 20 (car n))))
 (define (warren-dispatch workload kind message)
@@ -307,13 +322,78 @@ impl Limit {
     }
 }
 
-fn fresh(engine: &Arc<Engine>, h: &tokio::runtime::Handle) -> (Scheme, Limit) {
-    let mut s = Scheme::new();
-    register(&mut s, engine.clone(), h.clone());
-    if let Err(e) = s.run(PRELUDE) {
-        tracing::error!("the REPL prelude failed: {e}");
+/// The store key of the REPL's journal (JSON).
+const JOURNAL_KEY: &str = "repl_journal";
+
+fn load_journal(engine: &Engine) -> Journal {
+    match engine.store.meta(JOURNAL_KEY) {
+        Ok(Some(text)) => serde_json::from_str(&text).unwrap_or_else(|e| {
+            engine.event(
+                None,
+                "error",
+                &format!("the REPL journal is unreadable ({e}); starting without it"),
+            );
+            Journal::default()
+        }),
+        Ok(None) => Journal::default(),
+        Err(e) => {
+            engine.event(None, "error", &format!("reading the REPL journal: {e}"));
+            Journal::default()
+        }
     }
-    let limit = Limit::new(&s, engine.cfg.repl_time_limit);
+}
+
+fn save_journal(engine: &Engine, journal: &Journal) {
+    let text = serde_json::to_string(journal).expect("the journal serializes");
+    if let Err(e) = engine.store.set_meta(&[(JOURNAL_KEY, Some(&text))]) {
+        engine.event(None, "error", &format!("saving the REPL journal: {e}"));
+    }
+}
+
+/// A new image: the built-in functions, the prelude, then the journal replayed (each form
+/// under the time limit; one that fails or crashes is reported and skipped).
+fn fresh(engine: &Arc<Engine>, h: &tokio::runtime::Handle, journal: &Journal) -> (Scheme, Limit) {
+    let build = || {
+        let mut s = Scheme::new();
+        register(&mut s, engine.clone(), h.clone());
+        if let Err(e) = s.run(PRELUDE) {
+            tracing::error!("the REPL prelude failed: {e}");
+        }
+        let limit = Limit::new(&s, engine.cfg.repl_time_limit);
+        (s, limit)
+    };
+    let (mut s, mut limit) = build();
+    let mut replayed = 0;
+    for (i, form) in journal.forms.iter().enumerate() {
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            limit.run(|| s.run(form.clone()))
+        }));
+        let failure = match run {
+            Ok((Ok(_), _)) => {
+                replayed += 1;
+                continue;
+            }
+            Ok((Err(e), true)) => format!("interrupted after the time limit ({e})"),
+            Ok((Err(e), false)) => e.to_string(),
+            Err(_) => {
+                (s, limit) = build();
+                "it crashed the engine, which was reset".to_string()
+            }
+        };
+        engine.event(
+            None,
+            "error",
+            &format!(
+                "REPL journal form {} of {} not replayed: {failure}: {}",
+                i + 1,
+                journal.forms.len(),
+                form.chars().take(200).collect::<String>()
+            ),
+        );
+    }
+    if replayed > 0 {
+        tracing::info!("REPL: {replayed} journal forms replayed");
+    }
     (s, limit)
 }
 
@@ -325,13 +405,17 @@ pub fn start(engine: Arc<Engine>) -> Arc<Repl> {
     std::thread::Builder::new()
         .name("warren-scheme".into())
         .spawn(move || {
-            let (mut scheme, mut limit) = fresh(&e, &h);
+            let mut journal = load_journal(&e);
+            let (mut scheme, mut limit) = fresh(&e, &h, &journal);
             for job in rx {
                 match job {
                     Job::Eval(expr, reply) => {
                         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                             limit.run(|| scheme.run(expr.clone()))
                         }));
+                        if matches!(result, Ok((Ok(_), _))) && journal.record(&expr) {
+                            save_journal(&e, &journal);
+                        }
                         let answer = match result {
                             Ok((Ok(values), _)) => Ok(values
                                 .last()
@@ -349,7 +433,7 @@ pub fn start(engine: Arc<Engine>) -> Arc<Repl> {
                                 err.to_string()
                             }),
                             Err(_) => {
-                                (scheme, limit) = fresh(&e, &h);
+                                (scheme, limit) = fresh(&e, &h, &journal);
                                 Err("the evaluation crashed; the REPL was reset".into())
                             }
                         };
@@ -375,7 +459,7 @@ pub fn start(engine: Arc<Engine>) -> Arc<Repl> {
                                 "error",
                                 &format!("REPL callback on {kind} failed: {err}"),
                             ),
-                            Err(_) => (scheme, limit) = fresh(&e, &h),
+                            Err(_) => (scheme, limit) = fresh(&e, &h, &journal),
                         }
                     }
                 }
