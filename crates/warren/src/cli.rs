@@ -2272,4 +2272,3 @@ async fn events(
         .await?;
     Ok(0)
 }
-

@@ -206,7 +206,8 @@ impl Journal {
                         workload: workload.clone(),
                         kind: kind.clone(),
                     };
-                    self.forms.retain(|f| classify(f) != Some(cancelled.clone()));
+                    self.forms
+                        .retain(|f| classify(f) != Some(cancelled.clone()));
                 }
             }
             changed = true;
