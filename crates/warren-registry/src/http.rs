@@ -42,6 +42,7 @@ impl std::fmt::Display for SendError {
 }
 
 /// The client side of HTTP/1.1 with TLS.
+#[derive(Clone)]
 pub(crate) struct Transport {
     tls: Arc<rustls::ClientConfig>,
     roots: usize,

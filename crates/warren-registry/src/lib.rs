@@ -27,7 +27,8 @@
 //!   digest and size while it streams in; JSON documents are refused over
 //!   [`Limits::max_json_bytes`], layers over [`Limits::max_layer_bytes`], the whole image over
 //!   [`Limits::max_archive_bytes`]. Blobs are written to a temporary file and renamed into
-//!   place once verified; blobs already in the layout are verified again and reused.
+//!   place once verified; blobs already in the layout are verified again and reused. Up to
+//!   [`PARALLEL_LAYERS`] layers download at once, each over its own connection.
 //! - **Errors** ([`RegistryError`]) name the reference, and for registry answers the HTTP
 //!   status and the registry's error codes.
 
@@ -46,7 +47,7 @@ mod session;
 
 pub use auth::{parse_challenges, parse_token_answer, Challenge, ChallengeError, Credentials};
 pub use error::{parse_remote_errors, Answer, RegistryError, RemoteError};
-pub use pull::pull;
+pub use pull::{pull, PARALLEL_LAYERS};
 pub use reference::{Reference, ReferenceError, DEFAULT_TAG};
 pub use session::MAX_REDIRECTS;
 pub use warren_image::{Digest, Limits, Platform};

@@ -232,6 +232,9 @@ impl Layout<'_> {
     }
 }
 
+/// Layers downloaded at the same time, each over a connection of its own.
+pub const PARALLEL_LAYERS: usize = 3;
+
 /// Pulls `reference` into the OCI image layout directory `dest` (created if missing). See
 /// the crate documentation.
 pub async fn pull(
@@ -346,7 +349,6 @@ pub async fn pull(
     let max_layer = opts.limits.max_layer_bytes;
     let max_total = opts.limits.max_archive_bytes;
     let mut total: u64 = resolved.config.len() as u64 + resolved.manifest.body.len() as u64;
-    let mut downloaded: u64 = 0;
     for (i, layer) in resolved.parsed.layers.iter().enumerate() {
         let what = format!("layer {i} ({})", layer.digest);
         if layer.size > max_layer {
@@ -366,9 +368,31 @@ pub async fn pull(
                 max: max_total,
             });
         }
-        downloaded +=
-            download_blob(&mut session, &layout, opts, layer, &what, BlobKind::Layer).await?;
     }
+    // Up to PARALLEL_LAYERS layers at once, each on a session of its own; the first failure
+    // drops the downloads still running (their partial files are removed).
+    let downloaded: u64 = {
+        use futures_util::stream::{self, StreamExt, TryStreamExt};
+        let layout = &layout;
+        let downloads: Vec<_> =
+            resolved
+                .parsed
+                .layers
+                .iter()
+                .enumerate()
+                .map(|(i, layer)| {
+                    let mut own = session.clone();
+                    let what = format!("layer {i} ({})", layer.digest);
+                    async move {
+                        download_blob(&mut own, layout, opts, layer, &what, BlobKind::Layer).await
+                    }
+                })
+                .collect();
+        stream::iter(downloads)
+            .buffer_unordered(PARALLEL_LAYERS)
+            .try_fold(0u64, |sum, n| async move { Ok(sum + n) })
+            .await?
+    };
     let config_digest = resolved.parsed.config.digest.clone();
     layout.write_blob(&config_digest, &resolved.config)?;
     if let Some(p) = &opts.progress {

@@ -50,7 +50,9 @@ pub(crate) struct Answered {
     pub url: Uri,
 }
 
-/// One registry, one repository.
+/// One registry, one repository. A clone shares nothing mutable: it starts with the same
+/// scheme and credentials and renews them on its own when challenged.
+#[derive(Clone)]
 pub(crate) struct Session<'a> {
     reference: &'a Reference,
     opts: &'a PullOptions,

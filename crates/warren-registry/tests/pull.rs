@@ -884,3 +884,77 @@ async fn unusable_challenges_are_refused() {
         assert_eq!(server.requests().len(), 1, "{challenge}");
     }
 }
+
+/// Layers download over several connections at once, never more than
+/// `PARALLEL_LAYERS`: each blob answer waits (up to 5 s) until that many have been in flight
+/// together, so a client fetching one at a time would only ever have one in flight.
+#[tokio::test]
+async fn layers_download_in_parallel_within_the_limit() {
+    let arch = Platform::host().architecture;
+    let layers: Vec<Vec<u8>> = (0..5)
+        .map(|i| format!("layer number {i}").into_bytes())
+        .collect();
+    let digests: Vec<Digest> = layers.iter().map(|l| Digest::sha256(l)).collect();
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": arch, "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": digests.iter().map(|d| d.to_string()).collect::<Vec<_>>()},
+    }))
+    .unwrap();
+    let config_digest = Digest::sha256(&config);
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": media::OCI_MANIFEST,
+        "config": {"mediaType": media::OCI_CONFIG, "digest": config_digest.to_string(), "size": config.len()},
+        "layers": layers.iter().zip(&digests).map(|(l, d)| serde_json::json!({
+            "mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": d.to_string(), "size": l.len()
+        })).collect::<Vec<_>>(),
+    }))
+    .unwrap();
+    let in_flight = Arc::new(Mutex::new((0usize, 0usize))); // (now, most at once)
+    let flight = in_flight.clone();
+    let server = TestServer::start_concurrent(move |req| {
+        let p = req.path().to_string();
+        if p == "/v2/" {
+            return Reply::new(200, "{}");
+        }
+        if p == "/v2/app/manifests/1" {
+            return Reply::new(200, manifest.clone()).header("Content-Type", media::OCI_MANIFEST);
+        }
+        if p == format!("/v2/app/blobs/{config_digest}") {
+            return Reply::new(200, config.clone());
+        }
+        let Some(i) = digests
+            .iter()
+            .position(|d| p == format!("/v2/app/blobs/{d}"))
+        else {
+            return Reply::new(404, "{}");
+        };
+        {
+            let mut f = flight.lock().unwrap();
+            f.0 += 1;
+            f.1 = f.1.max(f.0);
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let wanted = warren_registry::PARALLEL_LAYERS.min(digests.len());
+        while flight.lock().unwrap().1 < wanted && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let reply = Reply::new(200, layers[i].clone());
+        flight.lock().unwrap().0 -= 1;
+        reply
+    });
+    let work = tempfile::tempdir().unwrap();
+    let r = reference(&format!("{}/app:1", server.host()));
+    let pulled = pull(&r, &work.path().join("app"), &opts()).await.unwrap();
+    assert_eq!(pulled.layers, 5);
+    let most = in_flight.lock().unwrap().1;
+    assert_eq!(
+        most,
+        warren_registry::PARALLEL_LAYERS,
+        "layers in flight at once"
+    );
+    assert!(open_archive(&work.path().join("app"), &Limits::default())
+        .unwrap()
+        .find(&pulled.name)
+        .is_some());
+}

@@ -300,6 +300,21 @@ pub struct TestServer {
 
 impl TestServer {
     pub fn start(handler: impl Fn(&SeenRequest) -> Reply + Send + Sync + 'static) -> TestServer {
+        Self::start_with(false, handler)
+    }
+
+    /// A server answering every connection on a thread of its own, so that a handler may
+    /// wait for other requests to arrive.
+    pub fn start_concurrent(
+        handler: impl Fn(&SeenRequest) -> Reply + Send + Sync + 'static,
+    ) -> TestServer {
+        Self::start_with(true, handler)
+    }
+
+    fn start_with(
+        concurrent: bool,
+        handler: impl Fn(&SeenRequest) -> Reply + Send + Sync + 'static,
+    ) -> TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind test server");
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
@@ -312,6 +327,12 @@ impl TestServer {
             std::thread::spawn(move || {
                 while !stop.load(Ordering::SeqCst) {
                     match listener.accept() {
+                        Ok((stream, _)) if concurrent => {
+                            let (handler, seen) = (handler.clone(), seen.clone());
+                            std::thread::spawn(move || {
+                                let _ = serve_one(stream, &*handler, &seen);
+                            });
+                        }
                         Ok((stream, _)) => {
                             let _ = serve_one(stream, &*handler, &seen);
                         }
