@@ -450,7 +450,8 @@ pub(crate) fn stream_out(
     use std::process::Stdio;
     let (argv, mut child, stderr) = spawn_piped(program, args, Stdio::null(), Stdio::piped())?;
     let mut stdout = child.stdout.take().expect("piped stdout");
-    let copied = io::copy(&mut stdout, out);
+    widen_pipe(&stdout);
+    let copied = copy_large(&mut stdout, out);
     drop(stdout);
     if let Err(e) = copied {
         let _ = child.kill();
@@ -461,6 +462,43 @@ pub(crate) fn stream_out(
         )));
     }
     finish_child(child, stderr, argv)
+}
+
+/// Bytes asked of a pipe at once, and the pipe buffer size asked for.
+const PIPE_CHUNK: usize = 1 << 20;
+
+/// Asks the kernel for a 1 MiB pipe buffer (Linux; 64 KiB by default) so a fast producer
+/// (`btrfs send`) and its reader switch far less often; refusals (a lower
+/// `/proc/sys/fs/pipe-max-size`, other systems) leave the pipe as it was.
+fn widen_pipe(pipe: &impl std::os::fd::AsRawFd) {
+    #[cfg(target_os = "linux")]
+    // SAFETY: F_SETPIPE_SZ on a pipe descriptor we own changes only its buffer size.
+    unsafe {
+        libc::fcntl(
+            pipe.as_raw_fd(),
+            libc::F_SETPIPE_SZ,
+            PIPE_CHUNK as libc::c_int,
+        );
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = pipe;
+}
+
+/// `io::copy` with reads of up to [`PIPE_CHUNK`] (io::copy's 8 KiB buffer means a read and a
+/// write call per 8 KiB).
+fn copy_large(from: &mut impl io::Read, to: &mut dyn io::Write) -> io::Result<u64> {
+    let mut buf = vec![0u8; PIPE_CHUNK];
+    let mut total = 0u64;
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        to.write_all(&buf[..n])?;
+        total += n as u64;
+    }
 }
 
 /// Runs `program args` feeding `head` and then all of `input` to its stdin; `watch` sees every

@@ -1261,7 +1261,8 @@ async fn export(
             out.write_all(data)?;
             total += data.len() as u64;
             pb.set_position(total);
-            tail.extend_from_slice(data);
+            // The last bytes seen, for the end marker (only a frame's last 64 bytes are kept).
+            tail.extend_from_slice(&data[data.len().saturating_sub(64)..]);
             if tail.len() > 64 {
                 tail.drain(..tail.len() - 64);
             }

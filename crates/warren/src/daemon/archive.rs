@@ -2,14 +2,21 @@
 //! dataset streams, suitable for files, pipes and ssh.
 //!
 //! ```text
-//! magic      b"WARRENX1"
+//! magic      b"WARRENX2"
 //! manifest   u32 length (BE) + JSON (Manifest)
 //! sections   per dataset, in manifest order:
 //!              u8 1, u8 dataset index,
 //!              chunks: u32 length + zstd-compressed bytes of the driver's send stream,
 //!              u32 0, then the sha256 of that section's compressed bytes (32 bytes)
-//! trailer    u8 0, sha256 of every byte before this digest (32 bytes), b"WARRENX1END"
+//! trailer    u8 0, sha256 of every byte before this digest except the chunks' compressed
+//!            bytes (32 bytes), b"WARRENX2END"
 //! ```
+//!
+//! The trailer digest covers the magic, the manifest, every tag, index, chunk length and
+//! section digest; each section digest covers that section's compressed bytes. So every byte
+//! is covered once, and the compressed stream is hashed once (version 1 archives, `WARRENX1`
+//! ... `WARRENX1END`, hashed every byte twice: once for its section and again for the
+//! trailer; they are still read).
 //!
 //! Import reads the archive once, as it arrives ([`ArchiveReader`]): the manifest first (every
 //! check that needs no data is done before anything is received), then each section is
@@ -23,8 +30,13 @@ use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 use warren_model::WorkloadSpec;
 
-pub const MAGIC: &[u8; 8] = b"WARRENX1";
-pub const END: &[u8; 11] = b"WARRENX1END";
+pub const MAGIC: &[u8; 8] = b"WARRENX2";
+pub const END: &[u8; 11] = b"WARRENX2END";
+/// The version 1 format's magic and end marker (read, no longer written).
+pub const MAGIC_V1: &[u8; 8] = b"WARRENX1";
+pub const END_V1: &[u8; 11] = b"WARRENX1END";
+/// zstd worker threads per section.
+const COMPRESS_WORKERS: u32 = 1;
 /// Largest chunk written or accepted.
 pub const CHUNK: usize = 1 << 20;
 const MAX_MANIFEST: usize = 16 << 20;
@@ -71,18 +83,24 @@ pub enum ArchiveError {
 pub struct ArchiveWriter<W: Write> {
     out: W,
     total: Sha256,
+    /// Version 1: the trailer digest covers the compressed bytes too.
+    v1: bool,
 }
 
 impl<W: Write> ArchiveWriter<W> {
-    pub fn new(mut out: W, manifest: &Manifest) -> std::io::Result<Self> {
+    pub fn new(out: W, manifest: &Manifest) -> std::io::Result<Self> {
+        Self::with_format(out, manifest, false)
+    }
+
+    fn with_format(mut out: W, manifest: &Manifest, v1: bool) -> std::io::Result<Self> {
         let json = serde_json::to_vec(manifest).expect("manifest serializes");
         let mut total = Sha256::new();
-        let mut head = MAGIC.to_vec();
+        let mut head = if v1 { MAGIC_V1 } else { MAGIC }.to_vec();
         head.extend_from_slice(&(json.len() as u32).to_be_bytes());
         head.extend_from_slice(&json);
         total.update(&head);
         out.write_all(&head)?;
-        Ok(ArchiveWriter { out, total })
+        Ok(ArchiveWriter { out, total, v1 })
     }
 
     fn put(&mut self, b: &[u8]) -> std::io::Result<()> {
@@ -104,11 +122,9 @@ impl<W: Write> ArchiveWriter<W> {
         };
         {
             let mut enc = zstd::Encoder::new(&mut sec, 3)?;
-            // Compress on worker threads so compression overlaps the driver's send.
-            let workers = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
-            if workers > 1 {
-                enc.multithread(workers)?;
-            }
+            // Compress on a worker thread so compression overlaps reading the driver's send
+            // stream and hashing and writing what was compressed.
+            enc.multithread(COMPRESS_WORKERS)?;
             fill(&mut enc)?;
             enc.finish()?;
         }
@@ -123,7 +139,7 @@ impl<W: Write> ArchiveWriter<W> {
         self.put(&[0])?;
         let digest = self.total.clone().finalize();
         self.out.write_all(&digest)?;
-        self.out.write_all(END)?;
+        self.out.write_all(if self.v1 { END_V1 } else { END })?;
         self.out.flush()?;
         Ok(self.out)
     }
@@ -143,7 +159,10 @@ impl<W: Write> SectionWriter<'_, W> {
         let buf = std::mem::take(&mut self.buf);
         self.digest.update(&buf);
         self.archive.put(&(buf.len() as u32).to_be_bytes())?;
-        self.archive.put(&buf)?;
+        if self.archive.v1 {
+            self.archive.total.update(&buf);
+        }
+        self.archive.out.write_all(&buf)?;
         self.buf = buf;
         self.buf.clear();
         Ok(())
@@ -171,8 +190,9 @@ impl<W: Write> Write for SectionWriter<'_, W> {
 ///
 /// A section reader reports a truncated or corrupt section (a bad chunk length, a digest that
 /// does not match) as an I/O error, at the latest instead of its end of stream: whoever
-/// consumes it never sees a clean end of a damaged section. The trailer digest covers every
-/// byte, so the archive is only known to be intact once [`ArchiveReader::finish`] succeeded.
+/// consumes it never sees a clean end of a damaged section. Only with the trailer digest is
+/// every byte checked, so the archive is only known to be intact once
+/// [`ArchiveReader::finish`] succeeded.
 pub struct ArchiveReader<R: Read> {
     r: R,
     total: Sha256,
@@ -187,6 +207,8 @@ pub struct ArchiveReader<R: Read> {
     ended: bool,
     /// The first error a section reader reported.
     failure: Option<String>,
+    /// A version 1 archive: the trailer digest covers the compressed bytes too.
+    v1: bool,
 }
 
 impl<R: Read> ArchiveReader<R> {
@@ -211,11 +233,14 @@ impl<R: Read> ArchiveReader<R> {
             chunk_left: 0,
             ended: false,
             failure: None,
+            v1: false,
         };
         let mut magic = [0u8; 8];
         a.read_hashed(&mut magic, "magic")
             .map_err(|_| ArchiveError::Magic)?;
-        if &magic != MAGIC {
+        if &magic == MAGIC_V1 {
+            a.v1 = true;
+        } else if &magic != MAGIC {
             return Err(ArchiveError::Magic);
         }
         let mut len = [0u8; 4];
@@ -302,7 +327,9 @@ impl<R: Read> ArchiveReader<R> {
                 Err(e) => return Err(ArchiveError::Io(e)),
             }
         };
-        self.total.update(&buf[..n]);
+        if self.v1 {
+            self.total.update(&buf[..n]);
+        }
         self.open.as_mut().expect("open section").update(&buf[..n]);
         self.chunk_left -= n as u32;
         Ok(n)
@@ -366,8 +393,8 @@ impl<R: Read> ArchiveReader<R> {
         Ok(Some((index, SectionReader { decoder })))
     }
 
-    /// Reads the rest (skipping sections not read), then checks the trailer: the digest of
-    /// every byte before it, the end marker, and that nothing follows. Returns the manifest.
+    /// Reads the rest (skipping sections not read), then checks the trailer: its digest (see
+    /// the module docs), the end marker, and that nothing follows. Returns the manifest.
     pub fn finish(mut self) -> Result<Manifest, ArchiveError> {
         while self.next_section()?.is_some() {}
         let expected = self.total.clone().finalize();
@@ -379,7 +406,7 @@ impl<R: Read> ArchiveReader<R> {
         self.r
             .read_exact(&mut end)
             .map_err(|_| ArchiveError::Truncated("trailer"))?;
-        if &end != END {
+        if &end != if self.v1 { END_V1 } else { END } {
             return Err(ArchiveError::Corrupt("bad trailer".into()));
         }
         if expected.as_slice() != got {
@@ -472,7 +499,11 @@ mod tests {
     }
 
     fn build(rootfs: &[u8], data: &[u8]) -> Vec<u8> {
-        let mut w = ArchiveWriter::new(Vec::new(), &manifest()).unwrap();
+        build_format(rootfs, data, false)
+    }
+
+    fn build_format(rootfs: &[u8], data: &[u8], v1: bool) -> Vec<u8> {
+        let mut w = ArchiveWriter::with_format(Vec::new(), &manifest(), v1).unwrap();
         w.section(0, |o| o.write_all(rootfs)).unwrap();
         w.section(1, |o| o.write_all(data)).unwrap();
         w.finish().unwrap()
@@ -519,8 +550,31 @@ mod tests {
     }
 
     #[test]
+    fn both_formats_round_trip_and_the_current_one_is_written() {
+        let big: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        for v1 in [false, true] {
+            let bytes = build_format(b"rootfs", &big, v1);
+            let (magic, end) = if v1 { (MAGIC_V1, END_V1) } else { (MAGIC, END) };
+            assert!(bytes.starts_with(magic) && bytes.ends_with(end));
+            let (m, secs) = roundtrip(&bytes).unwrap();
+            assert_eq!(m, manifest());
+            assert_eq!(secs, [b"rootfs".to_vec(), big.clone()]);
+        }
+        assert!(build(b"", b"").starts_with(MAGIC));
+    }
+
+    #[test]
     fn every_truncation_is_refused() {
-        let bytes = build(b"rootfs stream bytes", b"data stream bytes");
+        for v1 in [false, true] {
+            truncations_are_refused(&build_format(
+                b"rootfs stream bytes",
+                b"data stream bytes",
+                v1,
+            ));
+        }
+    }
+
+    fn truncations_are_refused(bytes: &[u8]) {
         for cut in 0..bytes.len() {
             for partly in [false, true] {
                 assert!(
@@ -535,15 +589,24 @@ mod tests {
                 bytes.len()
             );
         }
-        verify_only(&bytes, true).unwrap();
-        verify_only(&bytes, false).unwrap();
+        verify_only(bytes, true).unwrap();
+        verify_only(bytes, false).unwrap();
     }
 
     #[test]
     fn every_flipped_byte_is_refused() {
-        let bytes = build(b"rootfs stream bytes", b"data stream bytes");
+        for v1 in [false, true] {
+            flipped_bytes_are_refused(&build_format(
+                b"rootfs stream bytes",
+                b"data stream bytes",
+                v1,
+            ));
+        }
+    }
+
+    fn flipped_bytes_are_refused(bytes: &[u8]) {
         for i in 0..bytes.len() {
-            let mut b = bytes.clone();
+            let mut b = bytes.to_vec();
             b[i] ^= 0x40;
             assert!(roundtrip(&b).is_err(), "flipped byte {i} was accepted");
             assert!(
@@ -551,7 +614,7 @@ mod tests {
                 "flipped byte {i} was accepted"
             );
         }
-        let mut extra = bytes.clone();
+        let mut extra = bytes.to_vec();
         extra.push(0);
         assert!(roundtrip(&extra).is_err());
     }
