@@ -36,6 +36,7 @@ fn spec() -> ContainerSpec {
         cgroup_path: "/warren/web".into(),
         network: NetNamespace::Path(PathBuf::from("/var/run/warren/netns/web")),
         userns: None,
+        jail: Default::default(),
     }
 }
 
