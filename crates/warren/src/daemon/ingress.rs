@@ -17,7 +17,8 @@
 //! FreeBSD it is a jail running nginx from pkg with the prefix mounted at
 //! `/usr/local/etc/nginx` (so the file is `/usr/local/etc/nginx/nginx.conf` inside), host paths
 //! in `nginx -t` are translated to the jail's, and a reload is `jexec JAIL service nginx
-//! reload` after `/etc/rc.conf.d/nginx` is written into the jail. A jail's file can only be
+//! reload` after `/etc/rc.conf.d/nginx` is written into the jail (SIGHUP to the jail's main
+//! process, nginx's master, when the world has no rc system). A jail's file can only be
 //! checked by its own nginx: while the routing jail is not running, the validated rendering is
 //! written unchecked and the jail's nginx refuses to start on a bad one.
 //!
@@ -376,10 +377,24 @@ impl Ingress {
                         .context("writing the routing workload's rc configuration")?;
                 }
                 let cmd = Cmd::new(argv[0]).args(&argv[1..]);
-                self.in_router(r)
-                    .run(&cmd)
-                    .with_context(|| format!("asking nginx to reload ({})", argv.join(" ")))?;
-                Ok(())
+                match self.in_router(r).run(&cmd) {
+                    Ok(_) => Ok(()),
+                    // A world without the rc system (no /etc/rc.subr): nginx's master is the
+                    // workload's main process, so SIGHUP reloads it the same way.
+                    Err(e) => match r.runtime.signal(&r.id, "HUP") {
+                        Ok(()) => {
+                            tracing::warn!(
+                                "`{}` failed in the routing workload ({e}); reloaded nginx with SIGHUP",
+                                argv.join(" ")
+                            );
+                            Ok(())
+                        }
+                        Err(sig) => Err(anyhow::anyhow!(
+                            "asking nginx to reload: `{}`: {e}; SIGHUP: {sig}",
+                            argv.join(" ")
+                        )),
+                    },
+                }
             }
         }
     }
