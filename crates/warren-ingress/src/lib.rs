@@ -12,6 +12,8 @@
 //! - [`nginx`]: the only part running programs. A [`Validator`] runs `nginx -t` on a new file
 //!   before it atomically replaces the live one, and reloads nginx gracefully, through a
 //!   [`warren_exec::Executor`].
+//! - [`platform`]: what differs between OSes in running the ingress's nginx (binary, where
+//!   the configuration is inside the routing workload, how it reloads), pure.
 //! - [`tls`]: warren's local certificate authority ([`LocalCa`]), which issues and renews the
 //!   certificates of [`Tls::Local`] domains, and the check of operator-supplied certificate
 //!   and key pairs ([`check_operator_pair`]). File I/O only.
@@ -20,12 +22,14 @@
 //! nginx rejects never replaces the live one.
 
 pub mod nginx;
+pub mod platform;
 pub mod render;
 pub mod route;
 pub mod tls;
 pub mod validate;
 
 pub use nginx::{prepare_prefix, Installed, NginxError, Validator, DEFAULT_NGINX};
+pub use platform::{Platform, Reload};
 pub use render::{render, render_checked};
 pub use route::{IngressOptions, Route, Target, Tls};
 pub use tls::{

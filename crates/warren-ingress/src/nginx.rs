@@ -165,6 +165,23 @@ impl Validator {
         live: &Path,
         exec: &dyn Executor,
     ) -> Result<Installed, NginxError> {
+        self.install_inner(conf_text, live, Some(exec))
+    }
+
+    /// [`Validator::install`] without `nginx -t`, for a file only the nginx of a workload
+    /// that is not running could check (FreeBSD's routing jail: its nginx checks the file
+    /// when it starts and refuses to run on a bad one). The text must have passed
+    /// [`crate::validate()`] (as [`crate::render_checked`] output has).
+    pub fn install_unchecked(&self, conf_text: &str, live: &Path) -> Result<Installed, NginxError> {
+        self.install_inner(conf_text, live, None)
+    }
+
+    fn install_inner(
+        &self,
+        conf_text: &str,
+        live: &Path,
+        exec: Option<&dyn Executor>,
+    ) -> Result<Installed, NginxError> {
         let Some(name) = live.file_name() else {
             return Err(NginxError::LivePath {
                 path: live.to_path_buf(),
@@ -197,7 +214,10 @@ impl Validator {
         tmp_name.push(".warren-new");
         let tmp = dir.join(tmp_name);
         let result = write_synced(&tmp, conf_text.as_bytes())
-            .and_then(|()| self.check(&tmp, exec))
+            .and_then(|()| match exec {
+                Some(exec) => self.check(&tmp, exec),
+                None => Ok(()),
+            })
             .and_then(|()| {
                 fs::rename(&tmp, live).map_err(|source| NginxError::Io {
                     action: "rename the new configuration onto",
@@ -383,6 +403,18 @@ mod tests {
         assert!(matches!(err, NginxError::Reload { .. }));
         let source = std::error::Error::source(&err).unwrap().to_string();
         assert!(source.contains("nginx.pid"), "{source}");
+    }
+
+    #[test]
+    fn unchecked_install_runs_nothing_and_renames() {
+        let (dir, v, prefix, live) = setup();
+        fs::write(&live, "old").unwrap();
+        let got = v.install_unchecked("new", &live).unwrap();
+        assert!(got.changed);
+        assert_eq!(fs::read_to_string(&live).unwrap(), "new");
+        assert!(!dir.path().join(".nginx.conf.warren-new").exists());
+        assert!(prefix.join("logs").is_dir());
+        assert!(!v.install_unchecked("new", &live).unwrap().changed);
     }
 
     #[test]

@@ -1,36 +1,60 @@
 //! [`JailRuntime`]: the [`Runtime`] of FreeBSD hosts, a jail per workload.
 //!
 //! A [`ContainerSpec`] becomes a [`JailPlan`] purely ([`JailRuntime::plan`]): a persistent jail
-//! (`enforce_statfs=2`, warren's devfs ruleset, no `allow.*`, no children), nullfs mounts for
-//! its binds, an epair whose host side joins warren's bridge when the workload is networked
-//! (`vnet`; `ip4=inherit` for host networking; a bare `vnet` with only `lo0` for a private
-//! one), and `rctl` rules for its resources. Every step runs through the [`Executor`]:
+//! (`enforce_statfs=2`, warren's devfs ruleset, the spec's `allow.*` permissions, no children),
+//! nullfs mounts for its binds, its network, `rctl` rules for its resources and, when asked
+//! for, its data dataset delegated to it. Networks ([`JailParams::vnet`] chooses):
+//!
+//! - bridge, vnet: an epair whose host end joins warren's bridge and whose jail end holds the
+//!   workload's address, with `lo0` up and a default route to the bridge;
+//! - bridge, no vnet: `ip4.addr` = the workload's address as a /32 alias on the bridge;
+//! - host: `ip4=inherit`; none: a bare `vnet` with only `lo0` (or `ip4=disable`).
+//!
+//! Every step runs through the [`Executor`] ([`JailRuntime::create`]):
 //!
 //! 1. `mkdir -p` and `mount -t nullfs` per bind;
 //! 2. `ifconfig epair create`, both ends renamed after the jail (`wj<hash>a`/`b`), the host
 //!    end added to the bridge and brought up;
 //! 3. `jail -c ...` (the parameters of [`JailSpec::create_args`]);
-//! 4. `rctl -a ...` per rule.
+//! 4. in a vnet jail: `jexec NAME /sbin/ifconfig lo0 ...`, the epair's address and the
+//!    default route;
+//! 5. `rctl -a ...` per rule;
+//! 6. a jailed dataset ([`JailedDataset`]; the jail then has `allow.mount`,
+//!    `allow.mount.zfs` and `enforce_statfs=1`): `zfs set jailed=on`, its `mountpoint` set to
+//!    the path inside the jail, `zfs jail NAME DATASET` and `jexec NAME zfs mount DATASET`.
 //!
-//! When a step fails, the steps already done are undone in reverse (`rctl -r`, `jail -r`,
-//! `ifconfig ... destroy`, `umount`), so nothing is left half-done. The main process is then
-//! `jexec -l [-U user] NAME /bin/sh -c 'cd -- "$0" && exec /usr/bin/env -i "$@"' CWD ENV...
-//! ARGV...`, a direct child of the caller: jexec attaches to the jail and execs, so its PID is
-//! the workload's main process, and its exit is the workload's exit. Stopping signals every
-//! process of the jail (`pkill -SIG -j NAME`); destroying removes the rules, the jail, the
-//! epair and the mounts.
+//! When a step fails, the steps already done are undone in reverse (`umount`, `zfs unjail`,
+//! the dataset's host mountpoint and `jailed=off` restored and mounted again, `rctl -r`,
+//! `jail -r`, `ifconfig ... destroy`, `umount`), so nothing is left half-done.
+//! [`JailRuntime::teardown_cmds`] is the same undo list for a whole plan, run by
+//! [`JailRuntime::destroy`] and, as argv lists in `jail.json`, by the jail's shim when the
+//! main process ends ([`warren_runtime::shim`]).
+//!
+//! [`Runtime::start`] creates the jail and starts the shim (`warren shim RUN_DIR`, in its own
+//! session) which runs the main process as `jexec -l [-U user] NAME /bin/sh -c 'cd -- "$0" &&
+//! exec /usr/bin/env -i "$@"' CWD ENV... ARGV...`, records `state.json` and `exit.json` as the
+//! Linux shim does and removes the jail after it; so jails outlive the daemon and are adopted
+//! by the next one. Stopping signals every process of the jail (`pkill -SIG -j NAME`).
+//!
+//! The teardown of each jail is also kept in `<state dir>/<name>.json` when the runtime has a
+//! state dir ([`JailRuntime::with_state_dir`]), so a daemon started later removes a jail's
+//! mounts and dataset delegation too, not only what its name finds.
 //!
 //! Everything compiles on every OS (the commands are only built and run through the executor),
 //! so the command protocol is tested with the recording executor on Linux; the daemon selects
 //! this runtime on FreeBSD.
 
 use std::collections::HashMap;
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use warren_exec::{Cmd, ExecError, Executor};
+use warren_runtime::logs::{DEFAULT_MAX_BYTES, DEFAULT_MAX_FILES};
+use warren_runtime::shim::{self, JailShimConfig};
 use warren_runtime::{
-    ContainerSpec, NetNamespace, Result, Runtime, RuntimeError, ShimState, Started,
+    BridgeAddress, ContainerSpec, JailedDataset, NetNamespace, Result, Runtime, RuntimeError,
+    Started,
 };
 
 use crate::conf::{JailNet, JailSpec};
@@ -56,6 +80,29 @@ pub struct NullMount {
     pub readonly: bool,
 }
 
+/// A data dataset delegated to the jail, as planned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delegation {
+    pub dataset: JailedDataset,
+    /// Where the jail mounts it, as the host sees it (under the jail's root).
+    pub target: PathBuf,
+}
+
+/// How far [`JailRuntime::create`] got: what [`JailRuntime::undo_cmds`] removes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// How many of the plan's mounts are mounted.
+    pub mounts: usize,
+    /// The host end of the epair as it is named now (`epairNa` before its rename).
+    pub epair: Option<String>,
+    pub jail: bool,
+    pub rules: bool,
+    /// `jailed=on` is set on the delegated dataset (its mountpoint may be changed too).
+    pub jailed: bool,
+    /// `zfs jail` ran (the jail may have mounted it).
+    pub delegated: bool,
+}
+
 /// Everything [`JailRuntime::create`] does for one workload, computed purely.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JailPlan {
@@ -64,9 +111,13 @@ pub struct JailPlan {
     /// The epair's base name (`wj<hash>`; ends `a` on the host, `b` in the jail), for vnet
     /// jails attached to the bridge.
     pub epair: Option<String>,
+    /// The address the jail end of the epair gets (vnet jails on the bridge).
+    pub address: Option<BridgeAddress>,
     pub rules: Vec<Rule>,
     /// The user the main process runs as (a name in the jail's password database).
     pub user: Option<String>,
+    /// The data dataset handed to the jail.
+    pub delegation: Option<Delegation>,
 }
 
 /// The FreeBSD runtime.
@@ -75,8 +126,16 @@ pub struct JailRuntime {
     /// The bridge the host ends of the epairs join.
     bridge: String,
     devfs: Ruleset,
-    /// Plans of the jails this runtime created, for `delete`.
-    plans: Mutex<HashMap<String, JailPlan>>,
+    /// The executable run as `EXE shim RUN_DIR` (the warren binary).
+    shim_exe: Option<PathBuf>,
+    log_max_bytes: u64,
+    log_max_files: u32,
+    /// Where each jail's teardown is recorded (`<dir>/<name>.json`), if anywhere.
+    state_dir: Option<PathBuf>,
+    /// Teardowns of the jails this runtime created, for `delete`.
+    teardowns: Mutex<HashMap<String, Vec<Cmd>>>,
+    /// The user each jail's main process runs as, for `exec`.
+    users: Mutex<HashMap<String, String>>,
 }
 
 impl std::fmt::Debug for JailRuntime {
@@ -84,6 +143,8 @@ impl std::fmt::Debug for JailRuntime {
         f.debug_struct("JailRuntime")
             .field("bridge", &self.bridge)
             .field("devfs_ruleset", &self.devfs.number)
+            .field("shim_exe", &self.shim_exe)
+            .field("state_dir", &self.state_dir)
             .finish_non_exhaustive()
     }
 }
@@ -105,9 +166,64 @@ pub fn jail_name(id: &str) -> Result<String> {
     Ok(id.to_string())
 }
 
-fn is_missing(e: &ExecError) -> bool {
+/// Whether a failed teardown command found its object already gone (a jail, an interface, a
+/// mount, a delegation or a rule set that does not exist, a dataset already mounted).
+pub fn is_gone(e: &ExecError) -> bool {
     let s = e.stderr();
-    jls::is_not_found(s) || s.contains("does not exist") || s.contains("No such")
+    jls::is_not_found(s)
+        || [
+            "does not exist",
+            "No such",
+            "not a file system root directory",
+            "not jailed",
+            "already mounted",
+            "not currently mounted",
+        ]
+        .iter()
+        .any(|m| s.contains(m))
+}
+
+/// A path with no `.`, `..` or empty components, relative to a root.
+fn relative(id: &str, what: &str, dest: &str) -> Result<String> {
+    let rel = dest.trim_start_matches('/');
+    if !dest.starts_with('/')
+        || rel.is_empty()
+        || rel
+            .split('/')
+            .any(|c| c.is_empty() || c == "." || c == "..")
+    {
+        return Err(RuntimeError::Spec(format!(
+            "{id}: {what} {dest:?} is not a normalized absolute path"
+        )));
+    }
+    Ok(rel.to_string())
+}
+
+/// A ZFS dataset name warren hands to `zfs`: `pool/a/b`, no option-like or odd characters.
+fn check_dataset(id: &str, name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && !name.starts_with(['-', '/'])
+        && !name.ends_with('/')
+        && name.split('/').all(|c| {
+            !c.is_empty()
+                && c != "."
+                && c != ".."
+                && c.chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || "-_.:".contains(ch))
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(RuntimeError::Spec(format!(
+            "{id}: {name:?} is not a ZFS dataset name"
+        )))
+    }
+}
+
+fn argv(c: &Cmd) -> Vec<String> {
+    std::iter::once(c.program.clone())
+        .chain(c.args.iter().map(|a| a.to_string_lossy().into_owned()))
+        .collect()
 }
 
 impl JailRuntime {
@@ -118,8 +234,32 @@ impl JailRuntime {
             exec,
             bridge: bridge.to_string(),
             devfs,
-            plans: Mutex::new(HashMap::new()),
+            shim_exe: None,
+            log_max_bytes: DEFAULT_MAX_BYTES,
+            log_max_files: DEFAULT_MAX_FILES,
+            state_dir: None,
+            teardowns: Mutex::new(HashMap::new()),
+            users: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The executable started as each jail's supervisor (`EXE shim RUN_DIR`).
+    pub fn with_shim(mut self, exe: PathBuf) -> Self {
+        self.shim_exe = Some(exe);
+        self
+    }
+
+    /// Records each jail's teardown under `dir`, so a later runtime can undo it all.
+    pub fn with_state_dir(mut self, dir: PathBuf) -> Self {
+        self.state_dir = Some(dir);
+        self
+    }
+
+    /// Sets the log rotation size and the number of files kept (current one included).
+    pub fn with_log_limits(mut self, max_bytes: u64, max_files: u32) -> Self {
+        self.log_max_bytes = max_bytes.max(1);
+        self.log_max_files = max_files.max(1);
+        self
     }
 
     /// Loads warren's devfs ruleset into the kernel (`devfs rule -s N delset`, then its
@@ -134,39 +274,75 @@ impl JailRuntime {
     /// The plan for `spec`, without running anything.
     pub fn plan(&self, spec: &ContainerSpec) -> Result<JailPlan> {
         let name = jail_name(&spec.id)?;
+        let params = &spec.jail;
         let mut jail = JailSpec::new(&name, &spec.rootfs, &spec.hostname);
         jail.devfs_ruleset = Some(self.devfs.number);
         jail.mount_devfs = true;
-        let epair = match &spec.network {
-            NetNamespace::Host => {
-                jail.net = JailNet::Inherit;
-                None
-            }
-            NetNamespace::Private => {
-                jail.net = JailNet::Vnet { interface: None };
-                None
-            }
-            NetNamespace::Path(_) => {
+        jail.allow = params.allow.iter().cloned().collect();
+        let mut epair = None;
+        let mut address = None;
+        match (&spec.network, params.vnet) {
+            (NetNamespace::Host, _) => jail.net = JailNet::Inherit,
+            (NetNamespace::Private, true) => jail.net = JailNet::Vnet { interface: None },
+            (NetNamespace::Private, false) => jail.net = JailNet::Disable,
+            (NetNamespace::Path(_) | NetNamespace::Bridge, true) => {
                 let base = epair_base(&name);
                 jail.net = JailNet::Vnet {
                     interface: Some(format!("{base}b")),
                 };
-                Some(base)
+                epair = Some(base);
+                address = params.address;
             }
+            (NetNamespace::Path(_) | NetNamespace::Bridge, false) => {
+                let Some(a) = params.address else {
+                    return Err(RuntimeError::Spec(format!(
+                        "{name}: an address alias on the bridge needs the workload's address"
+                    )));
+                };
+                jail.net = JailNet::Alias {
+                    interface: self.bridge.clone(),
+                    addrs: vec![(a.address, 32)],
+                };
+            }
+        }
+        if let Some(a) = &address {
+            if a.prefix == 0 || a.prefix > 30 {
+                return Err(RuntimeError::Spec(format!(
+                    "{name}: /{} is not a bridge subnet prefix",
+                    a.prefix
+                )));
+            }
+        }
+        let delegation = match &params.jailed_dataset {
+            Some(d) => {
+                check_dataset(&name, &d.dataset)?;
+                if !d.host_mountpoint.is_absolute() {
+                    return Err(RuntimeError::Spec(format!(
+                        "{name}: the dataset's host mountpoint {:?} is not absolute",
+                        d.host_mountpoint
+                    )));
+                }
+                let rel = relative(&name, "jailed dataset mountpoint", &d.jail_mountpoint)?;
+                jail.allow.insert("mount".into());
+                jail.allow.insert("mount.zfs".into());
+                jail.enforce_statfs = 1;
+                Some(Delegation {
+                    dataset: d.clone(),
+                    target: spec.rootfs.join(rel),
+                })
+            }
+            None => None,
         };
         jail.validate()?;
         let mut mounts = Vec::new();
         for b in &spec.binds {
-            let rel = b.dest.trim_start_matches('/');
-            if rel.is_empty()
-                || rel
-                    .split('/')
-                    .any(|c| c.is_empty() || c == "." || c == "..")
+            let rel = relative(&name, "bind destination", &b.dest)?;
+            // The delegated dataset is mounted by the jail itself, not bound from the host.
+            if delegation
+                .as_ref()
+                .is_some_and(|d| d.dataset.host_mountpoint == b.source)
             {
-                return Err(RuntimeError::Spec(format!(
-                    "{}: bind destination {:?} is not a normalized absolute path",
-                    spec.id, b.dest
-                )));
+                continue;
             }
             mounts.push(NullMount {
                 source: b.source.clone(),
@@ -184,7 +360,9 @@ impl JailRuntime {
             jail,
             mounts,
             epair,
+            address,
             user,
+            delegation,
         })
     }
 
@@ -192,17 +370,36 @@ impl JailRuntime {
         self.exec.run(c).map(|_| ()).map_err(Into::into)
     }
 
-    /// Runs undo commands, ignoring their failures (the original error is what is reported).
-    fn undo(&self, cmds: Vec<Cmd>) {
-        for c in cmds.into_iter().rev() {
-            let _ = self.exec.run(&c);
-        }
+    /// `jexec NAME ARGV...` as root, for the jail's own network and dataset commands.
+    fn in_jail(name: &str, argv: &[&str]) -> Result<Cmd> {
+        let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
+        Ok(jls::jexec_cmd(name, None, &argv)?)
     }
 
-    /// Creates the jail of `plan`; on failure undoes every step already done.
+    /// The commands that configure a vnet jail's interfaces once it exists.
+    fn address_cmds(name: &str, base: &str, a: &BridgeAddress) -> Result<Vec<Cmd>> {
+        let jail_if = format!("{base}b");
+        let cidr = format!("{}/{}", a.address, a.prefix);
+        let gateway = a.gateway.to_string();
+        Ok(vec![
+            Self::in_jail(
+                name,
+                &["/sbin/ifconfig", "lo0", "inet", "127.0.0.1/8", "up"],
+            )?,
+            Self::in_jail(name, &["/sbin/ifconfig", &jail_if, "inet", &cidr, "up"])?,
+            Self::in_jail(name, &["/sbin/route", "-q", "add", "default", &gateway])?,
+        ])
+    }
+
+    fn zfs(args: &[&str]) -> Cmd {
+        Cmd::new("zfs").args(args)
+    }
+
+    /// Creates the jail of `plan`; on failure undoes every step already done (the
+    /// [`JailRuntime::undo_cmds`] of how far it got).
     pub fn create(&self, plan: &JailPlan) -> Result<()> {
         let name = &plan.jail.name;
-        let mut undo: Vec<Cmd> = Vec::new();
+        let mut done = Progress::default();
         let result = (|| -> Result<()> {
             for m in &plan.mounts {
                 self.run(&Cmd::new("mkdir").arg("-p").arg(&m.target))?;
@@ -211,7 +408,10 @@ impl JailRuntime {
                     c = c.args(["-o", "ro"]);
                 }
                 self.run(&c.arg(&m.source).arg(&m.target))?;
-                undo.push(Cmd::new("umount").arg(&m.target));
+                done.mounts += 1;
+            }
+            if let Some(d) = &plan.delegation {
+                self.run(&Cmd::new("mkdir").arg("-p").arg(&d.target))?;
             }
             if let Some(base) = &plan.epair {
                 let out = self
@@ -225,10 +425,9 @@ impl JailRuntime {
                     )));
                 };
                 let created = created.to_string();
-                undo.push(Cmd::new("ifconfig").args([host.as_str(), "destroy"]));
+                done.epair = Some(host.clone());
                 self.run(&Cmd::new("ifconfig").args([&host, "name", &format!("{base}a")]))?;
-                undo.pop();
-                undo.push(Cmd::new("ifconfig").args([&format!("{base}a"), "destroy"]));
+                done.epair = Some(format!("{base}a"));
                 self.run(&Cmd::new("ifconfig").args([
                     &format!("{created}b"),
                     "name",
@@ -242,28 +441,144 @@ impl JailRuntime {
                 self.run(&Cmd::new("ifconfig").args([&format!("{base}a"), "up"]))?;
             }
             self.run(&Cmd::new("jail").arg("-c").args(plan.jail.create_args()?))?;
-            undo.push(jls::remove_cmd(name)?);
+            done.jail = true;
+            if let (Some(base), Some(a)) = (&plan.epair, &plan.address) {
+                for c in Self::address_cmds(name, base, a)? {
+                    self.run(&c)?;
+                }
+            }
             if !plan.rules.is_empty() {
-                undo.push(rctl::remove_jail_cmd(name)?);
+                done.rules = true;
             }
             for r in &plan.rules {
                 self.run(&rctl::add_cmd(r)?)?;
+            }
+            if let Some(d) = &plan.delegation {
+                let ds = d.dataset.dataset.as_str();
+                let jail_mp = format!("mountpoint={}", d.dataset.jail_mountpoint);
+                // jailed=on unmounts it from the host.
+                self.run(&Self::zfs(&["set", "jailed=on", ds]))?;
+                done.jailed = true;
+                self.run(&Self::zfs(&["set", &jail_mp, ds]))?;
+                self.run(&Self::zfs(&["jail", name, ds]))?;
+                done.delegated = true;
+                self.run(&Self::in_jail(name, &["zfs", "mount", ds])?)?;
             }
             Ok(())
         })();
         match result {
             Ok(()) => {
-                self.plans
+                let teardown = Self::teardown_cmds(plan)?;
+                self.record(name, &teardown);
+                self.teardowns
                     .lock()
                     .unwrap()
-                    .insert(name.clone(), plan.clone());
+                    .insert(name.clone(), teardown);
+                let mut users = self.users.lock().unwrap();
+                match &plan.user {
+                    Some(u) => users.insert(name.clone(), u.clone()),
+                    None => users.remove(name),
+                };
                 Ok(())
             }
             Err(e) => {
-                self.undo(undo);
+                // Undo failures are ignored: the original error is what is reported.
+                for c in Self::undo_cmds(plan, &done)? {
+                    let _ = self.exec.run(&c);
+                }
                 Err(e)
             }
         }
+    }
+
+    /// Everything that removes what [`JailRuntime::create`] made for `plan`, in order: the
+    /// rules, the jail's own mount of its dataset and the delegation, the jail, the dataset's
+    /// host mountpoint and `jailed=off` (mounted on the host again), the epair, the mounts.
+    pub fn teardown_cmds(plan: &JailPlan) -> Result<Vec<Cmd>> {
+        Self::undo_cmds(
+            plan,
+            &Progress {
+                mounts: plan.mounts.len(),
+                epair: plan.epair.as_ref().map(|b| format!("{b}a")),
+                jail: true,
+                rules: !plan.rules.is_empty(),
+                jailed: plan.delegation.is_some(),
+                delegated: plan.delegation.is_some(),
+            },
+        )
+    }
+
+    /// The part of the teardown that undoes what `done` says was made, in teardown order.
+    pub fn undo_cmds(plan: &JailPlan, done: &Progress) -> Result<Vec<Cmd>> {
+        let name = &plan.jail.name;
+        let mut cmds = Vec::new();
+        if done.rules {
+            cmds.push(rctl::remove_jail_cmd(name)?);
+        }
+        if let (Some(d), true) = (&plan.delegation, done.delegated) {
+            let ds = d.dataset.dataset.as_str();
+            cmds.push(Cmd::new("umount").arg(&d.target));
+            cmds.push(Self::zfs(&["unjail", name, ds]));
+        }
+        if done.jail {
+            cmds.push(jls::remove_cmd(name)?);
+        }
+        if let (Some(d), true) = (&plan.delegation, done.jailed) {
+            let ds = d.dataset.dataset.as_str();
+            let host_mp = format!("mountpoint={}", d.dataset.host_mountpoint.display());
+            cmds.push(Self::zfs(&["set", &host_mp, ds]));
+            cmds.push(Self::zfs(&["set", "jailed=off", ds]));
+            cmds.push(Self::zfs(&["mount", ds]));
+        }
+        if let Some(host_if) = &done.epair {
+            cmds.push(Cmd::new("ifconfig").args([host_if.as_str(), "destroy"]));
+        }
+        for m in plan.mounts[..done.mounts.min(plan.mounts.len())]
+            .iter()
+            .rev()
+        {
+            cmds.push(Cmd::new("umount").arg(&m.target));
+        }
+        Ok(cmds)
+    }
+
+    /// The teardown of a jail known only by name: its rules, the jail, its epair.
+    fn teardown_by_name(name: &str) -> Result<Vec<Cmd>> {
+        Ok(vec![
+            rctl::remove_jail_cmd(name)?,
+            jls::remove_cmd(name)?,
+            Cmd::new("ifconfig").args([&format!("{}a", epair_base(name)), "destroy"]),
+        ])
+    }
+
+    fn record_path(&self, name: &str) -> Option<PathBuf> {
+        Some(self.state_dir.as_ref()?.join(format!("{name}.json")))
+    }
+
+    /// Keeps the teardown in the state dir (best effort: the shim holds it too).
+    fn record(&self, name: &str, teardown: &[Cmd]) {
+        let Some(path) = self.record_path(name) else {
+            return;
+        };
+        let lists: Vec<Vec<String>> = teardown.iter().map(argv).collect();
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        if let Ok(data) = serde_json::to_vec(&lists) {
+            let _ = warren_runtime::bundle::write_atomic(&path, &data);
+        }
+    }
+
+    fn recorded(&self, name: &str) -> Option<Vec<Cmd>> {
+        let data = std::fs::read(self.record_path(name)?).ok()?;
+        let lists: Vec<Vec<String>> = serde_json::from_slice(&data).ok()?;
+        lists
+            .into_iter()
+            .map(|l| {
+                let (p, a) = l.split_first()?;
+                Some(Cmd::new(p).args(a))
+            })
+            .collect()
     }
 
     /// The argv (after `jexec`) of a process in the jail: `cwd`, a clean environment of
@@ -320,6 +635,23 @@ impl JailRuntime {
         )
     }
 
+    /// The shim's `jail.json` for `spec` planned as `plan`, logging under `run_dir/logs`.
+    pub fn shim_config(
+        &self,
+        spec: &ContainerSpec,
+        plan: &JailPlan,
+        run_dir: &Path,
+    ) -> Result<JailShimConfig> {
+        Ok(JailShimConfig {
+            id: spec.id.clone(),
+            jexec: self.main_args(spec, plan)?,
+            log_dir: run_dir.join("logs"),
+            log_max_bytes: self.log_max_bytes,
+            log_max_files: self.log_max_files,
+            teardown: Self::teardown_cmds(plan)?.iter().map(argv).collect(),
+        })
+    }
+
     /// Runs a one-shot command in the jail through the executor (e.g. `service nginx reload`).
     pub fn exec(&self, id: &str, argv: &[String]) -> Result<warren_exec::Output> {
         let name = jail_name(id)?;
@@ -327,39 +659,27 @@ impl JailRuntime {
     }
 
     /// Removes the jail and everything [`JailRuntime::create`] made for it; what is already
-    /// gone is not an error. Without the plan (a jail from before a restart) the rules, the
-    /// jail and the epair named after it are removed.
+    /// gone is not an error. Without a teardown in memory or in the state dir (a jail from
+    /// before a restart) the rules, the jail and the epair named after it are removed.
     pub fn destroy(&self, id: &str) -> Result<()> {
         let name = jail_name(id)?;
-        let plan = self.plans.lock().unwrap().get(&name).cloned();
-        let tolerant = |c: Cmd| -> Result<()> {
+        let known = self.teardowns.lock().unwrap().get(&name).cloned();
+        let cmds = match known.or_else(|| self.recorded(&name)) {
+            Some(c) => c,
+            None => Self::teardown_by_name(&name)?,
+        };
+        for c in cmds {
             match self.exec.run(&c) {
-                Ok(_) => Ok(()),
-                Err(e) if is_missing(&e) => Ok(()),
-                Err(e) => Err(e.into()),
-            }
-        };
-        if plan.as_ref().is_none_or(|p| !p.rules.is_empty()) {
-            tolerant(rctl::remove_jail_cmd(&name)?)?;
-        }
-        tolerant(jls::remove_cmd(&name)?)?;
-        let epair = match &plan {
-            Some(p) => p.epair.clone(),
-            None => Some(epair_base(&name)),
-        };
-        if let Some(base) = epair {
-            tolerant(Cmd::new("ifconfig").args([&format!("{base}a"), "destroy"]))?;
-        }
-        if let Some(p) = &plan {
-            for m in p.mounts.iter().rev() {
-                match self.exec.run(&Cmd::new("umount").arg(&m.target)) {
-                    Ok(_) => {}
-                    Err(e) if e.stderr().contains("not a file system root directory") => {}
-                    Err(e) => return Err(e.into()),
-                }
+                Ok(_) => {}
+                Err(e) if is_gone(&e) => {}
+                Err(e) => return Err(e.into()),
             }
         }
-        self.plans.lock().unwrap().remove(&name);
+        self.teardowns.lock().unwrap().remove(&name);
+        self.users.lock().unwrap().remove(&name);
+        if let Some(p) = self.record_path(&name) {
+            let _ = std::fs::remove_file(p);
+        }
         Ok(())
     }
 
@@ -377,13 +697,21 @@ impl JailRuntime {
         }
         Ok(Cmd::new("pkill").args([format!("-{signal}"), "-j".into(), name]))
     }
-}
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    fn shim_failed(id: &str, reason: impl Into<String>) -> RuntimeError {
+        RuntimeError::ShimFailed {
+            id: id.to_string(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Ends a start that did not succeed: the jail's processes, the shim, the jail.
+    fn abandon(&self, id: &str, shim: &mut std::process::Child) {
+        let _ = self.signal(id, "KILL");
+        let _ = shim.kill();
+        let _ = shim.wait();
+        let _ = self.destroy(id);
+    }
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> RuntimeError + '_ {
@@ -405,47 +733,71 @@ impl Runtime for JailRuntime {
                 spec.id
             )));
         }
+        let Some(exe) = self.shim_exe.clone() else {
+            return Err(RuntimeError::Unsupported(format!(
+                "{}: the jail runtime has no shim executable to supervise jails with",
+                spec.id
+            )));
+        };
         let plan = self.plan(spec)?;
-        let args = self.main_args(spec, &plan)?;
-        let logs = run_dir.join("logs");
-        std::fs::create_dir_all(&logs).map_err(io_err(&logs))?;
-        let log_path = logs.join("console.log");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .map_err(io_err(&log_path))?;
-        let err_log = log.try_clone().map_err(io_err(&log_path))?;
+        std::fs::create_dir_all(run_dir).map_err(io_err(run_dir))?;
+        let run_dir = run_dir.canonicalize().map_err(io_err(run_dir))?;
+        for stale in [shim::STATE_FILE, shim::EXIT_FILE] {
+            let p = run_dir.join(stale);
+            match std::fs::remove_file(&p) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io_err(&p)(e)),
+                _ => {}
+            }
+        }
+        let cfg = self.shim_config(spec, &plan, &run_dir)?;
+        shim::write_jail_config(&run_dir, &cfg)?;
         self.create(&plan)?;
-        let spawned = warren_exec::std_command("jexec").and_then(|mut c| {
-            c.args(&args)
-                .stdin(std::process::Stdio::null())
-                .stdout(log)
-                .stderr(err_log)
-                .current_dir("/");
-            c.spawn().map_err(|source| ExecError::Spawn {
-                argv: format!("jexec {}", args.join(" ")),
-                source,
-            })
-        });
-        let child = match spawned {
-            Ok(c) => c,
+        let (mut child, report) = match shim::launch(&exe, &run_dir) {
+            Ok(l) => l,
             Err(e) => {
                 let _ = self.destroy(&spec.id);
-                return Err(e.into());
+                return Err(e);
             }
         };
-        let pid = child.id() as i32;
-        Ok(Started {
-            state: ShimState {
-                id: spec.id.clone(),
-                shim_pid: pid,
-                shim_start_ticks: 0,
-                container_pid: pid,
-                started_at_ms: now_ms(),
-            },
-            shim: child,
-        })
+        let report = match report {
+            Ok(Some(r)) => r,
+            Ok(None) => {
+                self.abandon(&spec.id, &mut child);
+                return Err(Self::shim_failed(
+                    &spec.id,
+                    format!("no report within {}s", shim::START_TIMEOUT.as_secs()),
+                ));
+            }
+            Err(e) => {
+                self.abandon(&spec.id, &mut child);
+                return Err(e);
+            }
+        };
+        if report.trim() == "ok" {
+            return match shim::read_state(&run_dir) {
+                Ok(Some(state)) => Ok(Started { state, shim: child }),
+                Ok(None) => {
+                    self.abandon(&spec.id, &mut child);
+                    Err(Self::shim_failed(&spec.id, "the shim wrote no state.json"))
+                }
+                Err(e) => {
+                    self.abandon(&spec.id, &mut child);
+                    Err(e)
+                }
+            };
+        }
+        let status = child
+            .wait()
+            .map_err(|e| RuntimeError::Other(format!("waiting for the shim: {e}")))?;
+        let _ = self.destroy(&spec.id);
+        let reason = match report.strip_prefix("error: ") {
+            Some(r) => r.trim().to_string(),
+            None if report.trim().is_empty() => {
+                format!("the shim exited without reporting ({status})")
+            }
+            None => report.trim().to_string(),
+        };
+        Err(Self::shim_failed(&spec.id, reason))
     }
 
     fn signal(&self, id: &str, signal: &str) -> Result<()> {
@@ -495,12 +847,7 @@ impl Runtime for JailRuntime {
         cwd: Option<&str>,
     ) -> Result<std::process::Command> {
         let name = jail_name(id)?;
-        let user = self
-            .plans
-            .lock()
-            .unwrap()
-            .get(&name)
-            .and_then(|p| p.user.clone());
+        let user = self.users.lock().unwrap().get(&name).cloned();
         let args = Self::jexec_args(&name, user.as_deref(), argv, env, cwd.unwrap_or("/"))?;
         let mut c = warren_exec::std_command("jexec")?;
         c.args(args);
@@ -511,5 +858,14 @@ impl Runtime for JailRuntime {
         Err(RuntimeError::Unsupported(format!(
             "{id}: foreground runs of OCI bundles need the Linux OCI runtime"
         )))
+    }
+}
+
+/// The address of a bridge workload as the runtime wants it.
+pub fn bridge_address(address: Ipv4Addr, prefix: u8, gateway: Ipv4Addr) -> BridgeAddress {
+    BridgeAddress {
+        address,
+        prefix,
+        gateway,
     }
 }

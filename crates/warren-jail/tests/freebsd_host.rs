@@ -120,6 +120,7 @@ mod host {
             cgroup_path: String::new(),
             network: NetNamespace::Private,
             userns: None,
+            jail: Default::default(),
         };
         let plan = rt.plan(&spec).unwrap();
         rt.create(&plan).unwrap();

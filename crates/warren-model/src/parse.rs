@@ -33,6 +33,7 @@
 //! tls = "local"                 # none | local | { cert = "/abs/cert.pem", key = "/abs/key.pem" }
 //! readonly_rootfs = true        # read-only root filesystem (data, volumes, /tmp stay writable)
 //! userns = true                 # own user namespace: root inside is unprivileged outside
+//! jail = { allow = ["raw_sockets", "sysvipc"], vnet = true, jailed_dataset = false }
 //!
 //! [volume.media]                # the key is the volume name (a DNS label)
 //! size = "10G"                  # optional size limit, same units as memory
@@ -68,6 +69,14 @@
 //! `network = "host"` (root in a user namespace has no privileges over the host's network, so
 //! the workload could not even bind its ports).
 //!
+//! Jails: `jail` (a table, usually written `[workload.NAME.jail]`) holds the options of a
+//! workload that runs as a jail on a FreeBSD host: `allow` lists jail(8) `allow.*` permissions
+//! by their names without the prefix ([`crate::spec::JAIL_ALLOW`]; unknown, prefixed or
+//! repeated names are refused), `vnet` chooses a network stack of its own (the default) or an
+//! address alias, and `jailed_dataset` delegates the data dataset to the jail. The table is
+//! refused on a `vm`, and `vnet = true` with `network = "host"`. Whether the host runs jails
+//! at all is the daemon's check.
+//!
 //! A successful parse returns a [`Parsed`], which keeps the position of every field so that
 //! later checks (host support for a kind, port conflicts, ...) can report `file:line:column`
 //! too, through [`Parsed::locate`] and [`Parsed::diagnostic`].
@@ -85,8 +94,8 @@ pub use position::line_column;
 use crate::names::check_dns_label;
 use crate::ports::{conflicts, PortMapping};
 use crate::spec::{
-    DesiredState, Kind, NetworkMode, RestartPolicy, SiteSpec, SnapshotPolicy, Source, SpecFile,
-    TlsChoice, VolumeMount, VolumeSpec, WorkloadSpec,
+    DesiredState, JailOptions, Kind, NetworkMode, RestartPolicy, SiteSpec, SnapshotPolicy, Source,
+    SpecFile, TlsChoice, VolumeMount, VolumeSpec, WorkloadSpec,
 };
 use position::LineIndex;
 use std::collections::{BTreeMap, BTreeSet};
@@ -329,7 +338,9 @@ const WORKLOAD_KEYS: &[&str] = &[
     "tls",
     "readonly_rootfs",
     "userns",
+    "jail",
 ];
+const JAIL_KEYS: &[&str] = &["allow", "vnet", "jailed_dataset"];
 const RESOURCE_KEYS: &[&str] = &["memory", "cpus", "pids", "disk"];
 const VOLUME_KEYS: &[&str] = &["size", "snapshots", "site"];
 const SNAPSHOT_KEYS: &[&str] = &["every", "keep"];
@@ -785,6 +796,8 @@ impl Walker<'_> {
         let mut mounts: Vec<(Path, usize, VolumeMount)> = Vec::new();
         let mut data_path_ok = true;
         let mut userns_at: Option<usize> = None;
+        // (key offset, offset of `vnet = true` if given) of the `jail` table.
+        let mut jail_at: Option<(usize, Option<usize>)> = None;
         for (key, value) in table.iter() {
             let field: &str = key.get_ref();
             let fpath = path.key(field);
@@ -905,7 +918,34 @@ impl Walker<'_> {
                         userns_at = Some(key.span().start);
                     }
                 }
+                "jail" => {
+                    let (options, vnet_at) = self.jail(&fpath, value);
+                    jail_at = Some((key.span().start, vnet_at));
+                    if let Some(j) = options {
+                        spec.jail = j;
+                    }
+                }
                 _ => self.unknown_key(key, &fpath, WORKLOAD_KEYS),
+            }
+        }
+
+        // Jail options shape a jail; `kind` and `network` may come after them.
+        if let Some((offset, vnet_at)) = jail_at {
+            if spec.kind == Kind::Vm {
+                self.error(
+                    offset,
+                    &path.key("jail"),
+                    "jail options apply to kind \"jail\" or \"container\" (a container runs \
+                     as a jail on FreeBSD hosts), not to a vm",
+                );
+            }
+            if let (Some(at), NetworkMode::Host) = (vnet_at, spec.network) {
+                self.error(
+                    at,
+                    &path.key("jail").key("vnet"),
+                    "vnet = true needs network = \"bridge\" or \"none\"; with network = \
+                     \"host\" the jail uses the host's addresses",
+                );
             }
         }
 
@@ -1080,6 +1120,98 @@ impl Walker<'_> {
             }
         }
         (self.diagnostics.len() == errors_before).then_some(spec)
+    }
+
+    /// The `jail` table: `allow` (known `allow.*` names, each once), `vnet` and
+    /// `jailed_dataset` (booleans). Returns the options when well-formed, and where a
+    /// `vnet = true` is (checked against `network` by the caller).
+    fn jail(&mut self, path: &Path, value: &Value<'_>) -> (Option<JailOptions>, Option<usize>) {
+        let example = r#"; e.g. [workload.NAME.jail] with allow = ["raw_sockets"], vnet = true"#;
+        let Some(table) = self.table(path, value, example) else {
+            return (None, None);
+        };
+        let errors_before = self.diagnostics.len();
+        let mut options = JailOptions::default();
+        let mut vnet_at = None;
+        for (k, v) in table.iter() {
+            let field: &str = k.get_ref();
+            let jpath = path.key(field);
+            self.record(&jpath, k, v);
+            match field {
+                "allow" => {
+                    if let Some(a) = self.jail_allow(&jpath, v) {
+                        options.allow = a;
+                    }
+                }
+                "vnet" => {
+                    if let Some(b) = self.boolean(&jpath, v) {
+                        options.vnet = Some(b);
+                        if b {
+                            vnet_at = Some(v.span().start);
+                        }
+                    }
+                }
+                "jailed_dataset" => {
+                    if let Some(b) = self.boolean(&jpath, v) {
+                        options.jailed_dataset = b;
+                    }
+                }
+                _ => self.unknown_key(k, &jpath, JAIL_KEYS),
+            }
+        }
+        let ok = self.diagnostics.len() == errors_before;
+        (ok.then_some(options), vnet_at)
+    }
+
+    /// `allow = ["raw_sockets", ...]`: jail(8) permission names without `allow.`, each once;
+    /// returned sorted.
+    fn jail_allow(&mut self, path: &Path, value: &Value<'_>) -> Option<Vec<String>> {
+        let DeValue::Array(items) = value.get_ref() else {
+            self.wrong_type(
+                path,
+                value,
+                "an array of strings",
+                r#"; e.g. allow = ["raw_sockets", "sysvipc"]"#,
+            );
+            return None;
+        };
+        let mut seen = BTreeSet::new();
+        let mut ok = true;
+        for (i, item) in items.iter().enumerate() {
+            let ipath = path.index(i);
+            self.record_element(&ipath, item);
+            let Some(name) = self.string(&ipath, item) else {
+                ok = false;
+                continue;
+            };
+            let bare = name.strip_prefix("allow.").unwrap_or(name);
+            if !crate::spec::JAIL_ALLOW.contains(&bare) {
+                let message = match suggest::did_you_mean(bare, crate::spec::JAIL_ALLOW) {
+                    Some(s) => format!("unknown jail permission {name:?}; did you mean {s:?}?"),
+                    None => format!(
+                        "unknown jail permission {name:?}; expected one of {}",
+                        crate::spec::JAIL_ALLOW.join(", ")
+                    ),
+                };
+                self.error(item.span().start, &ipath, message);
+                ok = false;
+            } else if bare != name {
+                self.error(
+                    item.span().start,
+                    &ipath,
+                    format!("write {bare:?}, without the \"allow.\" prefix"),
+                );
+                ok = false;
+            } else if !seen.insert(bare.to_string()) {
+                self.error(
+                    item.span().start,
+                    &ipath,
+                    format!("jail permission {name:?} is listed twice"),
+                );
+                ok = false;
+            }
+        }
+        ok.then(|| seen.into_iter().collect())
     }
 
     fn boolean(&mut self, path: &Path, value: &Value<'_>) -> Option<bool> {

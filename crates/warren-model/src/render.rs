@@ -214,6 +214,19 @@ fn workload(out: &mut String, w: &WorkloadSpec) {
     if w.userns {
         let _ = writeln!(out, "userns = true");
     }
+    if !w.jail.is_default() {
+        let mut p: Vec<(&str, String)> = Vec::new();
+        if !w.jail.allow.is_empty() {
+            p.push(("allow", strings(&w.jail.allow)));
+        }
+        if let Some(v) = w.jail.vnet {
+            p.push(("vnet", v.to_string()));
+        }
+        if w.jail.jailed_dataset {
+            p.push(("jailed_dataset", "true".into()));
+        }
+        let _ = writeln!(out, "jail = {}", inline(&p));
+    }
     if let Some(h) = &w.health {
         let _ = writeln!(out, "health = {}", health(h));
     }
@@ -299,6 +312,18 @@ hooks = [
   { on = "crash", scheme = "(snapshot! w \"crashed\")" },
   { on = "schedule", every = "1h", job = ["sh", "-c", "true"] },
 ]
+
+[workload.cell]
+kind = "jail"
+world = "freebsd-14"
+network = "none"
+jail = { allow = ["sysvipc", "raw_sockets"], vnet = false }
+
+[workload.cell2.jail]
+jailed_dataset = true
+
+[workload.cell2]
+world = "freebsd-14"
 
 [workload.job]
 image = "app:v1"

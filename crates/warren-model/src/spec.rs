@@ -207,6 +207,72 @@ pub enum Source {
     Recipe(String),
 }
 
+/// The `allow.*` permissions a workload may ask for in `[workload.NAME.jail]` (FreeBSD's
+/// jail(8) names without the `allow.` prefix).
+pub const JAIL_ALLOW: &[&str] = &[
+    "adjtime",
+    "chflags",
+    "extattr",
+    "mlock",
+    "mount",
+    "mount.devfs",
+    "mount.fdescfs",
+    "mount.fusefs",
+    "mount.linprocfs",
+    "mount.linsysfs",
+    "mount.nullfs",
+    "mount.procfs",
+    "mount.tmpfs",
+    "mount.zfs",
+    "nfsd",
+    "quotas",
+    "raw_sockets",
+    "read_msgbuf",
+    "reserved_ports",
+    "routing",
+    "set_hostname",
+    "settime",
+    "socket_af",
+    "suser",
+    "sysvipc",
+    "unprivileged_proc_debug",
+    "vmm",
+];
+
+/// FreeBSD jail options of a workload (`[workload.NAME.jail]`), used where the workload runs as
+/// a jail (`kind = "jail"`, or any container on a FreeBSD host). Left out of the JSON while
+/// every option holds its default, so older specs keep their hash.
+#[derive(
+    Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default, Hash, schemars::JsonSchema,
+)]
+pub struct JailOptions {
+    /// `allow.*` permissions granted, without the prefix; sorted, each once, every one in
+    /// [`JAIL_ALLOW`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow: Vec<String>,
+    /// Whether the jail has its own network stack (`vnet`, an epair on warren's bridge).
+    /// `Some(false)`: an `ip4.addr` alias on the bridge for a bridge workload, the host's
+    /// addresses for a host one, no IPv4 for `network = "none"`. `None`: vnet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vnet: Option<bool>,
+    /// Delegate the workload's data dataset to the jail (`zfs jail`): the jail mounts and
+    /// manages it itself (needs the ZFS storage driver).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub jailed_dataset: bool,
+}
+
+impl JailOptions {
+    /// Whether every option holds its default (the options are then left out of the JSON).
+    pub fn is_default(&self) -> bool {
+        *self == JailOptions::default()
+    }
+
+    /// Whether the jail gets its own network stack.
+    pub fn vnet(&self) -> bool {
+        self.vnet.unwrap_or(true)
+    }
+}
+
 /// Resource limits. `None` means unlimited.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default, schemars::JsonSchema)]
 pub struct Resources {
@@ -314,6 +380,9 @@ pub struct WorkloadSpec {
     /// Run in a user namespace: root inside is an unprivileged id range on the host.
     #[serde(default, skip_serializing_if = "is_false")]
     pub userns: bool,
+    /// FreeBSD jail options (left out of the JSON while all are default).
+    #[serde(default, skip_serializing_if = "JailOptions::is_default")]
+    pub jail: JailOptions,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -350,6 +419,7 @@ impl WorkloadSpec {
             hooks: Vec::new(),
             readonly_rootfs: false,
             userns: false,
+            jail: JailOptions::default(),
         }
     }
 
@@ -437,6 +507,30 @@ mod tests {
             serde_json::from_str(&serde_json::to_string(&userns).unwrap()).unwrap();
         assert_eq!(back, userns);
         assert_eq!(back.hash(), userns.hash());
+    }
+
+    /// Jail options are left out of the JSON while default (old hashes stay) and change the
+    /// hash when set, as they shape the jail.
+    #[test]
+    fn jail_options_change_the_hash_only_when_set() {
+        let base = sample().hash();
+        assert!(!serde_json::to_string(&sample()).unwrap().contains("jail"));
+        let mut w = sample();
+        w.jail.allow = vec!["raw_sockets".into()];
+        let allow = w.hash();
+        assert_ne!(allow, base);
+        w.jail.vnet = Some(false);
+        assert_ne!(w.hash(), allow);
+        w.jail.jailed_dataset = true;
+        let json = serde_json::to_value(&w).unwrap();
+        assert_eq!(
+            json["jail"],
+            serde_json::json!({"allow": ["raw_sockets"], "vnet": false, "jailed_dataset": true})
+        );
+        let back: WorkloadSpec = serde_json::from_value(json).unwrap();
+        assert_eq!(back, w);
+        assert!(!w.jail.vnet() && JailOptions::default().vnet());
+        assert!(JAIL_ALLOW.windows(2).all(|p| p[0] < p[1]), "sorted");
     }
 
     #[test]

@@ -8,8 +8,8 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use warren_model::{
-    parse_spec, DesiredState, Kind, NetworkMode, PortMapping, RestartPolicy, RouteSpec, SiteSpec,
-    SnapshotPolicy, Source, TlsChoice, VolumeMount,
+    parse_spec, DesiredState, JailOptions, Kind, NetworkMode, PortMapping, RestartPolicy,
+    RouteSpec, SiteSpec, SnapshotPolicy, Source, TlsChoice, VolumeMount,
 };
 
 fn corpus(dir: &str) -> PathBuf {
@@ -347,4 +347,33 @@ fn valid_network() {
     assert_eq!(parsed.locate("workload.git.domains"), (7, 11));
     assert_eq!(parsed.locate("workload.api.tls.key"), (23, 7));
     assert_eq!(parsed.locate("volume.docs.site.domains[1]"), (41, 30));
+}
+
+#[test]
+fn valid_jail_options() {
+    let parsed = valid("jail.toml");
+    let w = &parsed.spec.workloads;
+    let cell = &w["cell"];
+    assert_eq!(cell.kind, Kind::Jail);
+    assert_eq!(
+        cell.jail,
+        JailOptions {
+            allow: vec!["mount.zfs".into(), "raw_sockets".into(), "sysvipc".into()],
+            vnet: Some(true),
+            jailed_dataset: true,
+        }
+    );
+    assert_eq!(w["aliased"].kind, Kind::Container);
+    assert_eq!(w["aliased"].jail.vnet, Some(false));
+    assert!(!w["aliased"].jail.vnet());
+    assert_eq!(w["tools"].network, NetworkMode::Host);
+    assert_eq!(w["tools"].jail.vnet, Some(false));
+    assert!(w["tools"].jail.allow.is_empty());
+    assert_eq!(parsed.locate("workload.cell.jail"), (7, 16));
+    assert_eq!(parsed.locate("workload.cell.jail.allow[2]"), (8, 36));
+    assert_eq!(parsed.locate("workload.cell.jail.jailed_dataset"), (10, 18));
+    assert_eq!(parsed.locate("workload.tools.jail.vnet"), (19, 13));
+    let text = warren_model::render::to_toml(&parsed.spec, "");
+    let again = parse_spec(&text, "again.toml").unwrap().spec;
+    assert_eq!(again, parsed.spec, "{text}");
 }

@@ -8,9 +8,9 @@ use proptest::sample::select;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use warren_model::{
-    parse_spec, DesiredState, Kind, NetworkMode, PortMapping, Proto, Resources, RestartPolicy,
-    RouteSpec, SiteSpec, SnapshotPolicy, Source, SpecFile, TlsChoice, VolumeMount, VolumeSpec,
-    WorkloadSpec,
+    parse_spec, DesiredState, JailOptions, Kind, NetworkMode, PortMapping, Proto, Resources,
+    RestartPolicy, RouteSpec, SiteSpec, SnapshotPolicy, Source, SpecFile, TlsChoice, VolumeMount,
+    VolumeSpec, WorkloadSpec, JAIL_ALLOW,
 };
 
 /// Volume names mounts are drawn from, so that workloads share volumes often.
@@ -226,6 +226,21 @@ fn mounts() -> impl Strategy<Value = Vec<VolumeMount>> {
     )
 }
 
+/// Jail options: a sorted subset of the known permissions, vnet unset/on/off, a jailed
+/// dataset or not.
+fn jail_options() -> impl Strategy<Value = JailOptions> {
+    (
+        prop::sample::subsequence(JAIL_ALLOW.to_vec(), 0..4),
+        prop::option::of(any::<bool>()),
+        any::<bool>(),
+    )
+        .prop_map(|(allow, vnet, jailed_dataset)| JailOptions {
+            allow: allow.into_iter().map(str::to_string).collect(),
+            vnet,
+            jailed_dataset,
+        })
+}
+
 fn workload() -> impl Strategy<Value = WorkloadSpec> {
     (
         (
@@ -265,12 +280,14 @@ fn workload() -> impl Strategy<Value = WorkloadSpec> {
             any::<bool>(),
             any::<bool>(),
         ),
+        jail_options(),
     )
         .prop_map(
             |(
                 (name, kind, source, command, env),
                 (workdir, user, hostname, restart, state, resources, data_path),
                 (volumes, snapshots, network, ports, route, readonly_rootfs, userns),
+                mut jail,
             )| WorkloadSpec {
                 // Image workloads exercise `entrypoint` too (worlds refuse it).
                 entrypoint: match &source {
@@ -299,6 +316,15 @@ fn workload() -> impl Strategy<Value = WorkloadSpec> {
                 readonly_rootfs,
                 // A user namespace needs a network namespace of its own.
                 userns: userns && network != NetworkMode::Host,
+                // Jail options never on a vm; vnet = true never with the host's network.
+                jail: if kind == Kind::Vm {
+                    JailOptions::default()
+                } else {
+                    if network == NetworkMode::Host && jail.vnet == Some(true) {
+                        jail.vnet = None;
+                    }
+                    jail
+                },
             },
         )
 }
@@ -665,6 +691,24 @@ fn render(spec: &SpecFile, style: Style) -> String {
         if w.userns || style.explicit_defaults {
             writeln!(out, "userns = {}", w.userns).unwrap();
         }
+        let mut jail_pairs: Vec<(&'static str, String)> = Vec::new();
+        if !w.jail.allow.is_empty() || style.explicit_defaults {
+            // Any order in the file; the parser sorts.
+            let mut allow = w.jail.allow.clone();
+            allow.reverse();
+            jail_pairs.push(("allow", string_array(&allow)));
+        }
+        if let Some(v) = w.jail.vnet {
+            jail_pairs.push(("vnet", v.to_string()));
+        }
+        if w.jail.jailed_dataset || style.explicit_defaults {
+            jail_pairs.push(("jailed_dataset", w.jail.jailed_dataset.to_string()));
+        }
+        let jail_section = if jail_pairs.is_empty() || w.kind == Kind::Vm {
+            None
+        } else {
+            sub_table(&mut out, &header, "jail", &jail_pairs, style)
+        };
         if !w.ports.is_empty() || (style.explicit_defaults && w.network == NetworkMode::Bridge) {
             let ports: Vec<String> = w.ports.iter().map(|m| m.to_string()).collect();
             writeln!(out, "ports = {}", string_array(&ports)).unwrap();
@@ -728,6 +772,9 @@ fn render(spec: &SpecFile, style: Style) -> String {
                 out.push_str(&section);
             }
             if let Some(section) = tls_section {
+                out.push_str(&section);
+            }
+            if let Some(section) = jail_section {
                 out.push_str(&section);
             }
         } else {
@@ -823,6 +870,12 @@ fn toml_ish() -> impl Strategy<Value = String> {
         "\"none\"",
         "readonly_rootfs = ",
         "userns = ",
+        "[workload.web.jail]\n",
+        "jail = { ",
+        "allow = [\"raw_sockets\", ",
+        "\"mount.zfs\"",
+        "vnet = ",
+        "jailed_dataset = ",
         "true\n",
         "ports = [",
         "\"8080:80\"",
@@ -921,6 +974,8 @@ proptest! {
                 ".network",
                 ".readonly_rootfs",
                 ".userns",
+                ".jail.allow[0]",
+                ".jail.vnet",
                 ".ports[0]",
                 ".domains[0]",
                 ".port",
@@ -978,6 +1033,11 @@ fn renderer_styles_cover_every_field() {
     ];
     w.readonly_rootfs = true;
     w.userns = true;
+    w.jail = JailOptions {
+        allow: vec!["raw_sockets".into(), "sysvipc".into()],
+        vnet: Some(false),
+        jailed_dataset: true,
+    };
     w.route = RouteSpec {
         domains: vec!["web.home.arpa".into(), "*.apps.home.arpa".into()],
         port: Some(80),

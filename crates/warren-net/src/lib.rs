@@ -7,6 +7,8 @@
 //! - [`pf`]: the FreeBSD counterpart of `nft`: warren's pf anchor, rendered from the same input,
 //!   and the parser of what `pfctl` shows back (drift detection);
 //! - [`bridge`]: the bridge and per-workload veth pairs;
+//! - [`freebsd`]: FreeBSD's bridge, forwarding, external interface and the pf anchor's
+//!   load-when-changed (`ifconfig`, `sysctl`, `route`, `pfctl` through the executor);
 //! - [`sysctl`]: kernel parameters, changed only when they differ.
 //!
 //! Invariants: parsers and renderers do no I/O and compile everywhere; every command goes through
@@ -14,6 +16,7 @@
 //! `sysctl`) exist only on Linux; warren touches only its own nftables table and pf anchor.
 
 pub mod bridge;
+pub mod freebsd;
 pub mod ipam;
 pub mod nft;
 pub mod pf;

@@ -376,6 +376,13 @@ pub fn render_config_for(
         NetNamespace::Private => namespaces.push(json!({"type": "network"})),
         NetNamespace::Host => {}
         NetNamespace::Path(p) => namespaces.push(json!({"type": "network", "path": p})),
+        NetNamespace::Bridge => {
+            return Err(RuntimeError::Spec(
+                "an OCI container joins a prepared network namespace; attaching to the bridge \
+                 by itself is a jail's"
+                    .into(),
+            ))
+        }
     }
     if let Some(u) = &spec.userns {
         namespaces.push(match &u.path {
@@ -488,7 +495,7 @@ pub fn write_bundle(dir: &Path, spec: &ContainerSpec) -> Result<PathBuf> {
 }
 
 /// Writes `path` via a temporary sibling and a rename.
-pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
@@ -544,6 +551,7 @@ mod tests {
             cgroup_path: "/warren/web".into(),
             network: Default::default(),
             userns: None,
+            jail: Default::default(),
         }
     }
 
@@ -735,6 +743,14 @@ mod tests {
         assert_eq!(
             net_ns(NetNamespace::Path("/run/netns/warren-x-web".into())),
             Some(json!({"type": "network", "path": "/run/netns/warren-x-web"}))
+        );
+        let mut spec = fixed_spec();
+        spec.network = NetNamespace::Bridge;
+        spec.user = None;
+        let err = render_config_with(&spec, "", "", 1024).unwrap_err();
+        assert!(
+            err.to_string().contains("prepared network namespace"),
+            "{err}"
         );
     }
 

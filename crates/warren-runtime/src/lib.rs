@@ -92,6 +92,70 @@ pub struct ContainerSpec {
     /// Run in a user namespace (None: the host's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub userns: Option<UserNamespace>,
+    /// What a jail needs beyond the fields above (FreeBSD; the OCI runtime ignores it).
+    #[serde(default, skip_serializing_if = "JailParams::is_default")]
+    pub jail: JailParams,
+}
+
+/// The jail-only part of a [`ContainerSpec`]: permissions, the network stack, the address on
+/// warren's bridge and a delegated dataset.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct JailParams {
+    /// `allow.*` permissions granted (names without the prefix).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow: Vec<String>,
+    /// A network stack of its own (`vnet`); otherwise an address alias on the bridge (bridge
+    /// network), the host's addresses (host) or no IPv4 (none).
+    #[serde(default = "yes")]
+    pub vnet: bool,
+    /// The workload's address on warren's bridge ([`NetNamespace::Bridge`] only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<BridgeAddress>,
+    /// A ZFS dataset handed to the jail with `zfs jail`, mounted by the jail itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jailed_dataset: Option<JailedDataset>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for JailParams {
+    /// No permissions, vnet, no address, no delegated dataset.
+    fn default() -> Self {
+        JailParams {
+            allow: Vec::new(),
+            vnet: true,
+            address: None,
+            jailed_dataset: None,
+        }
+    }
+}
+
+impl JailParams {
+    pub fn is_default(&self) -> bool {
+        *self == JailParams::default()
+    }
+}
+
+/// An address on warren's bridge: the workload's own, its prefix length and the gateway
+/// (the bridge's address).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BridgeAddress {
+    pub address: std::net::Ipv4Addr,
+    pub prefix: u8,
+    pub gateway: std::net::Ipv4Addr,
+}
+
+/// A workload's data dataset delegated to its jail.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct JailedDataset {
+    /// The ZFS name (`tank/warren/workloads/web/data`).
+    pub dataset: String,
+    /// Where the host mounts it when it is not delegated (its `mountpoint` to restore).
+    pub host_mountpoint: PathBuf,
+    /// Where the jail mounts it (the workload's `data_path`).
+    pub jail_mountpoint: String,
 }
 
 /// A container's user namespace: container ids `0..size` are host ids `host_id..host_id+size`
@@ -118,6 +182,9 @@ pub enum NetNamespace {
     /// An existing namespace, by the path of its bind mount (`/run/netns/NAME`), prepared
     /// before the container starts (the bridge veth is already in it).
     Path(PathBuf),
+    /// warren's bridge, attached by the runtime itself (a jail's epair or address alias, at
+    /// [`JailParams::address`]); the OCI runtime joins prepared namespaces instead.
+    Bridge,
 }
 
 /// What the shim reports once the container is running.

@@ -7,20 +7,15 @@
 use crate::bundle::write_bundle;
 use crate::logs::{DEFAULT_MAX_BYTES, DEFAULT_MAX_FILES};
 use crate::runc::{self, is_not_found, is_not_running, Runc};
-use crate::shim::{self, ShimConfig, STATUS_FD_ENV};
+use crate::shim::{self, ShimConfig};
 use crate::{ContainerSpec, Result, Runtime, RuntimeError, Started};
-use nix::poll::{PollFd, PollFlags, PollTimeout};
-use std::io::Read;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use warren_exec::Executor;
 
 /// How long `start` waits for the shim to report.
-pub const START_TIMEOUT: Duration = Duration::from_secs(120);
+pub const START_TIMEOUT: Duration = shim::START_TIMEOUT;
 
 /// Containers through runc, each supervised by a shim process.
 #[derive(Clone)]
@@ -80,75 +75,6 @@ impl OciRuntime {
         }
     }
 
-    /// Spawns `EXE shim RUN_DIR` in a new session with the status pipe's write end inherited.
-    fn spawn_shim(&self, run_dir: &Path, status_w: &OwnedFd) -> Result<std::process::Child> {
-        let exe = self.shim_exe.to_string_lossy();
-        let mut cmd = warren_exec::std_command(&exe)?;
-        let fd = status_w.as_raw_fd();
-        cmd.arg("shim")
-            .arg(run_dir)
-            .env(STATUS_FD_ENV, fd.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .current_dir("/");
-        // SAFETY: setsid and fcntl are async-signal-safe.
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::setsid() < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                let flags = libc::fcntl(fd, libc::F_GETFD);
-                if flags < 0 || libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        cmd.spawn().map_err(|source| {
-            RuntimeError::Exec(warren_exec::ExecError::Spawn {
-                argv: format!("{exe} shim {}", run_dir.display()),
-                source,
-            })
-        })
-    }
-
-    /// Reads the status pipe to EOF (bounded by [`START_TIMEOUT`]); None on timeout.
-    fn read_status(status_r: OwnedFd) -> Result<Option<String>> {
-        let deadline = Instant::now() + START_TIMEOUT;
-        let mut file = std::fs::File::from(status_r);
-        let mut out = Vec::new();
-        let mut buf = [0u8; 4096];
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Ok(None);
-            }
-            let timeout =
-                PollTimeout::try_from(left.as_millis().max(1)).unwrap_or(PollTimeout::MAX);
-            let mut fds = [PollFd::new(file.as_fd(), PollFlags::POLLIN)];
-            match nix::poll::poll(&mut fds, timeout) {
-                Ok(0) => continue,
-                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-                Err(e) => {
-                    return Err(RuntimeError::Other(format!(
-                        "polling the shim status pipe: {e}"
-                    )))
-                }
-            }
-            match file.read(&mut buf) {
-                Ok(0) => return Ok(Some(String::from_utf8_lossy(&out).into_owned())),
-                Ok(n) => out.extend_from_slice(&buf[..n]),
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    return Err(RuntimeError::Other(format!(
-                        "reading the shim status pipe: {e}"
-                    )))
-                }
-            }
-        }
-    }
-
     /// Ends a shim that did not report, removes the container and reaps the shim.
     fn abandon(&self, id: &str, shim: &mut std::process::Child) {
         let _ = shim.kill();
@@ -192,18 +118,8 @@ impl Runtime for OciRuntime {
         shim::write_json(&run_dir.join(shim::CONFIG_FILE), &cfg)?;
         self.runc.force_delete(self.exec.as_ref(), &spec.id)?;
 
-        let (status_r, status_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-            .map_err(|e| RuntimeError::Other(format!("pipe: {e}")))?;
-        // Keep the inherited fd clear of 0..2, which the child's stdio setup overwrites.
-        let dup = nix::fcntl::fcntl(status_w.as_fd(), nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(3))
-            .map_err(|e| RuntimeError::Other(format!("dup: {e}")))?;
-        drop(status_w);
-        // SAFETY: F_DUPFD_CLOEXEC returned a new fd that nothing else owns.
-        let status_w: OwnedFd = unsafe { std::os::fd::FromRawFd::from_raw_fd(dup) };
-        let spawned = self.spawn_shim(&run_dir, &status_w);
-        drop(status_w);
-        let mut child = spawned?;
-        let report = match Self::read_status(status_r) {
+        let (mut child, report) = shim::launch(&self.shim_exe, &run_dir)?;
+        let report = match report {
             Ok(Some(r)) => r,
             Ok(None) => {
                 self.abandon(&spec.id, &mut child);
@@ -362,6 +278,7 @@ mod tests {
             cgroup_path: "/warren/c1".into(),
             network: Default::default(),
             userns: None,
+            jail: Default::default(),
         };
         let dir = tempfile::tempdir().unwrap();
         assert!(matches!(

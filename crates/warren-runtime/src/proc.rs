@@ -4,10 +4,12 @@
 //! [`parse_stat`] is pure; [`process_alive`] is what the daemon uses to decide whether a shim
 //! recorded in `state.json` is still the same process.
 //!
-//! `/proc/PID/stat` is Linux's. Elsewhere [`read_stat`] finds nothing, [`self_start_ticks`]
-//! fails with [`RuntimeError::Unsupported`], and [`process_alive`] only asks whether the PID
-//! exists (`kill(pid, 0)`): it cannot tell a zombie or a reused PID from the recorded process.
-//! No shim runs there (it needs Linux), so no `state.json` is written for it to check.
+//! `/proc/PID/stat` is Linux's. On FreeBSD the same two facts come from the `kern.proc.pid`
+//! sysctl (`struct kinfo_proc`): the start time (`ki_start`, as microseconds since the epoch:
+//! a stamp compared for equality only, like Linux's ticks) and the state (`SZOMB` for a
+//! zombie); [`read_stat`] still finds nothing there. Elsewhere [`self_start_ticks`] fails with
+//! [`RuntimeError::Unsupported`] and [`process_alive`] only asks whether the PID exists
+//! (`kill(pid, 0)`).
 
 use crate::RuntimeError;
 
@@ -63,7 +65,50 @@ pub fn read_stat(pid: i32) -> Option<ProcStat> {
     parse_stat(&std::fs::read_to_string(path).ok()?)
 }
 
-/// This process's start time in clock ticks since boot (Linux only).
+/// The start stamp of `pid` and whether it is a zombie, from `kern.proc.pid` (FreeBSD).
+#[cfg(target_os = "freebsd")]
+pub fn kinfo_start(pid: i32) -> Option<(u64, bool)> {
+    let mib = [libc::CTL_KERN, libc::KERN_PROC, libc::KERN_PROC_PID, pid];
+    // SAFETY: an all-zero kinfo_proc is a valid value for the kernel to fill in.
+    let mut info: libc::kinfo_proc = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::kinfo_proc>();
+    // SAFETY: `info` has room for `len` bytes; the name is four valid integers.
+    let r = unsafe {
+        libc::sysctl(
+            mib.as_ptr(),
+            mib.len() as libc::c_uint,
+            (&mut info as *mut libc::kinfo_proc).cast(),
+            &mut len,
+            std::ptr::null(),
+            0,
+        )
+    };
+    // A vanished process answers with nothing (or ESRCH).
+    if r != 0 || len < std::mem::size_of::<libc::kinfo_proc>() || info.ki_pid != pid {
+        return None;
+    }
+    let start = (info.ki_start.tv_sec as u64)
+        .saturating_mul(1_000_000)
+        .saturating_add(info.ki_start.tv_usec as u64);
+    Some((start, info.ki_stat == libc::SZOMB))
+}
+
+/// This process's start stamp: clock ticks since boot on Linux, microseconds since the epoch
+/// on FreeBSD.
+#[cfg(target_os = "freebsd")]
+pub fn self_start_ticks() -> crate::Result<u64> {
+    kinfo_start(std::process::id() as i32)
+        .map(|(start, _)| start)
+        .ok_or_else(|| {
+            RuntimeError::Other(format!(
+                "cannot read this process's kern.proc.pid entry: {}",
+                std::io::Error::last_os_error()
+            ))
+        })
+}
+
+/// This process's start time in clock ticks since boot (Linux; FreeBSD has its own stamp).
+#[cfg(not(target_os = "freebsd"))]
 pub fn self_start_ticks() -> crate::Result<u64> {
     if !cfg!(target_os = "linux") {
         return Err(RuntimeError::Unsupported(
@@ -82,22 +127,28 @@ pub fn self_start_ticks() -> crate::Result<u64> {
 
 /// Whether `pid` is a running (not zombie or dead) process that started at `start_ticks`.
 ///
-/// On OSes other than Linux: whether `pid` exists at all; see the module docs.
+/// On FreeBSD the start stamp is `kern.proc.pid`'s; on other OSes but Linux: whether `pid`
+/// exists at all; see the module docs.
 pub fn process_alive(pid: i32, start_ticks: u64) -> bool {
     if pid <= 0 {
         return false;
     }
-    if cfg!(target_os = "linux") {
-        match read_stat(pid) {
-            Some(s) => !matches!(s.state, 'Z' | 'X' | 'x') && s.start_ticks == start_ticks,
-            None => false,
+    #[cfg(target_os = "freebsd")]
+    return kinfo_start(pid).is_some_and(|(start, zombie)| !zombie && start == start_ticks);
+    #[cfg(not(target_os = "freebsd"))]
+    {
+        if cfg!(target_os = "linux") {
+            match read_stat(pid) {
+                Some(s) => !matches!(s.state, 'Z' | 'X' | 'x') && s.start_ticks == start_ticks,
+                None => false,
+            }
+        } else {
+            use nix::errno::Errno;
+            matches!(
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
+                Ok(()) | Err(Errno::EPERM)
+            )
         }
-    } else {
-        use nix::errno::Errno;
-        matches!(
-            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
-            Ok(()) | Err(Errno::EPERM)
-        )
     }
 }
 

@@ -21,9 +21,27 @@
 //! Plain std, nix and libc: no async runtime, no threads, no busy polling. Problems after the
 //! status pipe is closed are appended to `RUN_DIR/shim.log`.
 //!
-//! Steps 1 to 5 live in the Linux-only `linux` submodule. On other OSes the shim writes
-//! `error: the OCI shim needs Linux` on the status pipe and exits 1; the file formats and
-//! their readers here are portable.
+//! Steps 1 to 5 live in the Linux-only `linux` submodule.
+//!
+//! On FreeBSD the same binary is the jail's supervisor (the `freebsd` submodule): the daemon
+//! creates the jail itself (mounts, epair, `jail -c`, rctl rules), writes
+//! `RUN_DIR/jail.json` ([`JailShimConfig`]) and spawns the shim the same way. The shim
+//!
+//! 1. becomes the reaper of its descendants (`procctl(PROC_REAP_ACQUIRE)`), ignores SIGHUP and
+//!    SIGPIPE, and takes SIGCHLD, SIGTERM and SIGINT as kqueue `EVFILT_SIGNAL` events;
+//! 2. starts `jexec ...` (the main process, attached to the jail) with pipes as its stdout
+//!    and stderr, writes `state.json` with its own start stamp and jexec's PID, and reports
+//!    `ok`;
+//! 3. supervises with kevent(2): output into the rotating log, children reaped on SIGCHLD
+//!    (`EVFILT_PROC` `NOTE_EXIT` on the main process too), SIGTERM and SIGINT forwarded to it;
+//! 4. when the main process has exited and its output is drained ([`Supervision`], the pure
+//!    part, shared by tests on every OS): runs the teardown commands of `jail.json` (remove
+//!    the rules, the jail, the epair, the mounts), writes `exit.json` and exits 0.
+//!
+//! So a jail outlives the daemon exactly like a container: the daemon adopts the shim from
+//! `state.json` and reads `exit.json` whichever daemon was running when it ended. On other
+//! OSes the shim writes `error: ...` on the status pipe and exits 1; the file formats, their
+//! readers and [`launch`] are portable.
 
 use crate::bundle::write_atomic;
 use crate::runc::Runc;
@@ -31,15 +49,23 @@ use crate::{ExitInfo, Result, RuntimeError, ShimState};
 use nix::sys::wait::WaitStatus;
 use std::fs::File;
 use std::io::Write;
-use std::os::fd::{FromRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+#[cfg(target_os = "freebsd")]
+mod freebsd;
+#[cfg(target_os = "freebsd")]
+use freebsd::run;
 #[cfg(target_os = "linux")]
 mod linux;
 #[cfg(target_os = "linux")]
 use linux::run;
 
+/// How long [`launch`] waits for the shim to report.
+pub const START_TIMEOUT: Duration = Duration::from_secs(120);
+/// The jail shim's configuration inside the run directory (FreeBSD).
+pub const JAIL_CONFIG_FILE: &str = "jail.json";
 /// Environment variable carrying the status pipe's fd number.
 pub const STATUS_FD_ENV: &str = "WARREN_SHIM_STATUS_FD";
 /// The shim's configuration inside the run directory.
@@ -67,6 +93,202 @@ pub struct ShimConfig {
     pub log_max_bytes: u64,
     pub log_max_files: u32,
     pub cgroup_path: String,
+}
+
+/// `RUN_DIR/jail.json`: the jail shim's main process and what it undoes after it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct JailShimConfig {
+    pub id: String,
+    /// The arguments of `jexec` that start the main process in the (already created) jail.
+    pub jexec: Vec<String>,
+    pub log_dir: PathBuf,
+    pub log_max_bytes: u64,
+    pub log_max_files: u32,
+    /// Commands (argv) run in order once the main process has ended: they remove the jail
+    /// and everything made for it. A failing one is noted in `shim.log`; the next still runs.
+    pub teardown: Vec<Vec<String>>,
+}
+
+/// Reads `RUN_DIR/jail.json`.
+pub fn read_jail_config(run_dir: &Path) -> Result<JailShimConfig> {
+    let path = run_dir.join(JAIL_CONFIG_FILE);
+    read_json(&path)?
+        .ok_or_else(|| io_err(&path)(std::io::Error::from(std::io::ErrorKind::NotFound)))
+}
+
+/// Writes `RUN_DIR/jail.json` (atomically).
+pub fn write_jail_config(run_dir: &Path, cfg: &JailShimConfig) -> Result<()> {
+    write_json(&run_dir.join(JAIL_CONFIG_FILE), cfg)
+}
+
+/// What the supervision loop does next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Wait for events, at most this long (None: until one comes).
+    Wait(Option<Duration>),
+    /// The main process has ended and its output is drained (or the grace ran out).
+    Done,
+}
+
+/// The supervision loop's decisions, without I/O: which children's exits matter, which
+/// signals are forwarded, and when output collection stops. The FreeBSD shim drives it from
+/// kevent(2); tests drive it directly.
+#[derive(Debug, Clone)]
+pub struct Supervision {
+    main_pid: i32,
+    main_status: Option<WaitStatus>,
+    drain_until: Option<std::time::Instant>,
+    open_pipes: usize,
+    grace: Duration,
+}
+
+impl Supervision {
+    /// Supervises `main_pid` whose output arrives on `open_pipes` pipes.
+    pub fn new(main_pid: i32, open_pipes: usize, grace: Duration) -> Self {
+        Supervision {
+            main_pid,
+            main_status: None,
+            drain_until: None,
+            open_pipes,
+            grace,
+        }
+    }
+
+    /// A child was reaped with `status`; only the main process's exit counts (a reparented
+    /// orphan's is just reaped). A stop or continue report is not an exit.
+    pub fn reaped(&mut self, status: WaitStatus, now: std::time::Instant) {
+        let pid = match status {
+            WaitStatus::Exited(p, _) | WaitStatus::Signaled(p, _, _) => p.as_raw(),
+            _ => return,
+        };
+        if pid == self.main_pid && self.main_status.is_none() {
+            self.main_status = Some(status);
+            self.drain_until = Some(now + self.grace);
+        }
+    }
+
+    /// One of the output pipes reached end of file.
+    pub fn pipe_closed(&mut self) {
+        self.open_pipes = self.open_pipes.saturating_sub(1);
+    }
+
+    /// The PID a received signal is forwarded to: TERM and INT go to the main process while
+    /// it runs (as the Linux shim does); SIGCHLD, others and anything after its exit go
+    /// nowhere.
+    pub fn forward(&self, signal: i32) -> Option<i32> {
+        (self.main_status.is_none() && (signal == libc::SIGTERM || signal == libc::SIGINT))
+            .then_some(self.main_pid)
+    }
+
+    /// The main process's wait status once it has exited.
+    pub fn main_status(&self) -> Option<WaitStatus> {
+        self.main_status
+    }
+
+    /// What to do now.
+    pub fn next(&self, now: std::time::Instant) -> Next {
+        match self.drain_until {
+            None => Next::Wait(None),
+            Some(_) if self.open_pipes == 0 => Next::Done,
+            Some(t) => {
+                let left = t.saturating_duration_since(now);
+                if left.is_zero() {
+                    Next::Done
+                } else {
+                    Next::Wait(Some(left))
+                }
+            }
+        }
+    }
+}
+
+/// Spawns `EXE shim RUN_DIR` in a new session with a status pipe and waits (at most
+/// [`START_TIMEOUT`]) for its report: `Ok(Some(text))` once the shim closed the pipe,
+/// `Ok(None)` on timeout. The caller owns the child either way (and ends it on timeout).
+pub fn launch(exe: &Path, run_dir: &Path) -> Result<(std::process::Child, Result<Option<String>>)> {
+    let (status_r, status_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| RuntimeError::Other(format!("pipe: {e}")))?;
+    // Keep the inherited fd clear of 0..2, which the child's stdio setup overwrites.
+    let dup = nix::fcntl::fcntl(status_w.as_fd(), nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(3))
+        .map_err(|e| RuntimeError::Other(format!("dup: {e}")))?;
+    drop(status_w);
+    // SAFETY: F_DUPFD_CLOEXEC returned a new fd that nothing else owns.
+    let status_w: OwnedFd = unsafe { OwnedFd::from_raw_fd(dup) };
+    let spawned = spawn_detached(exe, run_dir, &status_w);
+    drop(status_w);
+    let child = spawned?;
+    Ok((child, read_status(status_r)))
+}
+
+/// Spawns `EXE shim RUN_DIR` in a new session with the status pipe's write end inherited.
+fn spawn_detached(exe: &Path, run_dir: &Path, status_w: &OwnedFd) -> Result<std::process::Child> {
+    use std::os::unix::process::CommandExt;
+    let exe = exe.to_string_lossy();
+    let mut cmd = warren_exec::std_command(&exe)?;
+    let fd = status_w.as_raw_fd();
+    cmd.arg("shim")
+        .arg(run_dir)
+        .env(STATUS_FD_ENV, fd.to_string())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .current_dir("/");
+    // SAFETY: setsid and fcntl are async-signal-safe.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let flags = libc::fcntl(fd, libc::F_GETFD);
+            if flags < 0 || libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd.spawn().map_err(|source| {
+        RuntimeError::Exec(warren_exec::ExecError::Spawn {
+            argv: format!("{exe} shim {}", run_dir.display()),
+            source,
+        })
+    })
+}
+
+/// Reads the status pipe to EOF (bounded by [`START_TIMEOUT`]); None on timeout.
+fn read_status(status_r: OwnedFd) -> Result<Option<String>> {
+    use nix::poll::{PollFd, PollFlags, PollTimeout};
+    use std::io::Read;
+    let deadline = std::time::Instant::now() + START_TIMEOUT;
+    let mut file = File::from(status_r);
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Ok(None);
+        }
+        let timeout = PollTimeout::try_from(left.as_millis().max(1)).unwrap_or(PollTimeout::MAX);
+        let mut fds = [PollFd::new(file.as_fd(), PollFlags::POLLIN)];
+        match nix::poll::poll(&mut fds, timeout) {
+            Ok(0) => continue,
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => {
+                return Err(RuntimeError::Other(format!(
+                    "polling the shim status pipe: {e}"
+                )))
+            }
+        }
+        match file.read(&mut buf) {
+            Ok(0) => return Ok(Some(String::from_utf8_lossy(&out).into_owned())),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                return Err(RuntimeError::Other(format!(
+                    "reading the shim status pipe: {e}"
+                )))
+            }
+        }
+    }
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> RuntimeError + '_ {
@@ -207,10 +429,12 @@ fn note(run_dir: &Path, msg: &str) {
     }
 }
 
-/// The shim's supervision needs Linux (subreaper, signalfd, cgroups, runc).
-#[cfg(not(target_os = "linux"))]
+/// The shim's supervision needs Linux (containers) or FreeBSD (jails).
+#[cfg(not(any(target_os = "linux", target_os = "freebsd")))]
 fn run(_run_dir: &Path, _status: &mut Option<File>) -> Result<()> {
-    Err(RuntimeError::Unsupported("the OCI shim needs Linux".into()))
+    Err(RuntimeError::Unsupported(
+        "the shim needs Linux (containers) or FreeBSD (jails)".into(),
+    ))
 }
 
 #[cfg(test)]
@@ -250,6 +474,81 @@ mod tests {
                 finished_at_ms: 6
             }
         );
+    }
+
+    #[test]
+    fn supervision_waits_for_the_main_exit_then_drains() {
+        let t0 = std::time::Instant::now();
+        let grace = Duration::from_secs(2);
+        let mut s = Supervision::new(40, 2, grace);
+        assert_eq!(s.next(t0), Next::Wait(None));
+        assert_eq!(s.forward(libc::SIGTERM), Some(40));
+        assert_eq!(s.forward(libc::SIGINT), Some(40));
+        assert_eq!(s.forward(libc::SIGCHLD), None);
+        assert_eq!(s.forward(libc::SIGHUP), None);
+        // An orphan reparented to the shim exits: reaped, nothing else.
+        s.reaped(WaitStatus::Exited(Pid::from_raw(77), 0), t0);
+        assert_eq!(s.next(t0), Next::Wait(None));
+        // A stopped main process has not exited.
+        s.reaped(WaitStatus::Stopped(Pid::from_raw(40), Signal::SIGSTOP), t0);
+        assert_eq!(s.main_status(), None);
+        // Output closes before the exit: still waiting for it.
+        s.pipe_closed();
+        assert_eq!(s.next(t0), Next::Wait(None));
+        s.reaped(WaitStatus::Exited(Pid::from_raw(40), 3), t0);
+        assert_eq!(
+            s.main_status(),
+            Some(WaitStatus::Exited(Pid::from_raw(40), 3))
+        );
+        assert_eq!(
+            s.forward(libc::SIGTERM),
+            None,
+            "nothing to forward to any more"
+        );
+        assert_eq!(s.next(t0), Next::Wait(Some(grace)));
+        assert_eq!(
+            s.next(t0 + Duration::from_millis(500)),
+            Next::Wait(Some(Duration::from_millis(1500)))
+        );
+        // A later report for the same PID (reused) does not replace the first.
+        s.reaped(WaitStatus::Exited(Pid::from_raw(40), 9), t0);
+        assert_eq!(
+            s.main_status(),
+            Some(WaitStatus::Exited(Pid::from_raw(40), 3))
+        );
+        s.pipe_closed();
+        assert_eq!(s.next(t0), Next::Done);
+    }
+
+    #[test]
+    fn supervision_stops_draining_after_the_grace() {
+        let t0 = std::time::Instant::now();
+        let mut s = Supervision::new(5, 2, Duration::from_secs(1));
+        s.reaped(
+            WaitStatus::Signaled(Pid::from_raw(5), Signal::SIGKILL, false),
+            t0,
+        );
+        // A daemonized grandchild holds the pipes open: the grace ends the wait.
+        assert_eq!(s.next(t0 + Duration::from_secs(1)), Next::Done);
+        assert_eq!(exit_info(s.main_status().unwrap(), false, 1).code, 137);
+    }
+
+    #[test]
+    fn jail_config_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(read_jail_config(dir.path()).is_err());
+        let cfg = JailShimConfig {
+            id: "warren-web".into(),
+            jexec: vec!["-l".into(), "warren-web".into(), "/bin/sh".into()],
+            log_dir: "/var/db/warren/workloads/web/logs".into(),
+            log_max_bytes: 10,
+            log_max_files: 2,
+            teardown: vec![vec!["jail".into(), "-r".into(), "warren-web".into()]],
+        };
+        write_jail_config(dir.path(), &cfg).unwrap();
+        assert_eq!(read_jail_config(dir.path()).unwrap(), cfg);
+        std::fs::write(dir.path().join(JAIL_CONFIG_FILE), "{\"id\": 1}").unwrap();
+        assert!(read_jail_config(dir.path()).is_err());
     }
 
     #[test]

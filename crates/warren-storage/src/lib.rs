@@ -324,6 +324,14 @@ pub trait Storage: Send + Sync {
         self.root().join(id.key())
     }
 
+    /// The ZFS name of a dataset (`tank/warren/workloads/web/data`) when the driver keeps it
+    /// as a ZFS filesystem of its own (what a jail can be handed with `zfs jail`); None for
+    /// other drivers.
+    fn zfs_dataset(&self, id: &DatasetId) -> Option<String> {
+        let _ = id;
+        None
+    }
+
     /// Creates a volume dataset if missing and returns its path.
     fn ensure_volume(&self, name: &str) -> Result<PathBuf> {
         let _ = name;

@@ -13,6 +13,10 @@
 //! `Auto` never silently degrades to copies: where btrfs cannot be set up it fails with the
 //! reason, and the operator may choose `Dir` explicitly.
 //!
+//! On FreeBSD `Auto` means [`Driver::Zfs`] ([`Driver::resolve`]): datasets live under
+//! `<zfs_pool>/warren` (the pool defaults to `zroot`, the installer's), and a pool that does
+//! not exist stops the daemon at start with the flag to name another.
+//!
 //! The pool stays mounted when the daemon exits (workloads keep running on it);
 //! [`close_pool`] unmounts it explicitly. This module also owns the `/proc/self/mountinfo`
 //! parser ([`parse_mountinfo`]) and [`mounts_under`], used to check that nothing is left
@@ -55,6 +59,17 @@ pub enum Driver {
     Zfs,
 }
 
+impl Driver {
+    /// The driver `self` stands for on `os` (`std::env::consts::OS`): `Auto` is ZFS on FreeBSD
+    /// and btrfs elsewhere; every other choice is itself.
+    pub fn resolve(self, os: &str) -> Driver {
+        match self {
+            Driver::Auto if os == "freebsd" => Driver::Zfs,
+            other => other,
+        }
+    }
+}
+
 /// How to open the storage of a state dir.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PoolOptions {
@@ -94,20 +109,35 @@ pub fn open_storage(
     opts: &PoolOptions,
     exec: Arc<dyn Executor>,
 ) -> Result<Arc<dyn Storage>> {
+    open_storage_on(state_dir, opts, exec, std::env::consts::OS)
+}
+
+/// [`open_storage`] as it behaves on `os`.
+fn open_storage_on(
+    state_dir: &Path,
+    opts: &PoolOptions,
+    exec: Arc<dyn Executor>,
+    os: &str,
+) -> Result<Arc<dyn Storage>> {
     create_dir_all(state_dir)?;
     let datasets = state_dir.join("datasets");
-    if opts.driver == Driver::Dir {
+    let driver = opts.driver.resolve(os);
+    if driver == Driver::Dir {
         create_dir_all(&datasets)?;
         return Ok(Arc::new(DirStorage::new(datasets, exec)));
     }
-    if opts.driver == Driver::Zfs {
+    if driver == Driver::Zfs {
         let root = state_dir.join("zfs");
         create_dir_all(&root)?;
-        return Ok(Arc::new(crate::zfs::ZfsStorage::open(
-            &opts.zfs_pool,
-            root,
-            exec,
-        )?));
+        return match crate::zfs::ZfsStorage::open(&opts.zfs_pool, root, exec) {
+            Ok(s) => Ok(Arc::new(s)),
+            // The operator chose nothing: say what the default is and how to choose.
+            Err(e) if opts.driver == Driver::Auto => Err(StorageError::Other(format!(
+                "{e}; on {os} warren keeps its datasets on ZFS by default: name an existing \
+                 pool with --zfs-pool POOL (or WARREN_ZFS_POOL), or choose --storage dir"
+            ))),
+            Err(e) => Err(e),
+        };
     }
     open_btrfs(state_dir, &datasets, opts, exec)
 }
@@ -547,6 +577,74 @@ mod tests {
         assert!(parse_losetup_j("").is_empty());
     }
 
+    #[test]
+    fn auto_is_zfs_on_freebsd_only() {
+        assert_eq!(Driver::Auto.resolve("freebsd"), Driver::Zfs);
+        assert_eq!(Driver::Auto.resolve("linux"), Driver::Auto);
+        for d in [Driver::Btrfs, Driver::Dir, Driver::Zfs] {
+            assert_eq!(d.resolve("freebsd"), d);
+            assert_eq!(d.resolve("linux"), d);
+        }
+    }
+
+    /// The FreeBSD default opens `<pool>/warren` through zfs, and a missing pool is a start-up
+    /// error naming the flag; an explicit `--storage zfs` keeps the plain message.
+    #[test]
+    fn freebsd_default_storage_is_zfs_and_a_missing_pool_says_how_to_choose() {
+        let t = tempfile::tempdir().unwrap();
+        let rec = Arc::new(RecordingExecutor::new());
+        let opts = PoolOptions {
+            zfs_pool: "zroot".into(),
+            ..PoolOptions::default()
+        };
+        rec.expect_err(
+            "zfs list -Hp -o name zroot",
+            "cannot open 'zroot': dataset does not exist\n",
+        );
+        let err = open_storage_on(t.path(), &opts, rec.clone(), "freebsd")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("\"zroot\" does not exist"), "{err}");
+        assert!(
+            err.contains("--zfs-pool POOL") && err.contains("--storage dir"),
+            "{err}"
+        );
+        rec.finish();
+
+        let root = t.path().join("zfs");
+        let r = root.display();
+        rec.expect_ok("zfs list -Hp -o name zroot", "zroot\n")
+            .expect_ok(
+            "zfs get -Hp -t filesystem -o name,property,value,source mountpoint -d 1 zroot/warren",
+            &format!(
+                "zroot/warren\tmountpoint\t{r}\tlocal\n\
+                 zroot/warren/volumes\tmountpoint\t{r}/volumes\tlocal\n\
+                 zroot/warren/workloads\tmountpoint\t{r}/workloads\tlocal\n\
+                 zroot/warren/worlds\tmountpoint\t{r}/worlds\tlocal\n"
+            ),
+        );
+        let s = open_storage_on(t.path(), &opts, rec.clone(), "freebsd").unwrap();
+        assert_eq!(s.driver(), "zfs");
+        rec.finish();
+
+        let explicit = PoolOptions {
+            driver: Driver::Zfs,
+            zfs_pool: "tank".into(),
+            ..PoolOptions::default()
+        };
+        rec.expect_err(
+            "zfs list -Hp -o name tank",
+            "cannot open 'tank': dataset does not exist\n",
+        );
+        let err = open_storage_on(t.path(), &explicit, rec.clone(), "linux")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(!err.contains("by default"), "{err}");
+        rec.finish();
+    }
+
     #[cfg(not(target_os = "linux"))]
     #[test]
     fn btrfs_is_refused_off_linux_before_any_command() {
@@ -557,7 +655,7 @@ mod tests {
                 driver,
                 ..PoolOptions::default()
             };
-            match open_storage(t.path(), &opts, rec.clone()) {
+            match open_storage_on(t.path(), &opts, rec.clone(), "netbsd") {
                 Err(StorageError::Unsupported(msg)) => assert!(msg.contains("dir driver"), "{msg}"),
                 Err(e) => panic!("{driver:?}: unexpected error {e}"),
                 Ok(_) => panic!("{driver:?}: btrfs storage opened off Linux"),

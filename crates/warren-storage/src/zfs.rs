@@ -1445,6 +1445,10 @@ impl Storage for ZfsStorage {
         "zfs"
     }
 
+    fn zfs_dataset(&self, id: &DatasetId) -> Option<String> {
+        self.dataset_name(id).ok()
+    }
+
     fn root(&self) -> &Path {
         &self.mountpoint_root
     }

@@ -89,6 +89,12 @@ fn full_workload_lifecycle_runs_exactly_these_commands() {
     let s = ZfsStorage::open("tank", PathBuf::from(ROOT), rec.clone()).unwrap();
     assert_eq!(s.driver(), "zfs");
     assert_eq!(s.pool_dataset(), "tank/warren");
+    // The names a jail is handed its data dataset by.
+    assert_eq!(
+        s.zfs_dataset(&DatasetId::Data("web".into())).as_deref(),
+        Some("tank/warren/workloads/web/data")
+    );
+    assert_eq!(s.zfs_dataset(&DatasetId::Data("a/../b".into())), None);
 
     // world: create, seal, list
     rec.expect_ok(

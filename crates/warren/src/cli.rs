@@ -471,10 +471,10 @@ enum WorldCmd {
 struct DaemonCmd {
     #[command(subcommand)]
     action: Option<DaemonAction>,
-    /// Dataset driver.
+    /// Dataset driver (auto: btrfs on Linux, zfs on FreeBSD).
     #[arg(long, value_enum, default_value = "auto", env = "WARREN_STORAGE")]
     storage: StorageDriver,
-    /// zpool (or parent dataset) for `--storage zfs`.
+    /// zpool (or parent dataset) for `--storage zfs` and FreeBSD's default storage.
     #[arg(long, default_value = "zroot", env = "WARREN_ZFS_POOL")]
     zfs_pool: String,
     /// Size of the embedded loop-backed btrfs pool, in GiB.

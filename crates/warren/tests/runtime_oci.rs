@@ -151,6 +151,7 @@ fn spec_at(dir: &Path, id: &str, args: &[&str]) -> ContainerSpec {
         cgroup_path: format!("/warren-test-{id}"),
         network: Default::default(),
         userns: None,
+        jail: Default::default(),
     }
 }
 

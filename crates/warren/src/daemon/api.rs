@@ -199,6 +199,59 @@ async fn health() -> Json<serde_json::Value> {
     Json(serde_json::json!({"ok": true, "version": env!("CARGO_PKG_VERSION")}))
 }
 
+/// What this host cannot run, located in the file: jails and jail options off FreeBSD (on
+/// FreeBSD every container is a jail), vms anywhere yet, a jailed dataset without the ZFS
+/// storage driver. Pure, so both kinds of host are tested on either.
+pub(crate) fn host_support(
+    parsed: &warren_model::Parsed,
+    os: &str,
+    storage_driver: &str,
+) -> Vec<Diagnostic> {
+    let freebsd = os == "freebsd";
+    let mut diags = Vec::new();
+    for (name, w) in &parsed.spec.workloads {
+        let at = |field: &str| format!("workload.{name}.{field}");
+        match w.kind {
+            Kind::Container => {}
+            Kind::Jail if freebsd => {}
+            Kind::Jail => diags.push(parsed.diagnostic(
+                &at("kind"),
+                format!(
+                    "workload.{name}.kind: kind \"jail\" is not supported on this host ({os}): jails need a FreeBSD host"
+                ),
+            )),
+            Kind::Vm => diags.push(parsed.diagnostic(
+                &at("kind"),
+                format!(
+                    "workload.{name}.kind: kind \"vm\" is not supported on this host yet: use kind = \"container\""
+                ),
+            )),
+        }
+        if w.jail.is_default() || w.kind == Kind::Vm {
+            continue;
+        }
+        if !freebsd {
+            if w.kind != Kind::Jail {
+                diags.push(parsed.diagnostic(
+                    &at("jail"),
+                    format!(
+                        "workload.{name}.jail: jail options need a FreeBSD host (this is {os}), where the workload runs as a jail"
+                    ),
+                ));
+            }
+        } else if w.jail.jailed_dataset && storage_driver != "zfs" {
+            diags.push(parsed.diagnostic(
+                &at("jail.jailed_dataset"),
+                format!(
+                    "workload.{name}.jail.jailed_dataset: a jailed dataset needs the zfs storage driver (this daemon uses {storage_driver}; start it with --storage zfs)"
+                ),
+            ));
+        }
+    }
+    diags.sort_by_key(|d| (d.line, d.column));
+    diags
+}
+
 /// The worlds warren can build on demand.
 pub(crate) const BUILTIN_WORLDS: &[&str] = &["host", "busybox"];
 
@@ -212,27 +265,11 @@ async fn validate(engine: &Arc<Engine>, req: &ApplyRequest) -> Result<SpecFile, 
         .await
         .map_err(|e| anyhow::anyhow!(e))?
         .map_err(|e| anyhow::anyhow!(e))?;
-    let mut diags = Vec::new();
+    let mut diags = host_support(&parsed, std::env::consts::OS, engine.storage.driver());
     let mut to_build = Vec::new();
     let mut to_pull: Vec<String> = Vec::new();
     for (name, w) in &parsed.spec.workloads {
         let at = |field: &str| format!("workload.{name}.{field}");
-        match w.kind {
-            Kind::Container => {}
-            Kind::Jail => diags.push(parsed.diagnostic(
-                &at("kind"),
-                format!(
-                    "workload.{name}.kind: kind \"jail\" is not supported on this host ({}): jails need a FreeBSD host",
-                    std::env::consts::OS
-                ),
-            )),
-            Kind::Vm => diags.push(parsed.diagnostic(
-                &at("kind"),
-                format!(
-                    "workload.{name}.kind: kind \"vm\" is not supported on this host yet: use kind = \"container\""
-                ),
-            )),
-        }
         match &w.source {
             Source::World(world) => {
                 if !existing.iter().any(|e| e == world) {
@@ -1068,4 +1105,61 @@ async fn volume_rm(
 ) -> ApiResult<serde_json::Value> {
     e.delete_volume(&name).await.map_err(bad_request)?;
     Ok(Json(serde_json::json!({ "deleted": name })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_support;
+
+    const FILE: &str = r#"[workload.cell]
+kind = "jail"
+world = "freebsd-14"
+
+[workload.cell.jail]
+allow = ["raw_sockets"]
+jailed_dataset = true
+
+[workload.web]
+world = "freebsd-14"
+jail = { vnet = false }
+
+[workload.guest]
+kind = "vm"
+image = "alpine:3.20"
+"#;
+
+    fn messages(os: &str, driver: &str) -> Vec<String> {
+        let parsed = warren_model::parse_spec(FILE, "w.toml").unwrap();
+        host_support(&parsed, os, driver)
+            .iter()
+            .map(|d| d.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn jails_and_their_options_are_refused_off_freebsd() {
+        assert_eq!(
+            messages("linux", "btrfs"),
+            [
+                "w.toml:2:8: workload.cell.kind: kind \"jail\" is not supported on this host (linux): jails need a FreeBSD host",
+                "w.toml:11:1: workload.web.jail: jail options need a FreeBSD host (this is linux), where the workload runs as a jail",
+                "w.toml:14:8: workload.guest.kind: kind \"vm\" is not supported on this host yet: use kind = \"container\"",
+            ]
+        );
+    }
+
+    #[test]
+    fn freebsd_runs_jails_and_wants_zfs_for_a_jailed_dataset() {
+        assert_eq!(
+            messages("freebsd", "zfs"),
+            ["w.toml:14:8: workload.guest.kind: kind \"vm\" is not supported on this host yet: use kind = \"container\""]
+        );
+        assert_eq!(
+            messages("freebsd", "dir"),
+            [
+                "w.toml:7:18: workload.cell.jail.jailed_dataset: a jailed dataset needs the zfs storage driver (this daemon uses dir; start it with --storage zfs)",
+                "w.toml:14:8: workload.guest.kind: kind \"vm\" is not supported on this host yet: use kind = \"container\"",
+            ]
+        );
+    }
 }

@@ -43,8 +43,8 @@ pub struct Engine {
     parallel: Arc<Semaphore>,
     /// Workloads whose disk limit is currently reached (an event was raised).
     quota_full: Mutex<std::collections::HashSet<String>>,
-    /// Bridge networking (Linux).
-    #[cfg(target_os = "linux")]
+    /// Bridge networking (Linux: netns, veth, nft; FreeBSD: bridge, pf, names in jails).
+    #[cfg(any(target_os = "linux", target_os = "freebsd"))]
     pub net: Arc<super::network::Net>,
     pub ingress: Arc<super::ingress::Ingress>,
     /// The last networking error reported (reported again only when it changes).
@@ -64,14 +64,14 @@ impl Engine {
         exec: Arc<dyn warren_exec::Executor>,
     ) -> Result<Arc<Engine>> {
         let observed = store.observed()?;
-        #[cfg(target_os = "linux")]
+        #[cfg(any(target_os = "linux", target_os = "freebsd"))]
         let net = Arc::new(super::network::Net::new(
             cfg.net.clone(),
             exec.clone(),
             &cfg.instance,
             &cfg.state_dir,
         )?);
-        #[cfg(not(target_os = "linux"))]
+        #[cfg(not(any(target_os = "linux", target_os = "freebsd")))]
         let _ = exec;
         let ingress = Arc::new(super::ingress::Ingress::new(
             cfg.ingress.clone(),
@@ -91,7 +91,7 @@ impl Engine {
             events,
             parallel,
             quota_full: Mutex::new(Default::default()),
-            #[cfg(target_os = "linux")]
+            #[cfg(any(target_os = "linux", target_os = "freebsd"))]
             net,
             ingress,
             network_error: Mutex::new(None),
@@ -366,10 +366,15 @@ impl Engine {
             .map(|(n, _)| n)
             .collect();
         let router = super::ingress::ROUTER;
-        let router_run = self
-            .observed_row(router)
-            .and_then(|r| r.pid)
-            .map(|pid| (self.container_id(router), pid));
+        let router_run =
+            self.observed_row(router)
+                .and_then(|r| r.pid)
+                .map(|pid| super::ingress::RouterRun {
+                    runtime: self.runtime.clone(),
+                    id: self.container_id(router),
+                    pid,
+                    rootfs: self.storage.rootfs_path(router),
+                });
         let volumes = self.store.volumes()?;
         let notes = tokio::task::spawn_blocking(move || -> Result<Vec<String>> {
             let mut notes = Vec::new();
@@ -385,7 +390,20 @@ impl Engine {
                 engine.net.sync_hosts(&specs, &addresses)?;
                 (addresses, engine.net.settings.subnet.gateway())
             };
-            #[cfg(not(target_os = "linux"))]
+            #[cfg(target_os = "freebsd")]
+            let (addresses, gateway) = {
+                let addresses = engine.store.addresses()?;
+                let rules = engine.net.ruleset(&specs, &addresses);
+                if !addresses.is_empty() || engine.net.rules_loaded() {
+                    engine.net.sync_rules(&rules)?;
+                }
+                let storage = engine.storage.clone();
+                engine
+                    .net
+                    .sync_hosts(&specs, &addresses, &|n| storage.rootfs_path(n))?;
+                (addresses, engine.net.settings.subnet.gateway())
+            };
+            #[cfg(not(any(target_os = "linux", target_os = "freebsd")))]
             let (addresses, gateway): (BTreeMap<String, std::net::Ipv4Addr>, _) =
                 (BTreeMap::new(), std::net::Ipv4Addr::LOCALHOST);
             let wanted = engine.ingress.router_spec(&specs, &volumes).is_some();
@@ -401,13 +419,7 @@ impl Engine {
                     .collect();
                 let routes = engine.ingress.routes(&inputs, &volumes, gateway)?;
                 engine.ingress.prepare()?;
-                let rt = engine.runtime.clone();
-                match engine.ingress.sync(
-                    &routes,
-                    router_run
-                        .as_ref()
-                        .map(|(id, pid)| (&rt, id.as_str(), *pid)),
-                ) {
+                match engine.ingress.sync(&routes, router_run.as_ref()) {
                     Ok(Some(summary)) => notes.push(summary),
                     Ok(None) => {}
                     Err(e) => {
@@ -696,9 +708,10 @@ impl Engine {
         }
         if spec.name == super::ingress::ROUTER {
             let prefix = self.ingress.prefix.clone();
+            let inside = self.ingress.platform.workload_prefix(&prefix);
             binds.push(Bind {
-                source: prefix.clone(),
-                dest: prefix.display().to_string(),
+                source: prefix,
+                dest: inside.display().to_string(),
                 readonly: false,
             });
         }
@@ -719,7 +732,10 @@ impl Engine {
                 });
                 warren_runtime::NetNamespace::Path(self.net.netns_path(&spec.name))
             }
-            #[cfg(not(target_os = "linux"))]
+            // The jail runtime attaches the jail to the bridge itself; names are copied in.
+            #[cfg(target_os = "freebsd")]
+            warren_model::NetworkMode::Bridge => warren_runtime::NetNamespace::Bridge,
+            #[cfg(not(any(target_os = "linux", target_os = "freebsd")))]
             warren_model::NetworkMode::Bridge => {
                 return Err(anyhow!(
                     "network = \"bridge\" is not supported on this host yet"
@@ -760,9 +776,27 @@ impl Engine {
         } else {
             None
         };
+        #[cfg(target_os = "freebsd")]
+        let jail = {
+            let address = match spec.network {
+                warren_model::NetworkMode::Bridge => {
+                    let addresses = self.store.addresses()?;
+                    let a = addresses
+                        .get(&spec.name)
+                        .copied()
+                        .ok_or_else(|| anyhow!("{} has no address on the bridge yet", spec.name))?;
+                    Some(self.net.bridge_address(a))
+                }
+                _ => None,
+            };
+            jail_params(spec, address, &*self.storage)?
+        };
+        #[cfg(not(target_os = "freebsd"))]
+        let jail = warren_runtime::JailParams::default();
         Ok(ContainerSpec {
             network,
             userns,
+            jail,
             id: self.container_id(&spec.name),
             rootfs: self.storage.rootfs_path(&spec.name),
             readonly_rootfs: spec.readonly_rootfs,
@@ -791,6 +825,27 @@ impl Engine {
             return Err(anyhow!(
                 "{name} has no user-namespace range yet; it is provisioned again"
             ));
+        }
+        // The jail's address and names exist before its spec is computed.
+        #[cfg(target_os = "freebsd")]
+        if d.spec.network == warren_model::NetworkMode::Bridge {
+            let engine = self.clone();
+            let n = name.clone();
+            let specs: Vec<warren_model::WorkloadSpec> =
+                self.desired_all()?.into_values().map(|d| d.spec).collect();
+            tokio::task::spawn_blocking(move || -> Result<()> {
+                engine.net.prepare(&engine.store, &n)?;
+                let addresses = engine.store.addresses()?;
+                let refs: Vec<&warren_model::WorkloadSpec> = specs.iter().collect();
+                let storage = engine.storage.clone();
+                engine
+                    .net
+                    .sync_hosts(&refs, &addresses, &|w| storage.rootfs_path(w))?;
+                engine.net.install_names(&engine.storage.rootfs_path(&n))?;
+                Ok(())
+            })
+            .await?
+            .context("preparing the network")?;
         }
         let cspec = self.container_spec(d)?;
         if cspec.userns.is_some() {
@@ -1070,7 +1125,7 @@ impl Engine {
             // No data owned by its range is left.
             self.store.release_userns_slot(name)?;
         }
-        #[cfg(target_os = "linux")]
+        #[cfg(any(target_os = "linux", target_os = "freebsd"))]
         {
             let engine = self.clone();
             let n = name.to_string();
@@ -1226,8 +1281,28 @@ impl Engine {
         }
     }
 
-    /// Re-creates networking someone removed (bridge, nft table, workload veths).
+    /// Re-creates networking someone removed (bridge, nft table or pf anchor, workload veths).
     async fn repair_network(self: &Arc<Self>) {
+        #[cfg(target_os = "freebsd")]
+        {
+            let any_bridge = self.desired_all().is_ok_and(|d| {
+                d.values()
+                    .any(|d| d.spec.network == warren_model::NetworkMode::Bridge)
+            });
+            if !any_bridge && !self.net.rules_loaded() {
+                return;
+            }
+            let engine = self.clone();
+            match tokio::task::spawn_blocking(move || engine.net.repair()).await {
+                Ok(Ok(fixed)) => {
+                    for f in fixed {
+                        self.event(None, "network", &format!("repaired: {f}"));
+                    }
+                }
+                Ok(Err(e)) => self.event(None, "error", &format!("network repair: {e:#}")),
+                Err(e) => self.event(None, "error", &format!("network repair: {e}")),
+            }
+        }
         #[cfg(target_os = "linux")]
         {
             let Ok(desired) = self.desired_all() else {
@@ -1333,6 +1408,40 @@ impl Engine {
     }
 }
 
+/// What a workload running as a jail needs beyond the OCI fields: its `allow.*` permissions,
+/// vnet or not, its bridge address (`address`, bridge workloads) and, with
+/// `jailed_dataset = true`, its data dataset by ZFS name (only the ZFS driver has one).
+#[cfg_attr(not(target_os = "freebsd"), allow(dead_code))]
+pub fn jail_params(
+    spec: &warren_model::WorkloadSpec,
+    address: Option<warren_runtime::BridgeAddress>,
+    storage: &dyn Storage,
+) -> Result<warren_runtime::JailParams> {
+    let jailed_dataset = if spec.jail.jailed_dataset {
+        let id = warren_storage::DatasetId::Data(spec.name.clone());
+        let dataset = storage.zfs_dataset(&id).ok_or_else(|| {
+            anyhow!(
+                "{}: jailed_dataset = true needs the zfs storage driver (this daemon uses {})",
+                spec.name,
+                storage.driver()
+            )
+        })?;
+        Some(warren_runtime::JailedDataset {
+            dataset,
+            host_mountpoint: storage.data_path(&spec.name),
+            jail_mountpoint: spec.data_path.clone(),
+        })
+    } else {
+        None
+    };
+    Ok(warren_runtime::JailParams {
+        allow: spec.jail.allow.clone(),
+        vnet: spec.jail.vnet(),
+        address,
+        jailed_dataset,
+    })
+}
+
 /// The host bind mounts a world asks for, as runtime binds.
 pub fn world_binds(meta: &warren_storage::WorldMeta) -> Vec<Bind> {
     meta.binds
@@ -1423,4 +1532,69 @@ fn exit_fd(_pid: i32) -> std::io::Result<Option<OwnedFd>> {
         std::io::ErrorKind::Unsupported,
         "watching process exits needs Linux or FreeBSD",
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::jail_params;
+    use std::sync::Arc;
+    use warren_exec::RecordingExecutor;
+    use warren_model::{Source, WorkloadSpec};
+
+    fn zfs(rec: &Arc<RecordingExecutor>) -> warren_storage::zfs::ZfsStorage {
+        rec.expect_ok("zfs list -Hp -o name tank", "tank\n")
+            .expect_ok(
+            "zfs get -Hp -t filesystem -o name,property,value,source mountpoint -d 1 tank/warren",
+            "tank/warren\tmountpoint\t/var/db/warren/zfs\tlocal\n\
+             tank/warren/volumes\tmountpoint\t/var/db/warren/zfs/volumes\tlocal\n\
+             tank/warren/workloads\tmountpoint\t/var/db/warren/zfs/workloads\tlocal\n\
+             tank/warren/worlds\tmountpoint\t/var/db/warren/zfs/worlds\tlocal\n",
+        );
+        let s =
+            warren_storage::zfs::ZfsStorage::open("tank", "/var/db/warren/zfs".into(), rec.clone())
+                .unwrap();
+        rec.finish();
+        s
+    }
+
+    #[test]
+    fn jail_options_become_jail_params() {
+        let rec = Arc::new(RecordingExecutor::new());
+        let storage = zfs(&rec);
+        let mut w = WorkloadSpec::new("web", Source::World("freebsd-14".into()));
+        let plain = jail_params(&w, None, &storage).unwrap();
+        assert_eq!(plain, warren_runtime::JailParams::default());
+
+        w.jail.allow = vec!["raw_sockets".into(), "sysvipc".into()];
+        w.jail.vnet = Some(false);
+        w.jail.jailed_dataset = true;
+        w.data_path = "/var/db/app".into();
+        let address = warren_runtime::BridgeAddress {
+            address: "10.88.0.5".parse().unwrap(),
+            prefix: 16,
+            gateway: "10.88.0.1".parse().unwrap(),
+        };
+        let p = jail_params(&w, Some(address), &storage).unwrap();
+        assert_eq!(p.allow, ["raw_sockets", "sysvipc"]);
+        assert!(!p.vnet);
+        assert_eq!(p.address, Some(address));
+        assert_eq!(
+            p.jailed_dataset,
+            Some(warren_runtime::JailedDataset {
+                dataset: "tank/warren/workloads/web/data".into(),
+                host_mountpoint: "/var/db/warren/zfs/workloads/web/data".into(),
+                jail_mountpoint: "/var/db/app".into(),
+            })
+        );
+
+        // Without ZFS there is no dataset to hand over: a clear error naming the driver.
+        let dir = tempfile::tempdir().unwrap();
+        let plain_dirs = warren_storage::dir::DirStorage::new(dir.path().into(), rec.clone());
+        let err = jail_params(&w, None, &plain_dirs).unwrap_err().to_string();
+        assert!(
+            err.contains("needs the zfs storage driver") && err.contains("dir"),
+            "{err}"
+        );
+        rec.finish();
+    }
 }

@@ -417,6 +417,7 @@ async fn run_job(engine: &Arc<Engine>, name: &str, argv: &[String]) -> Result<St
         cgroup_path: format!("/warren-{}/{job}", engine.cfg.instance),
         network: warren_runtime::NetNamespace::Private,
         userns,
+        jail: Default::default(),
     };
     struct Cleanup(Arc<Engine>, String);
     impl Drop for Cleanup {

@@ -9,8 +9,18 @@
 //! running workload's address and `port`; a stopped one's 503 page; a volume site's directory),
 //! the pure [`warren_ingress::render_checked`] renders nginx.conf, and [`Ingress::sync`] puts it
 //! live only if it changed: the new file is checked with `nginx -t` *inside* the routing
-//! workload, renamed over the live one, and nginx is told to reload gracefully (SIGHUP to its
-//! master). A rejected file never replaces the live one; an event carries nginx's reason.
+//! workload, renamed over the live one, and nginx is told to reload gracefully. A rejected
+//! file never replaces the live one; an event carries nginx's reason.
+//!
+//! What differs per OS is [`warren_ingress::Platform`]'s: on Linux the routing workload runs
+//! the host world's nginx with the prefix bound at its own path and reloads on SIGHUP; on
+//! FreeBSD it is a jail running nginx from pkg with the prefix mounted at
+//! `/usr/local/etc/nginx` (so the file is `/usr/local/etc/nginx/nginx.conf` inside), host paths
+//! in `nginx -t` are translated to the jail's, and a reload is `jexec JAIL service nginx
+//! reload` after `/etc/rc.conf.d/nginx` is written into the jail (SIGHUP to the jail's main
+//! process, nginx's master, when the world has no rc system). A jail's file can only be
+//! checked by its own nginx: while the routing jail is not running, the validated rendering is
+//! written unchecked and the jail's nginx refuses to start on a bad one.
 //!
 //! TLS: `tls = "local"` routes get a certificate from warren's local CA (created on first use
 //! under `<state>/ca`, renewed before expiry); operator files (`tls = { cert, key }`) are copied
@@ -22,7 +32,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use warren_exec::{Cmd, ExecError, Executor, Output};
-use warren_ingress::{IngressOptions, Route, Target, Tls, Validator};
+use warren_ingress::{IngressOptions, Platform, Reload, Route, Target, Tls, Validator};
 use warren_model::{
     NetworkMode, PortMapping, Source, TlsChoice, VolumeMount, VolumeSpec, WorkloadSpec,
 };
@@ -64,6 +74,8 @@ pub struct RouteInput<'a> {
 
 pub struct Ingress {
     pub settings: IngressSettings,
+    /// How this OS runs the ingress's nginx.
+    pub platform: &'static Platform,
     /// nginx's prefix directory, bind-mounted at the same path into the routing workload.
     pub prefix: PathBuf,
     ca_dir: PathBuf,
@@ -85,6 +97,7 @@ impl Ingress {
         let live = std::fs::read_to_string(prefix.join("nginx.conf")).ok();
         Ingress {
             settings,
+            platform: Platform::current(),
             prefix,
             ca_dir: state_dir.join("ca"),
             ca: Mutex::new(None),
@@ -127,14 +140,7 @@ impl Ingress {
             return None;
         }
         let mut spec = WorkloadSpec::new(ROUTER, Source::World("host".into()));
-        let conf = self.conf_path();
-        spec.command = vec![
-            warren_ingress::DEFAULT_NGINX.to_string(),
-            "-p".into(),
-            self.prefix.display().to_string(),
-            "-c".into(),
-            conf.display().to_string(),
-        ];
+        spec.command = self.platform.serve_argv(&self.prefix);
         spec.network = NetworkMode::Bridge;
         let host_ip = self.settings.listen.map(IpAddr::V4);
         spec.ports = vec![
@@ -241,7 +247,10 @@ impl Ingress {
                 );
                 self.copy_cert(&cert, &c)?;
                 self.copy_cert(&key, &k)?;
-                Ok(Tls::Local { cert: c, key: k })
+                Ok(Tls::Local {
+                    cert: self.in_workload(&c),
+                    key: self.in_workload(&k),
+                })
             }
             TlsChoice::Files { cert, key } => {
                 let op = dir.join("operator");
@@ -252,9 +261,19 @@ impl Ingress {
                 // A missing file is left for nginx -t to refuse, with its own message.
                 let _ = self.copy_cert(Path::new(cert), &c);
                 let _ = self.copy_cert(Path::new(key), &k);
-                Ok(Tls::Operator { cert: c, key: k })
+                Ok(Tls::Operator {
+                    cert: self.in_workload(&c),
+                    key: self.in_workload(&k),
+                })
             }
         }
+    }
+
+    /// A file below the prefix as the routing workload sees it.
+    fn in_workload(&self, host: &Path) -> PathBuf {
+        self.platform
+            .to_workload(&self.prefix, host)
+            .unwrap_or_else(|| host.to_path_buf())
     }
 
     fn copy_cert(&self, from: &Path, to: &Path) -> Result<()> {
@@ -265,67 +284,58 @@ impl Ingress {
         Ok(())
     }
 
-    /// The proxy options: nginx listens on 80 and 443 inside the routing workload.
+    /// The proxy options: nginx listens on 80 and 443 inside the routing workload, with its
+    /// prefix where the workload sees it.
     pub fn options(&self) -> IngressOptions {
         IngressOptions {
             http_port: 80,
             https_port: 443,
             listen: None,
-            prefix: self.prefix.clone(),
+            prefix: self.platform.workload_prefix(&self.prefix),
             access_log: false,
             worker_processes: Some(1),
             daemon: false,
         }
     }
 
-    /// Puts `routes` live if they render to a different file. `router` is the routing
-    /// workload's container id and main PID when it is running: the file is then checked inside
-    /// it and nginx reloaded; otherwise it is checked with the host's nginx (the routing
-    /// workload runs the host's nginx) and used when the workload starts. Returns
+    /// Puts `routes` live if they render to a different file. `router` is the running routing
+    /// workload, if it runs: the file is then checked inside it and nginx reloaded; otherwise
+    /// it is checked with the host's nginx (Linux: the routing workload runs the host's nginx)
+    /// or, for a jail, written as rendered, and used when the workload starts. Returns
     /// `Some(summary)` when the live file changed.
-    pub fn sync(
-        &self,
-        routes: &[Route],
-        router: Option<(&Arc<dyn Runtime>, &str, i32)>,
-    ) -> Result<Option<String>> {
+    pub fn sync(&self, routes: &[Route], router: Option<&RouterRun>) -> Result<Option<String>> {
         let text = warren_ingress::render_checked(routes, &self.options())
             .context("rendering the ingress configuration")?;
         let mut live = self.live.lock().unwrap();
         let conf = self.conf_path();
         if live.as_deref() == Some(text.as_str()) && conf.exists() {
-            if let Some((rt, id, pid)) = router {
+            if let Some(r) = router {
                 let mut reloaded = self.reloaded_pid.lock().unwrap();
                 let certs = self
                     .certs_changed
                     .swap(false, std::sync::atomic::Ordering::SeqCst);
-                if *reloaded != Some(pid) || certs {
-                    rt.signal(id, "HUP")
-                        .context("asking nginx to reload (SIGHUP)")?;
-                    *reloaded = Some(pid);
+                if *reloaded != Some(r.pid) || certs {
+                    self.reload(r)?;
+                    *reloaded = Some(r.pid);
                 }
             }
             return Ok(None);
         }
-        let validator = Validator::new(warren_ingress::DEFAULT_NGINX, &self.prefix);
+        let validator = Validator::new(self.platform.nginx, &self.prefix);
         let installed = match router {
-            Some((rt, id, _)) => validator.install(
-                &text,
-                &conf,
-                &InWorkload {
-                    runtime: rt.clone(),
-                    id: id.to_string(),
-                },
-            ),
+            Some(r) => validator.install(&text, &conf, &self.in_router(r)),
+            None if self.platform.prefix_in_workload.is_some() => {
+                validator.install_unchecked(&text, &conf)
+            }
             None => validator.install(&text, &conf, &warren_exec::HostExecutor),
         }?;
         *live = Some(text);
-        if let Some((rt, id, pid)) = router {
+        if let Some(r) = router {
             self.certs_changed
                 .store(false, std::sync::atomic::Ordering::SeqCst);
-            if installed.changed || *self.reloaded_pid.lock().unwrap() != Some(pid) {
-                rt.signal(id, "HUP")
-                    .context("asking nginx to reload (SIGHUP)")?;
-                *self.reloaded_pid.lock().unwrap() = Some(pid);
+            if installed.changed || *self.reloaded_pid.lock().unwrap() != Some(r.pid) {
+                self.reload(r)?;
+                *self.reloaded_pid.lock().unwrap() = Some(r.pid);
             }
         }
         let domains: BTreeSet<&str> = routes.iter().map(|r| r.domain.as_str()).collect();
@@ -339,6 +349,54 @@ impl Ingress {
                 ""
             }
         )))
+    }
+
+    /// Runs commands inside the routing workload, host prefix paths translated.
+    fn in_router(&self, r: &RouterRun) -> InWorkload {
+        InWorkload {
+            runtime: r.runtime.clone(),
+            id: r.id.clone(),
+            prefix: (
+                self.prefix.clone(),
+                self.platform.workload_prefix(&self.prefix),
+            ),
+        }
+    }
+
+    /// Tells the running nginx to load its files again, the platform's way.
+    fn reload(&self, r: &RouterRun) -> Result<()> {
+        match self.platform.reload {
+            Reload::Signal(sig) => r
+                .runtime
+                .signal(&r.id, sig)
+                .with_context(|| format!("asking nginx to reload (SIG{sig})")),
+            Reload::Command(argv) => {
+                if let Some((path, text)) = self.platform.rc_conf(&self.prefix) {
+                    let rel = path.strip_prefix("/").unwrap_or(&path);
+                    super::netnames::install_in_root(&r.rootfs, rel, text.as_bytes())
+                        .context("writing the routing workload's rc configuration")?;
+                }
+                let cmd = Cmd::new(argv[0]).args(&argv[1..]);
+                match self.in_router(r).run(&cmd) {
+                    Ok(_) => Ok(()),
+                    // A world without the rc system (no /etc/rc.subr): nginx's master is the
+                    // workload's main process, so SIGHUP reloads it the same way.
+                    Err(e) => match r.runtime.signal(&r.id, "HUP") {
+                        Ok(()) => {
+                            tracing::warn!(
+                                "`{}` failed in the routing workload ({e}); reloaded nginx with SIGHUP",
+                                argv.join(" ")
+                            );
+                            Ok(())
+                        }
+                        Err(sig) => Err(anyhow::anyhow!(
+                            "asking nginx to reload: `{}`: {e}; SIGHUP: {sig}",
+                            argv.join(" ")
+                        )),
+                    },
+                }
+            }
+        }
     }
 
     /// Prepares the prefix directories nginx needs.
@@ -374,17 +432,44 @@ fn copy_if_changed(from: &Path, to: &Path) -> Result<bool> {
     Ok(true)
 }
 
-/// Runs commands inside a running workload (`runc exec`), so the routing workload's own nginx
-/// checks its configuration.
+/// The running routing workload, as [`Ingress::sync`] needs it.
+pub struct RouterRun {
+    pub runtime: Arc<dyn Runtime>,
+    /// Its container (jail) id.
+    pub id: String,
+    /// Its main process.
+    pub pid: i32,
+    /// Its root filesystem on the host.
+    pub rootfs: PathBuf,
+}
+
+/// Runs commands inside a running workload (`runc exec`, `jexec`), so the routing workload's
+/// own nginx checks its configuration; arguments naming a path below the host's prefix
+/// (`prefix.0`) are translated to where the workload sees it (`prefix.1`).
 struct InWorkload {
     runtime: Arc<dyn Runtime>,
     id: String,
+    prefix: (PathBuf, PathBuf),
+}
+
+impl InWorkload {
+    fn translate(&self, arg: String) -> String {
+        let (host, inside) = &self.prefix;
+        match Path::new(&arg).strip_prefix(host) {
+            Ok(rel) => inside.join(rel).display().to_string(),
+            Err(_) => arg,
+        }
+    }
 }
 
 impl Executor for InWorkload {
     fn run(&self, cmd: &Cmd) -> Result<Output, ExecError> {
         let mut argv = vec![cmd.program.clone()];
-        argv.extend(cmd.args.iter().map(|a| a.to_string_lossy().into_owned()));
+        argv.extend(
+            cmd.args
+                .iter()
+                .map(|a| self.translate(a.to_string_lossy().into_owned())),
+        );
         let argv_string = format!("(in {}) {}", self.id, argv.join(" "));
         let mut c = self
             .runtime
@@ -399,5 +484,89 @@ impl Executor for InWorkload {
             source,
         })?;
         warren_exec::output_result(argv_string, out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn routed(name: &str) -> WorkloadSpec {
+        let mut w = WorkloadSpec::new(name, Source::World("host".into()));
+        w.route.domains = vec![format!("{name}.home.arpa")];
+        w.route.port = Some(8080);
+        w.route.tls = TlsChoice::Local;
+        w
+    }
+
+    /// Both platforms' routing workload, options and certificate paths, from one state dir.
+    #[test]
+    fn per_os_router_spec_options_and_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let web = routed("web");
+        let prefix = dir.path().join("ingress");
+        let p = prefix.display().to_string();
+
+        let mut ing = Ingress::new(IngressSettings::default(), dir.path());
+        ing.platform = &Platform::LINUX;
+        let spec = ing.router_spec(&[&web], &BTreeMap::new()).unwrap();
+        assert_eq!(
+            spec.command,
+            [
+                "/usr/sbin/nginx".to_string(),
+                "-p".into(),
+                p.clone(),
+                "-c".into(),
+                format!("{p}/nginx.conf")
+            ]
+        );
+        assert_eq!(ing.options().prefix, prefix);
+
+        ing.platform = &Platform::FREEBSD;
+        let spec = ing.router_spec(&[&web], &BTreeMap::new()).unwrap();
+        assert_eq!(
+            spec.command,
+            [
+                "/usr/local/sbin/nginx",
+                "-p",
+                "/usr/local/etc/nginx",
+                "-c",
+                "/usr/local/etc/nginx/nginx.conf"
+            ]
+        );
+        assert_eq!(ing.options().prefix, Path::new("/usr/local/etc/nginx"));
+        let input = RouteInput {
+            spec: &web,
+            running: true,
+            address: Some(Ipv4Addr::new(10, 88, 0, 2)),
+        };
+        let routes = ing
+            .routes(&[input], &BTreeMap::new(), Ipv4Addr::new(10, 88, 0, 1))
+            .unwrap();
+        // The certificate is copied under the host's prefix and named as the jail sees it.
+        match &routes[0].tls {
+            Tls::Local { cert, key } => {
+                assert!(
+                    cert.starts_with("/usr/local/etc/nginx/certs/local"),
+                    "{cert:?}"
+                );
+                assert!(
+                    key.starts_with("/usr/local/etc/nginx/certs/local"),
+                    "{key:?}"
+                );
+                let host_cert = prefix.join(cert.strip_prefix("/usr/local/etc/nginx").unwrap());
+                assert!(host_cert.is_file(), "{host_cert:?}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let text = warren_ingress::render_checked(&routes, &ing.options()).unwrap();
+        assert!(
+            text.contains("pid /usr/local/etc/nginx/nginx.pid;"),
+            "{text}"
+        );
+        assert!(
+            !text.contains(&p),
+            "no host path reaches the jail's file:\n{text}"
+        );
     }
 }

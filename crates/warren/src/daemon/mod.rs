@@ -12,7 +12,11 @@ pub mod health;
 pub mod hooks;
 pub mod images;
 pub mod ingress;
+pub mod netnames;
 #[cfg(target_os = "linux")]
+pub mod network;
+#[cfg(target_os = "freebsd")]
+#[path = "network_freebsd.rs"]
 pub mod network;
 pub mod openapi;
 pub mod recipes;
@@ -55,8 +59,7 @@ pub struct Config {
     /// runc's state directory (FreeBSD runs jails, not runc).
     #[cfg_attr(target_os = "freebsd", allow(dead_code))]
     pub runc_root: PathBuf,
-    /// Bridge networking (read by the Linux network module only, so far).
-    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    /// Bridge networking (Linux: bridge, veths, nft; FreeBSD: bridge, epairs, pf).
     pub net: NetSettings,
     /// The routing workload's published ports.
     pub ingress: ingress::IngressSettings,
@@ -73,9 +76,10 @@ pub struct Config {
 #[cfg(target_os = "linux")]
 pub use network::NetSettings;
 
-/// Bridge networking settings (bridge networking is Linux-only so far).
+/// Bridge networking settings: the bridge, its subnet and warren's pf anchor
+/// (`warren/<table>`; the nftables table's name on Linux).
 #[cfg(not(target_os = "linux"))]
-#[allow(dead_code)]
+#[cfg_attr(not(target_os = "freebsd"), allow(dead_code))]
 #[derive(Debug, Clone)]
 pub struct NetSettings {
     pub bridge: String,
@@ -114,20 +118,24 @@ fn make_runtime(
     )))
 }
 
-/// The container backend of this OS: a jail per workload on FreeBSD, with warren's devfs
-/// ruleset loaded first.
+/// The container backend of this OS: a jail per workload on FreeBSD, each supervised by a
+/// shim (this executable) and its teardown recorded under `<state>/jails`, with warren's
+/// devfs ruleset loaded first.
 #[cfg(target_os = "freebsd")]
 fn make_runtime(
     cfg: &Config,
     exec: &Arc<dyn Executor>,
 ) -> Result<Arc<dyn warren_runtime::Runtime>> {
     use warren_jail::devfs::{Ruleset, DEFAULT_RULESET};
+    let shim_exe = std::env::current_exe().context("locating the warren executable")?;
     let rt = warren_jail::runtime::JailRuntime::new(
         exec.clone(),
         &cfg.net.bridge,
         Ruleset::warren_default(DEFAULT_RULESET),
     )
-    .context("configuring the jail runtime")?;
+    .context("configuring the jail runtime")?
+    .with_shim(shim_exe)
+    .with_state_dir(cfg.state_dir.join("jails"));
     rt.prepare_host()
         .context("loading warren's devfs ruleset")?;
     Ok(Arc::new(rt))

@@ -28,11 +28,14 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use warren_exec::Executor;
-use warren_model::{NetworkMode, WorkloadSpec};
+use warren_model::WorkloadSpec;
 use warren_net::bridge::{self, Netns, VethAttachment};
 use warren_net::ipam::{self, Subnet};
-use warren_net::nft::{self, Forward, Ruleset};
+use warren_net::nft::{self, Ruleset};
 use warren_store::Store;
+
+use super::netnames::write_in_place;
+pub use super::netnames::{render_hosts, usable_resolv_conf};
 
 /// Where the user namespaces owning workloads' network namespaces are bound.
 pub const USERNS_DIR: &str = "/run/warren/userns";
@@ -276,24 +279,7 @@ impl Net {
         specs: &[&WorkloadSpec],
         addresses: &BTreeMap<String, Ipv4Addr>,
     ) -> Ruleset {
-        let mut r = Ruleset::new(&self.settings.bridge, self.settings.subnet);
-        r.table = self.settings.table.clone();
-        for spec in specs {
-            if spec.network != NetworkMode::Bridge {
-                continue;
-            }
-            let Some(addr) = addresses.get(&spec.name) else {
-                continue;
-            };
-            for m in &spec.ports {
-                r.forwards.push(Forward {
-                    workload: spec.name.clone(),
-                    mapping: *m,
-                    address: *addr,
-                });
-            }
-        }
-        r
+        super::netnames::published(&self.settings, specs, addresses)
     }
 
     /// Whether this daemon has loaded its table (so it must keep it current).
@@ -401,74 +387,10 @@ impl Net {
     }
 }
 
-/// The lines of a resolv.conf that work from inside a workload's namespace.
-pub fn usable_resolv_conf(host: &str) -> String {
-    let mut out = String::from("# written by warren from the host's resolver configuration\n");
-    for line in host.lines() {
-        let t = line.trim();
-        if let Some(addr) = t.strip_prefix("nameserver") {
-            let loopback = addr
-                .trim()
-                .parse::<std::net::IpAddr>()
-                .map(|a| a.is_loopback())
-                .unwrap_or(true);
-            if loopback {
-                continue;
-            }
-        }
-        if t.starts_with("nameserver") || t.starts_with("search") || t.starts_with("options") {
-            out.push_str(t);
-            out.push('\n');
-        }
-    }
-    out
-}
-
-/// The hosts file for `specs`: each bridge workload with an address as `NAME` and
-/// `NAME.warren` (and its hostname, when it has its own).
-pub fn render_hosts(specs: &[&WorkloadSpec], addresses: &BTreeMap<String, Ipv4Addr>) -> String {
-    let mut out = String::from(
-        "# written by warren: workloads by name; do not edit\n\
-         127.0.0.1\tlocalhost\n\
-         ::1\tlocalhost ip6-localhost ip6-loopback\n",
-    );
-    let mut specs: Vec<&&WorkloadSpec> = specs.iter().collect();
-    specs.sort_by(|a, b| a.name.cmp(&b.name));
-    for spec in specs {
-        if spec.network != NetworkMode::Bridge {
-            continue;
-        }
-        let Some(addr) = addresses.get(&spec.name) else {
-            continue;
-        };
-        let mut names = vec![spec.name.clone(), format!("{}.warren", spec.name)];
-        let host = spec.effective_hostname();
-        if !names.iter().any(|n| n == host) {
-            names.push(host.to_string());
-        }
-        out.push_str(&format!("{addr}\t{}\n", names.join(" ")));
-    }
-    out
-}
-
-/// Replaces a file's contents keeping its inode, so a bind mount of it sees the new text.
-fn write_in_place(path: &Path, data: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(true)
-        .open(path)
-        .with_context(|| format!("{}", path.display()))?;
-    f.write_all(data)
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use warren_model::Source;
+    use warren_model::{NetworkMode, Source};
 
     fn spec(name: &str, network: NetworkMode) -> WorkloadSpec {
         let mut s = WorkloadSpec::new(name, Source::World("busybox".into()));

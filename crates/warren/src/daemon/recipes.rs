@@ -346,6 +346,7 @@ fn run_script(
         cgroup_path: format!("/warren-{}/{name}", engine.cfg.instance),
         network: warren_runtime::NetNamespace::Host,
         userns: None,
+        jail: Default::default(),
     };
     let run_dir = engine.run_dir(&name);
     let bundle = run_dir.join("bundle");

@@ -215,6 +215,7 @@ pub async fn run(State(e): State<Arc<Engine>>, mut req: Request) -> Result<Respo
         cgroup_path: format!("/warren-{}/{}", e.cfg.instance, name),
         network: Default::default(),
         userns: None,
+        jail: Default::default(),
     };
     let bundle = e.run_dir(&name).join("bundle");
     let cleanup = {
