@@ -51,6 +51,7 @@ pub mod btrfs;
 pub mod debian;
 pub mod dir;
 pub mod ephemeral;
+pub mod freebsd;
 mod fsutil;
 pub mod pool;
 mod snapdir;

@@ -222,3 +222,210 @@ fn worlds_export_and_import_byte_for_byte_and_refuse_hostile_tarballs() {
     let list = d.ok(&["world", "list"]);
     assert!(!list.contains("evil") && !list.contains("cut"), "{list}");
 }
+
+/// A FreeBSD-style distribution site under `dist` holding `release` (`14.2-RELEASE`) with a
+/// `base.txz` made by `make_tree(root)` and a MANIFEST naming `digest` (None: the real one).
+fn release_site(dist: &Path, release: &str, make_tree: &dyn Fn(&Path), digest: Option<&str>) {
+    let dir = release_dir(dist, release);
+    std::fs::create_dir_all(&dir).unwrap();
+    let tree = dist.join(format!("tree-{release}"));
+    std::fs::create_dir_all(&tree).unwrap();
+    make_tree(&tree);
+    let base = dir.join("base.txz");
+    let out = std::process::Command::new("tar")
+        .args(["-cJf"])
+        .arg(&base)
+        .args(["--owner=0", "--group=0", "-C"])
+        .arg(&tree)
+        .arg(".")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let real = std::process::Command::new("sha256sum")
+        .arg(&base)
+        .output()
+        .unwrap();
+    let real = String::from_utf8(real.stdout).unwrap();
+    let sha = digest.unwrap_or_else(|| real.split_whitespace().next().unwrap());
+    std::fs::write(
+        dir.join("MANIFEST"),
+        format!("base.txz\t{sha}\t10\tbase\t\"Base system (MANDATORY)\"\ton\nsrc.txz\t{}\t1\tsrc\t\"System source tree\"\toff\n", "0".repeat(64)),
+    )
+    .unwrap();
+}
+
+/// Where a distribution site keeps `release` for this host's architecture.
+fn release_dir(dist: &Path, release: &str) -> std::path::PathBuf {
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64/aarch64",
+        other => other,
+    };
+    dist.join(arch).join(release)
+}
+
+/// A miniature base system: a static shell in /bin and /rescue, libraries and configuration.
+fn mini_base(root: &Path) {
+    for d in [
+        "bin",
+        "rescue",
+        "sbin",
+        "lib",
+        "etc",
+        "var/log",
+        "usr/bin",
+        "usr/lib",
+        "usr/share/misc",
+        "usr/local/etc",
+        "root",
+        "tmp",
+    ] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("busybox-static is not installed (scripts/install-deps installs it)");
+    std::fs::copy(busybox, root.join("bin/sh")).unwrap();
+    std::fs::copy(busybox, root.join("rescue/sh")).unwrap();
+    for applet in ["echo", "cat", "sleep", "touch", "ls"] {
+        std::os::unix::fs::symlink("sh", root.join("bin").join(applet)).unwrap();
+    }
+    std::fs::write(root.join("etc/rc.conf"), "hostname=\"base\"\n").unwrap();
+    std::fs::write(root.join("usr/share/misc/termcap"), "shared data\n").unwrap();
+    std::fs::write(root.join("usr/local/etc/local.conf"), "mine\n").unwrap();
+}
+
+#[test]
+fn freebsd_release_worlds_thick_and_thin_from_a_checked_base() {
+    let d = Daemon::start(&[]);
+    let dist = d.state_dir().join("dist");
+    release_site(&dist, "14.2-RELEASE", &mini_base, None);
+    let site = format!("file://{}", dist.display());
+
+    // No site: a clear error saying how to give one, and nothing created.
+    let err = fails(&d, &["world", "create", "freebsd-14-1"]);
+    assert!(err.contains("--mirror URL"), "{err}");
+
+    // Thick: the whole base in the world.
+    d.ok(&["world", "create", "freebsd-14-2", "--mirror", &site]);
+    let pool = d.pool_root();
+    let thick = pool.join("worlds/freebsd-14-2");
+    assert_eq!(
+        std::fs::read_to_string(thick.join("etc/rc.conf")).unwrap(),
+        "hostname=\"base\"\n"
+    );
+    assert!(thick.join("bin/sh").is_file());
+
+    // Thin: its own writable parts, the read-only base shared by binds.
+    d.ok(&["world", "create", "freebsd-14-2-thin"]);
+    let thin = pool.join("worlds/freebsd-14-2-thin");
+    assert_eq!(
+        std::fs::read_to_string(thin.join("usr/local/etc/local.conf")).unwrap(),
+        "mine\n"
+    );
+    assert!(thin.join("etc/rc.conf").is_file());
+    for shared in ["bin", "rescue", "usr/bin", "usr/share"] {
+        let entries = std::fs::read_dir(thin.join(shared)).unwrap().count();
+        assert_eq!(entries, 0, "{shared} is a mountpoint, not a copy");
+    }
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(pool.join("worlds/freebsd-14-2-thin.json")).unwrap())
+            .unwrap();
+    let binds: Vec<String> = meta["binds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            format!(
+                "{}={} ro={}",
+                b["dest"].as_str().unwrap(),
+                b["source"].as_str().unwrap(),
+                b["readonly"]
+            )
+        })
+        .collect();
+    assert!(
+        binds.contains(&format!("/bin={} ro=true", thick.join("bin").display())),
+        "{binds:?}"
+    );
+    assert!(
+        !binds
+            .iter()
+            .any(|b| b.starts_with("/etc=") || b.starts_with("/usr/local=")),
+        "{binds:?}"
+    );
+
+    // A workload of the thin world runs the shared shell and cannot change the shared base.
+    d.apply(
+        "w.toml",
+        "[workload.thin]\nworld = \"freebsd-14-2-thin\"\nnetwork = \"none\"\ncommand = [\"/bin/sh\", \"-c\", \"cat /usr/share/misc/termcap > /data/seen; touch /usr/share/misc/x 2>/dev/null || echo ro >> /data/seen; exec sleep 100000\"]\n",
+    );
+    d.wait_running("thin");
+    wait_until(20, "the thin workload's output", || {
+        std::fs::read_to_string(pool.join("workloads/thin/data/seen"))
+            .is_ok_and(|s| s.contains("ro"))
+    });
+    assert_eq!(
+        std::fs::read_to_string(pool.join("workloads/thin/data/seen")).unwrap(),
+        "shared data\nro\n"
+    );
+    assert!(!thick.join("usr/share/misc/x").exists());
+
+    // A base.txz that does not match its MANIFEST creates nothing.
+    release_site(&dist, "13.9-RELEASE", &mini_base, Some(&"ab".repeat(32)));
+    let err = fails(&d, &["world", "create", "freebsd-13-9", "--mirror", &site]);
+    assert!(err.contains("does not match the release MANIFEST"), "{err}");
+    assert!(!pool.join("worlds/freebsd-13-9").exists());
+    assert!(!pool.join("worlds/freebsd-13-9.json").exists());
+
+    // A hostile base (an entry climbing out) is refused with nothing written outside.
+    let outside = d.state_dir().join("escaped");
+    release_site(&dist, "13.8-RELEASE", &mini_base, None);
+    let rel_dir = release_dir(&dist, "13.8-RELEASE");
+    let base = rel_dir.join("base.txz");
+    let script = format!(
+        "import io, tarfile\n\
+         t = tarfile.open({base:?}, 'w:xz')\n\
+         for name, data in [('./etc/rc.conf', b'x'), ('../../../../../../../../{esc}', b'out')]:\n\
+         \x20   i = tarfile.TarInfo(name); i.size = len(data); t.addfile(i, io.BytesIO(data))\n\
+         t.close()\n",
+        base = base.display().to_string(),
+        esc = outside.display().to_string().trim_start_matches('/'),
+    );
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let sha = std::process::Command::new("sha256sum")
+        .arg(&base)
+        .output()
+        .unwrap();
+    let sha = String::from_utf8(sha.stdout).unwrap();
+    std::fs::write(
+        rel_dir.join("MANIFEST"),
+        format!(
+            "base.txz\t{}\t2\tbase\t\"Base system (MANDATORY)\"\ton\n",
+            sha.split_whitespace().next().unwrap()
+        ),
+    )
+    .unwrap();
+    let err = fails(
+        &d,
+        &["world", "create", "freebsd-13-8-thin", "--mirror", &site],
+    );
+    assert!(err.contains("freebsd-13-8"), "{err}");
+    let listed = d.ok(&["world", "list"]);
+    assert!(!listed.contains("freebsd-13-8"), "{listed}");
+    assert!(!pool.join("worlds/freebsd-13-8").exists());
+    assert!(!outside.exists());
+    // Scratch space is cleaned after every attempt.
+    assert_eq!(
+        std::fs::read_dir(d.state_dir().join("tmp"))
+            .map(|r| r.count())
+            .unwrap_or(0),
+        0
+    );
+}

@@ -1,5 +1,5 @@
-//! World management over the API: build (`host`, `busybox`, `debian[-SUITE]`, with the
-//! build's output streamed as NDJSON lines), import from a root filesystem tarball, export as a
+//! World management over the API: build (`host`, `busybox`, `debian[-SUITE]`,
+//! `freebsd-M-m[-thin]`, with the build's output streamed as NDJSON lines), import from a root filesystem tarball, export as a
 //! zstd-compressed tarball that imports elsewhere, and removal.
 //!
 //! Import applies the tarball with `warren-image`'s layer application, so a hostile tarball
@@ -45,6 +45,94 @@ struct ExportedMeta {
 pub fn buildable(name: &str) -> bool {
     warren_storage::worlds::KNOWN_WORLDS.contains(&name)
         || warren_storage::debian::suite_of(name).is_some()
+        || warren_storage::freebsd::release_of(name).is_some()
+}
+
+/// Builds FreeBSD release world `name` (a thin one on its thick world, which is built first
+/// when missing) from the distribution site `mirror`, else the environment's, else the local
+/// distribution sets.
+fn create_freebsd(
+    engine: &Engine,
+    name: &str,
+    release: &warren_storage::freebsd::ReleaseWorld,
+    mirror: Option<&str>,
+    progress: &mut dyn FnMut(&str),
+) -> Result<warren_storage::WorldMeta, StorageError> {
+    use warren_storage::freebsd;
+    let storage: &dyn Storage = &*engine.storage;
+    let base_world = release.base_world();
+    let have_base = storage.list_worlds()?.contains(&base_world);
+    if !have_base {
+        let source = freebsd::dist_source(
+            release,
+            mirror,
+            std::env::var(freebsd::DIST_ENV).ok().as_deref(),
+            std::path::Path::new(freebsd::LOCAL_DIST),
+        )?;
+        static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let scratch = engine.cfg.state_dir.join("tmp").join(format!(
+            "freebsd-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        let built = (|| {
+            let base =
+                freebsd::fetch_verified(&source, &scratch, &warren_exec::HostExecutor, progress)?;
+            progress(&format!(
+                "unpacking {} into world {base_world}",
+                base.display()
+            ));
+            freebsd::create_thick(storage, &base_world, &base, unpack_txz)
+        })();
+        let _ = std::fs::remove_dir_all(&scratch);
+        let meta = built?;
+        if !release.thin {
+            return Ok(meta);
+        }
+        engine.event(None, "world", &format!("world {base_world} created"));
+    } else if !release.thin {
+        return Err(StorageError::Exists(storage.world_meta_path(name)));
+    }
+    progress(&format!("sharing the base of {base_world} read-only"));
+    freebsd::create_thin(storage, name, &base_world)
+}
+
+/// Unpacks an xz-compressed tarball into `root` with the safe layer application (`xz -dc`
+/// decompresses; the tar stream is checked entry by entry as it arrives).
+fn unpack_txz(archive: &std::path::Path, root: &std::path::Path) -> Result<(), StorageError> {
+    let mut cmd = warren_exec::std_command("xz").map_err(|_| {
+        StorageError::Other("xz is not installed (apt-get install xz-utils)".into())
+    })?;
+    cmd.arg("-dc")
+        .arg(archive)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| StorageError::Other(format!("running xz: {e}")))?;
+    let stdout = child.stdout.take().expect("piped stdout");
+    let applied = warren_image::apply_layer_with(
+        root,
+        std::io::BufReader::with_capacity(1 << 20, stdout),
+        warren_image::Compression::None,
+        &warren_image::ApplyOptions::default(),
+    );
+    if applied.is_err() {
+        let _ = child.kill();
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| StorageError::Other(format!("waiting for xz: {e}")))?;
+    applied.map_err(|e| StorageError::Other(format!("{}: {e}", archive.display())))?;
+    if !out.status.success() {
+        return Err(StorageError::Other(format!(
+            "xz -dc {}: {} {}",
+            archive.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(())
 }
 
 async fn existing(e: &Arc<Engine>) -> Result<Vec<String>, ApiError> {
@@ -107,7 +195,7 @@ pub async fn create_handler(
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             format!(
-                "world {name:?} is not one warren can build (known: {}, debian, debian-SUITE); import a root filesystem with `warren world import {name} FILE`",
+                "world {name:?} is not one warren can build (known: {}, debian, debian-SUITE, freebsd-M-m, freebsd-M-m-thin); import a root filesystem with `warren world import {name} FILE`",
                 warren_storage::worlds::KNOWN_WORLDS.join(", ")
             ),
         ));
@@ -130,7 +218,11 @@ pub async fn create_handler(
         };
         let _guard = builds_lock();
         let storage = &*engine.storage;
-        let result = if warren_storage::debian::suite_of(&name).is_some() {
+        let result = if let Some(rel) = warren_storage::freebsd::release_of(&name) {
+            create_freebsd(&engine, &name, &rel, q.mirror.as_deref(), &mut |l| {
+                send(serde_json::json!({ "line": l }))
+            })
+        } else if warren_storage::debian::suite_of(&name).is_some() {
             warren_storage::debian::create_debian(storage, &name, q.mirror.as_deref(), &mut |l| {
                 send(serde_json::json!({ "line": l }))
             })
