@@ -1,4 +1,19 @@
-//! Name rules shared by every object warren names (workloads, worlds, volumes).
+//! Name rules shared by every object warren names (workloads, worlds, volumes), and the
+//! names every layer agrees on: the routing workload, the built-in worlds and the prefixes
+//! of the worlds warren makes itself. They live here, in the lowest crate, so the engine and
+//! the services above it never have to reach up or sideways for them.
+
+/// The routing workload warren runs for the ingress; no operator workload may take the name.
+pub const ROUTING_WORKLOAD: &str = "warren-ingress";
+
+/// Worlds warren builds itself on first use (`warren world create` also makes the others).
+pub const BUILTIN_WORLDS: &[&str] = &["host", "busybox"];
+
+/// Names of the worlds that hold image layers start with this.
+pub const LAYER_PREFIX: &str = "oci-";
+
+/// Names of the worlds recipe builds produce start with this.
+pub const RECIPE_PREFIX: &str = "rcp-";
 
 /// Checks that `name` is a DNS label: 1–63 characters of `a-z`, `0-9` and `-`, starting with a
 /// letter and not ending with `-`. Returns the reason it is not.

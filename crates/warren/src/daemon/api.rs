@@ -6,6 +6,7 @@
 
 use super::datasets::{SnapshotView, Target};
 use super::engine::Engine;
+pub use super::error::ApiError;
 use super::stream;
 use crate::wire::*;
 use axum::extract::{Path, Query, State};
@@ -115,56 +116,6 @@ crate::api! { routes, ops, Arc<Engine>;
         None, Binary("application/octet-stream");
 }
 
-/// An API error: status plus a JSON body.
-pub struct ApiError {
-    pub status: StatusCode,
-    pub body: ErrorBody,
-}
-
-impl ApiError {
-    pub fn new(status: StatusCode, msg: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            body: ErrorBody {
-                error: msg.into(),
-                diagnostics: Vec::new(),
-            },
-        }
-    }
-    pub fn not_found(name: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, format!("no workload named {name:?}"))
-    }
-    fn invalid(diagnostics: Vec<Diagnostic>) -> Self {
-        let error = diagnostics
-            .iter()
-            .map(|d| d.to_string())
-            .collect::<Vec<_>>()
-            .join("\n");
-        ApiError {
-            status: StatusCode::UNPROCESSABLE_ENTITY,
-            body: ErrorBody { error, diagnostics },
-        }
-    }
-}
-
-impl From<anyhow::Error> for ApiError {
-    fn from(e: anyhow::Error) -> Self {
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}"))
-    }
-}
-
-impl From<warren_store::StoreError> for ApiError {
-    fn from(e: warren_store::StoreError) -> Self {
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (self.status, Json(self.body)).into_response()
-    }
-}
-
 type ApiResult<T> = Result<Json<T>, ApiError>;
 
 async fn repl_eval(
@@ -253,7 +204,7 @@ pub(crate) fn host_support(
 }
 
 /// The worlds warren can build on demand.
-pub(crate) const BUILTIN_WORLDS: &[&str] = &["host", "busybox"];
+pub(crate) use warren_model::names::BUILTIN_WORLDS;
 
 /// Parses and validates a file against this host. Builds missing built-in worlds unless
 /// `dry_run`.

@@ -285,7 +285,7 @@ impl Engine {
     /// routed.
     /// The stored image `reference` names.
     pub fn image_record(&self, reference: &str) -> Result<warren_store::ImageRecord> {
-        let r = super::images::normalize_reference(reference).map_err(|e| anyhow!(e))?;
+        let r = super::sources::normalize_reference(reference).map_err(|e| anyhow!(e))?;
         self.store.image(&r)?.ok_or_else(|| {
             anyhow!("image {r} is not stored: import it with `warren image import FILE` or pull it")
         })
@@ -300,11 +300,11 @@ impl Engine {
             .ok_or_else(|| anyhow!("image {} has no layers stored", record.reference))
     }
 
-    /// The drift hash of `spec` (see [`super::images::image_hash`]).
+    /// The drift hash of `spec` (see [`super::sources::image_hash`]).
     pub fn drift_hash(&self, spec: &warren_model::WorkloadSpec) -> Result<String> {
         match spec.source {
-            Source::Recipe(_) => super::recipes::recipe_hash(&self.store, spec),
-            _ => super::images::image_hash(&self.store, spec),
+            Source::Recipe(_) => super::sources::recipe_hash(&self.store, spec),
+            _ => super::sources::image_hash(&self.store, spec),
         }
     }
 
@@ -477,7 +477,7 @@ impl Engine {
         let (world, builtin) = match &d.spec.source {
             Source::World(w) => (w.clone(), true),
             Source::Image(r) => (self.image_world(r)?, false),
-            Source::Recipe(r) => (super::recipes::resolve_ref(&self.store, r)?.world, false),
+            Source::Recipe(r) => (super::sources::resolve_ref(&self.store, r)?.world, false),
         };
         let world_name = world.clone();
         let storage = self.storage.clone();
@@ -485,7 +485,7 @@ impl Engine {
         let built = tokio::task::spawn_blocking(move || -> Result<bool> {
             // A built-in world (`host`, `busybox`) is built on first use.
             let missing = builtin && !storage.list_worlds()?.contains(&world);
-            if missing && super::api::BUILTIN_WORLDS.contains(&world.as_str()) {
+            if missing && warren_model::names::BUILTIN_WORLDS.contains(&world.as_str()) {
                 warren_storage::worlds::create_world(
                     &*storage,
                     &world,
@@ -669,7 +669,7 @@ impl Engine {
                 None,
             ),
             Source::Recipe(r) => {
-                let build = super::recipes::resolve_ref(&self.store, r)?;
+                let build = super::sources::resolve_ref(&self.store, r)?;
                 (
                     warren_storage::worlds::world_meta(&*self.storage, &build.world)?,
                     None,
@@ -678,9 +678,9 @@ impl Engine {
             Source::Image(r) => {
                 let record = self.image_record(r)?;
                 let top = record.top().unwrap_or_default().to_string();
-                let config = super::images::record_config(&record)?;
+                let config = super::sources::record_config(&record)?;
                 let defaults =
-                    super::images::run_defaults(spec, &config).map_err(|e| anyhow!(e))?;
+                    super::sources::run_defaults(spec, &config).map_err(|e| anyhow!(e))?;
                 (
                     warren_storage::worlds::world_meta(&*self.storage, &top)?,
                     Some(defaults),

@@ -25,13 +25,14 @@ use std::path::Path;
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use sha2::Digest as _;
-use warren_image::{ApplyOptions, Digest, ImageArchive, ImageConfig, OpenOptions};
-use warren_model::{Source, WorkloadSpec};
+use warren_image::{ApplyOptions, Digest, ImageArchive, OpenOptions};
+use warren_model::Source;
 use warren_storage::{Storage, StorageError};
 use warren_store::{ImageRecord, Store};
 
-/// Names of the worlds that hold image layers start with this.
-pub const LAYER_PREFIX: &str = "oci-";
+pub use super::sources::{normalize_reference, record_config};
+
+pub use warren_model::names::LAYER_PREFIX;
 
 /// Whether `world` is an image layer (kept out of `world list`, managed by `image gc`).
 pub fn is_layer_world(world: &str) -> bool {
@@ -59,163 +60,6 @@ pub fn chain_ids(diff_ids: &[Digest]) -> Vec<String> {
 pub fn layer_world(chain: &str) -> String {
     let hex = chain.split_once(':').map_or(chain, |(_, h)| h);
     format!("{LAYER_PREFIX}{}", &hex[..hex.len().min(48)])
-}
-
-/// The canonical form of an image reference: `NAME[:TAG]` or `NAME@sha256:HEX`, `:latest`
-/// added when neither a tag nor a digest is given. NAME is `[HOST[:PORT]/]PATH`, PATH being
-/// `/`-separated lowercase components of `a-z0-9` joined by `.`, `_`, `__` or `-`.
-pub fn normalize_reference(reference: &str) -> Result<String, String> {
-    let bad = |why: &str| Err(format!("invalid image reference {reference:?}: {why}"));
-    if reference.is_empty() {
-        return bad("it is empty");
-    }
-    if reference.len() > 255 {
-        return bad("longer than 255 characters");
-    }
-    let (name_tag, digest) = match reference.split_once('@') {
-        Some((n, d)) => (n, Some(d)),
-        None => (reference, None),
-    };
-    if let Some(d) = digest {
-        if d.parse::<Digest>().is_err() {
-            return bad("the digest must be sha256: followed by 64 hex digits");
-        }
-    }
-    // A tag follows the last ':' only if no '/' comes after it (else it is a port).
-    let (name, tag) = match name_tag.rsplit_once(':') {
-        Some((n, t)) if !t.contains('/') => (n, Some(t)),
-        _ => (name_tag, None),
-    };
-    if let Some(t) = tag {
-        let ok = !t.is_empty()
-            && t.len() <= 128
-            && !t.starts_with(['.', '-'])
-            && t.chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-        if !ok {
-            return bad("a tag is 1-128 of A-Z a-z 0-9 _ . - not starting with . or -");
-        }
-    }
-    let mut parts: Vec<&str> = name.split('/').collect();
-    if parts.len() > 1 && (parts[0].contains(['.', ':']) || parts[0] == "localhost") {
-        let (host, port) = match parts[0].rsplit_once(':') {
-            Some((h, p)) if !parts[0].ends_with(']') => (h, Some(p)),
-            _ => (parts[0], None),
-        };
-        let host_ok = if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-            v6.parse::<std::net::Ipv6Addr>().is_ok()
-        } else {
-            host.split('.').all(|l| {
-                !l.is_empty()
-                    && !l.starts_with('-')
-                    && !l.ends_with('-')
-                    && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-            })
-        };
-        let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p > 0));
-        if !host_ok || !port_ok {
-            return bad("the registry host must be HOST[:PORT]");
-        }
-        parts.remove(0);
-    }
-    for p in &parts {
-        let ok = !p.is_empty()
-            && p.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-            && p.ends_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-            && p.chars().all(|c| {
-                c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-')
-            });
-        if !ok {
-            return bad(
-                "each name component is lowercase a-z 0-9 separated by . _ or -, between slashes",
-            );
-        }
-    }
-    Ok(match (tag, digest) {
-        (None, None) => format!("{name_tag}:latest"),
-        _ => reference.to_string(),
-    })
-}
-
-/// The config stored with an image record.
-pub fn record_config(record: &ImageRecord) -> Result<ImageConfig> {
-    serde_json::from_value(record.config.clone())
-        .with_context(|| format!("stored config of image {} is invalid", record.reference))
-}
-
-/// What a workload runs with when its source is an image: the image's defaults under the
-/// spec's own fields, the way Docker applies them. `command` replaces Cmd and follows the
-/// entrypoint; `entrypoint` replaces Entrypoint; env entries of the spec win over the image's.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RunDefaults {
-    pub args: Vec<String>,
-    pub env: Vec<String>,
-    pub cwd: String,
-    pub user: Option<String>,
-}
-
-/// See [`RunDefaults`].
-pub fn run_defaults(spec: &WorkloadSpec, config: &ImageConfig) -> Result<RunDefaults, String> {
-    let entrypoint = spec.entrypoint.clone().unwrap_or(config.entrypoint.clone());
-    let cmd = if spec.command.is_empty() {
-        // An explicit entrypoint drops the image's Cmd, as `docker run --entrypoint` does.
-        if spec.entrypoint.is_some() {
-            Vec::new()
-        } else {
-            config.cmd.clone()
-        }
-    } else {
-        spec.command.clone()
-    };
-    let args: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
-    if args.is_empty() {
-        return Err(format!(
-            "workload {}: the image has neither Entrypoint nor Cmd; give `command`",
-            spec.name
-        ));
-    }
-    let mut env: Vec<String> = config
-        .env
-        .iter()
-        .filter(|e| {
-            let key = e.split_once('=').map_or(e.as_str(), |(k, _)| k);
-            !spec.env.contains_key(key)
-        })
-        .cloned()
-        .collect();
-    env.extend(spec.env.iter().map(|(k, v)| format!("{k}={v}")));
-    if !env.iter().any(|e| e.starts_with("PATH=")) {
-        env.push("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
-    }
-    Ok(RunDefaults {
-        args,
-        env,
-        cwd: spec
-            .workdir
-            .clone()
-            .or_else(|| config.working_dir.clone())
-            .unwrap_or_else(|| "/".into()),
-        user: spec.user.clone().or_else(|| config.user.clone()),
-    })
-}
-
-/// The drift hash of a workload: its spec's, plus the image id for image workloads, so a
-/// reference that moved to another image provisions the workload again.
-pub fn image_hash(store: &Store, spec: &WorkloadSpec) -> Result<String> {
-    let hash = spec.hash();
-    let Source::Image(r) = &spec.source else {
-        return Ok(hash);
-    };
-    let Ok(reference) = normalize_reference(r) else {
-        return Ok(hash);
-    };
-    Ok(match store.image(&reference)? {
-        Some(img) => {
-            let id = img.id.split_once(':').map_or(img.id.as_str(), |(_, h)| h);
-            format!("{hash}-{}", &id[..id.len().min(12)])
-        }
-        None => hash,
-    })
 }
 
 /// One image an import stored.
@@ -438,8 +282,8 @@ fn half_built_layers(storage: &dyn Storage) -> Vec<String> {
 
 // ---- API ---------------------------------------------------------------------------------
 
-use super::api::ApiError;
 use super::engine::Engine;
+use super::error::ApiError;
 use crate::wire::{ImageGcResponse, ImageImported, ImageInfo};
 use axum::body::Body;
 use axum::extract::{Query, State};
@@ -818,42 +662,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn references_are_checked_and_get_latest() {
-        assert_eq!(normalize_reference("app").unwrap(), "app:latest");
-        assert_eq!(normalize_reference("app:v1").unwrap(), "app:v1");
-        assert_eq!(
-            normalize_reference("127.0.0.1:5000/team/app").unwrap(),
-            "127.0.0.1:5000/team/app:latest"
-        );
-        assert_eq!(
-            normalize_reference("localhost/app:1.2").unwrap(),
-            "localhost/app:1.2"
-        );
-        assert_eq!(
-            normalize_reference("[::1]:5000/app").unwrap(),
-            "[::1]:5000/app:latest"
-        );
-        let d = format!("app@sha256:{}", "a".repeat(64));
-        assert_eq!(normalize_reference(&d).unwrap(), d);
-        for bad in [
-            "",
-            "App:v1",
-            "app:",
-            "app:-x",
-            "a//b",
-            "app@sha256:123",
-            "-app",
-            "app:v 1",
-            "../app",
-            "..:5000/app",
-            "reg.example:99999/app",
-        ] {
-            let e = normalize_reference(bad).unwrap_err();
-            assert!(e.contains("invalid image reference"), "{bad}: {e}");
-        }
-    }
-
-    #[test]
     fn chain_ids_follow_the_oci_definition() {
         let a = Digest::sha256(b"a");
         let b = Digest::sha256(b"b");
@@ -869,52 +677,5 @@ mod tests {
         assert_ne!(c[1], chains[1]);
         assert_eq!(layer_world(&chains[1]).len(), LAYER_PREFIX.len() + 48);
         assert!(is_layer_world(&layer_world(&chains[0])));
-    }
-
-    fn config() -> ImageConfig {
-        ImageConfig {
-            entrypoint: vec!["/entry".into()],
-            cmd: vec!["serve".into(), "--port=80".into()],
-            env: vec!["PATH=/opt/bin:/bin".into(), "MODE=prod".into()],
-            working_dir: Some("/app".into()),
-            user: Some("1000:1000".into()),
-            ..ImageConfig::default()
-        }
-    }
-
-    #[test]
-    fn image_defaults_sit_under_the_spec() {
-        let mut spec = WorkloadSpec::new("web", Source::Image("app:v1".into()));
-        let d = run_defaults(&spec, &config()).unwrap();
-        assert_eq!(d.args, ["/entry", "serve", "--port=80"]);
-        assert_eq!(d.env, ["PATH=/opt/bin:/bin", "MODE=prod"]);
-        assert_eq!(d.cwd, "/app");
-        assert_eq!(d.user.as_deref(), Some("1000:1000"));
-
-        spec.command = vec!["check".into()];
-        spec.env.insert("MODE".into(), "dev".into());
-        spec.workdir = Some("/srv".into());
-        spec.user = Some("root".into());
-        let d = run_defaults(&spec, &config()).unwrap();
-        assert_eq!(d.args, ["/entry", "check"]);
-        assert_eq!(d.env, ["PATH=/opt/bin:/bin", "MODE=dev"]);
-        assert_eq!((d.cwd.as_str(), d.user.as_deref()), ("/srv", Some("root")));
-
-        spec.entrypoint = Some(vec!["/bin/sh".into(), "-c".into()]);
-        spec.command = Vec::new();
-        assert_eq!(
-            run_defaults(&spec, &config()).unwrap().args,
-            ["/bin/sh", "-c"]
-        );
-
-        let bare = ImageConfig::default();
-        let spec = WorkloadSpec::new("web", Source::Image("app:v1".into()));
-        let e = run_defaults(&spec, &bare).unwrap_err();
-        assert!(e.contains("neither Entrypoint nor Cmd"), "{e}");
-        let mut spec = spec;
-        spec.command = vec!["/bin/true".into()];
-        let d = run_defaults(&spec, &bare).unwrap();
-        assert!(d.env[0].starts_with("PATH="), "a PATH is always set");
-        assert_eq!(d.cwd, "/");
     }
 }

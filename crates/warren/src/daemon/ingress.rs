@@ -39,7 +39,7 @@ use warren_model::{
 use warren_runtime::Runtime;
 
 /// The name of the routing workload (reserved: no operator workload may use it).
-pub const ROUTER: &str = "warren-ingress";
+pub use warren_model::names::ROUTING_WORKLOAD as ROUTER;
 
 /// Where static-site volumes appear inside the routing workload.
 const SITES: &str = "/srv/sites";

@@ -32,15 +32,15 @@ use axum::Json;
 use serde::Deserialize;
 use sha2::Digest as _;
 use warren_model::recipe::{self, Parent};
-use warren_model::{Source, WorkloadSpec};
+
 use warren_storage::StorageError;
-use warren_store::{RecipeBuild, Store};
+use warren_store::RecipeBuild;
 
-use super::api::ApiError;
 use super::engine::Engine;
+use super::error::ApiError;
+pub use super::sources::{resolve, resolve_ref};
 
-/// Names of the worlds recipe builds produce start with this.
-pub const RECIPE_PREFIX: &str = "rcp-";
+pub use warren_model::names::RECIPE_PREFIX;
 
 /// The file a recipe directory must hold.
 pub const WARRENFILE: &str = "Warrenfile";
@@ -50,53 +50,6 @@ static SEQ: AtomicU64 = AtomicU64::new(0);
 /// Whether `world` is a recipe build (kept out of `world list`).
 pub fn is_recipe_world(world: &str) -> bool {
     world.starts_with(RECIPE_PREFIX)
-}
-
-/// The newest build of `name` whose version matches `prefix`.
-pub fn resolve(store: &Store, name: &str, prefix: Option<&str>) -> Result<RecipeBuild> {
-    let builds: Vec<RecipeBuild> = store
-        .recipe_builds()?
-        .into_iter()
-        .filter(|b| b.name == name)
-        .collect();
-    if builds.is_empty() {
-        bail!("recipe {name} has no builds: build it with `warren build DIR`");
-    }
-    let version = recipe::resolve_version(prefix, builds.iter().map(|b| b.version.as_str()))
-        .ok_or_else(|| {
-            anyhow!(
-                "recipe {name} has no build matching version {} (built: {})",
-                prefix.unwrap_or("*"),
-                builds
-                    .iter()
-                    .map(|b| b.version.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        })?
-        .to_string();
-    Ok(builds
-        .into_iter()
-        .find(|b| b.version == version)
-        .expect("resolved from these"))
-}
-
-/// The build a `recipe = "..."` reference names.
-pub fn resolve_ref(store: &Store, reference: &str) -> Result<RecipeBuild> {
-    let r = recipe::parse_recipe_ref(reference).map_err(|e| anyhow!(e))?;
-    resolve(store, &r.name, r.prefix.as_deref())
-}
-
-/// The drift hash of a recipe workload: its spec's plus the build key it resolves to.
-pub fn recipe_hash(store: &Store, spec: &WorkloadSpec) -> Result<String> {
-    let hash = spec.hash();
-    let Source::Recipe(r) = &spec.source else {
-        return Ok(hash);
-    };
-    Ok(match resolve_ref(store, r) {
-        Ok(b) => format!("{hash}-{}", &b.key[..12]),
-        Err(_) => hash,
-    })
 }
 
 /// sha256 (hex) of a directory tree: every entry's path, type, mode and content (or link

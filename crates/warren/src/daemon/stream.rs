@@ -2,8 +2,8 @@
 //! upgraded connection carrying frames (see [`crate::wire`]). A terminal session gets a real
 //! pty whose master side this module pumps; otherwise stdin, stdout and stderr are pipes.
 
-use super::api::ApiError;
 use super::engine::Engine;
+use super::error::ApiError;
 use crate::wire::*;
 use axum::body::Body;
 use axum::extract::{Path, Query, Request, State};

@@ -8,10 +8,10 @@
 //! matched are the staged datasets committed; any failure before aborts all of them, so a
 //! damaged archive creates nothing and changes nothing. Nothing is spooled.
 
-use super::api::ApiError;
 use super::archive::{self, ArchiveReader, ArchiveWriter, Manifest};
 use super::datasets::Target;
 use super::engine::Engine;
+use super::error::ApiError;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};

@@ -22,8 +22,8 @@ use serde::{Deserialize, Serialize};
 use warren_model::Source;
 use warren_storage::{Storage, StorageError};
 
-use super::api::ApiError;
 use super::engine::Engine;
+use super::error::ApiError;
 
 /// The metadata entry at the head of an exported world.
 pub const META_ENTRY: &str = ".warren-world.json";
