@@ -1,0 +1,69 @@
+//! `warren events`: recent events as lines or JSON, and with `--follow` the live stream.
+
+use super::ListFormat;
+use crate::client::Client;
+use anyhow::Result;
+use std::io::Write;
+use std::time::Duration;
+
+pub(super) async fn events(
+    client: &Client,
+    workload: Option<String>,
+    limit: usize,
+    format: ListFormat,
+    follow: bool,
+) -> Result<i32> {
+    let mut path = format!("/v1/events?limit={limit}");
+    if let Some(w) = &workload {
+        path.push_str(&format!("&workload={w}"));
+    }
+    let evs: Vec<warren_store::Event> = client.get(&path).await?;
+    let line = |e: &warren_store::Event| {
+        format!(
+            "{} {} {} {}",
+            warren_runtime::logs::format_timestamp(
+                std::time::UNIX_EPOCH + Duration::from_millis(e.ts_ms)
+            ),
+            e.workload.as_deref().unwrap_or("-"),
+            e.kind,
+            e.message
+        )
+    };
+    if !follow {
+        if format == ListFormat::Json {
+            println!("{}", serde_json::to_string_pretty(&evs)?);
+        } else {
+            for e in &evs {
+                println!("{}", line(e));
+            }
+        }
+        return Ok(0);
+    }
+    let print = |e: &warren_store::Event| -> Result<()> {
+        let mut out = std::io::stdout().lock();
+        if format == ListFormat::Json {
+            writeln!(out, "{}", serde_json::to_string(e)?)?;
+        } else {
+            writeln!(out, "{}", line(e))?;
+        }
+        out.flush()?;
+        Ok(())
+    };
+    for e in &evs {
+        print(e)?;
+    }
+    let mut path = format!(
+        "/v1/events/stream?after={}",
+        evs.last().map(|e| e.id).unwrap_or(0)
+    );
+    if let Some(w) = &workload {
+        path.push_str(&format!("&workload={w}"));
+    }
+    client
+        .stream_lines(&path, |l| {
+            let e: warren_store::Event = serde_json::from_slice(l)?;
+            print(&e)
+        })
+        .await?;
+    Ok(0)
+}
