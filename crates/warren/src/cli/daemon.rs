@@ -1,6 +1,7 @@
 //! `warren daemon`: the daemon's flags and their translation into [`crate::daemon::Config`].
 
 use super::remote::DaemonAction;
+use super::Exit;
 use anyhow::Result;
 use clap::{Args, ValueEnum};
 use std::path::PathBuf;
@@ -82,7 +83,7 @@ pub(super) struct DaemonCmd {
     pub(super) repl_time_limit: u64,
 }
 
-pub(super) async fn run_daemon(state_dir: PathBuf, socket: PathBuf, d: DaemonCmd) -> Result<i32> {
+pub(super) async fn run_daemon(state_dir: PathBuf, socket: PathBuf, d: DaemonCmd) -> Result<Exit> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("WARREN_LOG")
@@ -144,5 +145,5 @@ pub(super) async fn run_daemon(state_dir: PathBuf, socket: PathBuf, d: DaemonCmd
         state_dir,
     };
     crate::daemon::run(cfg).await?;
-    Ok(0)
+    Ok(Exit::Success)
 }

@@ -2,6 +2,7 @@
 //! archives, and volumes.
 
 use super::transfer::{human_bytes, progress, upload};
+use super::Exit;
 use super::ListFormat;
 use crate::client::Client;
 use crate::output;
@@ -49,13 +50,13 @@ pub(super) async fn snapshots(
     name: &str,
     volume: bool,
     format: ListFormat,
-) -> Result<i32> {
+) -> Result<Exit> {
     let snaps: Vec<serde_json::Value> = client
         .get(&format!("{}/snapshots", base(name, volume)))
         .await?;
     if format == ListFormat::Json {
         println!("{}", serde_json::to_string_pretty(&snaps)?);
-        return Ok(0);
+        return Ok(Exit::Success);
     }
     let now = warren_store::now_ms();
     let rows: Vec<Vec<String>> = snaps
@@ -81,7 +82,7 @@ pub(super) async fn snapshots(
         "{}",
         output::table(&["LABEL", "TAKEN", "SIZE", "KIND"], &rows)
     );
-    Ok(0)
+    Ok(Exit::Success)
 }
 
 pub(super) async fn export(
@@ -90,7 +91,7 @@ pub(super) async fn export(
     output: Option<PathBuf>,
     since: Option<String>,
     volume: bool,
-) -> Result<i32> {
+) -> Result<Exit> {
     use http_body_util::BodyExt;
     use std::io::IsTerminal;
     let to_stdout = match &output {
@@ -147,10 +148,10 @@ pub(super) async fn export(
         std::fs::rename(t, p)?;
         eprintln!("exported {name} to {} ({total} bytes)", p.display());
     }
-    Ok(0)
+    Ok(Exit::Success)
 }
 
-pub(super) async fn import(client: &Client, file: &PathBuf, name: Option<String>) -> Result<i32> {
+pub(super) async fn import(client: &Client, file: &PathBuf, name: Option<String>) -> Result<Exit> {
     let (body, pb) = upload(file).await?;
     let mut path = "/v1/import".to_string();
     if let Some(n) = &name {
@@ -168,16 +169,16 @@ pub(super) async fn import(client: &Client, file: &PathBuf, name: Option<String>
             ""
         }
     );
-    Ok(0)
+    Ok(Exit::Success)
 }
 
-pub(super) async fn volume(client: &Client, cmd: VolumeCmd) -> Result<i32> {
+pub(super) async fn volume(client: &Client, cmd: VolumeCmd) -> Result<Exit> {
     match cmd {
         VolumeCmd::List { output } => {
             let vols: Vec<VolumeInfo> = client.get("/v1/volumes").await?;
             if output == ListFormat::Json {
                 println!("{}", serde_json::to_string_pretty(&vols)?);
-                return Ok(0);
+                return Ok(Exit::Success);
             }
             let rows: Vec<Vec<String>> = vols
                 .iter()
@@ -207,7 +208,7 @@ pub(super) async fn volume(client: &Client, cmd: VolumeCmd) -> Result<i32> {
             println!("volume {name} deleted");
         }
     }
-    Ok(0)
+    Ok(Exit::Success)
 }
 
 /// `warren snapshot rm NAME LABEL`.
@@ -216,7 +217,7 @@ pub(super) async fn snapshot_rm(
     name: &str,
     label: &str,
     volume: bool,
-) -> Result<i32> {
+) -> Result<Exit> {
     let _: serde_json::Value = client
         .call(
             Method::DELETE,
@@ -225,7 +226,7 @@ pub(super) async fn snapshot_rm(
         )
         .await?;
     println!("snapshot {label} of {name} deleted");
-    Ok(0)
+    Ok(Exit::Success)
 }
 
 /// `warren snapshot NAME`: a snapshot of a workload or a volume.
@@ -234,7 +235,7 @@ pub(super) async fn snapshot(
     name: Option<String>,
     label: Option<String>,
     volume: bool,
-) -> Result<i32> {
+) -> Result<Exit> {
     let Some(name) = name else {
         bail!("snapshot: name a workload (or a volume with --volume)");
     };
@@ -245,7 +246,7 @@ pub(super) async fn snapshot(
         )
         .await?;
     println!("{name}: snapshot {}", r["label"].as_str().unwrap_or("?"));
-    Ok(0)
+    Ok(Exit::Success)
 }
 
 /// `warren rollback NAME SNAPSHOT`.
@@ -255,7 +256,7 @@ pub(super) async fn rollback(
     snapshot: &str,
     force: bool,
     volume: bool,
-) -> Result<i32> {
+) -> Result<Exit> {
     let r: serde_json::Value = client
         .post(
             &format!("{}/rollback", base(name, volume)),
@@ -270,7 +271,7 @@ pub(super) async fn rollback(
     if !destroyed.is_empty() {
         println!("destroyed newer snapshots: {}", destroyed.join(", "));
     }
-    Ok(0)
+    Ok(Exit::Success)
 }
 
 /// `warren clone SRC DST`: a copy-on-write clone of a workload.
@@ -279,7 +280,7 @@ pub(super) async fn clone(
     src: &str,
     dst: &str,
     snapshot: Option<String>,
-) -> Result<i32> {
+) -> Result<Exit> {
     let _: serde_json::Value = client
         .post(
             &format!("/v1/workloads/{src}/clone"),
@@ -290,5 +291,5 @@ pub(super) async fn clone(
         )
         .await?;
     println!("{dst}: cloned from {src}");
-    Ok(0)
+    Ok(Exit::Success)
 }

@@ -1,5 +1,6 @@
 //! `warren events`: recent events as lines or JSON, and with `--follow` the live stream.
 
+use super::Exit;
 use super::ListFormat;
 use crate::client::Client;
 use anyhow::Result;
@@ -12,7 +13,7 @@ pub(super) async fn events(
     limit: usize,
     format: ListFormat,
     follow: bool,
-) -> Result<i32> {
+) -> Result<Exit> {
     let mut path = format!("/v1/events?limit={limit}");
     if let Some(w) = &workload {
         path.push_str(&format!("&workload={w}"));
@@ -37,7 +38,7 @@ pub(super) async fn events(
                 println!("{}", line(e));
             }
         }
-        return Ok(0);
+        return Ok(Exit::Success);
     }
     let print = |e: &warren_store::Event| -> Result<()> {
         let mut out = std::io::stdout().lock();
@@ -65,5 +66,5 @@ pub(super) async fn events(
             print(&e)
         })
         .await?;
-    Ok(0)
+    Ok(Exit::Success)
 }

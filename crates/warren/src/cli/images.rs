@@ -3,6 +3,7 @@
 //! client side of the daemon's streamed progress jobs.
 
 use super::transfer::{human_bytes, percent_encode, progress, upload};
+use super::Exit;
 use super::ListFormat;
 use crate::client::Client;
 use crate::output;
@@ -133,7 +134,7 @@ impl Progress {
     }
 }
 
-pub(super) async fn build(client: &Client, dir: &PathBuf, version: Option<String>) -> Result<i32> {
+pub(super) async fn build(client: &Client, dir: &PathBuf, version: Option<String>) -> Result<Exit> {
     if !dir.join("Warrenfile").is_file() {
         bail!("{} has no Warrenfile", dir.display());
     }
@@ -159,14 +160,14 @@ pub(super) async fn build(client: &Client, dir: &PathBuf, version: Option<String
         },
         b["parent"].as_str().unwrap_or("?")
     );
-    Ok(0)
+    Ok(Exit::Success)
 }
 
-pub(super) async fn recipes(client: &Client, format: ListFormat) -> Result<i32> {
+pub(super) async fn recipes(client: &Client, format: ListFormat) -> Result<Exit> {
     let builds: Vec<serde_json::Value> = client.get("/v1/recipes").await?;
     if format == ListFormat::Json {
         println!("{}", serde_json::to_string_pretty(&builds)?);
-        return Ok(0);
+        return Ok(Exit::Success);
     }
     let rows: Vec<Vec<String>> = builds
         .iter()
@@ -182,10 +183,10 @@ pub(super) async fn recipes(client: &Client, format: ListFormat) -> Result<i32> 
         "{}",
         output::table(&["NAME", "VERSION", "PARENT", "KEY"], &rows)
     );
-    Ok(0)
+    Ok(Exit::Success)
 }
 
-pub(super) async fn image(client: &Client, cmd: ImageCmd) -> Result<i32> {
+pub(super) async fn image(client: &Client, cmd: ImageCmd) -> Result<Exit> {
     match cmd {
         ImageCmd::Import { file, tag } => {
             let (body, pb) = upload(&file).await?;
@@ -255,7 +256,7 @@ pub(super) async fn image(client: &Client, cmd: ImageCmd) -> Result<i32> {
             let images: Vec<ImageInfo> = client.get("/v1/images").await?;
             if format == ListFormat::Json {
                 println!("{}", serde_json::to_string_pretty(&images)?);
-                return Ok(0);
+                return Ok(Exit::Success);
             }
             let rows: Vec<Vec<String>> = images
                 .iter()
@@ -296,7 +297,7 @@ pub(super) async fn image(client: &Client, cmd: ImageCmd) -> Result<i32> {
             }
         }
     }
-    Ok(0)
+    Ok(Exit::Success)
 }
 
 /// The first 12 hex digits of a digest, as image ids are usually shown.
@@ -367,7 +368,7 @@ async fn save_stream(
     Ok(())
 }
 
-pub(super) async fn world(client: &Client, cmd: WorldCmd) -> Result<i32> {
+pub(super) async fn world(client: &Client, cmd: WorldCmd) -> Result<Exit> {
     match cmd {
         WorldCmd::Create { name, mirror } => {
             let mut path = format!("/v1/worlds/{name}");
@@ -444,5 +445,5 @@ pub(super) async fn world(client: &Client, cmd: WorldCmd) -> Result<i32> {
             );
         }
     }
-    Ok(0)
+    Ok(Exit::Success)
 }

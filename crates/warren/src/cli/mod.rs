@@ -2,8 +2,8 @@
 //! runtime, dispatch to one function per command, and how errors become exit statuses.
 //!
 //! Every command except `daemon` and `completions` talks to the daemon through
-//! [`crate::client::Client`]; errors are printed once, as `error: ...`, and the process exits 1
-//! (or with the remote command's status for `exec` and `run`).
+//! [`crate::client::Client`]; errors are printed once, as `error: ...`, and the process exits
+//! with a status from [`Exit`] (1 for every failure; the table is in `warren --help`).
 //!
 //! The commands live by resource: [`workloads`] (apply, plan, list, get, start, stop, restart,
 //! delete, logs, exec, run, spec), [`datasets`] (snapshots, rollback, clone, export, import,
@@ -14,6 +14,7 @@
 mod daemon;
 mod datasets;
 mod events;
+mod exit;
 mod images;
 mod remote;
 mod repl;
@@ -32,11 +33,14 @@ use images::{ImageCmd, RecipeCmd, WorldCmd};
 use remote::{CaCmd, ContextCmd, KeyCmd};
 use workloads::{RunCmd, SpecCmd};
 
+pub use exit::Exit;
+
 #[derive(Parser)]
 #[command(
     name = "warren",
     version,
-    about = "Declarative control plane for containers, jails and microVMs"
+    about = "Declarative control plane for containers, jails and microVMs",
+    after_help = Exit::help()
 )]
 pub struct Cli {
     /// State directory of the daemon.
@@ -298,8 +302,16 @@ enum Cmd {
     Completions { shell: clap_complete::Shell },
 }
 
+/// Parses the command line, runs the command and returns the process exit status.
 pub fn main() -> i32 {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Help and version go to stdout; usage errors to stderr.
+            let _ = e.print();
+            return parse_failure(&e).code();
+        }
+    };
     // The daemon gets worker threads; a CLI command is one short conversation.
     let builder = if matches!(cli.cmd, Cmd::Daemon(_)) {
         let mut b = tokio::runtime::Builder::new_multi_thread();
@@ -312,27 +324,37 @@ pub fn main() -> i32 {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
-            return 1;
+            return Exit::Failure.code();
         }
     };
     match rt.block_on(dispatch(cli)) {
-        Ok(code) => code,
+        Ok(exit) => exit.code(),
         Err(e) => {
             if let Some(f) = e.downcast_ref::<ApiFailure>() {
                 if !f.body.diagnostics.is_empty() {
                     for d in &f.body.diagnostics {
                         eprintln!("error: {d}");
                     }
-                    return 1;
+                    return Exit::Failure.code();
                 }
             }
             eprintln!("error: {e:#}");
-            1
+            Exit::Failure.code()
         }
     }
 }
 
-async fn dispatch(cli: Cli) -> Result<i32> {
+/// The status of a command line the parser did not accept: `--help` and `--version` succeed,
+/// anything else is a usage error.
+fn parse_failure(e: &clap::Error) -> Exit {
+    if e.use_stderr() {
+        Exit::Usage
+    } else {
+        Exit::Success
+    }
+}
+
+async fn dispatch(cli: Cli) -> Result<Exit> {
     let socket = cli
         .socket
         .clone()
@@ -467,7 +489,7 @@ async fn dispatch(cli: Cli) -> Result<i32> {
         Cmd::Context { cmd } => remote::context_cmd(cmd),
         Cmd::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "warren", &mut std::io::stdout());
-            Ok(0)
+            Ok(Exit::Success)
         }
     }
 }

@@ -3,6 +3,7 @@
 //! run by root on the host.
 
 use super::transfer::percent_encode;
+use super::Exit;
 use super::ListFormat;
 use crate::client::Client;
 use crate::contexts;
@@ -62,7 +63,7 @@ pub(super) enum DaemonAction {
     ResetAuth,
 }
 
-pub(super) async fn ca_export(client: &Client, output: Option<PathBuf>) -> Result<i32> {
+pub(super) async fn ca_export(client: &Client, output: Option<PathBuf>) -> Result<Exit> {
     use http_body_util::BodyExt;
     let body = client.get_stream("/v1/ca").await?;
     let pem = body.collect().await?.to_bytes();
@@ -75,10 +76,10 @@ pub(super) async fn ca_export(client: &Client, output: Option<PathBuf>) -> Resul
             std::io::stdout().write_all(&pem)?;
         }
     }
-    Ok(0)
+    Ok(Exit::Success)
 }
 
-pub(super) async fn daemon_action(client: &Client, action: DaemonAction) -> Result<i32> {
+pub(super) async fn daemon_action(client: &Client, action: DaemonAction) -> Result<Exit> {
     if client.remote.is_some() {
         bail!("claim codes are managed by root on the host, over the local socket");
     }
@@ -96,7 +97,7 @@ pub(super) async fn daemon_action(client: &Client, action: DaemonAction) -> Resu
         "valid for {} more minutes: `warren adopt HOST --claim-code CODE` on the operator's machine",
         left / 60
     );
-    Ok(0)
+    Ok(Exit::Success)
 }
 
 /// A plain HTTP/1.1 JSON exchange on an established TLS stream (for `adopt`, before a context
@@ -151,7 +152,7 @@ pub(super) async fn adopt(
     name: Option<String>,
     key: Option<PathBuf>,
     yes: bool,
-) -> Result<i32> {
+) -> Result<Exit> {
     use std::io::IsTerminal;
     let addr = contexts::with_port(host);
     let mut cfg = contexts::load()?;
@@ -243,16 +244,16 @@ pub(super) async fn adopt(
     );
     contexts::save(&cfg)?;
     println!("adopted {addr} as context {ctx_name}: warren --context {ctx_name} list");
-    Ok(0)
+    Ok(Exit::Success)
 }
 
-pub(super) async fn keys(client: &Client, cmd: KeyCmd) -> Result<i32> {
+pub(super) async fn keys(client: &Client, cmd: KeyCmd) -> Result<Exit> {
     match cmd {
         KeyCmd::List { output: format } => {
             let keys: Vec<serde_json::Value> = client.get("/v1/auth/keys").await?;
             if format == ListFormat::Json {
                 println!("{}", serde_json::to_string_pretty(&keys)?);
-                return Ok(0);
+                return Ok(Exit::Success);
             }
             let rows: Vec<Vec<String>> = keys
                 .iter()
@@ -297,10 +298,10 @@ pub(super) async fn keys(client: &Client, cmd: KeyCmd) -> Result<i32> {
             eprintln!("fingerprint {}", k.public().fingerprint());
         }
     }
-    Ok(0)
+    Ok(Exit::Success)
 }
 
-pub(super) fn context_cmd(cmd: ContextCmd) -> Result<i32> {
+pub(super) fn context_cmd(cmd: ContextCmd) -> Result<Exit> {
     let mut cfg = contexts::load()?;
     match cmd {
         ContextCmd::List => {
@@ -319,5 +320,5 @@ pub(super) fn context_cmd(cmd: ContextCmd) -> Result<i32> {
             println!("removed context {name}");
         }
     }
-    Ok(0)
+    Ok(Exit::Success)
 }

@@ -1,11 +1,12 @@
 //! `warren repl`: the client of the daemon's live Scheme image; a line editor with history on
 //! a terminal, form-by-form evaluation of piped input.
 
+use super::Exit;
 use crate::client::Client;
 use crate::wire::*;
 use anyhow::Result;
 
-pub(super) async fn repl(client: &Client) -> Result<i32> {
+pub(super) async fn repl(client: &Client) -> Result<Exit> {
     use std::io::{BufRead, IsTerminal};
     let eval = |expr: String| async move {
         let r: ReplResponse = client
@@ -84,5 +85,9 @@ pub(super) async fn repl(client: &Client) -> Result<i32> {
         );
         failed = true;
     }
-    Ok(if failed && !interactive { 1 } else { 0 })
+    Ok(if failed && !interactive {
+        Exit::Failure
+    } else {
+        Exit::Success
+    })
 }

@@ -2,6 +2,7 @@
 //! restart, delete, logs, the live spec's export, and `exec` and `run` with the terminal
 //! attached to the daemon's framed stream.
 
+use super::Exit;
 use super::{GetFormat, ListFormat};
 use crate::client::{ApiFailure, Client};
 use crate::output;
@@ -44,7 +45,7 @@ pub(super) async fn apply(
     dry_run: bool,
     prune: bool,
     apply: bool,
-) -> Result<i32> {
+) -> Result<Exit> {
     let text =
         std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     let req = ApplyRequest {
@@ -105,12 +106,12 @@ pub(super) async fn apply(
         out.push_str("dry run: nothing changed\n");
     }
     print!("{out}");
-    Ok(0)
+    Ok(Exit::Success)
 }
 
 /// `apply -f FILE --watch`: applies the file now and on every saved change (the file is the
 /// whole desired state), reporting each outcome; an invalid save changes nothing.
-pub(super) async fn apply_watch(client: &Client, file: &PathBuf) -> Result<i32> {
+pub(super) async fn apply_watch(client: &Client, file: &PathBuf) -> Result<Exit> {
     use http_body_util::BodyExt;
     let name = file.display().to_string();
     let mut seen: Option<Vec<u8>> = None;
@@ -167,11 +168,11 @@ pub(super) async fn apply_watch(client: &Client, file: &PathBuf) -> Result<i32> 
     }
 }
 
-pub(super) async fn list(client: &Client, format: ListFormat) -> Result<i32> {
+pub(super) async fn list(client: &Client, format: ListFormat) -> Result<Exit> {
     let items: Vec<Status> = client.get("/v1/workloads").await?;
     if format == ListFormat::Json {
         println!("{}", serde_json::to_string_pretty(&items)?);
-        return Ok(0);
+        return Ok(Exit::Success);
     }
     let now = warren_store::now_ms();
     let rows: Vec<Vec<String>> = items
@@ -201,19 +202,19 @@ pub(super) async fn list(client: &Client, format: ListFormat) -> Result<i32> {
             &rows
         )
     );
-    Ok(0)
+    Ok(Exit::Success)
 }
 
-pub(super) async fn get(client: &Client, name: &str, format: GetFormat) -> Result<i32> {
+pub(super) async fn get(client: &Client, name: &str, format: GetFormat) -> Result<Exit> {
     let v: serde_json::Value = client.get(&format!("/v1/workloads/{name}")).await?;
     match format {
         GetFormat::Json => println!("{}", serde_json::to_string_pretty(&v)?),
         GetFormat::Yaml => print!("{}", output::yaml(&v)),
     }
-    Ok(0)
+    Ok(Exit::Success)
 }
 
-pub(super) async fn each(client: &Client, names: Vec<String>, verb: &str) -> Result<i32> {
+pub(super) async fn each(client: &Client, names: Vec<String>, verb: &str) -> Result<Exit> {
     if names.is_empty() {
         bail!("{verb}: name at least one workload");
     }
@@ -229,10 +230,10 @@ pub(super) async fn each(client: &Client, names: Vec<String>, verb: &str) -> Res
             s.pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
         );
     }
-    Ok(0)
+    Ok(Exit::Success)
 }
 
-pub(super) async fn delete(client: &Client, names: Vec<String>, purge: bool) -> Result<i32> {
+pub(super) async fn delete(client: &Client, names: Vec<String>, purge: bool) -> Result<Exit> {
     if names.is_empty() {
         bail!("delete: name at least one workload");
     }
@@ -252,7 +253,7 @@ pub(super) async fn delete(client: &Client, names: Vec<String>, purge: bool) -> 
             None => println!("{name}: deleted"),
         }
     }
-    Ok(0)
+    Ok(Exit::Success)
 }
 
 pub(super) async fn logs(
@@ -261,7 +262,7 @@ pub(super) async fn logs(
     follow: bool,
     tail: Option<usize>,
     timestamps: bool,
-) -> Result<i32> {
+) -> Result<Exit> {
     let mut path = format!("/v1/workloads/{name}/logs?follow={follow}");
     if let Some(n) = tail {
         path.push_str(&format!("&tail={n}"));
@@ -289,7 +290,7 @@ pub(super) async fn logs(
             Ok(())
         })
         .await?;
-    Ok(0)
+    Ok(Exit::Success)
 }
 
 fn term_size() -> (u16, u16) {
@@ -335,13 +336,13 @@ impl Drop for RawMode {
     }
 }
 
-/// Connects stdin/stdout/stderr to an exec or run stream; returns the remote exit code.
+/// Connects stdin/stdout/stderr to an exec or run stream; returns the remote exit status.
 async fn attach(
     client: &Client,
     path: &str,
     args: &impl serde::Serialize,
     tty: bool,
-) -> Result<i32> {
+) -> Result<Exit> {
     let io = client.upgrade(path, args).await?;
     let (mut rd, mut wr) = tokio::io::split(io);
     let _raw = RawMode::enter(tty);
@@ -383,12 +384,25 @@ async fn attach(
         // Keep the write half open so the daemon does not take EOF as a hang-up.
         std::future::pending::<()>().await;
     });
-    let mut code = 255;
-    let mut out = tokio::io::stdout();
-    let mut err = tokio::io::stderr();
+    let status = copy_output(&mut rd, &mut tokio::io::stdout(), &mut tokio::io::stderr()).await;
+    writer.abort();
+    let _ = rd.read(&mut [0u8; 0]).await;
+    status
+}
+
+/// Copies an exec or run stream's output frames to `out` and `err` until the command's exit
+/// status, which it returns; a stream that ends, or reports an error, before the status is a
+/// failure (an error, like every other failure of the CLI).
+async fn copy_output(
+    rd: &mut (impl tokio::io::AsyncRead + Unpin),
+    out: &mut (impl tokio::io::AsyncWrite + Unpin),
+    err: &mut (impl tokio::io::AsyncWrite + Unpin),
+) -> Result<Exit> {
     loop {
-        match read_frame(&mut rd).await? {
-            None => break,
+        match read_frame(rd).await? {
+            None => {
+                bail!("the stream ended before the command's exit status (see `warren events`)")
+            }
             Some((FrameKind::Stdout, d)) => {
                 out.write_all(&d).await?;
                 out.flush().await?;
@@ -398,23 +412,18 @@ async fn attach(
                 err.flush().await?;
             }
             Some((FrameKind::Exit, d)) if d.len() == 4 => {
-                code = i32::from_be_bytes([d[0], d[1], d[2], d[3]]);
-                break;
+                return Ok(Exit::Remote(i32::from_be_bytes([d[0], d[1], d[2], d[3]])));
             }
             Some((FrameKind::Error, d)) => {
-                writer.abort();
                 bail!("{}", String::from_utf8_lossy(&d));
             }
             Some(_) => {}
         }
     }
-    writer.abort();
-    let _ = rd.read(&mut [0u8; 0]).await;
-    Ok(code)
 }
 
 /// `warren spec export`: the live desired state as a warren.toml, to a file or stdout.
-pub(super) async fn spec_export(client: &Client, output: Option<PathBuf>) -> Result<i32> {
+pub(super) async fn spec_export(client: &Client, output: Option<PathBuf>) -> Result<Exit> {
     use http_body_util::BodyExt;
     let body = client.get_stream("/v1/spec/export").await?;
     let text = body.collect().await?.to_bytes();
@@ -425,7 +434,7 @@ pub(super) async fn spec_export(client: &Client, output: Option<PathBuf>) -> Res
         }
         _ => std::io::stdout().write_all(&text)?,
     }
-    Ok(0)
+    Ok(Exit::Success)
 }
 
 /// `warren exec NAME -- CMD...`: a command inside a running workload; its status is returned.
@@ -436,7 +445,7 @@ pub(super) async fn exec(
     env: Vec<String>,
     workdir: Option<String>,
     command: Vec<String>,
-) -> Result<i32> {
+) -> Result<Exit> {
     let (rows, cols) = term_size();
     let args = ExecArgs {
         argv: command,
@@ -450,7 +459,7 @@ pub(super) async fn exec(
 }
 
 /// `warren run --rm WORLD -- CMD...`: a one-off container; its command's status is returned.
-pub(super) async fn run(client: &Client, r: RunCmd) -> Result<i32> {
+pub(super) async fn run(client: &Client, r: RunCmd) -> Result<Exit> {
     if !r.rm {
         bail!("`warren run` creates one-off containers and needs --rm; declare long-running workloads in a spec file");
     }
@@ -471,4 +480,44 @@ pub(super) async fn run(client: &Client, r: RunCmd) -> Result<i32> {
         cols,
     };
     attach(client, "/v1/run", &args, r.tty).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn copied(frames: &[(FrameKind, &[u8])]) -> (Result<Exit>, Vec<u8>, Vec<u8>) {
+        let mut input = Vec::new();
+        for (kind, payload) in frames {
+            input.extend_from_slice(&encode_frame(*kind, payload));
+        }
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let r = copy_output(&mut input.as_slice(), &mut out, &mut err).await;
+        (r, out, err)
+    }
+
+    #[tokio::test]
+    async fn the_remote_status_is_returned_after_the_output() {
+        let (r, out, err) = copied(&[
+            (FrameKind::Stdout, b"hello "),
+            (FrameKind::Stderr, b"oops"),
+            (FrameKind::Stdout, b"world"),
+            (FrameKind::Exit, &7i32.to_be_bytes()),
+            (FrameKind::Stdout, b"after the exit"),
+        ])
+        .await;
+        assert_eq!(r.unwrap(), Exit::Remote(7));
+        assert_eq!(out, b"hello world");
+        assert_eq!(err, b"oops");
+    }
+
+    #[tokio::test]
+    async fn a_stream_without_a_status_is_a_failure_like_an_error_frame() {
+        let (r, out, _) = copied(&[(FrameKind::Stdout, b"partial")]).await;
+        let e = r.unwrap_err().to_string();
+        assert!(e.contains("before the command's exit status"), "{e}");
+        assert_eq!(out, b"partial");
+        let (r, _, _) = copied(&[(FrameKind::Error, b"no such workload")]).await;
+        assert_eq!(r.unwrap_err().to_string(), "no such workload");
+    }
 }
