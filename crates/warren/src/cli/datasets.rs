@@ -4,12 +4,12 @@
 use super::transfer::{human_bytes, progress, upload};
 use super::Exit;
 use super::ListFormat;
+use crate::client::routes::{self, Route};
 use crate::client::Client;
 use crate::output;
 use crate::wire::*;
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
-use hyper::Method;
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -37,11 +37,12 @@ pub(super) enum VolumeCmd {
     Rm { name: String },
 }
 
-fn base(name: &str, volume: bool) -> String {
+/// The workload's route, or with `volume` the volume's route of the same operation.
+fn on(volume: bool, workload: Route, vol: Route) -> Route {
     if volume {
-        format!("/v1/volumes/{name}")
+        vol
     } else {
-        format!("/v1/workloads/{name}")
+        workload
     }
 }
 
@@ -52,7 +53,7 @@ pub(super) async fn snapshots(
     format: ListFormat,
 ) -> Result<Exit> {
     let snaps: Vec<serde_json::Value> = client
-        .get(&format!("{}/snapshots", base(name, volume)))
+        .get(&on(volume, routes::WORKLOAD_SNAPSHOTS, routes::VOLUME_SNAPSHOTS).at(&[name]))
         .await?;
     if format == ListFormat::Json {
         println!("{}", serde_json::to_string_pretty(&snaps)?);
@@ -103,11 +104,10 @@ pub(super) async fn export(
             true
         }
     };
-    let mut path = format!("{}/export", base(name, volume));
-    if let Some(s) = &since {
-        path.push_str(&format!("?since={s}"));
-    }
-    let mut body = client.get_stream(&path).await?;
+    let call = on(volume, routes::WORKLOAD_EXPORT, routes::VOLUME_EXPORT)
+        .at(&[name])
+        .query_opt("since", since.as_ref());
+    let mut body = client.get_stream(&call).await?;
     let tmp = output.as_ref().filter(|_| !to_stdout).map(|p| {
         let mut t = p.clone().into_os_string();
         t.push(".part");
@@ -153,11 +153,8 @@ pub(super) async fn export(
 
 pub(super) async fn import(client: &Client, file: &PathBuf, name: Option<String>) -> Result<Exit> {
     let (body, pb) = upload(file).await?;
-    let mut path = "/v1/import".to_string();
-    if let Some(n) = &name {
-        path.push_str(&format!("?name={n}"));
-    }
-    let r: serde_json::Value = client.post_stream(&path, body).await?;
+    let call = routes::IMPORT.call().query_opt("name", name.as_ref());
+    let r: serde_json::Value = client.post_stream(&call, body).await?;
     pb.finish_and_clear();
     println!(
         "imported {} (snapshot {}{})",
@@ -175,7 +172,7 @@ pub(super) async fn import(client: &Client, file: &PathBuf, name: Option<String>
 pub(super) async fn volume(client: &Client, cmd: VolumeCmd) -> Result<Exit> {
     match cmd {
         VolumeCmd::List { output } => {
-            let vols: Vec<VolumeInfo> = client.get("/v1/volumes").await?;
+            let vols: Vec<VolumeInfo> = client.get(&routes::VOLUMES.call()).await?;
             if output == ListFormat::Json {
                 println!("{}", serde_json::to_string_pretty(&vols)?);
                 return Ok(Exit::Success);
@@ -203,7 +200,7 @@ pub(super) async fn volume(client: &Client, cmd: VolumeCmd) -> Result<Exit> {
         }
         VolumeCmd::Rm { name } => {
             let _: serde_json::Value = client
-                .call(Method::DELETE, &format!("/v1/volumes/{name}"), None::<&()>)
+                .call(&routes::VOLUME_RM.at(&[&name]), None::<&()>)
                 .await?;
             println!("volume {name} deleted");
         }
@@ -220,8 +217,12 @@ pub(super) async fn snapshot_rm(
 ) -> Result<Exit> {
     let _: serde_json::Value = client
         .call(
-            Method::DELETE,
-            &format!("{}/snapshots/{label}", base(name, volume)),
+            &on(
+                volume,
+                routes::WORKLOAD_SNAPSHOT_RM,
+                routes::VOLUME_SNAPSHOT_RM,
+            )
+            .at(&[name, label]),
             None::<&()>,
         )
         .await?;
@@ -241,7 +242,7 @@ pub(super) async fn snapshot(
     };
     let r: serde_json::Value = client
         .post(
-            &format!("{}/snapshots", base(&name, volume)),
+            &on(volume, routes::WORKLOAD_SNAPSHOT, routes::VOLUME_SNAPSHOT).at(&[&name]),
             &SnapshotRequest { label },
         )
         .await?;
@@ -259,7 +260,7 @@ pub(super) async fn rollback(
 ) -> Result<Exit> {
     let r: serde_json::Value = client
         .post(
-            &format!("{}/rollback", base(name, volume)),
+            &on(volume, routes::WORKLOAD_ROLLBACK, routes::VOLUME_ROLLBACK).at(&[name]),
             &RollbackRequest {
                 label: snapshot.to_string(),
                 force,
@@ -283,7 +284,7 @@ pub(super) async fn clone(
 ) -> Result<Exit> {
     let _: serde_json::Value = client
         .post(
-            &format!("/v1/workloads/{src}/clone"),
+            &routes::WORKLOAD_CLONE.at(&[src]),
             &CloneRequest {
                 name: dst.to_string(),
                 snapshot,

@@ -2,7 +2,7 @@
 
 use super::Exit;
 use super::ListFormat;
-use crate::client::Client;
+use crate::client::{routes, Client};
 use anyhow::Result;
 use std::io::Write;
 use std::time::Duration;
@@ -14,11 +14,11 @@ pub(super) async fn events(
     format: ListFormat,
     follow: bool,
 ) -> Result<Exit> {
-    let mut path = format!("/v1/events?limit={limit}");
-    if let Some(w) = &workload {
-        path.push_str(&format!("&workload={w}"));
-    }
-    let evs: Vec<warren_store::Event> = client.get(&path).await?;
+    let call = routes::EVENTS
+        .call()
+        .query("limit", limit)
+        .query_opt("workload", workload.as_ref());
+    let evs: Vec<warren_store::Event> = client.get(&call).await?;
     let line = |e: &warren_store::Event| {
         format!(
             "{} {} {} {}",
@@ -53,15 +53,12 @@ pub(super) async fn events(
     for e in &evs {
         print(e)?;
     }
-    let mut path = format!(
-        "/v1/events/stream?after={}",
-        evs.last().map(|e| e.id).unwrap_or(0)
-    );
-    if let Some(w) = &workload {
-        path.push_str(&format!("&workload={w}"));
-    }
+    let call = routes::EVENTS_STREAM
+        .call()
+        .query("after", evs.last().map(|e| e.id).unwrap_or(0))
+        .query_opt("workload", workload.as_ref());
     client
-        .stream_lines(&path, |l| {
+        .stream_lines(&call, |l| {
             let e: warren_store::Event = serde_json::from_slice(l)?;
             print(&e)
         })

@@ -2,10 +2,10 @@
 //! import, export, rm and list; Warrenfile builds and the list of built recipes; and the
 //! client side of the daemon's streamed progress jobs.
 
-use super::transfer::{human_bytes, percent_encode, progress, upload};
+use super::transfer::{human_bytes, progress, upload};
 use super::Exit;
 use super::ListFormat;
-use crate::client::Client;
+use crate::client::{routes, Client};
 use crate::output;
 use crate::wire::*;
 use anyhow::{bail, Context, Result};
@@ -140,13 +140,10 @@ pub(super) async fn build(client: &Client, dir: &PathBuf, version: Option<String
     }
     let (body, pb) = upload(dir).await?;
     pb.finish_and_clear();
-    let mut path = "/v1/build".to_string();
-    if let Some(v) = &version {
-        path.push_str(&format!("?version={}", percent_encode(v)));
-    }
+    let call = routes::BUILD.call().query_opt("version", version.as_ref());
     let mut job = Progress::new("built");
     client
-        .post_stream_lines(&path, body, |line| job.feed(line))
+        .post_stream_lines(&call, body, |line| job.feed(line))
         .await?;
     let b = job.finish("build")?;
     println!(
@@ -164,7 +161,7 @@ pub(super) async fn build(client: &Client, dir: &PathBuf, version: Option<String
 }
 
 pub(super) async fn recipes(client: &Client, format: ListFormat) -> Result<Exit> {
-    let builds: Vec<serde_json::Value> = client.get("/v1/recipes").await?;
+    let builds: Vec<serde_json::Value> = client.get(&routes::RECIPES.call()).await?;
     if format == ListFormat::Json {
         println!("{}", serde_json::to_string_pretty(&builds)?);
         return Ok(Exit::Success);
@@ -190,12 +187,9 @@ pub(super) async fn image(client: &Client, cmd: ImageCmd) -> Result<Exit> {
     match cmd {
         ImageCmd::Import { file, tag } => {
             let (body, pb) = upload(&file).await?;
-            let mut path = "/v1/images/import".to_string();
-            if let Some(t) = &tag {
-                path.push_str(&format!("?tag={t}"));
-            }
+            let call = routes::IMAGE_IMPORT.call().query_opt("tag", tag.as_ref());
             let r = client
-                .post_stream::<Vec<ImageImported>, _>(&path, body)
+                .post_stream::<Vec<ImageImported>, _>(&call, body)
                 .await;
             pb.finish_and_clear();
             for i in r? {
@@ -236,7 +230,7 @@ pub(super) async fn image(client: &Client, cmd: ImageCmd) -> Result<Exit> {
             let payload = serde_json::to_vec(&body)?;
             client
                 .post_stream_lines(
-                    "/v1/images/pull",
+                    &routes::IMAGE_PULL.call(),
                     http_body_util::Full::new(bytes::Bytes::from(payload)),
                     |line| job.feed(line),
                 )
@@ -253,7 +247,7 @@ pub(super) async fn image(client: &Client, cmd: ImageCmd) -> Result<Exit> {
             }
         }
         ImageCmd::List { output: format } => {
-            let images: Vec<ImageInfo> = client.get("/v1/images").await?;
+            let images: Vec<ImageInfo> = client.get(&routes::IMAGES.call()).await?;
             if format == ListFormat::Json {
                 println!("{}", serde_json::to_string_pretty(&images)?);
                 return Ok(Exit::Success);
@@ -282,15 +276,14 @@ pub(super) async fn image(client: &Client, cmd: ImageCmd) -> Result<Exit> {
         ImageCmd::Rm { reference } => {
             let r: serde_json::Value = client
                 .call(
-                    hyper::Method::DELETE,
-                    &format!("/v1/images?reference={reference}"),
+                    &routes::IMAGE_RM.call().query("reference", &reference),
                     None::<&()>,
                 )
                 .await?;
             println!("removed {}", r["removed"].as_str().unwrap_or(&reference));
         }
         ImageCmd::Gc => {
-            let r: ImageGcResponse = client.post("/v1/images/gc", &()).await?;
+            let r: ImageGcResponse = client.post(&routes::IMAGE_GC.call(), &()).await?;
             println!("deleted {} unused layers", r.deleted.len());
             for k in &r.kept {
                 eprintln!("kept {k}");
@@ -371,14 +364,11 @@ async fn save_stream(
 pub(super) async fn world(client: &Client, cmd: WorldCmd) -> Result<Exit> {
     match cmd {
         WorldCmd::Create { name, mirror } => {
-            let mut path = format!("/v1/worlds/{name}");
-            if let Some(m) = &mirror {
-                path.push_str(&format!("?mirror={}", percent_encode(m)));
-            }
+            let call = routes::WORLD_CREATE
+                .at(&[&name])
+                .query_opt("mirror", mirror.as_ref());
             let mut job = Progress::new("created");
-            client
-                .stream_lines_with(hyper::Method::POST, &path, |line| job.feed(line))
-                .await?;
+            client.stream_lines(&call, |line| job.feed(line)).await?;
             job.finish(&format!("creation of world {name}"))?;
             println!("world {name} created");
         }
@@ -388,13 +378,12 @@ pub(super) async fn world(client: &Client, cmd: WorldCmd) -> Result<Exit> {
             command,
         } => {
             let (body, pb) = upload(&file).await?;
-            let mut path = format!("/v1/worlds/{name}/import");
+            let mut call = routes::WORLD_IMPORT.at(&[&name]);
             if let Some(c) = &command {
-                let json = serde_json::to_string(c)?;
-                path.push_str(&format!("?command={}", percent_encode(&json)));
+                call = call.query("command", serde_json::to_string(c)?);
             }
             let r = client
-                .post_stream::<serde_json::Value, _>(&path, body)
+                .post_stream::<serde_json::Value, _>(&call, body)
                 .await;
             pb.finish_and_clear();
             let r = r?;
@@ -405,22 +394,18 @@ pub(super) async fn world(client: &Client, cmd: WorldCmd) -> Result<Exit> {
         }
         WorldCmd::Export { name, output } => {
             let body = client
-                .get_stream(&format!("/v1/worlds/{name}/export"))
+                .get_stream(&routes::WORLD_EXPORT.at(&[&name]))
                 .await?;
             save_stream(body, output.as_deref(), &format!("world {name}")).await?;
         }
         WorldCmd::Rm { name } => {
             let _: serde_json::Value = client
-                .call(
-                    hyper::Method::DELETE,
-                    &format!("/v1/worlds/{name}"),
-                    None::<&()>,
-                )
+                .call(&routes::WORLD_RM.at(&[&name]), None::<&()>)
                 .await?;
             println!("world {name} removed");
         }
         WorldCmd::List => {
-            let worlds: Vec<WorldInfo> = client.get("/v1/worlds").await?;
+            let worlds: Vec<WorldInfo> = client.get(&routes::WORLDS.call()).await?;
             let rows: Vec<Vec<String>> = worlds
                 .iter()
                 .map(|w| {

@@ -21,6 +21,7 @@ mod repl;
 mod transfer;
 mod workloads;
 
+use crate::client::routes::{WORKLOAD_RESTART, WORKLOAD_START, WORKLOAD_STOP};
 use crate::client::{ApiFailure, Client};
 use crate::contexts;
 use anyhow::Result;
@@ -405,9 +406,11 @@ async fn dispatch(cli: Cli) -> Result<Exit> {
         Cmd::Plan { file, prune } => workloads::apply(&client, &file, true, prune, false).await,
         Cmd::List { output } => workloads::list(&client, output).await,
         Cmd::Get { name, output } => workloads::get(&client, &name, output).await,
-        Cmd::Start { names } => workloads::each(&client, names, "start").await,
-        Cmd::Stop { names } => workloads::each(&client, names, "stop").await,
-        Cmd::Restart { names } => workloads::each(&client, names, "restart").await,
+        Cmd::Start { names } => workloads::each(&client, names, "start", WORKLOAD_START).await,
+        Cmd::Stop { names } => workloads::each(&client, names, "stop", WORKLOAD_STOP).await,
+        Cmd::Restart { names } => {
+            workloads::each(&client, names, "restart", WORKLOAD_RESTART).await
+        }
         Cmd::Delete { names, purge } => workloads::delete(&client, names, purge).await,
         Cmd::Logs {
             name,

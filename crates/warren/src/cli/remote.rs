@@ -2,15 +2,14 @@
 //! exists), operator keys, contexts, the local CA's certificate, and the claim code commands
 //! run by root on the host.
 
-use super::transfer::percent_encode;
 use super::Exit;
 use super::ListFormat;
+use crate::client::routes::{self, Call};
 use crate::client::Client;
 use crate::contexts;
 use crate::output;
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
-use hyper::Method;
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -65,7 +64,7 @@ pub(super) enum DaemonAction {
 
 pub(super) async fn ca_export(client: &Client, output: Option<PathBuf>) -> Result<Exit> {
     use http_body_util::BodyExt;
-    let body = client.get_stream("/v1/ca").await?;
+    let body = client.get_stream(&routes::CA.call()).await?;
     let pem = body.collect().await?.to_bytes();
     match output {
         Some(path) => {
@@ -84,8 +83,8 @@ pub(super) async fn daemon_action(client: &Client, action: DaemonAction) -> Resu
         bail!("claim codes are managed by root on the host, over the local socket");
     }
     let r: serde_json::Value = match action {
-        DaemonAction::ClaimCode => client.get("/v1/auth/claim-code").await?,
-        DaemonAction::ResetAuth => client.post("/v1/auth/reset", &()).await?,
+        DaemonAction::ClaimCode => client.get(&routes::CLAIM_CODE.call()).await?,
+        DaemonAction::ResetAuth => client.post(&routes::AUTH_RESET.call(), &()).await?,
     };
     let until = r["until"].as_u64().unwrap_or(0);
     let left = until.saturating_sub(warren_store::now_ms() / 1000);
@@ -105,8 +104,7 @@ pub(super) async fn daemon_action(client: &Client, action: DaemonAction) -> Resu
 async fn tls_json(
     addr: &str,
     verifier: std::sync::Arc<warren_auth::tls::PinVerifier>,
-    method: Method,
-    path: &str,
+    call: &Call,
     body: Option<serde_json::Value>,
 ) -> Result<serde_json::Value> {
     use http_body_util::BodyExt;
@@ -115,8 +113,8 @@ async fn tls_json(
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls)).await?;
     tokio::spawn(conn);
     let req = hyper::Request::builder()
-        .method(method)
-        .uri(path)
+        .method(call.method())
+        .uri(call.path())
         .header("host", "warren")
         .header("content-type", "application/json")
         .body(http_body_util::Full::new(bytes::Bytes::from(
@@ -158,7 +156,7 @@ pub(super) async fn adopt(
     let mut cfg = contexts::load()?;
     // First contact: record whatever certificate the daemon presents.
     let capture = warren_auth::tls::PinVerifier::new(None);
-    let info = tls_json(&addr, capture.clone(), Method::GET, "/v1/auth/info", None).await?;
+    let info = tls_json(&addr, capture.clone(), &routes::AUTH_INFO.call(), None).await?;
     let fingerprint = capture
         .seen()
         .context("the daemon presented no certificate")?;
@@ -213,8 +211,7 @@ pub(super) async fn adopt(
     tls_json(
         &addr,
         pinned,
-        Method::POST,
-        "/v1/auth/enroll",
+        &routes::AUTH_ENROLL.call(),
         Some(serde_json::json!({
             "public_key": operator.public().encode(),
             "claim_code": code,
@@ -250,7 +247,7 @@ pub(super) async fn adopt(
 pub(super) async fn keys(client: &Client, cmd: KeyCmd) -> Result<Exit> {
     match cmd {
         KeyCmd::List { output: format } => {
-            let keys: Vec<serde_json::Value> = client.get("/v1/auth/keys").await?;
+            let keys: Vec<serde_json::Value> = client.get(&routes::KEYS.call()).await?;
             if format == ListFormat::Json {
                 println!("{}", serde_json::to_string_pretty(&keys)?);
                 return Ok(Exit::Success);
@@ -269,7 +266,7 @@ pub(super) async fn keys(client: &Client, cmd: KeyCmd) -> Result<Exit> {
         KeyCmd::Add { public_key, name } => {
             let r: serde_json::Value = client
                 .post(
-                    "/v1/auth/keys",
+                    &routes::KEY_ADD.call(),
                     &serde_json::json!({ "public_key": public_key, "name": name }),
                 )
                 .await?;
@@ -277,11 +274,7 @@ pub(super) async fn keys(client: &Client, cmd: KeyCmd) -> Result<Exit> {
         }
         KeyCmd::Revoke { fingerprint } => {
             let _: serde_json::Value = client
-                .call(
-                    Method::DELETE,
-                    &format!("/v1/auth/keys/{}", percent_encode(&fingerprint)),
-                    None::<&()>,
-                )
+                .call(&routes::KEY_REVOKE.at(&[&fingerprint]), None::<&()>)
                 .await?;
             println!("revoked {fingerprint}");
         }

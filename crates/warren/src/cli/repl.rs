@@ -2,7 +2,7 @@
 //! a terminal, form-by-form evaluation of piped input.
 
 use super::Exit;
-use crate::client::Client;
+use crate::client::{routes, Client};
 use crate::wire::*;
 use anyhow::Result;
 
@@ -10,7 +10,7 @@ pub(super) async fn repl(client: &Client) -> Result<Exit> {
     use std::io::{BufRead, IsTerminal};
     let eval = |expr: String| async move {
         let r: ReplResponse = client
-            .post("/v1/repl", &serde_json::json!({ "expr": expr }))
+            .post(&routes::REPL.call(), &serde_json::json!({ "expr": expr }))
             .await?;
         Ok::<_, anyhow::Error>(r)
     };

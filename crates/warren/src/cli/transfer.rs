@@ -1,5 +1,5 @@
 //! Helpers the commands that move bytes share: the transfer progress bar, a file, directory
-//! or stdin as a streamed upload body, human-readable sizes and query-value encoding.
+//! or stdin as a streamed upload body, and human-readable sizes.
 
 use anyhow::{Context, Result};
 use std::path::PathBuf;
@@ -92,17 +92,4 @@ pub(super) fn human_bytes(b: u64) -> String {
     } else {
         format!("{v:.1}{}", UNITS[i])
     }
-}
-
-/// Percent-encodes everything but unreserved characters (for query values).
-pub(super) fn percent_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }

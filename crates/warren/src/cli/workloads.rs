@@ -4,12 +4,12 @@
 
 use super::Exit;
 use super::{GetFormat, ListFormat};
+use crate::client::routes::{self, Call, Route};
 use crate::client::{ApiFailure, Client};
 use crate::output;
 use crate::wire::*;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
-use hyper::Method;
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -54,8 +54,8 @@ pub(super) async fn apply(
         prune,
         dry_run,
     };
-    let path = if apply { "/v1/apply" } else { "/v1/plan" };
-    let resp: ApplyResponse = client.post(path, &req).await?;
+    let route = if apply { routes::APPLY } else { routes::PLAN };
+    let resp: ApplyResponse = client.post(&route.call(), &req).await?;
     let mut out = String::new();
     let mut orphans = Vec::new();
     for c in &resp.changes {
@@ -145,7 +145,7 @@ pub(super) async fn apply_watch(client: &Client, file: &PathBuf) -> Result<Exit>
                 // Live changes (CLI, API, REPL) are written back to the file, unless its last
                 // save did not validate (an edit in progress is never overwritten).
                 let text = String::from_utf8_lossy(&bytes).to_string();
-                let export = client.get_stream("/v1/spec/export").await?;
+                let export = client.get_stream(&routes::SPEC_EXPORT.call()).await?;
                 let live_text =
                     String::from_utf8_lossy(&export.collect().await?.to_bytes()).to_string();
                 let from_file = warren_model::parse_spec(&text, &name).map(|p| p.spec);
@@ -169,7 +169,7 @@ pub(super) async fn apply_watch(client: &Client, file: &PathBuf) -> Result<Exit>
 }
 
 pub(super) async fn list(client: &Client, format: ListFormat) -> Result<Exit> {
-    let items: Vec<Status> = client.get("/v1/workloads").await?;
+    let items: Vec<Status> = client.get(&routes::WORKLOADS.call()).await?;
     if format == ListFormat::Json {
         println!("{}", serde_json::to_string_pretty(&items)?);
         return Ok(Exit::Success);
@@ -206,7 +206,7 @@ pub(super) async fn list(client: &Client, format: ListFormat) -> Result<Exit> {
 }
 
 pub(super) async fn get(client: &Client, name: &str, format: GetFormat) -> Result<Exit> {
-    let v: serde_json::Value = client.get(&format!("/v1/workloads/{name}")).await?;
+    let v: serde_json::Value = client.get(&routes::WORKLOAD.at(&[name])).await?;
     match format {
         GetFormat::Json => println!("{}", serde_json::to_string_pretty(&v)?),
         GetFormat::Yaml => print!("{}", output::yaml(&v)),
@@ -214,13 +214,18 @@ pub(super) async fn get(client: &Client, name: &str, format: GetFormat) -> Resul
     Ok(Exit::Success)
 }
 
-pub(super) async fn each(client: &Client, names: Vec<String>, verb: &str) -> Result<Exit> {
+pub(super) async fn each(
+    client: &Client,
+    names: Vec<String>,
+    verb: &str,
+    route: Route,
+) -> Result<Exit> {
     if names.is_empty() {
         bail!("{verb}: name at least one workload");
     }
     for name in names {
         let s: Status = client
-            .post(&format!("/v1/workloads/{name}/{verb}"), &())
+            .post(&route.at(&[&name]), &())
             .await
             .with_context(|| format!("{verb} {name}"))?;
         println!(
@@ -240,8 +245,7 @@ pub(super) async fn delete(client: &Client, names: Vec<String>, purge: bool) -> 
     for name in names {
         let r: DeleteResponse = client
             .call(
-                Method::DELETE,
-                &format!("/v1/workloads/{name}?purge={purge}"),
+                &routes::WORKLOAD_DELETE.at(&[&name]).query("purge", purge),
                 None::<&()>,
             )
             .await
@@ -263,14 +267,14 @@ pub(super) async fn logs(
     tail: Option<usize>,
     timestamps: bool,
 ) -> Result<Exit> {
-    let mut path = format!("/v1/workloads/{name}/logs?follow={follow}");
-    if let Some(n) = tail {
-        path.push_str(&format!("&tail={n}"));
-    }
+    let call = routes::WORKLOAD_LOGS
+        .at(&[name])
+        .query("follow", follow)
+        .query_opt("tail", tail);
     let stdout = std::io::stdout();
     let stderr = std::io::stderr();
     client
-        .stream_lines(&path, |line| {
+        .stream_lines(&call, |line| {
             let e: LogEntry = serde_json::from_slice(line)?;
             let nl = if e.partial { "" } else { "\n" };
             let text = if timestamps {
@@ -339,11 +343,11 @@ impl Drop for RawMode {
 /// Connects stdin/stdout/stderr to an exec or run stream; returns the remote exit status.
 async fn attach(
     client: &Client,
-    path: &str,
+    call: &Call,
     args: &impl serde::Serialize,
     tty: bool,
 ) -> Result<Exit> {
-    let io = client.upgrade(path, args).await?;
+    let io = client.upgrade(call, args).await?;
     let (mut rd, mut wr) = tokio::io::split(io);
     let _raw = RawMode::enter(tty);
     // stdin → frames, from a thread: reading stdin is blocking.
@@ -425,7 +429,7 @@ async fn copy_output(
 /// `warren spec export`: the live desired state as a warren.toml, to a file or stdout.
 pub(super) async fn spec_export(client: &Client, output: Option<PathBuf>) -> Result<Exit> {
     use http_body_util::BodyExt;
-    let body = client.get_stream("/v1/spec/export").await?;
+    let body = client.get_stream(&routes::SPEC_EXPORT.call()).await?;
     let text = body.collect().await?.to_bytes();
     match output {
         Some(p) if p.as_os_str() != "-" => {
@@ -455,7 +459,7 @@ pub(super) async fn exec(
         rows,
         cols,
     };
-    attach(client, &format!("/v1/workloads/{name}/exec"), &args, tty).await
+    attach(client, &routes::WORKLOAD_EXEC.at(&[&name]), &args, tty).await
 }
 
 /// `warren run --rm WORLD -- CMD...`: a one-off container; its command's status is returned.
@@ -479,7 +483,7 @@ pub(super) async fn run(client: &Client, r: RunCmd) -> Result<Exit> {
         rows,
         cols,
     };
-    attach(client, "/v1/run", &args, r.tty).await
+    attach(client, &routes::RUN.call(), &args, r.tty).await
 }
 
 #[cfg(test)]
