@@ -1,5 +1,8 @@
 //! The CLI's API client: HTTP/1.1 over the daemon's Unix socket, JSON requests and responses,
-//! NDJSON streams and upgraded frame streams.
+//! NDJSON streams and upgraded frame streams. Every request is a [`routes::Call`] of a route
+//! declared in [`routes`].
+
+pub mod routes;
 
 use crate::wire::{ErrorBody, ARGS_HEADER, STREAM_PROTOCOL};
 use anyhow::{anyhow, bail, Context, Result};
@@ -8,6 +11,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use routes::Call;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -160,15 +164,18 @@ impl Client {
     /// A JSON call.
     pub async fn call<T: DeserializeOwned>(
         &self,
-        method: Method,
-        path: &str,
+        call: &Call,
         body: Option<&impl Serialize>,
     ) -> Result<T> {
         let body = match body {
             Some(b) => serde_json::to_vec(b)?,
             None => Vec::new(),
         };
-        let resp = Self::check(self.send(Self::request(method, path, body)).await?).await?;
+        let resp = Self::check(
+            self.send(Self::request(call.method(), call.path(), body))
+                .await?,
+        )
+        .await?;
         let bytes = resp.into_body().collect().await?.to_bytes();
         serde_json::from_slice(&bytes).with_context(|| {
             format!(
@@ -178,27 +185,28 @@ impl Client {
         })
     }
 
-    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
-        self.call(Method::GET, path, None::<&()>).await
+    /// A JSON call without a request body.
+    pub async fn get<T: DeserializeOwned>(&self, call: &Call) -> Result<T> {
+        self.call(call, None::<&()>).await
     }
 
-    pub async fn post<T: DeserializeOwned>(&self, path: &str, body: &impl Serialize) -> Result<T> {
-        self.call(Method::POST, path, Some(body)).await
+    /// A JSON call with a JSON request body.
+    pub async fn post<T: DeserializeOwned>(&self, call: &Call, body: &impl Serialize) -> Result<T> {
+        self.call(call, Some(body)).await
     }
 
-    /// A streamed response body (NDJSON lines), delivered line by line to `f`.
-    pub async fn stream_lines(&self, path: &str, f: impl FnMut(&[u8]) -> Result<()>) -> Result<()> {
-        self.stream_lines_with(Method::GET, path, f).await
-    }
-
-    /// [`Client::stream_lines`] with another method (an empty request body).
-    pub async fn stream_lines_with(
+    /// A streamed response body (NDJSON lines), delivered line by line to `f` (an empty
+    /// request body).
+    pub async fn stream_lines(
         &self,
-        method: Method,
-        path: &str,
+        call: &Call,
         mut f: impl FnMut(&[u8]) -> Result<()>,
     ) -> Result<()> {
-        let resp = Self::check(self.send(Self::request(method, path, vec![])).await?).await?;
+        let resp = Self::check(
+            self.send(Self::request(call.method(), call.path(), vec![]))
+                .await?,
+        )
+        .await?;
         let mut body = resp.into_body();
         let mut buf: Vec<u8> = Vec::new();
         while let Some(frame) = body.frame().await {
@@ -215,15 +223,19 @@ impl Client {
     }
 
     /// A raw streamed response body (export archives).
-    pub async fn get_stream(&self, path: &str) -> Result<Incoming> {
-        let resp = Self::check(self.send(Self::request(Method::GET, path, vec![])).await?).await?;
+    pub async fn get_stream(&self, call: &Call) -> Result<Incoming> {
+        let resp = Self::check(
+            self.send(Self::request(call.method(), call.path(), vec![]))
+                .await?,
+        )
+        .await?;
         Ok(resp.into_body())
     }
 
     /// POSTs a streamed request body and hands each line of the NDJSON answer to `f`.
     pub async fn post_stream_lines<B>(
         &self,
-        path: &str,
+        call: &Call,
         body: B,
         mut f: impl FnMut(&[u8]) -> Result<()>,
     ) -> Result<()>
@@ -233,8 +245,8 @@ impl Client {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let req = Request::builder()
-            .method(Method::POST)
-            .uri(format!("http://warren{path}"))
+            .method(call.method())
+            .uri(format!("http://warren{}", call.path()))
             .header("host", "warren")
             .header("content-type", "application/octet-stream")
             .body(body)
@@ -255,7 +267,7 @@ impl Client {
     }
 
     /// POSTs a streamed request body and decodes the JSON answer.
-    pub async fn post_stream<T, B>(&self, path: &str, body: B) -> Result<T>
+    pub async fn post_stream<T, B>(&self, call: &Call, body: B) -> Result<T>
     where
         T: DeserializeOwned,
         B: hyper::body::Body + Send + 'static,
@@ -263,8 +275,8 @@ impl Client {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let req = Request::builder()
-            .method(Method::POST)
-            .uri(format!("http://warren{path}"))
+            .method(call.method())
+            .uri(format!("http://warren{}", call.path()))
             .header("host", "warren")
             .header("content-type", "application/octet-stream")
             .body(body)
@@ -282,12 +294,12 @@ impl Client {
     /// Opens an upgraded frame stream.
     pub async fn upgrade(
         &self,
-        path: &str,
+        call: &Call,
         args: &impl Serialize,
     ) -> Result<TokioIo<hyper::upgrade::Upgraded>> {
         let req = Request::builder()
-            .method(Method::GET)
-            .uri(format!("http://warren{path}"))
+            .method(call.method())
+            .uri(format!("http://warren{}", call.path()))
             .header("host", "warren")
             .header("connection", "upgrade")
             .header("upgrade", STREAM_PROTOCOL)

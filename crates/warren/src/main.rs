@@ -16,7 +16,7 @@ fn main() {
     if args.get(1).map(|a| a == "shim").unwrap_or(false) {
         let Some(dir) = args.get(2) else {
             eprintln!("usage: warren shim RUN_DIR");
-            std::process::exit(2);
+            std::process::exit(cli::Exit::Usage.code());
         };
         warren_runtime::shim::main(std::path::Path::new(dir));
     }
