@@ -376,13 +376,11 @@ impl Storage for BtrfsStorage {
         check_dataset_id(id)?;
         let snap = self.existing_snapshot(id, label)?;
         let parent = since.map(|s| self.existing_snapshot(id, s)).transpose()?;
-        let mut args = vec![std::ffi::OsStr::new("send")];
+        let mut cmd = Cmd::new("btrfs").arg("send");
         if let Some(p) = &parent {
-            args.push(std::ffi::OsStr::new("-p"));
-            args.push(p.as_os_str());
+            cmd = cmd.arg("-p").arg(p);
         }
-        args.push(snap.as_os_str());
-        stream_out("btrfs", &args, out)
+        stream_out(&*self.exec, &cmd.arg(&snap), out)
     }
 
     fn receive_staged(

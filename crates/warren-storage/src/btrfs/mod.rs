@@ -12,8 +12,9 @@
 //! - a volume is a plain subvolume at `volumes/<name>`.
 //!
 //! Read-only state is read back with `btrfs property get -ts PATH ro`. All commands go through
-//! the injected [`Executor`], except the two that stream (`btrfs send`, `btrfs receive`), which
-//! are spawned with [`warren_exec::std_command`] (same hygiene) so streams never sit in memory.
+//! the injected [`Executor`]; the two that stream (`btrfs send`, `btrfs receive`) are spawned
+//! through it ([`Executor::spawn`]) and fed or drained as they run, so streams never sit in
+//! memory.
 //!
 //! # Snapshots, rollback, clones
 //! A snapshot is `btrfs subvolume snapshot -r DATASET snapshots/<key>/<label>` (constant time,

@@ -246,8 +246,8 @@ impl BtrfsStorage {
             }
             check.feed(bytes)
         };
-        let args = [std::ffi::OsStr::new("receive"), dir.as_os_str()];
-        let received = stream_in("btrfs", &args, head, input, &mut watch);
+        let cmd = Cmd::new("btrfs").arg("receive").arg(dir);
+        let received = stream_in(&*self.exec, &cmd, head, input, &mut watch);
         drop(flusher);
         received?;
         check

@@ -36,6 +36,14 @@ impl Executor for FakeBtrfs {
         }
         Ok(out)
     }
+
+    fn spawn(
+        &self,
+        cmd: &Cmd,
+        streams: warren_exec::Streams,
+    ) -> Result<Box<dyn warren_exec::Process>, ExecError> {
+        self.0.spawn(cmd, streams)
+    }
 }
 
 fn fake() -> (tempfile::TempDir, Arc<FakeBtrfs>, BtrfsStorage) {
@@ -655,4 +663,75 @@ fn list_reads_ro_flags() {
             },
         ]
     );
+}
+
+#[test]
+fn send_spawns_btrfs_send_through_the_executor() {
+    let (_t, exec, s) = fake();
+    let id = DatasetId::Data("web".into());
+    fake_snapshot(&s, &id, "a", 1, "one");
+    fake_snapshot(&s, &id, "b", 2, "two");
+    let dir = snapshot_dir(s.root(), &id);
+    let (a, b) = (p(&dir.join("a")), p(&dir.join("b")));
+    exec.0
+        .expect_spawn(&format!("btrfs send {b}"), b"FULL\0STREAM", Ok(()))
+        .expect_spawn(&format!("btrfs send -p {a} {b}"), b"INCREMENT", Ok(()))
+        .expect_spawn(
+            &format!("btrfs send {a}"),
+            b"partial",
+            Err("ERROR: send ioctl failed with -5: Input/output error"),
+        );
+    let mut out = Vec::new();
+    s.send(&id, "b", None, &mut out).unwrap();
+    assert_eq!(out, b"FULL\0STREAM");
+    out.clear();
+    s.send(&id, "b", Some("a"), &mut out).unwrap();
+    assert_eq!(out, b"INCREMENT");
+    let err = s.send(&id, "a", None, &mut Vec::new()).unwrap_err();
+    assert!(err.to_string().contains("Input/output error"), "{err}");
+    // A missing snapshot is refused before anything is spawned.
+    assert!(s.send(&id, "c", None, &mut Vec::new()).is_err());
+    exec.0.finish();
+}
+
+#[test]
+fn receive_feeds_btrfs_receive_the_renamed_stream_and_cleans_up_on_failure() {
+    let (_t, exec, s) = fake();
+    let id = DatasetId::Data("web".into());
+    let dir = snapshot_dir(s.root(), &id);
+    let full = stream("nightly");
+    let argv = format!("btrfs receive {}", p(&dir));
+    exec.0
+        .expect_spawn(
+            &argv,
+            b"",
+            Err("ERROR: empty stream is not considered valid"),
+        )
+        .expect_spawn(&argv, b"", Ok(()));
+    let err = s
+        .receive_staged(&id, "copy", &mut full.as_slice())
+        .unwrap_err();
+    assert!(err.to_string().contains("empty stream"), "{err}");
+    let fed = exec.0.fed();
+    assert_eq!(fed.len(), 1);
+    assert_eq!(fed[0].0, argv);
+    // The first command names the hidden incoming subvolume instead of the sender's.
+    let sent = &fed[0].1;
+    let mut check = SendStreamCheck::new();
+    check.feed(sent).unwrap();
+    check.finish().unwrap();
+    let name = String::from_utf8_lossy(sent);
+    assert!(
+        name.contains(STAGED_PREFIX) && !name.contains("nightly"),
+        "{name:?}"
+    );
+    assert_eq!(sent[sent.len() - 40..], full[full.len() - 40..]);
+    assert!(!dir.exists(), "left behind: {:?}", std::fs::read_dir(&dir));
+
+    // A stream that stops before its end command is refused even when btrfs accepted it.
+    let cut = &full[..full.len() - 10];
+    let err = s.receive_staged(&id, "copy", &mut &cut[..]).unwrap_err();
+    assert!(err.to_string().contains("truncated"), "{err}");
+    assert!(!dir.exists());
+    exec.0.finish();
 }

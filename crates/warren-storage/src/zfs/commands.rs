@@ -1,5 +1,6 @@
 //! Pure builders of every `zfs` command the driver runs (each returns a [`Cmd`]), and the two
-//! streams (`zfs send`, `zfs receive`) run through the executor's streaming API.
+//! streams (`zfs send`, `zfs receive`) run through the executor's streaming API
+//! ([`Executor::spawn`]).
 
 use super::*;
 
@@ -208,94 +209,49 @@ pub fn quota_value(ds: &str, bytes: Option<u64>) -> Result<String, ZfsError> {
 // Streams
 // ---------------------------------------------------------------------------------------------
 
-fn spawn_error(cmd: &Cmd, source: std::io::Error) -> ZfsError {
-    command_error(ExecError::Spawn {
-        argv: cmd.argv_string(),
-        source,
-    })
-}
-
-fn failed(cmd: &Cmd, status: std::process::ExitStatus, stdout: String, stderr: String) -> ZfsError {
-    command_error(ExecError::Failed {
-        argv: cmd.argv_string(),
-        status: status.to_string(),
-        stdout,
-        stderr,
-    })
-}
-
-fn read_in_thread<R: Read + Send + 'static>(r: Option<R>) -> std::thread::JoinHandle<String> {
-    std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        if let Some(mut r) = r {
-            let _ = r.read_to_end(&mut buf);
-        }
-        String::from_utf8_lossy(&buf).into_owned()
-    })
-}
-
-/// Runs `cmd` (spawned like the host executor does: absolute path, clean environment) and
-/// copies its stdout into `out`; stderr is kept for the error.
-pub fn pipe_out(cmd: &Cmd, out: &mut dyn Write) -> Result<(), ZfsError> {
-    let mut c = warren_exec::std_command(&cmd.program).map_err(command_error)?;
-    c.args(&cmd.args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = c.spawn().map_err(|e| spawn_error(cmd, e))?;
-    let stderr = read_in_thread(child.stderr.take());
-    let mut stdout = child.stdout.take().expect("piped stdout");
-    let copied = std::io::copy(&mut stdout, out).and_then(|_| out.flush());
+/// Runs `cmd` through `exec` ([`Executor::spawn`]) and copies its stdout into `out`, a
+/// [`warren_exec::PIPE_SIZE`] chunk at a time; stderr is kept for the error.
+pub fn pipe_out(exec: &dyn Executor, cmd: &Cmd, out: &mut dyn Write) -> Result<(), ZfsError> {
+    let mut child = exec.spawn(cmd, Streams::reading()).map_err(command_error)?;
+    let mut stdout = child.stdout().expect("piped stdout");
+    let copied = copy_large(&mut stdout, out).and_then(|_| out.flush());
     drop(stdout);
     if copied.is_err() {
-        let _ = child.kill();
+        child.kill();
     }
-    let status = child.wait().map_err(|e| spawn_error(cmd, e))?;
-    let stderr = stderr.join().unwrap_or_default();
+    let waited = child.wait();
     if let Err(error) = copied {
         return Err(ZfsError::Stream {
             argv: cmd.argv_string(),
             error,
         });
     }
-    if !status.success() {
-        return Err(failed(cmd, status, String::new(), stderr));
-    }
+    waited.map_err(command_error)?;
     Ok(())
 }
 
-/// Runs `cmd` and copies `input` into its stdin. A reader error kills the command; the
-/// command's own failure (which closes the pipe early) is reported with its stderr.
-pub fn pipe_in(cmd: &Cmd, input: &mut dyn Read) -> Result<(), ZfsError> {
-    let mut c = warren_exec::std_command(&cmd.program).map_err(command_error)?;
-    c.args(&cmd.args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = c.spawn().map_err(|e| spawn_error(cmd, e))?;
-    let stdout = read_in_thread(child.stdout.take());
-    let stderr = read_in_thread(child.stderr.take());
-    let mut stdin = child.stdin.take().expect("piped stdin");
-    let copied = std::io::copy(input, &mut stdin).and_then(|_| stdin.flush());
+/// Runs `cmd` through `exec` ([`Executor::spawn`]) and copies `input` into its stdin. A reader
+/// error kills the command; the command's own failure (which closes the pipe early) is
+/// reported with its stderr.
+pub fn pipe_in(exec: &dyn Executor, cmd: &Cmd, input: &mut dyn Read) -> Result<(), ZfsError> {
+    let mut child = exec.spawn(cmd, Streams::writing()).map_err(command_error)?;
+    let mut stdin = child.stdin().expect("piped stdin");
+    let copied = copy_large(input, &mut stdin).and_then(|_| stdin.flush());
     drop(stdin);
     let copy_error = match copied {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-            let _ = child.kill();
+            child.kill();
             Some(e)
         }
         _ => None,
     };
-    let status = child.wait().map_err(|e| spawn_error(cmd, e))?;
-    let stdout = stdout.join().unwrap_or_default();
-    let stderr = stderr.join().unwrap_or_default();
+    let waited = child.wait();
     if let Some(error) = copy_error {
         return Err(ZfsError::Stream {
             argv: cmd.argv_string(),
             error,
         });
     }
-    if !status.success() {
-        return Err(failed(cmd, status, stdout, stderr));
-    }
+    waited.map_err(command_error)?;
     Ok(())
 }

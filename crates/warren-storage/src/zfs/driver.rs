@@ -846,12 +846,12 @@ impl Storage for ZfsStorage {
         since: Option<&str>,
         out: &mut dyn std::io::Write,
     ) -> Result<()> {
-        Ok(self.send_via(id, label, since, |cmd| pipe_out(cmd, out))?)
+        Ok(self.send_via(id, label, since, |cmd| pipe_out(&*self.exec, cmd, out))?)
     }
 
     /// See [`ZfsStorage::receive_via`].
     fn receive(&self, id: &DatasetId, label: &str, input: &mut dyn std::io::Read) -> Result<()> {
-        Ok(self.receive_via(id, label, |cmd| pipe_in(cmd, input))?)
+        Ok(self.receive_via(id, label, |cmd| pipe_in(&*self.exec, cmd, input))?)
     }
 
     /// See [`ZfsStorage::receive_staged_via`].
@@ -861,7 +861,7 @@ impl Storage for ZfsStorage {
         label: &str,
         input: &mut dyn std::io::Read,
     ) -> Result<Staged> {
-        Ok(self.receive_staged_via(id, label, |cmd| pipe_in(cmd, input))?)
+        Ok(self.receive_staged_via(id, label, |cmd| pipe_in(&*self.exec, cmd, input))?)
     }
 
     /// See [`ZfsStorage::commit_staged_zfs`].

@@ -30,8 +30,8 @@
 //!   so nothing is left half-done; an undo that fails too is reported alongside the error.
 //!
 //! All commands are pure builders returning [`Cmd`] (`zfs ... -Hp` for machine-readable
-//! output) run through the injected [`Executor`]; only the two streams spawn `zfs` directly
-//! ([`pipe_out`], [`pipe_in`]) with the executor's environment hygiene. Parsers of `zfs list`,
+//! output) run through the injected [`Executor`]; the two streams are spawned through it too
+//! ([`pipe_out`], [`pipe_in`]) and fed or drained as they run. Parsers of `zfs list`,
 //! `zfs get` and of error messages are pure functions. Nothing here is OS specific: the same
 //! code drives OpenZFS on Linux and FreeBSD.
 
@@ -40,12 +40,11 @@ use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::Arc;
 
-use warren_exec::{Cmd, ExecError, Executor};
+use warren_exec::{Cmd, ExecError, Executor, Streams};
 
-use crate::fsutil::remove_file_if_exists;
+use crate::fsutil::{copy_large, remove_file_if_exists};
 use crate::{DatasetId, DatasetInfo, Result, SnapshotInfo, Staged, Storage, StorageError};
 
 /// The snapshot of a sealed world that workload root filesystems are cloned from.

@@ -2,7 +2,7 @@
 //! command sequence through the recording executor.
 
 use super::*;
-use warren_exec::RecordingExecutor;
+use warren_exec::{HostExecutor, RecordingExecutor};
 
 macro_rules! golden {
     ($name:literal) => {
@@ -512,6 +512,7 @@ fn list_datasets_and_volumes() {
 fn pipes_stream_through_real_processes() {
     let mut out = Vec::new();
     pipe_out(
+        &HostExecutor,
         &Cmd::new("sh").args(["-c", "printf 'stream\\0bytes'"]),
         &mut out,
     )
@@ -519,6 +520,7 @@ fn pipes_stream_through_real_processes() {
     assert_eq!(out, b"stream\0bytes");
 
     let err = pipe_out(
+        &HostExecutor,
         &Cmd::new("sh").args([
             "-c",
             "printf partial; echo \"cannot open 'tank/x@s': dataset does not exist\" >&2; exit 1",
@@ -531,6 +533,7 @@ fn pipes_stream_through_real_processes() {
 
     let mut input: &[u8] = b"abc";
     pipe_in(
+        &HostExecutor,
         &Cmd::new("sh").args(["-c", "test \"$(cat)\" = abc"]),
         &mut input,
     )
@@ -539,6 +542,7 @@ fn pipes_stream_through_real_processes() {
     // The receiver fails early: its message wins over the broken pipe.
     let big = vec![7u8; 1 << 20];
     let err = pipe_in(
+        &HostExecutor,
         &Cmd::new("sh").args([
             "-c",
             "echo 'cannot receive new filesystem stream: out of space' >&2; exit 1",
@@ -554,7 +558,66 @@ fn pipes_stream_through_real_processes() {
             Err(std::io::Error::other("disk went away"))
         }
     }
-    let err = pipe_in(&Cmd::new("sh").args(["-c", "cat >/dev/null"]), &mut Broken).unwrap_err();
+    let err = pipe_in(
+        &HostExecutor,
+        &Cmd::new("sh").args(["-c", "cat >/dev/null"]),
+        &mut Broken,
+    )
+    .unwrap_err();
     assert!(matches!(err, ZfsError::Stream { .. }), "{err}");
     assert!(err.to_string().contains("disk went away"), "{err}");
+}
+
+#[test]
+fn send_and_receive_spawn_zfs_through_the_executor() {
+    let (rec, s) = storage();
+    let data = DatasetId::Data("web".into());
+    let vol = DatasetId::Volume("site".into());
+    rec.expect_spawn(
+        "zfs send tank/warren/workloads/web/data@after",
+        b"FULL\0STREAM",
+        Ok(()),
+    )
+    .expect_spawn(
+        "zfs send -i @before tank/warren/workloads/web/data@after",
+        b"INCREMENT",
+        Ok(()),
+    )
+    .expect_spawn(
+        "zfs send tank/warren/workloads/web/data@gone",
+        b"",
+        Err("cannot open 'tank/warren/workloads/web/data@gone': dataset does not exist\n"),
+    );
+    let mut out = Vec::new();
+    s.send(&data, "after", None, &mut out).unwrap();
+    assert_eq!(out, b"FULL\0STREAM");
+    out.clear();
+    s.send(&data, "after", Some("before"), &mut out).unwrap();
+    assert_eq!(out, b"INCREMENT");
+    let err = s.send(&data, "gone", None, &mut Vec::new()).unwrap_err();
+    assert!(err.to_string().contains("dataset does not exist"), "{err}");
+    rec.finish();
+
+    // A full stream into an absent volume: received unmounted with its mountpoint, then
+    // mounted; the stream is fed to `zfs receive` as it is.
+    rec.expect_err(
+        "zfs list -Hp -o name tank/warren/volumes/site",
+        "cannot open 'tank/warren/volumes/site': dataset does not exist\n",
+    )
+    .expect_spawn(
+        "zfs receive -s -u -o mountpoint=/srv/warren-zfs/volumes/site tank/warren/volumes/site@l",
+        b"",
+        Ok(()),
+    )
+    .expect_ok("zfs mount tank/warren/volumes/site", "");
+    s.receive(&vol, "l", &mut &b"THE STREAM"[..]).unwrap();
+    assert_eq!(
+        rec.fed(),
+        [(
+            "zfs receive -s -u -o mountpoint=/srv/warren-zfs/volumes/site tank/warren/volumes/site@l"
+                .to_string(),
+            b"THE STREAM".to_vec()
+        )]
+    );
+    rec.finish();
 }
