@@ -244,8 +244,11 @@ pub struct Expect {
 pub struct RecordingExecutor {
     expected: Mutex<VecDeque<Expect>>,
     ran: Mutex<Vec<String>>,
-    fed: Mutex<Vec<(String, Arc<Mutex<Vec<u8>>>)>>,
+    fed: Mutex<Vec<(String, FedBytes)>>,
 }
+
+/// What one spawned command has been fed so far, shared with its recorded stdin.
+type FedBytes = Arc<Mutex<Vec<u8>>>;
 
 impl RecordingExecutor {
     pub fn new() -> Self {
@@ -377,13 +380,13 @@ impl Executor for RecordingExecutor {
 struct RecordedProcess {
     argv: String,
     streams: Streams,
-    stdin: Option<Arc<Mutex<Vec<u8>>>>,
+    stdin: Option<FedBytes>,
     stdout: Option<Vec<u8>>,
     result: Result<String, String>,
 }
 
 /// The writing end of a recorded stdin.
-struct RecordedStdin(Arc<Mutex<Vec<u8>>>);
+struct RecordedStdin(FedBytes);
 
 impl Write for RecordedStdin {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
