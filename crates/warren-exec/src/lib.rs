@@ -5,15 +5,24 @@
 //! the environment except for `PATH=/usr/sbin:/usr/bin:/sbin:/bin` and `LC_ALL=C`, and turns a
 //! non-zero exit into an [`ExecError`] carrying argv, status, stdout and stderr.
 //!
+//! Commands whose input or output is a stream too big to hold (send and receive, tar) are
+//! started with [`Executor::spawn`] and fed or drained while they run ([`stream`]).
+//!
 //! Tests of command-building logic use [`RecordingExecutor`]: a hand-written fake with scripted
 //! expectations that fails when a command arrives out of order or an expected one never ran.
+//! It scripts spawned commands too ([`RecordingExecutor::expect_spawn`]): what they print and
+//! how they end, recording what was fed to them ([`RecordingExecutor::fed`]).
+
+pub mod stream;
+
+pub use stream::{spawn_command, Pipe, Process, Streams, PIPE_SIZE};
 
 use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// A command to run: program and arguments, optional stdin bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,7 +130,11 @@ impl ExecError {
 
 /// Runs commands. Implemented by the host executor and by the recording fake.
 pub trait Executor: Send + Sync {
+    /// Runs `cmd` to its end, feeding it `cmd.stdin` and collecting what it prints.
     fn run(&self, cmd: &Cmd) -> Result<Output, ExecError>;
+    /// Starts `cmd` with `streams` and returns it running, for streams fed or drained while it
+    /// runs. `cmd.stdin` is not used: a process that reads stdin gets [`Pipe::Piped`].
+    fn spawn(&self, cmd: &Cmd, streams: Streams) -> Result<Box<dyn Process>, ExecError>;
 }
 
 /// A finished process's output as the executor reports it: `Ok` on success, otherwise
@@ -204,6 +217,12 @@ impl Executor for HostExecutor {
             })?;
         output_result(argv, out)
     }
+
+    fn spawn(&self, cmd: &Cmd, streams: Streams) -> Result<Box<dyn Process>, ExecError> {
+        let mut c = std_command(&cmd.program)?;
+        c.args(&cmd.args);
+        spawn_command(cmd.argv_string(), c, streams)
+    }
 }
 
 /// One scripted expectation of the recording fake.
@@ -211,8 +230,12 @@ impl Executor for HostExecutor {
 pub struct Expect {
     /// The whole argv as `Cmd::argv_string` renders it.
     pub argv: String,
-    /// `Ok(stdout)` or `Err(stderr)` (reported as exit status 1).
+    /// `Ok(stdout)` or `Err(stderr)` (reported as exit status 1). For a spawned command, how
+    /// it ends once waited for.
     pub result: Result<String, String>,
+    /// `Some(bytes)` when the command is expected through [`Executor::spawn`]: what its piped
+    /// stdout yields.
+    pub stream: Option<Vec<u8>>,
 }
 
 /// A hand-written fake executor: commands must arrive exactly in the scripted order.
@@ -221,7 +244,11 @@ pub struct Expect {
 pub struct RecordingExecutor {
     expected: Mutex<VecDeque<Expect>>,
     ran: Mutex<Vec<String>>,
+    fed: Mutex<Vec<(String, FedBytes)>>,
 }
+
+/// What one spawned command has been fed so far, shared with its recorded stdin.
+type FedBytes = Arc<Mutex<Vec<u8>>>;
 
 impl RecordingExecutor {
     pub fn new() -> Self {
@@ -233,6 +260,7 @@ impl RecordingExecutor {
         self.expected.lock().unwrap().push_back(Expect {
             argv: argv.to_string(),
             result: Ok(stdout.to_string()),
+            stream: None,
         });
         self
     }
@@ -242,8 +270,30 @@ impl RecordingExecutor {
         self.expected.lock().unwrap().push_back(Expect {
             argv: argv.to_string(),
             result: Err(stderr.to_string()),
+            stream: None,
         });
         self
+    }
+
+    /// Expect `argv` to be spawned next ([`Executor::spawn`]); its piped stdout yields
+    /// `stdout`, and waiting for it succeeds (`Ok(())`) or fails with the given stderr.
+    pub fn expect_spawn(&self, argv: &str, stdout: &[u8], result: Result<(), &str>) -> &Self {
+        self.expected.lock().unwrap().push_back(Expect {
+            argv: argv.to_string(),
+            result: result.map(|()| String::new()).map_err(str::to_string),
+            stream: Some(stdout.to_vec()),
+        });
+        self
+    }
+
+    /// What each spawned command was fed on its stdin so far, by argv, in spawn order.
+    pub fn fed(&self) -> Vec<(String, Vec<u8>)> {
+        self.fed
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(argv, data)| (argv.clone(), data.lock().unwrap().clone()))
+            .collect()
     }
 
     /// Every argv that ran, in order.
@@ -263,15 +313,53 @@ impl RecordingExecutor {
     }
 }
 
-impl Executor for RecordingExecutor {
-    fn run(&self, cmd: &Cmd) -> Result<Output, ExecError> {
-        let argv = cmd.argv_string();
-        self.ran.lock().unwrap().push(argv.clone());
+impl RecordingExecutor {
+    /// Records `argv` and returns its expectation, which must be next and of the right sort.
+    fn next(&self, argv: &str, spawned: bool) -> Expect {
+        self.ran.lock().unwrap().push(argv.to_string());
         let next = self.expected.lock().unwrap().pop_front();
         let Some(exp) = next else {
             panic!("unexpected command (none scripted): {argv}");
         };
         assert_eq!(exp.argv, argv, "command out of script");
+        assert_eq!(
+            exp.stream.is_some(),
+            spawned,
+            "`{argv}` was scripted to be {} but was {}",
+            if exp.stream.is_some() {
+                "spawned"
+            } else {
+                "run"
+            },
+            if spawned { "spawned" } else { "run" },
+        );
+        exp
+    }
+}
+
+impl Executor for RecordingExecutor {
+    fn spawn(&self, cmd: &Cmd, streams: Streams) -> Result<Box<dyn Process>, ExecError> {
+        let argv = cmd.argv_string();
+        let exp = self.next(&argv, true);
+        let stdin = Arc::new(Mutex::new(Vec::new()));
+        if streams.stdin == Pipe::Piped {
+            self.fed
+                .lock()
+                .unwrap()
+                .push((argv.clone(), Arc::clone(&stdin)));
+        }
+        Ok(Box::new(RecordedProcess {
+            argv,
+            streams,
+            stdin: (streams.stdin == Pipe::Piped).then_some(stdin),
+            stdout: Some(exp.stream.unwrap_or_default()),
+            result: exp.result,
+        }))
+    }
+
+    fn run(&self, cmd: &Cmd) -> Result<Output, ExecError> {
+        let argv = cmd.argv_string();
+        let exp = self.next(&argv, false);
         match exp.result {
             Ok(stdout) => Ok(Output {
                 stdout: stdout.into_bytes(),
@@ -282,6 +370,87 @@ impl Executor for RecordingExecutor {
                 status: "exit status: 1".into(),
                 stdout: String::new(),
                 stderr,
+            }),
+        }
+    }
+}
+
+/// A spawned command of the recording fake: its stdout is the scripted bytes, its stdin is
+/// recorded, and waiting for it ends as scripted.
+struct RecordedProcess {
+    argv: String,
+    streams: Streams,
+    stdin: Option<FedBytes>,
+    stdout: Option<Vec<u8>>,
+    result: Result<String, String>,
+}
+
+/// The writing end of a recorded stdin.
+struct RecordedStdin(FedBytes);
+
+impl Write for RecordedStdin {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Process for RecordedProcess {
+    fn argv(&self) -> &str {
+        &self.argv
+    }
+
+    fn stdin(&mut self) -> Option<Box<dyn Write + Send>> {
+        self.stdin
+            .take()
+            .map(|s| Box::new(RecordedStdin(s)) as Box<dyn Write + Send>)
+    }
+
+    fn stdout(&mut self) -> Option<Box<dyn std::io::Read + Send>> {
+        if self.streams.stdout != Pipe::Piped {
+            return None;
+        }
+        self.stdout
+            .take()
+            .map(|b| Box::new(std::io::Cursor::new(b)) as Box<dyn std::io::Read + Send>)
+    }
+
+    fn stderr(&mut self) -> Option<Box<dyn std::io::Read + Send>> {
+        if self.streams.stderr != Pipe::Piped {
+            return None;
+        }
+        let text = self.result.as_ref().err().cloned().unwrap_or_default();
+        Some(Box::new(std::io::Cursor::new(text.into_bytes())))
+    }
+
+    fn kill(&mut self) {}
+
+    fn wait(self: Box<Self>) -> Result<Output, ExecError> {
+        let collected = |p: Pipe, bytes: Vec<u8>| {
+            if p == Pipe::Collected {
+                bytes
+            } else {
+                Vec::new()
+            }
+        };
+        match self.result {
+            Ok(_) => Ok(Output {
+                stdout: collected(self.streams.stdout, self.stdout.unwrap_or_default()),
+                stderr: Vec::new(),
+            }),
+            Err(stderr) => Err(ExecError::Failed {
+                argv: self.argv,
+                status: "exit status: 1".into(),
+                stdout: String::new(),
+                stderr: String::from_utf8_lossy(&collected(
+                    self.streams.stderr,
+                    stderr.into_bytes(),
+                ))
+                .into_owned(),
             }),
         }
     }
@@ -333,6 +502,72 @@ mod tests {
             .unwrap();
         assert!(r.run(&Cmd::new("umount").arg("/x")).is_err());
         r.finish();
+    }
+
+    #[test]
+    fn host_spawn_streams_both_ways_and_reports_failure() {
+        let mut p = HostExecutor
+            .spawn(&Cmd::new("cat"), Streams::writing())
+            .unwrap();
+        let mut stdin = p.stdin().unwrap();
+        stdin.write_all(b"through the pipe").unwrap();
+        drop(stdin);
+        assert_eq!(p.wait().unwrap().stdout, b"through the pipe");
+
+        let mut p = HostExecutor
+            .spawn(
+                &Cmd::new("sh").args(["-c", "printf abc; echo bad >&2; exit 4"]),
+                Streams::reading(),
+            )
+            .unwrap();
+        let mut out = Vec::new();
+        std::io::Read::read_to_end(&mut p.stdout().unwrap(), &mut out).unwrap();
+        assert_eq!(out, b"abc");
+        let err = p.wait().unwrap_err();
+        assert!(
+            matches!(&err, ExecError::Failed { stderr, status, .. }
+            if stderr == "bad\n" && status.contains('4')),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn recording_fake_scripts_spawned_commands() {
+        let r = RecordingExecutor::new();
+        r.expect_spawn("zfs send tank/a@s", b"STREAM", Ok(()))
+            .expect_spawn("zfs receive tank/b@s", b"", Err("cannot receive"));
+        let mut p = r
+            .spawn(
+                &Cmd::new("zfs").args(["send", "tank/a@s"]),
+                Streams::reading(),
+            )
+            .unwrap();
+        let mut out = Vec::new();
+        std::io::Read::read_to_end(&mut p.stdout().unwrap(), &mut out).unwrap();
+        assert_eq!(out, b"STREAM");
+        p.wait().unwrap();
+        let mut p = r
+            .spawn(
+                &Cmd::new("zfs").args(["receive", "tank/b@s"]),
+                Streams::writing(),
+            )
+            .unwrap();
+        p.stdin().unwrap().write_all(b"STREAM").unwrap();
+        let err = p.wait().unwrap_err();
+        assert_eq!(err.stderr(), "cannot receive");
+        assert_eq!(
+            r.fed(),
+            vec![("zfs receive tank/b@s".to_string(), b"STREAM".to_vec())]
+        );
+        r.finish();
+    }
+
+    #[test]
+    #[should_panic(expected = "scripted to be spawned but was run")]
+    fn recording_fake_tells_spawn_from_run() {
+        let r = RecordingExecutor::new();
+        r.expect_spawn("zfs send tank/a@s", b"", Ok(()));
+        let _ = r.run(&Cmd::new("zfs").args(["send", "tank/a@s"]));
     }
 
     #[test]

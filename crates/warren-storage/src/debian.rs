@@ -12,9 +12,8 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::Stdio;
 
-use warren_exec::Cmd;
+use warren_exec::{Cmd, ExecError, Executor, Pipe, Streams};
 
 use crate::{worlds, Result, Storage, StorageError, WorldMeta};
 
@@ -139,6 +138,7 @@ pub fn debootstrap_cmd(suite: &str, root: &Path, mirror: &str) -> Cmd {
 /// debootstrap prints goes to `progress`.
 pub fn create_debian(
     storage: &dyn Storage,
+    exec: &dyn Executor,
     name: &str,
     mirror: Option<&str>,
     progress: &mut dyn FnMut(&str),
@@ -174,24 +174,24 @@ pub fn create_debian(
     }
     progress(&format!("debootstrap {suite} from {mirror}"));
     worlds::derive_world(storage, name, None, vec!["/bin/sh".into()], |root| {
-        run_streaming(&debootstrap_cmd(&suite, root, &mirror), progress)?;
+        run_streaming(exec, &debootstrap_cmd(&suite, root, &mirror), progress)?;
         tidy(root)
     })
 }
 
-/// Runs `cmd`, handing each line of its stdout and stderr to `progress`.
-fn run_streaming(cmd: &Cmd, progress: &mut dyn FnMut(&str)) -> Result<()> {
+/// Runs `cmd` through `exec` ([`Executor::spawn`]), handing each line of its stdout and
+/// stderr to `progress`.
+fn run_streaming(exec: &dyn Executor, cmd: &Cmd, progress: &mut dyn FnMut(&str)) -> Result<()> {
     let argv = cmd.argv_string();
-    let mut c =
-        warren_exec::std_command(&cmd.program).map_err(|e| StorageError::Other(e.to_string()))?;
-    c.args(&cmd.args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = c
-        .spawn()
-        .map_err(|e| StorageError::Other(format!("{argv}: {e}")))?;
-    let stderr = child.stderr.take().expect("piped");
+    let streams = Streams {
+        stdin: Pipe::Null,
+        stdout: Pipe::Piped,
+        stderr: Pipe::Piped,
+    };
+    let mut child = exec
+        .spawn(cmd, streams)
+        .map_err(|e| StorageError::Other(e.to_string()))?;
+    let stderr = child.stderr().expect("piped");
     let (tx, rx) = std::sync::mpsc::channel::<String>();
     let tx2 = tx.clone();
     let err_thread = std::thread::spawn(move || {
@@ -199,7 +199,7 @@ fn run_streaming(cmd: &Cmd, progress: &mut dyn FnMut(&str)) -> Result<()> {
             let _ = tx2.send(line);
         }
     });
-    let stdout = child.stdout.take().expect("piped");
+    let stdout = child.stdout().expect("piped");
     let out_thread = std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(|l| l.ok()) {
             let _ = tx.send(line);
@@ -215,16 +215,14 @@ fn run_streaming(cmd: &Cmd, progress: &mut dyn FnMut(&str)) -> Result<()> {
     }
     let _ = out_thread.join();
     let _ = err_thread.join();
-    let status = child
-        .wait()
-        .map_err(|e| StorageError::Other(format!("{argv}: {e}")))?;
-    if !status.success() {
-        return Err(StorageError::Other(format!(
+    match child.wait() {
+        Ok(_) => Ok(()),
+        Err(ExecError::Failed { status, .. }) => Err(StorageError::Other(format!(
             "`{argv}` failed ({status}): {}",
             tail.join(" | ")
-        )));
+        ))),
+        Err(e) => Err(StorageError::Other(e.to_string())),
     }
-    Ok(())
 }
 
 /// Removes what a world should not carry: downloaded packages, apt lists, device nodes.
@@ -253,6 +251,32 @@ fn tidy(root: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debootstrap_progress_streams_through_the_executor() {
+        let rec = warren_exec::RecordingExecutor::new();
+        let cmd = debootstrap_cmd("trixie", Path::new("/w"), "http://deb.example/debian");
+        let argv = cmd.argv_string();
+        rec.expect_spawn(
+            &argv,
+            b"I: Retrieving Release\nI: Base system installed\n",
+            Ok(()),
+        )
+        .expect_spawn(&argv, b"I: Retrieving Release\n", Err("E: no such suite"));
+        let mut lines = Vec::new();
+        run_streaming(&rec, &cmd, &mut |l| lines.push(l.to_string())).unwrap();
+        assert_eq!(lines, ["I: Retrieving Release", "I: Base system installed"]);
+        lines.clear();
+        let err = run_streaming(&rec, &cmd, &mut |l| lines.push(l.to_string()))
+            .unwrap_err()
+            .to_string();
+        assert!(lines.contains(&"E: no such suite".to_string()), "{lines:?}");
+        assert!(
+            err.contains("failed") && err.contains("E: no such suite"),
+            "{err}"
+        );
+        rec.finish();
+    }
 
     #[test]
     fn world_names_give_suites() {

@@ -449,15 +449,11 @@ impl Storage for DirStorage {
                  or use the btrfs driver"
             )));
         }
-        let args = [
-            std::ffi::OsStr::new("--numeric-owner"),
-            std::ffi::OsStr::new("-C"),
-            snap.as_os_str(),
-            std::ffi::OsStr::new("-cf"),
-            std::ffi::OsStr::new("-"),
-            std::ffi::OsStr::new("."),
-        ];
-        stream_out("tar", &args, out)
+        let cmd = Cmd::new("tar")
+            .args(["--numeric-owner", "-C"])
+            .arg(&snap)
+            .args(["-cf", "-", "."]);
+        stream_out(&*self.exec, &cmd, out)
     }
 
     fn receive_staged(
@@ -784,6 +780,14 @@ mod tests {
                 stderr: "No space left on device".into(),
             })
         }
+
+        fn spawn(
+            &self,
+            cmd: &Cmd,
+            _: warren_exec::Streams,
+        ) -> Result<Box<dyn warren_exec::Process>, warren_exec::ExecError> {
+            panic!("unexpected spawn: {}", cmd.argv_string())
+        }
     }
 
     #[test]
@@ -926,5 +930,28 @@ mod tests {
             .unwrap()
             .next()
             .is_none());
+    }
+
+    #[test]
+    fn send_spawns_tar_through_the_executor() {
+        let t = tempfile::tempdir().unwrap();
+        let rec = Arc::new(RecordingExecutor::new());
+        let s = DirStorage::new(t.path().to_path_buf(), rec.clone());
+        let id = DatasetId::Volume("site".into());
+        let dir = snapshot_dir(s.root(), &id);
+        std::fs::create_dir_all(dir.join("nightly")).unwrap();
+        write_snap_meta(&dir, "nightly", &SnapMeta::now(None)).unwrap();
+        rec.expect_spawn(
+            &format!(
+                "tar --numeric-owner -C {} -cf - .",
+                dir.join("nightly").display()
+            ),
+            b"TAR STREAM",
+            Ok(()),
+        );
+        let mut out = Vec::new();
+        s.send(&id, "nightly", None, &mut out).unwrap();
+        assert_eq!(out, b"TAR STREAM");
+        rec.finish();
     }
 }

@@ -1,12 +1,15 @@
 //! Small filesystem helpers shared by the drivers and the world builders: error context,
 //! dataset-name and snapshot-label checks, idempotent removal, a symlink-preserving tree copy,
 //! and the snapshot bookkeeping both drivers share (the `<label>.json` metadata beside every
-//! snapshot under `snapshots/<dataset key>/`, oldest-first ordering, unique temp names).
+//! snapshot under `snapshots/<dataset key>/`, oldest-first ordering, unique temp names), and
+//! the streams (`btrfs send`/`receive`, `tar -c`) run through the executor's streaming API.
 
 use std::fs;
-use std::io;
+use std::io::{self, Write as _};
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+
+use warren_exec::{Cmd, Executor, Pipe, Streams, PIPE_SIZE};
 
 use crate::{DatasetId, Result, SnapshotInfo, StorageError};
 
@@ -439,55 +442,30 @@ fn tree_bytes_at(
     }
 }
 
-/// Runs `program args` (with the executor's hygiene, [`warren_exec::std_command`]) and copies
-/// its stdout into `out` as it comes: streams too big to buffer (`btrfs send`, `tar -c`).
-/// A failing program is reported with its stderr.
-pub(crate) fn stream_out(
-    program: &str,
-    args: &[&std::ffi::OsStr],
-    out: &mut dyn io::Write,
-) -> Result<()> {
-    use std::process::Stdio;
-    let (argv, mut child, stderr) = spawn_piped(program, args, Stdio::null(), Stdio::piped())?;
-    let mut stdout = child.stdout.take().expect("piped stdout");
-    widen_pipe(&stdout);
+/// Runs `cmd` through `exec` ([`Executor::spawn`]) and copies its stdout into `out` as it
+/// comes, [`PIPE_SIZE`] at a time: streams too big to buffer (`btrfs send`, `tar -c`). A
+/// failing program is reported with its stderr.
+pub(crate) fn stream_out(exec: &dyn Executor, cmd: &Cmd, out: &mut dyn io::Write) -> Result<()> {
+    let mut child = exec.spawn(cmd, Streams::reading())?;
+    let mut stdout = child.stdout().expect("piped stdout");
     let copied = copy_large(&mut stdout, out);
     drop(stdout);
     if let Err(e) = copied {
-        let _ = child.kill();
+        child.kill();
         let _ = child.wait();
-        let _ = stderr.join();
         return Err(StorageError::Other(format!(
-            "writing the output of `{argv}`: {e}"
+            "writing the output of `{}`: {e}",
+            cmd.argv_string()
         )));
     }
-    finish_child(child, stderr, argv)
+    child.wait()?;
+    Ok(())
 }
 
-/// Bytes asked of a pipe at once, and the pipe buffer size asked for.
-const PIPE_CHUNK: usize = 1 << 20;
-
-/// Asks the kernel for a 1 MiB pipe buffer (Linux; 64 KiB by default) so a fast producer
-/// (`btrfs send`) and its reader switch far less often; refusals (a lower
-/// `/proc/sys/fs/pipe-max-size`, other systems) leave the pipe as it was.
-fn widen_pipe(pipe: &impl std::os::fd::AsRawFd) {
-    #[cfg(target_os = "linux")]
-    // SAFETY: F_SETPIPE_SZ on a pipe descriptor we own changes only its buffer size.
-    unsafe {
-        libc::fcntl(
-            pipe.as_raw_fd(),
-            libc::F_SETPIPE_SZ,
-            PIPE_CHUNK as libc::c_int,
-        );
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = pipe;
-}
-
-/// `io::copy` with reads of up to [`PIPE_CHUNK`] (io::copy's 8 KiB buffer means a read and a
+/// `io::copy` with reads of up to [`PIPE_SIZE`] (io::copy's 8 KiB buffer means a read and a
 /// write call per 8 KiB).
-fn copy_large(from: &mut impl io::Read, to: &mut dyn io::Write) -> io::Result<u64> {
-    let mut buf = vec![0u8; PIPE_CHUNK];
+pub(crate) fn copy_large(from: &mut dyn io::Read, to: &mut dyn io::Write) -> io::Result<u64> {
+    let mut buf = vec![0u8; PIPE_SIZE];
     let mut total = 0u64;
     loop {
         let n = match from.read(&mut buf) {
@@ -501,21 +479,25 @@ fn copy_large(from: &mut impl io::Read, to: &mut dyn io::Write) -> io::Result<u6
     }
 }
 
-/// Runs `program args` feeding `head` and then all of `input` to its stdin; `watch` sees every
-/// byte first and may stop the stream with an error (the child is then killed and that error
-/// returned). A failing program is reported with its stderr.
+/// Runs `cmd` through `exec` ([`Executor::spawn`]) feeding `head` and then all of `input` to
+/// its stdin, [`PIPE_SIZE`] at a time; `watch` sees every byte first and may stop the stream
+/// with an error (the child is then killed and that error returned). A failing program is
+/// reported with its stderr.
 pub(crate) fn stream_in(
-    program: &str,
-    args: &[&std::ffi::OsStr],
+    exec: &dyn Executor,
+    cmd: &Cmd,
     head: &[u8],
     input: &mut dyn io::Read,
     watch: &mut dyn FnMut(&[u8]) -> std::result::Result<(), String>,
 ) -> Result<()> {
-    use std::process::Stdio;
-    let (argv, mut child, stderr) = spawn_piped(program, args, Stdio::piped(), Stdio::null())?;
-    let mut stdin = child.stdin.take().expect("piped stdin");
-    grow_pipe(&stdin);
-    let mut buf = vec![0u8; STREAM_BUF];
+    let streams = Streams {
+        stdin: Pipe::Piped,
+        stdout: Pipe::Null,
+        stderr: Pipe::Collected,
+    };
+    let mut child = exec.spawn(cmd, streams)?;
+    let mut stdin = child.stdin().expect("piped stdin");
+    let mut buf = vec![0u8; PIPE_SIZE];
     let mut feed = |bytes: &[u8]| -> std::result::Result<bool, String> {
         watch(bytes)?;
         // A failed write means the child stopped reading: its exit status and stderr say why.
@@ -544,104 +526,12 @@ pub(crate) fn stream_in(
     };
     drop(stdin);
     if let Err(e) = fed {
-        let _ = child.kill();
+        child.kill();
         let _ = child.wait();
-        let _ = stderr.join();
         return Err(StorageError::Other(e));
     }
-    finish_child(child, stderr, argv)
-}
-
-use std::io::Write as _;
-
-/// How much of a stream [`stream_in`] reads and writes at a time, and the pipe size it asks
-/// for: large enough that the receiving program rarely waits for the feeder or the other way
-/// round (a 64 KiB pipe makes them take turns every few commands).
-const STREAM_BUF: usize = 1 << 20;
-
-/// Asks for a [`STREAM_BUF`] pipe buffer (Linux; elsewhere, or when refused, the pipe keeps
-/// its size).
-fn grow_pipe(pipe: &std::process::ChildStdin) {
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::fd::AsRawFd;
-        // SAFETY: F_SETPIPE_SZ on a pipe fd we own; failure only leaves the size as it was.
-        unsafe {
-            libc::fcntl(
-                pipe.as_raw_fd(),
-                libc::F_SETPIPE_SZ,
-                STREAM_BUF as libc::c_int,
-            );
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = pipe;
-}
-
-fn argv_string(program: &str, args: &[&std::ffi::OsStr]) -> String {
-    let mut s = program.to_string();
-    for a in args {
-        s.push(' ');
-        s.push_str(&a.to_string_lossy());
-    }
-    s
-}
-
-/// Starts `program args` with the given stdin and stdout and a collected stderr; returns the
-/// argv string for errors, the child and the stderr collector.
-fn spawn_piped(
-    program: &str,
-    args: &[&std::ffi::OsStr],
-    stdin: std::process::Stdio,
-    stdout: std::process::Stdio,
-) -> Result<(String, std::process::Child, std::thread::JoinHandle<String>)> {
-    let argv = argv_string(program, args);
-    let mut cmd = warren_exec::std_command(program)?;
-    cmd.args(args)
-        .stdin(stdin)
-        .stdout(stdout)
-        .stderr(std::process::Stdio::piped());
-    let mut child = cmd
-        .spawn()
-        .map_err(|source| warren_exec::ExecError::Spawn {
-            argv: argv.clone(),
-            source,
-        })?;
-    let stderr = collect_stderr(&mut child);
-    Ok((argv, child, stderr))
-}
-
-fn collect_stderr(child: &mut std::process::Child) -> std::thread::JoinHandle<String> {
-    let mut err = child.stderr.take().expect("piped stderr");
-    std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = io::Read::read_to_string(&mut err, &mut s);
-        s
-    })
-}
-
-fn finish_child(
-    mut child: std::process::Child,
-    stderr: std::thread::JoinHandle<String>,
-    argv: String,
-) -> Result<()> {
-    let status = child
-        .wait()
-        .map_err(|source| warren_exec::ExecError::Spawn {
-            argv: argv.clone(),
-            source,
-        })?;
-    let stderr = stderr.join().unwrap_or_default();
-    if status.success() {
-        return Ok(());
-    }
-    Err(warren_exec::ExecError::Failed {
-        argv,
-        status: status.to_string(),
-        stdout: String::new(),
-        stderr,
-    }
-    .into())
+    child.wait()?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -268,15 +268,13 @@ impl Drop for Staged {
     }
 }
 
-fn unsupported<T>(driver: &str, what: &str) -> Result<T> {
-    Err(StorageError::Unsupported(format!(
-        "the {driver} driver cannot {what}"
-    )))
-}
-
 /// A dataset driver. Paths returned are on the host and usable directly as bind sources.
+///
+/// Every operation is required: a driver that cannot do something (the dir driver's quotas,
+/// incremental streams) says so itself with [`StorageError::Unsupported`], so no operation is
+/// silently refused by a default nobody chose.
 pub trait Storage: Send + Sync {
-    /// `"btrfs"` or `"dir"`.
+    /// `"btrfs"`, `"zfs"` or `"dir"`.
     fn driver(&self) -> &'static str;
     /// The directory everything lives under.
     fn root(&self) -> &Path;
@@ -334,69 +332,34 @@ pub trait Storage: Send + Sync {
     }
 
     /// Creates a volume dataset if missing and returns its path.
-    fn ensure_volume(&self, name: &str) -> Result<PathBuf> {
-        let _ = name;
-        unsupported(self.driver(), "create volumes")
-    }
+    fn ensure_volume(&self, name: &str) -> Result<PathBuf>;
     /// Deletes a volume with all its snapshots; no error if absent.
-    fn delete_volume(&self, name: &str) -> Result<()> {
-        let _ = name;
-        unsupported(self.driver(), "delete volumes")
-    }
+    fn delete_volume(&self, name: &str) -> Result<()>;
     /// Volumes that exist, by name.
-    fn list_volumes(&self) -> Result<Vec<String>> {
-        unsupported(self.driver(), "list volumes")
-    }
+    fn list_volumes(&self) -> Result<Vec<String>>;
 
     /// Takes a read-only snapshot of a dataset under `label` (unique per dataset).
-    fn snapshot(&self, id: &DatasetId, label: &str) -> Result<SnapshotInfo> {
-        let _ = (id, label);
-        unsupported(self.driver(), "take snapshots")
-    }
+    fn snapshot(&self, id: &DatasetId, label: &str) -> Result<SnapshotInfo>;
     /// The dataset's snapshots, oldest first.
-    fn snapshots(&self, id: &DatasetId) -> Result<Vec<SnapshotInfo>> {
-        let _ = id;
-        unsupported(self.driver(), "list snapshots")
-    }
+    fn snapshots(&self, id: &DatasetId) -> Result<Vec<SnapshotInfo>>;
     /// Restores the dataset to `label`. Snapshots newer than `label` are refused unless
     /// `destroy_newer`, in which case they are deleted; returns the labels deleted.
-    fn rollback(&self, id: &DatasetId, label: &str, destroy_newer: bool) -> Result<Vec<String>> {
-        let _ = (id, label, destroy_newer);
-        unsupported(self.driver(), "roll back")
-    }
+    fn rollback(&self, id: &DatasetId, label: &str, destroy_newer: bool) -> Result<Vec<String>>;
     /// Deletes one snapshot.
-    fn delete_snapshot(&self, id: &DatasetId, label: &str) -> Result<()> {
-        let _ = (id, label);
-        unsupported(self.driver(), "delete snapshots")
-    }
+    fn delete_snapshot(&self, id: &DatasetId, label: &str) -> Result<()>;
     /// Creates `dst` as a copy-on-write clone of `src` (of its snapshot `label`, or of its
     /// current state when None). Fails if `dst` exists.
-    fn clone_dataset(&self, src: &DatasetId, label: Option<&str>, dst: &DatasetId) -> Result<()> {
-        let _ = (src, label, dst);
-        unsupported(self.driver(), "clone datasets")
-    }
+    fn clone_dataset(&self, src: &DatasetId, label: Option<&str>, dst: &DatasetId) -> Result<()>;
     /// Sets (or with None removes) the dataset's size limit in bytes.
-    fn set_quota(&self, id: &DatasetId, bytes: Option<u64>) -> Result<()> {
-        let _ = (id, bytes);
-        unsupported(self.driver(), "enforce quotas")
-    }
+    fn set_quota(&self, id: &DatasetId, bytes: Option<u64>) -> Result<()>;
     /// Limits what a workload may write, its rootfs and data datasets together (bytes written
     /// beyond its world), or with None removes the limit. Called again after every
     /// re-provision, since a recreated rootfs is a new dataset.
-    fn set_workload_quota(&self, workload: &str, bytes: Option<u64>) -> Result<()> {
-        let _ = (workload, bytes);
-        unsupported(self.driver(), "enforce quotas")
-    }
+    fn set_workload_quota(&self, workload: &str, bytes: Option<u64>) -> Result<()>;
     /// Bytes a workload has written (rootfs and data together) and its limit, if any.
-    fn workload_usage(&self, workload: &str) -> Result<(u64, Option<u64>)> {
-        let _ = workload;
-        unsupported(self.driver(), "report usage")
-    }
+    fn workload_usage(&self, workload: &str) -> Result<(u64, Option<u64>)>;
     /// Bytes the dataset uses (referenced) and its limit, if any.
-    fn usage(&self, id: &DatasetId) -> Result<(u64, Option<u64>)> {
-        let _ = id;
-        unsupported(self.driver(), "report usage")
-    }
+    fn usage(&self, id: &DatasetId) -> Result<(u64, Option<u64>)>;
     /// Writes a stream of snapshot `label` to `out`: the whole dataset, or the difference
     /// from snapshot `since` when given.
     fn send(
@@ -405,10 +368,7 @@ pub trait Storage: Send + Sync {
         label: &str,
         since: Option<&str>,
         out: &mut dyn std::io::Write,
-    ) -> Result<()> {
-        let _ = (id, label, since, out);
-        unsupported(self.driver(), "send streams")
-    }
+    ) -> Result<()>;
     /// Reads a stream made by [`Storage::send`] into snapshot `label` of `id` and makes the
     /// dataset's current state equal to it. A full stream needs `id` absent; an incremental one
     /// needs `id` to hold the stream's base snapshot. On failure nothing is left half-received.
@@ -428,23 +388,14 @@ pub trait Storage: Send + Sync {
         id: &DatasetId,
         label: &str,
         input: &mut dyn std::io::Read,
-    ) -> Result<Staged> {
-        let _ = (id, label, input);
-        unsupported(self.driver(), "receive streams")
-    }
+    ) -> Result<Staged>;
     /// Installs a staged receive: the snapshot appears under its label and the dataset is
     /// created (full stream) or replaced by it (incremental), as [`Storage::receive`] does.
     /// Checks again that the label is free and that the dataset is absent (full) or present
     /// (incremental). On failure the staged stream is deleted and the dataset is as it was.
-    fn commit_staged(&self, staged: Staged) -> Result<()> {
-        let _ = staged;
-        unsupported(self.driver(), "receive streams")
-    }
+    fn commit_staged(&self, staged: Staged) -> Result<()>;
     /// Deletes a staged receive; the dataset is as it was before it was staged.
-    fn abort_staged(&self, staged: Staged) -> Result<()> {
-        let _ = staged;
-        unsupported(self.driver(), "receive streams")
-    }
+    fn abort_staged(&self, staged: Staged) -> Result<()>;
     /// Aborts `staged` after `error` and returns `error`, with a failed cleanup reported
     /// alongside it.
     fn discard_staged(&self, staged: Staged, error: StorageError) -> StorageError {
@@ -459,7 +410,5 @@ pub trait Storage: Send + Sync {
     /// Deletes staged receives nobody holds any more (left by a crash, or by a [`Staged`]
     /// dropped without commit or abort); returns what was deleted. Staged receives this process
     /// still holds, or is still receiving, are left alone. Run at start-up and periodically.
-    fn sweep_staged(&self) -> Result<Vec<String>> {
-        Ok(Vec::new())
-    }
+    fn sweep_staged(&self) -> Result<Vec<String>>;
 }

@@ -31,7 +31,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use warren_exec::{Cmd, ExecError, Executor, Output};
+use warren_exec::{Cmd, ExecError, Executor, Output, Process, Streams};
 use warren_ingress::{IngressOptions, Platform, Reload, Route, Target, Tls, Validator};
 use warren_model::{
     NetworkMode, PortMapping, Source, TlsChoice, VolumeMount, VolumeSpec, WorkloadSpec,
@@ -462,8 +462,9 @@ impl InWorkload {
     }
 }
 
-impl Executor for InWorkload {
-    fn run(&self, cmd: &Cmd) -> Result<Output, ExecError> {
+impl InWorkload {
+    /// The command that runs `cmd` in the workload, and its argv for errors.
+    fn command(&self, cmd: &Cmd) -> Result<(std::process::Command, String), ExecError> {
         let mut argv = vec![cmd.program.clone()];
         argv.extend(
             cmd.args
@@ -471,13 +472,25 @@ impl Executor for InWorkload {
                 .map(|a| self.translate(a.to_string_lossy().into_owned())),
         );
         let argv_string = format!("(in {}) {}", self.id, argv.join(" "));
-        let mut c = self
+        let c = self
             .runtime
             .exec_command(&self.id, &argv, false, &[], None)
             .map_err(|e| ExecError::Spawn {
                 argv: argv_string.clone(),
                 source: std::io::Error::other(e.to_string()),
             })?;
+        Ok((c, argv_string))
+    }
+}
+
+impl Executor for InWorkload {
+    fn spawn(&self, cmd: &Cmd, streams: Streams) -> Result<Box<dyn Process>, ExecError> {
+        let (c, argv_string) = self.command(cmd)?;
+        warren_exec::spawn_command(argv_string, c, streams)
+    }
+
+    fn run(&self, cmd: &Cmd) -> Result<Output, ExecError> {
+        let (mut c, argv_string) = self.command(cmd)?;
         c.stdin(std::process::Stdio::null());
         let out = c.output().map_err(|source| ExecError::Spawn {
             argv: argv_string.clone(),

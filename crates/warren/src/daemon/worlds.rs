@@ -223,9 +223,13 @@ pub async fn create_handler(
                 send(serde_json::json!({ "line": l }))
             })
         } else if warren_storage::debian::suite_of(&name).is_some() {
-            warren_storage::debian::create_debian(storage, &name, q.mirror.as_deref(), &mut |l| {
-                send(serde_json::json!({ "line": l }))
-            })
+            warren_storage::debian::create_debian(
+                storage,
+                &warren_exec::HostExecutor,
+                &name,
+                q.mirror.as_deref(),
+                &mut |l| send(serde_json::json!({ "line": l })),
+            )
         } else {
             send(serde_json::json!({ "line": format!("building world {name}") }));
             warren_storage::worlds::create_world(storage, &name, &warren_exec::HostExecutor)
