@@ -217,6 +217,10 @@ pub struct VmConfig {
     pub qmp: Option<PathBuf>,
     pub console: Console,
     pub accel: Accel,
+    /// The host's TSC frequency in kHz ([`crate::probe::host_tsc_khz`]). A microVM under TCG
+    /// has no PIT-independent clock to calibrate its TSC against (no HPET, no ACPI PM timer,
+    /// no kvmclock), so its kernel is told the frequency (`tsc_early_khz=`); required there.
+    pub tsc_khz: Option<u64>,
 }
 
 impl VmConfig {
@@ -238,6 +242,7 @@ impl VmConfig {
             qmp: None,
             console: Console::default(),
             accel: Accel::Tcg,
+            tsc_khz: None,
         }
     }
 
@@ -292,6 +297,16 @@ impl VmConfig {
                         "cmdline",
                         format!("holds the control character {c:?}"),
                     ));
+                }
+                match self.tsc_khz {
+                    None if self.accel == Accel::Tcg => {
+                        return Err(invalid(
+                            "tsc_khz",
+                            "a microVM under tcg needs the host's TSC frequency: its kernel has nothing to calibrate against",
+                        ))
+                    }
+                    Some(0) => return Err(invalid("tsc_khz", "0 kHz")),
+                    _ => {}
                 }
                 if matches!(self.firmware, Firmware::Uefi { .. }) {
                     return Err(invalid(
@@ -421,6 +436,7 @@ mod tests {
 
     fn micro() -> VmConfig {
         let mut c = VmConfig::kernel("web", "/boot/vmlinuz", "console=ttyS0");
+        c.tsc_khz = Some(2_596_150);
         c.console.log = Some("/run/warren/web/console.log".into());
         c
     }
@@ -548,6 +564,8 @@ mod tests {
                 Box::new(|c| c.console.log = Some("log".into())),
             ),
             ("console", Box::new(|c| c.console = Console::default())),
+            ("tsc_khz", Box::new(|c| c.tsc_khz = None)),
+            ("tsc_khz", Box::new(|c| c.tsc_khz = Some(0))),
         ];
         for (field, change) in cases {
             let mut c = micro();

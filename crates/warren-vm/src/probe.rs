@@ -154,6 +154,16 @@ pub fn choose_accel(p: &KvmProbe) -> AccelChoice {
     }
 }
 
+/// The host's TSC frequency in kHz from `/proc/cpuinfo` (the first `cpu MHz`), which a
+/// microVM under TCG is told ([`crate::VmConfig::tsc_khz`]).
+pub fn host_tsc_khz(cpuinfo: &str) -> Option<u64> {
+    let mhz = cpuinfo.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        (k.trim() == "cpu MHz").then(|| v.trim().parse::<f64>().ok())?
+    })?;
+    (mhz.is_finite() && mhz > 0.0).then(|| (mhz * 1000.0).round() as u64)
+}
+
 /// Whether `/dev/kvm` (or `path`) opens read-write.
 pub fn kvm_device(path: &std::path::Path) -> KvmDevice {
     match std::fs::OpenOptions::new()
@@ -197,6 +207,14 @@ mod tests {
         assert_eq!(choose_accel(&p).reason, "tcg: /dev/kvm does not exist");
         p.device = KvmDevice::Unusable("permission denied".into());
         assert_eq!(choose_accel(&p).accel, Accel::Tcg);
+    }
+
+    #[test]
+    fn tsc_from_cpuinfo() {
+        let c = "processor\t: 0\nmodel name\t: x\ncpu MHz\t\t: 2596.150\ncache size\t: 512 KB\n";
+        assert_eq!(host_tsc_khz(c), Some(2_596_150));
+        assert_eq!(host_tsc_khz("processor : 0\n"), None);
+        assert_eq!(host_tsc_khz("cpu MHz : x\n"), None);
     }
 
     #[test]

@@ -3,11 +3,16 @@
 //! Two machines, chosen by how the VM boots ([`Machine::for_config`]):
 //!
 //! - **`microvm`** for kernel boots: `-M microvm,x-option-roms=off,pit=off,pic=off,
-//!   isa-serial=on,rtc=on` — no PCI, no firmware option ROMs, no legacy timers; devices are
-//!   virtio-mmio (`virtio-blk-device`, `virtio-net-device`, `virtio-serial-device`), which QEMU
-//!   announces to the kernel itself (ACPI and `virtio_mmio.device=` on the command line). The
-//!   console is the one ISA serial port (`ttyS0`). `-no-reboot`: a guest reboot or panic ends
-//!   QEMU and the supervisor decides what happens next.
+//!   isa-serial=on,rtc=on` under KVM — no PCI, no firmware option ROMs, no legacy timers;
+//!   devices are virtio-mmio (`virtio-blk-device`, `virtio-net-device`,
+//!   `virtio-serial-device`), which QEMU announces to the kernel itself (ACPI and
+//!   `virtio_mmio.device=` on the command line). The console is the one ISA serial port
+//!   (`ttyS0`). `-no-reboot`: a guest reboot or panic ends QEMU and the supervisor decides what
+//!   happens next. Under TCG the guest has no kvmclock, HPET or ACPI PM timer: measured with
+//!   Debian 12's kernel, it hangs calibrating its TSC with or without the PIT. So under TCG
+//!   the PIT stays on (`pit=on`, the only tick source before the local APIC timer is set up)
+//!   and the kernel command line gets `tsc_early_khz=` with the host's TSC frequency (TCG's
+//!   guest TSC runs at the host's rate); with both it boots, with either alone it does not.
 //! - **`q35`** for disk images and installer ISOs: SeaBIOS (QEMU's default) or OVMF as two
 //!   pflash drives (read-only code, the VM's own variable store), the ISO on `ide-cd` booted
 //!   first, disks on `virtio-blk-pci`, `virtio-net-pci`, `virtio-serial-pci`.
@@ -57,8 +62,41 @@ impl Machine {
     }
 }
 
-/// The `-M` value of the microVM machine.
+/// The `-M` value of the microVM machine under KVM.
 pub const MICROVM_MACHINE: &str = "microvm,x-option-roms=off,pit=off,pic=off,isa-serial=on,rtc=on";
+
+/// The `-M` value of the microVM machine under TCG: the PIT is the guest's tick source.
+pub const MICROVM_MACHINE_TCG: &str =
+    "microvm,x-option-roms=off,pit=on,pic=off,isa-serial=on,rtc=on";
+
+/// The microVM machine for `accel`.
+pub fn microvm_machine(accel: Accel) -> &'static str {
+    match accel {
+        Accel::Kvm => MICROVM_MACHINE,
+        Accel::Tcg => MICROVM_MACHINE_TCG,
+    }
+}
+
+/// The kernel command line QEMU passes: the config's, plus `tsc_early_khz=` for a microVM
+/// under TCG (unless the config already sets it).
+pub fn kernel_cmdline(c: &VmConfig) -> Option<String> {
+    let Boot::Kernel { cmdline, .. } = &c.boot else {
+        return None;
+    };
+    let mut line = cmdline.clone();
+    if let (Accel::Tcg, Some(khz)) = (c.accel, c.tsc_khz) {
+        if !line
+            .split_whitespace()
+            .any(|w| w.starts_with("tsc_early_khz="))
+        {
+            if !line.is_empty() {
+                line.push(' ');
+            }
+            line.push_str(&format!("tsc_early_khz={khz}"));
+        }
+    }
+    Some(line)
+}
 
 /// A value inside a QEMU option list, with `,` doubled.
 pub fn escape(v: &str) -> String {
@@ -77,7 +115,7 @@ pub fn args(c: &VmConfig) -> Result<Vec<String>> {
     let mut push = |xs: &[&str]| a.extend(xs.iter().map(|s| s.to_string()));
     push(&["-name", &format!("{},debug-threads=on", escape(&c.name))]);
     match machine {
-        Machine::Microvm => push(&["-M", MICROVM_MACHINE]),
+        Machine::Microvm => push(&["-M", microvm_machine(c.accel)]),
         Machine::Q35 => push(&["-M", "q35"]),
     }
     push(&["-accel", c.accel.as_str()]);
@@ -98,16 +136,12 @@ pub fn args(c: &VmConfig) -> Result<Vec<String>> {
     // Firmware and boot media.
     let mut disks: Vec<&Disk> = Vec::new();
     match &c.boot {
-        Boot::Kernel {
-            kernel,
-            initrd,
-            cmdline,
-        } => {
+        Boot::Kernel { kernel, initrd, .. } => {
             push(&["-kernel", path_str(kernel)]);
             if let Some(i) = initrd {
                 push(&["-initrd", path_str(i)]);
             }
-            push(&["-append", cmdline]);
+            push(&["-append", &kernel_cmdline(c).unwrap_or_default()]);
         }
         Boot::Disk(d) => disks.push(d),
         Boot::Iso { iso, disk } => {
@@ -229,6 +263,7 @@ mod tests {
     #[test]
     fn commas_in_paths_are_doubled() {
         let mut c = VmConfig::kernel("a", "/k", "");
+        c.tsc_khz = Some(1000);
         c.console.log = Some("/run/a,b/console.log".into());
         let a = args(&c).unwrap();
         assert!(
@@ -238,8 +273,33 @@ mod tests {
     }
 
     #[test]
+    fn tcg_microvms_get_the_pit_and_the_tsc_frequency() {
+        let mut c = VmConfig::kernel("a", "/k", "console=ttyS0");
+        c.tsc_khz = Some(2_596_150);
+        c.console.log = Some("/l".into());
+        let a = args(&c).unwrap();
+        assert!(a.contains(&MICROVM_MACHINE_TCG.to_string()), "{a:?}");
+        assert!(
+            a.contains(&"console=ttyS0 tsc_early_khz=2596150".to_string()),
+            "{a:?}"
+        );
+        c.accel = Accel::Kvm;
+        let a = args(&c).unwrap();
+        assert!(a.contains(&MICROVM_MACHINE.to_string()), "{a:?}");
+        assert!(a.contains(&"console=ttyS0".to_string()), "{a:?}");
+        c.accel = Accel::Tcg;
+        c.boot = Boot::Kernel {
+            kernel: "/k".into(),
+            initrd: None,
+            cmdline: "tsc_early_khz=5".into(),
+        };
+        assert_eq!(kernel_cmdline(&c).unwrap(), "tsc_early_khz=5");
+    }
+
+    #[test]
     fn a_bad_config_builds_nothing() {
         let mut c = VmConfig::kernel("a", "/k", "");
+        c.tsc_khz = Some(1000);
         c.console = Console::default();
         assert_eq!(args(&c).unwrap_err().field(), Some("console"));
     }
@@ -247,6 +307,7 @@ mod tests {
     #[test]
     fn microvm_uses_mmio_devices_and_q35_pci() {
         let mut c = VmConfig::kernel("a", "/k", "");
+        c.tsc_khz = Some(1000);
         c.console.log = Some("/l".into());
         c.disks.push(Disk::raw("/d"));
         c.nic = Some(Nic {
