@@ -332,3 +332,90 @@ fn kvm_probe_boot_decides_the_accelerator() {
     let booted = matches!(boot_result, Some(ProbeBoot::Booted { .. }));
     assert_eq!(choice.accel == Accel::Kvm, booted, "{choice:?}");
 }
+
+/// Starts QEMU with `c`'s argv, checks over QMP that the guest runs, and quits it over QMP.
+fn start_and_quit(c: &VmConfig, dir: &Path) {
+    let stderr_path = dir.join("qemu.stderr");
+    let child = warren_exec::std_command(qemu::QEMU)
+        .unwrap()
+        .args(qemu::args(c).unwrap())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&stderr_path).unwrap())
+        .spawn()
+        .unwrap();
+    let mut q = Qemu(child);
+    let start = Instant::now();
+    let stderr = || std::fs::read_to_string(&stderr_path).unwrap_or_default();
+    let stream = loop {
+        if let Some(st) = q.0.try_wait().unwrap() {
+            panic!("{}: QEMU exited ({st}): {}", c.name, stderr());
+        }
+        if let Ok(s) = UnixStream::connect(c.qmp.as_ref().unwrap()) {
+            break s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{}: no QMP socket within 20 s: {}",
+            c.name,
+            stderr()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let (mut session, _) = Qmp::handshake(stream).unwrap();
+    assert_eq!(session.query_status().unwrap().status, "running");
+    session.quit().unwrap();
+    while start.elapsed() < Duration::from_secs(30) {
+        if let Some(st) = q.0.try_wait().unwrap() {
+            assert!(
+                st.success(),
+                "{}: QEMU exited with {st}: {}",
+                c.name,
+                stderr()
+            );
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("{}: QEMU did not exit after quit", c.name);
+}
+
+#[test]
+fn q35_argv_runs_with_seabios_and_an_iso_and_with_ovmf() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let file = |name: &str, len: u64| {
+        let p = d.join(name);
+        std::fs::File::create(&p).unwrap().set_len(len).unwrap();
+        p
+    };
+    let tap = Tap::new(&format!("wvq{}", std::process::id() % 10000));
+    let mut c = VmConfig::kernel("q35-bios", "/unused", "");
+    c.boot = Boot::Iso {
+        iso: file("installer.iso", 1 << 20),
+        disk: Some(Disk::raw(file("disk.img", 16 << 20))),
+    };
+    c.disks.push(Disk::raw(file("data.img", 1 << 20)));
+    c.nic = Some(Nic {
+        tap: tap.0.clone(),
+        mac: Mac::for_name("q35"),
+    });
+    c.agent = Some(d.join("agent.sock"));
+    c.qmp = Some(d.join("qmp.sock"));
+    c.console.log = Some(d.join("console.log"));
+    start_and_quit(&c, d);
+
+    let vars = d.join("OVMF_VARS_4M.fd");
+    std::fs::copy(warren_vm::config::OVMF_VARS, &vars).unwrap();
+    c.name = "q35-uefi".into();
+    c.boot = Boot::Disk(Disk::raw(d.join("disk.img")));
+    c.firmware = warren_vm::config::Firmware::Uefi {
+        code: warren_vm::config::OVMF_CODE.into(),
+        vars,
+    };
+    c.console.socket = Some(d.join("console.sock"));
+    start_and_quit(&c, d);
+}
