@@ -452,7 +452,8 @@ mod tests {
 
     #[test]
     fn each_bad_value_names_its_field() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut VmConfig)>)> = vec![
+        type Change = Box<dyn Fn(&mut VmConfig)>;
+        let cases: Vec<(&str, Change)> = vec![
             ("name", Box::new(|c| c.name = "-x".into())),
             ("name", Box::new(|c| c.name = "a/b".into())),
             ("name", Box::new(|c| c.name = "x".repeat(32))),
