@@ -1,0 +1,62 @@
+//! warren's virtual machines, as pure command builders, parsers and a protocol codec, so every
+//! part is compiled and tested on every OS (the bhyve half is pinned by golden files on Linux
+//! hosts, as the jail backend is).
+//!
+//! - [`config`]: [`config::VmConfig`], the kind-neutral description of one VM (CPUs, memory,
+//!   how it boots, disks, a tap NIC, the agent channel, QMP and serial console sockets, the
+//!   accelerator) and its validation, every error naming the field.
+//! - [`qemu`]: the `qemu-system-x86_64` argv of a config for Debian 12's QEMU 7.2: the
+//!   `microvm` machine (virtio-mmio, no PCI) for kernel boots, `q35` (SeaBIOS or OVMF) for
+//!   disk images and installer ISOs.
+//! - [`qmp`]: a client of QEMU's machine protocol over any `Read + Write` (greeting,
+//!   capability negotiation, commands, events kept aside).
+//! - [`probe`]: what the host's QEMU offers (`-accel help`, `-machine help` parsers) and the
+//!   choice between KVM and TCG from a probe's result.
+//! - [`bhyve`]: FreeBSD's hypervisor: the `bhyve`, `bhyveload` and `bhyvectl` argv of a config
+//!   and a lifecycle (tap into the bridge, load, start) run through the executor, a failure at
+//!   any step undone exactly.
+//! - [`initramfs`]: a `newc` cpio writer for the initramfs warren boots microVMs with.
+//!
+//! Invariants: nothing here does I/O except through [`warren_exec::Executor`] or on a stream
+//! the caller hands in; an argv is only built from a config that validated.
+
+pub mod bhyve;
+pub mod config;
+pub mod initramfs;
+pub mod probe;
+pub mod qemu;
+pub mod qmp;
+
+pub use config::VmConfig;
+
+/// Errors of validating a VM config and of running its commands.
+#[derive(Debug, thiserror::Error)]
+pub enum VmError {
+    /// A value that cannot be used, naming the field.
+    #[error("vm {field}: {reason}")]
+    Invalid { field: String, reason: String },
+    /// Command output that does not parse.
+    #[error("cannot parse `{command}` output: {reason}")]
+    Output { command: String, reason: String },
+    #[error(transparent)]
+    Exec(#[from] warren_exec::ExecError),
+}
+
+impl VmError {
+    /// The field an [`VmError::Invalid`] names.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            VmError::Invalid { field, .. } => Some(field),
+            _ => None,
+        }
+    }
+}
+
+pub(crate) fn invalid(field: impl Into<String>, reason: impl Into<String>) -> VmError {
+    VmError::Invalid {
+        field: field.into(),
+        reason: reason.into(),
+    }
+}
+
+pub type Result<T, E = VmError> = std::result::Result<T, E>;
