@@ -199,33 +199,23 @@ async fn health() -> Json<serde_json::Value> {
     Json(serde_json::json!({"ok": true, "version": env!("CARGO_PKG_VERSION")}))
 }
 
-/// What this host cannot run, located in the file: jails and jail options off FreeBSD (on
-/// FreeBSD every container is a jail), vms anywhere yet, a jailed dataset without the ZFS
-/// storage driver. Pure, so both kinds of host are tested on either.
+/// What this host cannot run, located in the file: a kind the host's capabilities refuse
+/// (jails off FreeBSD, vms anywhere yet; the planner refuses the same kinds in stored state
+/// with the same reason), jail options off FreeBSD (on FreeBSD every container is a jail), a
+/// jailed dataset without the ZFS storage driver. Pure, so both kinds of host are tested on
+/// either.
 pub(crate) fn host_support(
     parsed: &warren_model::Parsed,
     os: &str,
     storage_driver: &str,
 ) -> Vec<Diagnostic> {
     let freebsd = os == "freebsd";
+    let caps = warren_model::HostCapabilities::for_os(os);
     let mut diags = Vec::new();
     for (name, w) in &parsed.spec.workloads {
         let at = |field: &str| format!("workload.{name}.{field}");
-        match w.kind {
-            Kind::Container => {}
-            Kind::Jail if freebsd => {}
-            Kind::Jail => diags.push(parsed.diagnostic(
-                &at("kind"),
-                format!(
-                    "workload.{name}.kind: kind \"jail\" is not supported on this host ({os}): jails need a FreeBSD host"
-                ),
-            )),
-            Kind::Vm => diags.push(parsed.diagnostic(
-                &at("kind"),
-                format!(
-                    "workload.{name}.kind: kind \"vm\" is not supported on this host yet: use kind = \"container\""
-                ),
-            )),
+        if let Some(reason) = caps.refusal(w.kind) {
+            diags.push(parsed.diagnostic(&at("kind"), format!("workload.{name}.kind: {reason}")));
         }
         if w.jail.is_default() || w.kind == Kind::Vm {
             continue;
@@ -585,17 +575,19 @@ pub(super) async fn plan_or_apply(
         .into_iter()
         .map(|(k, v)| (k, v.to_observed()))
         .collect();
-    let steps = plan::plan(
+    let planned = plan::plan(
         &next,
         &observed,
+        &engine.caps,
         warren_store::now_ms(),
         &engine.cfg.backoff,
-    )
-    .steps;
+    );
+    let (steps, refused) = (planned.steps, planned.refused);
     if !apply || req.dry_run {
         return Ok(Json(ApplyResponse {
             changes,
             steps,
+            refused,
             generation: engine.store.generation()?,
             applied: false,
         }));
@@ -642,6 +634,7 @@ pub(super) async fn plan_or_apply(
     Ok(Json(ApplyResponse {
         changes,
         steps,
+        refused,
         generation: outcome.generation,
         applied: true,
     }))
@@ -729,13 +722,30 @@ async fn stop(State(e): State<Arc<Engine>>, Path(name): Path<String>) -> ApiResu
     not_router(&name, "stopped")?;
     desired_or_404(&e, &name)?;
     e.stop_now(&name).await?;
-    Ok(Json(e.status(&desired_or_404(&e, &name)?)))
+    wait_for_state(&e, &name, "stopped").await
 }
 
 async fn restart(State(e): State<Arc<Engine>>, Path(name): Path<String>) -> ApiResult<Status> {
     desired_or_404(&e, &name)?;
-    e.restart_now(&name).await?;
-    wait_for_state(&e, &name, "running").await
+    let generation = e.restart_now(&name).await?;
+    // Running is not enough: the run must be the one started for this request.
+    let mut events = e.subscribe();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let restarted = e
+            .observed_row(&name)
+            .is_some_and(|r| r.pid.is_some() && r.restart_generation >= generation);
+        if restarted {
+            return Ok(Json(e.status(&desired_or_404(&e, &name)?)));
+        }
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Err(_) => return Ok(Json(e.status(&desired_or_404(&e, &name)?))),
+            Ok(Ok(ev)) if ev.workload.as_deref() == Some(name.as_str()) && ev.kind == "error" => {
+                return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, ev.message));
+            }
+            Ok(_) => {}
+        }
+    }
 }
 
 /// Waits briefly for the reconciler to bring a workload to `state` and returns its status.
