@@ -21,7 +21,7 @@
 //!   ([`Plan::next_wake_ms`]) instead of steps, so it never delays other workloads.
 
 use crate::host::HostCapabilities;
-use crate::spec::{DesiredState, Kind, RestartPolicy, WorkloadSpec};
+use crate::spec::{DesiredState, Kind, RestartPolicy, Source, WorkloadSpec};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -125,6 +125,11 @@ impl Backoff {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "action", rename_all = "kebab-case")]
 pub enum Action {
+    /// Build a built-in world the workload's source names (kept if another step built it
+    /// first).
+    BuildWorld { world: String },
+    /// Pull an image the workload's source names from its registry (kept if already stored).
+    PullImage { reference: String },
     /// Create the rootfs from the source and ensure the data dataset; record the hash.
     Provision { hash: String },
     /// Start the main process under a shim.
@@ -140,6 +145,8 @@ pub enum Action {
 impl Action {
     pub fn verb(&self) -> &'static str {
         match self {
+            Action::BuildWorld { .. } => "build-world",
+            Action::PullImage { .. } => "pull-image",
             Action::Provision { .. } => "provision",
             Action::Start => "start",
             Action::Stop => "stop",
@@ -156,6 +163,15 @@ pub struct Step {
     #[serde(flatten)]
     pub action: Action,
     pub reason: String,
+}
+
+/// What provisioning needs that the host does not hold: built-in worlds not built yet and
+/// image references (as the spec writes them) not stored yet. Each workload provisioned from
+/// one gets a build or pull step before its provision.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Missing {
+    pub worlds: BTreeSet<String>,
+    pub images: BTreeSet<String>,
 }
 
 /// A desired workload this host cannot run: it gets no steps, and the reason is shown.
@@ -192,12 +208,14 @@ impl Plan {
 }
 
 /// Computes the steps that move `observed` towards `desired` on a host that runs what `host`
-/// says, at instant `now_ms`. A workload without an entry in `observed` has never been seen;
-/// one with an entry and no desired spec is stopped and removed.
+/// says and lacks what `missing` names, at instant `now_ms`. A workload without an entry in
+/// `observed` has never been seen; one with an entry and no desired spec is stopped and
+/// removed.
 pub fn plan(
     desired: &BTreeMap<String, Desired>,
     observed: &BTreeMap<String, Observed>,
     host: &HostCapabilities,
+    missing: &Missing,
     now_ms: u64,
     backoff: &Backoff,
 ) -> Plan {
@@ -216,7 +234,7 @@ pub fn plan(
                     kind: d.spec.kind,
                     reason: reason.to_string(),
                 }),
-                None => plan_one(d, obs, now_ms, backoff, &mut out),
+                None => plan_one(d, obs, missing, now_ms, backoff, &mut out),
             },
             None => {
                 if obs.pid.is_some() {
@@ -238,12 +256,42 @@ fn push(plan: &mut Plan, name: &str, action: Action, reason: impl Into<String>) 
     });
 }
 
-fn plan_one(d: &Desired, obs: &Observed, now_ms: u64, backoff: &Backoff, out: &mut Plan) {
+/// The build or pull step a provision from `d`'s source needs first, if any.
+fn fetch_source(d: &Desired, missing: &Missing, out: &mut Plan) {
+    let name = d.spec.name.as_str();
+    match &d.spec.source {
+        Source::World(w) if missing.worlds.contains(w) => push(
+            out,
+            name,
+            Action::BuildWorld { world: w.clone() },
+            format!("world {w} is not built"),
+        ),
+        Source::Image(r) if missing.images.contains(r) => push(
+            out,
+            name,
+            Action::PullImage {
+                reference: r.clone(),
+            },
+            format!("image {r} is not stored"),
+        ),
+        _ => {}
+    }
+}
+
+fn plan_one(
+    d: &Desired,
+    obs: &Observed,
+    missing: &Missing,
+    now_ms: u64,
+    backoff: &Backoff,
+    out: &mut Plan,
+) {
     let name = d.spec.name.as_str();
     let running = obs.pid.is_some();
     let want_running = d.spec.state == DesiredState::Running;
     match &obs.provisioned {
         None => {
+            fetch_source(d, missing, out);
             push(
                 out,
                 name,
@@ -263,6 +311,7 @@ fn plan_one(d: &Desired, obs: &Observed, now_ms: u64, backoff: &Backoff, out: &m
                 push(out, name, Action::Stop, why);
             }
             push(out, name, Action::Deprovision, why);
+            fetch_source(d, missing, out);
             push(
                 out,
                 name,
@@ -364,6 +413,10 @@ mod tests {
         HostCapabilities::for_os("linux")
     }
 
+    fn none() -> Missing {
+        Missing::default()
+    }
+
     fn spec(name: &str) -> WorkloadSpec {
         let mut s = WorkloadSpec::new(name, Source::World("busybox".into()));
         s.command = vec!["sleep".into(), "1000".into()];
@@ -398,7 +451,14 @@ mod tests {
         let mut stopped = spec("b");
         stopped.state = DesiredState::Stopped;
         let d = desired(&[spec("a"), stopped]);
-        let p = plan(&d, &BTreeMap::new(), &linux(), 0, &Backoff::default());
+        let p = plan(
+            &d,
+            &BTreeMap::new(),
+            &linux(),
+            &none(),
+            0,
+            &Backoff::default(),
+        );
         assert_eq!(actions(&p, "a"), ["provision", "start"]);
         assert_eq!(actions(&p, "b"), ["provision"]);
         assert_eq!(p.next_wake_ms, None);
@@ -408,7 +468,7 @@ mod tests {
     fn converged_state_plans_nothing() {
         let d = desired(&[spec("a")]);
         let o = BTreeMap::from([("a".to_string(), running(&d["a"].hash))]);
-        assert!(plan(&d, &o, &linux(), 0, &Backoff::default()).is_empty());
+        assert!(plan(&d, &o, &linux(), &none(), 0, &Backoff::default()).is_empty());
     }
 
     #[test]
@@ -417,7 +477,14 @@ mod tests {
         let o = BTreeMap::from([("a".to_string(), running(&d0["a"].hash))]);
         let mut changed = spec("a");
         changed.env.insert("X".into(), "1".into());
-        let p = plan(&desired(&[changed]), &o, &linux(), 0, &Backoff::default());
+        let p = plan(
+            &desired(&[changed]),
+            &o,
+            &linux(),
+            &none(),
+            0,
+            &Backoff::default(),
+        );
         assert_eq!(
             actions(&p, "a"),
             ["stop", "deprovision", "provision", "start"]
@@ -427,7 +494,14 @@ mod tests {
         let mut stopped = spec("a");
         stopped.state = DesiredState::Stopped;
         stopped.restart = RestartPolicy::Never;
-        let p = plan(&desired(&[stopped]), &o, &linux(), 0, &Backoff::default());
+        let p = plan(
+            &desired(&[stopped]),
+            &o,
+            &linux(),
+            &none(),
+            0,
+            &Backoff::default(),
+        );
         assert_eq!(actions(&p, "a"), ["stop"]);
     }
 
@@ -443,7 +517,14 @@ mod tests {
                 },
             ),
         ]);
-        let p = plan(&BTreeMap::new(), &o, &linux(), 0, &Backoff::default());
+        let p = plan(
+            &BTreeMap::new(),
+            &o,
+            &linux(),
+            &none(),
+            0,
+            &Backoff::default(),
+        );
         assert_eq!(actions(&p, "gone"), ["stop", "remove"]);
         assert_eq!(actions(&p, "idle"), ["remove"]);
     }
@@ -457,7 +538,15 @@ mod tests {
                 ..Default::default()
             },
         )]);
-        assert!(plan(&desired(&[spec("a")]), &o, &linux(), 0, &Backoff::default()).is_empty());
+        assert!(plan(
+            &desired(&[spec("a")]),
+            &o,
+            &linux(),
+            &none(),
+            0,
+            &Backoff::default()
+        )
+        .is_empty());
     }
 
     fn exited(hash: &str, code: i32, at_ms: u64, failures: u32) -> Observed {
@@ -490,7 +579,7 @@ mod tests {
             s.restart = policy;
             let d = desired(&[s]);
             let o = BTreeMap::from([("a".to_string(), exited(&d["a"].hash, code, 0, 1))]);
-            let p = plan(&d, &o, &linux(), 10, &b);
+            let p = plan(&d, &o, &linux(), &none(), 10, &b);
             assert_eq!(!p.is_empty(), restarts, "{policy:?} code {code}");
         }
     }
@@ -509,7 +598,10 @@ mod tests {
             },
         )]);
         assert_eq!(
-            actions(&plan(&d, &o, &linux(), 0, &Backoff::default()), "a"),
+            actions(
+                &plan(&d, &o, &linux(), &none(), 0, &Backoff::default()),
+                "a"
+            ),
             ["start"]
         );
     }
@@ -535,11 +627,11 @@ mod tests {
             ("b".to_string(), exited(&d["b"].hash, 1, 100_000, 1)),
         ]);
         // At +2s: b (1s backoff) restarts, a (4s backoff) waits and sets the wake-up time.
-        let p = plan(&d, &o, &linux(), 102_000, &b);
+        let p = plan(&d, &o, &linux(), &none(), 102_000, &b);
         assert_eq!(actions(&p, "a"), Vec::<&str>::new());
         assert_eq!(actions(&p, "b"), ["start"]);
         assert_eq!(p.next_wake_ms, Some(104_000));
-        let p = plan(&d, &o, &linux(), 104_000, &b);
+        let p = plan(&d, &o, &linux(), &none(), 104_000, &b);
         assert_eq!(actions(&p, "a"), ["start"]);
     }
 
@@ -553,7 +645,14 @@ mod tests {
                 ..Default::default()
             },
         )]);
-        let p = plan(&BTreeMap::new(), &o, &linux(), 0, &Backoff::default());
+        let p = plan(
+            &BTreeMap::new(),
+            &o,
+            &linux(),
+            &none(),
+            0,
+            &Backoff::default(),
+        );
         assert_eq!(actions(&p, "left"), ["remove"]);
     }
 
@@ -663,7 +762,14 @@ mod tests {
         let mut s = spec("a");
         s.kind = kind;
         let i = build(s);
-        plan(&i.desired, &i.observed, host, i.now_ms, &Backoff::default())
+        plan(
+            &i.desired,
+            &i.observed,
+            host,
+            &none(),
+            i.now_ms,
+            &Backoff::default(),
+        )
     }
 
     #[test]
@@ -730,6 +836,7 @@ mod tests {
             &desired(&[j, spec("c")]),
             &BTreeMap::new(),
             &linux(),
+            &none(),
             0,
             &Backoff::default(),
         );
@@ -740,8 +847,63 @@ mod tests {
         assert!(p.refused[0].reason.contains("jails need a FreeBSD host"));
         // A removed jail is still cleaned up: removal needs no backend decision.
         let o = BTreeMap::from([("j".to_string(), running("h"))]);
-        let p = plan(&BTreeMap::new(), &o, &linux(), 0, &Backoff::default());
+        let p = plan(
+            &BTreeMap::new(),
+            &o,
+            &linux(),
+            &none(),
+            0,
+            &Backoff::default(),
+        );
         assert_eq!(actions(&p, "j"), ["stop", "remove"]);
+    }
+
+    #[test]
+    fn missing_worlds_and_images_are_built_and_pulled_before_provision() {
+        let mut img = spec("i");
+        img.source = Source::Image("registry.test/app:v1".into());
+        let d = desired(&[spec("a"), spec("b"), img]);
+        let missing = Missing {
+            worlds: ["busybox".to_string()].into(),
+            images: ["registry.test/app:v1".to_string()].into(),
+        };
+        let p = plan(
+            &d,
+            &BTreeMap::new(),
+            &linux(),
+            &missing,
+            0,
+            &Backoff::default(),
+        );
+        // Every workload provisioned from a missing source gets its own (idempotent) fetch.
+        assert_eq!(actions(&p, "a"), ["build-world", "provision", "start"]);
+        assert_eq!(actions(&p, "b"), ["build-world", "provision", "start"]);
+        assert_eq!(actions(&p, "i"), ["pull-image", "provision", "start"]);
+        assert_eq!(
+            p.steps[0].action,
+            Action::BuildWorld {
+                world: "busybox".into()
+            }
+        );
+        assert_eq!(p.steps[0].reason, "world busybox is not built");
+        // A drifted workload fetches between deprovision and provision.
+        let o = BTreeMap::from([("a".to_string(), running("an older spec"))]);
+        let p = plan(
+            &desired(&[spec("a")]),
+            &o,
+            &linux(),
+            &missing,
+            0,
+            &Backoff::default(),
+        );
+        assert_eq!(
+            actions(&p, "a"),
+            ["stop", "deprovision", "build-world", "provision", "start"]
+        );
+        // Provisioned workloads need nothing fetched.
+        let d = desired(&[spec("a")]);
+        let o = BTreeMap::from([("a".to_string(), running(&d["a"].hash))]);
+        assert!(plan(&d, &o, &linux(), &missing, 0, &Backoff::default()).is_empty());
     }
 
     #[test]
@@ -757,8 +919,22 @@ mod tests {
     #[test]
     fn plan_is_deterministic() {
         let d = desired(&[spec("c"), spec("a"), spec("b")]);
-        let p1 = plan(&d, &BTreeMap::new(), &linux(), 0, &Backoff::default());
-        let p2 = plan(&d, &BTreeMap::new(), &linux(), 0, &Backoff::default());
+        let p1 = plan(
+            &d,
+            &BTreeMap::new(),
+            &linux(),
+            &none(),
+            0,
+            &Backoff::default(),
+        );
+        let p2 = plan(
+            &d,
+            &BTreeMap::new(),
+            &linux(),
+            &none(),
+            0,
+            &Backoff::default(),
+        );
         assert_eq!(p1, p2);
         let order: Vec<_> = p1.steps.iter().map(|s| s.workload.as_str()).collect();
         assert_eq!(order, ["a", "a", "b", "b", "c", "c"]);

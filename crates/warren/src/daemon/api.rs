@@ -245,9 +245,13 @@ pub(crate) fn host_support(
 /// The worlds warren can build on demand.
 pub(crate) const BUILTIN_WORLDS: &[&str] = &["host", "busybox"];
 
-/// Parses and validates a file against this host. Builds missing built-in worlds unless
-/// `dry_run`.
-async fn validate(engine: &Arc<Engine>, req: &ApplyRequest) -> Result<SpecFile, ApiError> {
+/// Parses and validates a file against this host. Builds missing built-in worlds and pulls
+/// missing registry images unless `dry_run`; returns what was missing, for the plan (which
+/// shows those builds and pulls as steps).
+async fn validate(
+    engine: &Arc<Engine>,
+    req: &ApplyRequest,
+) -> Result<(SpecFile, plan::Missing), ApiError> {
     let parsed = warren_model::parse_spec(&req.text, &req.file)
         .map_err(|e| ApiError::invalid(e.diagnostics))?;
     let storage = engine.storage.clone();
@@ -258,12 +262,14 @@ async fn validate(engine: &Arc<Engine>, req: &ApplyRequest) -> Result<SpecFile, 
     let mut diags = host_support(&parsed, std::env::consts::OS, engine.storage.driver());
     let mut to_build = Vec::new();
     let mut to_pull: Vec<String> = Vec::new();
+    let mut missing = plan::Missing::default();
     for (name, w) in &parsed.spec.workloads {
         let at = |field: &str| format!("workload.{name}.{field}");
         match &w.source {
             Source::World(world) => {
                 if !existing.iter().any(|e| e == world) {
                     if BUILTIN_WORLDS.contains(&world.as_str()) {
+                        missing.worlds.insert(world.clone());
                         if !to_build.contains(world) {
                             to_build.push(world.clone());
                         }
@@ -300,6 +306,7 @@ async fn validate(engine: &Arc<Engine>, req: &ApplyRequest) -> Result<SpecFile, 
                         Ok(Some(_)) => Ok(()),
                         // A reference naming a registry is pulled (below) when applying.
                         Ok(None) if super::images::registry_of(&n).is_some() => {
+                            missing.images.insert(r.clone());
                             if !to_pull.contains(&n) {
                                 to_pull.push(n.clone());
                             }
@@ -356,7 +363,7 @@ async fn validate(engine: &Arc<Engine>, req: &ApplyRequest) -> Result<SpecFile, 
             );
         }
     }
-    Ok(parsed.spec)
+    Ok((parsed.spec, missing))
 }
 
 /// The checks that need what is already stored or running on the host: a published port or a
@@ -544,7 +551,7 @@ pub(super) async fn plan_or_apply(
     req: ApplyRequest,
     apply: bool,
 ) -> ApiResult<ApplyResponse> {
-    let spec = validate(&engine, &req).await?;
+    let (spec, missing) = validate(&engine, &req).await?;
     let current = engine.store.desired()?;
     let changes = changes(&spec, &current, &engine.store.volumes()?, req.prune);
     let removed: Vec<String> = changes
@@ -579,6 +586,7 @@ pub(super) async fn plan_or_apply(
         &next,
         &observed,
         &engine.caps,
+        &missing,
         warren_store::now_ms(),
         &engine.cfg.backoff,
     );

@@ -245,7 +245,15 @@ impl Engine {
             }
             observed.insert(name.clone(), o);
         }
-        let p = plan::plan(&desired, &observed, &self.caps, now_ms(), &self.cfg.backoff);
+        let missing = self.missing_sources(&desired, &observed).await?;
+        let p = plan::plan(
+            &desired,
+            &observed,
+            &self.caps,
+            &missing,
+            now_ms(),
+            &self.cfg.backoff,
+        );
         for (name, steps) in p.by_workload() {
             let Some(guard) = guards.remove(&name) else {
                 continue;
@@ -465,6 +473,11 @@ impl Engine {
                 Action::Stop => self.stop(name, &step.reason).await,
                 Action::Deprovision => self.deprovision(name).await,
                 Action::Remove => self.remove(name, false).await,
+                Action::BuildWorld { world } => self.build_world(world).await,
+                Action::PullImage { reference } => Err(anyhow!(
+                    "image {reference} is not stored: apply the file again (an apply pulls it) or \
+                     pull it with `warren image pull`"
+                )),
             };
             if let Err(e) = r {
                 self.event(
@@ -478,34 +491,79 @@ impl Engine {
         true
     }
 
-    async fn provision(self: &Arc<Self>, d: &Desired, hash: &str) -> Result<()> {
-        let name = d.spec.name.clone();
-        let (world, builtin) = match &d.spec.source {
-            Source::World(w) => (w.clone(), true),
-            Source::Image(r) => (self.image_world(r)?, false),
-            Source::Recipe(r) => (super::recipes::resolve_ref(&self.store, r)?.world, false),
-        };
-        let world_name = world.clone();
+    /// Builds a built-in world unless it exists (another workload's step may have built it
+    /// first: builds of one world are serialized).
+    async fn build_world(self: &Arc<Self>, world: &str) -> Result<()> {
+        let _g = self.lock(&format!("world/{world}")).await;
         let storage = self.storage.clone();
-        let n = name.clone();
+        let w = world.to_string();
         let built = tokio::task::spawn_blocking(move || -> Result<bool> {
-            // A built-in world (`host`, `busybox`) is built on first use.
-            let missing = builtin && !storage.list_worlds()?.contains(&world);
-            if missing && super::api::BUILTIN_WORLDS.contains(&world.as_str()) {
-                warren_storage::worlds::create_world(
-                    &*storage,
-                    &world,
-                    &warren_exec::HostExecutor,
-                )?;
+            if storage.list_worlds()?.contains(&w) {
+                return Ok(false);
             }
-            storage.create_rootfs(&n, &world)?;
-            storage.ensure_data(&n)?;
-            Ok(missing)
+            warren_storage::worlds::create_world(&*storage, &w, &warren_exec::HostExecutor)?;
+            Ok(true)
         })
         .await??;
         if built {
-            self.event(None, "world", &format!("world {world_name} created"));
+            self.event(None, "world", &format!("world {world} created"));
         }
+        Ok(())
+    }
+
+    /// The built-in worlds that workloads about to be provisioned need and the host lacks
+    /// (asked of the storage only when such a workload exists).
+    async fn missing_sources(
+        &self,
+        desired: &BTreeMap<String, Desired>,
+        observed: &BTreeMap<String, Observed>,
+    ) -> Result<plan::Missing> {
+        let wanted: std::collections::BTreeSet<String> = desired
+            .values()
+            .filter(|d| self.caps.runs(d.spec.kind))
+            .filter(|d| {
+                observed
+                    .get(&d.spec.name)
+                    .and_then(|o| o.provisioned.as_ref())
+                    != Some(&d.hash)
+            })
+            .filter_map(|d| match &d.spec.source {
+                Source::World(w) if super::api::BUILTIN_WORLDS.contains(&w.as_str()) => {
+                    Some(w.clone())
+                }
+                _ => None,
+            })
+            .collect();
+        if wanted.is_empty() {
+            return Ok(plan::Missing::default());
+        }
+        let storage = self.storage.clone();
+        let existing = tokio::task::spawn_blocking(move || storage.list_worlds()).await??;
+        Ok(plan::Missing {
+            worlds: wanted
+                .into_iter()
+                .filter(|w| !existing.contains(w))
+                .collect(),
+            images: Default::default(),
+        })
+    }
+
+    async fn provision(self: &Arc<Self>, d: &Desired, hash: &str) -> Result<()> {
+        let name = d.spec.name.clone();
+        // A missing built-in world was built by a planned step before this one.
+        let world = match &d.spec.source {
+            Source::World(w) => w.clone(),
+            Source::Image(r) => self.image_world(r)?,
+            Source::Recipe(r) => super::recipes::resolve_ref(&self.store, r)?.world,
+        };
+        let storage = self.storage.clone();
+        let n = name.clone();
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            storage.create_rootfs(&n, &world)?;
+            storage.ensure_data(&n)?;
+            Ok(())
+        })
+        .await??;
         if let Some(note) = self.own_datasets(&name, &d.spec).await? {
             self.event(Some(&name), "userns", &note);
         }
