@@ -748,8 +748,11 @@ mod tests {
         ]
     }
 
+    /// Each step as (workload, verb, reason).
+    type Shape = Vec<(String, &'static str, String)>;
+
     /// A plan without its spec hashes.
-    fn shape(p: &Plan) -> (Vec<(String, &'static str, String)>, Option<u64>, usize) {
+    fn shape(p: &Plan) -> (Shape, Option<u64>, usize) {
         let steps = p
             .steps
             .iter()
