@@ -245,7 +245,15 @@ impl Engine {
             }
             observed.insert(name.clone(), o);
         }
-        let missing = self.missing_sources(&desired, &observed).await?;
+        // A storage that cannot list its worlds must not hold up stops and restarts: plan
+        // without builds, and a provision that needs one fails and says so.
+        let missing = match self.missing_sources(&desired, &observed).await {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!("cannot list worlds: {e:#}");
+                plan::Missing::default()
+            }
+        };
         let p = plan::plan(
             &desired,
             &observed,
