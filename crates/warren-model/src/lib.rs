@@ -4,13 +4,15 @@
 //! machine: the workload spec types ([`spec`]), the `warren.toml` parser and validator with
 //! file:line:column diagnostics ([`parse`]), the published-port syntax and conflict checks
 //! ([`ports`]), the spec hash used for drift detection, the pure reconciliation planner
-//! ([`plan`]), and the Warrenfile recipe parser with version resolution ([`recipe`]).
+//! ([`plan`]) with the host's capabilities as an input ([`host`]), and the Warrenfile recipe
+//! parser with version resolution ([`recipe`]).
 //!
 //! Invariant: nothing in this crate performs I/O (no filesystem, no processes, no clock). Time is
 //! an input to the planner, never read by it.
 
 pub mod health;
 pub mod hooks;
+pub mod host;
 pub mod names;
 pub mod parse;
 pub mod plan;
@@ -19,6 +21,7 @@ pub mod recipe;
 pub mod render;
 pub mod spec;
 
+pub use host::HostCapabilities;
 pub use parse::{parse_spec, Diagnostic, Parsed, SpecError};
 pub use ports::{PortMapping, Proto};
 pub use spec::*;

@@ -10,11 +10,18 @@
 //! - Steps for one workload are ordered and executed in order; different workloads are
 //!   independent and may be executed in parallel.
 //! - A workload marked `busy` (an operation in flight) gets no steps: the next pass plans it.
+//! - Kinds are planned alike: what the host runs ([`HostCapabilities`]) is an input, and a
+//!   workload of a kind the host cannot run gets no steps but a [`Refusal`] with the reason,
+//!   so it never silently stays pending.
+//! - Operator requests are desired state: `state` (start, stop), a restart generation
+//!   ([`Desired::restart_generation`], restart) and absence (delete). The planner turns them
+//!   into steps like any other difference.
 //! - Restarts after an exit honour the restart policy and an exponential backoff computed from
 //!   consecutive short-lived runs; a workload waiting out its backoff contributes a wake-up time
 //!   ([`Plan::next_wake_ms`]) instead of steps, so it never delays other workloads.
 
-use crate::spec::{DesiredState, Kind, RestartPolicy, WorkloadSpec};
+use crate::host::HostCapabilities;
+use crate::spec::{DesiredState, Kind, RestartPolicy, Source, WorkloadSpec};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -24,6 +31,10 @@ pub struct Desired {
     pub spec: WorkloadSpec,
     pub generation: u64,
     pub hash: String,
+    /// Operator restarts requested so far: a run started for a lower generation
+    /// ([`Observed::restart_generation`]) is restarted once.
+    #[serde(default)]
+    pub restart_generation: u64,
 }
 
 impl Desired {
@@ -33,6 +44,7 @@ impl Desired {
             spec,
             generation,
             hash,
+            restart_generation: 0,
         }
     }
 }
@@ -64,6 +76,8 @@ pub struct Observed {
     pub failures: u32,
     /// Restarts made by policy since the workload was created.
     pub restarts: u32,
+    /// The [`Desired::restart_generation`] the current (or last) run was started for.
+    pub restart_generation: u64,
     /// An operation is in flight; the planner leaves the workload alone.
     pub busy: bool,
 }
@@ -111,6 +125,11 @@ impl Backoff {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "action", rename_all = "kebab-case")]
 pub enum Action {
+    /// Build a built-in world the workload's source names (kept if another step built it
+    /// first).
+    BuildWorld { world: String },
+    /// Pull an image the workload's source names from its registry (kept if already stored).
+    PullImage { reference: String },
     /// Create the rootfs from the source and ensure the data dataset; record the hash.
     Provision { hash: String },
     /// Start the main process under a shim.
@@ -126,6 +145,8 @@ pub enum Action {
 impl Action {
     pub fn verb(&self) -> &'static str {
         match self {
+            Action::BuildWorld { .. } => "build-world",
+            Action::PullImage { .. } => "pull-image",
             Action::Provision { .. } => "provision",
             Action::Start => "start",
             Action::Stop => "stop",
@@ -144,10 +165,29 @@ pub struct Step {
     pub reason: String,
 }
 
+/// What provisioning needs that the host does not hold: built-in worlds not built yet and
+/// image references (as the spec writes them) not stored yet. Each workload provisioned from
+/// one gets a build or pull step before its provision.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Missing {
+    pub worlds: BTreeSet<String>,
+    pub images: BTreeSet<String>,
+}
+
+/// A desired workload this host cannot run: it gets no steps, and the reason is shown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Refusal {
+    pub workload: String,
+    pub kind: Kind,
+    pub reason: String,
+}
+
 /// An ordered list of steps plus the earliest time something will need attention again.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct Plan {
     pub steps: Vec<Step>,
+    /// Desired workloads of a kind this host cannot run, in name order.
+    pub refused: Vec<Refusal>,
     /// Unix milliseconds at which a backoff expires (the reconciler wakes then).
     pub next_wake_ms: Option<u64>,
 }
@@ -167,10 +207,15 @@ impl Plan {
     }
 }
 
-/// Computes the steps that move `observed` towards `desired` at instant `now_ms`.
+/// Computes the steps that move `observed` towards `desired` on a host that runs what `host`
+/// says and lacks what `missing` names, at instant `now_ms`. A workload without an entry in
+/// `observed` has never been seen; one with an entry and no desired spec is stopped and
+/// removed.
 pub fn plan(
     desired: &BTreeMap<String, Desired>,
     observed: &BTreeMap<String, Observed>,
+    host: &HostCapabilities,
+    missing: &Missing,
     now_ms: u64,
     backoff: &Backoff,
 ) -> Plan {
@@ -183,14 +228,20 @@ pub fn plan(
             continue;
         }
         match desired.get(name) {
-            Some(d) => plan_one(d, obs, now_ms, backoff, &mut out),
+            Some(d) => match host.refusal(d.spec.kind) {
+                Some(reason) => out.refused.push(Refusal {
+                    workload: name.clone(),
+                    kind: d.spec.kind,
+                    reason: reason.to_string(),
+                }),
+                None => plan_one(d, obs, missing, now_ms, backoff, &mut out),
+            },
             None => {
                 if obs.pid.is_some() {
                     push(&mut out, name, Action::Stop, "no longer desired");
                 }
-                if obs.provisioned.is_some() || obs.pid.is_some() {
-                    push(&mut out, name, Action::Remove, "no longer desired");
-                }
+                // Whatever is left of it (datasets, runtime state, logs, address) goes.
+                push(&mut out, name, Action::Remove, "no longer desired");
             }
         }
     }
@@ -205,16 +256,42 @@ fn push(plan: &mut Plan, name: &str, action: Action, reason: impl Into<String>) 
     });
 }
 
-fn plan_one(d: &Desired, obs: &Observed, now_ms: u64, backoff: &Backoff, out: &mut Plan) {
+/// The build or pull step a provision from `d`'s source needs first, if any.
+fn fetch_source(d: &Desired, missing: &Missing, out: &mut Plan) {
     let name = d.spec.name.as_str();
-    if d.spec.kind != Kind::Container {
-        // Other kinds are refused at apply on hosts without their backend.
-        return;
+    match &d.spec.source {
+        Source::World(w) if missing.worlds.contains(w) => push(
+            out,
+            name,
+            Action::BuildWorld { world: w.clone() },
+            format!("world {w} is not built"),
+        ),
+        Source::Image(r) if missing.images.contains(r) => push(
+            out,
+            name,
+            Action::PullImage {
+                reference: r.clone(),
+            },
+            format!("image {r} is not stored"),
+        ),
+        _ => {}
     }
+}
+
+fn plan_one(
+    d: &Desired,
+    obs: &Observed,
+    missing: &Missing,
+    now_ms: u64,
+    backoff: &Backoff,
+    out: &mut Plan,
+) {
+    let name = d.spec.name.as_str();
     let running = obs.pid.is_some();
     let want_running = d.spec.state == DesiredState::Running;
     match &obs.provisioned {
         None => {
+            fetch_source(d, missing, out);
             push(
                 out,
                 name,
@@ -234,6 +311,7 @@ fn plan_one(d: &Desired, obs: &Observed, now_ms: u64, backoff: &Backoff, out: &m
                 push(out, name, Action::Stop, why);
             }
             push(out, name, Action::Deprovision, why);
+            fetch_source(d, missing, out);
             push(
                 out,
                 name,
@@ -249,8 +327,15 @@ fn plan_one(d: &Desired, obs: &Observed, now_ms: u64, backoff: &Backoff, out: &m
         }
         Some(_) => {}
     }
+    let restart_requested = d.restart_generation > obs.restart_generation;
     match (want_running, running) {
         (false, true) => push(out, name, Action::Stop, "desired state is stopped"),
+        (true, true) if restart_requested => {
+            push(out, name, Action::Stop, "restart requested");
+            push(out, name, Action::Start, "restart requested");
+        }
+        // Asked for by the operator: neither the restart policy nor a backoff holds it.
+        (true, false) if restart_requested => push(out, name, Action::Start, "restart requested"),
         (true, false) => match &obs.last_exit {
             None | Some(LastExit::Deliberate) => push(out, name, Action::Start, "not running"),
             Some(LastExit::Exited {
@@ -324,6 +409,14 @@ mod tests {
     use super::*;
     use crate::spec::Source;
 
+    fn linux() -> HostCapabilities {
+        HostCapabilities::for_os("linux")
+    }
+
+    fn none() -> Missing {
+        Missing::default()
+    }
+
     fn spec(name: &str) -> WorkloadSpec {
         let mut s = WorkloadSpec::new(name, Source::World("busybox".into()));
         s.command = vec!["sleep".into(), "1000".into()];
@@ -358,7 +451,14 @@ mod tests {
         let mut stopped = spec("b");
         stopped.state = DesiredState::Stopped;
         let d = desired(&[spec("a"), stopped]);
-        let p = plan(&d, &BTreeMap::new(), 0, &Backoff::default());
+        let p = plan(
+            &d,
+            &BTreeMap::new(),
+            &linux(),
+            &none(),
+            0,
+            &Backoff::default(),
+        );
         assert_eq!(actions(&p, "a"), ["provision", "start"]);
         assert_eq!(actions(&p, "b"), ["provision"]);
         assert_eq!(p.next_wake_ms, None);
@@ -368,7 +468,7 @@ mod tests {
     fn converged_state_plans_nothing() {
         let d = desired(&[spec("a")]);
         let o = BTreeMap::from([("a".to_string(), running(&d["a"].hash))]);
-        assert!(plan(&d, &o, 0, &Backoff::default()).is_empty());
+        assert!(plan(&d, &o, &linux(), &none(), 0, &Backoff::default()).is_empty());
     }
 
     #[test]
@@ -377,7 +477,14 @@ mod tests {
         let o = BTreeMap::from([("a".to_string(), running(&d0["a"].hash))]);
         let mut changed = spec("a");
         changed.env.insert("X".into(), "1".into());
-        let p = plan(&desired(&[changed]), &o, 0, &Backoff::default());
+        let p = plan(
+            &desired(&[changed]),
+            &o,
+            &linux(),
+            &none(),
+            0,
+            &Backoff::default(),
+        );
         assert_eq!(
             actions(&p, "a"),
             ["stop", "deprovision", "provision", "start"]
@@ -387,7 +494,14 @@ mod tests {
         let mut stopped = spec("a");
         stopped.state = DesiredState::Stopped;
         stopped.restart = RestartPolicy::Never;
-        let p = plan(&desired(&[stopped]), &o, 0, &Backoff::default());
+        let p = plan(
+            &desired(&[stopped]),
+            &o,
+            &linux(),
+            &none(),
+            0,
+            &Backoff::default(),
+        );
         assert_eq!(actions(&p, "a"), ["stop"]);
     }
 
@@ -403,7 +517,14 @@ mod tests {
                 },
             ),
         ]);
-        let p = plan(&BTreeMap::new(), &o, 0, &Backoff::default());
+        let p = plan(
+            &BTreeMap::new(),
+            &o,
+            &linux(),
+            &none(),
+            0,
+            &Backoff::default(),
+        );
         assert_eq!(actions(&p, "gone"), ["stop", "remove"]);
         assert_eq!(actions(&p, "idle"), ["remove"]);
     }
@@ -417,7 +538,15 @@ mod tests {
                 ..Default::default()
             },
         )]);
-        assert!(plan(&desired(&[spec("a")]), &o, 0, &Backoff::default()).is_empty());
+        assert!(plan(
+            &desired(&[spec("a")]),
+            &o,
+            &linux(),
+            &none(),
+            0,
+            &Backoff::default()
+        )
+        .is_empty());
     }
 
     fn exited(hash: &str, code: i32, at_ms: u64, failures: u32) -> Observed {
@@ -450,7 +579,7 @@ mod tests {
             s.restart = policy;
             let d = desired(&[s]);
             let o = BTreeMap::from([("a".to_string(), exited(&d["a"].hash, code, 0, 1))]);
-            let p = plan(&d, &o, 10, &b);
+            let p = plan(&d, &o, &linux(), &none(), 10, &b);
             assert_eq!(!p.is_empty(), restarts, "{policy:?} code {code}");
         }
     }
@@ -469,7 +598,10 @@ mod tests {
             },
         )]);
         assert_eq!(
-            actions(&plan(&d, &o, 0, &Backoff::default()), "a"),
+            actions(
+                &plan(&d, &o, &linux(), &none(), 0, &Backoff::default()),
+                "a"
+            ),
             ["start"]
         );
     }
@@ -495,19 +627,286 @@ mod tests {
             ("b".to_string(), exited(&d["b"].hash, 1, 100_000, 1)),
         ]);
         // At +2s: b (1s backoff) restarts, a (4s backoff) waits and sets the wake-up time.
-        let p = plan(&d, &o, 102_000, &b);
+        let p = plan(&d, &o, &linux(), &none(), 102_000, &b);
         assert_eq!(actions(&p, "a"), Vec::<&str>::new());
         assert_eq!(actions(&p, "b"), ["start"]);
         assert_eq!(p.next_wake_ms, Some(104_000));
-        let p = plan(&d, &o, 104_000, &b);
+        let p = plan(&d, &o, &linux(), &none(), 104_000, &b);
         assert_eq!(actions(&p, "a"), ["start"]);
     }
 
     #[test]
-    fn non_container_kinds_get_no_steps() {
-        let mut s = spec("j");
-        s.kind = Kind::Jail;
-        assert!(plan(&desired(&[s]), &BTreeMap::new(), 0, &Backoff::default()).is_empty());
+    fn undesired_leftovers_are_removed() {
+        // An observed row with nothing provisioned (a provision that failed) still goes.
+        let o = BTreeMap::from([(
+            "left".to_string(),
+            Observed {
+                last_exit: Some(LastExit::Deliberate),
+                ..Default::default()
+            },
+        )]);
+        let p = plan(
+            &BTreeMap::new(),
+            &o,
+            &linux(),
+            &none(),
+            0,
+            &Backoff::default(),
+        );
+        assert_eq!(actions(&p, "left"), ["remove"]);
+    }
+
+    /// One planner input built around a workload spec (whose kind the case table varies).
+    struct Input {
+        desired: BTreeMap<String, Desired>,
+        observed: BTreeMap<String, Observed>,
+        now_ms: u64,
+    }
+
+    fn with_observed(spec: WorkloadSpec, f: impl FnOnce(&Desired) -> Observed) -> Input {
+        let d = desired(&[spec]);
+        let o = f(&d["a"]);
+        Input {
+            observed: BTreeMap::from([("a".to_string(), o)]),
+            desired: d,
+            now_ms: 10_000,
+        }
+    }
+
+    type Case = (
+        &'static str,
+        &'static [&'static str],
+        fn(WorkloadSpec) -> Input,
+    );
+
+    /// Observed states and desired changes, each with the steps any runnable kind gets.
+    fn lifecycle_cases() -> Vec<Case> {
+        vec![
+            ("new", &["provision", "start"], |s| {
+                with_observed(s, |_| Observed::default())
+            }),
+            ("new and stopped", &["provision"], |mut s| {
+                s.state = DesiredState::Stopped;
+                with_observed(s, |_| Observed::default())
+            }),
+            ("converged", &[], |s| with_observed(s, |d| running(&d.hash))),
+            ("stop", &["stop"], |mut s| {
+                s.state = DesiredState::Stopped;
+                with_observed(s, |d| running(&d.hash))
+            }),
+            ("start after a deliberate stop", &["start"], |s| {
+                with_observed(s, |d| Observed {
+                    provisioned: Some(d.hash.clone()),
+                    last_exit: Some(LastExit::Deliberate),
+                    ..Default::default()
+                })
+            }),
+            ("restart by policy", &["start"], |s| {
+                with_observed(s, |d| exited(&d.hash, 1, 0, 1))
+            }),
+            ("backoff not over", &[], |s| {
+                with_observed(s, |d| exited(&d.hash, 1, 9_900, 3))
+            }),
+            ("exited, policy never", &[], |mut s| {
+                s.restart = RestartPolicy::Never;
+                with_observed(s, |d| exited(&d.hash, 1, 0, 1))
+            }),
+            ("restart requested while running", &["stop", "start"], |s| {
+                let mut i = with_observed(s, |d| running(&d.hash));
+                i.desired.get_mut("a").unwrap().restart_generation = 1;
+                i
+            }),
+            ("restart requested after an exit", &["start"], |mut s| {
+                s.restart = RestartPolicy::Never;
+                let mut i = with_observed(s, |d| exited(&d.hash, 1, 9_900, 7));
+                i.desired.get_mut("a").unwrap().restart_generation = 3;
+                i.observed.get_mut("a").unwrap().restart_generation = 2;
+                i
+            }),
+            ("restart already done", &[], |s| {
+                let mut i = with_observed(s, |d| running(&d.hash));
+                i.desired.get_mut("a").unwrap().restart_generation = 2;
+                i.observed.get_mut("a").unwrap().restart_generation = 2;
+                i
+            }),
+            (
+                "drift",
+                &["stop", "deprovision", "provision", "start"],
+                |s| with_observed(s, |_| running("an older spec")),
+            ),
+            ("removal", &["stop", "remove"], |s| {
+                let mut i = with_observed(s, |d| running(&d.hash));
+                i.desired.clear();
+                i
+            }),
+            ("busy", &[], |s| {
+                with_observed(s, |_| Observed {
+                    busy: true,
+                    ..Default::default()
+                })
+            }),
+        ]
+    }
+
+    /// Each step as (workload, verb, reason).
+    type Shape = Vec<(String, &'static str, String)>;
+
+    /// A plan without its spec hashes.
+    fn shape(p: &Plan) -> (Shape, Option<u64>, usize) {
+        let steps = p
+            .steps
+            .iter()
+            .map(|s| (s.workload.clone(), s.action.verb(), s.reason.clone()))
+            .collect();
+        (steps, p.next_wake_ms, p.refused.len())
+    }
+
+    fn run_case(build: fn(WorkloadSpec) -> Input, kind: Kind, host: &HostCapabilities) -> Plan {
+        let mut s = spec("a");
+        s.kind = kind;
+        let i = build(s);
+        plan(
+            &i.desired,
+            &i.observed,
+            host,
+            &none(),
+            i.now_ms,
+            &Backoff::default(),
+        )
+    }
+
+    #[test]
+    fn a_jail_on_a_freebsd_host_plans_like_a_container() {
+        let freebsd = HostCapabilities::for_os("freebsd");
+        for (case, want, build) in lifecycle_cases() {
+            let container = run_case(build, Kind::Container, &linux());
+            let jail = run_case(build, Kind::Jail, &freebsd);
+            assert_eq!(actions(&container, "a"), want, "{case}: container on linux");
+            // The same steps with the same reasons, nothing refused, the same wake-up time
+            // (the provisioned hash differs only because the kind is part of the spec).
+            assert_eq!(shape(&jail), shape(&container), "{case}: jail on freebsd");
+            assert!(jail.refused.is_empty(), "{case}");
+        }
+    }
+
+    #[test]
+    fn restart_requested_ignores_policy_and_backoff_once() {
+        let (_, want, build) = lifecycle_cases()
+            .into_iter()
+            .find(|(c, ..)| *c == "restart requested after an exit")
+            .unwrap();
+        let p = run_case(build, Kind::Container, &linux());
+        assert_eq!(actions(&p, "a"), want);
+        assert!(p.steps.iter().all(|s| s.reason == "restart requested"));
+        assert_eq!(p.next_wake_ms, None);
+    }
+
+    #[test]
+    fn a_vm_on_a_host_without_the_vm_backend_is_refused_with_the_reason() {
+        let host = linux().without(Kind::Vm, "no VM backend: /dev/kvm is missing");
+        for (case, _, build) in lifecycle_cases() {
+            // Removal needs no backend decision; a busy workload is planned on the next pass.
+            if case == "removal" || case == "busy" {
+                continue;
+            }
+            let p = run_case(build, Kind::Vm, &host);
+            assert!(p.steps.is_empty(), "{case}: {:?}", p.steps);
+            assert_eq!(
+                p.refused,
+                [Refusal {
+                    workload: "a".into(),
+                    kind: Kind::Vm,
+                    reason: "no VM backend: /dev/kvm is missing".into(),
+                }],
+                "{case}"
+            );
+        }
+        // Once the host has the backend, the same workload is planned.
+        let p = run_case(
+            |s| with_observed(s, |_| Observed::default()),
+            Kind::Vm,
+            &host.with(Kind::Vm),
+        );
+        assert_eq!(actions(&p, "a"), ["provision", "start"]);
+        assert!(p.refused.is_empty());
+    }
+
+    #[test]
+    fn a_jail_on_linux_is_refused_and_others_still_planned() {
+        let mut j = spec("j");
+        j.kind = Kind::Jail;
+        let p = plan(
+            &desired(&[j, spec("c")]),
+            &BTreeMap::new(),
+            &linux(),
+            &none(),
+            0,
+            &Backoff::default(),
+        );
+        assert_eq!(actions(&p, "j"), Vec::<&str>::new());
+        assert_eq!(actions(&p, "c"), ["provision", "start"]);
+        assert_eq!(p.refused.len(), 1);
+        assert_eq!(p.refused[0].workload, "j");
+        assert!(p.refused[0].reason.contains("jails need a FreeBSD host"));
+        // A removed jail is still cleaned up: removal needs no backend decision.
+        let o = BTreeMap::from([("j".to_string(), running("h"))]);
+        let p = plan(
+            &BTreeMap::new(),
+            &o,
+            &linux(),
+            &none(),
+            0,
+            &Backoff::default(),
+        );
+        assert_eq!(actions(&p, "j"), ["stop", "remove"]);
+    }
+
+    #[test]
+    fn missing_worlds_and_images_are_built_and_pulled_before_provision() {
+        let mut img = spec("i");
+        img.source = Source::Image("registry.test/app:v1".into());
+        let d = desired(&[spec("a"), spec("b"), img]);
+        let missing = Missing {
+            worlds: ["busybox".to_string()].into(),
+            images: ["registry.test/app:v1".to_string()].into(),
+        };
+        let p = plan(
+            &d,
+            &BTreeMap::new(),
+            &linux(),
+            &missing,
+            0,
+            &Backoff::default(),
+        );
+        // Every workload provisioned from a missing source gets its own (idempotent) fetch.
+        assert_eq!(actions(&p, "a"), ["build-world", "provision", "start"]);
+        assert_eq!(actions(&p, "b"), ["build-world", "provision", "start"]);
+        assert_eq!(actions(&p, "i"), ["pull-image", "provision", "start"]);
+        assert_eq!(
+            p.steps[0].action,
+            Action::BuildWorld {
+                world: "busybox".into()
+            }
+        );
+        assert_eq!(p.steps[0].reason, "world busybox is not built");
+        // A drifted workload fetches between deprovision and provision.
+        let o = BTreeMap::from([("a".to_string(), running("an older spec"))]);
+        let p = plan(
+            &desired(&[spec("a")]),
+            &o,
+            &linux(),
+            &missing,
+            0,
+            &Backoff::default(),
+        );
+        assert_eq!(
+            actions(&p, "a"),
+            ["stop", "deprovision", "build-world", "provision", "start"]
+        );
+        // Provisioned workloads need nothing fetched.
+        let d = desired(&[spec("a")]);
+        let o = BTreeMap::from([("a".to_string(), running(&d["a"].hash))]);
+        assert!(plan(&d, &o, &linux(), &missing, 0, &Backoff::default()).is_empty());
     }
 
     #[test]
@@ -523,8 +922,22 @@ mod tests {
     #[test]
     fn plan_is_deterministic() {
         let d = desired(&[spec("c"), spec("a"), spec("b")]);
-        let p1 = plan(&d, &BTreeMap::new(), 0, &Backoff::default());
-        let p2 = plan(&d, &BTreeMap::new(), 0, &Backoff::default());
+        let p1 = plan(
+            &d,
+            &BTreeMap::new(),
+            &linux(),
+            &none(),
+            0,
+            &Backoff::default(),
+        );
+        let p2 = plan(
+            &d,
+            &BTreeMap::new(),
+            &linux(),
+            &none(),
+            0,
+            &Backoff::default(),
+        );
         assert_eq!(p1, p2);
         let order: Vec<_> = p1.steps.iter().map(|s| s.workload.as_str()).collect();
         assert_eq!(order, ["a", "a", "b", "b", "c", "c"]);

@@ -17,6 +17,9 @@
 //! - `userns_slots`: each user-namespaced workload's slot in the host id pool, unique; kept
 //!   while its data dataset may be owned by that range (released when the data is purged or
 //!   shifted back).
+//! - `restart_requests`: each workload's operator restart generation (see
+//!   [`Desired::restart_generation`]); the observed row keeps the generation its run was started
+//!   for. Kept by name, so the routing workload (never a stored spec) is restarted the same way.
 //!
 //! Invariants: every multi-row change runs in one transaction, so an apply is all or nothing;
 //! generations only grow; a spec row is rewritten only when its content changed.
@@ -131,6 +134,13 @@ fn migrations() -> Migrations<'static> {
                  slot INTEGER NOT NULL UNIQUE
              );",
         ),
+        M::up(
+            "CREATE TABLE restart_requests (
+                 name TEXT PRIMARY KEY,
+                 generation INTEGER NOT NULL
+             );
+             ALTER TABLE observed ADD COLUMN restart_generation INTEGER NOT NULL DEFAULT 0;",
+        ),
     ])
 }
 
@@ -144,6 +154,8 @@ pub struct ObservedRow {
     pub last_exit: Option<LastExit>,
     pub failures: u32,
     pub restarts: u32,
+    /// The operator restart generation the current (or last) run was started for.
+    pub restart_generation: u64,
 }
 
 impl ObservedRow {
@@ -155,6 +167,7 @@ impl ObservedRow {
             last_exit: self.last_exit.clone(),
             failures: self.failures,
             restarts: self.restarts,
+            restart_generation: self.restart_generation,
             busy: false,
         }
     }
@@ -223,19 +236,22 @@ impl Store {
     /// Every desired workload.
     pub fn desired(&self) -> Result<BTreeMap<String, Desired>> {
         let c = self.conn();
-        let mut st =
-            c.prepare("SELECT name, spec, generation, hash FROM workloads ORDER BY name")?;
+        let mut st = c.prepare(
+            "SELECT w.name, w.spec, w.generation, w.hash, r.generation FROM workloads w
+             LEFT JOIN restart_requests r ON r.name = w.name ORDER BY w.name",
+        )?;
         let rows = st.query_map([], |r| {
             Ok((
                 r.get::<_, String>(0)?,
                 r.get::<_, String>(1)?,
                 r.get::<_, i64>(2)?,
                 r.get::<_, String>(3)?,
+                r.get::<_, Option<i64>>(4)?,
             ))
         })?;
         let mut out = BTreeMap::new();
         for row in rows {
-            let (name, spec, generation, hash) = row?;
+            let (name, spec, generation, hash, restart) = row?;
             let spec: WorkloadSpec = serde_json::from_str(&spec)?;
             out.insert(
                 name,
@@ -243,6 +259,7 @@ impl Store {
                     spec,
                     generation: generation as u64,
                     hash,
+                    restart_generation: restart.unwrap_or(0) as u64,
                 },
             );
         }
@@ -254,25 +271,55 @@ impl Store {
         let c = self.conn();
         let row = c
             .query_row(
-                "SELECT spec, generation, hash FROM workloads WHERE name = ?1",
+                "SELECT w.spec, w.generation, w.hash, r.generation FROM workloads w
+                 LEFT JOIN restart_requests r ON r.name = w.name WHERE w.name = ?1",
                 [name],
                 |r| {
                     Ok((
                         r.get::<_, String>(0)?,
                         r.get::<_, i64>(1)?,
                         r.get::<_, String>(2)?,
+                        r.get::<_, Option<i64>>(3)?,
                     ))
                 },
             )
             .optional()?;
         match row {
             None => Ok(None),
-            Some((spec, generation, hash)) => Ok(Some(Desired {
+            Some((spec, generation, hash, restart)) => Ok(Some(Desired {
                 spec: serde_json::from_str(&spec)?,
                 generation: generation as u64,
                 hash,
+                restart_generation: restart.unwrap_or(0) as u64,
             })),
         }
+    }
+
+    /// Records an operator restart request for `name` and returns its new restart generation.
+    /// Any name may be asked for (the routing workload has no stored spec).
+    pub fn request_restart(&self, name: &str) -> Result<u64> {
+        let c = self.conn();
+        let g: i64 = c.query_row(
+            "INSERT INTO restart_requests (name, generation) VALUES (?1, 1)
+             ON CONFLICT(name) DO UPDATE SET generation = generation + 1
+             RETURNING generation",
+            [name],
+            |r| r.get(0),
+        )?;
+        Ok(g as u64)
+    }
+
+    /// The restart generation of `name` (0 when no restart was ever requested).
+    pub fn restart_generation(&self, name: &str) -> Result<u64> {
+        let g: Option<i64> = self
+            .conn()
+            .query_row(
+                "SELECT generation FROM restart_requests WHERE name = ?1",
+                [name],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(g.unwrap_or(0) as u64)
     }
 
     /// Stores `specs` (creating or updating) and removes `remove`, in one transaction. Rows whose
@@ -311,6 +358,7 @@ impl Store {
             }
         }
         for name in remove {
+            tx.execute("DELETE FROM restart_requests WHERE name = ?1", [name])?;
             if tx.execute("DELETE FROM workloads WHERE name = ?1", [name])? > 0 {
                 out.removed.push(name.clone());
             }
@@ -345,7 +393,8 @@ impl Store {
     pub fn observed(&self) -> Result<BTreeMap<String, ObservedRow>> {
         let c = self.conn();
         let mut st = c.prepare(
-            "SELECT name, provisioned, pid, started_ms, last_exit, failures, restarts FROM observed",
+            "SELECT name, provisioned, pid, started_ms, last_exit, failures, restarts,
+             restart_generation FROM observed",
         )?;
         let rows = st.query_map([], |r| {
             Ok((
@@ -356,11 +405,13 @@ impl Store {
                 r.get::<_, Option<String>>(4)?,
                 r.get::<_, i64>(5)?,
                 r.get::<_, i64>(6)?,
+                r.get::<_, i64>(7)?,
             ))
         })?;
         let mut out = BTreeMap::new();
         for row in rows {
-            let (name, provisioned, pid, started, last_exit, failures, restarts) = row?;
+            let (name, provisioned, pid, started, last_exit, failures, restarts, restart_gen) =
+                row?;
             let last_exit = match last_exit {
                 Some(s) => Some(serde_json::from_str(&s)?),
                 None => None,
@@ -374,6 +425,7 @@ impl Store {
                     last_exit,
                     failures: failures as u32,
                     restarts: restarts as u32,
+                    restart_generation: restart_gen as u64,
                 },
             );
         }
@@ -388,10 +440,11 @@ impl Store {
             .map(serde_json::to_string)
             .transpose()?;
         self.conn().execute(
-            "INSERT INTO observed (name, provisioned, pid, started_ms, last_exit, failures, restarts)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+            "INSERT INTO observed (name, provisioned, pid, started_ms, last_exit, failures, restarts,
+             restart_generation)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
              ON CONFLICT(name) DO UPDATE SET provisioned = ?2, pid = ?3, started_ms = ?4,
-             last_exit = ?5, failures = ?6, restarts = ?7",
+             last_exit = ?5, failures = ?6, restarts = ?7, restart_generation = ?8",
             params![
                 name,
                 row.provisioned,
@@ -399,7 +452,8 @@ impl Store {
                 row.started_ms.map(|v| v as i64),
                 last_exit,
                 row.failures as i64,
-                row.restarts as i64
+                row.restarts as i64,
+                row.restart_generation as i64
             ],
         )?;
         Ok(())
@@ -915,6 +969,7 @@ mod tests {
                     failures: 2,
                     restarts: 4,
                     started_ms: Some(1),
+                    restart_generation: 5,
                 },
             )
             .unwrap();
@@ -929,6 +984,7 @@ mod tests {
         let o = &s.observed().unwrap()["a"];
         assert_eq!(o.pid, Some(7));
         assert_eq!(o.restarts, 4);
+        assert_eq!(o.restart_generation, 5);
         assert!(matches!(
             o.last_exit,
             Some(LastExit::Exited { code: 3, .. })
@@ -937,6 +993,26 @@ mod tests {
         assert_eq!(ev.len(), 1);
         assert_eq!(ev[0].kind, "started");
         assert!(s.events(0, Some("other"), 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn restart_requests_grow_and_go_with_the_workload() {
+        let (_d, s) = open();
+        s.apply(&[spec("a")], &[]).unwrap();
+        let generation = s.generation().unwrap();
+        assert_eq!(s.get_desired("a").unwrap().unwrap().restart_generation, 0);
+        assert_eq!(s.request_restart("a").unwrap(), 1);
+        assert_eq!(s.request_restart("a").unwrap(), 2);
+        // A restart request is not a spec change.
+        assert_eq!(s.generation().unwrap(), generation);
+        assert_eq!(s.get_desired("a").unwrap().unwrap().restart_generation, 2);
+        assert_eq!(s.desired().unwrap()["a"].restart_generation, 2);
+        // Names without a stored spec (the routing workload) are counted too.
+        assert_eq!(s.request_restart("router").unwrap(), 1);
+        assert_eq!(s.restart_generation("router").unwrap(), 1);
+        s.apply(&[], &["a".to_string()]).unwrap();
+        s.apply(&[spec("a")], &[]).unwrap();
+        assert_eq!(s.get_desired("a").unwrap().unwrap().restart_generation, 0);
     }
 
     #[test]

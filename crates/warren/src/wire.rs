@@ -42,6 +42,9 @@ pub struct Change {
 pub struct ApplyResponse {
     pub changes: Vec<Change>,
     pub steps: Vec<Step>,
+    /// Desired workloads this host cannot run (no steps), each with the reason.
+    #[serde(default)]
+    pub refused: Vec<warren_model::plan::Refusal>,
     pub generation: u64,
     pub applied: bool,
 }
@@ -59,7 +62,7 @@ pub struct ErrorBody {
 pub struct Status {
     pub name: String,
     pub kind: String,
-    /// `running`, `stopped`, `exited`, `starting`, `pending`
+    /// `running`, `stopped`, `exited`, `starting`, `pending`, `refused`
     pub state: String,
     pub desired: String,
     pub pid: Option<i32>,
@@ -68,6 +71,9 @@ pub struct Status {
     pub generation: u64,
     pub last_exit: Option<ExitSummary>,
     pub started_ms: Option<u64>,
+    /// Why this host cannot run the workload (state `refused`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
     /// The workload's bridge address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address: Option<String>,

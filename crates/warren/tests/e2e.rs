@@ -409,6 +409,41 @@ fn desired_state_survives_a_daemon_restart() {
 }
 
 #[test]
+fn restart_is_planned_once_whatever_the_policy() {
+    let d = Daemon::start(&[]);
+    d.apply(
+        "w.toml",
+        r#"[workload.r]
+world = "busybox"
+restart = "never"
+command = ["sh", "-c", "exec sleep 100000"]
+
+[workload.once]
+world = "busybox"
+restart = "never"
+command = ["sh", "-c", "test -e /data/again && exec sleep 100000; touch /data/again"]
+"#,
+    );
+    let pid = d.wait_running("r");
+    let out = d.ok(&["restart", "r"]);
+    let after = d.get("r");
+    let new_pid = after["pid"].as_i64().unwrap() as i32;
+    assert!(out.contains("r: running"), "{out}");
+    assert_ne!(new_pid, pid);
+    assert!(!alive(pid) && alive(new_pid));
+    // The request is honoured once: later passes leave the new run alone.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(d.get("r")["pid"], after["pid"]);
+    assert_eq!(d.get("r")["state"], "running");
+
+    // An exited workload whose policy is `never` runs again when a restart is asked for.
+    d.wait_for("once", 30, "exited", |v| v["state"] == "exited");
+    let out = d.ok(&["restart", "once"]);
+    assert!(out.contains("once: running"), "{out}");
+    d.wait_running("once");
+}
+
+#[test]
 fn invalid_files_change_nothing() {
     let d = Daemon::start(&[]);
     d.apply("w.toml", &sleepers(&["base"]));

@@ -82,8 +82,11 @@ pub(super) async fn apply(
             _ => {}
         }
     }
-    if resp.steps.is_empty() && out.is_empty() {
+    if resp.steps.is_empty() && out.is_empty() && resp.refused.is_empty() {
         out.push_str("no changes\n");
+    }
+    for r in &resp.refused {
+        out.push_str(&format!("  refused {}: {}\n", r.workload, r.reason));
     }
     for s in &resp.steps {
         out.push_str(&format!(

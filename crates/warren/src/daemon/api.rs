@@ -150,33 +150,23 @@ async fn health() -> Json<serde_json::Value> {
     Json(serde_json::json!({"ok": true, "version": env!("CARGO_PKG_VERSION")}))
 }
 
-/// What this host cannot run, located in the file: jails and jail options off FreeBSD (on
-/// FreeBSD every container is a jail), vms anywhere yet, a jailed dataset without the ZFS
-/// storage driver. Pure, so both kinds of host are tested on either.
+/// What this host cannot run, located in the file: a kind the host's capabilities refuse
+/// (jails off FreeBSD, vms anywhere yet; the planner refuses the same kinds in stored state
+/// with the same reason), jail options off FreeBSD (on FreeBSD every container is a jail), a
+/// jailed dataset without the ZFS storage driver. Pure, so both kinds of host are tested on
+/// either.
 pub(crate) fn host_support(
     parsed: &warren_model::Parsed,
     os: &str,
     storage_driver: &str,
 ) -> Vec<Diagnostic> {
     let freebsd = os == "freebsd";
+    let caps = warren_model::HostCapabilities::for_os(os);
     let mut diags = Vec::new();
     for (name, w) in &parsed.spec.workloads {
         let at = |field: &str| format!("workload.{name}.{field}");
-        match w.kind {
-            Kind::Container => {}
-            Kind::Jail if freebsd => {}
-            Kind::Jail => diags.push(parsed.diagnostic(
-                &at("kind"),
-                format!(
-                    "workload.{name}.kind: kind \"jail\" is not supported on this host ({os}): jails need a FreeBSD host"
-                ),
-            )),
-            Kind::Vm => diags.push(parsed.diagnostic(
-                &at("kind"),
-                format!(
-                    "workload.{name}.kind: kind \"vm\" is not supported on this host yet: use kind = \"container\""
-                ),
-            )),
+        if let Some(reason) = caps.refusal(w.kind) {
+            diags.push(parsed.diagnostic(&at("kind"), format!("workload.{name}.kind: {reason}")));
         }
         if w.jail.is_default() || w.kind == Kind::Vm {
             continue;
@@ -206,9 +196,13 @@ pub(crate) fn host_support(
 /// The worlds warren can build on demand.
 pub(crate) use warren_model::names::BUILTIN_WORLDS;
 
-/// Parses and validates a file against this host. Builds missing built-in worlds unless
-/// `dry_run`.
-async fn validate(engine: &Arc<Engine>, req: &ApplyRequest) -> Result<SpecFile, ApiError> {
+/// Parses and validates a file against this host. Builds missing built-in worlds and pulls
+/// missing registry images unless `dry_run`; returns what was missing, for the plan (which
+/// shows those builds and pulls as steps).
+async fn validate(
+    engine: &Arc<Engine>,
+    req: &ApplyRequest,
+) -> Result<(SpecFile, plan::Missing), ApiError> {
     let parsed = warren_model::parse_spec(&req.text, &req.file)
         .map_err(|e| ApiError::invalid(e.diagnostics))?;
     let storage = engine.storage.clone();
@@ -219,12 +213,14 @@ async fn validate(engine: &Arc<Engine>, req: &ApplyRequest) -> Result<SpecFile, 
     let mut diags = host_support(&parsed, std::env::consts::OS, engine.storage.driver());
     let mut to_build = Vec::new();
     let mut to_pull: Vec<String> = Vec::new();
+    let mut missing = plan::Missing::default();
     for (name, w) in &parsed.spec.workloads {
         let at = |field: &str| format!("workload.{name}.{field}");
         match &w.source {
             Source::World(world) => {
                 if !existing.iter().any(|e| e == world) {
                     if BUILTIN_WORLDS.contains(&world.as_str()) {
+                        missing.worlds.insert(world.clone());
                         if !to_build.contains(world) {
                             to_build.push(world.clone());
                         }
@@ -261,6 +257,7 @@ async fn validate(engine: &Arc<Engine>, req: &ApplyRequest) -> Result<SpecFile, 
                         Ok(Some(_)) => Ok(()),
                         // A reference naming a registry is pulled (below) when applying.
                         Ok(None) if super::images::registry_of(&n).is_some() => {
+                            missing.images.insert(r.clone());
                             if !to_pull.contains(&n) {
                                 to_pull.push(n.clone());
                             }
@@ -317,7 +314,7 @@ async fn validate(engine: &Arc<Engine>, req: &ApplyRequest) -> Result<SpecFile, 
             );
         }
     }
-    Ok(parsed.spec)
+    Ok((parsed.spec, missing))
 }
 
 /// The checks that need what is already stored or running on the host: a published port or a
@@ -505,7 +502,7 @@ pub(super) async fn plan_or_apply(
     req: ApplyRequest,
     apply: bool,
 ) -> ApiResult<ApplyResponse> {
-    let spec = validate(&engine, &req).await?;
+    let (spec, missing) = validate(&engine, &req).await?;
     let current = engine.store.desired()?;
     let changes = changes(&spec, &current, &engine.store.volumes()?, req.prune);
     let removed: Vec<String> = changes
@@ -536,17 +533,20 @@ pub(super) async fn plan_or_apply(
         .into_iter()
         .map(|(k, v)| (k, v.to_observed()))
         .collect();
-    let steps = plan::plan(
+    let planned = plan::plan(
         &next,
         &observed,
+        &engine.caps,
+        &missing,
         warren_store::now_ms(),
         &engine.cfg.backoff,
-    )
-    .steps;
+    );
+    let (steps, refused) = (planned.steps, planned.refused);
     if !apply || req.dry_run {
         return Ok(Json(ApplyResponse {
             changes,
             steps,
+            refused,
             generation: engine.store.generation()?,
             applied: false,
         }));
@@ -593,6 +593,7 @@ pub(super) async fn plan_or_apply(
     Ok(Json(ApplyResponse {
         changes,
         steps,
+        refused,
         generation: outcome.generation,
         applied: true,
     }))
@@ -680,13 +681,30 @@ async fn stop(State(e): State<Arc<Engine>>, Path(name): Path<String>) -> ApiResu
     not_router(&name, "stopped")?;
     desired_or_404(&e, &name)?;
     e.stop_now(&name).await?;
-    Ok(Json(e.status(&desired_or_404(&e, &name)?)))
+    wait_for_state(&e, &name, "stopped").await
 }
 
 async fn restart(State(e): State<Arc<Engine>>, Path(name): Path<String>) -> ApiResult<Status> {
     desired_or_404(&e, &name)?;
-    e.restart_now(&name).await?;
-    wait_for_state(&e, &name, "running").await
+    let generation = e.restart_now(&name).await?;
+    // Running is not enough: the run must be the one started for this request.
+    let mut events = e.subscribe();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let restarted = e
+            .observed_row(&name)
+            .is_some_and(|r| r.pid.is_some() && r.restart_generation >= generation);
+        if restarted {
+            return Ok(Json(e.status(&desired_or_404(&e, &name)?)));
+        }
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Err(_) => return Ok(Json(e.status(&desired_or_404(&e, &name)?))),
+            Ok(Ok(ev)) if ev.workload.as_deref() == Some(name.as_str()) && ev.kind == "error" => {
+                return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, ev.message));
+            }
+            Ok(_) => {}
+        }
+    }
 }
 
 /// Waits briefly for the reconciler to bring a workload to `state` and returns its status.

@@ -53,6 +53,8 @@ pub struct Engine {
     health: Mutex<HashMap<String, warren_model::health::HealthStatus>>,
     /// The live Scheme REPL (set once the daemon runs).
     pub repl: std::sync::OnceLock<Arc<super::repl::Repl>>,
+    /// The workload kinds this host runs, built once at start; an input of every plan.
+    pub caps: warren_model::HostCapabilities,
 }
 
 impl Engine {
@@ -97,6 +99,7 @@ impl Engine {
             network_error: Mutex::new(None),
             health: Mutex::new(HashMap::new()),
             repl: std::sync::OnceLock::new(),
+            caps: warren_model::HostCapabilities::for_os(std::env::consts::OS),
         }))
     }
 
@@ -242,7 +245,23 @@ impl Engine {
             }
             observed.insert(name.clone(), o);
         }
-        let p = plan::plan(&desired, &observed, now_ms(), &self.cfg.backoff);
+        // A storage that cannot list its worlds must not hold up stops and restarts: plan
+        // without builds, and a provision that needs one fails and says so.
+        let missing = match self.missing_sources(&desired, &observed).await {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!("cannot list worlds: {e:#}");
+                plan::Missing::default()
+            }
+        };
+        let p = plan::plan(
+            &desired,
+            &observed,
+            &self.caps,
+            &missing,
+            now_ms(),
+            &self.cfg.backoff,
+        );
         for (name, steps) in p.by_workload() {
             let Some(guard) = guards.remove(&name) else {
                 continue;
@@ -350,7 +369,10 @@ impl Engine {
     ) {
         let specs: Vec<&warren_model::WorkloadSpec> = desired.values().map(|d| &d.spec).collect();
         if let Some(spec) = self.ingress.router_spec(&specs, volumes) {
-            desired.insert(spec.name.clone(), Desired::new(spec, 0));
+            let mut d = Desired::new(spec, 0);
+            // Restarted like any workload; a store that cannot say asks for no restart.
+            d.restart_generation = self.store.restart_generation(&d.spec.name).unwrap_or(0);
+            desired.insert(d.spec.name.clone(), d);
         }
     }
 
@@ -459,6 +481,11 @@ impl Engine {
                 Action::Stop => self.stop(name, &step.reason).await,
                 Action::Deprovision => self.deprovision(name).await,
                 Action::Remove => self.remove(name, false).await,
+                Action::BuildWorld { world } => self.build_world(world).await,
+                Action::PullImage { reference } => Err(anyhow!(
+                    "image {reference} is not stored: apply the file again (an apply pulls it) or \
+                     pull it with `warren image pull`"
+                )),
             };
             if let Err(e) = r {
                 self.event(
@@ -472,34 +499,79 @@ impl Engine {
         true
     }
 
-    async fn provision(self: &Arc<Self>, d: &Desired, hash: &str) -> Result<()> {
-        let name = d.spec.name.clone();
-        let (world, builtin) = match &d.spec.source {
-            Source::World(w) => (w.clone(), true),
-            Source::Image(r) => (self.image_world(r)?, false),
-            Source::Recipe(r) => (super::sources::resolve_ref(&self.store, r)?.world, false),
-        };
-        let world_name = world.clone();
+    /// Builds a built-in world unless it exists (another workload's step may have built it
+    /// first: builds of one world are serialized).
+    async fn build_world(self: &Arc<Self>, world: &str) -> Result<()> {
+        let _g = self.lock(&format!("world/{world}")).await;
         let storage = self.storage.clone();
-        let n = name.clone();
+        let w = world.to_string();
         let built = tokio::task::spawn_blocking(move || -> Result<bool> {
-            // A built-in world (`host`, `busybox`) is built on first use.
-            let missing = builtin && !storage.list_worlds()?.contains(&world);
-            if missing && warren_model::names::BUILTIN_WORLDS.contains(&world.as_str()) {
-                warren_storage::worlds::create_world(
-                    &*storage,
-                    &world,
-                    &warren_exec::HostExecutor,
-                )?;
+            if storage.list_worlds()?.contains(&w) {
+                return Ok(false);
             }
-            storage.create_rootfs(&n, &world)?;
-            storage.ensure_data(&n)?;
-            Ok(missing)
+            warren_storage::worlds::create_world(&*storage, &w, &warren_exec::HostExecutor)?;
+            Ok(true)
         })
         .await??;
         if built {
-            self.event(None, "world", &format!("world {world_name} created"));
+            self.event(None, "world", &format!("world {world} created"));
         }
+        Ok(())
+    }
+
+    /// The built-in worlds that workloads about to be provisioned need and the host lacks
+    /// (asked of the storage only when such a workload exists).
+    async fn missing_sources(
+        &self,
+        desired: &BTreeMap<String, Desired>,
+        observed: &BTreeMap<String, Observed>,
+    ) -> Result<plan::Missing> {
+        let wanted: std::collections::BTreeSet<String> = desired
+            .values()
+            .filter(|d| self.caps.runs(d.spec.kind))
+            .filter(|d| {
+                observed
+                    .get(&d.spec.name)
+                    .and_then(|o| o.provisioned.as_ref())
+                    != Some(&d.hash)
+            })
+            .filter_map(|d| match &d.spec.source {
+                Source::World(w) if warren_model::names::BUILTIN_WORLDS.contains(&w.as_str()) => {
+                    Some(w.clone())
+                }
+                _ => None,
+            })
+            .collect();
+        if wanted.is_empty() {
+            return Ok(plan::Missing::default());
+        }
+        let storage = self.storage.clone();
+        let existing = tokio::task::spawn_blocking(move || storage.list_worlds()).await??;
+        Ok(plan::Missing {
+            worlds: wanted
+                .into_iter()
+                .filter(|w| !existing.contains(w))
+                .collect(),
+            images: Default::default(),
+        })
+    }
+
+    async fn provision(self: &Arc<Self>, d: &Desired, hash: &str) -> Result<()> {
+        let name = d.spec.name.clone();
+        // A missing built-in world was built by a planned step before this one.
+        let world = match &d.spec.source {
+            Source::World(w) => w.clone(),
+            Source::Image(r) => self.image_world(r)?,
+            Source::Recipe(r) => super::sources::resolve_ref(&self.store, r)?.world,
+        };
+        let storage = self.storage.clone();
+        let n = name.clone();
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            storage.create_rootfs(&n, &world)?;
+            storage.ensure_data(&n)?;
+            Ok(())
+        })
+        .await??;
         if let Some(note) = self.own_datasets(&name, &d.spec).await? {
             self.event(Some(&name), "userns", &note);
         }
@@ -889,6 +961,7 @@ impl Engine {
                 let backoff = self.cfg.backoff;
                 self.update(&name, |r| {
                     r.pid = None;
+                    r.restart_generation = d.restart_generation;
                     r.failures = backoff.next_failures(r.failures, 0);
                     r.last_exit = Some(LastExit::Exited {
                         code: 127,
@@ -903,6 +976,7 @@ impl Engine {
         self.update(&name, |r| {
             r.pid = Some(state.container_pid);
             r.started_ms = Some(state.started_at_ms);
+            r.restart_generation = d.restart_generation;
             if was_restart {
                 r.restarts += 1;
             }
@@ -1161,13 +1235,10 @@ impl Engine {
         Ok(())
     }
 
-    /// Stops a workload and records the desired state as stopped.
+    /// Records the desired state as stopped (operator stop); the planner stops it.
     pub async fn stop_now(self: &Arc<Self>, name: &str) -> Result<()> {
-        let _g = self.lock(name).await;
         self.store.set_state(name, DesiredState::Stopped)?;
-        if self.live.lock().unwrap().contains_key(name) {
-            self.stop(name, "operator stop").await?;
-        }
+        self.wake();
         Ok(())
     }
 
@@ -1192,9 +1263,17 @@ impl Engine {
         Ok(())
     }
 
-    /// Stops (if running) and starts again, keeping the desired state running.
-    pub async fn restart_now(self: &Arc<Self>, name: &str) -> Result<()> {
-        self.restart_with(name, "operator restart").await
+    /// Asks for a restart (operator restart): the desired state becomes running and the
+    /// workload's restart generation grows, so the planner stops (if running) and starts it
+    /// once, whatever its restart policy and backoff say. Returns the new restart generation.
+    pub async fn restart_now(self: &Arc<Self>, name: &str) -> Result<u64> {
+        let g = self.lock(name).await;
+        self.store.set_state(name, DesiredState::Running)?;
+        let generation = self.store.request_restart(name)?;
+        self.update(name, |r| r.failures = 0);
+        drop(g);
+        self.wake();
+        Ok(generation)
     }
 
     async fn restart_with(self: &Arc<Self>, name: &str, reason: &str) -> Result<()> {
@@ -1221,20 +1300,44 @@ impl Engine {
         Ok(())
     }
 
-    /// Deletes a workload now: removes it from the desired state, then stops and removes it.
+    /// Deletes a workload: removes it from the desired state and waits for the planned stop
+    /// and removal; `purge` then deletes its data dataset (data, not runtime: no step of a plan).
     pub async fn delete_now(self: &Arc<Self>, name: &str, purge: bool) -> Result<bool> {
-        let _g = self.lock(name).await;
+        let g = self.lock(name).await;
         let existed = self.store.get_desired(name)?.is_some() || self.observed_row(name).is_some();
         self.store.apply(&[], &[name.to_string()])?;
+        drop(g);
         if existed {
-            self.remove(name, purge).await?;
-        } else if purge {
+            self.wait_removed(name).await?;
+        }
+        if purge {
+            let _g = self.lock(name).await;
             let storage = self.storage.clone();
             let n = name.to_string();
             tokio::task::spawn_blocking(move || storage.delete_data(&n)).await??;
+            // No data owned by its range is left.
             self.store.release_userns_slot(name)?;
         }
         Ok(existed)
+    }
+
+    /// Wakes the reconciler and waits until a workload no longer desired is removed (its
+    /// observed state is forgotten), or its removal fails.
+    async fn wait_removed(self: &Arc<Self>, name: &str) -> Result<()> {
+        let mut events = self.subscribe();
+        self.wake();
+        let deadline =
+            tokio::time::Instant::now() + self.cfg.stop_timeout + Duration::from_secs(30);
+        while self.observed_row(name).is_some() {
+            match tokio::time::timeout_at(deadline, events.recv()).await {
+                Err(_) => return Err(anyhow!("{name} was not removed in time")),
+                Ok(Ok(ev)) if ev.workload.as_deref() == Some(name) && ev.kind == "error" => {
+                    return Err(anyhow!("{}", ev.message));
+                }
+                Ok(_) => {}
+            }
+        }
+        Ok(())
     }
 
     /// On daemon start: re-adopt shims that survived, record exits that happened while the
@@ -1343,7 +1446,10 @@ impl Engine {
     /// Live status of one workload for the API.
     pub fn status(&self, d: &Desired) -> crate::wire::Status {
         let row = self.observed_row(&d.spec.name).unwrap_or_default();
-        let state = if row.pid.is_some() {
+        let refused = self.caps.refusal(d.spec.kind);
+        let state = if refused.is_some() {
+            "refused"
+        } else if row.pid.is_some() {
             "running"
         } else if d.spec.state == DesiredState::Stopped {
             "stopped"
@@ -1390,6 +1496,7 @@ impl Engine {
                 _ => None,
             },
             started_ms: row.started_ms,
+            refused: refused.map(str::to_string),
             health: d
                 .spec
                 .health

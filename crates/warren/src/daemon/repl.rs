@@ -193,7 +193,7 @@ fn register(scheme: &mut Scheme, engine: Arc<Engine>, h: tokio::runtime::Handle)
             let r = match what {
                 0 => block(&hh, e.start_now(&name)),
                 1 => block(&hh, e.stop_now(&name)),
-                _ => block(&hh, e.restart_now(&name)),
+                _ => block(&hh, e.restart_now(&name)).map(|_| ()),
             };
             r.map(|_| name.clone()).map_err(|x| format!("{x:#}"))
         });
