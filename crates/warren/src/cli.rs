@@ -2223,8 +2223,8 @@ async fn events(
     if let Some(w) = &workload {
         path.push_str(&format!("&workload={w}"));
     }
-    let evs: Vec<warren_store::Event> = client.get(&path).await?;
-    let line = |e: &warren_store::Event| {
+    let evs: Vec<crate::wire::Event> = client.get(&path).await?;
+    let line = |e: &crate::wire::Event| {
         format!(
             "{} {} {} {}",
             warren_runtime::logs::format_timestamp(
@@ -2245,7 +2245,7 @@ async fn events(
         }
         return Ok(0);
     }
-    let print = |e: &warren_store::Event| -> Result<()> {
+    let print = |e: &crate::wire::Event| -> Result<()> {
         let mut out = std::io::stdout().lock();
         if format == ListFormat::Json {
             writeln!(out, "{}", serde_json::to_string(e)?)?;
@@ -2267,7 +2267,7 @@ async fn events(
     }
     client
         .stream_lines(&path, |l| {
-            let e: warren_store::Event = serde_json::from_slice(l)?;
+            let e: crate::wire::Event = serde_json::from_slice(l)?;
             print(&e)
         })
         .await?;
