@@ -49,7 +49,7 @@ pub const DEFAULT_TIMEOUT: u64 = 5;
 pub const DEFAULT_RETRIES: u32 = 3;
 
 /// A workload's health.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum HealthStatus {
     Starting,

@@ -57,10 +57,48 @@ pub enum LastExit {
     /// The main process ended on its own.
     Exited {
         code: i32,
+        /// The signal that ended it, if one did (rows written before this was recorded: none).
+        #[serde(default)]
+        signal: Option<i32>,
         oom_killed: bool,
         /// Unix milliseconds.
         at_ms: u64,
     },
+}
+
+/// Whether a run that ended this way failed: a non-zero code, a signal, or the memory limit's
+/// OOM kill (a failure even when the recorded code is 0).
+pub fn ended_in_failure(code: i32, signal: Option<i32>, oom_killed: bool) -> bool {
+    code != 0 || signal.is_some() || oom_killed
+}
+
+impl LastExit {
+    /// Whether the run failed ([`ended_in_failure`]); a deliberate stop never did.
+    pub fn is_failure(&self) -> bool {
+        match self {
+            LastExit::Deliberate => false,
+            LastExit::Exited {
+                code,
+                signal,
+                oom_killed,
+                ..
+            } => ended_in_failure(*code, *signal, *oom_killed),
+        }
+    }
+}
+
+/// Whether `policy` restarts a workload whose last run ended as `exit`. The one place the
+/// restart policy is decided: the planner plans the restart with it and the engine's status
+/// (`restarting` or `exited`) reports it.
+pub fn restarts_after(policy: RestartPolicy, exit: &LastExit) -> bool {
+    match exit {
+        LastExit::Deliberate => false,
+        LastExit::Exited { .. } => match policy {
+            RestartPolicy::Always => true,
+            RestartPolicy::OnFailure => exit.is_failure(),
+            RestartPolicy::Never => false,
+        },
+    }
 }
 
 /// What the executor knows about one workload on this host.
@@ -338,17 +376,15 @@ fn plan_one(
         (true, false) if restart_requested => push(out, name, Action::Start, "restart requested"),
         (true, false) => match &obs.last_exit {
             None | Some(LastExit::Deliberate) => push(out, name, Action::Start, "not running"),
-            Some(LastExit::Exited {
-                code,
-                oom_killed,
-                at_ms,
-            }) => {
-                let restart = match d.spec.restart {
-                    RestartPolicy::Always => true,
-                    RestartPolicy::OnFailure => *code != 0 || *oom_killed,
-                    RestartPolicy::Never => false,
-                };
-                if !restart {
+            Some(
+                exit @ LastExit::Exited {
+                    code,
+                    oom_killed,
+                    at_ms,
+                    ..
+                },
+            ) => {
+                if !restarts_after(d.spec.restart, exit) {
                     return;
                 }
                 let due = at_ms.saturating_add(backoff.delay_ms(obs.failures));
@@ -554,11 +590,76 @@ mod tests {
             provisioned: Some(hash.into()),
             last_exit: Some(LastExit::Exited {
                 code,
+                signal: None,
                 oom_killed: false,
                 at_ms,
             }),
             failures,
             ..Default::default()
+        }
+    }
+
+    /// The restart decision over every policy and every way a run ends.
+    #[test]
+    fn restart_decision_table() {
+        let end = |code, signal, oom_killed| LastExit::Exited {
+            code,
+            signal,
+            oom_killed,
+            at_ms: 0,
+        };
+        let clean = end(0, None, false);
+        let nonzero = end(3, None, false);
+        let signalled = end(137, Some(9), false);
+        let oom_0 = end(0, None, true);
+        let oom_137 = end(137, Some(9), true);
+        let deliberate = LastExit::Deliberate;
+        use RestartPolicy::*;
+        #[rustfmt::skip]
+        let table = [
+            // policy     exit         failure  restarts
+            (Always,    &clean,       false,   true),
+            (Always,    &nonzero,     true,    true),
+            (Always,    &signalled,   true,    true),
+            (Always,    &oom_0,       true,    true),
+            (Always,    &oom_137,     true,    true),
+            (Always,    &deliberate,  false,   false),
+            (OnFailure, &clean,       false,   false),
+            (OnFailure, &nonzero,     true,    true),
+            (OnFailure, &signalled,   true,    true),
+            (OnFailure, &oom_0,       true,    true),
+            (OnFailure, &oom_137,     true,    true),
+            (OnFailure, &deliberate,  false,   false),
+            (Never,     &clean,       false,   false),
+            (Never,     &nonzero,     true,    false),
+            (Never,     &signalled,   true,    false),
+            (Never,     &oom_0,       true,    false),
+            (Never,     &oom_137,     true,    false),
+            (Never,     &deliberate,  false,   false),
+        ];
+        for (policy, exit, failure, restarts) in table {
+            assert_eq!(exit.is_failure(), failure, "{exit:?}");
+            assert_eq!(
+                restarts_after(policy, exit),
+                restarts,
+                "{policy:?} {exit:?}"
+            );
+            // The planner plans exactly what the decision says.
+            let mut s = spec("a");
+            s.restart = policy;
+            let d = desired(&[s]);
+            let o = BTreeMap::from([(
+                "a".to_string(),
+                Observed {
+                    provisioned: Some(d["a"].hash.clone()),
+                    last_exit: Some(exit.clone()),
+                    ..Default::default()
+                },
+            )]);
+            let p = plan(&d, &o, 10, &Backoff::default());
+            let planned = !p.is_empty();
+            let expected = restarts || *exit == LastExit::Deliberate;
+            assert_eq!(planned, expected, "{policy:?} {exit:?}: {p:?}");
         }
     }
 

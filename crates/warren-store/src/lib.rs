@@ -5,7 +5,9 @@
 //!   drift hash. The global generation counter lives in `meta`.
 //! - `observed`: what the executor last recorded per workload (provisioned hash, main PID, last
 //!   exit, failure and restart counters). Runtime facts that the daemon re-verifies on start.
-//! - `events`: a bounded event log (oldest rows pruned past [`EVENT_LIMIT`]).
+//! - `events`: a bounded event log (oldest rows pruned past [`EVENT_LIMIT`]). Each row keeps
+//!   its [`EventKind`] as JSON (`data`) beside its kind word and rendered message; rows from
+//!   before `data` existed read back as [`EventKind::Legacy`].
 //! - `volumes`: declared volumes (their data lives in the storage driver).
 //! - `snapshot_marks`: when each workload or volume last got an automatic snapshot.
 //! - `addresses`: each bridge workload's address (IPAM), unique.
@@ -30,6 +32,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use warren_model::event::EventKind;
 use warren_model::plan::{Desired, LastExit, Observed};
 use warren_model::{DesiredState, VolumeSpec, WorkloadSpec};
 
@@ -141,6 +144,8 @@ fn migrations() -> Migrations<'static> {
              );
              ALTER TABLE observed ADD COLUMN restart_generation INTEGER NOT NULL DEFAULT 0;",
         ),
+        // Typed events: the kind and its fields as JSON; NULL in rows recorded before.
+        M::up("ALTER TABLE events ADD COLUMN data TEXT;"),
     ])
 }
 
@@ -174,13 +179,20 @@ impl ObservedRow {
 }
 
 /// One entry of the event log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
     pub id: i64,
     pub ts_ms: u64,
     pub workload: Option<String>,
-    pub kind: String,
-    pub message: String,
+    /// What happened, with its fields; the message is rendered from it.
+    pub kind: EventKind,
+}
+
+/// An event row's kind: its JSON when it has one, else (an older row, or JSON this version
+/// does not know) the legacy pair of kind word and message.
+fn event_kind(data: Option<String>, kind: String, message: String) -> EventKind {
+    data.and_then(|d| serde_json::from_str(&d).ok())
+        .unwrap_or(EventKind::Legacy { kind, message })
 }
 
 /// What an apply changed.
@@ -467,12 +479,14 @@ impl Store {
     }
 
     /// Appends an event and prunes the log past [`EVENT_LIMIT`].
-    pub fn add_event(&self, workload: Option<&str>, kind: &str, message: &str) -> Result<Event> {
+    pub fn add_event(&self, workload: Option<&str>, kind: &EventKind) -> Result<Event> {
+        let data = serde_json::to_string(kind)?;
         let c = self.conn();
         let ts = now_ms();
         c.execute(
-            "INSERT INTO events (ts_ms, workload, kind, message) VALUES (?1, ?2, ?3, ?4)",
-            params![ts as i64, workload, kind, message],
+            "INSERT INTO events (ts_ms, workload, kind, message, data)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![ts as i64, workload, kind.category(), kind.to_string(), data],
         )?;
         let id = c.last_insert_rowid();
         if id % 100 == 0 {
@@ -482,8 +496,7 @@ impl Store {
             id,
             ts_ms: ts,
             workload: workload.map(str::to_string),
-            kind: kind.to_string(),
-            message: message.to_string(),
+            kind: kind.clone(),
         })
     }
 
@@ -492,7 +505,7 @@ impl Store {
     pub fn events(&self, after: i64, workload: Option<&str>, limit: usize) -> Result<Vec<Event>> {
         let c = self.conn();
         let mut st = c.prepare(
-            "SELECT id, ts_ms, workload, kind, message FROM events
+            "SELECT id, ts_ms, workload, kind, message, data FROM events
              WHERE id > ?1 AND (?2 IS NULL OR workload = ?2)
              ORDER BY id DESC LIMIT ?3",
         )?;
@@ -501,8 +514,7 @@ impl Store {
                 id: r.get(0)?,
                 ts_ms: r.get::<_, i64>(1)? as u64,
                 workload: r.get(2)?,
-                kind: r.get(3)?,
-                message: r.get(4)?,
+                kind: event_kind(r.get(5)?, r.get(3)?, r.get(4)?),
             })
         })?;
         let mut out = rows.collect::<Result<Vec<_>, _>>()?;
@@ -963,6 +975,7 @@ mod tests {
                     pid: Some(7),
                     last_exit: Some(LastExit::Exited {
                         code: 3,
+                        signal: None,
                         oom_killed: true,
                         at_ms: 9,
                     }),
@@ -973,7 +986,14 @@ mod tests {
                 },
             )
             .unwrap();
-            s.add_event(Some("a"), "started", "pid 7").unwrap();
+            s.add_event(
+                Some("a"),
+                &EventKind::Started {
+                    pid: 7,
+                    generation: 2,
+                },
+            )
+            .unwrap();
         }
         let s = Store::open(&path).unwrap();
         assert_eq!(s.generation().unwrap(), 2);
@@ -991,7 +1011,13 @@ mod tests {
         ));
         let ev = s.events(0, Some("a"), 10).unwrap();
         assert_eq!(ev.len(), 1);
-        assert_eq!(ev[0].kind, "started");
+        assert_eq!(
+            ev[0].kind,
+            EventKind::Started {
+                pid: 7,
+                generation: 2
+            }
+        );
         assert!(s.events(0, Some("other"), 10).unwrap().is_empty());
     }
 
@@ -1178,7 +1204,7 @@ mod tests {
     fn events_are_bounded_and_ordered() {
         let (_d, s) = open();
         for i in 0..(EVENT_LIMIT + 250) {
-            s.add_event(None, "tick", &i.to_string()).unwrap();
+            s.add_event(None, &EventKind::error(i.to_string())).unwrap();
         }
         let c = s.conn();
         let n: i64 = c
@@ -1188,9 +1214,88 @@ mod tests {
         assert!(n <= EVENT_LIMIT + 100, "{n} events kept");
         let last = s.events(0, None, 3).unwrap();
         assert_eq!(
-            last.iter().map(|e| e.message.as_str()).collect::<Vec<_>>(),
+            last.iter().map(|e| e.kind.to_string()).collect::<Vec<_>>(),
             ["10247", "10248", "10249"]
         );
+    }
+
+    #[test]
+    fn events_round_trip_with_their_fields() {
+        let (_d, s) = open();
+        let crash = EventKind::Exited {
+            code: 137,
+            signal: Some(9),
+            oom_killed: true,
+        };
+        let added = s.add_event(Some("web"), &crash).unwrap();
+        s.add_event(None, &EventKind::WorldCreated { name: "w".into() })
+            .unwrap();
+        let ev = s.events(0, None, 10).unwrap();
+        assert_eq!(ev.len(), 2);
+        assert_eq!(ev[0], added);
+        assert_eq!(ev[0].kind, crash);
+        assert_eq!(ev[0].workload.as_deref(), Some("web"));
+        assert_eq!(ev[1].kind, EventKind::WorldCreated { name: "w".into() });
+        // The kind word and the rendered message are stored beside the JSON.
+        let (kind, message, data): (String, String, String) = s
+            .conn()
+            .query_row(
+                "SELECT kind, message, data FROM events WHERE id = ?1",
+                [added.id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!(kind, "exited");
+        assert_eq!(message, "killed by the memory limit (code 137)");
+        let v: serde_json::Value = serde_json::from_str(&data).unwrap();
+        assert_eq!(v["type"], "exited");
+        assert_eq!(v["signal"], 9);
+        assert_eq!(v["oom_killed"], true);
+    }
+
+    #[test]
+    fn events_from_before_typed_events_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("warren.db");
+        {
+            // A database at the schema before the `data` column, with an event in it.
+            let mut c = Connection::open(&path).unwrap();
+            migrations().to_version(&mut c, 7).unwrap();
+            c.execute(
+                "INSERT INTO events (ts_ms, workload, kind, message)
+                 VALUES (5, 'a', 'exited', 'exit code 3')",
+                [],
+            )
+            .unwrap();
+        }
+        let s = Store::open(&path).unwrap();
+        // A row whose JSON this version does not know falls back the same way.
+        s.conn()
+            .execute(
+                "INSERT INTO events (ts_ms, workload, kind, message, data)
+                 VALUES (6, 'a', 'future', 'later', '{\"type\":\"not-yet\"}')",
+                [],
+            )
+            .unwrap();
+        s.add_event(Some("a"), &EventKind::Lost { pid: 4 }).unwrap();
+        let ev = s.events(0, Some("a"), 10).unwrap();
+        let kinds: Vec<&EventKind> = ev.iter().map(|e| &e.kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                &EventKind::Legacy {
+                    kind: "exited".into(),
+                    message: "exit code 3".into()
+                },
+                &EventKind::Legacy {
+                    kind: "future".into(),
+                    message: "later".into()
+                },
+                &EventKind::Lost { pid: 4 },
+            ]
+        );
+        assert_eq!(ev[0].kind.category(), "exited");
+        assert_eq!(ev[0].kind.to_string(), "exit code 3");
     }
 
     #[test]

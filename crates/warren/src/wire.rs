@@ -85,8 +85,41 @@ pub struct Status {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct ExitSummary {
     pub code: i32,
+    /// The signal that ended the run, if one did.
+    #[serde(default)]
+    pub signal: Option<i32>,
     pub oom_killed: bool,
     pub at_ms: u64,
+}
+
+/// One event (`GET /v1/events`, the NDJSON and WebSocket streams, `warren events -o json`):
+/// the typed `event` with its fields, plus its kind word and message rendered from it for
+/// people (never parse them: match on `event.type`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
+pub struct Event {
+    pub id: i64,
+    /// Unix milliseconds.
+    pub ts_ms: u64,
+    pub workload: Option<String>,
+    /// The short kind word (`exited`, `world`, `auth`); several event types share one.
+    pub kind: String,
+    /// The human message, rendered from `event`.
+    pub message: String,
+    /// What happened, tagged by `type` (`exited` with `code`, `signal`, `oom_killed`, ...).
+    pub event: warren_model::event::EventKind,
+}
+
+impl From<&warren_store::Event> for Event {
+    fn from(e: &warren_store::Event) -> Self {
+        Event {
+            id: e.id,
+            ts_ms: e.ts_ms,
+            workload: e.workload.clone(),
+            kind: e.kind.category().to_string(),
+            message: e.kind.to_string(),
+            event: e.kind.clone(),
+        }
+    }
 }
 
 /// `GET /v1/workloads/{name}`: the spec plus its status.

@@ -80,11 +80,12 @@ command = ["sh", "-c", "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo surv
     let events: Vec<serde_json::Value> =
         serde_json::from_str(&d.ok(&["events", "--workload", "hog", "-n", "200", "-o", "json"]))
             .unwrap();
-    let exits: Vec<&serde_json::Value> = events.iter().filter(|e| e["kind"] == "exited").collect();
+    let exits: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["event"]["type"] == "exited")
+        .collect();
     assert!(
-        exits
-            .iter()
-            .any(|e| e["message"].as_str().unwrap().contains("memory limit")),
+        exits.iter().any(|e| e["event"]["oom_killed"] == true),
         "no OOM exit recorded: {events:#?}"
     );
     // Backoff: the wait from an exit to the next start grows (300ms, 600ms, 1200ms ...).

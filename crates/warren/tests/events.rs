@@ -42,11 +42,13 @@ fn events_follow_prints_new_events_for_one_workload() {
     d.wait_running("b");
     d.ok(&["stop", "a"]);
     let mut kinds = Vec::new();
+    let mut typed = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     while !kinds.contains(&"stopped".to_string()) && Instant::now() < deadline {
         if let Ok(v) = rx.recv_timeout(Duration::from_millis(200)) {
             assert_eq!(v["workload"], "a", "only a's events: {v}");
             kinds.push(v["kind"].as_str().unwrap().to_string());
+            typed.push(v["event"].clone());
         }
     }
     // SAFETY: ending the follower this test started, by its PID.
@@ -57,6 +59,12 @@ fn events_follow_prints_new_events_for_one_workload() {
     let started = kinds.iter().position(|k| k == "started").unwrap();
     let stopped = kinds.iter().position(|k| k == "stopped").unwrap();
     assert!(started < stopped, "{kinds:?}");
+    // The typed event carries the fields: the start's PID, the stop's exit.
+    assert_eq!(typed[started]["type"], "started", "{typed:?}");
+    assert!(typed[started]["pid"].as_i64().unwrap() > 0, "{typed:?}");
+    assert_eq!(typed[stopped]["type"], "stopped", "{typed:?}");
+    assert!(typed[stopped]["code"].is_i64(), "{typed:?}");
+    assert!(typed[stopped]["oom_killed"].is_boolean(), "{typed:?}");
 }
 
 #[test]

@@ -18,8 +18,8 @@ pub(super) async fn events(
         .call()
         .query("limit", limit)
         .query_opt("workload", workload.as_ref());
-    let evs: Vec<warren_store::Event> = client.get(&call).await?;
-    let line = |e: &warren_store::Event| {
+    let evs: Vec<crate::wire::Event> = client.get(&call).await?;
+    let line = |e: &crate::wire::Event| {
         format!(
             "{} {} {} {}",
             warren_runtime::logs::format_timestamp(
@@ -40,7 +40,7 @@ pub(super) async fn events(
         }
         return Ok(Exit::Success);
     }
-    let print = |e: &warren_store::Event| -> Result<()> {
+    let print = |e: &crate::wire::Event| -> Result<()> {
         let mut out = std::io::stdout().lock();
         if format == ListFormat::Json {
             writeln!(out, "{}", serde_json::to_string(e)?)?;
@@ -59,7 +59,7 @@ pub(super) async fn events(
         .query_opt("workload", workload.as_ref());
     client
         .stream_lines(&call, |l| {
-            let e: warren_store::Event = serde_json::from_slice(l)?;
+            let e: crate::wire::Event = serde_json::from_slice(l)?;
             print(&e)
         })
         .await?;

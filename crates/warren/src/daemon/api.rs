@@ -79,9 +79,9 @@ crate::api! { routes, ops, Arc<Engine>;
     get "/v1/recipes" => super::recipes::list_handler, Token, "Every built recipe version", [],
         None, crate::json_of!(Vec<warren_store::RecipeBuild>);
     get "/v1/events" => events, Token, "The event log", ["after": "only events after this id", "workload": "only this workload's", "limit": "at most this many (default 100)"],
-        None, crate::json_of!(Vec<warren_store::Event>);
+        None, crate::json_of!(Vec<crate::wire::Event>);
     get "/v1/events/stream" => events_stream, Token, "Events after `after`, then every new one as it happens, as NDJSON", ["after": "start after this event id (default: only new ones)", "workload": "only this workload's"],
-        None, crate::ndjson_of!(warren_store::Event);
+        None, crate::ndjson_of!(crate::wire::Event);
     get "/v1/events/ws" => events_ws, Token, "The same stream over a WebSocket: one JSON text message per event", ["after": "start after this event id", "workload": "only this workload's"],
         None, Upgrade;
     get "/v1/ca" => ca_cert, Token, "The local CA certificate (PEM) behind tls = \"local\"", [],
@@ -309,8 +309,11 @@ async fn validate(
             }
             engine.event(
                 None,
-                "image",
-                &format!("image {reference} pulled for apply"),
+                warren_model::event::EventKind::ImagePulled {
+                    reference: reference.to_string(),
+                    id: None,
+                    new_layers: None,
+                },
             );
         }
     }
@@ -430,7 +433,12 @@ async fn create_world_now(engine: &Arc<Engine>, world: &str) -> Result<(), ApiEr
             format!("world {world}: {e}"),
         )
     })?;
-    engine.event(None, "world", &format!("world {world} created"));
+    engine.event(
+        None,
+        warren_model::event::EventKind::WorldCreated {
+            name: world.to_string(),
+        },
+    );
     Ok(())
 }
 
@@ -579,15 +587,13 @@ pub(super) async fn plan_or_apply(
     };
     engine.event(
         None,
-        "applied",
-        &format!(
-            "{}: generation {} ({} created, {} updated, {} removed)",
-            req.file,
-            outcome.generation,
-            outcome.created.len(),
-            outcome.updated.len(),
-            outcome.removed.len()
-        ),
+        warren_model::event::EventKind::Applied {
+            file: req.file.clone(),
+            generation: outcome.generation,
+            created: outcome.created.len(),
+            updated: outcome.updated.len(),
+            removed: outcome.removed.len(),
+        },
     );
     engine.wake();
     Ok(Json(ApplyResponse {
@@ -699,8 +705,11 @@ async fn restart(State(e): State<Arc<Engine>>, Path(name): Path<String>) -> ApiR
         }
         match tokio::time::timeout_at(deadline, events.recv()).await {
             Err(_) => return Ok(Json(e.status(&desired_or_404(&e, &name)?))),
-            Ok(Ok(ev)) if ev.workload.as_deref() == Some(name.as_str()) && ev.kind == "error" => {
-                return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, ev.message));
+            Ok(Ok(ev)) if ev.workload.as_deref() == Some(name.as_str()) && ev.kind.is_error() => {
+                return Err(ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    ev.kind.to_string(),
+                ));
             }
             Ok(_) => {}
         }
@@ -718,8 +727,11 @@ async fn wait_for_state(e: &Arc<Engine>, name: &str, state: &str) -> ApiResult<S
         }
         match tokio::time::timeout_at(deadline, events.recv()).await {
             Err(_) => return Ok(Json(s)),
-            Ok(Ok(ev)) if ev.workload.as_deref() == Some(name) && ev.kind == "error" => {
-                return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, ev.message));
+            Ok(Ok(ev)) if ev.workload.as_deref() == Some(name) && ev.kind.is_error() => {
+                return Err(ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    ev.kind.to_string(),
+                ));
             }
             Ok(_) => {}
         }
@@ -816,7 +828,7 @@ struct StreamQuery {
 fn event_feed(
     e: Arc<Engine>,
     q: StreamQuery,
-) -> impl futures_util::Stream<Item = warren_store::Event> + Send {
+) -> impl futures_util::Stream<Item = crate::wire::Event> + Send {
     let rx = e.subscribe();
     let workload = q.workload.clone();
     let wanted = move |ev: &warren_store::Event| {
@@ -840,13 +852,15 @@ fn event_feed(
         }
     });
     use futures_util::StreamExt;
-    futures_util::stream::iter(backlog).chain(live.filter_map(move |ev| {
-        let keep = ev.id > last && wanted(&ev);
-        if keep {
-            last = ev.id;
-        }
-        futures_util::future::ready(keep.then_some(ev))
-    }))
+    futures_util::stream::iter(backlog)
+        .chain(live.filter_map(move |ev| {
+            let keep = ev.id > last && wanted(&ev);
+            if keep {
+                last = ev.id;
+            }
+            futures_util::future::ready(keep.then_some(ev))
+        }))
+        .map(|ev| crate::wire::Event::from(&ev))
 }
 
 async fn events_stream(State(e): State<Arc<Engine>>, Query(q): Query<StreamQuery>) -> Response {
@@ -893,12 +907,11 @@ async fn events_ws(
 async fn events(
     State(e): State<Arc<Engine>>,
     Query(q): Query<EventsQuery>,
-) -> ApiResult<Vec<warren_store::Event>> {
-    Ok(Json(e.store.events(
-        q.after,
-        q.workload.as_deref(),
-        q.limit.min(10_000),
-    )?))
+) -> ApiResult<Vec<crate::wire::Event>> {
+    let events = e
+        .store
+        .events(q.after, q.workload.as_deref(), q.limit.min(10_000))?;
+    Ok(Json(events.iter().map(crate::wire::Event::from).collect()))
 }
 
 fn bad_request(e: anyhow::Error) -> ApiError {

@@ -11,6 +11,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use warren_model::event::EventKind;
 use warren_model::plan::{Desired, LastExit};
 use warren_model::{SnapshotPolicy, VolumeSpec};
 use warren_storage::{DatasetId, SnapshotInfo};
@@ -226,11 +227,17 @@ impl Engine {
             tokio::task::spawn_blocking(move || rt.resume(&id)).await??;
         }
         result?;
-        let (workload, what) = match target {
-            Target::Workload(n) => (Some(n.as_str()), format!("snapshot {label} taken")),
-            Target::Volume(n) => (None, format!("snapshot {label} of volume {n} taken")),
+        let (workload, volume) = match target {
+            Target::Workload(n) => (Some(n.as_str()), None),
+            Target::Volume(n) => (None, Some(n.clone())),
         };
-        self.event(workload, "snapshot", &what);
+        self.event(
+            workload,
+            EventKind::SnapshotTaken {
+                label: label.to_string(),
+                volume,
+            },
+        );
         Ok(())
     }
 
@@ -256,8 +263,10 @@ impl Engine {
         let workload = matches!(target, Target::Workload(_)).then(|| target.name());
         self.event(
             workload,
-            "snapshot",
-            &format!("snapshot {label} of {} deleted", target.name()),
+            EventKind::SnapshotDeleted {
+                label: label.to_string(),
+                target: target.name().to_string(),
+            },
         );
         Ok(())
     }
@@ -340,21 +349,21 @@ impl Engine {
             if let Err(e) = self.reown_after_rollback(target).await {
                 self.event(
                     workload,
-                    "error",
-                    &format!("re-owning after the rollback to {label}: {e:#}"),
+                    EventKind::error(format!("re-owning after the rollback to {label}: {e:#}")),
                 );
             }
         }
         match &destroyed {
             Ok(_) => self.event(
                 workload,
-                "rollback",
-                &format!("{} rolled back to {label}", target.name()),
+                EventKind::RolledBack {
+                    target: target.name().to_string(),
+                    label: label.to_string(),
+                },
             ),
             Err(e) => self.event(
                 workload,
-                "error",
-                &format!("rollback to {label} failed: {e:#}"),
+                EventKind::error(format!("rollback to {label} failed: {e:#}")),
             ),
         }
         if let (Target::Workload(n), true) = (target, was_running) {
@@ -380,7 +389,7 @@ impl Engine {
         };
         for d in users {
             if let Some(note) = self.own_datasets(&d.spec.name, &d.spec).await? {
-                self.event(Some(&d.spec.name), "userns", &note);
+                self.event(Some(&d.spec.name), EventKind::Userns { note });
             }
         }
         Ok(())
@@ -468,11 +477,10 @@ impl Engine {
         }
         self.event(
             Some(dst),
-            "clone",
-            &format!(
-                "cloned from {src}{}",
-                label.map(|l| format!("@{l}")).unwrap_or_default()
-            ),
+            EventKind::Cloned {
+                from: src.to_string(),
+                label: label.map(str::to_string),
+            },
         );
         self.wake();
         Ok(())
@@ -525,8 +533,9 @@ impl Engine {
         self.store.put_volumes(&[], &[name.to_string()])?;
         self.event(
             None,
-            "volume",
-            &format!("volume {name} deleted with its data"),
+            EventKind::VolumeDeleted {
+                name: name.to_string(),
+            },
         );
         Ok(())
     }
@@ -552,8 +561,9 @@ impl Engine {
                 for place in swept {
                     self.event(
                         None,
-                        "storage",
-                        &format!("deleted the leftover of an interrupted import: {place}"),
+                        EventKind::StorageCleaned {
+                            place: place.to_string(),
+                        },
                     );
                 }
             }
@@ -562,7 +572,7 @@ impl Engine {
                 let msg = format!("deleting leftovers of interrupted imports: {e:#}");
                 let mut last = LAST_SWEEP_ERROR.lock().unwrap_or_else(|p| p.into_inner());
                 if last.as_deref() != Some(msg.as_str()) {
-                    self.event(None, "error", &msg);
+                    self.event(None, EventKind::error(&msg));
                     *last = Some(msg);
                 }
             }
@@ -593,8 +603,7 @@ impl Engine {
                 let workload = matches!(target, Target::Workload(_)).then(|| target.name());
                 self.event(
                     workload,
-                    "error",
-                    &format!("automatic snapshot of {}: {e:#}", target.name()),
+                    EventKind::error(format!("automatic snapshot of {}: {e:#}", target.name())),
                 );
             }
         }
@@ -634,13 +643,7 @@ impl Engine {
         let full = used.saturating_add(64 * 1024) >= limit;
         let was = self.quota_full(name, full);
         if full && !was {
-            self.event(
-                Some(name),
-                "quota",
-                &format!(
-                    "disk limit reached: {used} of {limit} bytes written; writes fail with EDQUOT"
-                ),
-            );
+            self.event(Some(name), EventKind::Quota { used, limit });
         }
     }
 }

@@ -17,8 +17,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::{broadcast, watch, Notify, OwnedMutexGuard, Semaphore};
+use warren_model::event::EventKind;
 use warren_model::plan::{self, Action, Desired, LastExit, Observed, Step};
-use warren_model::{DesiredState, RestartPolicy, Source};
+use warren_model::{DesiredState, Source};
 use warren_runtime::{Bind, ContainerSpec, ExitInfo, Runtime, ShimState};
 use warren_storage::Storage;
 use warren_store::{now_ms, Event, ObservedRow, Store};
@@ -114,9 +115,13 @@ impl Engine {
     }
 
     /// Records an event (store, live stream, daemon log).
-    pub fn event(&self, workload: Option<&str>, kind: &str, message: &str) {
-        tracing::info!(workload = workload.unwrap_or("-"), kind, "{message}");
-        match self.store.add_event(workload, kind, message) {
+    pub fn event(&self, workload: Option<&str>, kind: EventKind) {
+        tracing::info!(
+            workload = workload.unwrap_or("-"),
+            kind = kind.category(),
+            "{kind}"
+        );
+        match self.store.add_event(workload, &kind) {
             Ok(ev) => {
                 let _ = self.events.send(ev);
             }
@@ -207,7 +212,10 @@ impl Engine {
             let next_wake = match self.clone().reconcile_once().await {
                 Ok(w) => w,
                 Err(e) => {
-                    self.event(None, "error", &format!("reconcile pass failed: {e:#}"));
+                    self.event(
+                        None,
+                        EventKind::error(format!("reconcile pass failed: {e:#}")),
+                    );
                     None
                 }
             };
@@ -295,7 +303,7 @@ impl Engine {
             report
         };
         if let Some(e) = report {
-            self.event(None, "error", &format!("network: {e}"));
+            self.event(None, EventKind::error(format!("network: {e}")));
         }
         Ok(p.next_wake_ms)
     }
@@ -455,7 +463,7 @@ impl Engine {
         })
         .await??;
         for n in notes {
-            self.event(None, "ingress", &n);
+            self.event(None, EventKind::RouteChanged { summary: n });
         }
         Ok(())
     }
@@ -490,8 +498,10 @@ impl Engine {
             if let Err(e) = r {
                 self.event(
                     Some(name),
-                    "error",
-                    &format!("{} failed: {e:#}", step.action.verb()),
+                    EventKind::StepFailed {
+                        action: step.action.verb().to_string(),
+                        error: format!("{e:#}"),
+                    },
                 );
                 return false;
             }
@@ -514,7 +524,12 @@ impl Engine {
         })
         .await??;
         if built {
-            self.event(None, "world", &format!("world {world} created"));
+            self.event(
+                None,
+                EventKind::WorldCreated {
+                    name: world.to_string(),
+                },
+            );
         }
         Ok(())
     }
@@ -573,7 +588,7 @@ impl Engine {
         })
         .await??;
         if let Some(note) = self.own_datasets(&name, &d.spec).await? {
-            self.event(Some(&name), "userns", &note);
+            self.event(Some(&name), EventKind::Userns { note });
         }
         self.apply_quota(&name, d.spec.resources.disk).await?;
         self.update(&name, |r| {
@@ -585,8 +600,9 @@ impl Engine {
         });
         self.event(
             Some(&name),
-            "provisioned",
-            &format!("datasets ready (generation {})", d.generation),
+            EventKind::Provisioned {
+                generation: d.generation,
+            },
         );
         Ok(())
     }
@@ -965,6 +981,7 @@ impl Engine {
                     r.failures = backoff.next_failures(r.failures, 0);
                     r.last_exit = Some(LastExit::Exited {
                         code: 127,
+                        signal: None,
                         oom_killed: false,
                         at_ms: now,
                     });
@@ -982,12 +999,19 @@ impl Engine {
             }
         });
         if was_restart {
-            self.event(Some(&name), "restarted", reason);
+            self.event(
+                Some(&name),
+                EventKind::Restarted {
+                    reason: reason.to_string(),
+                },
+            );
         }
         self.event(
             Some(&name),
-            "started",
-            &format!("pid {} (generation {})", state.container_pid, d.generation),
+            EventKind::Started {
+                pid: state.container_pid,
+                generation: d.generation,
+            },
         );
         self.watch_shim(&name, state, Some(started.shim));
         Ok(())
@@ -1062,8 +1086,7 @@ impl Engine {
                 let _ = tokio::task::spawn_blocking(move || rt.delete(&id)).await;
                 self.event(
                     Some(name),
-                    "error",
-                    "supervisor exited without an exit status; container removed",
+                    EventKind::error("supervisor exited without an exit status; container removed"),
                 );
                 ExitInfo {
                     code: 255,
@@ -1086,20 +1109,15 @@ impl Engine {
                 r.failures = backoff.next_failures(r.failures, ran);
                 r.last_exit = Some(LastExit::Exited {
                     code: exit.code,
+                    signal: exit.signal,
                     oom_killed: exit.oom_killed,
                     at_ms: exit.finished_at_ms,
                 });
             }
         });
-        let how = match (exit.oom_killed, exit.signal) {
-            (true, _) => format!("killed by the memory limit (code {})", exit.code),
-            (false, Some(sig)) => format!("killed by signal {sig} (code {})", exit.code),
-            (false, None) => format!("exit code {}", exit.code),
-        };
         self.event(
             Some(name),
-            if deliberate { "stopped" } else { "exited" },
-            &how,
+            EventKind::ended(deliberate, exit.code, exit.signal, exit.oom_killed),
         );
     }
 
@@ -1123,8 +1141,9 @@ impl Engine {
                 if !exited {
                     self.event(
                         Some(name),
-                        "killing",
-                        &format!("no exit {:?} after TERM", self.cfg.stop_timeout),
+                        EventKind::Killing {
+                            grace_ms: self.cfg.stop_timeout.as_millis() as u64,
+                        },
                     );
                     self.signal(&id, "KILL").await;
                     let exited = tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|v| *v))
@@ -1210,11 +1229,8 @@ impl Engine {
         self.forget(name);
         self.event(
             Some(name),
-            "removed",
-            if purge {
-                "workload and its data deleted"
-            } else {
-                "workload deleted; data kept"
+            EventKind::Removed {
+                data_deleted: purge,
             },
         );
         Ok(())
@@ -1259,7 +1275,12 @@ impl Engine {
     pub async fn restart_for(self: &Arc<Self>, name: &str, reason: &str) -> Result<()> {
         self.restart_with(name, reason).await?;
         self.update(name, |r| r.restarts += 1);
-        self.event(Some(name), "restarted", reason);
+        self.event(
+            Some(name),
+            EventKind::Restarted {
+                reason: reason.to_string(),
+            },
+        );
         Ok(())
     }
 
@@ -1331,8 +1352,8 @@ impl Engine {
         while self.observed_row(name).is_some() {
             match tokio::time::timeout_at(deadline, events.recv()).await {
                 Err(_) => return Err(anyhow!("{name} was not removed in time")),
-                Ok(Ok(ev)) if ev.workload.as_deref() == Some(name) && ev.kind == "error" => {
-                    return Err(anyhow!("{}", ev.message));
+                Ok(Ok(ev)) if ev.workload.as_deref() == Some(name) && ev.kind.is_error() => {
+                    return Err(anyhow!("{}", ev.kind));
                 }
                 Ok(_) => {}
             }
@@ -1357,8 +1378,10 @@ impl Engine {
                 {
                     self.event(
                         Some(&name),
-                        "adopted",
-                        &format!("pid {pid} (shim {})", st.shim_pid),
+                        EventKind::Adopted {
+                            pid,
+                            shim_pid: st.shim_pid,
+                        },
                     );
                     self.watch_shim(&name, st, None);
                 }
@@ -1374,11 +1397,7 @@ impl Engine {
                         r.pid = None;
                         r.last_exit = None;
                     });
-                    self.event(
-                        Some(&name),
-                        "lost",
-                        &format!("pid {pid} is gone (host restarted?); will start again"),
-                    );
+                    self.event(Some(&name), EventKind::Lost { pid });
                 }
             }
         }
@@ -1399,11 +1418,11 @@ impl Engine {
             match tokio::task::spawn_blocking(move || engine.net.repair()).await {
                 Ok(Ok(fixed)) => {
                     for f in fixed {
-                        self.event(None, "network", &format!("repaired: {f}"));
+                        self.event(None, EventKind::NetworkRepaired { what: f });
                     }
                 }
-                Ok(Err(e)) => self.event(None, "error", &format!("network repair: {e:#}")),
-                Err(e) => self.event(None, "error", &format!("network repair: {e}")),
+                Ok(Err(e)) => self.event(None, EventKind::error(format!("network repair: {e:#}"))),
+                Err(e) => self.event(None, EventKind::error(format!("network repair: {e}"))),
             }
         }
         #[cfg(target_os = "linux")]
@@ -1434,11 +1453,11 @@ impl Engine {
             match tokio::task::spawn_blocking(move || engine.net.repair(&running)).await {
                 Ok(Ok(fixed)) => {
                     for f in fixed {
-                        self.event(None, "network", &format!("repaired: {f}"));
+                        self.event(None, EventKind::NetworkRepaired { what: f });
                     }
                 }
-                Ok(Err(e)) => self.event(None, "error", &format!("network repair: {e:#}")),
-                Err(e) => self.event(None, "error", &format!("network repair: {e}")),
+                Ok(Err(e)) => self.event(None, EventKind::error(format!("network repair: {e:#}"))),
+                Err(e) => self.event(None, EventKind::error(format!("network repair: {e}"))),
             }
         }
     }
@@ -1455,13 +1474,8 @@ impl Engine {
             "stopped"
         } else {
             match &row.last_exit {
-                Some(LastExit::Exited { code, .. }) => {
-                    let restarts = match d.spec.restart {
-                        RestartPolicy::Always => true,
-                        RestartPolicy::OnFailure => *code != 0,
-                        RestartPolicy::Never => false,
-                    };
-                    if restarts {
+                Some(exit @ LastExit::Exited { .. }) => {
+                    if plan::restarts_after(d.spec.restart, exit) {
                         "restarting"
                     } else {
                         "exited"
@@ -1486,10 +1500,12 @@ impl Engine {
             last_exit: match row.last_exit {
                 Some(LastExit::Exited {
                     code,
+                    signal,
                     oom_killed,
                     at_ms,
                 }) => Some(crate::wire::ExitSummary {
                     code,
+                    signal,
                     oom_killed,
                     at_ms,
                 }),

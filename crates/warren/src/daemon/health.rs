@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use warren_model::event::EventKind;
 use warren_model::health::{HealthCheck, HealthStatus, HealthTracker, OnUnhealthy, Probe};
 use warren_model::NetworkMode;
 
@@ -48,22 +49,18 @@ pub fn spawn(
                 continue;
             };
             engine.set_health(&name, Some(status));
-            let detail = match &result {
-                Ok(()) => String::new(),
-                Err(e) => format!(": {e} ({} failures in a row)", tracker.failures()),
+            let event = EventKind::Health {
+                status,
+                error: result.err(),
+                failures: tracker.failures(),
             };
-            engine.event(
-                Some(&name),
-                "health",
-                &format!("{}{detail}", status.as_str()),
-            );
+            let reason = event.to_string();
+            engine.event(Some(&name), event);
             if status == HealthStatus::Unhealthy && check.on_unhealthy == OnUnhealthy::Restart {
-                let reason = format!("unhealthy{detail}");
                 if let Err(e) = engine.restart_for(&name, &reason).await {
                     engine.event(
                         Some(&name),
-                        "error",
-                        &format!("restart after failed health checks: {e:#}"),
+                        EventKind::error(format!("restart after failed health checks: {e:#}")),
                     );
                 }
                 break;

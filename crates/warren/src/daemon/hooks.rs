@@ -1,12 +1,13 @@
 //! Event hooks and schedules: the workloads' `hooks` run when their events happen.
 //!
-//! One dispatcher task follows the engine's event stream and maps events to hook triggers
-//! (`started` → start, `stopped` → stop, `exited` → exit, and crash when the exit was not a
-//! clean code 0, `health` → health); one scheduler task wakes every second for `schedule`
+//! One dispatcher task follows the engine's event stream and maps each typed event to its hook
+//! triggers ([`EventKind::hook_triggers`]: `started` → start, `stopped` → stop, `exited` →
+//! exit, and also crash unless it ended with code 0 and no signal or OOM kill, `health` →
+//! health; nothing reads the message text); one scheduler task wakes every second for `schedule`
 //! hooks (cron expressions in UTC, or fixed intervals counted from when the daemon first saw
 //! the hook). Every handler runs in a task of its own under its timeout, so a slow or failing
 //! handler never blocks the event loop, the reconciler or other workloads; its outcome is an
-//! event (`hook`), and hook events never trigger hooks.
+//! event ([`EventKind::Hook`]), and hook events never trigger hooks.
 //!
 //! `change` hooks get a watcher thread each (inotify or kqueue, see [`super::watch`]) on the
 //! path mapped to the host: below the data path into the data dataset, else into the root
@@ -15,7 +16,7 @@
 //! Actions: `restart`; `exec` inside the workload (skipped when it is not running); `host`,
 //! a command on the host, only when the daemon runs with `--allow-host-hooks` (it gets
 //! `WARREN_WORKLOAD`, `WARREN_EVENT` and `WARREN_MESSAGE`); `webhook`, an HTTP POST of the event
-//! as JSON; `snapshot`, labelled `PREFIX-<unix time>`; `scheme`, an expression evaluated in the
+//! as JSON (with the typed event and its fields under `details`); `snapshot`, labelled `PREFIX-<unix time>`; `scheme`, an expression evaluated in the
 //! live REPL image with `w` and `ev` bound (under the REPL's time limit); `job`, a command in
 //! an ephemeral container from the workload's world with its data mounted (scheduled jobs).
 
@@ -24,20 +25,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use warren_model::event::{EventKind, HookOutcome};
 use warren_model::hooks::{Hook, HookAction, HookEvent};
 
 use super::engine::Engine;
 
-/// The hook triggers an event is (an `exited` event can be both exit and crash).
-pub fn triggers(kind: &str, message: &str) -> Vec<HookEvent> {
-    match kind {
-        "started" => vec![HookEvent::Start],
-        "stopped" => vec![HookEvent::Stop],
-        "exited" if message == "exit code 0" => vec![HookEvent::Exit],
-        "exited" => vec![HookEvent::Exit, HookEvent::Crash],
-        "health" => vec![HookEvent::Health],
-        _ => Vec::new(),
-    }
+/// The hooks of `hooks` that an event fires, each with the trigger it fires on (an exit that
+/// failed fires both `exit` and `crash` hooks).
+fn fired<'a>(hooks: &'a [Hook], event: &EventKind) -> Vec<&'a Hook> {
+    let triggers = event.hook_triggers();
+    hooks.iter().filter(|h| triggers.contains(&h.on)).collect()
 }
 
 /// Starts the dispatcher and the scheduler.
@@ -57,21 +54,14 @@ pub fn start(engine: Arc<Engine>) {
             let Some(name) = ev.workload.clone() else {
                 continue;
             };
-            let fired = triggers(&ev.kind, &ev.message);
-            if fired.is_empty() {
+            if ev.kind.hook_triggers().is_empty() {
                 continue;
             }
             let Ok(Some(d)) = e.store.get_desired(&name) else {
                 continue;
             };
-            for hook in d.spec.hooks.iter().filter(|h| fired.contains(&h.on)) {
-                spawn_run(
-                    e.clone(),
-                    name.clone(),
-                    hook.clone(),
-                    on_str(hook.on),
-                    ev.message.clone(),
-                );
+            for hook in fired(&d.spec.hooks, &ev.kind) {
+                spawn_run(e.clone(), name.clone(), hook.clone(), Some(ev.kind.clone()));
             }
         }
     });
@@ -170,11 +160,11 @@ async fn scheduler(engine: Arc<Engine>) {
                     let (e, n, h, p) = (engine.clone(), name.clone(), hook.clone(), path.clone());
                     tokio::spawn(async move {
                         while rx.recv().await.is_some() {
-                            spawn_run(
+                            spawn_run_with(
                                 e.clone(),
                                 n.clone(),
                                 h.clone(),
-                                "change",
+                                None,
                                 format!("{p} changed"),
                             );
                         }
@@ -211,13 +201,7 @@ async fn scheduler(engine: Arc<Engine>) {
                     .or_insert_with(|| schedule.next_after(now, now).unwrap_or(i64::MAX));
                 if now >= due {
                     next.insert(key, schedule.next_after(now, due).unwrap_or(i64::MAX));
-                    spawn_run(
-                        engine.clone(),
-                        name.clone(),
-                        hook.clone(),
-                        "schedule",
-                        String::new(),
-                    );
+                    spawn_run(engine.clone(), name.clone(), hook.clone(), None);
                 }
             }
         }
@@ -225,14 +209,23 @@ async fn scheduler(engine: Arc<Engine>) {
     }
 }
 
-/// Runs one hook in its own task; its outcome becomes an event.
-fn spawn_run(
+/// Runs one hook in its own task for `event` (none for schedules and file changes); its
+/// outcome becomes an event.
+fn spawn_run(engine: Arc<Engine>, name: String, hook: Hook, event: Option<EventKind>) {
+    let message = event.as_ref().map(|e| e.to_string()).unwrap_or_default();
+    spawn_run_with(engine, name, hook, event, message);
+}
+
+/// [`spawn_run`] with the message the handler gets (`WARREN_MESSAGE`, the webhook's
+/// `message`, the Scheme `ev`).
+fn spawn_run_with(
     engine: Arc<Engine>,
     name: String,
     hook: Hook,
-    trigger: &'static str,
+    event: Option<EventKind>,
     message: String,
 ) {
+    let trigger = on_str(hook.on);
     tokio::spawn(async move {
         let t = Instant::now();
         let what = match &hook.action {
@@ -245,15 +238,31 @@ fn spawn_run(
             HookAction::Job(_) => "job",
         };
         let limit = Duration::from_secs(hook.timeout_secs.max(1));
-        let outcome =
-            tokio::time::timeout(limit, run(&engine, &name, &hook.action, trigger, &message)).await;
-        let ms = t.elapsed().as_millis();
-        let text = match outcome {
-            Ok(Ok(detail)) => format!("{trigger} → {what}: ok{detail} in {ms} ms"),
-            Ok(Err(e)) => format!("{trigger} → {what}: failed: {e}"),
-            Err(_) => format!("{trigger} → {what}: timed out after {}s", hook.timeout_secs),
+        let ran = run(
+            &engine,
+            &name,
+            &hook.action,
+            trigger,
+            &message,
+            event.as_ref(),
+        );
+        let outcome = tokio::time::timeout(limit, ran).await;
+        let ms = t.elapsed().as_millis() as u64;
+        let (outcome, detail, ms) = match outcome {
+            Ok(Ok(detail)) => (HookOutcome::Ok, (!detail.is_empty()).then_some(detail), ms),
+            Ok(Err(e)) => (HookOutcome::Failed, Some(e), ms),
+            Err(_) => (HookOutcome::TimedOut, None, hook.timeout_secs * 1000),
         };
-        engine.event(Some(&name), "hook", &text);
+        engine.event(
+            Some(&name),
+            EventKind::Hook {
+                on: hook.on,
+                action: what.to_string(),
+                outcome,
+                detail,
+                ms,
+            },
+        );
     });
 }
 
@@ -263,6 +272,7 @@ async fn run(
     action: &HookAction,
     trigger: &str,
     message: &str,
+    event: Option<&EventKind>,
 ) -> Result<String, String> {
     match action {
         HookAction::Restart => engine
@@ -272,7 +282,7 @@ async fn run(
             .map_err(|e| format!("{e:#}")),
         HookAction::Exec(argv) => {
             if engine.observed_row(name).and_then(|r| r.pid).is_none() {
-                return Ok(" (skipped: not running)".into());
+                return Ok("skipped: not running".into());
             }
             let cmd = engine
                 .runtime
@@ -319,7 +329,7 @@ async fn run(
                 Err(format!("`{}` exited with {status}", argv.join(" ")))
             }
         }
-        HookAction::Webhook(url) => webhook(url, name, trigger, message).await,
+        HookAction::Webhook(url) => webhook(url, name, trigger, message, event).await,
         HookAction::Job(argv) => run_job(engine, name, argv).await,
         HookAction::Scheme(expr) => {
             let repl = engine.repl.get().ok_or("the REPL is not running")?;
@@ -328,13 +338,7 @@ async fn run(
                 scheme_string(name),
                 scheme_string(message)
             );
-            repl.eval(call).await.map(|v| {
-                if v.is_empty() {
-                    String::new()
-                } else {
-                    format!(" ({v})")
-                }
-            })
+            repl.eval(call).await
         }
         HookAction::Snapshot(prefix) => {
             let label = format!("{prefix}-{}", warren_store::now_ms() / 1000);
@@ -344,7 +348,7 @@ async fn run(
                     Some(label.clone()),
                 )
                 .await
-                .map(|l| format!(" ({l})"))
+                .map(|l| l.to_string())
                 .map_err(|e| format!("{e:#}"))
         }
     }
@@ -480,7 +484,13 @@ fn scheme_string(s: &str) -> String {
 }
 
 /// POSTs the event as JSON to an `http://HOST[:PORT]/PATH` URL; a 2xx answer is success.
-async fn webhook(url: &str, name: &str, trigger: &str, message: &str) -> Result<String, String> {
+async fn webhook(
+    url: &str,
+    name: &str,
+    trigger: &str,
+    message: &str,
+    event: Option<&EventKind>,
+) -> Result<String, String> {
     let rest = url.strip_prefix("http://").ok_or("only http:// webhooks")?;
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
@@ -495,6 +505,7 @@ async fn webhook(url: &str, name: &str, trigger: &str, message: &str) -> Result<
         "workload": name,
         "event": trigger,
         "message": message,
+        "details": event,
         "ts_ms": warren_store::now_ms(),
     })
     .to_string();
@@ -514,7 +525,7 @@ async fn webhook(url: &str, name: &str, trigger: &str, message: &str) -> Result<
         .get(9..12)
         .and_then(|c| c.parse::<u16>().ok())
     {
-        Some(c) if (200..300).contains(&c) => Ok(format!(" ({c})")),
+        Some(c) if (200..300).contains(&c) => Ok(c.to_string()),
         Some(c) => Err(format!("{url} answered {c}")),
         None => Err(format!("{url}: not an HTTP answer")),
     }
@@ -530,23 +541,73 @@ mod tests {
         assert_eq!(scheme_string("x\ny"), "\"x\\ny\"");
     }
 
+    fn hook(on: HookEvent, action: HookAction) -> Hook {
+        Hook {
+            on,
+            action,
+            schedule: None,
+            path: None,
+            timeout_secs: 5,
+        }
+    }
+
+    fn exited(code: i32, signal: Option<i32>, oom_killed: bool) -> EventKind {
+        EventKind::Exited {
+            code,
+            signal,
+            oom_killed,
+        }
+    }
+
+    /// A crash is told from a clean exit by the event's fields, not by its message.
     #[test]
-    fn events_map_to_triggers() {
-        assert_eq!(triggers("started", "pid 1"), [HookEvent::Start]);
-        assert_eq!(triggers("exited", "exit code 0"), [HookEvent::Exit]);
+    fn crash_hooks_fire_on_failed_exits_only() {
+        let hooks = [
+            hook(HookEvent::Exit, HookAction::Restart),
+            hook(HookEvent::Crash, HookAction::Webhook("http://x/".into())),
+            hook(HookEvent::Start, HookAction::Exec(vec!["true".into()])),
+        ];
+        let ons = |ev: &EventKind| fired(&hooks, ev).iter().map(|h| h.on).collect::<Vec<_>>();
+        assert_eq!(ons(&exited(0, None, false)), [HookEvent::Exit]);
+        for crash in [
+            exited(3, None, false),
+            exited(137, Some(9), false),
+            exited(137, Some(9), true),
+            // An OOM kill whose code reads 0 is still a crash.
+            exited(0, None, true),
+        ] {
+            assert_eq!(
+                ons(&crash),
+                [HookEvent::Exit, HookEvent::Crash],
+                "{crash:?}"
+            );
+        }
+        let stopped = EventKind::Stopped {
+            code: 143,
+            signal: Some(15),
+            oom_killed: false,
+        };
+        assert!(ons(&stopped).is_empty(), "a deliberate stop is no exit");
         assert_eq!(
-            triggers("exited", "exit code 3"),
-            [HookEvent::Exit, HookEvent::Crash]
+            ons(&EventKind::Started {
+                pid: 1,
+                generation: 1
+            }),
+            [HookEvent::Start]
         );
-        assert_eq!(
-            triggers("exited", "killed by signal 9 (code 137)"),
-            [HookEvent::Exit, HookEvent::Crash]
-        );
-        assert_eq!(triggers("stopped", "exit code 0"), [HookEvent::Stop]);
-        assert!(
-            triggers("hook", "crash → exec: ok").is_empty(),
-            "hooks never trigger hooks"
-        );
-        assert!(triggers("restarted", "").is_empty());
+        let outcome = EventKind::Hook {
+            on: HookEvent::Crash,
+            action: "webhook".into(),
+            outcome: HookOutcome::Ok,
+            detail: None,
+            ms: 1,
+        };
+        assert!(ons(&outcome).is_empty(), "hooks never trigger hooks");
+        // Old rows are text only, and text is never parsed into a trigger.
+        let legacy = EventKind::Legacy {
+            kind: "exited".into(),
+            message: "exit code 3".into(),
+        };
+        assert!(ons(&legacy).is_empty());
     }
 }

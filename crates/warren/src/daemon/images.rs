@@ -21,6 +21,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::path::Path;
+use warren_model::event::EventKind;
 
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -349,25 +350,20 @@ pub async fn import_handler(
     .map_err(|x| anyhow!(x))?;
     let imported = result.map_err(|x| {
         let msg = format!("image import refused: {x:#}");
-        e.event(None, "error", &msg);
+        e.event(None, EventKind::error(&msg));
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, msg)
     })?;
     let mut out = Vec::new();
     for i in imported {
         e.event(
             None,
-            "image",
-            &format!(
-                "image {} imported ({}, {} layers, {} new){}",
-                i.reference,
-                i.id,
-                i.layers,
-                i.new_layers,
-                i.replaced
-                    .as_ref()
-                    .map(|r| format!(", replacing {r}"))
-                    .unwrap_or_default()
-            ),
+            EventKind::ImageImported {
+                reference: i.reference.clone(),
+                id: i.id.clone(),
+                layers: i.layers,
+                new_layers: i.new_layers,
+                replaced: i.replaced.clone(),
+            },
         );
         out.push(ImageImported {
             reference: i.reference,
@@ -545,11 +541,11 @@ pub async fn pull_handler(
                 for i in &imported {
                     engine.event(
                         None,
-                        "image",
-                        &format!(
-                            "image {} pulled ({}, {} new layers)",
-                            i.reference, i.id, i.new_layers
-                        ),
+                        EventKind::ImagePulled {
+                            reference: i.reference.clone(),
+                            id: Some(i.id.clone()),
+                            new_layers: Some(i.new_layers),
+                        },
                     );
                 }
                 engine.wake();
@@ -567,7 +563,7 @@ pub async fn pull_handler(
             }
             Err(err) => {
                 let msg = format!("pull of {reference} failed: {err:#}");
-                engine.event(None, "error", &msg);
+                engine.event(None, EventKind::error(&msg));
                 let _ = tx.send(line(serde_json::json!({ "error": msg })));
             }
         }
@@ -634,7 +630,12 @@ pub async fn rm_handler(
             format!("no image {reference} is stored"),
         ));
     }
-    e.event(None, "image", &format!("image {reference} removed"));
+    e.event(
+        None,
+        EventKind::ImageRemoved {
+            reference: reference.clone(),
+        },
+    );
     Ok(Json(serde_json::json!({ "removed": reference })))
 }
 
@@ -650,8 +651,9 @@ pub async fn gc_handler(State(e): State<Arc<Engine>>) -> Result<Json<ImageGcResp
     if !deleted.is_empty() {
         e.event(
             None,
-            "image",
-            &format!("image gc deleted {} unused layers", deleted.len()),
+            EventKind::ImageGc {
+                deleted: deleted.len(),
+            },
         );
     }
     Ok(Json(ImageGcResponse { deleted, kept }))

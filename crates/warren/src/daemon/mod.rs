@@ -36,6 +36,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use warren_exec::{Executor, HostExecutor};
+use warren_model::event::EventKind;
 use warren_model::plan::Backoff;
 use warren_storage::pool::{Driver, PoolOptions};
 
@@ -200,18 +201,16 @@ pub async fn run(cfg: Config) -> Result<()> {
     let engine = engine::Engine::new(cfg.clone(), store, storage.clone(), runtime, exec.clone())?;
     engine.event(
         None,
-        "daemon",
-        &format!(
-            "started (pid {}, storage {} at {})",
-            std::process::id(),
-            storage.driver(),
-            storage.root().display()
-        ),
+        EventKind::DaemonStarted {
+            pid: std::process::id(),
+            storage: storage.driver().to_string(),
+            root: storage.root().display().to_string(),
+        },
     );
     // The local CA exists from the first start, so operators can trust it before any route
     // asks for TLS.
     if let Err(e) = engine.ingress.with_ca(|_| Ok(())) {
-        engine.event(None, "error", &format!("{e:#}"));
+        engine.event(None, EventKind::error(format!("{e:#}")));
     }
     engine.adopt().await;
     hooks::start(engine.clone());
@@ -268,11 +267,11 @@ pub async fn run(cfg: Config) -> Result<()> {
     if let Some(t) = remote_task {
         t.abort();
         if let Ok(Err(e)) = t.await {
-            engine.event(None, "error", &format!("remote API: {e:#}"));
+            engine.event(None, EventKind::error(format!("remote API: {e:#}")));
         }
     }
     served?;
-    engine.event(None, "daemon", "stopping; workloads keep running");
+    engine.event(None, EventKind::DaemonStopping);
     let _ = std::fs::remove_file(&cfg.socket);
     drop(lock);
     Ok(())

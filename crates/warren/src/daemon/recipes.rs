@@ -22,6 +22,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use warren_model::event::EventKind;
 
 use anyhow::{anyhow, bail, Context, Result};
 use axum::body::Body;
@@ -439,14 +440,12 @@ pub async fn build_handler(
             Ok(b) => {
                 engine.event(
                     None,
-                    "build",
-                    &format!(
-                        "recipe {} {} {} ({})",
-                        b.name,
-                        b.version,
-                        if b.cached { "cached" } else { "built" },
-                        b.parent
-                    ),
+                    EventKind::RecipeBuilt {
+                        name: b.name.clone(),
+                        version: b.version.to_string(),
+                        cached: b.cached,
+                        parent: b.parent.to_string(),
+                    },
                 );
                 send(serde_json::json!({ "built": b }));
                 // Workloads naming the recipe may now resolve to this build.
@@ -454,7 +453,7 @@ pub async fn build_handler(
             }
             Err(err) => {
                 let msg = format!("{err:#}");
-                engine.event(None, "error", &format!("build failed: {msg}"));
+                engine.event(None, EventKind::error(format!("build failed: {msg}")));
                 send(serde_json::json!({ "error": msg }));
             }
         }

@@ -16,6 +16,7 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use warren_model::event::EventKind;
 
 use anyhow::{Context, Result};
 use axum::extract::{Path, Request, State};
@@ -105,12 +106,12 @@ pub async fn serve(
         .with_context(|| format!("listening on {addr} (--listen ADDR:PORT or --listen none)"))?;
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(remote.identity.server_config()?));
     let router = remote_router(engine.clone(), remote.clone());
-    let msg = format!(
-        "remote API on {addr} (TLS 1.3), host id {}, certificate {}",
-        remote.identity.host_id,
-        remote.identity.fingerprint()
-    );
-    engine.event(None, "daemon", &msg);
+    let msg = EventKind::RemoteApiListening {
+        address: addr.to_string(),
+        host_id: remote.identity.host_id.to_string(),
+        fingerprint: remote.identity.fingerprint().to_string(),
+    };
+    engine.event(None, msg);
     if let Some((code, until)) = claim_state(&engine.store)? {
         tracing::warn!(
             "claim code {code}: `warren adopt` accepts it until {} (unix time; {} s from now)",
@@ -406,11 +407,11 @@ async fn enroll(
         .success(ip);
     s.engine.event(
         None,
-        "auth",
-        &format!(
-            "operator key {} ({}) enrolled from {ip}; the claim window is closed",
-            row.fingerprint, row.name
-        ),
+        EventKind::KeyEnrolled {
+            fingerprint: row.fingerprint.clone(),
+            name: row.name.clone(),
+            from: ip.to_string(),
+        },
     );
     Ok(Json(serde_json::json!({
         "host_id": s.remote.identity.host_id,
@@ -458,8 +459,10 @@ async fn add_key(
     }
     e.event(
         None,
-        "auth",
-        &format!("operator key {} ({}) added", row.fingerprint, row.name),
+        EventKind::KeyAdded {
+            fingerprint: row.fingerprint.clone(),
+            name: row.name.clone(),
+        },
     );
     Ok(Json(row))
 }
@@ -474,7 +477,12 @@ async fn revoke_key(
             format!("no enrolled key {fingerprint}"),
         ));
     }
-    e.event(None, "auth", &format!("operator key {fingerprint} revoked"));
+    e.event(
+        None,
+        EventKind::KeyRevoked {
+            fingerprint: fingerprint.to_string(),
+        },
+    );
     Ok(Json(serde_json::json!({ "revoked": fingerprint })))
 }
 
@@ -504,7 +512,7 @@ async fn claim_code(State(e): State<Arc<Engine>>) -> Result<Json<serde_json::Val
 async fn reset(State(e): State<Arc<Engine>>) -> Result<Json<serde_json::Value>, ApiError> {
     let code = open_claim_window(&e.store)?;
     let until = now() + warren_auth::claim::CLAIM_WINDOW;
-    e.event(None, "auth", "claim window reopened by root on the host");
+    e.event(None, EventKind::ClaimReopened);
     tracing::warn!("claim code {code}: `warren adopt` accepts it for 30 minutes");
     Ok(Json(serde_json::json!({
         "code": code,

@@ -28,6 +28,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
+use warren_model::event::EventKind;
 
 use steel::steel_vm::engine::Engine as Scheme;
 use steel::steel_vm::register_fn::RegisterFn;
@@ -256,8 +257,8 @@ fn register(scheme: &mut Scheme, engine: Arc<Engine>, h: tokio::runtime::Handle)
                 format!(
                     "{} {} {}",
                     ev.workload.as_deref().unwrap_or("-"),
-                    ev.kind,
-                    ev.message
+                    ev.kind.category(),
+                    ev.kind
                 )
             })
             .collect()
@@ -330,14 +331,18 @@ fn load_journal(engine: &Engine) -> Journal {
         Ok(Some(text)) => serde_json::from_str(&text).unwrap_or_else(|e| {
             engine.event(
                 None,
-                "error",
-                &format!("the REPL journal is unreadable ({e}); starting without it"),
+                EventKind::error(format!(
+                    "the REPL journal is unreadable ({e}); starting without it"
+                )),
             );
             Journal::default()
         }),
         Ok(None) => Journal::default(),
         Err(e) => {
-            engine.event(None, "error", &format!("reading the REPL journal: {e}"));
+            engine.event(
+                None,
+                EventKind::error(format!("reading the REPL journal: {e}")),
+            );
             Journal::default()
         }
     }
@@ -346,7 +351,10 @@ fn load_journal(engine: &Engine) -> Journal {
 fn save_journal(engine: &Engine, journal: &Journal) {
     let text = serde_json::to_string(journal).expect("the journal serializes");
     if let Err(e) = engine.store.set_meta(&[(JOURNAL_KEY, Some(&text))]) {
-        engine.event(None, "error", &format!("saving the REPL journal: {e}"));
+        engine.event(
+            None,
+            EventKind::error(format!("saving the REPL journal: {e}")),
+        );
     }
 }
 
@@ -382,19 +390,39 @@ fn fresh(engine: &Arc<Engine>, h: &tokio::runtime::Handle, journal: &Journal) ->
         };
         engine.event(
             None,
-            "error",
-            &format!(
+            EventKind::error(format!(
                 "REPL journal form {} of {} not replayed: {failure}: {}",
                 i + 1,
                 journal.forms.len(),
                 form.chars().take(200).collect::<String>()
-            ),
+            )),
         );
     }
     if replayed > 0 {
         tracing::info!("REPL: {replayed} journal forms replayed");
     }
     (s, limit)
+}
+
+/// The callback kinds an event runs, from its typed kind: the hook triggers it fires (`exit`,
+/// and `crash` only for a failed exit; `start`, `stop`, `health`), then its kind word
+/// (`exited`, `restarted`, `quota`, ...) when that is not already one of them.
+fn callback_kinds(event: &EventKind) -> Vec<String> {
+    let mut kinds: Vec<String> = event
+        .hook_triggers()
+        .into_iter()
+        .filter_map(|t| {
+            warren_model::hooks::HOOK_EVENTS
+                .iter()
+                .find(|(_, e)| *e == t)
+                .map(|(s, _)| s.to_string())
+        })
+        .collect();
+    let word = event.category().to_string();
+    if !kinds.contains(&word) {
+        kinds.push(word);
+    }
+    kinds
 }
 
 /// Starts the Scheme thread and the event feed for callbacks.
@@ -456,8 +484,7 @@ pub fn start(engine: Arc<Engine>) -> Arc<Repl> {
                             Ok((Ok(_), _)) => {}
                             Ok((Err(err), _)) => e.event(
                                 Some(&workload),
-                                "error",
-                                &format!("REPL callback on {kind} failed: {err}"),
+                                EventKind::error(format!("REPL callback on {kind} failed: {err}")),
                             ),
                             Err(_) => (scheme, limit) = fresh(&e, &h, &journal),
                         }
@@ -479,16 +506,10 @@ pub fn start(engine: Arc<Engine>) -> Arc<Repl> {
             let Some(w) = ev.workload.clone() else {
                 continue;
             };
-            let mut kinds: Vec<String> = super::hooks::triggers(&ev.kind, &ev.message)
-                .into_iter()
-                .map(|t| format!("{t:?}").to_lowercase())
-                .collect();
-            if !kinds.contains(&ev.kind) {
-                kinds.push(ev.kind.clone());
-            }
-            for k in kinds {
+            let message = ev.kind.to_string();
+            for k in callback_kinds(&ev.kind) {
                 if feed
-                    .send(Job::Event(w.clone(), k, ev.message.clone()))
+                    .send(Job::Event(w.clone(), k, message.clone()))
                     .is_err()
                 {
                     return;
@@ -499,4 +520,53 @@ pub fn start(engine: Arc<Engine>) -> Arc<Repl> {
     Arc::new(Repl {
         tx: std::sync::Mutex::new(tx),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exited(code: i32, signal: Option<i32>, oom_killed: bool) -> EventKind {
+        EventKind::Exited {
+            code,
+            signal,
+            oom_killed,
+        }
+    }
+
+    /// `(on "web" 'crash ...)` runs for a failed exit only, told by the event's fields.
+    #[test]
+    fn crash_callbacks_follow_the_typed_exit() {
+        assert_eq!(callback_kinds(&exited(0, None, false)), ["exit", "exited"]);
+        for crash in [
+            exited(1, None, false),
+            exited(137, Some(9), false),
+            exited(0, None, true),
+        ] {
+            assert_eq!(
+                callback_kinds(&crash),
+                ["exit", "crash", "exited"],
+                "{crash:?}"
+            );
+        }
+        assert_eq!(
+            callback_kinds(&EventKind::Started {
+                pid: 3,
+                generation: 1
+            }),
+            ["start", "started"]
+        );
+        assert_eq!(
+            callback_kinds(&EventKind::Health {
+                status: warren_model::health::HealthStatus::Unhealthy,
+                error: Some("refused".into()),
+                failures: 3
+            }),
+            ["health"]
+        );
+        assert_eq!(
+            callback_kinds(&EventKind::Quota { used: 2, limit: 1 }),
+            ["quota"]
+        );
+    }
 }

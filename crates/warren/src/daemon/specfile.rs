@@ -9,6 +9,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+use warren_model::event::EventKind;
 
 use sha2::Digest;
 use warren_model::SpecFile;
@@ -55,7 +56,7 @@ pub fn start(engine: Arc<Engine>, path: PathBuf) {
                 }
                 Err(e) => {
                     if !reported_missing {
-                        engine.event(None, "error", &format!("spec file {name}: {e}"));
+                        engine.event(None, EventKind::error(format!("spec file {name}: {e}")));
                         reported_missing = true;
                     }
                     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -78,8 +79,10 @@ pub fn start(engine: Arc<Engine>, path: PathBuf) {
                         if changed > 0 {
                             engine.event(
                                 None,
-                                "spec",
-                                &format!("applied {name} ({changed} changes)"),
+                                EventKind::SpecFileApplied {
+                                    file: name.clone(),
+                                    changes: changed,
+                                },
                             );
                         }
                     }
@@ -97,8 +100,9 @@ pub fn start(engine: Arc<Engine>, path: PathBuf) {
                         };
                         engine.event(
                             None,
-                            "error",
-                            &format!("{name} not applied, nothing changed: {detail}"),
+                            EventKind::error(format!(
+                                "{name} not applied, nothing changed: {detail}"
+                            )),
                         );
                     }
                 }
@@ -117,14 +121,14 @@ pub fn start(engine: Arc<Engine>, path: PathBuf) {
                                     seen = Some(digest(out.as_bytes()));
                                     engine.event(
                                         None,
-                                        "spec",
-                                        &format!("wrote live changes back to {name}"),
+                                        EventKind::SpecFileWritten { file: name.clone() },
                                     );
                                 }
                                 Err(e) => engine.event(
                                     None,
-                                    "error",
-                                    &format!("writing live changes back to {name}: {e}"),
+                                    EventKind::error(format!(
+                                        "writing live changes back to {name}: {e}"
+                                    )),
                                 ),
                             }
                         }

@@ -21,6 +21,7 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::sync::Arc;
+use warren_model::event::EventKind;
 use warren_model::plan::LastExit;
 use warren_storage::DatasetId;
 use warren_store::now_ms;
@@ -186,19 +187,14 @@ async fn export_target(
         match run() {
             Ok(()) => engine.event(
                 manifest.spec.as_ref().map(|_| manifest.name.as_str()),
-                "export",
-                &format!(
-                    "exported snapshot {}{}",
-                    manifest.label,
-                    since
-                        .map(|s| format!(" (incremental from {s})"))
-                        .unwrap_or_default()
-                ),
+                EventKind::Exported {
+                    label: manifest.label.clone(),
+                    since: since.map(|s| s.to_string()),
+                },
             ),
             Err(err) => engine.event(
                 manifest.spec.as_ref().map(|_| manifest.name.as_str()),
-                "error",
-                &format!("export of {} failed: {err}", manifest.name),
+                EventKind::error(format!("export of {} failed: {err}", manifest.name)),
             ),
         }
         super::release_memory();
@@ -629,8 +625,7 @@ pub async fn import(
     if let Err(err) = receiver.run(ids, manifest.label.clone()).await {
         e.event(
             Some(&name),
-            "error",
-            &format!("import failed: {}", err.body.error),
+            EventKind::error(format!("import failed: {}", err.body.error)),
         );
         if was_running {
             if let Ok(Some(d)) = e.store.get_desired(&name) {
@@ -651,16 +646,10 @@ pub async fn import(
     }
     e.event(
         Some(&name),
-        "import",
-        &format!(
-            "imported snapshot {}{}",
-            manifest.label,
-            manifest
-                .since
-                .as_ref()
-                .map(|s| format!(" on top of {s}"))
-                .unwrap_or_default()
-        ),
+        EventKind::Imported {
+            label: manifest.label.clone(),
+            since: manifest.since.clone(),
+        },
     );
     if was_running {
         if let Some(d) = e.store.get_desired(&name)? {
@@ -731,8 +720,10 @@ async fn import_volume(
     if let Err(err) = receiver.run(vec![id.clone()], manifest.label.clone()).await {
         e.event(
             None,
-            "error",
-            &format!("import of volume {name} failed: {}", err.body.error),
+            EventKind::error(format!(
+                "import of volume {name} failed: {}",
+                err.body.error
+            )),
         );
         return Err(err);
     }
@@ -748,8 +739,10 @@ async fn import_volume(
     }
     e.event(
         None,
-        "import",
-        &format!("imported volume {name} (snapshot {})", manifest.label),
+        EventKind::VolumeImported {
+            name: name.clone(),
+            label: manifest.label.clone(),
+        },
     );
     Ok(Json(ImportResponse {
         name,

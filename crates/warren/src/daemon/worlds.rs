@@ -11,6 +11,7 @@
 
 use std::io::{BufRead, Write};
 use std::sync::Arc;
+use warren_model::event::EventKind;
 
 use anyhow::anyhow;
 use axum::body::Body;
@@ -89,7 +90,12 @@ fn create_freebsd(
         if !release.thin {
             return Ok(meta);
         }
-        engine.event(None, "world", &format!("world {base_world} created"));
+        engine.event(
+            None,
+            EventKind::WorldCreated {
+                name: base_world.to_string(),
+            },
+        );
     } else if !release.thin {
         return Err(StorageError::Exists(storage.world_meta_path(name)));
     }
@@ -236,11 +242,19 @@ pub async fn create_handler(
         };
         match result {
             Ok(_) => {
-                engine.event(None, "world", &format!("world {name} created"));
+                engine.event(
+                    None,
+                    EventKind::WorldCreated {
+                        name: name.to_string(),
+                    },
+                );
                 send(serde_json::json!({ "created": name }));
             }
             Err(err) => {
-                engine.event(None, "error", &format!("world {name} failed: {err}"));
+                engine.event(
+                    None,
+                    EventKind::error(format!("world {name} failed: {err}")),
+                );
                 send(serde_json::json!({ "error": format!("world {name}: {err}") }));
             }
         }
@@ -347,13 +361,15 @@ pub async fn import_handler(
     .map_err(|x| anyhow!(x))?
     .map_err(|x| {
         let msg = format!("world import refused: {x}");
-        e.event(None, "error", &msg);
+        e.event(None, EventKind::error(&msg));
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, msg)
     })?;
     e.event(
         None,
-        "world",
-        &format!("world {name} imported ({stats} entries)"),
+        EventKind::WorldImported {
+            name: name.to_string(),
+            entries: stats,
+        },
     );
     Ok(Json(
         serde_json::json!({ "created": name, "entries": stats }),
@@ -417,11 +433,15 @@ pub async fn export_handler(
         };
         let r = run();
         match &r {
-            Ok(()) => engine.event(None, "world", &format!("world {name} exported")),
+            Ok(()) => engine.event(
+                None,
+                EventKind::WorldExported {
+                    name: name.to_string(),
+                },
+            ),
             Err(err) => engine.event(
                 None,
-                "error",
-                &format!("export of world {name} failed: {err}"),
+                EventKind::error(format!("export of world {name} failed: {err}")),
             ),
         }
         let _ = done_tx.send(r.map_err(|x| x.to_string()));
@@ -520,6 +540,11 @@ pub async fn rm_handler(
     .await
     .map_err(|x| anyhow!(x))?
     .map_err(|x| ApiError::new(StatusCode::CONFLICT, format!("world {name}: {x}")))?;
-    e.event(None, "world", &format!("world {name} removed"));
+    e.event(
+        None,
+        EventKind::WorldRemoved {
+            name: name.to_string(),
+        },
+    );
     Ok(Json(serde_json::json!({ "removed": name })))
 }
