@@ -25,6 +25,8 @@
 mod bench;
 mod bench_images;
 mod bench_ingress;
+#[cfg(test)]
+mod tidy;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};

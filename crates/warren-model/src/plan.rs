@@ -656,7 +656,7 @@ mod tests {
                     ..Default::default()
                 },
             )]);
-            let p = plan(&d, &o, 10, &Backoff::default());
+            let p = plan(&d, &o, &linux(), &none(), 10, &Backoff::default());
             let planned = !p.is_empty();
             let expected = restarts || *exit == LastExit::Deliberate;
             assert_eq!(planned, expected, "{policy:?} {exit:?}: {p:?}");
