@@ -854,9 +854,14 @@ impl Runtime for JailRuntime {
         Ok(c)
     }
 
-    fn run_command(&self, _bundle_dir: &Path, id: &str) -> Result<std::process::Command> {
+    fn run_foreground(
+        &self,
+        spec: &ContainerSpec,
+        _run_dir: &Path,
+    ) -> Result<std::process::Command> {
         Err(RuntimeError::Unsupported(format!(
-            "{id}: foreground runs of OCI bundles need the Linux OCI runtime"
+            "{}: one-off runs (run --rm, hook jobs, recipe builds) are not available in jails yet",
+            spec.id
         )))
     }
 }

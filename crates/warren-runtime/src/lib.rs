@@ -97,6 +97,37 @@ pub struct ContainerSpec {
     pub jail: JailParams,
 }
 
+impl ContainerSpec {
+    /// The one builder of one-off workloads (a `run`, a hook job, a recipe build): a writable
+    /// root, `/` as working directory, root, no limits, no terminal, a private network, no user
+    /// namespace and no environment; the caller changes what differs with struct update syntax.
+    pub fn one_off(
+        id: impl Into<String>,
+        cgroup_path: impl Into<String>,
+        hostname: impl Into<String>,
+        rootfs: PathBuf,
+        args: Vec<String>,
+    ) -> ContainerSpec {
+        ContainerSpec {
+            id: id.into(),
+            rootfs,
+            readonly_rootfs: false,
+            binds: Vec::new(),
+            args,
+            env: Vec::new(),
+            cwd: "/".into(),
+            user: None,
+            hostname: hostname.into(),
+            resources: Resources::default(),
+            terminal: false,
+            cgroup_path: cgroup_path.into(),
+            network: NetNamespace::Private,
+            userns: None,
+            jail: JailParams::default(),
+        }
+    }
+}
+
 /// The jail-only part of a [`ContainerSpec`]: permissions, the network stack, the address on
 /// warren's bridge and a delegated dataset.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -249,6 +280,10 @@ pub trait Runtime: Send + Sync {
         env: &[String],
         cwd: Option<&str>,
     ) -> Result<std::process::Command>;
-    /// A command that runs the bundle in `bundle_dir` in the foreground (`run --rm`).
-    fn run_command(&self, bundle_dir: &Path, id: &str) -> Result<std::process::Command>;
+    /// Prepares what this backend needs under `run_dir` (the OCI backend: the bundle) and
+    /// returns the command that runs `spec`'s main process in the foreground, for one-off
+    /// workloads (`run --rm`, hook jobs, recipe builds); the caller wires its stdio and waits.
+    /// The workload is gone when the command returns normally.
+    fn run_foreground(&self, spec: &ContainerSpec, run_dir: &Path)
+        -> Result<std::process::Command>;
 }

@@ -201,8 +201,14 @@ impl Runtime for OciRuntime {
         runc::std_command(&self.runc.exec_cmd(id, argv, tty, env, cwd))
     }
 
-    fn run_command(&self, bundle_dir: &Path, id: &str) -> Result<std::process::Command> {
-        runc::std_command(&self.runc.run_cmd(bundle_dir, id))
+    fn run_foreground(
+        &self,
+        spec: &ContainerSpec,
+        run_dir: &Path,
+    ) -> Result<std::process::Command> {
+        let bundle = run_dir.join("bundle");
+        crate::bundle::write_bundle(&bundle, spec)?;
+        runc::std_command(&self.runc.run_cmd(&bundle, &spec.id))
     }
 }
 
@@ -307,11 +313,38 @@ mod tests {
         );
         assert!(c.get_program().to_string_lossy().starts_with('/'));
         assert!(r.exec_command("c1", &[], false, &[], None).is_err());
-        let c = r.run_command(Path::new("/b"), "c1").unwrap();
+    }
+
+    #[test]
+    fn a_foreground_run_writes_its_bundle_and_runs_it() {
+        let r = rt(Arc::new(RecordingExecutor::new()));
+        let dir = tempfile::tempdir().unwrap();
+        let spec = ContainerSpec::one_off(
+            "c1",
+            "/warren-t/c1",
+            "c1",
+            dir.path().join("rootfs"),
+            vec!["/bin/true".into()],
+        );
+        let c = r.run_foreground(&spec, dir.path()).unwrap();
+        let bundle = dir.path().join("bundle");
         let args: Vec<_> = c
             .get_args()
             .map(|a| a.to_string_lossy().into_owned())
             .collect();
-        assert_eq!(args, ["--root", "/run/w", "run", "--bundle", "/b", "c1"]);
+        assert_eq!(
+            args,
+            [
+                "--root",
+                "/run/w",
+                "run",
+                "--bundle",
+                &bundle.display().to_string(),
+                "c1"
+            ]
+        );
+        let config = std::fs::read_to_string(bundle.join("config.json")).unwrap();
+        assert!(config.contains("/bin/true"), "{config}");
+        assert!(config.contains("/warren-t/c1"), "{config}");
     }
 }

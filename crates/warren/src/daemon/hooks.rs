@@ -407,21 +407,11 @@ async fn run_job(engine: &Arc<Engine>, name: &str, argv: &[String]) -> Result<St
         None
     };
     let spec = warren_runtime::ContainerSpec {
-        id: engine.container_id(&job),
-        rootfs,
-        readonly_rootfs: false,
         binds,
-        args: argv.to_vec(),
         env: vec![format!("WARREN_WORKLOAD={name}")],
-        cwd: "/".into(),
-        user: None,
-        hostname: job.clone(),
         resources: d.spec.resources.clone(),
-        terminal: false,
-        cgroup_path: format!("/warren-{}/{job}", engine.cfg.instance),
-        network: warren_runtime::NetNamespace::Private,
         userns,
-        jail: Default::default(),
+        ..super::oneoff::spec(engine, &job, rootfs, argv.to_vec())
     };
     struct Cleanup(Arc<Engine>, String);
     impl Drop for Cleanup {
@@ -440,11 +430,9 @@ async fn run_job(engine: &Arc<Engine>, name: &str, argv: &[String]) -> Result<St
             .allow_traversal(&spec)
             .map_err(|e| format!("{e:#}"))?;
     }
-    let bundle = engine.run_dir(&job).join("bundle");
-    warren_runtime::bundle::write_bundle(&bundle, &spec).map_err(|e| e.to_string())?;
     let cmd = engine
         .runtime
-        .run_command(&bundle, &spec.id)
+        .run_foreground(&spec, &engine.run_dir(&job))
         .map_err(|e| e.to_string())?;
     let mut cmd = tokio::process::Command::from(cmd);
     cmd.stdin(std::process::Stdio::null())

@@ -19,6 +19,7 @@ pub mod network;
 #[cfg(target_os = "freebsd")]
 #[path = "network_freebsd.rs"]
 pub mod network;
+pub mod oneoff;
 pub mod openapi;
 pub mod recipes;
 pub mod remote;

@@ -285,31 +285,19 @@ fn run_script(
         std::process::id(),
         SEQ.fetch_add(1, Ordering::Relaxed)
     );
+    let args = vec!["/bin/sh".into(), "-e".into(), "/.warren-build".into()];
     let spec = warren_runtime::ContainerSpec {
-        id: engine.container_id(&name),
-        rootfs: root.to_path_buf(),
-        readonly_rootfs: false,
         binds: super::engine::world_binds(parent),
-        args: vec!["/bin/sh".into(), "-e".into(), "/.warren-build".into()],
         env: vec!["WARREN_BUILD=1".into()],
-        cwd: "/".into(),
-        user: None,
         hostname: "build".into(),
-        resources: Default::default(),
-        terminal: false,
-        cgroup_path: format!("/warren-{}/{name}", engine.cfg.instance),
         network: warren_runtime::NetNamespace::Host,
-        userns: None,
-        jail: Default::default(),
+        ..super::oneoff::spec(engine, &name, root.to_path_buf(), args)
     };
     let run_dir = engine.run_dir(&name);
-    let bundle = run_dir.join("bundle");
     let result = (|| -> Result<(), StorageError> {
-        warren_runtime::bundle::write_bundle(&bundle, &spec)
-            .map_err(|e| other(format!("preparing the build container: {e}")))?;
         let mut cmd = engine
             .runtime
-            .run_command(&bundle, &spec.id)
+            .run_foreground(&spec, &run_dir)
             .map_err(|e| other(format!("preparing the build container: {e}")))?;
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())

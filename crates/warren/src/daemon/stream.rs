@@ -201,23 +201,11 @@ pub async fn run(State(e): State<Arc<Engine>>, mut req: Request) -> Result<Respo
         args.argv.clone()
     };
     let spec = warren_runtime::ContainerSpec {
-        id: e.container_id(&name),
-        rootfs,
-        readonly_rootfs: false,
         binds: super::engine::world_binds(&meta),
-        args: argv,
         env: args.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
-        cwd: "/".into(),
-        user: None,
-        hostname: name.clone(),
-        resources: Default::default(),
         terminal: args.tty,
-        cgroup_path: format!("/warren-{}/{}", e.cfg.instance, name),
-        network: Default::default(),
-        userns: None,
-        jail: Default::default(),
+        ..super::oneoff::spec(&e, &name, rootfs, argv)
     };
-    let bundle = e.run_dir(&name).join("bundle");
     let cleanup = {
         let e = e.clone();
         let name = name.clone();
@@ -233,9 +221,7 @@ pub async fn run(State(e): State<Arc<Engine>>, mut req: Request) -> Result<Respo
             let _ = std::fs::remove_dir_all(e.run_dir(&name));
         }
     };
-    let cmd = match warren_runtime::bundle::write_bundle(&bundle, &spec)
-        .and_then(|_| e.runtime.run_command(&bundle, &spec.id))
-    {
+    let cmd = match e.runtime.run_foreground(&spec, &e.run_dir(&name)) {
         Ok(c) => c,
         Err(err) => {
             tokio::task::spawn_blocking(move || cleanup(false))
