@@ -288,8 +288,10 @@ fn network_modes_and_hostile_specs() {
         .contains("NOEQUALS"));
     assert!(JailRuntime::signal_cmd("warren-web", "TERM; reboot").is_err());
     assert!(rt
-        .run_command(std::path::Path::new("/b"), "warren-web")
-        .is_err());
+        .run_foreground(&spec(), std::path::Path::new("/b"))
+        .unwrap_err()
+        .to_string()
+        .contains("one-off runs"));
     assert!(JailRuntime::new(rec.clone(), "bridge0;x", Ruleset::warren_default(1)).is_err());
     rec.finish();
 }
