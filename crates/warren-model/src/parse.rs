@@ -357,7 +357,7 @@ const HEALTH_KEYS: &[&str] = &[
 ];
 const HOOK_KEYS: &[&str] = &[
     "on", "restart", "exec", "host", "webhook", "snapshot", "scheme", "job", "cron", "every",
-    "timeout", "path",
+    "timeout", "path", "timezone",
 ];
 const ON_UNHEALTHY: &[(&str, crate::health::OnUnhealthy)] = &[
     ("restart", crate::health::OnUnhealthy::Restart),
@@ -1644,6 +1644,7 @@ impl Walker<'_> {
             let mut schedule: Option<(usize, Option<Schedule>)> = None;
             let mut timeout = DEFAULT_HOOK_TIMEOUT;
             let mut watch: Option<(usize, Option<String>)> = None;
+            let mut zone: Option<(usize, Option<TimeZone>)> = None;
             for (k, v) in table.iter() {
                 let field: &str = k.get_ref();
                 let hpath = ipath.key(field);
@@ -1710,11 +1711,23 @@ impl Walker<'_> {
                         actions.push((at, "scheme", x.map(HookAction::Scheme)));
                     }
                     "cron" => {
-                        let c = self.checked_string(&hpath, v, |s| Cron::parse(s).map(|_| ()));
+                        let c = self.string(&hpath, v).and_then(|s| {
+                            CronExpr::parse(s)
+                                .map_err(|r| self.error(v.span().start, &hpath, r))
+                                .ok()
+                        });
                         if schedule.is_some() {
                             self.error(at, &hpath, "a hook has either `cron` or `every`");
                         }
-                        schedule = Some((at, c.map(Schedule::Cron)));
+                        schedule = Some((at, c.map(|c| Schedule::Cron(CronSchedule::utc(c)))));
+                    }
+                    "timezone" => {
+                        let z = self.string(&hpath, v).and_then(|s| {
+                            TimeZone::parse(s)
+                                .map_err(|r| self.error(v.span().start, &hpath, r))
+                                .ok()
+                        });
+                        zone = Some((at, z));
                     }
                     "every" | "timeout" => {
                         let DeValue::String(s) = v.get_ref() else {
@@ -1782,6 +1795,15 @@ impl Walker<'_> {
                     r#"`cron` and `every` belong to on = "schedule" hooks"#,
                 ),
                 _ => {}
+            }
+            match (&mut schedule, zone) {
+                (Some((_, Some(Schedule::Cron(c)))), Some((_, z))) => c.zone = z,
+                (Some((_, None)), Some(_)) | (_, None) => {}
+                (_, Some((at, _))) => self.error(
+                    at,
+                    &ipath.key("timezone"),
+                    r#"`timezone` belongs to a `cron` schedule; e.g. cron = "0 3 * * *", timezone = "Europe/Berlin""#,
+                ),
             }
             if self.diagnostics.len() != errors_before {
                 continue;

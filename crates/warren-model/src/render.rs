@@ -93,7 +93,12 @@ fn hook(h: &Hook) -> String {
         HookAction::Job(a) => p.push(("job", strings(a))),
     }
     match &h.schedule {
-        Some(Schedule::Cron(c)) => p.push(("cron", quote(c))),
+        Some(Schedule::Cron(c)) => {
+            p.push(("cron", quote(c.expr.as_str())));
+            if let Some(z) = &c.zone {
+                p.push(("timezone", quote(z.name())));
+            }
+        }
         Some(Schedule::Every(n)) => p.push(("every", secs(*n))),
         None => {}
     }

@@ -3,7 +3,7 @@
 //! One dispatcher task follows the engine's event stream and maps events to hook triggers
 //! (`started` → start, `stopped` → stop, `exited` → exit, and crash when the exit was not a
 //! clean code 0, `health` → health); one scheduler task wakes every second for `schedule`
-//! hooks (cron expressions in UTC, or fixed intervals counted from when the daemon first saw
+//! hooks (cron expressions in their time zone, UTC by default, or fixed intervals counted from when the daemon first saw
 //! the hook). Every handler runs in a task of its own under its timeout, so a slow or failing
 //! handler never blocks the event loop, the reconciler or other workloads; its outcome is an
 //! event (`hook`), and hook events never trigger hooks.
