@@ -19,8 +19,24 @@
 use serde::{Deserialize, Serialize};
 
 /// When a hook runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Hash, schemars::JsonSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    Hash,
+    schemars::JsonSchema,
+    strum::Display,
+    strum::EnumString,
+    strum::AsRefStr,
+    strum::IntoStaticStr,
+    strum::VariantNames,
+)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "kebab-case")]
 pub enum HookEvent {
     /// The main process started.
     Start,
@@ -38,15 +54,11 @@ pub enum HookEvent {
     Change,
 }
 
-pub const HOOK_EVENTS: &[(&str, HookEvent)] = &[
-    ("start", HookEvent::Start),
-    ("stop", HookEvent::Stop),
-    ("exit", HookEvent::Exit),
-    ("crash", HookEvent::Crash),
-    ("health", HookEvent::Health),
-    ("schedule", HookEvent::Schedule),
-    ("change", HookEvent::Change),
-];
+impl HookEvent {
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+}
 
 /// What a hook does.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Hash, schemars::JsonSchema)]

@@ -94,8 +94,8 @@ pub use position::line_column;
 use crate::names::check_dns_label;
 use crate::ports::{conflicts, PortMapping};
 use crate::spec::{
-    DesiredState, JailOptions, Kind, NetworkMode, RestartPolicy, SiteSpec, SnapshotPolicy, Source,
-    SpecFile, TlsChoice, VolumeMount, VolumeSpec, WorkloadSpec,
+    JailOptions, Kind, NetworkMode, SiteSpec, SnapshotPolicy, Source, SpecFile, TlsChoice,
+    VolumeMount, VolumeSpec, WorkloadSpec,
 };
 use position::LineIndex;
 use std::collections::{BTreeMap, BTreeSet};
@@ -359,35 +359,12 @@ const HOOK_KEYS: &[&str] = &[
     "on", "restart", "exec", "host", "webhook", "snapshot", "scheme", "job", "cron", "every",
     "timeout", "path", "timezone",
 ];
-const ON_UNHEALTHY: &[(&str, crate::health::OnUnhealthy)] = &[
-    ("restart", crate::health::OnUnhealthy::Restart),
-    ("none", crate::health::OnUnhealthy::None),
-];
 const SITE_KEYS: &[&str] = &["domains", "path", "autoindex", "tls"];
 const TLS_KEYS: &[&str] = &["cert", "key"];
-const NETWORKS: &[(&str, NetworkMode)] = &[
-    ("bridge", NetworkMode::Bridge),
-    ("host", NetworkMode::Host),
-    ("none", NetworkMode::None),
-];
 /// The name of the workload warren itself runs for the ingress.
 const RESERVED_WORKLOAD: &str = "warren-ingress";
 const TLS_EXAMPLE: &str =
     r#"tls = { cert = "/etc/warren/tls/site.pem", key = "/etc/warren/tls/site.key" }"#;
-const KINDS: &[(&str, Kind)] = &[
-    ("container", Kind::Container),
-    ("jail", Kind::Jail),
-    ("vm", Kind::Vm),
-];
-const RESTARTS: &[(&str, RestartPolicy)] = &[
-    ("always", RestartPolicy::Always),
-    ("on-failure", RestartPolicy::OnFailure),
-    ("never", RestartPolicy::Never),
-];
-const STATES: &[(&str, DesiredState)] = &[
-    ("running", DesiredState::Running),
-    ("stopped", DesiredState::Stopped),
-];
 const MAX_CPUS: f64 = 1024.0;
 
 /// The name of a value's type in messages.
@@ -575,18 +552,18 @@ impl Walker<'_> {
         }
     }
 
-    fn one_of<T: Copy>(
+    /// A string naming one variant of `T`, spelled as `T` spells it (its `VariantNames`).
+    fn one_of<T: std::str::FromStr + strum::VariantNames>(
         &mut self,
         path: &Path,
         value: &Value<'_>,
-        options: &[(&str, T)],
     ) -> Option<T> {
         let s = self.string(path, value)?;
-        if let Some((_, v)) = options.iter().find(|(name, _)| *name == s) {
-            return Some(*v);
+        if let Ok(v) = s.parse::<T>() {
+            return Some(v);
         }
-        let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
-        let message = match suggest::did_you_mean(s, &names) {
+        let names = T::VARIANTS;
+        let message = match suggest::did_you_mean(s, names) {
             Some(close) => format!("unknown value {s:?}; did you mean {close:?}?"),
             None => format!("unknown value {s:?}; expected one of {}", names.join(", ")),
         };
@@ -804,7 +781,7 @@ impl Walker<'_> {
             self.record(&fpath, key, value);
             match field {
                 "kind" => {
-                    if let Some(k) = self.one_of(&fpath, value, KINDS) {
+                    if let Some(k) = self.one_of(&fpath, value) {
                         spec.kind = k;
                     }
                 }
@@ -850,12 +827,12 @@ impl Walker<'_> {
                     spec.hostname = self.checked_string(&fpath, value, values::check_hostname);
                 }
                 "restart" => {
-                    if let Some(r) = self.one_of(&fpath, value, RESTARTS) {
+                    if let Some(r) = self.one_of(&fpath, value) {
                         spec.restart = r;
                     }
                 }
                 "state" => {
-                    if let Some(s) = self.one_of(&fpath, value, STATES) {
+                    if let Some(s) = self.one_of(&fpath, value) {
                         spec.state = s;
                     }
                 }
@@ -872,7 +849,7 @@ impl Walker<'_> {
                 }
                 "hooks" => spec.hooks = self.hooks(&fpath, value),
                 "network" => {
-                    if let Some(n) = self.one_of(&fpath, value, NETWORKS) {
+                    if let Some(n) = self.one_of(&fpath, value) {
                         spec.network = n;
                     }
                 }
@@ -1626,6 +1603,7 @@ impl Walker<'_> {
     /// `hooks = [ { on = EVENT, ACTION, [cron | every], [timeout] }, ... ]`.
     fn hooks(&mut self, path: &Path, value: &Value<'_>) -> Vec<crate::hooks::Hook> {
         use crate::hooks::*;
+        use strum::VariantNames;
         let example = r#"; e.g. hooks = [{ on = "crash", exec = ["sh", "-c", "..."] }]"#;
         let DeValue::Array(items) = value.get_ref() else {
             self.wrong_type(path, value, "an array of hook tables", example);
@@ -1651,7 +1629,7 @@ impl Walker<'_> {
                 self.record(&hpath, k, v);
                 let at = k.span().start;
                 match field {
-                    "on" => on = self.one_of(&hpath, v, HOOK_EVENTS),
+                    "on" => on = self.one_of(&hpath, v),
                     "restart" => {
                         let yes = self.boolean(&hpath, v);
                         if yes == Some(false) {
@@ -1768,7 +1746,14 @@ impl Walker<'_> {
                 _ => {}
             }
             if on.is_none() && !table.iter().any(|(k, _)| k.get_ref() == "on") {
-                self.error(item_at, &ipath, format!("a hook needs `on` (one of start, stop, exit, crash, health, schedule){example}"));
+                self.error(
+                    item_at,
+                    &ipath,
+                    format!(
+                        "a hook needs `on` (one of {}){example}",
+                        HookEvent::VARIANTS.join(", ")
+                    ),
+                );
             }
             match actions.as_slice() {
                 [] => self.error(
@@ -1898,7 +1883,7 @@ impl Walker<'_> {
                     }
                 }
                 "on_unhealthy" => {
-                    if let Some(a) = self.one_of(&hpath, v, ON_UNHEALTHY) {
+                    if let Some(a) = self.one_of::<crate::health::OnUnhealthy>(&hpath, v) {
                         check.on_unhealthy = a;
                     }
                 }

@@ -6,7 +6,7 @@
 use std::fmt::Write;
 
 use crate::health::{HealthCheck, OnUnhealthy, Probe};
-use crate::hooks::{Hook, HookAction, HookEvent, Schedule};
+use crate::hooks::{Hook, HookAction, Schedule};
 use crate::spec::*;
 
 /// A TOML basic string.
@@ -70,15 +70,7 @@ fn health(h: &HealthCheck) -> String {
 }
 
 fn hook(h: &Hook) -> String {
-    let on = match h.on {
-        HookEvent::Start => "start",
-        HookEvent::Stop => "stop",
-        HookEvent::Exit => "exit",
-        HookEvent::Crash => "crash",
-        HookEvent::Health => "health",
-        HookEvent::Schedule => "schedule",
-        HookEvent::Change => "change",
-    };
+    let on = h.on.as_str();
     let mut p = vec![("on", quote(on))];
     if let Some(path) = &h.path {
         p.push(("path", quote(path)));

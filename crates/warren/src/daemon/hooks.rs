@@ -69,25 +69,13 @@ pub fn start(engine: Arc<Engine>) {
                     e.clone(),
                     name.clone(),
                     hook.clone(),
-                    on_str(hook.on),
+                    hook.on.as_str(),
                     ev.message.clone(),
                 );
             }
         }
     });
     tokio::spawn(scheduler(engine));
-}
-
-fn on_str(e: HookEvent) -> &'static str {
-    match e {
-        HookEvent::Start => "start",
-        HookEvent::Stop => "stop",
-        HookEvent::Exit => "exit",
-        HookEvent::Crash => "crash",
-        HookEvent::Health => "health",
-        HookEvent::Schedule => "schedule",
-        HookEvent::Change => "change",
-    }
 }
 
 /// Where a path inside the workload is on the host: under its data dataset when it is below
