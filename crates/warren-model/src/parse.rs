@@ -1672,10 +1672,11 @@ impl Walker<'_> {
                         actions.push((at, "webhook", u.map(HookAction::Webhook)));
                     }
                     "snapshot" => {
-                        let l = self.checked_string(&hpath, v, |s| {
-                            check_dns_label(s)
-                                .map_err(|r| format!("invalid snapshot label prefix: {r}"))
-                        });
+                        let l = self.checked_string(
+                            &hpath,
+                            v,
+                            crate::names::check_snapshot_label_prefix,
+                        );
                         actions.push((at, "snapshot", l.map(HookAction::Snapshot)));
                     }
                     "scheme" => {
