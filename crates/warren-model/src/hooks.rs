@@ -125,7 +125,8 @@ const CRON_FIELDS: [(&str, u32, u32); 5] = [
 #[derive(Debug, Clone)]
 pub struct CronExpr {
     text: String,
-    cron: croner::Cron,
+    /// Boxed: the parsed pattern is a few hundred bytes and schedules are moved around.
+    cron: Box<croner::Cron>,
 }
 
 impl CronExpr {
@@ -146,7 +147,7 @@ impl CronExpr {
         match parser.parse(text) {
             Ok(cron) => Ok(CronExpr {
                 text: text.to_string(),
-                cron,
+                cron: Box::new(cron),
             }),
             Err(e) => {
                 // Name the first field that fails on its own (the others left as `*`).
