@@ -409,10 +409,7 @@ impl fmt::Display for EventKind {
                 detail,
                 ms,
             } => {
-                let on = crate::hooks::HOOK_EVENTS
-                    .iter()
-                    .find(|(_, e)| e == on)
-                    .map_or("?", |(s, _)| s);
+                let on = on.as_str();
                 let detail = detail.as_deref().unwrap_or("");
                 match outcome {
                     HookOutcome::Ok if detail.is_empty() => {

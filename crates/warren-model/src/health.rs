@@ -22,9 +22,24 @@ pub enum Probe {
 
 /// What an unhealthy workload gets.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, Hash, schemars::JsonSchema,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    Default,
+    Hash,
+    schemars::JsonSchema,
+    strum::Display,
+    strum::EnumString,
+    strum::AsRefStr,
+    strum::IntoStaticStr,
+    strum::VariantNames,
 )]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "kebab-case")]
 pub enum OnUnhealthy {
     #[default]
     Restart,
@@ -49,8 +64,23 @@ pub const DEFAULT_TIMEOUT: u64 = 5;
 pub const DEFAULT_RETRIES: u32 = 3;
 
 /// A workload's health.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+    strum::Display,
+    strum::EnumString,
+    strum::AsRefStr,
+    strum::IntoStaticStr,
+    strum::VariantNames,
+)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "kebab-case")]
 pub enum HealthStatus {
     Starting,
     Healthy,
@@ -59,11 +89,7 @@ pub enum HealthStatus {
 
 impl HealthStatus {
     pub fn as_str(self) -> &'static str {
-        match self {
-            HealthStatus::Starting => "starting",
-            HealthStatus::Healthy => "healthy",
-            HealthStatus::Unhealthy => "unhealthy",
-        }
+        self.into()
     }
 }
 

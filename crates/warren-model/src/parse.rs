@@ -94,8 +94,8 @@ pub use position::line_column;
 use crate::names::check_dns_label;
 use crate::ports::{conflicts, PortMapping};
 use crate::spec::{
-    DesiredState, JailOptions, Kind, NetworkMode, RestartPolicy, SiteSpec, SnapshotPolicy, Source,
-    SpecFile, TlsChoice, VolumeMount, VolumeSpec, WorkloadSpec,
+    JailOptions, Kind, NetworkMode, SiteSpec, SnapshotPolicy, Source, SpecFile, TlsChoice,
+    VolumeMount, VolumeSpec, WorkloadSpec,
 };
 use position::LineIndex;
 use std::collections::{BTreeMap, BTreeSet};

@@ -12,8 +12,25 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
+use strum::VariantNames;
+
 /// Transport protocol of a mapping or socket.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    strum::Display,
+    strum::EnumString,
+    strum::AsRefStr,
+    strum::IntoStaticStr,
+    strum::VariantNames,
+)]
+#[strum(serialize_all = "kebab-case")]
 pub enum Proto {
     Tcp,
     Udp,
@@ -21,16 +38,7 @@ pub enum Proto {
 
 impl Proto {
     pub fn as_str(&self) -> &'static str {
-        match self {
-            Proto::Tcp => "tcp",
-            Proto::Udp => "udp",
-        }
-    }
-}
-
-impl fmt::Display for Proto {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        (*self).into()
     }
 }
 
@@ -65,15 +73,12 @@ impl PortMapping {
         let (rest, proto) = match s.rsplit_once('/') {
             Some((rest, p)) => (
                 rest,
-                match p {
-                    "tcp" => Proto::Tcp,
-                    "udp" => Proto::Udp,
-                    other => {
-                        return Err(bad(format!(
-                            "unknown protocol {other:?} (expected tcp or udp)"
-                        )))
-                    }
-                },
+                p.parse::<Proto>().map_err(|_| {
+                    bad(format!(
+                        "unknown protocol {p:?} (expected {})",
+                        Proto::VARIANTS.join(" or ")
+                    ))
+                })?,
             ),
             None => (s, Proto::Tcp),
         };

@@ -6,7 +6,7 @@
 use std::fmt::Write;
 
 use crate::health::{HealthCheck, OnUnhealthy, Probe};
-use crate::hooks::{Hook, HookAction, HookEvent, Schedule};
+use crate::hooks::{Hook, HookAction, Schedule};
 use crate::spec::*;
 
 /// A TOML basic string.
@@ -70,15 +70,7 @@ fn health(h: &HealthCheck) -> String {
 }
 
 fn hook(h: &Hook) -> String {
-    let on = match h.on {
-        HookEvent::Start => "start",
-        HookEvent::Stop => "stop",
-        HookEvent::Exit => "exit",
-        HookEvent::Crash => "crash",
-        HookEvent::Health => "health",
-        HookEvent::Schedule => "schedule",
-        HookEvent::Change => "change",
-    };
+    let on = h.on.as_str();
     let mut p = vec![("on", quote(on))];
     if let Some(path) = &h.path {
         p.push(("path", quote(path)));
@@ -93,7 +85,12 @@ fn hook(h: &Hook) -> String {
         HookAction::Job(a) => p.push(("job", strings(a))),
     }
     match &h.schedule {
-        Some(Schedule::Cron(c)) => p.push(("cron", quote(c))),
+        Some(Schedule::Cron(c)) => {
+            p.push(("cron", quote(c.expr.as_str())));
+            if let Some(z) = &c.zone {
+                p.push(("timezone", quote(z.name())));
+            }
+        }
         Some(Schedule::Every(n)) => p.push(("every", secs(*n))),
         None => {}
     }

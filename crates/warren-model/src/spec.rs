@@ -16,9 +16,24 @@ use std::collections::BTreeMap;
 
 /// What sort of isolation a workload runs under.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, Hash, schemars::JsonSchema,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    Default,
+    Hash,
+    schemars::JsonSchema,
+    strum::Display,
+    strum::EnumString,
+    strum::AsRefStr,
+    strum::IntoStaticStr,
+    strum::VariantNames,
 )]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "kebab-case")]
 pub enum Kind {
     #[default]
     Container,
@@ -28,19 +43,30 @@ pub enum Kind {
 
 impl Kind {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Container => "container",
-            Kind::Jail => "jail",
-            Kind::Vm => "vm",
-        }
+        self.into()
     }
 }
 
 /// When a stopped main process is started again.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, Hash, schemars::JsonSchema,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    Default,
+    Hash,
+    schemars::JsonSchema,
+    strum::Display,
+    strum::EnumString,
+    strum::AsRefStr,
+    strum::IntoStaticStr,
+    strum::VariantNames,
 )]
 #[serde(rename_all = "kebab-case")]
+#[strum(serialize_all = "kebab-case")]
 pub enum RestartPolicy {
     #[default]
     Always,
@@ -50,19 +76,30 @@ pub enum RestartPolicy {
 
 impl RestartPolicy {
     pub fn as_str(self) -> &'static str {
-        match self {
-            RestartPolicy::Always => "always",
-            RestartPolicy::OnFailure => "on-failure",
-            RestartPolicy::Never => "never",
-        }
+        self.into()
     }
 }
 
 /// Whether the operator wants the workload running.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, Hash, schemars::JsonSchema,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    Default,
+    Hash,
+    schemars::JsonSchema,
+    strum::Display,
+    strum::EnumString,
+    strum::AsRefStr,
+    strum::IntoStaticStr,
+    strum::VariantNames,
 )]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "kebab-case")]
 pub enum DesiredState {
     #[default]
     Running,
@@ -71,18 +108,30 @@ pub enum DesiredState {
 
 impl DesiredState {
     pub fn as_str(self) -> &'static str {
-        match self {
-            DesiredState::Running => "running",
-            DesiredState::Stopped => "stopped",
-        }
+        self.into()
     }
 }
 
 /// How the workload is networked.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, Hash, schemars::JsonSchema,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    Default,
+    Hash,
+    schemars::JsonSchema,
+    strum::Display,
+    strum::EnumString,
+    strum::AsRefStr,
+    strum::IntoStaticStr,
+    strum::VariantNames,
 )]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "kebab-case")]
 pub enum NetworkMode {
     /// Its own network namespace on warren's bridge, with an address from the bridge subnet.
     #[default]
@@ -95,11 +144,7 @@ pub enum NetworkMode {
 
 impl NetworkMode {
     pub fn as_str(self) -> &'static str {
-        match self {
-            NetworkMode::Bridge => "bridge",
-            NetworkMode::Host => "host",
-            NetworkMode::None => "none",
-        }
+        self.into()
     }
 
     /// Whether this is the default ([`NetworkMode::Bridge`]), which is left out of the JSON.
@@ -459,6 +504,104 @@ pub struct SpecFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every variant's spelling: the strum names list them all in order, each parses back to
+    /// its variant, and `Into<&str>` and `Display` agree.
+    fn assert_spellings<T>(all: &[T])
+    where
+        T: Copy
+            + std::fmt::Debug
+            + PartialEq
+            + std::str::FromStr
+            + strum::VariantNames
+            + Into<&'static str>
+            + std::fmt::Display,
+    {
+        let names: Vec<&'static str> = all.iter().map(|v| (*v).into()).collect();
+        assert_eq!(names, T::VARIANTS, "{all:?}");
+        for (v, name) in all.iter().zip(names) {
+            assert_eq!(name.parse::<T>().ok(), Some(*v), "{name}");
+            assert_eq!(v.to_string(), name);
+        }
+        assert!("no-such-variant".parse::<T>().is_err());
+    }
+
+    /// [`assert_spellings`], and the JSON form of each variant is the same spelling.
+    fn assert_serde_spellings<T>(all: &[T])
+    where
+        T: Copy
+            + std::fmt::Debug
+            + PartialEq
+            + std::str::FromStr
+            + strum::VariantNames
+            + Into<&'static str>
+            + std::fmt::Display
+            + Serialize
+            + serde::de::DeserializeOwned,
+    {
+        assert_spellings(all);
+        for v in all {
+            let name: &'static str = (*v).into();
+            let json = serde_json::to_value(v).unwrap();
+            assert_eq!(json, serde_json::Value::String(name.into()), "{v:?}");
+            assert_eq!(serde_json::from_value::<T>(json).unwrap(), *v);
+        }
+    }
+
+    #[test]
+    fn kind_spellings() {
+        assert_serde_spellings(&[Kind::Container, Kind::Jail, Kind::Vm]);
+        assert_eq!(Kind::Vm.as_str(), "vm");
+    }
+
+    #[test]
+    fn restart_policy_spellings() {
+        use RestartPolicy::*;
+        assert_serde_spellings(&[Always, OnFailure, Never]);
+        assert_eq!(OnFailure.as_str(), "on-failure");
+        assert!("on_failure".parse::<RestartPolicy>().is_err());
+        assert!("OnFailure".parse::<RestartPolicy>().is_err());
+    }
+
+    #[test]
+    fn desired_state_spellings() {
+        assert_serde_spellings(&[DesiredState::Running, DesiredState::Stopped]);
+    }
+
+    #[test]
+    fn network_mode_spellings() {
+        use NetworkMode::*;
+        assert_serde_spellings(&[Bridge, Host, None]);
+    }
+
+    #[test]
+    fn health_spellings() {
+        use crate::health::{HealthStatus, OnUnhealthy};
+        assert_serde_spellings(&[OnUnhealthy::Restart, OnUnhealthy::None]);
+        assert_serde_spellings(&[
+            HealthStatus::Starting,
+            HealthStatus::Healthy,
+            HealthStatus::Unhealthy,
+        ]);
+        assert_eq!(HealthStatus::Unhealthy.as_str(), "unhealthy");
+    }
+
+    #[test]
+    fn hook_event_spellings() {
+        use crate::hooks::HookEvent::*;
+        assert_serde_spellings(&[Start, Stop, Exit, Crash, Health, Schedule, Change]);
+    }
+
+    #[test]
+    fn proto_spellings() {
+        use crate::ports::Proto;
+        // Proto has no serde form; its spelling is the one in "8080:80/udp".
+        assert_spellings(&[Proto::Tcp, Proto::Udp]);
+        assert_eq!(
+            crate::ports::PortMapping::parse("53:53/udp").unwrap().proto,
+            Proto::Udp
+        );
+    }
 
     /// The spec whose hash is pinned below.
     fn sample() -> WorkloadSpec {

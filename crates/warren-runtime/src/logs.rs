@@ -47,8 +47,23 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> RuntimeError + '_ {
 }
 
 /// Which of the container's output streams a record came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+    strum::Display,
+    strum::EnumString,
+    strum::AsRefStr,
+    strum::IntoStaticStr,
+    strum::VariantNames,
+)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "kebab-case")]
 pub enum Stream {
     Stdout,
     Stderr,
@@ -56,10 +71,7 @@ pub enum Stream {
 
 impl Stream {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Stream::Stdout => "stdout",
-            Stream::Stderr => "stderr",
-        }
+        self.into()
     }
 
     fn index(self) -> usize {
@@ -127,11 +139,7 @@ pub fn parse_line(line: &str) -> Option<LogLine> {
     let line = line.strip_suffix('\n').unwrap_or(line);
     let mut parts = line.splitn(4, ' ');
     let ts = parts.next()?;
-    let stream = match parts.next()? {
-        "stdout" => Stream::Stdout,
-        "stderr" => Stream::Stderr,
-        _ => return None,
-    };
+    let stream: Stream = parts.next()?.parse().ok()?;
     let partial = match parts.next()? {
         "F" => false,
         "P" => true,

@@ -150,14 +150,7 @@ fn copy_tree_at(src: &Path, dst: &Path, rel: &Path, skip: &dyn Fn(&Path) -> bool
 /// something other than `.` (and not ending in `.json`, which would collide with the
 /// metadata file of another label).
 pub(crate) fn check_label(label: &str) -> Result<()> {
-    let ok = !label.is_empty()
-        && label.len() <= 64
-        && !label.starts_with('.')
-        && !label.ends_with(".json")
-        && label
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    if ok {
+    if warren_model::names::is_snapshot_label(label) {
         return Ok(());
     }
     Err(StorageError::InvalidLabel(label.to_string()))

@@ -84,10 +84,7 @@ pub enum StorageError {
     Unsupported(String),
     #[error("{0}")]
     Other(String),
-    #[error(
-        "invalid snapshot label {0:?}: use 1-64 characters of A-Z a-z 0-9 . _ -, \
-         not starting with '.' nor ending in '.json'"
-    )]
+    #[error("invalid snapshot label {0:?}: {rule}", rule = warren_model::names::SNAPSHOT_LABEL_RULE)]
     InvalidLabel(String),
     #[error("dataset {0} does not exist")]
     NoSuchDataset(String),

@@ -6,6 +6,7 @@ impl Walker<'_> {
     /// `hooks = [ { on = EVENT, ACTION, [cron | every], [timeout] }, ... ]`.
     pub(super) fn hooks(&mut self, path: &Path, value: &Value<'_>) -> Vec<crate::hooks::Hook> {
         use crate::hooks::*;
+        use strum::VariantNames;
         let example = r#"; e.g. hooks = [{ on = "crash", exec = ["sh", "-c", "..."] }]"#;
         let DeValue::Array(items) = value.get_ref() else {
             self.wrong_type(path, value, "an array of hook tables", example);
@@ -24,13 +25,14 @@ impl Walker<'_> {
             let mut schedule: Option<(usize, Option<Schedule>)> = None;
             let mut timeout = DEFAULT_HOOK_TIMEOUT;
             let mut watch: Option<(usize, Option<String>)> = None;
+            let mut zone: Option<(usize, Option<TimeZone>)> = None;
             for (k, v) in table.iter() {
                 let field: &str = k.get_ref();
                 let hpath = ipath.key(field);
                 self.record(&hpath, k, v);
                 let at = k.span().start;
                 match field {
-                    "on" => on = self.one_of(&hpath, v, HOOK_EVENTS),
+                    "on" => on = self.one_of(&hpath, v),
                     "restart" => {
                         let yes = self.boolean(&hpath, v);
                         if yes == Some(false) {
@@ -73,10 +75,11 @@ impl Walker<'_> {
                         actions.push((at, "webhook", u.map(HookAction::Webhook)));
                     }
                     "snapshot" => {
-                        let l = self.checked_string(&hpath, v, |s| {
-                            check_dns_label(s)
-                                .map_err(|r| format!("invalid snapshot label prefix: {r}"))
-                        });
+                        let l = self.checked_string(
+                            &hpath,
+                            v,
+                            crate::names::check_snapshot_label_prefix,
+                        );
                         actions.push((at, "snapshot", l.map(HookAction::Snapshot)));
                     }
                     "scheme" => {
@@ -90,11 +93,23 @@ impl Walker<'_> {
                         actions.push((at, "scheme", x.map(HookAction::Scheme)));
                     }
                     "cron" => {
-                        let c = self.checked_string(&hpath, v, |s| Cron::parse(s).map(|_| ()));
+                        let c = self.string(&hpath, v).and_then(|s| {
+                            CronExpr::parse(s)
+                                .map_err(|r| self.error(v.span().start, &hpath, r))
+                                .ok()
+                        });
                         if schedule.is_some() {
                             self.error(at, &hpath, "a hook has either `cron` or `every`");
                         }
-                        schedule = Some((at, c.map(Schedule::Cron)));
+                        schedule = Some((at, c.map(|c| Schedule::Cron(CronSchedule::utc(c)))));
+                    }
+                    "timezone" => {
+                        let z = self.string(&hpath, v).and_then(|s| {
+                            TimeZone::parse(s)
+                                .map_err(|r| self.error(v.span().start, &hpath, r))
+                                .ok()
+                        });
+                        zone = Some((at, z));
                     }
                     "every" | "timeout" => {
                         let DeValue::String(s) = v.get_ref() else {
@@ -135,7 +150,14 @@ impl Walker<'_> {
                 _ => {}
             }
             if on.is_none() && !table.iter().any(|(k, _)| k.get_ref() == "on") {
-                self.error(item_at, &ipath, format!("a hook needs `on` (one of start, stop, exit, crash, health, schedule){example}"));
+                self.error(
+                    item_at,
+                    &ipath,
+                    format!(
+                        "a hook needs `on` (one of {}){example}",
+                        HookEvent::VARIANTS.join(", ")
+                    ),
+                );
             }
             match actions.as_slice() {
                 [] => self.error(
@@ -162,6 +184,15 @@ impl Walker<'_> {
                     r#"`cron` and `every` belong to on = "schedule" hooks"#,
                 ),
                 _ => {}
+            }
+            match (&mut schedule, zone) {
+                (Some((_, Some(Schedule::Cron(c)))), Some((_, z))) => c.zone = z,
+                (Some((_, None)), Some(_)) | (_, None) => {}
+                (_, Some((at, _))) => self.error(
+                    at,
+                    &ipath.key("timezone"),
+                    r#"`timezone` belongs to a `cron` schedule; e.g. cron = "0 3 * * *", timezone = "Europe/Berlin""#,
+                ),
             }
             if self.diagnostics.len() != errors_before {
                 continue;
@@ -256,7 +287,7 @@ impl Walker<'_> {
                     }
                 }
                 "on_unhealthy" => {
-                    if let Some(a) = self.one_of(&hpath, v, ON_UNHEALTHY) {
+                    if let Some(a) = self.one_of::<crate::health::OnUnhealthy>(&hpath, v) {
                         check.on_unhealthy = a;
                     }
                 }

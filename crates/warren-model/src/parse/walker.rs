@@ -95,37 +95,14 @@ pub(super) const HEALTH_KEYS: &[&str] = &[
 ];
 pub(super) const HOOK_KEYS: &[&str] = &[
     "on", "restart", "exec", "host", "webhook", "snapshot", "scheme", "job", "cron", "every",
-    "timeout", "path",
-];
-pub(super) const ON_UNHEALTHY: &[(&str, crate::health::OnUnhealthy)] = &[
-    ("restart", crate::health::OnUnhealthy::Restart),
-    ("none", crate::health::OnUnhealthy::None),
+    "timeout", "path", "timezone",
 ];
 pub(super) const SITE_KEYS: &[&str] = &["domains", "path", "autoindex", "tls"];
 pub(super) const TLS_KEYS: &[&str] = &["cert", "key"];
-pub(super) const NETWORKS: &[(&str, NetworkMode)] = &[
-    ("bridge", NetworkMode::Bridge),
-    ("host", NetworkMode::Host),
-    ("none", NetworkMode::None),
-];
 /// The name of the workload warren itself runs for the ingress.
 pub(super) const RESERVED_WORKLOAD: &str = "warren-ingress";
 pub(super) const TLS_EXAMPLE: &str =
     r#"tls = { cert = "/etc/warren/tls/site.pem", key = "/etc/warren/tls/site.key" }"#;
-pub(super) const KINDS: &[(&str, Kind)] = &[
-    ("container", Kind::Container),
-    ("jail", Kind::Jail),
-    ("vm", Kind::Vm),
-];
-pub(super) const RESTARTS: &[(&str, RestartPolicy)] = &[
-    ("always", RestartPolicy::Always),
-    ("on-failure", RestartPolicy::OnFailure),
-    ("never", RestartPolicy::Never),
-];
-pub(super) const STATES: &[(&str, DesiredState)] = &[
-    ("running", DesiredState::Running),
-    ("stopped", DesiredState::Stopped),
-];
 pub(super) const MAX_CPUS: f64 = 1024.0;
 
 /// The name of a value's type in messages.
@@ -319,18 +296,18 @@ impl Walker<'_> {
         }
     }
 
-    pub(super) fn one_of<T: Copy>(
+    /// A string naming one variant of `T`, spelled as `T` spells it (its `VariantNames`).
+    pub(super) fn one_of<T: std::str::FromStr + strum::VariantNames>(
         &mut self,
         path: &Path,
         value: &Value<'_>,
-        options: &[(&str, T)],
     ) -> Option<T> {
         let s = self.string(path, value)?;
-        if let Some((_, v)) = options.iter().find(|(name, _)| *name == s) {
-            return Some(*v);
+        if let Ok(v) = s.parse::<T>() {
+            return Some(v);
         }
-        let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
-        let message = match suggest::did_you_mean(s, &names) {
+        let names = T::VARIANTS;
+        let message = match suggest::did_you_mean(s, names) {
             Some(close) => format!("unknown value {s:?}; did you mean {close:?}?"),
             None => format!("unknown value {s:?}; expected one of {}", names.join(", ")),
         };

@@ -43,7 +43,7 @@ impl Walker<'_> {
             self.record(&fpath, key, value);
             match field {
                 "kind" => {
-                    if let Some(k) = self.one_of(&fpath, value, KINDS) {
+                    if let Some(k) = self.one_of(&fpath, value) {
                         spec.kind = k;
                     }
                 }
@@ -89,12 +89,12 @@ impl Walker<'_> {
                     spec.hostname = self.checked_string(&fpath, value, values::check_hostname);
                 }
                 "restart" => {
-                    if let Some(r) = self.one_of(&fpath, value, RESTARTS) {
+                    if let Some(r) = self.one_of(&fpath, value) {
                         spec.restart = r;
                     }
                 }
                 "state" => {
-                    if let Some(s) = self.one_of(&fpath, value, STATES) {
+                    if let Some(s) = self.one_of(&fpath, value) {
                         spec.state = s;
                     }
                 }
@@ -111,7 +111,7 @@ impl Walker<'_> {
                 }
                 "hooks" => spec.hooks = self.hooks(&fpath, value),
                 "network" => {
-                    if let Some(n) = self.one_of(&fpath, value, NETWORKS) {
+                    if let Some(n) = self.one_of(&fpath, value) {
                         spec.network = n;
                     }
                 }

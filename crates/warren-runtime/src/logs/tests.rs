@@ -361,3 +361,16 @@ fn follower_keeps_up_with_fast_rotation_under_load() {
         h.join().unwrap();
     }
 }
+
+#[test]
+fn stream_spellings() {
+    use strum::VariantNames;
+    for (stream, name) in [(Stream::Stdout, "stdout"), (Stream::Stderr, "stderr")] {
+        assert_eq!(stream.as_str(), name);
+        assert_eq!(stream.to_string(), name);
+        assert_eq!(name.parse::<Stream>().ok(), Some(stream));
+        assert_eq!(serde_json::to_value(stream).unwrap(), name);
+    }
+    assert_eq!(Stream::VARIANTS, ["stdout", "stderr"]);
+    assert!("STDOUT".parse::<Stream>().is_err());
+}

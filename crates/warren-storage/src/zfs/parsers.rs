@@ -184,25 +184,18 @@ pub fn check_component(kind: &'static str, name: &str) -> Result<(), ZfsError> {
     Ok(())
 }
 
-/// Refuses snapshot labels ZFS would reject or read as a list (`,`) or range (`%`).
+/// Refuses labels that break the snapshot label rule
+/// ([`warren_model::names::is_snapshot_label`]), which also keeps out what ZFS would reject or
+/// read as a list (`,`) or range (`%`).
 pub fn check_label(label: &str) -> Result<(), ZfsError> {
-    let bad = |reason| {
-        Err(ZfsError::InvalidName {
-            kind: "snapshot",
-            name: label.to_string(),
-            reason,
-        })
-    };
-    if label.is_empty() {
-        return bad("empty");
+    if warren_model::names::is_snapshot_label(label) {
+        return Ok(());
     }
-    if !label.chars().all(zfs_char) {
-        return bad("zfs allows only letters, digits, space and - _ . :");
-    }
-    if label.len() > 200 {
-        return bad("longer than 200 bytes");
-    }
-    Ok(())
+    Err(ZfsError::InvalidName {
+        kind: "snapshot",
+        name: label.to_string(),
+        reason: warren_model::names::SNAPSHOT_LABEL_RULE,
+    })
 }
 
 pub(super) fn check_pool(pool: &str) -> Result<(), ZfsError> {

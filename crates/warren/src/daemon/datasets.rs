@@ -100,18 +100,9 @@ pub fn snapshot_due(last_ms: Option<u64>, policy: &SnapshotPolicy, now_ms: u64) 
     }
 }
 
-/// Checks a snapshot label: 1–64 of `[A-Za-z0-9._-]`, not starting with `.`.
+/// Checks a snapshot label against the one rule ([`warren_model::names::check_snapshot_label`]).
 pub fn check_label(label: &str) -> Result<()> {
-    let ok = !label.is_empty()
-        && label.len() <= 64
-        && !label.starts_with('.')
-        && label
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-    if !ok {
-        bail!("invalid snapshot label {label:?}: use 1-64 letters, digits, '.', '_' or '-', not starting with '.'");
-    }
-    Ok(())
+    warren_model::names::check_snapshot_label(label).map_err(anyhow::Error::msg)
 }
 
 /// The last error of the sweep of staged receives, so a lasting one is reported once.
@@ -706,7 +697,16 @@ mod tests {
     #[test]
     fn labels() {
         assert!(check_label("before-upgrade.1_x").is_ok());
-        for bad in ["", ".hidden", "a/b", "sp ace", &"x".repeat(65)] {
+        for bad in [
+            "",
+            ".hidden",
+            "..",
+            "-x",
+            "x.json",
+            "a/b",
+            "sp ace",
+            &"x".repeat(65),
+        ] {
             assert!(check_label(bad).is_err(), "{bad:?}");
         }
     }

@@ -4,7 +4,7 @@
 //! triggers ([`EventKind::hook_triggers`]: `started` → start, `stopped` → stop, `exited` →
 //! exit, and also crash unless it ended with code 0 and no signal or OOM kill, `health` →
 //! health; nothing reads the message text); one scheduler task wakes every second for `schedule`
-//! hooks (cron expressions in UTC, or fixed intervals counted from when the daemon first saw
+//! hooks (cron expressions in their time zone, UTC by default, or fixed intervals counted from when the daemon first saw
 //! the hook). Every handler runs in a task of its own under its timeout, so a slow or failing
 //! handler never blocks the event loop, the reconciler or other workloads; its outcome is an
 //! event ([`EventKind::Hook`]), and hook events never trigger hooks.
@@ -66,18 +66,6 @@ pub fn start(engine: Arc<Engine>) {
         }
     });
     tokio::spawn(scheduler(engine));
-}
-
-fn on_str(e: HookEvent) -> &'static str {
-    match e {
-        HookEvent::Start => "start",
-        HookEvent::Stop => "stop",
-        HookEvent::Exit => "exit",
-        HookEvent::Crash => "crash",
-        HookEvent::Health => "health",
-        HookEvent::Schedule => "schedule",
-        HookEvent::Change => "change",
-    }
 }
 
 /// Where a path inside the workload is on the host: under its data dataset when it is below
@@ -225,7 +213,7 @@ fn spawn_run_with(
     event: Option<EventKind>,
     message: String,
 ) {
-    let trigger = on_str(hook.on);
+    let trigger = hook.on.as_str();
     tokio::spawn(async move {
         let t = Instant::now();
         let what = match &hook.action {

@@ -411,12 +411,7 @@ fn callback_kinds(event: &EventKind) -> Vec<String> {
     let mut kinds: Vec<String> = event
         .hook_triggers()
         .into_iter()
-        .filter_map(|t| {
-            warren_model::hooks::HOOK_EVENTS
-                .iter()
-                .find(|(_, e)| *e == t)
-                .map(|(s, _)| s.to_string())
-        })
+        .map(|t| t.as_str().to_string())
         .collect();
     let word = event.category().to_string();
     if !kinds.contains(&word) {

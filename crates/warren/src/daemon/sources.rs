@@ -7,85 +7,19 @@
 //! services (`images`, `recipes`) sit above and re-export these names.
 
 use anyhow::{anyhow, bail, Context, Result};
-use warren_image::{Digest, ImageConfig};
+use warren_image::ImageConfig;
 use warren_model::recipe;
 use warren_model::{Source, WorkloadSpec};
 use warren_store::{ImageRecord, RecipeBuild, Store};
 
-/// The canonical form of an image reference: `NAME[:TAG]` or `NAME@sha256:HEX`, `:latest`
-/// added when neither a tag nor a digest is given. NAME is `[HOST[:PORT]/]PATH`, PATH being
-/// `/`-separated lowercase components of `a-z0-9` joined by `.`, `_`, `__` or `-`.
+/// The canonical form of an image reference: `[HOST[:PORT]/]REPO[:TAG][@DIGEST]`, `:latest`
+/// added when neither a tag nor a digest is given. The grammar is warren-registry's
+/// ([`warren_registry::Reference`]), the one image-reference parser; the error names the part
+/// at fault.
 pub fn normalize_reference(reference: &str) -> Result<String, String> {
-    let bad = |why: &str| Err(format!("invalid image reference {reference:?}: {why}"));
-    if reference.is_empty() {
-        return bad("it is empty");
-    }
-    if reference.len() > 255 {
-        return bad("longer than 255 characters");
-    }
-    let (name_tag, digest) = match reference.split_once('@') {
-        Some((n, d)) => (n, Some(d)),
-        None => (reference, None),
-    };
-    if let Some(d) = digest {
-        if d.parse::<Digest>().is_err() {
-            return bad("the digest must be sha256: followed by 64 hex digits");
-        }
-    }
-    // A tag follows the last ':' only if no '/' comes after it (else it is a port).
-    let (name, tag) = match name_tag.rsplit_once(':') {
-        Some((n, t)) if !t.contains('/') => (n, Some(t)),
-        _ => (name_tag, None),
-    };
-    if let Some(t) = tag {
-        let ok = !t.is_empty()
-            && t.len() <= 128
-            && !t.starts_with(['.', '-'])
-            && t.chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-        if !ok {
-            return bad("a tag is 1-128 of A-Z a-z 0-9 _ . - not starting with . or -");
-        }
-    }
-    let mut parts: Vec<&str> = name.split('/').collect();
-    if parts.len() > 1 && (parts[0].contains(['.', ':']) || parts[0] == "localhost") {
-        let (host, port) = match parts[0].rsplit_once(':') {
-            Some((h, p)) if !parts[0].ends_with(']') => (h, Some(p)),
-            _ => (parts[0], None),
-        };
-        let host_ok = if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-            v6.parse::<std::net::Ipv6Addr>().is_ok()
-        } else {
-            host.split('.').all(|l| {
-                !l.is_empty()
-                    && !l.starts_with('-')
-                    && !l.ends_with('-')
-                    && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-            })
-        };
-        let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p > 0));
-        if !host_ok || !port_ok {
-            return bad("the registry host must be HOST[:PORT]");
-        }
-        parts.remove(0);
-    }
-    for p in &parts {
-        let ok = !p.is_empty()
-            && p.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-            && p.ends_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-            && p.chars().all(|c| {
-                c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-')
-            });
-        if !ok {
-            return bad(
-                "each name component is lowercase a-z 0-9 separated by . _ or -, between slashes",
-            );
-        }
-    }
-    Ok(match (tag, digest) {
-        (None, None) => format!("{name_tag}:latest"),
-        _ => reference.to_string(),
-    })
+    warren_registry::Reference::parse(reference)
+        .map(|r| r.to_string())
+        .map_err(|e| e.to_string())
 }
 
 /// The config stored with an image record.
@@ -238,6 +172,8 @@ mod tests {
         );
         let d = format!("app@sha256:{}", "a".repeat(64));
         assert_eq!(normalize_reference(&d).unwrap(), d);
+        let td = format!("reg.example/team/app:v2@sha256:{}", "b".repeat(64));
+        assert_eq!(normalize_reference(&td).unwrap(), td);
         for bad in [
             "",
             "App:v1",
@@ -250,6 +186,8 @@ mod tests {
             "../app",
             "..:5000/app",
             "reg.example:99999/app",
+            "app:v1 ",
+            "[::1]/",
         ] {
             let e = normalize_reference(bad).unwrap_err();
             assert!(e.contains("invalid image reference"), "{bad}: {e}");

@@ -54,7 +54,9 @@ hooks = [
     assert_eq!(w.hooks[0].timeout_secs, 30);
     assert_eq!(
         w.hooks[1].schedule,
-        Some(Schedule::Cron("0 3 * * *".into()))
+        Some(Schedule::Cron(CronSchedule::utc(
+            CronExpr::parse("0 3 * * *").unwrap()
+        )))
     );
     assert_eq!(w.hooks[1].action, HookAction::Snapshot("nightly".into()));
     assert_eq!(w.hooks[2].schedule, Some(Schedule::Every(900)));
@@ -64,4 +66,38 @@ hooks = [
     let mut a = w.clone();
     a.hooks.clear();
     assert_eq!(a.hash(), w.hash());
+}
+
+#[test]
+fn cron_hooks_take_a_time_zone() {
+    use crate::hooks::*;
+    let w = web(r#"[workload.web]
+world = "host"
+hooks = [
+  { on = "schedule", timezone = "Europe/Berlin", cron = "0 3 * * *", snapshot = "nightly" },
+]
+"#);
+    let Some(Schedule::Cron(c)) = &w.hooks[0].schedule else {
+        panic!("{:?}", w.hooks[0].schedule);
+    };
+    assert_eq!(c.expr.as_str(), "0 3 * * *");
+    assert_eq!(c.zone.as_ref().map(|z| z.name()), Some("Europe/Berlin"));
+    assert_eq!(
+        web_error(
+            r#"hooks = [{ on = "schedule", cron = "0 3 * * *", timezone = "Europe/Nowhere", restart = true }]"#
+        ),
+        "3:60: workload.web.hooks[0].timezone: \"Europe/Nowhere\" is not an IANA time zone name \
+         (such as \"Europe/Berlin\" or \"UTC\")"
+    );
+    assert_eq!(
+        web_error(r#"hooks = [{ on = "schedule", cron = "0 3 * * 9", restart = true }]"#),
+        "3:36: workload.web.hooks[0].cron: day of week: \"9\" is not valid (0-7): number out of bounds"
+    );
+    assert_eq!(
+        web_error(
+            r#"hooks = [{ on = "schedule", every = "1h", timezone = "UTC", restart = true }]"#
+        ),
+        "3:43: workload.web.hooks[0].timezone: `timezone` belongs to a `cron` schedule; \
+         e.g. cron = \"0 3 * * *\", timezone = \"Europe/Berlin\""
+    );
 }

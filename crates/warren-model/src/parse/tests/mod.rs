@@ -1,7 +1,7 @@
 //! Unit tests for the parser: one or more per rule, plus locations.
 
 use super::*;
-use crate::spec::RouteSpec;
+use crate::spec::{DesiredState, RestartPolicy, RouteSpec};
 
 fn ok(text: &str) -> Parsed {
     match parse_spec(text, "t.toml") {
