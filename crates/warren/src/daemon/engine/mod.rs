@@ -16,11 +16,13 @@
 mod container;
 mod netsync;
 mod reconcile;
+mod seams;
 mod state;
 mod steps;
 mod supervision;
 
 pub use container::world_binds;
+pub use seams::{BoxFuture, Evaluator};
 
 use super::Config;
 use anyhow::Result;
@@ -59,8 +61,8 @@ pub struct Engine {
     network_error: Mutex<Option<String>>,
     /// Health of the workloads with health checks, by name.
     health: Mutex<HashMap<String, warren_model::health::HealthStatus>>,
-    /// The live Scheme REPL (set once the daemon runs).
-    pub repl: std::sync::OnceLock<Arc<super::repl::Repl>>,
+    /// The Scheme evaluator (the REPL service registers itself once the daemon runs).
+    evaluator: std::sync::OnceLock<Arc<dyn Evaluator>>,
     /// The workload kinds this host runs, built once at start; an input of every plan.
     pub caps: warren_model::HostCapabilities,
 }
@@ -106,7 +108,7 @@ impl Engine {
             ingress,
             network_error: Mutex::new(None),
             health: Mutex::new(HashMap::new()),
-            repl: std::sync::OnceLock::new(),
+            evaluator: std::sync::OnceLock::new(),
             caps: warren_model::HostCapabilities::for_os(std::env::consts::OS),
         }))
     }

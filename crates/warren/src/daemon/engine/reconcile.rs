@@ -17,11 +17,13 @@ use warren_store::now_ms;
 
 impl Engine {
     /// The reconcile loop: a pass on every wake-up, on every tick, and when a backoff expires.
+    /// Networking someone removed is repaired on every tick. (The services' periodic work,
+    /// snapshot schedules and quota watching, runs in a loop of its own that the daemon
+    /// starts: the engine never calls up into a service.)
     pub async fn run(self: Arc<Self>) {
         let keeper = self.clone();
         tokio::spawn(async move {
             loop {
-                keeper.housekeeping().await;
                 keeper.repair_network().await;
                 tokio::time::sleep(keeper.cfg.tick).await;
             }

@@ -184,6 +184,16 @@ impl Engine {
         }
     }
 
+    /// Registers the Scheme evaluator (once; a second registration is ignored).
+    pub fn set_evaluator(&self, evaluator: Arc<dyn super::Evaluator>) {
+        let _ = self.evaluator.set(evaluator);
+    }
+
+    /// The Scheme evaluator, once one is registered.
+    pub fn evaluator(&self) -> Option<Arc<dyn super::Evaluator>> {
+        self.evaluator.get().cloned()
+    }
+
     /// A workload's health, when it has a health check.
     pub fn health_of(&self, name: &str) -> Option<warren_model::health::HealthStatus> {
         self.health.lock().unwrap().get(name).copied()

@@ -46,6 +46,18 @@ impl Engine {
         Ok(())
     }
 
+    /// Applies a workload's disk limit after (re)provisioning.
+    pub async fn apply_quota(&self, name: &str, disk: Option<u64>) -> Result<()> {
+        if let Some(bytes) = disk {
+            let n = name.to_string();
+            let storage = self.storage.clone();
+            tokio::task::spawn_blocking(move || storage.set_workload_quota(&n, Some(bytes)))
+                .await?
+                .context("setting the disk limit")?;
+        }
+        Ok(())
+    }
+
     /// The host id pool of user-namespaced workloads (`/etc/subuid`, `/etc/subgid`).
     pub(super) fn id_pool(&self) -> Result<warren_runtime::userns::IdPool> {
         warren_runtime::userns::IdPool::from_host().map_err(|e| anyhow!(e))
