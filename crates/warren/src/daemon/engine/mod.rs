@@ -22,7 +22,7 @@ mod steps;
 mod supervision;
 
 pub use container::world_binds;
-pub use seams::{BoxFuture, Evaluator};
+pub use seams::{BoxFuture, Clock, Evaluator, Shims, SystemClock};
 
 use super::Config;
 use anyhow::Result;
@@ -45,6 +45,12 @@ pub struct Engine {
     pub store: Store,
     pub storage: Arc<dyn Storage>,
     pub runtime: Arc<dyn Runtime>,
+    /// The shims of running workloads: started, and watched until they exit.
+    shims: Arc<dyn Shims>,
+    /// Every command the engine runs (world builds, networking) goes through it.
+    pub exec: Arc<dyn warren_exec::Executor>,
+    /// The time the engine's decisions read.
+    pub clock: Arc<dyn Clock>,
     wake: Notify,
     observed: Mutex<BTreeMap<String, ObservedRow>>,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -67,7 +73,19 @@ pub struct Engine {
     pub caps: warren_model::HostCapabilities,
 }
 
+/// What the engine works through: its backends and its clock. [`Engine::new`] builds the
+/// host's; tests build fakes.
+pub struct Backends {
+    pub storage: Arc<dyn Storage>,
+    pub runtime: Arc<dyn Runtime>,
+    pub shims: Arc<dyn Shims>,
+    pub exec: Arc<dyn warren_exec::Executor>,
+    pub clock: Arc<dyn Clock>,
+}
+
 impl Engine {
+    /// The engine over the host's backends: `runtime`'s shims watched by pidfd or kqueue, the
+    /// system clock, and bridge networking through `exec`.
     pub fn new(
         cfg: Config,
         store: Store,
@@ -75,6 +93,29 @@ impl Engine {
         runtime: Arc<dyn Runtime>,
         exec: Arc<dyn warren_exec::Executor>,
     ) -> Result<Arc<Engine>> {
+        let shims = Arc::new(supervision::RuntimeShims::new(runtime.clone()));
+        Engine::with_backends(
+            cfg,
+            store,
+            Backends {
+                storage,
+                runtime,
+                shims,
+                exec,
+                clock: Arc::new(SystemClock),
+            },
+        )
+    }
+
+    /// The engine over `backends`, with the observed state `store` holds.
+    pub fn with_backends(cfg: Config, store: Store, backends: Backends) -> Result<Arc<Engine>> {
+        let Backends {
+            storage,
+            runtime,
+            shims,
+            exec,
+            clock,
+        } = backends;
         let observed = store.observed()?;
         #[cfg(any(target_os = "linux", target_os = "freebsd"))]
         let net = Arc::new(super::network::Net::new(
@@ -83,8 +124,6 @@ impl Engine {
             &cfg.instance,
             &cfg.state_dir,
         )?);
-        #[cfg(not(any(target_os = "linux", target_os = "freebsd")))]
-        let _ = exec;
         let ingress = Arc::new(super::ingress::Ingress::new(
             cfg.ingress.clone(),
             &cfg.state_dir,
@@ -96,6 +135,9 @@ impl Engine {
             store,
             storage,
             runtime,
+            shims,
+            exec,
+            clock,
             wake: Notify::new(),
             observed: Mutex::new(observed),
             locks: Mutex::new(HashMap::new()),

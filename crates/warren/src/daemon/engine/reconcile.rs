@@ -13,7 +13,6 @@ use warren_model::event::EventKind;
 use warren_model::plan::{self, Action, Desired, LastExit, Observed, Step};
 use warren_model::{DesiredState, Source};
 use warren_runtime::ShimState;
-use warren_store::now_ms;
 
 impl Engine {
     /// The reconcile loop: a pass on every wake-up, on every tick, and when a backoff expires.
@@ -41,7 +40,7 @@ impl Engine {
             };
             let mut sleep = self.cfg.tick;
             if let Some(at) = next_wake {
-                let now = now_ms();
+                let now = self.clock.now_ms();
                 sleep = sleep.min(Duration::from_millis(at.saturating_sub(now).max(10)));
             }
             tokio::select! {
@@ -87,7 +86,7 @@ impl Engine {
             &observed,
             &self.caps,
             &missing,
-            now_ms(),
+            self.clock.now_ms(),
             &self.cfg.backoff,
         );
         for (name, steps) in p.by_workload() {
@@ -174,12 +173,13 @@ impl Engine {
     pub(super) async fn build_world(self: &Arc<Self>, world: &str) -> Result<()> {
         let _g = self.lock(&format!("world/{world}")).await;
         let storage = self.storage.clone();
+        let exec = self.exec.clone();
         let w = world.to_string();
         let built = tokio::task::spawn_blocking(move || -> Result<bool> {
             if storage.list_worlds()?.contains(&w) {
                 return Ok(false);
             }
-            warren_storage::worlds::create_world(&*storage, &w, &warren_exec::HostExecutor)?;
+            warren_storage::worlds::create_world(&*storage, &w, &*exec)?;
             Ok(true)
         })
         .await??;
@@ -239,13 +239,7 @@ impl Engine {
             let run_dir = self.run_dir(&name);
             let state = read_json::<ShimState>(&run_dir.join("state.json"));
             match state {
-                Some(st)
-                    if st.container_pid == pid
-                        && warren_runtime::proc::process_alive(
-                            st.shim_pid,
-                            st.shim_start_ticks,
-                        ) =>
-                {
+                Some(st) if st.container_pid == pid && self.shims.alive(&st) => {
                     self.event(
                         Some(&name),
                         EventKind::Adopted {
@@ -253,7 +247,7 @@ impl Engine {
                             shim_pid: st.shim_pid,
                         },
                     );
-                    self.watch_shim(&name, st, None);
+                    self.watch_shim(&name, st);
                 }
                 Some(st) if run_dir.join("exit.json").exists() => {
                     // Exited while the daemon was away: record it as a normal exit.

@@ -16,3 +16,36 @@ pub trait Evaluator: Send + Sync {
     /// The printed value of the last form of `expr`, or the error.
     fn eval(&self, expr: String) -> BoxFuture<'_, Result<String, String>>;
 }
+
+/// The time the engine's decisions read (the planner's `now`, backoff expiry, the time of a
+/// failed start or of an exit without a recorded status). Tests drive a manual clock.
+pub trait Clock: Send + Sync {
+    /// Unix milliseconds.
+    fn now_ms(&self) -> u64;
+}
+
+/// The host's wall clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> u64 {
+        warren_store::now_ms()
+    }
+}
+
+/// The shims the engine supervises: starting a workload's main process under a shim and
+/// learning when that shim exits. The shim records how the main process ended in the run
+/// directory (`exit.json`, read by the engine) before it exits; this seam only says when.
+pub trait Shims: Send + Sync {
+    /// Starts the container under a detached shim (blocking); returns once the main process
+    /// exists. The shim writes its state to `run_dir/state.json`.
+    fn start(
+        &self,
+        spec: &warren_runtime::ContainerSpec,
+        run_dir: &std::path::Path,
+    ) -> anyhow::Result<warren_runtime::ShimState>;
+    /// Whether the shim recorded in `state` still runs (after a daemon restart).
+    fn alive(&self, state: &warren_runtime::ShimState) -> bool;
+    /// Resolves when the shim of `state` has exited (and is reaped, if this daemon started it).
+    fn exited(&self, state: &warren_runtime::ShimState) -> BoxFuture<'static, std::io::Result<()>>;
+}

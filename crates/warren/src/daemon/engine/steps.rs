@@ -7,7 +7,6 @@ use std::sync::Arc;
 use warren_model::event::EventKind;
 use warren_model::plan::{Desired, LastExit};
 use warren_model::Source;
-use warren_store::now_ms;
 
 impl Engine {
     pub(super) async fn provision(self: &Arc<Self>, d: &Desired, hash: &str) -> Result<()> {
@@ -232,9 +231,9 @@ impl Engine {
         for stale in ["state.json", "exit.json"] {
             let _ = std::fs::remove_file(run_dir.join(stale));
         }
-        let runtime = self.runtime.clone();
+        let shims = self.shims.clone();
         let rd = run_dir.clone();
-        let started = tokio::task::spawn_blocking(move || runtime.start(&cspec, &rd)).await?;
+        let started = tokio::task::spawn_blocking(move || shims.start(&cspec, &rd)).await?;
         let was_restart = matches!(
             self.observed_row(&name).and_then(|r| r.last_exit),
             Some(LastExit::Exited { .. })
@@ -243,7 +242,7 @@ impl Engine {
             Ok(s) => s,
             Err(e) => {
                 // Count a failed start like a crash so the backoff applies.
-                let now = now_ms();
+                let now = self.clock.now_ms();
                 let backoff = self.cfg.backoff;
                 self.update(&name, |r| {
                     r.pid = None;
@@ -256,10 +255,10 @@ impl Engine {
                         at_ms: now,
                     });
                 });
-                return Err(e.into());
+                return Err(e);
             }
         };
-        let state = started.state.clone();
+        let state = started;
         self.update(&name, |r| {
             r.pid = Some(state.container_pid);
             r.started_ms = Some(state.started_at_ms);
@@ -283,7 +282,7 @@ impl Engine {
                 generation: d.generation,
             },
         );
-        self.watch_shim(&name, state, Some(started.shim));
+        self.watch_shim(&name, state);
         Ok(())
     }
 

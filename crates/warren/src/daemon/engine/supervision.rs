@@ -2,28 +2,25 @@
 //! kqueue on FreeBSD) and recording how the run ended as a typed event, stopping (TERM, then
 //! KILL), and the operator's start, stop, restart and delete.
 
+use super::seams::{BoxFuture, Shims};
 use super::state::read_json;
 use super::{Engine, Live};
 use anyhow::{anyhow, Result};
+use std::collections::HashMap;
 use std::os::fd::{FromRawFd, OwnedFd};
-use std::sync::Arc;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::watch;
 use warren_model::event::EventKind;
 use warren_model::plan::LastExit;
 use warren_model::DesiredState;
-use warren_runtime::{ExitInfo, ShimState};
-use warren_store::now_ms;
+use warren_runtime::{ContainerSpec, ExitInfo, Runtime, ShimState};
 
 impl Engine {
     /// Watches a shim until it exits, then records how the container ended.
-    pub(super) fn watch_shim(
-        self: &Arc<Self>,
-        name: &str,
-        state: ShimState,
-        child: Option<std::process::Child>,
-    ) {
+    pub(super) fn watch_shim(self: &Arc<Self>, name: &str, state: ShimState) {
         let (tx, rx) = watch::channel(false);
         let rx_for_health = rx.clone();
         self.live.lock().unwrap().insert(
@@ -50,12 +47,10 @@ impl Engine {
         }
         let engine = self.clone();
         let name = name.to_string();
+        let exited = self.shims.exited(&state);
         tokio::spawn(async move {
-            if let Err(e) = wait_exit(state.shim_pid).await {
+            if let Err(e) = exited.await {
                 tracing::error!(workload = name, "cannot watch shim {}: {e}", state.shim_pid);
-            }
-            if let Some(mut c) = child {
-                let _ = tokio::task::spawn_blocking(move || c.wait()).await;
             }
             engine.shim_exited(&name, &state).await;
             let _ = tx.send(true);
@@ -76,7 +71,7 @@ impl Engine {
             }
         };
         let exit = read_json::<ExitInfo>(&self.run_dir(name).join("exit.json"));
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let exit = match exit {
             Some(e) => e,
             None => {
@@ -288,9 +283,53 @@ impl Engine {
     }
 }
 
+/// The shims of the host's runtime: started through [`Runtime::start`], watched through a
+/// pidfd (Linux) or a kqueue (FreeBSD), and reaped when this daemon started them.
+pub struct RuntimeShims {
+    runtime: Arc<dyn Runtime>,
+    /// The shims this daemon started, by pid, until they are reaped.
+    children: Mutex<HashMap<i32, std::process::Child>>,
+}
+
+impl RuntimeShims {
+    pub fn new(runtime: Arc<dyn Runtime>) -> RuntimeShims {
+        RuntimeShims {
+            runtime,
+            children: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl Shims for RuntimeShims {
+    fn start(&self, spec: &ContainerSpec, run_dir: &Path) -> anyhow::Result<ShimState> {
+        let started = self.runtime.start(spec, run_dir)?;
+        self.children
+            .lock()
+            .unwrap()
+            .insert(started.state.shim_pid, started.shim);
+        Ok(started.state)
+    }
+
+    fn alive(&self, state: &ShimState) -> bool {
+        warren_runtime::proc::process_alive(state.shim_pid, state.shim_start_ticks)
+    }
+
+    fn exited(&self, state: &ShimState) -> BoxFuture<'static, std::io::Result<()>> {
+        let pid = state.shim_pid;
+        let child = self.children.lock().unwrap().remove(&pid);
+        Box::pin(async move {
+            let watched = wait_exit(pid).await;
+            if let Some(mut c) = child {
+                let _ = tokio::task::spawn_blocking(move || c.wait()).await;
+            }
+            watched
+        })
+    }
+}
+
 /// Resolves when process `pid` has exited: readiness of a pidfd (Linux) or of a kqueue
 /// watching `NOTE_EXIT` (FreeBSD). No polling either way.
-pub(super) async fn wait_exit(pid: i32) -> std::io::Result<()> {
+async fn wait_exit(pid: i32) -> std::io::Result<()> {
     let Some(fd) = exit_fd(pid)? else {
         return Ok(()); // already gone
     };
@@ -303,7 +342,7 @@ pub(super) async fn wait_exit(pid: i32) -> std::io::Result<()> {
 
 /// An fd that becomes readable when `pid` exits; None if it has already exited.
 #[cfg(target_os = "linux")]
-pub(super) fn exit_fd(pid: i32) -> std::io::Result<Option<OwnedFd>> {
+fn exit_fd(pid: i32) -> std::io::Result<Option<OwnedFd>> {
     // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
     if fd < 0 {
@@ -319,7 +358,7 @@ pub(super) fn exit_fd(pid: i32) -> std::io::Result<Option<OwnedFd>> {
 
 /// An fd that becomes readable when `pid` exits; None if it has already exited.
 #[cfg(target_os = "freebsd")]
-pub(super) fn exit_fd(pid: i32) -> std::io::Result<Option<OwnedFd>> {
+fn exit_fd(pid: i32) -> std::io::Result<Option<OwnedFd>> {
     // SAFETY: kqueue() returns a new fd or -1.
     let kq = unsafe { libc::kqueue() };
     if kq < 0 {
@@ -356,7 +395,7 @@ pub(super) fn exit_fd(pid: i32) -> std::io::Result<Option<OwnedFd>> {
 }
 
 #[cfg(not(any(target_os = "linux", target_os = "freebsd")))]
-pub(super) fn exit_fd(_pid: i32) -> std::io::Result<Option<OwnedFd>> {
+fn exit_fd(_pid: i32) -> std::io::Result<Option<OwnedFd>> {
     Err(std::io::Error::new(
         std::io::ErrorKind::Unsupported,
         "watching process exits needs Linux or FreeBSD",
