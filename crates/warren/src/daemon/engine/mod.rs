@@ -14,12 +14,16 @@
 //! operator actions) and [`netsync`] (network and ingress sync, repair).
 
 mod container;
+#[cfg(test)]
+mod fakes;
 mod netsync;
 mod reconcile;
 mod seams;
 mod state;
 mod steps;
 mod supervision;
+#[cfg(test)]
+mod tests;
 
 pub use container::world_binds;
 pub use seams::{BoxFuture, Clock, Evaluator, Shims, SystemClock};
