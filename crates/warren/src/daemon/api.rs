@@ -122,10 +122,9 @@ async fn repl_eval(
     State(e): State<Arc<Engine>>,
     Json(req): Json<ReplRequest>,
 ) -> ApiResult<ReplResponse> {
-    let repl =
-        e.repl.get().cloned().ok_or_else(|| {
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the REPL is not running")
-        })?;
+    let repl = e
+        .evaluator()
+        .ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the REPL is not running"))?;
     Ok(Json(match repl.eval(req.expr).await {
         Ok(v) => ReplResponse {
             value: Some(v),

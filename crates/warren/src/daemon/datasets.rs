@@ -7,7 +7,7 @@
 //! automatic snapshots are labelled `auto-<unix-seconds>` and retention prunes only those.
 
 use super::engine::Engine;
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -528,17 +528,6 @@ impl Engine {
                 name: name.to_string(),
             },
         );
-        Ok(())
-    }
-
-    /// Applies a workload's disk limit after (re)provisioning.
-    pub async fn apply_quota(&self, name: &str, disk: Option<u64>) -> Result<()> {
-        if let Some(bytes) = disk {
-            let n = name.to_string();
-            self.blocking(move |s| s.set_workload_quota(&n, Some(bytes)))
-                .await
-                .context("setting the disk limit")?;
-        }
         Ok(())
     }
 

@@ -320,7 +320,7 @@ async fn run(
         HookAction::Webhook(url) => webhook(url, name, trigger, message, event).await,
         HookAction::Job(argv) => run_job(engine, name, argv).await,
         HookAction::Scheme(expr) => {
-            let repl = engine.repl.get().ok_or("the REPL is not running")?;
+            let repl = engine.evaluator().ok_or("the REPL is not running")?;
             let call = format!(
                 "((lambda (w ev) {expr}) {} {})",
                 scheme_string(name),

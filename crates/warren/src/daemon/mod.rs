@@ -221,10 +221,17 @@ pub async fn run(cfg: Config) -> Result<()> {
         let _ = std::fs::create_dir_all(&home);
         std::env::set_var("STEEL_HOME", &home);
     }
-    let _ = engine.repl.set(repl::start(engine.clone()));
+    engine.set_evaluator(repl::start(engine.clone()));
     if let Some(path) = &cfg.spec {
         specfile::start(engine.clone(), path.clone());
     }
+    let keeper = engine.clone();
+    tokio::spawn(async move {
+        loop {
+            keeper.housekeeping().await;
+            tokio::time::sleep(keeper.cfg.tick).await;
+        }
+    });
     tokio::spawn(engine.clone().run());
 
     let _ = std::fs::remove_file(&cfg.socket);

@@ -71,6 +71,12 @@ pub struct Repl {
     tx: std::sync::Mutex<mpsc::Sender<Job>>,
 }
 
+impl super::engine::Evaluator for Repl {
+    fn eval(&self, expr: String) -> super::engine::BoxFuture<'_, Result<String, String>> {
+        Box::pin(Repl::eval(self, expr))
+    }
+}
+
 impl Repl {
     /// Evaluates `expr`; the printed value of the last form, or the error.
     pub async fn eval(&self, expr: String) -> Result<String, String> {
