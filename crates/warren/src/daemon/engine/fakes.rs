@@ -282,10 +282,10 @@ impl Runtime for FakeRuntime {
         ))
     }
 
-    fn run_command(
+    fn run_foreground(
         &self,
-        _bundle: &Path,
-        _id: &str,
+        _spec: &ContainerSpec,
+        _run_dir: &Path,
     ) -> warren_runtime::Result<std::process::Command> {
         Err(warren_runtime::RuntimeError::Other(
             "the fake runtime runs no commands".into(),
