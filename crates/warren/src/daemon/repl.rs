@@ -321,7 +321,7 @@ impl Limit {
         let fired = Arc::new(AtomicBool::new(false));
         let (w, f) = (watch.clone(), fired.clone());
         std::thread::Builder::new()
-            .name("warren-scheme-limit".into())
+            .name("scheme-watchdog".into())
             .spawn(move || {
                 let (lock, cv) = &*w;
                 let mut g = lock.lock().unwrap_or_else(|p| p.into_inner());
@@ -584,7 +584,7 @@ mod tests {
             .flatten()
             .filter(|t| {
                 std::fs::read_to_string(t.path().join("comm"))
-                    .is_ok_and(|c| c.trim() == "warren-scheme-limit")
+                    .is_ok_and(|c| c.trim() == "scheme-watchdog")
             })
             .count()
     }
