@@ -6,11 +6,11 @@
 
 use super::datasets::{SnapshotView, Target};
 use super::engine::Engine;
-pub use super::error::ApiError;
+use super::error::WorkloadError;
+pub use super::error::{ApiError, ErrorKind};
 use super::stream;
 use crate::wire::*;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use serde::Deserialize;
@@ -121,10 +121,11 @@ async fn repl_eval(
     State(e): State<Arc<Engine>>,
     Json(req): Json<ReplRequest>,
 ) -> ApiResult<ReplResponse> {
-    let repl =
-        e.repl.get().cloned().ok_or_else(|| {
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the REPL is not running")
-        })?;
+    let repl = e
+        .repl
+        .get()
+        .cloned()
+        .ok_or_else(|| ApiError::new(ErrorKind::Unavailable, "the REPL is not running"))?;
     Ok(Json(match repl.eval(req.expr).await {
         Ok(v) => ReplResponse {
             value: Some(v),
@@ -183,13 +184,11 @@ fn desired_or_404(e: &Engine, name: &str) -> Result<Desired, ApiError> {
 /// Refuses operations that would fight the reconciler over the routing workload.
 fn not_router(name: &str, verb: &str) -> Result<(), ApiError> {
     if name == super::ingress::ROUTER {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            format!(
-                "{name} is warren's routing workload: it runs while any workload declares \
-                 `domains`, so it cannot be {verb} by hand (use `restart` to restart it)"
-            ),
-        ));
+        return Err(WorkloadError::Refused(format!(
+            "{name} is warren's routing workload: it runs while any workload declares \
+             `domains`, so it cannot be {verb} by hand (use `restart` to restart it)"
+        ))
+        .into());
     }
     Ok(())
 }
@@ -250,10 +249,7 @@ async fn restart(State(e): State<Arc<Engine>>, Path(name): Path<String>) -> ApiR
         match tokio::time::timeout_at(deadline, events.recv()).await {
             Err(_) => return Ok(Json(e.status(&desired_or_404(&e, &name)?))),
             Ok(Ok(ev)) if ev.workload.as_deref() == Some(name.as_str()) && ev.kind.is_error() => {
-                return Err(ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    ev.kind.to_string(),
-                ));
+                return Err(WorkloadError::Failed(ev.kind.to_string()).into());
             }
             Ok(_) => {}
         }
@@ -272,10 +268,7 @@ async fn wait_for_state(e: &Arc<Engine>, name: &str, state: &str) -> ApiResult<S
         match tokio::time::timeout_at(deadline, events.recv()).await {
             Err(_) => return Ok(Json(s)),
             Ok(Ok(ev)) if ev.workload.as_deref() == Some(name) && ev.kind.is_error() => {
-                return Err(ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    ev.kind.to_string(),
-                ));
+                return Err(WorkloadError::Failed(ev.kind.to_string()).into());
             }
             Ok(_) => {}
         }
@@ -458,18 +451,8 @@ async fn events(
     Ok(Json(events.iter().map(crate::wire::Event::from).collect()))
 }
 
-fn bad_request(e: anyhow::Error) -> ApiError {
-    let msg = format!("{e:#}");
-    let status = if msg.starts_with("no workload named") || msg.starts_with("no volume named") {
-        StatusCode::NOT_FOUND
-    } else {
-        StatusCode::CONFLICT
-    };
-    ApiError::new(status, msg)
-}
-
 async fn list_snaps(e: &Arc<Engine>, t: Target) -> ApiResult<Vec<SnapshotView>> {
-    Ok(Json(e.list_snapshots(&t).await.map_err(bad_request)?))
+    Ok(Json(e.list_snapshots(&t).await?))
 }
 
 async fn take_snap(
@@ -477,7 +460,7 @@ async fn take_snap(
     t: Target,
     req: SnapshotRequest,
 ) -> ApiResult<serde_json::Value> {
-    let label = e.take_snapshot(&t, req.label).await.map_err(bad_request)?;
+    let label = e.take_snapshot(&t, req.label).await?;
     Ok(Json(serde_json::json!({ "label": label })))
 }
 
@@ -486,10 +469,7 @@ async fn rollback_to(
     t: Target,
     req: RollbackRequest,
 ) -> ApiResult<serde_json::Value> {
-    let destroyed = e
-        .rollback(&t, &req.label, req.force)
-        .await
-        .map_err(bad_request)?;
+    let destroyed = e.rollback(&t, &req.label, req.force).await?;
     Ok(Json(
         serde_json::json!({ "label": req.label, "destroyed": destroyed }),
     ))
@@ -529,9 +509,7 @@ async fn workload_snapshot_rm(
     State(e): State<Arc<Engine>>,
     Path((name, label)): Path<(String, String)>,
 ) -> ApiResult<serde_json::Value> {
-    e.delete_snapshot(&Target::Workload(name), &label)
-        .await
-        .map_err(bad_request)?;
+    e.delete_snapshot(&Target::Workload(name), &label).await?;
     Ok(Json(serde_json::json!({ "deleted": label })))
 }
 
@@ -539,9 +517,7 @@ async fn volume_snapshot_rm(
     State(e): State<Arc<Engine>>,
     Path((name, label)): Path<(String, String)>,
 ) -> ApiResult<serde_json::Value> {
-    e.delete_snapshot(&Target::Volume(name), &label)
-        .await
-        .map_err(bad_request)?;
+    e.delete_snapshot(&Target::Volume(name), &label).await?;
     Ok(Json(serde_json::json!({ "deleted": label })))
 }
 
@@ -567,8 +543,7 @@ async fn clone(
     Json(req): Json<CloneRequest>,
 ) -> ApiResult<serde_json::Value> {
     e.clone_workload(&name, &req.name, req.snapshot.as_deref())
-        .await
-        .map_err(bad_request)?;
+        .await?;
     Ok(Json(serde_json::json!({ "created": req.name })))
 }
 
@@ -629,6 +604,6 @@ async fn volume_rm(
     State(e): State<Arc<Engine>>,
     Path(name): Path<String>,
 ) -> ApiResult<serde_json::Value> {
-    e.delete_volume(&name).await.map_err(bad_request)?;
+    e.delete_volume(&name).await?;
     Ok(Json(serde_json::json!({ "deleted": name })))
 }

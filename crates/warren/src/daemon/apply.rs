@@ -5,9 +5,8 @@
 //! [`plan_or_apply`]; nothing here knows about HTTP routes.
 
 use super::engine::Engine;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorKind};
 use crate::wire::{ApplyRequest, ApplyResponse, Change};
-use axum::http::StatusCode;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use warren_model::plan::{self, Desired};
@@ -290,12 +289,7 @@ async fn create_world_now(engine: &Arc<Engine>, world: &str) -> Result<(), ApiEr
     })
     .await
     .map_err(|e| anyhow::anyhow!(e))?
-    .map_err(|e| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            format!("world {world}: {e}"),
-        )
-    })?;
+    .map_err(|e| ApiError::new(ErrorKind::Invalid, format!("world {world}: {e}")))?;
     engine.event(
         None,
         warren_model::event::EventKind::WorldCreated {

@@ -284,11 +284,10 @@ fn half_built_layers(storage: &dyn Storage) -> Vec<String> {
 // ---- API ---------------------------------------------------------------------------------
 
 use super::engine::Engine;
-use super::error::ApiError;
+use super::error::{ApiError, ImageError};
 use crate::wire::{ImageGcResponse, ImageImported, ImageInfo};
 use axum::body::Body;
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
 use axum::Json;
 use std::sync::Arc;
 
@@ -324,7 +323,7 @@ pub async fn import_handler(
     body: Body,
 ) -> Result<Json<Vec<ImageImported>>, ApiError> {
     if let Some(Err(m)) = q.tag.as_deref().map(normalize_reference) {
-        let err = ApiError::new(StatusCode::BAD_REQUEST, m);
+        let err = ApiError::from(ImageError::BadReference(m.into()));
         return Err(super::transfer::refuse_upload(body, err).await);
     }
     let (tx, rx) = tokio::sync::mpsc::channel(16);
@@ -351,7 +350,7 @@ pub async fn import_handler(
     let imported = result.map_err(|x| {
         let msg = format!("image import refused: {x:#}");
         e.event(None, EventKind::error(&msg));
-        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, msg)
+        ApiError::from(ImageError::Invalid(msg.into()))
     })?;
     let mut out = Vec::new();
     for i in imported {
@@ -515,13 +514,18 @@ pub async fn pull_handler(
     State(e): State<Arc<Engine>>,
     body: bytes::Bytes,
 ) -> Result<axum::response::Response, ApiError> {
-    let req: PullRequest = serde_json::from_slice(&body)
-        .map_err(|x| ApiError::new(StatusCode::BAD_REQUEST, format!("bad pull request: {x}")))?;
+    let req: PullRequest = serde_json::from_slice(&body).map_err(|x| {
+        ApiError::from(ImageError::BadReference(
+            format!("bad pull request: {x}").into(),
+        ))
+    })?;
     if let Err(err) = warren_registry::Reference::parse(&req.reference) {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, err.to_string()));
+        return Err(ApiError::from(ImageError::BadReference(
+            err.to_string().into(),
+        )));
     }
     if let Some(Err(m)) = req.platform.as_deref().map(parse_platform) {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, m));
+        return Err(ApiError::from(ImageError::BadReference(m.into())));
     }
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<bytes::Bytes>();
     let line = |v: serde_json::Value| {
@@ -612,23 +616,22 @@ pub async fn rm_handler(
     State(e): State<Arc<Engine>>,
     Query(q): Query<RmQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let reference =
-        normalize_reference(&q.reference).map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, m))?;
+    let reference = normalize_reference(&q.reference)
+        .map_err(|m| ApiError::from(ImageError::BadReference(m.into())))?;
     let users = users(&e, &reference)?;
     if !users.is_empty() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
+        return Err(ApiError::from(ImageError::InUse(
             format!(
                 "image {reference} is used by {}: change or remove them first",
                 users.join(", ")
-            ),
-        ));
+            )
+            .into(),
+        )));
     }
     if !e.store.remove_image(&reference)? {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("no image {reference} is stored"),
-        ));
+        return Err(ApiError::from(ImageError::NotFound(
+            format!("no image {reference} is stored").into(),
+        )));
     }
     e.event(
         None,

@@ -27,7 +27,7 @@ use warren_model::event::EventKind;
 use anyhow::{anyhow, bail, Context, Result};
 use axum::body::Body;
 use axum::extract::{Query, State};
-use axum::http::{header, StatusCode};
+use axum::http::header;
 use axum::response::Response;
 use axum::Json;
 use serde::Deserialize;
@@ -38,7 +38,7 @@ use warren_storage::StorageError;
 use warren_store::RecipeBuild;
 
 use super::engine::Engine;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorKind};
 pub use super::sources::{resolve, resolve_ref};
 
 pub use warren_model::names::RECIPE_PREFIX;
@@ -378,7 +378,7 @@ pub async fn build_handler(
     body: Body,
 ) -> Result<Response, ApiError> {
     if let Some(Err(m)) = q.version.as_deref().map(recipe::check_version) {
-        let err = ApiError::new(StatusCode::BAD_REQUEST, m);
+        let err = ApiError::new(ErrorKind::BadRequest, m);
         return Err(super::transfer::refuse_upload(body, err).await);
     }
     // Unpack the upload first (it is read to its end either way).
@@ -416,10 +416,7 @@ pub async fn build_handler(
     .map_err(|x| anyhow!(x))?;
     if let Err(err) = unpacked {
         let _ = std::fs::remove_dir_all(&scratch);
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            format!("{err:#}"),
-        ));
+        return Err(ApiError::new(ErrorKind::Invalid, format!("{err:#}")));
     }
     let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(64);
     let engine = e.clone();

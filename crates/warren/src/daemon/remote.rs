@@ -20,7 +20,7 @@ use warren_model::event::EventKind;
 
 use anyhow::{Context, Result};
 use axum::extract::{Path, Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
@@ -30,8 +30,8 @@ use warren_auth::tls::HostIdentity;
 use warren_auth::token::{PublicKey, ReplayCache};
 use warren_store::{OperatorKeyRow, Store};
 
-use super::api::ApiError;
 use super::engine::Engine;
+use super::error::{ApiError, ErrorKind};
 
 const CLAIM_CODE: &str = "claim_code";
 const CLAIM_OPENED: &str = "claim_opened_at";
@@ -240,7 +240,7 @@ crate::api! { local_routes, local_ops, Arc<Engine>;
 
 fn unauthorized() -> Response {
     (
-        StatusCode::UNAUTHORIZED,
+        ErrorKind::Unauthorized.status(),
         [(header::WWW_AUTHENTICATE, "Bearer")],
         Json(serde_json::json!({ "error": "unauthorized: a valid, fresh operator token is required" })),
     )
@@ -249,7 +249,7 @@ fn unauthorized() -> Response {
 
 fn too_many(wait: u64) -> Response {
     (
-        StatusCode::TOO_MANY_REQUESTS,
+        ErrorKind::RateLimited.status(),
         [(header::RETRY_AFTER, wait.to_string())],
         Json(
             serde_json::json!({ "error": format!("too many failed attempts; retry in {wait} s") }),
@@ -360,36 +360,34 @@ async fn enroll(
     }
     let bytes = axum::body::to_bytes(req.into_body(), 64 * 1024)
         .await
-        .map_err(|_| StatusCode::BAD_REQUEST.into_response())?;
+        .map_err(|_| {
+            ApiError::new(ErrorKind::BadRequest, "unreadable request body").into_response()
+        })?;
     let body: EnrollRequest = serde_json::from_slice(&bytes).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!("bad enrolment request: {e}"),
-        )
-        .into_response()
+        ApiError::new(ErrorKind::BadRequest, format!("bad enrolment request: {e}")).into_response()
     })?;
-    let fail = |status: StatusCode, msg: &str| {
+    let fail = |kind: ErrorKind, msg: &str| {
         s.remote
             .limiter
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .failure(ip, t);
         tracing::warn!("enrolment from {ip} refused: {msg}");
-        ApiError::new(status, msg).into_response()
+        ApiError::new(kind, msg).into_response()
     };
     let Some((code, _)) =
         claim_state(&s.engine.store).map_err(|e| ApiError::from(e).into_response())?
     else {
         return Err(fail(
-            StatusCode::FORBIDDEN,
+            ErrorKind::Forbidden,
             "the claim window is closed: root on the host reopens it with `warren daemon reset-auth`",
         ));
     };
     if !warren_auth::claim::matches(&code, &body.claim_code) {
-        return Err(fail(StatusCode::FORBIDDEN, "wrong claim code"));
+        return Err(fail(ErrorKind::Forbidden, "wrong claim code"));
     }
     let key = PublicKey::decode(&body.public_key)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()).into_response())?;
+        .map_err(|e| ApiError::new(ErrorKind::BadRequest, e.to_string()).into_response())?;
     let row = OperatorKeyRow {
         fingerprint: key.fingerprint(),
         public_key: key.encode(),
@@ -444,7 +442,7 @@ async fn add_key(
     Json(body): Json<AddKey>,
 ) -> Result<Json<OperatorKeyRow>, ApiError> {
     let key = PublicKey::decode(&body.public_key)
-        .map_err(|x| ApiError::new(StatusCode::BAD_REQUEST, x.to_string()))?;
+        .map_err(|x| ApiError::new(ErrorKind::BadRequest, x.to_string()))?;
     let row = OperatorKeyRow {
         fingerprint: key.fingerprint(),
         public_key: key.encode(),
@@ -453,7 +451,7 @@ async fn add_key(
     };
     if !e.store.add_operator_key(&row, &[])? {
         return Err(ApiError::new(
-            StatusCode::CONFLICT,
+            ErrorKind::Conflict,
             format!("key {} is already enrolled", row.fingerprint),
         ));
     }
@@ -473,7 +471,7 @@ async fn revoke_key(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     if !e.store.revoke_operator_key(&fingerprint)? {
         return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
+            ErrorKind::NotFound,
             format!("no enrolled key {fingerprint}"),
         ));
     }
@@ -503,7 +501,7 @@ async fn claim_code(State(e): State<Arc<Engine>>) -> Result<Json<serde_json::Val
             "fingerprint": host_fingerprint(&e),
         }))),
         None => Err(ApiError::new(
-            StatusCode::CONFLICT,
+            ErrorKind::Conflict,
             "the claim window is closed; `warren daemon reset-auth` opens a new one",
         )),
     }

@@ -16,7 +16,7 @@ use warren_model::event::EventKind;
 use anyhow::anyhow;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, StatusCode};
+use axum::http::header;
 use axum::response::Response;
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -24,7 +24,7 @@ use warren_model::Source;
 use warren_storage::{Storage, StorageError};
 
 use super::engine::Engine;
-use super::error::ApiError;
+use super::error::{ApiError, WorldError};
 
 /// The metadata entry at the head of an exported world.
 pub const META_ENTRY: &str = ".warren-world.json";
@@ -151,28 +151,27 @@ async fn existing(e: &Arc<Engine>) -> Result<Vec<String>, ApiError> {
 
 fn check_new_name(name: &str) -> Result<(), ApiError> {
     if let Err(r) = warren_model::names::check_dns_label(name) {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!("invalid world name {name:?}: {r}"),
-        ));
+        return Err(ApiError::from(WorldError::BadRequest(
+            format!("invalid world name {name:?}: {r}").into(),
+        )));
     }
     if super::images::is_layer_world(name) {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
+        return Err(ApiError::from(WorldError::BadRequest(
             format!(
                 "world names starting with {:?} are image layers",
                 super::images::LAYER_PREFIX
-            ),
-        ));
+            )
+            .into(),
+        )));
     }
     if super::recipes::is_recipe_world(name) {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
+        return Err(ApiError::from(WorldError::BadRequest(
             format!(
                 "world names starting with {:?} are recipe builds",
                 super::recipes::RECIPE_PREFIX
-            ),
-        ));
+            )
+            .into(),
+        )));
     }
     Ok(())
 }
@@ -192,26 +191,23 @@ pub async fn create_handler(
 ) -> Result<Response, ApiError> {
     check_new_name(&name)?;
     if existing(&e).await?.contains(&name) {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            format!("world {name:?} already exists"),
-        ));
+        return Err(ApiError::from(WorldError::Conflict(
+            format!("world {name:?} already exists").into(),
+        )));
     }
     if !buildable(&name) {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
+        return Err(ApiError::from(WorldError::BadRequest(
             format!(
                 "world {name:?} is not one warren can build (known: {}, debian, debian-SUITE, freebsd-M-m, freebsd-M-m-thin); import a root filesystem with `warren world import {name} FILE`",
                 warren_storage::worlds::KNOWN_WORLDS.join(", ")
-            ),
-        ));
+            ).into(),
+        )));
     }
     if let Some(m) = &q.mirror {
         if !(m.starts_with("http://") || m.starts_with("https://") || m.starts_with("file:/")) {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                format!("mirror {m:?} must be an http://, https:// or file:/ URL"),
-            ));
+            return Err(ApiError::from(WorldError::BadRequest(
+                format!("mirror {m:?} must be an http://, https:// or file:/ URL").into(),
+            )));
         }
     }
     let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(64);
@@ -286,18 +282,16 @@ pub async fn import_handler(
         check_new_name(&name)?;
         let command: Option<Vec<String>> = match &q.command {
             Some(c) => Some(serde_json::from_str(c).map_err(|x| {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    format!("command must be a JSON array of strings: {x}"),
-                )
+                ApiError::from(WorldError::BadRequest(
+                    format!("command must be a JSON array of strings: {x}").into(),
+                ))
             })?),
             None => None,
         };
         if existing(&e).await?.contains(&name) {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                format!("world {name:?} already exists"),
-            ));
+            return Err(ApiError::from(WorldError::Conflict(
+                format!("world {name:?} already exists").into(),
+            )));
         }
         Ok(command)
     }
@@ -362,7 +356,7 @@ pub async fn import_handler(
     .map_err(|x| {
         let msg = format!("world import refused: {x}");
         e.event(None, EventKind::error(&msg));
-        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, msg)
+        ApiError::from(WorldError::Invalid(msg.into()))
     })?;
     e.event(
         None,
@@ -385,15 +379,13 @@ pub async fn export_handler(
         || super::images::is_layer_world(&name)
         || super::recipes::is_recipe_world(&name)
     {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("no world named {name:?}"),
-        ));
+        return Err(ApiError::from(WorldError::NotFound(
+            format!("no world named {name:?}").into(),
+        )));
     }
     let meta = warren_storage::worlds::world_meta(&*e.storage, &name).map_err(|x| anyhow!(x))?;
     if !meta.binds.is_empty() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
+        return Err(ApiError::from(WorldError::Conflict(
             format!(
                 "world {name} binds host directories ({}): it is a view of this host, build it on the other host instead",
                 meta.binds
@@ -401,8 +393,8 @@ pub async fn export_handler(
                     .map(|b| b.source.display().to_string())
                     .collect::<Vec<_>>()
                     .join(", ")
-            ),
-        ));
+            ).into(),
+        )));
     }
     let root = e.storage.world_path(&name);
     let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(8);
@@ -501,22 +493,20 @@ pub async fn rm_handler(
     Path(name): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     if super::images::is_layer_world(&name) {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            format!("{name} is an image layer: `warren image rm` and `warren image gc` remove it"),
-        ));
+        return Err(ApiError::from(WorldError::Conflict(
+            format!("{name} is an image layer: `warren image rm` and `warren image gc` remove it")
+                .into(),
+        )));
     }
     if super::recipes::is_recipe_world(&name) {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            format!("{name} is a recipe build"),
-        ));
+        return Err(ApiError::from(WorldError::Conflict(
+            format!("{name} is a recipe build").into(),
+        )));
     }
     if !existing(&e).await?.contains(&name) {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("no world named {name:?}"),
-        ));
+        return Err(ApiError::from(WorldError::NotFound(
+            format!("no world named {name:?}").into(),
+        )));
     }
     let users: Vec<String> = e
         .store
@@ -526,10 +516,9 @@ pub async fn rm_handler(
         .map(|d| d.spec.name)
         .collect();
     if !users.is_empty() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            format!("world {name} is used by {}", users.join(", ")),
-        ));
+        return Err(ApiError::from(WorldError::Conflict(
+            format!("world {name} is used by {}", users.join(", ")).into(),
+        )));
     }
     let storage = e.storage.clone();
     let n = name.clone();
@@ -539,7 +528,7 @@ pub async fn rm_handler(
     })
     .await
     .map_err(|x| anyhow!(x))?
-    .map_err(|x| ApiError::new(StatusCode::CONFLICT, format!("world {name}: {x}")))?;
+    .map_err(|x| ApiError::from(WorldError::Conflict(format!("world {name}: {x}").into())))?;
     e.event(
         None,
         EventKind::WorldRemoved {
