@@ -22,11 +22,9 @@ pub fn router(engine: Arc<Engine>) -> Router {
     routes().with_state(engine)
 }
 
-type Value = serde_json::Value;
-
 crate::api! { routes, ops, Arc<Engine>;
     get "/v1/health" => health, Token, "Whether the daemon answers", [],
-        None, crate::json_of!(Value);
+        None, crate::json_of!(HealthResponse);
     post "/v1/repl" => repl_eval, Token, "Evaluate Scheme forms in the live REPL (the value of the last one, or the error)", [],
         crate::json_of!(ReplRequest), crate::json_of!(ReplResponse);
     get "/v1/spec/export" => spec_export, Token, "The live desired state as a warren.toml that applies again as a no-op", [],
@@ -56,25 +54,25 @@ crate::api! { routes, ops, Arc<Engine>;
     get "/v1/worlds" => worlds, Token, "Worlds and the workloads using them", [],
         None, crate::json_of!(Vec<WorldInfo>);
     post "/v1/worlds/{name}" => super::worlds::create_handler, Token, "Build a world (host, busybox, debian, debian-SUITE); its output as NDJSON lines", ["mirror": "Debian mirror URL"],
-        None, crate::ndjson_of!(Value);
+        None, crate::ndjson_of!(WorldBuildLine);
     delete "/v1/worlds/{name}" => super::worlds::rm_handler, Token, "Delete a world no workload names", [],
-        None, crate::json_of!(Value);
+        None, crate::json_of!(Removed);
     post "/v1/worlds/{name}/import" => super::worlds::import_handler, Token, "Make a world from a root filesystem tarball (plain, gzip or zstd)", ["command": "default command as a JSON array"],
-        Binary("application/octet-stream"), crate::json_of!(Value);
+        Binary("application/octet-stream"), crate::json_of!(WorldImported);
     get "/v1/worlds/{name}/export" => super::worlds::export_handler, Token, "A world as a zstd-compressed tarball", [],
         None, Binary("application/zstd");
     get "/v1/images" => super::images::list_handler, Token, "Stored images with their config and users", [],
         None, crate::json_of!(Vec<ImageInfo>);
     delete "/v1/images" => super::images::rm_handler, Token, "Forget an image reference (refused while a workload names it)", ["reference": "the reference to forget"],
-        None, crate::json_of!(Value);
+        None, crate::json_of!(Removed);
     post "/v1/images/import" => super::images::import_handler, Token, "Import a docker-save or OCI archive", ["tag": "store the only image under this reference"],
         Binary("application/x-tar"), crate::json_of!(Vec<ImageImported>);
     post "/v1/images/gc" => super::images::gc_handler, Token, "Delete the layers no stored image uses", [],
         None, crate::json_of!(ImageGcResponse);
     post "/v1/images/pull" => super::images::pull_handler, Token, "Pull an image from a registry; progress as NDJSON lines", [],
-        crate::json_of!(super::images::PullRequest), crate::ndjson_of!(Value);
+        crate::json_of!(super::images::PullRequest), crate::ndjson_of!(PullLine);
     post "/v1/build" => super::recipes::build_handler, Token, "Build the Warrenfile recipe in the uploaded directory (a tar stream); progress and the script's output as NDJSON lines", ["version": "the version to record"],
-        Binary("application/x-tar"), crate::ndjson_of!(Value);
+        Binary("application/x-tar"), crate::ndjson_of!(BuildLine);
     get "/v1/recipes" => super::recipes::list_handler, Token, "Every built recipe version", [],
         None, crate::json_of!(Vec<warren_store::RecipeBuild>);
     get "/v1/events" => events, Token, "The event log", ["after": "only events after this id", "workload": "only this workload's", "limit": "at most this many (default 100)"],
@@ -88,29 +86,29 @@ crate::api! { routes, ops, Arc<Engine>;
     get "/v1/workloads/{name}/snapshots" => workload_snapshots, Token, "A workload's snapshots", [],
         None, crate::json_of!(Vec<SnapshotView>);
     post "/v1/workloads/{name}/snapshots" => workload_snapshot, Token, "Snapshot every dataset of a workload", [],
-        crate::json_of!(SnapshotRequest), crate::json_of!(Value);
+        crate::json_of!(SnapshotRequest), crate::json_of!(SnapshotTaken);
     delete "/v1/workloads/{name}/snapshots/{label}" => workload_snapshot_rm, Token, "Delete a workload snapshot", [],
-        None, crate::json_of!(Value);
+        None, crate::json_of!(Deleted);
     post "/v1/workloads/{name}/rollback" => workload_rollback, Token, "Roll a workload back to a snapshot", [],
-        crate::json_of!(RollbackRequest), crate::json_of!(Value);
+        crate::json_of!(RollbackRequest), crate::json_of!(RolledBack);
     post "/v1/workloads/{name}/clone" => clone, Token, "Clone a workload (copy-on-write)", [],
-        crate::json_of!(CloneRequest), crate::json_of!(Value);
+        crate::json_of!(CloneRequest), crate::json_of!(Cloned);
     get "/v1/workloads/{name}/export" => super::transfer::export, Token, "Export a workload as a self-checking archive", ["since": "incremental from this snapshot"],
         None, Binary("application/octet-stream");
     post "/v1/import" => super::transfer::import, Token, "Import a workload or volume archive", ["name": "import under this name"],
-        Binary("application/octet-stream"), crate::json_of!(Value);
+        Binary("application/octet-stream"), crate::json_of!(ImportResponse);
     get "/v1/volumes" => volumes, Token, "Volumes and who mounts them", [],
         None, crate::json_of!(Vec<VolumeInfo>);
     delete "/v1/volumes/{name}" => volume_rm, Token, "Delete a volume no workload mounts", [],
-        None, crate::json_of!(Value);
+        None, crate::json_of!(Deleted);
     get "/v1/volumes/{name}/snapshots" => volume_snapshots, Token, "A volume's snapshots", [],
         None, crate::json_of!(Vec<SnapshotView>);
     post "/v1/volumes/{name}/snapshots" => volume_snapshot, Token, "Snapshot a volume", [],
-        crate::json_of!(SnapshotRequest), crate::json_of!(Value);
+        crate::json_of!(SnapshotRequest), crate::json_of!(SnapshotTaken);
     delete "/v1/volumes/{name}/snapshots/{label}" => volume_snapshot_rm, Token, "Delete a volume snapshot", [],
-        None, crate::json_of!(Value);
+        None, crate::json_of!(Deleted);
     post "/v1/volumes/{name}/rollback" => volume_rollback, Token, "Roll a volume back to a snapshot", [],
-        crate::json_of!(RollbackRequest), crate::json_of!(Value);
+        crate::json_of!(RollbackRequest), crate::json_of!(RolledBack);
     get "/v1/volumes/{name}/export" => super::transfer::export_volume, Token, "Export a volume as a self-checking archive", ["since": "incremental from this snapshot"],
         None, Binary("application/octet-stream");
 }
@@ -146,8 +144,11 @@ async fn spec_export(State(e): State<Arc<Engine>>) -> Result<Response, ApiError>
         .expect("response builds"))
 }
 
-async fn health() -> Json<serde_json::Value> {
-    Json(serde_json::json!({"ok": true, "version": env!("CARGO_PKG_VERSION")}))
+async fn health() -> Json<HealthResponse> {
+    Json(HealthResponse {
+        ok: true,
+        version: env!("CARGO_PKG_VERSION").to_string(),
+    })
 }
 
 async fn plan_handler(
@@ -455,24 +456,17 @@ async fn list_snaps(e: &Arc<Engine>, t: Target) -> ApiResult<Vec<SnapshotView>> 
     Ok(Json(e.list_snapshots(&t).await?))
 }
 
-async fn take_snap(
-    e: &Arc<Engine>,
-    t: Target,
-    req: SnapshotRequest,
-) -> ApiResult<serde_json::Value> {
+async fn take_snap(e: &Arc<Engine>, t: Target, req: SnapshotRequest) -> ApiResult<SnapshotTaken> {
     let label = e.take_snapshot(&t, req.label).await?;
-    Ok(Json(serde_json::json!({ "label": label })))
+    Ok(Json(SnapshotTaken { label }))
 }
 
-async fn rollback_to(
-    e: &Arc<Engine>,
-    t: Target,
-    req: RollbackRequest,
-) -> ApiResult<serde_json::Value> {
+async fn rollback_to(e: &Arc<Engine>, t: Target, req: RollbackRequest) -> ApiResult<RolledBack> {
     let destroyed = e.rollback(&t, &req.label, req.force).await?;
-    Ok(Json(
-        serde_json::json!({ "label": req.label, "destroyed": destroyed }),
-    ))
+    Ok(Json(RolledBack {
+        label: req.label,
+        destroyed,
+    }))
 }
 
 async fn workload_snapshots(
@@ -493,7 +487,7 @@ async fn workload_snapshot(
     State(e): State<Arc<Engine>>,
     Path(name): Path<String>,
     Json(req): Json<SnapshotRequest>,
-) -> ApiResult<serde_json::Value> {
+) -> ApiResult<SnapshotTaken> {
     take_snap(&e, Target::Workload(name), req).await
 }
 
@@ -501,31 +495,31 @@ async fn volume_snapshot(
     State(e): State<Arc<Engine>>,
     Path(name): Path<String>,
     Json(req): Json<SnapshotRequest>,
-) -> ApiResult<serde_json::Value> {
+) -> ApiResult<SnapshotTaken> {
     take_snap(&e, Target::Volume(name), req).await
 }
 
 async fn workload_snapshot_rm(
     State(e): State<Arc<Engine>>,
     Path((name, label)): Path<(String, String)>,
-) -> ApiResult<serde_json::Value> {
+) -> ApiResult<Deleted> {
     e.delete_snapshot(&Target::Workload(name), &label).await?;
-    Ok(Json(serde_json::json!({ "deleted": label })))
+    Ok(Json(Deleted { deleted: label }))
 }
 
 async fn volume_snapshot_rm(
     State(e): State<Arc<Engine>>,
     Path((name, label)): Path<(String, String)>,
-) -> ApiResult<serde_json::Value> {
+) -> ApiResult<Deleted> {
     e.delete_snapshot(&Target::Volume(name), &label).await?;
-    Ok(Json(serde_json::json!({ "deleted": label })))
+    Ok(Json(Deleted { deleted: label }))
 }
 
 async fn workload_rollback(
     State(e): State<Arc<Engine>>,
     Path(name): Path<String>,
     Json(req): Json<RollbackRequest>,
-) -> ApiResult<serde_json::Value> {
+) -> ApiResult<RolledBack> {
     rollback_to(&e, Target::Workload(name), req).await
 }
 
@@ -533,7 +527,7 @@ async fn volume_rollback(
     State(e): State<Arc<Engine>>,
     Path(name): Path<String>,
     Json(req): Json<RollbackRequest>,
-) -> ApiResult<serde_json::Value> {
+) -> ApiResult<RolledBack> {
     rollback_to(&e, Target::Volume(name), req).await
 }
 
@@ -541,10 +535,10 @@ async fn clone(
     State(e): State<Arc<Engine>>,
     Path(name): Path<String>,
     Json(req): Json<CloneRequest>,
-) -> ApiResult<serde_json::Value> {
+) -> ApiResult<Cloned> {
     e.clone_workload(&name, &req.name, req.snapshot.as_deref())
         .await?;
-    Ok(Json(serde_json::json!({ "created": req.name })))
+    Ok(Json(Cloned { created: req.name }))
 }
 
 async fn volumes(State(e): State<Arc<Engine>>) -> ApiResult<Vec<VolumeInfo>> {
@@ -600,10 +594,7 @@ async fn volumes(State(e): State<Arc<Engine>>) -> ApiResult<Vec<VolumeInfo>> {
     Ok(Json(out))
 }
 
-async fn volume_rm(
-    State(e): State<Arc<Engine>>,
-    Path(name): Path<String>,
-) -> ApiResult<serde_json::Value> {
+async fn volume_rm(State(e): State<Arc<Engine>>, Path(name): Path<String>) -> ApiResult<Deleted> {
     e.delete_volume(&name).await?;
-    Ok(Json(serde_json::json!({ "deleted": name })))
+    Ok(Json(Deleted { deleted: name }))
 }

@@ -528,8 +528,8 @@ pub async fn pull_handler(
         return Err(ApiError::from(ImageError::BadReference(m.into())));
     }
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<bytes::Bytes>();
-    let line = |v: serde_json::Value| {
-        let mut l = v.to_string();
+    let line = |v: crate::wire::PullLine| {
+        let mut l = serde_json::to_string(&v).expect("a line serializes");
         l.push('\n');
         bytes::Bytes::from(l)
     };
@@ -537,7 +537,7 @@ pub async fn pull_handler(
     tokio::spawn(async move {
         let t = tx.clone();
         let progress: Arc<dyn Fn(String) + Send + Sync> = Arc::new(move |l: String| {
-            let _ = t.send(line(serde_json::json!({ "line": l })));
+            let _ = t.send(line(crate::wire::PullLine::Line(l)));
         });
         let reference = req.reference.clone();
         match pull(&engine, req, progress).await {
@@ -563,12 +563,12 @@ pub async fn pull_handler(
                         replaced: i.replaced,
                     })
                     .collect();
-                let _ = tx.send(line(serde_json::json!({ "pulled": out })));
+                let _ = tx.send(line(crate::wire::PullLine::Pulled(out)));
             }
             Err(err) => {
                 let msg = format!("pull of {reference} failed: {err:#}");
                 engine.event(None, EventKind::error(&msg));
-                let _ = tx.send(line(serde_json::json!({ "error": msg })));
+                let _ = tx.send(line(crate::wire::PullLine::Error(msg)));
             }
         }
     });
@@ -615,7 +615,7 @@ pub struct RmQuery {
 pub async fn rm_handler(
     State(e): State<Arc<Engine>>,
     Query(q): Query<RmQuery>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<crate::wire::Removed>, ApiError> {
     let reference = normalize_reference(&q.reference)
         .map_err(|m| ApiError::from(ImageError::BadReference(m.into())))?;
     let users = users(&e, &reference)?;
@@ -639,7 +639,7 @@ pub async fn rm_handler(
             reference: reference.clone(),
         },
     );
-    Ok(Json(serde_json::json!({ "removed": reference })))
+    Ok(Json(crate::wire::Removed { removed: reference }))
 }
 
 /// `POST /v1/images/gc`: deletes the layers no stored image uses.

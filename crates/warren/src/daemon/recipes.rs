@@ -100,15 +100,7 @@ pub fn dir_digest(root: &Path) -> std::io::Result<String> {
 }
 
 /// What a build produced.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct Built {
-    pub name: String,
-    pub version: String,
-    pub key: String,
-    pub world: String,
-    pub parent: String,
-    pub cached: bool,
-}
+pub use crate::wire::RecipeBuilt as Built;
 
 /// Builds the recipe unpacked in `dir`. Blocking.
 pub fn build(
@@ -421,15 +413,15 @@ pub async fn build_handler(
     let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(64);
     let engine = e.clone();
     tokio::task::spawn_blocking(move || {
-        let send = |v: serde_json::Value| {
-            let mut line = v.to_string();
+        let send = |v: crate::wire::BuildLine| {
+            let mut line = serde_json::to_string(&v).expect("a line serializes");
             line.push('\n');
             let _ = tx.blocking_send(bytes::Bytes::from(line));
         };
         let result = {
             let _guard = super::worlds::builds_lock();
             build(&engine, &scratch, q.version, &mut |l| {
-                send(serde_json::json!({ "line": l }))
+                send(crate::wire::BuildLine::Line(l.to_string()))
             })
         };
         let _ = std::fs::remove_dir_all(&scratch);
@@ -444,14 +436,14 @@ pub async fn build_handler(
                         parent: b.parent.to_string(),
                     },
                 );
-                send(serde_json::json!({ "built": b }));
+                send(crate::wire::BuildLine::Built(b));
                 // Workloads naming the recipe may now resolve to this build.
                 engine.wake();
             }
             Err(err) => {
                 let msg = format!("{err:#}");
                 engine.event(None, EventKind::error(format!("build failed: {msg}")));
-                send(serde_json::json!({ "error": msg }));
+                send(crate::wire::BuildLine::Error(msg));
             }
         }
     });

@@ -201,8 +201,11 @@ pub fn local_router(engine: Arc<Engine>) -> Router {
         .route("/v1/openapi.json", axum::routing::get(openapi_doc))
 }
 
-async fn openapi_doc() -> Json<serde_json::Value> {
-    Json(super::openapi::document(&super::openapi::all_ops()))
+async fn openapi_doc() -> Json<crate::wire::OpenApiDocument> {
+    match super::openapi::document(&super::openapi::all_ops()) {
+        serde_json::Value::Object(m) => Json(crate::wire::OpenApiDocument(m)),
+        _ => unreachable!("the OpenAPI document is an object"),
+    }
 }
 
 /// Every operation this module serves.
@@ -215,11 +218,11 @@ pub fn ops() -> Vec<super::openapi::Op> {
 
 crate::api! { open_routes, open_ops, RemoteState;
     get "/v1/openapi.json" => openapi_doc, Open, "This API's OpenAPI document; no token needed", [],
-        None, crate::json_of!(serde_json::Value);
+        None, crate::json_of!(crate::wire::OpenApiDocument);
     get "/v1/auth/info" => info, Open, "The host id (the audience of tokens) and certificate fingerprint; no token needed", [],
         None, crate::json_of!(AuthInfo);
     post "/v1/auth/enroll" => enroll, Open, "Enroll an operator key with the claim code, while the claim window is open; closes the window", [],
-        crate::json_of!(EnrollRequest), crate::json_of!(serde_json::Value);
+        crate::json_of!(EnrollRequest), crate::json_of!(crate::wire::Enrolled);
 }
 
 crate::api! { keys_routes, keys_ops, Arc<Engine>;
@@ -228,14 +231,14 @@ crate::api! { keys_routes, keys_ops, Arc<Engine>;
     post "/v1/auth/keys" => add_key, Token, "Enroll another operator key", [],
         crate::json_of!(AddKey), crate::json_of!(OperatorKeyRow);
     delete "/v1/auth/keys/{fingerprint}" => revoke_key, Token, "Revoke an operator key", [],
-        None, crate::json_of!(serde_json::Value);
+        None, crate::json_of!(crate::wire::Revoked);
 }
 
 crate::api! { local_routes, local_ops, Arc<Engine>;
     get "/v1/auth/claim-code" => claim_code, Local, "The claim code and when its window closes (local socket only)", [],
-        None, crate::json_of!(serde_json::Value);
+        None, crate::json_of!(crate::wire::ClaimWindow);
     post "/v1/auth/reset" => reset, Local, "Open a new claim window with a new claim code (local socket only)", [],
-        None, crate::json_of!(serde_json::Value);
+        None, crate::json_of!(crate::wire::ClaimWindow);
 }
 
 fn unauthorized() -> Response {
@@ -342,7 +345,7 @@ pub struct EnrollRequest {
 async fn enroll(
     State(s): State<RemoteState>,
     req: Request,
-) -> Result<Json<serde_json::Value>, Response> {
+) -> Result<Json<crate::wire::Enrolled>, Response> {
     let ip = req
         .extensions()
         .get::<Peer>()
@@ -411,10 +414,10 @@ async fn enroll(
             from: ip.to_string(),
         },
     );
-    Ok(Json(serde_json::json!({
-        "host_id": s.remote.identity.host_id,
-        "fingerprint": row.fingerprint,
-    })))
+    Ok(Json(crate::wire::Enrolled {
+        host_id: s.remote.identity.host_id.clone(),
+        fingerprint: row.fingerprint,
+    }))
 }
 
 fn clean_name(name: &str) -> String {
@@ -468,7 +471,7 @@ async fn add_key(
 async fn revoke_key(
     State(e): State<Arc<Engine>>,
     Path(fingerprint): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<crate::wire::Revoked>, ApiError> {
     if !e.store.revoke_operator_key(&fingerprint)? {
         return Err(ApiError::new(
             ErrorKind::NotFound,
@@ -481,7 +484,9 @@ async fn revoke_key(
             fingerprint: fingerprint.to_string(),
         },
     );
-    Ok(Json(serde_json::json!({ "revoked": fingerprint })))
+    Ok(Json(crate::wire::Revoked {
+        revoked: fingerprint,
+    }))
 }
 
 /// The fingerprint of the host certificate, for root to compare with what `adopt` shows.
@@ -493,13 +498,15 @@ fn host_fingerprint(e: &Engine) -> Option<String> {
     Some(warren_auth::tls::fingerprint(&der))
 }
 
-async fn claim_code(State(e): State<Arc<Engine>>) -> Result<Json<serde_json::Value>, ApiError> {
+async fn claim_code(
+    State(e): State<Arc<Engine>>,
+) -> Result<Json<crate::wire::ClaimWindow>, ApiError> {
     match claim_state(&e.store)? {
-        Some((code, until)) => Ok(Json(serde_json::json!({
-            "code": code,
-            "until": until,
-            "fingerprint": host_fingerprint(&e),
-        }))),
+        Some((code, until)) => Ok(Json(crate::wire::ClaimWindow {
+            code,
+            until,
+            fingerprint: host_fingerprint(&e),
+        })),
         None => Err(ApiError::new(
             ErrorKind::Conflict,
             "the claim window is closed; `warren daemon reset-auth` opens a new one",
@@ -507,14 +514,14 @@ async fn claim_code(State(e): State<Arc<Engine>>) -> Result<Json<serde_json::Val
     }
 }
 
-async fn reset(State(e): State<Arc<Engine>>) -> Result<Json<serde_json::Value>, ApiError> {
+async fn reset(State(e): State<Arc<Engine>>) -> Result<Json<crate::wire::ClaimWindow>, ApiError> {
     let code = open_claim_window(&e.store)?;
     let until = now() + warren_auth::claim::CLAIM_WINDOW;
     e.event(None, EventKind::ClaimReopened);
     tracing::warn!("claim code {code}: `warren adopt` accepts it for 30 minutes");
-    Ok(Json(serde_json::json!({
-        "code": code,
-        "until": until,
-        "fingerprint": host_fingerprint(&e),
-    })))
+    Ok(Json(crate::wire::ClaimWindow {
+        code,
+        until,
+        fingerprint: host_fingerprint(&e),
+    }))
 }

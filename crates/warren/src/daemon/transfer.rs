@@ -18,7 +18,7 @@ use axum::http::header;
 use axum::response::Response;
 use axum::Json;
 use futures_util::StreamExt;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use std::io::Write;
 use std::sync::Arc;
 use warren_model::event::EventKind;
@@ -36,12 +36,7 @@ pub struct ImportQuery {
     name: Option<String>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-pub struct ImportResponse {
-    pub name: String,
-    pub label: String,
-    pub incremental: bool,
-}
+pub use crate::wire::ImportResponse;
 
 fn conflict(msg: impl Into<String>) -> ApiError {
     ApiError::from(TransferError::Conflict(msg.into()))

@@ -213,8 +213,8 @@ pub async fn create_handler(
     let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(64);
     let engine = e.clone();
     tokio::task::spawn_blocking(move || {
-        let send = |v: serde_json::Value| {
-            let mut line = v.to_string();
+        let send = |v: crate::wire::WorldBuildLine| {
+            let mut line = serde_json::to_string(&v).expect("a line serializes");
             line.push('\n');
             let _ = tx.blocking_send(bytes::Bytes::from(line));
         };
@@ -222,7 +222,7 @@ pub async fn create_handler(
         let storage = &*engine.storage;
         let result = if let Some(rel) = warren_storage::freebsd::release_of(&name) {
             create_freebsd(&engine, &name, &rel, q.mirror.as_deref(), &mut |l| {
-                send(serde_json::json!({ "line": l }))
+                send(crate::wire::WorldBuildLine::Line(l.to_string()))
             })
         } else if warren_storage::debian::suite_of(&name).is_some() {
             warren_storage::debian::create_debian(
@@ -230,10 +230,12 @@ pub async fn create_handler(
                 &warren_exec::HostExecutor,
                 &name,
                 q.mirror.as_deref(),
-                &mut |l| send(serde_json::json!({ "line": l })),
+                &mut |l| send(crate::wire::WorldBuildLine::Line(l.to_string())),
             )
         } else {
-            send(serde_json::json!({ "line": format!("building world {name}") }));
+            send(crate::wire::WorldBuildLine::Line(format!(
+                "building world {name}"
+            )));
             warren_storage::worlds::create_world(storage, &name, &warren_exec::HostExecutor)
         };
         match result {
@@ -244,14 +246,16 @@ pub async fn create_handler(
                         name: name.to_string(),
                     },
                 );
-                send(serde_json::json!({ "created": name }));
+                send(crate::wire::WorldBuildLine::Created(name.to_string()));
             }
             Err(err) => {
                 engine.event(
                     None,
                     EventKind::error(format!("world {name} failed: {err}")),
                 );
-                send(serde_json::json!({ "error": format!("world {name}: {err}") }));
+                send(crate::wire::WorldBuildLine::Error(format!(
+                    "world {name}: {err}"
+                )));
             }
         }
     });
@@ -277,7 +281,7 @@ pub async fn import_handler(
     Path(name): Path<String>,
     Query(q): Query<ImportQuery>,
     body: Body,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<crate::wire::WorldImported>, ApiError> {
     let checked = async {
         check_new_name(&name)?;
         let command: Option<Vec<String>> = match &q.command {
@@ -365,9 +369,10 @@ pub async fn import_handler(
             entries: stats,
         },
     );
-    Ok(Json(
-        serde_json::json!({ "created": name, "entries": stats }),
-    ))
+    Ok(Json(crate::wire::WorldImported {
+        created: name,
+        entries: stats as u64,
+    }))
 }
 
 /// `GET /v1/worlds/{name}/export`: the world as a zstd-compressed tarball.
@@ -491,7 +496,7 @@ fn append_tree<W: Write>(
 pub async fn rm_handler(
     State(e): State<Arc<Engine>>,
     Path(name): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<crate::wire::Removed>, ApiError> {
     if super::images::is_layer_world(&name) {
         return Err(ApiError::from(WorldError::Conflict(
             format!("{name} is an image layer: `warren image rm` and `warren image gc` remove it")
@@ -535,5 +540,5 @@ pub async fn rm_handler(
             name: name.to_string(),
         },
     );
-    Ok(Json(serde_json::json!({ "removed": name })))
+    Ok(Json(crate::wire::Removed { removed: name }))
 }
