@@ -8,6 +8,7 @@ use super::datasets::{SnapshotView, Target};
 use super::engine::Engine;
 use super::error::WorkloadError;
 pub use super::error::{ApiError, ErrorKind};
+use super::error::ApiJson;
 use super::stream;
 use crate::wire::*;
 use axum::extract::{Path, Query, State};
@@ -117,7 +118,7 @@ type ApiResult<T> = Result<Json<T>, ApiError>;
 
 async fn repl_eval(
     State(e): State<Arc<Engine>>,
-    Json(req): Json<ReplRequest>,
+    ApiJson(req): ApiJson<ReplRequest>,
 ) -> ApiResult<ReplResponse> {
     let repl = e
         .repl
@@ -153,14 +154,14 @@ async fn health() -> Json<HealthResponse> {
 
 async fn plan_handler(
     State(e): State<Arc<Engine>>,
-    Json(req): Json<ApplyRequest>,
+    ApiJson(req): ApiJson<ApplyRequest>,
 ) -> ApiResult<ApplyResponse> {
     super::apply::plan_or_apply(e, req, false).await.map(Json)
 }
 
 async fn apply_handler(
     State(e): State<Arc<Engine>>,
-    Json(req): Json<ApplyRequest>,
+    ApiJson(req): ApiJson<ApplyRequest>,
 ) -> ApiResult<ApplyResponse> {
     super::apply::plan_or_apply(e, req, true).await.map(Json)
 }
@@ -486,7 +487,7 @@ async fn volume_snapshots(
 async fn workload_snapshot(
     State(e): State<Arc<Engine>>,
     Path(name): Path<String>,
-    Json(req): Json<SnapshotRequest>,
+    ApiJson(req): ApiJson<SnapshotRequest>,
 ) -> ApiResult<SnapshotTaken> {
     take_snap(&e, Target::Workload(name), req).await
 }
@@ -494,7 +495,7 @@ async fn workload_snapshot(
 async fn volume_snapshot(
     State(e): State<Arc<Engine>>,
     Path(name): Path<String>,
-    Json(req): Json<SnapshotRequest>,
+    ApiJson(req): ApiJson<SnapshotRequest>,
 ) -> ApiResult<SnapshotTaken> {
     take_snap(&e, Target::Volume(name), req).await
 }
@@ -518,7 +519,7 @@ async fn volume_snapshot_rm(
 async fn workload_rollback(
     State(e): State<Arc<Engine>>,
     Path(name): Path<String>,
-    Json(req): Json<RollbackRequest>,
+    ApiJson(req): ApiJson<RollbackRequest>,
 ) -> ApiResult<RolledBack> {
     rollback_to(&e, Target::Workload(name), req).await
 }
@@ -526,7 +527,7 @@ async fn workload_rollback(
 async fn volume_rollback(
     State(e): State<Arc<Engine>>,
     Path(name): Path<String>,
-    Json(req): Json<RollbackRequest>,
+    ApiJson(req): ApiJson<RollbackRequest>,
 ) -> ApiResult<RolledBack> {
     rollback_to(&e, Target::Volume(name), req).await
 }
@@ -534,7 +535,7 @@ async fn volume_rollback(
 async fn clone(
     State(e): State<Arc<Engine>>,
     Path(name): Path<String>,
-    Json(req): Json<CloneRequest>,
+    ApiJson(req): ApiJson<CloneRequest>,
 ) -> ApiResult<Cloned> {
     e.clone_workload(&name, &req.name, req.snapshot.as_deref())
         .await?;
@@ -598,3 +599,7 @@ async fn volume_rm(State(e): State<Arc<Engine>>, Path(name): Path<String>) -> Ap
     e.delete_volume(&name).await?;
     Ok(Json(Deleted { deleted: name }))
 }
+
+#[cfg(test)]
+#[path = "api_tests.rs"]
+mod tests;

@@ -18,8 +18,12 @@ use warren_model::{SnapshotPolicy, VolumeSpec};
 use warren_storage::{DatasetId, SnapshotInfo};
 use warren_store::now_ms;
 
-/// How long a snapshot, rollback or clone waits for another operation on the workload.
+/// How long a snapshot, rollback or clone waits for another operation on the workload before
+/// it answers busy (short under test, so the busy path is tested in a blink).
+#[cfg(not(test))]
 pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+#[cfg(test)]
+pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// Prefix of automatic snapshot labels; retention never touches other labels.
 pub const AUTO_PREFIX: &str = "auto-";

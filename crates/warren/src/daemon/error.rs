@@ -395,6 +395,24 @@ impl From<warren_storage::StorageError> for ApiError {
     }
 }
 
+/// A JSON request body. A body that is not the JSON the route takes (unreadable, not JSON,
+/// missing fields, wrong types, no JSON content type) is a 400 with the usual error body.
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(ApiJson(v)),
+            Err(r) => Err(ApiError::new(
+                ErrorKind::BadRequest,
+                format!("bad request body: {}", r.body_text()),
+            )),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (self.status(), Json(self.body)).into_response()

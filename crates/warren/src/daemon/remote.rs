@@ -31,7 +31,7 @@ use warren_auth::token::{PublicKey, ReplayCache};
 use warren_store::{OperatorKeyRow, Store};
 
 use super::engine::Engine;
-use super::error::{ApiError, ErrorKind};
+use super::error::{ApiError, ApiJson, ErrorKind};
 
 const CLAIM_CODE: &str = "claim_code";
 const CLAIM_OPENED: &str = "claim_opened_at";
@@ -442,7 +442,7 @@ struct AddKey {
 
 async fn add_key(
     State(e): State<Arc<Engine>>,
-    Json(body): Json<AddKey>,
+    ApiJson(body): ApiJson<AddKey>,
 ) -> Result<Json<OperatorKeyRow>, ApiError> {
     let key = PublicKey::decode(&body.public_key)
         .map_err(|x| ApiError::new(ErrorKind::BadRequest, x.to_string()))?;
