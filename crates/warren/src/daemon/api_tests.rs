@@ -291,3 +291,31 @@ async fn a_workload_held_by_another_operation_is_423() {
     assert!(json["error"].as_str().unwrap().contains("busy"), "{json}");
     drop(_held);
 }
+
+/// The services (layer 1) never refer to the routes, the wire-level streams, the remote API or
+/// the REPL (layer 2); those call down into the services, never the other way.
+#[test]
+fn services_never_reach_up_into_the_api_layer() {
+    const SERVICES: &[&str] = &[
+        "apply", "archive", "datasets", "images", "recipes", "worlds", "transfer", "hooks",
+        "specfile", "watch", "error",
+    ];
+    const ABOVE: &[&str] = &["api", "openapi", "remote", "stream", "repl"];
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/daemon");
+    let mut found = Vec::new();
+    for service in SERVICES {
+        let text = std::fs::read_to_string(dir.join(format!("{service}.rs"))).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            for above in ABOVE {
+                for prefix in ["super::", "daemon::"] {
+                    let needle = format!("{prefix}{above}::");
+                    let code = line.split("//").next().unwrap_or("");
+                    if code.contains(&needle) {
+                        found.push(format!("{service}.rs:{}: {}", n + 1, line.trim()));
+                    }
+                }
+            }
+        }
+    }
+    assert!(found.is_empty(), "upward references:\n{}", found.join("\n"));
+}

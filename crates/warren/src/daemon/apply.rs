@@ -289,7 +289,15 @@ async fn create_world_now(engine: &Arc<Engine>, world: &str) -> Result<(), ApiEr
     })
     .await
     .map_err(|e| anyhow::anyhow!(e))?
-    .map_err(|e| ApiError::new(ErrorKind::Invalid, format!("world {world}: {e}")))?;
+    .map_err(|e| {
+        // A full disk is the operator's to fix (507); any other failure to build a built-in
+        // world makes this file unappliable here.
+        let kind = match super::error::storage_kind(&e) {
+            ErrorKind::OutOfSpace => ErrorKind::OutOfSpace,
+            _ => ErrorKind::Invalid,
+        };
+        ApiError::new(kind, format!("world {world}: {e}"))
+    })?;
     engine.event(
         None,
         warren_model::event::EventKind::WorldCreated {

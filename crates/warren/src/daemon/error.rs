@@ -246,7 +246,7 @@ pub fn text_out_of_space(s: &str) -> bool {
         || s.contains("out of space")
 }
 
-fn storage_kind(e: &warren_storage::StorageError) -> ErrorKind {
+pub fn storage_kind(e: &warren_storage::StorageError) -> ErrorKind {
     use warren_storage::StorageError as S;
     match e {
         S::NoSuchWorld(_) | S::NoSuchDataset(_) | S::NoSuchSnapshot { .. } => ErrorKind::NotFound,
@@ -315,6 +315,15 @@ pub fn classify(e: &anyhow::Error) -> ErrorKind {
         }
     }
     ErrorKind::Internal
+}
+
+/// The kind of `e`, or `otherwise` where nothing in its chain says (instead of a fault): for
+/// errors that are the request's unless the disk filled up.
+pub fn kind_or(e: &anyhow::Error, otherwise: ErrorKind) -> ErrorKind {
+    match classify(e) {
+        ErrorKind::Internal => otherwise,
+        k => k,
+    }
 }
 
 /// An API error: its kind (hence its status) plus a JSON body.

@@ -284,7 +284,7 @@ fn half_built_layers(storage: &dyn Storage) -> Vec<String> {
 // ---- API ---------------------------------------------------------------------------------
 
 use super::engine::Engine;
-use super::error::{ApiError, ImageError};
+use super::error::{ApiError, ErrorKind, ImageError};
 use crate::wire::{ImageGcResponse, ImageImported, ImageInfo};
 use axum::body::Body;
 use axum::extract::{Query, State};
@@ -350,7 +350,10 @@ pub async fn import_handler(
     let imported = result.map_err(|x| {
         let msg = format!("image import refused: {x:#}");
         e.event(None, EventKind::error(&msg));
-        ApiError::from(ImageError::Invalid(msg.into()))
+        match super::error::kind_or(&x, ErrorKind::Invalid) {
+            ErrorKind::Invalid => ApiError::from(ImageError::Invalid(msg)),
+            kind => ApiError::new(kind, msg),
+        }
     })?;
     let mut out = Vec::new();
     for i in imported {

@@ -398,7 +398,9 @@ pub async fn build_handler(
                     ..Default::default()
                 },
             )
-            .map_err(|e| anyhow!("the uploaded recipe directory was refused: {e}"))?;
+            .map_err(|e| {
+                anyhow::Error::new(e).context("the uploaded recipe directory was refused")
+            })?;
             Ok(())
         })();
         body.drain();
@@ -408,7 +410,9 @@ pub async fn build_handler(
     .map_err(|x| anyhow!(x))?;
     if let Err(err) = unpacked {
         let _ = std::fs::remove_dir_all(&scratch);
-        return Err(ApiError::new(ErrorKind::Invalid, format!("{err:#}")));
+        // A full disk is 507; anything else about the upload is the upload's fault.
+        let kind = super::error::kind_or(&err, ErrorKind::Invalid);
+        return Err(ApiError::new(kind, format!("{err:#}")));
     }
     let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(64);
     let engine = e.clone();

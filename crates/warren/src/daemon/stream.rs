@@ -3,7 +3,7 @@
 //! pty whose master side this module pumps; otherwise stdin, stdout and stderr are pipes.
 
 use super::engine::Engine;
-use super::error::{ApiError, ErrorKind};
+use super::error::{ApiError, ErrorKind, WorkloadError, WorldError};
 use crate::wire::*;
 use axum::body::Body;
 use axum::extract::{Path, Query, Request, State};
@@ -146,10 +146,7 @@ pub async fn exec(
         return Err(ApiError::not_found(&name));
     }
     if e.observed_row(&name).and_then(|r| r.pid).is_none() {
-        return Err(ApiError::new(
-            ErrorKind::Conflict,
-            format!("workload {name:?} is not running"),
-        ));
+        return Err(WorkloadError::Conflict(format!("workload {name:?} is not running")).into());
     }
     let cmd = e
         .runtime
@@ -179,7 +176,7 @@ static RUN_SEQ: AtomicU64 = AtomicU64::new(0);
 pub async fn run(State(e): State<Arc<Engine>>, mut req: Request) -> Result<Response, ApiError> {
     let args: RunArgs = parse_args(&req)?;
     let meta = warren_storage::worlds::world_meta(&*e.storage, &args.world)
-        .map_err(|err| ApiError::new(ErrorKind::NotFound, err.to_string()))?;
+        .map_err(|err| WorldError::NotFound(err.to_string()))?;
     let name = format!(
         "run-{}-{}",
         std::process::id(),
@@ -238,7 +235,8 @@ pub async fn run(State(e): State<Arc<Engine>>, mut req: Request) -> Result<Respo
             tokio::task::spawn_blocking(move || cleanup(false))
                 .await
                 .ok();
-            return Err(ApiError::new(ErrorKind::Invalid, err.to_string()));
+            // Writing the bundle is the daemon's work: a fault unless the disk is full.
+            return Err(anyhow::Error::from(err).into());
         }
     };
     let up = take_upgrade(&mut req)?;

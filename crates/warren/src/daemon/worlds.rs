@@ -24,7 +24,7 @@ use warren_model::Source;
 use warren_storage::{Storage, StorageError};
 
 use super::engine::Engine;
-use super::error::{ApiError, WorldError};
+use super::error::{ApiError, ErrorKind, WorldError};
 
 /// The metadata entry at the head of an exported world.
 pub const META_ENTRY: &str = ".warren-world.json";
@@ -360,7 +360,10 @@ pub async fn import_handler(
     .map_err(|x| {
         let msg = format!("world import refused: {x}");
         e.event(None, EventKind::error(&msg));
-        ApiError::from(WorldError::Invalid(msg.into()))
+        match super::error::storage_kind(&x) {
+            ErrorKind::OutOfSpace => ApiError::new(ErrorKind::OutOfSpace, msg),
+            _ => ApiError::from(WorldError::Invalid(msg)),
+        }
     })?;
     e.event(
         None,
