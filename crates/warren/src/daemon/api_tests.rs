@@ -216,6 +216,27 @@ async fn each_error_has_its_status_over_the_router() {
             None,
             404,
         ),
+        (
+            "unknown volume to delete",
+            Method::DELETE,
+            "/v1/volumes/nope".into(),
+            None,
+            404,
+        ),
+        (
+            "export of an unknown workload",
+            Method::GET,
+            "/v1/workloads/nope/export".into(),
+            None,
+            404,
+        ),
+        (
+            "unknown snapshot of a volume",
+            Method::DELETE,
+            "/v1/volumes/nope/snapshots/x".into(),
+            None,
+            404,
+        ),
     ];
     for (what, method, path, body, want) in cases {
         let (got, json) = h.send(method, &path, body.as_deref()).await;

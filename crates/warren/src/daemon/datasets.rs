@@ -553,6 +553,14 @@ impl Engine {
 
     /// Deletes a volume and its data; refused while any workload declares a mount of it.
     pub async fn delete_volume(&self, name: &str) -> Result<()> {
+        let declared = self.store.volumes()?.contains_key(name);
+        let stored = self
+            .storage
+            .dataset_path(&DatasetId::Volume(name.to_string()))
+            .exists();
+        if !declared && !stored {
+            return Err(DatasetError::NoVolume(name.to_string()).into());
+        }
         let users: Vec<String> = self
             .store
             .desired()?
