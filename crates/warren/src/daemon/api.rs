@@ -6,9 +6,9 @@
 
 use super::datasets::{SnapshotView, Target};
 use super::engine::Engine;
+use super::error::ApiJson;
 use super::error::WorkloadError;
 pub use super::error::{ApiError, ErrorKind};
-use super::error::ApiJson;
 use super::stream;
 use crate::wire::*;
 use axum::extract::{Path, Query, State};

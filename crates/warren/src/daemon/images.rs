@@ -323,7 +323,7 @@ pub async fn import_handler(
     body: Body,
 ) -> Result<Json<Vec<ImageImported>>, ApiError> {
     if let Some(Err(m)) = q.tag.as_deref().map(normalize_reference) {
-        let err = ApiError::from(ImageError::BadReference(m.into()));
+        let err = ApiError::from(ImageError::BadReference(m));
         return Err(super::transfer::refuse_upload(body, err).await);
     }
     let (tx, rx) = tokio::sync::mpsc::channel(16);
@@ -517,18 +517,13 @@ pub async fn pull_handler(
     State(e): State<Arc<Engine>>,
     body: bytes::Bytes,
 ) -> Result<axum::response::Response, ApiError> {
-    let req: PullRequest = serde_json::from_slice(&body).map_err(|x| {
-        ApiError::from(ImageError::BadReference(
-            format!("bad pull request: {x}").into(),
-        ))
-    })?;
+    let req: PullRequest = serde_json::from_slice(&body)
+        .map_err(|x| ApiError::from(ImageError::BadReference(format!("bad pull request: {x}"))))?;
     if let Err(err) = warren_registry::Reference::parse(&req.reference) {
-        return Err(ApiError::from(ImageError::BadReference(
-            err.to_string().into(),
-        )));
+        return Err(ApiError::from(ImageError::BadReference(err.to_string())));
     }
     if let Some(Err(m)) = req.platform.as_deref().map(parse_platform) {
-        return Err(ApiError::from(ImageError::BadReference(m.into())));
+        return Err(ApiError::from(ImageError::BadReference(m)));
     }
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<bytes::Bytes>();
     let line = |v: crate::wire::PullLine| {
@@ -620,21 +615,18 @@ pub async fn rm_handler(
     Query(q): Query<RmQuery>,
 ) -> Result<Json<crate::wire::Removed>, ApiError> {
     let reference = normalize_reference(&q.reference)
-        .map_err(|m| ApiError::from(ImageError::BadReference(m.into())))?;
+        .map_err(|m| ApiError::from(ImageError::BadReference(m)))?;
     let users = users(&e, &reference)?;
     if !users.is_empty() {
-        return Err(ApiError::from(ImageError::InUse(
-            format!(
-                "image {reference} is used by {}: change or remove them first",
-                users.join(", ")
-            )
-            .into(),
-        )));
+        return Err(ApiError::from(ImageError::InUse(format!(
+            "image {reference} is used by {}: change or remove them first",
+            users.join(", ")
+        ))));
     }
     if !e.store.remove_image(&reference)? {
-        return Err(ApiError::from(ImageError::NotFound(
-            format!("no image {reference} is stored").into(),
-        )));
+        return Err(ApiError::from(ImageError::NotFound(format!(
+            "no image {reference} is stored"
+        ))));
     }
     e.event(
         None,

@@ -93,9 +93,7 @@ pub async fn export_volume(
     Query(q): Query<ExportQuery>,
 ) -> Result<Response, ApiError> {
     let v = e.store.volumes()?.remove(&name).ok_or_else(|| {
-        ApiError::from(TransferError::NotFound(
-            format!("no volume named {name:?}").into(),
-        ))
+        ApiError::from(TransferError::NotFound(format!("no volume named {name:?}")))
     })?;
     export_target(
         e,
@@ -516,9 +514,9 @@ impl Receiver {
         super::release_memory();
         match r {
             Ok(()) => Ok(()),
-            Err(ReceiveError::Refused(m)) => Err(ApiError::from(TransferError::Invalid(
-                format!("import refused: {m}").into(),
-            ))),
+            Err(ReceiveError::Refused(m)) => Err(ApiError::from(TransferError::Invalid(format!(
+                "import refused: {m}"
+            )))),
             // The storage driver failed: a full disk is the operator's to fix (507); any
             // other driver failure is the host's.
             Err(ReceiveError::Failed(m)) if super::error::text_out_of_space(&m) => {
@@ -557,9 +555,7 @@ pub async fn import(
     let manifest = match manifest_rx.await {
         Ok(Ok(m)) => m,
         Ok(Err(x)) => {
-            let err = ApiError::from(TransferError::Invalid(
-                format!("import refused: {x}").into(),
-            ));
+            let err = ApiError::from(TransferError::Invalid(format!("import refused: {x}")));
             return Err(receiver.cancel(err).await);
         }
         Err(_) => {
@@ -572,21 +568,16 @@ pub async fn import(
     };
     // Every check that needs no data, before anything is received.
     if manifest.driver != e.storage.driver() {
-        let err = ApiError::from(TransferError::Invalid(
-            format!(
-                "import refused: the archive holds {} streams and this host uses the {} driver",
-                manifest.driver,
-                e.storage.driver()
-            )
-            .into(),
-        ));
+        let err = ApiError::from(TransferError::Invalid(format!(
+            "import refused: the archive holds {} streams and this host uses the {} driver",
+            manifest.driver,
+            e.storage.driver()
+        )));
         return Err(receiver.cancel(err).await);
     }
     let name = q.name.clone().unwrap_or_else(|| manifest.name.clone());
     if let Err(x) = warren_model::names::check_dns_label(&name) {
-        let err = ApiError::from(TransferError::BadRequest(
-            format!("import name: {x}").into(),
-        ));
+        let err = ApiError::from(TransferError::BadRequest(format!("import name: {x}")));
         return Err(receiver.cancel(err).await);
     }
     let kinds: Vec<&str> = manifest.datasets.iter().map(String::as_str).collect();
@@ -595,9 +586,9 @@ pub async fn import(
         None => kinds == ["data"] || kinds == ["rootfs", "data"],
     };
     if !fits {
-        let err = ApiError::from(TransferError::Invalid(
-            format!("import refused: the archive lists unexpected datasets {kinds:?}").into(),
-        ));
+        let err = ApiError::from(TransferError::Invalid(format!(
+            "import refused: the archive lists unexpected datasets {kinds:?}"
+        )));
         return Err(receiver.cancel(err).await);
     }
     if let Some(vol) = manifest.volume.clone() {

@@ -151,27 +151,21 @@ async fn existing(e: &Arc<Engine>) -> Result<Vec<String>, ApiError> {
 
 fn check_new_name(name: &str) -> Result<(), ApiError> {
     if let Err(r) = warren_model::names::check_dns_label(name) {
-        return Err(ApiError::from(WorldError::BadRequest(
-            format!("invalid world name {name:?}: {r}").into(),
-        )));
+        return Err(ApiError::from(WorldError::BadRequest(format!(
+            "invalid world name {name:?}: {r}"
+        ))));
     }
     if super::images::is_layer_world(name) {
-        return Err(ApiError::from(WorldError::BadRequest(
-            format!(
-                "world names starting with {:?} are image layers",
-                super::images::LAYER_PREFIX
-            )
-            .into(),
-        )));
+        return Err(ApiError::from(WorldError::BadRequest(format!(
+            "world names starting with {:?} are image layers",
+            super::images::LAYER_PREFIX
+        ))));
     }
     if super::recipes::is_recipe_world(name) {
-        return Err(ApiError::from(WorldError::BadRequest(
-            format!(
-                "world names starting with {:?} are recipe builds",
-                super::recipes::RECIPE_PREFIX
-            )
-            .into(),
-        )));
+        return Err(ApiError::from(WorldError::BadRequest(format!(
+            "world names starting with {:?} are recipe builds",
+            super::recipes::RECIPE_PREFIX
+        ))));
     }
     Ok(())
 }
@@ -191,23 +185,23 @@ pub async fn create_handler(
 ) -> Result<Response, ApiError> {
     check_new_name(&name)?;
     if existing(&e).await?.contains(&name) {
-        return Err(ApiError::from(WorldError::Conflict(
-            format!("world {name:?} already exists").into(),
-        )));
+        return Err(ApiError::from(WorldError::Conflict(format!(
+            "world {name:?} already exists"
+        ))));
     }
     if !buildable(&name) {
         return Err(ApiError::from(WorldError::BadRequest(
             format!(
                 "world {name:?} is not one warren can build (known: {}, debian, debian-SUITE, freebsd-M-m, freebsd-M-m-thin); import a root filesystem with `warren world import {name} FILE`",
                 warren_storage::worlds::KNOWN_WORLDS.join(", ")
-            ).into(),
+            ),
         )));
     }
     if let Some(m) = &q.mirror {
         if !(m.starts_with("http://") || m.starts_with("https://") || m.starts_with("file:/")) {
-            return Err(ApiError::from(WorldError::BadRequest(
-                format!("mirror {m:?} must be an http://, https:// or file:/ URL").into(),
-            )));
+            return Err(ApiError::from(WorldError::BadRequest(format!(
+                "mirror {m:?} must be an http://, https:// or file:/ URL"
+            ))));
         }
     }
     let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(64);
@@ -286,16 +280,16 @@ pub async fn import_handler(
         check_new_name(&name)?;
         let command: Option<Vec<String>> = match &q.command {
             Some(c) => Some(serde_json::from_str(c).map_err(|x| {
-                ApiError::from(WorldError::BadRequest(
-                    format!("command must be a JSON array of strings: {x}").into(),
-                ))
+                ApiError::from(WorldError::BadRequest(format!(
+                    "command must be a JSON array of strings: {x}"
+                )))
             })?),
             None => None,
         };
         if existing(&e).await?.contains(&name) {
-            return Err(ApiError::from(WorldError::Conflict(
-                format!("world {name:?} already exists").into(),
-            )));
+            return Err(ApiError::from(WorldError::Conflict(format!(
+                "world {name:?} already exists"
+            ))));
         }
         Ok(command)
     }
@@ -387,9 +381,9 @@ pub async fn export_handler(
         || super::images::is_layer_world(&name)
         || super::recipes::is_recipe_world(&name)
     {
-        return Err(ApiError::from(WorldError::NotFound(
-            format!("no world named {name:?}").into(),
-        )));
+        return Err(ApiError::from(WorldError::NotFound(format!(
+            "no world named {name:?}"
+        ))));
     }
     let meta = warren_storage::worlds::world_meta(&*e.storage, &name).map_err(|x| anyhow!(x))?;
     if !meta.binds.is_empty() {
@@ -401,7 +395,7 @@ pub async fn export_handler(
                     .map(|b| b.source.display().to_string())
                     .collect::<Vec<_>>()
                     .join(", ")
-            ).into(),
+            ),
         )));
     }
     let root = e.storage.world_path(&name);
@@ -501,20 +495,19 @@ pub async fn rm_handler(
     Path(name): Path<String>,
 ) -> Result<Json<crate::wire::Removed>, ApiError> {
     if super::images::is_layer_world(&name) {
-        return Err(ApiError::from(WorldError::Conflict(
-            format!("{name} is an image layer: `warren image rm` and `warren image gc` remove it")
-                .into(),
-        )));
+        return Err(ApiError::from(WorldError::Conflict(format!(
+            "{name} is an image layer: `warren image rm` and `warren image gc` remove it"
+        ))));
     }
     if super::recipes::is_recipe_world(&name) {
-        return Err(ApiError::from(WorldError::Conflict(
-            format!("{name} is a recipe build").into(),
-        )));
+        return Err(ApiError::from(WorldError::Conflict(format!(
+            "{name} is a recipe build"
+        ))));
     }
     if !existing(&e).await?.contains(&name) {
-        return Err(ApiError::from(WorldError::NotFound(
-            format!("no world named {name:?}").into(),
-        )));
+        return Err(ApiError::from(WorldError::NotFound(format!(
+            "no world named {name:?}"
+        ))));
     }
     let users: Vec<String> = e
         .store
@@ -524,9 +517,10 @@ pub async fn rm_handler(
         .map(|d| d.spec.name)
         .collect();
     if !users.is_empty() {
-        return Err(ApiError::from(WorldError::Conflict(
-            format!("world {name} is used by {}", users.join(", ")).into(),
-        )));
+        return Err(ApiError::from(WorldError::Conflict(format!(
+            "world {name} is used by {}",
+            users.join(", ")
+        ))));
     }
     let storage = e.storage.clone();
     let n = name.clone();
@@ -536,7 +530,7 @@ pub async fn rm_handler(
     })
     .await
     .map_err(|x| anyhow!(x))?
-    .map_err(|x| ApiError::from(WorldError::Conflict(format!("world {name}: {x}").into())))?;
+    .map_err(|x| ApiError::from(WorldError::Conflict(format!("world {name}: {x}"))))?;
     e.event(
         None,
         EventKind::WorldRemoved {
