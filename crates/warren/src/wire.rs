@@ -376,3 +376,127 @@ pub struct ReplResponse {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
+
+/// `GET /v1/health`.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct HealthResponse {
+    pub ok: bool,
+    /// The daemon's version.
+    pub version: String,
+}
+
+/// One NDJSON line of a world build: output lines, then `created` or `error`.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WorldBuildLine {
+    Line(String),
+    /// The world built.
+    Created(String),
+    Error(String),
+}
+
+/// One NDJSON line of an image pull: progress lines, then `pulled` or `error`.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PullLine {
+    Line(String),
+    Pulled(Vec<ImageImported>),
+    Error(String),
+}
+
+/// One NDJSON line of a recipe build: the script's output, then `built` or `error`.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum BuildLine {
+    Line(String),
+    Built(RecipeBuilt),
+    Error(String),
+}
+
+/// What a recipe build produced.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct RecipeBuilt {
+    pub name: String,
+    pub version: String,
+    /// The build's cache key.
+    pub key: String,
+    /// The world holding the build's root filesystem.
+    pub world: String,
+    pub parent: String,
+    /// Whether an earlier build with the same key was reused.
+    pub cached: bool,
+}
+
+/// `POST /v1/worlds/{name}/import`.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct WorldImported {
+    pub created: String,
+    /// Entries unpacked from the tarball.
+    pub entries: u64,
+}
+
+/// A world or image reference removed.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Removed {
+    pub removed: String,
+}
+
+/// A snapshot label or a volume deleted.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Deleted {
+    pub deleted: String,
+}
+
+/// `POST .../snapshots`: the label taken.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct SnapshotTaken {
+    pub label: String,
+}
+
+/// `POST .../rollback`: the label rolled back to and the newer snapshots destroyed.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct RolledBack {
+    pub label: String,
+    pub destroyed: Vec<String>,
+}
+
+/// `POST /v1/workloads/{name}/clone`.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Cloned {
+    pub created: String,
+}
+
+/// `POST /v1/import`.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ImportResponse {
+    pub name: String,
+    pub label: String,
+    pub incremental: bool,
+}
+
+/// `DELETE /v1/auth/keys/{fingerprint}`.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Revoked {
+    pub revoked: String,
+}
+
+/// `POST /v1/auth/enroll`: whom the key is now enrolled with.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Enrolled {
+    pub host_id: String,
+    pub fingerprint: String,
+}
+
+/// The open claim window: its code, when it closes (Unix seconds) and the host certificate's
+/// fingerprint.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ClaimWindow {
+    pub code: String,
+    pub until: u64,
+    pub fingerprint: Option<String>,
+}
+
+/// `GET /v1/openapi.json`: an OpenAPI 3.1 document.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(transparent)]
+pub struct OpenApiDocument(pub serde_json::Map<String, serde_json::Value>);

@@ -7,7 +7,8 @@
 //! automatic snapshots are labelled `auto-<unix-seconds>` and retention prunes only those.
 
 use super::engine::Engine;
-use anyhow::{anyhow, bail, Result};
+use super::error::{DatasetError, WorkloadError};
+use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,6 +17,13 @@ use warren_model::plan::{Desired, LastExit};
 use warren_model::{SnapshotPolicy, VolumeSpec};
 use warren_storage::{DatasetId, SnapshotInfo};
 use warren_store::now_ms;
+
+/// How long a snapshot, rollback or clone waits for another operation on the workload before
+/// it answers busy (short under test, so the busy path is tested in a blink).
+#[cfg(not(test))]
+pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+#[cfg(test)]
+pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// Prefix of automatic snapshot labels; retention never touches other labels.
 pub const AUTO_PREFIX: &str = "auto-";
@@ -102,7 +110,16 @@ pub fn snapshot_due(last_ms: Option<u64>, policy: &SnapshotPolicy, now_ms: u64) 
 
 /// Checks a snapshot label against the one rule ([`warren_model::names::check_snapshot_label`]).
 pub fn check_label(label: &str) -> Result<()> {
-    warren_model::names::check_snapshot_label(label).map_err(anyhow::Error::msg)
+    warren_model::names::check_snapshot_label(label)
+        .map_err(|_| DatasetError::BadLabel(label.to_string()).into())
+}
+
+fn no_snapshot(target: &Target, label: &str) -> anyhow::Error {
+    DatasetError::NoSnapshot {
+        target: target.name().to_string(),
+        label: label.to_string(),
+    }
+    .into()
 }
 
 /// The last error of the sweep of staged receives, so a lasting one is reported once.
@@ -131,6 +148,18 @@ impl Engine {
         Ok(tokio::task::spawn_blocking(move || f(&*storage)).await??)
     }
 
+    /// Exclusive access to a workload, waiting at most `wait` for an operation in flight
+    /// (a start, a rollback, an export) to finish; then busy.
+    pub async fn lock_or_busy(
+        &self,
+        name: &str,
+        wait: std::time::Duration,
+    ) -> Result<tokio::sync::OwnedMutexGuard<()>> {
+        tokio::time::timeout(wait, self.lock(name))
+            .await
+            .map_err(|_| WorkloadError::Busy(name.to_string()).into())
+    }
+
     fn check_exists(&self, target: &Target) -> Result<()> {
         let exists = match target {
             Target::Workload(n) => self.store.get_desired(n)?.is_some(),
@@ -138,8 +167,8 @@ impl Engine {
         };
         if !exists {
             match target {
-                Target::Workload(n) => bail!("no workload named {n:?}"),
-                Target::Volume(n) => bail!("no volume named {n:?}"),
+                Target::Workload(n) => return Err(DatasetError::NoWorkload(n.clone()).into()),
+                Target::Volume(n) => return Err(DatasetError::NoVolume(n.clone()).into()),
             }
         }
         Ok(())
@@ -174,7 +203,7 @@ impl Engine {
         let label = label.unwrap_or_else(|| format!("{}-{}", target.name(), now_ms() / 1000));
         check_label(&label)?;
         let _guard = match target {
-            Target::Workload(n) => Some(self.lock(n).await),
+            Target::Workload(n) => Some(self.lock_or_busy(n, LOCK_WAIT).await?),
             Target::Volume(_) => None,
         };
         self.snapshot_locked(target, &label).await?;
@@ -236,7 +265,7 @@ impl Engine {
     pub async fn delete_snapshot(&self, target: &Target, label: &str) -> Result<()> {
         let views = self.list_snapshots(target).await?;
         let Some(view) = views.iter().find(|v| v.label == label) else {
-            bail!("{} has no snapshot {label:?}", target.name());
+            return Err(no_snapshot(target, label));
         };
         let ids: Vec<DatasetId> = self
             .datasets_of(target)
@@ -272,14 +301,15 @@ impl Engine {
     ) -> Result<Vec<String>> {
         let views = self.list_snapshots(target).await?;
         let Some(pos) = views.iter().position(|v| v.label == label) else {
-            bail!("{} has no snapshot {label:?}", target.name());
+            return Err(no_snapshot(target, label));
         };
         let newer: Vec<String> = views[pos + 1..].iter().map(|v| v.label.clone()).collect();
         if !newer.is_empty() && !force {
-            bail!(
+            return Err(DatasetError::Conflict(format!(
                 "rolling back to {label} would destroy newer snapshots: {} (use --force)",
                 newer.join(", ")
-            );
+            ))
+            .into());
         }
         if let Target::Volume(v) = target {
             let writers: Vec<String> = self
@@ -295,14 +325,15 @@ impl Engine {
                 .map(|d| d.spec.name.clone())
                 .collect();
             if !writers.is_empty() {
-                bail!(
+                return Err(DatasetError::Conflict(format!(
                     "volume {v} is in use by running workloads: {} (stop them first)",
                     writers.join(", ")
-                );
+                ))
+                .into());
             }
         }
         let guard = match target {
-            Target::Workload(n) => Some(self.lock(n).await),
+            Target::Workload(n) => Some(self.lock_or_busy(n, LOCK_WAIT).await?),
             Target::Volume(_) => None,
         };
         let was_running = match target {
@@ -394,24 +425,32 @@ impl Engine {
         dst: &str,
         label: Option<&str>,
     ) -> Result<()> {
-        warren_model::names::check_dns_label(dst).map_err(|e| anyhow!("clone name: {e}"))?;
+        warren_model::names::check_dns_label(dst)
+            .map_err(|e| DatasetError::BadName(format!("clone name: {e}")))?;
         let d = self
             .store
             .get_desired(src)?
-            .ok_or_else(|| anyhow!("no workload named {src:?}"))?;
+            .ok_or_else(|| DatasetError::NoWorkload(src.to_string()))?;
         if self.store.get_desired(dst)?.is_some() || self.observed_row(dst).is_some() {
-            bail!("a workload named {dst:?} already exists");
+            return Err(WorkloadError::Conflict(format!(
+                "a workload named {dst:?} already exists"
+            ))
+            .into());
         }
         if self.storage.data_path(dst).exists() {
-            bail!("data of a deleted workload {dst:?} still exists (warren delete --purge {dst})");
+            return Err(WorkloadError::Conflict(format!(
+                "data of a deleted workload {dst:?} still exists (warren delete --purge {dst})"
+            ))
+            .into());
         }
         if let Some(m) = d.spec.volumes.iter().find(|m| !m.readonly) {
-            bail!(
+            return Err(WorkloadError::Conflict(format!(
                 "{src} mounts volume {} read-write; a clone would be a second writer (mount it :ro in {src} first)",
                 m.volume
-            );
+            ))
+            .into());
         }
-        let _g = self.lock(src).await;
+        let _g = self.lock_or_busy(src, LOCK_WAIT).await?;
         let mut spec = d.spec.clone();
         spec.name = dst.to_string();
         if spec.hostname.as_deref() == Some(src) {
@@ -506,6 +545,14 @@ impl Engine {
 
     /// Deletes a volume and its data; refused while any workload declares a mount of it.
     pub async fn delete_volume(&self, name: &str) -> Result<()> {
+        let declared = self.store.volumes()?.contains_key(name);
+        let stored = self
+            .storage
+            .dataset_path(&DatasetId::Volume(name.to_string()))
+            .exists();
+        if !declared && !stored {
+            return Err(DatasetError::NoVolume(name.to_string()).into());
+        }
         let users: Vec<String> = self
             .store
             .desired()?
@@ -514,10 +561,11 @@ impl Engine {
             .map(|d| d.spec.name.clone())
             .collect();
         if !users.is_empty() {
-            bail!(
+            return Err(DatasetError::Conflict(format!(
                 "volume {name} is mounted by {}; remove those mounts first",
                 users.join(", ")
-            );
+            ))
+            .into());
         }
         let n = name.to_string();
         self.blocking(move |s| s.delete_volume(&n)).await?;

@@ -284,11 +284,10 @@ fn half_built_layers(storage: &dyn Storage) -> Vec<String> {
 // ---- API ---------------------------------------------------------------------------------
 
 use super::engine::Engine;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorKind, ImageError};
 use crate::wire::{ImageGcResponse, ImageImported, ImageInfo};
 use axum::body::Body;
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
 use axum::Json;
 use std::sync::Arc;
 
@@ -324,7 +323,7 @@ pub async fn import_handler(
     body: Body,
 ) -> Result<Json<Vec<ImageImported>>, ApiError> {
     if let Some(Err(m)) = q.tag.as_deref().map(normalize_reference) {
-        let err = ApiError::new(StatusCode::BAD_REQUEST, m);
+        let err = ApiError::from(ImageError::BadReference(m));
         return Err(super::transfer::refuse_upload(body, err).await);
     }
     let (tx, rx) = tokio::sync::mpsc::channel(16);
@@ -351,7 +350,10 @@ pub async fn import_handler(
     let imported = result.map_err(|x| {
         let msg = format!("image import refused: {x:#}");
         e.event(None, EventKind::error(&msg));
-        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, msg)
+        match super::error::kind_or(&x, ErrorKind::Invalid) {
+            ErrorKind::Invalid => ApiError::from(ImageError::Invalid(msg)),
+            kind => ApiError::new(kind, msg),
+        }
     })?;
     let mut out = Vec::new();
     for i in imported {
@@ -516,16 +518,16 @@ pub async fn pull_handler(
     body: bytes::Bytes,
 ) -> Result<axum::response::Response, ApiError> {
     let req: PullRequest = serde_json::from_slice(&body)
-        .map_err(|x| ApiError::new(StatusCode::BAD_REQUEST, format!("bad pull request: {x}")))?;
+        .map_err(|x| ApiError::from(ImageError::BadReference(format!("bad pull request: {x}"))))?;
     if let Err(err) = warren_registry::Reference::parse(&req.reference) {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, err.to_string()));
+        return Err(ApiError::from(ImageError::BadReference(err.to_string())));
     }
     if let Some(Err(m)) = req.platform.as_deref().map(parse_platform) {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, m));
+        return Err(ApiError::from(ImageError::BadReference(m)));
     }
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<bytes::Bytes>();
-    let line = |v: serde_json::Value| {
-        let mut l = v.to_string();
+    let line = |v: crate::wire::PullLine| {
+        let mut l = serde_json::to_string(&v).expect("a line serializes");
         l.push('\n');
         bytes::Bytes::from(l)
     };
@@ -533,7 +535,7 @@ pub async fn pull_handler(
     tokio::spawn(async move {
         let t = tx.clone();
         let progress: Arc<dyn Fn(String) + Send + Sync> = Arc::new(move |l: String| {
-            let _ = t.send(line(serde_json::json!({ "line": l })));
+            let _ = t.send(line(crate::wire::PullLine::Line(l)));
         });
         let reference = req.reference.clone();
         match pull(&engine, req, progress).await {
@@ -559,12 +561,12 @@ pub async fn pull_handler(
                         replaced: i.replaced,
                     })
                     .collect();
-                let _ = tx.send(line(serde_json::json!({ "pulled": out })));
+                let _ = tx.send(line(crate::wire::PullLine::Pulled(out)));
             }
             Err(err) => {
                 let msg = format!("pull of {reference} failed: {err:#}");
                 engine.event(None, EventKind::error(&msg));
-                let _ = tx.send(line(serde_json::json!({ "error": msg })));
+                let _ = tx.send(line(crate::wire::PullLine::Error(msg)));
             }
         }
     });
@@ -611,24 +613,20 @@ pub struct RmQuery {
 pub async fn rm_handler(
     State(e): State<Arc<Engine>>,
     Query(q): Query<RmQuery>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let reference =
-        normalize_reference(&q.reference).map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, m))?;
+) -> Result<Json<crate::wire::Removed>, ApiError> {
+    let reference = normalize_reference(&q.reference)
+        .map_err(|m| ApiError::from(ImageError::BadReference(m)))?;
     let users = users(&e, &reference)?;
     if !users.is_empty() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            format!(
-                "image {reference} is used by {}: change or remove them first",
-                users.join(", ")
-            ),
-        ));
+        return Err(ApiError::from(ImageError::InUse(format!(
+            "image {reference} is used by {}: change or remove them first",
+            users.join(", ")
+        ))));
     }
     if !e.store.remove_image(&reference)? {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("no image {reference} is stored"),
-        ));
+        return Err(ApiError::from(ImageError::NotFound(format!(
+            "no image {reference} is stored"
+        ))));
     }
     e.event(
         None,
@@ -636,7 +634,7 @@ pub async fn rm_handler(
             reference: reference.clone(),
         },
     );
-    Ok(Json(serde_json::json!({ "removed": reference })))
+    Ok(Json(crate::wire::Removed { removed: reference }))
 }
 
 /// `POST /v1/images/gc`: deletes the layers no stored image uses.

@@ -5,6 +5,7 @@
 //! them running and the next daemon adopts them.
 
 pub mod api;
+pub mod apply;
 pub mod archive;
 pub mod datasets;
 pub mod engine;

@@ -27,7 +27,7 @@ use warren_model::event::EventKind;
 use anyhow::{anyhow, bail, Context, Result};
 use axum::body::Body;
 use axum::extract::{Query, State};
-use axum::http::{header, StatusCode};
+use axum::http::header;
 use axum::response::Response;
 use axum::Json;
 use serde::Deserialize;
@@ -38,7 +38,7 @@ use warren_storage::StorageError;
 use warren_store::RecipeBuild;
 
 use super::engine::Engine;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorKind};
 pub use super::sources::{resolve, resolve_ref};
 
 pub use warren_model::names::RECIPE_PREFIX;
@@ -100,15 +100,7 @@ pub fn dir_digest(root: &Path) -> std::io::Result<String> {
 }
 
 /// What a build produced.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct Built {
-    pub name: String,
-    pub version: String,
-    pub key: String,
-    pub world: String,
-    pub parent: String,
-    pub cached: bool,
-}
+pub use crate::wire::RecipeBuilt as Built;
 
 /// Builds the recipe unpacked in `dir`. Blocking.
 pub fn build(
@@ -366,7 +358,7 @@ pub async fn build_handler(
     body: Body,
 ) -> Result<Response, ApiError> {
     if let Some(Err(m)) = q.version.as_deref().map(recipe::check_version) {
-        let err = ApiError::new(StatusCode::BAD_REQUEST, m);
+        let err = ApiError::new(ErrorKind::BadRequest, m);
         return Err(super::transfer::refuse_upload(body, err).await);
     }
     // Unpack the upload first (it is read to its end either way).
@@ -394,7 +386,9 @@ pub async fn build_handler(
                     ..Default::default()
                 },
             )
-            .map_err(|e| anyhow!("the uploaded recipe directory was refused: {e}"))?;
+            .map_err(|e| {
+                anyhow::Error::new(e).context("the uploaded recipe directory was refused")
+            })?;
             Ok(())
         })();
         body.drain();
@@ -404,23 +398,22 @@ pub async fn build_handler(
     .map_err(|x| anyhow!(x))?;
     if let Err(err) = unpacked {
         let _ = std::fs::remove_dir_all(&scratch);
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            format!("{err:#}"),
-        ));
+        // A full disk is 507; anything else about the upload is the upload's fault.
+        let kind = super::error::kind_or(&err, ErrorKind::Invalid);
+        return Err(ApiError::new(kind, format!("{err:#}")));
     }
     let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(64);
     let engine = e.clone();
     tokio::task::spawn_blocking(move || {
-        let send = |v: serde_json::Value| {
-            let mut line = v.to_string();
+        let send = |v: crate::wire::BuildLine| {
+            let mut line = serde_json::to_string(&v).expect("a line serializes");
             line.push('\n');
             let _ = tx.blocking_send(bytes::Bytes::from(line));
         };
         let result = {
             let _guard = super::worlds::builds_lock();
             build(&engine, &scratch, q.version, &mut |l| {
-                send(serde_json::json!({ "line": l }))
+                send(crate::wire::BuildLine::Line(l.to_string()))
             })
         };
         let _ = std::fs::remove_dir_all(&scratch);
@@ -435,14 +428,14 @@ pub async fn build_handler(
                         parent: b.parent.to_string(),
                     },
                 );
-                send(serde_json::json!({ "built": b }));
+                send(crate::wire::BuildLine::Built(b));
                 // Workloads naming the recipe may now resolve to this build.
                 engine.wake();
             }
             Err(err) => {
                 let msg = format!("{err:#}");
                 engine.event(None, EventKind::error(format!("build failed: {msg}")));
-                send(serde_json::json!({ "error": msg }));
+                send(crate::wire::BuildLine::Error(msg));
             }
         }
     });

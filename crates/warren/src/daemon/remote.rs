@@ -20,7 +20,7 @@ use warren_model::event::EventKind;
 
 use anyhow::{Context, Result};
 use axum::extract::{Path, Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
@@ -30,8 +30,8 @@ use warren_auth::tls::HostIdentity;
 use warren_auth::token::{PublicKey, ReplayCache};
 use warren_store::{OperatorKeyRow, Store};
 
-use super::api::ApiError;
 use super::engine::Engine;
+use super::error::{ApiError, ApiJson, ErrorKind};
 
 const CLAIM_CODE: &str = "claim_code";
 const CLAIM_OPENED: &str = "claim_opened_at";
@@ -201,8 +201,11 @@ pub fn local_router(engine: Arc<Engine>) -> Router {
         .route("/v1/openapi.json", axum::routing::get(openapi_doc))
 }
 
-async fn openapi_doc() -> Json<serde_json::Value> {
-    Json(super::openapi::document(&super::openapi::all_ops()))
+async fn openapi_doc() -> Json<crate::wire::OpenApiDocument> {
+    match super::openapi::document(&super::openapi::all_ops()) {
+        serde_json::Value::Object(m) => Json(crate::wire::OpenApiDocument(m)),
+        _ => unreachable!("the OpenAPI document is an object"),
+    }
 }
 
 /// Every operation this module serves.
@@ -215,11 +218,11 @@ pub fn ops() -> Vec<super::openapi::Op> {
 
 crate::api! { open_routes, open_ops, RemoteState;
     get "/v1/openapi.json" => openapi_doc, Open, "This API's OpenAPI document; no token needed", [],
-        None, crate::json_of!(serde_json::Value);
+        None, crate::json_of!(crate::wire::OpenApiDocument);
     get "/v1/auth/info" => info, Open, "The host id (the audience of tokens) and certificate fingerprint; no token needed", [],
         None, crate::json_of!(AuthInfo);
     post "/v1/auth/enroll" => enroll, Open, "Enroll an operator key with the claim code, while the claim window is open; closes the window", [],
-        crate::json_of!(EnrollRequest), crate::json_of!(serde_json::Value);
+        crate::json_of!(EnrollRequest), crate::json_of!(crate::wire::Enrolled);
 }
 
 crate::api! { keys_routes, keys_ops, Arc<Engine>;
@@ -228,19 +231,19 @@ crate::api! { keys_routes, keys_ops, Arc<Engine>;
     post "/v1/auth/keys" => add_key, Token, "Enroll another operator key", [],
         crate::json_of!(AddKey), crate::json_of!(OperatorKeyRow);
     delete "/v1/auth/keys/{fingerprint}" => revoke_key, Token, "Revoke an operator key", [],
-        None, crate::json_of!(serde_json::Value);
+        None, crate::json_of!(crate::wire::Revoked);
 }
 
 crate::api! { local_routes, local_ops, Arc<Engine>;
     get "/v1/auth/claim-code" => claim_code, Local, "The claim code and when its window closes (local socket only)", [],
-        None, crate::json_of!(serde_json::Value);
+        None, crate::json_of!(crate::wire::ClaimWindow);
     post "/v1/auth/reset" => reset, Local, "Open a new claim window with a new claim code (local socket only)", [],
-        None, crate::json_of!(serde_json::Value);
+        None, crate::json_of!(crate::wire::ClaimWindow);
 }
 
 fn unauthorized() -> Response {
     (
-        StatusCode::UNAUTHORIZED,
+        ErrorKind::Unauthorized.status(),
         [(header::WWW_AUTHENTICATE, "Bearer")],
         Json(serde_json::json!({ "error": "unauthorized: a valid, fresh operator token is required" })),
     )
@@ -249,7 +252,7 @@ fn unauthorized() -> Response {
 
 fn too_many(wait: u64) -> Response {
     (
-        StatusCode::TOO_MANY_REQUESTS,
+        ErrorKind::RateLimited.status(),
         [(header::RETRY_AFTER, wait.to_string())],
         Json(
             serde_json::json!({ "error": format!("too many failed attempts; retry in {wait} s") }),
@@ -342,7 +345,7 @@ pub struct EnrollRequest {
 async fn enroll(
     State(s): State<RemoteState>,
     req: Request,
-) -> Result<Json<serde_json::Value>, Response> {
+) -> Result<Json<crate::wire::Enrolled>, Response> {
     let ip = req
         .extensions()
         .get::<Peer>()
@@ -360,36 +363,34 @@ async fn enroll(
     }
     let bytes = axum::body::to_bytes(req.into_body(), 64 * 1024)
         .await
-        .map_err(|_| StatusCode::BAD_REQUEST.into_response())?;
+        .map_err(|_| {
+            ApiError::new(ErrorKind::BadRequest, "unreadable request body").into_response()
+        })?;
     let body: EnrollRequest = serde_json::from_slice(&bytes).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!("bad enrolment request: {e}"),
-        )
-        .into_response()
+        ApiError::new(ErrorKind::BadRequest, format!("bad enrolment request: {e}")).into_response()
     })?;
-    let fail = |status: StatusCode, msg: &str| {
+    let fail = |kind: ErrorKind, msg: &str| {
         s.remote
             .limiter
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .failure(ip, t);
         tracing::warn!("enrolment from {ip} refused: {msg}");
-        ApiError::new(status, msg).into_response()
+        ApiError::new(kind, msg).into_response()
     };
     let Some((code, _)) =
         claim_state(&s.engine.store).map_err(|e| ApiError::from(e).into_response())?
     else {
         return Err(fail(
-            StatusCode::FORBIDDEN,
+            ErrorKind::Forbidden,
             "the claim window is closed: root on the host reopens it with `warren daemon reset-auth`",
         ));
     };
     if !warren_auth::claim::matches(&code, &body.claim_code) {
-        return Err(fail(StatusCode::FORBIDDEN, "wrong claim code"));
+        return Err(fail(ErrorKind::Forbidden, "wrong claim code"));
     }
     let key = PublicKey::decode(&body.public_key)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()).into_response())?;
+        .map_err(|e| ApiError::new(ErrorKind::BadRequest, e.to_string()).into_response())?;
     let row = OperatorKeyRow {
         fingerprint: key.fingerprint(),
         public_key: key.encode(),
@@ -413,10 +414,10 @@ async fn enroll(
             from: ip.to_string(),
         },
     );
-    Ok(Json(serde_json::json!({
-        "host_id": s.remote.identity.host_id,
-        "fingerprint": row.fingerprint,
-    })))
+    Ok(Json(crate::wire::Enrolled {
+        host_id: s.remote.identity.host_id.clone(),
+        fingerprint: row.fingerprint,
+    }))
 }
 
 fn clean_name(name: &str) -> String {
@@ -441,10 +442,10 @@ struct AddKey {
 
 async fn add_key(
     State(e): State<Arc<Engine>>,
-    Json(body): Json<AddKey>,
+    ApiJson(body): ApiJson<AddKey>,
 ) -> Result<Json<OperatorKeyRow>, ApiError> {
     let key = PublicKey::decode(&body.public_key)
-        .map_err(|x| ApiError::new(StatusCode::BAD_REQUEST, x.to_string()))?;
+        .map_err(|x| ApiError::new(ErrorKind::BadRequest, x.to_string()))?;
     let row = OperatorKeyRow {
         fingerprint: key.fingerprint(),
         public_key: key.encode(),
@@ -453,7 +454,7 @@ async fn add_key(
     };
     if !e.store.add_operator_key(&row, &[])? {
         return Err(ApiError::new(
-            StatusCode::CONFLICT,
+            ErrorKind::Conflict,
             format!("key {} is already enrolled", row.fingerprint),
         ));
     }
@@ -470,10 +471,10 @@ async fn add_key(
 async fn revoke_key(
     State(e): State<Arc<Engine>>,
     Path(fingerprint): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<crate::wire::Revoked>, ApiError> {
     if !e.store.revoke_operator_key(&fingerprint)? {
         return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
+            ErrorKind::NotFound,
             format!("no enrolled key {fingerprint}"),
         ));
     }
@@ -483,7 +484,9 @@ async fn revoke_key(
             fingerprint: fingerprint.to_string(),
         },
     );
-    Ok(Json(serde_json::json!({ "revoked": fingerprint })))
+    Ok(Json(crate::wire::Revoked {
+        revoked: fingerprint,
+    }))
 }
 
 /// The fingerprint of the host certificate, for root to compare with what `adopt` shows.
@@ -495,28 +498,30 @@ fn host_fingerprint(e: &Engine) -> Option<String> {
     Some(warren_auth::tls::fingerprint(&der))
 }
 
-async fn claim_code(State(e): State<Arc<Engine>>) -> Result<Json<serde_json::Value>, ApiError> {
+async fn claim_code(
+    State(e): State<Arc<Engine>>,
+) -> Result<Json<crate::wire::ClaimWindow>, ApiError> {
     match claim_state(&e.store)? {
-        Some((code, until)) => Ok(Json(serde_json::json!({
-            "code": code,
-            "until": until,
-            "fingerprint": host_fingerprint(&e),
-        }))),
+        Some((code, until)) => Ok(Json(crate::wire::ClaimWindow {
+            code,
+            until,
+            fingerprint: host_fingerprint(&e),
+        })),
         None => Err(ApiError::new(
-            StatusCode::CONFLICT,
+            ErrorKind::Conflict,
             "the claim window is closed; `warren daemon reset-auth` opens a new one",
         )),
     }
 }
 
-async fn reset(State(e): State<Arc<Engine>>) -> Result<Json<serde_json::Value>, ApiError> {
+async fn reset(State(e): State<Arc<Engine>>) -> Result<Json<crate::wire::ClaimWindow>, ApiError> {
     let code = open_claim_window(&e.store)?;
     let until = now() + warren_auth::claim::CLAIM_WINDOW;
     e.event(None, EventKind::ClaimReopened);
     tracing::warn!("claim code {code}: `warren adopt` accepts it for 30 minutes");
-    Ok(Json(serde_json::json!({
-        "code": code,
-        "until": until,
-        "fingerprint": host_fingerprint(&e),
-    })))
+    Ok(Json(crate::wire::ClaimWindow {
+        code,
+        until,
+        fingerprint: host_fingerprint(&e),
+    }))
 }

@@ -202,8 +202,8 @@ fn register(scheme: &mut Scheme, engine: Arc<Engine>, h: tokio::runtime::Handle)
                 prune: false,
                 dry_run: false,
             };
-            match block(&hh, super::api::plan_or_apply(e.clone(), req, true)) {
-                Ok(axum::Json(r)) => Ok(format!("applied ({} changes)", r.changes.len())),
+            match block(&hh, super::apply::plan_or_apply(e.clone(), req, true)) {
+                Ok(r) => Ok(format!("applied ({} changes)", r.changes.len())),
                 Err(err) => Err(if err.body.diagnostics.is_empty() {
                     err.body.error
                 } else {

@@ -72,8 +72,8 @@ pub fn start(engine: Arc<Engine>, path: PathBuf) {
                     prune: true,
                     dry_run: false,
                 };
-                match super::api::plan_or_apply(engine.clone(), req, true).await {
-                    Ok(axum::Json(resp)) => {
+                match super::apply::plan_or_apply(engine.clone(), req, true).await {
+                    Ok(resp) => {
                         valid = true;
                         let changed = resp.changes.len();
                         if changed > 0 {

@@ -3,7 +3,7 @@
 //! pty whose master side this module pumps; otherwise stdin, stdout and stderr are pipes.
 
 use super::engine::Engine;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorKind, WorkloadError, WorldError};
 use crate::wire::*;
 use axum::body::Body;
 use axum::extract::{Path, Query, Request, State};
@@ -104,12 +104,12 @@ pub async fn logs(
 fn parse_args<T: serde::de::DeserializeOwned>(req: &Request) -> Result<T, ApiError> {
     let raw = req.headers().get(ARGS_HEADER).ok_or_else(|| {
         ApiError::new(
-            StatusCode::BAD_REQUEST,
+            ErrorKind::BadRequest,
             format!("missing {ARGS_HEADER} header"),
         )
     })?;
     serde_json::from_slice(raw.as_bytes())
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("{ARGS_HEADER}: {e}")))
+        .map_err(|e| ApiError::new(ErrorKind::BadRequest, format!("{ARGS_HEADER}: {e}")))
 }
 
 fn switching() -> Response {
@@ -126,7 +126,7 @@ fn take_upgrade(req: &mut Request) -> Result<hyper::upgrade::OnUpgrade, ApiError
         .remove::<hyper::upgrade::OnUpgrade>()
         .ok_or_else(|| {
             ApiError::new(
-                StatusCode::BAD_REQUEST,
+                ErrorKind::BadRequest,
                 "this endpoint needs an upgraded connection",
             )
         })
@@ -140,19 +140,13 @@ pub async fn exec(
 ) -> Result<Response, ApiError> {
     let args: ExecArgs = parse_args(&req)?;
     if args.argv.is_empty() {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "exec needs a command",
-        ));
+        return Err(ApiError::new(ErrorKind::BadRequest, "exec needs a command"));
     }
     if !e.desired_all()?.contains_key(&name) {
         return Err(ApiError::not_found(&name));
     }
     if e.observed_row(&name).and_then(|r| r.pid).is_none() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            format!("workload {name:?} is not running"),
-        ));
+        return Err(WorkloadError::Conflict(format!("workload {name:?} is not running")).into());
     }
     let cmd = e
         .runtime
@@ -182,7 +176,7 @@ static RUN_SEQ: AtomicU64 = AtomicU64::new(0);
 pub async fn run(State(e): State<Arc<Engine>>, mut req: Request) -> Result<Response, ApiError> {
     let args: RunArgs = parse_args(&req)?;
     let meta = warren_storage::worlds::world_meta(&*e.storage, &args.world)
-        .map_err(|err| ApiError::new(StatusCode::NOT_FOUND, err.to_string()))?;
+        .map_err(|err| WorldError::NotFound(err.to_string()))?;
     let name = format!(
         "run-{}-{}",
         std::process::id(),
@@ -227,10 +221,8 @@ pub async fn run(State(e): State<Arc<Engine>>, mut req: Request) -> Result<Respo
             tokio::task::spawn_blocking(move || cleanup(false))
                 .await
                 .ok();
-            return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                err.to_string(),
-            ));
+            // Writing the bundle is the daemon's work: a fault unless the disk is full.
+            return Err(anyhow::Error::from(err).into());
         }
     };
     let up = take_upgrade(&mut req)?;

@@ -11,14 +11,14 @@
 use super::archive::{self, ArchiveReader, ArchiveWriter, Manifest};
 use super::datasets::Target;
 use super::engine::Engine;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorKind, TransferError};
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, StatusCode};
+use axum::http::header;
 use axum::response::Response;
 use axum::Json;
 use futures_util::StreamExt;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use std::io::Write;
 use std::sync::Arc;
 use warren_model::event::EventKind;
@@ -36,15 +36,10 @@ pub struct ImportQuery {
     name: Option<String>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-pub struct ImportResponse {
-    pub name: String,
-    pub label: String,
-    pub incremental: bool,
-}
+pub use crate::wire::ImportResponse;
 
 fn conflict(msg: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::CONFLICT, msg)
+    ApiError::from(TransferError::Conflict(msg.into()))
 }
 
 /// A `Write` that hands chunks to the response body.
@@ -97,10 +92,9 @@ pub async fn export_volume(
     Path(name): Path<String>,
     Query(q): Query<ExportQuery>,
 ) -> Result<Response, ApiError> {
-    let v =
-        e.store.volumes()?.remove(&name).ok_or_else(|| {
-            ApiError::new(StatusCode::NOT_FOUND, format!("no volume named {name:?}"))
-        })?;
+    let v = e.store.volumes()?.remove(&name).ok_or_else(|| {
+        ApiError::from(TransferError::NotFound(format!("no volume named {name:?}")))
+    })?;
     export_target(
         e,
         Target::Volume(name),
@@ -520,15 +514,18 @@ impl Receiver {
         super::release_memory();
         match r {
             Ok(()) => Ok(()),
-            Err(ReceiveError::Refused(m)) => Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                format!("import refused: {m}"),
-            )),
-            Err(ReceiveError::Failed(m)) => Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, m)),
-            Err(ReceiveError::Cancelled) => Err(ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "import cancelled",
-            )),
+            Err(ReceiveError::Refused(m)) => Err(ApiError::from(TransferError::Invalid(format!(
+                "import refused: {m}"
+            )))),
+            // The storage driver failed: a full disk is the operator's to fix (507); any
+            // other driver failure is the host's.
+            Err(ReceiveError::Failed(m)) if super::error::text_out_of_space(&m) => {
+                Err(ApiError::from(TransferError::OutOfSpace(m)))
+            }
+            Err(ReceiveError::Failed(m)) => Err(ApiError::new(ErrorKind::Internal, m)),
+            Err(ReceiveError::Cancelled) => {
+                Err(ApiError::new(ErrorKind::Internal, "import cancelled"))
+            }
         }
     }
 }
@@ -558,15 +555,12 @@ pub async fn import(
     let manifest = match manifest_rx.await {
         Ok(Ok(m)) => m,
         Ok(Err(x)) => {
-            let err = ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                format!("import refused: {x}"),
-            );
+            let err = ApiError::from(TransferError::Invalid(format!("import refused: {x}")));
             return Err(receiver.cancel(err).await);
         }
         Err(_) => {
             let err = ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
+                ErrorKind::Internal,
                 "import failed before its manifest was read",
             );
             return Err(receiver.cancel(err).await);
@@ -574,19 +568,16 @@ pub async fn import(
     };
     // Every check that needs no data, before anything is received.
     if manifest.driver != e.storage.driver() {
-        let err = ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            format!(
-                "import refused: the archive holds {} streams and this host uses the {} driver",
-                manifest.driver,
-                e.storage.driver()
-            ),
-        );
+        let err = ApiError::from(TransferError::Invalid(format!(
+            "import refused: the archive holds {} streams and this host uses the {} driver",
+            manifest.driver,
+            e.storage.driver()
+        )));
         return Err(receiver.cancel(err).await);
     }
     let name = q.name.clone().unwrap_or_else(|| manifest.name.clone());
     if let Err(x) = warren_model::names::check_dns_label(&name) {
-        let err = ApiError::new(StatusCode::BAD_REQUEST, format!("import name: {x}"));
+        let err = ApiError::from(TransferError::BadRequest(format!("import name: {x}")));
         return Err(receiver.cancel(err).await);
     }
     let kinds: Vec<&str> = manifest.datasets.iter().map(String::as_str).collect();
@@ -595,20 +586,18 @@ pub async fn import(
         None => kinds == ["data"] || kinds == ["rootfs", "data"],
     };
     if !fits {
-        let err = ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            format!("import refused: the archive lists unexpected datasets {kinds:?}"),
-        );
+        let err = ApiError::from(TransferError::Invalid(format!(
+            "import refused: the archive lists unexpected datasets {kinds:?}"
+        )));
         return Err(receiver.cancel(err).await);
     }
     if let Some(vol) = manifest.volume.clone() {
         return import_volume(e, receiver, manifest, name, vol).await;
     }
     let Some(mut spec) = manifest.spec.clone() else {
-        let err = ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "import refused: the archive holds neither a workload nor a volume",
-        );
+        let err = ApiError::from(TransferError::Invalid(
+            "import refused: the archive holds neither a workload nor a volume".into(),
+        ));
         return Err(receiver.cancel(err).await);
     };
     if spec.name != name && spec.hostname.as_deref() == Some(spec.name.as_str()) {

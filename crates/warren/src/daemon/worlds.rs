@@ -16,7 +16,7 @@ use warren_model::event::EventKind;
 use anyhow::anyhow;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, StatusCode};
+use axum::http::header;
 use axum::response::Response;
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -24,7 +24,7 @@ use warren_model::Source;
 use warren_storage::{Storage, StorageError};
 
 use super::engine::Engine;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorKind, WorldError};
 
 /// The metadata entry at the head of an exported world.
 pub const META_ENTRY: &str = ".warren-world.json";
@@ -151,28 +151,21 @@ async fn existing(e: &Arc<Engine>) -> Result<Vec<String>, ApiError> {
 
 fn check_new_name(name: &str) -> Result<(), ApiError> {
     if let Err(r) = warren_model::names::check_dns_label(name) {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!("invalid world name {name:?}: {r}"),
-        ));
+        return Err(ApiError::from(WorldError::BadRequest(format!(
+            "invalid world name {name:?}: {r}"
+        ))));
     }
     if super::images::is_layer_world(name) {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!(
-                "world names starting with {:?} are image layers",
-                super::images::LAYER_PREFIX
-            ),
-        ));
+        return Err(ApiError::from(WorldError::BadRequest(format!(
+            "world names starting with {:?} are image layers",
+            super::images::LAYER_PREFIX
+        ))));
     }
     if super::recipes::is_recipe_world(name) {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!(
-                "world names starting with {:?} are recipe builds",
-                super::recipes::RECIPE_PREFIX
-            ),
-        ));
+        return Err(ApiError::from(WorldError::BadRequest(format!(
+            "world names starting with {:?} are recipe builds",
+            super::recipes::RECIPE_PREFIX
+        ))));
     }
     Ok(())
 }
@@ -192,33 +185,30 @@ pub async fn create_handler(
 ) -> Result<Response, ApiError> {
     check_new_name(&name)?;
     if existing(&e).await?.contains(&name) {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            format!("world {name:?} already exists"),
-        ));
+        return Err(ApiError::from(WorldError::Conflict(format!(
+            "world {name:?} already exists"
+        ))));
     }
     if !buildable(&name) {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
+        return Err(ApiError::from(WorldError::BadRequest(
             format!(
                 "world {name:?} is not one warren can build (known: {}, debian, debian-SUITE, freebsd-M-m, freebsd-M-m-thin); import a root filesystem with `warren world import {name} FILE`",
                 warren_storage::worlds::KNOWN_WORLDS.join(", ")
             ),
-        ));
+        )));
     }
     if let Some(m) = &q.mirror {
         if !(m.starts_with("http://") || m.starts_with("https://") || m.starts_with("file:/")) {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                format!("mirror {m:?} must be an http://, https:// or file:/ URL"),
-            ));
+            return Err(ApiError::from(WorldError::BadRequest(format!(
+                "mirror {m:?} must be an http://, https:// or file:/ URL"
+            ))));
         }
     }
     let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(64);
     let engine = e.clone();
     tokio::task::spawn_blocking(move || {
-        let send = |v: serde_json::Value| {
-            let mut line = v.to_string();
+        let send = |v: crate::wire::WorldBuildLine| {
+            let mut line = serde_json::to_string(&v).expect("a line serializes");
             line.push('\n');
             let _ = tx.blocking_send(bytes::Bytes::from(line));
         };
@@ -226,7 +216,7 @@ pub async fn create_handler(
         let storage = &*engine.storage;
         let result = if let Some(rel) = warren_storage::freebsd::release_of(&name) {
             create_freebsd(&engine, &name, &rel, q.mirror.as_deref(), &mut |l| {
-                send(serde_json::json!({ "line": l }))
+                send(crate::wire::WorldBuildLine::Line(l.to_string()))
             })
         } else if warren_storage::debian::suite_of(&name).is_some() {
             warren_storage::debian::create_debian(
@@ -234,10 +224,12 @@ pub async fn create_handler(
                 &warren_exec::HostExecutor,
                 &name,
                 q.mirror.as_deref(),
-                &mut |l| send(serde_json::json!({ "line": l })),
+                &mut |l| send(crate::wire::WorldBuildLine::Line(l.to_string())),
             )
         } else {
-            send(serde_json::json!({ "line": format!("building world {name}") }));
+            send(crate::wire::WorldBuildLine::Line(format!(
+                "building world {name}"
+            )));
             warren_storage::worlds::create_world(storage, &name, &warren_exec::HostExecutor)
         };
         match result {
@@ -248,14 +240,16 @@ pub async fn create_handler(
                         name: name.to_string(),
                     },
                 );
-                send(serde_json::json!({ "created": name }));
+                send(crate::wire::WorldBuildLine::Created(name.to_string()));
             }
             Err(err) => {
                 engine.event(
                     None,
                     EventKind::error(format!("world {name} failed: {err}")),
                 );
-                send(serde_json::json!({ "error": format!("world {name}: {err}") }));
+                send(crate::wire::WorldBuildLine::Error(format!(
+                    "world {name}: {err}"
+                )));
             }
         }
     });
@@ -281,23 +275,21 @@ pub async fn import_handler(
     Path(name): Path<String>,
     Query(q): Query<ImportQuery>,
     body: Body,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<crate::wire::WorldImported>, ApiError> {
     let checked = async {
         check_new_name(&name)?;
         let command: Option<Vec<String>> = match &q.command {
             Some(c) => Some(serde_json::from_str(c).map_err(|x| {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    format!("command must be a JSON array of strings: {x}"),
-                )
+                ApiError::from(WorldError::BadRequest(format!(
+                    "command must be a JSON array of strings: {x}"
+                )))
             })?),
             None => None,
         };
         if existing(&e).await?.contains(&name) {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                format!("world {name:?} already exists"),
-            ));
+            return Err(ApiError::from(WorldError::Conflict(format!(
+                "world {name:?} already exists"
+            ))));
         }
         Ok(command)
     }
@@ -362,7 +354,10 @@ pub async fn import_handler(
     .map_err(|x| {
         let msg = format!("world import refused: {x}");
         e.event(None, EventKind::error(&msg));
-        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, msg)
+        match super::error::storage_kind(&x) {
+            ErrorKind::OutOfSpace => ApiError::new(ErrorKind::OutOfSpace, msg),
+            _ => ApiError::from(WorldError::Invalid(msg)),
+        }
     })?;
     e.event(
         None,
@@ -371,9 +366,10 @@ pub async fn import_handler(
             entries: stats,
         },
     );
-    Ok(Json(
-        serde_json::json!({ "created": name, "entries": stats }),
-    ))
+    Ok(Json(crate::wire::WorldImported {
+        created: name,
+        entries: stats as u64,
+    }))
 }
 
 /// `GET /v1/worlds/{name}/export`: the world as a zstd-compressed tarball.
@@ -385,15 +381,13 @@ pub async fn export_handler(
         || super::images::is_layer_world(&name)
         || super::recipes::is_recipe_world(&name)
     {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("no world named {name:?}"),
-        ));
+        return Err(ApiError::from(WorldError::NotFound(format!(
+            "no world named {name:?}"
+        ))));
     }
     let meta = warren_storage::worlds::world_meta(&*e.storage, &name).map_err(|x| anyhow!(x))?;
     if !meta.binds.is_empty() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
+        return Err(ApiError::from(WorldError::Conflict(
             format!(
                 "world {name} binds host directories ({}): it is a view of this host, build it on the other host instead",
                 meta.binds
@@ -402,7 +396,7 @@ pub async fn export_handler(
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
-        ));
+        )));
     }
     let root = e.storage.world_path(&name);
     let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(8);
@@ -499,24 +493,21 @@ fn append_tree<W: Write>(
 pub async fn rm_handler(
     State(e): State<Arc<Engine>>,
     Path(name): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<crate::wire::Removed>, ApiError> {
     if super::images::is_layer_world(&name) {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            format!("{name} is an image layer: `warren image rm` and `warren image gc` remove it"),
-        ));
+        return Err(ApiError::from(WorldError::Conflict(format!(
+            "{name} is an image layer: `warren image rm` and `warren image gc` remove it"
+        ))));
     }
     if super::recipes::is_recipe_world(&name) {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            format!("{name} is a recipe build"),
-        ));
+        return Err(ApiError::from(WorldError::Conflict(format!(
+            "{name} is a recipe build"
+        ))));
     }
     if !existing(&e).await?.contains(&name) {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("no world named {name:?}"),
-        ));
+        return Err(ApiError::from(WorldError::NotFound(format!(
+            "no world named {name:?}"
+        ))));
     }
     let users: Vec<String> = e
         .store
@@ -526,10 +517,10 @@ pub async fn rm_handler(
         .map(|d| d.spec.name)
         .collect();
     if !users.is_empty() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            format!("world {name} is used by {}", users.join(", ")),
-        ));
+        return Err(ApiError::from(WorldError::Conflict(format!(
+            "world {name} is used by {}",
+            users.join(", ")
+        ))));
     }
     let storage = e.storage.clone();
     let n = name.clone();
@@ -539,12 +530,12 @@ pub async fn rm_handler(
     })
     .await
     .map_err(|x| anyhow!(x))?
-    .map_err(|x| ApiError::new(StatusCode::CONFLICT, format!("world {name}: {x}")))?;
+    .map_err(|x| ApiError::from(WorldError::Conflict(format!("world {name}: {x}"))))?;
     e.event(
         None,
         EventKind::WorldRemoved {
             name: name.to_string(),
         },
     );
-    Ok(Json(serde_json::json!({ "removed": name })))
+    Ok(Json(crate::wire::Removed { removed: name }))
 }
