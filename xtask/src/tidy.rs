@@ -74,6 +74,7 @@ pub const DAEMON_LAYERS: &[(&str, u8)] = &[
     ("specfile", 1),
     ("watch", 1),
     ("api", 2),
+    ("api_tests", 2),
     ("openapi", 2),
     ("remote", 2),
     ("stream", 2),
