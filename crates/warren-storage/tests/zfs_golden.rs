@@ -624,11 +624,11 @@ fn snapshot_rollback_and_quota_failures() {
     // `-r` does not destroy clones of the newer snapshots: zfs refuses and names them.
     rec.expect_ok(list_cmd, &golden("snapshot_list.txt"))
         .expect_err(
-            "zfs rollback -r tank/warren/workloads/web/data@before upgrade",
+            "zfs rollback -r tank/warren/workloads/web/data@before-upgrade",
             &golden("err_rollback_clones.txt"),
         );
     let err = s
-        .rollback(&data, "before upgrade", true)
+        .rollback(&data, "before-upgrade", true)
         .unwrap_err()
         .to_string();
     assert!(err.contains("clones of previous snapshots exist"), "{err}");

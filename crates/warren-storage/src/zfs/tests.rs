@@ -142,7 +142,7 @@ fn snapshot_list() {
             creation: 1768348800
         }
     );
-    assert_eq!(snaps[2].label, "before upgrade");
+    assert_eq!(snaps[2].label, "before-upgrade");
     assert_eq!(snaps[3].used, 0);
     assert!(parse_snapshot_list(golden!("empty.txt"))
         .unwrap()
@@ -257,7 +257,7 @@ fn error_classification() {
         (
             golden!("err_rollback_clones.txt"),
             HasClones,
-            Some("tank/warren/workloads/web/data@before upgrade"),
+            Some("tank/warren/workloads/web/data@before-upgrade"),
         ),
         (golden!("err_snapshot_cloned.txt"), HasClones, None),
         (
