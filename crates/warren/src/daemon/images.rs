@@ -524,11 +524,7 @@ pub async fn pull_handler(
         return Err(ApiError::new(StatusCode::BAD_REQUEST, m));
     }
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<bytes::Bytes>();
-    let line = |v: serde_json::Value| {
-        let mut l = v.to_string();
-        l.push('\n');
-        bytes::Bytes::from(l)
-    };
+    let line = crate::ndjson::line::<serde_json::Value>;
     let engine = e.clone();
     tokio::spawn(async move {
         let t = tx.clone();

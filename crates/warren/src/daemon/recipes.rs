@@ -413,9 +413,7 @@ pub async fn build_handler(
     let engine = e.clone();
     tokio::task::spawn_blocking(move || {
         let send = |v: serde_json::Value| {
-            let mut line = v.to_string();
-            line.push('\n');
-            let _ = tx.blocking_send(bytes::Bytes::from(line));
+            let _ = tx.blocking_send(crate::ndjson::line(v));
         };
         let result = {
             let _guard = super::worlds::builds_lock();

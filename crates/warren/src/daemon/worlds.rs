@@ -218,9 +218,7 @@ pub async fn create_handler(
     let engine = e.clone();
     tokio::task::spawn_blocking(move || {
         let send = |v: serde_json::Value| {
-            let mut line = v.to_string();
-            line.push('\n');
-            let _ = tx.blocking_send(bytes::Bytes::from(line));
+            let _ = tx.blocking_send(crate::ndjson::line(v));
         };
         let _guard = builds_lock();
         let storage = &*engine.storage;
