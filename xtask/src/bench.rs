@@ -18,7 +18,9 @@
 //! Needs root, runc and btrfs-progs; podman is optional (its rows say why they are missing).
 //! Everything it starts is ended by PID and removed at the end.
 
+use crate::bench_targets::Results;
 use anyhow::{bail, Context, Result};
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -68,9 +70,16 @@ struct Bench {
     warren: PathBuf,
     daemon: Option<Child>,
     http_port: u16,
+    /// What this run measured against the targets.
+    results: RefCell<Results>,
 }
 
 impl Bench {
+    /// Records a measured value for the target `key`; the verdict text to print with it.
+    fn record(&self, key: &str, value: f64) -> String {
+        self.results.borrow_mut().record(key, value)
+    }
+
     fn cli(&self) -> Command {
         let mut c = Command::new(&self.warren);
         c.env("WARREN_STATE_DIR", self.dir.join("state"));
@@ -271,10 +280,10 @@ fn datasets(b: &Bench) -> Result<()> {
     ] {
         let ratio = ms(big) / ms(small);
         println!(
-            "{what:<9} 10 MiB {:>7.1}ms   1 GiB {:>7.1}ms   ratio {ratio:.2} (target <= 1.5: {})",
+            "{what:<9} 10 MiB {:>7.1}ms   1 GiB {:>7.1}ms   ratio {ratio:.2} {}",
             ms(small),
             ms(big),
-            verdict(ratio <= 1.5)
+            b.record(what, ratio)
         );
     }
     let pool = b.dir.join("state/pool");
@@ -320,6 +329,7 @@ fn datasets(b: &Bench) -> Result<()> {
         })?);
     }
     report(
+        b,
         "export",
         "btrfs send | zstd",
         data_bytes,
@@ -358,6 +368,7 @@ fn datasets(b: &Bench) -> Result<()> {
         let _ = b.cli().args(["delete", "--purge", &name]).output();
     }
     report(
+        b,
         "import",
         "zstd -d | btrfs receive",
         data_bytes,
@@ -375,7 +386,14 @@ fn datasets(b: &Bench) -> Result<()> {
 }
 
 /// Prints warren's and the baseline's median throughput, each round's, and their ratio.
-fn report(what: &str, baseline: &str, bytes: u64, warren: &[Duration], base: &[Duration]) {
+fn report(
+    b: &Bench,
+    what: &str,
+    baseline: &str,
+    bytes: u64,
+    warren: &[Duration],
+    base: &[Duration],
+) {
     let rounds = |v: &[Duration]| {
         v.iter()
             .map(|d| format!("{:.0}", mb_s(bytes, *d)))
@@ -385,10 +403,10 @@ fn report(what: &str, baseline: &str, bytes: u64, warren: &[Duration], base: &[D
     let (w, r) = (median(warren.to_vec()), median(base.to_vec()));
     let ratio = mb_s(bytes, w) / mb_s(bytes, r);
     println!(
-        "{what:<9} warren {:>7.1} MiB/s   {baseline} {:>7.1} MiB/s   ratio {ratio:.2} (target >= 0.8: {})",
+        "{what:<9} warren {:>7.1} MiB/s   {baseline} {:>7.1} MiB/s   ratio {ratio:.2} {}",
         mb_s(bytes, w),
         mb_s(bytes, r),
-        verdict(ratio >= 0.8)
+        b.record(what, ratio)
     );
     println!(
         "{:<9} rounds: warren {} MiB/s, baseline {} MiB/s",
@@ -396,14 +414,6 @@ fn report(what: &str, baseline: &str, bytes: u64, warren: &[Duration], base: &[D
         rounds(warren),
         rounds(base)
     );
-}
-
-fn verdict(ok: bool) -> &'static str {
-    if ok {
-        "met"
-    } else {
-        "MISSED"
-    }
 }
 
 /// The parts of the bench, in the order they run; `cargo xtask bench PART...` runs only those.
@@ -417,7 +427,7 @@ const SUBNET: &str = "10.231.0.0/24";
 
 /// `cargo xtask bench`: every part.
 pub fn bench(root: &Path) -> Result<()> {
-    bench_parts(root, &[])
+    bench_parts(root, &[], false)
 }
 
 /// Where cargo puts the release binaries: `CARGO_TARGET_DIR` (relative to the workspace) when
@@ -429,8 +439,9 @@ fn target_dir(root: &Path) -> PathBuf {
     }
 }
 
-/// Runs the named parts of the bench (all when `parts` is empty).
-pub fn bench_parts(root: &Path, parts: &[String]) -> Result<()> {
+/// Runs the named parts of the bench (all when `parts` is empty) and prints every measured
+/// value against its target; with `check`, fails when one missed.
+pub fn bench_parts(root: &Path, parts: &[String], check: bool) -> Result<()> {
     for p in parts {
         if !PARTS.contains(&p.as_str()) {
             bail!("unknown bench part {p:?} (parts: {})", PARTS.join(", "));
@@ -465,6 +476,7 @@ pub fn bench_parts(root: &Path, parts: &[String]) -> Result<()> {
         warren: target_dir(root).join("release/warren"),
         daemon: None,
         http_port: free_port(),
+        results: RefCell::default(),
     };
     let https_port = free_port().to_string();
     let log = std::fs::File::create(dir.join("daemon.log"))?;
@@ -543,6 +555,16 @@ pub fn bench_parts(root: &Path, parts: &[String]) -> Result<()> {
     if wanted("images") {
         crate::bench_images::images(&|| b.cli(), &dir)?;
     }
+    let results = b.results.borrow();
+    print!("{}", results.summary());
+    let missed = results.missed();
+    if check && !missed.is_empty() {
+        bail!(
+            "{} bench target(s) missed: {}",
+            missed.len(),
+            missed.iter().map(|t| t.key).collect::<Vec<_>>().join(", ")
+        );
+    }
     Ok(())
 }
 
@@ -591,8 +613,8 @@ fn run_part(b: &Bench, bundle: &Path, runc_root: &Path) -> Result<()> {
     println!("{:<44} {:>8.1}ms", "runc run (same rootfs)", ms(runc_run));
     let vs_runc = ms(warren_run) / ms(runc_run);
     println!(
-        "  ratio warren/runc: {vs_runc:.2} (target <= 1.5: {})",
-        verdict(vs_runc <= 1.5)
+        "  ratio warren/runc: {vs_runc:.2} {}",
+        b.record("run", vs_runc)
     );
     match &podman {
         Ok(p) => {
@@ -603,8 +625,8 @@ fn run_part(b: &Bench, bundle: &Path, runc_root: &Path) -> Result<()> {
             );
             let speedup = ms(*p) / ms(warren_run);
             println!(
-                "  podman/warren: {speedup:.2}x faster (target >= 3: {})",
-                verdict(speedup >= 3.0)
+                "  podman/warren: {speedup:.2}x faster {}",
+                b.record("run-podman", speedup)
             );
         }
         Err(e) => println!("podman run: unavailable ({e:#})"),
@@ -671,10 +693,10 @@ fn apply_part(b: &Bench, bundle: &Path) -> Result<()> {
     let hz = 100.0;
     let cpu = (c1 - c0) as f64 / hz / idle.as_secs_f64() * 100.0;
     let rss = field_kb(&format!("/proc/{pid}/status"), "VmRSS:").unwrap_or(0);
+    let rss_mb = rss as f64 / 1024.0;
     println!(
-        "idle daemon with {WORKLOADS} workloads: RSS {:.1} MB (target <= 30: {}), CPU {cpu:.2}% over {}s",
-        rss as f64 / 1024.0,
-        verdict(rss <= 30 * 1024),
+        "idle daemon with {WORKLOADS} workloads: RSS {rss_mb:.1} MB {}, CPU {cpu:.2}% over {}s",
+        b.record("idle-rss", rss_mb),
         idle.as_secs()
     );
     let shims = children_named("shim");
@@ -684,11 +706,11 @@ fn apply_part(b: &Bench, bundle: &Path) -> Result<()> {
         .collect();
     pss.sort();
     if let Some(mid) = pss.get(pss.len() / 2) {
+        let mid_mb = *mid as f64 / 1024.0;
         println!(
-            "shim PSS: median {:.2} MB over {} shims (target <= 2: {})",
-            *mid as f64 / 1024.0,
+            "shim PSS: median {mid_mb:.2} MB over {} shims {}",
             pss.len(),
-            verdict(*mid <= 2048)
+            b.record("shim-pss", mid_mb)
         );
     }
     if podman.is_ok() {

@@ -17,14 +17,17 @@
 //! - `ci`: `fmt`, `lint`, `cargo test --workspace`, `freebsd-check`, in that order, stopping at
 //!   the first failure.
 //!
-//! - `bench [PART...]`: see [`bench`]; medians and ratios against runc and podman in one run;
-//!   the parts `run`, `datasets`, `apply` and `ingress` can be run alone (`cargo xtask bench datasets`).
+//! - `bench [--check] [PART...]`: see [`bench`]; medians and ratios against runc and podman in
+//!   one run; the parts `run`, `datasets`, `apply` and `ingress` can be run alone (`cargo xtask
+//!   bench datasets`). Every measured ratio is printed against its target (one table,
+//!   [`bench_targets`]); `--check` exits non-zero when one missed.
 //!
 //! Every step runs from the workspace root and echoes the command it runs and how long it took.
 
 mod bench;
 mod bench_images;
 mod bench_ingress;
+mod bench_targets;
 #[cfg(test)]
 mod tidy;
 
@@ -67,7 +70,8 @@ const TASKS: &[Task] = &[
     (
         "bench",
         "warren vs runc, podman: run --rm, datasets, apply of 50, idle memory (needs root); \
-         `bench PART...` runs only those parts (run, datasets, apply, ingress)",
+         `bench PART...` runs only those parts (run, datasets, apply, ingress); \
+         `bench --check` fails when a measured ratio misses its target",
         bench::bench,
     ),
 ];
@@ -89,8 +93,10 @@ fn dispatch() -> Result<()> {
             eprint!("{}", usage());
             bail!("no command given");
         }
-        [name, parts @ ..] if name == "bench" => {
-            return bench::bench_parts(&workspace_root(), parts);
+        [name, rest @ ..] if name == "bench" => {
+            let check = rest.iter().any(|a| a == "--check");
+            let parts: Vec<String> = rest.iter().filter(|a| *a != "--check").cloned().collect();
+            return bench::bench_parts(&workspace_root(), &parts, check);
         }
         [name] => name.as_str(),
         [name, extra @ ..] => bail!("{name} takes no arguments (got {extra:?})"),

@@ -9,6 +9,8 @@
 //!   found as `super::NAME` and `crate::daemon::NAME` paths in the source text, so the check
 //!   needs no compiler and runs in milliseconds.
 //!
+//! - **Codemap:** every integration test file is listed in ARCHITECTURE.md.
+//!
 //! Each check lists every offence at once, with a line number, so one run shows all the work.
 
 use std::collections::BTreeMap;
@@ -313,6 +315,35 @@ mod tests {
             offences.extend(daemon_offences(&rel(p), &module, depth, &text));
         }
         assert!(offences.is_empty(), "{}", offences.join("\n"));
+    }
+
+    #[test]
+    fn every_integration_test_file_is_in_the_codemap() {
+        let arch = fs::read_to_string(root().join("ARCHITECTURE.md")).unwrap();
+        let mut missing = Vec::new();
+        let mut seen = 0;
+        for entry in fs::read_dir(root().join("crates")).unwrap().flatten() {
+            let Ok(tests) = fs::read_dir(entry.path().join("tests")) else {
+                continue;
+            };
+            for t in tests.flatten() {
+                let p = t.path();
+                if p.extension().is_some_and(|e| e == "rs") {
+                    seen += 1;
+                    let rel = rel(&p);
+                    if !arch.contains(&format!("`{rel}`")) {
+                        missing.push(rel);
+                    }
+                }
+            }
+        }
+        assert!(seen > 20, "found only {seen} test files");
+        missing.sort();
+        assert!(
+            missing.is_empty(),
+            "test files missing from ARCHITECTURE.md's \"Test files\": {}",
+            missing.join(", ")
+        );
     }
 
     // The checks themselves: each must catch what it is for.

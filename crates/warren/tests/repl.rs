@@ -117,10 +117,23 @@ fn the_repl_reads_and_changes_the_live_model() {
     assert_eq!(d.get("a")["state"], "running");
 }
 
+/// Whether the daemon runs its Scheme thread (named `warren-scheme`).
+fn scheme_thread_runs(d: &Daemon) -> bool {
+    let tasks = std::fs::read_dir(format!("/proc/{}/task", d.daemon_pid())).unwrap();
+    tasks.flatten().any(|t| {
+        std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == "warren-scheme")
+    })
+}
+
 #[test]
 fn callbacks_run_on_events() {
     let d = Daemon::start(&[]);
     d.ok(&["world", "create", "busybox"]);
+    // Nothing evaluated and nothing journaled: the Scheme image has not been started.
+    assert!(
+        !scheme_thread_runs(&d),
+        "the Scheme image started before first use"
+    );
     ok(
         &d,
         "(on \"c\" 'crash (lambda (w ev) (snapshot! w \"after-crash\")))\n",
@@ -133,6 +146,7 @@ fn callbacks_run_on_events() {
         d.cli(&["snapshots", "c"]).status.success()
             && d.ok(&["snapshots", "c"]).contains("after-crash")
     });
+    assert!(scheme_thread_runs(&d));
 }
 
 #[test]
@@ -244,6 +258,20 @@ fn definitions_and_callbacks_survive_a_daemon_restart() {
 
     d.kill_daemon(nix::sys::signal::Signal::SIGTERM);
     d.spawn();
+    // The journal holds a callback, so the restarted daemon starts its Scheme image at once:
+    // the replayed callback acts on events before anything is evaluated.
+    assert!(
+        scheme_thread_runs(&d),
+        "a journal to replay starts the image"
+    );
+    d.apply(
+        "w.toml",
+        "[workload.c]\nworld = \"busybox\"\nnetwork = \"none\"\nrestart = \"never\"\ncommand = [\"sh\", \"-c\", \"sleep 1; exit 2\"]\n",
+    );
+    wait_until(30, "the replayed crash callback took a snapshot", || {
+        d.cli(&["snapshots", "c"]).status.success()
+            && d.ok(&["snapshots", "c"]).contains("after-crash")
+    });
     assert_eq!(ok(&d, "greeting"), "\"hello\"\n");
     assert_eq!(ok(&d, "(callbacks)"), "((\"c\" \"crash\"))\n");
     // The definition that read a workload now gone was reported and left out.
@@ -254,14 +282,4 @@ fn definitions_and_callbacks_survive_a_daemon_restart() {
     );
     let out = repl(&d, "tmp-source");
     assert!(!out.status.success(), "tmp-source is still defined");
-
-    // The replayed callback still acts on events.
-    d.apply(
-        "w.toml",
-        "[workload.c]\nworld = \"busybox\"\nnetwork = \"none\"\nrestart = \"never\"\ncommand = [\"sh\", \"-c\", \"sleep 1; exit 2\"]\n",
-    );
-    wait_until(30, "the replayed crash callback took a snapshot", || {
-        d.cli(&["snapshots", "c"]).status.success()
-            && d.ok(&["snapshots", "c"]).contains("after-crash")
-    });
 }

@@ -67,8 +67,16 @@ enum Job {
 }
 
 /// The handle the API talks to.
+///
+/// The Scheme thread (and its image, several megabytes) starts on first use: the first
+/// evaluation, or the daemon's start when the journal holds forms to replay (a replayed
+/// callback must see the events that follow). Until then events are not fed to it: with
+/// nothing evaluated and nothing journaled, no callback exists.
 pub struct Repl {
-    tx: std::sync::Mutex<mpsc::Sender<Job>>,
+    /// The Scheme thread's queue, once it runs.
+    tx: std::sync::Mutex<Option<mpsc::Sender<Job>>>,
+    engine: std::sync::Weak<Engine>,
+    handle: tokio::runtime::Handle,
 }
 
 impl super::engine::Evaluator for Repl {
@@ -78,12 +86,30 @@ impl super::engine::Evaluator for Repl {
 }
 
 impl Repl {
+    /// The running thread's queue, starting the thread first if it does not run yet.
+    fn sender(&self) -> Result<mpsc::Sender<Job>, String> {
+        let mut tx = self.tx.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(tx) = tx.as_ref() {
+            return Ok(tx.clone());
+        }
+        let engine = self
+            .engine
+            .upgrade()
+            .ok_or_else(|| "the daemon is stopping".to_string())?;
+        let started = spawn_thread(engine, self.handle.clone());
+        *tx = Some(started.clone());
+        Ok(started)
+    }
+
+    /// The queue of the thread if it runs (callbacks need no thread that was never used).
+    fn running(&self) -> Option<mpsc::Sender<Job>> {
+        self.tx.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     /// Evaluates `expr`; the printed value of the last form, or the error.
     pub async fn eval(&self, expr: String) -> Result<String, String> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.tx
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        self.sender()?
             .send(Job::Eval(expr, tx))
             .map_err(|_| "the Scheme thread is gone".to_string())?;
         rx.await
@@ -271,16 +297,25 @@ fn register(scheme: &mut Scheme, engine: Arc<Engine>, h: tokio::runtime::Handle)
     });
 }
 
-/// The time limit of evaluations: a watchdog thread interrupts the Scheme engine at its next
-/// safepoint when one runs longer than the daemon's `--repl-time-limit`.
+/// The time limit of evaluations: one watchdog thread per image interrupts the Scheme engine
+/// at its next safepoint when an evaluation runs longer than the daemon's
+/// `--repl-time-limit`. (One thread that sleeps until the current deadline, not one per
+/// evaluation: every event fed to callbacks is an evaluation, and a thread each sleeping out
+/// the whole limit made an apply of 50 workloads leave 150 threads behind.)
 struct Limit {
     limit: Duration,
-    interrupt: Arc<dyn Fn() + Send + Sync>,
     resume: Arc<dyn Fn() + Send + Sync>,
-    /// Generation of the current evaluation; the lock makes "still the same evaluation?" and
+    /// The running evaluation's deadline; the lock makes "still the same evaluation?" and
     /// "interrupt it" one step.
-    generation: Arc<std::sync::Mutex<u64>>,
+    watch: Arc<(std::sync::Mutex<Watch>, std::sync::Condvar)>,
     fired: Arc<AtomicBool>,
+}
+
+#[derive(Default)]
+struct Watch {
+    deadline: Option<std::time::Instant>,
+    /// The image is gone: the watchdog ends.
+    stop: bool,
 }
 
 impl Limit {
@@ -289,43 +324,65 @@ impl Limit {
             scheme.get_thread_state_controller(),
             scheme.get_thread_state_controller(),
         );
+        let watch: Arc<(std::sync::Mutex<Watch>, std::sync::Condvar)> = Arc::default();
+        let fired = Arc::new(AtomicBool::new(false));
+        let (w, f) = (watch.clone(), fired.clone());
+        std::thread::Builder::new()
+            .name("scheme-watchdog".into())
+            .spawn(move || {
+                let (lock, cv) = &*w;
+                let mut g = lock.lock().unwrap_or_else(|p| p.into_inner());
+                while !g.stop {
+                    g = match g.deadline {
+                        None => cv.wait(g).unwrap_or_else(|p| p.into_inner()),
+                        Some(d) => {
+                            let now = std::time::Instant::now();
+                            if now >= d {
+                                f.store(true, Ordering::SeqCst);
+                                a.interrupt();
+                                g.deadline = None;
+                                g
+                            } else {
+                                cv.wait_timeout(g, d - now)
+                                    .unwrap_or_else(|p| p.into_inner())
+                                    .0
+                            }
+                        }
+                    };
+                }
+            })
+            .expect("the REPL watchdog starts");
         Limit {
             limit,
-            interrupt: Arc::new(move || a.interrupt()),
             resume: Arc::new(move || b.resume()),
-            generation: Arc::new(std::sync::Mutex::new(0)),
-            fired: Arc::new(AtomicBool::new(false)),
+            watch,
+            fired,
         }
     }
 
     /// Runs `f` under the limit; whether the limit interrupted it.
     fn run<T>(&self, f: impl FnOnce() -> T) -> (T, bool) {
-        let mine = {
-            let mut g = self.generation.lock().unwrap_or_else(|p| p.into_inner());
-            *g += 1;
+        let (lock, cv) = &*self.watch;
+        {
+            let mut g = lock.lock().unwrap_or_else(|p| p.into_inner());
             self.fired.store(false, Ordering::SeqCst);
             (self.resume)();
-            *g
-        };
-        let (generation, interrupt, fired) = (
-            self.generation.clone(),
-            self.interrupt.clone(),
-            self.fired.clone(),
-        );
-        let limit = self.limit;
-        std::thread::spawn(move || {
-            std::thread::sleep(limit);
-            let g = generation.lock().unwrap_or_else(|p| p.into_inner());
-            if *g == mine {
-                fired.store(true, Ordering::SeqCst);
-                interrupt();
-            }
-        });
+            g.deadline = Some(std::time::Instant::now() + self.limit);
+            cv.notify_one();
+        }
         let out = f();
-        let mut g = self.generation.lock().unwrap_or_else(|p| p.into_inner());
-        *g += 1;
+        let mut g = lock.lock().unwrap_or_else(|p| p.into_inner());
+        g.deadline = None;
         (self.resume)();
         (out, self.fired.load(Ordering::SeqCst))
+    }
+}
+
+impl Drop for Limit {
+    fn drop(&mut self) {
+        let (lock, cv) = &*self.watch;
+        lock.lock().unwrap_or_else(|p| p.into_inner()).stop = true;
+        cv.notify_one();
     }
 }
 
@@ -426,11 +483,50 @@ fn callback_kinds(event: &EventKind) -> Vec<String> {
     kinds
 }
 
-/// Starts the Scheme thread and the event feed for callbacks.
+/// The REPL handle and the event feed for callbacks; the Scheme thread starts now only when
+/// the journal holds forms to replay, else on the first evaluation.
 pub fn start(engine: Arc<Engine>) -> Arc<Repl> {
+    let repl = Arc::new(Repl {
+        tx: std::sync::Mutex::new(None),
+        engine: Arc::downgrade(&engine),
+        handle: tokio::runtime::Handle::current(),
+    });
+    if !load_journal(&engine).forms.is_empty() {
+        let _ = repl.sender();
+    }
+    // Events for callbacks.
+    let feed = repl.clone();
+    tokio::spawn(async move {
+        let mut rx = engine.subscribe();
+        drop(engine);
+        loop {
+            let ev = match rx.recv().await {
+                Ok(ev) => ev,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(_) => return,
+            };
+            let Some(w) = ev.workload.clone() else {
+                continue;
+            };
+            let Some(tx) = feed.running() else {
+                continue;
+            };
+            let message = ev.kind.to_string();
+            for k in callback_kinds(&ev.kind) {
+                if tx.send(Job::Event(w.clone(), k, message.clone())).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    repl
+}
+
+/// Starts the Scheme thread: a fresh image with the journal replayed, then evaluations and
+/// callbacks in arrival order.
+fn spawn_thread(engine: Arc<Engine>, h: tokio::runtime::Handle) -> mpsc::Sender<Job> {
     let (tx, rx) = mpsc::channel::<Job>();
-    let h = tokio::runtime::Handle::current();
-    let e = engine.clone();
+    let e = engine;
     std::thread::Builder::new()
         .name("warren-scheme".into())
         .spawn(move || {
@@ -494,33 +590,55 @@ pub fn start(engine: Arc<Engine>) -> Arc<Repl> {
             }
         })
         .expect("the Scheme thread starts");
-    // Events for callbacks.
-    let feed = tx.clone();
-    tokio::spawn(async move {
-        let mut rx = engine.subscribe();
-        loop {
-            let ev = match rx.recv().await {
-                Ok(ev) => ev,
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(_) => return,
-            };
-            let Some(w) = ev.workload.clone() else {
-                continue;
-            };
-            let message = ev.kind.to_string();
-            for k in callback_kinds(&ev.kind) {
-                if feed
-                    .send(Job::Event(w.clone(), k, message.clone()))
-                    .is_err()
-                {
-                    return;
-                }
-            }
+    tx
+}
+
+#[cfg(test)]
+mod watchdog_tests {
+    use super::*;
+
+    fn watchdogs() -> usize {
+        std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .flatten()
+            .filter(|t| {
+                std::fs::read_to_string(t.path().join("comm"))
+                    .is_ok_and(|c| c.trim() == "scheme-watchdog")
+            })
+            .count()
+    }
+
+    #[test]
+    fn one_watchdog_interrupts_long_evaluations_and_spares_short_ones() {
+        let mut s = Scheme::new();
+        let limit = Limit::new(&s, Duration::from_millis(300));
+        // Many short evaluations: none interrupted, and no thread each.
+        for i in 0..50 {
+            let (out, fired) = limit.run(|| s.run(format!("(+ {i} 1)")));
+            assert!(out.is_ok() && !fired);
         }
-    });
-    Arc::new(Repl {
-        tx: std::sync::Mutex::new(tx),
-    })
+        assert_eq!(watchdogs(), 1);
+        // An endless loop is interrupted after the limit.
+        let t = std::time::Instant::now();
+        let (out, fired) = limit.run(|| s.run("(define (spin) (spin)) (spin)"));
+        assert!(out.is_err() && fired, "{out:?}");
+        assert!(t.elapsed() >= Duration::from_millis(300));
+        // The image keeps working, and a later evaluation is not hit by the old deadline.
+        std::thread::sleep(Duration::from_millis(350));
+        let (out, fired) = limit.run(|| s.run("(+ 1 1)"));
+        assert!(!fired);
+        assert_eq!(out.unwrap().last().map(|v| v.to_string()), Some("2".into()));
+        // Dropping the limit ends its watchdog.
+        drop(limit);
+        let t = std::time::Instant::now();
+        while watchdogs() > 0 {
+            assert!(
+                t.elapsed() < Duration::from_secs(5),
+                "the watchdog did not end"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
 }
 
 #[cfg(test)]
