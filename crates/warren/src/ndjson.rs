@@ -265,7 +265,7 @@ mod tests {
 
     #[test]
     fn encoding_writes_one_line_per_value_and_round_trips() {
-        let a = line(&msg(7, "x\ny"));
+        let a = line(msg(7, "x\ny"));
         assert_eq!(&a[..], b"{\"n\":7,\"text\":\"x\\ny\"}\n");
         let mut buf = BytesMut::from(&a[..]);
         buf.extend_from_slice(&line(msg(8, "z")));
