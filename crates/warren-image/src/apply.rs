@@ -141,6 +141,8 @@ struct Counters {
     compressed: Cell<u64>,
     uncompressed: Cell<u64>,
     violation: Cell<Option<(LimitKind, u64, u64)>>,
+    /// The blob's reader reported its end.
+    eof: Cell<bool>,
 }
 
 struct CountingReader<R> {
@@ -153,6 +155,9 @@ impl<R: Read> Read for CountingReader<R> {
         let n = self.inner.read(buf)?;
         let c = &self.counters.compressed;
         c.set(c.get() + n as u64);
+        if n == 0 && !buf.is_empty() {
+            self.counters.eof.set(true);
+        }
         Ok(n)
     }
 }
@@ -202,6 +207,20 @@ pub fn apply_layer_with(
     compression: Compression,
     options: &ApplyOptions,
 ) -> Result<LayerStats, ImageError> {
+    apply_stream(dest, layer, compression, options, false)
+}
+
+/// Applies a tar stream to `dest`: as a layer, or with `plain` as a plain tree (see
+/// [`crate::unpack_tree`]): no whiteouts, no symbolic link followed or written through, no
+/// relative symbolic link leading above the root, and a stream without its end-of-archive
+/// marker refused as truncated.
+pub(crate) fn apply_stream(
+    dest: &Path,
+    layer: impl Read,
+    compression: Compression,
+    options: &ApplyOptions,
+    plain: bool,
+) -> Result<LayerStats, ImageError> {
     const LAYER: &str = "layer";
     let root = Root::open(dest).map_err(|source| ImageError::Target {
         path: dest.to_path_buf(),
@@ -236,6 +255,7 @@ pub fn apply_layer_with(
     let mut applier = Applier {
         root,
         options,
+        plain,
         chown,
         written: HashMap::new(),
         touched: HashMap::new(),
@@ -258,6 +278,13 @@ pub fn apply_layer_with(
     let walked = tarstream::walk(hashing, &options.limits, |meta, data| {
         applier.entry(meta, data)
     });
+    // Plain trees: the tar reader met the stream's end, so the end-of-archive marker is missing
+    // (a clean end stops at the marker) or the stream ended inside a header or file data.
+    if plain && counters.eof.get() {
+        return Err(ImageError::Truncated {
+            context: LAYER.into(),
+        });
+    }
     let hashing = match walked {
         Ok(r) => r,
         Err(e) => {
@@ -348,6 +375,8 @@ struct Touched {
 struct Applier<'a> {
     root: Root,
     options: &'a ApplyOptions,
+    /// A plain tree, not a layer (see [`apply_stream`]).
+    plain: bool,
     chown: bool,
     written: HashMap<(DirId, OsString), Mark>,
     /// Directories changed by this layer, restored to their earlier times at the end (unless
@@ -469,8 +498,9 @@ impl Applier<'_> {
             touched,
             ..
         } = self;
+        let follow = !self.plain;
         let Resolved { fd, path } = root
-            .resolve_dir(comps, true, &mut |event| {
+            .resolve_dir(comps, true, follow, &mut |event| {
                 match event {
                     Create::Before {
                         parent,
@@ -494,7 +524,8 @@ impl Applier<'_> {
 
     /// Resolves an existing directory without creating anything.
     fn existing_dir(&self, comps: &[OsString]) -> Result<Option<Resolved>, EntryProblem> {
-        self.root.resolve_dir(comps, false, &mut |_| Ok(()))
+        self.root
+            .resolve_dir(comps, false, !self.plain, &mut |_| Ok(()))
     }
 
     fn remove(&mut self, dir: &OwnedFd, name: &OsStr) -> Result<(), EntryProblem> {
@@ -551,15 +582,16 @@ impl Applier<'_> {
             });
             return Ok(());
         };
-        if comps
-            .iter()
-            .any(|c| c.as_encoded_bytes().starts_with(b".wh."))
-        {
-            return Err(EntryProblem::BadWhiteout.into());
-        }
-        let name_bytes = name.as_encoded_bytes();
-        if let Some(target) = name_bytes.strip_prefix(b".wh.") {
-            return self.whiteout(&comps, target).map_err(Failure::Entry);
+        if !self.plain {
+            if comps
+                .iter()
+                .any(|c| c.as_encoded_bytes().starts_with(b".wh."))
+            {
+                return Err(EntryProblem::BadWhiteout.into());
+            }
+            if let Some(target) = name.as_encoded_bytes().strip_prefix(b".wh.") {
+                return self.whiteout(&comps, target).map_err(Failure::Entry);
+            }
         }
 
         let (parent, pid) = self.parent(&comps)?;
@@ -627,6 +659,10 @@ impl Applier<'_> {
                         limit: max,
                     }
                     .into());
+                }
+                if self.plain && crate::unpack::escapes(comps.len(), target) {
+                    let shown = String::from_utf8_lossy(target).into_owned();
+                    return Err(EntryProblem::SymlinkOutside(shown).into());
                 }
                 if existing.is_some() {
                     self.remove(&parent, &name)?;
@@ -929,55 +965,4 @@ impl Applier<'_> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn split_path_rules() {
-        let ok = |s: &str| {
-            split_path(s.as_bytes(), 100)
-                .unwrap()
-                .into_iter()
-                .map(|c| c.into_string().unwrap())
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(ok("./a//b/./c/"), ["a", "b", "c"]);
-        assert!(ok("./").is_empty());
-        assert!(matches!(
-            split_path(b"/etc", 100),
-            Err(EntryProblem::Absolute)
-        ));
-        assert!(matches!(
-            split_path(b"a/../../b", 100),
-            Err(EntryProblem::DotDot)
-        ));
-        assert!(matches!(split_path(b"..", 100), Err(EntryProblem::DotDot)));
-        assert!(matches!(
-            split_path(b"", 100),
-            Err(EntryProblem::InvalidPath)
-        ));
-        assert!(matches!(
-            split_path(&[b'a'; 101], 100),
-            Err(EntryProblem::PathTooLong { len: 101, .. })
-        ));
-    }
-
-    #[test]
-    fn detects_compression() {
-        assert_eq!(Compression::detect(&[0x1f, 0x8b, 8]), Compression::Gzip);
-        assert_eq!(
-            Compression::detect(&[0x28, 0xb5, 0x2f, 0xfd]),
-            Compression::Zstd
-        );
-        assert_eq!(Compression::detect(b"etc/"), Compression::None);
-    }
-
-    #[test]
-    fn xattr_allow_list() {
-        assert!(xattr_allowed(b"user.foo"));
-        assert!(xattr_allowed(b"security.capability"));
-        assert!(!xattr_allowed(b"user.overlay.opaque"));
-        assert!(!xattr_allowed(b"trusted.overlay.opaque"));
-        assert!(!xattr_allowed(b"security.selinux"));
-    }
-}
+mod tests;

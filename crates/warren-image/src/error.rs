@@ -60,6 +60,13 @@ pub enum EntryProblem {
     /// A path component that must be a directory is a file (or other non-directory).
     #[error("`{0}` is not a directory")]
     NotADirectory(String),
+    /// A plain tree's entry (or hard link target) lies below a symbolic link: writing it would
+    /// go through the link. Names the link.
+    #[error("lies below the symlink `{0}`; writing through it is refused")]
+    BelowSymlink(String),
+    /// A plain tree's relative symbolic link whose target leads above the tree's root.
+    #[error("symbolic link target `{0}` leads outside the archive root")]
+    SymlinkOutside(String),
     /// Too many symbolic links while resolving the entry's parent directory (a loop).
     #[error("too many levels of symbolic links")]
     SymlinkLoop,
@@ -254,6 +261,12 @@ pub enum ImageError {
         #[source]
         source: io::Error,
     },
+    /// A plain tree's tar stream ended before its end-of-archive marker.
+    #[error("{context}: the archive is truncated (it ends before its end-of-archive marker)")]
+    Truncated {
+        /// The stream (`archive`).
+        context: String,
+    },
     /// The uncompressed layer does not hash to the diff_id the image config lists.
     #[error("{layer}: uncompressed content is {actual}, the image config says {expected}")]
     DiffIdMismatch {
@@ -303,6 +316,9 @@ impl ImageError {
                 limit,
                 value,
                 max,
+            },
+            ImageError::Truncated { .. } => ImageError::Truncated {
+                context: name.to_string(),
             },
             ImageError::DiffIdMismatch {
                 expected, actual, ..

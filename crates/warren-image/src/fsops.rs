@@ -124,8 +124,9 @@ impl Root {
         Ok(cur)
     }
 
-    /// Resolves the directory `comps` inside the root. Symbolic links are followed inside the
-    /// root (absolute targets start at the root, `..` stops at it). With `create`, missing
+    /// Resolves the directory `comps` inside the root. With `follow`, symbolic links are followed
+    /// inside the root (absolute targets start at the root, `..` stops at it); without it, a
+    /// symbolic link on the way is refused ([`EntryProblem::BelowSymlink`]). With `create`, missing
     /// directories are made (mode 0755) and `on_create` is told about each, before
     /// ([`Create::Before`]) and after ([`Create::Done`]); without it a missing component gives
     /// `Ok(None)`.
@@ -133,6 +134,7 @@ impl Root {
         &self,
         comps: &[OsString],
         create: bool,
+        follow: bool,
         on_create: &mut dyn FnMut(Create<'_>) -> Result<(), EntryProblem>,
     ) -> Result<Option<Resolved>, EntryProblem> {
         let mut queue: VecDeque<OsString> = comps.iter().cloned().collect();
@@ -185,10 +187,13 @@ impl Root {
                     let kind = lookup(&cur, &c)
                         .map_err(|e| EntryProblem::io("stat", e))?
                         .unwrap_or(Kind::Other);
+                    let mut shown = names.clone();
+                    shown.push(c.clone());
                     if kind != Kind::Symlink {
-                        let mut shown = names.clone();
-                        shown.push(c);
                         return Err(EntryProblem::NotADirectory(join(&shown)));
+                    }
+                    if !follow {
+                        return Err(EntryProblem::BelowSymlink(join(&shown)));
                     }
                     hops += 1;
                     if hops > MAX_SYMLINK_HOPS {
@@ -312,7 +317,7 @@ mod tests {
 
         for p in ["abs", "climb", "real/sub/../../abs"] {
             let r = root
-                .resolve_dir(&comps(p), false, &mut no_create)
+                .resolve_dir(&comps(p), false, true, &mut no_create)
                 .unwrap()
                 .unwrap();
             assert_eq!(dir_id(&r.fd).unwrap(), real, "{p}");
@@ -320,12 +325,12 @@ mod tests {
         }
         // An absolute link to a host directory is read as a path inside the root.
         assert!(root
-            .resolve_dir(&comps("escape"), false, &mut no_create)
+            .resolve_dir(&comps("escape"), false, true, &mut no_create)
             .unwrap()
             .is_none());
         let mut made = Vec::new();
         let r = root
-            .resolve_dir(&comps("escape/x"), true, &mut |ev| {
+            .resolve_dir(&comps("escape/x"), true, true, &mut |ev| {
                 if let Create::Done { name, .. } = ev {
                     made.push(name.to_os_string());
                 }
@@ -341,7 +346,7 @@ mod tests {
         assert!(!tmp.path().join("outside/x").exists());
         drop(r);
         assert!(matches!(
-            root.resolve_dir(&comps("loop1/x"), true, &mut no_create),
+            root.resolve_dir(&comps("loop1/x"), true, true, &mut no_create),
             Err(EntryProblem::SymlinkLoop)
         ));
     }

@@ -16,6 +16,11 @@
 //!    (setuid kept), numeric ownership, mtimes, a safe subset of xattrs, and OCI whiteouts and
 //!    opaque directories. See the [`apply`] module for the exact rules.
 //!
+//! [`unpack_tree`] unpacks a plain tree (a dataset's tar stream, not a layer) with the same
+//! reader and rules, except that it processes no whiteouts, refuses writes through symbolic
+//! links instead of resolving them inside the target, is bounded only by the limits its caller
+//! sets, and refuses a stream without its end-of-archive marker. See the [`unpack`] module.
+//!
 //! # Safety against hostile archives
 //!
 //! - Entry names that are absolute or contain `..` are refused, naming the entry.
@@ -44,6 +49,7 @@ mod error;
 mod fsops;
 mod limits;
 mod tarstream;
+pub mod unpack;
 
 pub use apply::{apply_layer, apply_layer_with, Compression, LayerStats};
 pub use archive::{
@@ -54,3 +60,4 @@ pub use config::ImageConfig;
 pub use digest::{Algorithm, Digest, DigestParseError};
 pub use error::{EntryProblem, ImageError, LimitKind};
 pub use limits::{ApplyOptions, Limits, Ownership};
+pub use unpack::{unpack_tree, TreeOptions};

@@ -35,16 +35,17 @@
 //! [`Storage::send`] writes a tar of the snapshot (`tar --numeric-owner -C SNAPSHOT -cf - .`).
 //! Incremental streams are refused with [`StorageError::Unsupported`]: a copy has no record of
 //! what changed, and guessing from modification times would miss deletions and same-second
-//! edits. [`Storage::receive_staged`] spools the stream to
-//! `snapshots/.incoming-<unique>/stream.tar`, checks every member before anything is extracted
-//! ([`check_tar`]: no absolute paths, no `..`, no member below a symlink, no hard link or
-//! relative symlink leading outside the tree, no device nodes; a truncated archive is refused)
-//! and extracts it with `tar -x` beside the spool, which is then removed.
+//! edits. [`Storage::receive_staged`] unpacks the stream as it arrives into
+//! `snapshots/.incoming-<unique>/tree` with warren-image's plain-tree unpacker
+//! ([`warren_image::unpack_tree`]: no absolute paths, no `..`, nothing written below a symlink,
+//! no hard link or relative symlink leading outside the tree, no device nodes, no whiteout
+//! processing, a truncated archive refused; nothing outside the tree is ever touched), and
+//! removes the partial tree when the stream is refused.
 //! [`Storage::commit_staged`] moves the tree to `snapshots/<key>/<label>` and copies it to the
 //! dataset, which must be absent; [`Storage::abort_staged`] and [`Storage::sweep_staged`]
 //! remove the `.incoming-` directory. On failure nothing received is left behind.
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use warren_exec::{Cmd, Executor};
@@ -143,26 +144,14 @@ impl DirStorage {
         Ok(())
     }
 
-    /// Spools, checks and extracts a tar stream into `incoming/tree`; the spool is removed.
+    /// Unpacks a tar stream into `incoming/tree` as it arrives (the caller removes `incoming`
+    /// on error).
     fn extract_into(&self, incoming: &Path, input: &mut dyn std::io::Read) -> Result<PathBuf> {
-        let spool = incoming.join("stream.tar");
-        let mut file = std::fs::File::create(&spool).map_err(io_err(&spool))?;
-        std::io::copy(input, &mut file).map_err(|e| {
-            StorageError::Other(format!("reading the stream into {}: {e}", spool.display()))
-        })?;
-        drop(file);
-        let mut file = std::fs::File::open(&spool).map_err(io_err(&spool))?;
-        check_tar(&mut std::io::BufReader::new(&mut file))
-            .map_err(|e| StorageError::Other(format!("refusing the stream: {e}")))?;
         let tree = incoming.join("tree");
         std::fs::create_dir(&tree).map_err(io_err(&tree))?;
-        let tar = Cmd::new("tar")
-            .args(["-x", "--numeric-owner", "-p", "-f"])
-            .arg(&spool)
-            .arg("-C")
-            .arg(&tree);
-        self.exec.run(&tar)?;
-        remove_file_if_exists(&spool)?;
+        let input = std::io::BufReader::with_capacity(1 << 20, input);
+        warren_image::unpack_tree(&tree, input, &warren_image::TreeOptions::default())
+            .map_err(|e| unpack_error(&tree, e))?;
         Ok(tree)
     }
 }
@@ -543,220 +532,25 @@ fn no_quotas() -> StorageError {
     )
 }
 
-/// Checks a tar archive (ustar, GNU or pax, as GNU tar writes them) before anything of it is
-/// extracted. Refused: absolute member paths and `..` components; members below an earlier
-/// symlink member (extraction would write through the link); hard links whose target is
-/// absolute, uses `..` or goes through a symlink; relative symlinks whose target leads above
-/// the archive root (absolute symlink targets are kept: they resolve inside the workload's
-/// root, where the tree is used, and nothing is extracted through them); character and block
-/// devices; bad header checksums; archives that end before their end-of-archive marker.
-pub fn check_tar(r: &mut dyn std::io::Read) -> std::result::Result<(), String> {
-    let mut symlinks: Vec<PathBuf> = Vec::new();
-    let mut long_name: Option<String> = None;
-    let mut long_link: Option<String> = None;
-    let mut pax: Vec<(String, String)> = Vec::new();
-    let mut block = [0u8; 512];
-    let mut members = 0u64;
-    loop {
-        read_block(r, &mut block)?;
-        if block.iter().all(|&b| b == 0) {
-            return Ok(());
+/// A refused or failed unpack as a storage error: a write that failed (a full disk) keeps its
+/// I/O error; anything the stream itself is to blame for is a refusal naming the entry.
+fn unpack_error(tree: &Path, e: warren_image::ImageError) -> StorageError {
+    use warren_image::{EntryProblem, ImageError};
+    match e {
+        ImageError::Entry {
+            entry,
+            problem: EntryProblem::Io { source, .. },
+            ..
+        } => StorageError::Io {
+            path: tree.join(entry),
+            source,
+        },
+        ImageError::Target { path, source } => StorageError::Io { path, source },
+        ImageError::BadLayer { source, .. } => {
+            StorageError::Other(format!("refusing the stream: {source}"))
         }
-        let stored = parse_octal(&block[148..156]).ok_or("corrupt tar header checksum field")?;
-        let sum: u64 = block
-            .iter()
-            .enumerate()
-            .map(|(i, &b)| {
-                if (148..156).contains(&i) {
-                    32
-                } else {
-                    u64::from(b)
-                }
-            })
-            .sum();
-        if sum != stored {
-            return Err(format!(
-                "corrupt tar header after {members} members (checksum mismatch)"
-            ));
-        }
-        let kind = block[156];
-        let mut size = parse_size(&block[124..136]).ok_or("corrupt tar size field")?;
-        if let Some((_, v)) = pax.iter().find(|(k, _)| k == "size") {
-            size = v.parse().map_err(|_| format!("bad pax size {v:?}"))?;
-        }
-        let data_blocks = size.div_ceil(512);
-        match kind {
-            b'L' | b'K' | b'x' | b'g' => {
-                let data = read_data(r, size)?;
-                match kind {
-                    b'L' => long_name = Some(cstr(&data)),
-                    b'K' => long_link = Some(cstr(&data)),
-                    b'x' => pax = parse_pax(&data)?,
-                    _ => {}
-                }
-                continue;
-            }
-            _ => {}
-        }
-        let mut name = long_name.take().unwrap_or_else(|| {
-            let base = cstr(&block[0..100]);
-            if &block[257..262] == b"ustar" && block[345] != 0 {
-                format!("{}/{base}", cstr(&block[345..500]))
-            } else {
-                base
-            }
-        });
-        let mut link = long_link.take().unwrap_or_else(|| cstr(&block[157..257]));
-        for (k, v) in pax.drain(..) {
-            match k.as_str() {
-                "path" => name = v,
-                "linkpath" => link = v,
-                _ => {}
-            }
-        }
-        let path = member_path(&name)?;
-        if let Some(s) = symlinks.iter().find(|s| path.starts_with(s) && path != **s) {
-            return Err(format!(
-                "member {name:?} lies below the symlink {:?}",
-                s.display()
-            ));
-        }
-        match kind {
-            b'1' => {
-                let target = member_path(&link)
-                    .map_err(|e| format!("hard link {name:?} -> {link:?}: {e}"))?;
-                if symlinks.iter().any(|s| target.starts_with(s)) {
-                    return Err(format!(
-                        "hard link {name:?} -> {link:?} goes through a symlink"
-                    ));
-                }
-            }
-            b'2' => {
-                if !link.starts_with('/') && escapes(&path, &link) {
-                    return Err(format!(
-                        "symlink {name:?} -> {link:?} leads outside the archive"
-                    ));
-                }
-                symlinks.push(path);
-            }
-            b'3' | b'4' => return Err(format!("member {name:?} is a device node")),
-            _ => {}
-        }
-        members += 1;
-        skip_blocks(r, data_blocks)?;
+        other => StorageError::Other(format!("refusing the stream: {other}")),
     }
-}
-
-fn read_block(r: &mut dyn std::io::Read, block: &mut [u8; 512]) -> std::result::Result<(), String> {
-    r.read_exact(block).map_err(|e| match e.kind() {
-        std::io::ErrorKind::UnexpectedEof => {
-            "the archive is truncated (no end-of-archive marker)".to_string()
-        }
-        _ => format!("reading the archive: {e}"),
-    })
-}
-
-fn read_data(r: &mut dyn std::io::Read, size: u64) -> std::result::Result<Vec<u8>, String> {
-    if size > 1 << 20 {
-        return Err(format!("tar extended header of {size} bytes is too large"));
-    }
-    let mut data = vec![0u8; (size.div_ceil(512) * 512) as usize];
-    r.read_exact(&mut data)
-        .map_err(|_| "the archive is truncated (inside an extended header)".to_string())?;
-    data.truncate(size as usize);
-    Ok(data)
-}
-
-fn skip_blocks(r: &mut dyn std::io::Read, n: u64) -> std::result::Result<(), String> {
-    let want = n * 512;
-    let got = std::io::copy(&mut std::io::Read::take(r, want), &mut std::io::sink())
-        .map_err(|e| format!("reading the archive: {e}"))?;
-    if got != want {
-        return Err("the archive is truncated (inside a file's data)".into());
-    }
-    Ok(())
-}
-
-fn cstr(b: &[u8]) -> String {
-    let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
-    String::from_utf8_lossy(&b[..end]).into_owned()
-}
-
-fn parse_octal(b: &[u8]) -> Option<u64> {
-    let s = cstr(b);
-    let s = s.trim_matches(|c: char| c == ' ' || c == '\0');
-    if s.is_empty() {
-        return Some(0);
-    }
-    u64::from_str_radix(s, 8).ok()
-}
-
-/// Octal, or GNU base-256 when the first byte has its high bit set.
-fn parse_size(b: &[u8]) -> Option<u64> {
-    if b[0] & 0x80 != 0 {
-        let mut v: u64 = u64::from(b[0] & 0x7f);
-        for &x in &b[1..] {
-            v = v.checked_mul(256)?.checked_add(u64::from(x))?;
-        }
-        return Some(v);
-    }
-    parse_octal(b)
-}
-
-/// Records `<len> <key>=<value>\n`.
-fn parse_pax(data: &[u8]) -> std::result::Result<Vec<(String, String)>, String> {
-    let mut out = Vec::new();
-    let mut rest = data;
-    while !rest.is_empty() && rest[0] != 0 {
-        let sp = rest
-            .iter()
-            .position(|&c| c == b' ')
-            .ok_or("bad pax record")?;
-        let len: usize = std::str::from_utf8(&rest[..sp])
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .ok_or("bad pax record length")?;
-        if len <= sp + 1 || len > rest.len() {
-            return Err("bad pax record length".into());
-        }
-        let rec = String::from_utf8_lossy(&rest[sp + 1..len - 1]).into_owned();
-        let (k, v) = rec.split_once('=').ok_or("bad pax record")?;
-        out.push((k.to_string(), v.to_string()));
-        rest = &rest[len..];
-    }
-    Ok(out)
-}
-
-/// A member name as a relative path without `.` components; refuses absolute and `..`.
-fn member_path(name: &str) -> std::result::Result<PathBuf, String> {
-    if name.starts_with('/') {
-        return Err(format!("member {name:?} has an absolute path"));
-    }
-    let mut out = PathBuf::new();
-    for c in Path::new(name).components() {
-        match c {
-            Component::Normal(p) => out.push(p),
-            Component::CurDir => {}
-            _ => return Err(format!("member {name:?} leaves the archive root (..)")),
-        }
-    }
-    Ok(out)
-}
-
-/// True if the relative symlink `target`, placed at `link`, resolves above the root.
-fn escapes(link: &Path, target: &str) -> bool {
-    let mut depth: i64 = link.components().count() as i64 - 1;
-    for c in Path::new(target).components() {
-        match c {
-            Component::ParentDir => depth -= 1,
-            Component::Normal(_) => depth += 1,
-            _ => {}
-        }
-        if depth < 0 {
-            return true;
-        }
-    }
-    false
 }
 
 #[cfg(test)]
@@ -839,8 +633,28 @@ mod tests {
         a
     }
 
-    fn check(a: &[u8]) -> std::result::Result<(), String> {
-        check_tar(&mut &a[..])
+    /// Receives `a` as a staged full stream; the staged tree, or the error as text. Nothing of
+    /// a refused stream is left behind.
+    fn check(a: &[u8]) -> std::result::Result<PathBuf, String> {
+        let t = tempfile::tempdir().unwrap();
+        let s = DirStorage::new(t.path().to_path_buf(), Arc::new(RecordingExecutor::new()));
+        let id = DatasetId::Volume("site".into());
+        match s.receive_staged(&id, "s1", &mut &a[..]) {
+            Ok(staged) => {
+                let tree = Path::new(staged.place()).join("tree");
+                let keep = t.keep().join("kept");
+                std::fs::rename(&tree, &keep).unwrap();
+                Ok(keep)
+            }
+            Err(e) => {
+                let snaps = t.path().join("snapshots");
+                let left: Vec<_> = std::fs::read_dir(&snaps)
+                    .map(|rd| rd.map(|e| e.unwrap().file_name()).collect())
+                    .unwrap_or_default();
+                assert!(left.is_empty(), "left behind: {left:?}");
+                Err(e.to_string())
+            }
+        }
     }
 
     #[test]
@@ -853,8 +667,20 @@ mod tests {
             member("./bin/ash", b'2', "sh", b""),
             member("./etc/up", b'2', "../bin/sh", b""),
             member("./etc/hard", b'1', "./etc/passwd", b""),
+            member("./etc/.wh.passwd", b'0', "", b"not a whiteout"),
         ]);
-        check(&a).unwrap();
+        let tree = check(&a).unwrap();
+        assert_eq!(std::fs::read(tree.join("etc/hard")).unwrap(), b"root:x:0:0");
+        assert_eq!(
+            std::fs::read(tree.join("etc/.wh.passwd")).unwrap(),
+            b"not a whiteout"
+        );
+        assert!(tree.join("etc/passwd").exists());
+        assert_eq!(
+            std::fs::read_link(tree.join("bin/ash")).unwrap(),
+            Path::new("sh")
+        );
+        std::fs::remove_dir_all(tree.parent().unwrap()).unwrap();
     }
 
     #[test]
@@ -876,10 +702,7 @@ mod tests {
                 ]),
                 "below the symlink",
             ),
-            (
-                archive(&[member("h", b'1', "/etc/shadow", b"")]),
-                "absolute",
-            ),
+            (archive(&[member("h", b'1', "/etc/shadow", b"")]), "outside"),
             (archive(&[member("h", b'1', "../x", b"")]), ".."),
             (archive(&[member("dev/sda", b'4', "", b"")]), "device"),
             (

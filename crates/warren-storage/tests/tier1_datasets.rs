@@ -609,7 +609,7 @@ fn dir_send_receive_full_and_refusals() {
     let err = a.send(&id, "s2", Some("s1"), &mut Vec::new()).unwrap_err();
     assert!(matches!(err, StorageError::Unsupported(_)), "{err}");
 
-    // Archives that would write outside the target are refused before extraction.
+    // Archives that would write outside the target are refused, and nothing of them is kept.
     let t = tempdir();
     std::fs::write(t.path().join("payload"), "x").unwrap();
     for (name, args) in [

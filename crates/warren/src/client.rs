@@ -57,6 +57,23 @@ pub async fn tls_connect(
     })
 }
 
+/// Decodes the NDJSON lines of `body` as they arrive, handing each value to `f`.
+async fn read_ndjson<T: DeserializeOwned>(
+    body: Incoming,
+    mut f: impl FnMut(T) -> Result<()>,
+) -> Result<()> {
+    use futures_util::{StreamExt, TryStreamExt};
+    let data = body.into_data_stream().map_err(std::io::Error::other);
+    let mut lines = tokio_util::codec::FramedRead::new(
+        tokio_util::io::StreamReader::new(data),
+        crate::ndjson::NdjsonCodec::<T>::new(),
+    );
+    while let Some(v) = lines.next().await {
+        f(v.context("reading the daemon's stream")?)?;
+    }
+    Ok(())
+}
+
 fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -195,31 +212,19 @@ impl Client {
         self.call(call, Some(body)).await
     }
 
-    /// A streamed response body (NDJSON lines), delivered line by line to `f` (an empty
+    /// A streamed response body (NDJSON lines), each line decoded and handed to `f` (an empty
     /// request body).
-    pub async fn stream_lines(
+    pub async fn stream_lines<T: DeserializeOwned>(
         &self,
         call: &Call,
-        mut f: impl FnMut(&[u8]) -> Result<()>,
+        f: impl FnMut(T) -> Result<()>,
     ) -> Result<()> {
         let resp = Self::check(
             self.send(Self::request(call.method(), call.path(), vec![]))
                 .await?,
         )
         .await?;
-        let mut body = resp.into_body();
-        let mut buf: Vec<u8> = Vec::new();
-        while let Some(frame) = body.frame().await {
-            let frame = frame?;
-            if let Some(data) = frame.data_ref() {
-                buf.extend_from_slice(data);
-                while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
-                    let line: Vec<u8> = buf.drain(..=pos).collect();
-                    f(&line[..line.len() - 1])?;
-                }
-            }
-        }
-        Ok(())
+        read_ndjson(resp.into_body(), f).await
     }
 
     /// A raw streamed response body (export archives).
@@ -232,12 +237,12 @@ impl Client {
         Ok(resp.into_body())
     }
 
-    /// POSTs a streamed request body and hands each line of the NDJSON answer to `f`.
-    pub async fn post_stream_lines<B>(
+    /// POSTs a streamed request body and hands each decoded line of the NDJSON answer to `f`.
+    pub async fn post_stream_lines<T: DeserializeOwned, B>(
         &self,
         call: &Call,
         body: B,
-        mut f: impl FnMut(&[u8]) -> Result<()>,
+        f: impl FnMut(T) -> Result<()>,
     ) -> Result<()>
     where
         B: hyper::body::Body + Send + 'static,
@@ -252,18 +257,7 @@ impl Client {
             .body(body)
             .expect("request builds");
         let resp = Self::check(self.send(req).await?).await?;
-        let mut body = resp.into_body();
-        let mut buf: Vec<u8> = Vec::new();
-        while let Some(frame) = body.frame().await {
-            if let Some(data) = frame?.data_ref() {
-                buf.extend_from_slice(data);
-                while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
-                    let line: Vec<u8> = buf.drain(..=pos).collect();
-                    f(&line[..line.len() - 1])?;
-                }
-            }
-        }
-        Ok(())
+        read_ndjson(resp.into_body(), f).await
     }
 
     /// POSTs a streamed request body and decodes the JSON answer.

@@ -7,6 +7,7 @@ mod cli;
 mod client;
 mod contexts;
 mod daemon;
+mod ndjson;
 mod output;
 mod scheme;
 mod wire;

@@ -58,10 +58,7 @@ pub(super) async fn events(
         .query("after", evs.last().map(|e| e.id).unwrap_or(0))
         .query_opt("workload", workload.as_ref());
     client
-        .stream_lines(&call, |l| {
-            let e: crate::wire::Event = serde_json::from_slice(l)?;
-            print(&e)
-        })
+        .stream_lines(&call, |e: crate::wire::Event| print(&e))
         .await?;
     Ok(Exit::Success)
 }

@@ -110,9 +110,7 @@ impl Progress {
         }
     }
 
-    fn feed(&mut self, line: &[u8]) -> Result<()> {
-        let v: serde_json::Value = serde_json::from_slice(line)
-            .with_context(|| format!("the daemon sent a malformed progress line: {line:?}"))?;
+    fn feed(&mut self, v: serde_json::Value) -> Result<()> {
         if let Some(l) = v["line"].as_str() {
             eprintln!("  {l}");
         } else if let Some(e) = v["error"].as_str() {
@@ -143,7 +141,7 @@ pub(super) async fn build(client: &Client, dir: &PathBuf, version: Option<String
     let call = routes::BUILD.call().query_opt("version", version.as_ref());
     let mut job = Progress::new("built");
     client
-        .post_stream_lines(&call, body, |line| job.feed(line))
+        .post_stream_lines(&call, body, |v| job.feed(v))
         .await?;
     let b = job.finish("build")?;
     println!(
@@ -232,7 +230,7 @@ pub(super) async fn image(client: &Client, cmd: ImageCmd) -> Result<Exit> {
                 .post_stream_lines(
                     &routes::IMAGE_PULL.call(),
                     http_body_util::Full::new(bytes::Bytes::from(payload)),
-                    |line| job.feed(line),
+                    |v| job.feed(v),
                 )
                 .await?;
             let pulled: Vec<ImageImported> = serde_json::from_value(job.finish("pull")?)?;
@@ -368,7 +366,7 @@ pub(super) async fn world(client: &Client, cmd: WorldCmd) -> Result<Exit> {
                 .at(&[&name])
                 .query_opt("mirror", mirror.as_ref());
             let mut job = Progress::new("created");
-            client.stream_lines(&call, |line| job.feed(line)).await?;
+            client.stream_lines(&call, |v| job.feed(v)).await?;
             job.finish(&format!("creation of world {name}"))?;
             println!("world {name} created");
         }

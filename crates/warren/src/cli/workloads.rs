@@ -277,8 +277,7 @@ pub(super) async fn logs(
     let stdout = std::io::stdout();
     let stderr = std::io::stderr();
     client
-        .stream_lines(&call, |line| {
-            let e: LogEntry = serde_json::from_slice(line)?;
+        .stream_lines(&call, |e: LogEntry| {
             let nl = if e.partial { "" } else { "\n" };
             let text = if timestamps {
                 format!("{} {}{nl}", e.ts, e.text)

@@ -402,11 +402,7 @@ fn event_feed(
 
 async fn events_stream(State(e): State<Arc<Engine>>, Query(q): Query<StreamQuery>) -> Response {
     use futures_util::StreamExt;
-    let body = event_feed(e, q).map(|ev| {
-        let mut line = serde_json::to_vec(&ev).expect("event serializes");
-        line.push(b'\n');
-        Ok::<_, std::io::Error>(bytes::Bytes::from(line))
-    });
+    let body = event_feed(e, q).map(|ev| Ok::<_, std::io::Error>(crate::ndjson::line(ev)));
     Response::builder()
         .header(axum::http::header::CONTENT_TYPE, "application/x-ndjson")
         .body(axum::body::Body::from_stream(body))

@@ -526,11 +526,7 @@ pub async fn pull_handler(
         return Err(ApiError::from(ImageError::BadReference(m)));
     }
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<bytes::Bytes>();
-    let line = |v: crate::wire::PullLine| {
-        let mut l = serde_json::to_string(&v).expect("a line serializes");
-        l.push('\n');
-        bytes::Bytes::from(l)
-    };
+    let line = crate::ndjson::line::<crate::wire::PullLine>;
     let engine = e.clone();
     tokio::spawn(async move {
         let t = tx.clone();

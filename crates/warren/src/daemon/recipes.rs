@@ -406,9 +406,7 @@ pub async fn build_handler(
     let engine = e.clone();
     tokio::task::spawn_blocking(move || {
         let send = |v: crate::wire::BuildLine| {
-            let mut line = serde_json::to_string(&v).expect("a line serializes");
-            line.push('\n');
-            let _ = tx.blocking_send(bytes::Bytes::from(line));
+            let _ = tx.blocking_send(crate::ndjson::line(v));
         };
         let result = {
             let _guard = super::worlds::builds_lock();

@@ -27,16 +27,13 @@ pub struct LogsQuery {
     follow: bool,
 }
 
-fn entry_json(l: &warren_runtime::logs::LogLine) -> Vec<u8> {
-    let e = LogEntry {
+fn entry_json(l: &warren_runtime::logs::LogLine) -> bytes::Bytes {
+    crate::ndjson::line(LogEntry {
         ts: l.ts.clone(),
         stream: l.stream.as_str().to_string(),
         text: l.text.clone(),
         partial: l.partial,
-    };
-    let mut v = serde_json::to_vec(&e).expect("log entry serializes");
-    v.push(b'\n');
-    v
+    })
 }
 
 /// `GET /v1/workloads/{name}/logs?tail=N&follow=true`: NDJSON [`LogEntry`] lines.
@@ -50,7 +47,7 @@ pub async fn logs(
     }
     let dir = e.log_dir(&name);
     std::fs::create_dir_all(&dir).map_err(|err| anyhow::anyhow!("{}: {err}", dir.display()))?;
-    let (tx, rx) = mpsc::channel::<Vec<u8>>(256);
+    let (tx, rx) = mpsc::channel::<bytes::Bytes>(256);
     let follow = q.follow;
     let tail = q.tail;
     std::thread::spawn(move || {
@@ -91,9 +88,7 @@ pub async fn logs(
         }
     });
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv()
-            .await
-            .map(|v| (Ok::<_, std::io::Error>(bytes::Bytes::from(v)), rx))
+        rx.recv().await.map(|v| (Ok::<_, std::io::Error>(v), rx))
     });
     Ok(Response::builder()
         .header(header::CONTENT_TYPE, "application/x-ndjson")

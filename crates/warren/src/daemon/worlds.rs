@@ -208,9 +208,7 @@ pub async fn create_handler(
     let engine = e.clone();
     tokio::task::spawn_blocking(move || {
         let send = |v: crate::wire::WorldBuildLine| {
-            let mut line = serde_json::to_string(&v).expect("a line serializes");
-            line.push('\n');
-            let _ = tx.blocking_send(bytes::Bytes::from(line));
+            let _ = tx.blocking_send(crate::ndjson::line(v));
         };
         let _guard = builds_lock();
         let storage = &*engine.storage;
