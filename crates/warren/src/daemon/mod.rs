@@ -205,6 +205,8 @@ pub async fn run(cfg: Config) -> Result<()> {
     let lock = lock_state_dir(&cfg.state_dir)?;
     sweep_scratch(&cfg.state_dir.join("tmp"));
 
+    // The daemon's one executor: storage, the runtime, the network, the ingress and the
+    // services reach it through the engine (`engine.exec`), so a test can record it all.
     let exec: Arc<dyn Executor> = Arc::new(HostExecutor);
     let storage = warren_storage::pool::open_storage(
         &cfg.state_dir,

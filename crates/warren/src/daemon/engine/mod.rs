@@ -129,6 +129,7 @@ impl Engine {
         let ingress = Arc::new(super::ingress::Ingress::new(
             cfg.ingress.clone(),
             &cfg.state_dir,
+            exec.clone(),
         ));
         let (events, _) = broadcast::channel(1024);
         let parallel = Arc::new(Semaphore::new(cfg.parallel.max(1)));
