@@ -177,9 +177,9 @@ mod host {
 
     pub fn pf_forward() {
         use warren_net::ipam::Subnet;
-        use warren_net::nft::{Forward, Ruleset as NetRules};
         use warren_net::pf;
         use warren_net::ports::PortMapping;
+        use warren_net::ruleset::{Forward, Ruleset as NetRules};
 
         let exec = HostExecutor;
         exec.run(&Cmd::new("pfctl").arg("-si"))

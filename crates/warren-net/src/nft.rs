@@ -1,8 +1,9 @@
 //! warren's nftables table: a pure renderer and the three commands that apply, remove and probe it.
 //!
 //! warren owns exactly one table, `table inet warren` by default ([`DEFAULT_TABLE`]; tests use
-//! their own names), and never reads or writes any other. [`render`] turns the bridge, its subnet
-//! and the published ports into the complete text for `nft -f -`:
+//! their own names), and never reads or writes any other. [`render`] turns the neutral
+//! [`Ruleset`] (bridge, subnet, published ports; shared with [`crate::pf`]) into the complete
+//! text for `nft -f -`:
 //!
 //! - `published`: one DNAT rule per port mapping (host address, port and protocol → workload
 //!   address and port), entered from `prerouting` (traffic from other machines and the bridge)
@@ -18,36 +19,16 @@
 //! as applying once, and a half-applied table never exists.
 
 use std::fmt::Write as _;
-use std::net::{IpAddr, Ipv4Addr};
 
-use crate::ipam::Subnet;
-use crate::ports::{conflicts, PortMapping};
-
-/// The table warren uses unless told otherwise.
-pub const DEFAULT_TABLE: &str = "warren";
+pub use crate::ruleset::{
+    valid_ifname, validate_table, Forward, Ruleset, RulesetError, DEFAULT_TABLE,
+};
 
 /// Errors of rendering, applying or inspecting the table.
 #[derive(Debug, thiserror::Error)]
 pub enum NftError {
-    #[error("invalid nftables table name {0:?}: use letters, digits and '_', starting with a letter, at most 64 characters")]
-    TableName(String),
-    #[error("invalid bridge interface name {0:?}: 1 to 15 characters, no whitespace, '/', ':' or quotes")]
-    BridgeName(String),
-    #[error("workload name {0:?} cannot be used in a rule comment: at most 100 printable characters without quotes or backslashes")]
-    WorkloadName(String),
-    #[error("workload {workload:?} publishes {mapping}: an IPv6 host address cannot be forwarded to the workload's IPv4 address")]
-    Ipv6HostIp {
-        workload: String,
-        mapping: PortMapping,
-    },
-    #[error("workload {workload:?} has address {address}, which is not a workload address of subnet {subnet}")]
-    AddressOutsideSubnet {
-        workload: String,
-        address: Ipv4Addr,
-        subnet: Subnet,
-    },
-    #[error("{0}")]
-    Conflict(crate::ports::Conflict),
+    #[error(transparent)]
+    Ruleset(#[from] RulesetError),
     #[error("nftables table inet {table}: {source}")]
     Exec {
         table: String,
@@ -56,68 +37,6 @@ pub enum NftError {
     },
     #[error("cannot parse `nft -j list tables` output: {0}")]
     Json(String),
-}
-
-/// One published port: which workload, the mapping, and the workload's address.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Forward {
-    pub workload: String,
-    pub mapping: PortMapping,
-    pub address: Ipv4Addr,
-}
-
-/// Everything the table is rendered from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Ruleset {
-    /// The `inet` table's name ([`DEFAULT_TABLE`] in production).
-    pub table: String,
-    /// The workload bridge interface.
-    pub bridge: String,
-    /// The bridge's subnet.
-    pub subnet: Subnet,
-    /// Published ports, in any order (rendering sorts them).
-    pub forwards: Vec<Forward>,
-}
-
-impl Ruleset {
-    /// A ruleset for `bridge` and `subnet` in the default table, with no published ports.
-    pub fn new(bridge: &str, subnet: Subnet) -> Ruleset {
-        Ruleset {
-            table: DEFAULT_TABLE.to_string(),
-            bridge: bridge.to_string(),
-            subnet,
-            forwards: Vec::new(),
-        }
-    }
-}
-
-/// Checks an nft table name: a letter, then letters, digits or `_`.
-pub fn validate_table(table: &str) -> Result<(), NftError> {
-    let mut chars = table.chars();
-    let ok = table.len() <= 64
-        && chars.next().is_some_and(|c| c.is_ascii_alphabetic())
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if ok {
-        Ok(())
-    } else {
-        Err(NftError::TableName(table.to_string()))
-    }
-}
-
-/// Whether `name` is usable as a Linux interface name (1..=15 bytes, no whitespace, `/`, `:`,
-/// quotes or backslashes).
-pub fn valid_ifname(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 15
-        && name != "."
-        && name != ".."
-        && name
-            .chars()
-            .all(|c| c.is_ascii_graphic() && !matches!(c, '/' | ':' | '"' | '\'' | '\\'))
-}
-
-fn valid_comment(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 100 && s.chars().all(|c| !c.is_control() && c != '"' && c != '\\')
 }
 
 /// The preamble that makes a following `table` definition replace the old table atomically:
@@ -134,56 +53,11 @@ pub fn render_removal(table: &str) -> Result<String, NftError> {
 
 /// Renders the complete, idempotent `nft -f -` input for `ruleset`.
 ///
-/// Refuses names that could not be quoted safely, IPv6 host addresses (workloads have IPv4
-/// addresses only), workload addresses outside the subnet's workload range, and overlapping
-/// mappings (nft would silently let the first rule win).
+/// Refuses what [`Ruleset::validate`] refuses; nft needs no further limits.
 pub fn render(ruleset: &Ruleset) -> Result<String, NftError> {
+    ruleset.validate()?;
     let t = &ruleset.table;
-    validate_table(t)?;
-    if !valid_ifname(&ruleset.bridge) {
-        return Err(NftError::BridgeName(ruleset.bridge.clone()));
-    }
-    for f in &ruleset.forwards {
-        if !valid_comment(&f.workload) {
-            return Err(NftError::WorkloadName(f.workload.clone()));
-        }
-        if matches!(f.mapping.host_ip, Some(IpAddr::V6(_))) {
-            return Err(NftError::Ipv6HostIp {
-                workload: f.workload.clone(),
-                mapping: f.mapping,
-            });
-        }
-        if !ruleset.subnet.is_assignable(f.address) {
-            return Err(NftError::AddressOutsideSubnet {
-                workload: f.workload.clone(),
-                address: f.address,
-                subnet: ruleset.subnet,
-            });
-        }
-    }
-    let pairs: Vec<(&str, PortMapping)> = ruleset
-        .forwards
-        .iter()
-        .map(|f| (f.workload.as_str(), f.mapping))
-        .collect();
-    if let Some(c) = conflicts(&pairs).into_iter().next() {
-        return Err(NftError::Conflict(c));
-    }
-    let mut forwards: Vec<&Forward> = ruleset.forwards.iter().collect();
-    forwards.sort_by(|a, b| {
-        (
-            a.mapping.proto,
-            a.mapping.host_port,
-            a.mapping.host_ip,
-            &a.workload,
-        )
-            .cmp(&(
-                b.mapping.proto,
-                b.mapping.host_port,
-                b.mapping.host_ip,
-                &b.workload,
-            ))
-    });
+    let forwards = ruleset.sorted_forwards();
 
     let br = &ruleset.bridge;
     let subnet = ruleset.subnet;
@@ -316,6 +190,8 @@ pub fn table_exists(exec: &dyn warren_exec::Executor, table: &str) -> Result<boo
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ipam::Subnet;
+    use crate::ports::PortMapping;
 
     fn ruleset() -> Ruleset {
         let mut r = Ruleset::new("warren0", Subnet::parse("10.88.0.0/16").unwrap());
@@ -331,13 +207,22 @@ mod tests {
     fn refuses_unsafe_or_impossible_input() {
         let mut r = ruleset();
         r.table = "warren; flush ruleset".into();
-        assert!(matches!(render(&r), Err(NftError::TableName(_))));
+        assert!(matches!(
+            render(&r),
+            Err(NftError::Ruleset(RulesetError::TableName(_)))
+        ));
         let mut r = ruleset();
         r.bridge = "br\"0".into();
-        assert!(matches!(render(&r), Err(NftError::BridgeName(_))));
+        assert!(matches!(
+            render(&r),
+            Err(NftError::Ruleset(RulesetError::BridgeName(_)))
+        ));
         let mut r = ruleset();
         r.forwards[0].workload = "a\"b".into();
-        assert!(matches!(render(&r), Err(NftError::WorkloadName(_))));
+        assert!(matches!(
+            render(&r),
+            Err(NftError::Ruleset(RulesetError::WorkloadName(_)))
+        ));
         let mut r = ruleset();
         r.forwards[0].mapping = PortMapping::parse("[::1]:8080:80").unwrap();
         let e = render(&r).unwrap_err().to_string();
@@ -346,7 +231,7 @@ mod tests {
         r.forwards[0].address = "10.88.0.1".parse().unwrap();
         assert!(matches!(
             render(&r),
-            Err(NftError::AddressOutsideSubnet { .. })
+            Err(NftError::Ruleset(RulesetError::AddressOutsideSubnet { .. }))
         ));
         let mut r = ruleset();
         r.forwards.push(Forward {

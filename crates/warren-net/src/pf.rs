@@ -1,5 +1,5 @@
 //! warren's pf rules on FreeBSD: the counterpart of [`crate::nft`], rendered purely from the
-//! same [`Ruleset`] (bridge, subnet, published ports) plus the host's external interface.
+//! same neutral [`Ruleset`] (bridge, subnet, published ports) plus the host's external interface.
 //!
 //! Everything lives in warren's own anchor, `warren/<table>` ([`anchor`]), loaded with
 //! `pfctl -a warren/<table> -f -` (which replaces the anchor's rules as one transaction) and
@@ -20,12 +20,10 @@
 //! interface), unlike the nft table's `output` chain.
 
 use std::fmt::Write as _;
-use std::net::IpAddr;
 
 use warren_exec::Cmd;
 
-use crate::nft::{valid_ifname, validate_table, Forward, NftError, Ruleset};
-use crate::ports::conflicts;
+use crate::ruleset::{validate_table, Ruleset, RulesetError};
 
 /// The anchor every warren anchor is nested in.
 pub const ANCHOR_ROOT: &str = "warren";
@@ -34,7 +32,7 @@ pub const ANCHOR_ROOT: &str = "warren";
 #[derive(Debug, thiserror::Error)]
 pub enum PfError {
     #[error(transparent)]
-    Input(#[from] NftError),
+    Input(#[from] RulesetError),
     #[error("invalid external interface name {0:?}")]
     Interface(String),
     #[error("cannot parse pfctl output, line {line}: {reason}")]
@@ -47,72 +45,35 @@ pub fn anchor(table: &str) -> Result<String, PfError> {
     Ok(format!("{ANCHOR_ROOT}/{table}"))
 }
 
+/// pf's own limits on top of [`Ruleset::validate`]: no pf punctuation in interface names,
+/// and workload names that stay one word in a label.
 fn check(ruleset: &Ruleset, ext_if: &str) -> Result<(), PfError> {
-    validate_table(&ruleset.table)?;
-    if !valid_ifname(&ruleset.bridge)
-        || ruleset.bridge.contains(['(', ')', '{', '}', ',', '#', '!'])
-    {
-        return Err(NftError::BridgeName(ruleset.bridge.clone()).into());
+    ruleset.validate()?;
+    const PF_PUNCT: [char; 7] = ['(', ')', '{', '}', ',', '#', '!'];
+    if ruleset.bridge.contains(PF_PUNCT) {
+        return Err(RulesetError::BridgeName(ruleset.bridge.clone()).into());
     }
-    if !valid_ifname(ext_if) || ext_if.contains(['(', ')', '{', '}', ',', '#', '!']) {
+    if !crate::ruleset::valid_ifname(ext_if) || ext_if.contains(PF_PUNCT) {
         return Err(PfError::Interface(ext_if.to_string()));
     }
     for f in &ruleset.forwards {
-        if f.workload.is_empty()
-            || f.workload.len() > 50
+        if f.workload.len() > 50
             || !f
                 .workload
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         {
-            return Err(NftError::WorkloadName(f.workload.clone()).into());
+            return Err(RulesetError::WorkloadName(f.workload.clone()).into());
         }
-        if matches!(f.mapping.host_ip, Some(IpAddr::V6(_))) {
-            return Err(NftError::Ipv6HostIp {
-                workload: f.workload.clone(),
-                mapping: f.mapping,
-            }
-            .into());
-        }
-        if !ruleset.subnet.is_assignable(f.address) {
-            return Err(NftError::AddressOutsideSubnet {
-                workload: f.workload.clone(),
-                address: f.address,
-                subnet: ruleset.subnet,
-            }
-            .into());
-        }
-    }
-    let pairs: Vec<_> = ruleset
-        .forwards
-        .iter()
-        .map(|f| (f.workload.as_str(), f.mapping))
-        .collect();
-    if let Some(c) = conflicts(&pairs).into_iter().next() {
-        return Err(NftError::Conflict(c).into());
     }
     Ok(())
 }
 
-/// Renders the anchor's complete `pfctl -f -` input. Deterministic: forwards are sorted as the
-/// nft renderer sorts them.
+/// Renders the anchor's complete `pfctl -f -` input. Deterministic: forwards are in
+/// [`Ruleset::sorted_forwards`] order, as the nft renderer writes them.
 pub fn render(ruleset: &Ruleset, ext_if: &str) -> Result<String, PfError> {
     check(ruleset, ext_if)?;
-    let mut forwards: Vec<&Forward> = ruleset.forwards.iter().collect();
-    forwards.sort_by(|a, b| {
-        (
-            a.mapping.proto,
-            a.mapping.host_port,
-            a.mapping.host_ip,
-            &a.workload,
-        )
-            .cmp(&(
-                b.mapping.proto,
-                b.mapping.host_port,
-                b.mapping.host_ip,
-                &b.workload,
-            ))
-    });
+    let forwards = ruleset.sorted_forwards();
     let subnet = ruleset.subnet;
     let br = &ruleset.bridge;
     let mut s = format!(
@@ -389,6 +350,7 @@ mod tests {
     use super::*;
     use crate::ipam::Subnet;
     use crate::ports::PortMapping;
+    use crate::ruleset::Forward;
 
     fn ruleset() -> Ruleset {
         let mut r = Ruleset::new("bridge0", Subnet::parse("10.88.0.0/16").unwrap());

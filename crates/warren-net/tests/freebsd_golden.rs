@@ -13,9 +13,9 @@ use warren_net::freebsd::{
     parse_up, PfAnchor,
 };
 use warren_net::ipam::Subnet;
-use warren_net::nft::{Forward, Ruleset};
 use warren_net::pf::render;
 use warren_net::ports::PortMapping;
+use warren_net::ruleset::{Forward, Ruleset};
 
 fn golden(dir: &str, name: &str) -> String {
     let p = Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -6,10 +6,11 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use warren_net::ipam::Subnet;
-use warren_net::nft::{render, Forward, Ruleset};
+use warren_net::nft::render;
 use warren_net::ports::{
     host_conflicts, parse_proc_net, Listener, PortMapping, ProcNetKind, Proto,
 };
+use warren_net::ruleset::{Forward, Ruleset};
 
 fn golden(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -3,9 +3,9 @@
 
 use std::path::Path;
 use warren_net::ipam::Subnet;
-use warren_net::nft::{Forward, Ruleset};
 use warren_net::pf::{drift, parse_rules, render};
 use warren_net::ports::PortMapping;
+use warren_net::ruleset::{Forward, Ruleset};
 
 fn golden(name: &str) -> String {
     let p = Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -55,7 +55,8 @@ fn host() -> Host {
         repl_time_limit: std::time::Duration::from_secs(1),
         state_dir: state,
     };
-    let engine = Engine::new(cfg, store, storage, runtime, exec).unwrap();
+    let net = crate::daemon::engine::fakes::FakeNet::new();
+    let engine = Engine::new(cfg, store, storage, runtime, exec, net).unwrap();
     Host { engine, _dir: dir }
 }
 

@@ -283,9 +283,10 @@ fn network_conflicts(
 
 async fn create_world_now(engine: &Arc<Engine>, world: &str) -> Result<(), ApiError> {
     let storage = engine.storage.clone();
+    let exec = engine.exec.clone();
     let w = world.to_string();
     tokio::task::spawn_blocking(move || {
-        warren_storage::worlds::create_world(&*storage, &w, &warren_exec::HostExecutor)
+        warren_storage::worlds::create_world(&*storage, &w, exec.as_ref())
     })
     .await
     .map_err(|e| anyhow::anyhow!(e))?

@@ -89,10 +89,16 @@ pub struct Ingress {
     /// operator) since nginx last loaded its files: the next sync reloads even if the
     /// configuration text is the same.
     certs_changed: std::sync::atomic::AtomicBool,
+    /// Runs nginx's configuration check on the host (when the prefix is not the workload's).
+    exec: std::sync::Arc<dyn warren_exec::Executor>,
 }
 
 impl Ingress {
-    pub fn new(settings: IngressSettings, state_dir: &Path) -> Ingress {
+    pub fn new(
+        settings: IngressSettings,
+        state_dir: &Path,
+        exec: std::sync::Arc<dyn warren_exec::Executor>,
+    ) -> Ingress {
         let prefix = state_dir.join("ingress");
         let live = std::fs::read_to_string(prefix.join("nginx.conf")).ok();
         Ingress {
@@ -104,6 +110,7 @@ impl Ingress {
             live: Mutex::new(live),
             reloaded_pid: Mutex::new(None),
             certs_changed: std::sync::atomic::AtomicBool::new(false),
+            exec,
         }
     }
 
@@ -327,7 +334,7 @@ impl Ingress {
             None if self.platform.prefix_in_workload.is_some() => {
                 validator.install_unchecked(&text, &conf)
             }
-            None => validator.install(&text, &conf, &warren_exec::HostExecutor),
+            None => validator.install(&text, &conf, self.exec.as_ref()),
         }?;
         *live = Some(text);
         if let Some(r) = router {
@@ -520,7 +527,11 @@ mod tests {
         let prefix = dir.path().join("ingress");
         let p = prefix.display().to_string();
 
-        let mut ing = Ingress::new(IngressSettings::default(), dir.path());
+        let mut ing = Ingress::new(
+            IngressSettings::default(),
+            dir.path(),
+            std::sync::Arc::new(warren_exec::HostExecutor),
+        );
         ing.platform = &Platform::LINUX;
         let spec = ing.router_spec(&[&web], &BTreeMap::new()).unwrap();
         assert_eq!(

@@ -18,8 +18,7 @@ pub mod netnames;
 #[cfg(target_os = "linux")]
 pub mod network;
 #[cfg(target_os = "freebsd")]
-#[path = "network_freebsd.rs"]
-pub mod network;
+pub mod network_freebsd;
 pub mod oneoff;
 pub mod openapi;
 pub mod recipes;
@@ -78,19 +77,7 @@ pub struct Config {
     pub repl_time_limit: Duration,
 }
 
-#[cfg(target_os = "linux")]
-pub use network::NetSettings;
-
-/// Bridge networking settings: the bridge, its subnet and warren's pf anchor
-/// (`warren/<table>`; the nftables table's name on Linux).
-#[cfg(not(target_os = "linux"))]
-#[cfg_attr(not(target_os = "freebsd"), allow(dead_code))]
-#[derive(Debug, Clone)]
-pub struct NetSettings {
-    pub bridge: String,
-    pub subnet: warren_net::ipam::Subnet,
-    pub table: String,
-}
+pub use netnames::NetSettings;
 
 impl Config {
     pub fn instance_of(state_dir: &std::path::Path) -> String {
@@ -146,6 +133,38 @@ fn make_runtime(
     Ok(Arc::new(rt))
 }
 
+/// The bridge network of this OS, chosen once at start: namespaces, veths and nftables on
+/// Linux.
+#[cfg(target_os = "linux")]
+fn make_network(cfg: &Config, exec: &Arc<dyn Executor>) -> Result<Arc<dyn engine::BridgeNetwork>> {
+    Ok(Arc::new(network::LinuxBridge::new(
+        cfg.net.clone(),
+        exec.clone(),
+        &cfg.instance,
+        &cfg.state_dir,
+    )?))
+}
+
+/// The bridge network of this OS, chosen once at start: the bridge, jails' epairs or aliases
+/// and a pf anchor on FreeBSD.
+#[cfg(target_os = "freebsd")]
+fn make_network(cfg: &Config, exec: &Arc<dyn Executor>) -> Result<Arc<dyn engine::BridgeNetwork>> {
+    Ok(Arc::new(network_freebsd::FreeBsdBridge::new(
+        cfg.net.clone(),
+        exec.clone(),
+        &cfg.state_dir,
+    )?))
+}
+
+/// Other systems have no bridge network implementation.
+#[cfg(not(any(target_os = "linux", target_os = "freebsd")))]
+fn make_network(
+    _cfg: &Config,
+    _exec: &Arc<dyn Executor>,
+) -> Result<Arc<dyn engine::BridgeNetwork>> {
+    anyhow::bail!("warren's bridge network runs on Linux and FreeBSD only")
+}
+
 /// Keeps large buffers (compression windows, stream chunks) out of the heap: a fixed mmap
 /// threshold makes every big allocation its own mapping, returned to the system when freed,
 /// instead of glibc raising the threshold and keeping the peak after one large transfer.
@@ -187,6 +206,8 @@ pub async fn run(cfg: Config) -> Result<()> {
     let lock = lock_state_dir(&cfg.state_dir)?;
     sweep_scratch(&cfg.state_dir.join("tmp"));
 
+    // The daemon's one executor: storage, the runtime, the network, the ingress and the
+    // services reach it through the engine (`engine.exec`), so a test can record it all.
     let exec: Arc<dyn Executor> = Arc::new(HostExecutor);
     let storage = warren_storage::pool::open_storage(
         &cfg.state_dir,
@@ -200,7 +221,15 @@ pub async fn run(cfg: Config) -> Result<()> {
     .context("preparing storage")?;
     let store = warren_store::Store::open(&cfg.state_dir.join("warren.db"))?;
     let runtime = make_runtime(&cfg, &exec)?;
-    let engine = engine::Engine::new(cfg.clone(), store, storage.clone(), runtime, exec.clone())?;
+    let net = make_network(&cfg, &exec)?;
+    let engine = engine::Engine::new(
+        cfg.clone(),
+        store,
+        storage.clone(),
+        runtime,
+        exec.clone(),
+        net,
+    )?;
     engine.event(
         None,
         EventKind::DaemonStarted {

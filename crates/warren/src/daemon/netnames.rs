@@ -1,15 +1,34 @@
 //! The names and published ports of bridge workloads, computed the same way on every OS: the
 //! hosts file (`<name>`, `<name>.warren`), the resolver configuration handed to workloads, and
 //! the published-port [`Ruleset`] that Linux renders as nftables rules and FreeBSD as a pf
-//! anchor. Pure but for [`write_in_place`].
+//! anchor, and the [`NetSettings`] both read. Pure but for [`write_in_place`].
 
-use super::NetSettings;
 use anyhow::{Context, Result};
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::Path;
 use warren_model::{NetworkMode, WorkloadSpec};
-use warren_net::nft::{Forward, Ruleset};
+use warren_net::ipam::Subnet;
+use warren_net::ruleset::{Forward, Ruleset};
+
+/// Bridge network settings of one daemon: the bridge, its subnet, and warren's packet filter
+/// table (the nftables `inet` table on Linux, the pf anchor `warren/<table>` on FreeBSD).
+#[derive(Debug, Clone)]
+pub struct NetSettings {
+    pub bridge: String,
+    pub subnet: Subnet,
+    pub table: String,
+}
+
+impl Default for NetSettings {
+    fn default() -> Self {
+        NetSettings {
+            bridge: warren_net::bridge::DEFAULT_BRIDGE.to_string(),
+            subnet: Subnet::parse("10.88.0.0/16").expect("default subnet parses"),
+            table: warren_net::ruleset::DEFAULT_TABLE.to_string(),
+        }
+    }
+}
 
 /// The ruleset for the desired workloads: every published port of a bridge workload that has
 /// an address, on `settings`' bridge, subnet and table (the pf anchor's name on FreeBSD).

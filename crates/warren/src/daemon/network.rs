@@ -1,4 +1,5 @@
-//! Bridge networking for workloads: addresses, namespaces, veths, published ports and names.
+//! Bridge networking for workloads on Linux, the [`BridgeNetwork`] the daemon picks there:
+//! addresses, namespaces, veths, published ports and names.
 //!
 //! Every `network = "bridge"` workload gets a named network namespace
 //! (`/run/netns/warren-<instance>-<name>`) prepared before its container starts: a veth pair
@@ -19,7 +20,7 @@
 //! `/run/warren/userns/` named after the namespace and the range's first host id. A namespace
 //! whose owner no longer matches the spec (userns switched, another range) is re-created.
 //!
-//! [`Net::repair`] runs on every housekeeping tick: a deleted bridge, nft table or workload veth
+//! [`BridgeNetwork::repair`] runs on every housekeeping tick: a deleted bridge, nft table or workload veth
 //! (host reboot, an operator's `ip link del`) is re-created, with an event naming what was fixed.
 
 use anyhow::{anyhow, Context, Result};
@@ -30,45 +31,19 @@ use std::sync::{Arc, Mutex};
 use warren_exec::Executor;
 use warren_model::WorkloadSpec;
 use warren_net::bridge::{self, Netns, VethAttachment};
-use warren_net::ipam::{self, Subnet};
-use warren_net::nft::{self, Ruleset};
+use warren_net::ipam;
+use warren_net::nft;
+use warren_net::ruleset::Ruleset;
 use warren_store::Store;
 
-use super::netnames::write_in_place;
-pub use super::netnames::{render_hosts, usable_resolv_conf};
+use super::engine::{BridgeJoin, BridgeNetwork, RunningOnBridge};
+use super::netnames::{render_hosts, usable_resolv_conf, write_in_place, NetSettings};
 
 /// Where the user namespaces owning workloads' network namespaces are bound.
 pub const USERNS_DIR: &str = "/run/warren/userns";
 
-/// Bridge network settings of one daemon.
-#[derive(Debug, Clone)]
-pub struct NetSettings {
-    pub bridge: String,
-    pub subnet: Subnet,
-    /// warren's own `inet` nftables table.
-    pub table: String,
-}
-
-impl Default for NetSettings {
-    fn default() -> Self {
-        NetSettings {
-            bridge: bridge::DEFAULT_BRIDGE.to_string(),
-            subnet: Subnet::parse("10.88.0.0/16").expect("default subnet parses"),
-            table: nft::DEFAULT_TABLE.to_string(),
-        }
-    }
-}
-
-/// One workload's place on the bridge.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Attachment {
-    pub address: Ipv4Addr,
-    /// The namespace the container joins.
-    pub netns_path: PathBuf,
-}
-
-/// The bridge network of one daemon.
-pub struct Net {
+/// The bridge network of one daemon on Linux.
+pub struct LinuxBridge {
     pub settings: NetSettings,
     exec: Arc<dyn Executor>,
     instance: String,
@@ -89,18 +64,18 @@ fn fnv(s: &str) -> u64 {
     h
 }
 
-impl Net {
+impl LinuxBridge {
     pub fn new(
         settings: NetSettings,
         exec: Arc<dyn Executor>,
         instance: &str,
         state_dir: &Path,
-    ) -> Result<Net> {
+    ) -> Result<LinuxBridge> {
         bridge::check_name(&settings.bridge)?;
         nft::validate_table(&settings.table)?;
         let dir = state_dir.join("net");
         std::fs::create_dir_all(&dir).with_context(|| format!("{}", dir.display()))?;
-        let net = Net {
+        let net = LinuxBridge {
             settings,
             exec,
             instance: instance.to_string(),
@@ -166,9 +141,36 @@ impl Net {
         self.dir.join("resolv.conf")
     }
 
-    /// Makes the bridge exist with its gateway address, and the kernel forward and NAT.
-    /// Returns what had to be changed.
-    pub fn ensure_base(&self) -> Result<Vec<String>> {
+    fn run(&self, cmd: &warren_exec::Cmd) -> Result<()> {
+        self.exec
+            .run(cmd)
+            .map(|_| ())
+            .map_err(|e| anyhow!("{}: {e}", cmd.argv_string()))
+    }
+
+    /// Writes `resolv.conf` for workloads: the host's nameservers, unless they are loopback
+    /// addresses (a local stub resolver is unreachable from a workload's namespace), in which
+    /// case systemd-resolved's upstream list is used if there is one.
+    fn write_resolv_conf(&self) -> Result<()> {
+        let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let mut text = usable_resolv_conf(&host);
+        if !text.contains("nameserver") {
+            if let Ok(upstream) = std::fs::read_to_string("/run/systemd/resolve/resolv.conf") {
+                text = usable_resolv_conf(&upstream);
+            }
+        }
+        write_in_place(&self.resolv_path(), text.as_bytes())
+    }
+}
+
+impl BridgeNetwork for LinuxBridge {
+    fn settings(&self) -> &NetSettings {
+        &self.settings
+    }
+
+    /// The bridge with its gateway address, IPv4 forwarding, and `route_localnet` on the
+    /// bridge (the NAT itself is the nft table's).
+    fn ensure_bridge(&self) -> Result<Vec<String>> {
         let s = &self.settings;
         let mut fixed = Vec::new();
         let c = bridge::ensure_bridge(self.exec.as_ref(), &s.bridge, &s.subnet)?;
@@ -186,14 +188,14 @@ impl Net {
         Ok(fixed)
     }
 
-    /// Gives `name` its address, namespace and veth (whatever is missing), ready for the
-    /// container to join. With `userns` (the range's first host id), the namespace belongs to
-    /// a user namespace mapping container ids `0..65536` there.
-    pub fn prepare(&self, store: &Store, name: &str, userns: Option<u32>) -> Result<Attachment> {
+    /// The address, namespace and veth (whatever is missing). With `userns` (the range's
+    /// first host id), the namespace belongs to a user namespace mapping container ids
+    /// `0..65536` there.
+    fn attach(&self, store: &Store, name: &str, userns: Option<u32>) -> Result<Ipv4Addr> {
         let subnet = self.settings.subnet;
         let address =
             store.assign_address(name, |taken| ipam::allocate(&subnet, name, taken))??;
-        self.ensure_base()?;
+        self.ensure_bridge()?;
         let ns = self.netns_name(name);
         let path = self.netns_path(name);
         let owner = userns.map(|base| self.userns_path(name, base));
@@ -246,14 +248,22 @@ impl Net {
                 return Err(e.into());
             }
         }
-        Ok(Attachment {
-            address,
-            netns_path: path,
-        })
+        Ok(address)
     }
 
-    /// Removes a workload's veth and namespace; `release` also frees its address.
-    pub fn teardown(&self, store: &Store, name: &str, release: bool) -> Result<()> {
+    fn join(&self, name: &str, userns: Option<u32>) -> BridgeJoin {
+        BridgeJoin {
+            namespace: warren_runtime::NetNamespace::Path(self.netns_path(name)),
+            binds: vec![
+                (self.hosts_path(), "/etc/hosts".into()),
+                (self.resolv_path(), "/etc/resolv.conf".into()),
+            ],
+            userns_path: userns.map(|base| self.userns_path(name, base)),
+        }
+    }
+
+    /// The veth, the namespace and its user namespace files.
+    fn detach(&self, store: &Store, name: &str, release: bool) -> Result<()> {
         bridge::detach_veth(self.exec.as_ref(), &self.host_if(name))?;
         if self.netns_path(name).exists() {
             self.run(&bridge::netns_del_cmd(&self.netns_name(name)))?;
@@ -265,31 +275,14 @@ impl Net {
         Ok(())
     }
 
-    fn run(&self, cmd: &warren_exec::Cmd) -> Result<()> {
-        self.exec
-            .run(cmd)
-            .map(|_| ())
-            .map_err(|e| anyhow!("{}: {e}", cmd.argv_string()))
-    }
-
-    /// The ruleset for the desired workloads: every published port of a bridge workload that
-    /// has an address.
-    pub fn ruleset(
-        &self,
-        specs: &[&WorkloadSpec],
-        addresses: &BTreeMap<String, Ipv4Addr>,
-    ) -> Ruleset {
-        super::netnames::published(&self.settings, specs, addresses)
-    }
-
     /// Whether this daemon has loaded its table (so it must keep it current).
-    pub fn rules_loaded(&self) -> bool {
+    fn rules_loaded(&self) -> bool {
         self.rules.lock().unwrap().is_some()
     }
 
     /// Loads `ruleset` if it differs from what this daemon last loaded. Returns whether it
     /// loaded anything.
-    pub fn sync_rules(&self, ruleset: &Ruleset) -> Result<bool> {
+    fn sync_rules(&self, ruleset: &Ruleset) -> Result<bool> {
         let text = nft::render(ruleset)?;
         let mut last = self.rules.lock().unwrap();
         if last.as_deref() == Some(text.as_str()) {
@@ -301,10 +294,11 @@ impl Net {
     }
 
     /// Rewrites the hosts file (in place, so bind mounts see it) if its text changed.
-    pub fn sync_hosts(
+    fn sync_hosts(
         &self,
         specs: &[&WorkloadSpec],
         addresses: &BTreeMap<String, Ipv4Addr>,
+        _rootfs: &dyn Fn(&str) -> PathBuf,
     ) -> Result<bool> {
         let text = render_hosts(specs, addresses);
         let mut last = self.hosts.lock().unwrap();
@@ -317,11 +311,18 @@ impl Net {
         Ok(true)
     }
 
+    /// The names are bound over `/etc/hosts` and `/etc/resolv.conf` ([`Self::join`]).
+    fn install_names(&self, _rootfs: &Path) -> Result<()> {
+        Ok(())
+    }
+
     /// Re-creates what someone deleted: the bridge, the nft table, the veth of each running
-    /// bridge workload (`running`: name, the PID inside its namespace, and its address).
-    /// Returns what it fixed.
-    pub fn repair(&self, running: &[(String, u32, Ipv4Addr)]) -> Result<Vec<String>> {
-        let mut fixed = self.ensure_base()?;
+    /// bridge workload. Nothing is kept while no bridge workload runs and no table is loaded.
+    fn repair(&self, _bridge_desired: bool, running: &[RunningOnBridge]) -> Result<Vec<String>> {
+        if running.is_empty() && !self.rules_loaded() {
+            return Ok(Vec::new());
+        }
+        let mut fixed = self.ensure_bridge()?;
         if self.rules.lock().unwrap().is_some()
             && !nft::table_exists(self.exec.as_ref(), &self.settings.table)?
         {
@@ -341,7 +342,7 @@ impl Net {
             .map_err(|e| anyhow!("listing links: {e}"))?;
         let links = bridge::parse_link_masters(&out.stdout_str())?;
         let br = &self.settings.bridge;
-        for (name, pid, address) in running {
+        for RunningOnBridge { name, pid, address } in running {
             let (pid, address) = (*pid, *address);
             let host_if = self.host_if(name);
             match links.iter().find(|(n, _)| *n == host_if) {
@@ -370,20 +371,6 @@ impl Net {
             fixed.push(format!("re-attached {name} ({host_if}, {address})"));
         }
         Ok(fixed)
-    }
-
-    /// Writes `resolv.conf` for workloads: the host's nameservers, unless they are loopback
-    /// addresses (a local stub resolver is unreachable from a workload's namespace), in which
-    /// case systemd-resolved's upstream list is used if there is one.
-    fn write_resolv_conf(&self) -> Result<()> {
-        let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-        let mut text = usable_resolv_conf(&host);
-        if !text.contains("nameserver") {
-            if let Ok(upstream) = std::fs::read_to_string("/run/systemd/resolve/resolv.conf") {
-                text = usable_resolv_conf(&upstream);
-            }
-        }
-        write_in_place(&self.resolv_path(), text.as_bytes())
     }
 }
 
@@ -436,7 +423,7 @@ mod tests {
     #[test]
     fn names_fit_the_kernel_limits() {
         let dir = tempfile::tempdir().unwrap();
-        let net = Net::new(
+        let net = LinuxBridge::new(
             NetSettings::default(),
             Arc::new(warren_exec::RecordingExecutor::new()),
             "abc123",

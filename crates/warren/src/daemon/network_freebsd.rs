@@ -1,5 +1,5 @@
-//! Bridge networking for jails on FreeBSD: the counterpart of the Linux `network` module,
-//! with the same inputs and the same store.
+//! Bridge networking for jails on FreeBSD, the [`BridgeNetwork`] the daemon picks there: the
+//! counterpart of the Linux `network` module, with the same inputs and the same store.
 //!
 //! Every `network = "bridge"` workload gets its address from the IPAM table in SQLite (the
 //! allocator and rows Linux uses: stable across restarts, released on delete). warren's
@@ -20,11 +20,13 @@
 //! `/etc` (nullfs cannot mount a single file everywhere), never following a link the
 //! workload planted there.
 //!
-//! [`Net::repair`] runs on every housekeeping tick: a destroyed bridge, lost forwarding or a
+//! [`BridgeNetwork::repair`] runs on every housekeeping tick: a destroyed bridge, lost forwarding or a
 //! flushed or edited anchor is put back, with an event naming what was fixed.
 
-use super::netnames::{install_in_root, render_hosts, usable_resolv_conf, write_in_place};
-use super::NetSettings;
+use super::engine::{BridgeJoin, BridgeNetwork, RunningOnBridge};
+use super::netnames::{
+    install_in_root, render_hosts, usable_resolv_conf, write_in_place, NetSettings,
+};
 use anyhow::{anyhow, Context, Result};
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -34,11 +36,11 @@ use warren_exec::Executor;
 use warren_model::{NetworkMode, WorkloadSpec};
 use warren_net::freebsd::{self as bsd, PfAnchor};
 use warren_net::ipam;
-use warren_net::nft::Ruleset;
+use warren_net::ruleset::Ruleset;
 use warren_store::Store;
 
 /// The bridge network of one daemon on FreeBSD.
-pub struct Net {
+pub struct FreeBsdBridge {
     pub settings: NetSettings,
     exec: Arc<dyn Executor>,
     dir: PathBuf,
@@ -49,13 +51,12 @@ pub struct Net {
     hosts: Mutex<Option<String>>,
 }
 
-impl Net {
+impl FreeBsdBridge {
     pub fn new(
         settings: NetSettings,
         exec: Arc<dyn Executor>,
-        _instance: &str,
         state_dir: &Path,
-    ) -> Result<Net> {
+    ) -> Result<FreeBsdBridge> {
         bsd::check_ifname(&settings.bridge)?;
         let anchor = PfAnchor::new(&settings.table)?;
         let dir = state_dir.join("net");
@@ -65,7 +66,7 @@ impl Net {
             &dir.join("resolv.conf"),
             usable_resolv_conf(&host).as_bytes(),
         )?;
-        Ok(Net {
+        Ok(FreeBsdBridge {
             settings,
             exec,
             dir,
@@ -85,9 +86,25 @@ impl Net {
         self.dir.join("resolv.conf")
     }
 
+    fn external_interface(&self) -> Result<String> {
+        let mut cached = self.ext_if.lock().unwrap();
+        if let Some(i) = cached.as_ref() {
+            return Ok(i.clone());
+        }
+        let found = bsd::external_interface(self.exec.as_ref())?;
+        *cached = Some(found.clone());
+        Ok(found)
+    }
+}
+
+impl BridgeNetwork for FreeBsdBridge {
+    fn settings(&self) -> &NetSettings {
+        &self.settings
+    }
+
     /// Makes the bridge exist with its gateway address, and IPv4 forwarding on. Returns what
     /// had to be changed.
-    pub fn ensure_base(&self) -> Result<Vec<String>> {
+    fn ensure_bridge(&self) -> Result<Vec<String>> {
         let s = &self.settings;
         let mut fixed = bsd::ensure_bridge(self.exec.as_ref(), &s.bridge, &s.subnet)?;
         if bsd::ensure_forwarding(self.exec.as_ref())? {
@@ -96,27 +113,27 @@ impl Net {
         Ok(fixed)
     }
 
-    /// Gives `name` its address (kept if it has one) with the bridge ready; the jail runtime
-    /// attaches the jail to it.
-    pub fn prepare(&self, store: &Store, name: &str) -> Result<Ipv4Addr> {
+    /// The address (kept if it has one) with the bridge ready; the jail runtime attaches the
+    /// jail to it (an epair into the bridge, or an alias on it). Jails have no user namespace.
+    fn attach(&self, store: &Store, name: &str, _userns: Option<u32>) -> Result<Ipv4Addr> {
         let subnet = self.settings.subnet;
         let address =
             store.assign_address(name, |taken| ipam::allocate(&subnet, name, taken))??;
-        self.ensure_base()?;
+        self.ensure_bridge()?;
         Ok(address)
     }
 
-    /// The address, prefix and gateway of a prepared workload, as the jail runtime wants them.
-    pub fn bridge_address(&self, address: Ipv4Addr) -> warren_runtime::BridgeAddress {
-        warren_runtime::BridgeAddress {
-            address,
-            prefix: self.settings.subnet.prefix(),
-            gateway: self.settings.subnet.gateway(),
+    /// The jail runtime attaches the jail to the bridge itself; names are copied in.
+    fn join(&self, _name: &str, _userns: Option<u32>) -> BridgeJoin {
+        BridgeJoin {
+            namespace: warren_runtime::NetNamespace::Bridge,
+            binds: Vec::new(),
+            userns_path: None,
         }
     }
 
     /// Copies the current hosts file and resolver configuration into a workload's `/etc`.
-    pub fn install_names(&self, rootfs: &Path) -> Result<()> {
+    fn install_names(&self, rootfs: &Path) -> Result<()> {
         for (file, name) in [
             (self.hosts_path(), "hosts"),
             (self.resolv_path(), "resolv.conf"),
@@ -132,40 +149,21 @@ impl Net {
     }
 
     /// Frees a workload's address when `release` (its epair is the jail runtime's).
-    pub fn teardown(&self, store: &Store, name: &str, release: bool) -> Result<()> {
+    fn detach(&self, store: &Store, name: &str, release: bool) -> Result<()> {
         if release {
             store.release_address(name)?;
         }
         Ok(())
     }
 
-    /// The ruleset for the desired workloads, exactly as Linux computes it for nft.
-    pub fn ruleset(
-        &self,
-        specs: &[&WorkloadSpec],
-        addresses: &BTreeMap<String, Ipv4Addr>,
-    ) -> Ruleset {
-        super::netnames::published(&self.settings, specs, addresses)
-    }
-
     /// Whether this daemon has loaded (or found loaded) its anchor.
-    pub fn rules_loaded(&self) -> bool {
+    fn rules_loaded(&self) -> bool {
         self.anchor.lock().unwrap().loaded()
-    }
-
-    fn external_interface(&self) -> Result<String> {
-        let mut cached = self.ext_if.lock().unwrap();
-        if let Some(i) = cached.as_ref() {
-            return Ok(i.clone());
-        }
-        let found = bsd::external_interface(self.exec.as_ref())?;
-        *cached = Some(found.clone());
-        Ok(found)
     }
 
     /// Renders warren's anchor for `ruleset` and loads it if it differs from what is loaded.
     /// Returns whether it loaded anything.
-    pub fn sync_rules(&self, ruleset: &Ruleset) -> Result<bool> {
+    fn sync_rules(&self, ruleset: &Ruleset) -> Result<bool> {
         let ext_if = self.external_interface()?;
         let text = warren_net::pf::render(ruleset, &ext_if)?;
         let mut anchor = self.anchor.lock().unwrap();
@@ -174,7 +172,7 @@ impl Net {
 
     /// Rewrites the hosts file if its text changed, and copies it into the root of every
     /// bridge workload whose root filesystem exists (`rootfs` names it).
-    pub fn sync_hosts(
+    fn sync_hosts(
         &self,
         specs: &[&WorkloadSpec],
         addresses: &BTreeMap<String, Ipv4Addr>,
@@ -202,9 +200,13 @@ impl Net {
     }
 
     /// Re-creates what someone removed: the bridge and its address, forwarding, the anchor's
-    /// rules (reloaded when the kernel's copy drifted). Returns what it fixed.
-    pub fn repair(&self) -> Result<Vec<String>> {
-        let mut fixed = self.ensure_base()?;
+    /// rules (reloaded when the kernel's copy drifted). The jails' epairs are the jail
+    /// runtime's. Nothing is kept while no bridge workload is desired and no anchor loaded.
+    fn repair(&self, bridge_desired: bool, _running: &[RunningOnBridge]) -> Result<Vec<String>> {
+        if !bridge_desired && !self.rules_loaded() {
+            return Ok(Vec::new());
+        }
+        let mut fixed = self.ensure_bridge()?;
         let mut anchor = self.anchor.lock().unwrap();
         let drift = anchor.repair(self.exec.as_ref())?;
         if !drift.is_empty() {

@@ -138,11 +138,7 @@ pub fn build(
             if !storage.list_worlds()?.contains(&w) {
                 if warren_storage::worlds::KNOWN_WORLDS.contains(&w.as_str()) {
                     progress(&format!("building world {w}"));
-                    warren_storage::worlds::create_world(
-                        &*storage,
-                        &w,
-                        &warren_exec::HostExecutor,
-                    )?;
+                    warren_storage::worlds::create_world(&*storage, &w, engine.exec.as_ref())?;
                 } else {
                     bail!("world {w} does not exist (build or import it first)");
                 }

@@ -77,8 +77,7 @@ fn create_freebsd(
             SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         ));
         let built = (|| {
-            let base =
-                freebsd::fetch_verified(&source, &scratch, &warren_exec::HostExecutor, progress)?;
+            let base = freebsd::fetch_verified(&source, &scratch, engine.exec.as_ref(), progress)?;
             progress(&format!(
                 "unpacking {} into world {base_world}",
                 base.display()
@@ -219,7 +218,7 @@ pub async fn create_handler(
         } else if warren_storage::debian::suite_of(&name).is_some() {
             warren_storage::debian::create_debian(
                 storage,
-                &warren_exec::HostExecutor,
+                engine.exec.as_ref(),
                 &name,
                 q.mirror.as_deref(),
                 &mut |l| send(crate::wire::WorldBuildLine::Line(l.to_string())),
@@ -228,7 +227,7 @@ pub async fn create_handler(
             send(crate::wire::WorldBuildLine::Line(format!(
                 "building world {name}"
             )));
-            warren_storage::worlds::create_world(storage, &name, &warren_exec::HostExecutor)
+            warren_storage::worlds::create_world(storage, &name, engine.exec.as_ref())
         };
         match result {
             Ok(_) => {

@@ -101,28 +101,14 @@ impl Engine {
         let network = match spec.network {
             warren_model::NetworkMode::Host => warren_runtime::NetNamespace::Host,
             warren_model::NetworkMode::None => warren_runtime::NetNamespace::Private,
-            #[cfg(target_os = "linux")]
             warren_model::NetworkMode::Bridge => {
-                binds.push(Bind {
-                    source: self.net.hosts_path(),
-                    dest: "/etc/hosts".into(),
+                let join = self.net.join(&spec.name, None);
+                binds.extend(join.binds.into_iter().map(|(source, dest)| Bind {
+                    source,
+                    dest,
                     readonly: true,
-                });
-                binds.push(Bind {
-                    source: self.net.resolv_path(),
-                    dest: "/etc/resolv.conf".into(),
-                    readonly: true,
-                });
-                warren_runtime::NetNamespace::Path(self.net.netns_path(&spec.name))
-            }
-            // The jail runtime attaches the jail to the bridge itself; names are copied in.
-            #[cfg(target_os = "freebsd")]
-            warren_model::NetworkMode::Bridge => warren_runtime::NetNamespace::Bridge,
-            #[cfg(not(any(target_os = "linux", target_os = "freebsd")))]
-            warren_model::NetworkMode::Bridge => {
-                return Err(anyhow!(
-                    "network = \"bridge\" is not supported on this host yet"
-                ))
+                }));
+                join.namespace
             }
         };
         let (args, env, cwd, user) = match image {
@@ -147,8 +133,9 @@ impl Engine {
                     ))
                 }
                 // The bridge namespace belongs to a user namespace kept beside it.
-                #[cfg(target_os = "linux")]
-                warren_model::NetworkMode::Bridge => Some(self.net.userns_path(&spec.name, base)),
+                warren_model::NetworkMode::Bridge => {
+                    self.net.join(&spec.name, Some(base)).userns_path
+                }
                 _ => None,
             };
             Some(warren_runtime::UserNamespace {

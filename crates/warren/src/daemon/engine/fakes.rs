@@ -1,10 +1,10 @@
 //! Hand-written fakes of the engine's backends, for tests that drive the engine in-process
 //! without root: a scripted runtime (fake pids; exits scripted per workload as code, signal
 //! and OOM kill; every call recorded) that is also the engine's [`Shims`] seam, an in-memory
-//! storage, an executor that succeeds without running anything, and a manual clock. The
-//! store is the real one on a temporary file.
+//! storage, an executor that succeeds without running anything, a recording bridge network,
+//! and a manual clock. The store is the real one on a temporary file.
 
-use super::seams::{BoxFuture, Clock, Shims};
+use super::seams::{BoxFuture, BridgeJoin, BridgeNetwork, Clock, RunningOnBridge, Shims};
 use super::{Backends, Engine};
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -663,12 +663,137 @@ impl Executor for OkExecutor {
 }
 
 /// An engine over fakes in a temporary state dir, and the fakes to script and inspect it.
+/// A bridge network that records what the engine asks of it (`attach web`, `detach web`,
+/// `sync-rules`, ...) and keeps every ruleset it was given, without touching the host.
+/// Addresses come from the store's IPAM table, as on a host; rulesets are rendered with the
+/// nft renderer, so one the engine could not load is an error here too.
+pub struct FakeNet {
+    settings: crate::daemon::NetSettings,
+    calls: Mutex<Vec<String>>,
+    attached: Mutex<BTreeSet<String>>,
+    rulesets: Mutex<Vec<warren_net::ruleset::Ruleset>>,
+}
+
+impl FakeNet {
+    pub fn new() -> Arc<FakeNet> {
+        Arc::new(FakeNet {
+            settings: Default::default(),
+            calls: Mutex::new(Vec::new()),
+            attached: Mutex::new(BTreeSet::new()),
+            rulesets: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Every call so far, in order.
+    pub fn calls(&self) -> Vec<String> {
+        self.calls.lock().unwrap().clone()
+    }
+
+    /// The workloads attached now.
+    pub fn attached(&self) -> BTreeSet<String> {
+        self.attached.lock().unwrap().clone()
+    }
+
+    /// The ruleset loaded last, if any was.
+    pub fn ruleset(&self) -> Option<warren_net::ruleset::Ruleset> {
+        self.rulesets.lock().unwrap().last().cloned()
+    }
+
+    fn record(&self, call: String) {
+        self.calls.lock().unwrap().push(call);
+    }
+}
+
+impl BridgeNetwork for FakeNet {
+    fn settings(&self) -> &crate::daemon::NetSettings {
+        &self.settings
+    }
+
+    fn ensure_bridge(&self) -> anyhow::Result<Vec<String>> {
+        self.record("ensure-bridge".into());
+        Ok(Vec::new())
+    }
+
+    fn attach(
+        &self,
+        store: &warren_store::Store,
+        name: &str,
+        _userns: Option<u32>,
+    ) -> anyhow::Result<std::net::Ipv4Addr> {
+        let subnet = self.settings.subnet;
+        let address = store.assign_address(name, |taken| {
+            warren_net::ipam::allocate(&subnet, name, taken)
+        })??;
+        self.record(format!("attach {name}"));
+        self.attached.lock().unwrap().insert(name.to_string());
+        Ok(address)
+    }
+
+    fn join(&self, name: &str, _userns: Option<u32>) -> BridgeJoin {
+        BridgeJoin {
+            namespace: warren_runtime::NetNamespace::Path(PathBuf::from(format!(
+                "/run/netns/fake-{name}"
+            ))),
+            binds: Vec::new(),
+            userns_path: None,
+        }
+    }
+
+    fn detach(&self, store: &warren_store::Store, name: &str, release: bool) -> anyhow::Result<()> {
+        self.record(format!("detach {name}"));
+        self.attached.lock().unwrap().remove(name);
+        if release {
+            store.release_address(name)?;
+        }
+        Ok(())
+    }
+
+    fn rules_loaded(&self) -> bool {
+        !self.rulesets.lock().unwrap().is_empty()
+    }
+
+    fn sync_rules(&self, ruleset: &warren_net::ruleset::Ruleset) -> anyhow::Result<bool> {
+        warren_net::nft::render(ruleset)?;
+        let mut loaded = self.rulesets.lock().unwrap();
+        if loaded.last() == Some(ruleset) {
+            return Ok(false);
+        }
+        self.record("sync-rules".into());
+        loaded.push(ruleset.clone());
+        Ok(true)
+    }
+
+    fn sync_hosts(
+        &self,
+        _specs: &[&warren_model::WorkloadSpec],
+        _addresses: &BTreeMap<String, std::net::Ipv4Addr>,
+        _rootfs: &dyn Fn(&str) -> PathBuf,
+    ) -> anyhow::Result<bool> {
+        Ok(false)
+    }
+
+    fn install_names(&self, _rootfs: &Path) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    fn repair(
+        &self,
+        _bridge_desired: bool,
+        running: &[RunningOnBridge],
+    ) -> anyhow::Result<Vec<String>> {
+        let names: Vec<&str> = running.iter().map(|r| r.name.as_str()).collect();
+        self.record(format!("repair {}", names.join(",")));
+        Ok(Vec::new())
+    }
+}
+
 pub struct Harness {
     pub dir: tempfile::TempDir,
     pub clock: Arc<ManualClock>,
     pub runtime: Arc<FakeRuntime>,
     pub storage: Arc<MemStorage>,
     pub exec: Arc<OkExecutor>,
+    pub net: Arc<FakeNet>,
     pub engine: Arc<Engine>,
 }
 
@@ -708,13 +833,15 @@ impl Harness {
         let storage = MemStorage::new(dir.path().join("storage"));
         storage.add_world("base");
         let exec = Arc::new(OkExecutor::default());
-        let engine = Self::engine_over(dir.path(), &clock, &runtime, &storage, &exec);
+        let net = FakeNet::new();
+        let engine = Self::engine_over(dir.path(), &clock, &runtime, &storage, &exec, &net);
         Harness {
             dir,
             clock,
             runtime,
             storage,
             exec,
+            net,
             engine,
         }
     }
@@ -725,6 +852,7 @@ impl Harness {
         runtime: &Arc<FakeRuntime>,
         storage: &Arc<MemStorage>,
         exec: &Arc<OkExecutor>,
+        net: &Arc<FakeNet>,
     ) -> Arc<Engine> {
         let store = warren_store::Store::open(&dir.join("warren.db")).unwrap();
         Engine::with_backends(
@@ -736,6 +864,7 @@ impl Harness {
                 shims: runtime.clone(),
                 exec: exec.clone(),
                 clock: clock.clone(),
+                net: net.clone(),
             },
         )
         .unwrap()
@@ -750,6 +879,7 @@ impl Harness {
             &self.runtime,
             &self.storage,
             &self.exec,
+            &self.net,
         );
     }
 

@@ -15,7 +15,7 @@
 
 mod container;
 #[cfg(test)]
-mod fakes;
+pub(crate) mod fakes;
 mod netsync;
 mod reconcile;
 mod seams;
@@ -26,7 +26,9 @@ mod supervision;
 mod tests;
 
 pub use container::world_binds;
-pub use seams::{BoxFuture, Clock, Evaluator, Shims, SystemClock};
+pub use seams::{
+    BoxFuture, BridgeJoin, BridgeNetwork, Clock, Evaluator, RunningOnBridge, Shims, SystemClock,
+};
 
 use super::Config;
 use anyhow::Result;
@@ -64,8 +66,7 @@ pub struct Engine {
     /// Workloads whose disk limit is currently reached (an event was raised).
     quota_full: Mutex<std::collections::HashSet<String>>,
     /// Bridge networking (Linux: netns, veth, nft; FreeBSD: bridge, pf, names in jails).
-    #[cfg(any(target_os = "linux", target_os = "freebsd"))]
-    pub net: Arc<super::network::Net>,
+    pub net: Arc<dyn BridgeNetwork>,
     pub ingress: Arc<super::ingress::Ingress>,
     /// The last networking error reported (reported again only when it changes).
     network_error: Mutex<Option<String>>,
@@ -85,17 +86,19 @@ pub struct Backends {
     pub shims: Arc<dyn Shims>,
     pub exec: Arc<dyn warren_exec::Executor>,
     pub clock: Arc<dyn Clock>,
+    pub net: Arc<dyn BridgeNetwork>,
 }
 
 impl Engine {
     /// The engine over the host's backends: `runtime`'s shims watched by pidfd or kqueue, the
-    /// system clock, and bridge networking through `exec`.
+    /// system clock, and the host's bridge network.
     pub fn new(
         cfg: Config,
         store: Store,
         storage: Arc<dyn Storage>,
         runtime: Arc<dyn Runtime>,
         exec: Arc<dyn warren_exec::Executor>,
+        net: Arc<dyn BridgeNetwork>,
     ) -> Result<Arc<Engine>> {
         let shims = Arc::new(supervision::RuntimeShims::new(runtime.clone()));
         Engine::with_backends(
@@ -107,6 +110,7 @@ impl Engine {
                 shims,
                 exec,
                 clock: Arc::new(SystemClock),
+                net,
             },
         )
     }
@@ -119,18 +123,13 @@ impl Engine {
             shims,
             exec,
             clock,
+            net,
         } = backends;
         let observed = store.observed()?;
-        #[cfg(any(target_os = "linux", target_os = "freebsd"))]
-        let net = Arc::new(super::network::Net::new(
-            cfg.net.clone(),
-            exec.clone(),
-            &cfg.instance,
-            &cfg.state_dir,
-        )?);
         let ingress = Arc::new(super::ingress::Ingress::new(
             cfg.ingress.clone(),
             &cfg.state_dir,
+            exec.clone(),
         ));
         let (events, _) = broadcast::channel(1024);
         let parallel = Arc::new(Semaphore::new(cfg.parallel.max(1)));
@@ -149,7 +148,6 @@ impl Engine {
             events,
             parallel,
             quota_full: Mutex::new(Default::default()),
-            #[cfg(any(target_os = "linux", target_os = "freebsd"))]
             net,
             ingress,
             network_error: Mutex::new(None),

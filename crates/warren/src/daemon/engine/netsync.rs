@@ -1,12 +1,13 @@
 //! Network sync: bridge networking, hosts files and ingress routes rendered from the desired
 //! state after each reconcile pass, and the repair of networking someone removed.
 
-use super::Engine;
+use super::{Engine, RunningOnBridge};
 use anyhow::Result;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use warren_model::event::EventKind;
 use warren_model::plan::Desired;
+use warren_model::NetworkMode;
 
 impl Engine {
     /// Brings published ports, names and ingress routes in line with `desired`; each is
@@ -37,32 +38,17 @@ impl Engine {
             let mut notes = Vec::new();
             let specs: Vec<&warren_model::WorkloadSpec> =
                 desired.values().map(|d| &d.spec).collect();
-            #[cfg(target_os = "linux")]
-            let (addresses, gateway) = {
-                let addresses = engine.store.addresses()?;
-                let rules = engine.net.ruleset(&specs, &addresses);
-                if !addresses.is_empty() || engine.net.rules_loaded() {
-                    engine.net.sync_rules(&rules)?;
-                }
-                engine.net.sync_hosts(&specs, &addresses)?;
-                (addresses, engine.net.settings.subnet.gateway())
-            };
-            #[cfg(target_os = "freebsd")]
-            let (addresses, gateway) = {
-                let addresses = engine.store.addresses()?;
-                let rules = engine.net.ruleset(&specs, &addresses);
-                if !addresses.is_empty() || engine.net.rules_loaded() {
-                    engine.net.sync_rules(&rules)?;
-                }
-                let storage = engine.storage.clone();
-                engine
-                    .net
-                    .sync_hosts(&specs, &addresses, &|n| storage.rootfs_path(n))?;
-                (addresses, engine.net.settings.subnet.gateway())
-            };
-            #[cfg(not(any(target_os = "linux", target_os = "freebsd")))]
-            let (addresses, gateway): (BTreeMap<String, std::net::Ipv4Addr>, _) =
-                (BTreeMap::new(), std::net::Ipv4Addr::LOCALHOST);
+            let addresses = engine.store.addresses()?;
+            let rules =
+                crate::daemon::netnames::published(engine.net.settings(), &specs, &addresses);
+            if !addresses.is_empty() || engine.net.rules_loaded() {
+                engine.net.sync_rules(&rules)?;
+            }
+            let storage = engine.storage.clone();
+            engine
+                .net
+                .sync_hosts(&specs, &addresses, &|n| storage.rootfs_path(n))?;
+            let gateway = engine.net.settings().subnet.gateway();
             let wanted = engine.ingress.router_spec(&specs, &volumes).is_some();
             if wanted || engine.ingress.conf_path().exists() {
                 let inputs: Vec<crate::daemon::ingress::RouteInput<'_>> = specs
@@ -97,60 +83,43 @@ impl Engine {
 
     /// Re-creates networking someone removed (bridge, nft table or pf anchor, workload veths).
     pub(super) async fn repair_network(self: &Arc<Self>) {
-        #[cfg(target_os = "freebsd")]
-        {
-            let any_bridge = self.desired_all().is_ok_and(|d| {
-                d.values()
-                    .any(|d| d.spec.network == warren_model::NetworkMode::Bridge)
-            });
-            if !any_bridge && !self.net.rules_loaded() {
-                return;
-            }
-            let engine = self.clone();
-            match tokio::task::spawn_blocking(move || engine.net.repair()).await {
-                Ok(Ok(fixed)) => {
-                    for f in fixed {
-                        self.event(None, EventKind::NetworkRepaired { what: f });
-                    }
-                }
-                Ok(Err(e)) => self.event(None, EventKind::error(format!("network repair: {e:#}"))),
-                Err(e) => self.event(None, EventKind::error(format!("network repair: {e}"))),
-            }
-        }
-        #[cfg(target_os = "linux")]
-        {
-            let Ok(desired) = self.desired_all() else {
-                return;
-            };
-            let Ok(addresses) = self.store.addresses() else {
-                return;
-            };
-            let running: Vec<(String, u32, std::net::Ipv4Addr)> = self
-                .observed_all()
-                .into_iter()
-                .filter(|(n, _)| {
-                    desired
-                        .get(n)
-                        .is_some_and(|d| d.spec.network == warren_model::NetworkMode::Bridge)
+        let Ok(desired) = self.desired_all() else {
+            return;
+        };
+        let Ok(addresses) = self.store.addresses() else {
+            return;
+        };
+        let on_bridge = |n: &str| {
+            desired
+                .get(n)
+                .is_some_and(|d| d.spec.network == NetworkMode::Bridge)
+        };
+        let bridge_desired = desired
+            .values()
+            .any(|d| d.spec.network == NetworkMode::Bridge);
+        let running: Vec<RunningOnBridge> = self
+            .observed_all()
+            .into_iter()
+            .filter(|(n, _)| on_bridge(n))
+            .filter_map(|(n, r)| {
+                let address = *addresses.get(&n)?;
+                Some(RunningOnBridge {
+                    pid: r.pid? as u32,
+                    name: n,
+                    address,
                 })
-                .filter_map(|(n, r)| {
-                    let addr = *addresses.get(&n)?;
-                    Some((n, r.pid? as u32, addr))
-                })
-                .collect();
-            if running.is_empty() && !self.net.rules_loaded() {
-                return;
-            }
-            let engine = self.clone();
-            match tokio::task::spawn_blocking(move || engine.net.repair(&running)).await {
-                Ok(Ok(fixed)) => {
-                    for f in fixed {
-                        self.event(None, EventKind::NetworkRepaired { what: f });
-                    }
+            })
+            .collect();
+        let engine = self.clone();
+        match tokio::task::spawn_blocking(move || engine.net.repair(bridge_desired, &running)).await
+        {
+            Ok(Ok(fixed)) => {
+                for f in fixed {
+                    self.event(None, EventKind::NetworkRepaired { what: f });
                 }
-                Ok(Err(e)) => self.event(None, EventKind::error(format!("network repair: {e:#}"))),
-                Err(e) => self.event(None, EventKind::error(format!("network repair: {e}"))),
             }
+            Ok(Err(e)) => self.event(None, EventKind::error(format!("network repair: {e:#}"))),
+            Err(e) => self.event(None, EventKind::error(format!("network repair: {e}"))),
         }
     }
 }

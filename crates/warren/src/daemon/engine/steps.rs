@@ -183,15 +183,19 @@ impl Engine {
                 "{name} has no user-namespace range yet; it is provisioned again"
             ));
         }
-        // The jail's address and names exist before its spec is computed.
-        #[cfg(target_os = "freebsd")]
+        // The workload's address, its place on the bridge and the names exist before its
+        // spec is computed (a jail's spec carries its address) and before it can look a name up.
         if d.spec.network == warren_model::NetworkMode::Bridge {
             let engine = self.clone();
             let n = name.clone();
+            let userns = match d.spec.userns {
+                true => Some(self.userns_base(&name)?),
+                false => None,
+            };
             let specs: Vec<warren_model::WorkloadSpec> =
                 self.desired_all()?.into_values().map(|d| d.spec).collect();
             tokio::task::spawn_blocking(move || -> Result<()> {
-                engine.net.prepare(&engine.store, &n)?;
+                engine.net.attach(&engine.store, &n, userns)?;
                 let addresses = engine.store.addresses()?;
                 let refs: Vec<&warren_model::WorkloadSpec> = specs.iter().collect();
                 let storage = engine.storage.clone();
@@ -207,24 +211,6 @@ impl Engine {
         let cspec = self.container_spec(d)?;
         if cspec.userns.is_some() {
             self.allow_traversal(&cspec)?;
-        }
-        #[cfg(target_os = "linux")]
-        if d.spec.network == warren_model::NetworkMode::Bridge {
-            let engine = self.clone();
-            let n = name.clone();
-            let userns = cspec.userns.as_ref().map(|u| u.host_id);
-            let specs: Vec<warren_model::WorkloadSpec> =
-                self.desired_all()?.into_values().map(|d| d.spec).collect();
-            tokio::task::spawn_blocking(move || -> Result<()> {
-                engine.net.prepare(&engine.store, &n, userns)?;
-                // The new address is in the hosts file before the workload can look it up.
-                let addresses = engine.store.addresses()?;
-                let refs: Vec<&warren_model::WorkloadSpec> = specs.iter().collect();
-                engine.net.sync_hosts(&refs, &addresses)?;
-                Ok(())
-            })
-            .await?
-            .context("preparing the network")?;
         }
         let run_dir = self.run_dir(&name);
         std::fs::create_dir_all(&run_dir).with_context(|| format!("{}", run_dir.display()))?;
@@ -329,11 +315,10 @@ impl Engine {
             // No data owned by its range is left.
             self.store.release_userns_slot(name)?;
         }
-        #[cfg(any(target_os = "linux", target_os = "freebsd"))]
         {
             let engine = self.clone();
             let n = name.to_string();
-            tokio::task::spawn_blocking(move || engine.net.teardown(&engine.store, &n, true))
+            tokio::task::spawn_blocking(move || engine.net.detach(&engine.store, &n, true))
                 .await?
                 .context("removing the workload's network")?;
         }

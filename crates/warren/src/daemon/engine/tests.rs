@@ -1,6 +1,6 @@
 //! The engine driven in-process over its fakes (no root, no processes): reconcile
 //! convergence, adoption after a daemon restart, crash-loop backoff, OOM kills under
-//! `on-failure`, drift and a parallel apply. Each test asserts on the calls the fakes
+//! `on-failure`, drift, a parallel apply, and a bridge workload's network. Each test asserts on the calls the fakes
 //! recorded and on the observed state.
 
 use super::fakes::{Harness, ScriptedExit};
@@ -274,4 +274,50 @@ async fn fifty_workloads_apply_in_parallel() {
     }
     h.pass().await;
     assert_eq!(starts(&h.runtime.calls()), 50);
+}
+
+#[tokio::test]
+async fn a_bridge_workload_is_attached_published_and_detached() {
+    let h = Harness::new();
+    let mut web = spec("web");
+    web.network = NetworkMode::Bridge;
+    web.ports = vec![warren_model::PortMapping::parse("8080:80").unwrap()];
+    h.apply(&[web, spec("tool")]);
+    h.pass().await;
+    assert_eq!(h.net.calls(), ["attach web"], "attached before it starts");
+    assert_eq!(starts(&h.runtime.calls()), 2);
+    let address = h.engine.store.addresses().unwrap()["web"];
+
+    // The next pass syncs the ruleset with the port the running workload publishes.
+    h.pass().await;
+    let rules = h.net.ruleset().expect("a ruleset was synced");
+    assert_eq!(rules.forwards.len(), 1, "{rules:?}");
+    let f = &rules.forwards[0];
+    assert_eq!((f.workload.as_str(), f.address), ("web", address));
+    assert_eq!((f.mapping.host_port, f.mapping.container_port), (8080, 80));
+    let synced = h.net.calls().len();
+    h.pass().await;
+    assert_eq!(
+        h.net.calls().len(),
+        synced,
+        "an unchanged ruleset is not synced again"
+    );
+
+    // Deleted: detached, its address released, and its port gone from the ruleset.
+    h.engine.store.apply(&[], &["web".to_string()]).unwrap();
+    h.pass().await;
+    h.pass().await;
+    assert!(
+        h.net.calls().contains(&"detach web".to_string()),
+        "{:?}",
+        h.net.calls()
+    );
+    assert!(h.net.attached().is_empty());
+    assert!(!h.engine.store.addresses().unwrap().contains_key("web"));
+    assert_eq!(h.net.ruleset().unwrap().forwards, []);
+    assert_eq!(
+        h.exec.ran(),
+        Vec::<String>::new(),
+        "the network is the fake's"
+    );
 }
