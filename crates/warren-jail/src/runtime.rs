@@ -1,9 +1,10 @@
 //! [`JailRuntime`]: the [`Runtime`] of FreeBSD hosts, a jail per workload.
 //!
-//! A [`ContainerSpec`] becomes a [`JailPlan`] purely ([`JailRuntime::plan`]): a persistent jail
-//! (`enforce_statfs=2`, warren's devfs ruleset, the spec's `allow.*` permissions, no children),
-//! nullfs mounts for its binds, its network, `rctl` rules for its resources and, when asked
-//! for, its data dataset delegated to it. Networks ([`JailParams::vnet`] chooses):
+//! A [`WorkloadRun`] whose backend part is [`warren_runtime::Backend::Jail`] becomes a
+//! [`JailPlan`] purely ([`JailRuntime::plan`]): a persistent jail (`enforce_statfs=2`,
+//! warren's devfs ruleset, the run's `allow.*` permissions, no children), nullfs mounts for
+//! its binds, its network, `rctl` rules for its resources and, when asked for, its data
+//! dataset delegated to it. Networks ([`warren_runtime::JailParams::vnet`] chooses):
 //!
 //! - bridge, vnet: an epair whose host end joins warren's bridge and whose jail end holds the
 //!   workload's address, with `lo0` up and a default route to the bridge;
@@ -53,8 +54,7 @@ use warren_exec::{Cmd, ExecError, Executor};
 use warren_runtime::logs::{DEFAULT_MAX_BYTES, DEFAULT_MAX_FILES};
 use warren_runtime::shim::{self, JailShimConfig};
 use warren_runtime::{
-    BridgeAddress, ContainerSpec, JailedDataset, NetNamespace, Result, Runtime, RuntimeError,
-    Started,
+    BridgeAddress, JailedDataset, NetNamespace, Result, Runtime, RuntimeError, Started, WorkloadRun,
 };
 
 use crate::conf::{JailNet, JailSpec};
@@ -272,9 +272,10 @@ impl JailRuntime {
     }
 
     /// The plan for `spec`, without running anything.
-    pub fn plan(&self, spec: &ContainerSpec) -> Result<JailPlan> {
+    pub fn plan(&self, spec: &WorkloadRun) -> Result<JailPlan> {
+        spec.expect_backend("jail")?;
         let name = jail_name(&spec.id)?;
-        let params = &spec.jail;
+        let params = spec.jail().cloned().unwrap_or_default();
         let mut jail = JailSpec::new(&name, &spec.rootfs, &spec.hostname);
         jail.devfs_ruleset = Some(self.devfs.number);
         jail.mount_devfs = true;
@@ -621,7 +622,7 @@ impl JailRuntime {
     }
 
     /// The main process's argv (after `jexec`) for `spec`.
-    pub fn main_args(&self, spec: &ContainerSpec, plan: &JailPlan) -> Result<Vec<String>> {
+    pub fn main_args(&self, spec: &WorkloadRun, plan: &JailPlan) -> Result<Vec<String>> {
         let mut env = spec.env.clone();
         if !env.iter().any(|e| e.starts_with("PATH=")) {
             env.push("PATH=/sbin:/bin:/usr/sbin:/usr/bin:/usr/local/sbin:/usr/local/bin".into());
@@ -638,7 +639,7 @@ impl JailRuntime {
     /// The shim's `jail.json` for `spec` planned as `plan`, logging under `run_dir/logs`.
     pub fn shim_config(
         &self,
-        spec: &ContainerSpec,
+        spec: &WorkloadRun,
         plan: &JailPlan,
         run_dir: &Path,
     ) -> Result<JailShimConfig> {
@@ -726,7 +727,7 @@ impl Runtime for JailRuntime {
         "jail"
     }
 
-    fn start(&self, spec: &ContainerSpec, run_dir: &Path) -> Result<Started> {
+    fn start(&self, spec: &WorkloadRun, run_dir: &Path) -> Result<Started> {
         if spec.terminal {
             return Err(RuntimeError::Spec(format!(
                 "{}: a terminal is only available to foreground runs",
@@ -854,11 +855,7 @@ impl Runtime for JailRuntime {
         Ok(c)
     }
 
-    fn run_foreground(
-        &self,
-        spec: &ContainerSpec,
-        _run_dir: &Path,
-    ) -> Result<std::process::Command> {
+    fn run_foreground(&self, spec: &WorkloadRun, _run_dir: &Path) -> Result<std::process::Command> {
         Err(RuntimeError::Unsupported(format!(
             "{}: one-off runs (run --rm, hook jobs, recipe builds) are not available in jails yet",
             spec.id

@@ -12,13 +12,13 @@ use warren_jail::devfs::{Ruleset, DEFAULT_RULESET};
 use warren_jail::runtime::{epair_base, JailRuntime};
 use warren_model::Resources;
 use warren_runtime::{
-    Bind, BridgeAddress, ContainerSpec, JailParams, JailedDataset, NetNamespace, Runtime,
+    Backend, Bind, BridgeAddress, JailParams, JailedDataset, NetNamespace, Runtime, WorkloadRun,
 };
 use warren_storage::zfs::ZfsStorage;
 use warren_storage::{DatasetId, Storage};
 
-fn spec() -> ContainerSpec {
-    ContainerSpec {
+fn spec() -> WorkloadRun {
+    WorkloadRun {
         id: "warren-web".into(),
         rootfs: PathBuf::from("/srv/warren/workloads/web/rootfs"),
         readonly_rootfs: false,
@@ -42,7 +42,15 @@ fn spec() -> ContainerSpec {
         cgroup_path: "/warren/web".into(),
         network: NetNamespace::Path(PathBuf::from("/var/run/warren/netns/web")),
         userns: None,
-        jail: Default::default(),
+        backend: Backend::Jail(JailParams::default()),
+    }
+}
+
+/// The jail parameters of a run built here.
+fn jail(s: &mut WorkloadRun) -> &mut JailParams {
+    match &mut s.backend {
+        Backend::Jail(p) => p,
+        other => panic!("not a jail run: {other:?}"),
     }
 }
 
@@ -308,7 +316,7 @@ fn root() -> String {
     format!("{ZROOT}/workloads/web/rootfs")
 }
 
-fn full_spec() -> ContainerSpec {
+fn full_spec() -> WorkloadRun {
     let mut s = spec();
     s.rootfs = PathBuf::from(root());
     s.binds = vec![
@@ -330,7 +338,7 @@ fn full_spec() -> ContainerSpec {
         disk: None,
     };
     s.network = NetNamespace::Bridge;
-    s.jail = JailParams {
+    *jail(&mut s) = JailParams {
         allow: vec!["raw_sockets".into()],
         vnet: true,
         address: Some(BridgeAddress {
@@ -691,12 +699,12 @@ fn a_later_daemon_tears_down_from_the_record() {
 fn jail_parameters_shape_the_network() {
     let rec = Arc::new(RecordingExecutor::new());
     let rt = runtime(&rec);
-    let args = |s: &ContainerSpec| rt.plan(s).unwrap().jail.create_args().unwrap();
+    let args = |s: &WorkloadRun| rt.plan(s).unwrap().jail.create_args().unwrap();
 
     // No vnet on the bridge: a /32 alias of the workload's address on it, no epair.
     let mut s = full_spec();
-    s.jail.vnet = false;
-    s.jail.jailed_dataset = None;
+    jail(&mut s).vnet = false;
+    jail(&mut s).jailed_dataset = None;
     let p = rt.plan(&s).unwrap();
     assert!(p.epair.is_none() && p.address.is_none());
     let a = args(&s);
@@ -719,8 +727,8 @@ fn jail_parameters_shape_the_network() {
 
     // An alias needs the address.
     let mut s = full_spec();
-    s.jail.vnet = false;
-    s.jail.address = None;
+    jail(&mut s).vnet = false;
+    jail(&mut s).address = None;
     assert!(rt
         .plan(&s)
         .unwrap_err()
@@ -729,16 +737,20 @@ fn jail_parameters_shape_the_network() {
 
     // Hostile parameters are refused before anything runs.
     let mut s = full_spec();
-    s.jail.allow = vec!["raw_sockets persist".into()];
+    jail(&mut s).allow = vec!["raw_sockets persist".into()];
     assert!(rt.plan(&s).unwrap_err().to_string().contains("allow."));
     let mut s = full_spec();
-    s.jail.jailed_dataset.as_mut().unwrap().dataset = "-o readonly=off tank".into();
+    jail(&mut s).jailed_dataset.as_mut().unwrap().dataset = "-o readonly=off tank".into();
     assert!(rt.plan(&s).unwrap_err().to_string().contains("ZFS dataset"));
     let mut s = full_spec();
-    s.jail.jailed_dataset.as_mut().unwrap().jail_mountpoint = "/data/../etc".into();
+    jail(&mut s)
+        .jailed_dataset
+        .as_mut()
+        .unwrap()
+        .jail_mountpoint = "/data/../etc".into();
     assert!(rt.plan(&s).is_err());
     let mut s = full_spec();
-    s.jail.address.as_mut().unwrap().prefix = 31;
+    jail(&mut s).address.as_mut().unwrap().prefix = 31;
     assert!(rt.plan(&s).is_err());
     rec.finish();
     assert!(rec.ran().is_empty());

@@ -1,4 +1,4 @@
-//! Container runtime: from a resolved [`ContainerSpec`] to a running, supervised container.
+//! Workload runtimes: from a resolved [`WorkloadRun`] to a running, supervised workload.
 //!
 //! - [`events`] is the event-source trait (process exits, file changes): pidfd and inotify on
 //!   Linux, kqueue on FreeBSD.
@@ -66,10 +66,17 @@ pub struct Bind {
     pub readonly: bool,
 }
 
-/// Everything needed to create one container, fully resolved (no defaults left to fill).
+/// A workload to run, fully resolved (no defaults left to fill), in terms every backend
+/// shares: the common part (identity, root filesystem, mounts, process, resources, network,
+/// user namespace, placement) plus [`Backend`], what only one kind of backend needs.
+///
+/// Nothing persists it: the daemon builds it from the desired workload each time it starts a
+/// run, and the backends write only their own artefacts (the OCI bundle, the jail's shim
+/// config).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ContainerSpec {
-    /// runc container id (unique on the host), e.g. `warren-web` or `warren-run-<n>`.
+pub struct WorkloadRun {
+    /// The workload's id on the host (unique there), e.g. `warren-web` or `warren-run-<n>`:
+    /// the runc container id, the jail name.
     pub id: String,
     pub rootfs: PathBuf,
     pub readonly_rootfs: bool,
@@ -84,31 +91,55 @@ pub struct ContainerSpec {
     pub resources: Resources,
     /// Allocate a terminal for the main process (only for foreground `run`).
     pub terminal: bool,
-    /// cgroup path, e.g. `/warren/web`.
+    /// Where the workload is placed in the host's resource tree: the cgroup path on Linux,
+    /// e.g. `/warren/web`.
     pub cgroup_path: String,
-    /// The network namespace the container runs in.
+    /// The network the workload is attached to.
     #[serde(default)]
     pub network: NetNamespace,
     /// Run in a user namespace (None: the host's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub userns: Option<UserNamespace>,
-    /// What a jail needs beyond the fields above (FreeBSD; the OCI runtime ignores it).
-    #[serde(default, skip_serializing_if = "JailParams::is_default")]
-    pub jail: JailParams,
+    /// What one kind of backend needs beyond the common part.
+    #[serde(default)]
+    pub backend: Backend,
 }
 
-impl ContainerSpec {
+/// The backend-specific part of a [`WorkloadRun`]. A runtime refuses a run whose part is not
+/// its own ([`WorkloadRun::expect_backend`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// An OCI container (runc): nothing beyond the common part.
+    #[default]
+    Oci,
+    /// A FreeBSD jail and its parameters.
+    Jail(JailParams),
+}
+
+impl Backend {
+    /// The kind's name, as runtimes call themselves ([`Runtime::name`]).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Backend::Oci => "oci",
+            Backend::Jail(_) => "jail",
+        }
+    }
+}
+
+impl WorkloadRun {
     /// The one builder of one-off workloads (a `run`, a hook job, a recipe build): a writable
     /// root, `/` as working directory, root, no limits, no terminal, a private network, no user
-    /// namespace and no environment; the caller changes what differs with struct update syntax.
+    /// namespace, no environment and the OCI backend; the caller changes what differs with
+    /// struct update syntax.
     pub fn one_off(
         id: impl Into<String>,
         cgroup_path: impl Into<String>,
         hostname: impl Into<String>,
         rootfs: PathBuf,
         args: Vec<String>,
-    ) -> ContainerSpec {
-        ContainerSpec {
+    ) -> WorkloadRun {
+        WorkloadRun {
             id: id.into(),
             rootfs,
             readonly_rootfs: false,
@@ -123,12 +154,34 @@ impl ContainerSpec {
             cgroup_path: cgroup_path.into(),
             network: NetNamespace::Private,
             userns: None,
-            jail: JailParams::default(),
+            backend: Backend::Oci,
+        }
+    }
+
+    /// The jail parameters of a jail run; None for any other backend.
+    pub fn jail(&self) -> Option<&JailParams> {
+        match &self.backend {
+            Backend::Jail(p) => Some(p),
+            Backend::Oci => None,
+        }
+    }
+
+    /// Fails unless the run's backend-specific part is `runtime`'s kind (a run built for a
+    /// jail handed to runc, say).
+    pub fn expect_backend(&self, runtime: &str) -> Result<()> {
+        if self.backend.kind() == runtime {
+            Ok(())
+        } else {
+            Err(RuntimeError::Spec(format!(
+                "{}: a {} workload cannot run on the {runtime} runtime",
+                self.id,
+                self.backend.kind()
+            )))
         }
     }
 }
 
-/// The jail-only part of a [`ContainerSpec`]: permissions, the network stack, the address on
+/// The jail-only part of a [`WorkloadRun`] ([`Backend::Jail`]): permissions, the network stack, the address on
 /// warren's bridge and a delegated dataset.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct JailParams {
@@ -259,7 +312,7 @@ pub trait Runtime: Send + Sync {
     /// (its own session, surviving the caller). Returns once the container's main process
     /// exists (or fails with the reason). The caller owns the returned shim child and must reap
     /// it when it exits (the shim stays a direct child so no zombie is left to PID 1).
-    fn start(&self, spec: &ContainerSpec, run_dir: &Path) -> Result<Started>;
+    fn start(&self, spec: &WorkloadRun, run_dir: &Path) -> Result<Started>;
     /// Sends a signal to the container's main process (`TERM`, `KILL`, ...).
     fn signal(&self, id: &str, signal: &str) -> Result<()>;
     /// Freezes every process of a running container (for consistent snapshots).
@@ -284,6 +337,5 @@ pub trait Runtime: Send + Sync {
     /// returns the command that runs `spec`'s main process in the foreground, for one-off
     /// workloads (`run --rm`, hook jobs, recipe builds); the caller wires its stdio and waits.
     /// The workload is gone when the command returns normally.
-    fn run_foreground(&self, spec: &ContainerSpec, run_dir: &Path)
-        -> Result<std::process::Command>;
+    fn run_foreground(&self, spec: &WorkloadRun, run_dir: &Path) -> Result<std::process::Command>;
 }

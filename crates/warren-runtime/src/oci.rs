@@ -8,7 +8,7 @@ use crate::bundle::write_bundle;
 use crate::logs::{DEFAULT_MAX_BYTES, DEFAULT_MAX_FILES};
 use crate::runc::{self, is_not_found, is_not_running, Runc};
 use crate::shim::{self, ShimConfig};
-use crate::{ContainerSpec, Result, Runtime, RuntimeError, Started};
+use crate::{Result, Runtime, RuntimeError, Started, WorkloadRun};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -88,7 +88,8 @@ impl Runtime for OciRuntime {
         "oci"
     }
 
-    fn start(&self, spec: &ContainerSpec, run_dir: &Path) -> Result<Started> {
+    fn start(&self, spec: &WorkloadRun, run_dir: &Path) -> Result<Started> {
+        spec.expect_backend(self.name())?;
         if spec.terminal {
             return Err(RuntimeError::Spec(format!(
                 "{}: a terminal is only available to foreground runs",
@@ -201,11 +202,8 @@ impl Runtime for OciRuntime {
         runc::std_command(&self.runc.exec_cmd(id, argv, tty, env, cwd))
     }
 
-    fn run_foreground(
-        &self,
-        spec: &ContainerSpec,
-        run_dir: &Path,
-    ) -> Result<std::process::Command> {
+    fn run_foreground(&self, spec: &WorkloadRun, run_dir: &Path) -> Result<std::process::Command> {
+        spec.expect_backend(self.name())?;
         let bundle = run_dir.join("bundle");
         crate::bundle::write_bundle(&bundle, spec)?;
         runc::std_command(&self.runc.run_cmd(&bundle, &spec.id))
@@ -269,7 +267,7 @@ mod tests {
     fn terminal_start_is_refused_before_anything_runs() {
         let fake = Arc::new(RecordingExecutor::new());
         let r = rt(fake.clone());
-        let spec = ContainerSpec {
+        let spec = WorkloadRun {
             id: "c1".into(),
             rootfs: "/nonexistent".into(),
             readonly_rootfs: false,
@@ -284,7 +282,7 @@ mod tests {
             cgroup_path: "/warren/c1".into(),
             network: Default::default(),
             userns: None,
-            jail: Default::default(),
+            backend: Default::default(),
         };
         let dir = tempfile::tempdir().unwrap();
         assert!(matches!(
@@ -319,7 +317,7 @@ mod tests {
     fn a_foreground_run_writes_its_bundle_and_runs_it() {
         let r = rt(Arc::new(RecordingExecutor::new()));
         let dir = tempfile::tempdir().unwrap();
-        let spec = ContainerSpec::one_off(
+        let spec = WorkloadRun::one_off(
             "c1",
             "/warren-t/c1",
             "c1",

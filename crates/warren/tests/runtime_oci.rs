@@ -18,7 +18,7 @@ use warren_runtime::logs::{LogFollower, Stream};
 use warren_runtime::oci::OciRuntime;
 use warren_runtime::proc::{process_alive, read_stat};
 use warren_runtime::runc::Runc;
-use warren_runtime::{shim, ContainerSpec, Runtime, RuntimeError, ShimState};
+use warren_runtime::{shim, Runtime, RuntimeError, ShimState, WorkloadRun};
 
 const RUNC: &str = "/usr/sbin/runc";
 const BUSYBOX: &str = "/bin/busybox";
@@ -91,7 +91,7 @@ impl Fixture {
         runtime_at(self.path())
     }
 
-    fn spec(&self, args: &[&str]) -> ContainerSpec {
+    fn spec(&self, args: &[&str]) -> WorkloadRun {
         spec_at(self.path(), &self.id, args)
     }
 
@@ -135,8 +135,8 @@ fn runtime_at(dir: &Path) -> OciRuntime {
     )
 }
 
-fn spec_at(dir: &Path, id: &str, args: &[&str]) -> ContainerSpec {
-    ContainerSpec {
+fn spec_at(dir: &Path, id: &str, args: &[&str]) -> WorkloadRun {
+    WorkloadRun {
         id: id.to_string(),
         rootfs: dir.join("rootfs"),
         readonly_rootfs: false,
@@ -151,7 +151,7 @@ fn spec_at(dir: &Path, id: &str, args: &[&str]) -> ContainerSpec {
         cgroup_path: format!("/warren-test-{id}"),
         network: Default::default(),
         userns: None,
-        jail: Default::default(),
+        backend: Default::default(),
     }
 }
 

@@ -394,7 +394,7 @@ async fn run_job(engine: &Arc<Engine>, name: &str, argv: &[String]) -> Result<St
     } else {
         None
     };
-    let spec = warren_runtime::ContainerSpec {
+    let spec = warren_runtime::WorkloadRun {
         binds,
         env: vec![format!("WARREN_WORKLOAD={name}")],
         resources: d.spec.resources.clone(),

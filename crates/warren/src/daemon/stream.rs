@@ -200,7 +200,7 @@ pub async fn run(State(e): State<Arc<Engine>>, mut req: Request) -> Result<Respo
     } else {
         args.argv.clone()
     };
-    let spec = warren_runtime::ContainerSpec {
+    let spec = warren_runtime::WorkloadRun {
         binds: super::engine::world_binds(&meta),
         env: args.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
         terminal: args.tty,

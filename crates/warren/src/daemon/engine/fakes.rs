@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
 use warren_exec::{Cmd, ExecError, Executor, Output, Process, Streams};
-use warren_runtime::{ContainerSpec, ExitInfo, Runtime, ShimState, Started};
+use warren_runtime::{ExitInfo, Runtime, ShimState, Started, WorkloadRun};
 use warren_storage::{
     DatasetId, DatasetInfo, Result as StorageResult, SnapshotInfo, Staged, Storage, StorageError,
 };
@@ -202,7 +202,7 @@ impl Runtime for FakeRuntime {
         "fake"
     }
 
-    fn start(&self, _spec: &ContainerSpec, _run_dir: &Path) -> warren_runtime::Result<Started> {
+    fn start(&self, _spec: &WorkloadRun, _run_dir: &Path) -> warren_runtime::Result<Started> {
         // The engine starts workloads through its Shims seam, never here.
         Err(warren_runtime::RuntimeError::Other(
             "the fake runtime starts runs through Shims::start".into(),
@@ -284,7 +284,7 @@ impl Runtime for FakeRuntime {
 
     fn run_foreground(
         &self,
-        _spec: &ContainerSpec,
+        _spec: &WorkloadRun,
         _run_dir: &Path,
     ) -> warren_runtime::Result<std::process::Command> {
         Err(warren_runtime::RuntimeError::Other(
@@ -294,7 +294,7 @@ impl Runtime for FakeRuntime {
 }
 
 impl Shims for FakeRuntime {
-    fn start(&self, spec: &ContainerSpec, run_dir: &Path) -> anyhow::Result<ShimState> {
+    fn start(&self, spec: &WorkloadRun, run_dir: &Path) -> anyhow::Result<ShimState> {
         let workload = self.workload(&spec.id).to_string();
         let now = self.clock.now_ms();
         let mut st = self.state.lock().unwrap();

@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use warren_model::event::EventKind;
 use warren_model::plan::LastExit;
 use warren_model::DesiredState;
-use warren_runtime::{ContainerSpec, ExitInfo, Runtime, ShimState};
+use warren_runtime::{ExitInfo, Runtime, ShimState, WorkloadRun};
 
 impl Engine {
     /// Watches a shim until it exits, then records how the container ended.
@@ -301,7 +301,7 @@ impl RuntimeShims {
 }
 
 impl Shims for RuntimeShims {
-    fn start(&self, spec: &ContainerSpec, run_dir: &Path) -> anyhow::Result<ShimState> {
+    fn start(&self, spec: &WorkloadRun, run_dir: &Path) -> anyhow::Result<ShimState> {
         let started = self.runtime.start(spec, run_dir)?;
         self.children
             .lock()
