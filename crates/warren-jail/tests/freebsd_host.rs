@@ -130,10 +130,10 @@ mod host {
             let _ = exec.run(&Cmd::new("chflags").args(["-R", "noschg"]).arg(&root));
         });
         let out = rt
-            .exec(&id, &["/bin/echo".into(), "hello from a jail".into()])
+            .run_in(&id, &["/bin/echo".into(), "hello from a jail".into()])
             .unwrap();
         assert_eq!(out.stdout_str(), "hello from a jail\n");
-        assert_eq!(rt.status(&id).unwrap().as_deref(), Some("running"));
+        assert!(rt.observe(&id).unwrap().is_some_and(|o| o.running));
         let rules = exec
             .run(&warren_jail::rctl::list_cmd())
             .unwrap()
@@ -145,7 +145,7 @@ mod host {
             "{rules:?}"
         );
         rt.destroy(&id).unwrap();
-        assert_eq!(rt.status(&id).unwrap(), None);
+        assert_eq!(rt.observe(&id).unwrap(), None);
     }
 
     pub fn zfs_snapshot_rollback() {

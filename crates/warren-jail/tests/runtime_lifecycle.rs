@@ -12,7 +12,8 @@ use warren_jail::devfs::{Ruleset, DEFAULT_RULESET};
 use warren_jail::runtime::{epair_base, JailRuntime};
 use warren_model::Resources;
 use warren_runtime::{
-    Backend, Bind, BridgeAddress, JailParams, JailedDataset, NetNamespace, Runtime, WorkloadRun,
+    Backend, Bind, BridgeAddress, ExecRequest, JailParams, JailedDataset, NetNamespace, Observed,
+    Runtime, WorkloadRun,
 };
 use warren_storage::zfs::ZfsStorage;
 use warren_storage::{DatasetId, Storage};
@@ -135,7 +136,7 @@ fn full_lifecycle_runs_exactly_these_commands() {
         ]
     );
 
-    // exec, status, snapshot-time freeze and thaw, stop
+    // a one-shot command, observe, snapshot-time freeze and thaw, stop
     rec.expect_ok("jexec -l warren-web service nginx reload", "Reloading nginx.\n")
         .expect_ok(
             "jls --libxo json -v -d",
@@ -146,18 +147,25 @@ fn full_lifecycle_runs_exactly_these_commands() {
         .expect_ok("pkill -TERM -j warren-web", "")
         .expect_err("pkill -KILL -j warren-web", "");
     let out = rt
-        .exec(
+        .run_in(
             "warren-web",
             &["service".into(), "nginx".into(), "reload".into()],
         )
         .unwrap();
     assert_eq!(out.stdout_str(), "Reloading nginx.\n");
-    assert_eq!(rt.status("warren-web").unwrap().as_deref(), Some("running"));
-    rt.pause("warren-web").unwrap();
-    rt.resume("warren-web").unwrap();
-    rt.signal("warren-web", "TERM").unwrap();
+    assert_eq!(
+        rt.observe("warren-web").unwrap(),
+        Some(Observed {
+            running: true,
+            frozen: false,
+            pid: None
+        })
+    );
+    rt.freeze("warren-web").unwrap();
+    rt.thaw("warren-web").unwrap();
+    rt.stop("warren-web").unwrap();
     // pkill exiting 1 with nothing on stderr: no process left, which is what KILL wanted.
-    rt.signal("warren-web", "KILL").unwrap();
+    rt.kill("warren-web", "KILL").unwrap();
 
     // destroy
     rec.expect_ok("rctl -r jail:warren-web", "")
@@ -169,7 +177,7 @@ fn full_lifecycle_runs_exactly_these_commands() {
             r#"{"__version": "2", "jail-information": {"jail": []}}"#,
         );
     rt.delete("warren-web").unwrap();
-    assert_eq!(rt.status("warren-web").unwrap(), None);
+    assert_eq!(rt.observe("warren-web").unwrap(), None);
     rec.finish();
 }
 
@@ -482,7 +490,7 @@ fn snapshot_workload(
     storage: &ZfsStorage,
     label: &str,
 ) -> Result<(), warren_storage::StorageError> {
-    rt.pause("warren-web").unwrap();
+    rt.freeze("warren-web").unwrap();
     let mut taken = Vec::new();
     let mut result = Ok(());
     for id in [
@@ -500,7 +508,7 @@ fn snapshot_workload(
             }
         }
     }
-    rt.resume("warren-web").unwrap();
+    rt.thaw("warren-web").unwrap();
     result
 }
 
@@ -543,7 +551,7 @@ fn full_lifecycle_with_a_jailed_dataset_and_a_snapshot() {
     // exec
     rec.expect_ok("jexec -l warren-web ls /data", "db\n");
     assert_eq!(
-        rt.exec("warren-web", &["ls".into(), "/data".into()])
+        rt.run_in("warren-web", &["ls".into(), "/data".into()])
             .unwrap()
             .stdout_str(),
         "db\n"
@@ -559,8 +567,8 @@ fn full_lifecycle_with_a_jailed_dataset_and_a_snapshot() {
     // stop
     rec.expect_ok("pkill -TERM -j warren-web", "")
         .expect_err("pkill -KILL -j warren-web", "");
-    rt.signal("warren-web", "TERM").unwrap();
-    rt.signal("warren-web", "KILL").unwrap();
+    rt.stop("warren-web").unwrap();
+    rt.kill("warren-web", "KILL").unwrap();
 
     // destroy
     for c in full_teardown() {
@@ -606,7 +614,7 @@ fn later_steps_failing_leave_nothing_half_done() {
 
     // exec failing changes nothing.
     rec.expect_err("jexec -l warren-web false", "");
-    assert!(rt.exec("warren-web", &["false".into()]).is_err());
+    assert!(rt.run_in("warren-web", &["false".into()]).is_err());
     rec.finish();
 
     // A data snapshot refused: the rootfs one is deleted again and the jail thawed.
@@ -629,7 +637,7 @@ fn later_steps_failing_leave_nothing_half_done() {
         "pkill -TERM -j warren-web",
         "pkill: kvm_openfiles: Permission denied\n",
     );
-    assert!(rt.signal("warren-web", "TERM").is_err());
+    assert!(rt.stop("warren-web").is_err());
     rec.finish();
 
     // Destroy failing at each step: reported, and the next destroy finishes the job (what is
@@ -754,4 +762,78 @@ fn jail_parameters_shape_the_network() {
     assert!(rt.plan(&s).is_err());
     rec.finish();
     assert!(rec.ran().is_empty());
+}
+
+#[test]
+fn exec_runs_as_the_main_process_user_in_a_clean_environment() {
+    let rec = Arc::new(RecordingExecutor::new());
+    let rt = runtime(&rec);
+    let req = ExecRequest {
+        argv: vec!["ls".into(), "/data".into()],
+        tty: true,
+        env: vec!["A=1".into()],
+        cwd: Some("/srv".into()),
+    };
+    let inner = [
+        "/bin/sh",
+        "-c",
+        "cd -- \"$0\" && exec /usr/bin/env -i \"$@\"",
+    ];
+    // Before the jail is created here: root, as for a jail from before a restart.
+    let mut want: Vec<String> = ["-l", "warren-web"].iter().map(|s| s.to_string()).collect();
+    want.extend(inner.iter().map(|s| s.to_string()));
+    want.extend(["/srv", "A=1", "ls", "/data"].map(String::from));
+    assert_eq!(rt.exec_args("warren-web", &req).unwrap(), want);
+
+    for (c, out) in full_create_steps() {
+        rec.expect_ok(&c, out);
+    }
+    rt.create(&rt.plan(&full_spec()).unwrap()).unwrap();
+    rec.finish();
+    let plain = rt
+        .exec_args("warren-web", &ExecRequest::new(vec!["id".into()]))
+        .unwrap();
+    assert_eq!(plain[..4], ["-l", "-U", "www", "warren-web"]);
+    assert_eq!(plain[4..7], inner);
+    assert_eq!(plain[7..], ["/", "id"]);
+
+    assert!(rt
+        .exec_args("warren-web", &ExecRequest::new(vec![]))
+        .is_err());
+    assert!(rt
+        .exec_args("web.sub", &ExecRequest::new(vec!["id".into()]))
+        .is_err());
+}
+
+#[test]
+fn a_run_for_another_backend_is_refused() {
+    let rec = Arc::new(RecordingExecutor::new());
+    let rt = runtime(&rec);
+    let mut oci = spec();
+    oci.backend = Backend::Oci;
+    let err = rt.plan(&oci).unwrap_err().to_string();
+    assert!(
+        err.contains("built for the oci backend, not for the jail runtime"),
+        "{err}"
+    );
+    assert!(rec.ran().is_empty());
+}
+
+#[test]
+fn observe_tells_an_active_jail_from_a_dying_one() {
+    let rec = Arc::new(RecordingExecutor::new());
+    let rt = runtime(&rec);
+    rec.expect_ok(
+        "jls --libxo json -v -d",
+        r#"{"__version": "2", "jail-information": {"jail": [{"jid":4,"hostname":"web","path":"/r","name":"warren-web","state":"DYING","cpusetid":6,"ipv4_addrs": [],"ipv6_addrs": []}]}}"#,
+    );
+    assert_eq!(
+        rt.observe("warren-web").unwrap(),
+        Some(Observed {
+            running: false,
+            frozen: false,
+            pid: None
+        })
+    );
+    rec.finish();
 }

@@ -12,8 +12,11 @@
 //! - [`userns`] holds the user-namespace id ranges, the re-owning of datasets into them and
 //!   the persistent user+network namespaces of bridge workloads.
 //!
-//! The [`Runtime`] trait is the backend-family interface the daemon programs against; the OCI
-//! backend ([`oci::OciRuntime`]) implements it on Linux. Everything compiles on every OS; where
+//! The [`Runtime`] trait is the kind-neutral backend interface the daemon programs against:
+//! a [`WorkloadRun`] (the common description plus a [`Backend`] part) to start, then stop,
+//! kill, freeze, thaw, observe, exec into, adopt after a restart and delete by id. The OCI
+//! backend ([`oci::OciRuntime`]) implements it on Linux, the jail backend (`warren-jail`) on
+//! FreeBSD. Everything compiles on every OS; where
 //! Linux is needed (the shim's supervision, `/proc`) other OSes get
 //! [`RuntimeError::Unsupported`] or the documented fallback.
 
@@ -173,7 +176,7 @@ impl WorkloadRun {
             Ok(())
         } else {
             Err(RuntimeError::Spec(format!(
-                "{}: a {} workload cannot run on the {runtime} runtime",
+                "{}: the run is built for the {} backend, not for the {runtime} runtime",
                 self.id,
                 self.backend.kind()
             )))
@@ -305,34 +308,83 @@ pub struct ExitInfo {
     pub finished_at_ms: u64,
 }
 
-/// A container backend. Methods are blocking; the daemon calls them from blocking tasks.
+/// A process to run inside a running workload: `warren exec`, exec health checks, hooks'
+/// commands, the ingress's reloads.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ExecRequest {
+    pub argv: Vec<String>,
+    /// Give it a terminal: the caller wires a pty's slave side to the command's stdio.
+    pub tty: bool,
+    /// `KEY=VALUE` pairs added to its environment.
+    pub env: Vec<String>,
+    /// Its working directory; None: the backend's default (the workload's, or `/`).
+    pub cwd: Option<String>,
+}
+
+impl ExecRequest {
+    /// `argv` with no terminal, no extra environment and the default working directory.
+    pub fn new(argv: Vec<String>) -> ExecRequest {
+        ExecRequest {
+            argv,
+            ..ExecRequest::default()
+        }
+    }
+}
+
+/// What a backend sees of a workload right now ([`Runtime::observe`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Observed {
+    /// Its main process (a jail: any process) exists; a frozen workload still runs.
+    pub running: bool,
+    /// Frozen by [`Runtime::freeze`], as far as the backend can tell.
+    pub frozen: bool,
+    /// The main process as the host sees it, when the backend knows it.
+    pub pid: Option<i32>,
+}
+
+/// A workload backend (OCI containers, jails; room for VMs): every operation in terms of a
+/// [`WorkloadRun`] and the workload's id, none in terms of one backend's tool. Methods are
+/// blocking; the daemon calls them from blocking tasks.
 pub trait Runtime: Send + Sync {
+    /// The backend's kind, as [`Backend::kind`] names it (`oci`, `jail`).
     fn name(&self) -> &'static str;
-    /// Writes the bundle into `run_dir` and starts the container under a detached shim
-    /// (its own session, surviving the caller). Returns once the container's main process
-    /// exists (or fails with the reason). The caller owns the returned shim child and must reap
-    /// it when it exits (the shim stays a direct child so no zombie is left to PID 1).
+    /// Creates the workload under `run_dir` (the OCI backend: the bundle; a jail: the jail,
+    /// its mounts and network) and starts it under a detached shim (its own session,
+    /// surviving the caller). Returns once the workload's main process exists (or fails with
+    /// the reason, leaving nothing behind). The caller owns the returned shim child and must
+    /// reap it when it exits (the shim stays a direct child so no zombie is left to PID 1).
     fn start(&self, spec: &WorkloadRun, run_dir: &Path) -> Result<Started>;
-    /// Sends a signal to the container's main process (`TERM`, `KILL`, ...).
-    fn signal(&self, id: &str, signal: &str) -> Result<()>;
-    /// Freezes every process of a running container (for consistent snapshots).
-    fn pause(&self, id: &str) -> Result<()>;
-    /// Thaws a paused container.
-    fn resume(&self, id: &str) -> Result<()>;
-    /// Removes every trace of the container (runc state, cgroups); no error if absent.
+    /// Asks the workload to end cleanly and returns without waiting (containers and jails:
+    /// SIGTERM; a VM would ask its guest to power off). The deadline is the caller's: it
+    /// watches the shim exit and, when the grace period is over, calls [`Runtime::kill`] with
+    /// `KILL` (the engine's stop does, and records that it had to). Absent: not an error.
+    fn stop(&self, id: &str) -> Result<()> {
+        self.kill(id, "TERM")
+    }
+    /// Sends a signal, by name (`TERM`, `KILL`, `HUP`, ...), to the workload's main process
+    /// (a jail: every process in it). Absent or no longer running: not an error.
+    fn kill(&self, id: &str, signal: &str) -> Result<()>;
+    /// Freezes every process of a running workload, so a snapshot of its datasets is
+    /// consistent; [`Runtime::thaw`] lets it run again.
+    fn freeze(&self, id: &str) -> Result<()>;
+    /// Lets a workload frozen by [`Runtime::freeze`] run again.
+    fn thaw(&self, id: &str) -> Result<()>;
+    /// Removes every trace of the workload the backend keeps (runc state and cgroups; a
+    /// jail, its mounts, rules and network); no error if absent.
     fn delete(&self, id: &str) -> Result<()>;
-    /// Whether runc knows the container and its status (`running`, `stopped`, `created`).
-    fn status(&self, id: &str) -> Result<Option<String>>;
-    /// A command that runs `argv` inside the running container; the caller wires its stdio
-    /// (a pty's slave side when `tty`).
-    fn exec_command(
-        &self,
-        id: &str,
-        argv: &[String],
-        tty: bool,
-        env: &[String],
-        cwd: Option<&str>,
-    ) -> Result<std::process::Command>;
+    /// What the backend sees of the workload now; None when it knows no such workload.
+    fn observe(&self, id: &str) -> Result<Option<Observed>>;
+    /// After a daemon restart: whether the run recorded in `state` (written by its shim when
+    /// it started) is still this daemon's and running. The OCI and jail backends supervise
+    /// through the shim, so the answer is whether that very shim still runs: its pid is alive
+    /// with the recorded start time, so a reused pid is not taken for it.
+    fn adopt(&self, state: &ShimState) -> bool {
+        proc::process_alive(state.shim_pid, state.shim_start_ticks)
+    }
+    /// A command that runs `req` inside the running workload. The caller wires its stdio (a
+    /// pty's slave side when `req.tty`), spawns it and waits; the command's exit status is
+    /// the process's.
+    fn exec(&self, id: &str, req: &ExecRequest) -> Result<std::process::Command>;
     /// Prepares what this backend needs under `run_dir` (the OCI backend: the bundle) and
     /// returns the command that runs `spec`'s main process in the foreground, for one-off
     /// workloads (`run --rm`, hook jobs, recipe builds); the caller wires its stdio and waits.

@@ -156,12 +156,14 @@ pub async fn exec(
     }
     let cmd = e
         .runtime
-        .exec_command(
+        .exec(
             &e.container_id(&name),
-            &args.argv,
-            args.tty,
-            &args.env,
-            args.workdir.as_deref(),
+            &warren_runtime::ExecRequest {
+                argv: args.argv.clone(),
+                tty: args.tty,
+                env: args.env.clone(),
+                cwd: args.workdir.clone(),
+            },
         )
         .map_err(|err| anyhow::anyhow!(err))?;
     let up = take_upgrade(&mut req)?;
