@@ -279,6 +279,13 @@ fn container_runs_isolated_logs_execs_and_dies() {
         rt.adopt(&state),
         "its shim runs, so a restarted daemon adopts it"
     );
+    // Frozen for a snapshot, then thawed.
+    rt.freeze(&f.id).unwrap();
+    let seen = rt.observe(&f.id).unwrap().expect("runc knows it");
+    assert!(seen.running && seen.frozen, "{seen:?}");
+    rt.thaw(&f.id).unwrap();
+    let seen = rt.observe(&f.id).unwrap().expect("runc knows it");
+    assert!(seen.running && !seen.frozen, "{seen:?}");
     for ns in ["pid", "mnt", "uts", "ipc", "net"] {
         assert_ne!(
             ns_link(&cpid, ns),
