@@ -1,9 +1,10 @@
 //! [`JailRuntime`]: the [`Runtime`] of FreeBSD hosts, a jail per workload.
 //!
-//! A [`ContainerSpec`] becomes a [`JailPlan`] purely ([`JailRuntime::plan`]): a persistent jail
-//! (`enforce_statfs=2`, warren's devfs ruleset, the spec's `allow.*` permissions, no children),
-//! nullfs mounts for its binds, its network, `rctl` rules for its resources and, when asked
-//! for, its data dataset delegated to it. Networks ([`JailParams::vnet`] chooses):
+//! A [`WorkloadRun`] whose backend part is [`warren_runtime::Backend::Jail`] becomes a
+//! [`JailPlan`] purely ([`JailRuntime::plan`]): a persistent jail (`enforce_statfs=2`,
+//! warren's devfs ruleset, the run's `allow.*` permissions, no children), nullfs mounts for
+//! its binds, its network, `rctl` rules for its resources and, when asked for, its data
+//! dataset delegated to it. Networks ([`warren_runtime::JailParams::vnet`] chooses):
 //!
 //! - bridge, vnet: an epair whose host end joins warren's bridge and whose jail end holds the
 //!   workload's address, with `lo0` up and a default route to the bridge;
@@ -53,8 +54,8 @@ use warren_exec::{Cmd, ExecError, Executor};
 use warren_runtime::logs::{DEFAULT_MAX_BYTES, DEFAULT_MAX_FILES};
 use warren_runtime::shim::{self, JailShimConfig};
 use warren_runtime::{
-    BridgeAddress, ContainerSpec, JailedDataset, NetNamespace, Result, Runtime, RuntimeError,
-    Started,
+    BridgeAddress, ExecRequest, JailedDataset, NetNamespace, Observed, Result, Runtime,
+    RuntimeError, Started, WorkloadRun,
 };
 
 use crate::conf::{JailNet, JailSpec};
@@ -272,9 +273,10 @@ impl JailRuntime {
     }
 
     /// The plan for `spec`, without running anything.
-    pub fn plan(&self, spec: &ContainerSpec) -> Result<JailPlan> {
+    pub fn plan(&self, spec: &WorkloadRun) -> Result<JailPlan> {
+        spec.expect_backend("jail")?;
         let name = jail_name(&spec.id)?;
-        let params = &spec.jail;
+        let params = spec.jail().cloned().unwrap_or_default();
         let mut jail = JailSpec::new(&name, &spec.rootfs, &spec.hostname);
         jail.devfs_ruleset = Some(self.devfs.number);
         jail.mount_devfs = true;
@@ -621,7 +623,7 @@ impl JailRuntime {
     }
 
     /// The main process's argv (after `jexec`) for `spec`.
-    pub fn main_args(&self, spec: &ContainerSpec, plan: &JailPlan) -> Result<Vec<String>> {
+    pub fn main_args(&self, spec: &WorkloadRun, plan: &JailPlan) -> Result<Vec<String>> {
         let mut env = spec.env.clone();
         if !env.iter().any(|e| e.starts_with("PATH=")) {
             env.push("PATH=/sbin:/bin:/usr/sbin:/usr/bin:/usr/local/sbin:/usr/local/bin".into());
@@ -638,7 +640,7 @@ impl JailRuntime {
     /// The shim's `jail.json` for `spec` planned as `plan`, logging under `run_dir/logs`.
     pub fn shim_config(
         &self,
-        spec: &ContainerSpec,
+        spec: &WorkloadRun,
         plan: &JailPlan,
         run_dir: &Path,
     ) -> Result<JailShimConfig> {
@@ -652,10 +654,26 @@ impl JailRuntime {
         })
     }
 
-    /// Runs a one-shot command in the jail through the executor (e.g. `service nginx reload`).
-    pub fn exec(&self, id: &str, argv: &[String]) -> Result<warren_exec::Output> {
+    /// Runs a one-shot command in the jail as root through the executor (e.g. `service nginx
+    /// reload`), for its output.
+    pub fn run_in(&self, id: &str, argv: &[String]) -> Result<warren_exec::Output> {
         let name = jail_name(id)?;
         Ok(self.exec.run(&jls::jexec_cmd(&name, None, argv)?)?)
+    }
+
+    /// The argv (after `jexec`) of [`Runtime::exec`]: `req` as the user of the jail's main
+    /// process (as this runtime created it; root otherwise), in `req.cwd` or `/`, with a clean
+    /// environment of `req.env`.
+    pub fn exec_args(&self, id: &str, req: &ExecRequest) -> Result<Vec<String>> {
+        let name = jail_name(id)?;
+        let user = self.users.lock().unwrap().get(&name).cloned();
+        Self::jexec_args(
+            &name,
+            user.as_deref(),
+            &req.argv,
+            &req.env,
+            req.cwd.as_deref().unwrap_or("/"),
+        )
     }
 
     /// Removes the jail and everything [`JailRuntime::create`] made for it; what is already
@@ -707,7 +725,7 @@ impl JailRuntime {
 
     /// Ends a start that did not succeed: the jail's processes, the shim, the jail.
     fn abandon(&self, id: &str, shim: &mut std::process::Child) {
-        let _ = self.signal(id, "KILL");
+        let _ = self.kill(id, "KILL");
         let _ = shim.kill();
         let _ = shim.wait();
         let _ = self.destroy(id);
@@ -726,7 +744,7 @@ impl Runtime for JailRuntime {
         "jail"
     }
 
-    fn start(&self, spec: &ContainerSpec, run_dir: &Path) -> Result<Started> {
+    fn start(&self, spec: &WorkloadRun, run_dir: &Path) -> Result<Started> {
         if spec.terminal {
             return Err(RuntimeError::Spec(format!(
                 "{}: a terminal is only available to foreground runs",
@@ -800,7 +818,8 @@ impl Runtime for JailRuntime {
         Err(Self::shim_failed(&spec.id, reason))
     }
 
-    fn signal(&self, id: &str, signal: &str) -> Result<()> {
+    /// `pkill -SIG -j NAME`: every process of the jail.
+    fn kill(&self, id: &str, signal: &str) -> Result<()> {
         match self.exec.run(&Self::signal_cmd(id, signal)?) {
             Ok(_) => Ok(()),
             // pkill exits 1 when no process matched: nothing left to signal.
@@ -813,52 +832,44 @@ impl Runtime for JailRuntime {
         }
     }
 
-    fn pause(&self, id: &str) -> Result<()> {
-        self.signal(id, "STOP")
+    /// SIGSTOP to every process of the jail (jails have no freezer).
+    fn freeze(&self, id: &str) -> Result<()> {
+        self.kill(id, "STOP")
     }
 
-    fn resume(&self, id: &str) -> Result<()> {
-        self.signal(id, "CONT")
+    /// SIGCONT to every process of the jail.
+    fn thaw(&self, id: &str) -> Result<()> {
+        self.kill(id, "CONT")
     }
 
     fn delete(&self, id: &str) -> Result<()> {
         self.destroy(id)
     }
 
-    fn status(&self, id: &str) -> Result<Option<String>> {
+    /// `jls`: an active jail runs, a dying one does not; jls names no main process, and a
+    /// stopped (frozen) jail looks like a running one.
+    fn observe(&self, id: &str) -> Result<Option<Observed>> {
         let name = jail_name(id)?;
         let out = self.exec.run(&jls::list_cmd())?;
         let jails = jls::parse_jls(&out.stdout_str())?;
-        Ok(jails.iter().find(|j| j.name == name).map(|j| {
-            match j.state {
-                jls::JailState::Active => "running",
-                jls::JailState::Dying => "stopped",
-            }
-            .to_string()
+        Ok(jails.iter().find(|j| j.name == name).map(|j| Observed {
+            running: j.state == jls::JailState::Active,
+            frozen: false,
+            pid: None,
         }))
     }
 
-    fn exec_command(
-        &self,
-        id: &str,
-        argv: &[String],
-        _tty: bool,
-        env: &[String],
-        cwd: Option<&str>,
-    ) -> Result<std::process::Command> {
-        let name = jail_name(id)?;
-        let user = self.users.lock().unwrap().get(&name).cloned();
-        let args = Self::jexec_args(&name, user.as_deref(), argv, env, cwd.unwrap_or("/"))?;
+    /// `jexec [-U USER] NAME /bin/sh -c ...` as the main process's user, with a clean
+    /// environment of `req.env` and `req.cwd` (default `/`); jexec has no terminal option, so
+    /// with `req.tty` the caller's pty is the terminal.
+    fn exec(&self, id: &str, req: &ExecRequest) -> Result<std::process::Command> {
+        let args = self.exec_args(id, req)?;
         let mut c = warren_exec::std_command("jexec")?;
         c.args(args);
         Ok(c)
     }
 
-    fn run_foreground(
-        &self,
-        spec: &ContainerSpec,
-        _run_dir: &Path,
-    ) -> Result<std::process::Command> {
+    fn run_foreground(&self, spec: &WorkloadRun, _run_dir: &Path) -> Result<std::process::Command> {
         Err(RuntimeError::Unsupported(format!(
             "{}: one-off runs (run --rm, hook jobs, recipe builds) are not available in jails yet",
             spec.id

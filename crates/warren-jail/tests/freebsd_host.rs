@@ -64,7 +64,7 @@ mod host {
     use warren_jail::devfs::Ruleset;
     use warren_jail::runtime::JailRuntime;
     use warren_model::Resources;
-    use warren_runtime::{ContainerSpec, NetNamespace, Runtime};
+    use warren_runtime::{NetNamespace, Runtime, WorkloadRun};
 
     fn env_or(key: &str, default: &str) -> String {
         std::env::var(key).unwrap_or_else(|_| default.to_string())
@@ -100,7 +100,7 @@ mod host {
         let rt = JailRuntime::new(exec.clone(), "bridge0", Ruleset::warren_default(4712)).unwrap();
         rt.prepare_host().unwrap();
         let id = format!("warren-test-{}", std::process::id());
-        let spec = ContainerSpec {
+        let spec = WorkloadRun {
             id: id.clone(),
             rootfs: root.clone(),
             readonly_rootfs: false,
@@ -120,7 +120,7 @@ mod host {
             cgroup_path: String::new(),
             network: NetNamespace::Private,
             userns: None,
-            jail: Default::default(),
+            backend: warren_runtime::Backend::Jail(Default::default()),
         };
         let plan = rt.plan(&spec).unwrap();
         rt.create(&plan).unwrap();
@@ -130,10 +130,10 @@ mod host {
             let _ = exec.run(&Cmd::new("chflags").args(["-R", "noschg"]).arg(&root));
         });
         let out = rt
-            .exec(&id, &["/bin/echo".into(), "hello from a jail".into()])
+            .run_in(&id, &["/bin/echo".into(), "hello from a jail".into()])
             .unwrap();
         assert_eq!(out.stdout_str(), "hello from a jail\n");
-        assert_eq!(rt.status(&id).unwrap().as_deref(), Some("running"));
+        assert!(rt.observe(&id).unwrap().is_some_and(|o| o.running));
         let rules = exec
             .run(&warren_jail::rctl::list_cmd())
             .unwrap()
@@ -145,7 +145,7 @@ mod host {
             "{rules:?}"
         );
         rt.destroy(&id).unwrap();
-        assert_eq!(rt.status(&id).unwrap(), None);
+        assert_eq!(rt.observe(&id).unwrap(), None);
     }
 
     pub fn zfs_snapshot_rollback() {

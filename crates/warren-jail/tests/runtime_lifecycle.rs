@@ -12,13 +12,14 @@ use warren_jail::devfs::{Ruleset, DEFAULT_RULESET};
 use warren_jail::runtime::{epair_base, JailRuntime};
 use warren_model::Resources;
 use warren_runtime::{
-    Bind, BridgeAddress, ContainerSpec, JailParams, JailedDataset, NetNamespace, Runtime,
+    Backend, Bind, BridgeAddress, ExecRequest, JailParams, JailedDataset, NetNamespace, Observed,
+    Runtime, WorkloadRun,
 };
 use warren_storage::zfs::ZfsStorage;
 use warren_storage::{DatasetId, Storage};
 
-fn spec() -> ContainerSpec {
-    ContainerSpec {
+fn spec() -> WorkloadRun {
+    WorkloadRun {
         id: "warren-web".into(),
         rootfs: PathBuf::from("/srv/warren/workloads/web/rootfs"),
         readonly_rootfs: false,
@@ -42,7 +43,15 @@ fn spec() -> ContainerSpec {
         cgroup_path: "/warren/web".into(),
         network: NetNamespace::Path(PathBuf::from("/var/run/warren/netns/web")),
         userns: None,
-        jail: Default::default(),
+        backend: Backend::Jail(JailParams::default()),
+    }
+}
+
+/// The jail parameters of a run built here.
+fn jail(s: &mut WorkloadRun) -> &mut JailParams {
+    match &mut s.backend {
+        Backend::Jail(p) => p,
+        other => panic!("not a jail run: {other:?}"),
     }
 }
 
@@ -127,7 +136,7 @@ fn full_lifecycle_runs_exactly_these_commands() {
         ]
     );
 
-    // exec, status, snapshot-time freeze and thaw, stop
+    // a one-shot command, observe, snapshot-time freeze and thaw, stop
     rec.expect_ok("jexec -l warren-web service nginx reload", "Reloading nginx.\n")
         .expect_ok(
             "jls --libxo json -v -d",
@@ -138,18 +147,25 @@ fn full_lifecycle_runs_exactly_these_commands() {
         .expect_ok("pkill -TERM -j warren-web", "")
         .expect_err("pkill -KILL -j warren-web", "");
     let out = rt
-        .exec(
+        .run_in(
             "warren-web",
             &["service".into(), "nginx".into(), "reload".into()],
         )
         .unwrap();
     assert_eq!(out.stdout_str(), "Reloading nginx.\n");
-    assert_eq!(rt.status("warren-web").unwrap().as_deref(), Some("running"));
-    rt.pause("warren-web").unwrap();
-    rt.resume("warren-web").unwrap();
-    rt.signal("warren-web", "TERM").unwrap();
+    assert_eq!(
+        rt.observe("warren-web").unwrap(),
+        Some(Observed {
+            running: true,
+            frozen: false,
+            pid: None
+        })
+    );
+    rt.freeze("warren-web").unwrap();
+    rt.thaw("warren-web").unwrap();
+    rt.stop("warren-web").unwrap();
     // pkill exiting 1 with nothing on stderr: no process left, which is what KILL wanted.
-    rt.signal("warren-web", "KILL").unwrap();
+    rt.kill("warren-web", "KILL").unwrap();
 
     // destroy
     rec.expect_ok("rctl -r jail:warren-web", "")
@@ -161,7 +177,7 @@ fn full_lifecycle_runs_exactly_these_commands() {
             r#"{"__version": "2", "jail-information": {"jail": []}}"#,
         );
     rt.delete("warren-web").unwrap();
-    assert_eq!(rt.status("warren-web").unwrap(), None);
+    assert_eq!(rt.observe("warren-web").unwrap(), None);
     rec.finish();
 }
 
@@ -308,7 +324,7 @@ fn root() -> String {
     format!("{ZROOT}/workloads/web/rootfs")
 }
 
-fn full_spec() -> ContainerSpec {
+fn full_spec() -> WorkloadRun {
     let mut s = spec();
     s.rootfs = PathBuf::from(root());
     s.binds = vec![
@@ -330,7 +346,7 @@ fn full_spec() -> ContainerSpec {
         disk: None,
     };
     s.network = NetNamespace::Bridge;
-    s.jail = JailParams {
+    *jail(&mut s) = JailParams {
         allow: vec!["raw_sockets".into()],
         vnet: true,
         address: Some(BridgeAddress {
@@ -474,7 +490,7 @@ fn snapshot_workload(
     storage: &ZfsStorage,
     label: &str,
 ) -> Result<(), warren_storage::StorageError> {
-    rt.pause("warren-web").unwrap();
+    rt.freeze("warren-web").unwrap();
     let mut taken = Vec::new();
     let mut result = Ok(());
     for id in [
@@ -492,7 +508,7 @@ fn snapshot_workload(
             }
         }
     }
-    rt.resume("warren-web").unwrap();
+    rt.thaw("warren-web").unwrap();
     result
 }
 
@@ -535,7 +551,7 @@ fn full_lifecycle_with_a_jailed_dataset_and_a_snapshot() {
     // exec
     rec.expect_ok("jexec -l warren-web ls /data", "db\n");
     assert_eq!(
-        rt.exec("warren-web", &["ls".into(), "/data".into()])
+        rt.run_in("warren-web", &["ls".into(), "/data".into()])
             .unwrap()
             .stdout_str(),
         "db\n"
@@ -551,8 +567,8 @@ fn full_lifecycle_with_a_jailed_dataset_and_a_snapshot() {
     // stop
     rec.expect_ok("pkill -TERM -j warren-web", "")
         .expect_err("pkill -KILL -j warren-web", "");
-    rt.signal("warren-web", "TERM").unwrap();
-    rt.signal("warren-web", "KILL").unwrap();
+    rt.stop("warren-web").unwrap();
+    rt.kill("warren-web", "KILL").unwrap();
 
     // destroy
     for c in full_teardown() {
@@ -598,7 +614,7 @@ fn later_steps_failing_leave_nothing_half_done() {
 
     // exec failing changes nothing.
     rec.expect_err("jexec -l warren-web false", "");
-    assert!(rt.exec("warren-web", &["false".into()]).is_err());
+    assert!(rt.run_in("warren-web", &["false".into()]).is_err());
     rec.finish();
 
     // A data snapshot refused: the rootfs one is deleted again and the jail thawed.
@@ -621,7 +637,7 @@ fn later_steps_failing_leave_nothing_half_done() {
         "pkill -TERM -j warren-web",
         "pkill: kvm_openfiles: Permission denied\n",
     );
-    assert!(rt.signal("warren-web", "TERM").is_err());
+    assert!(rt.stop("warren-web").is_err());
     rec.finish();
 
     // Destroy failing at each step: reported, and the next destroy finishes the job (what is
@@ -691,12 +707,12 @@ fn a_later_daemon_tears_down_from_the_record() {
 fn jail_parameters_shape_the_network() {
     let rec = Arc::new(RecordingExecutor::new());
     let rt = runtime(&rec);
-    let args = |s: &ContainerSpec| rt.plan(s).unwrap().jail.create_args().unwrap();
+    let args = |s: &WorkloadRun| rt.plan(s).unwrap().jail.create_args().unwrap();
 
     // No vnet on the bridge: a /32 alias of the workload's address on it, no epair.
     let mut s = full_spec();
-    s.jail.vnet = false;
-    s.jail.jailed_dataset = None;
+    jail(&mut s).vnet = false;
+    jail(&mut s).jailed_dataset = None;
     let p = rt.plan(&s).unwrap();
     assert!(p.epair.is_none() && p.address.is_none());
     let a = args(&s);
@@ -719,8 +735,8 @@ fn jail_parameters_shape_the_network() {
 
     // An alias needs the address.
     let mut s = full_spec();
-    s.jail.vnet = false;
-    s.jail.address = None;
+    jail(&mut s).vnet = false;
+    jail(&mut s).address = None;
     assert!(rt
         .plan(&s)
         .unwrap_err()
@@ -729,17 +745,95 @@ fn jail_parameters_shape_the_network() {
 
     // Hostile parameters are refused before anything runs.
     let mut s = full_spec();
-    s.jail.allow = vec!["raw_sockets persist".into()];
+    jail(&mut s).allow = vec!["raw_sockets persist".into()];
     assert!(rt.plan(&s).unwrap_err().to_string().contains("allow."));
     let mut s = full_spec();
-    s.jail.jailed_dataset.as_mut().unwrap().dataset = "-o readonly=off tank".into();
+    jail(&mut s).jailed_dataset.as_mut().unwrap().dataset = "-o readonly=off tank".into();
     assert!(rt.plan(&s).unwrap_err().to_string().contains("ZFS dataset"));
     let mut s = full_spec();
-    s.jail.jailed_dataset.as_mut().unwrap().jail_mountpoint = "/data/../etc".into();
+    jail(&mut s)
+        .jailed_dataset
+        .as_mut()
+        .unwrap()
+        .jail_mountpoint = "/data/../etc".into();
     assert!(rt.plan(&s).is_err());
     let mut s = full_spec();
-    s.jail.address.as_mut().unwrap().prefix = 31;
+    jail(&mut s).address.as_mut().unwrap().prefix = 31;
     assert!(rt.plan(&s).is_err());
     rec.finish();
     assert!(rec.ran().is_empty());
+}
+
+#[test]
+fn exec_runs_as_the_main_process_user_in_a_clean_environment() {
+    let rec = Arc::new(RecordingExecutor::new());
+    let rt = runtime(&rec);
+    let req = ExecRequest {
+        argv: vec!["ls".into(), "/data".into()],
+        tty: true,
+        env: vec!["A=1".into()],
+        cwd: Some("/srv".into()),
+    };
+    let inner = [
+        "/bin/sh",
+        "-c",
+        "cd -- \"$0\" && exec /usr/bin/env -i \"$@\"",
+    ];
+    // Before the jail is created here: root, as for a jail from before a restart.
+    let mut want: Vec<String> = ["-l", "warren-web"].iter().map(|s| s.to_string()).collect();
+    want.extend(inner.iter().map(|s| s.to_string()));
+    want.extend(["/srv", "A=1", "ls", "/data"].map(String::from));
+    assert_eq!(rt.exec_args("warren-web", &req).unwrap(), want);
+
+    for (c, out) in full_create_steps() {
+        rec.expect_ok(&c, out);
+    }
+    rt.create(&rt.plan(&full_spec()).unwrap()).unwrap();
+    rec.finish();
+    let plain = rt
+        .exec_args("warren-web", &ExecRequest::new(vec!["id".into()]))
+        .unwrap();
+    assert_eq!(plain[..4], ["-l", "-U", "www", "warren-web"]);
+    assert_eq!(plain[4..7], inner);
+    assert_eq!(plain[7..], ["/", "id"]);
+
+    assert!(rt
+        .exec_args("warren-web", &ExecRequest::new(vec![]))
+        .is_err());
+    assert!(rt
+        .exec_args("web.sub", &ExecRequest::new(vec!["id".into()]))
+        .is_err());
+}
+
+#[test]
+fn a_run_for_another_backend_is_refused() {
+    let rec = Arc::new(RecordingExecutor::new());
+    let rt = runtime(&rec);
+    let mut oci = spec();
+    oci.backend = Backend::Oci;
+    let err = rt.plan(&oci).unwrap_err().to_string();
+    assert!(
+        err.contains("built for the oci backend, not for the jail runtime"),
+        "{err}"
+    );
+    assert!(rec.ran().is_empty());
+}
+
+#[test]
+fn observe_tells_an_active_jail_from_a_dying_one() {
+    let rec = Arc::new(RecordingExecutor::new());
+    let rt = runtime(&rec);
+    rec.expect_ok(
+        "jls --libxo json -v -d",
+        r#"{"__version": "2", "jail-information": {"jail": [{"jid":4,"hostname":"web","path":"/r","name":"warren-web","state":"DYING","cpusetid":6,"ipv4_addrs": [],"ipv6_addrs": []}]}}"#,
+    );
+    assert_eq!(
+        rt.observe("warren-web").unwrap(),
+        Some(Observed {
+            running: false,
+            frozen: false,
+            pid: None
+        })
+    );
+    rec.finish();
 }

@@ -1,4 +1,4 @@
-//! OCI bundle rendering: [`ContainerSpec`] to runc's `config.json`.
+//! OCI bundle rendering: [`WorkloadRun`] to runc's `config.json`.
 //!
 //! [`render_config_with`] is pure: it takes the workload's `/etc/passwd` and `/etc/group`
 //! contents as strings and is tested against a golden file
@@ -18,7 +18,7 @@
 //! namespace (new, or joined by path) and identical uid and gid mappings.
 
 use crate::seccomp::{self, Arch};
-use crate::{Bind, ContainerSpec, NetNamespace, Result, RuntimeError};
+use crate::{Bind, NetNamespace, Result, RuntimeError, WorkloadRun};
 use oci_spec::runtime::Spec;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -195,7 +195,7 @@ fn env_has(env: &[String], key: &str) -> bool {
         .any(|e| e.split_once('=').is_some_and(|(k, _)| k == key))
 }
 
-fn check_spec(spec: &ContainerSpec) -> Result<()> {
+fn check_spec(spec: &WorkloadRun) -> Result<()> {
     let bad = |m: String| Err(RuntimeError::Spec(m));
     if spec.id.is_empty() {
         return bad("empty container id".into());
@@ -315,7 +315,7 @@ fn device_rules() -> Vec<Value> {
 /// Renders the OCI spec from `spec`, the rootfs's `/etc/passwd` and `/etc/group` contents and
 /// the RLIMIT_NOFILE to set (normally [`NOFILE_LIMIT`]), for this host's architecture.
 pub fn render_config_with(
-    spec: &ContainerSpec,
+    spec: &WorkloadRun,
     passwd: &str,
     group: &str,
     nofile: u64,
@@ -325,7 +325,7 @@ pub fn render_config_with(
 
 /// [`render_config_with`] for a given architecture (its seccomp profile).
 pub fn render_config_for(
-    spec: &ContainerSpec,
+    spec: &WorkloadRun,
     passwd: &str,
     group: &str,
     nofile: u64,
@@ -440,7 +440,7 @@ fn read_optional(path: &Path) -> Result<String> {
 
 /// Renders the OCI spec, reading users and groups from the rootfs and the file limit from the
 /// host ([`host_nofile_limit`]).
-pub fn render_config(spec: &ContainerSpec) -> Result<Spec> {
+pub fn render_config(spec: &WorkloadRun) -> Result<Spec> {
     let passwd = read_optional(&spec.rootfs.join("etc/passwd"))?;
     let group = read_optional(&spec.rootfs.join("etc/group"))?;
     render_config_with(spec, &passwd, &group, host_nofile_limit())
@@ -483,7 +483,7 @@ fn sort_keys(v: Value) -> Value {
 }
 
 /// Renders the spec and writes `dir/config.json` (atomically); returns its path.
-pub fn write_bundle(dir: &Path, spec: &ContainerSpec) -> Result<PathBuf> {
+pub fn write_bundle(dir: &Path, spec: &WorkloadRun) -> Result<PathBuf> {
     let config = config_json(&render_config(spec)?)?;
     std::fs::create_dir_all(dir).map_err(|source| RuntimeError::Io {
         path: dir.to_path_buf(),
@@ -519,8 +519,8 @@ mod tests {
                           broken line\n";
     const GROUP: &str = "root:x:0:\nwww:x:33:\nstaff:x:50:www\n";
 
-    fn fixed_spec() -> ContainerSpec {
-        ContainerSpec {
+    fn fixed_spec() -> WorkloadRun {
+        WorkloadRun {
             id: "warren-web".into(),
             rootfs: "/var/lib/warren/workloads/web/rootfs".into(),
             readonly_rootfs: true,
@@ -551,7 +551,7 @@ mod tests {
             cgroup_path: "/warren/web".into(),
             network: Default::default(),
             userns: None,
-            jail: Default::default(),
+            backend: Default::default(),
         }
     }
 
@@ -578,7 +578,7 @@ mod tests {
         assert_eq!(config_json(&spec).unwrap(), got);
     }
 
-    fn render_value(s: &ContainerSpec) -> Value {
+    fn render_value(s: &WorkloadRun) -> Value {
         let spec = render_config_for(s, PASSWD, GROUP, NOFILE_LIMIT, Some(Arch::X86_64)).unwrap();
         serde_json::from_str(&config_json(&spec).unwrap()).unwrap()
     }
@@ -775,7 +775,7 @@ mod tests {
 
     #[test]
     fn invalid_specs_are_rejected() {
-        let cases: Vec<fn(&mut ContainerSpec)> = vec![
+        let cases: Vec<fn(&mut WorkloadRun)> = vec![
             |s| s.args.clear(),
             |s| s.rootfs = "relative".into(),
             |s| s.cwd = "srv".into(),

@@ -1,4 +1,4 @@
-//! Container runtime: from a resolved [`ContainerSpec`] to a running, supervised container.
+//! Workload runtimes: from a resolved [`WorkloadRun`] to a running, supervised workload.
 //!
 //! - [`events`] is the event-source trait (process exits, file changes): pidfd and inotify on
 //!   Linux, kqueue on FreeBSD.
@@ -12,8 +12,11 @@
 //! - [`userns`] holds the user-namespace id ranges, the re-owning of datasets into them and
 //!   the persistent user+network namespaces of bridge workloads.
 //!
-//! The [`Runtime`] trait is the backend-family interface the daemon programs against; the OCI
-//! backend ([`oci::OciRuntime`]) implements it on Linux. Everything compiles on every OS; where
+//! The [`Runtime`] trait is the kind-neutral backend interface the daemon programs against:
+//! a [`WorkloadRun`] (the common description plus a [`Backend`] part) to start, then stop,
+//! kill, freeze, thaw, observe, exec into, adopt after a restart and delete by id. The OCI
+//! backend ([`oci::OciRuntime`]) implements it on Linux, the jail backend (`warren-jail`) on
+//! FreeBSD. Everything compiles on every OS; where
 //! Linux is needed (the shim's supervision, `/proc`) other OSes get
 //! [`RuntimeError::Unsupported`] or the documented fallback.
 
@@ -66,10 +69,17 @@ pub struct Bind {
     pub readonly: bool,
 }
 
-/// Everything needed to create one container, fully resolved (no defaults left to fill).
+/// A workload to run, fully resolved (no defaults left to fill), in terms every backend
+/// shares: the common part (identity, root filesystem, mounts, process, resources, network,
+/// user namespace, placement) plus [`Backend`], what only one kind of backend needs.
+///
+/// Nothing persists it: the daemon builds it from the desired workload each time it starts a
+/// run, and the backends write only their own artefacts (the OCI bundle, the jail's shim
+/// config).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ContainerSpec {
-    /// runc container id (unique on the host), e.g. `warren-web` or `warren-run-<n>`.
+pub struct WorkloadRun {
+    /// The workload's id on the host (unique there), e.g. `warren-web` or `warren-run-<n>`:
+    /// the runc container id, the jail name.
     pub id: String,
     pub rootfs: PathBuf,
     pub readonly_rootfs: bool,
@@ -84,31 +94,55 @@ pub struct ContainerSpec {
     pub resources: Resources,
     /// Allocate a terminal for the main process (only for foreground `run`).
     pub terminal: bool,
-    /// cgroup path, e.g. `/warren/web`.
+    /// Where the workload is placed in the host's resource tree: the cgroup path on Linux,
+    /// e.g. `/warren/web`.
     pub cgroup_path: String,
-    /// The network namespace the container runs in.
+    /// The network the workload is attached to.
     #[serde(default)]
     pub network: NetNamespace,
     /// Run in a user namespace (None: the host's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub userns: Option<UserNamespace>,
-    /// What a jail needs beyond the fields above (FreeBSD; the OCI runtime ignores it).
-    #[serde(default, skip_serializing_if = "JailParams::is_default")]
-    pub jail: JailParams,
+    /// What one kind of backend needs beyond the common part.
+    #[serde(default)]
+    pub backend: Backend,
 }
 
-impl ContainerSpec {
+/// The backend-specific part of a [`WorkloadRun`]. A runtime refuses a run whose part is not
+/// its own ([`WorkloadRun::expect_backend`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// An OCI container (runc): nothing beyond the common part.
+    #[default]
+    Oci,
+    /// A FreeBSD jail and its parameters.
+    Jail(JailParams),
+}
+
+impl Backend {
+    /// The kind's name, as runtimes call themselves ([`Runtime::name`]).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Backend::Oci => "oci",
+            Backend::Jail(_) => "jail",
+        }
+    }
+}
+
+impl WorkloadRun {
     /// The one builder of one-off workloads (a `run`, a hook job, a recipe build): a writable
     /// root, `/` as working directory, root, no limits, no terminal, a private network, no user
-    /// namespace and no environment; the caller changes what differs with struct update syntax.
+    /// namespace, no environment and the OCI backend; the caller changes what differs with
+    /// struct update syntax.
     pub fn one_off(
         id: impl Into<String>,
         cgroup_path: impl Into<String>,
         hostname: impl Into<String>,
         rootfs: PathBuf,
         args: Vec<String>,
-    ) -> ContainerSpec {
-        ContainerSpec {
+    ) -> WorkloadRun {
+        WorkloadRun {
             id: id.into(),
             rootfs,
             readonly_rootfs: false,
@@ -123,12 +157,34 @@ impl ContainerSpec {
             cgroup_path: cgroup_path.into(),
             network: NetNamespace::Private,
             userns: None,
-            jail: JailParams::default(),
+            backend: Backend::Oci,
+        }
+    }
+
+    /// The jail parameters of a jail run; None for any other backend.
+    pub fn jail(&self) -> Option<&JailParams> {
+        match &self.backend {
+            Backend::Jail(p) => Some(p),
+            Backend::Oci => None,
+        }
+    }
+
+    /// Fails unless the run's backend-specific part is `runtime`'s kind (a run built for a
+    /// jail handed to runc, say).
+    pub fn expect_backend(&self, runtime: &str) -> Result<()> {
+        if self.backend.kind() == runtime {
+            Ok(())
+        } else {
+            Err(RuntimeError::Spec(format!(
+                "{}: the run is built for the {} backend, not for the {runtime} runtime",
+                self.id,
+                self.backend.kind()
+            )))
         }
     }
 }
 
-/// The jail-only part of a [`ContainerSpec`]: permissions, the network stack, the address on
+/// The jail-only part of a [`WorkloadRun`] ([`Backend::Jail`]): permissions, the network stack, the address on
 /// warren's bridge and a delegated dataset.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct JailParams {
@@ -252,38 +308,86 @@ pub struct ExitInfo {
     pub finished_at_ms: u64,
 }
 
-/// A container backend. Methods are blocking; the daemon calls them from blocking tasks.
+/// A process to run inside a running workload: `warren exec`, exec health checks, hooks'
+/// commands, the ingress's reloads.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ExecRequest {
+    pub argv: Vec<String>,
+    /// Give it a terminal: the caller wires a pty's slave side to the command's stdio.
+    pub tty: bool,
+    /// `KEY=VALUE` pairs added to its environment.
+    pub env: Vec<String>,
+    /// Its working directory; None: the backend's default (the workload's, or `/`).
+    pub cwd: Option<String>,
+}
+
+impl ExecRequest {
+    /// `argv` with no terminal, no extra environment and the default working directory.
+    pub fn new(argv: Vec<String>) -> ExecRequest {
+        ExecRequest {
+            argv,
+            ..ExecRequest::default()
+        }
+    }
+}
+
+/// What a backend sees of a workload right now ([`Runtime::observe`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Observed {
+    /// Its main process (a jail: any process) exists; a frozen workload still runs.
+    pub running: bool,
+    /// Frozen by [`Runtime::freeze`], as far as the backend can tell.
+    pub frozen: bool,
+    /// The main process as the host sees it, when the backend knows it.
+    pub pid: Option<i32>,
+}
+
+/// A workload backend (OCI containers, jails; room for VMs): every operation in terms of a
+/// [`WorkloadRun`] and the workload's id, none in terms of one backend's tool. Methods are
+/// blocking; the daemon calls them from blocking tasks.
 pub trait Runtime: Send + Sync {
+    /// The backend's kind, as [`Backend::kind`] names it (`oci`, `jail`).
     fn name(&self) -> &'static str;
-    /// Writes the bundle into `run_dir` and starts the container under a detached shim
-    /// (its own session, surviving the caller). Returns once the container's main process
-    /// exists (or fails with the reason). The caller owns the returned shim child and must reap
-    /// it when it exits (the shim stays a direct child so no zombie is left to PID 1).
-    fn start(&self, spec: &ContainerSpec, run_dir: &Path) -> Result<Started>;
-    /// Sends a signal to the container's main process (`TERM`, `KILL`, ...).
-    fn signal(&self, id: &str, signal: &str) -> Result<()>;
-    /// Freezes every process of a running container (for consistent snapshots).
-    fn pause(&self, id: &str) -> Result<()>;
-    /// Thaws a paused container.
-    fn resume(&self, id: &str) -> Result<()>;
-    /// Removes every trace of the container (runc state, cgroups); no error if absent.
+    /// Creates the workload under `run_dir` (the OCI backend: the bundle; a jail: the jail,
+    /// its mounts and network) and starts it under a detached shim (its own session,
+    /// surviving the caller). Returns once the workload's main process exists (or fails with
+    /// the reason, leaving nothing behind). The caller owns the returned shim child and must
+    /// reap it when it exits (the shim stays a direct child so no zombie is left to PID 1).
+    fn start(&self, spec: &WorkloadRun, run_dir: &Path) -> Result<Started>;
+    /// Asks the workload to end cleanly and returns without waiting (containers and jails:
+    /// SIGTERM; a VM would ask its guest to power off). The deadline is the caller's: it
+    /// watches the shim exit and, when the grace period is over, calls [`Runtime::kill`] with
+    /// `KILL` (the engine's stop does, and records that it had to). Absent: not an error.
+    fn stop(&self, id: &str) -> Result<()> {
+        self.kill(id, "TERM")
+    }
+    /// Sends a signal, by name (`TERM`, `KILL`, `HUP`, ...), to the workload's main process
+    /// (a jail: every process in it). Absent or no longer running: not an error.
+    fn kill(&self, id: &str, signal: &str) -> Result<()>;
+    /// Freezes every process of a running workload, so a snapshot of its datasets is
+    /// consistent; [`Runtime::thaw`] lets it run again.
+    fn freeze(&self, id: &str) -> Result<()>;
+    /// Lets a workload frozen by [`Runtime::freeze`] run again.
+    fn thaw(&self, id: &str) -> Result<()>;
+    /// Removes every trace of the workload the backend keeps (runc state and cgroups; a
+    /// jail, its mounts, rules and network); no error if absent.
     fn delete(&self, id: &str) -> Result<()>;
-    /// Whether runc knows the container and its status (`running`, `stopped`, `created`).
-    fn status(&self, id: &str) -> Result<Option<String>>;
-    /// A command that runs `argv` inside the running container; the caller wires its stdio
-    /// (a pty's slave side when `tty`).
-    fn exec_command(
-        &self,
-        id: &str,
-        argv: &[String],
-        tty: bool,
-        env: &[String],
-        cwd: Option<&str>,
-    ) -> Result<std::process::Command>;
+    /// What the backend sees of the workload now; None when it knows no such workload.
+    fn observe(&self, id: &str) -> Result<Option<Observed>>;
+    /// After a daemon restart: whether the run recorded in `state` (written by its shim when
+    /// it started) is still this daemon's and running. The OCI and jail backends supervise
+    /// through the shim, so the answer is whether that very shim still runs: its pid is alive
+    /// with the recorded start time, so a reused pid is not taken for it.
+    fn adopt(&self, state: &ShimState) -> bool {
+        proc::process_alive(state.shim_pid, state.shim_start_ticks)
+    }
+    /// A command that runs `req` inside the running workload. The caller wires its stdio (a
+    /// pty's slave side when `req.tty`), spawns it and waits; the command's exit status is
+    /// the process's.
+    fn exec(&self, id: &str, req: &ExecRequest) -> Result<std::process::Command>;
     /// Prepares what this backend needs under `run_dir` (the OCI backend: the bundle) and
     /// returns the command that runs `spec`'s main process in the foreground, for one-off
     /// workloads (`run --rm`, hook jobs, recipe builds); the caller wires its stdio and waits.
     /// The workload is gone when the command returns normally.
-    fn run_foreground(&self, spec: &ContainerSpec, run_dir: &Path)
-        -> Result<std::process::Command>;
+    fn run_foreground(&self, spec: &WorkloadRun, run_dir: &Path) -> Result<std::process::Command>;
 }

@@ -8,7 +8,7 @@ use crate::bundle::write_bundle;
 use crate::logs::{DEFAULT_MAX_BYTES, DEFAULT_MAX_FILES};
 use crate::runc::{self, is_not_found, is_not_running, Runc};
 use crate::shim::{self, ShimConfig};
-use crate::{ContainerSpec, Result, Runtime, RuntimeError, Started};
+use crate::{ExecRequest, Observed, Result, Runtime, RuntimeError, Started, WorkloadRun};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -88,7 +88,8 @@ impl Runtime for OciRuntime {
         "oci"
     }
 
-    fn start(&self, spec: &ContainerSpec, run_dir: &Path) -> Result<Started> {
+    fn start(&self, spec: &WorkloadRun, run_dir: &Path) -> Result<Started> {
+        spec.expect_backend(self.name())?;
         if spec.terminal {
             return Err(RuntimeError::Spec(format!(
                 "{}: a terminal is only available to foreground runs",
@@ -137,12 +138,12 @@ impl Runtime for OciRuntime {
             match shim::read_state(&run_dir) {
                 Ok(Some(state)) => return Ok(Started { state, shim: child }),
                 Ok(None) => {
-                    let _ = self.signal(&spec.id, "KILL");
+                    let _ = self.kill(&spec.id, "KILL");
                     let _ = child.wait();
                     return Err(Self::shim_failed(&spec.id, "the shim wrote no state.json"));
                 }
                 Err(e) => {
-                    let _ = self.signal(&spec.id, "KILL");
+                    let _ = self.kill(&spec.id, "KILL");
                     let _ = child.wait();
                     return Err(e);
                 }
@@ -161,7 +162,7 @@ impl Runtime for OciRuntime {
         Err(Self::shim_failed(&spec.id, reason))
     }
 
-    fn signal(&self, id: &str, signal: &str) -> Result<()> {
+    fn kill(&self, id: &str, signal: &str) -> Result<()> {
         match self.exec.run(&self.runc.kill_cmd(id, signal)) {
             Ok(_) => Ok(()),
             Err(e) if is_not_found(&e) || is_not_running(&e) => Ok(()),
@@ -173,39 +174,45 @@ impl Runtime for OciRuntime {
         self.runc.force_delete(self.exec.as_ref(), id)
     }
 
-    fn pause(&self, id: &str) -> Result<()> {
+    /// `runc pause`: the cgroup freezer.
+    fn freeze(&self, id: &str) -> Result<()> {
         self.exec.run(&self.runc.pause_cmd(id))?;
         Ok(())
     }
 
-    fn resume(&self, id: &str) -> Result<()> {
+    /// `runc resume`.
+    fn thaw(&self, id: &str) -> Result<()> {
         self.exec.run(&self.runc.resume_cmd(id))?;
         Ok(())
     }
 
-    fn status(&self, id: &str) -> Result<Option<String>> {
-        Ok(self.runc.state(self.exec.as_ref(), id)?.map(|s| s.status))
+    /// `runc state`: `running` and `paused` run (paused is frozen), `created` has a main
+    /// process that has not started, `stopped` has none.
+    fn observe(&self, id: &str) -> Result<Option<Observed>> {
+        Ok(self.runc.state(self.exec.as_ref(), id)?.map(|s| {
+            let pid = (s.pid > 0 && s.status != "stopped").then_some(s.pid);
+            Observed {
+                running: matches!(s.status.as_str(), "running" | "paused"),
+                frozen: s.status == "paused",
+                pid,
+            }
+        }))
     }
 
-    fn exec_command(
-        &self,
-        id: &str,
-        argv: &[String],
-        tty: bool,
-        env: &[String],
-        cwd: Option<&str>,
-    ) -> Result<std::process::Command> {
-        if argv.is_empty() {
+    /// `runc exec` (with `--tty` for a terminal).
+    fn exec(&self, id: &str, req: &ExecRequest) -> Result<std::process::Command> {
+        if req.argv.is_empty() {
             return Err(RuntimeError::Spec(format!("{id}: exec needs a command")));
         }
-        runc::std_command(&self.runc.exec_cmd(id, argv, tty, env, cwd))
+        runc::std_command(
+            &self
+                .runc
+                .exec_cmd(id, &req.argv, req.tty, &req.env, req.cwd.as_deref()),
+        )
     }
 
-    fn run_foreground(
-        &self,
-        spec: &ContainerSpec,
-        run_dir: &Path,
-    ) -> Result<std::process::Command> {
+    fn run_foreground(&self, spec: &WorkloadRun, run_dir: &Path) -> Result<std::process::Command> {
+        spec.expect_backend(self.name())?;
         let bundle = run_dir.join("bundle");
         crate::bundle::write_bundle(&bundle, spec)?;
         runc::std_command(&self.runc.run_cmd(&bundle, &spec.id))
@@ -222,54 +229,126 @@ mod tests {
     }
 
     #[test]
-    fn pause_and_resume_commands() {
+    fn freeze_and_thaw_are_runc_pause_and_resume() {
         let fake = Arc::new(RecordingExecutor::new());
         fake.expect_ok("runc --root /run/w pause c1", "")
-            .expect_ok("runc --root /run/w resume c1", "");
+            .expect_ok("runc --root /run/w resume c1", "")
+            .expect_err("runc --root /run/w pause c2", "container does not exist");
         let r = rt(fake.clone());
-        r.pause("c1").unwrap();
-        r.resume("c1").unwrap();
+        r.freeze("c1").unwrap();
+        r.thaw("c1").unwrap();
+        assert!(
+            r.freeze("c2").is_err(),
+            "a snapshot must not go on unfrozen"
+        );
         fake.finish();
     }
 
     #[test]
-    fn signal_delete_status_tolerate_absence() {
+    fn stop_is_term_and_kill_tolerates_absence() {
         let fake = Arc::new(RecordingExecutor::new());
         fake.expect_ok("runc --root /run/w kill c1 TERM", "")
+            .expect_ok("runc --root /run/w kill c1 HUP", "")
             .expect_err("runc --root /run/w kill c1 KILL", "container not running")
             .expect_err(
                 "runc --root /run/w kill c2 KILL",
                 "container does not exist",
             )
-            .expect_err("runc --root /run/w kill c3 KILL", "permission denied")
-            .expect_ok("runc --root /run/w delete --force c1", "")
+            .expect_err("runc --root /run/w kill c3 KILL", "permission denied");
+        let r = rt(fake.clone());
+        assert_eq!(r.name(), "oci");
+        r.stop("c1").unwrap();
+        r.kill("c1", "HUP").unwrap();
+        r.kill("c1", "KILL").unwrap();
+        r.kill("c2", "KILL").unwrap();
+        assert!(r.kill("c3", "KILL").is_err());
+        fake.finish();
+    }
+
+    #[test]
+    fn delete_is_a_forced_runc_delete_that_tolerates_absence() {
+        let fake = Arc::new(RecordingExecutor::new());
+        fake.expect_ok("runc --root /run/w delete --force c1", "")
             .expect_err(
                 "runc --root /run/w delete --force c2",
                 "container does not exist",
             )
-            .expect_ok(
-                "runc --root /run/w state c1",
-                r#"{"id":"c1","pid":5,"status":"running","bundle":"/b"}"#,
-            )
-            .expect_err("runc --root /run/w state c2", "container does not exist");
+            .expect_err("runc --root /run/w delete --force c3", "device busy");
         let r = rt(fake.clone());
-        assert_eq!(r.name(), "oci");
-        r.signal("c1", "TERM").unwrap();
-        r.signal("c1", "KILL").unwrap();
-        r.signal("c2", "KILL").unwrap();
-        assert!(r.signal("c3", "KILL").is_err());
         r.delete("c1").unwrap();
         r.delete("c2").unwrap();
-        assert_eq!(r.status("c1").unwrap().as_deref(), Some("running"));
-        assert_eq!(r.status("c2").unwrap(), None);
+        assert!(r.delete("c3").is_err());
         fake.finish();
+    }
+
+    #[test]
+    fn observe_maps_runc_states() {
+        let fake = Arc::new(RecordingExecutor::new());
+        let state = |status: &str, pid: i32| {
+            format!(r#"{{"id":"c1","pid":{pid},"status":"{status}","bundle":"/b"}}"#)
+        };
+        fake.expect_ok("runc --root /run/w state c1", &state("running", 5))
+            .expect_ok("runc --root /run/w state c1", &state("paused", 5))
+            .expect_ok("runc --root /run/w state c1", &state("created", 5))
+            .expect_ok("runc --root /run/w state c1", &state("stopped", 0))
+            .expect_err("runc --root /run/w state c2", "container does not exist");
+        let r = rt(fake.clone());
+        let seen = |running, frozen, pid| {
+            Some(Observed {
+                running,
+                frozen,
+                pid,
+            })
+        };
+        assert_eq!(r.observe("c1").unwrap(), seen(true, false, Some(5)));
+        assert_eq!(r.observe("c1").unwrap(), seen(true, true, Some(5)));
+        assert_eq!(r.observe("c1").unwrap(), seen(false, false, Some(5)));
+        assert_eq!(r.observe("c1").unwrap(), seen(false, false, None));
+        assert_eq!(r.observe("c2").unwrap(), None);
+        fake.finish();
+    }
+
+    #[test]
+    fn adopt_needs_the_very_shim_recorded() {
+        let r = rt(Arc::new(RecordingExecutor::new()));
+        let me = std::process::id() as i32;
+        let ticks = crate::proc::self_start_ticks().unwrap();
+        let state = |shim_pid, shim_start_ticks| crate::ShimState {
+            id: "c1".into(),
+            shim_pid,
+            shim_start_ticks,
+            container_pid: shim_pid,
+            started_at_ms: 0,
+        };
+        assert!(r.adopt(&state(me, ticks)));
+        assert!(!r.adopt(&state(me, ticks + 1)), "a reused pid is not ours");
+        assert!(!r.adopt(&state(i32::MAX, ticks)));
+    }
+
+    #[test]
+    fn a_run_for_another_backend_is_refused() {
+        let fake = Arc::new(RecordingExecutor::new());
+        let r = rt(fake.clone());
+        let dir = tempfile::tempdir().unwrap();
+        let spec = WorkloadRun {
+            backend: crate::Backend::Jail(Default::default()),
+            ..WorkloadRun::one_off("c1", "/warren/c1", "c1", dir.path().join("r"), vec![])
+        };
+        let err = r.start(&spec, dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("built for the jail backend, not for the oci runtime"),
+            "{err}"
+        );
+        assert!(r.run_foreground(&spec, dir.path()).is_err());
+        assert!(fake.ran().is_empty());
+        assert!(!dir.path().join("bundle").exists());
     }
 
     #[test]
     fn terminal_start_is_refused_before_anything_runs() {
         let fake = Arc::new(RecordingExecutor::new());
         let r = rt(fake.clone());
-        let spec = ContainerSpec {
+        let spec = WorkloadRun {
             id: "c1".into(),
             rootfs: "/nonexistent".into(),
             readonly_rootfs: false,
@@ -284,7 +363,7 @@ mod tests {
             cgroup_path: "/warren/c1".into(),
             network: Default::default(),
             userns: None,
-            jail: Default::default(),
+            backend: Default::default(),
         };
         let dir = tempfile::tempdir().unwrap();
         assert!(matches!(
@@ -300,9 +379,13 @@ mod tests {
             panic!("runc is not installed: these command builders resolve it in the system path");
         }
         let r = rt(Arc::new(RecordingExecutor::new()));
-        let c = r
-            .exec_command("c1", &["tty".into()], true, &["A=1".into()], Some("/srv"))
-            .unwrap();
+        let req = ExecRequest {
+            argv: vec!["tty".into()],
+            tty: true,
+            env: vec!["A=1".into()],
+            cwd: Some("/srv".into()),
+        };
+        let c = r.exec("c1", &req).unwrap();
         let args: Vec<_> = c
             .get_args()
             .map(|a| a.to_string_lossy().into_owned())
@@ -312,14 +395,20 @@ mod tests {
             ["--root", "/run/w", "exec", "--tty", "--env", "A=1", "--cwd", "/srv", "c1", "tty"]
         );
         assert!(c.get_program().to_string_lossy().starts_with('/'));
-        assert!(r.exec_command("c1", &[], false, &[], None).is_err());
+        let plain = r.exec("c1", &ExecRequest::new(vec!["ls".into()])).unwrap();
+        let args: Vec<_> = plain
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(args, ["--root", "/run/w", "exec", "c1", "ls"]);
+        assert!(r.exec("c1", &ExecRequest::new(vec![])).is_err());
     }
 
     #[test]
     fn a_foreground_run_writes_its_bundle_and_runs_it() {
         let r = rt(Arc::new(RecordingExecutor::new()));
         let dir = tempfile::tempdir().unwrap();
-        let spec = ContainerSpec::one_off(
+        let spec = WorkloadRun::one_off(
             "c1",
             "/warren-t/c1",
             "c1",

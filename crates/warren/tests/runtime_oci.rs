@@ -18,7 +18,7 @@ use warren_runtime::logs::{LogFollower, Stream};
 use warren_runtime::oci::OciRuntime;
 use warren_runtime::proc::{process_alive, read_stat};
 use warren_runtime::runc::Runc;
-use warren_runtime::{shim, ContainerSpec, Runtime, RuntimeError, ShimState};
+use warren_runtime::{shim, ExecRequest, Runtime, RuntimeError, ShimState, WorkloadRun};
 
 const RUNC: &str = "/usr/sbin/runc";
 const BUSYBOX: &str = "/bin/busybox";
@@ -91,7 +91,7 @@ impl Fixture {
         runtime_at(self.path())
     }
 
-    fn spec(&self, args: &[&str]) -> ContainerSpec {
+    fn spec(&self, args: &[&str]) -> WorkloadRun {
         spec_at(self.path(), &self.id, args)
     }
 
@@ -135,8 +135,8 @@ fn runtime_at(dir: &Path) -> OciRuntime {
     )
 }
 
-fn spec_at(dir: &Path, id: &str, args: &[&str]) -> ContainerSpec {
-    ContainerSpec {
+fn spec_at(dir: &Path, id: &str, args: &[&str]) -> WorkloadRun {
+    WorkloadRun {
         id: id.to_string(),
         rootfs: dir.join("rootfs"),
         readonly_rootfs: false,
@@ -151,7 +151,7 @@ fn spec_at(dir: &Path, id: &str, args: &[&str]) -> ContainerSpec {
         cgroup_path: format!("/warren-test-{id}"),
         network: Default::default(),
         userns: None,
-        jail: Default::default(),
+        backend: Default::default(),
     }
 }
 
@@ -219,7 +219,15 @@ fn exec_output(
     let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
     let env: Vec<String> = env.iter().map(|s| s.to_string()).collect();
     let out = rt
-        .exec_command(id, &argv, false, &env, cwd)
+        .exec(
+            id,
+            &ExecRequest {
+                argv,
+                tty: false,
+                env,
+                cwd: cwd.map(String::from),
+            },
+        )
         .unwrap()
         .stdin(Stdio::null())
         .output()
@@ -264,7 +272,20 @@ fn container_runs_isolated_logs_execs_and_dies() {
         cstat.ppid, state.shim_pid,
         "the shim is the container's parent"
     );
-    assert_eq!(rt.status(&f.id).unwrap().as_deref(), Some("running"));
+    let seen = rt.observe(&f.id).unwrap().expect("runc knows it");
+    assert!(seen.running && !seen.frozen);
+    assert_eq!(seen.pid, Some(state.container_pid));
+    assert!(
+        rt.adopt(&state),
+        "its shim runs, so a restarted daemon adopts it"
+    );
+    // Frozen for a snapshot, then thawed.
+    rt.freeze(&f.id).unwrap();
+    let seen = rt.observe(&f.id).unwrap().expect("runc knows it");
+    assert!(seen.running && seen.frozen, "{seen:?}");
+    rt.thaw(&f.id).unwrap();
+    let seen = rt.observe(&f.id).unwrap().expect("runc knows it");
+    assert!(seen.running && !seen.frozen, "{seen:?}");
     for ns in ["pid", "mnt", "uts", "ipc", "net"] {
         assert_ne!(
             ns_link(&cpid, ns),
@@ -305,7 +326,13 @@ fn container_runs_isolated_logs_execs_and_dies() {
     // exec with a terminal.
     let pty = nix::pty::openpty(None, None).unwrap();
     let mut cmd = rt
-        .exec_command(&f.id, &["tty".to_string()], true, &[], None)
+        .exec(
+            &f.id,
+            &ExecRequest {
+                tty: true,
+                ..ExecRequest::new(vec!["tty".to_string()])
+            },
+        )
         .unwrap();
     cmd.stdin(Stdio::from(pty.slave.try_clone().unwrap()))
         .stdout(Stdio::from(pty.slave.try_clone().unwrap()))
@@ -339,12 +366,13 @@ fn container_runs_isolated_logs_execs_and_dies() {
         (137, Some(9), false)
     );
     assert!(exit.finished_at_ms >= state.started_at_ms);
-    assert_eq!(rt.status(&f.id).unwrap(), None);
+    assert_eq!(rt.observe(&f.id).unwrap(), None);
     for d in f.cgroup_dirs() {
         assert!(!d.exists(), "{} is left behind", d.display());
     }
     // Idempotent cleanup calls on an absent container.
-    rt.signal(&f.id, "KILL").unwrap();
+    rt.kill(&f.id, "KILL").unwrap();
+    rt.stop(&f.id).unwrap();
     rt.delete(&f.id).unwrap();
 }
 
@@ -435,7 +463,7 @@ fn bad_command_fails_with_runc_message_and_leaves_nothing() {
         }
         other => panic!("expected ShimFailed, got {other}"),
     }
-    assert_eq!(rt.status(&f.id).unwrap(), None);
+    assert_eq!(rt.observe(&f.id).unwrap(), None);
     for d in f.cgroup_dirs() {
         assert!(!d.exists(), "{} is left behind", d.display());
     }
@@ -549,13 +577,14 @@ fn shim_survives_its_starter() {
     let c = read_stat(state.container_pid).expect("container process");
     assert_eq!(c.ppid, state.shim_pid);
     let rt = f.runtime();
-    assert_eq!(rt.status(&f.id).unwrap().as_deref(), Some("running"));
+    assert!(rt.observe(&f.id).unwrap().is_some_and(|o| o.running));
+    assert!(rt.adopt(&state));
 
-    rt.signal(&f.id, "KILL").unwrap();
+    rt.kill(&f.id, "KILL").unwrap();
     let st = wait_timeout(&mut f.children[0], Duration::from_secs(30));
     assert!(st.success(), "reaper exit: {st}");
     assert!(!process_alive(state.shim_pid, state.shim_start_ticks));
     let exit = shim::read_exit(&f.run_dir()).unwrap().expect("exit.json");
     assert_eq!((exit.code, exit.signal), (137, Some(9)));
-    assert_eq!(rt.status(&f.id).unwrap(), None);
+    assert_eq!(rt.observe(&f.id).unwrap(), None);
 }

@@ -216,7 +216,7 @@ impl Engine {
             Target::Workload(n) if self.observed_row(n).and_then(|r| r.pid).is_some() => {
                 let rt = self.runtime.clone();
                 let id = self.container_id(n);
-                tokio::task::spawn_blocking(move || rt.pause(&id))
+                tokio::task::spawn_blocking(move || rt.freeze(&id))
                     .await?
                     .is_ok()
                     .then(|| n.clone())
@@ -244,7 +244,7 @@ impl Engine {
         if let Some(n) = paused {
             let rt = self.runtime.clone();
             let id = self.container_id(&n);
-            tokio::task::spawn_blocking(move || rt.resume(&id)).await??;
+            tokio::task::spawn_blocking(move || rt.thaw(&id)).await??;
         }
         result?;
         let (workload, volume) = match target {

@@ -80,7 +80,10 @@ async fn probe(
         Probe::Exec(argv) => {
             let cmd = engine
                 .runtime
-                .exec_command(&engine.container_id(name), argv, false, &[], None)
+                .exec(
+                    &engine.container_id(name),
+                    &warren_runtime::ExecRequest::new(argv.clone()),
+                )
                 .map_err(|e| e.to_string())?;
             let mut cmd = tokio::process::Command::from(cmd);
             cmd.stdin(std::process::Stdio::null())

@@ -274,12 +274,12 @@ async fn run(
             }
             let cmd = engine
                 .runtime
-                .exec_command(
+                .exec(
                     &engine.container_id(name),
-                    argv,
-                    false,
-                    &[format!("WARREN_EVENT={trigger}")],
-                    None,
+                    &warren_runtime::ExecRequest {
+                        env: vec![format!("WARREN_EVENT={trigger}")],
+                        ..warren_runtime::ExecRequest::new(argv.clone())
+                    },
                 )
                 .map_err(|e| e.to_string())?;
             let mut cmd = tokio::process::Command::from(cmd);
@@ -394,7 +394,7 @@ async fn run_job(engine: &Arc<Engine>, name: &str, argv: &[String]) -> Result<St
     } else {
         None
     };
-    let spec = warren_runtime::ContainerSpec {
+    let spec = warren_runtime::WorkloadRun {
         binds,
         env: vec![format!("WARREN_WORKLOAD={name}")],
         resources: d.spec.resources.clone(),

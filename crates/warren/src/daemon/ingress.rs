@@ -375,7 +375,7 @@ impl Ingress {
         match self.platform.reload {
             Reload::Signal(sig) => r
                 .runtime
-                .signal(&r.id, sig)
+                .kill(&r.id, sig)
                 .with_context(|| format!("asking nginx to reload (SIG{sig})")),
             Reload::Command(argv) => {
                 if let Some((path, text)) = self.platform.rc_conf(&self.prefix) {
@@ -388,7 +388,7 @@ impl Ingress {
                     Ok(_) => Ok(()),
                     // A world without the rc system (no /etc/rc.subr): nginx's master is the
                     // workload's main process, so SIGHUP reloads it the same way.
-                    Err(e) => match r.runtime.signal(&r.id, "HUP") {
+                    Err(e) => match r.runtime.kill(&r.id, "HUP") {
                         Ok(()) => {
                             tracing::warn!(
                                 "`{}` failed in the routing workload ({e}); reloaded nginx with SIGHUP",
@@ -481,7 +481,7 @@ impl InWorkload {
         let argv_string = format!("(in {}) {}", self.id, argv.join(" "));
         let c = self
             .runtime
-            .exec_command(&self.id, &argv, false, &[], None)
+            .exec(&self.id, &warren_runtime::ExecRequest::new(argv))
             .map_err(|e| ExecError::Spawn {
                 argv: argv_string.clone(),
                 source: std::io::Error::other(e.to_string()),

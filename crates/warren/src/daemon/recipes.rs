@@ -274,7 +274,7 @@ fn run_script(
         SEQ.fetch_add(1, Ordering::Relaxed)
     );
     let args = vec!["/bin/sh".into(), "-e".into(), "/.warren-build".into()];
-    let spec = warren_runtime::ContainerSpec {
+    let spec = warren_runtime::WorkloadRun {
         binds: super::engine::world_binds(parent),
         env: vec!["WARREN_BUILD=1".into()],
         hostname: "build".into(),

@@ -145,12 +145,14 @@ pub async fn exec(
     }
     let cmd = e
         .runtime
-        .exec_command(
+        .exec(
             &e.container_id(&name),
-            &args.argv,
-            args.tty,
-            &args.env,
-            args.workdir.as_deref(),
+            &warren_runtime::ExecRequest {
+                argv: args.argv.clone(),
+                tty: args.tty,
+                env: args.env.clone(),
+                cwd: args.workdir.clone(),
+            },
         )
         .map_err(|err| anyhow::anyhow!(err))?;
     let up = take_upgrade(&mut req)?;
@@ -189,7 +191,7 @@ pub async fn run(State(e): State<Arc<Engine>>, mut req: Request) -> Result<Respo
     } else {
         args.argv.clone()
     };
-    let spec = warren_runtime::ContainerSpec {
+    let spec = warren_runtime::WorkloadRun {
         binds: super::engine::world_binds(&meta),
         env: args.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
         terminal: args.tty,

@@ -1,4 +1,4 @@
-//! What a workload runs as: the runtime's container spec from a desired workload (world
+//! What a workload runs as: the runtime's [`WorkloadRun`] from a desired workload (world
 //! binds, mounts, user namespace, network namespace, jail parameters) and the directory
 //! traversal a user-namespaced workload needs.
 
@@ -6,7 +6,7 @@ use super::Engine;
 use anyhow::{anyhow, Context, Result};
 use warren_model::plan::Desired;
 use warren_model::Source;
-use warren_runtime::{Bind, ContainerSpec};
+use warren_runtime::{Bind, WorkloadRun};
 use warren_storage::Storage;
 
 impl Engine {
@@ -14,7 +14,7 @@ impl Engine {
     /// filesystem and bind sources: every directory on the way from the state dir gets the
     /// search bit for others (never read), and a directory above the state dir that lacks it
     /// is an error naming it.
-    pub(in crate::daemon) fn allow_traversal(&self, spec: &ContainerSpec) -> Result<()> {
+    pub(in crate::daemon) fn allow_traversal(&self, spec: &WorkloadRun) -> Result<()> {
         use std::os::unix::fs::PermissionsExt;
         let state = &self.cfg.state_dir;
         let mut targets = vec![spec.rootfs.clone()];
@@ -43,8 +43,8 @@ impl Engine {
         Ok(())
     }
 
-    /// Builds the runtime's container spec for a workload.
-    pub fn container_spec(&self, d: &Desired) -> Result<ContainerSpec> {
+    /// Builds the runtime's description of a workload's run.
+    pub fn container_spec(&self, d: &Desired) -> Result<WorkloadRun> {
         let spec = &d.spec;
         let (meta, image) = match &spec.source {
             Source::World(world) => (
@@ -147,7 +147,7 @@ impl Engine {
             None
         };
         #[cfg(target_os = "freebsd")]
-        let jail = {
+        let backend = {
             let address = match spec.network {
                 warren_model::NetworkMode::Bridge => {
                     let addresses = self.store.addresses()?;
@@ -159,14 +159,14 @@ impl Engine {
                 }
                 _ => None,
             };
-            jail_params(spec, address, &*self.storage)?
+            warren_runtime::Backend::Jail(jail_params(spec, address, &*self.storage)?)
         };
         #[cfg(not(target_os = "freebsd"))]
-        let jail = warren_runtime::JailParams::default();
-        Ok(ContainerSpec {
+        let backend = warren_runtime::Backend::Oci;
+        Ok(WorkloadRun {
             network,
             userns,
-            jail,
+            backend,
             id: self.container_id(&spec.name),
             rootfs: self.storage.rootfs_path(&spec.name),
             readonly_rootfs: spec.readonly_rootfs,

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
 use warren_exec::{Cmd, ExecError, Executor, Output, Process, Streams};
-use warren_runtime::{ContainerSpec, ExitInfo, Runtime, ShimState, Started};
+use warren_runtime::{ExecRequest, ExitInfo, Observed, Runtime, ShimState, Started, WorkloadRun};
 use warren_storage::{
     DatasetId, DatasetInfo, Result as StorageResult, SnapshotInfo, Staged, Storage, StorageError,
 };
@@ -181,6 +181,35 @@ impl FakeRuntime {
     }
 }
 
+impl FakeRuntime {
+    /// Ends the live run of `workload` as `signal` would (TERM unless KILL), after as long as
+    /// it has run by the clock.
+    fn end_signalled(&self, workload: &str, signal: &str) {
+        let (sig, code) = match signal {
+            "KILL" => (9, 137),
+            _ => (15, 143),
+        };
+        let ran = {
+            let st = self.state.lock().unwrap();
+            st.runs
+                .values()
+                .find(|r| r.alive && r.workload == workload)
+                .map(|r| self.clock.now_ms().saturating_sub(r.state.started_at_ms))
+        };
+        if let Some(after_ms) = ran {
+            self.end(
+                workload,
+                ScriptedExit {
+                    after_ms,
+                    code,
+                    signal: Some(sig),
+                    oom_killed: false,
+                },
+            );
+        }
+    }
+}
+
 /// Writes the run's exit status as the shim does, then lets its watchers see it exit.
 fn finish(run: &Run, exit: ScriptedExit) {
     let info = ExitInfo {
@@ -202,54 +231,44 @@ impl Runtime for FakeRuntime {
         "fake"
     }
 
-    fn start(&self, _spec: &ContainerSpec, _run_dir: &Path) -> warren_runtime::Result<Started> {
+    fn start(&self, _spec: &WorkloadRun, _run_dir: &Path) -> warren_runtime::Result<Started> {
         // The engine starts workloads through its Shims seam, never here.
         Err(warren_runtime::RuntimeError::Other(
             "the fake runtime starts runs through Shims::start".into(),
         ))
     }
 
-    fn signal(&self, id: &str, signal: &str) -> warren_runtime::Result<()> {
+    fn stop(&self, id: &str) -> warren_runtime::Result<()> {
         let workload = self.workload(id).to_string();
         self.state
             .lock()
             .unwrap()
             .calls
-            .push(format!("signal {workload} {signal}"));
-        let (sig, code) = match signal {
-            "KILL" => (9, 137),
-            _ => (15, 143),
-        };
-        let ran = {
-            let st = self.state.lock().unwrap();
-            st.runs
-                .values()
-                .find(|r| r.alive && r.workload == workload)
-                .map(|r| self.clock.now_ms().saturating_sub(r.state.started_at_ms))
-        };
-        if let Some(after_ms) = ran {
-            self.end(
-                &workload,
-                ScriptedExit {
-                    after_ms,
-                    code,
-                    signal: Some(sig),
-                    oom_killed: false,
-                },
-            );
-        }
+            .push(format!("stop {workload}"));
+        self.end_signalled(&workload, "TERM");
         Ok(())
     }
 
-    fn pause(&self, id: &str) -> warren_runtime::Result<()> {
-        let w = self.workload(id).to_string();
-        self.state.lock().unwrap().calls.push(format!("pause {w}"));
+    fn kill(&self, id: &str, signal: &str) -> warren_runtime::Result<()> {
+        let workload = self.workload(id).to_string();
+        self.state
+            .lock()
+            .unwrap()
+            .calls
+            .push(format!("kill {workload} {signal}"));
+        self.end_signalled(&workload, signal);
         Ok(())
     }
 
-    fn resume(&self, id: &str) -> warren_runtime::Result<()> {
+    fn freeze(&self, id: &str) -> warren_runtime::Result<()> {
         let w = self.workload(id).to_string();
-        self.state.lock().unwrap().calls.push(format!("resume {w}"));
+        self.state.lock().unwrap().calls.push(format!("freeze {w}"));
+        Ok(())
+    }
+
+    fn thaw(&self, id: &str) -> warren_runtime::Result<()> {
+        let w = self.workload(id).to_string();
+        self.state.lock().unwrap().calls.push(format!("thaw {w}"));
         Ok(())
     }
 
@@ -259,24 +278,25 @@ impl Runtime for FakeRuntime {
         Ok(())
     }
 
-    fn status(&self, id: &str) -> warren_runtime::Result<Option<String>> {
+    fn observe(&self, id: &str) -> warren_runtime::Result<Option<Observed>> {
         let w = self.workload(id);
         let st = self.state.lock().unwrap();
         Ok(st
             .runs
             .values()
-            .any(|r| r.alive && r.workload == w)
-            .then(|| "running".to_string()))
+            .find(|r| r.alive && r.workload == w)
+            .map(|r| Observed {
+                running: true,
+                frozen: false,
+                pid: Some(r.state.container_pid),
+            }))
     }
 
-    fn exec_command(
-        &self,
-        _id: &str,
-        _argv: &[String],
-        _tty: bool,
-        _env: &[String],
-        _cwd: Option<&str>,
-    ) -> warren_runtime::Result<std::process::Command> {
+    fn adopt(&self, state: &ShimState) -> bool {
+        Shims::alive(self, state)
+    }
+
+    fn exec(&self, _id: &str, _req: &ExecRequest) -> warren_runtime::Result<std::process::Command> {
         Err(warren_runtime::RuntimeError::Other(
             "the fake runtime runs no commands".into(),
         ))
@@ -284,7 +304,7 @@ impl Runtime for FakeRuntime {
 
     fn run_foreground(
         &self,
-        _spec: &ContainerSpec,
+        _spec: &WorkloadRun,
         _run_dir: &Path,
     ) -> warren_runtime::Result<std::process::Command> {
         Err(warren_runtime::RuntimeError::Other(
@@ -294,7 +314,7 @@ impl Runtime for FakeRuntime {
 }
 
 impl Shims for FakeRuntime {
-    fn start(&self, spec: &ContainerSpec, run_dir: &Path) -> anyhow::Result<ShimState> {
+    fn start(&self, spec: &WorkloadRun, run_dir: &Path) -> anyhow::Result<ShimState> {
         let workload = self.workload(&spec.id).to_string();
         let now = self.clock.now_ms();
         let mut st = self.state.lock().unwrap();

@@ -10,7 +10,7 @@
 //!
 //! Its parts: [`state`] (bus, observed rows, locks, desired state), [`reconcile`] (the loop,
 //! world builds, adoption, status), [`steps`] (provision, start, deprovision, remove),
-//! [`container`] (the runtime's container spec), [`supervision`] (shim watching, stop,
+//! [`container`] (the runtime's `WorkloadRun`), [`supervision`] (shim watching, stop,
 //! operator actions) and [`netsync`] (network and ingress sync, repair).
 
 mod container;

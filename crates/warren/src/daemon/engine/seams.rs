@@ -41,7 +41,7 @@ pub trait Shims: Send + Sync {
     /// exists. The shim writes its state to `run_dir/state.json`.
     fn start(
         &self,
-        spec: &warren_runtime::ContainerSpec,
+        spec: &warren_runtime::WorkloadRun,
         run_dir: &std::path::Path,
     ) -> anyhow::Result<warren_runtime::ShimState>;
     /// Whether the shim recorded in `state` still runs (after a daemon restart).

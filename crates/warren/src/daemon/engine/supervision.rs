@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use warren_model::event::EventKind;
 use warren_model::plan::LastExit;
 use warren_model::DesiredState;
-use warren_runtime::{ContainerSpec, ExitInfo, Runtime, ShimState};
+use warren_runtime::{ExitInfo, Runtime, ShimState, WorkloadRun};
 
 impl Engine {
     /// Watches a shim until it exits, then records how the container ended.
@@ -116,7 +116,8 @@ impl Engine {
         );
     }
 
-    /// Stops a workload's main process: TERM, then KILL after the grace period.
+    /// Stops a workload: the runtime's graceful stop (TERM for containers and jails), then
+    /// KILL when the shim has not exited within the grace period.
     pub async fn stop(self: &Arc<Self>, name: &str, reason: &str) -> Result<()> {
         let rx = {
             let mut live = self.live.lock().unwrap();
@@ -128,7 +129,7 @@ impl Engine {
         let id = self.container_id(name);
         match rx {
             Some(mut rx) => {
-                self.signal(&id, "TERM").await;
+                self.stop_request(&id).await;
                 let mut first = rx.clone();
                 let exited = tokio::time::timeout(self.cfg.stop_timeout, first.wait_for(|v| *v))
                     .await
@@ -140,7 +141,7 @@ impl Engine {
                             grace_ms: self.cfg.stop_timeout.as_millis() as u64,
                         },
                     );
-                    self.signal(&id, "KILL").await;
+                    self.kill(&id, "KILL").await;
                     let exited = tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|v| *v))
                         .await
                         .is_ok();
@@ -162,10 +163,19 @@ impl Engine {
         Ok(())
     }
 
-    pub(super) async fn signal(&self, id: &str, sig: &str) {
+    /// Asks the runtime to stop the workload cleanly, without waiting ([`Runtime::stop`]).
+    async fn stop_request(&self, id: &str) {
+        let rt = self.runtime.clone();
+        let id = id.to_string();
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || rt.stop(&id)).await {
+            tracing::warn!("stop failed: {e}");
+        }
+    }
+
+    pub(super) async fn kill(&self, id: &str, sig: &str) {
         let rt = self.runtime.clone();
         let (id, sig) = (id.to_string(), sig.to_string());
-        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || rt.signal(&id, &sig)).await {
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || rt.kill(&id, &sig)).await {
             tracing::warn!("signal failed: {e}");
         }
     }
@@ -301,7 +311,7 @@ impl RuntimeShims {
 }
 
 impl Shims for RuntimeShims {
-    fn start(&self, spec: &ContainerSpec, run_dir: &Path) -> anyhow::Result<ShimState> {
+    fn start(&self, spec: &WorkloadRun, run_dir: &Path) -> anyhow::Result<ShimState> {
         let started = self.runtime.start(spec, run_dir)?;
         self.children
             .lock()
@@ -311,7 +321,7 @@ impl Shims for RuntimeShims {
     }
 
     fn alive(&self, state: &ShimState) -> bool {
-        warren_runtime::proc::process_alive(state.shim_pid, state.shim_start_ticks)
+        self.runtime.adopt(state)
     }
 
     fn exited(&self, state: &ShimState) -> BoxFuture<'static, std::io::Result<()>> {

@@ -228,7 +228,7 @@ async fn drift_recreates_the_workload_and_keeps_its_data() {
         h.runtime.calls(),
         [
             "start web",
-            "signal web TERM",
+            "stop web",
             "exit web 143",
             "delete web",
             "start web"
