@@ -200,11 +200,10 @@ impl Process for HostProcess {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
 
-    #[cfg(target_os = "linux")]
     #[test]
     fn pipes_are_widened_to_a_mebibyte() {
         use std::os::fd::AsRawFd;
