@@ -223,56 +223,36 @@ async fn start(State(e): State<Arc<Engine>>, Path(name): Path<String>) -> ApiRes
     not_router(&name, "started")?;
     desired_or_404(&e, &name)?;
     e.start_now(&name).await?;
-    wait_for_state(&e, &name, "running").await
+    settled(e.settle(&name, SETTLE, |s, _| s.state == "running").await?)
 }
 
 async fn stop(State(e): State<Arc<Engine>>, Path(name): Path<String>) -> ApiResult<Status> {
     not_router(&name, "stopped")?;
     desired_or_404(&e, &name)?;
     e.stop_now(&name).await?;
-    wait_for_state(&e, &name, "stopped").await
+    settled(e.settle(&name, SETTLE, |s, _| s.state == "stopped").await?)
 }
 
 async fn restart(State(e): State<Arc<Engine>>, Path(name): Path<String>) -> ApiResult<Status> {
     desired_or_404(&e, &name)?;
     let generation = e.restart_now(&name).await?;
     // Running is not enough: the run must be the one started for this request.
-    let mut events = e.subscribe();
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let restarted = e
-            .observed_row(&name)
-            .is_some_and(|r| r.pid.is_some() && r.restart_generation >= generation);
-        if restarted {
-            return Ok(Json(e.status(&desired_or_404(&e, &name)?)));
-        }
-        match tokio::time::timeout_at(deadline, events.recv()).await {
-            Err(_) => return Ok(Json(e.status(&desired_or_404(&e, &name)?))),
-            Ok(Ok(ev)) if ev.workload.as_deref() == Some(name.as_str()) && ev.kind.is_error() => {
-                return Err(WorkloadError::Failed(ev.kind.to_string()).into());
-            }
-            Ok(_) => {}
-        }
-    }
+    settled(
+        e.settle(&name, SETTLE, |_, r| {
+            r.is_some_and(|r| r.pid.is_some() && r.restart_generation >= generation)
+        })
+        .await?,
+    )
 }
 
-/// Waits briefly for the reconciler to bring a workload to `state` and returns its status.
-async fn wait_for_state(e: &Arc<Engine>, name: &str, state: &str) -> ApiResult<Status> {
-    let mut events = e.subscribe();
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let s = e.status(&desired_or_404(e, name)?);
-        if s.state == state {
-            return Ok(Json(s));
-        }
-        match tokio::time::timeout_at(deadline, events.recv()).await {
-            Err(_) => return Ok(Json(s)),
-            Ok(Ok(ev)) if ev.workload.as_deref() == Some(name) && ev.kind.is_error() => {
-                return Err(WorkloadError::Failed(ev.kind.to_string()).into());
-            }
-            Ok(_) => {}
-        }
-    }
+/// How long an operator request waits for the reconciler before answering with the status
+/// as it is.
+const SETTLE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The answer to an operator request once the engine settled it.
+fn settled(r: Result<Status, String>) -> ApiResult<Status> {
+    r.map(Json)
+        .map_err(|message| WorkloadError::Failed(message).into())
 }
 
 #[derive(Deserialize)]

@@ -223,12 +223,30 @@ fn register(scheme: &mut Scheme, engine: Arc<Engine>, h: tokio::runtime::Handle)
             if e.store.get_desired(&name).ok().flatten().is_none() {
                 return Err(format!("no workload named {name:?}"));
             }
+            // Like the API: the request, then the reconciler's carrying it out.
+            let within = std::time::Duration::from_secs(30);
             let r = match what {
-                0 => block(&hh, e.start_now(&name)),
-                1 => block(&hh, e.stop_now(&name)),
-                _ => block(&hh, e.restart_now(&name)).map(|_| ()),
+                0 => block(&hh, async {
+                    e.start_now(&name).await?;
+                    e.settle(&name, within, |s, _| s.state == "running").await
+                }),
+                1 => block(&hh, async {
+                    e.stop_now(&name).await?;
+                    e.settle(&name, within, |s, _| s.state == "stopped").await
+                }),
+                _ => block(&hh, async {
+                    let g = e.restart_now(&name).await?;
+                    e.settle(&name, within, |_, r| {
+                        r.is_some_and(|r| r.pid.is_some() && r.restart_generation >= g)
+                    })
+                    .await
+                }),
             };
-            r.map(|_| name.clone()).map_err(|x| format!("{x:#}"))
+            match r {
+                Ok(Ok(_)) => Ok(name.clone()),
+                Ok(Err(failed)) => Err(failed),
+                Err(x) => Err(format!("{x:#}")),
+            }
         });
     }
     let (e, hh) = (engine.clone(), h.clone());

@@ -195,6 +195,37 @@ impl Engine {
         Ok(())
     }
 
+    /// Waits, at most `within`, until the reconciler has carried out an operator request:
+    /// `done` holds for the workload's status and observed row. Returns its status then (also
+    /// when the time is up), or `Err(message)` of a failure event for it that came first. The
+    /// API and the REPL both wait here, so `stop!` means what `warren stop` means.
+    pub async fn settle(
+        self: &Arc<Self>,
+        name: &str,
+        within: Duration,
+        done: impl Fn(&crate::wire::Status, Option<&warren_store::ObservedRow>) -> bool,
+    ) -> Result<Result<crate::wire::Status, String>> {
+        let mut events = self.subscribe();
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let d = self
+                .desired_all()?
+                .remove(name)
+                .ok_or_else(|| anyhow!("no workload named {name:?}"))?;
+            let status = self.status(&d);
+            if done(&status, self.observed_row(name).as_ref()) {
+                return Ok(Ok(status));
+            }
+            match tokio::time::timeout_at(deadline, events.recv()).await {
+                Err(_) => return Ok(Ok(status)),
+                Ok(Ok(ev)) if ev.workload.as_deref() == Some(name) && ev.kind.is_error() => {
+                    return Ok(Err(ev.kind.to_string()));
+                }
+                Ok(_) => {}
+            }
+        }
+    }
+
     /// Records the desired state as stopped (operator stop); the planner stops it.
     pub async fn stop_now(self: &Arc<Self>, name: &str) -> Result<()> {
         self.store.set_state(name, DesiredState::Stopped)?;
