@@ -16,10 +16,13 @@
 //!   and a lifecycle (tap into the bridge, load, start) run through the executor, a failure at
 //!   any step undone exactly.
 //! - [`initramfs`]: a `newc` cpio writer for the initramfs warren boots microVMs with.
+//! - [`agent`]: the framed protocol between the host and the guest agent (`warren-agent`)
+//!   over the agent's virtio-serial port.
 //!
 //! Invariants: nothing here does I/O except through [`warren_exec::Executor`] or on a stream
 //! the caller hands in; an argv is only built from a config that validated.
 
+pub mod agent;
 pub mod bhyve;
 pub mod config;
 pub mod initramfs;
