@@ -35,6 +35,20 @@
 //! userns = true                 # own user namespace: root inside is unprivileged outside
 //! jail = { allow = ["raw_sockets", "sysvipc"], vnet = true, jailed_dataset = false }
 //!
+//! [workload.guest]
+//! kind = "vm"
+//! image = "alpine:3.20"         # a microVM: this root filesystem, booted by a Linux kernel
+//! resources = { memory = "1G", cpus = 2 }                 # a vm's default: 512 MiB, 1 CPU
+//!
+//! [workload.guest.vm]
+//! kernel = "/srv/vm/vmlinuz"    # microVM: kernel, initrd, cmdline (found on the host if absent)
+//! initrd = "/srv/vm/initrd.img"
+//! cmdline = "quiet"
+//! # disk = "/srv/vm/disk.qcow2" # full VM instead: its own disk and/or an installer ISO,
+//! # iso = "/srv/iso/install.iso"#   without world, image, recipe, kernel, initrd or cmdline
+//! # firmware = "uefi"           # bios (default) | uefi (full VMs only)
+//! console = true                # keep the serial console attachable
+//!
 //! [volume.media]                # the key is the volume name (a DNS label)
 //! size = "10G"                  # optional size limit, same units as memory
 //! snapshots = { every = "6h", keep = 5 }
@@ -76,6 +90,20 @@
 //! address alias, and `jailed_dataset` delegates the data dataset to the jail. The table is
 //! refused on a `vm`, and `vnet = true` with `network = "host"`. Whether the host runs jails
 //! at all is the daemon's check.
+//!
+//! VMs: `vm` (a table, usually written `[workload.NAME.vm]`) is accepted only with
+//! `kind = "vm"`. A *microVM* boots a Linux kernel with the root filesystem of its `world`,
+//! `image` or `recipe`; `kernel` and `initrd` pick the files, `cmdline` adds to the kernel
+//! command line (one line, at most 2048 bytes). A *full VM* boots its own `disk` (raw or
+//! qcow2) and/or an installer `iso` through its `firmware` (`bios` by default, `uefi`); it has
+//! no root filesystem, so it takes no `world`, `image` or `recipe`, nor `kernel`, `initrd` or
+//! `cmdline`, and `firmware = "uefi"` is refused on a microVM. Host paths are absolute without
+//! `..`; whether they exist is checked by the daemon at apply, with the host's memory. A vm
+//! needs a source or a disk or ISO; `userns`, `readonly_rootfs` and `jail` options are refused
+//! on a vm (its own kernel isolates it). Without `resources`, a vm gets 512 MiB and one CPU
+//! ([`crate::spec::WorkloadSpec::vm_memory_bytes`], [`crate::spec::WorkloadSpec::vm_cpus`]);
+//! fractional `cpus` round up to whole virtual CPUs. Whether the host runs VMs at all is the
+//! daemon's check.
 //!
 //! A successful parse returns a [`Parsed`], which keeps the position of every field so that
 //! later checks (host support for a kind, port conflicts, ...) can report `file:line:column`
@@ -270,6 +298,7 @@ mod file;
 mod hooks;
 mod ingress;
 mod jail;
+mod vm;
 mod volume;
 mod walker;
 mod workload;

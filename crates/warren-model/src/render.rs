@@ -103,10 +103,12 @@ fn workload(out: &mut String, w: &WorkloadSpec) {
     if w.kind != Kind::Container {
         let _ = writeln!(out, "kind = {}", quote(w.kind.as_str()));
     }
-    let _ = match &w.source {
-        Source::World(s) => writeln!(out, "world = {}", quote(s)),
-        Source::Image(s) => writeln!(out, "image = {}", quote(s)),
-        Source::Recipe(s) => writeln!(out, "recipe = {}", quote(s)),
+    // A full VM has no source (its `source` is a placeholder).
+    let _ = match w.rootfs_source() {
+        Some(Source::World(s)) => writeln!(out, "world = {}", quote(s)),
+        Some(Source::Image(s)) => writeln!(out, "image = {}", quote(s)),
+        Some(Source::Recipe(s)) => writeln!(out, "recipe = {}", quote(s)),
+        None => Ok(()),
     };
     if !w.command.is_empty() {
         let _ = writeln!(out, "command = {}", strings(&w.command));
@@ -224,6 +226,9 @@ fn workload(out: &mut String, w: &WorkloadSpec) {
         }
         let _ = writeln!(out, "jail = {}", inline(&p));
     }
+    if !w.vm.is_default() {
+        let _ = writeln!(out, "vm = {}", vm(&w.vm));
+    }
     if let Some(h) = &w.health {
         let _ = writeln!(out, "health = {}", health(h));
     }
@@ -235,6 +240,31 @@ fn workload(out: &mut String, w: &WorkloadSpec) {
         let _ = writeln!(out, "]");
     }
     out.push('\n');
+}
+
+fn vm(v: &VmOptions) -> String {
+    let mut p: Vec<(&str, String)> = Vec::new();
+    let path = |p: &std::path::Path| quote(&p.to_string_lossy());
+    for (key, value) in [
+        ("kernel", &v.kernel),
+        ("initrd", &v.initrd),
+        ("disk", &v.disk),
+        ("iso", &v.iso),
+    ] {
+        if let Some(f) = value {
+            p.push((key, path(f)));
+        }
+    }
+    if let Some(c) = &v.cmdline {
+        p.push(("cmdline", quote(c)));
+    }
+    if !v.firmware.is_default() {
+        p.push(("firmware", quote(v.firmware.as_str())));
+    }
+    if v.console {
+        p.push(("console", "true".into()));
+    }
+    inline(&p)
 }
 
 fn volume(out: &mut String, v: &VolumeSpec) {
@@ -329,6 +359,21 @@ network = "none"
 health = { exec = ["true"] }
 readonly_rootfs = true
 
+[workload.guest]
+kind = "vm"
+recipe = "lang/ruby 2.1"
+resources = { memory = "1G", cpus = 2 }
+
+[workload.guest.vm]
+kernel = "/srv/vm/vmlinuz"
+initrd = "/srv/vm/initrd.img"
+cmdline = "quiet console=ttyS0"
+console = true
+
+[workload.installer]
+kind = "vm"
+vm = { disk = "/srv/vm/disk.qcow2", iso = "/srv/iso/install.iso", firmware = "uefi" }
+
 [volume.media]
 size = "1G"
 snapshots = { every = "1d", keep = 7 }
@@ -342,5 +387,12 @@ site = { domains = ["media.home.arpa"], autoindex = true, tls = "local" }
         assert_eq!(again, spec, "{out}");
         assert_eq!(to_toml(&again, "written by a test"), out, "deterministic");
         assert!(out.starts_with("# written by a test\n"));
+        let installer = &again.workloads["installer"];
+        assert_eq!(installer.rootfs_source(), None);
+        assert_eq!(installer.vm.firmware, VmFirmware::Uefi);
+        assert!(
+            out.contains("[workload.installer]\nkind = \"vm\"\nvm = { disk = "),
+            "{out}"
+        );
     }
 }

@@ -13,6 +13,7 @@ use crate::ports::PortMapping;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 /// What sort of isolation a workload runs under.
 #[derive(
@@ -241,6 +242,13 @@ impl Default for SiteSpec {
 }
 
 /// Where a workload's root filesystem comes from.
+///
+/// A full VM (`[workload.NAME.vm]` with `disk` or `iso`, see [`VmOptions::is_full_vm`]) boots
+/// its own disk and has no root filesystem: the file gives it no `world`, `image` or `recipe`,
+/// and its spec holds the placeholder [`Source::World`] with an empty name
+/// ([`WorkloadSpec::rootfs_source`] is `None` for it). No real world has an empty name, so the
+/// placeholder never names one; code that provisions a root filesystem asks
+/// [`WorkloadSpec::rootfs_source`] first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Hash, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Source {
@@ -315,6 +323,99 @@ impl JailOptions {
     /// Whether the jail gets its own network stack.
     pub fn vnet(&self) -> bool {
         self.vnet.unwrap_or(true)
+    }
+}
+
+/// How a VM boots: the firmware of a full VM.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    Default,
+    Hash,
+    schemars::JsonSchema,
+    strum::Display,
+    strum::EnumString,
+    strum::AsRefStr,
+    strum::IntoStaticStr,
+    strum::VariantNames,
+)]
+#[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
+pub enum VmFirmware {
+    /// Legacy BIOS (SeaBIOS under QEMU).
+    #[default]
+    Bios,
+    /// UEFI (OVMF under QEMU, the UEFI bootrom under bhyve); full VMs only.
+    Uefi,
+}
+
+impl VmFirmware {
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+}
+
+/// Memory a VM gets when `resources.memory` is not given: 512 MiB.
+pub const VM_DEFAULT_MEMORY: u64 = 512 << 20;
+/// Virtual CPUs a VM gets when `resources.cpus` is not given.
+pub const VM_DEFAULT_CPUS: u32 = 1;
+/// The longest kernel command line a VM may be given, in bytes (Linux's x86 limit).
+pub const VM_MAX_CMDLINE: usize = 2048;
+
+/// Options of a `kind = "vm"` workload (`[workload.NAME.vm]`). A *microVM* boots a Linux
+/// kernel (`kernel`, `initrd`, `cmdline`; found on the host when not given) with the
+/// workload's root filesystem from its `world`, `image` or `recipe`; a *full VM* boots its own
+/// `disk` or an installer `iso` with `firmware`, and has no root filesystem source. Left out of
+/// the JSON while every option holds its default, so older specs keep their hash.
+#[derive(
+    Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default, Hash, schemars::JsonSchema,
+)]
+pub struct VmOptions {
+    /// The kernel a microVM boots (an absolute path on the host).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<PathBuf>,
+    /// The initial ramdisk of a microVM (an absolute path on the host).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initrd: Option<PathBuf>,
+    /// Extra kernel command line of a microVM (at most 2048 bytes, one line).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cmdline: Option<String>,
+    /// A raw or qcow2 disk image a full VM boots (an absolute path on the host).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk: Option<PathBuf>,
+    /// An installer ISO attached as a CD-ROM to a full VM (an absolute path on the host).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iso: Option<PathBuf>,
+    /// The firmware of a full VM; `uefi` only with `disk` or `iso`.
+    #[serde(default, skip_serializing_if = "VmFirmware::is_default")]
+    pub firmware: VmFirmware,
+    /// Keep the serial console attachable (`warren console NAME`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub console: bool,
+}
+
+impl VmFirmware {
+    /// Whether this is the default ([`VmFirmware::Bios`]), which is left out of the JSON.
+    pub fn is_default(&self) -> bool {
+        *self == VmFirmware::default()
+    }
+}
+
+impl VmOptions {
+    /// Whether every option holds its default (the options are then left out of the JSON).
+    pub fn is_default(&self) -> bool {
+        *self == VmOptions::default()
+    }
+
+    /// Whether this is a full VM: it boots its own `disk` or an installer `iso` (and has no
+    /// root filesystem from a world, image or recipe).
+    pub fn is_full_vm(&self) -> bool {
+        self.disk.is_some() || self.iso.is_some()
     }
 }
 
@@ -428,6 +529,9 @@ pub struct WorkloadSpec {
     /// FreeBSD jail options (left out of the JSON while all are default).
     #[serde(default, skip_serializing_if = "JailOptions::is_default")]
     pub jail: JailOptions,
+    /// VM options of a `kind = "vm"` workload (left out of the JSON while all are default).
+    #[serde(default, skip_serializing_if = "VmOptions::is_default")]
+    pub vm: VmOptions,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -465,6 +569,28 @@ impl WorkloadSpec {
             readonly_rootfs: false,
             userns: false,
             jail: JailOptions::default(),
+            vm: VmOptions::default(),
+        }
+    }
+
+    /// Where the workload's root filesystem comes from; `None` for a full VM, which boots its
+    /// own disk (its `source` is then a placeholder, see [`Source`]).
+    pub fn rootfs_source(&self) -> Option<&Source> {
+        (!(self.kind == Kind::Vm && self.vm.is_full_vm())).then_some(&self.source)
+    }
+
+    /// The guest memory of a VM in bytes: `resources.memory`, or [`VM_DEFAULT_MEMORY`]
+    /// (512 MiB) when the file does not give it.
+    pub fn vm_memory_bytes(&self) -> u64 {
+        self.resources.memory.unwrap_or(VM_DEFAULT_MEMORY)
+    }
+
+    /// The virtual CPUs of a VM: `resources.cpus` rounded up to a whole CPU (a fraction stays
+    /// the limit on host CPU time), or [`VM_DEFAULT_CPUS`] (1) when the file does not give it.
+    pub fn vm_cpus(&self) -> u32 {
+        match self.resources.cpus {
+            Some(c) if c.is_finite() && c > 0.0 => (c.ceil() as u32).max(1),
+            _ => VM_DEFAULT_CPUS,
         }
     }
 
@@ -674,6 +800,55 @@ mod tests {
         assert_eq!(back, w);
         assert!(!w.jail.vnet() && JailOptions::default().vnet());
         assert!(JAIL_ALLOW.windows(2).all(|p| p[0] < p[1]), "sorted");
+    }
+
+    /// VM options are left out of the JSON while default (old hashes stay) and change the hash
+    /// when set, as they shape the VM; the firmware is spelled in lowercase.
+    #[test]
+    fn vm_options_change_the_hash_only_when_set() {
+        assert_serde_spellings(&[VmFirmware::Bios, VmFirmware::Uefi]);
+        let base = sample().hash();
+        let mut w = sample();
+        w.kind = Kind::Vm;
+        let vm_kind = w.hash();
+        assert!(!serde_json::to_string(&w).unwrap().contains("\"vm\":"));
+        w.vm.console = true;
+        assert_ne!(w.hash(), vm_kind);
+        w.vm.cmdline = Some("quiet".into());
+        let micro = w.hash();
+        assert!(!w.vm.is_full_vm());
+        assert_eq!(w.rootfs_source(), Some(&w.source));
+        w.vm.cmdline = None;
+        w.vm.disk = Some("/srv/vm/disk.qcow2".into());
+        w.vm.firmware = VmFirmware::Uefi;
+        assert!(w.vm.is_full_vm());
+        assert_eq!(w.rootfs_source(), None);
+        assert_ne!(w.hash(), micro);
+        assert_ne!(w.hash(), base);
+        let json = serde_json::to_value(&w).unwrap();
+        assert_eq!(
+            json["vm"],
+            serde_json::json!({"disk": "/srv/vm/disk.qcow2", "firmware": "uefi", "console": true})
+        );
+        let back: WorkloadSpec = serde_json::from_value(json).unwrap();
+        assert_eq!(back, w);
+        // A full VM's options on a container leave its source alone.
+        w.kind = Kind::Container;
+        assert_eq!(w.rootfs_source(), Some(&w.source));
+    }
+
+    #[test]
+    fn vm_defaults_apply_when_resources_omit_them() {
+        let mut w = sample();
+        w.resources = Resources::default();
+        assert_eq!((w.vm_memory_bytes(), w.vm_cpus()), (512 << 20, 1));
+        w.resources.memory = Some(2 << 30);
+        w.resources.cpus = Some(0.25);
+        assert_eq!((w.vm_memory_bytes(), w.vm_cpus()), (2 << 30, 1));
+        w.resources.cpus = Some(3.0);
+        assert_eq!(w.vm_cpus(), 3);
+        w.resources.cpus = Some(3.01);
+        assert_eq!(w.vm_cpus(), 4);
     }
 
     #[test]

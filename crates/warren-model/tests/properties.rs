@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 use warren_model::{
     parse_spec, DesiredState, JailOptions, Kind, NetworkMode, PortMapping, Proto, Resources,
-    RestartPolicy, RouteSpec, SiteSpec, SnapshotPolicy, Source, SpecFile, TlsChoice, VolumeMount,
-    VolumeSpec, WorkloadSpec, JAIL_ALLOW,
+    RestartPolicy, RouteSpec, SiteSpec, SnapshotPolicy, Source, SpecFile, TlsChoice, VmFirmware,
+    VmOptions, VolumeMount, VolumeSpec, WorkloadSpec, JAIL_ALLOW,
 };
 
 #[path = "properties/render.rs"]
@@ -97,6 +97,10 @@ proptest! {
                 ".userns",
                 ".jail.allow[0]",
                 ".jail.vnet",
+                ".vm",
+                ".vm.kernel",
+                ".vm.disk",
+                ".vm.firmware",
                 ".ports[0]",
                 ".domains[0]",
                 ".port",

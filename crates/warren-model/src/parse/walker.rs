@@ -77,6 +77,10 @@ pub(super) const WORKLOAD_KEYS: &[&str] = &[
     "readonly_rootfs",
     "userns",
     "jail",
+    "vm",
+];
+pub(super) const VM_KEYS: &[&str] = &[
+    "kernel", "initrd", "cmdline", "disk", "iso", "firmware", "console",
 ];
 pub(super) const JAIL_KEYS: &[&str] = &["allow", "vnet", "jailed_dataset"];
 pub(super) const RESOURCE_KEYS: &[&str] = &["memory", "cpus", "pids", "disk"];

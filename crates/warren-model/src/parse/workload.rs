@@ -35,6 +35,8 @@ impl Walker<'_> {
         let mut mounts: Vec<(Path, usize, VolumeMount)> = Vec::new();
         let mut data_path_ok = true;
         let mut userns_at: Option<usize> = None;
+        let mut readonly_at: Option<usize> = None;
+        let mut vm: Option<super::vm::VmTable> = None;
         // (key offset, offset of `vnet = true` if given) of the `jail` table.
         let mut jail_at: Option<(usize, Option<usize>)> = None;
         for (key, value) in table.iter() {
@@ -149,6 +151,7 @@ impl Walker<'_> {
                 "readonly_rootfs" => {
                     if let Some(b) = self.boolean(&fpath, value) {
                         spec.readonly_rootfs = b;
+                        readonly_at = Some(key.span().start);
                     }
                 }
                 "userns" => {
@@ -164,9 +167,29 @@ impl Walker<'_> {
                         spec.jail = j;
                     }
                 }
+                "vm" => {
+                    let table = self.vm(&fpath, key, value);
+                    if let Some(options) = &table.options {
+                        spec.vm = options.clone();
+                    }
+                    vm = Some(table);
+                }
                 _ => self.unknown_key(key, &fpath, WORKLOAD_KEYS),
             }
         }
+
+        // VM options against the kind, the source and the keys a vm has no use for; `kind`
+        // may come after them.
+        sources.sort_by_key(|(offset, _, _)| *offset);
+        self.vm_workload(
+            &path,
+            spec.kind,
+            vm.as_ref(),
+            &sources,
+            userns_at.filter(|_| spec.userns),
+            readonly_at.filter(|_| spec.readonly_rootfs),
+        );
+        let full_vm = vm.as_ref().is_some_and(|t| t.full.is_some());
 
         // Jail options shape a jail; `kind` and `network` may come after them.
         if let Some((offset, vnet_at)) = jail_at {
@@ -330,13 +353,21 @@ impl Walker<'_> {
             });
         }
 
-        sources.sort_by_key(|(offset, _, _)| *offset);
         match sources.as_slice() {
+            // A full VM boots its own disk; its source stays the placeholder (see `Source`).
+            [] if full_vm => {}
+            [] if spec.kind == Kind::Vm => self.error(
+                name_key.span().start,
+                &path,
+                "needs `world`, `image` or `recipe` (a microVM), or `vm.disk` or `vm.iso` \
+                 (a full VM)",
+            ),
             [] => self.error(
                 name_key.span().start,
                 &path,
                 "needs `world`, `image` or `recipe`",
             ),
+            [_] if full_vm => {}
             [(_, kind, source)] => {
                 if let Some(source) = source {
                     spec.source = source.clone();

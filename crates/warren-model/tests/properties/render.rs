@@ -199,10 +199,11 @@ pub(crate) fn render(spec: &SpecFile, style: Style) -> String {
         if w.kind != Kind::Container || style.explicit_defaults {
             writeln!(out, "kind = {}", quote(w.kind.as_str())).unwrap();
         }
-        match &w.source {
-            Source::World(s) => writeln!(out, "world = {}", quote(s)).unwrap(),
-            Source::Image(s) => writeln!(out, "image = {}", quote(s)).unwrap(),
-            Source::Recipe(s) => writeln!(out, "recipe = {}", quote(s)).unwrap(),
+        match w.rootfs_source() {
+            Some(Source::World(s)) => writeln!(out, "world = {}", quote(s)).unwrap(),
+            Some(Source::Image(s)) => writeln!(out, "image = {}", quote(s)).unwrap(),
+            Some(Source::Recipe(s)) => writeln!(out, "recipe = {}", quote(s)).unwrap(),
+            None => {}
         }
         if !w.command.is_empty() || style.explicit_defaults {
             let argv: Vec<String> = w.command.iter().map(|a| quote(a)).collect();
@@ -260,6 +261,31 @@ pub(crate) fn render(spec: &SpecFile, style: Style) -> String {
             None
         } else {
             sub_table(&mut out, &header, "jail", &jail_pairs, style)
+        };
+        let mut vm_pairs: Vec<(&'static str, String)> = Vec::new();
+        for (key, path) in [
+            ("kernel", &w.vm.kernel),
+            ("initrd", &w.vm.initrd),
+            ("disk", &w.vm.disk),
+            ("iso", &w.vm.iso),
+        ] {
+            if let Some(p) = path {
+                vm_pairs.push((key, quote(&p.to_string_lossy())));
+            }
+        }
+        if let Some(c) = &w.vm.cmdline {
+            vm_pairs.push(("cmdline", quote(c)));
+        }
+        if w.vm.firmware != VmFirmware::Bios || (style.explicit_defaults && w.kind == Kind::Vm) {
+            vm_pairs.push(("firmware", quote(w.vm.firmware.as_str())));
+        }
+        if w.vm.console || (style.explicit_defaults && w.kind == Kind::Vm) {
+            vm_pairs.push(("console", w.vm.console.to_string()));
+        }
+        let vm_section = if vm_pairs.is_empty() {
+            None
+        } else {
+            sub_table(&mut out, &header, "vm", &vm_pairs, style)
         };
         if !w.ports.is_empty() || (style.explicit_defaults && w.network == NetworkMode::Bridge) {
             let ports: Vec<String> = w.ports.iter().map(|m| m.to_string()).collect();
@@ -327,6 +353,9 @@ pub(crate) fn render(spec: &SpecFile, style: Style) -> String {
                 out.push_str(&section);
             }
             if let Some(section) = jail_section {
+                out.push_str(&section);
+            }
+            if let Some(section) = vm_section {
                 out.push_str(&section);
             }
         } else {
@@ -428,6 +457,15 @@ pub(crate) fn toml_ish() -> impl Strategy<Value = String> {
         "\"mount.zfs\"",
         "vnet = ",
         "jailed_dataset = ",
+        "[workload.web.vm]\n",
+        "vm = { ",
+        "kind = \"vm\"\n",
+        "kernel = \"/boot/vmlinuz\"",
+        "disk = \"/srv/d.img\"",
+        "iso = ",
+        "firmware = \"uefi\"",
+        "cmdline = ",
+        "console = ",
         "true\n",
         "ports = [",
         "\"8080:80\"",

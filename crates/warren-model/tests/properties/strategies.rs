@@ -230,6 +230,43 @@ pub(crate) fn jail_options() -> impl Strategy<Value = JailOptions> {
         })
 }
 
+/// VM options: a microVM's kernel, initrd and command line, or a full VM's disk and/or ISO
+/// with either firmware; the console on or off.
+pub(crate) fn vm_options() -> impl Strategy<Value = VmOptions> {
+    let microvm = (
+        prop::option::of(absolute_path()),
+        prop::option::of(absolute_path()),
+        prop::option::of(text(0, &['\0', '\n', '\r'])),
+    )
+        .prop_map(|(kernel, initrd, cmdline)| VmOptions {
+            kernel: kernel.map(Into::into),
+            initrd: initrd.map(Into::into),
+            cmdline,
+            ..VmOptions::default()
+        });
+    let full = (
+        prop::option::of(absolute_path()),
+        absolute_path(),
+        any::<bool>(),
+        any::<bool>(),
+    )
+        .prop_map(|(disk, other, iso, uefi)| VmOptions {
+            // At least one of the two is set.
+            iso: (iso || disk.is_none()).then(|| other.into()),
+            disk: disk.map(Into::into),
+            firmware: if uefi {
+                VmFirmware::Uefi
+            } else {
+                VmFirmware::Bios
+            },
+            ..VmOptions::default()
+        });
+    (prop_oneof![microvm, full], any::<bool>()).prop_map(|(mut v, console)| {
+        v.console = console;
+        v
+    })
+}
+
 pub(crate) fn workload() -> impl Strategy<Value = WorkloadSpec> {
     (
         (
@@ -269,51 +306,66 @@ pub(crate) fn workload() -> impl Strategy<Value = WorkloadSpec> {
             any::<bool>(),
             any::<bool>(),
         ),
-        jail_options(),
+        (jail_options(), vm_options()),
     )
         .prop_map(
             |(
                 (name, kind, source, command, env),
                 (workdir, user, hostname, restart, state, resources, data_path),
                 (volumes, snapshots, network, ports, route, readonly_rootfs, userns),
-                mut jail,
-            )| WorkloadSpec {
-                // Image workloads exercise `entrypoint` too (worlds refuse it).
-                entrypoint: match &source {
-                    Source::Image(_) if command.len() > 1 => Some(command[..1].to_vec()),
-                    _ => None,
-                },
-                name,
-                kind,
-                source,
-                command,
-                env,
-                workdir,
-                user,
-                hostname,
-                restart,
-                state,
-                resources,
-                data_path,
-                volumes,
-                snapshots,
-                network,
-                ports,
-                route,
-                health: None,
-                hooks: Vec::new(),
-                readonly_rootfs,
-                // A user namespace needs a network namespace of its own.
-                userns: userns && network != NetworkMode::Host,
-                // Jail options never on a vm; vnet = true never with the host's network.
-                jail: if kind == Kind::Vm {
-                    JailOptions::default()
+                (mut jail, vm),
+            )| {
+                // VM options only on a vm; a full VM has no source (the placeholder).
+                let vm = if kind == Kind::Vm {
+                    vm
                 } else {
-                    if network == NetworkMode::Host && jail.vnet == Some(true) {
-                        jail.vnet = None;
-                    }
-                    jail
-                },
+                    VmOptions::default()
+                };
+                let source = if vm.is_full_vm() {
+                    Source::World(String::new())
+                } else {
+                    source
+                };
+                WorkloadSpec {
+                    // Image workloads exercise `entrypoint` too (worlds refuse it).
+                    entrypoint: match &source {
+                        Source::Image(_) if command.len() > 1 => Some(command[..1].to_vec()),
+                        _ => None,
+                    },
+                    name,
+                    kind,
+                    source,
+                    command,
+                    env,
+                    workdir,
+                    user,
+                    hostname,
+                    restart,
+                    state,
+                    resources,
+                    data_path,
+                    volumes,
+                    snapshots,
+                    network,
+                    ports,
+                    route,
+                    health: None,
+                    hooks: Vec::new(),
+                    // Neither switch on a vm (its own kernel isolates it).
+                    readonly_rootfs: readonly_rootfs && kind != Kind::Vm,
+                    // A user namespace needs a network namespace of its own.
+                    userns: userns && network != NetworkMode::Host && kind != Kind::Vm,
+                    // Jail options never on a vm; vnet = true never with the host's network.
+                    jail: if kind == Kind::Vm {
+                        JailOptions::default()
+                    } else {
+                        if network == NetworkMode::Host && jail.vnet == Some(true) {
+                            jail.vnet = None;
+                        }
+                        jail
+                    },
+                    vm,
+                }
             },
         )
 }

@@ -45,5 +45,6 @@ fn web_error(body: &str) -> String {
 mod diagnostics;
 mod hooks;
 mod ingress;
+mod vm;
 mod volume;
 mod workload;
