@@ -61,6 +61,7 @@ pub const DAEMON_LAYERS: &[(&str, u8)] = &[
     ("ingress", 0),
     ("sources", 0),
     ("oneoff", 0),
+    ("runtimes", 0),
     ("events", 0),
     ("error", 1),
     ("apply", 1),

@@ -122,6 +122,12 @@ pub fn link_up_cmd(name: &str) -> Cmd {
     ip(&["link", "set", "dev", name, "up"])
 }
 
+/// `ip tuntap add dev NAME mode tap`: a persistent tap device (a VM's NIC), deleted like any
+/// link.
+pub fn tap_add_cmd(name: &str) -> Cmd {
+    ip(&["tuntap", "add", "dev", name, "mode", "tap"])
+}
+
 /// `ip link del dev NAME`.
 pub fn link_del_cmd(name: &str) -> Cmd {
     ip(&["link", "del", "dev", name])

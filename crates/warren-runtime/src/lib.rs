@@ -118,6 +118,8 @@ pub enum Backend {
     Oci,
     /// A FreeBSD jail and its parameters.
     Jail(JailParams),
+    /// A virtual machine: how it boots, its console and its NIC.
+    Vm(VmParams),
 }
 
 impl Backend {
@@ -126,6 +128,7 @@ impl Backend {
         match self {
             Backend::Oci => "oci",
             Backend::Jail(_) => "jail",
+            Backend::Vm(_) => "vm",
         }
     }
 }
@@ -165,7 +168,15 @@ impl WorkloadRun {
     pub fn jail(&self) -> Option<&JailParams> {
         match &self.backend {
             Backend::Jail(p) => Some(p),
-            Backend::Oci => None,
+            Backend::Oci | Backend::Vm(_) => None,
+        }
+    }
+
+    /// The VM parameters of a VM run; None for any other backend.
+    pub fn vm(&self) -> Option<&VmParams> {
+        match &self.backend {
+            Backend::Vm(p) => Some(p),
+            Backend::Oci | Backend::Jail(_) => None,
         }
     }
 
@@ -223,6 +234,62 @@ impl JailParams {
     pub fn is_default(&self) -> bool {
         *self == JailParams::default()
     }
+}
+
+/// The VM-only part of a [`WorkloadRun`] ([`Backend::Vm`]). The common part still says what
+/// runs: `rootfs` is the tree the VM's root disk is made from (a microVM), `binds` whose
+/// source is a dataset become disks of their own, `args`, `env`, `cwd`, `user` and
+/// `hostname` are handed to the guest agent, `resources` size the VM.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct VmParams {
+    /// How the VM boots.
+    pub boot: VmBoot,
+    /// Keep a serial console socket to attach to (`warren console`); its output is always
+    /// logged.
+    #[serde(default)]
+    pub console: bool,
+    /// The NIC on warren's bridge (bridge network only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nic: Option<VmNic>,
+    /// The `/etc/hosts` the guest starts with (the names of the bridge's workloads).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hosts: Option<String>,
+}
+
+/// How a VM boots.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VmBoot {
+    /// A microVM: a Linux kernel (None: the host's default) with warren's initramfs, whose
+    /// agent mounts the root disk made from the run's rootfs.
+    Kernel {
+        kernel: Option<PathBuf>,
+        initrd: Option<PathBuf>,
+        cmdline: Option<String>,
+    },
+    /// A full VM: firmware boots `disk` or an installer `iso` (with `disk` as its target).
+    Firmware {
+        disk: Option<PathBuf>,
+        iso: Option<PathBuf>,
+        uefi: bool,
+    },
+}
+
+impl Default for VmBoot {
+    fn default() -> Self {
+        VmBoot::Kernel {
+            kernel: None,
+            initrd: None,
+            cmdline: None,
+        }
+    }
+}
+
+/// A VM's NIC: a tap device the daemon put on the bridge, and the guest's address there.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct VmNic {
+    pub tap: String,
+    pub address: BridgeAddress,
 }
 
 /// An address on warren's bridge: the workload's own, its prefix length and the gateway
@@ -342,7 +409,7 @@ pub struct Observed {
     pub pid: Option<i32>,
 }
 
-/// A workload backend (OCI containers, jails; room for VMs): every operation in terms of a
+/// A workload backend (OCI containers, jails, VMs): every operation in terms of a
 /// [`WorkloadRun`] and the workload's id, none in terms of one backend's tool. Methods are
 /// blocking; the daemon calls them from blocking tasks.
 pub trait Runtime: Send + Sync {

@@ -308,7 +308,7 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>> {
     }
 }
 
-pub(crate) fn write_json<T: serde::Serialize>(path: &Path, v: &T) -> Result<()> {
+pub fn write_json<T: serde::Serialize>(path: &Path, v: &T) -> Result<()> {
     let data = serde_json::to_vec_pretty(v)
         .map_err(|e| RuntimeError::Other(format!("{}: {e}", path.display())))?;
     write_atomic(path, &data)
@@ -400,7 +400,7 @@ pub fn main(run_dir: &Path) -> ! {
 
 /// Takes the inherited status pipe and makes it close-on-exec again, so runc and the container
 /// never hold it.
-fn take_status_pipe() -> Option<File> {
+pub fn take_status_pipe() -> Option<File> {
     let fd: RawFd = std::env::var(STATUS_FD_ENV).ok()?.parse().ok()?;
     if fd < 3 {
         return None;
@@ -418,7 +418,7 @@ fn take_status_pipe() -> Option<File> {
 }
 
 /// Appends a diagnostic line to `RUN_DIR/shim.log`.
-fn note(run_dir: &Path, msg: &str) {
+pub fn note(run_dir: &Path, msg: &str) {
     if let Ok(mut f) = std::fs::OpenOptions::new()
         .create(true)
         .append(true)

@@ -19,16 +19,34 @@
 //! - [`agent`]: the framed protocol between the host and the guest agent (`warren-agent`)
 //!   over the agent's virtio-serial port.
 //!
-//! Invariants: nothing here does I/O except through [`warren_exec::Executor`] or on a stream
-//! the caller hands in; an argv is only built from a config that validated.
+//! - [`agent`]: the protocol the host and the guest agent (the `warren-agent` binary, PID 1
+//!   of a microVM) speak over the agent's virtio-serial port.
+//! - [`disk`]: a microVM's root disk made from its rootfs tree and the persistent disks kept
+//!   inside its datasets.
+//! - [`guest`]: what a microVM boots: the kernel ([`kernel`], Debian's unpacked into the state
+//!   dir) and warren's initramfs holding the agent ([`guest_initramfs`]).
+//! - [`runtime`]: [`runtime::VmRuntime`], the `Runtime` of `kind = "vm"`: QEMU under the VM
+//!   shim ([`shim`]), which relays the agent (output into the workload's logs, exec sessions
+//!   and control requests over its control socket, [`shim::client`]).
+//!
+//! Invariants: the builders and parsers do no I/O except through [`warren_exec::Executor`] or on a stream
+//! the caller hands in; an argv is only built from a config that validated. The runtime and
+//! its shim are the only parts that start processes, and they do it through the executor or
+//! `warren_exec::std_command`.
 
 pub mod agent;
 pub mod bhyve;
 pub mod config;
+pub mod disk;
+pub mod guest;
+pub mod guest_initramfs;
 pub mod initramfs;
+pub mod kernel;
 pub mod probe;
 pub mod qemu;
 pub mod qmp;
+pub mod runtime;
+pub mod shim;
 
 pub use config::VmConfig;
 

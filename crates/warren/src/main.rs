@@ -1,7 +1,9 @@
 //! The `warren` binary: CLI, daemon and per-workload shim in one executable.
 //!
 //! `warren shim RUN_DIR` is dispatched before anything else is set up, so the supervisor that
-//! stays resident next to every workload runs without an async runtime or argument parser.
+//! stays resident next to every workload runs without an async runtime or argument parser (a
+//! run directory holding `vm.json` gets the VM shim). `warren vm-exec CTL ...` is the command
+//! the VM runtime hands out for an exec into a VM (as `runc exec` is a container's).
 
 mod cli;
 mod client;
@@ -19,7 +21,60 @@ fn main() {
             eprintln!("usage: warren shim RUN_DIR");
             std::process::exit(cli::Exit::Usage.code());
         };
-        warren_runtime::shim::main(std::path::Path::new(dir));
+        let dir = std::path::Path::new(dir);
+        if dir.join(warren_vm::shim::CONFIG_FILE).exists() {
+            warren_vm::shim::main(dir);
+        }
+        warren_runtime::shim::main(dir);
+    }
+    if args.get(1).map(|a| a == "vm-exec").unwrap_or(false) {
+        std::process::exit(vm_exec(&args[2..]));
     }
     std::process::exit(cli::main());
+}
+
+/// `warren vm-exec CTL [--tty] [--env K=V]... [--cwd DIR] -- ARGV...`: an exec session
+/// through a VM shim's control socket; exits with the command's status.
+fn vm_exec(args: &[std::ffi::OsString]) -> i32 {
+    let usage = || {
+        eprintln!("usage: warren vm-exec CTL [--tty] [--env K=V]... [--cwd DIR] -- ARGV...");
+        cli::Exit::Usage.code()
+    };
+    let Some((ctl, rest)) = args.split_first() else {
+        return usage();
+    };
+    let mut spec = warren_vm::agent::ExecSpec {
+        argv: Vec::new(),
+        env: Vec::new(),
+        cwd: None,
+        tty: false,
+        rows: 0,
+        cols: 0,
+    };
+    let mut it = rest.iter().map(|a| a.to_string_lossy().into_owned());
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--tty" => spec.tty = true,
+            "--env" => match it.next() {
+                Some(v) => spec.env.push(v),
+                None => return usage(),
+            },
+            "--cwd" => spec.cwd = it.next(),
+            "--" => {
+                spec.argv = it.by_ref().collect();
+                break;
+            }
+            _ => return usage(),
+        }
+    }
+    if spec.argv.is_empty() {
+        return usage();
+    }
+    match warren_vm::shim::client::exec(std::path::Path::new(ctl), spec) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            126
+        }
+    }
 }

@@ -24,6 +24,7 @@ pub mod openapi;
 pub mod recipes;
 pub mod remote;
 pub mod repl;
+pub mod runtimes;
 pub mod sources;
 pub mod specfile;
 pub mod stream;
@@ -103,11 +104,20 @@ fn make_runtime(
         cfg.runc_root.clone(),
     );
     let shim_exe = std::env::current_exe().context("locating the warren executable")?;
-    Ok(Arc::new(warren_runtime::oci::OciRuntime::new(
+    let containers = Arc::new(warren_runtime::oci::OciRuntime::new(
         exec.clone(),
         runc,
+        shim_exe.clone(),
+    ));
+    // VMs: the guest agent is installed next to this executable.
+    let agent = shim_exe.with_file_name("warren-agent");
+    let vms = Arc::new(warren_vm::runtime::VmRuntime::new(
+        exec.clone(),
         shim_exe,
-    )))
+        agent,
+        cfg.state_dir.join("vm"),
+    ));
+    Ok(Arc::new(runtimes::Runtimes::new(containers, Some(vms))))
 }
 
 /// The container backend of this OS: a jail per workload on FreeBSD, each supervised by a

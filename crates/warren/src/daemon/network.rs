@@ -262,7 +262,30 @@ impl BridgeNetwork for LinuxBridge {
         }
     }
 
-    /// The veth, the namespace and its user namespace files.
+    /// A tap named like the workload's veth would be (so detach and repair find it).
+    fn attach_tap(&self, store: &Store, name: &str) -> Result<(String, Ipv4Addr)> {
+        let subnet = self.settings.subnet;
+        let address =
+            store.assign_address(name, |taken| ipam::allocate(&subnet, name, taken))??;
+        self.ensure_bridge()?;
+        let tap = self.tap_name(name);
+        if bridge::link(self.exec.as_ref(), &tap)?.is_none() {
+            self.run(&bridge::tap_add_cmd(&tap))?;
+        }
+        self.run(&bridge::set_master_cmd(&tap, &self.settings.bridge))?;
+        self.run(&bridge::link_up_cmd(&tap))?;
+        Ok((tap, address))
+    }
+
+    fn tap_name(&self, name: &str) -> String {
+        self.host_if(name)
+    }
+
+    fn hosts_text(&self) -> Option<String> {
+        std::fs::read_to_string(self.hosts_path()).ok()
+    }
+
+    /// The veth (or a VM's tap), the namespace and its user namespace files.
     fn detach(&self, store: &Store, name: &str, release: bool) -> Result<()> {
         bridge::detach_veth(self.exec.as_ref(), &self.host_if(name))?;
         if self.netns_path(name).exists() {
@@ -342,7 +365,13 @@ impl BridgeNetwork for LinuxBridge {
             .map_err(|e| anyhow!("listing links: {e}"))?;
         let links = bridge::parse_link_masters(&out.stdout_str())?;
         let br = &self.settings.bridge;
-        for RunningOnBridge { name, pid, address } in running {
+        for RunningOnBridge {
+            name,
+            pid,
+            address,
+            vm,
+        } in running
+        {
             let (pid, address) = (*pid, *address);
             let host_if = self.host_if(name);
             match links.iter().find(|(n, _)| *n == host_if) {
@@ -352,6 +381,13 @@ impl BridgeNetwork for LinuxBridge {
                     self.run(&bridge::set_master_cmd(&host_if, br))?;
                     self.run(&bridge::link_up_cmd(&host_if))?;
                     fixed.push(format!("re-enslaved {name} ({host_if}) to {br}"));
+                    continue;
+                }
+                None if *vm => {
+                    // QEMU held the deleted tap's queue: only a restart reconnects the VM.
+                    fixed.push(format!(
+                        "{name}'s tap {host_if} was deleted; restart the VM to reconnect it"
+                    ));
                     continue;
                 }
                 None => {}

@@ -132,6 +132,21 @@ impl BridgeNetwork for FreeBsdBridge {
         }
     }
 
+    /// A bhyve VM's tap: the address, with the bridge ready; the tap is made and enslaved by
+    /// the bhyve lifecycle (`warren_vm::bhyve`), named after the VM.
+    fn attach_tap(&self, store: &Store, name: &str) -> Result<(String, Ipv4Addr)> {
+        let address = self.attach(store, name, None)?;
+        Ok((self.tap_name(name), address))
+    }
+
+    fn tap_name(&self, name: &str) -> String {
+        format!("tap-{name}")
+    }
+
+    fn hosts_text(&self) -> Option<String> {
+        std::fs::read_to_string(self.hosts_path()).ok()
+    }
+
     /// Copies the current hosts file and resolver configuration into a workload's `/etc`.
     fn install_names(&self, rootfs: &Path) -> Result<()> {
         for (file, name) in [

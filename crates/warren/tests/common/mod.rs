@@ -165,6 +165,8 @@ impl Daemon {
             .args(&self.args)
             .env("WARREN_STATE_DIR", self.dir.path())
             .env("WARREN_LOG", "info")
+            // Daemons share one VM kernel and initramfs cache (and accelerator probe).
+            .env("WARREN_VM_CACHE", vm_cache())
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -343,6 +345,11 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         self.teardown();
     }
+}
+
+/// The VM kernel and initramfs cache every test daemon shares.
+pub fn vm_cache() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("vm-cache")
 }
 
 /// The daemon's instance id for a state dir (FNV-1a of its path, as the daemon computes it).

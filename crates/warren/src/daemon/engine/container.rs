@@ -163,7 +163,7 @@ impl Engine {
         };
         #[cfg(not(target_os = "freebsd"))]
         let backend = warren_runtime::Backend::Oci;
-        Ok(WorkloadRun {
+        let run = WorkloadRun {
             network,
             userns,
             backend,
@@ -179,7 +179,11 @@ impl Engine {
             resources: spec.resources.clone(),
             terminal: false,
             cgroup_path: format!("/warren-{}/{}", self.cfg.instance, spec.name),
-        })
+        };
+        match spec.kind {
+            warren_model::Kind::Vm => self.vm_run(spec, run),
+            _ => Ok(run),
+        }
     }
 }
 

@@ -759,6 +759,28 @@ impl BridgeNetwork for FakeNet {
         }
     }
 
+    fn attach_tap(
+        &self,
+        store: &warren_store::Store,
+        name: &str,
+    ) -> anyhow::Result<(String, std::net::Ipv4Addr)> {
+        let subnet = self.settings.subnet;
+        let address = store.assign_address(name, |taken| {
+            warren_net::ipam::allocate(&subnet, name, taken)
+        })??;
+        self.record(format!("attach-tap {name}"));
+        self.attached.lock().unwrap().insert(name.to_string());
+        Ok((format!("tap-{name}"), address))
+    }
+
+    fn tap_name(&self, name: &str) -> String {
+        format!("tap-{name}")
+    }
+
+    fn hosts_text(&self) -> Option<String> {
+        Some("127.0.0.1 localhost\n".into())
+    }
+
     fn detach(&self, store: &warren_store::Store, name: &str, release: bool) -> anyhow::Result<()> {
         self.record(format!("detach {name}"));
         self.attached.lock().unwrap().remove(name);

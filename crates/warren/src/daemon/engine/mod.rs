@@ -10,7 +10,7 @@
 //!
 //! Its parts: [`state`] (bus, observed rows, locks, desired state), [`reconcile`] (the loop,
 //! world builds, adoption, status), [`steps`] (provision, start, deprovision, remove),
-//! [`container`] (the runtime's `WorkloadRun`), [`supervision`] (shim watching, stop,
+//! [`container`] (the runtime's `WorkloadRun`; [`vm`] makes a VM's of it), [`supervision`] (shim watching, stop,
 //! operator actions) and [`netsync`] (network and ingress sync, repair).
 
 mod container;
@@ -24,6 +24,7 @@ mod steps;
 mod supervision;
 #[cfg(test)]
 mod tests;
+mod vm;
 
 pub use container::world_binds;
 pub use seams::{

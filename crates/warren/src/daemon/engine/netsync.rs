@@ -103,10 +103,14 @@ impl Engine {
             .filter(|(n, _)| on_bridge(n))
             .filter_map(|(n, r)| {
                 let address = *addresses.get(&n)?;
+                let vm = desired
+                    .get(&n)
+                    .is_some_and(|d| d.spec.kind == warren_model::Kind::Vm);
                 Some(RunningOnBridge {
                     pid: r.pid? as u32,
                     name: n,
                     address,
+                    vm,
                 })
             })
             .collect();

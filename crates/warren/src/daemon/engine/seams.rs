@@ -72,6 +72,8 @@ pub struct RunningOnBridge {
     /// A process inside the workload's network namespace.
     pub pid: u32,
     pub address: std::net::Ipv4Addr,
+    /// A VM: its host end is a tap QEMU holds open, not a veth into a namespace.
+    pub vm: bool,
 }
 
 /// What the engine does with the bridge network: the bridge itself, each workload's place on
@@ -102,6 +104,20 @@ pub trait BridgeNetwork: Send + Sync {
 
     /// How `name`'s container joins the bridge once attached.
     fn join(&self, name: &str, userns: Option<u32>) -> BridgeJoin;
+
+    /// A VM's place on the bridge: its address (assigned once, like a container's) and a tap
+    /// device enslaved to the bridge, made when missing. Returns the tap's name.
+    fn attach_tap(
+        &self,
+        store: &warren_store::Store,
+        name: &str,
+    ) -> anyhow::Result<(String, std::net::Ipv4Addr)>;
+
+    /// The tap device [`BridgeNetwork::attach_tap`] makes for VM `name`.
+    fn tap_name(&self, name: &str) -> String;
+
+    /// The hosts file text bridge workloads see (a VM's guest gets a copy at start).
+    fn hosts_text(&self) -> Option<String>;
 
     /// Removes `name`'s place on the bridge; `release` also frees its address.
     fn detach(&self, store: &warren_store::Store, name: &str, release: bool) -> anyhow::Result<()>;

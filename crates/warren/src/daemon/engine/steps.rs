@@ -194,15 +194,22 @@ impl Engine {
             };
             let specs: Vec<warren_model::WorkloadSpec> =
                 self.desired_all()?.into_values().map(|d| d.spec).collect();
+            let vm = d.spec.kind == warren_model::Kind::Vm;
             tokio::task::spawn_blocking(move || -> Result<()> {
-                engine.net.attach(&engine.store, &n, userns)?;
+                if vm {
+                    engine.net.attach_tap(&engine.store, &n)?;
+                } else {
+                    engine.net.attach(&engine.store, &n, userns)?;
+                }
                 let addresses = engine.store.addresses()?;
                 let refs: Vec<&warren_model::WorkloadSpec> = specs.iter().collect();
                 let storage = engine.storage.clone();
                 engine
                     .net
                     .sync_hosts(&refs, &addresses, &|w| storage.rootfs_path(w))?;
-                engine.net.install_names(&engine.storage.rootfs_path(&n))?;
+                if !vm {
+                    engine.net.install_names(&engine.storage.rootfs_path(&n))?;
+                }
                 Ok(())
             })
             .await?

@@ -1,0 +1,131 @@
+//! The disks of a microVM, made on the host through the executor: the root disk built from the
+//! run's root filesystem tree (`mkfs.ext4 -d`, rebuilt for every start, so the guest always
+//! boots the tree a container would get), and the persistent disks kept inside the workload's
+//! datasets (its `data` dataset and volumes), created once and kept, so the datasets'
+//! snapshots, clones, export and import carry them unchanged.
+
+use crate::{invalid, Result};
+use std::path::{Path, PathBuf};
+use warren_exec::{Cmd, Executor};
+
+/// The file holding a persistent disk inside a dataset's directory.
+pub const DATASET_DISK: &str = "vm-disk.ext4";
+/// The size of a persistent disk made without a limit (sparse: it costs what the guest
+/// writes).
+pub const DEFAULT_DATA_DISK: u64 = 4 << 30;
+/// Free room left on a root disk beyond its tree, in bytes.
+pub const ROOT_SLACK: u64 = 256 << 20;
+
+/// The bytes a tree occupies (allocated blocks; a hard-linked file counted once).
+pub fn tree_bytes(root: &Path) -> std::io::Result<u64> {
+    use std::os::unix::fs::MetadataExt;
+    let mut seen = std::collections::HashSet::new();
+    let mut total = 0u64;
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            let meta = entry.metadata()?;
+            if meta.nlink() > 1 && !meta.is_dir() && !seen.insert((meta.dev(), meta.ino())) {
+                continue;
+            }
+            total += meta.blocks() * 512;
+            if meta.is_dir() {
+                stack.push(entry.path());
+            }
+        }
+    }
+    Ok(total)
+}
+
+/// The size a root disk for a tree of `tree` bytes gets: the tree plus a quarter, plus
+/// [`ROOT_SLACK`], rounded up to MiB.
+pub fn root_disk_size(tree: u64) -> u64 {
+    let want = tree + tree / 4 + ROOT_SLACK;
+    want.div_ceil(1 << 20) << 20
+}
+
+/// `mkfs.ext4` making `image` (a new regular file of `size` bytes) from the tree `source`
+/// (None: an empty filesystem), labelled `label`.
+pub fn mkfs_cmd(image: &Path, size: u64, source: Option<&Path>, label: &str) -> Result<Cmd> {
+    if size < (8 << 20) {
+        return Err(invalid(
+            "disk",
+            format!("{size} bytes is too small for ext4"),
+        ));
+    }
+    let mut c = Cmd::new("mkfs.ext4").args(["-q", "-F", "-L", label, "-E", "lazy_itable_init=1"]);
+    if let Some(src) = source {
+        c = c.arg("-d").arg(src.as_os_str());
+    }
+    Ok(c.arg(image.as_os_str()).arg(format!("{}k", size / 1024)))
+}
+
+/// Builds the root disk `image` from `rootfs` (replacing an older one).
+pub fn build_root_disk(exec: &dyn Executor, rootfs: &Path, image: &Path) -> Result<()> {
+    let tree =
+        tree_bytes(rootfs).map_err(|e| invalid("rootfs", format!("{}: {e}", rootfs.display())))?;
+    let _ = std::fs::remove_file(image);
+    exec.run(&mkfs_cmd(
+        image,
+        root_disk_size(tree),
+        Some(rootfs),
+        "root",
+    )?)?;
+    Ok(())
+}
+
+/// The persistent disk of the dataset mounted at `dir`, made (empty, `size` bytes, sparse)
+/// when it does not exist yet; its path.
+pub fn ensure_dataset_disk(exec: &dyn Executor, dir: &Path, size: u64) -> Result<PathBuf> {
+    let image = dir.join(DATASET_DISK);
+    if image.exists() {
+        return Ok(image);
+    }
+    let partial = dir.join(format!(".{DATASET_DISK}.partial"));
+    let _ = std::fs::remove_file(&partial);
+    exec.run(&mkfs_cmd(&partial, size, None, "data")?)?;
+    std::fs::rename(&partial, &image)
+        .map_err(|e| invalid("data", format!("{}: {e}", image.display())))?;
+    Ok(image)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn root_disks_leave_room() {
+        assert_eq!(root_disk_size(0), ROOT_SLACK);
+        assert_eq!(root_disk_size(100 << 20), (125 << 20) + ROOT_SLACK);
+        assert_eq!(root_disk_size(1) % (1 << 20), 0);
+    }
+
+    #[test]
+    fn mkfs_commands() {
+        let c = mkfs_cmd(
+            Path::new("/r/root.ext4"),
+            300 << 20,
+            Some(Path::new("/t")),
+            "root",
+        )
+        .unwrap();
+        assert_eq!(
+            c.argv_string(),
+            "mkfs.ext4 -q -F -L root -E lazy_itable_init=1 -d /t /r/root.ext4 307200k"
+        );
+        let c = mkfs_cmd(Path::new("/d/x"), 1 << 30, None, "data").unwrap();
+        assert!(!c.argv_string().contains(" -d "));
+        assert!(mkfs_cmd(Path::new("/d/x"), 1 << 20, None, "data").is_err());
+    }
+
+    #[test]
+    fn tree_bytes_counts_hard_links_once() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("a"), vec![1u8; 64 * 1024]).unwrap();
+        let one = tree_bytes(d.path()).unwrap();
+        std::fs::hard_link(d.path().join("a"), d.path().join("b")).unwrap();
+        assert_eq!(tree_bytes(d.path()).unwrap(), one);
+        assert!(one >= 64 * 1024);
+    }
+}

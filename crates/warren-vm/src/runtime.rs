@@ -1,0 +1,591 @@
+//! [`VmRuntime`]: the [`Runtime`] of `kind = "vm"` on Linux, QEMU under a VM shim
+//! ([`crate::shim`]).
+//!
+//! A [`WorkloadRun`] whose backend part is [`Backend::Vm`] becomes:
+//! - a microVM ([`VmBoot::Kernel`]): QEMU's `microvm` machine booting the kernel (the
+//!   operator's, or Debian's unpacked into the state dir, [`crate::kernel`]) with warren's
+//!   initramfs, whose agent is PID 1. The root disk is built from the run's rootfs
+//!   ([`crate::disk`]) for every start; every bind whose source is a dataset directory (the
+//!   `data` dataset, volumes) becomes a persistent disk kept inside that dataset and mounted by
+//!   the agent where the bind would be. The main process and execs run through the agent.
+//! - a full VM ([`VmBoot::Firmware`]): the `q35` machine with SeaBIOS or OVMF booting a disk
+//!   image or an installer ISO, without an agent; its serial console is its log.
+//!
+//! The accelerator is KVM when `/dev/kvm` boots a guest here and TCG otherwise
+//! ([`VmRuntime::accel`], probed once and remembered in the state dir).
+//!
+//! Operations by id find the run directory through `<state>/runs/<id>`, a link the start
+//! writes; the shim's control socket there carries stop (guest power-off), signals, freeze and
+//! thaw (the guest's filesystems), and exec sessions (`warren vm-exec`).
+
+use crate::agent::proto::{self, Message, Mount, NetConfig, StartSpec};
+use crate::config::{Accel, Boot, Console, Disk, Firmware, Mac, Nic, OVMF_CODE, OVMF_VARS};
+use crate::shim::{client, VmShimConfig, CTL_SOCKET};
+use crate::{disk, qemu, VmConfig};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use warren_exec::Executor;
+use warren_runtime::shim::{self as rshim, START_TIMEOUT};
+use warren_runtime::{
+    Backend, ExecRequest, Observed, Result, Runtime, RuntimeError, Started, VmBoot, WorkloadRun,
+};
+
+/// Memory a VM gets when its resources name none.
+pub const DEFAULT_MEMORY: u64 = 512 << 20;
+/// What QEMU may use beyond the guest's RAM before its cgroup's limit (its own code, the
+/// translation cache under TCG, device buffers).
+pub const QEMU_OVERHEAD: u64 = 384 << 20;
+/// How long a control request waits for the guest.
+const CONTROL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The VM backend.
+pub struct VmRuntime {
+    exec: Arc<dyn Executor>,
+    /// The executable run as `EXE shim RUN_DIR` and `EXE vm-exec` (the warren binary).
+    shim_exe: PathBuf,
+    /// The guest agent binary put into the initramfs.
+    agent: PathBuf,
+    /// `<state>/vm`: the run links.
+    state_dir: PathBuf,
+    /// The kernel and initramfs caches and the accelerator probe's result (`<state>/vm`, or
+    /// `WARREN_VM_CACHE` to share them between daemons).
+    cache_dir: PathBuf,
+    pub log_max_bytes: u64,
+    pub log_max_files: u32,
+    accel: Mutex<Option<Accel>>,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RuntimeError + '_ {
+    move |source| RuntimeError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn vm_err(e: crate::VmError) -> RuntimeError {
+    RuntimeError::Spec(e.to_string())
+}
+
+impl VmRuntime {
+    pub fn new(
+        exec: Arc<dyn Executor>,
+        shim_exe: PathBuf,
+        agent: PathBuf,
+        state_dir: PathBuf,
+    ) -> VmRuntime {
+        let cache_dir = std::env::var_os("WARREN_VM_CACHE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| state_dir.clone());
+        VmRuntime {
+            exec,
+            shim_exe,
+            agent,
+            state_dir,
+            cache_dir,
+            log_max_bytes: 10 << 20,
+            log_max_files: 3,
+            accel: Mutex::new(None),
+        }
+    }
+
+    /// The run directory of a VM this runtime started, by its id.
+    pub fn run_dir(&self, id: &str) -> Option<PathBuf> {
+        std::fs::read_link(self.state_dir.join("runs").join(id)).ok()
+    }
+
+    /// Whether `id` is a VM this runtime started (and has not deleted).
+    pub fn owns(&self, id: &str) -> bool {
+        self.run_dir(id).is_some()
+    }
+
+    fn ctl(&self, id: &str) -> Option<PathBuf> {
+        self.run_dir(id).map(|d| d.join(CTL_SOCKET))
+    }
+
+    /// The accelerator VMs get here: `WARREN_VM_ACCEL` (kvm or tcg) when set, else what the
+    /// probe found (remembered in `<state>/accel`).
+    pub fn accel(&self) -> Accel {
+        let mut a = self.accel.lock().unwrap();
+        if let Some(a) = *a {
+            return a;
+        }
+        let found = match std::env::var("WARREN_VM_ACCEL").ok().as_deref() {
+            Some("kvm") => Accel::Kvm,
+            Some(_) => Accel::Tcg,
+            None => {
+                let file = self.cache_dir.join("accel");
+                match std::fs::read_to_string(&file)
+                    .ok()
+                    .as_deref()
+                    .map(str::trim)
+                {
+                    Some("kvm") => Accel::Kvm,
+                    Some("tcg") => Accel::Tcg,
+                    _ => {
+                        let probed = self.probe_accel();
+                        let _ = std::fs::create_dir_all(&self.cache_dir);
+                        let _ = std::fs::write(&file, probed.as_str());
+                        probed
+                    }
+                }
+            }
+        };
+        *a = Some(found);
+        found
+    }
+
+    /// KVM only when `/dev/kvm` opens and a guest boots with it to the agent's greeting.
+    fn probe_accel(&self) -> Accel {
+        if std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/kvm")
+            .is_err()
+        {
+            return Accel::Tcg;
+        }
+        match crate::guest::probe_boot(self.exec.as_ref(), &self.cache_dir, &self.agent, Accel::Kvm)
+        {
+            Ok(true) => Accel::Kvm,
+            _ => Accel::Tcg,
+        }
+    }
+
+    fn config(
+        &self,
+        spec: &WorkloadRun,
+        boot: &VmBoot,
+        run_dir: &Path,
+    ) -> Result<(VmConfig, Option<StartSpec>)> {
+        let p = spec.vm().expect("checked by expect_backend");
+        let memory = spec.resources.memory.unwrap_or(DEFAULT_MEMORY);
+        let cpus = spec
+            .resources
+            .cpus
+            .map(|c| c.ceil().max(1.0) as u32)
+            .unwrap_or(1);
+        let accel = self.accel();
+        let console = Console {
+            socket: p.console.then(|| run_dir.join("console.sock")),
+            log: Some(run_dir.join("console.log")),
+        };
+        let nic = p.nic.as_ref().map(|n| Nic {
+            tap: n.tap.clone(),
+            mac: Mac::for_name(&spec.id),
+        });
+        let base = VmConfig {
+            name: spec.id.clone(),
+            cpus,
+            memory_mib: memory >> 20,
+            boot: Boot::Disk(Disk::raw("/")),
+            firmware: Firmware::Bios,
+            disks: Vec::new(),
+            nic: nic.clone(),
+            agent: None,
+            qmp: Some(run_dir.join("qmp.sock")),
+            console,
+            accel,
+            tsc_khz: std::fs::read_to_string("/proc/cpuinfo")
+                .ok()
+                .and_then(|c| crate::probe::host_tsc_khz(&c)),
+        };
+        match boot {
+            VmBoot::Firmware { disk, iso, uefi } => {
+                let firmware = if *uefi {
+                    let vars = run_dir.join("OVMF_VARS.fd");
+                    if !vars.exists() {
+                        std::fs::copy(OVMF_VARS, &vars).map_err(io(&vars))?;
+                    }
+                    Firmware::Uefi {
+                        code: OVMF_CODE.into(),
+                        vars,
+                    }
+                } else {
+                    Firmware::Bios
+                };
+                let disk = disk.as_ref().map(|d| Disk {
+                    format: if d.extension().is_some_and(|e| e == "qcow2") {
+                        crate::config::DiskFormat::Qcow2
+                    } else {
+                        crate::config::DiskFormat::Raw
+                    },
+                    ..Disk::raw(d)
+                });
+                let boot = match (iso, disk) {
+                    (Some(iso), disk) => Boot::Iso {
+                        iso: iso.clone(),
+                        disk,
+                    },
+                    (None, Some(d)) => Boot::Disk(d),
+                    (None, None) => {
+                        return Err(RuntimeError::Spec(format!(
+                            "{}: a full VM needs a disk or an iso",
+                            spec.id
+                        )))
+                    }
+                };
+                // A full VM's serial console is its log: the shim copies it from the socket.
+                let console = Console {
+                    socket: Some(run_dir.join("console.sock")),
+                    log: None,
+                };
+                Ok((
+                    VmConfig {
+                        boot,
+                        firmware,
+                        console,
+                        ..base
+                    },
+                    None,
+                ))
+            }
+            VmBoot::Kernel {
+                kernel,
+                initrd,
+                cmdline,
+            } => {
+                let guest = crate::guest::boot_files(
+                    self.exec.as_ref(),
+                    &self.cache_dir,
+                    &self.agent,
+                    kernel.as_deref(),
+                    initrd.as_deref(),
+                )
+                .map_err(vm_err)?;
+                let root = run_dir.join("root.ext4");
+                disk::build_root_disk(self.exec.as_ref(), &spec.rootfs, &root).map_err(vm_err)?;
+                let mut disks = vec![Disk::raw(&root)];
+                let mut mounts = Vec::new();
+                for b in &spec.binds {
+                    if !b.source.is_dir() {
+                        continue;
+                    }
+                    let image = disk::ensure_dataset_disk(
+                        self.exec.as_ref(),
+                        &b.source,
+                        disk::DEFAULT_DATA_DISK,
+                    )
+                    .map_err(vm_err)?;
+                    mounts.push(Mount {
+                        device: crate::guest::disk_device(disks.len()),
+                        path: b.dest.clone(),
+                        fstype: "ext4".into(),
+                        readonly: b.readonly,
+                    });
+                    disks.push(Disk {
+                        readonly: b.readonly,
+                        ..Disk::raw(image)
+                    });
+                }
+                let mut line = crate::guest::CMDLINE.to_string();
+                if let Some(extra) = cmdline {
+                    line.push(' ');
+                    line.push_str(extra);
+                }
+                let start = StartSpec {
+                    argv: spec.args.clone(),
+                    env: spec.env.clone(),
+                    cwd: spec.cwd.clone(),
+                    user: spec.user.clone(),
+                    hostname: spec.hostname.clone(),
+                    root: Mount {
+                        device: crate::guest::disk_device(0),
+                        path: "/".into(),
+                        fstype: "ext4".into(),
+                        readonly: spec.readonly_rootfs,
+                    },
+                    mounts,
+                    net: match (&p.nic, &nic) {
+                        (Some(n), Some(host)) => Some(NetConfig {
+                            mac: host.mac.to_string(),
+                            address: n.address.address,
+                            prefix: n.address.prefix,
+                            gateway: n.address.gateway,
+                        }),
+                        _ => None,
+                    },
+                    hosts: p.hosts.clone(),
+                    time_unix_ns: 0,
+                };
+                Ok((
+                    VmConfig {
+                        boot: Boot::Kernel {
+                            kernel: guest.kernel,
+                            initrd: Some(guest.initramfs),
+                            cmdline: line,
+                        },
+                        disks,
+                        agent: Some(run_dir.join("agent.sock")),
+                        ..base
+                    },
+                    Some(start),
+                ))
+            }
+        }
+    }
+
+    fn shim_failed(id: &str, reason: impl Into<String>) -> RuntimeError {
+        RuntimeError::ShimFailed {
+            id: id.to_string(),
+            reason: reason.into(),
+        }
+    }
+
+    /// QEMU's pid from the run's state, if that process still is this run's QEMU.
+    fn qemu_pid(&self, id: &str) -> Option<i32> {
+        let dir = self.run_dir(id)?;
+        let state = rshim::read_state(&dir).ok()??;
+        let cmdline = std::fs::read(format!("/proc/{}/cmdline", state.container_pid)).ok()?;
+        let marker = dir.join("qmp.sock");
+        let marker = marker.to_string_lossy();
+        String::from_utf8_lossy(&cmdline)
+            .contains(marker.as_ref())
+            .then_some(state.container_pid)
+    }
+
+    fn control(&self, id: &str, m: &Message) -> Result<()> {
+        let Some(ctl) = self.ctl(id) else {
+            return Ok(());
+        };
+        client::request(&ctl, m, CONTROL_TIMEOUT)
+            .map_err(|e| RuntimeError::Other(format!("{id}: {e}")))
+    }
+}
+
+impl Runtime for VmRuntime {
+    fn name(&self) -> &'static str {
+        "vm"
+    }
+
+    fn start(&self, spec: &WorkloadRun, run_dir: &Path) -> Result<Started> {
+        spec.expect_backend(self.name())?;
+        let Backend::Vm(p) = &spec.backend else {
+            unreachable!("checked by expect_backend")
+        };
+        std::fs::create_dir_all(run_dir).map_err(io(run_dir))?;
+        let run_dir = run_dir.canonicalize().map_err(io(run_dir))?;
+        for stale in [rshim::STATE_FILE, rshim::EXIT_FILE] {
+            let _ = std::fs::remove_file(run_dir.join(stale));
+        }
+        let (cfg, start) = self.config(spec, &p.boot, &run_dir)?;
+        let program = warren_exec::resolve("qemu-system-x86_64").ok_or_else(|| {
+            RuntimeError::Unsupported(
+                "qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)".into(),
+            )
+        })?;
+        let mut qemu_argv = vec![program.display().to_string()];
+        qemu_argv.extend(qemu::args(&cfg).map_err(vm_err)?);
+        let memory = spec.resources.memory.unwrap_or(DEFAULT_MEMORY);
+        let shim_cfg = VmShimConfig {
+            id: spec.id.clone(),
+            qemu: qemu_argv,
+            agent_socket: cfg
+                .agent
+                .clone()
+                .unwrap_or_else(|| run_dir.join("agent.sock")),
+            start,
+            console_socket: cfg.console.socket.clone(),
+            log_dir: run_dir.join("logs"),
+            log_max_bytes: self.log_max_bytes,
+            log_max_files: self.log_max_files,
+            cgroup_path: spec.cgroup_path.clone(),
+            memory_limit: Some(memory + QEMU_OVERHEAD),
+        };
+        rshim::write_json(&run_dir.join(crate::shim::CONFIG_FILE), &shim_cfg)?;
+        let runs = self.state_dir.join("runs");
+        std::fs::create_dir_all(&runs).map_err(io(&runs))?;
+        let link = runs.join(&spec.id);
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(&run_dir, &link).map_err(io(&link))?;
+
+        let (mut child, report) = rshim::launch(&self.shim_exe, &run_dir)?;
+        let report = match report {
+            Ok(Some(r)) => r,
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(Self::shim_failed(
+                    &spec.id,
+                    format!("no report within {}s", START_TIMEOUT.as_secs()),
+                ));
+            }
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(e);
+            }
+        };
+        if report.trim() == "ok" {
+            return match rshim::read_state(&run_dir)? {
+                Some(state) => Ok(Started { state, shim: child }),
+                None => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    Err(Self::shim_failed(&spec.id, "the shim wrote no state.json"))
+                }
+            };
+        }
+        let status = child
+            .wait()
+            .map_err(|e| RuntimeError::Other(format!("waiting for the shim: {e}")))?;
+        let reason = match report.strip_prefix("error: ") {
+            Some(r) => r.trim().to_string(),
+            None if report.trim().is_empty() => {
+                format!("the shim exited without reporting ({status})")
+            }
+            None => report.trim().to_string(),
+        };
+        Err(Self::shim_failed(&spec.id, reason))
+    }
+
+    /// Asks the guest to power off (the agent ends the main process, syncs and unmounts).
+    fn stop(&self, id: &str) -> Result<()> {
+        let grace = crate::shim::STOP_GRACE.as_millis() as u64;
+        match self.control(id, &Message::Poweroff(proto::Poweroff { grace_ms: grace })) {
+            Ok(()) => Ok(()),
+            // No agent (a full VM) or a shim gone: QEMU's own SIGTERM.
+            Err(_) => self.kill(id, "TERM"),
+        }
+    }
+
+    /// `KILL` ends QEMU itself; any other signal goes to the guest's main process.
+    fn kill(&self, id: &str, signal: &str) -> Result<()> {
+        let sig = signal_number(signal)
+            .ok_or_else(|| RuntimeError::Spec(format!("unknown signal {signal:?}")))?;
+        if sig == libc::SIGKILL {
+            if let Some(pid) = self.qemu_pid(id) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+            return Ok(());
+        }
+        match self.control(id, &Message::Signal(proto::Signal { signal: sig })) {
+            Ok(()) => Ok(()),
+            Err(_) if sig == libc::SIGTERM => {
+                if let Some(pid) = self.qemu_pid(id) {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGTERM,
+                    );
+                }
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Freezes the guest's filesystems (the agent's fsfreeze), so a snapshot of the disks in
+    /// the workload's datasets is consistent.
+    fn freeze(&self, id: &str) -> Result<()> {
+        self.control(id, &Message::Freeze)
+    }
+
+    fn thaw(&self, id: &str) -> Result<()> {
+        self.control(id, &Message::Thaw)
+    }
+
+    /// Kills a QEMU still running and forgets the run.
+    fn delete(&self, id: &str) -> Result<()> {
+        if let Some(pid) = self.qemu_pid(id) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            // The shim sees QEMU end, records it and removes the cgroup.
+            for _ in 0..200 {
+                if self.qemu_pid(id).is_none() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        if let Some(dir) = self.run_dir(id) {
+            let _ = std::fs::remove_file(dir.join("root.ext4"));
+        }
+        let _ = std::fs::remove_file(self.state_dir.join("runs").join(id));
+        Ok(())
+    }
+
+    fn observe(&self, id: &str) -> Result<Option<Observed>> {
+        if self.run_dir(id).is_none() {
+            return Ok(None);
+        }
+        let pid = self.qemu_pid(id);
+        Ok(Some(Observed {
+            running: pid.is_some(),
+            frozen: false,
+            pid,
+        }))
+    }
+
+    fn exec(&self, id: &str, req: &ExecRequest) -> Result<std::process::Command> {
+        if req.argv.is_empty() {
+            return Err(RuntimeError::Spec(format!("{id}: exec needs a command")));
+        }
+        let ctl = self
+            .ctl(id)
+            .ok_or_else(|| RuntimeError::Other(format!("{id} is not a running VM")))?;
+        let mut c = warren_exec::std_command(&self.shim_exe.to_string_lossy())?;
+        c.arg("vm-exec").arg(ctl);
+        if req.tty {
+            c.arg("--tty");
+        }
+        for e in &req.env {
+            c.arg("--env").arg(e);
+        }
+        if let Some(cwd) = &req.cwd {
+            c.arg("--cwd").arg(cwd);
+        }
+        c.arg("--").args(&req.argv);
+        Ok(c)
+    }
+
+    fn run_foreground(&self, spec: &WorkloadRun, _run_dir: &Path) -> Result<std::process::Command> {
+        Err(RuntimeError::Unsupported(format!(
+            "{}: one-off runs are containers; a VM runs as a workload",
+            spec.id
+        )))
+    }
+}
+
+/// A signal's number from its name (`TERM`, `SIGTERM`, `15`).
+pub fn signal_number(name: &str) -> Option<i32> {
+    if let Ok(n) = name.parse::<i32>() {
+        return (n > 0 && n < 65).then_some(n);
+    }
+    let n = name.strip_prefix("SIG").unwrap_or(name);
+    let sig: nix::sys::signal::Signal = format!("SIG{n}").parse().ok()?;
+    Some(sig as i32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signal_names() {
+        assert_eq!(signal_number("TERM"), Some(libc::SIGTERM));
+        assert_eq!(signal_number("SIGKILL"), Some(libc::SIGKILL));
+        assert_eq!(signal_number("9"), Some(9));
+        assert_eq!(signal_number("BOGUS"), None);
+        assert_eq!(signal_number("0"), None);
+    }
+
+    #[test]
+    fn a_run_for_another_backend_is_refused() {
+        let rt = VmRuntime::new(
+            Arc::new(warren_exec::RecordingExecutor::new()),
+            "/bin/true".into(),
+            "/bin/true".into(),
+            std::env::temp_dir(),
+        );
+        let run = WorkloadRun::one_off("x", "/x", "x", "/".into(), vec!["true".into()]);
+        let err = rt.start(&run, Path::new("/nonexistent")).unwrap_err();
+        assert!(err.to_string().contains("not for the vm runtime"), "{err}");
+        assert!(rt.run_foreground(&run, Path::new("/")).is_err());
+        assert!(!rt.owns("x"));
+    }
+}

@@ -1,0 +1,100 @@
+//! The VM's shim: `warren shim RUN_DIR` when the run directory holds `vm.json`
+//! ([`VmShimConfig`]). Like a container's shim it is spawned detached by the runtime, reports
+//! `ok` or `error: REASON` on the status pipe, outlives the daemon, writes `state.json` once
+//! the workload's main process runs and `exit.json` when it has ended, and copies the
+//! workload's output into the same rotated CRI logs. What differs is what it supervises:
+//!
+//! 1. it starts QEMU (the argv in `vm.json`) in the workload's cgroup and connects to the
+//!    agent's virtio-serial socket;
+//! 2. it greets the agent, sends the main process's [`StartSpec`] and waits for `Started`
+//!    (a VM that does not boot within the deadline is killed and reported);
+//! 3. it relays: the main process's output into the logs; every connection on its control
+//!    socket (`ctl.sock`, see [`client`]) either an exec session, multiplexed onto the
+//!    agent's channels, or one control request (signal, freeze, thaw, power off) answered
+//!    with `Ack` or `Error`;
+//! 4. SIGTERM asks the guest to power off (the agent stops the main process, syncs and
+//!    unmounts); after [`STOP_GRACE`] QEMU is killed;
+//! 5. when QEMU has exited it writes `exit.json` with the main process's exit status as the
+//!    agent reported it (or QEMU's own, when the guest died before reporting), removes the
+//!    cgroup and exits.
+//!
+//! Threads, not a poll loop: one reads the agent, one accepts control connections (and one
+//! per session), one waits for signals, the main thread waits for QEMU. QEMU and the guest
+//! dominate the cost of a VM; the shim stays simple.
+
+use crate::agent::proto::{self, Frame, Kind};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The VM shim's configuration inside the run directory.
+pub const CONFIG_FILE: &str = "vm.json";
+/// The shim's control socket inside the run directory.
+pub const CTL_SOCKET: &str = "ctl.sock";
+/// How long the guest gets to power off after a stop before QEMU is killed.
+pub const STOP_GRACE: Duration = Duration::from_secs(10);
+/// How long a VM gets from QEMU's start to the agent's `Started`.
+pub const BOOT_TIMEOUT: Duration = Duration::from_secs(110);
+
+/// `RUN_DIR/vm.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VmShimConfig {
+    pub id: String,
+    /// QEMU's argv, program first.
+    pub qemu: Vec<String>,
+    /// The agent's virtio-serial socket (QEMU listens on it).
+    pub agent_socket: PathBuf,
+    /// What the agent starts as the workload's main process; None for a full VM, which has
+    /// no agent: it runs until QEMU exits, and its serial console is its log.
+    pub start: Option<proto::StartSpec>,
+    /// The serial console's socket (a full VM's console is copied into its log from there).
+    #[serde(default)]
+    pub console_socket: Option<PathBuf>,
+    pub log_dir: PathBuf,
+    pub log_max_bytes: u64,
+    pub log_max_files: u32,
+    /// The cgroup QEMU runs in (relative to the hierarchy's root), and its memory limit.
+    pub cgroup_path: String,
+    pub memory_limit: Option<u64>,
+}
+
+/// Reads `RUN_DIR/vm.json`, if the run directory is a VM's.
+pub fn read_config(run_dir: &Path) -> Option<Result<VmShimConfig, String>> {
+    let path = run_dir.join(CONFIG_FILE);
+    let bytes = std::fs::read(&path).ok()?;
+    Some(serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display())))
+}
+
+/// What the shim answers a control request with: `Ack`, or `Error` with the reason.
+pub fn reply_ok(frame: &Frame) -> Result<(), String> {
+    match frame.kind {
+        Kind::Ack => Ok(()),
+        Kind::Error => Err(frame
+            .parse::<proto::ErrorMsg>()
+            .map(|e| e.message)
+            .unwrap_or_else(|e| e.to_string())),
+        other => Err(format!("unexpected {other:?} in reply")),
+    }
+}
+
+#[cfg(target_os = "linux")]
+mod linux;
+#[cfg(target_os = "linux")]
+pub use linux::main;
+
+/// The VM shim needs Linux (QEMU); bhyve VMs are supervised by the jail-style shim.
+#[cfg(not(target_os = "linux"))]
+pub fn main(run_dir: &Path) -> ! {
+    let mut status = warren_runtime::shim::take_status_pipe();
+    let msg = "the VM shim runs on Linux only";
+    match status.as_mut() {
+        Some(s) => {
+            use std::io::Write;
+            let _ = write!(s, "error: {msg}");
+        }
+        None => warren_runtime::shim::note(run_dir, msg),
+    }
+    std::process::exit(1)
+}
+
+pub mod client;
