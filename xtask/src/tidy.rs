@@ -74,6 +74,7 @@ pub const DAEMON_LAYERS: &[(&str, u8)] = &[
     ("hooks", 1),
     ("specfile", 1),
     ("watch", 1),
+    ("vmcheck", 1),
     ("api", 2),
     ("api_tests", 2),
     ("openapi", 2),

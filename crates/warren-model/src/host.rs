@@ -4,7 +4,8 @@
 //! [`HostCapabilities`] is an input of the planner ([`crate::plan::plan`]) and of the apply
 //! checks: a kind the host cannot run is refused with the same reason in both places, located
 //! in the file at apply and listed in the plan's refusals for state already stored. The daemon
-//! builds it once at start ([`HostCapabilities::for_os`]); tests build any host they need.
+//! builds it once at start ([`HostCapabilities::for_host`], after looking for the program
+//! [`vm_hypervisor`] names); tests build any host they need.
 
 use crate::spec::Kind;
 use serde::{Deserialize, Serialize};
@@ -18,11 +19,48 @@ pub struct HostCapabilities {
     vm: Option<String>,
 }
 
+/// The program a host running `os` runs VMs with: `qemu-system-x86_64` (looked up on the
+/// executor's search path) on Linux, `/usr/sbin/bhyve` on FreeBSD; `None` where warren has no
+/// VM backend.
+pub fn vm_hypervisor(os: &str) -> Option<&'static str> {
+    match os {
+        "linux" => Some("qemu-system-x86_64"),
+        "freebsd" => Some("/usr/sbin/bhyve"),
+        _ => None,
+    }
+}
+
 impl HostCapabilities {
-    /// What a host running `os` (`std::env::consts::OS`) runs today: containers everywhere
-    /// (on FreeBSD a container runs as a jail), jails on FreeBSD, no vms yet.
+    /// What a host running `os` (`std::env::consts::OS`) runs without looking for a
+    /// hypervisor: containers everywhere (on FreeBSD a container runs as a jail), jails on
+    /// FreeBSD, no vms ([`HostCapabilities::for_host`] with none found).
     pub fn for_os(os: &str) -> Self {
+        HostCapabilities::for_host(os, false)
+    }
+
+    /// What a host running `os` runs, `hypervisor_found` telling whether its
+    /// [`vm_hypervisor`] is installed: containers everywhere, jails on FreeBSD, vms where the
+    /// hypervisor is, and for a missing one the reason naming what to install.
+    pub fn for_host(os: &str, hypervisor_found: bool) -> Self {
         let freebsd = os == "freebsd";
+        let vm = match (os, hypervisor_found) {
+            ("linux" | "freebsd", true) => None,
+            ("linux", false) => Some(
+                "kind \"vm\" needs QEMU, and qemu-system-x86_64 is not installed on this host: \
+                 install it (apt-get install qemu-system-x86, or scripts/install-deps) and \
+                 restart the daemon"
+                    .to_string(),
+            ),
+            ("freebsd", false) => Some(
+                "kind \"vm\" needs bhyve, and /usr/sbin/bhyve is missing on this host: install \
+                 FreeBSD's base system with bhyve (amd64) and restart the daemon"
+                    .to_string(),
+            ),
+            _ => Some(format!(
+                "kind \"vm\" is not supported on this host ({os}): vms need Linux with QEMU or \
+                 FreeBSD with bhyve"
+            )),
+        };
         HostCapabilities {
             container: None,
             jail: (!freebsd).then(|| {
@@ -30,9 +68,7 @@ impl HostCapabilities {
                     "kind \"jail\" is not supported on this host ({os}): jails need a FreeBSD host"
                 )
             }),
-            vm: Some(
-                "kind \"vm\" is not supported on this host yet: use kind = \"container\"".into(),
-            ),
+            vm,
         }
     }
 
@@ -107,6 +143,34 @@ mod tests {
         let freebsd = HostCapabilities::for_os("freebsd");
         assert_eq!(freebsd.kinds(), [Kind::Container, Kind::Jail]);
         assert!(freebsd.refusal(Kind::Vm).unwrap().contains("\"vm\""));
+    }
+
+    #[test]
+    fn vms_run_where_the_hypervisor_is_found() {
+        assert_eq!(vm_hypervisor("linux"), Some("qemu-system-x86_64"));
+        assert_eq!(vm_hypervisor("freebsd"), Some("/usr/sbin/bhyve"));
+        assert_eq!(vm_hypervisor("macos"), None);
+        let linux = HostCapabilities::for_host("linux", true);
+        assert_eq!(linux.kinds(), [Kind::Container, Kind::Vm]);
+        let freebsd = HostCapabilities::for_host("freebsd", true);
+        assert_eq!(freebsd.kinds(), [Kind::Container, Kind::Jail, Kind::Vm]);
+        let no_qemu = HostCapabilities::for_host("linux", false);
+        assert_eq!(no_qemu.kinds(), [Kind::Container]);
+        let reason = no_qemu.refusal(Kind::Vm).unwrap();
+        assert!(
+            reason.contains("qemu-system-x86_64")
+                && reason.contains("apt-get install qemu-system-x86"),
+            "{reason}"
+        );
+        let no_bhyve = HostCapabilities::for_host("freebsd", false);
+        assert!(no_bhyve
+            .refusal(Kind::Vm)
+            .unwrap()
+            .contains("/usr/sbin/bhyve"));
+        // A hypervisor found on a system warren has no VM backend for does not count.
+        let other = HostCapabilities::for_host("macos", true);
+        assert!(other.refusal(Kind::Vm).unwrap().contains("(macos)"));
+        assert_eq!(HostCapabilities::for_os("linux"), no_qemu);
     }
 
     #[test]

@@ -23,7 +23,7 @@ pub mod recipe;
 pub mod render;
 pub mod spec;
 
-pub use host::HostCapabilities;
+pub use host::{vm_hypervisor, HostCapabilities};
 pub use parse::{parse_spec, Diagnostic, Parsed, SpecError};
 pub use ports::{PortMapping, Proto};
 pub use spec::*;

@@ -299,6 +299,100 @@ async fn invalid_specs_and_taken_ports_or_domains_are_422_with_diagnostics() {
     assert_eq!(status, 200, "{json}");
 }
 
+/// The VM checks against the host: a boot file missing on the daemon's host, a VM larger than
+/// the host's memory, VMs that together overcommit it, and a full VM with an image are each a
+/// located 422, and an apply of such a file stores and changes nothing.
+#[tokio::test]
+async fn bad_vms_are_422_with_located_diagnostics_and_change_nothing() {
+    let h = host();
+    let total = crate::daemon::vmcheck::host_memory(&*h.engine.exec).expect("host memory");
+    // A VM already declared, using just over half of the host's memory.
+    let half = total / 2 + (1 << 20);
+    let mut stored = WorkloadSpec::new("old", Source::World("busybox".into()));
+    stored.kind = warren_model::Kind::Vm;
+    stored.resources.memory = Some(half);
+    h.declare(stored);
+    let generation = h.engine.store.generation().unwrap();
+    let vm = |name: &str, body: &str| format!("[workload.{name}]\nkind = \"vm\"\n{body}\n");
+    let cases = [
+        (
+            vm(
+                "a",
+                "world = \"busybox\"\nvm = { kernel = \"/nonexistent/vmlinuz\" }",
+            ),
+            "workload.a.vm.kernel: /nonexistent/vmlinuz does not exist on the daemon's host",
+            (4, 17),
+        ),
+        (
+            vm("b", "[workload.b.vm]\niso = \"/nonexistent/install.iso\""),
+            "workload.b.vm.iso: /nonexistent/install.iso does not exist on the daemon's host",
+            (4, 7),
+        ),
+        (
+            vm(
+                "c",
+                "world = \"busybox\"\nresources = { memory = \"1000T\" }",
+            ),
+            "workload.c.resources.memory: a vm of 1024000.0 GiB does not fit this host's",
+            (4, 24),
+        ),
+        (
+            vm(
+                "d",
+                &format!("world = \"busybox\"\nresources = {{ memory = {half} }}"),
+            ),
+            "workload.d.resources.memory: the vms declared need",
+            (4, 24),
+        ),
+        (
+            vm("e", "image = \"alpine:3.20\"\nvm = { disk = \"/tmp\" }"),
+            "workload.e.image: a full VM boots its own disk",
+            (3, 1),
+        ),
+    ];
+    for (text, says, (line, column)) in cases {
+        for path in ["/v1/plan", "/v1/apply"] {
+            let body = serde_json::json!({ "file": "w.toml", "text": text, "prune": false, "dry_run": false })
+                .to_string();
+            let (status, json) = h.send(Method::POST, path, Some(&body)).await;
+            assert_eq!(status, 422, "{path} {text}: {json}");
+            let diags = json["diagnostics"].as_array().expect("diagnostics");
+            let d = diags
+                .iter()
+                .find(|d| d["message"].as_str().unwrap().starts_with(says))
+                .unwrap_or_else(|| panic!("{path} {text}: no {says:?} in {json}"));
+            assert_eq!(
+                (d["line"].as_u64(), d["column"].as_u64()),
+                (Some(line), Some(column)),
+                "{json}"
+            );
+        }
+    }
+    // Nothing was stored or changed.
+    assert_eq!(h.engine.store.generation().unwrap(), generation);
+    let desired = h.engine.store.desired().unwrap();
+    assert_eq!(desired.keys().collect::<Vec<_>>(), ["old"]);
+    // Without the stored VM, the same VM fits and plans.
+    let fits = vm(
+        "d",
+        &format!("world = \"busybox\"\nresources = {{ memory = {half} }}"),
+    );
+    let body =
+        serde_json::json!({ "file": "w.toml", "text": fits, "prune": true, "dry_run": true })
+            .to_string();
+    let (status, json) = h.send(Method::POST, "/v1/plan", Some(&body)).await;
+    let caps_refusal = h.engine.caps.refusal(warren_model::Kind::Vm);
+    match caps_refusal {
+        None => assert_eq!(status, 200, "{json}"),
+        // A host without QEMU refuses the kind, and nothing else.
+        Some(reason) => {
+            assert_eq!(status, 422, "{json}");
+            assert!(json["error"].as_str().unwrap().contains(reason), "{json}");
+            assert_eq!(json["diagnostics"].as_array().unwrap().len(), 1, "{json}");
+        }
+    }
+}
+
 /// An operation on a workload another operation holds waits (`LOCK_WAIT`), then answers 423.
 #[tokio::test]
 async fn a_workload_held_by_another_operation_is_423() {

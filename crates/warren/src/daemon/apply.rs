@@ -12,18 +12,18 @@ use std::sync::Arc;
 use warren_model::plan::{self, Desired};
 use warren_model::{Diagnostic, Kind, Source, SpecFile};
 
-/// What this host cannot run, located in the file: a kind the host's capabilities refuse
-/// (jails off FreeBSD, vms anywhere yet; the planner refuses the same kinds in stored state
-/// with the same reason), jail options off FreeBSD (on FreeBSD every container is a jail), a
-/// jailed dataset without the ZFS storage driver. Pure, so both kinds of host are tested on
-/// either.
+/// What this host cannot run, located in the file: a kind the host's capabilities `caps`
+/// refuse (jails off FreeBSD, vms without QEMU or bhyve; the planner refuses the same kinds in
+/// stored state with the same reason), jail options off FreeBSD (on FreeBSD every container is
+/// a jail), a jailed dataset without the ZFS storage driver. Pure, so both kinds of host are
+/// tested on either.
 pub(crate) fn host_support(
     parsed: &warren_model::Parsed,
     os: &str,
+    caps: &warren_model::HostCapabilities,
     storage_driver: &str,
 ) -> Vec<Diagnostic> {
     let freebsd = os == "freebsd";
-    let caps = warren_model::HostCapabilities::for_os(os);
     let mut diags = Vec::new();
     for (name, w) in &parsed.spec.workloads {
         let at = |field: &str| format!("workload.{name}.{field}");
@@ -72,13 +72,22 @@ async fn validate(
         .await
         .map_err(|e| anyhow::anyhow!(e))?
         .map_err(|e| anyhow::anyhow!(e))?;
-    let mut diags = host_support(&parsed, std::env::consts::OS, engine.storage.driver());
+    let mut diags = host_support(
+        &parsed,
+        std::env::consts::OS,
+        &engine.caps,
+        engine.storage.driver(),
+    );
     let mut to_build = Vec::new();
     let mut to_pull: Vec<String> = Vec::new();
     let mut missing = plan::Missing::default();
     for (name, w) in &parsed.spec.workloads {
         let at = |field: &str| format!("workload.{name}.{field}");
-        match &w.source {
+        // A full VM boots its own disk: no source to look for.
+        let Some(source) = w.rootfs_source() else {
+            continue;
+        };
+        match source {
             Source::World(world) => {
                 if !existing.iter().any(|e| e == world) {
                     if BUILTIN_WORLDS.contains(&world.as_str()) {
@@ -139,6 +148,7 @@ async fn validate(
         }
     }
     diags.extend(network_conflicts(engine, &parsed, req.prune)?);
+    diags.extend(vm_checks(engine, &parsed, req.prune)?);
     if !diags.is_empty() {
         diags.sort_by_key(|d| (d.line, d.column));
         return Err(ApiError::invalid(diags));
@@ -180,6 +190,31 @@ async fn validate(
         }
     }
     Ok((parsed.spec, missing))
+}
+
+/// The VM checks against this host ([`super::vmcheck`]), when the file declares a vm: its
+/// boot files exist, and the memory of every VM declared (this file's, and the stored ones
+/// that stay) fits the host's.
+fn vm_checks(
+    engine: &Arc<Engine>,
+    parsed: &warren_model::Parsed,
+    prune: bool,
+) -> Result<Vec<Diagnostic>, ApiError> {
+    let file = &parsed.spec;
+    if !file.workloads.values().any(|w| w.kind == Kind::Vm) {
+        return Ok(Vec::new());
+    }
+    let current = engine.store.desired()?;
+    let others: Vec<&warren_model::WorkloadSpec> = current
+        .values()
+        .map(|d| &d.spec)
+        .filter(|s| !prune && !file.workloads.contains_key(&s.name))
+        .collect();
+    let host = super::vmcheck::VmHost {
+        memory: super::vmcheck::host_memory(&*engine.exec),
+        lookup: &super::vmcheck::lookup,
+    };
+    Ok(super::vmcheck::check(parsed, &others, &host))
 }
 
 /// The checks that need what is already stored or running on the host: a published port or a
@@ -474,6 +509,7 @@ pub(crate) async fn plan_or_apply(
 #[cfg(test)]
 mod tests {
     use super::host_support;
+    use warren_model::HostCapabilities;
 
     const FILE: &str = r#"[workload.cell]
 kind = "jail"
@@ -494,7 +530,7 @@ image = "alpine:3.20"
 
     fn messages(os: &str, driver: &str) -> Vec<String> {
         let parsed = warren_model::parse_spec(FILE, "w.toml").unwrap();
-        host_support(&parsed, os, driver)
+        host_support(&parsed, os, &HostCapabilities::for_host(os, false), driver)
             .iter()
             .map(|d| d.to_string())
             .collect()
@@ -507,7 +543,7 @@ image = "alpine:3.20"
             [
                 "w.toml:2:8: workload.cell.kind: kind \"jail\" is not supported on this host (linux): jails need a FreeBSD host",
                 "w.toml:11:1: workload.web.jail: jail options need a FreeBSD host (this is linux), where the workload runs as a jail",
-                "w.toml:14:8: workload.guest.kind: kind \"vm\" is not supported on this host yet: use kind = \"container\"",
+                "w.toml:14:8: workload.guest.kind: kind \"vm\" needs QEMU, and qemu-system-x86_64 is not installed on this host: install it (apt-get install qemu-system-x86, or scripts/install-deps) and restart the daemon",
             ]
         );
     }
@@ -516,14 +552,28 @@ image = "alpine:3.20"
     fn freebsd_runs_jails_and_wants_zfs_for_a_jailed_dataset() {
         assert_eq!(
             messages("freebsd", "zfs"),
-            ["w.toml:14:8: workload.guest.kind: kind \"vm\" is not supported on this host yet: use kind = \"container\""]
+            ["w.toml:14:8: workload.guest.kind: kind \"vm\" needs bhyve, and /usr/sbin/bhyve is missing on this host: install FreeBSD's base system with bhyve (amd64) and restart the daemon"]
         );
         assert_eq!(
             messages("freebsd", "dir"),
             [
                 "w.toml:7:18: workload.cell.jail.jailed_dataset: a jailed dataset needs the zfs storage driver (this daemon uses dir; start it with --storage zfs)",
-                "w.toml:14:8: workload.guest.kind: kind \"vm\" is not supported on this host yet: use kind = \"container\"",
+                "w.toml:14:8: workload.guest.kind: kind \"vm\" needs bhyve, and /usr/sbin/bhyve is missing on this host: install FreeBSD's base system with bhyve (amd64) and restart the daemon",
             ]
         );
+    }
+
+    /// With the hypervisor found, the same file's vm is accepted on either host.
+    #[test]
+    fn vms_run_where_the_hypervisor_is() {
+        let parsed = warren_model::parse_spec(FILE, "w.toml").unwrap();
+        for os in ["linux", "freebsd"] {
+            let caps = HostCapabilities::for_host(os, true);
+            let diags = host_support(&parsed, os, &caps, "zfs");
+            assert!(
+                diags.iter().all(|d| !d.message.contains("workload.guest")),
+                "{os}: {diags:?}"
+            );
+        }
     }
 }

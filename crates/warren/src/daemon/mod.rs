@@ -29,6 +29,7 @@ pub mod sources;
 pub mod specfile;
 pub mod stream;
 pub mod transfer;
+pub mod vmcheck;
 pub mod watch;
 pub mod worlds;
 
@@ -173,6 +174,16 @@ fn make_network(
     _exec: &Arc<dyn Executor>,
 ) -> Result<Arc<dyn engine::BridgeNetwork>> {
     anyhow::bail!("warren's bridge network runs on Linux and FreeBSD only")
+}
+
+/// What this host runs, probed once when the engine is built: kind `vm` where the
+/// hypervisor ([`warren_model::vm_hypervisor`]) is installed, found by a lookup on the
+/// executor's search path or of bhyve's fixed path (no process is started). The engine keeps
+/// the result; planning and the apply checks both read it from there.
+pub fn host_capabilities() -> warren_model::HostCapabilities {
+    let os = std::env::consts::OS;
+    let found = warren_model::vm_hypervisor(os).is_some_and(|p| warren_exec::resolve(p).is_some());
+    warren_model::HostCapabilities::for_host(os, found)
 }
 
 /// Keeps large buffers (compression windows, stream chunks) out of the heap: a fixed mmap

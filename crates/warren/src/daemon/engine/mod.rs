@@ -154,7 +154,7 @@ impl Engine {
             network_error: Mutex::new(None),
             health: Mutex::new(HashMap::new()),
             evaluator: std::sync::OnceLock::new(),
-            caps: warren_model::HostCapabilities::for_os(std::env::consts::OS),
+            caps: crate::daemon::host_capabilities(),
         }))
     }
 }
