@@ -36,6 +36,8 @@ pub const DEFAULT_MEMORY: u64 = 512 << 20;
 /// What QEMU may use beyond the guest's RAM before its cgroup's limit (its own code, the
 /// translation cache under TCG, device buffers).
 pub const QEMU_OVERHEAD: u64 = 384 << 20;
+/// Written into the run directory at start: the accelerator the VM runs with.
+pub const ACCEL_FILE: &str = "accel";
 /// How long a control request waits for the guest.
 const CONTROL_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -369,6 +371,8 @@ impl Runtime for VmRuntime {
             let _ = std::fs::remove_file(run_dir.join(stale));
         }
         let (cfg, start) = self.config(spec, &p.boot, &run_dir)?;
+        let accel_file = run_dir.join(ACCEL_FILE);
+        std::fs::write(&accel_file, cfg.accel.as_str()).map_err(io(&accel_file))?;
         let program = warren_exec::resolve("qemu-system-x86_64").ok_or_else(|| {
             RuntimeError::Unsupported(
                 "qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)".into(),

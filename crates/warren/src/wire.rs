@@ -80,6 +80,9 @@ pub struct Status {
     /// `starting`, `healthy` or `unhealthy`, for workloads with a health check.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<String>,
+    /// A VM's accelerator (`kvm` or `tcg`), once it has started on this host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accel: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]

@@ -356,7 +356,11 @@ async fn run_job(engine: &Arc<Engine>, name: &str, argv: &[String]) -> Result<St
         .get_desired(name)
         .map_err(|e| e.to_string())?
         .ok_or("the workload is gone")?;
-    let world = match &d.spec.source {
+    let world = match d
+        .spec
+        .rootfs_source()
+        .ok_or("a full VM has no root filesystem to run a job in: use a `run` hook")?
+    {
         warren_model::Source::World(w) => w.clone(),
         warren_model::Source::Image(r) => engine.image_world(r).map_err(|e| format!("{e:#}"))?,
         warren_model::Source::Recipe(r) => {

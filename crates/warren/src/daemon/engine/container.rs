@@ -46,6 +46,18 @@ impl Engine {
     /// Builds the runtime's description of a workload's run.
     pub fn container_spec(&self, d: &Desired) -> Result<WorkloadRun> {
         let spec = &d.spec;
+        if spec.rootfs_source().is_none() {
+            // A full VM boots its own disk: only its identity, resources and data matter.
+            let mut run = WorkloadRun::one_off(
+                self.container_id(&spec.name),
+                format!("/warren-{}/{}", self.cfg.instance, spec.name),
+                spec.effective_hostname(),
+                self.storage.rootfs_path(&spec.name),
+                Vec::new(),
+            );
+            run.resources = spec.resources.clone();
+            return self.vm_run(spec, run);
+        }
         let (meta, image) = match &spec.source {
             Source::World(world) => (
                 warren_storage::worlds::world_meta(&*self.storage, world)?,

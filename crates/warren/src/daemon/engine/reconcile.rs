@@ -296,10 +296,15 @@ impl Engine {
             desired: d.spec.state.as_str().to_string(),
             pid: row.pid,
             restarts: row.restarts,
-            source: match &d.spec.source {
-                Source::World(w) => format!("world:{w}"),
-                Source::Image(i) => format!("image:{i}"),
-                Source::Recipe(r) => format!("recipe:{r}"),
+            source: match (d.spec.rootfs_source(), &d.spec.vm) {
+                (Some(Source::World(w)), _) => format!("world:{w}"),
+                (Some(Source::Image(i)), _) => format!("image:{i}"),
+                (Some(Source::Recipe(r)), _) => format!("recipe:{r}"),
+                (None, vm) => match (&vm.iso, &vm.disk) {
+                    (Some(iso), _) => format!("iso:{}", iso.display()),
+                    (None, Some(disk)) => format!("disk:{}", disk.display()),
+                    (None, None) => "-".into(),
+                },
             },
             generation: d.generation,
             last_exit: match row.last_exit {
@@ -324,6 +329,13 @@ impl Engine {
                 .as_ref()
                 .and_then(|_| self.health_of(&d.spec.name))
                 .map(|h| h.as_str().to_string()),
+            accel: (d.spec.kind == warren_model::Kind::Vm)
+                .then(|| {
+                    std::fs::read_to_string(self.run_dir(&d.spec.name).join(warren_vm::runtime::ACCEL_FILE))
+                        .ok()
+                })
+                .flatten()
+                .map(|a| a.trim().to_string()),
             address: match d.spec.network {
                 warren_model::NetworkMode::Bridge => self
                     .store

@@ -12,15 +12,21 @@ impl Engine {
     pub(super) async fn provision(self: &Arc<Self>, d: &Desired, hash: &str) -> Result<()> {
         let name = d.spec.name.clone();
         // A missing built-in world was built by a planned step before this one.
-        let world = match &d.spec.source {
-            Source::World(w) => w.clone(),
-            Source::Image(r) => self.image_world(r)?,
-            Source::Recipe(r) => crate::daemon::sources::resolve_ref(&self.store, r)?.world,
+        // A full VM boots its own disk: it has no root filesystem, only its data dataset.
+        let world = match d.spec.rootfs_source() {
+            None => None,
+            Some(Source::World(w)) => Some(w.clone()),
+            Some(Source::Image(r)) => Some(self.image_world(r)?),
+            Some(Source::Recipe(r)) => {
+                Some(crate::daemon::sources::resolve_ref(&self.store, r)?.world)
+            }
         };
         let storage = self.storage.clone();
         let n = name.clone();
         tokio::task::spawn_blocking(move || -> Result<()> {
-            storage.create_rootfs(&n, &world)?;
+            if let Some(world) = world {
+                storage.create_rootfs(&n, &world)?;
+            }
             storage.ensure_data(&n)?;
             Ok(())
         })
