@@ -15,7 +15,10 @@
 //! - [`bhyve`]: FreeBSD's hypervisor: the `bhyve`, `bhyveload` and `bhyvectl` argv of a config
 //!   and a lifecycle (tap into the bridge, load, start) run through the executor, a failure at
 //!   any step undone exactly.
-//! - [`initramfs`]: a `newc` cpio writer for the initramfs warren boots microVMs with.
+//! - [`initramfs`]: a `newc` cpio writer, and the guest initramfs of a microVM (the agent as
+//!   `/init`, its shared libraries, the kernel modules it loads), cached by its inputs.
+//! - [`kernel`]: the kernel microVMs boot (found or fetched from Debian and unpacked, never
+//!   installed) and the dependency-ordered modules the guest needs.
 //! - [`agent`]: the framed protocol between the host and the guest agent (`warren-agent`)
 //!   over the agent's virtio-serial port.
 //!
@@ -26,6 +29,7 @@ pub mod agent;
 pub mod bhyve;
 pub mod config;
 pub mod initramfs;
+pub mod kernel;
 pub mod probe;
 pub mod qemu;
 pub mod qmp;
