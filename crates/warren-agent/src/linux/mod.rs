@@ -694,15 +694,15 @@ impl Agent {
         }
         let _ = sys::kill(-1, libc::SIGTERM);
         let start = Instant::now();
-        while start.elapsed() < KILL_GRACE {
-            while sys::reap_one().is_some() {}
-            if unsafe { libc::kill(-1, 0) } < 0 {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        while sys::reap_all() && start.elapsed() < KILL_GRACE {
+            std::thread::sleep(Duration::from_millis(10));
         }
-        let _ = sys::kill(-1, libc::SIGKILL);
-        while sys::reap_one().is_some() {}
+        if sys::reap_all() {
+            let _ = sys::kill(-1, libc::SIGKILL);
+            while sys::reap_all() && start.elapsed() < KILL_GRACE * 2 {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
         sys::sync();
         if let Some(s) = &self.setup {
             for m in s.all_mounts.iter().rev() {

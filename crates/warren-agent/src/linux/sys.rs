@@ -216,6 +216,18 @@ pub fn reap_one() -> Option<(i32, i32)> {
     (pid > 0).then_some((pid, status))
 }
 
+/// Reaps what has exited; whether children remain (as PID 1, every process of the guest).
+pub fn reap_all() -> bool {
+    loop {
+        let mut status = 0;
+        match unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) } {
+            0 => return true,
+            pid if pid > 0 => {}
+            _ => return io::Error::last_os_error().raw_os_error() != Some(libc::ECHILD),
+        }
+    }
+}
+
 /// Waits until a path exists (a device node devtmpfs creates once its driver probed).
 pub fn wait_for(path: &str, timeout: Duration) -> io::Result<()> {
     let start = Instant::now();
