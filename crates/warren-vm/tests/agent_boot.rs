@@ -24,7 +24,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use warren_exec::{Cmd, Executor, HostExecutor};
 use warren_vm::agent::proto::{
-    self, ExecSpec, Exit, Hello, Message, Mount, NetConfig, Poweroff, StartSpec, TimeSync,
+    self, ExecSpec, Exit, Hello, Message, Mount, NetConfig, Poweroff, Resize, Signal, StartSpec,
+    TimeSync,
 };
 use warren_vm::config::{Accel, Boot, Disk, Mac, Nic};
 use warren_vm::{initramfs, kernel, probe, qemu, VmConfig};
@@ -141,6 +142,7 @@ struct Vm {
     started: Instant,
     tx: UnixStream,
     rx: Receiver<(u32, Message)>,
+    sock: PathBuf,
     console: PathBuf,
     stderr: PathBuf,
     /// Output per (channel, is stderr).
@@ -149,6 +151,20 @@ struct Vm {
     /// Milliseconds from QEMU's start to the agent's Hello.
     hello_ms: u128,
     kernel: String,
+}
+
+/// A thread reading messages from the agent connection.
+fn reader(stream: &UnixStream) -> Receiver<(u32, Message)> {
+    let mut reader = stream.try_clone().unwrap();
+    let (send, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        while let Ok(Some(m)) = proto::read_message(&mut reader) {
+            if send.send(m).is_err() {
+                return;
+            }
+        }
+    });
+    rx
 }
 
 impl Drop for Vm {
@@ -219,20 +235,13 @@ impl Vm {
             }
             std::thread::sleep(Duration::from_millis(10));
         };
-        let mut reader = stream.try_clone().unwrap();
-        let (send, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            while let Ok(Some(m)) = proto::read_message(&mut reader) {
-                if send.send(m).is_err() {
-                    return;
-                }
-            }
-        });
+        let rx = reader(&stream);
         let mut vm = Vm {
             qemu,
             started,
             tx: stream,
             rx,
+            sock,
             console,
             stderr,
             output: HashMap::new(),
@@ -240,23 +249,50 @@ impl Vm {
             hello_ms: 0,
             kernel: String::new(),
         };
-        vm.send(
+        vm.hello(Duration::from_secs(60));
+        vm.hello_ms = vm.started.elapsed().as_millis();
+        vm
+    }
+
+    /// The handshake: the host's Hello, the agent's answer first.
+    fn hello(&mut self, timeout: Duration) {
+        self.send(
             0,
             Message::Hello(Hello {
                 version: proto::VERSION,
                 kernel: None,
             }),
         );
-        let (_, m) = vm.next(Duration::from_secs(60), "the agent's Hello");
+        let (_, m) = self.next(timeout, "the agent's Hello");
         match m {
             Message::Hello(h) => {
                 assert_eq!(h.version, proto::VERSION);
-                vm.kernel = h.kernel.unwrap_or_default();
+                self.kernel = h.kernel.unwrap_or_default();
             }
-            other => panic!("{other:?} instead of Hello\n{}", vm.diag()),
+            other => panic!("{other:?} instead of Hello\n{}", self.diag()),
         }
-        vm.hello_ms = vm.started.elapsed().as_millis();
-        vm
+    }
+
+    /// Closes the agent connection, waits, connects again and says Hello.
+    fn reconnect(&mut self, away: Duration) {
+        let _ = self.tx.shutdown(std::net::Shutdown::Both);
+        // What the old connection delivered before it closed.
+        while let Ok((ch, m)) = self.rx.recv_timeout(Duration::from_millis(200)) {
+            panic!("{m:?} on {ch} before the disconnect");
+        }
+        std::thread::sleep(away);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        self.tx = loop {
+            match UnixStream::connect(&self.sock) {
+                Ok(s) => break s,
+                Err(e) => {
+                    assert!(Instant::now() < deadline, "reconnecting: {e}");
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+        };
+        self.rx = reader(&self.tx);
+        self.hello(Duration::from_secs(10));
     }
 
     fn diag(&self) -> String {
@@ -429,7 +465,7 @@ fn the_agent_runs_the_workload_execs_freezes_and_powers_off() {
     let agent = agent_binary();
     let initrd = target_tmp().join("agent-initramfs").join("initramfs.cpio");
     let t = Instant::now();
-    initramfs::build_guest_initramfs(&HostExecutor, &agent, &k, &initrd).unwrap();
+    let rebuilt = initramfs::build_guest_initramfs(&HostExecutor, &agent, &k, &initrd).unwrap();
     let built_ms = t.elapsed().as_millis();
     let t = Instant::now();
     assert!(!initramfs::build_guest_initramfs(&HostExecutor, &agent, &k, &initrd).unwrap());
@@ -555,6 +591,40 @@ fn the_agent_runs_the_workload_execs_freezes_and_powers_off() {
         (_, m) => panic!("{m:?}"),
     }
 
+    // A terminal resized before it is read.
+    vm.exec(6, &["sh", "-c", "read x; stty size"], true);
+    vm.send(
+        6,
+        Message::Resize(Resize {
+            rows: 33,
+            cols: 101,
+        }),
+    );
+    vm.send(6, Message::Stdin(b"\n".to_vec()));
+    assert_eq!(vm.exit(6).code, 0);
+    assert!(
+        vm.out(6, false).contains("33 101"),
+        "{:?}",
+        vm.out(6, false)
+    );
+
+    // A signal to an exec.
+    vm.exec(7, &["sleep", "30"], false);
+    vm.send(7, Message::Signal(Signal { signal: 9 }));
+    assert_eq!(
+        vm.exit(7),
+        Exit {
+            code: 137,
+            signal: Some(9)
+        }
+    );
+
+    // The host goes away while an exec runs and comes back: its output and exit wait for it.
+    vm.exec(8, &["sh", "-c", "sleep 1; echo after-reconnect"], false);
+    vm.reconnect(Duration::from_secs(2));
+    assert_eq!(vm.exit(8).code, 0);
+    assert_eq!(vm.out(8, false), "after-reconnect\n");
+
     vm.send(0, Message::Freeze);
     vm.ack(0, "Freeze");
     vm.send(0, Message::Thaw);
@@ -600,7 +670,7 @@ fn the_agent_runs_the_workload_execs_freezes_and_powers_off() {
         }
     }
     eprintln!(
-        "initramfs built in {built_ms} ms, cached in {cached_ms} ms; boot to agent Hello: {first_hello} ms and {} ms; Started after {started_ms} ms; power-off to QEMU exit {off_ms} ms; main exit to QEMU exit {exit_ms} ms",
+        "initramfs ready in {built_ms} ms (rebuilt: {rebuilt}), then cached in {cached_ms} ms; boot to agent Hello: {first_hello} ms and {} ms; Started after {started_ms} ms; power-off to QEMU exit {off_ms} ms; main exit to QEMU exit {exit_ms} ms",
         vm.hello_ms
     );
 }
