@@ -29,7 +29,7 @@ const LONG_FILE_MARKER: &str = "tidy: long-file:";
 /// Workspace crates by layer, lowest first. A crate may depend on crates of lower layers
 /// only. Layer 0 knows nothing of any other warren crate; layer 1 are the backends and the
 /// store, each knowing only layer 0; layer 2 are backends that implement a layer-1 trait
-/// (the jail and VM runtimes); layer 3 is the binary (CLI, daemon, shim).
+/// (the jail and VM runtimes); layer 3 are the binaries (CLI, daemon, shim; the guest agent).
 pub const CRATE_LAYERS: &[(&str, u8)] = &[
     ("warren-model", 0),
     ("warren-exec", 0),
@@ -44,6 +44,7 @@ pub const CRATE_LAYERS: &[(&str, u8)] = &[
     ("warren-jail", 2),
     ("warren-vm", 2),
     ("warren", 3),
+    ("warren-agent", 3),
 ];
 
 /// The daemon's modules by layer, lowest first: 0 engine (reconcile loop, observed state,

@@ -4,7 +4,7 @@
 //! disk names; and the probe boot that tells whether KVM works on this host.
 
 use crate::config::{Accel, Boot, Console};
-use crate::kernel::{ensure_kernel, KernelFiles};
+use crate::kernel::ensure_kernel;
 use crate::{qemu, Result, VmConfig};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -45,17 +45,20 @@ pub fn boot_files(
     initrd: Option<&Path>,
 ) -> Result<BootFiles> {
     let files = match kernel {
-        Some(k) => KernelFiles::operator(k),
+        Some(k) => crate::kernel::from_path(k)?,
         None => ensure_kernel(exec, &state_dir.join("kernel"))?,
     };
     let initramfs = match initrd {
         Some(i) => i.to_path_buf(),
-        None => crate::guest_initramfs::build_guest_initramfs(
-            exec,
-            agent,
-            &files,
-            &state_dir.join("initramfs"),
-        )?,
+        None => {
+            let out = state_dir
+                .join("initramfs")
+                .join(format!("initramfs-{}.cpio", files.release));
+            std::fs::create_dir_all(state_dir.join("initramfs"))
+                .map_err(|e| crate::invalid("initramfs", e.to_string()))?;
+            crate::initramfs::build_guest_initramfs(exec, agent, &files, &out)?;
+            out
+        }
     };
     Ok(BootFiles {
         kernel: files.vmlinuz,

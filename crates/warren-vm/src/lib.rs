@@ -15,7 +15,10 @@
 //! - [`bhyve`]: FreeBSD's hypervisor: the `bhyve`, `bhyveload` and `bhyvectl` argv of a config
 //!   and a lifecycle (tap into the bridge, load, start) run through the executor, a failure at
 //!   any step undone exactly.
-//! - [`initramfs`]: a `newc` cpio writer for the initramfs warren boots microVMs with.
+//! - [`initramfs`]: a `newc` cpio writer, and the guest initramfs of a microVM (the agent as
+//!   `/init`, its shared libraries, the kernel modules it loads), cached by its inputs.
+//! - [`kernel`]: the kernel microVMs boot (found or fetched from Debian and unpacked, never
+//!   installed) and the dependency-ordered modules the guest needs.
 //! - [`agent`]: the framed protocol between the host and the guest agent (`warren-agent`)
 //!   over the agent's virtio-serial port.
 //!
@@ -24,7 +27,7 @@
 //! - [`disk`]: a microVM's root disk made from its rootfs tree and the persistent disks kept
 //!   inside its datasets.
 //! - [`guest`]: what a microVM boots: the kernel ([`kernel`], Debian's unpacked into the state
-//!   dir) and warren's initramfs holding the agent ([`guest_initramfs`]).
+//!   dir) and warren's initramfs holding the agent ([`initramfs`]), cached; and the KVM probe.
 //! - [`runtime`]: [`runtime::VmRuntime`], the `Runtime` of `kind = "vm"`: QEMU under the VM
 //!   shim ([`shim`]), which relays the agent (output into the workload's logs, exec sessions
 //!   and control requests over its control socket, [`shim::client`]).
@@ -39,7 +42,6 @@ pub mod bhyve;
 pub mod config;
 pub mod disk;
 pub mod guest;
-pub mod guest_initramfs;
 pub mod initramfs;
 pub mod kernel;
 pub mod probe;

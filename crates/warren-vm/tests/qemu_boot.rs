@@ -6,8 +6,9 @@
 //! QEMU to exit on the guest's power-off; on failure it kills the QEMU it started.
 //!
 //! Needs root (the tap), `qemu-system-x86_64` and busybox-static (`scripts/install-deps`), and
-//! a kernel: `WARREN_VM_KERNEL`, else `/boot/vmlinuz-*`, else Debian's `linux-image-amd64`
-//! kernel fetched with `apt-get download` and unpacked (not installed) under the target dir.
+//! a kernel: `WARREN_VM_KERNEL`, else Debian's `linux-image-amd64` kernel fetched with
+//! `apt-get download` and unpacked (not installed) under the target dir
+//! ([`warren_vm::kernel::ensure_kernel`]).
 //!
 //! The KVM test measures whether this host's `/dev/kvm` boots the same guest and checks that
 //! the accelerator choice follows what happened.
@@ -26,76 +27,17 @@ use warren_vm::{initramfs, qemu, VmConfig};
 
 const MARKER: &str = "WARREN-VM-BOOTED";
 
-fn newest_vmlinuz(dir: &Path) -> Option<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .ok()?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("vmlinuz-"))
-        })
-        .collect();
-    v.sort();
-    v.pop()
-}
-
-/// A kernel to boot, fetched and unpacked once into the target dir when the host has none.
+/// A kernel to boot ([`warren_vm::kernel::ensure_kernel`], cached under the target dir).
 fn kernel() -> PathBuf {
     static KERNEL: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    KERNEL.get_or_init(find_kernel).clone()
-}
-
-fn find_kernel() -> PathBuf {
-    if let Some(k) = std::env::var_os("WARREN_VM_KERNEL") {
-        return PathBuf::from(k);
-    }
-    if let Some(k) = newest_vmlinuz(Path::new("/boot")) {
-        return k;
-    }
-    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("vm-kernel");
-    if let Some(k) = newest_vmlinuz(&cache.join("boot")) {
-        return k;
-    }
-    std::fs::create_dir_all(&cache).unwrap();
-    let deps = HostExecutor
-        .run(&Cmd::new("apt-cache").args(["depends", "linux-image-amd64"]))
-        .expect("apt-cache depends linux-image-amd64 (no kernel in /boot and none cached)")
-        .stdout_str();
-    let pkg = deps
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("Depends: linux-image-"))
-        .map(|p| format!("linux-image-{p}"))
-        .unwrap_or_else(|| panic!("no kernel package among linux-image-amd64's: {deps}"));
-    let mut c = warren_exec::std_command("apt-get").unwrap();
-    let out = c
-        .args(["download", &pkg])
-        .current_dir(&cache)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "apt-get download {pkg}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let deb = std::fs::read_dir(&cache)
-        .unwrap()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.extension().is_some_and(|x| x == "deb"))
-        .expect("the downloaded kernel package");
-    // Only the kernel image is needed: unpack just ./boot/vmlinuz-* from the package.
-    HostExecutor
-        .run(
-            &Cmd::new("sh")
-                .arg("-c")
-                .arg("dpkg-deb --fsys-tarfile \"$1\" | tar -x -C \"$2\" --wildcards './boot/vmlinuz-*'")
-                .arg("sh")
-                .arg(&deb)
-                .arg(&cache),
-        )
-        .unwrap();
-    std::fs::remove_file(&deb).unwrap();
-    newest_vmlinuz(&cache.join("boot")).expect("vmlinuz unpacked from the kernel package")
+    KERNEL
+        .get_or_init(|| {
+            let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("vm-kernel");
+            warren_vm::kernel::ensure_kernel(&HostExecutor, &cache)
+                .expect("a kernel (WARREN_VM_KERNEL, or Debian's fetched with apt-get download)")
+                .vmlinuz
+        })
+        .clone()
 }
 
 /// A gzip-compressed initramfs: static busybox and an `/init` that prints the marker and

@@ -331,8 +331,11 @@ impl Engine {
                 .map(|h| h.as_str().to_string()),
             accel: (d.spec.kind == warren_model::Kind::Vm)
                 .then(|| {
-                    std::fs::read_to_string(self.run_dir(&d.spec.name).join(warren_vm::runtime::ACCEL_FILE))
-                        .ok()
+                    std::fs::read_to_string(
+                        self.run_dir(&d.spec.name)
+                            .join(warren_vm::runtime::ACCEL_FILE),
+                    )
+                    .ok()
                 })
                 .flatten()
                 .map(|a| a.trim().to_string()),
