@@ -90,6 +90,10 @@ command = ["sleep", "100000"]
         v["state"] == "running" && v["pid"].is_i64()
     });
     let qemu = v["pid"].as_i64().unwrap() as i32;
+    assert!(
+        v["accel"] == "tcg" || v["accel"] == "kvm",
+        "get names the accelerator: {v:#}"
+    );
     let run_dir = d.state_dir().join("workloads/vm1");
     assert_eq!(
         qemu_pids_of(&run_dir),
@@ -174,6 +178,17 @@ command = ["sleep", "100000"]
     );
     let out = d.cli(&["exec", "vm1", "--", "sh", "-c", "exit 3"]);
     assert_eq!(out.status.code(), Some(3), "exec after adoption: {out:?}");
+
+    // QEMU killed: a crash, restarted by the restart policy (data kept).
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(qemu),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    let v = d.wait_for("vm1", 180, "the crashed VM restarted", |v| {
+        v["state"] == "running" && v["pid"].as_i64() != Some(qemu as i64)
+    });
+    assert!(v["restarts"].as_u64() >= Some(1), "{v:#}");
+    assert_eq!(v["last_exit"]["code"], 137, "{v:#}");
 
     // Stop and start: the data disk in the data dataset keeps what the guest wrote.
     d.ok(&["stop", "vm1"]);
