@@ -276,8 +276,8 @@ impl Vm {
     /// Closes the agent connection, waits, connects again and says Hello.
     fn reconnect(&mut self, away: Duration) {
         let _ = self.tx.shutdown(std::net::Shutdown::Both);
-        // What the old connection delivered before it closed.
-        while let Ok((ch, m)) = self.rx.recv_timeout(Duration::from_millis(200)) {
+        // Nothing is due before the exec's output.
+        if let Ok((ch, m)) = self.rx.recv_timeout(Duration::from_millis(200)) {
             panic!("{m:?} on {ch} before the disconnect");
         }
         std::thread::sleep(away);
@@ -625,10 +625,18 @@ fn the_agent_runs_the_workload_execs_freezes_and_powers_off() {
     assert_eq!(vm.exit(8).code, 0);
     assert_eq!(vm.out(8, false), "after-reconnect\n");
 
+    // Freeze holds writes to the workload's filesystems until Thaw.
     vm.send(0, Message::Freeze);
     vm.ack(0, "Freeze");
+    vm.exec(9, &["sh", "-c", "echo x > /data/during-freeze"], false);
+    let held = vm.rx.recv_timeout(Duration::from_millis(1500));
+    assert!(
+        held.is_err(),
+        "the write to a frozen filesystem did not wait: {held:?}"
+    );
     vm.send(0, Message::Thaw);
     vm.ack(0, "Thaw");
+    assert_eq!(vm.exit(9).code, 0);
     vm.send(0, Message::TimeSync(TimeSync { unix_ns: now_ns() }));
     vm.ack(0, "TimeSync");
 
