@@ -34,7 +34,8 @@ fn target_tmp() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
 }
 
-/// Builds `warren-agent` into the target dir of this test binary and returns its path.
+/// Builds `warren-agent` into the target dir and profile of this test binary and returns its
+/// path (`cargo build` may run here: cargo holds no build lock while tests run).
 fn agent_binary() -> PathBuf {
     // target/debug/deps/agent_boot-HASH → target/debug
     let exe = std::env::current_exe().unwrap();
@@ -46,8 +47,12 @@ fn agent_binary() -> PathBuf {
         .parent()
         .unwrap();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut args = vec!["build", "-p", "warren-agent"];
+    if profile_dir.ends_with("release") {
+        args.push("--release");
+    }
     let out = std::process::Command::new(cargo)
-        .args(["build", "-p", "warren-agent"])
+        .args(&args)
         .env("CARGO_TARGET_DIR", target_dir)
         .current_dir(workspace)
         .output()
@@ -657,10 +662,17 @@ fn the_agent_runs_the_workload_execs_freezes_and_powers_off() {
     let console1 = std::fs::read_to_string(&vm.console).unwrap_or_default();
     drop(vm);
 
-    // Second boot from the same data disk: the file is there.
+    // Second boot from the same data disk, the root read-only this time: the file is there,
+    // and stdin closed at once reads as end of file.
     let mut vm = Vm::boot(dir.path(), "2", &k, &initrd, &[&root, &data], None);
-    vm.send(0, Message::Start(Box::new(start_spec("cat /data/x", None))));
+    let mut spec = start_spec(
+        "cat /data/x; cat; touch /rootfs-write 2>/dev/null || echo ro",
+        None,
+    );
+    spec.root.readonly = true;
+    vm.send(0, Message::Start(Box::new(spec)));
     vm.started(0);
+    vm.send(0, Message::Stdin(Vec::new()));
     assert_eq!(
         vm.exit(0),
         Exit {
@@ -668,7 +680,7 @@ fn the_agent_runs_the_workload_execs_freezes_and_powers_off() {
             signal: None
         }
     );
-    assert_eq!(vm.out(0, false), "hello\n");
+    assert_eq!(vm.out(0, false), "hello\nro\n");
     let exit_ms = vm.wait_exit(Duration::from_secs(30));
     // What the agent said about itself on the consoles (nothing, when all went well).
     let console2 = std::fs::read_to_string(&vm.console).unwrap_or_default();
