@@ -1,6 +1,7 @@
 //! The engine driven in-process over its fakes (no root, no processes): reconcile
 //! convergence, adoption after a daemon restart, crash-loop backoff, OOM kills under
-//! `on-failure`, drift, a parallel apply, and a bridge workload's network. Each test asserts on the calls the fakes
+//! `on-failure`, drift, a parallel apply, a bridge workload's network, and a VM's run (its tap,
+//! its disks, a full VM without a root filesystem). Each test asserts on the calls the fakes
 //! recorded and on the observed state.
 
 use super::fakes::{Harness, ScriptedExit};
@@ -320,4 +321,63 @@ async fn a_bridge_workload_is_attached_published_and_detached() {
         Vec::<String>::new(),
         "the network is the fake's"
     );
+}
+
+#[tokio::test]
+async fn a_vm_gets_a_tap_and_a_vm_run_with_only_its_datasets_as_disks() {
+    let h = Harness::new();
+    let mut vm = spec("vm");
+    vm.kind = warren_model::Kind::Vm;
+    vm.network = NetworkMode::Bridge;
+    vm.vm.console = true;
+    h.apply(&[vm]);
+    h.pass().await;
+    assert_eq!(h.net.calls(), ["attach-tap vm"], "a tap, not a namespace");
+    let run = h.runtime.last_run("vm").expect("the VM was started");
+    let Some(p) = run.vm() else {
+        panic!("a VM run: {:?}", run.backend)
+    };
+    assert!(p.console);
+    assert!(matches!(
+        p.boot,
+        warren_runtime::VmBoot::Kernel { kernel: None, .. }
+    ));
+    let nic = p.nic.as_ref().expect("a NIC on the bridge");
+    assert_eq!(nic.tap, "tap-vm");
+    assert_eq!(
+        nic.address.address,
+        h.engine.store.addresses().unwrap()["vm"]
+    );
+    assert!(
+        p.hosts.is_some(),
+        "the guest starts with the bridge's names"
+    );
+    assert_eq!(
+        run.binds
+            .iter()
+            .map(|b| b.dest.as_str())
+            .collect::<Vec<_>>(),
+        ["/data"],
+        "only datasets become disks: {:?}",
+        run.binds
+    );
+
+    // A full VM boots its own disk: no root filesystem is made for it.
+    let mut full = WorkloadSpec::new("full", Source::World(String::new()));
+    full.kind = warren_model::Kind::Vm;
+    full.network = NetworkMode::None;
+    full.vm.iso = Some("/srv/install.iso".into());
+    h.apply(&[full]);
+    h.pass().await;
+    let run = h.runtime.last_run("full").expect("the full VM was started");
+    assert!(
+        matches!(
+            &run.vm().unwrap().boot,
+            warren_runtime::VmBoot::Firmware { iso: Some(i), disk: None, uefi: false } if i.as_os_str() == "/srv/install.iso"
+        ),
+        "{:?}",
+        run.backend
+    );
+    assert!(!h.storage.has_rootfs("full"));
+    assert!(h.storage.has_data("full"));
 }
