@@ -11,6 +11,10 @@
 //! - a full VM ([`VmBoot::Firmware`]): the `q35` machine with SeaBIOS or OVMF booting a disk
 //!   image or an installer ISO, without an agent; its serial console is its log.
 //!
+//! A VM's serial console is attachable (`warren console`) on `RUN_DIR/console.sock`
+//! ([`CONSOLE_SOCKET`], the shim's console hub) for a full VM always and for a microVM with
+//! `console = true` ([`VmRuntime::console_socket`]).
+//!
 //! The accelerator is KVM when `/dev/kvm` boots a guest here and TCG otherwise
 //! ([`VmRuntime::accel`], probed once and remembered in the state dir).
 //!
@@ -20,7 +24,7 @@
 
 use crate::agent::proto::{self, Message, Mount, NetConfig, StartSpec};
 use crate::config::{Accel, Boot, Console, Disk, Firmware, Mac, Nic, OVMF_CODE, OVMF_VARS};
-use crate::shim::{client, VmShimConfig, CTL_SOCKET};
+use crate::shim::{client, VmShimConfig, CONSOLE_SOCKET, CTL_SOCKET, SERIAL_SOCKET};
 use crate::{disk, qemu, VmConfig};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -101,6 +105,13 @@ impl VmRuntime {
         self.run_dir(id).is_some()
     }
 
+    /// The socket a client attaches to the serial console of the VM whose run directory is
+    /// `run_dir` on: None when it has none (a microVM without `console = true`).
+    pub fn console_socket(run_dir: &Path) -> Option<PathBuf> {
+        let cfg = crate::shim::read_config(run_dir)?.ok()?;
+        cfg.console_attach
+    }
+
     fn ctl(&self, id: &str) -> Option<PathBuf> {
         self.run_dir(id).map(|d| d.join(CTL_SOCKET))
     }
@@ -168,8 +179,10 @@ impl VmRuntime {
             .map(|c| c.ceil().max(1.0) as u32)
             .unwrap_or(1);
         let accel = self.accel();
+        // QEMU's serial socket, held by the shim's console hub, which serves it to clients
+        // on CONSOLE_SOCKET.
         let console = Console {
-            socket: p.console.then(|| run_dir.join("console.sock")),
+            socket: p.console.then(|| run_dir.join(SERIAL_SOCKET)),
             log: Some(run_dir.join("console.log")),
         };
         let nic = p.nic.as_ref().map(|n| Nic {
@@ -227,9 +240,10 @@ impl VmRuntime {
                         )))
                     }
                 };
-                // A full VM's serial console is its log: the shim copies it from the socket.
+                // A full VM's serial console is its log: the shim copies it from the socket
+                // (and serves it on CONSOLE_SOCKET).
                 let console = Console {
-                    socket: Some(run_dir.join("console.sock")),
+                    socket: Some(run_dir.join(SERIAL_SOCKET)),
                     log: None,
                 };
                 Ok((
@@ -390,6 +404,11 @@ impl Runtime for VmRuntime {
                 .unwrap_or_else(|| run_dir.join("agent.sock")),
             start,
             console_socket: cfg.console.socket.clone(),
+            console_attach: cfg
+                .console
+                .socket
+                .as_ref()
+                .map(|_| run_dir.join(CONSOLE_SOCKET)),
             log_dir: run_dir.join("logs"),
             log_max_bytes: self.log_max_bytes,
             log_max_files: self.log_max_files,

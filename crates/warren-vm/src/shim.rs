@@ -12,6 +12,10 @@
 //!    socket (`ctl.sock`, see [`client`]) either an exec session, multiplexed onto the
 //!    agent's channels, or one control request (signal, freeze, thaw, power off) answered
 //!    with `Ack` or `Error`;
+//!    When the VM's console is attachable (a full VM's always, a microVM's with
+//!    `console = true`), the console hub holds QEMU's one serial connection
+//!    ([`SERIAL_SOCKET`]) and serves [`CONSOLE_SOCKET`] to any number of clients; a full VM's
+//!    console output also goes into its log.
 //! 4. SIGTERM asks the guest to power off (the agent stops the main process, syncs and
 //!    unmounts); after [`STOP_GRACE`] QEMU is killed;
 //! 5. when QEMU has exited it writes `exit.json` with the main process's exit status as the
@@ -31,6 +35,11 @@ use std::time::Duration;
 pub const CONFIG_FILE: &str = "vm.json";
 /// The shim's control socket inside the run directory.
 pub const CTL_SOCKET: &str = "ctl.sock";
+/// The serial console clients attach to (`warren console`) inside the run directory, served
+/// by the shim's console hub.
+pub const CONSOLE_SOCKET: &str = "console.sock";
+/// QEMU's own serial console socket inside the run directory: one connection, the shim's.
+pub const SERIAL_SOCKET: &str = "serial.sock";
 /// How long the guest gets to power off after a stop before QEMU is killed.
 pub const STOP_GRACE: Duration = Duration::from_secs(10);
 /// How long a VM gets from QEMU's start to the agent's `Started`.
@@ -47,9 +56,13 @@ pub struct VmShimConfig {
     /// What the agent starts as the workload's main process; None for a full VM, which has
     /// no agent: it runs until QEMU exits, and its serial console is its log.
     pub start: Option<proto::StartSpec>,
-    /// The serial console's socket (a full VM's console is copied into its log from there).
+    /// QEMU's serial console socket, when the console is attachable: the shim's console hub
+    /// holds its one connection (and copies a full VM's console into its log).
     #[serde(default)]
     pub console_socket: Option<PathBuf>,
+    /// Where the hub serves the console to clients ([`CONSOLE_SOCKET`]).
+    #[serde(default)]
+    pub console_attach: Option<PathBuf>,
     pub log_dir: PathBuf,
     pub log_max_bytes: u64,
     pub log_max_files: u32,
@@ -77,6 +90,8 @@ pub fn reply_ok(frame: &Frame) -> Result<(), String> {
     }
 }
 
+#[cfg(target_os = "linux")]
+mod console;
 #[cfg(target_os = "linux")]
 mod linux;
 #[cfg(target_os = "linux")]

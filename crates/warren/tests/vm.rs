@@ -348,3 +348,247 @@ fn bad_vm_specs_are_refused_with_their_location() {
     }
     assert!(d.list().is_empty(), "a refused apply changed something");
 }
+
+/// What a full VM's guest prints on its serial console once booted, before it reads a line.
+const ISO_MARKER: &str = "WARREN-ISO-BOOTED";
+
+/// A BIOS-bootable installer-style ISO made with `grub-mkrescue`: GRUB on the serial port
+/// boots Debian's kernel (the one the VM tests share) with `console=ttyS0` and an initramfs
+/// whose `/init` (busybox) prints [`ISO_MARKER`], waits for a line on the console holding
+/// `console-says-`, answers `GOT:<line>` and powers the VM off.
+fn installer_iso(dir: &Path) -> std::path::PathBuf {
+    for (tool, pkg) in [
+        ("grub-mkrescue", "grub-common"),
+        ("xorriso", "xorriso"),
+        ("mformat", "mtools"),
+    ] {
+        assert!(
+            warren_exec::resolve(tool).is_some(),
+            "{tool} is missing: apt-get install {pkg} (scripts/install-deps)"
+        );
+    }
+    assert!(
+        Path::new("/usr/lib/grub/i386-pc").is_dir(),
+        "GRUB's BIOS modules are missing: apt-get install grub-pc-bin (scripts/install-deps)"
+    );
+    let kernel = warren_vm::kernel::ensure_kernel(
+        &warren_exec::HostExecutor,
+        &common::vm_cache().join("kernel"),
+    )
+    .expect("Debian's kernel (fetched with apt-get download into the shared VM cache)");
+    let tree = dir.join("iso");
+    std::fs::create_dir_all(tree.join("boot/grub")).unwrap();
+    std::fs::copy(&kernel.vmlinuz, tree.join("boot/vmlinuz")).unwrap();
+
+    let busybox = std::fs::read("/bin/busybox")
+        .expect("/bin/busybox (busybox-static, installed by scripts/install-deps)");
+    let init = format!(
+        "#!/bin/busybox sh\n\
+         /bin/busybox mount -t proc proc /proc\n\
+         echo {ISO_MARKER} $(/bin/busybox cat /proc/uptime)\n\
+         while read -r line; do\n\
+         \x20 case \"$line\" in *console-says-*) echo \"GOT:$line\"; break;; esac\n\
+         done\n\
+         /bin/busybox poweroff -f\n"
+    );
+    let mut a = warren_vm::initramfs::Archive::new();
+    a.dir("bin", 0o755).unwrap();
+    a.file("bin/busybox", 0o755, &busybox).unwrap();
+    a.symlink("bin/sh", "busybox").unwrap();
+    a.dir("dev", 0o755).unwrap();
+    a.char_dev("dev/console", 0o600, 5, 1).unwrap();
+    a.dir("proc", 0o755).unwrap();
+    a.file("init", 0o755, init.as_bytes()).unwrap();
+    // Uncompressed: the kernel takes a plain newc archive.
+    std::fs::write(tree.join("boot/initrd"), a.finish()).unwrap();
+    std::fs::write(
+        tree.join("boot/grub/grub.cfg"),
+        "serial --unit=0 --speed=115200\n\
+         terminal_input serial\n\
+         terminal_output serial\n\
+         set timeout=0\n\
+         menuentry \"warren test\" {\n\
+         \x20 linux /boot/vmlinuz console=ttyS0 quiet\n\
+         \x20 initrd /boot/initrd\n\
+         }\n",
+    )
+    .unwrap();
+    let iso = dir.join("install.iso");
+    use warren_exec::Executor;
+    warren_exec::HostExecutor
+        .run(
+            &warren_exec::Cmd::new("grub-mkrescue")
+                .arg("-o")
+                .arg(&iso)
+                .arg(&tree),
+        )
+        .expect("grub-mkrescue");
+    iso
+}
+
+/// `warren console NAME` with piped stdin; its stdout collected as it comes.
+struct Console {
+    child: std::process::Child,
+    out: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl Console {
+    fn attach(d: &Daemon, name: &str) -> Console {
+        use std::process::Stdio;
+        let mut child = std::process::Command::new(common::WARREN)
+            .args(["console", name])
+            .env("WARREN_STATE_DIR", d.state_dir())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let out = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut stdout = child.stdout.take().unwrap();
+        let sink = out.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = std::io::Read::read(&mut stdout, &mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        Console { child, out }
+    }
+
+    fn output(&self) -> String {
+        String::from_utf8_lossy(&self.out.lock().unwrap()).into_owned()
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        use std::io::Write;
+        let stdin = self.child.stdin.as_mut().unwrap();
+        stdin.write_all(bytes).unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// Its exit status, waiting at most `secs`.
+    fn wait(&mut self, secs: u64) -> std::process::ExitStatus {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "`warren console` did not end; output: {}",
+                self.output()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Console {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+#[test]
+fn a_full_vm_boots_an_installer_iso_and_its_console_attaches() {
+    require_vm_host();
+    let work = tempfile::tempdir().unwrap();
+    let iso = installer_iso(work.path());
+    let d = Daemon::start(&[]);
+    let t0 = std::time::Instant::now();
+    d.apply(
+        "iso.toml",
+        &format!(
+            "[workload.iso1]\nkind = \"vm\"\nrestart = \"never\"\nresources = {{ memory = \"256M\" }}\n\n[workload.iso1.vm]\niso = \"{}\"\n",
+            iso.display()
+        ),
+    );
+    let v = d.wait_for("iso1", 60, "the full VM running", |v| {
+        v["state"] == "running" && v["pid"].is_i64()
+    });
+    let qemu = v["pid"].as_i64().unwrap() as i32;
+    let run_dir = d.state_dir().join("workloads/iso1");
+    assert_eq!(
+        qemu_pids_of(&run_dir),
+        [qemu],
+        "the workload's pid is its QEMU"
+    );
+
+    // A console attached while the VM boots sees the guest's output as it comes, and the
+    // console is the VM's log too: SeaBIOS, GRUB, the kernel, then the marker.
+    let mut first = Console::attach(&d, "iso1");
+    wait_until(120, "the ISO's marker in the VM's log", || {
+        d.ok(&["logs", "iso1"]).contains(ISO_MARKER)
+    });
+    let booted = t0.elapsed();
+    wait_until(10, "the marker on the attached console", || {
+        first.output().contains(ISO_MARKER)
+    });
+    let logs = d.ok(&["logs", "iso1"]);
+    assert!(logs.contains("SeaBIOS"), "{logs}");
+    // Ctrl-] detaches: the CLI ends with status 0 and the VM keeps running.
+    first.send(&[0x1d]);
+    let st = first.wait(10);
+    assert!(st.success(), "detach: {st}");
+    assert_eq!(d.get("iso1")["state"], "running");
+
+    // A second console writes a line; the guest answers on the console and powers off,
+    // which ends `warren console` with status 0.
+    let mut second = Console::attach(&d, "iso1");
+    // Sent again until answered: the guest may not read the console yet.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    'answered: loop {
+        second.send(b"console-says-hi\n");
+        for _ in 0..30 {
+            if second.output().contains("GOT:console-says-hi") {
+                break 'answered;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no answer on the console: {}",
+            second.output()
+        );
+    }
+    let st = second.wait(60);
+    assert!(st.success(), "console at the VM's end: {st}");
+    let v = d.wait_for("iso1", 30, "the VM exited after its power-off", |v| {
+        v["state"] == "exited"
+    });
+    assert!(v["pid"].is_null(), "{v:#}");
+    assert!(
+        qemu_pids_of(&run_dir).is_empty(),
+        "QEMU outlived the power-off"
+    );
+    assert!(d.ok(&["logs", "iso1"]).contains("GOT:console-says-hi"));
+    eprintln!(
+        "full VM (TCG, SeaBIOS + GRUB + kernel from an ISO): marker after {:.1}s, power-off after {:.1}s",
+        booted.as_secs_f64(),
+        t0.elapsed().as_secs_f64()
+    );
+
+    // A VM that is not running has no console to attach to.
+    let out = d.cli(&["console", "iso1"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not running"), "{err}");
+
+    // delete --purge leaves no QEMU, run dir or cgroup.
+    d.ok(&["delete", "--purge", "iso1"]);
+    assert!(qemu_pids_of(&run_dir).is_empty(), "QEMU outlived delete");
+    assert!(!run_dir.exists(), "the run dir outlived delete");
+    for ctl in common::cgroup_controllers() {
+        let dir = Path::new("/sys/fs/cgroup")
+            .join(&ctl)
+            .join(format!("warren-{}", d.instance()))
+            .join("iso1");
+        assert!(!dir.exists(), "{} left behind", dir.display());
+    }
+}

@@ -322,6 +322,16 @@ fn run(run_dir: &Path, status: &mut Option<File>) -> Res<()> {
         Ok(l) => l,
         Err(e) => return fail(&mut qemu, format!("{}: {e}", ctl.display())),
     };
+    let console_listener = match &cfg.console_attach {
+        Some(path) => {
+            let _ = std::fs::remove_file(path);
+            match UnixListener::bind(path) {
+                Ok(l) => Some(l),
+                Err(e) => return fail(&mut qemu, format!("{}: {e}", path.display())),
+            }
+        }
+        None => None,
+    };
     if let Some(mut s) = status.take() {
         let _ = s.write_all(b"ok");
     }
@@ -345,12 +355,17 @@ fn run(run_dir: &Path, status: &mut Option<File>) -> Res<()> {
             reader = Some(std::thread::spawn(move || read_agent(r, &sh)));
             let sh = shared.clone();
             std::thread::spawn(move || serve(listener, &sh));
+            if let Some(serial) = cfg.console_socket.clone() {
+                std::thread::spawn(move || super::console::run(&serial, console_listener, None));
+            }
             Some(shared)
         }
         None => {
             // A full VM: its serial console is its log.
-            if let Some(sock) = cfg.console_socket.clone() {
-                std::thread::spawn(move || copy_console(&sock, logs));
+            if let Some(serial) = cfg.console_socket.clone() {
+                std::thread::spawn(move || {
+                    super::console::run(&serial, console_listener, Some(logs))
+                });
             }
             None
         }
@@ -377,6 +392,9 @@ fn run(run_dir: &Path, status: &mut Option<File>) -> Res<()> {
     }
     let _ = std::fs::remove_file(&ctl);
     let _ = std::fs::remove_file(&cfg.agent_socket);
+    if let Some(path) = &cfg.console_attach {
+        let _ = std::fs::remove_file(path);
+    }
     cgroup.remove();
     rshim::write_json(&run_dir.join(EXIT_FILE), &info).map_err(|e| e.to_string())
 }
@@ -405,28 +423,6 @@ fn exit_record(
         oom_killed: oom,
         finished_at_ms: at,
     }
-}
-
-/// Copies a full VM's serial console into its log until QEMU closes it.
-fn copy_console(sock: &Path, mut logs: LogWriter) {
-    use std::io::Read;
-    let mut s = None;
-    for _ in 0..500 {
-        if let Ok(c) = UnixStream::connect(sock) {
-            s = Some(c);
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let Some(mut s) = s else { return };
-    let mut buf = [0u8; 8192];
-    while let Ok(n) = s.read(&mut buf) {
-        if n == 0 {
-            break;
-        }
-        let _ = logs.write(Stream::Stdout, &buf[..n]);
-    }
-    let _ = logs.finish(Stream::Stdout);
 }
 
 fn unix_ns() -> u64 {

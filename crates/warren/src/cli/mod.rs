@@ -163,6 +163,15 @@ enum Cmd {
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
+    /// Attach the terminal to a running VM's serial console (a full VM's, or a microVM's with
+    /// `console = true`); detach with Ctrl-] and the VM keeps running.
+    ///
+    /// The terminal is in raw mode while attached: keys go to the guest as typed. Ctrl-]
+    /// (0x1d) anywhere in the input detaches. With stdin not a terminal (a pipe), what it
+    /// gives is written to the console and output is shown until the VM ends or Ctrl-]
+    /// arrives. Ends with status 0 on detach and when the VM powers off.
+    #[command(after_help = "Detach key: Ctrl-] (the VM keeps running).")]
+    Console { name: String },
     /// Run a one-off container from a world and remove it when it exits.
     Run(RunCmd),
     /// Base systems that workloads are created from.
@@ -425,6 +434,7 @@ async fn dispatch(cli: Cli) -> Result<Exit> {
             workdir,
             command,
         } => workloads::exec(&client, name, tty, env, workdir, command).await,
+        Cmd::Console { name } => workloads::console(&client, &name).await,
         Cmd::Run(r) => workloads::run(&client, r).await,
         Cmd::World { cmd } => images::world(&client, cmd).await,
         Cmd::Image { cmd } => images::image(&client, cmd).await,

@@ -464,6 +464,115 @@ pub(super) async fn exec(
     attach(client, &routes::WORKLOAD_EXEC.at(&[&name]), &args, tty).await
 }
 
+/// The console's detach key: Ctrl-] (0x1d), as telnet and virsh have it.
+pub const DETACH_KEY: u8 = 0x1d;
+
+/// The part of `input` before the detach key, and whether the key is in it.
+fn before_detach(input: &[u8]) -> (&[u8], bool) {
+    match input.iter().position(|&b| b == DETACH_KEY) {
+        Some(i) => (&input[..i], true),
+        None => (input, false),
+    }
+}
+
+/// What the console's stdin reader hands on.
+enum ConsoleInput {
+    Data(Vec<u8>),
+    Detach,
+    Eof,
+}
+
+/// `warren console NAME`: the terminal (raw) on a running VM's serial console until Ctrl-]
+/// or the VM's end; both end with status 0.
+pub(super) async fn console(client: &Client, name: &str) -> Result<Exit> {
+    let io = client
+        .upgrade(
+            &routes::WORKLOAD_CONSOLE.at(&[name]),
+            &serde_json::json!({}),
+        )
+        .await?;
+    let (mut rd, mut wr) = tokio::io::split(io);
+    let interactive = nix::unistd::isatty(std::io::stdin()).unwrap_or(false);
+    let _raw = RawMode::enter(true);
+    if interactive {
+        eprint!("attached to the console of {name}; detach with Ctrl-]\r\n");
+    }
+    let (in_tx, mut in_rx) = tokio::sync::mpsc::channel::<ConsoleInput>(16);
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 4096];
+        let mut stdin = std::io::stdin().lock();
+        loop {
+            let n = match std::io::Read::read(&mut stdin, &mut buf) {
+                Ok(0) | Err(_) => {
+                    let _ = in_tx.blocking_send(ConsoleInput::Eof);
+                    return;
+                }
+                Ok(n) => n,
+            };
+            let (data, detach) = before_detach(&buf[..n]);
+            if !data.is_empty()
+                && in_tx
+                    .blocking_send(ConsoleInput::Data(data.to_vec()))
+                    .is_err()
+            {
+                return;
+            }
+            if detach {
+                let _ = in_tx.blocking_send(ConsoleInput::Detach);
+                return;
+            }
+        }
+    });
+    // Ok(true) on detach; Ok(false) when the connection broke. At the end of stdin the
+    // connection stays open: output is shown until the VM ends or the process is ended.
+    let mut writer = tokio::spawn(async move {
+        while let Some(i) = in_rx.recv().await {
+            match i {
+                ConsoleInput::Data(d) => {
+                    if wr
+                        .write_all(&encode_frame(FrameKind::Stdin, &d))
+                        .await
+                        .is_err()
+                    {
+                        return false;
+                    }
+                }
+                ConsoleInput::Detach => return true,
+                ConsoleInput::Eof => break,
+            }
+        }
+        std::future::pending::<()>().await;
+        false
+    });
+    let mut out = tokio::io::stdout();
+    let mut writing = true;
+    loop {
+        tokio::select! {
+            f = read_frame(&mut rd) => match f? {
+                None | Some((FrameKind::Exit, _)) => {
+                    eprint!("\r\nthe console of {name} closed: the VM ended\r\n");
+                    break;
+                }
+                Some((FrameKind::Stdout, d)) => {
+                    out.write_all(&d).await?;
+                    out.flush().await?;
+                }
+                Some((FrameKind::Error, d)) => bail!("{}", String::from_utf8_lossy(&d)),
+                Some(_) => {}
+            },
+            detached = &mut writer, if writing => {
+                writing = false;
+                if matches!(detached, Ok(true)) {
+                    eprint!("\r\ndetached from the console of {name}\r\n");
+                    break;
+                }
+            }
+        }
+    }
+    writer.abort();
+    Ok(Exit::Success)
+}
+
 /// `warren run --rm WORLD -- CMD...`: a one-off container; its command's status is returned.
 pub(super) async fn run(client: &Client, r: RunCmd) -> Result<Exit> {
     if !r.rm {
@@ -491,6 +600,14 @@ pub(super) async fn run(client: &Client, r: RunCmd) -> Result<Exit> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn input_after_the_detach_key_is_not_sent() {
+        assert_eq!(before_detach(b"ls\r"), (&b"ls\r"[..], false));
+        assert_eq!(before_detach(b"ab\x1dcd"), (&b"ab"[..], true));
+        assert_eq!(before_detach(b"\x1d"), (&b""[..], true));
+        assert_eq!(before_detach(b""), (&b""[..], false));
+    }
 
     async fn copied(frames: &[(FrameKind, &[u8])]) -> (Result<Exit>, Vec<u8>, Vec<u8>) {
         let mut input = Vec::new();

@@ -41,6 +41,7 @@ routes! {
     WORKLOAD_RESTART = post "/v1/workloads/{name}/restart";
     WORKLOAD_LOGS = get "/v1/workloads/{name}/logs" ["follow", "tail"];
     WORKLOAD_EXEC = get "/v1/workloads/{name}/exec";
+    WORKLOAD_CONSOLE = get "/v1/workloads/{name}/console";
     RUN = get "/v1/run";
     WORKLOAD_SNAPSHOTS = get "/v1/workloads/{name}/snapshots";
     WORKLOAD_SNAPSHOT = post "/v1/workloads/{name}/snapshots";

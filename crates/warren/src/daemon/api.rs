@@ -2,7 +2,7 @@
 //!
 //! Handlers parse requests into service and engine calls; validating and applying spec files
 //! is the [`super::apply`] service's (an invalid file changes nothing). Streaming endpoints
-//! (logs, exec, run) live in [`super::stream`].
+//! (logs, exec, console, run) live in [`super::stream`].
 
 use super::datasets::{SnapshotView, Target};
 use super::engine::Engine;
@@ -49,6 +49,8 @@ crate::api! { routes, ops, Arc<Engine>;
     get "/v1/workloads/{name}/logs" => stream::logs, Token, "A workload's log lines, as NDJSON; with follow, new lines as they come", ["tail": "only the last N lines", "follow": "true to keep streaming"],
         None, crate::ndjson_of!(LogEntry);
     get "/v1/workloads/{name}/exec" => stream::exec, Token, "Run a command inside a running workload over an upgraded connection (arguments in the x-warren-args header)", [],
+        None, Upgrade;
+    get "/v1/workloads/{name}/console" => stream::console, Token, "Attach to a running VM's serial console over an upgraded connection (stdin frames in, its output as stdout frames, an exit frame when the VM ends)", [],
         None, Upgrade;
     get "/v1/run" => stream::run, Token, "Run a one-off container from a world over an upgraded connection, removed when it exits", [],
         None, Upgrade;

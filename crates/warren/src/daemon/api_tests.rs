@@ -435,3 +435,43 @@ fn services_never_reach_up_into_the_api_layer() {
     }
     assert!(found.is_empty(), "upward references:\n{}", found.join("\n"));
 }
+
+/// `console` is refused before any upgrade: an unknown workload is 404; a container, a
+/// microVM without `console = true`, a VM that is not running and one whose run has no
+/// console socket are each a 409 saying why.
+#[tokio::test]
+async fn console_refusals_have_their_status_and_reason() {
+    let h = host();
+    h.declare(web());
+    let mut micro = WorkloadSpec::new("micro", Source::World("busybox".into()));
+    micro.kind = warren_model::Kind::Vm;
+    h.declare(micro);
+    let mut full = WorkloadSpec::new("full", Source::World("busybox".into()));
+    full.kind = warren_model::Kind::Vm;
+    full.vm.iso = Some("/srv/install.iso".into());
+    h.declare(full);
+    let cases = [
+        ("nope", 404, "no workload named"),
+        ("web", 409, "only a VM has a serial console"),
+        ("micro", 409, "`console = true`"),
+        ("full", 409, "not running"),
+    ];
+    for (name, want, says) in cases {
+        let (status, json) = h
+            .send(Method::GET, &format!("/v1/workloads/{name}/console"), None)
+            .await;
+        assert_eq!(status, want, "{name}: {json}");
+        let msg = json["error"].as_str().unwrap_or_default();
+        assert!(msg.contains(says), "{name}: {msg}");
+    }
+    // Running, but its run directory has no VM shim config (so no console socket).
+    h.engine.update("full", |r| r.pid = Some(1));
+    let (status, json) = h
+        .send(Method::GET, "/v1/workloads/full/console", None)
+        .await;
+    assert_eq!(status, 409, "{json}");
+    assert!(
+        json["error"].as_str().unwrap().contains("not available"),
+        "{json}"
+    );
+}

@@ -1,6 +1,8 @@
 //! Streaming endpoints: `logs` (NDJSON, optionally followed), and `exec` / `run --rm` over an
 //! upgraded connection carrying frames (see [`crate::wire`]). A terminal session gets a real
 //! pty whose master side this module pumps; otherwise stdin, stdout and stderr are pipes.
+//! `console` splices a VM's serial console (the socket its shim serves) with an upgraded
+//! connection: stdin frames to the guest, its output as stdout frames.
 
 use super::engine::Engine;
 use super::error::{ApiError, ErrorKind, WorkloadError, WorldError};
@@ -165,6 +167,85 @@ pub async fn exec(
         }
     });
     Ok(switching())
+}
+
+/// `GET /v1/workloads/{name}/console` (upgrade): a running VM's serial console, both ways,
+/// until the client leaves or the VM ends (an exit frame with status 0).
+pub async fn console(
+    State(e): State<Arc<Engine>>,
+    Path(name): Path<String>,
+    mut req: Request,
+) -> Result<Response, ApiError> {
+    let desired = e.desired_all()?;
+    let d = desired
+        .get(&name)
+        .ok_or_else(|| ApiError::not_found(&name))?;
+    if d.spec.kind != warren_model::Kind::Vm {
+        return Err(WorkloadError::Refused(format!(
+            "workload {name:?} is a {}: only a VM has a serial console (`warren exec -t {name} -- sh` opens a shell)",
+            d.spec.kind.as_str()
+        ))
+        .into());
+    }
+    if !d.spec.vm.is_full_vm() && !d.spec.vm.console {
+        return Err(WorkloadError::Refused(format!(
+            "VM {name:?} has no attachable serial console: `console = true` in its [workload.{name}.vm] table enables it"
+        ))
+        .into());
+    }
+    if e.observed_row(&name).and_then(|r| r.pid).is_none() {
+        return Err(WorkloadError::Conflict(format!("workload {name:?} is not running")).into());
+    }
+    let unavailable = |why: String| -> ApiError {
+        WorkloadError::Conflict(format!("the console of {name:?} is not available: {why}")).into()
+    };
+    let socket = warren_vm::runtime::VmRuntime::console_socket(&e.run_dir(&name))
+        .ok_or_else(|| unavailable("its run has no console socket; restart it".into()))?;
+    let console = tokio::net::UnixStream::connect(&socket)
+        .await
+        .map_err(|err| unavailable(format!("{}: {err}", socket.display())))?;
+    let up = take_upgrade(&mut req)?;
+    tokio::spawn(async move {
+        match up.await {
+            Ok(io) => splice_console(TokioIo::new(io), console).await,
+            Err(err) => tracing::warn!("console upgrade failed: {err}"),
+        }
+    });
+    Ok(switching())
+}
+
+/// Stdin frames to the console, the console's output as stdout frames; an exit frame (0)
+/// when the console closes (the VM ended).
+async fn splice_console(io: Io, console: tokio::net::UnixStream) {
+    let (mut rd, mut wr) = tokio::io::split(io);
+    let (mut from_vm, mut to_vm) = console.into_split();
+    let mut input = tokio::spawn(async move {
+        while let Ok(Some((kind, data))) = read_frame(&mut rd).await {
+            if kind == FrameKind::Stdin && to_vm.write_all(&data).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut buf = vec![0u8; 16384];
+    loop {
+        tokio::select! {
+            n = from_vm.read(&mut buf) => match n {
+                Ok(0) | Err(_) => {
+                    let _ = wr.write_all(&encode_frame(FrameKind::Exit, &0i32.to_be_bytes())).await;
+                    break;
+                }
+                Ok(n) => {
+                    if wr.write_all(&encode_frame(FrameKind::Stdout, &buf[..n])).await.is_err() {
+                        break;
+                    }
+                }
+            },
+            // The client left.
+            _ = &mut input => break,
+        }
+    }
+    input.abort();
+    let _ = wr.shutdown().await;
 }
 
 static RUN_SEQ: AtomicU64 = AtomicU64::new(0);
