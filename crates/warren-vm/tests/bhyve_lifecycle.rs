@@ -1,7 +1,11 @@
 //! bhyve through the recording executor: golden argv of three VM shapes (`tests/golden/bhyve`,
 //! regenerated with `WARREN_BLESS=1`), a whole lifecycle (tap into the bridge → bhyveload →
 //! start → destroy) running exactly these commands, and a failure injected at each step of
-//! creation running the undo of exactly the steps before it.
+//! creation running the undo of exactly the steps before it; and [`BhyveRuntime`]'s protocol
+//! with a script standing in for the shim: the start's preparation and the shim's `jail.json`
+//! (goldens), stop, kill, freeze/thaw, observe and delete, every failure undone.
+//!
+//! [`BhyveRuntime`]: warren_vm::bhyve_runtime::BhyveRuntime
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
