@@ -61,10 +61,13 @@ pub fn mkfs_cmd(image: &Path, size: u64, source: Option<&Path>, label: &str) -> 
     Ok(c.arg(image.as_os_str()).arg(format!("{}k", size / 1024)))
 }
 
-/// Builds the root disk `image` from `rootfs` (replacing an older one).
+/// Builds the root disk `image` from `rootfs` (replacing an older one). The tree's
+/// filesystem is synced first: `mkfs.ext4 -d` maps files with FIEMAP and fails with EIO on
+/// extents still delayed in the page cache (a freshly unpacked image).
 pub fn build_root_disk(exec: &dyn Executor, rootfs: &Path, image: &Path) -> Result<()> {
     let tree =
         tree_bytes(rootfs).map_err(|e| invalid("rootfs", format!("{}: {e}", rootfs.display())))?;
+    syncfs(rootfs).map_err(|e| invalid("rootfs", format!("syncing {}: {e}", rootfs.display())))?;
     let _ = std::fs::remove_file(image);
     exec.run(&mkfs_cmd(
         image,
@@ -88,6 +91,22 @@ pub fn ensure_dataset_disk(exec: &dyn Executor, dir: &Path, size: u64) -> Result
     std::fs::rename(&partial, &image)
         .map_err(|e| invalid("data", format!("{}: {e}", image.display())))?;
     Ok(image)
+}
+
+/// Writes out every dirty page of the filesystem holding `path`.
+fn syncfs(path: &Path) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let dir = std::fs::File::open(path)?;
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: syncfs only reads the open descriptor.
+        if unsafe { libc::syncfs(dir.as_raw_fd()) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    dir.sync_all()?;
+    Ok(())
 }
 
 #[cfg(test)]

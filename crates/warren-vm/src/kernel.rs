@@ -5,7 +5,7 @@
 //! host's `/lib/modules/RELEASE`); the newest Debian kernel package already unpacked under the
 //! cache directory; else the package `linux-image-amd64` depends on, fetched with
 //! `apt-get download` and unpacked with `dpkg-deb -x` into `CACHE/linux-image-RELEASE/`
-//! (through a `.partial` directory renamed when complete). Debian's packages carry no
+//! (through a per-process `.partial` directory renamed when complete). Debian's packages carry no
 //! `modules.dep` (the host's `depmod` writes it at install), so it is generated with
 //! `depmod -b` into the unpacked tree.
 //!
@@ -217,7 +217,8 @@ fn fetch(exec: &dyn Executor, cache_dir: &Path) -> Result<KernelFiles> {
         command: format!("apt-cache depends {KERNEL_METAPACKAGE}"),
         reason: "no linux-image-* dependency".into(),
     })?;
-    let staging = cache_dir.join(format!(".{pkg}.partial"));
+    // Per process, so two fetching at once do not share a staging directory.
+    let staging = cache_dir.join(format!(".{pkg}.partial.{}", std::process::id()));
     if staging.exists() {
         std::fs::remove_dir_all(&staging).map_err(|e| io("clearing a partial unpack", e))?;
     }
@@ -245,11 +246,17 @@ fn fetch(exec: &dyn Executor, cache_dir: &Path) -> Result<KernelFiles> {
     })?;
     ensure_depmod(exec, &k)?;
     let dest = cache_dir.join(&pkg);
-    if dest.exists() {
-        std::fs::remove_dir_all(&dest).map_err(|e| io("replacing an old unpack", e))?;
+    if dest.exists() && kernel_in(&dest).is_none() {
+        std::fs::remove_dir_all(&dest).map_err(|e| io("removing an incomplete unpack", e))?;
     }
-    std::fs::rename(&tree, &dest).map_err(|e| io("moving the unpacked kernel in place", e))?;
+    let moved = std::fs::rename(&tree, &dest);
     let _ = std::fs::remove_dir_all(&staging);
+    // A complete unpack already there (another fetch won the race) is as good as ours.
+    if let Err(e) = moved {
+        if kernel_in(&dest).is_none() {
+            return Err(io("moving the unpacked kernel in place", e));
+        }
+    }
     kernel_in(&dest).ok_or_else(|| invalid("kernel", format!("{} is incomplete", dest.display())))
 }
 

@@ -493,8 +493,34 @@ impl Runtime for VmRuntime {
         self.control(id, &Message::Freeze)
     }
 
+    /// Lets the guest's filesystems run again and sets its clock (it may have been paused
+    /// for a while).
     fn thaw(&self, id: &str) -> Result<()> {
-        self.control(id, &Message::Thaw)
+        self.control(id, &Message::Thaw)?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        self.control(id, &Message::TimeSync(proto::TimeSync { unix_ns: now }))
+    }
+
+    /// The run is this daemon's when its shim still runs (the recorded start time guards
+    /// against a reused pid) and QEMU answers on its QMP socket that the guest runs.
+    fn adopt(&self, state: &warren_runtime::ShimState) -> bool {
+        if !warren_runtime::proc::process_alive(state.shim_pid, state.shim_start_ticks) {
+            return false;
+        }
+        let Some(dir) = self.run_dir(&state.id) else {
+            return false;
+        };
+        let Ok(sock) = std::os::unix::net::UnixStream::connect(dir.join("qmp.sock")) else {
+            return false;
+        };
+        let _ = sock.set_read_timeout(Some(Duration::from_secs(5)));
+        match crate::qmp::Qmp::handshake(sock) {
+            Ok((mut q, _)) => q.query_status().map(|s| s.running).unwrap_or(false),
+            Err(_) => false,
+        }
     }
 
     /// Kills a QEMU still running and forgets the run.

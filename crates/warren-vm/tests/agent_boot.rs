@@ -34,7 +34,8 @@ fn target_tmp() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
 }
 
-/// Builds `warren-agent` into the target dir of this test binary and returns its path.
+/// Builds `warren-agent` into the target dir and profile of this test binary and returns its
+/// path (`cargo build` may run here: cargo holds no build lock while tests run).
 fn agent_binary() -> PathBuf {
     // target/debug/deps/agent_boot-HASH → target/debug
     let exe = std::env::current_exe().unwrap();
@@ -46,8 +47,12 @@ fn agent_binary() -> PathBuf {
         .parent()
         .unwrap();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut args = vec!["build", "-p", "warren-agent"];
+    if profile_dir.ends_with("release") {
+        args.push("--release");
+    }
     let out = std::process::Command::new(cargo)
-        .args(["build", "-p", "warren-agent"])
+        .args(&args)
         .env("CARGO_TARGET_DIR", target_dir)
         .current_dir(workspace)
         .output()
@@ -276,8 +281,8 @@ impl Vm {
     /// Closes the agent connection, waits, connects again and says Hello.
     fn reconnect(&mut self, away: Duration) {
         let _ = self.tx.shutdown(std::net::Shutdown::Both);
-        // What the old connection delivered before it closed.
-        while let Ok((ch, m)) = self.rx.recv_timeout(Duration::from_millis(200)) {
+        // Nothing is due before the exec's output.
+        if let Ok((ch, m)) = self.rx.recv_timeout(Duration::from_millis(200)) {
             panic!("{m:?} on {ch} before the disconnect");
         }
         std::thread::sleep(away);
@@ -625,10 +630,18 @@ fn the_agent_runs_the_workload_execs_freezes_and_powers_off() {
     assert_eq!(vm.exit(8).code, 0);
     assert_eq!(vm.out(8, false), "after-reconnect\n");
 
+    // Freeze holds writes to the workload's filesystems until Thaw.
     vm.send(0, Message::Freeze);
     vm.ack(0, "Freeze");
+    vm.exec(9, &["sh", "-c", "echo x > /data/during-freeze"], false);
+    let held = vm.rx.recv_timeout(Duration::from_millis(1500));
+    assert!(
+        held.is_err(),
+        "the write to a frozen filesystem did not wait: {held:?}"
+    );
     vm.send(0, Message::Thaw);
     vm.ack(0, "Thaw");
+    assert_eq!(vm.exit(9).code, 0);
     vm.send(0, Message::TimeSync(TimeSync { unix_ns: now_ns() }));
     vm.ack(0, "TimeSync");
 
@@ -649,10 +662,17 @@ fn the_agent_runs_the_workload_execs_freezes_and_powers_off() {
     let console1 = std::fs::read_to_string(&vm.console).unwrap_or_default();
     drop(vm);
 
-    // Second boot from the same data disk: the file is there.
+    // Second boot from the same data disk, the root read-only this time: the file is there,
+    // and stdin closed at once reads as end of file.
     let mut vm = Vm::boot(dir.path(), "2", &k, &initrd, &[&root, &data], None);
-    vm.send(0, Message::Start(Box::new(start_spec("cat /data/x", None))));
+    let mut spec = start_spec(
+        "cat /data/x; cat; touch /rootfs-write 2>/dev/null || echo ro",
+        None,
+    );
+    spec.root.readonly = true;
+    vm.send(0, Message::Start(Box::new(spec)));
     vm.started(0);
+    vm.send(0, Message::Stdin(Vec::new()));
     assert_eq!(
         vm.exit(0),
         Exit {
@@ -660,7 +680,7 @@ fn the_agent_runs_the_workload_execs_freezes_and_powers_off() {
             signal: None
         }
     );
-    assert_eq!(vm.out(0, false), "hello\n");
+    assert_eq!(vm.out(0, false), "hello\nro\n");
     let exit_ms = vm.wait_exit(Duration::from_secs(30));
     // What the agent said about itself on the consoles (nothing, when all went well).
     let console2 = std::fs::read_to_string(&vm.console).unwrap_or_default();

@@ -76,6 +76,8 @@ kind = "vm"
 world = "busybox"
 resources = {{ memory = "256M" }}
 ports = ["127.0.0.1:{port}:8080"]
+domains = ["vm.test"]
+port = 8080
 command = ["/bin/sh", "-c", "echo hello-from-vm; cat /data/x 2>/dev/null; echo kept > /data/x; sync; mkdir -p /www; echo served-by-vm > /www/index.html; exec httpd -f -p 8080 -h /www"]
 
 [workload.c1]
@@ -88,6 +90,10 @@ command = ["sleep", "100000"]
         v["state"] == "running" && v["pid"].is_i64()
     });
     let qemu = v["pid"].as_i64().unwrap() as i32;
+    assert!(
+        v["accel"] == "tcg" || v["accel"] == "kvm",
+        "get names the accelerator: {v:#}"
+    );
     let run_dir = d.state_dir().join("workloads/vm1");
     assert_eq!(
         qemu_pids_of(&run_dir),
@@ -135,6 +141,16 @@ command = ["sleep", "100000"]
             .map(|o| String::from_utf8_lossy(&o.stdout).contains("served-by-vm"))
             .unwrap_or(false)
     });
+    // A domain routes through the ingress to the VM.
+    d.wait_running("warren-ingress");
+    wait_until(60, "the VM's domain through the ingress", || {
+        std::process::Command::new("curl")
+            .args(["-s", "-m", "5", "-H", "Host: vm.test"])
+            .arg(format!("http://127.0.0.1:{}/", d.net.http_port))
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).contains("served-by-vm"))
+            .unwrap_or(false)
+    });
     // Names both ways: the container reaches the VM, the VM reaches the container.
     let out = d.ok(&[
         "exec",
@@ -163,6 +179,17 @@ command = ["sleep", "100000"]
     let out = d.cli(&["exec", "vm1", "--", "sh", "-c", "exit 3"]);
     assert_eq!(out.status.code(), Some(3), "exec after adoption: {out:?}");
 
+    // QEMU killed: a crash, restarted by the restart policy (data kept).
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(qemu),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    let v = d.wait_for("vm1", 180, "the crashed VM restarted", |v| {
+        v["state"] == "running" && v["pid"].as_i64() != Some(qemu as i64)
+    });
+    assert!(v["restarts"].as_u64() >= Some(1), "{v:#}");
+    assert_eq!(v["last_exit"]["code"], 137, "{v:#}");
+
     // Stop and start: the data disk in the data dataset keeps what the guest wrote.
     d.ok(&["stop", "vm1"]);
     let v = d.get("vm1");
@@ -190,6 +217,100 @@ command = ["sleep", "100000"]
             .join("vm1");
         assert!(!dir.exists(), "{} left behind", dir.display());
     }
+}
+
+/// A one-layer busybox image `vmimg:v1`, as a docker-save archive in `dir`.
+fn busybox_image(dir: &Path) -> std::path::PathBuf {
+    for tool in ["umoci", "skopeo"] {
+        assert!(
+            warren_exec::resolve(tool).is_some(),
+            "{tool} is missing: apt-get install {tool} (scripts/install-deps)"
+        );
+    }
+    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("busybox-static is missing (scripts/install-deps)");
+    let out = std::process::Command::new("sh")
+        .args([
+            "-euc",
+            r#"umoci init --layout L
+umoci new --image L:v1
+umoci unpack --image L:v1 B
+mkdir -p B/rootfs/bin B/rootfs/etc B/rootfs/tmp
+cp "$BUSYBOX" B/rootfs/bin/busybox
+for a in sh cat echo sleep sync; do ln -s busybox B/rootfs/bin/$a; done
+umoci repack --image L:v1 B
+umoci config --image L:v1 --config.entrypoint /bin/sh --config.entrypoint -c --config.cmd 'echo image-vm-up; exec sleep 100000'
+skopeo --insecure-policy copy oci:L:v1 docker-archive:img.tar:vmimg:v1"#,
+        ])
+        .current_dir(dir)
+        .env("BUSYBOX", busybox)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "building the image: {out:?}");
+    dir.join("img.tar")
+}
+
+fn vm_from_image(extra: &str) -> String {
+    format!(
+        r#"[workload.vm2]
+kind = "vm"
+image = "vmimg:v1"
+resources = {{ memory = "192M" }}
+network = "none"
+{extra}
+"#
+    )
+}
+
+/// What the guest's `/data/x` holds (after waiting for the VM to run).
+fn data_of(d: &Daemon) -> String {
+    d.wait_for("vm2", 180, "the VM running", |v| v["state"] == "running");
+    d.ok(&["exec", "vm2", "--", "cat", "/data/x"])
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn a_vm_from_an_image_keeps_its_data_across_drift_rollback_and_export() {
+    require_vm_host();
+    let d = Daemon::start(&[]);
+    let tmp = tempfile::tempdir().unwrap();
+    let image = busybox_image(tmp.path());
+    d.ok(&["image", "import", image.to_str().unwrap()]);
+    d.apply("vm2.toml", &vm_from_image(""));
+    d.wait_for("vm2", 180, "the VM running", |v| v["state"] == "running");
+    wait_until(30, "the image's command in the log", || {
+        d.ok(&["logs", "vm2"]).contains("image-vm-up")
+    });
+    d.ok(&["exec", "vm2", "--", "sh", "-c", "echo v1 > /data/x"]);
+
+    // Drift (a changed environment) recreates the VM with its data kept.
+    let before = d.get("vm2")["pid"].clone();
+    d.apply("vm2.toml", &vm_from_image("env = { MODE = \"two\" }"));
+    d.wait_for("vm2", 180, "the VM recreated", |v| {
+        v["state"] == "running" && v["pid"] != before
+    });
+    assert_eq!(data_of(&d), "v1");
+    let env = d.ok(&["exec", "vm2", "--", "sh", "-c", "echo $MODE"]);
+    assert_eq!(env.trim(), "two", "the recreated VM runs the new spec");
+
+    // A snapshot of the running VM (its filesystems frozen by the agent), a change, a
+    // rollback: the data is the snapshot's.
+    d.ok(&["snapshot", "vm2", "--label", "s1"]);
+    d.ok(&["exec", "vm2", "--", "sh", "-c", "echo v2 > /data/x"]);
+    assert_eq!(data_of(&d), "v2");
+    d.ok(&["rollback", "vm2", "s1"]);
+    assert_eq!(data_of(&d), "v1");
+
+    // Export, delete with the data, import: the data comes back.
+    let archive = tmp.path().join("vm2.warx");
+    d.ok(&["export", "vm2", "-o", archive.to_str().unwrap()]);
+    d.ok(&["delete", "--purge", "vm2"]);
+    assert!(d.list().iter().all(|w| w["name"] != "vm2"));
+    d.ok(&["import", archive.to_str().unwrap()]);
+    assert_eq!(data_of(&d), "v1");
 }
 
 #[test]

@@ -596,7 +596,12 @@ impl Agent {
         let mut buf = vec![0u8; 64 * 1024];
         for ch in done {
             for stderr in [false, true] {
-                while self.read_chunk(ch, stderr, &mut buf) {}
+                // What the pipe holds; a bound, as a process the exited one left behind may
+                // keep writing to it.
+                let mut chunks = 0;
+                while chunks < 32 && self.read_chunk(ch, stderr, &mut buf) {
+                    chunks += 1;
+                }
             }
             let p = self.procs.remove(&ch).expect("listed");
             let exit = p.exit.expect("exited");

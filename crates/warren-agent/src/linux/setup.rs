@@ -188,8 +188,9 @@ pub fn start(spec: &StartSpec) -> io::Result<Setup> {
         sys::set_hostname(&spec.hostname)?;
     }
     if let Some(hosts) = &spec.hosts {
-        bind_hosts(hosts)?;
-        s.all_mounts.push("/etc/hosts".into());
+        if bind_hosts(hosts)? {
+            s.all_mounts.push("/etc/hosts".into());
+        }
     }
     net::loopback_up()?;
     if let Some(n) = &spec.net {
@@ -204,17 +205,26 @@ pub fn start(spec: &StartSpec) -> io::Result<Setup> {
 }
 
 /// Writes the hosts file into the initramfs and binds it over the root's `/etc/hosts`, so a
-/// read-only root works and the workload's disk is not changed.
-fn bind_hosts(content: &str) -> io::Result<()> {
+/// read-only root works and the workload's disk is not changed. A root without
+/// `/etc/hosts` gets one when it is writable; a read-only one goes without (logged): whether
+/// it was bound.
+fn bind_hosts(content: &str) -> io::Result<bool> {
     let src = "/warren/hosts";
     std::fs::create_dir_all("/warren")?;
     std::fs::write(src, content)?;
     let target = under_root("/etc/hosts")?;
     if !Path::new(&target).exists() {
-        std::fs::create_dir_all(under_root("/etc")?)?;
-        std::fs::write(&target, b"")?;
+        let made =
+            std::fs::create_dir_all(under_root("/etc")?).and_then(|_| std::fs::write(&target, b""));
+        if let Err(e) = made {
+            crate::linux::log(&format!(
+                "no /etc/hosts in the root and none can be made: {e}"
+            ));
+            return Ok(false);
+        }
     }
-    sys::mount(src, &target, "", libc::MS_BIND, "")
+    sys::mount(src, &target, "", libc::MS_BIND, "")?;
+    Ok(true)
 }
 
 fn switch_root() -> io::Result<()> {

@@ -25,7 +25,10 @@
 //! - `Exec` (ch N ≥ 1, [`ExecSpec`]): answered `Started {pid}` or `Error`; then `Stdout` and
 //!   `Stderr` (a tty exec: everything as `Stdout`) until `Exit {code, signal}`.
 //! - Any channel: `Stdin` (host→agent), `Signal {signal}` to the channel's process,
-//!   `Resize {rows, cols}` of a tty exec.
+//!   `Resize {rows, cols}` of a tty exec. Every process's stdin is a pipe (a tty exec's is
+//!   its terminal) that stays open until the host sends an empty `Stdin`: a host with no
+//!   input for the main process sends one right after `Started`, so it reads end of file as
+//!   a container's would. On a terminal, end of input is written as its EOF character.
 //! - Ch 0: `Freeze` / `Thaw` (fsfreeze every mounted workload filesystem / unfreeze; answered
 //!   `Ack` or `Error`), `TimeSync {unix_ns}` (set the clock; `Ack`), `Poweroff {grace_ms}`
 //!   (SIGTERM the main process, SIGKILL after the grace, sync, unmount, power off).

@@ -289,6 +289,9 @@ fn run(run_dir: &Path, status: &mut Option<File>) -> Res<()> {
             let f = Frame::control(Kind::Start, 0, &start);
             proto::write_frame(&mut s, &f).map_err(|e| format!("starting the workload: {e}"))?;
             await_reply(&mut s, Kind::Started, &mut logs, deadline)?;
+            // The main process reads end of file on stdin, as a container's does.
+            proto::write_frame(&mut s, &Frame::data(Kind::Stdin, 0, Vec::new()))
+                .map_err(|e| format!("closing the workload's stdin: {e}"))?;
             s.set_read_timeout(None).map_err(|e| e.to_string())?;
             Ok(s)
         })();

@@ -92,6 +92,8 @@ struct RuntimeState {
     starts: BTreeMap<String, Vec<u64>>,
     /// Starts that fail, per workload.
     failing_starts: BTreeSet<String>,
+    /// The run each workload was last started with.
+    last_runs: HashMap<String, WorkloadRun>,
     next_pid: i32,
 }
 
@@ -145,6 +147,11 @@ impl FakeRuntime {
     }
 
     /// The clock's time at each start of `workload`.
+    /// The run `workload` was last started with.
+    pub fn last_run(&self, workload: &str) -> Option<WorkloadRun> {
+        self.state.lock().unwrap().last_runs.get(workload).cloned()
+    }
+
     pub fn starts(&self, workload: &str) -> Vec<u64> {
         self.state
             .lock()
@@ -320,6 +327,7 @@ impl Shims for FakeRuntime {
         let mut st = self.state.lock().unwrap();
         st.calls.push(format!("start {workload}"));
         st.starts.entry(workload.clone()).or_default().push(now);
+        st.last_runs.insert(workload.clone(), spec.clone());
         if st.failing_starts.contains(&workload) {
             anyhow::bail!("scripted start failure");
         }
@@ -907,6 +915,7 @@ impl Harness {
                 exec: exec.clone(),
                 clock: clock.clone(),
                 net: net.clone(),
+                caps: warren_model::HostCapabilities::for_os("linux").with(warren_model::Kind::Vm),
             },
         )
         .unwrap()

@@ -88,6 +88,8 @@ pub struct Backends {
     pub exec: Arc<dyn warren_exec::Executor>,
     pub clock: Arc<dyn Clock>,
     pub net: Arc<dyn BridgeNetwork>,
+    /// The workload kinds this host runs.
+    pub caps: warren_model::HostCapabilities,
 }
 
 impl Engine {
@@ -112,6 +114,7 @@ impl Engine {
                 exec,
                 clock: Arc::new(SystemClock),
                 net,
+                caps: crate::daemon::host_capabilities(),
             },
         )
     }
@@ -125,6 +128,7 @@ impl Engine {
             exec,
             clock,
             net,
+            caps,
         } = backends;
         let observed = store.observed()?;
         let ingress = Arc::new(super::ingress::Ingress::new(
@@ -154,7 +158,7 @@ impl Engine {
             network_error: Mutex::new(None),
             health: Mutex::new(HashMap::new()),
             evaluator: std::sync::OnceLock::new(),
-            caps: crate::daemon::host_capabilities(),
+            caps,
         }))
     }
 }
