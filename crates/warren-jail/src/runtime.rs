@@ -646,6 +646,7 @@ impl JailRuntime {
     ) -> Result<JailShimConfig> {
         Ok(JailShimConfig {
             id: spec.id.clone(),
+            program: None,
             jexec: self.main_args(spec, plan)?,
             log_dir: run_dir.join("logs"),
             log_max_bytes: self.log_max_bytes,

@@ -29,8 +29,8 @@
 //!
 //! 1. becomes the reaper of its descendants (`procctl(PROC_REAP_ACQUIRE)`), ignores SIGHUP and
 //!    SIGPIPE, and takes SIGCHLD, SIGTERM and SIGINT as kqueue `EVFILT_SIGNAL` events;
-//! 2. starts `jexec ...` (the main process, attached to the jail) with pipes as its stdout
-//!    and stderr, writes `state.json` with its own start stamp and jexec's PID, and reports
+//! 2. starts `jexec ...` (the main process, attached to the jail; or the config's `program`,
+//!    `bhyve` for a VM) with pipes as its stdout and stderr, writes `state.json` with its own start stamp and jexec's PID, and reports
 //!    `ok`;
 //! 3. supervises with kevent(2): output into the rotating log, children reaped on SIGCHLD
 //!    (`EVFILT_PROC` `NOTE_EXIT` on the main process too), SIGTERM and SIGINT forwarded to it;
@@ -99,7 +99,12 @@ pub struct ShimConfig {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct JailShimConfig {
     pub id: String,
-    /// The arguments of `jexec` that start the main process in the (already created) jail.
+    /// The program started as the main process, `jexec` when absent; a bhyve VM's is
+    /// `bhyve`, whose teardown destroys the VM and its tap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub program: Option<String>,
+    /// The arguments of `jexec` (or of `program`) that start the main process in the
+    /// (already created) jail.
     pub jexec: Vec<String>,
     pub log_dir: PathBuf,
     pub log_max_bytes: u64,
@@ -539,6 +544,7 @@ mod tests {
         assert!(read_jail_config(dir.path()).is_err());
         let cfg = JailShimConfig {
             id: "warren-web".into(),
+            program: None,
             jexec: vec!["-l".into(), "warren-web".into(), "/bin/sh".into()],
             log_dir: "/var/db/warren/workloads/web/logs".into(),
             log_max_bytes: 10,
@@ -547,6 +553,14 @@ mod tests {
         };
         write_jail_config(dir.path(), &cfg).unwrap();
         assert_eq!(read_jail_config(dir.path()).unwrap(), cfg);
+        let text = std::fs::read_to_string(dir.path().join(JAIL_CONFIG_FILE)).unwrap();
+        assert!(!text.contains("program"), "{text}");
+        let vm = JailShimConfig {
+            program: Some("bhyve".into()),
+            ..cfg
+        };
+        write_jail_config(dir.path(), &vm).unwrap();
+        assert_eq!(read_jail_config(dir.path()).unwrap(), vm);
         std::fs::write(dir.path().join(JAIL_CONFIG_FILE), "{\"id\": 1}").unwrap();
         assert!(read_jail_config(dir.path()).is_err());
     }

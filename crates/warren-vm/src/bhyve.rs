@@ -18,7 +18,9 @@
 //! then `daemon -f -o LOG -p PIDFILE bhyve ...`. When a step fails, what was done is undone in
 //! reverse ([`Progress`], [`undo_cmds`]): `bhyvectl --destroy --vm=NAME` once the kernel may
 //! hold the VM, `ifconfig TAP destroy` (which also removes it from the bridge) once the tap
-//! exists. [`teardown_cmds`] is the same list for a whole VM.
+//! exists. [`teardown_cmds`] is the same list for a whole VM. [`Bhyve::prepare`] is the
+//! same without the start, for a supervisor that runs `bhyve` itself
+//! ([`crate::bhyve_runtime`]).
 //!
 //! Direct kernel boots are QEMU's: bhyve boots a disk or an ISO, through UEFI or `bhyveload`.
 
@@ -295,8 +297,18 @@ impl Bhyve {
 
     /// Creates the tap, loads and starts the VM; on failure undoes every step done.
     pub fn create(&self, p: &BhyvePlan) -> Result<()> {
+        self.steps(p, true)
+    }
+
+    /// Creates the tap and loads the VM (bhyveload), without starting `bhyve`: for a
+    /// supervisor that runs `p.bhyve` itself. On failure undoes every step done.
+    pub fn prepare(&self, p: &BhyvePlan) -> Result<()> {
+        self.steps(p, false)
+    }
+
+    fn steps(&self, p: &BhyvePlan, start: bool) -> Result<()> {
         let mut done = Progress::default();
-        let result = self.create_steps(p, &mut done);
+        let result = self.create_steps(p, &mut done, start);
         if result.is_err() {
             // Undo failures are ignored: the original error is what is reported.
             for c in undo_cmds(p, &done)? {
@@ -306,7 +318,7 @@ impl Bhyve {
         result
     }
 
-    fn create_steps(&self, p: &BhyvePlan, done: &mut Progress) -> Result<()> {
+    fn create_steps(&self, p: &BhyvePlan, done: &mut Progress, start: bool) -> Result<()> {
         if let Some(tap) = &p.tap {
             let out = self
                 .exec
@@ -327,6 +339,9 @@ impl Bhyve {
         if let Some(load) = &p.load {
             done.vm = true;
             self.run(load)?;
+        }
+        if !start {
+            return Ok(());
         }
         done.vm = true;
         self.run(&start_cmd(p))

@@ -95,10 +95,10 @@ pub fn ensure_dataset_disk(exec: &dyn Executor, dir: &Path, size: u64) -> Result
 
 /// Writes out every dirty page of the filesystem holding `path`.
 fn syncfs(path: &Path) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
     let dir = std::fs::File::open(path)?;
     #[cfg(target_os = "linux")]
     {
+        use std::os::fd::AsRawFd;
         // SAFETY: syncfs only reads the open descriptor.
         if unsafe { libc::syncfs(dir.as_raw_fd()) } != 0 {
             return Err(std::io::Error::last_os_error());

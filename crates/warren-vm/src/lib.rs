@@ -31,6 +31,11 @@
 //! - [`runtime`]: [`runtime::VmRuntime`], the `Runtime` of `kind = "vm"`: QEMU under the VM
 //!   shim ([`shim`]), which relays the agent (output into the workload's logs, exec sessions
 //!   and control requests over its control socket, [`shim::client`]).
+//! - [`bhyve_runtime`]: [`bhyve_runtime::BhyveRuntime`], the `Runtime` of `kind = "vm"` on
+//!   FreeBSD: full VMs under bhyve, supervised by the jail-style shim (`jail.json` with
+//!   `bhyve` as its program and the VM's destruction as its teardown).
+//!
+//! Both runtimes are [`VmBackend`]s: the daemon's dispatcher asks them which ids they own.
 //!
 //! Invariants: the builders and parsers do no I/O except through [`warren_exec::Executor`] or on a stream
 //! the caller hands in; an argv is only built from a config that validated. The runtime and
@@ -39,6 +44,7 @@
 
 pub mod agent;
 pub mod bhyve;
+pub mod bhyve_runtime;
 pub mod config;
 pub mod disk;
 pub mod guest;
@@ -51,6 +57,13 @@ pub mod runtime;
 pub mod shim;
 
 pub use config::VmConfig;
+
+/// A VM backend as the daemon's dispatcher sees it: a [`warren_runtime::Runtime`] for
+/// [`warren_runtime::Backend::Vm`] runs that knows which ids it started.
+pub trait VmBackend: warren_runtime::Runtime {
+    /// Whether `id` is a VM this backend started (and has not deleted).
+    fn owns(&self, id: &str) -> bool;
+}
 
 /// Errors of validating a VM config and of running its commands.
 #[derive(Debug, thiserror::Error)]

@@ -369,6 +369,12 @@ impl VmRuntime {
     }
 }
 
+impl crate::VmBackend for VmRuntime {
+    fn owns(&self, id: &str) -> bool {
+        VmRuntime::owns(self, id)
+    }
+}
+
 impl Runtime for VmRuntime {
     fn name(&self) -> &'static str {
         "vm"

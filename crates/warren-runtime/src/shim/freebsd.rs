@@ -152,7 +152,8 @@ pub(super) fn run(run_dir: &Path, status: &mut Option<File>) -> Result<()> {
     };
     let (out_r, out_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
-    let mut cmd = warren_exec::std_command("jexec")?;
+    let program = cfg.program.as_deref().unwrap_or("jexec");
+    let mut cmd = warren_exec::std_command(program)?;
     cmd.args(&cfg.jexec)
         .stdin(Stdio::null())
         .stdout(Stdio::from(out_w))
@@ -160,9 +161,12 @@ pub(super) fn run(run_dir: &Path, status: &mut Option<File>) -> Result<()> {
         .current_dir("/");
     // SAFETY: reset_signals only makes async-signal-safe calls.
     unsafe { cmd.pre_exec(reset_signals) };
-    let child = cmd
-        .spawn()
-        .map_err(|e| other(format!("cannot start `jexec {}`: {e}", cfg.jexec.join(" "))))?;
+    let child = cmd.spawn().map_err(|e| {
+        other(format!(
+            "cannot start `{program} {}`: {e}",
+            cfg.jexec.join(" ")
+        ))
+    })?;
     // Drop our copies of the pipes' write ends: only jexec and its descendants hold them now.
     drop(cmd);
     let main_pid = child.id() as i32;

@@ -123,7 +123,8 @@ fn make_runtime(
 
 /// The container backend of this OS: a jail per workload on FreeBSD, each supervised by a
 /// shim (this executable) and its teardown recorded under `<state>/jails`, with warren's
-/// devfs ruleset loaded first.
+/// devfs ruleset loaded first; and, where bhyve is installed, bhyve VMs under the same shim
+/// (their run links under `<state>/vm`), with the `vmm` and `nmdm` modules loaded first.
 #[cfg(target_os = "freebsd")]
 fn make_runtime(
     cfg: &Config,
@@ -137,11 +138,27 @@ fn make_runtime(
         Ruleset::warren_default(DEFAULT_RULESET),
     )
     .context("configuring the jail runtime")?
-    .with_shim(shim_exe)
+    .with_shim(shim_exe.clone())
     .with_state_dir(cfg.state_dir.join("jails"));
     rt.prepare_host()
         .context("loading warren's devfs ruleset")?;
-    Ok(Arc::new(rt))
+    let vms: Option<Arc<dyn warren_vm::VmBackend>> =
+        if host_capabilities().runs(warren_model::Kind::Vm) {
+            let bhyve = warren_vm::bhyve_runtime::BhyveRuntime::new(
+                exec.clone(),
+                &cfg.net.bridge,
+                shim_exe,
+                cfg.state_dir.join("vm"),
+            )
+            .context("configuring the bhyve runtime")?;
+            bhyve
+                .prepare_host()
+                .context("loading the vmm and nmdm kernel modules")?;
+            Some(Arc::new(bhyve))
+        } else {
+            None
+        };
+    Ok(Arc::new(runtimes::Runtimes::new(Arc::new(rt), vms)))
 }
 
 /// The bridge network of this OS, chosen once at start: namespaces, veths and nftables on

@@ -1,22 +1,23 @@
 //! The daemon's one [`Runtime`]: the host's container backend (runc, or jails on FreeBSD) and,
-//! where the host has one, the VM backend, chosen per run by its backend part and per id by
-//! which backend started it. The engine holds this as its runtime, so every kind is supervised,
-//! adopted and stopped by the same code.
+//! where the host has one, the VM backend (QEMU on Linux, bhyve on FreeBSD: any
+//! [`VmBackend`]), chosen per run by its backend part and per id by which backend started it.
+//! The engine holds this as its runtime, so every kind is supervised, adopted and stopped by
+//! the same code.
 
 use std::path::Path;
 use std::sync::Arc;
 use warren_runtime::{
     Backend, ExecRequest, Observed, Result, Runtime, RuntimeError, ShimState, Started, WorkloadRun,
 };
-use warren_vm::runtime::VmRuntime;
+use warren_vm::VmBackend;
 
 pub struct Runtimes {
     containers: Arc<dyn Runtime>,
-    vms: Option<Arc<VmRuntime>>,
+    vms: Option<Arc<dyn VmBackend>>,
 }
 
 impl Runtimes {
-    pub fn new(containers: Arc<dyn Runtime>, vms: Option<Arc<VmRuntime>>) -> Runtimes {
+    pub fn new(containers: Arc<dyn Runtime>, vms: Option<Arc<dyn VmBackend>>) -> Runtimes {
         Runtimes { containers, vms }
     }
 
