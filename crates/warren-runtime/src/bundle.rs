@@ -415,7 +415,11 @@ pub fn render_config_for(
             "namespaces": namespaces,
             "maskedPaths": MASKED_PATHS,
             "readonlyPaths": READONLY_PATHS,
-            "seccomp": seccomp::profile(arch),
+            "seccomp": if arch == Arch::host() {
+                seccomp::host_profile().clone()
+            } else {
+                seccomp::profile(arch)
+            },
         },
     });
     if let Some(u) = &spec.userns {

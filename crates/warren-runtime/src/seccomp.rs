@@ -555,6 +555,13 @@ pub fn profile(arch: Option<Arch>) -> Value {
     })
 }
 
+/// [`profile`] for this host's architecture, built once: it depends on nothing else, and every
+/// container start and one-off run writes it into its bundle.
+pub fn host_profile() -> &'static Value {
+    static PROFILE: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+    PROFILE.get_or_init(|| profile(Arch::host()))
+}
+
 /// Every call the profile allows without conditions on `arch`, sorted.
 pub fn allowed_calls(arch: Option<Arch>) -> Vec<&'static str> {
     let mut v: Vec<&'static str> = ALLOWED.iter().flat_map(|g| g.iter().copied()).collect();
@@ -570,6 +577,12 @@ mod tests {
     use super::*;
     use std::collections::BTreeSet;
     use std::path::Path;
+
+    #[test]
+    fn the_cached_host_profile_is_the_host_profile() {
+        assert_eq!(host_profile(), &profile(Arch::host()));
+        assert!(std::ptr::eq(host_profile(), host_profile()), "built once");
+    }
 
     #[test]
     fn golden_profiles() {

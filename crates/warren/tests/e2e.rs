@@ -528,6 +528,41 @@ fn run_rm_is_ephemeral() {
     let out = d.cli(&["run", "busybox", "--", "true"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--rm"));
+    // The process starts before the stream is upgraded: stdin written afterwards still
+    // reaches it, and a terminal run gets its pty.
+    let mut child = Command::new(WARREN)
+        .args([
+            "run",
+            "--rm",
+            "busybox",
+            "--",
+            "sh",
+            "-c",
+            "read x; echo got $x",
+        ])
+        .env("WARREN_STATE_DIR", d.state_dir())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"hello\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "got hello\n");
+    let out = d.cli(&["run", "--rm", "-t", "busybox", "--", "tty"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("/dev/pts/"),
+        "{out:?}"
+    );
+    // A world that does not exist prepares nothing.
+    let out = d.cli(&["run", "--rm", "nosuchworld", "--", "true"]);
+    assert!(!out.status.success());
+    wait_until(10, "nothing left of the runs", || {
+        std::fs::read_dir(d.pool_root().join("workloads"))
+            .map(|rd| rd.count() == 0)
+            .unwrap_or(true)
+    });
 }
 
 #[test]

@@ -161,7 +161,9 @@ pub async fn exec(
     tokio::spawn(async move {
         match up.await {
             Ok(io) => {
-                let _ = pump(TokioIo::new(io), cmd, args.tty, args.rows, args.cols).await;
+                if let Ok(proc) = Proc::spawn(cmd, args.tty, args.rows, args.cols) {
+                    let _ = pump(TokioIo::new(io), proc).await;
+                }
             }
             Err(err) => tracing::warn!("exec upgrade failed: {err}"),
         }
@@ -251,33 +253,20 @@ async fn splice_console(io: Io, console: tokio::net::UnixStream) {
 static RUN_SEQ: AtomicU64 = AtomicU64::new(0);
 
 /// `GET /v1/run` (upgrade): an ephemeral container from a world, removed when it exits.
+///
+/// Everything a run needs before its process exists (the overlay root filesystem, the bundle,
+/// the spawn) happens in one blocking task, and the process is started before the connection
+/// upgrade completes: its output waits in the pipes until the stream is there to carry it.
 pub async fn run(State(e): State<Arc<Engine>>, mut req: Request) -> Result<Response, ApiError> {
     let args: RunArgs = parse_args(&req)?;
     let meta = warren_storage::worlds::world_meta(&*e.storage, &args.world)
         .map_err(|err| WorldError::NotFound(err.to_string()))?;
+    let up = take_upgrade(&mut req)?;
     let name = format!(
         "run-{}-{}",
         std::process::id(),
         RUN_SEQ.fetch_add(1, Ordering::Relaxed)
     );
-    let storage = e.storage.clone();
-    let (n, w) = (name.clone(), args.world.clone());
-    let rootfs =
-        tokio::task::spawn_blocking(move || warren_storage::ephemeral::create(&*storage, &n, &w))
-            .await
-            .map_err(|err| anyhow::anyhow!(err))?
-            .map_err(|err| anyhow::anyhow!(err))?;
-    let argv = if args.argv.is_empty() {
-        meta.default_command.clone()
-    } else {
-        args.argv.clone()
-    };
-    let spec = warren_runtime::WorkloadRun {
-        binds: super::engine::world_binds(&meta),
-        env: args.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
-        terminal: args.tty,
-        ..super::oneoff::spec(&e, &name, rootfs, argv)
-    };
     let cleanup = {
         let e = e.clone();
         let name = name.clone();
@@ -293,24 +282,46 @@ pub async fn run(State(e): State<Arc<Engine>>, mut req: Request) -> Result<Respo
             let _ = std::fs::remove_dir_all(e.run_dir(&name));
         }
     };
-    let cmd = match e.runtime.run_foreground(&spec, &e.run_dir(&name)) {
-        Ok(c) => c,
+    let (tty, rows, cols) = (args.tty, args.rows, args.cols);
+    let started = {
+        let e = e.clone();
+        tokio::task::spawn_blocking(move || -> anyhow::Result<Proc> {
+            let rootfs = warren_storage::ephemeral::create(&*e.storage, &name, &args.world)?;
+            let argv = if args.argv.is_empty() {
+                meta.default_command.clone()
+            } else {
+                args.argv
+            };
+            let spec = warren_runtime::WorkloadRun {
+                binds: super::engine::world_binds(&meta),
+                env: args.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+                terminal: tty,
+                ..super::oneoff::spec(&e, &name, rootfs, argv)
+            };
+            let cmd = e.runtime.run_foreground(&spec, &e.run_dir(&name))?;
+            Proc::spawn(cmd, tty, rows, cols)
+        })
+        .await
+        .map_err(anyhow::Error::from)
+        .and_then(|r| r)
+    };
+    let proc = match started {
+        Ok(p) => p,
         Err(err) => {
             tokio::task::spawn_blocking(move || cleanup(false))
                 .await
                 .ok();
-            // Writing the bundle is the daemon's work: a fault unless the disk is full.
-            return Err(anyhow::Error::from(err).into());
+            // Preparing and starting the run is the daemon's work: a fault unless the disk is
+            // full.
+            return Err(err.into());
         }
     };
-    let up = take_upgrade(&mut req)?;
     tokio::spawn(async move {
         let finished = match up.await {
-            Ok(io) => pump(TokioIo::new(io), cmd, args.tty, args.rows, args.cols)
-                .await
-                .is_ok(),
+            Ok(io) => pump(TokioIo::new(io), proc).await.is_ok(),
             Err(err) => {
                 tracing::warn!("run upgrade failed: {err}");
+                proc.abandon().await;
                 false
             }
         };
@@ -330,27 +341,31 @@ fn exit_code(status: std::process::ExitStatus) -> i32 {
         .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
 }
 
-/// Runs `cmd` and pumps its stdio through the framed connection until it exits.
-async fn pump(
-    io: Io,
-    mut cmd: std::process::Command,
-    tty: bool,
-    rows: u16,
-    cols: u16,
-) -> anyhow::Result<()> {
-    let (mut rd, mut wr) = tokio::io::split(io);
-    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(64);
-    let (in_tx, mut in_rx) = mpsc::channel::<(FrameKind, Vec<u8>)>(64);
-    // Client → process frames.
-    let reader = tokio::spawn(async move {
-        while let Ok(Some(frame)) = read_frame(&mut rd).await {
-            if in_tx.send(frame).await.is_err() {
-                break;
-            }
+/// A started process whose stdio [`pump`] carries: pipes, or the master side of its pty.
+struct Proc {
+    child: tokio::process::Child,
+    master: Option<std::fs::File>,
+}
+
+impl Proc {
+    /// Starts `cmd` on a new pty (`tty`, sized `rows` × `cols`, 24 × 80 when unknown) or on
+    /// pipes. Needs the runtime's context (a blocking task's is enough).
+    fn spawn(
+        mut cmd: std::process::Command,
+        tty: bool,
+        rows: u16,
+        cols: u16,
+    ) -> anyhow::Result<Proc> {
+        if !tty {
+            cmd.stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            let child = tokio::process::Command::from(cmd).spawn()?;
+            return Ok(Proc {
+                child,
+                master: None,
+            });
         }
-    });
-    let mut child;
-    if tty {
         let ws = nix::pty::Winsize {
             ws_row: if rows == 0 { 24 } else { rows },
             ws_col: if cols == 0 { 80 } else { cols },
@@ -362,8 +377,35 @@ async fn pump(
         cmd.stdin(Stdio::from(slave.try_clone()?))
             .stdout(Stdio::from(slave.try_clone()?))
             .stderr(Stdio::from(slave));
-        child = tokio::process::Command::from(cmd).spawn()?;
-        let master = std::fs::File::from(pty.master);
+        let child = tokio::process::Command::from(cmd).spawn()?;
+        Ok(Proc {
+            child,
+            master: Some(std::fs::File::from(pty.master)),
+        })
+    }
+
+    /// Ends a process no stream will carry (its connection never came) and reaps it.
+    async fn abandon(mut self) {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+    }
+}
+
+/// Pumps the stdio of `proc` through the framed connection until it exits.
+async fn pump(io: Io, proc: Proc) -> anyhow::Result<()> {
+    let (mut rd, mut wr) = tokio::io::split(io);
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(64);
+    let (in_tx, mut in_rx) = mpsc::channel::<(FrameKind, Vec<u8>)>(64);
+    // Client → process frames.
+    let reader = tokio::spawn(async move {
+        while let Ok(Some(frame)) = read_frame(&mut rd).await {
+            if in_tx.send(frame).await.is_err() {
+                break;
+            }
+        }
+    });
+    let Proc { mut child, master } = proc;
+    if let Some(master) = master {
         let mut master_r = master.try_clone()?;
         let mut master_w = master;
         let out = tx.clone();
@@ -409,10 +451,6 @@ async fn pump(
             }
         });
     } else {
-        cmd.stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        child = tokio::process::Command::from(cmd).spawn()?;
         let mut stdin = child.stdin.take();
         let pid = child.id();
         tokio::spawn(async move {
