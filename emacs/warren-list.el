@@ -65,6 +65,7 @@
     (define-key map "b" #'warren-list-rollback)
     (define-key map "E" #'warren-list-events)
     (define-key map "R" #'warren-list-repl)
+    (define-key map "i" #'warren-list-info)
     (define-key map "?" #'warren-list-dispatch)
     map)
   "Keymap of `warren-list-mode'.")
@@ -84,17 +85,9 @@
 (define-derived-mode warren-list-mode tabulated-list-mode "Warren"
   "Major mode listing the workloads of a warren daemon.
 
-\\<warren-list-mode-map>Marks: \\[warren-list-mark] marks, \\[warren-list-unmark] unmarks, \
-\\[warren-list-unmark-all] unmarks all.  Actions apply to the marked
-workloads, or to the one at point: \\[warren-list-start] start, \\[warren-list-stop] stop, \
-\\[warren-list-restart] restart,
-\\[warren-list-delete] delete, \\[warren-list-snapshot] snapshot, \\[warren-list-rollback] \
-roll back, \\[warren-list-logs] logs, \\[warren-list-exec] a shell inside,
-\\[warren-list-describe] describe.  \\[warren-list-events] shows the events, \
-\\[warren-list-repl] the REPL, \\[warren-list-dispatch] a menu of all of these.
-
+Actions apply to the marked workloads, or else to the one at point.
 The list refreshes itself from the daemon's event stream while it
-is visible; \\[revert-buffer] refreshes it now.
+is visible; \\[revert-buffer] refreshes it now, and \\[warren-list-dispatch] shows a menu.
 
 \\{warren-list-mode-map}"
   (setq tabulated-list-format
@@ -173,7 +166,9 @@ is visible; \\[revert-buffer] refreshes it now.
 ;;;; The event stream
 
 (defun warren-list--schedule (buf delay fn)
-  "Run FN in BUF after DELAY seconds unless something is pending there."
+  "Run FN in BUF after DELAY seconds unless something is pending there.
+When TRAMP is busy with another command for the same host (a timer
+runs while a command waits), FN is tried again later."
   (with-current-buffer buf
     (unless (timerp warren-list--timer)
       (setq warren-list--timer
@@ -182,7 +177,10 @@ is visible; \\[revert-buffer] refreshes it now.
                            (when (buffer-live-p buf)
                              (with-current-buffer buf
                                (setq warren-list--timer nil)
-                               (funcall fn)))))))))
+                               (condition-case nil
+                                   (funcall fn)
+                                 (remote-file-error
+                                  (warren-list--schedule buf delay fn)))))))))))
 
 (defun warren-list--start-stream ()
   "Follow the daemon's events from this buffer: each one schedules a refresh.
@@ -358,6 +356,11 @@ An empty LABEL lets the daemon name it."
   (interactive)
   (warren-events warren-context))
 
+(defun warren-list-info ()
+  "Show the daemon host's information."
+  (interactive)
+  (warren-info warren-context))
+
 (defun warren-list-repl ()
   "Open the daemon's Scheme REPL."
   (interactive)
@@ -374,7 +377,8 @@ An empty LABEL lets the daemon name it."
     ("l" "Logs" warren-list-logs)
     ("d" "Describe" warren-list-describe)
     ("e" "Shell inside" warren-list-exec)
-    ("E" "Events" warren-list-events)]
+    ("E" "Events" warren-list-events)
+    ("i" "Host info" warren-list-info)]
    ["Data"
     ("n" "Snapshot" warren-list-snapshot)
     ("b" "Roll back" warren-list-rollback)]

@@ -17,6 +17,7 @@
 ;;                      its snapshots and its recent events
 ;;   `warren-exec'      a shell inside a workload: vterm when installed, else term (local
 ;;                      directories) or comint
+;;   `warren-info'      the daemon host's `warren info' (when the CLI has that command)
 
 ;;; Code:
 
@@ -249,6 +250,51 @@ ARGS-FN is called with whether to follow."
   "Open a shell inside the workload described here."
   (interactive)
   (warren-exec warren-describe--name warren-context))
+
+;;;; Info
+
+(defun warren-info--insert (value indent)
+  "Insert VALUE (parsed JSON) as indented lines at INDENT."
+  (cond
+   ((and (consp value) (consp (car value)) (symbolp (caar value)))
+    (dolist (kv value)
+      (let ((v (cdr kv)))
+        (insert (make-string indent ?\s) (propertize (symbol-name (car kv)) 'face 'bold) ":")
+        (if (and (consp v) (or (consp (car v)) (listp v)))
+            (progn (insert "\n") (warren-info--insert v (+ indent 2)))
+          (insert " " (if v (format "%s" v) "-") "\n")))))
+   ((listp value)
+    (dolist (v value)
+      (if (consp v)
+          (progn (insert (make-string indent ?\s) "-\n") (warren-info--insert v (+ indent 2)))
+        (insert (make-string indent ?\s) (format "- %s\n" v)))))
+   (t (insert (make-string indent ?\s) (format "%s\n" value)))))
+
+(defun warren-info--render ()
+  "Fill the buffer with `warren info', or say why there is none."
+  (let ((inhibit-read-only t))
+    (erase-buffer)
+    (condition-case err
+        (warren-info--insert (warren-json '("info" "-o" "json") warren-context) 0)
+      (warren-error
+       (insert (format "No host information from this daemon's CLI (%s).\n" (nth 2 err)))))
+    (goto-char (point-min))))
+
+;;;###autoload
+(defun warren-info (&optional context)
+  "Show what the host of CONTEXT's daemon is and how full it is (`warren info').
+A CLI without the `info' command is reported in the buffer."
+  (interactive (list warren-context))
+  (let* ((dir default-directory)
+         (buf (get-buffer-create (warren-buffer-name "info" context))))
+    (with-current-buffer buf
+      (setq default-directory dir)
+      (special-mode)
+      (setq-local warren-context context)
+      (setq-local revert-buffer-function (lambda (&rest _) (warren-info--render)))
+      (warren-info--render))
+    (pop-to-buffer buf)
+    buf))
 
 ;;;; Exec
 

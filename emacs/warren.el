@@ -26,6 +26,7 @@
 ;;   `warren-events'    the live event stream
 ;;   `warren-describe'  a workload's status, spec, snapshots and recent events
 ;;   `warren-exec'      a shell inside a workload (vterm, term or comint)
+;;   `warren-info'      what the daemon's host is and how full it is
 ;;   `warren-repl'      the daemon's Scheme REPL in comint
 ;; Org dynamic blocks `warren-status' and `warren-snapshots' (see warren-org.el) make
 ;; fleet dashboards, updated with C-c C-x C-u.
@@ -255,6 +256,7 @@ ports, domains, uptime, restarts, pid, desired, source, generation."
 (autoload 'warren-events "warren-logs" "Show the daemon's events as they happen." t)
 (autoload 'warren-describe "warren-logs" "Describe a workload." t)
 (autoload 'warren-exec "warren-logs" "Open a shell inside a workload." t)
+(autoload 'warren-info "warren-logs" "Show the daemon host's information." t)
 (autoload 'warren-repl "warren-repl" "Run the daemon's Scheme REPL." t)
 (autoload 'org-dblock-write:warren-status "warren-org")
 (autoload 'org-dblock-write:warren-snapshots "warren-org")

@@ -25,6 +25,7 @@
 (require 'warren-logs)
 (require 'warren-repl)
 (require 'warren-org)
+(require 'tramp)
 
 (defun warren-test--workloads ()
   "The two workloads the harness applied."
@@ -237,12 +238,21 @@
 (ert-deftest warren-test-logs-events-describe ()
   (pcase-let ((`(,first ,_second) (warren-test--workloads))
               (label (warren-test--label "for-describe")))
-    (warren-run (list "snapshot" first "--label" label))
-    (let ((logs (warren-logs first))
-          (events (warren-events))
-          (describe (warren-describe first)))
+    (let* ((events (warren-events))
+           (logs (warren-logs first))
+           (describe nil))
       (unwind-protect
           (progn
+            (with-current-buffer events
+              (warren-test--wait "the stored events"
+                                 (lambda () (> (buffer-size) 0)))
+              (should (process-live-p (get-buffer-process events)))
+              ;; A new event arrives while the buffer follows.
+              (warren-run (list "snapshot" first "--label" label))
+              (warren-test--wait "the live snapshot event"
+                                 (lambda () (string-search
+                                             (format " %s snapshot snapshot %s taken" first label)
+                                             (buffer-string)))))
             (with-current-buffer logs
               (warren-test--wait "the workload's output"
                                  (lambda () (string-search (concat "hello from " first)
@@ -250,19 +260,58 @@
               (should (process-live-p (get-buffer-process logs)))
               (warren-stream-toggle-follow)
               (should-not (get-buffer-process logs)))
-            (with-current-buffer events
-              (warren-test--wait "the event stream"
-                                 (lambda () (string-match-p (concat " " (regexp-quote first) " started ")
-                                                            (buffer-string))))
-              (should (process-live-p (get-buffer-process events))))
+            (setq describe (warren-describe first))
             (with-current-buffer describe
               (should (string-prefix-p (concat first "  running") (buffer-string)))
               (should (string-search "Spec and status" (buffer-string)))
               (should (string-search label (buffer-string)))))
-        (dolist (b (list logs events describe))
+        (dolist (b (delq nil (list logs events describe)))
           (let ((p (get-buffer-process b)))
             (when p (delete-process p)))
           (kill-buffer b))))))
+
+(ert-deftest warren-test-over-tramp ()
+  "From a TRAMP directory the CLI of that host is used (here a local shell as the host)."
+  (pcase-let ((`(,first ,second) (warren-test--workloads)))
+    (add-to-list 'tramp-methods
+                 '("mock" (tramp-login-program "sh") (tramp-login-args (("-i")))
+                   (tramp-remote-shell "/bin/sh") (tramp-remote-shell-args ("-c"))
+                   (tramp-connection-timeout 10)))
+    (let* ((dir (format "/mock:%s:/tmp/" (system-name)))
+           (default-directory dir)
+           (buf (warren-list)))
+      (unwind-protect
+          (progn
+            (with-current-buffer buf
+              (should (equal default-directory dir))
+              (should (string-search (concat "@" (system-name)) (buffer-name)))
+              (should (warren-test--row buf first))
+              (should (warren-test--row buf second))
+              (should (process-live-p warren-list--stream))
+              ;; The event stream runs through TRAMP too.
+              (should (process-get warren-list--stream 'remote-pid)))
+            (with-temp-buffer
+              (org-mode)
+              (insert (format "#+BEGIN: warren-status :directory %S :match \"^%s$\" :columns (name kind)\n#+END:\n"
+                              dir first))
+              (org-update-all-dblocks)
+              (should (string-match-p (format "^| %s | container |$" (regexp-quote first))
+                                      (buffer-string)))))
+        (kill-buffer buf)
+        (tramp-cleanup-all-connections)))))
+
+(ert-deftest warren-test-info ()
+  "The host's `warren info', or a plain note when the CLI has no such command."
+  (let* ((info (condition-case nil
+                   (warren-json '("info" "-o" "json"))
+                 (warren-error 'none)))
+         (buf (warren-info)))
+    (unwind-protect
+        (with-current-buffer buf
+          (if (eq info 'none)
+              (should (string-prefix-p "No host information" (buffer-string)))
+            (should (string-prefix-p (format "%s:" (caar info)) (buffer-string)))))
+      (kill-buffer buf))))
 
 (ert-deftest warren-test-context-argument ()
   (should (equal (warren--arguments '("list") "prod") '("--context" "prod" "list")))

@@ -200,7 +200,7 @@ fn the_package_installs_with_package_el() {
     let check = format!(
         "(progn (require 'package) (setq package-user-dir {:?}) (package-initialize) \
          (unless (package-installed-p 'warren) (error \"not installed\")) \
-         (dolist (f '(warren-list warren-logs warren-events warren-describe warren-exec \
+         (dolist (f '(warren-list warren-logs warren-events warren-describe warren-exec warren-info \
                       warren-repl org-dblock-write:warren-status \
                       org-dblock-write:warren-snapshots)) \
            (unless (autoloadp (symbol-function f)) (error \"%s is not autoloaded\" f))) \
