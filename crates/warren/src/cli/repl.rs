@@ -27,7 +27,10 @@ pub(super) async fn repl(client: &Client) -> Result<Exit> {
     } else {
         None
     };
-    let mut lines = stdin.lock().lines();
+    // Piped input only: on a terminal the line editor reads stdin itself (on a dumb terminal,
+    // such as an Emacs buffer's, through `stdin().lock()`, which a lock held here would
+    // deadlock).
+    let mut lines = editor.is_none().then(|| stdin.lock().lines());
     loop {
         let line = match editor.as_mut() {
             Some(ed) => {
@@ -50,7 +53,7 @@ pub(super) async fn repl(client: &Client) -> Result<Exit> {
                     Err(_) => break,
                 }
             }
-            None => match lines.next() {
+            None => match lines.as_mut().and_then(|l| l.next()) {
                 Some(l) => l?,
                 None => break,
             },
