@@ -381,7 +381,7 @@ fn datasets(b: &Bench) -> Result<()> {
     let _ = std::fs::remove_file(&archive);
     let _ = std::fs::remove_file(&raw);
     let mut names: Vec<String> = vec!["small".into(), "big".into()];
-    names.extend((1..=seq).flat_map(|i| [format!("cs{i}"), format!("cb{i}")]));
+    names.extend((0..6).flat_map(|i| [format!("cs{i}"), format!("cb{i}")]));
     for n in names {
         let _ = b.cli().args(["delete", "--purge", &n]).output();
     }
