@@ -578,6 +578,7 @@ pub fn bench_parts(root: &Path, parts: &[String], check: bool) -> Result<()> {
             &dir,
             &dir.join("state"),
             &dir.join("runc-warren"),
+            b.daemon.as_ref().map(|d| d.id()).unwrap_or(0),
             &|key, value| b.record(key, value),
         )?;
     }

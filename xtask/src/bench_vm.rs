@@ -181,6 +181,19 @@ fn resident_kb(pid: u32, guest_kb: u64) -> Result<(u64, u64)> {
     Ok((total, guest))
 }
 
+/// User and system CPU seconds of `pid` so far.
+fn cpu_s(pid: u32) -> f64 {
+    let ticks = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            let f: Vec<&str> = s.rsplit_once(')')?.1.split_whitespace().collect();
+            // utime and stime (fields 14 and 15 of proc(5)).
+            Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+        })
+        .unwrap_or(0);
+    ticks as f64 / 100.0
+}
+
 fn rss_kb(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
@@ -253,6 +266,7 @@ pub fn vm(
     dir: &Path,
     state: &Path,
     runc_root: &Path,
+    daemon: u32,
     record: &dyn Fn(&str, f64) -> String,
 ) -> Result<()> {
     if Command::new("qemu-system-x86_64")
@@ -303,9 +317,11 @@ pub fn vm(
     let mut warren = Vec::new();
     let mut bare_rounds = Vec::new();
     let (mut vm_exec, mut agent_exec) = (Vec::new(), Vec::new());
+    let mut cpu = Vec::new();
     for round in 0..ROUNDS {
         // Both boot at once, so both see the same load from the rest of the machine.
         let mut b = BareBoot::spawn(&bare)?;
+        let daemon_cpu = cpu_s(daemon);
         let t_apply = unix_us();
         ok(cli().arg("apply").arg("-f").arg(&vm_file))?;
         let times = wait_boot(&run_dir, t_apply)?;
@@ -315,6 +331,13 @@ pub fn vm(
         let st: Value = serde_json::from_slice(&std::fs::read(run_dir.join("state.json"))?)?;
         let qemu_pid = st["container_pid"].as_u64().context("state.json")? as u32;
         let shim_pid = st["shim_pid"].as_u64().context("state.json")? as u32;
+        cpu.push(format!(
+            "warren QEMU {:.1} s, shim {:.2} s, daemon {:.2} s; bare QEMU {:.1} s",
+            cpu_s(qemu_pid),
+            cpu_s(shim_pid),
+            cpu_s(daemon) - daemon_cpu,
+            cpu_s(b.qemu.0.id())
+        ));
         if round == 0 {
             // The exec round trip: through the CLI, daemon, shim and agent; straight to the
             // bare VM's agent.
@@ -405,6 +428,9 @@ pub fn vm(
         "  (QEMU spawn → greeting, shim/bare: {:.2})",
         median(w_spawn) / median(b_spawn)
     );
+    for (i, c) in cpu.iter().enumerate() {
+        println!("  CPU time by the end of boot, round {}: {c}", i + 1);
+    }
     row("warren: greeting → Started", &col(&|r| r.hello_started));
     row("bare QEMU: greeting → Started", &bcol(&|r| r.hello_started));
 
