@@ -9,7 +9,10 @@
 //!   (compared with podman's conmon when podman is present);
 //! - the ingress: a workload running to its route serving;
 //! - images: `warren image import` of a ~100 MiB image vs `umoci unpack`, and a Warrenfile
-//!   rebuild on a cache hit (see `bench_images`).
+//!   rebuild on a cache hit (see `bench_images`);
+//! - vm: a microVM's boot to its agent's greeting against bare QEMU running the same machine,
+//!   its memory beyond the guest's RAM, and exec through the agent against `runc exec` (see
+//!   `bench_vm`).
 //!
 //! `cargo xtask bench run|datasets|apply...` runs only the parts named (`run` is the first
 //! item, `apply` the last two). The `warren` binary is built in release mode into
@@ -378,7 +381,7 @@ fn datasets(b: &Bench) -> Result<()> {
     let _ = std::fs::remove_file(&archive);
     let _ = std::fs::remove_file(&raw);
     let mut names: Vec<String> = vec!["small".into(), "big".into()];
-    names.extend((1..=seq).flat_map(|i| [format!("cs{i}"), format!("cb{i}")]));
+    names.extend((0..6).flat_map(|i| [format!("cs{i}"), format!("cb{i}")]));
     for n in names {
         let _ = b.cli().args(["delete", "--purge", &n]).output();
     }
@@ -417,7 +420,7 @@ fn report(
 }
 
 /// The parts of the bench, in the order they run; `cargo xtask bench PART...` runs only those.
-pub const PARTS: &[&str] = &["run", "datasets", "apply", "ingress", "images"];
+pub const PARTS: &[&str] = &["run", "datasets", "apply", "ingress", "images", "vm"];
 
 /// The bench daemon's own bridge, nft table and ingress ports, so it never touches an operator's
 /// `warren0` or `inet warren` and cleans up after itself.
@@ -469,6 +472,15 @@ pub fn bench_parts(root: &Path, parts: &[String], check: bool) -> Result<()> {
         "--bin",
         "warren",
     ]))?;
+    if wanted("vm") {
+        // The VM runtime puts the agent next to the warren binary into its initramfs.
+        run_ok(Command::new("cargo").current_dir(root).args([
+            "build",
+            "--release",
+            "-p",
+            "warren-agent",
+        ]))?;
+    }
     let dir = PathBuf::from(format!("/tmp/warren-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let mut b = Bench {
@@ -480,8 +492,13 @@ pub fn bench_parts(root: &Path, parts: &[String], check: bool) -> Result<()> {
     };
     let https_port = free_port().to_string();
     let log = std::fs::File::create(dir.join("daemon.log"))?;
+    // The VM runtime's kernel, initramfs and accelerator probe are kept across bench runs.
+    let vm_cache = std::env::var_os("WARREN_VM_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| target_dir(root).join("bench-vm-cache"));
     b.daemon = Some(
         b.cli()
+            .env("WARREN_VM_CACHE", &vm_cache)
             .args([
                 "daemon",
                 "--pool-gib",
@@ -554,6 +571,16 @@ pub fn bench_parts(root: &Path, parts: &[String], check: bool) -> Result<()> {
     }
     if wanted("images") {
         crate::bench_images::images(&|| b.cli(), &dir)?;
+    }
+    if wanted("vm") {
+        crate::bench_vm::vm(
+            &|| b.cli(),
+            &dir,
+            &dir.join("state"),
+            &dir.join("runc-warren"),
+            b.daemon.as_ref().map(|d| d.id()).unwrap_or(0),
+            &|key, value| b.record(key, value),
+        )?;
     }
     let results = b.results.borrow();
     print!("{}", results.summary());

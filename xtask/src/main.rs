@@ -28,6 +28,7 @@ mod bench;
 mod bench_images;
 mod bench_ingress;
 mod bench_targets;
+mod bench_vm;
 #[cfg(test)]
 mod tidy;
 
@@ -70,7 +71,7 @@ const TASKS: &[Task] = &[
     (
         "bench",
         "warren vs runc, podman: run --rm, datasets, apply of 50, idle memory (needs root); \
-         `bench PART...` runs only those parts (run, datasets, apply, ingress); \
+         `bench PART...` runs only those parts (run, datasets, apply, ingress, images, vm); \
          `bench --check` fails when a measured ratio misses its target",
         bench::bench,
     ),

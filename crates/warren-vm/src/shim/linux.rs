@@ -22,6 +22,10 @@ type Res<T> = std::result::Result<T, String>;
 
 /// QEMU's own output (not the guest's).
 pub const QEMU_LOG: &str = "qemu.log";
+/// The boot's timeline in the run directory, one `PHASE UNIX_MICROS` a line: `shim` (the shim
+/// runs), `qemu` (QEMU is spawned), `connected` (the agent's socket), `hello` (the agent's
+/// greeting, the first bytes the guest writes on its port), `started` (the main process runs).
+pub const TIMES_FILE: &str = "boot-times";
 
 /// Entry point of `warren shim RUN_DIR` for a VM; never returns.
 pub fn main(run_dir: &Path) -> ! {
@@ -246,6 +250,7 @@ fn run(run_dir: &Path, status: &mut Option<File>) -> Res<()> {
         libc::signal(libc::SIGHUP, libc::SIG_IGN);
         libc::signal(libc::SIGPIPE, libc::SIG_IGN);
     }
+    let mut times = vec![("shim", unix_ns() / 1000)];
     let mut logs = LogWriter::open(&cfg.log_dir, cfg.log_max_bytes, cfg.log_max_files)
         .map_err(|e| e.to_string())?;
     let cgroup = Cgroup::create(&cfg.cgroup_path, cfg.memory_limit)?;
@@ -254,6 +259,7 @@ fn run(run_dir: &Path, status: &mut Option<File>) -> Res<()> {
     let _ = std::fs::remove_file(&cfg.agent_socket);
     let started = Instant::now();
     let deadline = started + BOOT_TIMEOUT;
+    times.push(("qemu", unix_ns() / 1000));
     let mut qemu = match spawn_qemu(&cfg, run_dir) {
         Ok(q) => q,
         Err(e) => {
@@ -274,6 +280,7 @@ fn run(run_dir: &Path, status: &mut Option<File>) -> Res<()> {
     if let Some(start) = &cfg.start {
         let setup = (|| -> Res<UnixStream> {
             let mut s = connect_agent(&cfg.agent_socket, &mut qemu, run_dir, deadline)?;
+            times.push(("connected", unix_ns() / 1000));
             let hello = Frame::control(
                 Kind::Hello,
                 0,
@@ -284,11 +291,13 @@ fn run(run_dir: &Path, status: &mut Option<File>) -> Res<()> {
             );
             proto::write_frame(&mut s, &hello).map_err(|e| format!("greeting the agent: {e}"))?;
             await_reply(&mut s, Kind::Hello, &mut logs, deadline)?;
+            times.push(("hello", unix_ns() / 1000));
             let mut start = start.clone();
             start.time_unix_ns = unix_ns();
             let f = Frame::control(Kind::Start, 0, &start);
             proto::write_frame(&mut s, &f).map_err(|e| format!("starting the workload: {e}"))?;
             await_reply(&mut s, Kind::Started, &mut logs, deadline)?;
+            times.push(("started", unix_ns() / 1000));
             // The main process reads end of file on stdin, as a container's does.
             proto::write_frame(&mut s, &Frame::data(Kind::Stdin, 0, Vec::new()))
                 .map_err(|e| format!("closing the workload's stdin: {e}"))?;
@@ -308,6 +317,8 @@ fn run(run_dir: &Path, status: &mut Option<File>) -> Res<()> {
             }
         }
     }
+    let text: String = times.iter().map(|(p, t)| format!("{p} {t}\n")).collect();
+    let _ = std::fs::write(run_dir.join(TIMES_FILE), text);
     let state = ShimState {
         id: cfg.id.clone(),
         shim_pid: std::process::id() as i32,
