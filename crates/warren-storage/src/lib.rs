@@ -140,7 +140,6 @@ pub struct WorldMeta {
     pub created_at: u64,
 }
 
-/// One dataset as listed by a driver.
 /// A pool's size and use, in bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PoolUsage {
@@ -159,6 +158,7 @@ impl PoolUsage {
     }
 }
 
+/// One dataset as listed by a driver.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DatasetInfo {
     /// e.g. `worlds/host`, `workloads/web/rootfs`, `workloads/web/data`

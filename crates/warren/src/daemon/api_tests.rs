@@ -53,6 +53,7 @@ fn host() -> Host {
         allow_host_hooks: false,
         spec: None,
         repl_time_limit: std::time::Duration::from_secs(1),
+        metrics_listen: None,
         state_dir: state,
     };
     let net = crate::daemon::engine::fakes::FakeNet::new();
