@@ -136,7 +136,10 @@ mod tests {
         assert_eq!(keyed(stat, "total_inactive_file"), Some(300));
         assert_eq!(keyed(stat, "inactive_file"), Some(12));
         assert_eq!(keyed(stat, "missing"), None);
-        assert_eq!(keyed("usage_usec 2500000\nuser_usec 1\n", "usage_usec"), Some(2_500_000));
+        assert_eq!(
+            keyed("usage_usec 2500000\nuser_usec 1\n", "usage_usec"),
+            Some(2_500_000)
+        );
     }
 
     /// Both layouts, built as files in a temporary tree.
@@ -150,7 +153,10 @@ mod tests {
         };
         put("v1/cpuacct/w-1/web/cpuacct.usage", "2500000000\n");
         put("v1/memory/w-1/web/memory.usage_in_bytes", "10000\n");
-        put("v1/memory/w-1/web/memory.stat", "total_inactive_file 1000\n");
+        put(
+            "v1/memory/w-1/web/memory.stat",
+            "total_inactive_file 1000\n",
+        );
         put("v1/pids/w-1/web/pids.current", "3\n");
         put(
             "v1/blkio/w-1/web/blkio.throttle.io_service_bytes_recursive",

@@ -252,7 +252,8 @@ mod tests {
 
     #[test]
     fn parses_proc_and_os_release() {
-        let mem = "MemTotal:        8029604 kB\nMemFree:          123 kB\nMemAvailable:    4000000 kB\n";
+        let mem =
+            "MemTotal:        8029604 kB\nMemFree:          123 kB\nMemAvailable:    4000000 kB\n";
         assert_eq!(meminfo(mem), (8029604 * 1024, 4000000 * 1024));
         assert_eq!(meminfo(""), (0, 0));
         assert_eq!(uptime_seconds("12345.67 2345.01\n"), 12345);
@@ -265,9 +266,18 @@ mod tests {
     #[test]
     fn accelerator_is_what_is_known_only() {
         assert_eq!(known_accel(None, None, "linux"), None);
-        assert_eq!(known_accel(None, Some("tcg\n"), "linux").as_deref(), Some("tcg"));
-        assert_eq!(known_accel(Some("kvm"), Some("tcg"), "linux").as_deref(), Some("kvm"));
-        assert_eq!(known_accel(Some("x"), None, "linux").as_deref(), Some("tcg"));
+        assert_eq!(
+            known_accel(None, Some("tcg\n"), "linux").as_deref(),
+            Some("tcg")
+        );
+        assert_eq!(
+            known_accel(Some("kvm"), Some("tcg"), "linux").as_deref(),
+            Some("kvm")
+        );
+        assert_eq!(
+            known_accel(Some("x"), None, "linux").as_deref(),
+            Some("tcg")
+        );
         assert_eq!(known_accel(None, Some("junk"), "linux"), None);
     }
 

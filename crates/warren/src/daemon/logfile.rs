@@ -184,7 +184,10 @@ mod tests {
             f.append(format!("{i:059}\n").as_bytes()).unwrap(); // 60 bytes each
         }
         // One record per file: 100 bytes fit one 60-byte line.
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), format!("{:059}\n", 9));
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            format!("{:059}\n", 9)
+        );
         assert_eq!(
             std::fs::read_to_string(RotatingFile::rotated(&path, 1)).unwrap(),
             format!("{:059}\n", 8)

@@ -141,7 +141,11 @@ pub fn render_with(e: &Arc<Engine>, cgroup_root: &Path) -> anyhow::Result<String
         "The workload's state (the series with the current state is 1)",
         state,
     );
-    reg.register("workload_up", "Whether the workload runs (1) or not (0)", up);
+    reg.register(
+        "workload_up",
+        "Whether the workload runs (1) or not (0)",
+        up,
+    );
     reg.register(
         "workload_restarts",
         "Restarts of the workload after it exited",
@@ -162,7 +166,11 @@ pub fn render_with(e: &Arc<Engine>, cgroup_root: &Path) -> anyhow::Result<String
         "Memory the workload's cgroup uses, less inactive file cache",
         memory,
     );
-    reg.register("workload_pids", "Processes and threads in the workload", pids);
+    reg.register(
+        "workload_pids",
+        "Processes and threads in the workload",
+        pids,
+    );
     reg.register(
         "workload_io_read_bytes",
         "Bytes the workload read from block devices",
@@ -205,7 +213,11 @@ pub fn render_with(e: &Arc<Engine>, cgroup_root: &Path) -> anyhow::Result<String
     let t = &e.telemetry;
     let uptime = GaugeF::default();
     uptime.set(t.uptime().as_secs_f64());
-    reg.register("daemon_uptime_seconds", "Seconds since the daemon started", uptime);
+    reg.register(
+        "daemon_uptime_seconds",
+        "Seconds since the daemon started",
+        uptime,
+    );
     reg.register(
         "reconcile_passes",
         "Reconcile passes run",
