@@ -60,7 +60,7 @@ pub(super) enum DaemonAction {
     ClaimCode,
     /// Open a new claim window with a new claim code (root on the host).
     ResetAuth,
-    /// The daemon's own log (STATE_DIR/daemon.log and its rotated files), read on the host.
+    /// The daemon's own log (STATE_DIR/logs/daemon.log and its rotated files), read on the host.
     Logs {
         /// Keep printing new lines as the daemon writes them.
         #[arg(short, long)]

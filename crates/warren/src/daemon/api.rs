@@ -84,7 +84,7 @@ crate::api! { routes, ops, Arc<Engine>;
     get "/v1/info" => info, Token, "What this host is and runs: host, OS, CPUs and memory, the storage pool's size and fill, runtimes, ingress, workload counts, the remote API", [],
         None, crate::json_of!(Info);
     get "/v1/metrics" => metrics, Token, "Prometheus metrics (text exposition format): workloads, datasets, the pool, the daemon", [],
-        None, Binary("application/openmetrics-text");
+        None, Binary("text/plain");
     post "/v1/repl" => repl_eval, Token, "Evaluate Scheme forms in the live REPL (the value of the last one, or the error)", [],
         crate::json_of!(ReplRequest), crate::json_of!(ReplResponse);
     get "/v1/spec/export" => spec_export, Token, "The live desired state as a warren.toml that applies again as a no-op", [],

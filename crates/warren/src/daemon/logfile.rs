@@ -1,18 +1,19 @@
 //! The daemon's own log: every line also goes, as JSON (timestamp, level, target, fields),
-//! to `<state>/daemon.log`, rotated by size (the full file becomes `daemon.log.1`, older ones
+//! to `<state>/logs/daemon.log`, rotated by size (the full file becomes `daemon.log.1`, older ones
 //! move up to [`KEEP`]). `warren daemon logs` reads it back ([`render_line`]).
 //!
 //! What gets in: warren's own lines at info and above, everyone else's (the Scheme engine's
-//! module parser, HTTP and TLS libraries) at warn and above only; `WARREN_LOG` (an
-//! env-filter directive list) overrides this for both the file and stderr.
+//! module parser, HTTP and TLS libraries, the store's migrations) at warn and above only.
+//! `WARREN_LOG_FILE` (env-filter directives) overrides this for the file, `WARREN_LOG` for
+//! the copy on stderr.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-/// The log file's name in the state dir.
-pub const FILE: &str = "daemon.log";
+/// The log file's path in the state dir.
+pub const FILE: &str = "logs/daemon.log";
 /// Rotated files kept besides the live one.
 pub const KEEP: usize = 3;
 /// The size at which the live file is rotated.
@@ -102,24 +103,28 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Writer {
     }
 }
 
-fn filter() -> tracing_subscriber::EnvFilter {
-    tracing_subscriber::EnvFilter::try_from_env("WARREN_LOG")
+/// The filter named by the environment variable `var` (env-filter directives), else
+/// [`DEFAULT_FILTER`].
+fn filter(var: &str) -> tracing_subscriber::EnvFilter {
+    tracing_subscriber::EnvFilter::try_from_env(var)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_FILTER))
 }
 
 /// Installs the daemon's subscriber: readable lines on stderr, JSON lines in
-/// `<state_dir>/daemon.log`, both filtered alike.
+/// `<state_dir>/logs/daemon.log`; each filtered by [`DEFAULT_FILTER`] unless `WARREN_LOG`
+/// (stderr) or `WARREN_LOG_FILE` (the file) says otherwise.
 pub fn init(state_dir: &Path) -> anyhow::Result<()> {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     use tracing_subscriber::Layer;
-    std::fs::create_dir_all(state_dir)?;
-    let file = Arc::new(RotatingFile::open(state_dir.join(FILE), MAX_BYTES)?);
+    let path = state_dir.join(FILE);
+    std::fs::create_dir_all(path.parent().expect("FILE has a directory"))?;
+    let file = Arc::new(RotatingFile::open(path, MAX_BYTES)?);
     tracing_subscriber::registry()
         .with(
             tracing_subscriber::fmt::layer()
                 .with_writer(std::io::stderr)
-                .with_filter(filter()),
+                .with_filter(filter("WARREN_LOG")),
         )
         .with(
             tracing_subscriber::fmt::layer()
@@ -128,7 +133,7 @@ pub fn init(state_dir: &Path) -> anyhow::Result<()> {
                 .with_current_span(false)
                 .with_span_list(false)
                 .with_writer(Writer(file))
-                .with_filter(filter()),
+                .with_filter(filter("WARREN_LOG_FILE")),
         )
         .try_init()?;
     Ok(())
@@ -160,7 +165,9 @@ pub fn render_line(line: &str) -> Option<(String, String)> {
         o.get("message").and_then(|t| t.as_str()).unwrap_or(""),
     );
     for (k, v) in o {
-        if matches!(k.as_str(), "timestamp" | "level" | "target" | "message") {
+        if matches!(k.as_str(), "timestamp" | "level" | "target" | "message")
+            || k.starts_with("log.")
+        {
             continue;
         }
         match v {
@@ -178,7 +185,7 @@ mod tests {
     #[test]
     fn rotates_by_size_and_keeps_three() {
         let t = tempfile::tempdir().unwrap();
-        let path = t.path().join(FILE);
+        let path = t.path().join("daemon.log");
         let f = RotatingFile::open(path.clone(), 100).unwrap();
         for i in 0..10 {
             f.append(format!("{i:059}\n").as_bytes()).unwrap(); // 60 bytes each

@@ -19,8 +19,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// The content type of [`render`]'s output.
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// The content type of [`render`]'s output: the Prometheus text format, which every scraper
+/// and `promtool check metrics` read.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// How long dataset sizes are reused between scrapes.
 pub const DATASET_TTL: Duration = Duration::from_secs(15);
@@ -258,5 +259,52 @@ pub fn render_with(e: &Arc<Engine>, cgroup_root: &Path) -> anyhow::Result<String
 
     let mut out = String::new();
     prometheus_client::encoding::text::encode(&mut out, &reg)?;
-    Ok(out)
+    Ok(prometheus_text(&out))
+}
+
+/// The Prometheus text format (0.0.4) of an OpenMetrics text: a counter family is named with
+/// its `_total` suffix in its `# HELP` and `# TYPE` lines (as its samples are), and the
+/// `# EOF` marker is dropped.
+pub fn prometheus_text(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len() + 64 * counters.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|p| {
+            let rest = line.strip_prefix(p)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(name)
+                .then(|| format!("{p}{name}_total {tail}"))
+        });
+        match renamed {
+            Some(l) => out.push_str(&l),
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_are_named_with_total_in_text_format() {
+        let om = "# HELP warren_applies Spec files applied.\n# TYPE warren_applies counter\n\
+                  warren_applies_total 2\n# HELP warren_pool_size_bytes Size.\n\
+                  # TYPE warren_pool_size_bytes gauge\nwarren_pool_size_bytes 5\n# EOF\n";
+        assert_eq!(
+            prometheus_text(om),
+            "# HELP warren_applies_total Spec files applied.\n# TYPE warren_applies_total counter\n\
+             warren_applies_total 2\n# HELP warren_pool_size_bytes Size.\n\
+             # TYPE warren_pool_size_bytes gauge\nwarren_pool_size_bytes 5\n"
+        );
+    }
 }
