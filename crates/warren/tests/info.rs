@@ -217,7 +217,8 @@ fn metrics_pass_promtool_and_move() {
         "w.toml",
         r#"[workload.hog]
 world = "busybox"
-command = ["sh", "-c", "x=$(head -c 50000000 /dev/zero | tr '\\0' a); sleep 100000"]
+# The loop keeps the shell (and its 50 MB variable): a last simple command would replace it.
+command = ["sh", "-c", "x=$(head -c 50000000 /dev/zero | tr '\\0' a); while :; do sleep 1000; done"]
 
 [workload.idle]
 world = "busybox"
