@@ -656,3 +656,15 @@ pub(crate) fn statvfs_usage(path: &Path) -> Result<crate::PoolUsage> {
     let used = (st.blocks() as u64).saturating_sub(st.blocks_free() as u64) * unit;
     Ok(crate::PoolUsage { size, used })
 }
+
+#[cfg(test)]
+mod pool_tests {
+    #[test]
+    fn statvfs_usage_matches_df_arithmetic() {
+        let t = std::env::temp_dir();
+        let u = super::statvfs_usage(&t).unwrap();
+        assert!(u.size > 0 && u.used <= u.size, "{u:?}");
+        let st = nix::sys::statvfs::statvfs(&t).unwrap();
+        assert_eq!(u.size, st.blocks() as u64 * st.fragment_size() as u64);
+    }
+}
