@@ -470,7 +470,8 @@ pub struct RuntimeInfo {
 /// The ingress (the routing workload's nginx).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct IngressInfo {
-    /// `off` (no workload declares domains), or the routing workload's state.
+    /// `off` (no workload declares domains), `pending` (domains declared, the routing
+    /// workload not there yet), or the routing workload's state.
     pub state: String,
     /// Domains routed.
     pub domains: Vec<String>,

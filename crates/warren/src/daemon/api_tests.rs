@@ -486,10 +486,17 @@ async fn info_and_metrics_over_the_router() {
     let (status, info) = h.send(Method::GET, "/v1/info", None).await;
     assert_eq!(status, 200, "{info}");
     assert_eq!(info["storage"]["driver"], "dir");
-    assert!(info["storage"]["size_bytes"].as_u64().unwrap() > 0, "{info}");
+    assert!(
+        info["storage"]["size_bytes"].as_u64().unwrap() > 0,
+        "{info}"
+    );
     assert_eq!(info["workloads"]["total"], 1, "{info}");
-    assert_eq!(info["workloads"]["by_kind"]["container"]["pending"], 1, "{info}");
+    assert_eq!(
+        info["workloads"]["by_kind"]["container"]["pending"], 1,
+        "{info}"
+    );
     assert_eq!(info["ingress"]["domains"][0], "web.home.arpa");
+    assert_eq!(info["ingress"]["state"], "pending", "{info}");
     let (status, _) = h.send(Method::GET, "/v1/workloads/nope", None).await;
     assert_eq!(status, 404);
 
@@ -522,6 +529,9 @@ async fn info_and_metrics_over_the_router() {
     ] {
         assert!(text.lines().any(|l| l == line), "no {line} in:\n{text}");
     }
-    assert!(text.contains("# TYPE warren_pool_size_bytes gauge"), "{text}");
+    assert!(
+        text.contains("# TYPE warren_pool_size_bytes gauge"),
+        "{text}"
+    );
     assert!(!text.contains("# EOF"));
 }

@@ -34,7 +34,8 @@ pub fn gather(e: &Arc<Engine>) -> anyhow::Result<Info> {
         .iter()
         .find(|s| s.name == super::ingress::ROUTER)
         .map(|s| s.state.clone())
-        .unwrap_or_else(|| "off".to_string());
+        // Domains declared but no configuration accepted yet: the routing workload follows.
+        .unwrap_or_else(|| if domains.is_empty() { "off" } else { "pending" }.to_string());
     let remote = e.telemetry.remote.get().map(|r| RemoteInfo {
         address: r.address.clone(),
         host_id: r.host_id.clone(),
