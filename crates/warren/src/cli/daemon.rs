@@ -84,7 +84,7 @@ pub(super) struct DaemonCmd {
     /// Also serve Prometheus metrics in plain HTTP (no token) at http://ADDR:PORT/metrics:
     /// for a scraper on a trusted interface.
     #[arg(long, env = "WARREN_METRICS_LISTEN")]
-    pub(super) metrics_listen: Option<std::net::SocketAddr>,
+    pub(super) metrics_listen: Option<String>,
 }
 
 pub(super) async fn run_daemon(state_dir: PathBuf, socket: PathBuf, d: DaemonCmd) -> Result<Exit> {
@@ -129,7 +129,12 @@ pub(super) async fn run_daemon(state_dir: PathBuf, socket: PathBuf, d: DaemonCmd
         },
         allow_host_hooks: d.allow_host_hooks,
         repl_time_limit: Duration::from_secs(d.repl_time_limit.max(1)),
-        metrics_listen: d.metrics_listen,
+        metrics_listen: match d.metrics_listen.as_deref() {
+            None => None,
+            Some(a) => Some(a.parse().map_err(|e| {
+                anyhow::anyhow!("--metrics-listen {a:?}: {e} (give ADDR:PORT, e.g. 127.0.0.1:9464)")
+            })?),
+        },
         spec: match d.spec {
             Some(p) if p.is_relative() => Some(std::env::current_dir()?.join(p)),
             other => other,

@@ -324,14 +324,13 @@ pub async fn run(cfg: Config) -> Result<()> {
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let metrics_task = match cfg.metrics_listen {
-        Some(addr) => Some(tokio::spawn(metrics_listener(
+    let metrics_task = cfg.metrics_listen.map(|addr| {
+        tokio::spawn(metrics_listener(
             engine.clone(),
             addr,
             stopped(stop_rx.clone()),
-        ))),
-        None => None,
-    };
+        ))
+    });
     let remote_task = match cfg.listen {
         Some(addr) => {
             let remote = remote::init(&cfg.state_dir, &engine.store)?;
