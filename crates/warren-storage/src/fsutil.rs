@@ -643,3 +643,28 @@ mod tests {
         assert!(!exists(&dst.join("sub/private")));
     }
 }
+
+/// The size and used bytes of the filesystem holding `path` (statvfs: blocks less free
+/// blocks, in fragment-size units).
+pub(crate) fn statvfs_usage(path: &Path) -> Result<crate::PoolUsage> {
+    let st = nix::sys::statvfs::statvfs(path).map_err(|e| StorageError::Io {
+        path: path.to_path_buf(),
+        source: io::Error::from(e),
+    })?;
+    let unit = st.fragment_size() as u64;
+    let size = st.blocks() as u64 * unit;
+    let used = (st.blocks() as u64).saturating_sub(st.blocks_free() as u64) * unit;
+    Ok(crate::PoolUsage { size, used })
+}
+
+#[cfg(test)]
+mod pool_tests {
+    #[test]
+    fn statvfs_usage_matches_df_arithmetic() {
+        let t = std::env::temp_dir();
+        let u = super::statvfs_usage(&t).unwrap();
+        assert!(u.size > 0 && u.used <= u.size, "{u:?}");
+        let st = nix::sys::statvfs::statvfs(&t).unwrap();
+        assert_eq!(u.size, st.blocks() as u64 * st.fragment_size() as u64);
+    }
+}

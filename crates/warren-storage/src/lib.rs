@@ -140,6 +140,24 @@ pub struct WorldMeta {
     pub created_at: u64,
 }
 
+/// A pool's size and use, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PoolUsage {
+    pub size: u64,
+    pub used: u64,
+}
+
+impl PoolUsage {
+    /// Used bytes as a percentage of the size (0 for an empty pool).
+    pub fn fill_percent(&self) -> f64 {
+        if self.size == 0 {
+            0.0
+        } else {
+            self.used as f64 * 100.0 / self.size as f64
+        }
+    }
+}
+
 /// One dataset as listed by a driver.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DatasetInfo {
@@ -357,6 +375,11 @@ pub trait Storage: Send + Sync {
     fn workload_usage(&self, workload: &str) -> Result<(u64, Option<u64>)>;
     /// Bytes the dataset uses (referenced) and its limit, if any.
     fn usage(&self, id: &DatasetId) -> Result<(u64, Option<u64>)>;
+    /// The pool's size and the bytes used in it: btrfs and zfs ask their tools; the default
+    /// (the dir driver) is the filesystem holding [`Storage::root`], from statvfs.
+    fn pool_usage(&self) -> Result<PoolUsage> {
+        fsutil::statvfs_usage(self.root())
+    }
     /// Writes a stream of snapshot `label` to `out`: the whole dataset, or the difference
     /// from snapshot `since` when given.
     fn send(

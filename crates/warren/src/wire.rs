@@ -380,6 +380,123 @@ pub struct ReplResponse {
     pub error: Option<String>,
 }
 
+/// `GET /v1/info`: what this host is, what runs here and how full it is.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
+pub struct Info {
+    pub host: HostInfo,
+    pub daemon: DaemonInfo,
+    pub storage: StorageInfo,
+    /// The runtimes warren has on this OS, each with whether it works here.
+    pub runtimes: Vec<RuntimeInfo>,
+    pub ingress: IngressInfo,
+    pub workloads: WorkloadCounts,
+    /// The remote API, when the daemon listens for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<RemoteInfo>,
+    /// Where plain-HTTP metrics are served (`--metrics-listen`), if anywhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_listen: Option<String>,
+}
+
+/// The machine.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
+pub struct HostInfo {
+    pub name: String,
+    /// The host id of the remote API's identity (what `warren adopt` records), else the
+    /// machine id (`/etc/machine-id`), else empty.
+    pub id: String,
+    /// `linux`, `freebsd`, ...
+    pub os: String,
+    /// The distribution's name and version (`PRETTY_NAME` of os-release), when known.
+    pub os_release: String,
+    /// The kernel's name and release (`uname -sr`).
+    pub kernel: String,
+    pub arch: String,
+    /// Online CPUs.
+    pub cpus: u32,
+    /// Total and available memory in bytes (MemTotal, MemAvailable on Linux).
+    pub memory_bytes: u64,
+    pub memory_available_bytes: u64,
+    /// Seconds since the host booted.
+    pub uptime_s: u64,
+}
+
+/// The daemon.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
+pub struct DaemonInfo {
+    pub version: String,
+    pub pid: u32,
+    /// Seconds since the daemon started.
+    pub uptime_s: u64,
+    pub started_ms: u64,
+    pub state_dir: String,
+}
+
+/// The dataset pool.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
+pub struct StorageInfo {
+    /// `btrfs`, `zfs` or `dir`.
+    pub driver: String,
+    pub root: String,
+    /// Pool size and used bytes, and used as a percentage of the size (absent when the
+    /// driver could not tell; `error` says why).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub used_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fill_percent: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// One runtime warren has on this OS.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
+pub struct RuntimeInfo {
+    /// `runc`, `qemu`, `jail`, `bhyve`.
+    pub name: String,
+    /// The workload kind it runs.
+    pub kind: String,
+    /// Whether it works here (its program is installed).
+    pub available: bool,
+    /// Its program's path, version or accelerator, or why it is unavailable.
+    pub detail: String,
+    /// A VM runtime's accelerator (`kvm` or `tcg`) once known here; `None` until the first VM
+    /// has started (the probe boots a guest, so it is not run just to answer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accel: Option<String>,
+}
+
+/// The ingress (the routing workload's nginx).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
+pub struct IngressInfo {
+    /// `off` (no workload declares domains), `pending` (domains declared, the routing
+    /// workload not there yet), or the routing workload's state.
+    pub state: String,
+    /// Domains routed.
+    pub domains: Vec<String>,
+    pub http_port: u16,
+    pub https_port: u16,
+}
+
+/// Workload counts.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
+pub struct WorkloadCounts {
+    pub total: u32,
+    /// Counts by kind, then by state (`running`, `stopped`, ...).
+    pub by_kind: BTreeMap<String, BTreeMap<String, u32>>,
+}
+
+/// The remote API.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
+pub struct RemoteInfo {
+    /// ADDR:PORT it listens on.
+    pub address: String,
+    pub host_id: String,
+    /// SHA-256 fingerprint of its certificate.
+    pub fingerprint: String,
+}
+
 /// `GET /v1/health`.
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct HealthResponse {

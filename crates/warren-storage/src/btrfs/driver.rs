@@ -351,6 +351,11 @@ impl Storage for BtrfsStorage {
         Ok((sum, None))
     }
 
+    fn pool_usage(&self) -> Result<crate::PoolUsage> {
+        let out = self.on_root(&["filesystem", "usage", "-b"])?;
+        parse_filesystem_usage(&out.stdout_str()).map_err(StorageError::Other)
+    }
+
     fn usage(&self, id: &DatasetId) -> Result<(u64, Option<u64>)> {
         let path = self.existing_dataset(id)?;
         let Some(groups) = self.qgroups_synced()? else {

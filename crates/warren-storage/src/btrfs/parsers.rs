@@ -79,6 +79,23 @@ pub fn parse_filesystem_du(out: &str) -> std::result::Result<(u64, u64), String>
         "unexpected output of `btrfs filesystem du -s --raw`: {out:?}"
     ))
 }
+/// Parses `btrfs filesystem usage -b PATH` into the pool's size and used bytes (its
+/// "Device size" and "Used" lines of the overall section).
+pub fn parse_filesystem_usage(out: &str) -> std::result::Result<crate::PoolUsage, String> {
+    let field = |name: &str| {
+        out.lines()
+            .find_map(|l| l.trim().strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    match (field("Device size:"), field("Used:")) {
+        (Some(size), Some(used)) => Ok(crate::PoolUsage { size, used }),
+        _ => Err(format!(
+            "unexpected output of `btrfs filesystem usage -b`: {out:?}"
+        )),
+    }
+}
+
 /// Parses the `ro=true` / `ro=false` line that `btrfs property get -ts PATH` prints.
 pub fn parse_ro_property(out: &str) -> Option<bool> {
     out.lines()

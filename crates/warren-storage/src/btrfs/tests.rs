@@ -735,3 +735,16 @@ fn receive_feeds_btrfs_receive_the_renamed_stream_and_cleans_up_on_failure() {
     assert!(!dir.exists());
     exec.0.finish();
 }
+
+#[test]
+fn filesystem_usage_parser() {
+    let out = "Overall:\n    Device size:\t\t        4294967296\n    Device allocated:\t\t         998244352\n    Used:\t\t\t           2228224\n    Free (estimated):\t\t        3740794880\t(min: 2092433408)\n\nData,single: Size:444596224, Used:524288 (0.12%)\n";
+    assert_eq!(
+        parse_filesystem_usage(out),
+        Ok(crate::PoolUsage {
+            size: 4294967296,
+            used: 2228224
+        })
+    );
+    assert!(parse_filesystem_usage("Overall:\n").is_err());
+}

@@ -99,6 +99,11 @@ pub fn usage_cmd(ds: &str) -> Cmd {
     zfs().args(["get", "-Hp", "-o", "property,value", "used,quota", ds])
 }
 
+/// `zfs get -Hp -o property,value used,available DS`: a pool dataset's use and what is left.
+pub fn pool_usage_cmd(ds: &str) -> Cmd {
+    zfs().args(["get", "-Hp", "-o", "property,value", "used,available", ds])
+}
+
 /// `zfs create [-p] -o mountpoint=M DS`.
 pub fn create_cmd(ds: &str, mountpoint: &Path, parents: bool) -> Cmd {
     let mut c = zfs().arg("create");

@@ -834,6 +834,28 @@ impl Storage for ZfsStorage {
     }
 
     /// `used` (including snapshots), which is what `quota` limits.
+    fn pool_usage(&self) -> Result<crate::PoolUsage> {
+        let cmd = pool_usage_cmd(&self.pool_dataset);
+        let out = self.run(&cmd)?;
+        let props = Self::parsed(&cmd, parse_properties(&out))?;
+        let bytes = |p: &str| {
+            Self::parsed(
+                &cmd,
+                props
+                    .get(p)
+                    .ok_or_else(|| ParseError::MissingProperty(p.to_string()))
+                    .and_then(|v| parse_size(p, v)),
+            )
+            .map(|v| v.unwrap_or(0))
+        };
+        let used = bytes("used")?;
+        let available = bytes("available")?;
+        Ok(crate::PoolUsage {
+            size: used + available,
+            used,
+        })
+    }
+
     fn usage(&self, id: &DatasetId) -> Result<(u64, Option<u64>)> {
         let ds = self.dataset_name(id)?;
         Ok(self.usage_of(&ds)?)

@@ -621,3 +621,27 @@ fn send_and_receive_spawn_zfs_through_the_executor() {
     );
     rec.finish();
 }
+
+#[test]
+fn pool_usage_is_used_plus_available() {
+    let (rec, s) = storage();
+    rec.expect_ok(
+        "zfs get -Hp -o property,value used,available tank/warren",
+        "used\t6316326912\navailable\t30124621824\n",
+    );
+    assert_eq!(
+        s.pool_usage().unwrap(),
+        crate::PoolUsage {
+            size: 6316326912 + 30124621824,
+            used: 6316326912
+        }
+    );
+    rec.finish();
+    let (rec, s) = storage();
+    rec.expect_ok(
+        "zfs get -Hp -o property,value used,available tank/warren",
+        "used\t12\n",
+    );
+    assert!(s.pool_usage().is_err(), "available missing");
+    rec.finish();
+}

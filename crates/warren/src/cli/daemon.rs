@@ -81,21 +81,19 @@ pub(super) struct DaemonCmd {
     /// Seconds one REPL evaluation or callback may run before it is interrupted.
     #[arg(long, default_value = "30")]
     pub(super) repl_time_limit: u64,
+    /// Also serve Prometheus metrics in plain HTTP (no token) at http://ADDR:PORT/metrics:
+    /// for a scraper on a trusted interface.
+    #[arg(long, env = "WARREN_METRICS_LISTEN")]
+    pub(super) metrics_listen: Option<String>,
 }
 
 pub(super) async fn run_daemon(state_dir: PathBuf, socket: PathBuf, d: DaemonCmd) -> Result<Exit> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("WARREN_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let state_dir = if state_dir.is_absolute() {
         state_dir
     } else {
         std::env::current_dir()?.join(state_dir)
     };
+    crate::daemon::logfile::init(&state_dir)?;
     let instance = crate::daemon::Config::instance_of(&state_dir);
     let cfg = crate::daemon::Config {
         socket,
@@ -131,6 +129,12 @@ pub(super) async fn run_daemon(state_dir: PathBuf, socket: PathBuf, d: DaemonCmd
         },
         allow_host_hooks: d.allow_host_hooks,
         repl_time_limit: Duration::from_secs(d.repl_time_limit.max(1)),
+        metrics_listen: match d.metrics_listen.as_deref() {
+            None => None,
+            Some(a) => Some(a.parse().map_err(|e| {
+                anyhow::anyhow!("--metrics-listen {a:?}: {e} (give ADDR:PORT, e.g. 127.0.0.1:9464)")
+            })?),
+        },
         spec: match d.spec {
             Some(p) if p.is_relative() => Some(std::env::current_dir()?.join(p)),
             other => other,

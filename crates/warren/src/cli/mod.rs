@@ -16,6 +16,7 @@ mod datasets;
 mod events;
 mod exit;
 mod images;
+mod info;
 mod remote;
 mod repl;
 mod transfer;
@@ -109,6 +110,14 @@ enum Cmd {
         #[arg(long)]
         prune: bool,
     },
+    /// What this host is and runs: OS, CPUs, memory, the storage pool's fill, runtimes,
+    /// ingress, workload counts, the remote API.
+    Info {
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: info::InfoFormat,
+    },
+    /// The daemon's Prometheus metrics (the text a scraper reads at /v1/metrics).
+    Metrics,
     /// List workloads.
     #[command(alias = "ls")]
     List {
@@ -413,6 +422,8 @@ async fn dispatch(cli: Cli) -> Result<Exit> {
             cmd: SpecCmd::Export { output },
         } => workloads::spec_export(&client, output).await,
         Cmd::Plan { file, prune } => workloads::apply(&client, &file, true, prune, false).await,
+        Cmd::Info { output } => info::info(&client, output).await,
+        Cmd::Metrics => info::metrics(&client).await,
         Cmd::List { output } => workloads::list(&client, output).await,
         Cmd::Get { name, output } => workloads::get(&client, &name, output).await,
         Cmd::Start { names } => workloads::each(&client, names, "start", WORKLOAD_START).await,
@@ -486,6 +497,15 @@ async fn dispatch(cli: Cli) -> Result<Exit> {
         Cmd::Ca {
             cmd: CaCmd::Export { output },
         } => remote::ca_export(&client, output).await,
+        Cmd::Daemon(DaemonCmd {
+            action:
+                Some(remote::DaemonAction::Logs {
+                    follow,
+                    level,
+                    json,
+                }),
+            ..
+        }) => info::daemon_logs(&client, &cli.state_dir, follow, &level, json).await,
         Cmd::Daemon(DaemonCmd {
             action: Some(action),
             ..

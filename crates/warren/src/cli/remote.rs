@@ -60,6 +60,18 @@ pub(super) enum DaemonAction {
     ClaimCode,
     /// Open a new claim window with a new claim code (root on the host).
     ResetAuth,
+    /// The daemon's own log (STATE_DIR/logs/daemon.log and its rotated files), read on the host.
+    Logs {
+        /// Keep printing new lines as the daemon writes them.
+        #[arg(short, long)]
+        follow: bool,
+        /// Only lines at this level or more severe: error, warn, info, debug, trace.
+        #[arg(long, default_value = "info")]
+        level: String,
+        /// Print the stored JSON records instead of readable lines.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub(super) async fn ca_export(client: &Client, output: Option<PathBuf>) -> Result<Exit> {
@@ -85,6 +97,7 @@ pub(super) async fn daemon_action(client: &Client, action: DaemonAction) -> Resu
     let r: serde_json::Value = match action {
         DaemonAction::ClaimCode => client.get(&routes::CLAIM_CODE.call()).await?,
         DaemonAction::ResetAuth => client.post(&routes::AUTH_RESET.call(), &()).await?,
+        DaemonAction::Logs { .. } => unreachable!("dispatched to info::daemon_logs"),
     };
     let until = r["until"].as_u64().unwrap_or(0);
     let left = until.saturating_sub(warren_store::now_ms() / 1000);

@@ -29,6 +29,8 @@ macro_rules! routes {
 }
 
 routes! {
+    INFO = get "/v1/info";
+    METRICS = get "/v1/metrics";
     REPL = post "/v1/repl";
     SPEC_EXPORT = get "/v1/spec/export";
     PLAN = post "/v1/plan";

@@ -20,12 +20,71 @@ use warren_model::plan::Desired;
 use warren_model::Source;
 
 pub fn router(engine: Arc<Engine>) -> Router {
-    routes().with_state(engine)
+    let telemetry = engine.telemetry.clone();
+    routes()
+        .route_layer(axum::middleware::from_fn_with_state(
+            telemetry,
+            count_request,
+        ))
+        .with_state(engine)
+}
+
+/// Only the metrics, at `/metrics` and `/v1/metrics` (the `--metrics-listen` listener).
+pub fn metrics_router(engine: Arc<Engine>) -> Router {
+    Router::new()
+        .route("/metrics", axum::routing::get(metrics))
+        .route("/v1/metrics", axum::routing::get(metrics))
+        .with_state(engine)
+}
+
+/// Counts every answered request by route template, method and status, with its latency.
+async fn count_request(
+    State(t): State<Arc<super::telemetry::Telemetry>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "other".to_string());
+    let method = req.method().to_string();
+    let began = std::time::Instant::now();
+    let resp = next.run(req).await;
+    t.request(&method, &route, resp.status().as_u16(), began.elapsed());
+    resp
+}
+
+/// `GET /v1/info`.
+async fn info(State(e): State<Arc<Engine>>) -> ApiResult<Info> {
+    let info = tokio::task::spawn_blocking(move || super::info::gather(&e))
+        .await
+        .map_err(|x| anyhow::anyhow!(x))??;
+    Ok(Json(info))
+}
+
+/// `GET /v1/metrics`: Prometheus metrics in the text exposition format.
+async fn metrics(State(e): State<Arc<Engine>>) -> Result<Response, ApiError> {
+    let text = tokio::task::spawn_blocking(move || super::metrics::render(&e))
+        .await
+        .map_err(|x| anyhow::anyhow!(x))??;
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            super::metrics::CONTENT_TYPE,
+        )],
+        text,
+    )
+        .into_response())
 }
 
 crate::api! { routes, ops, Arc<Engine>;
     get "/v1/health" => health, Token, "Whether the daemon answers", [],
         None, crate::json_of!(HealthResponse);
+    get "/v1/info" => info, Token, "What this host is and runs: host, OS, CPUs and memory, the storage pool's size and fill, runtimes, ingress, workload counts, the remote API", [],
+        None, crate::json_of!(Info);
+    get "/v1/metrics" => metrics, Token, "Prometheus metrics (text exposition format): workloads, datasets, the pool, the daemon", [],
+        None, Binary("text/plain");
     post "/v1/repl" => repl_eval, Token, "Evaluate Scheme forms in the live REPL (the value of the last one, or the error)", [],
         crate::json_of!(ReplRequest), crate::json_of!(ReplResponse);
     get "/v1/spec/export" => spec_export, Token, "The live desired state as a warren.toml that applies again as a no-op", [],

@@ -53,6 +53,7 @@ fn host() -> Host {
         allow_host_hooks: false,
         spec: None,
         repl_time_limit: std::time::Duration::from_secs(1),
+        metrics_listen: None,
         state_dir: state,
     };
     let net = crate::daemon::engine::fakes::FakeNet::new();
@@ -474,4 +475,63 @@ async fn console_refusals_have_their_status_and_reason() {
         json["error"].as_str().unwrap().contains("not available"),
         "{json}"
     );
+}
+
+/// `/v1/info` over the router: the dir driver's pool (statvfs of the state dir) and the
+/// declared workload's counts; `/v1/metrics` then counts that request by its route template.
+#[tokio::test]
+async fn info_and_metrics_over_the_router() {
+    let h = host();
+    h.declare(web());
+    let (status, info) = h.send(Method::GET, "/v1/info", None).await;
+    assert_eq!(status, 200, "{info}");
+    assert_eq!(info["storage"]["driver"], "dir");
+    assert!(
+        info["storage"]["size_bytes"].as_u64().unwrap() > 0,
+        "{info}"
+    );
+    assert_eq!(info["workloads"]["total"], 1, "{info}");
+    assert_eq!(
+        info["workloads"]["by_kind"]["container"]["pending"], 1,
+        "{info}"
+    );
+    assert_eq!(info["ingress"]["domains"][0], "web.home.arpa");
+    assert_eq!(info["ingress"]["state"], "pending", "{info}");
+    let (status, _) = h.send(Method::GET, "/v1/workloads/nope", None).await;
+    assert_eq!(status, 404);
+
+    let resp = crate::daemon::api::router(h.engine.clone())
+        .oneshot(
+            Request::builder()
+                .uri("/v1/metrics")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain; version=0.0.4"));
+    let text = String::from_utf8(
+        axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap()
+            .to_vec(),
+    )
+    .unwrap();
+    for line in [
+        r#"warren_api_requests_total{method="GET",route="/v1/info",status="200"} 1"#,
+        r#"warren_api_requests_total{method="GET",route="/v1/workloads/{name}",status="404"} 1"#,
+        r#"warren_workload_state{name="web",kind="container",state="pending"} 1"#,
+        r#"warren_workload_restarts_total{name="web",kind="container"} 0"#,
+    ] {
+        assert!(text.lines().any(|l| l == line), "no {line} in:\n{text}");
+    }
+    assert!(
+        text.contains("# TYPE warren_pool_size_bytes gauge"),
+        "{text}"
+    );
+    assert!(!text.contains("# EOF"));
 }

@@ -496,6 +496,7 @@ pub(crate) async fn plan_or_apply(
             removed: outcome.removed.len(),
         },
     );
+    engine.telemetry.applies.inc();
     engine.wake();
     Ok(ApplyResponse {
         changes,

@@ -91,6 +91,10 @@ pub struct Ingress {
     certs_changed: std::sync::atomic::AtomicBool,
     /// Runs nginx's configuration check on the host (when the prefix is not the workload's).
     exec: std::sync::Arc<dyn warren_exec::Executor>,
+    /// How often nginx was told to reload, and how many renderings its check refused
+    /// (reported as metrics).
+    pub reloads: std::sync::atomic::AtomicU64,
+    pub rejected: std::sync::atomic::AtomicU64,
 }
 
 impl Ingress {
@@ -111,6 +115,8 @@ impl Ingress {
             reloaded_pid: Mutex::new(None),
             certs_changed: std::sync::atomic::AtomicBool::new(false),
             exec,
+            reloads: Default::default(),
+            rejected: Default::default(),
         }
     }
 
@@ -335,7 +341,13 @@ impl Ingress {
                 validator.install_unchecked(&text, &conf)
             }
             None => validator.install(&text, &conf, self.exec.as_ref()),
-        }?;
+        }
+        .inspect_err(|e| {
+            if matches!(e, warren_ingress::nginx::NginxError::Rejected { .. }) {
+                self.rejected
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        })?;
         *live = Some(text);
         if let Some(r) = router {
             self.certs_changed
@@ -372,6 +384,8 @@ impl Ingress {
 
     /// Tells the running nginx to load its files again, the platform's way.
     fn reload(&self, r: &RouterRun) -> Result<()> {
+        self.reloads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         match self.platform.reload {
             Reload::Signal(sig) => r
                 .runtime

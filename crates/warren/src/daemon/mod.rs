@@ -7,13 +7,17 @@
 pub mod api;
 pub mod apply;
 pub mod archive;
+pub mod cgstats;
 pub mod datasets;
 pub mod engine;
 pub mod error;
 pub mod health;
 pub mod hooks;
 pub mod images;
+pub mod info;
 pub mod ingress;
+pub mod logfile;
+pub mod metrics;
 pub mod netnames;
 #[cfg(target_os = "linux")]
 pub mod network;
@@ -28,6 +32,7 @@ pub mod runtimes;
 pub mod sources;
 pub mod specfile;
 pub mod stream;
+pub mod telemetry;
 pub mod transfer;
 pub mod vmcheck;
 pub mod watch;
@@ -77,6 +82,8 @@ pub struct Config {
     pub spec: Option<PathBuf>,
     /// How long one REPL evaluation or callback may run.
     pub repl_time_limit: Duration,
+    /// Where plain-HTTP Prometheus metrics are served (`None`: only on the API).
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 pub use netnames::NetSettings;
@@ -317,6 +324,13 @@ pub async fn run(cfg: Config) -> Result<()> {
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
+    let metrics_task = cfg.metrics_listen.map(|addr| {
+        tokio::spawn(metrics_listener(
+            engine.clone(),
+            addr,
+            stopped(stop_rx.clone()),
+        ))
+    });
     let remote_task = match cfg.listen {
         Some(addr) => {
             let remote = remote::init(&cfg.state_dir, &engine.store)?;
@@ -346,11 +360,46 @@ pub async fn run(cfg: Config) -> Result<()> {
             engine.event(None, EventKind::error(format!("remote API: {e:#}")));
         }
     }
+    if let Some(t) = metrics_task {
+        t.abort();
+    }
     served?;
     engine.event(None, EventKind::DaemonStopping);
     let _ = std::fs::remove_file(&cfg.socket);
     drop(lock);
     Ok(())
+}
+
+/// Serves `GET /metrics` (and `/v1/metrics`) in plain HTTP on `addr`, for a scraper on a
+/// trusted interface; nothing else is served there.
+async fn metrics_listener(
+    engine: Arc<engine::Engine>,
+    addr: std::net::SocketAddr,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let listener = match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            engine.event(
+                None,
+                EventKind::error(format!("metrics listener on {addr}: {e}")),
+            );
+            return;
+        }
+    };
+    let bound = listener.local_addr().map(|a| a.to_string());
+    let _ = engine
+        .telemetry
+        .metrics_listen
+        .set(bound.unwrap_or_else(|_| addr.to_string()));
+    tracing::info!("serving metrics on http://{addr}/metrics");
+    let app = api::metrics_router(engine);
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+    {
+        tracing::warn!("metrics listener: {e}");
+    }
 }
 
 /// Returns freed heap memory to the system after a large transfer (export, import), so an

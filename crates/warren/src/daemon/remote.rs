@@ -106,6 +106,11 @@ pub async fn serve(
         .with_context(|| format!("listening on {addr} (--listen ADDR:PORT or --listen none)"))?;
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(remote.identity.server_config()?));
     let router = remote_router(engine.clone(), remote.clone());
+    let _ = engine.telemetry.remote.set(super::telemetry::RemoteFacts {
+        address: addr.to_string(),
+        host_id: remote.identity.host_id.to_string(),
+        fingerprint: remote.identity.fingerprint().to_string(),
+    });
     let msg = EventKind::RemoteApiListening {
         address: addr.to_string(),
         host_id: remote.identity.host_id.to_string(),

@@ -871,6 +871,7 @@ pub fn test_config(state_dir: &Path) -> crate::daemon::Config {
         allow_host_hooks: false,
         spec: None,
         repl_time_limit: Duration::from_secs(1),
+        metrics_listen: None,
     }
 }
 

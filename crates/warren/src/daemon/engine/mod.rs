@@ -77,6 +77,8 @@ pub struct Engine {
     evaluator: std::sync::OnceLock<Arc<dyn Evaluator>>,
     /// The workload kinds this host runs, built once at start; an input of every plan.
     pub caps: warren_model::HostCapabilities,
+    /// The daemon's counters (reconcile passes, events, API requests) and start time.
+    pub telemetry: Arc<super::telemetry::Telemetry>,
 }
 
 /// What the engine works through: its backends and its clock. [`Engine::new`] builds the
@@ -159,6 +161,7 @@ impl Engine {
             health: Mutex::new(HashMap::new()),
             evaluator: std::sync::OnceLock::new(),
             caps,
+            telemetry: Default::default(),
         }))
     }
 }

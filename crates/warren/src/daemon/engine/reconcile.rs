@@ -28,7 +28,10 @@ impl Engine {
             }
         });
         loop {
-            let next_wake = match self.clone().reconcile_once().await {
+            let began = std::time::Instant::now();
+            let pass = self.clone().reconcile_once().await;
+            self.telemetry.reconcile_pass(began.elapsed());
+            let next_wake = match pass {
                 Ok(w) => w,
                 Err(e) => {
                     self.event(

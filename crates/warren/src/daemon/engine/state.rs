@@ -31,6 +31,7 @@ impl Engine {
             kind = kind.category(),
             "{kind}"
         );
+        self.telemetry.event(kind.category());
         match self.store.add_event(workload, &kind) {
             Ok(ev) => {
                 let _ = self.events.send(ev);
