@@ -5,6 +5,8 @@
 //! - datasets: snapshot and clone time for 10 MiB vs 1 GiB of data, export and import
 //!   throughput against `btrfs send | zstd` and `zstd -d | btrfs receive`;
 //! - `warren apply` of 50 workloads until all are running;
+//! - a scrape of `/v1/metrics` with those 50 workloads (median time, the daemon's CPU per
+//!   scrape);
 //! - idle daemon RSS and CPU with those 50 workloads; each shim's proportional set size
 //!   (compared with podman's conmon when podman is present);
 //! - the ingress: a workload running to its route serving;
@@ -673,6 +675,45 @@ fn podman_works(bundle: &Path) -> Result<()> {
     )
 }
 
+/// One `GET /v1/metrics` over the daemon's local socket; the response's length.
+fn scrape_once(sock: &Path) -> Result<usize> {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(sock)?;
+    s.write_all(b"GET /v1/metrics HTTP/1.1\r\nHost: warren\r\nConnection: close\r\n\r\n")?;
+    let mut body = Vec::new();
+    s.read_to_end(&mut body)?;
+    if !body.starts_with(b"HTTP/1.1 200") {
+        bail!(
+            "/v1/metrics: {}",
+            String::from_utf8_lossy(&body[..body.len().min(200)])
+        );
+    }
+    Ok(body.len())
+}
+
+/// Scrapes of `/v1/metrics` with the 50 workloads running: the median time and the daemon's
+/// CPU per scrape.
+fn scrape(b: &Bench, pid: u32) -> Result<()> {
+    const SCRAPES: usize = 20;
+    let sock = b.dir.join("state").join("warren.sock");
+    let bytes = scrape_once(&sock)?;
+    let c0 = cpu_ticks(pid).unwrap_or(0);
+    let mut times = Vec::new();
+    for _ in 0..SCRAPES {
+        let t = Instant::now();
+        scrape_once(&sock)?;
+        times.push(t.elapsed());
+    }
+    let c1 = cpu_ticks(pid).unwrap_or(0);
+    let cpu_ms = (c1 - c0) as f64 * 10.0 / SCRAPES as f64;
+    println!(
+        "metrics scrape with {WORKLOADS} workloads: median {:.1}ms, daemon CPU {cpu_ms:.1}ms per scrape ({} KiB)",
+        ms(median(times)),
+        bytes / 1024
+    );
+    Ok(())
+}
+
 /// `warren apply` of 50 workloads until all run; the idle daemon and its shims; podman's
 /// conmon for comparison.
 fn apply_part(b: &Bench, bundle: &Path) -> Result<()> {
@@ -726,6 +767,7 @@ fn apply_part(b: &Bench, bundle: &Path) -> Result<()> {
         b.record("idle-rss", rss_mb),
         idle.as_secs()
     );
+    scrape(b, pid)?;
     let shims = children_named("shim");
     let mut pss: Vec<u64> = shims
         .iter()

@@ -4,8 +4,8 @@
 //! terminal, logs, a published port, names both ways on the bridge, data kept across stop
 //! and start, adoption after a daemon SIGKILL, and nothing left after `delete --purge`.
 //!
-//! Needs root, `qemu-system-x86_64` and the `warren-agent` binary next to `warren` (built by
-//! `cargo test --workspace`, or `cargo build -p warren-agent`). Boots are few and shared: each
+//! Needs root and `qemu-system-x86_64`; the `warren-agent` binary is built next to `warren`
+//! when missing. Boots are few and shared: each
 //! TCG boot costs 10–25 s here.
 
 mod common;
@@ -14,12 +14,7 @@ use common::{alive, free_port, wait_until, Daemon};
 use std::path::Path;
 
 fn require_vm_host() {
-    let agent = Path::new(common::WARREN).with_file_name("warren-agent");
-    assert!(
-        agent.exists(),
-        "{} is missing: build it with `cargo build -p warren-agent` (cargo test --workspace does)",
-        agent.display()
-    );
+    common::ensure_agent();
     assert!(
         warren_exec::resolve("qemu-system-x86_64").is_some(),
         "qemu-system-x86_64 is missing: apt-get install qemu-system-x86 (scripts/install-deps)"

@@ -347,6 +347,34 @@ impl Drop for Daemon {
     }
 }
 
+/// Makes sure the guest agent is installed next to the `warren` under test, where the daemon
+/// looks for it: `cargo test` builds only the binaries of packages with integration tests, so
+/// `warren-agent` is built here (once per test process; cargo holds no build lock while tests
+/// run).
+pub fn ensure_agent() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let bin = Path::new(WARREN).with_file_name("warren-agent");
+            let profile = Path::new(WARREN).parent().unwrap();
+            let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+            cmd.args(["build", "-p", "warren-agent"])
+                .env("CARGO_TARGET_DIR", profile.parent().unwrap())
+                .current_dir(env!("CARGO_MANIFEST_DIR"));
+            if profile.ends_with("release") {
+                cmd.arg("--release");
+            }
+            let out = cmd.output().expect("running cargo build -p warren-agent");
+            assert!(
+                out.status.success() && bin.is_file(),
+                "cargo build -p warren-agent: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            bin
+        })
+        .clone()
+}
+
 /// The VM kernel and initramfs cache every test daemon shares.
 pub fn vm_cache() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join("vm-cache")
