@@ -26,6 +26,8 @@
 (require 'warren-repl)
 (require 'warren-org)
 (require 'tramp)
+(require 'term)
+(require 'comint)
 
 (defun warren-test--workloads ()
   "The two workloads the harness applied."
@@ -325,3 +327,57 @@
 
 (provide 'warren-test)
 ;;; warren-test.el ends here
+
+(defun warren-test--shell-answers (buf send)
+  "Wait until the shell in BUF answers; SEND types a line into it."
+  (let ((token (format "exec-%d" (random 1000000))))
+    (funcall send (format "echo %s-$((6*7))\n" token))
+    (warren-test--wait (format "the shell in %s to answer" (buffer-name buf))
+                       (lambda ()
+                         (with-current-buffer buf
+                           (save-excursion
+                             (goto-char (point-min))
+                             (search-forward (format "%s-42" token) nil t)))))))
+
+(ert-deftest warren-test-exec-opens-a-shell-in-the-workload ()
+  (pcase-let ((`(,first ,_second) (warren-test--workloads)))
+    ;; comint (what a remote directory gets): lines through a pipe to `sh -i'.
+    (let* ((warren-exec-terminal 'comint)
+           (buf (warren-exec first)))
+      (unwind-protect
+          (warren-test--shell-answers
+           buf (lambda (line)
+                 (with-current-buffer buf
+                   (goto-char (point-max))
+                   (insert (string-trim-right line))
+                   (comint-send-input))))
+        (let ((p (get-buffer-process buf)))
+          (when p (delete-process p)))
+        (kill-buffer buf)))
+    ;; term (a local directory without vterm): a terminal through `exec -t'.
+    (let* ((warren-exec-terminal 'term)
+           (buf (warren-exec first)))
+      (unwind-protect
+          (warren-test--shell-answers
+           buf (lambda (line)
+                 (term-send-raw-string line)))
+        (let ((p (get-buffer-process buf)))
+          (when p (delete-process p)))
+        (kill-buffer buf)))))
+
+(ert-deftest warren-test-the-transient-menu-offers-the-actions ()
+  (let ((buf (warren-list)))
+    (unwind-protect
+        (with-current-buffer buf
+          (should (eq (lookup-key warren-list-mode-map "?") 'warren-list-dispatch))
+          (should (commandp 'warren-list-dispatch))
+          (pcase-dolist (`(,key . ,command)
+                         '(("s" . warren-list-start) ("o" . warren-list-stop)
+                           ("r" . warren-list-restart) ("D" . warren-list-delete)
+                           ("l" . warren-list-logs) ("e" . warren-list-exec)
+                           ("n" . warren-list-snapshot) ("b" . warren-list-rollback)))
+            (let ((suffix (transient-get-suffix 'warren-list-dispatch key)))
+              (should suffix)
+              (should (eq (plist-get (nth 2 suffix) :command) command))
+              (should (commandp command)))))
+      (kill-buffer buf))))
