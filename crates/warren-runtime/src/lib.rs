@@ -214,6 +214,14 @@ pub struct JailParams {
     pub jailed_dataset: Option<JailedDataset>,
 }
 
+/// Maps an I/O error on `path` to [`RuntimeError::Io`], for `map_err`.
+pub fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> RuntimeError + '_ {
+    move |source| RuntimeError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
 fn yes() -> bool {
     true
 }

@@ -30,7 +30,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use warren_exec::Executor;
-use warren_runtime::shim::{self as rshim, START_TIMEOUT};
+use warren_runtime::io_err;
+use warren_runtime::shim as rshim;
 use warren_runtime::{
     Backend, ExecRequest, Observed, Result, Runtime, RuntimeError, Started, VmBoot, WorkloadRun,
 };
@@ -60,17 +61,6 @@ pub struct VmRuntime {
     pub log_max_bytes: u64,
     pub log_max_files: u32,
     accel: Mutex<Option<Accel>>,
-}
-
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RuntimeError + '_ {
-    move |source| RuntimeError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
-}
-
-fn vm_err(e: crate::VmError) -> RuntimeError {
-    RuntimeError::Spec(e.to_string())
 }
 
 impl VmRuntime {
@@ -210,7 +200,7 @@ impl VmRuntime {
                 let firmware = if *uefi {
                     let vars = run_dir.join("OVMF_VARS.fd");
                     if !vars.exists() {
-                        std::fs::copy(OVMF_VARS, &vars).map_err(io(&vars))?;
+                        std::fs::copy(OVMF_VARS, &vars).map_err(io_err(&vars))?;
                     }
                     Firmware::Uefi {
                         code: OVMF_CODE.into(),
@@ -268,9 +258,10 @@ impl VmRuntime {
                     kernel.as_deref(),
                     initrd.as_deref(),
                 )
-                .map_err(vm_err)?;
+                .map_err(RuntimeError::from)?;
                 let root = run_dir.join("root.ext4");
-                disk::build_root_disk(self.exec.as_ref(), &spec.rootfs, &root).map_err(vm_err)?;
+                disk::build_root_disk(self.exec.as_ref(), &spec.rootfs, &root)
+                    .map_err(RuntimeError::from)?;
                 let mut disks = vec![Disk::raw(&root)];
                 let mut mounts = Vec::new();
                 for b in &spec.binds {
@@ -282,7 +273,7 @@ impl VmRuntime {
                         &b.source,
                         disk::DEFAULT_DATA_DISK,
                     )
-                    .map_err(vm_err)?;
+                    .map_err(RuntimeError::from)?;
                     mounts.push(Mount {
                         device: crate::guest::disk_device(disks.len()),
                         path: b.dest.clone(),
@@ -341,13 +332,6 @@ impl VmRuntime {
         }
     }
 
-    fn shim_failed(id: &str, reason: impl Into<String>) -> RuntimeError {
-        RuntimeError::ShimFailed {
-            id: id.to_string(),
-            reason: reason.into(),
-        }
-    }
-
     /// QEMU's pid from the run's state, if that process still is this run's QEMU.
     fn qemu_pid(&self, id: &str) -> Option<i32> {
         let dir = self.run_dir(id)?;
@@ -385,21 +369,21 @@ impl Runtime for VmRuntime {
         let Backend::Vm(p) = &spec.backend else {
             unreachable!("checked by expect_backend")
         };
-        std::fs::create_dir_all(run_dir).map_err(io(run_dir))?;
-        let run_dir = run_dir.canonicalize().map_err(io(run_dir))?;
+        std::fs::create_dir_all(run_dir).map_err(io_err(run_dir))?;
+        let run_dir = run_dir.canonicalize().map_err(io_err(run_dir))?;
         for stale in [rshim::STATE_FILE, rshim::EXIT_FILE] {
             let _ = std::fs::remove_file(run_dir.join(stale));
         }
         let (cfg, start) = self.config(spec, &p.boot, &run_dir)?;
         let accel_file = run_dir.join(ACCEL_FILE);
-        std::fs::write(&accel_file, cfg.accel.as_str()).map_err(io(&accel_file))?;
+        std::fs::write(&accel_file, cfg.accel.as_str()).map_err(io_err(&accel_file))?;
         let program = warren_exec::resolve("qemu-system-x86_64").ok_or_else(|| {
             RuntimeError::Unsupported(
                 "qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)".into(),
             )
         })?;
         let mut qemu_argv = vec![program.display().to_string()];
-        qemu_argv.extend(qemu::args(&cfg).map_err(vm_err)?);
+        qemu_argv.extend(qemu::args(&cfg).map_err(RuntimeError::from)?);
         let memory = spec.resources.memory.unwrap_or(DEFAULT_MEMORY);
         let shim_cfg = VmShimConfig {
             id: spec.id.clone(),
@@ -423,49 +407,17 @@ impl Runtime for VmRuntime {
         };
         rshim::write_json(&run_dir.join(crate::shim::CONFIG_FILE), &shim_cfg)?;
         let runs = self.state_dir.join("runs");
-        std::fs::create_dir_all(&runs).map_err(io(&runs))?;
+        std::fs::create_dir_all(&runs).map_err(io_err(&runs))?;
         let link = runs.join(&spec.id);
         let _ = std::fs::remove_file(&link);
-        std::os::unix::fs::symlink(&run_dir, &link).map_err(io(&link))?;
+        std::os::unix::fs::symlink(&run_dir, &link).map_err(io_err(&link))?;
 
-        let (mut child, report) = rshim::launch(&self.shim_exe, &run_dir)?;
-        let report = match report {
-            Ok(Some(r)) => r,
-            Ok(None) => {
+        rshim::start(&self.shim_exe, &run_dir, &spec.id, |child| {
+            if let Some(child) = child {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(Self::shim_failed(
-                    &spec.id,
-                    format!("no report within {}s", START_TIMEOUT.as_secs()),
-                ));
             }
-            Err(e) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(e);
-            }
-        };
-        if report.trim() == "ok" {
-            return match rshim::read_state(&run_dir)? {
-                Some(state) => Ok(Started { state, shim: child }),
-                None => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    Err(Self::shim_failed(&spec.id, "the shim wrote no state.json"))
-                }
-            };
-        }
-        let status = child
-            .wait()
-            .map_err(|e| RuntimeError::Other(format!("waiting for the shim: {e}")))?;
-        let reason = match report.strip_prefix("error: ") {
-            Some(r) => r.trim().to_string(),
-            None if report.trim().is_empty() => {
-                format!("the shim exited without reporting ({status})")
-            }
-            None => report.trim().to_string(),
-        };
-        Err(Self::shim_failed(&spec.id, reason))
+        })
     }
 
     /// Asks the guest to power off (the agent ends the main process, syncs and unmounts).
