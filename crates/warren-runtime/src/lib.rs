@@ -275,11 +275,16 @@ pub enum VmBoot {
         initrd: Option<PathBuf>,
         cmdline: Option<String>,
     },
-    /// A full VM: firmware boots `disk` or an installer `iso` (with `disk` as its target).
+    /// A full VM: firmware boots its own disk, or an installer `iso` with that disk as the
+    /// install's target. The disk lives in `store` (the workload's `data` dataset), made from
+    /// the template `disk` or empty with `disk_size` bytes; without a `store` the VM boots
+    /// `disk` itself.
     Firmware {
         disk: Option<PathBuf>,
         iso: Option<PathBuf>,
         uefi: bool,
+        store: Option<PathBuf>,
+        disk_size: Option<u64>,
     },
 }
 

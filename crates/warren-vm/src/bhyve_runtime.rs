@@ -150,7 +150,10 @@ impl BhyveRuntime {
             unreachable!("checked by expect_backend")
         };
         let VmParams { boot, nic, .. } = p;
-        let VmBoot::Firmware { disk, iso, uefi } = boot else {
+        let VmBoot::Firmware {
+            disk, iso, uefi, ..
+        } = boot
+        else {
             return Err(unsupported(
                 &spec.id,
                 "bhyve boots a disk or an iso, not a kernel, and a microVM's guest agent is \

@@ -26,6 +26,11 @@ use crate::agent::proto::{self, Message, Mount, NetConfig, StartSpec};
 use crate::config::{Accel, Boot, Console, Disk, Firmware, Mac, Nic, OVMF_CODE, OVMF_VARS};
 use crate::shim::{client, VmShimConfig, CONSOLE_SOCKET, CTL_SOCKET, SERIAL_SOCKET};
 use crate::{disk, qemu, VmConfig};
+
+/// QEMU's QMP socket in a run dir.
+const QMP_SOCKET: &str = "qmp.sock";
+/// QEMU's end of the agent's virtio-serial port in a microVM's run dir.
+const AGENT_SOCKET: &str = "agent.sock";
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -188,7 +193,7 @@ impl VmRuntime {
             disks: Vec::new(),
             nic: nic.clone(),
             agent: None,
-            qmp: Some(run_dir.join("qmp.sock")),
+            qmp: Some(run_dir.join(QMP_SOCKET)),
             console,
             accel,
             tsc_khz: std::fs::read_to_string("/proc/cpuinfo")
@@ -196,7 +201,13 @@ impl VmRuntime {
                 .and_then(|c| crate::probe::host_tsc_khz(&c)),
         };
         match boot {
-            VmBoot::Firmware { disk, iso, uefi } => {
+            VmBoot::Firmware {
+                disk,
+                iso,
+                uefi,
+                store,
+                disk_size,
+            } => {
                 let firmware = if *uefi {
                     let vars = run_dir.join("OVMF_VARS.fd");
                     if !vars.exists() {
@@ -209,14 +220,40 @@ impl VmRuntime {
                 } else {
                     Firmware::Bios
                 };
-                let disk = disk.as_ref().map(|d| Disk {
-                    format: if d.extension().is_some_and(|e| e == "qcow2") {
-                        crate::config::DiskFormat::Qcow2
-                    } else {
-                        crate::config::DiskFormat::Raw
-                    },
-                    ..Disk::raw(d)
-                });
+                // Its own disk in its data dataset (so snapshots, rollback, clone and export
+                // carry it), or the operator's file itself when there is no dataset.
+                let disk = match store {
+                    Some(store) => Some(
+                        disk::ensure_own_disk(
+                            self.exec.as_ref(),
+                            store,
+                            disk.as_deref(),
+                            *disk_size,
+                        )
+                        .map_err(RuntimeError::from)?,
+                    ),
+                    None => disk.as_ref().map(|d| Disk {
+                        format: disk::format_of(d),
+                        ..Disk::raw(d)
+                    }),
+                };
+                // Volumes are ext4 disks after the boot disk, for the guest to mount.
+                let mut disks = Vec::new();
+                for b in &spec.binds {
+                    if !b.source.is_dir() || store.as_deref() == Some(b.source.as_path()) {
+                        continue;
+                    }
+                    let image = disk::ensure_dataset_disk(
+                        self.exec.as_ref(),
+                        &b.source,
+                        disk::DEFAULT_DATA_DISK,
+                    )
+                    .map_err(RuntimeError::from)?;
+                    disks.push(Disk {
+                        readonly: b.readonly,
+                        ..Disk::raw(image)
+                    });
+                }
                 let boot = match (iso, disk) {
                     (Some(iso), disk) => Boot::Iso {
                         iso: iso.clone(),
@@ -241,6 +278,7 @@ impl VmRuntime {
                         boot,
                         firmware,
                         console,
+                        disks,
                         ..base
                     },
                     None,
@@ -323,7 +361,7 @@ impl VmRuntime {
                             cmdline: line,
                         },
                         disks,
-                        agent: Some(run_dir.join("agent.sock")),
+                        agent: Some(run_dir.join(AGENT_SOCKET)),
                         ..base
                     },
                     Some(start),
@@ -337,7 +375,7 @@ impl VmRuntime {
         let dir = self.run_dir(id)?;
         let state = rshim::read_state(&dir).ok()??;
         let cmdline = std::fs::read(format!("/proc/{}/cmdline", state.container_pid)).ok()?;
-        let marker = dir.join("qmp.sock");
+        let marker = dir.join(QMP_SOCKET);
         let marker = marker.to_string_lossy();
         String::from_utf8_lossy(&cmdline)
             .contains(marker.as_ref())
@@ -351,6 +389,31 @@ impl VmRuntime {
         client::request(&ctl, m, CONTROL_TIMEOUT)
             .map_err(|e| RuntimeError::Other(format!("{id}: {e}")))
     }
+}
+
+impl VmRuntime {
+    /// Whether run `id` is a full VM: QEMU was given no agent port.
+    fn is_full_vm(&self, id: &str) -> bool {
+        self.run_dir(id)
+            .is_some_and(|d| d.join(QMP_SOCKET).exists() && !d.join(AGENT_SOCKET).exists())
+    }
+
+    /// A QMP session with run `id`'s QEMU.
+    fn qmp(&self, id: &str) -> Result<crate::qmp::Qmp<std::os::unix::net::UnixStream>> {
+        let dir = self
+            .run_dir(id)
+            .ok_or_else(|| RuntimeError::Other(format!("{id}: no such VM run")))?;
+        let sock =
+            std::os::unix::net::UnixStream::connect(dir.join(QMP_SOCKET)).map_err(io_err(&dir))?;
+        let _ = sock.set_read_timeout(Some(CONTROL_TIMEOUT));
+        crate::qmp::Qmp::handshake(sock)
+            .map(|(q, _)| q)
+            .map_err(|e| qmp_err(id, e))
+    }
+}
+
+fn qmp_err(id: &str, e: impl std::fmt::Display) -> RuntimeError {
+    RuntimeError::Other(format!("{id}: QMP: {e}"))
 }
 
 impl crate::VmBackend for VmRuntime {
@@ -391,7 +454,7 @@ impl Runtime for VmRuntime {
             agent_socket: cfg
                 .agent
                 .clone()
-                .unwrap_or_else(|| run_dir.join("agent.sock")),
+                .unwrap_or_else(|| run_dir.join(AGENT_SOCKET)),
             start,
             console_socket: cfg.console.socket.clone(),
             console_attach: cfg
@@ -460,13 +523,21 @@ impl Runtime for VmRuntime {
 
     /// Freezes the guest's filesystems (the agent's fsfreeze), so a snapshot of the disks in
     /// the workload's datasets is consistent.
+    /// A full VM has no agent: its vCPUs are paused instead (QMP `stop`, which also drains and
+    /// flushes its disks), so a snapshot of its disk is at least crash-consistent.
     fn freeze(&self, id: &str) -> Result<()> {
+        if self.is_full_vm(id) {
+            return self.qmp(id)?.stop().map_err(|e| qmp_err(id, e));
+        }
         self.control(id, &Message::Freeze)
     }
 
     /// Lets the guest's filesystems run again and sets its clock (it may have been paused
     /// for a while).
     fn thaw(&self, id: &str) -> Result<()> {
+        if self.is_full_vm(id) {
+            return self.qmp(id)?.cont().map_err(|e| qmp_err(id, e));
+        }
         self.control(id, &Message::Thaw)?;
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -484,7 +555,7 @@ impl Runtime for VmRuntime {
         let Some(dir) = self.run_dir(&state.id) else {
             return false;
         };
-        let Ok(sock) = std::os::unix::net::UnixStream::connect(dir.join("qmp.sock")) else {
+        let Ok(sock) = std::os::unix::net::UnixStream::connect(dir.join(QMP_SOCKET)) else {
             return false;
         };
         let _ = sock.set_read_timeout(Some(Duration::from_secs(5)));
