@@ -202,6 +202,64 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_full_vms_own_disk_is_a_copy_of_its_template_kept_and_grown() {
+        let exec = warren_exec::HostExecutor;
+        let dir = tempfile::tempdir().unwrap();
+        let template = dir.path().join("base.img");
+        std::fs::write(&template, b"template bytes").unwrap();
+        let store = dir.path().join("data");
+        std::fs::create_dir(&store).unwrap();
+
+        let d = ensure_own_disk(&exec, &store, Some(&template), None).unwrap();
+        assert_eq!(d.path, store.join("vm-root.raw"));
+        assert_eq!(d.format, DiskFormat::Raw);
+        assert_eq!(std::fs::read(&d.path).unwrap(), b"template bytes");
+        // What the guest writes is kept; the template is never written.
+        std::fs::write(&d.path, b"guest bytes").unwrap();
+        let again = ensure_own_disk(&exec, &store, Some(&template), Some(1 << 20)).unwrap();
+        assert_eq!(again.path, d.path);
+        assert_eq!(std::fs::read(&template).unwrap(), b"template bytes");
+        let kept = std::fs::read(&d.path).unwrap();
+        assert!(kept.starts_with(b"guest bytes"));
+        assert_eq!(kept.len(), 1 << 20, "grown to disk_size");
+        // Never shrunk.
+        ensure_own_disk(&exec, &store, Some(&template), Some(4096)).unwrap();
+        assert_eq!(std::fs::metadata(&d.path).unwrap().len(), 1 << 20);
+        assert!(
+            !std::fs::read_dir(&store).unwrap().any(|e| e
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .contains("partial")),
+            "no partial copy left"
+        );
+    }
+
+    #[test]
+    fn an_installer_vm_gets_an_empty_sparse_disk() {
+        use std::os::unix::fs::MetadataExt;
+        let exec = warren_exec::HostExecutor;
+        let store = tempfile::tempdir().unwrap();
+        let d = ensure_own_disk(&exec, store.path(), None, None).unwrap();
+        let meta = std::fs::metadata(&d.path).unwrap();
+        assert_eq!(meta.len(), DEFAULT_OWN_DISK);
+        assert!(meta.blocks() * 512 < 1 << 20, "sparse");
+        // A qcow2 template keeps its format and name.
+        assert_eq!(format_of(Path::new("/v/d.qcow2")), DiskFormat::Qcow2);
+        assert_eq!(own_disk_name(DiskFormat::Qcow2), "vm-root.qcow2");
+        // A missing template is an error and leaves no disk behind.
+        let other = tempfile::tempdir().unwrap();
+        assert!(ensure_own_disk(
+            &exec,
+            other.path(),
+            Some(Path::new("/nonexistent.img")),
+            None
+        )
+        .is_err());
+        assert!(!other.path().join("vm-root.raw").exists());
+    }
+
+    #[test]
     fn root_disks_leave_room() {
         assert_eq!(root_disk_size(0), ROOT_SLACK);
         assert_eq!(root_disk_size(100 << 20), (125 << 20) + ROOT_SLACK);
