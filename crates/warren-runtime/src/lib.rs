@@ -470,4 +470,11 @@ pub trait Runtime: Send + Sync {
     /// workloads (`run --rm`, hook jobs, recipe builds); the caller wires its stdio and waits.
     /// The workload is gone when the command returns normally.
     fn run_foreground(&self, spec: &WorkloadRun, run_dir: &Path) -> Result<std::process::Command>;
+    /// The workloads' names changed: `hosts` is the new hosts file. Containers and jails see
+    /// the shared file (bound or copied by the network backend), so by default there is
+    /// nothing to do; a VM's guest is given the new text.
+    fn update_names(&self, id: &str, hosts: &str) -> Result<()> {
+        let _ = (id, hosts);
+        Ok(())
+    }
 }

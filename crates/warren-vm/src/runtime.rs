@@ -532,6 +532,20 @@ impl Runtime for VmRuntime {
         self.control(id, &Message::Freeze)
     }
 
+    /// Rewrites the guest's `/etc/hosts` through the agent (a full VM has none: its names
+    /// are its own business).
+    fn update_names(&self, id: &str, hosts: &str) -> Result<()> {
+        if self.is_full_vm(id) {
+            return Ok(());
+        }
+        self.control(
+            id,
+            &Message::Hosts(proto::Hosts {
+                text: hosts.to_string(),
+            }),
+        )
+    }
+
     /// Lets the guest's filesystems run again and sets its clock (it may have been paused
     /// for a while).
     fn thaw(&self, id: &str) -> Result<()> {

@@ -63,10 +63,8 @@ fn a_microvm_is_a_workload_like_a_container() {
     require_vm_host();
     let mut d = Daemon::start(&[]);
     let port = free_port();
-    d.apply(
-        "vm.toml",
-        &format!(
-            r#"[workload.vm1]
+    let file = format!(
+        r#"[workload.vm1]
 kind = "vm"
 world = "busybox"
 resources = {{ memory = "256M" }}
@@ -79,8 +77,8 @@ command = ["/bin/sh", "-c", "echo hello-from-vm; cat /data/x 2>/dev/null; echo k
 world = "busybox"
 command = ["sleep", "100000"]
 "#
-        ),
     );
+    d.apply("vm.toml", &file);
     let v = d.wait_for("vm1", 180, "the VM running", |v| {
         v["state"] == "running" && v["pid"].is_i64()
     });
@@ -159,6 +157,18 @@ command = ["sleep", "100000"]
     ]);
     assert!(out.contains("served-by-vm"), "{out}");
     let out = d.cli(&["exec", "vm1", "--", "ping", "-c", "1", "-W", "5", "c1"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    // A workload added while the VM runs: the guest is given the new names.
+    d.apply(
+        "vm.toml",
+        &format!("{file}\n[workload.c2]\nworld = \"busybox\"\ncommand = [\"sleep\", \"100000\"]\n"),
+    );
+    d.wait_running("c2");
+    wait_until(30, "the new name in the running guest's /etc/hosts", || {
+        d.ok(&["exec", "vm1", "--", "cat", "/etc/hosts"])
+            .contains("c2")
+    });
+    let out = d.cli(&["exec", "vm1", "--", "ping", "-c", "1", "-W", "5", "c2"]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
 
     // The daemon's SIGKILL leaves QEMU running; the next daemon adopts it.

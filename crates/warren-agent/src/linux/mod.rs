@@ -25,7 +25,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use warren_vm::agent::proto::{
-    ExecSpec, Exit, Hello, Message, Poweroff, Resize, Signal, StartSpec, Started, TimeSync,
+    ExecSpec, Exit, Hello, Hosts, Message, Poweroff, Resize, Signal, StartSpec, Started, TimeSync,
 };
 use warren_vm::agent::{Decoder, Frame, MAIN_CHANNEL, VERSION};
 
@@ -392,6 +392,10 @@ impl Agent {
             }
             Message::TimeSync(TimeSync { unix_ns }) => {
                 let r = sys::set_clock(unix_ns);
+                self.ack(ch, r);
+            }
+            Message::Hosts(Hosts { text }) => {
+                let r = setup::rewrite_hosts(&text);
                 self.ack(ch, r);
             }
             Message::Poweroff(Poweroff { grace_ms }) => match self.procs.get(&MAIN_CHANNEL) {

@@ -227,6 +227,18 @@ fn bind_hosts(content: &str) -> io::Result<bool> {
     Ok(true)
 }
 
+/// Rewrites the running guest's `/etc/hosts` in place (truncate and write), so the bind
+/// made at start (whose source is no longer reachable by path) carries the new text.
+pub fn rewrite_hosts(content: &str) -> io::Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open("/etc/hosts")?;
+    f.write_all(content.as_bytes())?;
+    f.sync_all()
+}
+
 fn switch_root() -> io::Result<()> {
     std::env::set_current_dir(NEWROOT)?;
     sys::mount(".", "/", "", libc::MS_MOVE, "")?;

@@ -30,7 +30,8 @@
 //!   input for the main process sends one right after `Started`, so it reads end of file as
 //!   a container's would. On a terminal, end of input is written as its EOF character.
 //! - Ch 0: `Freeze` / `Thaw` (fsfreeze every mounted workload filesystem / unfreeze; answered
-//!   `Ack` or `Error`), `TimeSync {unix_ns}` (set the clock; `Ack`), `Poweroff {grace_ms}`
+//!   `Ack` or `Error`), `TimeSync {unix_ns}` (set the clock; `Ack`), `Hosts {text}` (the
+//!   workload names changed: rewrite `/etc/hosts` in place; `Ack` or `Error`), `Poweroff {grace_ms}`
 //!   (SIGTERM the main process, SIGKILL after the grace, sync, unmount, power off).
 //! - When the main process exits the agent sends `Exit` on ch 0, syncs, unmounts and powers
 //!   off. An exit `code` is 128 + the signal when a signal killed the process.
@@ -94,6 +95,7 @@ pub enum Kind {
     Poweroff = 14,
     Error = 15,
     Ack = 16,
+    Hosts = 17,
 }
 
 impl TryFrom<u8> for Kind {
@@ -117,6 +119,7 @@ impl TryFrom<u8> for Kind {
             14 => Poweroff,
             15 => Kind::Error,
             16 => Ack,
+            17 => Hosts,
             other => return Err(ProtoError::UnknownKind(other)),
         })
     }
@@ -381,6 +384,12 @@ pub struct Resize {
     pub cols: u16,
 }
 
+/// `Hosts`: the new text of the guest's `/etc/hosts` (the workloads' names changed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hosts {
+    pub text: String,
+}
+
 /// `TimeSync`: set the guest's clock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TimeSync {
@@ -419,6 +428,7 @@ pub enum Message {
     Freeze,
     Thaw,
     TimeSync(TimeSync),
+    Hosts(Hosts),
     Poweroff(Poweroff),
     Error(ErrorMsg),
     Ack,
@@ -447,6 +457,7 @@ impl Message {
             Message::Freeze => Kind::Freeze,
             Message::Thaw => Kind::Thaw,
             Message::TimeSync(_) => Kind::TimeSync,
+            Message::Hosts(_) => Kind::Hosts,
             Message::Poweroff(_) => Kind::Poweroff,
             Message::Error(_) => Kind::Error,
             Message::Ack => Kind::Ack,
@@ -469,6 +480,7 @@ impl Message {
             Message::Resize(m) => Frame::control(k, channel, m),
             Message::Freeze | Message::Thaw | Message::Ack => Frame::control(k, channel, &Empty {}),
             Message::TimeSync(m) => Frame::control(k, channel, m),
+            Message::Hosts(m) => Frame::control(k, channel, m),
             Message::Poweroff(m) => Frame::control(k, channel, m),
             Message::Error(m) => Frame::control(k, channel, m),
         }
@@ -498,6 +510,7 @@ impl Message {
                 }
             }
             Kind::TimeSync => Message::TimeSync(f.parse()?),
+            Kind::Hosts => Message::Hosts(f.parse()?),
             Kind::Poweroff => Message::Poweroff(f.parse()?),
             Kind::Error => Message::Error(f.parse()?),
         })
@@ -587,6 +600,9 @@ mod tests {
             Message::Freeze,
             Message::Thaw,
             Message::TimeSync(TimeSync { unix_ns: 5 }),
+            Message::Hosts(Hosts {
+                text: "10.88.0.2 db db.warren\n".into(),
+            }),
             Message::Poweroff(Poweroff { grace_ms: 10_000 }),
             Message::error("no such device /dev/vdz"),
             Message::Ack,

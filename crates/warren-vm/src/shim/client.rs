@@ -37,7 +37,7 @@ fn connect(ctl: &Path) -> Result<UnixStream, ClientError> {
     })
 }
 
-/// Sends one control request (`Signal`, `Freeze`, `Thaw`, `Poweroff`, `TimeSync`) and waits
+/// Sends one control request (`Signal`, `Freeze`, `Thaw`, `Poweroff`, `TimeSync`, `Hosts`) and waits
 /// up to `timeout` for the answer.
 pub fn request(ctl: &Path, m: &Message, timeout: Duration) -> Result<(), ClientError> {
     let mut s = connect(ctl)?;

@@ -553,7 +553,7 @@ fn session(mut conn: UnixStream, sh: &Shared) -> Res<()> {
             }
             Ok(())
         }
-        Kind::Freeze | Kind::Thaw | Kind::TimeSync => {
+        Kind::Freeze | Kind::Thaw | Kind::TimeSync | Kind::Hosts => {
             let _one = sh.control.lock().unwrap();
             let (tx, rx) = mpsc::channel();
             *sh.reply.lock().unwrap() = Some(tx);

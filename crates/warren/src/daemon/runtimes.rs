@@ -75,4 +75,7 @@ impl Runtime for Runtimes {
     fn run_foreground(&self, spec: &WorkloadRun, run_dir: &Path) -> Result<std::process::Command> {
         self.by_run(spec)?.run_foreground(spec, run_dir)
     }
+    fn update_names(&self, id: &str, hosts: &str) -> Result<()> {
+        self.by_id(id).update_names(id, hosts)
+    }
 }

@@ -279,6 +279,20 @@ impl Runtime for FakeRuntime {
         Ok(())
     }
 
+    fn update_names(&self, id: &str, hosts: &str) -> warren_runtime::Result<()> {
+        let w = self.workload(id).to_string();
+        let names: Vec<&str> = hosts
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(1))
+            .collect();
+        self.state
+            .lock()
+            .unwrap()
+            .calls
+            .push(format!("update-names {w} {}", names.join(",")));
+        Ok(())
+    }
+
     fn delete(&self, id: &str) -> warren_runtime::Result<()> {
         let w = self.workload(id).to_string();
         self.state.lock().unwrap().calls.push(format!("delete {w}"));
@@ -700,6 +714,8 @@ pub struct FakeNet {
     calls: Mutex<Vec<String>>,
     attached: Mutex<BTreeSet<String>>,
     rulesets: Mutex<Vec<warren_net::ruleset::Ruleset>>,
+    /// The hosts file as the real backend would render it, once synced.
+    hosts: Mutex<Option<String>>,
 }
 
 impl FakeNet {
@@ -708,6 +724,7 @@ impl FakeNet {
             settings: Default::default(),
             calls: Mutex::new(Vec::new()),
             attached: Mutex::new(BTreeSet::new()),
+            hosts: Mutex::new(None),
             rulesets: Mutex::new(Vec::new()),
         })
     }
@@ -786,7 +803,13 @@ impl BridgeNetwork for FakeNet {
     }
 
     fn hosts_text(&self) -> Option<String> {
-        Some("127.0.0.1 localhost\n".into())
+        Some(
+            self.hosts
+                .lock()
+                .unwrap()
+                .clone()
+                .unwrap_or_else(|| "127.0.0.1 localhost\n".into()),
+        )
     }
 
     fn detach(&self, store: &warren_store::Store, name: &str, release: bool) -> anyhow::Result<()> {
@@ -815,11 +838,17 @@ impl BridgeNetwork for FakeNet {
 
     fn sync_hosts(
         &self,
-        _specs: &[&warren_model::WorkloadSpec],
-        _addresses: &BTreeMap<String, std::net::Ipv4Addr>,
+        specs: &[&warren_model::WorkloadSpec],
+        addresses: &BTreeMap<String, std::net::Ipv4Addr>,
         _rootfs: &dyn Fn(&str) -> PathBuf,
     ) -> anyhow::Result<bool> {
-        Ok(false)
+        let text = crate::daemon::netnames::render_hosts(specs, addresses);
+        let mut last = self.hosts.lock().unwrap();
+        if last.as_deref() == Some(text.as_str()) {
+            return Ok(false);
+        }
+        *last = Some(text);
+        Ok(true)
     }
 
     fn install_names(&self, _rootfs: &Path) -> anyhow::Result<()> {

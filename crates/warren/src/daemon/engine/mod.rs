@@ -71,6 +71,9 @@ pub struct Engine {
     pub ingress: Arc<super::ingress::Ingress>,
     /// The last networking error reported (reported again only when it changes).
     network_error: Mutex<Option<String>>,
+    /// The hosts file text each running VM's guest was last given (a guest keeps its own
+    /// copy of the names).
+    vm_names: Mutex<HashMap<String, String>>,
     /// Health of the workloads with health checks, by name.
     health: Mutex<HashMap<String, warren_model::health::HealthStatus>>,
     /// The Scheme evaluator (the REPL service registers itself once the daemon runs).
@@ -158,6 +161,7 @@ impl Engine {
             net,
             ingress,
             network_error: Mutex::new(None),
+            vm_names: Mutex::new(HashMap::new()),
             health: Mutex::new(HashMap::new()),
             evaluator: std::sync::OnceLock::new(),
             caps,

@@ -10,6 +10,41 @@ use warren_model::plan::Desired;
 use warren_model::NetworkMode;
 
 impl Engine {
+    /// Gives the hosts file to every running VM on the bridge whose guest has not had this
+    /// text yet: a container sees the shared file, a guest has its own copy. A guest that
+    /// does not take it keeps the old names (logged), and is tried again on the next pass.
+    fn push_names_to_vms(
+        &self,
+        specs: &[&warren_model::WorkloadSpec],
+        running: &std::collections::HashSet<String>,
+    ) {
+        let Some(text) = self.net.hosts_text() else {
+            return;
+        };
+        let mut given = self.vm_names.lock().unwrap();
+        given.retain(|name, _| running.contains(name));
+        for s in specs {
+            if s.kind != warren_model::Kind::Vm
+                || s.network != NetworkMode::Bridge
+                || !running.contains(&s.name)
+                || given.get(&s.name) == Some(&text)
+            {
+                continue;
+            }
+            match self
+                .runtime
+                .update_names(&self.container_id(&s.name), &text)
+            {
+                Ok(()) => {
+                    given.insert(s.name.clone(), text.clone());
+                }
+                Err(e) => {
+                    tracing::warn!(workload = %s.name, "new names not given to the guest: {e}")
+                }
+            }
+        }
+    }
+
     /// Brings published ports, names and ingress routes in line with `desired`; each is
     /// rendered purely and applied only when its text changed.
     pub(super) async fn sync_network(
@@ -48,6 +83,7 @@ impl Engine {
             engine
                 .net
                 .sync_hosts(&specs, &addresses, &|n| storage.rootfs_path(n))?;
+            engine.push_names_to_vms(&specs, &running);
             let gateway = engine.net.settings().subnet.gateway();
             let wanted = engine.ingress.router_spec(&specs, &volumes).is_some();
             if wanted || engine.ingress.conf_path().exists() {

@@ -397,3 +397,43 @@ async fn a_vm_gets_a_tap_and_a_vm_run_with_only_its_datasets_as_disks() {
     assert!(!h.storage.has_rootfs("full"));
     assert!(h.storage.has_data("full"));
 }
+
+#[tokio::test]
+async fn a_running_vm_is_given_the_new_names_when_they_change() {
+    let h = Harness::new();
+    let mut vm = spec("vm");
+    vm.kind = warren_model::Kind::Vm;
+    vm.network = NetworkMode::Bridge;
+    h.apply(&[vm.clone()]);
+    h.pass().await;
+    h.pass().await;
+    let pushes = || -> Vec<String> {
+        h.runtime
+            .calls_for("vm")
+            .into_iter()
+            .filter(|c| c.starts_with("update-names"))
+            .collect()
+    };
+    // A new workload on the bridge changes the names: the running guest gets them once.
+    let mut web = spec("web");
+    web.network = NetworkMode::Bridge;
+    h.apply(&[vm.clone(), web]);
+    h.pass().await;
+    h.pass().await;
+    let pushed = pushes();
+    assert!(
+        pushed.last().is_some_and(|p| p.ends_with(",vm,web")),
+        "{pushed:?}"
+    );
+    // Nothing changed: nothing more is pushed.
+    let n = pushed.len();
+    h.pass().await;
+    h.pass().await;
+    assert_eq!(pushes().len(), n);
+    // A container is never asked: it sees the shared file.
+    assert!(h
+        .runtime
+        .calls_for("web")
+        .iter()
+        .all(|c| !c.starts_with("update-names")));
+}
