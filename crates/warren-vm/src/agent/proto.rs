@@ -731,11 +731,11 @@ mod tests {
 
     #[test]
     fn every_kind_byte_maps_back() {
-        for b in 1..=16u8 {
+        for b in 1..=17u8 {
             assert_eq!(Kind::try_from(b).unwrap() as u8, b);
         }
         assert!(Kind::try_from(0).is_err());
-        assert!(Kind::try_from(17).is_err());
+        assert!(Kind::try_from(18).is_err());
     }
 
     #[test]
