@@ -39,6 +39,19 @@ pub const MICROVM_MODULES: &[&str] = &[
     "ext4",
 ];
 
+/// What a bhyve microVM guest needs loaded, in order: virtio over PCI (bhyve has no
+/// virtio-mmio), the agent's console port, the NIC, and the 9p client over virtio that mounts
+/// the host's shares (its root among them) with the network filesystem library it uses.
+pub const BHYVE_MODULES: &[&str] = &[
+    "virtio_pci",
+    "virtio_console",
+    "virtio_net",
+    "netfs",
+    "9pnet",
+    "9pnet_virtio",
+    "9p",
+];
+
 /// A kernel image and its modules.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KernelFiles {

@@ -1,5 +1,11 @@
-//! The VM shim's supervising part, Linux only (see the [parent module](super) for the
-//! sequence): QEMU in its cgroup, the agent link, the relay threads and the exit record.
+//! The VM shim's supervising part (see the [parent module](super) for the sequence): the
+//! hypervisor (QEMU on Linux, in its cgroup; bhyve on FreeBSD), the agent link, the relay
+//! threads, the teardown and the exit record.
+//!
+//! What is OS-specific is small and kept behind `cfg`: the cgroup (Linux; on FreeBSD bhyve's
+//! memory is the guest's, fixed by `-m`, and no limit is set) and the death signal that ends
+//! the hypervisor with its shim (`PR_SET_PDEATHSIG` on Linux, `procctl(PROC_PDEATHSIG_CTL)`
+//! on FreeBSD). The relay itself is plain unix sockets and threads.
 
 use super::{VmShimConfig, BOOT_TIMEOUT, CTL_SOCKET, STOP_GRACE};
 use crate::agent::proto::{self, Frame, Kind};
@@ -14,6 +20,7 @@ use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
+use warren_exec::{Cmd, Executor, HostExecutor};
 use warren_runtime::logs::{LogWriter, Stream};
 use warren_runtime::shim::{self as rshim, EXIT_FILE, STATE_FILE};
 use warren_runtime::{ExitInfo, ShimState};
@@ -45,11 +52,25 @@ pub fn main(run_dir: &Path) -> ! {
     std::process::exit(code)
 }
 
-/// The workload's cgroup (v2, or the v1 memory and pids hierarchies).
+/// The workload's cgroup (v2, or the v1 memory and pids hierarchies); none off Linux.
 struct Cgroup {
     dirs: Vec<PathBuf>,
 }
 
+#[cfg(not(target_os = "linux"))]
+impl Cgroup {
+    fn create(_path: &str, _memory: Option<u64>) -> Res<Cgroup> {
+        Ok(Cgroup { dirs: Vec::new() })
+    }
+
+    fn add(&self, _pid: u32) -> Res<()> {
+        Ok(())
+    }
+
+    fn remove(&self) {}
+}
+
+#[cfg(target_os = "linux")]
 impl Cgroup {
     fn create(path: &str, memory: Option<u64>) -> Res<Cgroup> {
         let rel = path.trim_start_matches('/');
@@ -105,6 +126,7 @@ impl Cgroup {
     }
 }
 
+#[cfg(target_os = "linux")]
 fn write_file(path: &Path, text: &str) -> Res<()> {
     std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
 }
@@ -140,13 +162,12 @@ fn spawn_qemu(cfg: &VmShimConfig, run_dir: &Path) -> Res<Child> {
         .stdout(log)
         .stderr(log2)
         .current_dir(run_dir);
-    // SAFETY: prctl and sigprocmask are async-signal-safe.
+    // SAFETY: prctl, procctl and sigprocmask are async-signal-safe.
     unsafe {
         cmd.pre_exec(|| {
-            // QEMU dies with its shim: a VM nobody supervises must not keep its disks busy.
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
+            // The hypervisor dies with its shim: a VM nobody supervises must not keep its
+            // disks busy.
+            die_with_parent()?;
             let mut set: libc::sigset_t = std::mem::zeroed();
             libc::sigemptyset(&mut set);
             if libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut()) != 0 {
@@ -156,6 +177,45 @@ fn spawn_qemu(cfg: &VmShimConfig, run_dir: &Path) -> Res<Child> {
         });
     }
     cmd.spawn().map_err(|e| format!("starting {prog}: {e}"))
+}
+
+/// Has the calling process get SIGKILL when its parent exits.
+#[cfg(target_os = "linux")]
+unsafe fn die_with_parent() -> std::io::Result<()> {
+    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Has the calling process get SIGKILL when its parent exits.
+#[cfg(target_os = "freebsd")]
+unsafe fn die_with_parent() -> std::io::Result<()> {
+    let mut sig: libc::c_int = libc::SIGKILL;
+    if libc::procctl(
+        libc::P_PID,
+        0,
+        libc::PROC_PDEATHSIG_CTL,
+        &mut sig as *mut libc::c_int as *mut libc::c_void,
+    ) != 0
+    {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Runs `vm.json`'s teardown commands in order (bhyve's: the VM destroyed, its tap removed);
+/// a failure is noted and the next one still runs.
+fn teardown(run_dir: &Path, cfg: &VmShimConfig) {
+    let exec = HostExecutor;
+    for argv in &cfg.teardown {
+        let Some((program, args)) = argv.split_first() else {
+            continue;
+        };
+        if let Err(e) = exec.run(&Cmd::new(program).args(args)) {
+            rshim::note(run_dir, &format!("teardown `{}`: {e}", argv.join(" ")));
+        }
+    }
 }
 
 /// The last lines QEMU printed, for an error message.
@@ -407,6 +467,7 @@ fn run(run_dir: &Path, status: &mut Option<File>) -> Res<()> {
         let _ = std::fs::remove_file(path);
     }
     cgroup.remove();
+    teardown(run_dir, &cfg);
     rshim::write_json(&run_dir.join(EXIT_FILE), &info).map_err(|e| e.to_string())
 }
 
