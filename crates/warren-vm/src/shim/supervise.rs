@@ -52,15 +52,20 @@ pub fn main(run_dir: &Path) -> ! {
     std::process::exit(code)
 }
 
-/// The workload's cgroup (v2, or the v1 memory and pids hierarchies); none off Linux.
+/// The workload's cgroup (v2, or the v1 memory and pids hierarchies).
+#[cfg(target_os = "linux")]
 struct Cgroup {
     dirs: Vec<PathBuf>,
 }
 
+/// No cgroup off Linux.
+#[cfg(not(target_os = "linux"))]
+struct Cgroup;
+
 #[cfg(not(target_os = "linux"))]
 impl Cgroup {
     fn create(_path: &str, _memory: Option<u64>) -> Res<Cgroup> {
-        Ok(Cgroup { dirs: Vec::new() })
+        Ok(Cgroup)
     }
 
     fn add(&self, _pid: u32) -> Res<()> {
