@@ -675,3 +675,185 @@ fn on_signals(mask: SigSet, sh: Option<Arc<Shared>>, qemu: i32) {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The relay, with a socket pair standing in for the hypervisor's agent port: the same on
+    //! every OS the shim runs on.
+
+    use super::*;
+    use std::os::unix::process::ExitStatusExt;
+
+    /// A relay whose agent is the far end returned, its logs in `dir`.
+    fn relay(dir: &Path) -> (Arc<Shared>, UnixStream) {
+        let (shim_end, guest) = UnixStream::pair().unwrap();
+        let r = shim_end.try_clone().unwrap();
+        let sh = Arc::new(Shared {
+            agent: Mutex::new(shim_end),
+            sessions: Mutex::new(HashMap::new()),
+            next_channel: AtomicU32::new(1),
+            reply: Mutex::new(None),
+            control: Mutex::new(()),
+            exit: Mutex::new(None),
+            logs: Mutex::new(LogWriter::open(&dir.join("logs"), 1 << 20, 2).unwrap()),
+            run_dir: dir.to_path_buf(),
+        });
+        let s = sh.clone();
+        std::thread::spawn(move || read_agent(r, &s));
+        guest
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        (sh, guest)
+    }
+
+    /// A control connection served by `session`, as `ctl.sock` would.
+    fn connect(sh: &Arc<Shared>) -> UnixStream {
+        let (client, shim) = UnixStream::pair().unwrap();
+        let s = sh.clone();
+        std::thread::spawn(move || session(shim, &s));
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        client
+    }
+
+    fn read(s: &mut UnixStream) -> Frame {
+        proto::read_frame(s).unwrap().expect("a frame")
+    }
+
+    #[test]
+    fn a_control_request_reaches_the_agent_and_its_answer_the_client() {
+        let dir = tempfile::tempdir().unwrap();
+        let (sh, mut guest) = relay(dir.path());
+        let mut client = connect(&sh);
+        proto::write_message(&mut client, 0, &proto::Message::Freeze).unwrap();
+        let f = read(&mut guest);
+        assert_eq!((f.kind, f.channel), (Kind::Freeze, 0));
+        proto::write_message(&mut guest, 0, &proto::Message::error("busy")).unwrap();
+        let reply = read(&mut client);
+        assert_eq!(super::super::reply_ok(&reply), Err("busy".into()));
+
+        // Signals are acknowledged by the shim itself once sent on.
+        let mut client = connect(&sh);
+        let sig = proto::Message::Signal(proto::Signal { signal: 1 });
+        proto::write_message(&mut client, 0, &sig).unwrap();
+        let f = read(&mut guest);
+        assert_eq!(f.kind, Kind::Signal);
+        assert_eq!(f.parse::<proto::Signal>().unwrap().signal, 1);
+        assert_eq!(read(&mut client).kind, Kind::Ack);
+
+        // What is not a request is answered with an error, and the agent hears nothing.
+        let mut client = connect(&sh);
+        proto::write_frame(&mut client, &Frame::data(Kind::Stdout, 0, b"x".to_vec())).unwrap();
+        assert_eq!(read(&mut client).kind, Kind::Error);
+    }
+
+    #[test]
+    fn an_exec_session_gets_its_own_channel_and_a_client_that_leaves_kills_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (sh, mut guest) = relay(dir.path());
+        let mut client = connect(&sh);
+        proto::write_frame(&mut client, &Frame::data(Kind::Exec, 0, b"{}".to_vec())).unwrap();
+        let f = read(&mut guest);
+        assert_eq!((f.kind, f.channel), (Kind::Exec, 1));
+        proto::write_frame(&mut client, &Frame::data(Kind::Stdin, 0, b"in".to_vec())).unwrap();
+        let f = read(&mut guest);
+        assert_eq!((f.kind, f.channel, &f.payload[..]), (Kind::Stdin, 1, &b"in"[..]));
+        // The session's frames come back on the client's channel 0, and end with its exit.
+        proto::write_frame(&mut guest, &Frame::data(Kind::Stdout, 1, b"hi".to_vec())).unwrap();
+        let exit = proto::Exit {
+            code: 7,
+            signal: None,
+        };
+        proto::write_frame(&mut guest, &Frame::control(Kind::Exit, 1, &exit)).unwrap();
+        let f = read(&mut client);
+        assert_eq!((f.kind, f.channel, &f.payload[..]), (Kind::Stdout, 0, &b"hi"[..]));
+        let f = read(&mut client);
+        assert_eq!(f.kind, Kind::Exit);
+        assert_eq!(f.parse::<proto::Exit>().unwrap().code, 7);
+        assert!(proto::read_frame(&mut client).unwrap().is_none());
+
+        // A second session is channel 2; its client hanging up ends it with SIGKILL.
+        let mut client = connect(&sh);
+        proto::write_frame(&mut client, &Frame::data(Kind::Exec, 0, b"{}".to_vec())).unwrap();
+        assert_eq!(read(&mut guest).channel, 2);
+        drop(client);
+        let f = read(&mut guest);
+        assert_eq!((f.kind, f.channel), (Kind::Signal, 2));
+        assert_eq!(f.parse::<proto::Signal>().unwrap().signal, libc::SIGKILL);
+    }
+
+    #[test]
+    fn the_main_process_output_is_logged_and_its_exit_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let (sh, mut guest) = relay(dir.path());
+        proto::write_frame(&mut guest, &Frame::data(Kind::Stdout, 0, b"hello\n".to_vec()))
+            .unwrap();
+        let exit = proto::Exit {
+            code: 3,
+            signal: None,
+        };
+        proto::write_frame(&mut guest, &Frame::control(Kind::Exit, 0, &exit)).unwrap();
+        drop(guest);
+        let until = Instant::now() + Duration::from_secs(5);
+        while sh.exit.lock().unwrap().is_none() && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(sh.exit.lock().unwrap().map(|e| e.code), Some(3));
+        let mut text = String::new();
+        for e in std::fs::read_dir(dir.path().join("logs")).unwrap() {
+            text.push_str(&std::fs::read_to_string(e.unwrap().path()).unwrap_or_default());
+        }
+        assert!(text.contains("stdout F hello"), "{text:?}");
+    }
+
+    #[test]
+    fn the_exit_is_the_agents_report_else_the_hypervisors() {
+        let reported = Some(proto::Exit {
+            code: 7,
+            signal: None,
+        });
+        let killed = std::process::ExitStatus::from_raw(libc::SIGKILL);
+        let e = exit_record(reported, killed, false, 5);
+        assert_eq!((e.code, e.signal, e.finished_at_ms), (7, None, 5));
+        let e = exit_record(None, killed, true, 5);
+        assert_eq!((e.code, e.signal, e.oom_killed), (128 + 9, Some(9), true));
+        // bhyve exits 1 when the guest powered off, 2 when it halted.
+        let e = exit_record(None, std::process::ExitStatus::from_raw(2 << 8), false, 5);
+        assert_eq!((e.code, e.signal), (2, None));
+    }
+
+    #[test]
+    fn the_teardown_runs_every_command_in_order_past_a_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let append = |word: &str| {
+            vec![
+                "sh".to_string(),
+                "-c".into(),
+                format!("echo {word} >> {}", out.display()),
+            ]
+        };
+        let cfg = VmShimConfig {
+            id: "web".into(),
+            qemu: vec!["bhyve".into()],
+            agent_socket: dir.path().join("agent.sock"),
+            start: None,
+            console_socket: None,
+            console_attach: None,
+            log_dir: dir.path().join("logs"),
+            log_max_bytes: 1,
+            log_max_files: 1,
+            cgroup_path: String::new(),
+            memory_limit: None,
+            teardown: vec![
+                append("destroy"),
+                vec!["false".into()],
+                vec![],
+                append("tap"),
+            ],
+        };
+        teardown(dir.path(), &cfg);
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), "destroy\ntap\n");
+    }
+}
