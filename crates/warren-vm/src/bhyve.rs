@@ -237,10 +237,7 @@ pub fn grub_boot(c: &VmConfig, run_dir: &Path) -> Result<GrubBoot> {
         }
         Ok(format!("'{s}'"))
     };
-    let mut script = format!(
-        "linux {}",
-        quote(&format!("(host){}", path_str(kernel)))?
-    );
+    let mut script = format!("linux {}", quote(&format!("(host){}", path_str(kernel)))?);
     for w in cmdline.split_whitespace() {
         script.push(' ');
         script.push_str(&quote(w)?);

@@ -314,7 +314,11 @@ impl BhyveRuntime {
 
     /// A microVM's config and its main process's start, for `spec` whose run directory is
     /// `run_dir`: the rootfs and the directory binds shared over virtio-9p.
-    pub fn micro_config(&self, spec: &WorkloadRun, run_dir: &Path) -> Result<(VmConfig, StartSpec)> {
+    pub fn micro_config(
+        &self,
+        spec: &WorkloadRun,
+        run_dir: &Path,
+    ) -> Result<(VmConfig, StartSpec)> {
         spec.expect_backend("vm")?;
         let Backend::Vm(p) = &spec.backend else {
             unreachable!("checked by expect_backend")
@@ -480,13 +484,13 @@ impl BhyveRuntime {
 
     /// The teardown of `id`: `vm.json`'s or `jail.json`'s, or the VM's destruction when there is none.
     fn teardown(&self, id: &str) -> Result<Vec<Cmd>> {
-        let recorded = self.run_dir(id).and_then(|d| {
-            match crate::shim::read_config(&d) {
+        let recorded = self
+            .run_dir(id)
+            .and_then(|d| match crate::shim::read_config(&d) {
                 Some(Ok(vm)) => Some(vm.teardown),
                 Some(Err(_)) => None,
                 None => rshim::read_jail_config(&d).ok().map(|c| c.teardown),
-            }
-        });
+            });
         match recorded {
             Some(teardown) => Ok(teardown
                 .iter()
@@ -566,7 +570,13 @@ impl Runtime for BhyveRuntime {
         spec.expect_backend(self.name())?;
         std::fs::create_dir_all(run_dir).map_err(io_err(run_dir))?;
         let run_dir = run_dir.canonicalize().map_err(io_err(run_dir))?;
-        let micro = matches!(spec.backend, Backend::Vm(VmParams { boot: VmBoot::Kernel { .. }, .. }));
+        let micro = matches!(
+            spec.backend,
+            Backend::Vm(VmParams {
+                boot: VmBoot::Kernel { .. },
+                ..
+            })
+        );
         let (cfg, start) = if micro {
             let (c, s) = self.micro_config(spec, &run_dir)?;
             (c, Some(s))

@@ -167,7 +167,10 @@ fn micro_lifecycle_writes_the_grub_files_and_undoes_each_failed_step() {
         }
         let b = Bhyve::new(rec.clone(), "bridge0").unwrap();
         let e = b.create(&p).unwrap_err();
-        assert!(e.to_string().contains("injected failure"), "step {fail}: {e}");
+        assert!(
+            e.to_string().contains("injected failure"),
+            "step {fail}: {e}"
+        );
         rec.finish();
     }
 }
@@ -224,7 +227,11 @@ fn host(shim: &Path) -> Host {
     for d in ["kernels", "rootfs", "data"] {
         std::fs::create_dir_all(state.path().join(d)).unwrap();
     }
-    std::fs::write(state.path().join("kernels/vmlinuz-6.1.0-57-amd64"), b"kernel").unwrap();
+    std::fs::write(
+        state.path().join("kernels/vmlinuz-6.1.0-57-amd64"),
+        b"kernel",
+    )
+    .unwrap();
     std::fs::write(state.path().join("kernels/initrd.img"), b"initramfs").unwrap();
     let rt = BhyveRuntime::new(
         rec.clone(),
@@ -420,7 +427,10 @@ fn a_failure_at_each_preparation_step_is_undone_and_no_shim_starts() {
             h.rec.expect_ok(u, "");
         }
         let e = h.rt.start(&h.web(), &h.run_dir).unwrap_err();
-        assert!(e.to_string().contains("injected failure"), "step {fail}: {e}");
+        assert!(
+            e.to_string().contains("injected failure"),
+            "step {fail}: {e}"
+        );
         h.rec.finish();
         assert!(!h.rt.owns("web"), "step {fail}");
     }
@@ -525,9 +535,11 @@ fn stop_signals_freeze_names_exec_and_delete_go_through_the_agent() {
             "Hosts \"10.88.0.8 db\\n\"",
         ]
     );
-    let c = h
-        .rt
-        .exec("web", &ExecRequest::new(vec!["sh".into(), "-c".into(), "exit 7".into()]))
+    let c =
+        h.rt.exec(
+            "web",
+            &ExecRequest::new(vec!["sh".into(), "-c".into(), "exit 7".into()]),
+        )
         .unwrap();
     let argv: Vec<String> = std::iter::once(c.get_program())
         .chain(c.get_args())
@@ -551,9 +563,15 @@ fn stop_signals_freeze_names_exec_and_delete_go_through_the_agent() {
         r#"{"code":0,"signal":null,"finished_at_ms":2}"#,
     )
     .unwrap();
-    assert!(h.rt.exec("web", &ExecRequest::new(vec!["true".into()])).is_err());
+    assert!(h
+        .rt
+        .exec("web", &ExecRequest::new(vec!["true".into()]))
+        .is_err());
     h.rec
-        .expect_err(TEARDOWN[0], "bhyvectl: vm_open: web could not be opened: No such file or directory")
+        .expect_err(
+            TEARDOWN[0],
+            "bhyvectl: vm_open: web could not be opened: No such file or directory",
+        )
         .expect_ok(TEARDOWN[1], "");
     h.rt.delete("web").unwrap();
     h.rec.finish();

@@ -758,7 +758,10 @@ mod tests {
         assert_eq!((f.kind, f.channel), (Kind::Exec, 1));
         proto::write_frame(&mut client, &Frame::data(Kind::Stdin, 0, b"in".to_vec())).unwrap();
         let f = read(&mut guest);
-        assert_eq!((f.kind, f.channel, &f.payload[..]), (Kind::Stdin, 1, &b"in"[..]));
+        assert_eq!(
+            (f.kind, f.channel, &f.payload[..]),
+            (Kind::Stdin, 1, &b"in"[..])
+        );
         // The session's frames come back on the client's channel 0, and end with its exit.
         proto::write_frame(&mut guest, &Frame::data(Kind::Stdout, 1, b"hi".to_vec())).unwrap();
         let exit = proto::Exit {
@@ -767,7 +770,10 @@ mod tests {
         };
         proto::write_frame(&mut guest, &Frame::control(Kind::Exit, 1, &exit)).unwrap();
         let f = read(&mut client);
-        assert_eq!((f.kind, f.channel, &f.payload[..]), (Kind::Stdout, 0, &b"hi"[..]));
+        assert_eq!(
+            (f.kind, f.channel, &f.payload[..]),
+            (Kind::Stdout, 0, &b"hi"[..])
+        );
         let f = read(&mut client);
         assert_eq!(f.kind, Kind::Exit);
         assert_eq!(f.parse::<proto::Exit>().unwrap().code, 7);
@@ -787,8 +793,11 @@ mod tests {
     fn the_main_process_output_is_logged_and_its_exit_kept() {
         let dir = tempfile::tempdir().unwrap();
         let (sh, mut guest) = relay(dir.path());
-        proto::write_frame(&mut guest, &Frame::data(Kind::Stdout, 0, b"hello\n".to_vec()))
-            .unwrap();
+        proto::write_frame(
+            &mut guest,
+            &Frame::data(Kind::Stdout, 0, b"hello\n".to_vec()),
+        )
+        .unwrap();
         let exit = proto::Exit {
             code: 3,
             signal: None,
