@@ -115,7 +115,7 @@
 
 mod position;
 pub(crate) mod suggest;
-mod values;
+pub(crate) mod values;
 
 pub use position::line_column;
 
