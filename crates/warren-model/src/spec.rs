@@ -419,6 +419,68 @@ impl VmOptions {
     }
 }
 
+/// What a workload waits for before it starts: the condition one of its `after`
+/// dependencies must meet ([`Dependency`]).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    Default,
+    Hash,
+    schemars::JsonSchema,
+    strum::Display,
+    strum::EnumString,
+    strum::AsRefStr,
+    strum::IntoStaticStr,
+    strum::VariantNames,
+)]
+#[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
+pub enum WaitFor {
+    /// The dependency's main process is running (or its last run ended with status 0).
+    #[default]
+    Started,
+    /// The dependency is running and its health check passes (it must declare one).
+    Healthy,
+    /// The dependency's last run ended with status 0 and it is not running (a one-shot job).
+    Completed,
+}
+
+impl WaitFor {
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+
+    /// Whether this is the default ([`WaitFor::Started`]), which is left out of the JSON.
+    pub fn is_default(&self) -> bool {
+        *self == WaitFor::default()
+    }
+}
+
+/// One entry of a workload's `after`: the workload it starts after and what it waits for.
+/// The file's `wait` on the dependent is the default of entries that do not give their own;
+/// the parser resolves it, so every stored entry holds its condition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Hash, schemars::JsonSchema)]
+pub struct Dependency {
+    /// The workload waited for (declared in the same file).
+    pub name: String,
+    #[serde(default, skip_serializing_if = "WaitFor::is_default")]
+    pub wait: WaitFor,
+}
+
+impl Dependency {
+    pub fn new(name: &str, wait: WaitFor) -> Self {
+        Dependency {
+            name: name.to_string(),
+            wait,
+        }
+    }
+}
+
 /// Resource limits. `None` means unlimited.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default, schemars::JsonSchema)]
 pub struct Resources {
@@ -532,6 +594,10 @@ pub struct WorkloadSpec {
     /// VM options of a `kind = "vm"` workload (left out of the JSON while all are default).
     #[serde(default, skip_serializing_if = "VmOptions::is_default")]
     pub vm: VmOptions,
+    /// The workloads this one starts after, each with its condition (`after`, `wait`). Only
+    /// the order of starts: not part of the drift hash, so changing it recreates nothing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after: Vec<Dependency>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -570,6 +636,7 @@ impl WorkloadSpec {
             userns: false,
             jail: JailOptions::default(),
             vm: VmOptions::default(),
+            after: Vec::new(),
         }
     }
 
@@ -595,8 +662,8 @@ impl WorkloadSpec {
     }
 
     /// The drift key: sha256 over the canonical JSON of every field that shapes the container.
-    /// Changing `state`, `restart`, the snapshot schedule, `ports`, `route` or `health` does not change
-    /// the hash; changing `network` does. A spec with the default network hashes as it did
+    /// Changing `state`, `restart`, the snapshot schedule, `ports`, `route`, `health`, `hooks` or
+    /// the start order (`after`) does not change the hash; changing `network` does. A spec with the default network hashes as it did
     /// before networking existed (the field is left out of the JSON).
     pub fn hash(&self) -> String {
         let mut shape = self.clone();
@@ -607,6 +674,7 @@ impl WorkloadSpec {
         shape.route = RouteSpec::default();
         shape.health = None;
         shape.hooks = Vec::new();
+        shape.after = Vec::new();
         // serde_json over BTreeMaps and plain structs is deterministic.
         let json = serde_json::to_vec(&shape).expect("spec serializes");
         let digest = Sha256::digest(&json);
@@ -835,6 +903,28 @@ mod tests {
         // A full VM's options on a container leave its source alone.
         w.kind = Kind::Container;
         assert_eq!(w.rootfs_source(), Some(&w.source));
+    }
+
+    /// The start order is left out of the JSON while empty (old hashes stay) and never
+    /// changes the hash: ordering is not a property of the running instance.
+    #[test]
+    fn start_order_never_changes_the_hash() {
+        assert_serde_spellings(&[WaitFor::Started, WaitFor::Healthy, WaitFor::Completed]);
+        let base = sample().hash();
+        assert!(!serde_json::to_string(&sample()).unwrap().contains("after"));
+        let mut w = sample();
+        w.after = vec![
+            Dependency::new("db", WaitFor::Healthy),
+            Dependency::new("cache", WaitFor::Started),
+        ];
+        assert_eq!(w.hash(), base);
+        let json = serde_json::to_value(&w).unwrap();
+        assert_eq!(
+            json["after"],
+            serde_json::json!([{"name": "db", "wait": "healthy"}, {"name": "cache"}])
+        );
+        let back: WorkloadSpec = serde_json::from_value(json).unwrap();
+        assert_eq!(back, w);
     }
 
     #[test]
