@@ -56,7 +56,7 @@ impl Table {
             f.comment = Some(comment.to_string());
         }
     }
-
+}
 
 /// The whole output.
 #[derive(Debug, Default)]
@@ -95,8 +95,7 @@ const ORDER: &[&str] = &[
 /// A TOML key: bare when it can be.
 pub(crate) fn key(k: &str) -> String {
     if !k.is_empty()
-        && k
-            .chars()
+        && k.chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
     {
         k.to_string()
@@ -147,7 +146,12 @@ pub(crate) fn render(file: &str, out: &Out) -> (String, Vec<Option<(usize, usize
             w.line(&format!("# {c}"), Some(table.at));
         }
         let mut fields: Vec<&Field> = table.fields.iter().collect();
-        fields.sort_by_key(|f| ORDER.iter().position(|k| *k == f.key).unwrap_or(ORDER.len()));
+        fields.sort_by_key(|f| {
+            ORDER
+                .iter()
+                .position(|k| *k == f.key)
+                .unwrap_or(ORDER.len())
+        });
         for f in fields {
             let mut line = format!("{} = {}", f.key, f.value);
             if let Some(c) = &f.comment {

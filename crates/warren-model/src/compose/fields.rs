@@ -95,7 +95,9 @@ pub(crate) fn port_mappings(
 ) -> Result<Vec<PortMapping>, String> {
     let proto = proto.to_ascii_lowercase();
     if proto != "tcp" && proto != "udp" {
-        return Err(format!("protocol {proto:?} is not supported; use tcp or udp"));
+        return Err(format!(
+            "protocol {proto:?} is not supported; use tcp or udp"
+        ));
     }
     let (t0, t1) = port_range(target)?;
     let Some(published) = published.filter(|p| !p.is_empty()) else {
@@ -289,7 +291,12 @@ pub(crate) fn docker_bytes(s: &str) -> Result<u64, String> {
 
 /// Bytes as a warren size: the largest binary unit that divides them.
 pub(crate) fn warren_size(bytes: u64) -> String {
-    for (unit, scale) in [("T", 1u64 << 40), ("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)] {
+    for (unit, scale) in [
+        ("T", 1u64 << 40),
+        ("G", 1 << 30),
+        ("M", 1 << 20),
+        ("K", 1 << 10),
+    ] {
         if bytes >= scale && bytes % scale == 0 {
             return format!("{}{unit}", bytes / scale);
         }
@@ -302,11 +309,7 @@ mod tests {
     use super::*;
 
     fn ports(s: &str) -> Vec<String> {
-        short_port(s)
-            .unwrap()
-            .iter()
-            .map(port_text)
-            .collect()
+        short_port(s).unwrap().iter().map(port_text).collect()
     }
 
     #[test]
@@ -317,8 +320,12 @@ mod tests {
         assert_eq!(ports("[::1]:6001:6001"), ["[::1]:6001:6001"]);
         assert_eq!(ports("9090-9091:8080-8081"), ["9090:8080", "9091:8081"]);
         assert!(short_port("80").unwrap_err().contains("no host port"));
-        assert!(short_port("127.0.0.1::80").unwrap_err().contains("no host port"));
-        assert!(short_port("8080-8082:80-81").unwrap_err().contains("different lengths"));
+        assert!(short_port("127.0.0.1::80")
+            .unwrap_err()
+            .contains("no host port"));
+        assert!(short_port("8080-8082:80-81")
+            .unwrap_err()
+            .contains("different lengths"));
         assert!(short_port("70000:80").unwrap_err().contains("not a port"));
         assert!(short_port("80:80/sctp").unwrap_err().contains("sctp"));
     }
@@ -326,7 +333,10 @@ mod tests {
     #[test]
     fn volume_forms() {
         let v = short_volume("db:/var/lib/mysql:ro").unwrap();
-        assert_eq!((v.source, v.target, v.read_only), (Some("db"), "/var/lib/mysql", true));
+        assert_eq!(
+            (v.source, v.target, v.read_only),
+            (Some("db"), "/var/lib/mysql", true)
+        );
         let v = short_volume("/data").unwrap();
         assert_eq!((v.source, v.target), (None, "/data"));
         let v = short_volume("./conf:/etc/app:z").unwrap();

@@ -80,7 +80,9 @@ pub(crate) fn healthcheck(cx: &mut Cx<'_>, table: &mut Table, path: &str, key: &
             },
             "start_interval" => cx.warn(
                 k.at,
-                format!("{kpath}: dropped: warren checks at `interval` during the start period too"),
+                format!(
+                    "{kpath}: dropped: warren checks at `interval` during the start period too"
+                ),
             ),
             x if x.starts_with("x-") => {}
             _ => cx.error(k.at, format!("{kpath}: unknown key")),

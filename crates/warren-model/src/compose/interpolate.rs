@@ -73,7 +73,9 @@ pub(crate) fn interpolate(s: &str, vars: &Lookup<'_>) -> Result<Interpolated, St
                     j += 1;
                 }
                 if j >= chars.len() {
-                    return Err(format!("invalid interpolation in {s:?}: `${{` is never closed"));
+                    return Err(format!(
+                        "invalid interpolation in {s:?}: `${{` is never closed"
+                    ));
                 }
                 let inner: String = chars[i + 2..j].iter().collect();
                 braced(&inner, s, vars, &mut out)?;
@@ -101,7 +103,12 @@ pub(crate) fn interpolate(s: &str, vars: &Lookup<'_>) -> Result<Interpolated, St
 }
 
 /// One `${...}` expression (without the braces).
-fn braced(inner: &str, whole: &str, vars: &Lookup<'_>, out: &mut Interpolated) -> Result<(), String> {
+fn braced(
+    inner: &str,
+    whole: &str,
+    vars: &Lookup<'_>,
+    out: &mut Interpolated,
+) -> Result<(), String> {
     let name_len = inner
         .char_indices()
         .find(|(_, c)| !is_name_char(*c))
@@ -348,11 +355,15 @@ mod tests {
             run("${DB_PASS:?set DB_PASS in .env}", &vars).unwrap_err(),
             "required variable DB_PASS is not set: set DB_PASS in .env"
         );
-        assert!(run("${E:?}", &vars).unwrap_err().contains("required variable E"));
+        assert!(run("${E:?}", &vars)
+            .unwrap_err()
+            .contains("required variable E"));
         assert_eq!(run("${E?}", &vars).unwrap().text, "");
         assert!(run("${A", &vars).unwrap_err().contains("never closed"));
         assert!(run("${1A}", &vars).unwrap_err().contains("variable name"));
-        assert!(run("${A/x/y}", &vars).unwrap_err().contains("unknown operator"));
+        assert!(run("${A/x/y}", &vars)
+            .unwrap_err()
+            .contains("unknown operator"));
     }
 
     #[test]

@@ -27,7 +27,6 @@ mod health;
 mod routes;
 mod service;
 
-
 use crate::parse::{parse_spec, Diagnostic, Parsed, SpecError};
 use std::collections::BTreeMap;
 use yaml::{Node, Pos, Value};

@@ -44,7 +44,9 @@ impl Route {
         match self.port {
             Some((p, _)) if p != port => cx.error(
                 at,
-                format!("{path}: routes to port {port} and {p}; a warren workload has one route port"),
+                format!(
+                    "{path}: routes to port {port} and {p}; a warren workload has one route port"
+                ),
             ),
             _ => self.port = Some((port, at)),
         }
@@ -88,13 +90,18 @@ pub(crate) fn route(
                     cx.warn(at, format!("{path}: warren's local CA signs the route instead of Traefik's resolver {value:?}"));
                 }
                 ["http", "routers", _, "entrypoints" | "service" | "priority"] => {}
-                ["http", "services", _, "loadbalancer", "server", "port"] => match value.parse::<u16>() {
-                    Ok(p) if p > 0 => r.port(cx, &path, p, at),
-                    _ => cx.error(at, format!("{path}: {value:?} is not a port")),
-                },
+                ["http", "services", _, "loadbalancer", "server", "port"] => {
+                    match value.parse::<u16>() {
+                        Ok(p) if p > 0 => r.port(cx, &path, p, at),
+                        _ => cx.error(at, format!("{path}: {value:?} is not a port")),
+                    }
+                }
                 ["docker", ..] => {}
                 ["tcp" | "udp", ..] => cx.unmappable(
-                    &super::yaml::Key { text: name.clone(), at },
+                    &super::yaml::Key {
+                        text: name.clone(),
+                        at,
+                    },
                     &path,
                     "the ingress routes HTTP; publish the port with `ports`",
                 ),
@@ -104,7 +111,10 @@ pub(crate) fn route(
             match rest {
                 "" => {
                     first_at.get_or_insert(at);
-                    for address in value.split(|c: char| c == ',' || c.is_whitespace()).filter(|a| !a.is_empty()) {
+                    for address in value
+                        .split(|c: char| c == ',' || c.is_whitespace())
+                        .filter(|a| !a.is_empty())
+                    {
                         let (host, plain_http) = match address.strip_prefix("http://") {
                             Some(h) => (h, true),
                             None => (address.strip_prefix("https://").unwrap_or(address), false),
@@ -120,7 +130,9 @@ pub(crate) fn route(
                         .strip_prefix("{{")
                         .and_then(|v| v.strip_suffix("}}"))
                         .map(str::trim);
-                    let words: Vec<&str> = inner.map(|i| i.split_whitespace().collect()).unwrap_or_default();
+                    let words: Vec<&str> = inner
+                        .map(|i| i.split_whitespace().collect())
+                        .unwrap_or_default();
                     match words.as_slice() {
                         ["upstreams"] | ["upstreams", "http"] => {}
                         ["upstreams", port] | ["upstreams", "http", port] => match port.parse::<u16>() {
@@ -139,8 +151,14 @@ pub(crate) fn route(
         }
     }
     if !dropped.is_empty() {
-        let at = labels.iter().find(|(n, _, _)| n == dropped[0]).map_or(table.at, |(_, _, a)| *a);
-        let msg = format!("{service}.labels: dropped the proxy settings {}", dropped.join(", "));
+        let at = labels
+            .iter()
+            .find(|(n, _, _)| n == dropped[0])
+            .map_or(table.at, |(_, _, a)| *a);
+        let msg = format!(
+            "{service}.labels: dropped the proxy settings {}",
+            dropped.join(", ")
+        );
         cx.warn(at, msg.clone());
         table.comments.push(msg);
     }
@@ -209,7 +227,9 @@ fn traefik_rule(cx: &mut Cx<'_>, r: &mut Route, path: &str, rule: &str, at: Pos)
             rest = after;
             continue;
         }
-        let name_len = rest.find(|c: char| !c.is_ascii_alphanumeric()).unwrap_or(rest.len());
+        let name_len = rest
+            .find(|c: char| !c.is_ascii_alphanumeric())
+            .unwrap_or(rest.len());
         let matcher = &rest[..name_len];
         let after = rest[name_len..].trim_start();
         let Some(args_start) = after.strip_prefix('(') else {
@@ -222,7 +242,11 @@ fn traefik_rule(cx: &mut Cx<'_>, r: &mut Route, path: &str, rule: &str, at: Pos)
         };
         let args: Vec<String> = args_start[..close]
             .split(',')
-            .map(|a| a.trim().trim_matches(|c| c == '`' || c == '"' || c == '\'').to_string())
+            .map(|a| {
+                a.trim()
+                    .trim_matches(|c| c == '`' || c == '"' || c == '\'')
+                    .to_string()
+            })
             .filter(|a| !a.is_empty())
             .collect();
         match matcher {

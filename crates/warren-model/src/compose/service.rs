@@ -11,16 +11,21 @@ use crate::parse::suggest::did_you_mean;
 use crate::render::quote;
 
 const TOP_KEYS: &[&str] = &[
-    "version", "name", "services", "volumes", "networks", "secrets", "configs", "include",
-    "models",
+    "version", "name", "services", "volumes", "networks", "secrets", "configs", "include", "models",
 ];
 
 /// Service keys whose loss is harmless: dropped with a warning and the reason.
 const DROPPED: &[(&str, &str)] = &[
     ("annotations", "warren has no container annotations"),
-    ("attach", "logs are always kept; read them with `warren logs`"),
+    (
+        "attach",
+        "logs are always kept; read them with `warren logs`",
+    ),
     ("blkio_config", "warren sets no block I/O weights"),
-    ("cap_drop", "warren's containers already run with a reduced capability set"),
+    (
+        "cap_drop",
+        "warren's containers already run with a reduced capability set",
+    ),
     ("container_name", "the workload is named after the service"),
     ("cpu_count", "use deploy.resources.limits.cpus"),
     ("cpu_percent", "use deploy.resources.limits.cpus"),
@@ -34,12 +39,27 @@ const DROPPED: &[(&str, &str)] = &[
     ("dns_opt", "workloads use warren's resolver"),
     ("dns_search", "workloads use warren's resolver"),
     ("domainname", "warren sets only the hostname"),
-    ("expose", "every port of a workload is reachable on warren's bridge"),
-    ("external_links", "workloads reach each other by name on warren's bridge"),
-    ("extra_hosts", "warren writes the hosts file itself (workload names resolve)"),
+    (
+        "expose",
+        "every port of a workload is reachable on warren's bridge",
+    ),
+    (
+        "external_links",
+        "workloads reach each other by name on warren's bridge",
+    ),
+    (
+        "extra_hosts",
+        "warren writes the hosts file itself (workload names resolve)",
+    ),
     ("init", "the shim reaps orphaned processes"),
-    ("links", "workloads reach each other by name on warren's bridge"),
-    ("logging", "the shim keeps the output; read it with `warren logs`"),
+    (
+        "links",
+        "workloads reach each other by name on warren's bridge",
+    ),
+    (
+        "logging",
+        "the shim keeps the output; read it with `warren logs`",
+    ),
     ("mac_address", "warren assigns addresses itself"),
     ("mem_reservation", "warren sets limits only"),
     ("mem_swappiness", "warren sets no swappiness"),
@@ -47,14 +67,26 @@ const DROPPED: &[(&str, &str)] = &[
     ("oom_kill_disable", "the kernel's OOM killer stays enabled"),
     ("oom_score_adj", "warren sets no OOM score"),
     ("platform", "images are run on the host's platform"),
-    ("pull_policy", "images are imported with `warren image import`"),
-    ("security_opt", "warren applies its own seccomp profile and hardening"),
+    (
+        "pull_policy",
+        "images are imported with `warren image import`",
+    ),
+    (
+        "security_opt",
+        "warren applies its own seccomp profile and hardening",
+    ),
     ("shm_size", "/dev/shm keeps warren's default size"),
-    ("stdin_open", "workloads run without standard input; use `warren exec -t`"),
+    (
+        "stdin_open",
+        "workloads run without standard input; use `warren exec -t`",
+    ),
     ("stop_grace_period", "warren's stop timeout applies"),
     ("stop_signal", "warren stops workloads with SIGTERM"),
     ("storage_opt", "warren sets quotas with resources.disk"),
-    ("tty", "workloads run without a terminal; use `warren exec -t`"),
+    (
+        "tty",
+        "workloads run without a terminal; use `warren exec -t`",
+    ),
     ("ulimits", "warren keeps the default limits"),
     ("uts", "every workload has its own hostname"),
 ];
@@ -62,10 +94,19 @@ const DROPPED: &[(&str, &str)] = &[
 /// Service keys that cannot be converted, with the reason.
 const REFUSED: &[(&str, &str)] = &[
     ("cap_add", "warren grants no extra capabilities"),
-    ("cgroup", "warren places every workload in a cgroup of its own"),
-    ("cgroup_parent", "warren places every workload in a cgroup of its own"),
+    (
+        "cgroup",
+        "warren places every workload in a cgroup of its own",
+    ),
+    (
+        "cgroup_parent",
+        "warren places every workload in a cgroup of its own",
+    ),
     ("configs", "warren has no configs; put the file in a volume"),
-    ("device_cgroup_rules", "warren passes no devices to containers"),
+    (
+        "device_cgroup_rules",
+        "warren passes no devices to containers",
+    ),
     ("devices", "warren passes no devices to containers"),
     ("extends", "merge the extended service into this one first"),
     ("gpus", "warren passes no GPUs to containers"),
@@ -158,7 +199,9 @@ pub(crate) fn file(cx: &mut Cx<'_>, root: &Node) -> Out {
                 if !value.is_null() && value.as_map().is_some_and(|m| !m.is_empty()) {
                     cx.warn(
                         key.at,
-                        format!("{k}: dropped: warren has no {k}; services that use them are refused"),
+                        format!(
+                            "{k}: dropped: warren has no {k}; services that use them are refused"
+                        ),
                     );
                 }
             }
@@ -305,7 +348,10 @@ pub(crate) fn file(cx: &mut Cx<'_>, root: &Node) -> Out {
         if mounts.iter().any(|m| m.volume == v.name) {
             out.volumes.push(Table::new("volume", &v.name, v.at));
         } else {
-            cx.warn(v.at, format!("volumes.{}: dropped: no service mounts it", v.name));
+            cx.warn(
+                v.at,
+                format!("volumes.{}: dropped: no service mounts it", v.name),
+            );
         }
     }
     out
@@ -400,7 +446,13 @@ struct Service {
 }
 
 impl Service {
-    fn convert(&mut self, cx: &mut Cx<'_>, node: &Node, infos: &[ServiceInfo], mounts: &mut Vec<Mount>) {
+    fn convert(
+        &mut self,
+        cx: &mut Cx<'_>,
+        node: &Node,
+        infos: &[ServiceInfo],
+        mounts: &mut Vec<Mount>,
+    ) {
         let Some(entries) = cx.map(&self.path, node) else {
             return;
         };
@@ -421,7 +473,13 @@ impl Service {
                 if k == "expose" {
                     if let Some(items) = cx.strings(&path, value, false) {
                         for p in items {
-                            let port = p.split('/').next().unwrap_or("").split('-').next().unwrap_or("");
+                            let port = p
+                                .split('/')
+                                .next()
+                                .unwrap_or("")
+                                .split('-')
+                                .next()
+                                .unwrap_or("");
                             if let Ok(n) = port.parse::<u16>() {
                                 container_ports.push(n);
                             }
@@ -432,7 +490,9 @@ impl Service {
                 continue;
             }
             if let Some((_, why)) = REFUSED.iter().find(|(d, _)| *d == k) {
-                if k == "privileged" && matches!(&value.value, Value::Scalar { text, .. } if text == "false") {
+                if k == "privileged"
+                    && matches!(&value.value, Value::Scalar { text, .. } if text == "false")
+                {
                     continue;
                 }
                 cx.unmappable(key, &path, why);
@@ -527,7 +587,12 @@ impl Service {
         if let Some(key) = build {
             let path = format!("{}.build", self.path);
             if has_image {
-                self.drop(cx, key, &path, "the image is used as named; build it yourself and `warren image import` it");
+                self.drop(
+                    cx,
+                    key,
+                    &path,
+                    "the image is used as named; build it yourself and `warren image import` it",
+                );
             } else {
                 cx.unmappable(
                     key,
@@ -539,7 +604,12 @@ impl Service {
             cx.error(self.table.at, format!("{}: needs `image`", self.path));
         }
         if !restart_set {
-            self.table.set_commented("restart", quote("never"), self.table.at, "compose's default: restart: \"no\"");
+            self.table.set_commented(
+                "restart",
+                quote("never"),
+                self.table.at,
+                "compose's default: restart: \"no\"",
+            );
         }
         // env_file first, `environment` wins.
         for (k, v, at) in env_files {
@@ -549,14 +619,26 @@ impl Service {
         }
         self.env.sort_by(|a, b| a.0.cmp(&b.0));
         if !dropped_labels.is_empty() {
-            let at = entries.iter().find(|(k, _)| k.text == "labels").map_or(self.table.at, |(k, _)| k.at);
+            let at = entries
+                .iter()
+                .find(|(k, _)| k.text == "labels")
+                .map_or(self.table.at, |(k, _)| k.at);
             let path = format!("{}.labels", self.path);
-            let msg = format!("{path}: dropped: {} (warren keeps no labels)", dropped_labels.join(", "));
+            let msg = format!(
+                "{path}: dropped: {} (warren keeps no labels)",
+                dropped_labels.join(", ")
+            );
             cx.warn(at, msg.clone());
             self.table.comments.push(msg);
         }
         if !route_labels.is_empty() {
-            routes::route(cx, &mut self.table, &self.path, &route_labels, &container_ports);
+            routes::route(
+                cx,
+                &mut self.table,
+                &self.path,
+                &route_labels,
+                &container_ports,
+            );
         }
     }
 
@@ -567,7 +649,14 @@ impl Service {
         self.table.comments.push(msg);
     }
 
-    fn checked(&mut self, cx: &mut Cx<'_>, path: &str, value: &Node, field: &'static str, check: fn(&str) -> Result<(), String>) {
+    fn checked(
+        &mut self,
+        cx: &mut Cx<'_>,
+        path: &str,
+        value: &Node,
+        field: &'static str,
+        check: fn(&str) -> Result<(), String>,
+    ) {
         if let Some(text) = cx.text(path, value) {
             match check(&text) {
                 Ok(()) => self.table.set(field, quote(&text), value.at),
@@ -577,7 +666,11 @@ impl Service {
     }
 
     fn environment(&mut self, cx: &mut Cx<'_>, path: &str, value: &Node) {
-        let put = |cx: &mut Cx<'_>, env: &mut Vec<(String, String, Pos)>, name: String, val: Option<String>, at: Pos| {
+        let put = |cx: &mut Cx<'_>,
+                   env: &mut Vec<(String, String, Pos)>,
+                   name: String,
+                   val: Option<String>,
+                   at: Pos| {
             if name.is_empty() || name.contains('\0') {
                 cx.error(at, format!("{path}: invalid variable name {name:?}"));
                 return;
@@ -588,7 +681,10 @@ impl Service {
                 None => match cx.var(&name) {
                     Some(v) => v,
                     None => {
-                        cx.warn(at, format!("{path}.{name}: not set in the environment; left out"));
+                        cx.warn(
+                            at,
+                            format!("{path}.{name}: not set in the environment; left out"),
+                        );
                         return;
                     }
                 },
@@ -623,12 +719,23 @@ impl Service {
                 }
             }
             _ => {
-                cx.error(value.at, format!("{path}: expected a list or a mapping, found {}", value.kind()));
+                cx.error(
+                    value.at,
+                    format!(
+                        "{path}: expected a list or a mapping, found {}",
+                        value.kind()
+                    ),
+                );
             }
         }
     }
 
-    fn env_files(&mut self, cx: &mut Cx<'_>, path: &str, value: &Node) -> Vec<(String, String, Pos)> {
+    fn env_files(
+        &mut self,
+        cx: &mut Cx<'_>,
+        path: &str,
+        value: &Node,
+    ) -> Vec<(String, String, Pos)> {
         // (path, required, position)
         let mut files: Vec<(String, bool, Pos)> = Vec::new();
         let items: Vec<&Node> = match &value.value {
@@ -643,9 +750,15 @@ impl Service {
                         cx.error(item.at, format!("{ipath}: needs `path`"));
                         continue;
                     };
-                    let required = item.get("required").map(|r| cx.text(&format!("{ipath}.required"), r));
+                    let required = item
+                        .get("required")
+                        .map(|r| cx.text(&format!("{ipath}.required"), r));
                     if let Some(p) = cx.text(&format!("{ipath}.path"), p) {
-                        files.push((p, !matches!(required, Some(Some(ref r)) if r == "false"), item.at));
+                        files.push((
+                            p,
+                            !matches!(required, Some(Some(ref r)) if r == "false"),
+                            item.at,
+                        ));
                     }
                 }
                 _ => {
@@ -667,18 +780,27 @@ impl Service {
                                 vars.push((k, v, at));
                             }
                         }
-                        Err(e) => cx.error(at, format!("{path}: {file}:{}:{}: {}", e.line, e.column, e.message)),
+                        Err(e) => cx.error(
+                            at,
+                            format!("{path}: {file}:{}:{}: {}", e.line, e.column, e.message),
+                        ),
                     }
                 }
                 Err(super::ReadError::NotFound) if !required => {
                     cx.warn(at, format!("{path}: {file} does not exist (not required)"));
                 }
-                Err(super::ReadError::NotFound) => cx.error(at, format!("{path}: {file} does not exist")),
-                Err(super::ReadError::Other(why)) => cx.error(at, format!("{path}: reading {file}: {why}")),
+                Err(super::ReadError::NotFound) => {
+                    cx.error(at, format!("{path}: {file} does not exist"))
+                }
+                Err(super::ReadError::Other(why)) => {
+                    cx.error(at, format!("{path}: reading {file}: {why}"))
+                }
             }
         }
         if !vars.is_empty() {
-            self.table.comments.push(format!("env also holds the variables of {path}"));
+            self.table
+                .comments
+                .push(format!("env also holds the variables of {path}"));
         }
         vars
     }
@@ -690,7 +812,10 @@ impl Service {
         let (policy, comment) = match text.as_str() {
             "no" => ("never", None),
             "always" => ("always", None),
-            "unless-stopped" => ("always", Some("unless-stopped: `warren stop` keeps it stopped")),
+            "unless-stopped" => (
+                "always",
+                Some("unless-stopped: `warren stop` keeps it stopped"),
+            ),
             t if t == "on-failure" || t.starts_with("on-failure:") => {
                 if t != "on-failure" {
                     cx.warn(value.at, format!("{path}: the retry limit of {t:?} is dropped; warren retries with backoff"));
@@ -703,7 +828,9 @@ impl Service {
             }
         };
         match comment {
-            Some(c) => self.table.set_commented("restart", quote(policy), value.at, c),
+            Some(c) => self
+                .table
+                .set_commented("restart", quote(policy), value.at, c),
             None => self.table.set("restart", quote(policy), value.at),
         }
     }
@@ -715,14 +842,21 @@ impl Service {
         match mode.as_str() {
             "bridge" | "default" => {}
             "host" | "none" => self.table.set("network", quote(&mode), value.at),
-            _ => cx.unmappable(key, path, &format!("{mode:?}: a workload has a network of its own (bridge, host or none)")),
+            _ => cx.unmappable(
+                key,
+                path,
+                &format!("{mode:?}: a workload has a network of its own (bridge, host or none)"),
+            ),
         }
     }
 
     /// Returns the container ports, for routes without an explicit port.
     fn ports(&mut self, cx: &mut Cx<'_>, path: &str, value: &Node) -> Vec<u16> {
         let Value::Seq(items) = &value.value else {
-            cx.error(value.at, format!("{path}: expected a list, found {}", value.kind()));
+            cx.error(
+                value.at,
+                format!("{path}: expected a list, found {}", value.kind()),
+            );
             return Vec::new();
         };
         let mut out: Vec<String> = Vec::new();
@@ -732,17 +866,37 @@ impl Service {
             let result = match &item.value {
                 Value::Map(entries) => {
                     for (k, _) in entries {
-                        if !["target", "published", "host_ip", "protocol", "mode", "name", "app_protocol"].contains(&k.text.as_str()) {
+                        if ![
+                            "target",
+                            "published",
+                            "host_ip",
+                            "protocol",
+                            "mode",
+                            "name",
+                            "app_protocol",
+                        ]
+                        .contains(&k.text.as_str())
+                        {
                             cx.error(k.at, format!("{ipath}.{}: unknown key", k.text));
                         }
                     }
-                    let mut get = |k: &str| entries.iter().find(|(e, _)| e.text == k).and_then(|(_, v)| cx.text(&format!("{ipath}.{k}"), v));
+                    let mut get = |k: &str| {
+                        entries
+                            .iter()
+                            .find(|(e, _)| e.text == k)
+                            .and_then(|(_, v)| cx.text(&format!("{ipath}.{k}"), v))
+                    };
                     let target = get("target");
                     let published = get("published");
                     let host_ip = get("host_ip");
                     let proto = get("protocol").unwrap_or_else(|| "tcp".into());
                     match target {
-                        Some(t) => fields::port_mappings(host_ip.as_deref(), published.as_deref(), &t, &proto),
+                        Some(t) => fields::port_mappings(
+                            host_ip.as_deref(),
+                            published.as_deref(),
+                            &t,
+                            &proto,
+                        ),
                         None => Err("needs `target`".into()),
                     }
                 }
@@ -769,7 +923,10 @@ impl Service {
 
     fn volumes(&mut self, cx: &mut Cx<'_>, path: &str, value: &Node, mounts: &mut Vec<Mount>) {
         let Value::Seq(items) = &value.value else {
-            cx.error(value.at, format!("{path}: expected a list, found {}", value.kind()));
+            cx.error(
+                value.at,
+                format!("{path}: expected a list, found {}", value.kind()),
+            );
             return;
         };
         let mut out: Vec<String> = Vec::new();
@@ -789,7 +946,12 @@ impl Service {
                             "target" => target = cx.text(&kp, v),
                             "read_only" => ro = cx.text(&kp, v).as_deref() == Some("true"),
                             "consistency" | "volume" | "bind" | "tmpfs" | "image" => {
-                                cx.warn(k.at, format!("{kp}: dropped: warren mounts volumes with its own options"));
+                                cx.warn(
+                                    k.at,
+                                    format!(
+                                        "{kp}: dropped: warren mounts volumes with its own options"
+                                    ),
+                                );
                             }
                             _ => cx.error(k.at, format!("{kp}: unknown key")),
                         }
@@ -807,13 +969,24 @@ impl Service {
                     match fields::short_volume(&text) {
                         Ok(v) => {
                             if !v.ignored.is_empty() {
-                                cx.warn(item.at, format!("{ipath}: dropped the mount options {}", v.ignored.join(",")));
+                                cx.warn(
+                                    item.at,
+                                    format!(
+                                        "{ipath}: dropped the mount options {}",
+                                        v.ignored.join(",")
+                                    ),
+                                );
                             }
                             let kind = match v.source {
                                 Some(s) if fields::is_host_path(s) => "bind",
                                 _ => "volume",
                             };
-                            (kind.to_string(), v.source.map(str::to_string), v.target.to_string(), v.read_only)
+                            (
+                                kind.to_string(),
+                                v.source.map(str::to_string),
+                                v.target.to_string(),
+                                v.read_only,
+                            )
                         }
                         Err(reason) => {
                             cx.error(item.at, format!("{ipath}: {reason}"));
@@ -863,7 +1036,8 @@ impl Service {
         // warren's own data dataset is at /data; move it out of the way of a volume there.
         let default = "/data";
         if targets.iter().any(|t| {
-            crate::parse::values::path_within(t, default) || crate::parse::values::path_within(default, t)
+            crate::parse::values::path_within(t, default)
+                || crate::parse::values::path_within(default, t)
         }) {
             self.table.set_commented(
                 "data_path",
@@ -911,7 +1085,13 @@ impl Service {
                 }
             }
             _ => {
-                cx.error(value.at, format!("{path}: expected a list or a mapping, found {}", value.kind()));
+                cx.error(
+                    value.at,
+                    format!(
+                        "{path}: expected a list or a mapping, found {}",
+                        value.kind()
+                    ),
+                );
                 return;
             }
         }
@@ -919,7 +1099,10 @@ impl Service {
         for (name, wait, at) in deps {
             let target = dns_name(&name);
             let Some(info) = infos.iter().find(|i| i.name == target) else {
-                cx.error(at, format!("{path}: depends on {name:?}, which is not a service of this file"));
+                cx.error(
+                    at,
+                    format!("{path}: depends on {name:?}, which is not a service of this file"),
+                );
                 continue;
             };
             if !info.included {
@@ -927,7 +1110,10 @@ impl Service {
                 continue;
             }
             if wait == "healthy" && !info.healthcheck {
-                cx.error(at, format!("{path}: waits for {name:?} to be healthy, but it has no healthcheck"));
+                cx.error(
+                    at,
+                    format!("{path}: waits for {name:?} to be healthy, but it has no healthcheck"),
+                );
                 continue;
             }
             items.push(if wait == "started" {
@@ -937,7 +1123,8 @@ impl Service {
             });
         }
         if !items.is_empty() {
-            self.table.set("after", format!("[{}]", items.join(", ")), value.at);
+            self.table
+                .set("after", format!("[{}]", items.join(", ")), value.at);
         }
     }
 
@@ -951,19 +1138,27 @@ impl Service {
             let kpath = format!("{path}.{}", k.text);
             match k.text.as_str() {
                 "resources" => {
-                    let Some(res) = cx.map(&kpath, v) else { continue };
+                    let Some(res) = cx.map(&kpath, v) else {
+                        continue;
+                    };
                     for (r, rv) in res {
                         let rpath = format!("{kpath}.{}", r.text);
                         match r.text.as_str() {
                             "limits" => {
-                                let Some(limits) = cx.map(&rpath, rv) else { continue };
+                                let Some(limits) = cx.map(&rpath, rv) else {
+                                    continue;
+                                };
                                 for (l, lv) in limits {
                                     let lpath = format!("{rpath}.{}", l.text);
                                     match l.text.as_str() {
                                         "cpus" => self.cpus(cx, &lpath, lv),
                                         "memory" => self.memory(cx, &lpath, lv),
                                         "pids" => self.pids(cx, &lpath, lv),
-                                        _ => cx.unmappable(l, &lpath, "warren limits cpus, memory and pids"),
+                                        _ => cx.unmappable(
+                                            l,
+                                            &lpath,
+                                            "warren limits cpus, memory and pids",
+                                        ),
                                     }
                                 }
                             }
@@ -974,11 +1169,16 @@ impl Service {
                 }
                 "replicas" => match cx.text(&kpath, v).as_deref() {
                     Some("1") | None => {}
-                    Some("0") => self.table.set_commented("state", quote("stopped"), v.at, "replicas: 0"),
+                    Some("0") => {
+                        self.table
+                            .set_commented("state", quote("stopped"), v.at, "replicas: 0")
+                    }
                     Some(_) => cx.unmappable(k, &kpath, "a workload runs one instance"),
                 },
                 "restart_policy" => {
-                    let Some(opts) = cx.map(&kpath, v) else { continue };
+                    let Some(opts) = cx.map(&kpath, v) else {
+                        continue;
+                    };
                     for (o, ov) in opts {
                         let opath = format!("{kpath}.{}", o.text);
                         match o.text.as_str() {
@@ -996,12 +1196,21 @@ impl Service {
                                 restart = true;
                                 self.table.set("restart", quote(policy), ov.at);
                             }
-                            _ => cx.warn(o.at, format!("{opath}: dropped: warren restarts with its own backoff")),
+                            _ => cx.warn(
+                                o.at,
+                                format!("{opath}: dropped: warren restarts with its own backoff"),
+                            ),
                         }
                     }
                 }
-                "mode" | "labels" | "placement" | "update_config" | "rollback_config" | "endpoint_mode" => {
-                    self.drop(cx, k, &kpath, "a single host runs one instance of each workload");
+                "mode" | "labels" | "placement" | "update_config" | "rollback_config"
+                | "endpoint_mode" => {
+                    self.drop(
+                        cx,
+                        k,
+                        &kpath,
+                        "a single host runs one instance of each workload",
+                    );
                 }
                 _ => cx.error(k.at, format!("{kpath}: unknown key")),
             }
@@ -1017,15 +1226,26 @@ impl Service {
             .filter_map(|k| self.resources.iter().find(|(r, _, _)| r == k))
             .map(|(k, v, _)| format!("{k} = {v}"))
             .collect();
-        let first = self.resources.iter().map(|(_, _, at)| *at).min().unwrap_or(at);
-        self.table.set("resources", format!("{{ {} }}", parts.join(", ")), first);
+        let first = self
+            .resources
+            .iter()
+            .map(|(_, _, at)| *at)
+            .min()
+            .unwrap_or(at);
+        self.table
+            .set("resources", format!("{{ {} }}", parts.join(", ")), first);
     }
 
     fn memory(&mut self, cx: &mut Cx<'_>, path: &str, value: &Node) {
-        let Some(text) = cx.text(path, value) else { return };
+        let Some(text) = cx.text(path, value) else {
+            return;
+        };
         match fields::docker_bytes(&text) {
             Ok(b) if b < crate::parse::values::MIN_MEMORY => {
-                cx.error(value.at, format!("{path}: {text} is below warren's minimum of 4M"));
+                cx.error(
+                    value.at,
+                    format!("{path}: {text} is below warren's minimum of 4M"),
+                );
             }
             Ok(b) => self.resources("memory", quote(&fields::warren_size(b)), value.at),
             Err(reason) => cx.error(value.at, format!("{path}: {reason}")),
@@ -1033,20 +1253,30 @@ impl Service {
     }
 
     fn cpus(&mut self, cx: &mut Cx<'_>, path: &str, value: &Node) {
-        let Some(text) = cx.text(path, value) else { return };
+        let Some(text) = cx.text(path, value) else {
+            return;
+        };
         match text.parse::<f64>() {
             Ok(c) if c > 0.0 && c <= 1024.0 => self.resources("cpus", format!("{c:?}"), value.at),
             Ok(c) if c == 0.0 => {}
-            _ => cx.error(value.at, format!("{path}: expected a number of CPUs above 0, found {text:?}")),
+            _ => cx.error(
+                value.at,
+                format!("{path}: expected a number of CPUs above 0, found {text:?}"),
+            ),
         }
     }
 
     fn pids(&mut self, cx: &mut Cx<'_>, path: &str, value: &Node) {
-        let Some(text) = cx.text(path, value) else { return };
+        let Some(text) = cx.text(path, value) else {
+            return;
+        };
         match text.parse::<i64>() {
             Ok(n) if n >= 1 => self.resources("pids", n.to_string(), value.at),
             Ok(n) if n <= 0 => {}
-            _ => cx.error(value.at, format!("{path}: expected a number of processes, found {text:?}")),
+            _ => cx.error(
+                value.at,
+                format!("{path}: expected a number of processes, found {text:?}"),
+            ),
         }
     }
 }
@@ -1065,13 +1295,23 @@ fn labels(cx: &mut Cx<'_>, path: &str, value: &Node) -> Vec<(String, String, Pos
         }
         Value::Map(entries) => {
             for (k, v) in entries {
-                let text = if v.is_null() { Some(String::new()) } else { cx.text(&format!("{path}.{}", k.text), v) };
+                let text = if v.is_null() {
+                    Some(String::new())
+                } else {
+                    cx.text(&format!("{path}.{}", k.text), v)
+                };
                 if let Some(text) = text {
                     out.push((k.text.clone(), text, k.at));
                 }
             }
         }
-        _ => cx.error(value.at, format!("{path}: expected a list or a mapping, found {}", value.kind())),
+        _ => cx.error(
+            value.at,
+            format!(
+                "{path}: expected a list or a mapping, found {}",
+                value.kind()
+            ),
+        ),
     }
     out
 }

@@ -27,7 +27,10 @@ pub(crate) struct Node {
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Value {
     /// A scalar's text; `plain` for unquoted scalars (the only ones that can be null).
-    Scalar { text: String, plain: bool },
+    Scalar {
+        text: String,
+        plain: bool,
+    },
     Seq(Vec<Node>),
     /// Entries in file order; keys are scalars.
     Map(Vec<(Key, Node)>),
@@ -302,7 +305,13 @@ mod tests {
         let root = parse("services:\n  web:\n    image: 'a:1'\n    x: 1.10\n").unwrap();
         let web = root.get("services").unwrap().get("web").unwrap();
         let image = web.get("image").unwrap();
-        assert_eq!(image.at, Pos { line: 3, column: 12 });
+        assert_eq!(
+            image.at,
+            Pos {
+                line: 3,
+                column: 12
+            }
+        );
         assert_eq!(text(image), "a:1");
         assert_eq!(text(web.get("x").unwrap()), "1.10");
         let keys = web.as_map().unwrap();
