@@ -257,10 +257,8 @@ pub(crate) fn file(cx: &mut Cx<'_>, root: &Node) -> Out {
             None => true,
             Some(p) => {
                 let listed = cx.strings(&format!("services.{}.profiles", key.text), p, false);
-                let on = listed
-                    .unwrap_or_default()
-                    .iter()
-                    .any(|p| profiles.contains(p));
+                let listed = listed.unwrap_or_default();
+                let on = listed.is_empty() || listed.iter().any(|p| profiles.contains(p));
                 if !on {
                     cx.warn(
                         key.at,
@@ -816,11 +814,10 @@ impl Service {
                 "always",
                 Some("unless-stopped: `warren stop` keeps it stopped"),
             ),
-            t if t == "on-failure" || t.starts_with("on-failure:") => {
-                if t != "on-failure" {
-                    cx.warn(value.at, format!("{path}: the retry limit of {t:?} is dropped; warren retries with backoff"));
-                }
-                ("on-failure", None)
+            "on-failure" => ("on-failure", None),
+            t if t.starts_with("on-failure:") => {
+                cx.warn(value.at, format!("{path}: the retry limit of {t:?} is dropped; warren retries with backoff"));
+                ("on-failure", Some("the retry limit is dropped; warren retries with backoff"))
             }
             other => {
                 cx.error(value.at, format!("{path}: unknown policy {other:?}; expected no, always, on-failure or unless-stopped"));
