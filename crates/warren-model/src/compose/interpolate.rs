@@ -304,7 +304,7 @@ pub(crate) fn dotenv_map(vars: Vec<(String, String)>) -> BTreeMap<String, String
 mod tests {
     use super::*;
 
-    fn with(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + '_ {
+    fn with<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
         move |n: &str| {
             pairs
                 .iter()

@@ -27,6 +27,9 @@ mod health;
 mod routes;
 mod service;
 
+#[cfg(test)]
+mod tests;
+
 use crate::parse::{parse_spec, Diagnostic, Parsed, SpecError};
 use std::collections::BTreeMap;
 use yaml::{Node, Pos, Value};

@@ -92,7 +92,7 @@ const DROPPED: &[(&str, &str)] = &[
 ];
 
 /// Service keys that cannot be converted, with the reason.
-const REFUSED: &[(&str, &str)] = &[
+pub(crate) const REFUSED: &[(&str, &str)] = &[
     ("cap_add", "warren grants no extra capabilities"),
     (
         "cgroup",
@@ -816,8 +816,16 @@ impl Service {
             ),
             "on-failure" => ("on-failure", None),
             t if t.starts_with("on-failure:") => {
-                cx.warn(value.at, format!("{path}: the retry limit of {t:?} is dropped; warren retries with backoff"));
-                ("on-failure", Some("the retry limit is dropped; warren retries with backoff"))
+                cx.warn(
+                    value.at,
+                    format!(
+                        "{path}: the retry limit of {t:?} is dropped; warren retries with backoff"
+                    ),
+                );
+                (
+                    "on-failure",
+                    Some("the retry limit is dropped; warren retries with backoff"),
+                )
             }
             other => {
                 cx.error(value.at, format!("{path}: unknown policy {other:?}; expected no, always, on-failure or unless-stopped"));
