@@ -13,9 +13,11 @@
 //! the `env_file`s the file names ([`ComposeInput`]).
 //!
 //! Parts: [`yaml`] (a positioned YAML tree: anchors, merge keys, duplicate keys refused),
-//! [`interpolate`] (`${VAR:-default}` and friends, `.env` files), `service` (one service to one
-//! workload), `fields` (ports, volumes, health checks, sizes and durations in compose syntax),
-//! `routes` (Traefik and caddy-docker-proxy labels to `domains`), `emit` (the TOML text).
+//! [`interpolate`] (`${VAR:-default}` and friends, `.env` files), `service` (the file's top
+//! level and one service to one workload), `service_keys` (ports, volumes, `depends_on`,
+//! `deploy`, limits), `health` (`healthcheck`), `fields` (port, volume, duration and size
+//! syntaxes), `routes` (Traefik and caddy-docker-proxy labels to `domains`), `emit` (the TOML
+//! text).
 //! Which keys map, and to what, is written down in `docs/compose.md`.
 
 pub(crate) mod interpolate;
@@ -26,6 +28,7 @@ mod fields;
 mod health;
 mod routes;
 mod service;
+mod service_keys;
 
 #[cfg(test)]
 mod tests;
