@@ -46,10 +46,9 @@ pub(super) async fn apply(
     prune: bool,
     apply: bool,
 ) -> Result<Exit> {
-    let text =
-        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let (name, text) = super::compose::spec_text(file)?;
     let req = ApplyRequest {
-        file: file.display().to_string(),
+        file: name,
         text,
         prune,
         dry_run,
@@ -144,7 +143,8 @@ pub(super) async fn apply_watch(client: &Client, file: &PathBuf) -> Result<Exit>
                     }
                 }
             }
-            Ok(bytes) if valid => {
+            // A compose file is converted, never written back.
+            Ok(bytes) if valid && !super::compose::is_compose(file) => {
                 // Live changes (CLI, API, REPL) are written back to the file, unless its last
                 // save did not validate (an edit in progress is never overwritten).
                 let text = String::from_utf8_lossy(&bytes).to_string();
