@@ -45,6 +45,9 @@ pub struct ApplyResponse {
     /// Desired workloads this host cannot run (no steps), each with the reason.
     #[serde(default)]
     pub refused: Vec<warren_model::plan::Refusal>,
+    /// Desired workloads whose start waits for their start order (`after`), with the reason.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub waiting: Vec<warren_model::plan::Waiting>,
     pub generation: u64,
     pub applied: bool,
 }
