@@ -95,6 +95,9 @@ pub(super) async fn apply(
             s.reason
         ));
     }
+    for w in &resp.waiting {
+        out.push_str(&format!("  then start {}: {}\n", w.workload, w.reason));
+    }
     if !orphans.is_empty() {
         out.push_str(&format!(
             "not in {}: {} (kept; use --prune to delete)\n",
