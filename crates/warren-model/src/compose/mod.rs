@@ -48,8 +48,11 @@ pub struct ComposeInput<'a> {
     pub env: &'a BTreeMap<String, String>,
     /// Reads an `env_file` named in the compose file (the path as written, relative to the
     /// compose file's directory); `Err` carries why not (`not found` for a missing file).
-    pub read: &'a dyn Fn(&str) -> Result<String, ReadError>,
+    pub read: &'a Reader<'a>,
 }
+
+/// Reads an `env_file` by the path the compose file gives.
+pub type Reader<'a> = dyn Fn(&str) -> Result<String, ReadError> + 'a;
 
 /// Why an `env_file` could not be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,7 +160,7 @@ pub(crate) struct Cx<'a> {
     pub errors: Vec<Diagnostic>,
     pub warnings: Vec<Diagnostic>,
     vars: Option<&'a interpolate::Lookup<'a>>,
-    read: Option<&'a dyn Fn(&str) -> Result<String, ReadError>>,
+    read: Option<&'a Reader<'a>>,
     /// Variables already reported as unset.
     unset: Vec<String>,
 }

@@ -430,7 +430,7 @@ impl Service {
         };
         match text.parse::<f64>() {
             Ok(c) if c > 0.0 && c <= 1024.0 => self.resources("cpus", format!("{c:?}"), value.at),
-            Ok(c) if c == 0.0 => {}
+            Ok(0.0) => {}
             _ => cx.error(
                 value.at,
                 format!("{path}: expected a number of CPUs above 0, found {text:?}"),

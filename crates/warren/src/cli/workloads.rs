@@ -41,7 +41,7 @@ pub(super) enum SpecCmd {
 
 pub(super) async fn apply(
     client: &Client,
-    file: &PathBuf,
+    file: &std::path::Path,
     dry_run: bool,
     prune: bool,
     apply: bool,
