@@ -2,8 +2,8 @@
 //!
 //! [`convert`] turns the text of a `docker-compose.yml` into the text of an equivalent
 //! `warren.toml`: deterministic (services and volumes in file order, keys in a fixed order),
-//! readable, with a comment wherever something was dropped. [`load`] converts and then parses
-//! the result with the ordinary [`crate::parse_spec`], so applying a compose file is exactly
+//! readable, with a comment wherever something was dropped. [`Conversion::parse`] parses the
+//! result with the ordinary [`crate::parse_spec`], so applying a compose file is exactly
 //! applying its conversion, and an error anywhere changes nothing.
 //!
 //! Every key that cannot be expressed in warren is a located error (`file:line:column`, naming
@@ -145,13 +145,6 @@ impl Conversion {
                 .collect(),
         })
     }
-}
-
-/// [`convert`] then [`Conversion::parse`]: the spec a compose file applies, and the warnings.
-pub fn load(input: &ComposeInput<'_>) -> Result<(Parsed, Vec<Diagnostic>), SpecError> {
-    let conversion = convert(input)?;
-    let parsed = conversion.parse()?;
-    Ok((parsed, conversion.warnings))
 }
 
 /// The conversion's state: diagnostics so far and how to read values.

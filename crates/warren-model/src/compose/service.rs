@@ -597,7 +597,7 @@ impl Service {
                     "warren does not build Dockerfiles; build the image, `warren image import` it and name it in `image`, or write a Warrenfile recipe",
                 );
             }
-        } else if !has_image && cx.errors.is_empty() {
+        } else if !entries.iter().any(|(k, _)| k.text == "image") {
             cx.error(self.table.at, format!("{}: needs `image`", self.path));
         }
         if !restart_set {

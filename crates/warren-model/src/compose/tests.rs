@@ -209,6 +209,11 @@ fn file_level_refusals() {
     let e = errors("services:\n  a: {image: x\n");
     assert!(e.contains("invalid YAML"), "{e}");
     assert!(errors("version: '3'\n").contains("the file has no services"));
+    let e = errors("services:\n  a: {image: x, privileged: true}\n  b: {command: [sh]}\n");
+    assert!(
+        e.contains("compose.yml:3:3: services.b: needs `image`"),
+        "{e}"
+    );
     // Every error is reported, not only the first.
     let e =
         errors("services:\n  a:\n    image: x\n    privileged: true\n    cap_add: [NET_ADMIN]\n");
