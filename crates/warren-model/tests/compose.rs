@@ -4,6 +4,7 @@
 //! `env_file`s read from `compose/files/`) and must give exactly `NAME.toml`, with the warnings
 //! in `NAME.warnings`; the converted text must then parse as a `warren.toml`. Run with
 //! `WARREN_BLESS=1` to rewrite the goldens from the current output (then review the diff).
+//! A property test cuts and splices the fixtures: the converter never panics.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -100,5 +101,49 @@ fn a_conversion_is_deterministic() {
     let first = convert(&input).unwrap();
     for _ in 0..3 {
         assert_eq!(convert(&input).unwrap().toml, first.toml);
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+    /// Whatever the text (fixtures cut and spliced, or noise), the converter answers with a
+    /// conversion or located errors, and never panics.
+    #[test]
+    fn no_text_makes_the_converter_panic(
+        pick in 0usize..6,
+        cut in 0usize..4000,
+        len in 0usize..40,
+        insert in "[ -~\n\t{}\\[\\]:$\"'#&*<>|!-]{0,40}",
+    ) {
+        let mut files: Vec<PathBuf> = fs::read_dir(dir())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "yml"))
+            .collect();
+        files.sort();
+        let text = fs::read_to_string(&files[pick % files.len()]).unwrap();
+        let chars: Vec<char> = text.chars().collect();
+        let at = cut.min(chars.len());
+        let end = (at + len).min(chars.len());
+        let mutated: String = chars[..at]
+            .iter()
+            .chain(insert.chars().collect::<Vec<_>>().iter())
+            .chain(chars[end..].iter())
+            .collect();
+        let env = BTreeMap::new();
+        let input = ComposeInput {
+            file: "c.yml",
+            text: &mutated,
+            dotenv: Some((".env", &insert)),
+            env: &env,
+            read: &read_env_file,
+        };
+        match convert(&input) {
+            Ok(c) => {
+                let _ = c.parse();
+            }
+            Err(e) => proptest::prop_assert!(!e.diagnostics.is_empty()),
+        }
     }
 }
