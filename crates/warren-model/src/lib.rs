@@ -11,6 +11,7 @@
 //! Invariant: nothing in this crate performs I/O (no filesystem, no processes, no clock). Time is
 //! an input to the planner, never read by it.
 
+pub mod compose;
 pub mod event;
 pub mod health;
 pub mod hooks;

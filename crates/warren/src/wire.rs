@@ -45,6 +45,9 @@ pub struct ApplyResponse {
     /// Desired workloads this host cannot run (no steps), each with the reason.
     #[serde(default)]
     pub refused: Vec<warren_model::plan::Refusal>,
+    /// Desired workloads whose start waits for their start order (`after`), with the reason.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub waiting: Vec<warren_model::plan::Waiting>,
     pub generation: u64,
     pub applied: bool,
 }
@@ -62,7 +65,8 @@ pub struct ErrorBody {
 pub struct Status {
     pub name: String,
     pub kind: String,
-    /// `running`, `stopped`, `exited`, `starting`, `pending`, `refused`
+    /// `running`, `stopped`, `exited`, `restarting`, `starting`, `pending`, `waiting`,
+    /// `refused`
     pub state: String,
     pub desired: String,
     pub pid: Option<i32>,
@@ -74,6 +78,9 @@ pub struct Status {
     /// Why this host cannot run the workload (state `refused`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refused: Option<String>,
+    /// What its start waits for (state `waiting`): `waiting for db (healthy)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<String>,
     /// The workload's bridge address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address: Option<String>,

@@ -1,5 +1,5 @@
 //! The file as a whole: its top-level tables, and the checks across workloads (routed
-//! domains, published ports and volume mounts that collide).
+//! domains, published ports and volume mounts that collide; the start order, in `order`).
 
 use super::*;
 
@@ -8,6 +8,8 @@ impl Walker<'_> {
         let mut spec = SpecFile::default();
         // Names under `volume`, valid or not; `None` if `volume` is present but not a table.
         let mut declared = Some(BTreeSet::new());
+        // Names under `workload`, valid or not, in file order.
+        let mut workload_names: Vec<String> = Vec::new();
         for (key, value) in root.iter() {
             let top: &str = key.get_ref();
             let path = Path::root().key(top);
@@ -29,6 +31,7 @@ impl Walker<'_> {
             };
             for (name, body) in entries.iter() {
                 if top == "workload" {
+                    workload_names.push(name.get_ref().to_string());
                     if let Some(w) = self.workload(&path, name, body) {
                         spec.workloads.insert(w.name.clone(), w);
                     }
@@ -45,6 +48,7 @@ impl Walker<'_> {
         self.check_mounts(declared.as_ref());
         self.check_routes();
         self.check_published();
+        self.check_order(&workload_names, &spec.workloads);
         spec
     }
 

@@ -353,6 +353,8 @@ pub(crate) fn workload() -> impl Strategy<Value = WorkloadSpec> {
                     route,
                     health: None,
                     hooks: Vec::new(),
+                    // Left empty: the start order spans workloads and has parser tests of its own.
+                    after: Vec::new(),
                     // Neither switch on a vm (its own kernel isolates it).
                     readonly_rootfs: readonly_rootfs && kind != Kind::Vm,
                     // A user namespace needs a network namespace of its own.

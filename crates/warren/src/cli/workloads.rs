@@ -41,15 +41,14 @@ pub(super) enum SpecCmd {
 
 pub(super) async fn apply(
     client: &Client,
-    file: &PathBuf,
+    file: &std::path::Path,
     dry_run: bool,
     prune: bool,
     apply: bool,
 ) -> Result<Exit> {
-    let text =
-        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let (name, text) = super::compose::spec_text(file)?;
     let req = ApplyRequest {
-        file: file.display().to_string(),
+        file: name,
         text,
         prune,
         dry_run,
@@ -95,6 +94,9 @@ pub(super) async fn apply(
             s.workload,
             s.reason
         ));
+    }
+    for w in &resp.waiting {
+        out.push_str(&format!("  then start {}: {}\n", w.workload, w.reason));
     }
     if !orphans.is_empty() {
         out.push_str(&format!(
@@ -144,7 +146,8 @@ pub(super) async fn apply_watch(client: &Client, file: &PathBuf) -> Result<Exit>
                     }
                 }
             }
-            Ok(bytes) if valid => {
+            // A compose file is converted, never written back.
+            Ok(bytes) if valid && !super::compose::is_compose(file) => {
                 // Live changes (CLI, API, REPL) are written back to the file, unless its last
                 // save did not validate (an edit in progress is never overwritten).
                 let text = String::from_utf8_lossy(&bytes).to_string();

@@ -439,8 +439,8 @@ pub(crate) async fn plan_or_apply(
     engine.desired_for_plan(&mut next, &next_volumes);
     let observed = engine
         .observed_all()
-        .into_iter()
-        .map(|(k, v)| (k, v.to_observed()))
+        .into_keys()
+        .filter_map(|k| Some((k.clone(), engine.planner_view(&k)?)))
         .collect();
     let planned = plan::plan(
         &next,
@@ -450,12 +450,13 @@ pub(crate) async fn plan_or_apply(
         warren_store::now_ms(),
         &engine.cfg.backoff,
     );
-    let (steps, refused) = (planned.steps, planned.refused);
+    let (steps, refused, waiting) = (planned.steps, planned.refused, planned.waiting);
     if !apply || req.dry_run {
         return Ok(ApplyResponse {
             changes,
             steps,
             refused,
+            waiting,
             generation: engine.store.generation()?,
             applied: false,
         });
@@ -502,6 +503,7 @@ pub(crate) async fn plan_or_apply(
         changes,
         steps,
         refused,
+        waiting,
         generation: outcome.generation,
         applied: true,
     })

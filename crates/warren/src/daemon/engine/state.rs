@@ -200,12 +200,26 @@ impl Engine {
         self.health.lock().unwrap().get(name).copied()
     }
 
+    /// Records a workload's health; a change wakes the reconcile loop (dependents may wait
+    /// for `healthy`).
     pub fn set_health(&self, name: &str, status: Option<warren_model::health::HealthStatus>) {
-        let mut h = self.health.lock().unwrap();
-        match status {
-            Some(s) => h.insert(name.to_string(), s),
-            None => h.remove(name),
+        let before = {
+            let mut h = self.health.lock().unwrap();
+            match status {
+                Some(s) => h.insert(name.to_string(), s),
+                None => h.remove(name),
+            }
         };
+        if before != status {
+            self.wake();
+        }
+    }
+
+    /// The planner's view of one workload: its observed row and its health (not busy).
+    pub fn planner_view(&self, name: &str) -> Option<warren_model::plan::Observed> {
+        let mut o = self.observed_row(name)?.to_observed();
+        o.health = self.health_of(name);
+        Some(o)
     }
 }
 
