@@ -60,6 +60,13 @@ impl Cmd {
         self
     }
 
+    /// argv as owned strings (program first), lossy for non-UTF-8 arguments.
+    pub fn argv_vec(&self) -> Vec<String> {
+        std::iter::once(self.program.clone())
+            .chain(self.args.iter().map(|a| a.to_string_lossy().into_owned()))
+            .collect()
+    }
+
     /// argv as one display string, for errors and recordings.
     pub fn argv_string(&self) -> String {
         let mut s = self.program.clone();

@@ -49,6 +49,7 @@ use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use warren_runtime::io_err;
 
 use warren_exec::{Cmd, ExecError, Executor};
 use warren_runtime::logs::{DEFAULT_MAX_BYTES, DEFAULT_MAX_FILES};
@@ -219,12 +220,6 @@ fn check_dataset(id: &str, name: &str) -> Result<()> {
             "{id}: {name:?} is not a ZFS dataset name"
         )))
     }
-}
-
-fn argv(c: &Cmd) -> Vec<String> {
-    std::iter::once(c.program.clone())
-        .chain(c.args.iter().map(|a| a.to_string_lossy().into_owned()))
-        .collect()
 }
 
 impl JailRuntime {
@@ -562,7 +557,7 @@ impl JailRuntime {
         let Some(path) = self.record_path(name) else {
             return;
         };
-        let lists: Vec<Vec<String>> = teardown.iter().map(argv).collect();
+        let lists: Vec<Vec<String>> = teardown.iter().map(Cmd::argv_vec).collect();
         if let Some(dir) = path.parent() {
             let _ = std::fs::create_dir_all(dir);
         }
@@ -651,7 +646,10 @@ impl JailRuntime {
             log_dir: run_dir.join("logs"),
             log_max_bytes: self.log_max_bytes,
             log_max_files: self.log_max_files,
-            teardown: Self::teardown_cmds(plan)?.iter().map(argv).collect(),
+            teardown: Self::teardown_cmds(plan)?
+                .iter()
+                .map(Cmd::argv_vec)
+                .collect(),
         })
     }
 
@@ -717,26 +715,12 @@ impl JailRuntime {
         Ok(Cmd::new("pkill").args([format!("-{signal}"), "-j".into(), name]))
     }
 
-    fn shim_failed(id: &str, reason: impl Into<String>) -> RuntimeError {
-        RuntimeError::ShimFailed {
-            id: id.to_string(),
-            reason: reason.into(),
-        }
-    }
-
     /// Ends a start that did not succeed: the jail's processes, the shim, the jail.
     fn abandon(&self, id: &str, shim: &mut std::process::Child) {
         let _ = self.kill(id, "KILL");
         let _ = shim.kill();
         let _ = shim.wait();
         let _ = self.destroy(id);
-    }
-}
-
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> RuntimeError + '_ {
-    move |source| RuntimeError::Io {
-        path: path.to_path_buf(),
-        source,
     }
 }
 
@@ -771,52 +755,12 @@ impl Runtime for JailRuntime {
         let cfg = self.shim_config(spec, &plan, &run_dir)?;
         shim::write_jail_config(&run_dir, &cfg)?;
         self.create(&plan)?;
-        let (mut child, report) = match shim::launch(&exe, &run_dir) {
-            Ok(l) => l,
-            Err(e) => {
+        shim::start(&exe, &run_dir, &spec.id, |child| match child {
+            Some(child) => self.abandon(&spec.id, child),
+            None => {
                 let _ = self.destroy(&spec.id);
-                return Err(e);
             }
-        };
-        let report = match report {
-            Ok(Some(r)) => r,
-            Ok(None) => {
-                self.abandon(&spec.id, &mut child);
-                return Err(Self::shim_failed(
-                    &spec.id,
-                    format!("no report within {}s", shim::START_TIMEOUT.as_secs()),
-                ));
-            }
-            Err(e) => {
-                self.abandon(&spec.id, &mut child);
-                return Err(e);
-            }
-        };
-        if report.trim() == "ok" {
-            return match shim::read_state(&run_dir) {
-                Ok(Some(state)) => Ok(Started { state, shim: child }),
-                Ok(None) => {
-                    self.abandon(&spec.id, &mut child);
-                    Err(Self::shim_failed(&spec.id, "the shim wrote no state.json"))
-                }
-                Err(e) => {
-                    self.abandon(&spec.id, &mut child);
-                    Err(e)
-                }
-            };
-        }
-        let status = child
-            .wait()
-            .map_err(|e| RuntimeError::Other(format!("waiting for the shim: {e}")))?;
-        let _ = self.destroy(&spec.id);
-        let reason = match report.strip_prefix("error: ") {
-            Some(r) => r.trim().to_string(),
-            None if report.trim().is_empty() => {
-                format!("the shim exited without reporting ({status})")
-            }
-            None => report.trim().to_string(),
-        };
-        Err(Self::shim_failed(&spec.id, reason))
+        })
     }
 
     /// `pkill -SIG -j NAME`: every process of the jail.

@@ -270,6 +270,9 @@ fn vm(v: &VmOptions) -> String {
     if let Some(c) = &v.cmdline {
         p.push(("cmdline", quote(c)));
     }
+    if let Some(size) = v.disk_size {
+        p.push(("disk_size", size.to_string()));
+    }
     if !v.firmware.is_default() {
         p.push(("firmware", quote(v.firmware.as_str())));
     }

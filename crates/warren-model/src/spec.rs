@@ -394,6 +394,11 @@ pub struct VmOptions {
     /// An installer ISO attached as a CD-ROM to a full VM (an absolute path on the host).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iso: Option<PathBuf>,
+    /// The size in bytes of a full VM's own disk when it is made empty (an `iso` without a
+    /// `disk`), or the size a copied `disk` is grown to; `None`: 8 GiB for an empty disk, a
+    /// copy keeps its template's size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_size: Option<u64>,
     /// The firmware of a full VM; `uefi` only with `disk` or `iso`.
     #[serde(default, skip_serializing_if = "VmFirmware::is_default")]
     pub firmware: VmFirmware,

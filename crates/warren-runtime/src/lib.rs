@@ -214,6 +214,14 @@ pub struct JailParams {
     pub jailed_dataset: Option<JailedDataset>,
 }
 
+/// Maps an I/O error on `path` to [`RuntimeError::Io`], for `map_err`.
+pub fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> RuntimeError + '_ {
+    move |source| RuntimeError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
 fn yes() -> bool {
     true
 }
@@ -267,11 +275,16 @@ pub enum VmBoot {
         initrd: Option<PathBuf>,
         cmdline: Option<String>,
     },
-    /// A full VM: firmware boots `disk` or an installer `iso` (with `disk` as its target).
+    /// A full VM: firmware boots its own disk, or an installer `iso` with that disk as the
+    /// install's target. The disk lives in `store` (the workload's `data` dataset), made from
+    /// the template `disk` or empty with `disk_size` bytes; without a `store` the VM boots
+    /// `disk` itself.
     Firmware {
         disk: Option<PathBuf>,
         iso: Option<PathBuf>,
         uefi: bool,
+        store: Option<PathBuf>,
+        disk_size: Option<u64>,
     },
 }
 

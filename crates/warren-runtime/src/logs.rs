@@ -23,6 +23,7 @@
 //! [`LogFollower`] waits for changes with inotify on Linux and kqueue on the BSDs and macOS;
 //! on other OSes [`LogFollower::open`] fails with [`RuntimeError::Unsupported`].
 
+use crate::io_err;
 use crate::{Result, RuntimeError};
 use std::fs::File;
 use std::io::{Read, Write};
@@ -38,13 +39,6 @@ pub const MAX_LINE: usize = 16 * 1024;
 pub const DEFAULT_MAX_BYTES: u64 = 10 * 1024 * 1024;
 /// Default number of files kept, the current one included.
 pub const DEFAULT_MAX_FILES: u32 = 3;
-
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> RuntimeError + '_ {
-    move |source| RuntimeError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
-}
 
 /// Which of the container's output streams a record came from.
 #[derive(

@@ -5,6 +5,7 @@
 //! exec/run commands handed to callers are built with `warren_exec::std_command`.
 
 use crate::bundle::write_bundle;
+use crate::io_err;
 use crate::logs::{DEFAULT_MAX_BYTES, DEFAULT_MAX_FILES};
 use crate::runc::{self, is_not_found, is_not_running, Runc};
 use crate::shim::{self, ShimConfig};
@@ -39,13 +40,6 @@ impl std::fmt::Debug for OciRuntime {
     }
 }
 
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> RuntimeError + '_ {
-    move |source| RuntimeError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
-}
-
 impl OciRuntime {
     pub fn new(exec: Arc<dyn Executor>, runc: Runc, shim_exe: PathBuf) -> Self {
         OciRuntime {
@@ -66,20 +60,6 @@ impl OciRuntime {
 
     pub fn runc(&self) -> &Runc {
         &self.runc
-    }
-
-    fn shim_failed(id: &str, reason: impl Into<String>) -> RuntimeError {
-        RuntimeError::ShimFailed {
-            id: id.to_string(),
-            reason: reason.into(),
-        }
-    }
-
-    /// Ends a shim that did not report, removes the container and reaps the shim.
-    fn abandon(&self, id: &str, shim: &mut std::process::Child) {
-        let _ = shim.kill();
-        let _ = shim.wait();
-        let _ = self.runc.force_delete(self.exec.as_ref(), id);
     }
 }
 
@@ -119,47 +99,13 @@ impl Runtime for OciRuntime {
         shim::write_json(&run_dir.join(shim::CONFIG_FILE), &cfg)?;
         self.runc.force_delete(self.exec.as_ref(), &spec.id)?;
 
-        let (mut child, report) = shim::launch(&self.shim_exe, &run_dir)?;
-        let report = match report {
-            Ok(Some(r)) => r,
-            Ok(None) => {
-                self.abandon(&spec.id, &mut child);
-                return Err(Self::shim_failed(
-                    &spec.id,
-                    format!("no report within {}s", START_TIMEOUT.as_secs()),
-                ));
+        shim::start(&self.shim_exe, &run_dir, &spec.id, |child| {
+            if let Some(child) = child {
+                let _ = child.kill();
+                let _ = child.wait();
             }
-            Err(e) => {
-                self.abandon(&spec.id, &mut child);
-                return Err(e);
-            }
-        };
-        if report.trim() == "ok" {
-            match shim::read_state(&run_dir) {
-                Ok(Some(state)) => return Ok(Started { state, shim: child }),
-                Ok(None) => {
-                    let _ = self.kill(&spec.id, "KILL");
-                    let _ = child.wait();
-                    return Err(Self::shim_failed(&spec.id, "the shim wrote no state.json"));
-                }
-                Err(e) => {
-                    let _ = self.kill(&spec.id, "KILL");
-                    let _ = child.wait();
-                    return Err(e);
-                }
-            }
-        }
-        let status = child
-            .wait()
-            .map_err(|e| RuntimeError::Other(format!("waiting for the shim: {e}")))?;
-        let reason = match report.strip_prefix("error: ") {
-            Some(r) => r.trim().to_string(),
-            None if report.trim().is_empty() => {
-                format!("the shim exited without reporting ({status})")
-            }
-            None => report.trim().to_string(),
-        };
-        Err(Self::shim_failed(&spec.id, reason))
+            let _ = self.runc.force_delete(self.exec.as_ref(), &spec.id);
+        })
     }
 
     fn kill(&self, id: &str, signal: &str) -> Result<()> {

@@ -44,6 +44,7 @@
 //! readers and [`launch`] are portable.
 
 use crate::bundle::write_atomic;
+use crate::io_err;
 use crate::runc::Runc;
 use crate::{ExitInfo, Result, RuntimeError, ShimState};
 use nix::sys::wait::WaitStatus;
@@ -207,6 +208,67 @@ impl Supervision {
     }
 }
 
+/// Launches the shim for `id` and turns its report into a started run: `ok` with a
+/// `state.json` is a [`crate::Started`]; anything else is [`RuntimeError::ShimFailed`] with the
+/// shim's reason. `abandon` undoes what the caller prepared for the run: it gets the shim to end
+/// and reap while the shim is alive (no report in time, or `ok` without a state), and `None`
+/// when the launch failed or the shim has already exited with an error.
+pub fn start(
+    exe: &Path,
+    run_dir: &Path,
+    id: &str,
+    mut abandon: impl FnMut(Option<&mut std::process::Child>),
+) -> Result<crate::Started> {
+    let failed = |reason: String| RuntimeError::ShimFailed {
+        id: id.to_string(),
+        reason,
+    };
+    let (mut child, report) = match launch(exe, run_dir) {
+        Ok(l) => l,
+        Err(e) => {
+            abandon(None);
+            return Err(e);
+        }
+    };
+    let report = match report {
+        Ok(Some(r)) => r,
+        Ok(None) => {
+            abandon(Some(&mut child));
+            return Err(failed(format!(
+                "no report within {}s",
+                START_TIMEOUT.as_secs()
+            )));
+        }
+        Err(e) => {
+            abandon(Some(&mut child));
+            return Err(e);
+        }
+    };
+    if report.trim() == "ok" {
+        return match read_state(run_dir) {
+            Ok(Some(state)) => Ok(crate::Started { state, shim: child }),
+            Ok(None) => {
+                abandon(Some(&mut child));
+                Err(failed("the shim wrote no state.json".into()))
+            }
+            Err(e) => {
+                abandon(Some(&mut child));
+                Err(e)
+            }
+        };
+    }
+    let status = child
+        .wait()
+        .map_err(|e| RuntimeError::Other(format!("waiting for the shim: {e}")))?;
+    abandon(None);
+    let reason = match report.strip_prefix("error: ") {
+        Some(r) => r.trim().to_string(),
+        None if report.trim().is_empty() => format!("the shim exited without reporting ({status})"),
+        None => report.trim().to_string(),
+    };
+    Err(failed(reason))
+}
+
 /// Spawns `EXE shim RUN_DIR` in a new session with a status pipe and waits (at most
 /// [`START_TIMEOUT`]) for its report: `Ok(Some(text))` once the shim closed the pipe,
 /// `Ok(None)` on timeout. The caller owns the child either way (and ends it on timeout).
@@ -293,13 +355,6 @@ fn read_status(status_r: OwnedFd) -> Result<Option<String>> {
                 )))
             }
         }
-    }
-}
-
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> RuntimeError + '_ {
-    move |source| RuntimeError::Io {
-        path: path.to_path_buf(),
-        source,
     }
 }
 

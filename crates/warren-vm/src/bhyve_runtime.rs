@@ -42,10 +42,11 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use warren_runtime::io_err;
 
 use warren_exec::{Cmd, Executor};
 use warren_runtime::logs::{DEFAULT_MAX_BYTES, DEFAULT_MAX_FILES};
-use warren_runtime::shim::{self as rshim, JailShimConfig, START_TIMEOUT};
+use warren_runtime::shim::{self as rshim, JailShimConfig};
 use warren_runtime::{
     proc, Backend, ExecRequest, Observed, Result, Runtime, RuntimeError, Started, VmBoot, VmParams,
     WorkloadRun,
@@ -88,26 +89,6 @@ impl std::fmt::Debug for BhyveRuntime {
     }
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RuntimeError + '_ {
-    move |source| RuntimeError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
-}
-
-fn vm_err(e: crate::VmError) -> RuntimeError {
-    match e {
-        crate::VmError::Exec(e) => RuntimeError::Exec(e),
-        other => RuntimeError::Spec(other.to_string()),
-    }
-}
-
-fn argv(c: &Cmd) -> Vec<String> {
-    std::iter::once(c.program.clone())
-        .chain(c.args.iter().map(|a| a.to_string_lossy().into_owned()))
-        .collect()
-}
-
 fn unsupported(id: &str, what: &str) -> RuntimeError {
     RuntimeError::Unsupported(format!("{id}: {what}"))
 }
@@ -120,7 +101,7 @@ impl BhyveRuntime {
         shim_exe: PathBuf,
         state_dir: PathBuf,
     ) -> Result<BhyveRuntime> {
-        let bhyve = Bhyve::new(exec.clone(), bridge).map_err(vm_err)?;
+        let bhyve = Bhyve::new(exec.clone(), bridge).map_err(RuntimeError::from)?;
         Ok(BhyveRuntime {
             exec,
             bhyve,
@@ -169,7 +150,10 @@ impl BhyveRuntime {
             unreachable!("checked by expect_backend")
         };
         let VmParams { boot, nic, .. } = p;
-        let VmBoot::Firmware { disk, iso, uefi } = boot else {
+        let VmBoot::Firmware {
+            disk, iso, uefi, ..
+        } = boot
+        else {
             return Err(unsupported(
                 &spec.id,
                 "bhyve boots a disk or an iso, not a kernel, and a microVM's guest agent is \
@@ -233,7 +217,7 @@ impl BhyveRuntime {
             accel: crate::config::Accel::Kvm,
             tsc_khz: None,
         };
-        cfg.validate().map_err(vm_err)?;
+        cfg.validate().map_err(RuntimeError::from)?;
         Ok(cfg)
     }
 
@@ -247,14 +231,14 @@ impl BhyveRuntime {
         Ok(JailShimConfig {
             id: id.to_string(),
             program: Some(plan.bhyve.program.clone()),
-            jexec: argv(&plan.bhyve)[1..].to_vec(),
+            jexec: plan.bhyve.argv_vec()[1..].to_vec(),
             log_dir: run_dir.join("logs"),
             log_max_bytes: self.log_max_bytes,
             log_max_files: self.log_max_files,
             teardown: bhyve::teardown_cmds(plan)
-                .map_err(vm_err)?
+                .map_err(RuntimeError::from)?
                 .iter()
-                .map(argv)
+                .map(Cmd::argv_vec)
                 .collect(),
         })
     }
@@ -270,7 +254,7 @@ impl BhyveRuntime {
                 .iter()
                 .filter_map(|a| a.split_first().map(|(p, rest)| Cmd::new(p).args(rest)))
                 .collect()),
-            None => Ok(vec![bhyve::destroy_cmd(id).map_err(vm_err)?]),
+            None => Ok(vec![bhyve::destroy_cmd(id).map_err(RuntimeError::from)?]),
         }
     }
 
@@ -316,13 +300,6 @@ impl BhyveRuntime {
         }
     }
 
-    fn shim_failed(id: &str, reason: impl Into<String>) -> RuntimeError {
-        RuntimeError::ShimFailed {
-            id: id.to_string(),
-            reason: reason.into(),
-        }
-    }
-
     /// Ends a start that did not succeed: the shim, then the VM and its tap.
     fn abandon(&self, plan: &BhyvePlan, shim: Option<&mut std::process::Child>) {
         if let Some(shim) = shim {
@@ -349,14 +326,14 @@ impl Runtime for BhyveRuntime {
 
     fn start(&self, spec: &WorkloadRun, run_dir: &Path) -> Result<Started> {
         spec.expect_backend(self.name())?;
-        std::fs::create_dir_all(run_dir).map_err(io(run_dir))?;
-        let run_dir = run_dir.canonicalize().map_err(io(run_dir))?;
+        std::fs::create_dir_all(run_dir).map_err(io_err(run_dir))?;
+        let run_dir = run_dir.canonicalize().map_err(io_err(run_dir))?;
         let cfg = self.config(spec, &run_dir)?;
-        let plan = bhyve::plan(&cfg, &run_dir).map_err(vm_err)?;
+        let plan = bhyve::plan(&cfg, &run_dir).map_err(RuntimeError::from)?;
         for stale in [rshim::STATE_FILE, rshim::EXIT_FILE] {
             let p = run_dir.join(stale);
             match std::fs::remove_file(&p) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(&p)(e)),
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io_err(&p)(e)),
                 _ => {}
             }
         }
@@ -376,62 +353,19 @@ impl Runtime for BhyveRuntime {
         }
         rshim::write_jail_config(&run_dir, &self.shim_config(&spec.id, &plan, &run_dir)?)?;
         let runs = self.state_dir.join("runs");
-        std::fs::create_dir_all(&runs).map_err(io(&runs))?;
+        std::fs::create_dir_all(&runs).map_err(io_err(&runs))?;
         let link = runs.join(&spec.id);
         let _ = std::fs::remove_file(&link);
-        std::os::unix::fs::symlink(&run_dir, &link).map_err(io(&link))?;
+        std::os::unix::fs::symlink(&run_dir, &link).map_err(io_err(&link))?;
         self.frozen.lock().unwrap().remove(&spec.id);
 
         if let Err(e) = self.bhyve.prepare(&plan) {
             let _ = std::fs::remove_file(&link);
-            return Err(vm_err(e));
+            return Err(RuntimeError::from(e));
         }
-        let (mut child, report) = match rshim::launch(&self.shim_exe, &run_dir) {
-            Ok(l) => l,
-            Err(e) => {
-                self.abandon(&plan, None);
-                return Err(e);
-            }
-        };
-        let report = match report {
-            Ok(Some(r)) => r,
-            Ok(None) => {
-                self.abandon(&plan, Some(&mut child));
-                return Err(Self::shim_failed(
-                    &spec.id,
-                    format!("no report within {}s", START_TIMEOUT.as_secs()),
-                ));
-            }
-            Err(e) => {
-                self.abandon(&plan, Some(&mut child));
-                return Err(e);
-            }
-        };
-        if report.trim() == "ok" {
-            return match rshim::read_state(&run_dir) {
-                Ok(Some(state)) => Ok(Started { state, shim: child }),
-                Ok(None) => {
-                    self.abandon(&plan, Some(&mut child));
-                    Err(Self::shim_failed(&spec.id, "the shim wrote no state.json"))
-                }
-                Err(e) => {
-                    self.abandon(&plan, Some(&mut child));
-                    Err(e)
-                }
-            };
-        }
-        let status = child
-            .wait()
-            .map_err(|e| RuntimeError::Other(format!("waiting for the shim: {e}")))?;
-        self.abandon(&plan, None);
-        let reason = match report.strip_prefix("error: ") {
-            Some(r) => r.trim().to_string(),
-            None if report.trim().is_empty() => {
-                format!("the shim exited without reporting ({status})")
-            }
-            None => report.trim().to_string(),
-        };
-        Err(Self::shim_failed(&spec.id, reason))
+        rshim::start(&self.shim_exe, &run_dir, &spec.id, |child| {
+            self.abandon(&plan, child)
+        })
     }
 
     /// SIGTERM to bhyve: the guest's ACPI power button.
@@ -447,7 +381,7 @@ impl Runtime for BhyveRuntime {
             if self.run_dir(id).is_none() {
                 return Ok(());
             }
-            return self.run_teardown(&[bhyve::destroy_cmd(id).map_err(vm_err)?]);
+            return self.run_teardown(&[bhyve::destroy_cmd(id).map_err(RuntimeError::from)?]);
         }
         if sig == libc::SIGTERM || sig == libc::SIGINT {
             return self.signal(id, "TERM");

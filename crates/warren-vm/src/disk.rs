@@ -2,8 +2,11 @@
 //! run's root filesystem tree (`mkfs.ext4 -d`, rebuilt for every start, so the guest always
 //! boots the tree a container would get), and the persistent disks kept inside the workload's
 //! datasets (its `data` dataset and volumes), created once and kept, so the datasets'
-//! snapshots, clones, export and import carry them unchanged.
+//! snapshots, clones, export and import carry them unchanged. A full VM's own disk lives in
+//! its `data` dataset the same way ([`ensure_own_disk`]): the operator's image is its template,
+//! copied on first use, never written.
 
+use crate::config::{Disk, DiskFormat};
 use crate::{invalid, Result};
 use std::path::{Path, PathBuf};
 use warren_exec::{Cmd, Executor};
@@ -13,6 +16,9 @@ pub const DATASET_DISK: &str = "vm-disk.ext4";
 /// The size of a persistent disk made without a limit (sparse: it costs what the guest
 /// writes).
 pub const DEFAULT_DATA_DISK: u64 = 4 << 30;
+/// The size of a full VM's own disk made empty (for an installer ISO) without a `disk_size`
+/// (sparse: it costs what the guest writes).
+pub const DEFAULT_OWN_DISK: u64 = 8 << 30;
 /// Free room left on a root disk beyond its tree, in bytes.
 pub const ROOT_SLACK: u64 = 256 << 20;
 
@@ -93,6 +99,88 @@ pub fn ensure_dataset_disk(exec: &dyn Executor, dir: &Path, size: u64) -> Result
     Ok(image)
 }
 
+/// The file name of a full VM's own disk inside its `data` dataset.
+pub fn own_disk_name(format: DiskFormat) -> &'static str {
+    match format {
+        DiskFormat::Raw => "vm-root.raw",
+        DiskFormat::Qcow2 => "vm-root.qcow2",
+    }
+}
+
+/// The format of a disk image, by its name: `.qcow2` is qcow2, anything else raw.
+pub fn format_of(image: &Path) -> DiskFormat {
+    if image.extension().is_some_and(|e| e == "qcow2") {
+        DiskFormat::Qcow2
+    } else {
+        DiskFormat::Raw
+    }
+}
+
+/// A full VM's own disk inside its data dataset `store`, made on first use: a copy of the
+/// operator's `template` (reflinked where the filesystem can, holes kept), or an empty sparse
+/// raw disk of `size` bytes (`None`: [`DEFAULT_OWN_DISK`]) when there is no
+/// template. An existing disk is kept as it is (what the guest wrote), and grown to `size`
+/// when that was raised. A partial copy never takes the disk's name.
+pub fn ensure_own_disk(
+    exec: &dyn Executor,
+    store: &Path,
+    template: Option<&Path>,
+    size: Option<u64>,
+) -> Result<Disk> {
+    let format = template.map(format_of).unwrap_or_default();
+    let image = store.join(own_disk_name(format));
+    let disk = Disk {
+        format,
+        ..Disk::raw(&image)
+    };
+    let io =
+        |what: &str, e: std::io::Error| invalid("disk", format!("{what} {}: {e}", image.display()));
+    if !image.exists() {
+        let partial = store.join(format!(".{}.partial", own_disk_name(format)));
+        let _ = std::fs::remove_file(&partial);
+        match template {
+            Some(t) => {
+                exec.run(
+                    &Cmd::new("cp")
+                        .args(["--reflink=auto", "--sparse=always", "--"])
+                        .arg(t.as_os_str())
+                        .arg(partial.as_os_str()),
+                )?;
+            }
+            None => {
+                let f = std::fs::File::create(&partial).map_err(|e| io("creating", e))?;
+                f.set_len(size.unwrap_or(DEFAULT_OWN_DISK))
+                    .map_err(|e| io("sizing", e))?;
+            }
+        }
+        std::fs::rename(&partial, &image).map_err(|e| io("naming", e))?;
+    }
+    if let Some(size) = size {
+        match format {
+            DiskFormat::Raw => {
+                let f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&image)
+                    .map_err(|e| io("opening", e))?;
+                let now = f.metadata().map_err(|e| io("reading", e))?.len();
+                if size > now {
+                    f.set_len(size).map_err(|e| io("growing", e))?;
+                }
+            }
+            DiskFormat::Qcow2 => {
+                // Growing only: qemu-img refuses to shrink without --shrink.
+                exec.run(
+                    &Cmd::new("qemu-img")
+                        .args(["resize", "-f", "qcow2", "--"])
+                        .arg(image.as_os_str())
+                        .arg(size.to_string()),
+                )?;
+            }
+        }
+    }
+    Ok(disk)
+}
+
 /// Writes out every dirty page of the filesystem holding `path`.
 fn syncfs(path: &Path) -> std::io::Result<()> {
     let dir = std::fs::File::open(path)?;
@@ -112,6 +200,64 @@ fn syncfs(path: &Path) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_full_vms_own_disk_is_a_copy_of_its_template_kept_and_grown() {
+        let exec = warren_exec::HostExecutor;
+        let dir = tempfile::tempdir().unwrap();
+        let template = dir.path().join("base.img");
+        std::fs::write(&template, b"template bytes").unwrap();
+        let store = dir.path().join("data");
+        std::fs::create_dir(&store).unwrap();
+
+        let d = ensure_own_disk(&exec, &store, Some(&template), None).unwrap();
+        assert_eq!(d.path, store.join("vm-root.raw"));
+        assert_eq!(d.format, DiskFormat::Raw);
+        assert_eq!(std::fs::read(&d.path).unwrap(), b"template bytes");
+        // What the guest writes is kept; the template is never written.
+        std::fs::write(&d.path, b"guest bytes").unwrap();
+        let again = ensure_own_disk(&exec, &store, Some(&template), Some(1 << 20)).unwrap();
+        assert_eq!(again.path, d.path);
+        assert_eq!(std::fs::read(&template).unwrap(), b"template bytes");
+        let kept = std::fs::read(&d.path).unwrap();
+        assert!(kept.starts_with(b"guest bytes"));
+        assert_eq!(kept.len(), 1 << 20, "grown to disk_size");
+        // Never shrunk.
+        ensure_own_disk(&exec, &store, Some(&template), Some(4096)).unwrap();
+        assert_eq!(std::fs::metadata(&d.path).unwrap().len(), 1 << 20);
+        assert!(
+            !std::fs::read_dir(&store).unwrap().any(|e| e
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .contains("partial")),
+            "no partial copy left"
+        );
+    }
+
+    #[test]
+    fn an_installer_vm_gets_an_empty_sparse_disk() {
+        use std::os::unix::fs::MetadataExt;
+        let exec = warren_exec::HostExecutor;
+        let store = tempfile::tempdir().unwrap();
+        let d = ensure_own_disk(&exec, store.path(), None, None).unwrap();
+        let meta = std::fs::metadata(&d.path).unwrap();
+        assert_eq!(meta.len(), DEFAULT_OWN_DISK);
+        assert!(meta.blocks() * 512 < 1 << 20, "sparse");
+        // A qcow2 template keeps its format and name.
+        assert_eq!(format_of(Path::new("/v/d.qcow2")), DiskFormat::Qcow2);
+        assert_eq!(own_disk_name(DiskFormat::Qcow2), "vm-root.qcow2");
+        // A missing template is an error and leaves no disk behind.
+        let other = tempfile::tempdir().unwrap();
+        assert!(ensure_own_disk(
+            &exec,
+            other.path(),
+            Some(Path::new("/nonexistent.img")),
+            None
+        )
+        .is_err());
+        assert!(!other.path().join("vm-root.raw").exists());
+    }
 
     #[test]
     fn root_disks_leave_room() {

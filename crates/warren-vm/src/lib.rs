@@ -78,6 +78,17 @@ pub enum VmError {
     Exec(#[from] warren_exec::ExecError),
 }
 
+/// A VM backend's error as the `Runtime` trait reports it: a failed command stays an exec
+/// error, everything else is a problem with the VM's spec or files.
+impl From<VmError> for warren_runtime::RuntimeError {
+    fn from(e: VmError) -> Self {
+        match e {
+            VmError::Exec(e) => warren_runtime::RuntimeError::Exec(e),
+            other => warren_runtime::RuntimeError::Spec(other.to_string()),
+        }
+    }
+}
+
 impl VmError {
     /// The field an [`VmError::Invalid`] names.
     pub fn field(&self) -> Option<&str> {

@@ -26,11 +26,17 @@ use crate::agent::proto::{self, Message, Mount, NetConfig, StartSpec};
 use crate::config::{Accel, Boot, Console, Disk, Firmware, Mac, Nic, OVMF_CODE, OVMF_VARS};
 use crate::shim::{client, VmShimConfig, CONSOLE_SOCKET, CTL_SOCKET, SERIAL_SOCKET};
 use crate::{disk, qemu, VmConfig};
+
+/// QEMU's QMP socket in a run dir.
+const QMP_SOCKET: &str = "qmp.sock";
+/// QEMU's end of the agent's virtio-serial port in a microVM's run dir.
+const AGENT_SOCKET: &str = "agent.sock";
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use warren_exec::Executor;
-use warren_runtime::shim::{self as rshim, START_TIMEOUT};
+use warren_runtime::io_err;
+use warren_runtime::shim as rshim;
 use warren_runtime::{
     Backend, ExecRequest, Observed, Result, Runtime, RuntimeError, Started, VmBoot, WorkloadRun,
 };
@@ -60,17 +66,6 @@ pub struct VmRuntime {
     pub log_max_bytes: u64,
     pub log_max_files: u32,
     accel: Mutex<Option<Accel>>,
-}
-
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RuntimeError + '_ {
-    move |source| RuntimeError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
-}
-
-fn vm_err(e: crate::VmError) -> RuntimeError {
-    RuntimeError::Spec(e.to_string())
 }
 
 impl VmRuntime {
@@ -198,7 +193,7 @@ impl VmRuntime {
             disks: Vec::new(),
             nic: nic.clone(),
             agent: None,
-            qmp: Some(run_dir.join("qmp.sock")),
+            qmp: Some(run_dir.join(QMP_SOCKET)),
             console,
             accel,
             tsc_khz: std::fs::read_to_string("/proc/cpuinfo")
@@ -206,11 +201,17 @@ impl VmRuntime {
                 .and_then(|c| crate::probe::host_tsc_khz(&c)),
         };
         match boot {
-            VmBoot::Firmware { disk, iso, uefi } => {
+            VmBoot::Firmware {
+                disk,
+                iso,
+                uefi,
+                store,
+                disk_size,
+            } => {
                 let firmware = if *uefi {
                     let vars = run_dir.join("OVMF_VARS.fd");
                     if !vars.exists() {
-                        std::fs::copy(OVMF_VARS, &vars).map_err(io(&vars))?;
+                        std::fs::copy(OVMF_VARS, &vars).map_err(io_err(&vars))?;
                     }
                     Firmware::Uefi {
                         code: OVMF_CODE.into(),
@@ -219,14 +220,40 @@ impl VmRuntime {
                 } else {
                     Firmware::Bios
                 };
-                let disk = disk.as_ref().map(|d| Disk {
-                    format: if d.extension().is_some_and(|e| e == "qcow2") {
-                        crate::config::DiskFormat::Qcow2
-                    } else {
-                        crate::config::DiskFormat::Raw
-                    },
-                    ..Disk::raw(d)
-                });
+                // Its own disk in its data dataset (so snapshots, rollback, clone and export
+                // carry it), or the operator's file itself when there is no dataset.
+                let disk = match store {
+                    Some(store) => Some(
+                        disk::ensure_own_disk(
+                            self.exec.as_ref(),
+                            store,
+                            disk.as_deref(),
+                            *disk_size,
+                        )
+                        .map_err(RuntimeError::from)?,
+                    ),
+                    None => disk.as_ref().map(|d| Disk {
+                        format: disk::format_of(d),
+                        ..Disk::raw(d)
+                    }),
+                };
+                // Volumes are ext4 disks after the boot disk, for the guest to mount.
+                let mut disks = Vec::new();
+                for b in &spec.binds {
+                    if !b.source.is_dir() || store.as_deref() == Some(b.source.as_path()) {
+                        continue;
+                    }
+                    let image = disk::ensure_dataset_disk(
+                        self.exec.as_ref(),
+                        &b.source,
+                        disk::DEFAULT_DATA_DISK,
+                    )
+                    .map_err(RuntimeError::from)?;
+                    disks.push(Disk {
+                        readonly: b.readonly,
+                        ..Disk::raw(image)
+                    });
+                }
                 let boot = match (iso, disk) {
                     (Some(iso), disk) => Boot::Iso {
                         iso: iso.clone(),
@@ -251,6 +278,7 @@ impl VmRuntime {
                         boot,
                         firmware,
                         console,
+                        disks,
                         ..base
                     },
                     None,
@@ -268,9 +296,10 @@ impl VmRuntime {
                     kernel.as_deref(),
                     initrd.as_deref(),
                 )
-                .map_err(vm_err)?;
+                .map_err(RuntimeError::from)?;
                 let root = run_dir.join("root.ext4");
-                disk::build_root_disk(self.exec.as_ref(), &spec.rootfs, &root).map_err(vm_err)?;
+                disk::build_root_disk(self.exec.as_ref(), &spec.rootfs, &root)
+                    .map_err(RuntimeError::from)?;
                 let mut disks = vec![Disk::raw(&root)];
                 let mut mounts = Vec::new();
                 for b in &spec.binds {
@@ -282,7 +311,7 @@ impl VmRuntime {
                         &b.source,
                         disk::DEFAULT_DATA_DISK,
                     )
-                    .map_err(vm_err)?;
+                    .map_err(RuntimeError::from)?;
                     mounts.push(Mount {
                         device: crate::guest::disk_device(disks.len()),
                         path: b.dest.clone(),
@@ -332,7 +361,7 @@ impl VmRuntime {
                             cmdline: line,
                         },
                         disks,
-                        agent: Some(run_dir.join("agent.sock")),
+                        agent: Some(run_dir.join(AGENT_SOCKET)),
                         ..base
                     },
                     Some(start),
@@ -341,19 +370,12 @@ impl VmRuntime {
         }
     }
 
-    fn shim_failed(id: &str, reason: impl Into<String>) -> RuntimeError {
-        RuntimeError::ShimFailed {
-            id: id.to_string(),
-            reason: reason.into(),
-        }
-    }
-
     /// QEMU's pid from the run's state, if that process still is this run's QEMU.
     fn qemu_pid(&self, id: &str) -> Option<i32> {
         let dir = self.run_dir(id)?;
         let state = rshim::read_state(&dir).ok()??;
         let cmdline = std::fs::read(format!("/proc/{}/cmdline", state.container_pid)).ok()?;
-        let marker = dir.join("qmp.sock");
+        let marker = dir.join(QMP_SOCKET);
         let marker = marker.to_string_lossy();
         String::from_utf8_lossy(&cmdline)
             .contains(marker.as_ref())
@@ -367,6 +389,31 @@ impl VmRuntime {
         client::request(&ctl, m, CONTROL_TIMEOUT)
             .map_err(|e| RuntimeError::Other(format!("{id}: {e}")))
     }
+}
+
+impl VmRuntime {
+    /// Whether run `id` is a full VM: QEMU was given no agent port.
+    fn is_full_vm(&self, id: &str) -> bool {
+        self.run_dir(id)
+            .is_some_and(|d| d.join(QMP_SOCKET).exists() && !d.join(AGENT_SOCKET).exists())
+    }
+
+    /// A QMP session with run `id`'s QEMU.
+    fn qmp(&self, id: &str) -> Result<crate::qmp::Qmp<std::os::unix::net::UnixStream>> {
+        let dir = self
+            .run_dir(id)
+            .ok_or_else(|| RuntimeError::Other(format!("{id}: no such VM run")))?;
+        let sock =
+            std::os::unix::net::UnixStream::connect(dir.join(QMP_SOCKET)).map_err(io_err(&dir))?;
+        let _ = sock.set_read_timeout(Some(CONTROL_TIMEOUT));
+        crate::qmp::Qmp::handshake(sock)
+            .map(|(q, _)| q)
+            .map_err(|e| qmp_err(id, e))
+    }
+}
+
+fn qmp_err(id: &str, e: impl std::fmt::Display) -> RuntimeError {
+    RuntimeError::Other(format!("{id}: QMP: {e}"))
 }
 
 impl crate::VmBackend for VmRuntime {
@@ -385,21 +432,21 @@ impl Runtime for VmRuntime {
         let Backend::Vm(p) = &spec.backend else {
             unreachable!("checked by expect_backend")
         };
-        std::fs::create_dir_all(run_dir).map_err(io(run_dir))?;
-        let run_dir = run_dir.canonicalize().map_err(io(run_dir))?;
+        std::fs::create_dir_all(run_dir).map_err(io_err(run_dir))?;
+        let run_dir = run_dir.canonicalize().map_err(io_err(run_dir))?;
         for stale in [rshim::STATE_FILE, rshim::EXIT_FILE] {
             let _ = std::fs::remove_file(run_dir.join(stale));
         }
         let (cfg, start) = self.config(spec, &p.boot, &run_dir)?;
         let accel_file = run_dir.join(ACCEL_FILE);
-        std::fs::write(&accel_file, cfg.accel.as_str()).map_err(io(&accel_file))?;
+        std::fs::write(&accel_file, cfg.accel.as_str()).map_err(io_err(&accel_file))?;
         let program = warren_exec::resolve("qemu-system-x86_64").ok_or_else(|| {
             RuntimeError::Unsupported(
                 "qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)".into(),
             )
         })?;
         let mut qemu_argv = vec![program.display().to_string()];
-        qemu_argv.extend(qemu::args(&cfg).map_err(vm_err)?);
+        qemu_argv.extend(qemu::args(&cfg).map_err(RuntimeError::from)?);
         let memory = spec.resources.memory.unwrap_or(DEFAULT_MEMORY);
         let shim_cfg = VmShimConfig {
             id: spec.id.clone(),
@@ -407,7 +454,7 @@ impl Runtime for VmRuntime {
             agent_socket: cfg
                 .agent
                 .clone()
-                .unwrap_or_else(|| run_dir.join("agent.sock")),
+                .unwrap_or_else(|| run_dir.join(AGENT_SOCKET)),
             start,
             console_socket: cfg.console.socket.clone(),
             console_attach: cfg
@@ -423,49 +470,17 @@ impl Runtime for VmRuntime {
         };
         rshim::write_json(&run_dir.join(crate::shim::CONFIG_FILE), &shim_cfg)?;
         let runs = self.state_dir.join("runs");
-        std::fs::create_dir_all(&runs).map_err(io(&runs))?;
+        std::fs::create_dir_all(&runs).map_err(io_err(&runs))?;
         let link = runs.join(&spec.id);
         let _ = std::fs::remove_file(&link);
-        std::os::unix::fs::symlink(&run_dir, &link).map_err(io(&link))?;
+        std::os::unix::fs::symlink(&run_dir, &link).map_err(io_err(&link))?;
 
-        let (mut child, report) = rshim::launch(&self.shim_exe, &run_dir)?;
-        let report = match report {
-            Ok(Some(r)) => r,
-            Ok(None) => {
+        rshim::start(&self.shim_exe, &run_dir, &spec.id, |child| {
+            if let Some(child) = child {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(Self::shim_failed(
-                    &spec.id,
-                    format!("no report within {}s", START_TIMEOUT.as_secs()),
-                ));
             }
-            Err(e) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(e);
-            }
-        };
-        if report.trim() == "ok" {
-            return match rshim::read_state(&run_dir)? {
-                Some(state) => Ok(Started { state, shim: child }),
-                None => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    Err(Self::shim_failed(&spec.id, "the shim wrote no state.json"))
-                }
-            };
-        }
-        let status = child
-            .wait()
-            .map_err(|e| RuntimeError::Other(format!("waiting for the shim: {e}")))?;
-        let reason = match report.strip_prefix("error: ") {
-            Some(r) => r.trim().to_string(),
-            None if report.trim().is_empty() => {
-                format!("the shim exited without reporting ({status})")
-            }
-            None => report.trim().to_string(),
-        };
-        Err(Self::shim_failed(&spec.id, reason))
+        })
     }
 
     /// Asks the guest to power off (the agent ends the main process, syncs and unmounts).
@@ -508,13 +523,21 @@ impl Runtime for VmRuntime {
 
     /// Freezes the guest's filesystems (the agent's fsfreeze), so a snapshot of the disks in
     /// the workload's datasets is consistent.
+    /// A full VM has no agent: its vCPUs are paused instead (QMP `stop`, which also drains and
+    /// flushes its disks), so a snapshot of its disk is at least crash-consistent.
     fn freeze(&self, id: &str) -> Result<()> {
+        if self.is_full_vm(id) {
+            return self.qmp(id)?.stop().map_err(|e| qmp_err(id, e));
+        }
         self.control(id, &Message::Freeze)
     }
 
     /// Lets the guest's filesystems run again and sets its clock (it may have been paused
     /// for a while).
     fn thaw(&self, id: &str) -> Result<()> {
+        if self.is_full_vm(id) {
+            return self.qmp(id)?.cont().map_err(|e| qmp_err(id, e));
+        }
         self.control(id, &Message::Thaw)?;
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -532,7 +555,7 @@ impl Runtime for VmRuntime {
         let Some(dir) = self.run_dir(&state.id) else {
             return false;
         };
-        let Ok(sock) = std::os::unix::net::UnixStream::connect(dir.join("qmp.sock")) else {
+        let Ok(sock) = std::os::unix::net::UnixStream::connect(dir.join(QMP_SOCKET)) else {
             return false;
         };
         let _ = sock.set_read_timeout(Some(Duration::from_secs(5)));

@@ -368,6 +368,8 @@ mod runtime {
                 disk: Some(DISK.into()),
                 iso: None,
                 uefi: false,
+                store: None,
+                disk_size: None,
             },
             console: true,
             nic: Some(VmNic {
@@ -391,6 +393,8 @@ mod runtime {
                 disk: Some(DISK.into()),
                 iso: Some("/zroot/warren/isos/FreeBSD-14.3-RELEASE-amd64-disc1.iso".into()),
                 uefi: true,
+                store: None,
+                disk_size: None,
             },
             ..VmParams::default()
         });
@@ -608,6 +612,8 @@ mod runtime {
                 disk: Some("/vm/disk.qcow2".into()),
                 iso: None,
                 uefi: true,
+                store: None,
+                disk_size: None,
             };
         }
         let e = h.rt.start(&qcow, &h.run_dir).unwrap_err();
@@ -618,6 +624,8 @@ mod runtime {
                 disk: None,
                 iso: None,
                 uefi: false,
+                store: None,
+                disk_size: None,
             };
         }
         assert!(h.rt.start(&bare, &h.run_dir).is_err());

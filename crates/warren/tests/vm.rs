@@ -346,11 +346,14 @@ fn bad_vm_specs_are_refused_with_their_location() {
 
 /// What a full VM's guest prints on its serial console once booted, before it reads a line.
 const ISO_MARKER: &str = "WARREN-ISO-BOOTED";
+/// What a full VM's guest writes at the start of its own disk.
+const DISK_MARKER: &str = "WARREN-DISK-WRITTEN-BY-THE-GUEST";
 
 /// A BIOS-bootable installer-style ISO made with `grub-mkrescue`: GRUB on the serial port
 /// boots Debian's kernel (the one the VM tests share) with `console=ttyS0` and an initramfs
-/// whose `/init` (busybox) prints [`ISO_MARKER`], waits for a line on the console holding
-/// `console-says-`, answers `GOT:<line>` and powers the VM off.
+/// whose `/init` (busybox) loads the virtio disk driver, writes [`DISK_MARKER`] at the start of
+/// its disk (`/dev/vda`, the VM's own disk), prints [`ISO_MARKER`], waits for a line on the
+/// console holding `console-says-`, answers `GOT:<line>` and powers the VM off.
 fn installer_iso(dir: &Path) -> std::path::PathBuf {
     for (tool, pkg) in [
         ("grub-mkrescue", "grub-common"),
@@ -377,16 +380,31 @@ fn installer_iso(dir: &Path) -> std::path::PathBuf {
 
     let busybox = std::fs::read("/bin/busybox")
         .expect("/bin/busybox (busybox-static, installed by scripts/install-deps)");
+    // The VM's own disk is a virtio-blk-pci device: its driver and the transport, as modules.
+    let modules =
+        warren_vm::kernel::guest_modules(&kernel.modules_dir, &["virtio_pci", "virtio_blk"])
+            .expect("the virtio modules of Debian's kernel");
+    let mut a = warren_vm::initramfs::Archive::new();
+    a.dir("ko", 0o755).unwrap();
+    let mut insmod = String::new();
+    for (i, m) in modules.iter().enumerate() {
+        a.file(&format!("ko/{i}.ko"), 0o644, &std::fs::read(m).unwrap())
+            .unwrap();
+        insmod.push_str(&format!("/bin/busybox insmod /ko/{i}.ko\n"));
+    }
     let init = format!(
         "#!/bin/busybox sh\n\
          /bin/busybox mount -t proc proc /proc\n\
+         /bin/busybox mount -t devtmpfs dev /dev\n\
+         {insmod}\
+         for i in 1 2 3 4 5 6 7 8 9 10; do [ -b /dev/vda ] && break; /bin/busybox sleep 1; done\n\
+         echo {DISK_MARKER} | /bin/busybox dd of=/dev/vda conv=fsync 2>/dev/null\n\
          echo {ISO_MARKER} $(/bin/busybox cat /proc/uptime)\n\
          while read -r line; do\n\
          \x20 case \"$line\" in *console-says-*) echo \"GOT:$line\"; break;; esac\n\
          done\n\
          /bin/busybox poweroff -f\n"
     );
-    let mut a = warren_vm::initramfs::Archive::new();
     a.dir("bin", 0o755).unwrap();
     a.file("bin/busybox", 0o755, &busybox).unwrap();
     a.symlink("bin/sh", "busybox").unwrap();
@@ -500,7 +518,7 @@ fn a_full_vm_boots_an_installer_iso_and_its_console_attaches() {
     d.apply(
         "iso.toml",
         &format!(
-            "[workload.iso1]\nkind = \"vm\"\nrestart = \"never\"\nresources = {{ memory = \"256M\" }}\n\n[workload.iso1.vm]\niso = \"{}\"\n",
+            "[workload.iso1]\nkind = \"vm\"\nrestart = \"never\"\nresources = {{ memory = \"256M\" }}\n\n[workload.iso1.vm]\niso = \"{}\"\ndisk_size = \"64M\"\n",
             iso.display()
         ),
     );
@@ -533,6 +551,12 @@ fn a_full_vm_boots_an_installer_iso_and_its_console_attaches() {
     assert!(st.success(), "detach: {st}");
     assert_eq!(d.get("iso1")["state"], "running");
 
+    // A snapshot of a running full VM pauses its vCPUs (no agent to freeze its
+    // filesystems) and lets it run on.
+    d.ok(&["snapshot", "iso1", "--label", "running"]);
+    assert_eq!(d.get("iso1")["state"], "running");
+    assert_eq!(qemu_pids_of(&run_dir), [qemu], "the snapshot kept its QEMU");
+
     // A second console writes a line; the guest answers on the console and powers off,
     // which ends `warren console` with status 0.
     let mut second = Console::attach(&d, "iso1");
@@ -563,6 +587,14 @@ fn a_full_vm_boots_an_installer_iso_and_its_console_attaches() {
         "QEMU outlived the power-off"
     );
     assert!(d.ok(&["logs", "iso1"]).contains("GOT:console-says-hi"));
+    // The VM's own disk is an empty sparse raw disk in its data dataset (an ISO without a
+    // `disk`), and the guest wrote it.
+    let own = d.pool_root().join("workloads/iso1/data/vm-root.raw");
+    let meta = std::fs::metadata(&own).expect("the full VM's own disk in its data dataset");
+    assert_eq!(meta.len(), 64 << 20, "disk_size");
+    let mut head = vec![0u8; DISK_MARKER.len()];
+    std::io::Read::read_exact(&mut std::fs::File::open(&own).unwrap(), &mut head).unwrap();
+    assert_eq!(String::from_utf8_lossy(&head), DISK_MARKER);
     eprintln!(
         "full VM (TCG, SeaBIOS + GRUB + kernel from an ISO): marker after {:.1}s, power-off after {:.1}s",
         booted.as_secs_f64(),

@@ -4,6 +4,9 @@
 
 use super::*;
 use crate::spec::{VmFirmware, VmOptions, VM_MAX_CMDLINE};
+
+/// The smallest `disk_size` a full VM's own disk may have.
+const DISK_SIZE_MIN: u64 = 16 << 20;
 use std::path::PathBuf;
 
 /// What the workload's checks need to know of its `vm` table.
@@ -18,8 +21,8 @@ pub(super) struct VmTable {
 
 impl Walker<'_> {
     /// The `vm` table: `kernel`, `initrd`, `disk` and `iso` (absolute paths without `..`),
-    /// `cmdline` (one line of at most [`VM_MAX_CMDLINE`] bytes), `firmware` (`bios` | `uefi`)
-    /// and `console` (a boolean). A full VM (`disk` or `iso`) takes no `kernel`, `initrd` or
+    /// `cmdline` (one line of at most [`VM_MAX_CMDLINE`] bytes), `disk_size` (a size of at
+    /// least 16M), `firmware` (`bios` | `uefi`) and `console` (a boolean). A full VM (`disk` or `iso`) takes no `kernel`, `initrd` or
     /// `cmdline`, and only a full VM takes `firmware = "uefi"`.
     pub(super) fn vm(&mut self, path: &Path, key: &Key<'_>, value: &Value<'_>) -> VmTable {
         let mut out = VmTable {
@@ -38,6 +41,7 @@ impl Walker<'_> {
         let mut microvm: Vec<(usize, &'static str)> = Vec::new();
         let mut full: Vec<(usize, &'static str)> = Vec::new();
         let mut uefi_at = None;
+        let mut disk_size_at = None;
         for (k, v) in table.iter() {
             let field: &str = k.get_ref();
             let vpath = path.key(field);
@@ -63,6 +67,10 @@ impl Walker<'_> {
                 "iso" => {
                     full.push((at, "iso"));
                     options.iso = self.vm_path(&vpath, v);
+                }
+                "disk_size" => {
+                    disk_size_at = Some(at);
+                    options.disk_size = self.bytes(&vpath, v, DISK_SIZE_MIN);
                 }
                 "firmware" => {
                     if let Some(f) = self.one_of::<VmFirmware>(&vpath, v) {
@@ -94,7 +102,15 @@ impl Walker<'_> {
                 );
             }
             out.full = Some(boot);
-        } else if let Some(at) = uefi_at {
+        } else if let Some(at) = disk_size_at {
+            self.error(
+                at,
+                &path.key("disk_size"),
+                "`disk_size` sizes a full VM's own disk (`disk` or `iso`); a microVM's disks are \
+                 its root filesystem and its datasets",
+            );
+        }
+        if let (true, Some(at)) = (full.is_empty(), uefi_at) {
             self.error(
                 at,
                 &path.key("firmware"),

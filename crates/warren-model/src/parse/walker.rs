@@ -82,7 +82,14 @@ pub(super) const WORKLOAD_KEYS: &[&str] = &[
     "wait",
 ];
 pub(super) const VM_KEYS: &[&str] = &[
-    "kernel", "initrd", "cmdline", "disk", "iso", "firmware", "console",
+    "kernel",
+    "initrd",
+    "cmdline",
+    "disk",
+    "iso",
+    "disk_size",
+    "firmware",
+    "console",
 ];
 pub(super) const JAIL_KEYS: &[&str] = &["allow", "vnet", "jailed_dataset"];
 pub(super) const RESOURCE_KEYS: &[&str] = &["memory", "cpus", "pids", "disk"];

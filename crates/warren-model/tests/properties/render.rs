@@ -306,6 +306,9 @@ pub(crate) fn render(spec: &SpecFile, style: Style) -> String {
         if let Some(c) = &w.vm.cmdline {
             vm_pairs.push(("cmdline", quote(c)));
         }
+        if let Some(size) = w.vm.disk_size {
+            vm_pairs.push(("disk_size", size.to_string()));
+        }
         if w.vm.firmware != VmFirmware::Bios || (style.explicit_defaults && w.kind == Kind::Vm) {
             vm_pairs.push(("firmware", quote(w.vm.firmware.as_str())));
         }

@@ -249,8 +249,10 @@ pub(crate) fn vm_options() -> impl Strategy<Value = VmOptions> {
         absolute_path(),
         any::<bool>(),
         any::<bool>(),
+        prop::option::of(16u64 << 20..1 << 44),
     )
-        .prop_map(|(disk, other, iso, uefi)| VmOptions {
+        .prop_map(|(disk, other, iso, uefi, disk_size)| VmOptions {
+            disk_size,
             // At least one of the two is set.
             iso: (iso || disk.is_none()).then(|| other.into()),
             disk: disk.map(Into::into),

@@ -37,6 +37,7 @@ console = true
             cmdline: Some("quiet console=ttyS0".into()),
             disk: None,
             iso: None,
+            disk_size: None,
             firmware: VmFirmware::Bios,
             console: true,
         }
@@ -97,7 +98,7 @@ fn unknown_keys_get_a_suggestion() {
         vm_errors("world = \"busybox\"\nvm = { kernal = \"/k\", bogus = 1 }"),
         [
             "4:8: workload.web.vm.kernal: unknown key; did you mean `kernel`?",
-            "4:23: workload.web.vm.bogus: unknown key; expected one of kernel, initrd, cmdline, disk, iso, firmware, console",
+            "4:23: workload.web.vm.bogus: unknown key; expected one of kernel, initrd, cmdline, disk, iso, disk_size, firmware, console",
         ]
     );
 }
@@ -197,6 +198,21 @@ fn a_full_vm_takes_no_kernel_initrd_or_cmdline() {
             "3:8: workload.web.vm.kernel: `kernel` is for a microVM; a full VM boots its own `disk` through its firmware (remove `kernel`, or remove `disk` and `iso` to boot a kernel)",
             "3:40: workload.web.vm.initrd: `initrd` is for a microVM; a full VM boots its own `disk` through its firmware (remove `initrd`, or remove `disk` and `iso` to boot a kernel)",
         ]
+    );
+}
+
+#[test]
+fn disk_size_sizes_a_full_vms_own_disk_only() {
+    let w =
+        web("[workload.web]\nkind = \"vm\"\nvm = { iso = \"/srv/i.iso\", disk_size = \"20G\" }\n");
+    assert_eq!(w.vm.disk_size, Some(20 << 30));
+    assert_eq!(
+        vm_errors("world = \"busybox\"\nvm = { disk_size = \"1G\" }"),
+        ["4:8: workload.web.vm.disk_size: `disk_size` sizes a full VM's own disk (`disk` or `iso`); a microVM's disks are its root filesystem and its datasets"]
+    );
+    assert_eq!(
+        vm_errors("vm = { iso = \"/i.iso\", disk_size = \"1M\" }"),
+        ["3:36: workload.web.vm.disk_size: 1 MiB is below the minimum of 16 MiB"]
     );
 }
 

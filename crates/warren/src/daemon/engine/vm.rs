@@ -43,6 +43,8 @@ impl Engine {
                 disk: o.disk.clone(),
                 iso: o.iso.clone(),
                 uefi: o.firmware == VmFirmware::Uefi,
+                store: Some(data.clone()),
+                disk_size: o.disk_size,
             }
         } else {
             VmBoot::Kernel {
