@@ -1,6 +1,7 @@
 //! Tier-2 test of the start order: a workload `after` a dependency that must be healthy stays
 //! provisioned but not started, shown `waiting` with the reason, until the dependency's health
-//! check passes; then the reconciler starts it without any further operator action.
+//! check passes; then the reconciler starts it without any further operator action. An
+//! operator restart while the dependency is unhealthy again stops it and leaves it waiting.
 
 mod common;
 
@@ -58,4 +59,15 @@ after = [{ name = "db", wait = "healthy" }]
     assert!(v["waiting"].is_null(), "{v:#}");
     let events = d.ok(&["events", "--workload", "web", "-n", "50"]);
     assert!(events.contains("started"), "{events}");
+
+    // Restarts follow the order too: with db unhealthy again, `restart web` stops it and
+    // answers that it waits; it runs again once db is healthy.
+    let first = d.wait_running("web");
+    d.ok(&["exec", "db", "--", "rm", "/tmp/ready"]);
+    d.wait_for("db", 10, "unhealthy", |v| v["health"] == "unhealthy");
+    let out = d.ok(&["restart", "web"]);
+    assert_eq!(out.trim(), "web: waiting for db (healthy)");
+    assert!(d.get("web")["pid"].is_null());
+    d.ok(&["exec", "db", "--", "touch", "/tmp/ready"]);
+    assert_ne!(d.wait_running("web"), first);
 }

@@ -234,12 +234,15 @@ pub(super) async fn each(
             .post(&route.at(&[&name]), &())
             .await
             .with_context(|| format!("{verb} {name}"))?;
-        println!(
-            "{}: {}{}",
-            s.name,
-            s.state,
-            s.pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
-        );
+        match &s.waiting {
+            Some(why) => println!("{}: {why}", s.name),
+            None => println!(
+                "{}: {}{}",
+                s.name,
+                s.state,
+                s.pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
+            ),
+        }
     }
     Ok(Exit::Success)
 }

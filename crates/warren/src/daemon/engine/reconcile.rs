@@ -271,14 +271,8 @@ impl Engine {
     pub fn status(&self, d: &Desired) -> crate::wire::Status {
         let row = self.observed_row(&d.spec.name).unwrap_or_default();
         let refused = self.caps.refusal(d.spec.kind);
-        // The start order the planner holds starts back with (see `plan::unmet_dependencies`).
-        let deps: BTreeMap<String, Observed> = d
-            .spec
-            .after
-            .iter()
-            .filter_map(|dep| Some((dep.name.clone(), self.planner_view(&dep.name)?)))
-            .collect();
-        let waiting = plan::unmet_dependencies(&d.spec, &deps);
+        // The start order the planner holds starts back with.
+        let waiting = self.unmet_dependencies(&d.spec);
         let mut state = if refused.is_some() {
             "refused"
         } else if row.pid.is_some() {

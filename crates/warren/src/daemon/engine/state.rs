@@ -215,6 +215,17 @@ impl Engine {
         }
     }
 
+    /// What `spec`'s start waits for now ([`warren_model::plan::unmet_dependencies`] over
+    /// its dependencies' current view), if anything.
+    pub fn unmet_dependencies(&self, spec: &warren_model::WorkloadSpec) -> Option<String> {
+        let deps: BTreeMap<String, warren_model::plan::Observed> = spec
+            .after
+            .iter()
+            .filter_map(|dep| Some((dep.name.clone(), self.planner_view(&dep.name)?)))
+            .collect();
+        warren_model::plan::unmet_dependencies(spec, &deps)
+    }
+
     /// The planner's view of one workload: its observed row and its health (not busy).
     pub fn planner_view(&self, name: &str) -> Option<warren_model::plan::Observed> {
         let mut o = self.observed_row(name)?.to_observed();

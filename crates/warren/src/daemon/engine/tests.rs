@@ -489,4 +489,16 @@ async fn a_dependent_waits_until_its_dependency_is_healthy_and_stays_up_when_it_
         Some(HealthStatus::Starting),
         "a new run is not healthy until its own checks pass"
     );
+
+    // A direct restart (a failed health check, a hook) of web follows the order too: stopped,
+    // then started by the planner once db is healthy again.
+    h.engine.restart_for("web", "test").await.unwrap();
+    assert!(h.runtime.calls_for("web").contains(&"stop web".to_string()));
+    let status = h.engine.status(&desired["web"]);
+    assert_eq!(status.state, "waiting");
+    h.pass().await;
+    assert_eq!(starts(&h.runtime.calls_for("web")), 1);
+    h.engine.set_health("db", Some(HealthStatus::Healthy));
+    h.pass().await;
+    assert_eq!(starts(&h.runtime.calls_for("web")), 2);
 }
