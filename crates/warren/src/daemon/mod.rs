@@ -249,6 +249,11 @@ pub async fn run(cfg: Config) -> Result<()> {
         .with_context(|| format!("creating state dir {}", cfg.state_dir.display()))?;
     std::fs::set_permissions(&cfg.state_dir, std::fs::Permissions::from_mode(0o700))?;
     let lock = lock_state_dir(&cfg.state_dir)?;
+    // The remote API's port first: a port another process holds ends the start here.
+    let remote_listener = match cfg.listen {
+        Some(addr) => Some(remote::bind(addr).await?),
+        None => None,
+    };
     sweep_scratch(&cfg.state_dir.join("tmp"));
 
     // The daemon's one executor: storage, the runtime, the network, the ingress and the
@@ -331,13 +336,13 @@ pub async fn run(cfg: Config) -> Result<()> {
             stopped(stop_rx.clone()),
         ))
     });
-    let remote_task = match cfg.listen {
-        Some(addr) => {
+    let remote_task = match remote_listener {
+        Some(listener) => {
             let remote = remote::init(&cfg.state_dir, &engine.store)?;
             Some(tokio::spawn(remote::serve(
                 engine.clone(),
                 remote,
-                addr,
+                listener,
                 stopped(stop_rx.clone()),
             )))
         }
