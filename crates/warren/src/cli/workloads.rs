@@ -257,7 +257,8 @@ pub(super) async fn delete(client: &Client, names: Vec<String>, purge: bool) -> 
             Some(p) => println!(
                 "{name}: deleted (data kept at {p}; `warren delete --purge {name}` removes it)"
             ),
-            None => println!("{name}: deleted"),
+            None if r.deleted => println!("{name}: deleted"),
+            None => println!("{name}: the kept data of the deleted workload is deleted"),
         }
     }
     Ok(Exit::Success)
