@@ -454,7 +454,11 @@ pub(crate) fn spec_file() -> impl Strategy<Value = SpecFile> {
                 }
             }
         }
-        SpecFile { workloads, volumes }
+        SpecFile {
+            workloads,
+            volumes,
+            host: None,
+        }
     })
 }
 
