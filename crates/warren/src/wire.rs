@@ -47,6 +47,9 @@ pub struct ApplyResponse {
     pub refused: Vec<warren_model::plan::Refusal>,
     pub generation: u64,
     pub applied: bool,
+    /// What the file may do that is allowed but worth knowing (CPUs over the host's budget).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// Diagnostics for an invalid file (HTTP 422).

@@ -109,6 +109,9 @@ pub(super) async fn apply(
         out.push_str("dry run: nothing changed\n");
     }
     print!("{out}");
+    for w in &resp.warnings {
+        eprintln!("warning: {w}");
+    }
     Ok(Exit::Success)
 }
 
