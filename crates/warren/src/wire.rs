@@ -399,6 +399,10 @@ pub struct Info {
     /// Where plain-HTTP metrics are served (`--metrics-listen`), if anywhere.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics_listen: Option<String>,
+    /// The host resource budget: memory and CPUs, reserved by `[host]`, allocated to the
+    /// workloads set to run, and left.
+    #[serde(default)]
+    pub budget: warren_model::budget::Budget,
 }
 
 /// The machine.
