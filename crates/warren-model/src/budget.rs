@@ -347,10 +347,7 @@ mod tests {
             ["w.toml:8:24: workload.b.resources.memory: the workloads set to run need 8.0 GiB of memory together (old 1.0 GiB, web 1.0 GiB, a 3.0 GiB, b 3.0 GiB), more than this host's 7.0 GiB of memory"]
         );
         // A stopped workload in the file does not count either (but must fit alone).
-        let stopped = text.replace(
-            "[workload.b]\n",
-            "[workload.b]\nstate = \"stopped\"\n",
-        );
+        let stopped = text.replace("[workload.b]\n", "[workload.b]\nstate = \"stopped\"\n");
         assert!(errors(&stopped, &[&old, &web], host(7 * GIB, 2)).is_empty());
     }
 
@@ -428,6 +425,9 @@ mod tests {
         );
         let over = Budget::of(&host(GIB, 1), &reserve, [&a]);
         assert_eq!(over.memory_left, Some(0));
-        assert_eq!(Budget::of(&HostSize::default(), &reserve, [&a]).memory_left, None);
+        assert_eq!(
+            Budget::of(&HostSize::default(), &reserve, [&a]).memory_left,
+            None
+        );
     }
 }

@@ -91,8 +91,11 @@ mod tests {
             })
         );
         assert_eq!(p.locate("host.reserve_cpus"), (3, 16));
-        let p = parse_spec("[host]\nreserve_memory = 1048576\nreserve_cpus = 0.5\n", "t.toml")
-            .unwrap();
+        let p = parse_spec(
+            "[host]\nreserve_memory = 1048576\nreserve_cpus = 0.5\n",
+            "t.toml",
+        )
+        .unwrap();
         assert_eq!(p.spec.host.unwrap().reserve_memory, 1 << 20);
         assert_eq!(p.spec.host.unwrap().reserve_cpus, 0.5);
         let p = parse_spec("[host]\n", "t.toml").unwrap();

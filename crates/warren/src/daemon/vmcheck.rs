@@ -99,7 +99,12 @@ pub fn physmem(text: &str) -> Option<u64> {
 /// The boot-file checks of the VMs in `parsed` on `host`.
 pub fn check(parsed: &Parsed, host: &VmHost<'_>) -> Vec<Diagnostic> {
     let mut diags = Vec::new();
-    for (name, w) in parsed.spec.workloads.iter().filter(|(_, w)| w.kind == Kind::Vm) {
+    for (name, w) in parsed
+        .spec
+        .workloads
+        .iter()
+        .filter(|(_, w)| w.kind == Kind::Vm)
+    {
         for (key, path) in [
             ("kernel", &w.vm.kernel),
             ("initrd", &w.vm.initrd),
