@@ -383,34 +383,39 @@ pub async fn run(cfg: Config) -> Result<()> {
 /// them, or (Linux) when another interface of the host holds an address in the subnet.
 fn claim_network(cfg: &Config, exec: &dyn Executor) -> Result<netclaim::Held> {
     let net = &cfg.net;
-    #[cfg(target_os = "linux")]
-    {
-        let cmd = warren_exec::Cmd::new("ip").args(["-j", "-4", "addr", "show"]);
-        let addrs = exec
-            .run(&cmd)
-            .map_err(anyhow::Error::from)
-            .and_then(|out| netclaim::parse_addrs(&out.stdout_str()));
-        match addrs {
-            Ok(addrs) => {
-                if let Some(why) = netclaim::address_conflict(&net.bridge, &net.subnet, &addrs) {
-                    anyhow::bail!("{why}");
-                }
-            }
-            Err(e) => tracing::warn!("cannot list the host's addresses: {e:#}"),
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = exec;
     let ours = netclaim::Claim {
         state_dir: cfg.state_dir.display().to_string(),
         pid: std::process::id(),
         bridge: net.bridge.clone(),
         subnet: net.subnet.to_string(),
     };
+    let host_addresses = || -> Result<()> {
+        #[cfg(target_os = "linux")]
+        {
+            let cmd = warren_exec::Cmd::new("ip").args(["-j", "-4", "addr", "show"]);
+            let addrs = exec
+                .run(&cmd)
+                .map_err(anyhow::Error::from)
+                .and_then(|out| netclaim::parse_addrs(&out.stdout_str()));
+            match addrs {
+                Ok(addrs) => {
+                    if let Some(why) = netclaim::address_conflict(&net.bridge, &net.subnet, &addrs)
+                    {
+                        anyhow::bail!("{why}");
+                    }
+                }
+                Err(e) => tracing::warn!("cannot list the host's addresses: {e:#}"),
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = exec;
+        Ok(())
+    };
     netclaim::claim(
         std::path::Path::new(netclaim::CLAIMS_DIR),
         &cfg.instance,
         &ours,
+        host_addresses,
     )
 }
 

@@ -10,7 +10,8 @@
 //! subnet refuses to start, naming the other instance's state dir. Claims of state dirs that
 //! are gone are removed. On Linux the host's addresses are checked too: an interface other
 //! than the bridge holding an address in the subnet (another instance from before claims, a
-//! container engine's bridge, a LAN) refuses the start the same way. [`conflict`] and
+//! container engine's bridge, a LAN) refuses the start the same way, checked after the claims
+//! so that another instance is named when it is the owner. [`conflict`] and
 //! [`address_conflict`] are pure and unit-tested; [`claim`] does the file work.
 
 use anyhow::{anyhow, Context, Result};
@@ -152,9 +153,15 @@ fn lock(f: &std::fs::File, how: libc::c_int) -> bool {
     unsafe { libc::flock(f.as_raw_fd(), how) == 0 }
 }
 
-/// Checks `ours` against the other claims in `dir` and records it as `instance`'s, holding
-/// its lock; an error names the instance that owns the bridge or subnet.
-pub fn claim(dir: &Path, instance: &str, ours: &Claim) -> Result<Held> {
+/// Checks `ours` against the other claims in `dir`, then runs `check` (the host's addresses),
+/// then records it as `instance`'s, holding its lock; an error names the instance that owns
+/// the bridge or subnet, and nothing is recorded.
+pub fn claim(
+    dir: &Path,
+    instance: &str,
+    ours: &Claim,
+    check: impl FnOnce() -> Result<()>,
+) -> Result<Held> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let guard_path = dir.join(".lock");
     let guard = std::fs::OpenOptions::new()
@@ -200,6 +207,7 @@ pub fn claim(dir: &Path, instance: &str, ours: &Claim) -> Result<Held> {
     if let Some(why) = conflict(ours, &found) {
         return Err(anyhow!(why));
     }
+    check()?;
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -297,35 +305,44 @@ mod tests {
         assert!(parse_addrs("nope").is_err());
     }
 
+    fn ok() -> Result<()> {
+        Ok(())
+    }
+
     #[test]
     fn claims_are_recorded_held_and_refused() {
         let dir = tempfile::tempdir().unwrap();
         let a_state = tempfile::tempdir().unwrap();
         std::fs::write(a_state.path().join("warren.db"), b"").unwrap();
         let a = claim_of(a_state.path().to_str().unwrap(), "wa", "10.200.0.0/24");
-        let held = claim(dir.path(), "aaa", &a).unwrap();
+        let held = claim(dir.path(), "aaa", &a, ok).unwrap();
         let text = std::fs::read_to_string(dir.path().join("aaa.json")).unwrap();
         assert_eq!(serde_json::from_str::<Claim>(&text).unwrap(), a);
         // The same bridge, then the same subnet, from another state dir: refused.
         let b = claim_of("/nonexistent/b", "wa", "10.201.0.0/24");
-        let err = claim(dir.path(), "bbb", &b).unwrap_err().to_string();
+        let err = claim(dir.path(), "bbb", &b, ok).unwrap_err().to_string();
         assert!(
             err.contains("the running daemon") && err.contains(&a.state_dir),
             "{err}"
         );
         let b = claim_of("/nonexistent/b", "wb", "10.200.0.128/25");
-        assert!(claim(dir.path(), "bbb", &b).is_err());
+        assert!(claim(dir.path(), "bbb", &b, ok).is_err());
         // A's daemon stops: its state dir still exists, so it still owns them.
         drop(held);
-        let err = claim(dir.path(), "bbb", &b).unwrap_err().to_string();
+        let err = claim(dir.path(), "bbb", &b, ok).unwrap_err().to_string();
         assert!(err.contains("its daemon is stopped"), "{err}");
         // A's state dir is gone: its claim is swept and B may have them.
         drop(a_state);
-        let _b = claim(dir.path(), "bbb", &b).unwrap();
+        let _b = claim(dir.path(), "bbb", &b, ok).unwrap();
         assert!(!dir.path().join("aaa.json").exists());
         assert!(dir.path().join("bbb.json").exists());
         // The same instance again (a restart) is fine.
         drop(_b);
-        let _again = claim(dir.path(), "bbb", &b).unwrap();
+        let _again = claim(dir.path(), "bbb", &b, ok).unwrap();
+        // A failing host check records nothing.
+        let c = claim_of("/nonexistent/c", "wc", "10.202.0.0/24");
+        let err = claim(dir.path(), "ccc", &c, || Err(anyhow!("overlaps eth0")));
+        assert_eq!(err.unwrap_err().to_string(), "overlaps eth0");
+        assert!(!dir.path().join("ccc.json").exists());
     }
 }
