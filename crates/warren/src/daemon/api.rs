@@ -335,7 +335,7 @@ async fn delete(
     // `--purge` also deletes the data a deleted workload kept.
     let had_data = data.exists();
     let existed = e.delete_now(&name, q.purge).await?;
-    if !existed && !(q.purge && had_data) {
+    if !(existed || q.purge && had_data) {
         return Err(ApiError::not_found(&name));
     }
     Ok(Json(DeleteResponse {
