@@ -55,6 +55,10 @@
 //! size = "10G"                  # optional size limit, same units as memory
 //! snapshots = { every = "6h", keep = 5 }
 //! site = { domains = ["media.home.arpa"], path = "/", autoindex = true, tls = "local" }
+//!
+//! [host]                        # what the host keeps for itself (crate::budget)
+//! reserve_memory = "2G"         # no workload may claim this memory (a size, as for memory)
+//! reserve_cpus = 1              # nor these CPUs (a warning only: CPU time is shared)
 //! ```
 //!
 //! Sizes (`memory`, `disk`, `size`) are a number of bytes or a string with a unit (`"256M"`,
@@ -308,6 +312,7 @@ fn parent_path(path: &str) -> Option<&str> {
 
 mod file;
 mod hooks;
+mod host;
 mod ingress;
 mod jail;
 mod order;

@@ -319,6 +319,12 @@ pub fn to_toml(spec: &SpecFile, header: &str) -> String {
     if !header.is_empty() {
         out.push('\n');
     }
+    if let Some(h) = &spec.host {
+        let _ = writeln!(out, "[host]");
+        let _ = writeln!(out, "reserve_memory = {}", h.reserve_memory);
+        let _ = writeln!(out, "reserve_cpus = {}", h.reserve_cpus);
+        out.push('\n');
+    }
     for w in spec.workloads.values() {
         workload(&mut out, w);
     }
@@ -390,6 +396,10 @@ console = true
 kind = "vm"
 restart = "never"
 vm = { disk = "/srv/vm/disk.qcow2", iso = "/srv/iso/install.iso", firmware = "uefi" }
+
+[host]
+reserve_memory = "2G"
+reserve_cpus = 0.5
 
 [volume.media]
 size = "1G"

@@ -639,6 +639,9 @@ pub struct SpecFile {
     pub workloads: BTreeMap<String, WorkloadSpec>,
     #[serde(default)]
     pub volumes: BTreeMap<String, VolumeSpec>,
+    /// The `[host]` table: what the host keeps for itself (`None`: the file has none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<crate::budget::HostReserve>,
 }
 
 #[cfg(test)]

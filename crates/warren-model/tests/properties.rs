@@ -224,6 +224,7 @@ fn renderer_styles_cover_every_field() {
                 },
             ),
         ]),
+        host: None,
     };
     for bits in 0..64u8 {
         let style = Style::from_bits(std::array::from_fn(|i| bits & (1 << i) != 0));

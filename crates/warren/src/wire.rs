@@ -50,6 +50,9 @@ pub struct ApplyResponse {
     pub waiting: Vec<warren_model::plan::Waiting>,
     pub generation: u64,
     pub applied: bool,
+    /// What the file may do that is allowed but worth knowing (CPUs over the host's budget).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// Diagnostics for an invalid file (HTTP 422).
@@ -403,6 +406,10 @@ pub struct Info {
     /// Where plain-HTTP metrics are served (`--metrics-listen`), if anywhere.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics_listen: Option<String>,
+    /// The host resource budget: memory and CPUs, reserved by `[host]`, allocated to the
+    /// workloads set to run, and left.
+    #[serde(default)]
+    pub budget: warren_model::budget::Budget,
 }
 
 /// The machine.

@@ -1,5 +1,6 @@
-//! The file as a whole: its top-level tables, and the checks across workloads (routed
-//! domains, published ports and volume mounts that collide; the start order, in `order`).
+//! The file as a whole: its top-level tables (`[host]` is read in `host`), and the checks
+//! across workloads (routed domains, published ports and volume mounts that collide; the start
+//! order, in `order`).
 
 use super::*;
 
@@ -16,6 +17,10 @@ impl Walker<'_> {
             self.record(&path, key, value);
             if !TOP_KEYS.contains(&top) {
                 self.unknown_key(key, &path, TOP_KEYS);
+                continue;
+            }
+            if top == "host" {
+                spec.host = self.host(&path, value);
                 continue;
             }
             let hint = if matches!(value.get_ref(), DeValue::Array(_)) {

@@ -46,7 +46,8 @@ pub(super) type Key<'i> = Spanned<DeString<'i>>;
 pub(super) type Element<T> = (Path, usize, T);
 pub(super) type Value<'i> = Spanned<DeValue<'i>>;
 
-pub(super) const TOP_KEYS: &[&str] = &["workload", "volume"];
+pub(super) const TOP_KEYS: &[&str] = &["workload", "volume", "host"];
+pub(super) const HOST_KEYS: &[&str] = &["reserve_memory", "reserve_cpus"];
 pub(super) const WORKLOAD_KEYS: &[&str] = &[
     "kind",
     "world",

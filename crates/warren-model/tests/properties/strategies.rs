@@ -481,7 +481,11 @@ pub(crate) fn spec_file() -> impl Strategy<Value = SpecFile> {
                 }
             }
         }
-        SpecFile { workloads, volumes }
+        SpecFile {
+            workloads,
+            volumes,
+            host: None,
+        }
     })
 }
 

@@ -111,6 +111,9 @@ pub(super) async fn apply(
         out.push_str("dry run: nothing changed\n");
     }
     print!("{out}");
+    for w in &resp.warnings {
+        eprintln!("warning: {w}");
+    }
     Ok(Exit::Success)
 }
 
@@ -263,7 +266,8 @@ pub(super) async fn delete(client: &Client, names: Vec<String>, purge: bool) -> 
             Some(p) => println!(
                 "{name}: deleted (data kept at {p}; `warren delete --purge {name}` removes it)"
             ),
-            None => println!("{name}: deleted"),
+            None if r.deleted => println!("{name}: deleted"),
+            None => println!("{name}: the kept data of the deleted workload is deleted"),
         }
     }
     Ok(Exit::Success)

@@ -338,11 +338,13 @@ async fn delete(
         return Err(ApiError::not_found(&name));
     }
     not_router(&name, "deleted")?;
+    let data = e.storage.data_path(&name);
+    // `--purge` also deletes the data a deleted workload kept.
+    let had_data = data.exists();
     let existed = e.delete_now(&name, q.purge).await?;
-    if !existed && !q.purge {
+    if !(existed || q.purge && had_data) {
         return Err(ApiError::not_found(&name));
     }
-    let data = e.storage.data_path(&name);
     Ok(Json(DeleteResponse {
         deleted: existed,
         data_kept: (!q.purge && data.exists()).then(|| data.display().to_string()),

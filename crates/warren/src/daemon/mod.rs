@@ -18,6 +18,7 @@ pub mod info;
 pub mod ingress;
 pub mod logfile;
 pub mod metrics;
+pub mod netclaim;
 pub mod netnames;
 #[cfg(target_os = "linux")]
 pub mod network;
@@ -249,11 +250,18 @@ pub async fn run(cfg: Config) -> Result<()> {
         .with_context(|| format!("creating state dir {}", cfg.state_dir.display()))?;
     std::fs::set_permissions(&cfg.state_dir, std::fs::Permissions::from_mode(0o700))?;
     let lock = lock_state_dir(&cfg.state_dir)?;
+    // The remote API's port first: a port another process holds ends the start here.
+    let remote_listener = match cfg.listen {
+        Some(addr) => Some(remote::bind(addr).await?),
+        None => None,
+    };
     sweep_scratch(&cfg.state_dir.join("tmp"));
 
     // The daemon's one executor: storage, the runtime, the network, the ingress and the
     // services reach it through the engine (`engine.exec`), so a test can record it all.
     let exec: Arc<dyn Executor> = Arc::new(HostExecutor);
+    // The bridge and subnet are this instance's alone, or the start ends here.
+    let net_claim = claim_network(&cfg, exec.as_ref())?;
     let storage = warren_storage::pool::open_storage(
         &cfg.state_dir,
         &PoolOptions {
@@ -331,13 +339,13 @@ pub async fn run(cfg: Config) -> Result<()> {
             stopped(stop_rx.clone()),
         ))
     });
-    let remote_task = match cfg.listen {
-        Some(addr) => {
+    let remote_task = match remote_listener {
+        Some(listener) => {
             let remote = remote::init(&cfg.state_dir, &engine.store)?;
             Some(tokio::spawn(remote::serve(
                 engine.clone(),
                 remote,
-                addr,
+                listener,
                 stopped(stop_rx.clone()),
             )))
         }
@@ -366,8 +374,49 @@ pub async fn run(cfg: Config) -> Result<()> {
     served?;
     engine.event(None, EventKind::DaemonStopping);
     let _ = std::fs::remove_file(&cfg.socket);
+    drop(net_claim);
     drop(lock);
     Ok(())
+}
+
+/// Claims this daemon's bridge and subnet ([`netclaim`]): refused when another instance owns
+/// them, or (Linux) when another interface of the host holds an address in the subnet.
+fn claim_network(cfg: &Config, exec: &dyn Executor) -> Result<netclaim::Held> {
+    let net = &cfg.net;
+    let ours = netclaim::Claim {
+        state_dir: cfg.state_dir.display().to_string(),
+        pid: std::process::id(),
+        bridge: net.bridge.clone(),
+        subnet: net.subnet.to_string(),
+    };
+    let host_addresses = || -> Result<()> {
+        #[cfg(target_os = "linux")]
+        {
+            let cmd = warren_exec::Cmd::new("ip").args(["-j", "-4", "addr", "show"]);
+            let addrs = exec
+                .run(&cmd)
+                .map_err(anyhow::Error::from)
+                .and_then(|out| netclaim::parse_addrs(&out.stdout_str()));
+            match addrs {
+                Ok(addrs) => {
+                    if let Some(why) = netclaim::address_conflict(&net.bridge, &net.subnet, &addrs)
+                    {
+                        anyhow::bail!("{why}");
+                    }
+                }
+                Err(e) => tracing::warn!("cannot list the host's addresses: {e:#}"),
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = exec;
+        Ok(())
+    };
+    netclaim::claim(
+        std::path::Path::new(netclaim::CLAIMS_DIR),
+        &cfg.instance,
+        &ours,
+        host_addresses,
+    )
 }
 
 /// Serves `GET /metrics` (and `/v1/metrics`) in plain HTTP on `addr`, for a scraper on a

@@ -93,7 +93,7 @@ fn top_level_keys() {
     );
     assert_eq!(
         errors("version = 2\n"),
-        ["1:1: version: unknown key; expected one of workload, volume"]
+        ["1:1: version: unknown key; expected one of workload, volume, host"]
     );
     assert_eq!(
         errors("workload = 3\n"),
