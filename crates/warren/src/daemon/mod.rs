@@ -123,8 +123,7 @@ fn make_runtime(
         runc,
         shim_exe.clone(),
     ));
-    // VMs: the guest agent is installed next to this executable.
-    let agent = shim_exe.with_file_name("warren-agent");
+    let agent = agent_path(&shim_exe);
     let vms = Arc::new(warren_vm::runtime::VmRuntime::new(
         exec.clone(),
         shim_exe,
@@ -132,6 +131,22 @@ fn make_runtime(
         cfg.state_dir.join("vm"),
     ));
     Ok(Arc::new(runtimes::Runtimes::new(containers, Some(vms))))
+}
+
+/// Where the VMs' guest agent is: beside this executable (a build tree, a hand install), else
+/// in `../libexec/warren/` from its directory (the Debian package's
+/// `/usr/libexec/warren/warren-agent`, which is no command of its own).
+#[cfg_attr(target_os = "freebsd", allow(dead_code))]
+fn agent_path(exe: &std::path::Path) -> PathBuf {
+    let beside = exe.with_file_name("warren-agent");
+    if beside.exists() {
+        return beside;
+    }
+    exe.parent()
+        .and_then(std::path::Path::parent)
+        .map(|prefix| prefix.join("libexec/warren/warren-agent"))
+        .filter(|p| p.exists())
+        .unwrap_or(beside)
 }
 
 /// The container backend of this OS: a jail per workload on FreeBSD, each supervised by a
@@ -514,4 +529,46 @@ fn lock_state_dir(dir: &std::path::Path) -> Result<std::fs::File> {
         );
     }
     Ok(f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_agent_is_found_beside_the_executable_then_in_libexec() {
+        let d = tempfile::tempdir().unwrap();
+        let bin = d.path().join("usr/bin");
+        let libexec = d.path().join("usr/libexec/warren");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::create_dir_all(&libexec).unwrap();
+        let exe = bin.join("warren");
+        // Neither exists: the place beside the executable is named (in the error later).
+        assert_eq!(agent_path(&exe), bin.join("warren-agent"));
+        std::fs::write(libexec.join("warren-agent"), "").unwrap();
+        assert_eq!(agent_path(&exe), libexec.join("warren-agent"));
+        std::fs::write(bin.join("warren-agent"), "").unwrap();
+        assert_eq!(agent_path(&exe), bin.join("warren-agent"));
+    }
+
+    #[test]
+    fn a_socket_group_opens_the_socket_and_the_state_dir_to_the_group_only() {
+        let g = SocketGroup {
+            name: "warren".into(),
+            gid: 999,
+        };
+        assert_eq!(socket_mode(None), 0o600);
+        assert_eq!(socket_mode(Some(&g)), 0o660);
+        assert_eq!(state_dir_mode(None, true), 0o700);
+        assert_eq!(state_dir_mode(Some(&g), true), 0o710);
+        // A socket elsewhere needs nothing of the state directory.
+        assert_eq!(state_dir_mode(Some(&g), false), 0o700);
+    }
+
+    #[test]
+    fn an_unknown_socket_group_is_refused_with_the_remedy() {
+        let e = SocketGroup::lookup("warren-no-such-group").unwrap_err();
+        assert!(format!("{e:#}").contains("addgroup --system"), "{e:#}");
+        assert_eq!(SocketGroup::lookup("root").unwrap().gid, 0);
+    }
 }
