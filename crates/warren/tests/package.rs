@@ -270,6 +270,11 @@ impl Accounts {
             group: format!("wsg{tag}"),
             users: Vec::new(),
         };
+        // Left by an earlier run of the same PID that was killed before its cleanup.
+        for u in [format!("wsi{tag}"), format!("wso{tag}")] {
+            let _ = Command::new("userdel").arg(u).output();
+        }
+        let _ = Command::new("groupdel").arg(&a.group).output();
         run(Command::new("groupadd").arg(&a.group));
         for (user, extra) in [(format!("wsi{tag}"), true), (format!("wso{tag}"), false)] {
             let mut cmd = Command::new("useradd");
