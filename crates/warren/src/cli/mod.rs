@@ -81,6 +81,9 @@ pub(super) enum GetFormat {
     Json,
 }
 
+// One value per process, parsed once: the size of its largest variant (the daemon's flags)
+// costs nothing worth an indirection.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Cmd {
     /// Show what applying a file would change, then apply it. A `.yml`/`.yaml` file is read
