@@ -57,6 +57,7 @@ pub const DAEMON_LAYERS: &[(&str, u8)] = &[
     ("engine", 0),
     ("health", 0),
     ("netnames", 0),
+    ("netclaim", 0),
     ("network", 0),
     ("network_freebsd", 0),
     ("ingress", 0),

@@ -289,6 +289,37 @@ pub fn parse_ipv4_addrs(name: &str, json: &str) -> Result<Vec<(Ipv4Addr, u8)>, L
     Ok(out)
 }
 
+/// `ip -j -4 neigh show dev NAME`: the IPv4 neighbours the host knows on a link.
+pub fn neigh_show_cmd(name: &str) -> Cmd {
+    ip(&["-j", "-4", "neigh", "show", "dev", name])
+}
+
+/// The neighbours in `ip -j neigh show` that answered: address and MAC of every entry with a
+/// link-layer address whose state is not `FAILED` or `INCOMPLETE`.
+pub fn parse_answering(json: &str) -> Result<Vec<(Ipv4Addr, String)>, LinkError> {
+    let v: serde_json::Value =
+        serde_json::from_str(json).map_err(|e| json_err("neigh", e.to_string()))?;
+    let arr = v
+        .as_array()
+        .ok_or_else(|| json_err("neigh", "expected a JSON array"))?;
+    let mut out = Vec::new();
+    for e in arr {
+        let dst = e
+            .get("dst")
+            .and_then(|d| d.as_str())
+            .and_then(|d| d.parse().ok());
+        let mac = e.get("lladdr").and_then(|m| m.as_str());
+        let dead = e.get("state").and_then(|s| s.as_array()).is_some_and(|s| {
+            s.iter()
+                .any(|x| matches!(x.as_str(), Some("FAILED" | "INCOMPLETE")))
+        });
+        if let (Some(dst), Some(mac), false) = (dst, mac, dead) {
+            out.push((dst, mac.to_ascii_lowercase()));
+        }
+    }
+    Ok(out)
+}
+
 /// What [`ensure_bridge`] had to change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct BridgeChanges {
@@ -462,6 +493,38 @@ mod linux {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn answering_neighbours() {
+        let json = r#"[{"dst":"10.88.0.2","lladdr":"02:42:0A:58:00:02","state":["REACHABLE"]},
+            {"dst":"10.88.0.3","lladdr":"aa:bb:cc:dd:ee:ff","state":["STALE"]},
+            {"dst":"10.88.0.4","state":["FAILED"]},
+            {"dst":"10.88.0.5","lladdr":"aa:bb:cc:dd:ee:01","state":["INCOMPLETE"]},
+            {"dst":"10.88.0.6","lladdr":"aa:bb:cc:dd:ee:02","state":["PERMANENT"]}]"#;
+        assert_eq!(
+            parse_answering(json).unwrap(),
+            [
+                (
+                    "10.88.0.2".parse().unwrap(),
+                    "02:42:0a:58:00:02".to_string()
+                ),
+                (
+                    "10.88.0.3".parse().unwrap(),
+                    "aa:bb:cc:dd:ee:ff".to_string()
+                ),
+                (
+                    "10.88.0.6".parse().unwrap(),
+                    "aa:bb:cc:dd:ee:02".to_string()
+                ),
+            ]
+        );
+        assert_eq!(parse_answering("[]").unwrap(), []);
+        assert!(parse_answering("{}").is_err());
+        assert_eq!(
+            neigh_show_cmd("warren0").argv_string(),
+            "ip -j -4 neigh show dev warren0"
+        );
+    }
 
     const BRIDGE_DOWN: &str = r#"[{"ifindex":5,"ifname":"warren0","flags":["BROADCAST","MULTICAST"],"mtu":1500,"qdisc":"noop","operstate":"DOWN","linkmode":"DEFAULT","group":"default","txqlen":1000,"link_type":"ether","address":"f6:59:e2:eb:2f:af","broadcast":"ff:ff:ff:ff:ff:ff","promiscuity":0,"allmulti":0,"min_mtu":68,"max_mtu":65535,"linkinfo":{"info_kind":"bridge","info_data":{"forward_delay":1500,"hello_time":200,"max_age":2000,"ageing_time":30000,"stp_state":0,"priority":32768}},"num_tx_queues":1,"num_rx_queues":1}]"#;
     const BRIDGE_UP: &str = r#"[{"ifindex":5,"ifname":"warren0","flags":["BROADCAST","MULTICAST","UP","LOWER_UP"],"mtu":1500,"qdisc":"noqueue","operstate":"UNKNOWN","linkmode":"DEFAULT","group":"default","txqlen":1000,"link_type":"ether","address":"f6:59:e2:eb:2f:af","broadcast":"ff:ff:ff:ff:ff:ff","linkinfo":{"info_kind":"bridge","info_data":{"stp_state":0}}}]"#;

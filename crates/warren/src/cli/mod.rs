@@ -8,9 +8,11 @@
 //! The commands live by resource: [`workloads`] (apply, plan, list, get, start, stop, restart,
 //! delete, logs, exec, run, spec), [`datasets`] (snapshots, rollback, clone, export, import,
 //! volumes), [`images`] (images, worlds, recipe builds), [`remote`] (adopt, keys, contexts,
-//! the CA, claim codes), [`events`], [`repl`], [`daemon`] (running the daemon), with
+//! the CA, claim codes), [`events`], [`repl`], [`compose`] (compose files converted, also for
+//! apply and plan), [`daemon`] (running the daemon), with
 //! [`transfer`] holding the progress bars and upload bodies they share.
 
+mod compose;
 mod daemon;
 mod datasets;
 mod events;
@@ -29,6 +31,7 @@ use anyhow::Result;
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
+use compose::ComposeCmd;
 use daemon::DaemonCmd;
 use datasets::{SnapshotCmd, VolumeCmd};
 use images::{ImageCmd, RecipeCmd, WorldCmd};
@@ -78,9 +81,13 @@ pub(super) enum GetFormat {
     Json,
 }
 
+// One value per process, parsed once: the size of its largest variant (the daemon's flags)
+// costs nothing worth an indirection.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Cmd {
-    /// Show what applying a file would change, then apply it.
+    /// Show what applying a file would change, then apply it. A `.yml`/`.yaml` file is read
+    /// as a Docker Compose file and converted first (see `warren compose import`).
     Apply {
         #[arg(short = 'f', long = "file")]
         file: PathBuf,
@@ -102,6 +109,11 @@ enum Cmd {
     Spec {
         #[command(subcommand)]
         cmd: SpecCmd,
+    },
+    /// Docker Compose files: convert one to a warren.toml.
+    Compose {
+        #[command(subcommand)]
+        cmd: ComposeCmd,
     },
     /// Show what applying a file would change.
     Plan {
@@ -380,7 +392,7 @@ async fn dispatch(cli: Cli) -> Result<Exit> {
         .unwrap_or_else(|| cli.state_dir.join("warren.sock"));
     let remote = if matches!(
         cli.cmd,
-        Cmd::Adopt { .. } | Cmd::Context { .. } | Cmd::Completions { .. }
+        Cmd::Adopt { .. } | Cmd::Context { .. } | Cmd::Completions { .. } | Cmd::Compose { .. }
     ) || matches!(
         cli.cmd,
         Cmd::Key {
@@ -418,6 +430,7 @@ async fn dispatch(cli: Cli) -> Result<Exit> {
             file, watch: true, ..
         } => workloads::apply_watch(&client, &file).await,
         Cmd::Repl => repl::repl(&client).await,
+        Cmd::Compose { cmd } => compose::run(cmd),
         Cmd::Spec {
             cmd: SpecCmd::Export { output },
         } => workloads::spec_export(&client, output).await,

@@ -284,7 +284,13 @@ async fn start(State(e): State<Arc<Engine>>, Path(name): Path<String>) -> ApiRes
     not_router(&name, "started")?;
     desired_or_404(&e, &name)?;
     e.start_now(&name).await?;
-    settled(e.settle(&name, SETTLE, |s, _| s.state == "running").await?)
+    // A start held back by the start order is carried out as far as it can be.
+    settled(
+        e.settle(&name, SETTLE, |s, _| {
+            matches!(s.state.as_str(), "running" | "waiting")
+        })
+        .await?,
+    )
 }
 
 async fn stop(State(e): State<Arc<Engine>>, Path(name): Path<String>) -> ApiResult<Status> {
@@ -299,8 +305,9 @@ async fn restart(State(e): State<Arc<Engine>>, Path(name): Path<String>) -> ApiR
     let generation = e.restart_now(&name).await?;
     // Running is not enough: the run must be the one started for this request.
     settled(
-        e.settle(&name, SETTLE, |_, r| {
-            r.is_some_and(|r| r.pid.is_some() && r.restart_generation >= generation)
+        e.settle(&name, SETTLE, |s, r| {
+            s.state == "waiting"
+                || r.is_some_and(|r| r.pid.is_some() && r.restart_generation >= generation)
         })
         .await?,
     )
@@ -331,11 +338,13 @@ async fn delete(
         return Err(ApiError::not_found(&name));
     }
     not_router(&name, "deleted")?;
+    let data = e.storage.data_path(&name);
+    // `--purge` also deletes the data a deleted workload kept.
+    let had_data = data.exists();
     let existed = e.delete_now(&name, q.purge).await?;
-    if !existed && !q.purge {
+    if !(existed || q.purge && had_data) {
         return Err(ApiError::not_found(&name));
     }
-    let data = e.storage.data_path(&name);
     Ok(Json(DeleteResponse {
         deleted: existed,
         data_kept: (!q.purge && data.exists()).then(|| data.display().to_string()),
