@@ -1,11 +1,12 @@
-//! FreeBSD's hypervisor: the `bhyve`, `bhyveload` and `bhyvectl` command lines of a
+//! FreeBSD's hypervisor: the `bhyve`, `bhyveload`, `grub-bhyve` and `bhyvectl` command lines of a
 //! [`VmConfig`], and a VM's lifecycle through the [`Executor`].
 //!
 //! A [`BhyvePlan`] ([`plan`]) holds, computed purely:
 //!
 //! - the `bhyve` argv: `-c CPUS -m MEMM -A -H -P -u -w` (ACPI tables, yield on `HLT`, exit on
 //!   `PAUSE`, RTC in UTC, ignore unimplemented MSRs), `hostbridge` in slot 0, an `ahci-cd` for
-//!   the ISO, `virtio-blk` per disk (zvols, `/dev/zvol/POOL/...`), `virtio-net` on the tap
+//!   the ISO, `virtio-blk` per disk (zvols, `/dev/zvol/POOL/...`), `virtio-9p` per share,
+//!   `virtio-net` on the tap
 //!   with its MAC, `virtio-console` with the agent's port ([`AGENT_PORT`]) on a unix socket,
 //!   `lpc` in slot 31 with `com1` on the VM's nmdm device (`/dev/nmdm-NAME.1A`; the console
 //!   is attached on the `B` side) and, for UEFI, `-l bootrom,CODE,VARS`;
@@ -15,7 +16,8 @@
 //!   `bhyve` detached.
 //!
 //! [`Bhyve::create`] runs: `ifconfig tap create` (which prints the new `tapN`), its rename to
-//! the config's tap name, `ifconfig BRIDGE addm TAP`, `ifconfig TAP up`; then `bhyveload`;
+//! the config's tap name, `ifconfig BRIDGE addm TAP`, `ifconfig TAP up`; then `bhyveload`
+//! (or, for a microVM, the grub files written and `grub-bhyve`);
 //! then `daemon -f -o LOG -p PIDFILE bhyve ...`. When a step fails, what was done is undone in
 //! reverse ([`Progress`], [`undo_cmds`]): `bhyvectl --destroy --vm=NAME` once the kernel may
 //! hold the VM, `ifconfig TAP destroy` (which also removes it from the bridge) once the tap
