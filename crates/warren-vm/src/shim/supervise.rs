@@ -223,7 +223,17 @@ fn teardown(run_dir: &Path, cfg: &VmShimConfig) {
     }
 }
 
-/// The last lines QEMU printed, for an error message.
+/// The hypervisor's name for messages: its program's file name (`qemu-system-x86_64`,
+/// `bhyve`).
+fn hypervisor_name(cfg: &VmShimConfig) -> String {
+    cfg.qemu
+        .first()
+        .and_then(|p| Path::new(p).file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "the hypervisor".into())
+}
+
+/// The last lines the hypervisor printed, for an error message.
 fn qemu_tail(run_dir: &Path) -> String {
     let text = std::fs::read_to_string(run_dir.join(QEMU_LOG)).unwrap_or_default();
     let lines: Vec<&str> = text.lines().rev().take(5).collect();
@@ -233,12 +243,13 @@ fn qemu_tail(run_dir: &Path) -> String {
 fn connect_agent(
     socket: &Path,
     qemu: &mut Child,
+    name: &str,
     run_dir: &Path,
     deadline: Instant,
 ) -> Res<UnixStream> {
     loop {
         if let Ok(Some(st)) = qemu.try_wait() {
-            return Err(format!("QEMU exited ({st}): {}", qemu_tail(run_dir)));
+            return Err(format!("{name} exited ({st}): {}", qemu_tail(run_dir)));
         }
         match UnixStream::connect(socket) {
             Ok(s) => return Ok(s),
@@ -322,6 +333,7 @@ fn run(run_dir: &Path, status: &mut Option<File>) -> Res<()> {
     let ctl = run_dir.join(CTL_SOCKET);
     let _ = std::fs::remove_file(&ctl);
     let _ = std::fs::remove_file(&cfg.agent_socket);
+    let name = hypervisor_name(&cfg);
     let started = Instant::now();
     let deadline = started + BOOT_TIMEOUT;
     times.push(("qemu", unix_ns() / 1000));
@@ -344,7 +356,7 @@ fn run(run_dir: &Path, status: &mut Option<File>) -> Res<()> {
     let mut agent = None;
     if let Some(start) = &cfg.start {
         let setup = (|| -> Res<UnixStream> {
-            let mut s = connect_agent(&cfg.agent_socket, &mut qemu, run_dir, deadline)?;
+            let mut s = connect_agent(&cfg.agent_socket, &mut qemu, &name, run_dir, deadline)?;
             times.push(("connected", unix_ns() / 1000));
             let hello = Frame::control(
                 Kind::Hello,
@@ -376,7 +388,7 @@ fn run(run_dir: &Path, status: &mut Option<File>) -> Res<()> {
                 let msg = if tail.is_empty() {
                     e
                 } else {
-                    format!("{e} (QEMU: {tail})")
+                    format!("{e} ({name}: {tail})")
                 };
                 return fail(&mut qemu, msg);
             }
@@ -450,7 +462,9 @@ fn run(run_dir: &Path, status: &mut Option<File>) -> Res<()> {
         let sh = shared.clone();
         std::thread::spawn(move || on_signals(mask, sh, qemu_pid));
     }
-    let st = qemu.wait().map_err(|e| format!("waiting for QEMU: {e}"))?;
+    let st = qemu
+        .wait()
+        .map_err(|e| format!("waiting for {name}: {e}"))?;
     if let Some(r) = reader {
         // The agent's socket closes with QEMU; what it sent last is read by then.
         let until = Instant::now() + Duration::from_secs(2);
@@ -864,5 +878,12 @@ mod tests {
         };
         teardown(dir.path(), &cfg);
         assert_eq!(std::fs::read_to_string(&out).unwrap(), "destroy\ntap\n");
+        // Messages name the hypervisor by its program.
+        assert_eq!(hypervisor_name(&cfg), "bhyve");
+        let qemu = VmShimConfig {
+            qemu: vec!["/usr/bin/qemu-system-x86_64".into(), "-S".into()],
+            ..cfg
+        };
+        assert_eq!(hypervisor_name(&qemu), "qemu-system-x86_64");
     }
 }
