@@ -22,11 +22,14 @@ mod read;
 mod write;
 
 pub use read::get;
+
 pub use write::{put, PutOptions, PutStats};
 
+use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStringExt;
+use std::path::PathBuf;
 
 use crate::error::{EntryProblem, ImageError};
 use crate::fsops::{lookup, Kind, Root};
@@ -146,6 +149,12 @@ pub enum CopyError {
     NotOneEntry(usize),
     #[error("owner id {id} of `{path}` lies outside the workload's user namespace (0..{size})")]
     OutsideRange { id: u32, path: String, size: u32 },
+    #[error(
+        "{0} is a file system of the workload with no directory on the host; it cannot be copied"
+    )]
+    NoHostDirectory(String),
+    #[error("`{0}` is read-only in the workload")]
+    ReadOnly(String),
     #[error("`{path}`: {problem}")]
     Path { path: String, problem: EntryProblem },
     #[error("{0}")]
@@ -172,94 +181,202 @@ impl CopyError {
     }
 }
 
-/// One name resolved inside a root: its parent directory (links followed inside the root)
-/// and what the name is, not followed unless asked.
+/// A directory tree a workload's paths lead into: its root filesystem (at `/`) or a mount.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tree {
+    /// Where the workload sees it (components of a cleaned absolute path; empty for `/`).
+    pub at: Vec<OsString>,
+    /// Its directory on the host; `None` for a file system with none (`/proc`, a tmpfs),
+    /// which is refused when a path leads into it.
+    pub source: Option<PathBuf>,
+    /// Writing into it is refused.
+    pub readonly: bool,
+}
+
+impl Tree {
+    /// One writable tree at `/`.
+    pub fn root(source: impl Into<PathBuf>) -> Vec<Tree> {
+        vec![Tree {
+            at: Vec::new(),
+            source: Some(source.into()),
+            readonly: false,
+        }]
+    }
+}
+
+/// The trees of a copy, opened.
+pub(crate) struct Trees<'a> {
+    trees: &'a [Tree],
+    roots: Vec<Option<std::io::Result<Root>>>,
+}
+
+fn shown_of(comps: &[OsString]) -> String {
+    format!("/{}", crate::fsops::join(comps))
+}
+
+impl<'a> Trees<'a> {
+    pub(crate) fn open(trees: &'a [Tree]) -> Trees<'a> {
+        Trees {
+            trees,
+            roots: trees
+                .iter()
+                .map(|t| t.source.as_ref().map(|s| Root::open(s)))
+                .collect(),
+        }
+    }
+
+    pub(crate) fn tree(&self, i: usize) -> &Tree {
+        &self.trees[i]
+    }
+
+    fn is_mount_point(&self, path: &[OsString]) -> bool {
+        self.trees.iter().any(|t| t.at == path)
+    }
+
+    /// The directory at the symlink-free `path`: the tree with the longest mount point
+    /// holding it, walked without following anything. Returns its descriptor, the tree's
+    /// index and its host path.
+    fn enter(&self, path: &[OsString]) -> Result<(OwnedFd, usize, PathBuf), CopyError> {
+        let (i, t) = self
+            .trees
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| path.starts_with(&t.at))
+            .max_by_key(|(_, t)| t.at.len())
+            .ok_or_else(|| CopyError::NotFound(shown_of(path)))?;
+        let (Some(source), Some(root)) = (&t.source, &self.roots[i]) else {
+            return Err(CopyError::NoHostDirectory(shown_of(&t.at)));
+        };
+        let root = root.as_ref().map_err(|e| {
+            CopyError::io(
+                "open",
+                source.display().to_string(),
+                std::io::Error::from(e.kind()),
+            )
+        })?;
+        let mut fd = root
+            .fd()
+            .try_clone()
+            .map_err(|e| CopyError::io("dup", shown_of(path), e))?;
+        let mut host = source.clone();
+        for c in &path[t.at.len()..] {
+            fd = crate::fsops::open_dir_nofollow(&fd, c)
+                .map_err(|e| CopyError::io("open", shown_of(path), e))?;
+            host.push(c);
+        }
+        Ok((fd, i, host))
+    }
+}
+
+/// One name resolved in a workload's trees: its parent directory (links followed inside
+/// the trees) and what the name is, not followed unless asked. A mount point, `/` or a
+/// path ending in `..` is a directory of its own (`name` is `None`).
 pub(crate) struct Located {
-    /// The parent directory, or the root itself when the path is `/`.
+    /// The parent directory, or the directory itself when `name` is `None`.
     pub parent: OwnedFd,
-    /// The parent's symlink-free path below the root.
+    /// That directory's symlink-free path as the workload sees it.
     pub parent_path: Vec<OsString>,
-    /// `None` for the root itself.
     pub name: Option<OsString>,
     /// `None` when the name does not exist.
     pub kind: Option<Kind>,
+    /// The tree holding `parent`.
+    pub tree: usize,
+    /// `parent` on the host.
+    pub host: PathBuf,
 }
 
 impl Located {
     pub(crate) fn shown(&self) -> String {
         let mut p = self.parent_path.clone();
         p.extend(self.name.clone());
-        format!("/{}", crate::fsops::join(&p))
+        shown_of(&p)
     }
 }
 
-/// Maximum symbolic links followed at the last component, as the kernel's `MAXSYMLINKS`.
+/// Maximum symbolic links followed for one path, as the kernel's `MAXSYMLINKS`.
 const MAX_HOPS: u32 = 40;
 
-/// Resolves `comps` inside `root`: the parent with links followed inside the root; the last
-/// component too when `follow_last` (a link to a missing name gives that name, missing).
+/// Resolves `comps` in `trees` as the workload would: symbolic links followed (an absolute
+/// target from the workload's `/`, `..` never above it), across mount points, never out of
+/// a tree's directory on the host; the last component too when `follow_last`.
 pub(crate) fn locate(
-    root: &Root,
+    trees: &Trees<'_>,
     comps: &[OsString],
     follow_last: bool,
 ) -> Result<Located, CopyError> {
-    let shown = || format!("/{}", crate::fsops::join(comps));
-    let mut comps = comps.to_vec();
+    let shown = || shown_of(comps);
+    let mut queue: VecDeque<OsString> = comps.iter().cloned().collect();
+    let mut cur_path: Vec<OsString> = Vec::new();
+    let (mut cur, mut tree, mut host) = trees.enter(&cur_path)?;
     let mut hops = 0;
-    loop {
-        let Some(name) = comps.pop() else {
-            return Ok(Located {
-                parent: root
-                    .fd()
-                    .try_clone()
-                    .map_err(|e| CopyError::io("dup", "/", e))?,
-                parent_path: Vec::new(),
-                name: None,
-                kind: Some(Kind::Dir),
-            });
-        };
-        let parent = root
-            .resolve_dir(&comps, false, true, &mut |_| Ok(()))
-            .map_err(|problem| CopyError::Path {
-                path: shown(),
-                problem,
-            })?
-            .ok_or_else(|| CopyError::NotFound(shown()))?;
-        let kind = lookup(&parent.fd, &name).map_err(|e| CopyError::io("stat", shown(), e))?;
-        if follow_last && kind == Some(Kind::Symlink) {
-            hops += 1;
-            if hops > MAX_HOPS {
-                return Err(CopyError::Path {
-                    path: shown(),
-                    problem: EntryProblem::SymlinkLoop,
+    while let Some(c) = queue.pop_front() {
+        if c.is_empty() || c == "." {
+            continue;
+        }
+        if c == ".." {
+            cur_path.pop();
+            (cur, tree, host) = trees.enter(&cur_path)?;
+            continue;
+        }
+        let last = queue.iter().all(|q| q.is_empty() || q == ".");
+        let mut next = cur_path.clone();
+        next.push(c.clone());
+        if trees.is_mount_point(&next) {
+            (cur, tree, host) = trees.enter(&next)?;
+            cur_path = next;
+            continue;
+        }
+        let kind = lookup(&cur, &c).map_err(|e| CopyError::io("stat", shown(), e))?;
+        let follow = kind == Some(Kind::Symlink) && (!last || follow_last);
+        if !follow {
+            if last {
+                return Ok(Located {
+                    parent: cur,
+                    parent_path: cur_path,
+                    name: Some(c),
+                    kind,
+                    tree,
+                    host,
                 });
             }
-            let target = nix::fcntl::readlinkat(&parent.fd, name.as_os_str())
-                .map_err(|e| CopyError::io("readlink", shown(), e))?;
-            let bytes = target.into_vec();
-            comps = if bytes.starts_with(b"/") {
-                Vec::new()
-            } else {
-                parent.path.clone()
-            };
-            for part in bytes.split(|b| *b == b'/') {
-                match part {
-                    b"" | b"." => {}
-                    b".." => {
-                        comps.pop();
-                    }
-                    p => comps.push(OsString::from_vec(p.to_vec())),
+            match kind {
+                None => return Err(CopyError::NotFound(shown())),
+                Some(Kind::Dir) => {
+                    cur = crate::fsops::open_dir_nofollow(&cur, &c)
+                        .map_err(|e| CopyError::io("open", shown_of(&next), e))?;
+                    host.push(&c);
+                    cur_path = next;
                 }
+                Some(_) => return Err(CopyError::NotADirectory(shown_of(&next))),
             }
             continue;
         }
-        return Ok(Located {
-            parent: parent.fd,
-            parent_path: parent.path,
-            name: Some(name),
-            kind,
-        });
+        hops += 1;
+        if hops > MAX_HOPS {
+            return Err(CopyError::Path {
+                path: shown(),
+                problem: EntryProblem::SymlinkLoop,
+            });
+        }
+        let target = nix::fcntl::readlinkat(&cur, c.as_os_str())
+            .map_err(|e| CopyError::io("readlink", shown(), e))?
+            .into_vec();
+        if target.starts_with(b"/") {
+            cur_path.clear();
+            (cur, tree, host) = trees.enter(&cur_path)?;
+        }
+        for part in target.split(|b| *b == b'/').rev() {
+            queue.push_front(OsString::from_vec(part.to_vec()));
+        }
     }
+    Ok(Located {
+        parent: cur,
+        parent_path: cur_path,
+        name: None,
+        kind: Some(Kind::Dir),
+        tree,
+        host,
+    })
 }
 
 /// Opens the directory a [`Located`] names (following nothing more).

@@ -10,22 +10,21 @@ use std::path::{Path, PathBuf};
 use nix::fcntl::{openat, readlinkat, AtFlags, OFlag};
 use nix::sys::stat::{fstat, fstatat, FileStat, Mode, SFlag};
 
-use super::{locate, open_located_dir, CopyError, CopyPath, IdMap, Shape};
-use crate::fsops::{list_dir, Kind, Root};
+use super::{locate, open_located_dir, CopyError, CopyPath, IdMap, Shape, Tree, Trees};
+use crate::fsops::{list_dir, Kind};
 
-/// Writes the tar stream of `path` inside `root` to `out` and says which [`Shape`] it has:
+/// Writes the tar stream of `path` in `trees` to `out` and says which [`Shape`] it has:
 /// [`Shape::Entry`] under the path's last name (a final symbolic link is sent as a link),
 /// or, for `DIR/.` and `/`, [`Shape::Contents`] (the final link followed). Owners are shown
 /// through `ids` when given.
 pub fn get(
-    root: &Path,
+    trees: &[Tree],
     path: &CopyPath,
     ids: Option<IdMap>,
     out: impl Write,
 ) -> Result<Shape, CopyError> {
-    let root =
-        Root::open(root).map_err(|e| CopyError::io("open", root.display().to_string(), e))?;
-    let at = locate(&root, &path.comps, path.dir)?;
+    let trees = Trees::open(trees);
+    let at = locate(&trees, &path.comps, path.dir)?;
     if at.kind.is_none() {
         return Err(CopyError::NotFound(path.display()));
     }
@@ -34,7 +33,7 @@ pub fn get(
         ids,
         links: HashMap::new(),
     };
-    let shape = if path.contents || at.name.is_none() {
+    let shape = if path.contents || path.comps.is_empty() {
         let dir = open_located_dir(&at)?;
         w.dir(&dir, Path::new("."), &at.shown())?;
         Shape::Contents
@@ -42,8 +41,11 @@ pub fn get(
         if path.dir && at.kind != Some(Kind::Dir) {
             return Err(CopyError::NotADirectory(path.display()));
         }
-        let name = at.name.clone().expect("checked above");
-        w.entry(&at.parent, &name, Path::new(&name), &at.shown())?;
+        let top = path.name().cloned().unwrap_or_else(|| ".".into());
+        match &at.name {
+            Some(name) => w.entry(&at.parent, name, Path::new(&top), &at.shown())?,
+            None => w.dir(&at.parent, Path::new(&top), &at.shown())?,
+        }
         Shape::Entry
     };
     w.b.into_inner()

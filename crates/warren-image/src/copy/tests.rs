@@ -91,9 +91,12 @@ fn a_file_and_a_directory_go_out_and_back_in() {
 
     // A directory into an existing directory lands inside it.
     let mut t = Vec::new();
-    assert_eq!(get(&a, &p("/etc/app"), None, &mut t).unwrap(), Shape::Entry);
+    assert_eq!(
+        get(&Tree::root(&a), &p("/etc/app"), None, &mut t).unwrap(),
+        Shape::Entry
+    );
     std::fs::create_dir_all(b.join("srv")).unwrap();
-    put(&b, &p("/srv"), &t[..], &opts(Shape::Entry)).unwrap();
+    put(&Tree::root(&b), &p("/srv"), &t[..], &opts(Shape::Entry)).unwrap();
     assert_eq!(
         std::fs::read_to_string(b.join("srv/app/conf")).unwrap(),
         "x=1"
@@ -111,42 +114,53 @@ fn a_file_and_a_directory_go_out_and_back_in() {
         Path::new("conf")
     );
     // To a missing name it is created under that name.
-    put(&b, &p("/srv/renamed"), &t[..], &opts(Shape::Entry)).unwrap();
+    put(
+        &Tree::root(&b),
+        &p("/srv/renamed"),
+        &t[..],
+        &opts(Shape::Entry),
+    )
+    .unwrap();
     assert!(b.join("srv/renamed/conf").is_file());
     // A file onto a file replaces it; its contents only, into an existing directory.
     let mut f = Vec::new();
-    get(&a, &p("/etc/app/conf"), None, &mut f).unwrap();
+    get(&Tree::root(&a), &p("/etc/app/conf"), None, &mut f).unwrap();
     std::fs::write(b.join("srv/old"), "old").unwrap();
-    put(&b, &p("/srv/old"), &f[..], &opts(Shape::Entry)).unwrap();
+    put(&Tree::root(&b), &p("/srv/old"), &f[..], &opts(Shape::Entry)).unwrap();
     assert_eq!(std::fs::read_to_string(b.join("srv/old")).unwrap(), "x=1");
     let mut c = Vec::new();
     assert_eq!(
-        get(&a, &p("/etc/app/."), None, &mut c).unwrap(),
+        get(&Tree::root(&a), &p("/etc/app/."), None, &mut c).unwrap(),
         Shape::Contents
     );
     std::fs::create_dir_all(b.join("flat")).unwrap();
-    put(&b, &p("/flat"), &c[..], &opts(Shape::Contents)).unwrap();
+    put(&Tree::root(&b), &p("/flat"), &c[..], &opts(Shape::Contents)).unwrap();
     assert!(b.join("flat/conf").is_file() && b.join("flat/sub/again").is_file());
-    put(&b, &p("/made"), &c[..], &opts(Shape::Contents)).unwrap();
+    put(&Tree::root(&b), &p("/made"), &c[..], &opts(Shape::Contents)).unwrap();
     assert!(b.join("made/conf").is_file());
     // A directory over a file, or a file over a directory, is refused.
     assert!(matches!(
-        put(&b, &p("/srv/old"), &t[..], &opts(Shape::Entry)),
+        put(&Tree::root(&b), &p("/srv/old"), &t[..], &opts(Shape::Entry)),
         Err(CopyError::DirOntoFile(_))
     ));
     std::fs::create_dir_all(b.join("x/conf")).unwrap();
     assert!(matches!(
-        put(&b, &p("/x"), &c[..], &opts(Shape::Contents)),
+        put(&Tree::root(&b), &p("/x"), &c[..], &opts(Shape::Contents)),
         Err(CopyError::FileOntoDir(_))
     ));
     assert!(listing(&b).iter().all(|n| !n.contains(".warren-cp")));
     // A missing source, a relative path, a missing parent.
     assert!(matches!(
-        get(&a, &p("/nope"), None, &mut Vec::new()),
+        get(&Tree::root(&a), &p("/nope"), None, &mut Vec::new()),
         Err(CopyError::NotFound(_))
     ));
     assert!(matches!(
-        put(&b, &p("/no/such/dir"), &f[..], &opts(Shape::Entry)),
+        put(
+            &Tree::root(&b),
+            &p("/no/such/dir"),
+            &f[..],
+            &opts(Shape::Entry)
+        ),
         Err(CopyError::NotFound(_))
     ));
 }
@@ -163,19 +177,40 @@ fn links_never_lead_outside_the_root() {
     symlink("../../../..", root.join("climb")).unwrap();
     // Reading through the links reads inside the root.
     assert!(matches!(
-        get(&root, &p("/escape/secret"), None, &mut Vec::new()),
+        get(
+            &Tree::root(&root),
+            &p("/escape/secret"),
+            None,
+            &mut Vec::new()
+        ),
         Err(CopyError::NotFound(_))
     ));
     assert!(matches!(
-        get(&root, &p("/climb/outside/secret"), None, &mut Vec::new()),
+        get(
+            &Tree::root(&root),
+            &p("/climb/outside/secret"),
+            None,
+            &mut Vec::new()
+        ),
         Err(CopyError::NotFound(_))
     ));
     // Writing through them writes inside the root.
     let file = raw_tar(&[("f", tar::EntryType::Regular, "", b"data")]);
-    put(&root, &p("/climb/real"), &file[..], &opts(Shape::Entry)).unwrap();
+    put(
+        &Tree::root(&root),
+        &p("/climb/real"),
+        &file[..],
+        &opts(Shape::Entry),
+    )
+    .unwrap();
     assert!(root.join("real/f").is_file());
     assert!(matches!(
-        put(&root, &p("/escape/x"), &file[..], &opts(Shape::Entry)),
+        put(
+            &Tree::root(&root),
+            &p("/escape/x"),
+            &file[..],
+            &opts(Shape::Entry)
+        ),
         Err(CopyError::NotFound(_))
     ));
     assert_eq!(listing(&outside), vec!["secret"]);
@@ -235,7 +270,7 @@ fn hostile_archives_are_refused_with_nothing_written() {
     ];
     for (what, tar) in cases {
         for shape in [Shape::Entry, Shape::Contents] {
-            let r = put(&root, &p("/dst"), &tar[..], &opts(shape));
+            let r = put(&Tree::root(&root), &p("/dst"), &tar[..], &opts(shape));
             assert!(r.is_err(), "{what} accepted");
             assert_eq!(listing(&root), before, "{what} left something");
         }
@@ -246,17 +281,22 @@ fn hostile_archives_are_refused_with_nothing_written() {
         ("b", tar::EntryType::Regular, "", ok),
     ]);
     assert!(matches!(
-        put(&root, &p("/new"), &two[..], &opts(Shape::Entry)),
+        put(
+            &Tree::root(&root),
+            &p("/new"),
+            &two[..],
+            &opts(Shape::Entry)
+        ),
         Err(CopyError::NotOneEntry(2))
     ));
     let mut need_dir = opts(Shape::Contents);
     need_dir.require_dir = true;
     assert!(matches!(
-        put(&root, &p("/new"), &two[..], &need_dir),
+        put(&Tree::root(&root), &p("/new"), &two[..], &need_dir),
         Err(CopyError::NotFound(_))
     ));
     assert_eq!(listing(&root), before);
-    put(&root, &p("/dst"), &two[..], &need_dir).unwrap();
+    put(&Tree::root(&root), &p("/dst"), &two[..], &need_dir).unwrap();
     assert!(root.join("dst/a").is_file() && root.join("dst/b").is_file());
 }
 
@@ -284,13 +324,13 @@ fn owners_are_mapped_through_the_namespace() {
     let mut o = opts(Shape::Entry);
     o.keep_owners = true;
     o.ids = Some(ids);
-    put(&root, &p("/in"), &t[..], &o).unwrap();
+    put(&Tree::root(&root), &p("/in"), &t[..], &o).unwrap();
     let m = std::fs::metadata(root.join("in/tool")).unwrap();
     assert_eq!((m.uid(), m.gid()), (200033, 200034));
     assert_eq!(m.mode() & 0o7777, 0o4755, "chown must not drop setuid");
     // Read back, the owners are the workload's again.
     let mut out = Vec::new();
-    get(&root, &p("/in/tool"), Some(ids), &mut out).unwrap();
+    get(&Tree::root(&root), &p("/in/tool"), Some(ids), &mut out).unwrap();
     let mut a = tar::Archive::new(&out[..]);
     let e = a.entries().unwrap().next().unwrap().unwrap();
     assert_eq!(
@@ -300,7 +340,7 @@ fn owners_are_mapped_through_the_namespace() {
     // Without keeping owners, files belong to the workload's root.
     let mut o = opts(Shape::Entry);
     o.owner = Some((ids.host_base, ids.host_base));
-    put(&root, &p("/in/other"), &t[..], &o).unwrap();
+    put(&Tree::root(&root), &p("/in/other"), &t[..], &o).unwrap();
     let m = std::fs::metadata(root.join("in/other")).unwrap();
     assert_eq!((m.uid(), m.gid()), (200000, 200000));
     // An owner outside the range is refused.
@@ -316,8 +356,81 @@ fn owners_are_mapped_through_the_namespace() {
     o.keep_owners = true;
     o.ids = Some(ids);
     assert!(matches!(
-        put(&root, &p("/in"), &t[..], &o),
+        put(&Tree::root(&root), &p("/in"), &t[..], &o),
         Err(CopyError::OutsideRange { id: 70000, .. })
     ));
     assert!(!root.join("in/far").exists());
+}
+
+#[test]
+fn links_cross_mount_points_as_in_the_workload() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rootfs = tmp.path().join("rootfs");
+    let data = tmp.path().join("data");
+    let ro = tmp.path().join("ro");
+    std::fs::create_dir_all(rootfs.join("etc")).unwrap();
+    std::fs::create_dir_all(rootfs.join("data")).unwrap();
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::create_dir_all(&ro).unwrap();
+    std::fs::write(rootfs.join("etc/hostname"), "box").unwrap();
+    std::fs::write(rootfs.join("data/hidden"), "under the mount").unwrap();
+    std::fs::write(data.join("file"), "data").unwrap();
+    symlink("/etc", data.join("etc-link")).unwrap();
+    symlink("../data/file", rootfs.join("etc/to-data")).unwrap();
+    symlink("/ro", data.join("ro-link")).unwrap();
+    let trees = vec![
+        Tree {
+            at: Vec::new(),
+            source: Some(rootfs.clone()),
+            readonly: false,
+        },
+        Tree {
+            at: vec!["data".into()],
+            source: Some(data.clone()),
+            readonly: false,
+        },
+        Tree {
+            at: vec!["ro".into()],
+            source: Some(ro.clone()),
+            readonly: true,
+        },
+        Tree {
+            at: vec!["proc".into()],
+            source: None,
+            readonly: false,
+        },
+    ];
+    let read = |path: &str| {
+        let mut out = Vec::new();
+        get(&trees, &p(path), None, &mut out).map(|_| {
+            let mut a = tar::Archive::new(&out[..]);
+            let mut e = a.entries().unwrap().next().unwrap().unwrap();
+            let mut s = String::new();
+            std::io::Read::read_to_string(&mut e, &mut s).unwrap();
+            s
+        })
+    };
+    assert_eq!(read("/data/etc-link/hostname").unwrap(), "box");
+    assert!(read("/etc/to-data/").is_err());
+    assert_eq!(read("/data/file").unwrap(), "data");
+    assert!(matches!(read("/data/hidden"), Err(CopyError::NotFound(_))));
+    assert!(matches!(
+        read("/proc/1/environ"),
+        Err(CopyError::NoHostDirectory(_))
+    ));
+    let file = raw_tar(&[("f", tar::EntryType::Regular, "", b"x")]);
+    // Through a link in one mount into another; onto a mount point.
+    put(&trees, &p("/data/etc-link"), &file[..], &opts(Shape::Entry)).unwrap();
+    assert!(rootfs.join("etc/f").is_file());
+    put(&trees, &p("/data"), &file[..], &opts(Shape::Entry)).unwrap();
+    assert!(data.join("f").is_file() && !rootfs.join("data/f").exists());
+    assert!(matches!(
+        put(&trees, &p("/data/ro-link"), &file[..], &opts(Shape::Entry)),
+        Err(CopyError::ReadOnly(_))
+    ));
+    assert!(matches!(
+        put(&trees, &p("/proc"), &file[..], &opts(Shape::Entry)),
+        Err(CopyError::NoHostDirectory(_))
+    ));
+    assert_eq!(listing(&ro), Vec::<String>::new());
 }

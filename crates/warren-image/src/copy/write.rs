@@ -3,15 +3,15 @@
 use std::ffi::{OsStr, OsString};
 use std::io::Read;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use nix::errno::Errno;
 use nix::fcntl::AtFlags;
 use nix::sys::stat::{fchmod, fchmodat, fstat, fstatat, mkdirat, FchmodatFlags, FileStat, Mode};
 use nix::unistd::{fchown, fchownat, Gid, Uid};
 
-use super::{locate, open_located_dir, CopyError, CopyPath, IdMap, Shape};
-use crate::fsops::{list_dir, lookup, open_dir_nofollow, remove_at, Kind, Root};
+use super::{locate, open_located_dir, CopyError, CopyPath, IdMap, Shape, Tree, Trees};
+use crate::fsops::{list_dir, lookup, open_dir_nofollow, remove_at, Kind};
 use crate::{Ownership, TreeOptions};
 
 /// How [`put`] places a stream.
@@ -41,17 +41,19 @@ pub struct PutStats {
     pub files: u64,
 }
 
-/// Unpacks `stream` and places it at `path` inside `root` (see the
+/// Unpacks `stream` and places it at `path` in `trees` (see the
 /// [module documentation](crate::copy)). On any error nothing is left in the tree.
 pub fn put(
-    root_path: &Path,
+    trees: &[Tree],
     path: &CopyPath,
     stream: impl Read,
     opts: &PutOptions,
 ) -> Result<PutStats, CopyError> {
-    let root = Root::open(root_path)
-        .map_err(|e| CopyError::io("open", root_path.display().to_string(), e))?;
-    let at = locate(&root, &path.comps, true)?;
+    let trees = Trees::open(trees);
+    let at = locate(&trees, &path.comps, true)?;
+    if trees.tree(at.tree).readonly {
+        return Err(CopyError::ReadOnly(path.display()));
+    }
     let into = at.kind == Some(Kind::Dir);
     if !into {
         if at.kind.is_some() && (path.dir || opts.require_dir) {
@@ -61,25 +63,26 @@ pub fn put(
             return Err(CopyError::NotFound(path.display()));
         }
     }
-    // The directory the stream goes into (Into) or beside (As), and its real path.
-    let (target, target_path, as_name) = if into {
-        let mut p = at.parent_path.clone();
-        p.extend(at.name.clone());
-        (open_located_dir(&at)?, p, None)
+    // The directory the stream goes into (Into) or beside (As), and its host path.
+    let shown_target;
+    let (target, target_host, as_name) = if into {
+        shown_target = at.shown();
+        let host = match &at.name {
+            Some(n) => at.host.join(n),
+            None => at.host.clone(),
+        };
+        (open_located_dir(&at)?, host, None)
     } else {
-        let name = at
-            .name
-            .clone()
-            .expect("only the root has no name, and it is a directory");
+        shown_target = format!("/{}", crate::fsops::join(&at.parent_path));
+        let name = at.name.clone().expect("only directories have no name");
         (
             at.parent
                 .try_clone()
                 .map_err(|e| CopyError::io("dup", at.shown(), e))?,
-            at.parent_path.clone(),
+            at.host.clone(),
             Some(name),
         )
     };
-    let shown_target = format!("/{}", crate::fsops::join(&target_path));
     let tmp_name = OsString::from(format!(
         ".warren-cp-{}-{}",
         std::process::id(),
@@ -99,9 +102,7 @@ pub fn put(
             .map_err(|e| CopyError::io("open", shown_target.clone(), e))?;
         fchmod(&tmp, Mode::from_bits_truncate(0o755))
             .map_err(|e| CopyError::io("chmod", shown_target.clone(), e))?;
-        let mut tmp_host = root_path.to_path_buf();
-        tmp_host.extend(&target_path);
-        tmp_host.push(&tmp_name);
+        let tmp_host = target_host.join(&tmp_name);
         let stats = crate::unpack_tree(
             &fd_path(&tmp, tmp_host),
             stream,

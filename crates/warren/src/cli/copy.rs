@@ -9,7 +9,7 @@ use super::transfer::{progress, reader_body};
 use crate::client::{routes, Client};
 use anyhow::{bail, Context, Result};
 use std::io::Write;
-use warren_image::copy::{CopyPath, PutOptions, Shape};
+use warren_image::copy::{CopyPath, PutOptions, Shape, Tree};
 
 /// One side of a copy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,7 +122,7 @@ async fn copy_out(
             rx: &mut rx,
             current: bytes::Bytes::new(),
         };
-        let r = warren_image::copy::put(std::path::Path::new("/"), &target, reader, &opts);
+        let r = warren_image::copy::put(&Tree::root("/"), &target, reader, &opts);
         // Let the sender finish whatever happened.
         while rx.blocking_recv().is_some() {}
         r
@@ -199,7 +199,7 @@ async fn copy_in(
             let (r, w) = std::io::pipe().context("creating a pipe")?;
             let producer = std::thread::spawn(move || {
                 warren_image::copy::get(
-                    std::path::Path::new("/"),
+                    &Tree::root("/"),
                     &src,
                     None,
                     std::io::BufWriter::with_capacity(1 << 20, w),

@@ -22,9 +22,8 @@ use axum::response::Response;
 use axum::Json;
 use serde::Deserialize;
 use std::ffi::OsString;
-use std::path::PathBuf;
 use std::sync::Arc;
-use warren_image::copy::{CopyError, CopyPath, IdMap, PutOptions, Shape};
+use warren_image::copy::{CopyError, CopyPath, IdMap, PutOptions, Shape, Tree};
 
 pub use crate::wire::CopiedIn;
 
@@ -53,6 +52,8 @@ fn copy_error(name: &str, e: CopyError) -> ApiError {
         CopyError::NotFound(_) => ErrorKind::NotFound,
         CopyError::Relative(_) | CopyError::Invalid(_) => ErrorKind::BadRequest,
         CopyError::NotADirectory(_)
+        | CopyError::NoHostDirectory(_)
+        | CopyError::ReadOnly(_)
         | CopyError::DirOntoFile(_)
         | CopyError::FileOntoDir(_)
         | CopyError::NotOneEntry(_) => ErrorKind::Conflict,
@@ -72,22 +73,10 @@ fn copy_error(name: &str, e: CopyError) -> ApiError {
     refused(kind, format!("{name}: {e}"))
 }
 
-/// One directory of a workload's file tree on the host.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Mount {
-    /// Where the workload sees it (components; empty for `/`).
-    at: Vec<OsString>,
-    source: PathBuf,
-    readonly: bool,
-}
-
 /// How a workload's paths map onto the host.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct View {
-    /// Longest mount point first; the root filesystem last.
-    mounts: Vec<Mount>,
-    /// Mount points with no host directory (kernel file systems, tmpfs).
-    opaque: Vec<Vec<OsString>>,
+    trees: Vec<Tree>,
     ids: Option<IdMap>,
 }
 
@@ -96,56 +85,40 @@ fn comps(path: &str) -> Vec<OsString> {
 }
 
 impl View {
-    /// The view of a run: its root filesystem and binds.
+    /// The view of a run: its root filesystem, binds, and the kernel and tmpfs mounts that
+    /// have no directory on the host.
     fn of_run(run: &warren_runtime::WorkloadRun) -> View {
-        let mut mounts: Vec<Mount> = run
-            .binds
-            .iter()
-            .map(|b| Mount {
-                at: comps(&b.dest),
-                source: b.source.clone(),
-                readonly: b.readonly,
-            })
-            .collect();
-        mounts.push(Mount {
+        let mut trees = vec![Tree {
             at: Vec::new(),
-            source: run.rootfs.clone(),
+            source: Some(run.rootfs.clone()),
             readonly: run.readonly_rootfs,
-        });
-        // Longest first; among equal mount points the later bind wins, as when mounting.
-        mounts.reverse();
-        mounts.sort_by_key(|m| std::cmp::Reverse(m.at.len()));
-        let mut opaque: Vec<Vec<OsString>> =
-            ["/proc", "/sys", "/dev"].iter().map(|p| comps(p)).collect();
+        }];
+        let mut opaque = vec!["/proc", "/sys", "/dev"];
         if run.readonly_rootfs {
-            opaque.extend(["/tmp", "/var/tmp", "/run"].iter().map(|p| comps(p)));
+            opaque.extend(["/tmp", "/var/tmp", "/run"]);
+        }
+        trees.extend(opaque.iter().map(|p| Tree {
+            at: comps(p),
+            source: None,
+            readonly: true,
+        }));
+        // A later bind over the same mount point wins, as when mounting.
+        for b in &run.binds {
+            let at = comps(&b.dest);
+            trees.retain(|t| t.at != at);
+            trees.push(Tree {
+                at,
+                source: Some(b.source.clone()),
+                readonly: b.readonly,
+            });
         }
         View {
-            mounts,
-            opaque,
+            trees,
             ids: run.userns.as_ref().map(|u| IdMap {
                 host_base: u.host_id,
                 size: u.size,
             }),
         }
-    }
-
-    /// The mount holding `path` and the path inside it.
-    fn find(&self, path: &CopyPath) -> Result<(&Mount, CopyPath), String> {
-        if let Some(o) = self.opaque.iter().find(|o| path.comps.starts_with(o)) {
-            return Err(format!(
-                "/{} is a file system of the running workload with no directory on the host; \
-                 it cannot be copied",
-                o.iter()
-                    .map(|c| c.to_string_lossy())
-                    .collect::<Vec<_>>()
-                    .join("/")
-            ));
-        }
-        self.mounts
-            .iter()
-            .find_map(|m| path.strip(&m.at).map(|inner| (m, inner)))
-            .ok_or_else(|| "no mount holds this path".to_string())
     }
 }
 
@@ -199,14 +172,10 @@ pub async fn get_archive(
         });
     } else {
         let view = view(&e, &name)?;
-        let (mount, inner) = view
-            .find(&path)
-            .map_err(|m| refused(ErrorKind::Conflict, format!("{name}: {m}")))?;
-        let (root, ids) = (mount.source.clone(), view.ids);
         let n = name.clone();
         tokio::task::spawn_blocking(move || {
             let out = std::io::BufWriter::with_capacity(1 << 20, ChannelWriter(tx));
-            let r = warren_image::copy::get(&root, &inner, ids, out)
+            let r = warren_image::copy::get(&view.trees, &path, view.ids, out)
                 .map(|_| ())
                 .map_err(|x| copy_error(&n, x));
             let _ = done_tx.send(r);
@@ -251,17 +220,7 @@ pub async fn put_archive(
         if is_vm(&e, &name)? {
             return Ok((path, None));
         }
-        let view = view(&e, &name)?;
-        let (mount, inner) = view
-            .find(&path)
-            .map_err(|m| refused(ErrorKind::Conflict, format!("{name}: {m}")))?;
-        if mount.readonly {
-            return Err(refused(
-                ErrorKind::Conflict,
-                format!("{name}: {} is read-only in the workload", path.display()),
-            ));
-        }
-        Ok((path, Some((mount.source.clone(), inner, view.ids))))
+        Ok((path, Some(view(&e, &name)?)))
     })();
     let (path, target) = match checked {
         Ok(c) => c,
@@ -286,14 +245,18 @@ pub async fn put_archive(
         let mut body = BodyReader::new(rx);
         let r = match target {
             None => vm_copy_in(&engine, &name, &path, &opts, &mut body),
-            Some((root, inner, ids)) => {
+            Some(view) => {
                 let opts = PutOptions {
-                    ids,
+                    ids: view.ids,
                     // Without -a, files belong to the workload's root.
-                    owner: Some(ids.map(|m| (m.host_base, m.host_base)).unwrap_or((0, 0))),
+                    owner: Some(
+                        view.ids
+                            .map(|m| (m.host_base, m.host_base))
+                            .unwrap_or((0, 0)),
+                    ),
                     ..opts
                 };
-                warren_image::copy::put(&root, &inner, &mut body, &opts)
+                warren_image::copy::put(&view.trees, &path, &mut body, &opts)
                     .map(|s| CopiedIn {
                         entries: s.entries,
                         files: s.files,
@@ -344,10 +307,10 @@ mod tests {
 
     fn run() -> WorkloadRun {
         let mut r = WorkloadRun::one_off(
-            "id".into(),
-            "/cg".into(),
-            "h".into(),
-            PathBuf::from("/pool/rootfs/w"),
+            "id",
+            "/cg",
+            "h",
+            std::path::PathBuf::from("/pool/rootfs/w"),
             Vec::new(),
         );
         r.binds = vec![
@@ -366,35 +329,36 @@ mod tests {
     }
 
     #[test]
-    fn paths_map_to_the_longest_mount() {
+    fn a_run_gives_its_trees() {
         let v = View::of_run(&run());
-        let at = |p: &str| {
-            let (m, inner) = v.find(&CopyPath::parse(p).unwrap()).unwrap();
-            (m.source.display().to_string(), inner.display(), m.readonly)
+        let at = |t: &Tree| {
+            (
+                CopyPath {
+                    comps: t.at.clone(),
+                    contents: false,
+                    dir: false,
+                }
+                .display(),
+                t.source.clone(),
+                t.readonly,
+            )
         };
+        let got: Vec<_> = v.trees.iter().map(at).collect();
         assert_eq!(
-            at("/etc/hosts"),
-            ("/pool/rootfs/w".into(), "/etc/hosts".into(), false)
+            got,
+            vec![
+                ("/".to_string(), Some("/pool/rootfs/w".into()), false),
+                ("/proc".to_string(), None, true),
+                ("/sys".to_string(), None, true),
+                ("/dev".to_string(), None, true),
+                ("/data".to_string(), Some("/pool/data/w".into()), false),
+                (
+                    "/data/shared".to_string(),
+                    Some("/pool/volumes/v".into()),
+                    true
+                ),
+            ]
         );
-        assert_eq!(at("/data/x"), ("/pool/data/w".into(), "/x".into(), false));
-        assert_eq!(at("/data"), ("/pool/data/w".into(), "/".into(), false));
-        assert_eq!(
-            at("/data/shared/y"),
-            ("/pool/volumes/v".into(), "/y".into(), true)
-        );
-        // `..` is applied before the mount is chosen: it cannot climb out of a mount.
-        assert_eq!(
-            at("/data/shared/../../etc"),
-            ("/pool/rootfs/w".into(), "/etc".into(), false)
-        );
-        assert_eq!(
-            at("/datax"),
-            ("/pool/rootfs/w".into(), "/datax".into(), false)
-        );
-        assert!(v
-            .find(&CopyPath::parse("/proc/1/environ").unwrap())
-            .is_err());
-        assert!(v.find(&CopyPath::parse("/tmp/x").unwrap()).is_ok());
         assert_eq!(v.ids, None);
     }
 
@@ -408,13 +372,11 @@ mod tests {
             path: None,
         });
         let v = View::of_run(&r);
-        assert!(v.find(&CopyPath::parse("/tmp/x").unwrap()).is_err());
-        assert!(
-            v.find(&CopyPath::parse("/etc").unwrap())
-                .unwrap()
-                .0
-                .readonly
-        );
+        assert!(v.trees[0].readonly);
+        assert!(v
+            .trees
+            .iter()
+            .any(|t| t.at == comps("/tmp") && t.source.is_none()));
         assert_eq!(
             v.ids,
             Some(IdMap {
