@@ -24,6 +24,12 @@
 //!   it answers `Started {pid}`, or `Error {message}` and powers off.
 //! - `Exec` (ch N ≥ 1, [`ExecSpec`]): answered `Started {pid}` or `Error`; then `Stdout` and
 //!   `Stderr` (a tty exec: everything as `Stdout`) until `Exit {code, signal}`.
+//! - `CopyOut` / `CopyIn` (ch N ≥ 1, [`CopySpec`]): file copy out of and into the guest
+//!   (`warren cp`), run like an `Exec` of the agent itself in its copy mode, as root in the
+//!   guest's root: answered `Started` or `Error`; `CopyOut` streams the tar of the path as
+//!   `Stdout`, `CopyIn` takes the tar as `Stdin` (ended by an empty one); then `Exit` (code 0,
+//!   or 1 with the reason as `Stderr`). The agent resolves the path inside the guest's root
+//!   and refuses hostile archives with the same rules as the host (`warren_image::copy`).
 //! - Any channel: `Stdin` (host→agent), `Signal {signal}` to the channel's process,
 //!   `Resize {rows, cols}` of a tty exec. Every process's stdin is a pipe (a tty exec's is
 //!   its terminal) that stays open until the host sends an empty `Stdin`: a host with no
@@ -94,6 +100,8 @@ pub enum Kind {
     Poweroff = 14,
     Error = 15,
     Ack = 16,
+    CopyOut = 17,
+    CopyIn = 18,
 }
 
 impl TryFrom<u8> for Kind {
@@ -117,6 +125,8 @@ impl TryFrom<u8> for Kind {
             14 => Poweroff,
             15 => Kind::Error,
             16 => Ack,
+            17 => CopyOut,
+            18 => CopyIn,
             other => return Err(ProtoError::UnknownKind(other)),
         })
     }
@@ -354,6 +364,22 @@ pub struct ExecSpec {
     pub cols: u16,
 }
 
+/// `CopyOut` and `CopyIn`: a path of the guest as a tar stream, or a tar stream placed there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CopySpec {
+    /// An absolute path in the guest (`DIR/.` for a directory's contents).
+    pub path: String,
+    /// `CopyIn`: the stream holds a directory's contents, not one entry.
+    #[serde(default)]
+    pub contents: bool,
+    /// `CopyIn`: the path must be an existing directory.
+    #[serde(default)]
+    pub directory: bool,
+    /// `CopyIn`: keep the archive's owners (otherwise root's).
+    #[serde(default)]
+    pub keep_owners: bool,
+}
+
 /// `Started`: the process of a `Start` or `Exec` runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Started {
@@ -422,6 +448,8 @@ pub enum Message {
     Poweroff(Poweroff),
     Error(ErrorMsg),
     Ack,
+    CopyOut(CopySpec),
+    CopyIn(CopySpec),
 }
 
 impl Message {
@@ -450,6 +478,8 @@ impl Message {
             Message::Poweroff(_) => Kind::Poweroff,
             Message::Error(_) => Kind::Error,
             Message::Ack => Kind::Ack,
+            Message::CopyOut(_) => Kind::CopyOut,
+            Message::CopyIn(_) => Kind::CopyIn,
         }
     }
 
@@ -471,6 +501,7 @@ impl Message {
             Message::TimeSync(m) => Frame::control(k, channel, m),
             Message::Poweroff(m) => Frame::control(k, channel, m),
             Message::Error(m) => Frame::control(k, channel, m),
+            Message::CopyOut(m) | Message::CopyIn(m) => Frame::control(k, channel, m),
         }
     }
 
@@ -500,6 +531,8 @@ impl Message {
             Kind::TimeSync => Message::TimeSync(f.parse()?),
             Kind::Poweroff => Message::Poweroff(f.parse()?),
             Kind::Error => Message::Error(f.parse()?),
+            Kind::CopyOut => Message::CopyOut(f.parse()?),
+            Kind::CopyIn => Message::CopyIn(f.parse()?),
         })
     }
 }
@@ -590,6 +623,18 @@ mod tests {
             Message::Poweroff(Poweroff { grace_ms: 10_000 }),
             Message::error("no such device /dev/vdz"),
             Message::Ack,
+            Message::CopyOut(CopySpec {
+                path: "/etc/.".into(),
+                contents: false,
+                directory: false,
+                keep_owners: false,
+            }),
+            Message::CopyIn(CopySpec {
+                path: "/srv".into(),
+                contents: true,
+                directory: true,
+                keep_owners: true,
+            }),
         ]
     }
 
@@ -715,11 +760,11 @@ mod tests {
 
     #[test]
     fn every_kind_byte_maps_back() {
-        for b in 1..=16u8 {
+        for b in 1..=18u8 {
             assert_eq!(Kind::try_from(b).unwrap() as u8, b);
         }
         assert!(Kind::try_from(0).is_err());
-        assert!(Kind::try_from(17).is_err());
+        assert!(Kind::try_from(19).is_err());
     }
 
     #[test]

@@ -271,33 +271,63 @@ pub async fn put_archive(
     .map_err(|x| anyhow::anyhow!(x))?
 }
 
-/// A VM's path as a tar stream, from its guest agent.
+/// A VM's path as a tar stream, from its guest agent (the VM must be running).
 fn vm_copy_out(
     e: &Engine,
     name: &str,
     path: &CopyPath,
-    out: impl std::io::Write,
+    mut out: impl std::io::Write,
 ) -> Result<(), ApiError> {
-    let _ = (e, path, out);
-    Err(refused(
-        ErrorKind::Conflict,
-        format!("{name} is a VM: copying its files is not supported yet"),
-    ))
+    let req = warren_runtime::CopyRequest {
+        path: path_text(path),
+        ..Default::default()
+    };
+    e.runtime
+        .copy_out(&e.container_id(name), &req, &mut out)
+        .and_then(|()| {
+            out.flush()
+                .map_err(|x| warren_runtime::RuntimeError::Other(x.to_string()))
+        })
+        .map_err(|x| vm_error(name, x))
 }
 
-/// A tar stream placed at a VM's path by its guest agent.
+/// A tar stream placed at a VM's path by its guest agent (the VM must be running).
 fn vm_copy_in(
     e: &Engine,
     name: &str,
     path: &CopyPath,
     opts: &PutOptions,
-    body: &mut dyn std::io::Read,
+    body: &mut (dyn std::io::Read + Send),
 ) -> Result<CopiedIn, ApiError> {
-    let _ = (e, path, opts, body);
-    Err(refused(
-        ErrorKind::Conflict,
-        format!("{name} is a VM: copying its files is not supported yet"),
-    ))
+    let req = warren_runtime::CopyRequest {
+        path: path_text(path),
+        contents: opts.shape == Shape::Contents,
+        directory: opts.require_dir,
+        keep_owners: opts.keep_owners,
+    };
+    e.runtime
+        .copy_in(&e.container_id(name), &req, body)
+        .map_err(|x| vm_error(name, x))?;
+    // The guest does not count what it placed.
+    Ok(CopiedIn {
+        entries: 0,
+        files: 0,
+    })
+}
+
+/// The path as the guest gets it: cleaned, with `/.` or `/` kept.
+fn path_text(p: &CopyPath) -> String {
+    let mut s = p.display();
+    if p.contents && !p.comps.is_empty() {
+        s.push_str("/.");
+    } else if p.dir && !p.comps.is_empty() {
+        s.push('/');
+    }
+    s
+}
+
+fn vm_error(name: &str, e: warren_runtime::RuntimeError) -> ApiError {
+    refused(ErrorKind::Conflict, format!("{name}: {e}"))
 }
 
 #[cfg(test)]

@@ -75,4 +75,20 @@ impl Runtime for Runtimes {
     fn run_foreground(&self, spec: &WorkloadRun, run_dir: &Path) -> Result<std::process::Command> {
         self.by_run(spec)?.run_foreground(spec, run_dir)
     }
+    fn copy_out(
+        &self,
+        id: &str,
+        req: &warren_runtime::CopyRequest,
+        out: &mut dyn std::io::Write,
+    ) -> Result<()> {
+        self.by_id(id).copy_out(id, req, out)
+    }
+    fn copy_in(
+        &self,
+        id: &str,
+        req: &warren_runtime::CopyRequest,
+        input: &mut (dyn std::io::Read + Send),
+    ) -> Result<()> {
+        self.by_id(id).copy_in(id, req, input)
+    }
 }
