@@ -45,7 +45,6 @@ pub fn log(msg: &str) {
 }
 
 pub fn main() {
-    copy::run_if_asked(&std::env::args().collect::<Vec<_>>());
     if std::process::id() != 1 {
         log("must run as PID 1 of a microVM (the init of warren's initramfs)");
         std::process::exit(1);
@@ -479,7 +478,7 @@ impl Agent {
         }
     }
 
-    /// `CopyOut`/`CopyIn`: this binary in its copy mode, as root in the guest's root, with
+    /// `CopyOut`/`CopyIn`: a child of the agent copying as root in the guest's root, with
     /// the tar stream on its stdout or stdin.
     fn copy(&mut self, ch: u32, out: bool, spec: &warren_vm::agent::CopySpec) {
         if self.setup.is_none() {
@@ -490,14 +489,7 @@ impl Agent {
             self.reply(ch, Message::error(format!("channel {ch} is in use")));
             return;
         }
-        let r = setup::spawn(&setup::ProcSpec {
-            argv: &copy::argv(out, spec),
-            env: &[],
-            cwd: "/",
-            user: None,
-            tty: None,
-        });
-        match r {
+        match copy::spawn(out, spec) {
             Ok(p) => {
                 self.reply(ch, Message::Started(Started { pid: p.pid }));
                 self.add_proc(ch, p, false);

@@ -25,7 +25,7 @@
 //! - `Exec` (ch N ≥ 1, [`ExecSpec`]): answered `Started {pid}` or `Error`; then `Stdout` and
 //!   `Stderr` (a tty exec: everything as `Stdout`) until `Exit {code, signal}`.
 //! - `CopyOut` / `CopyIn` (ch N ≥ 1, [`CopySpec`]): file copy out of and into the guest
-//!   (`warren cp`), run like an `Exec` of the agent itself in its copy mode, as root in the
+//!   (`warren cp`), run by a child of the agent like an `Exec`'s process, as root in the
 //!   guest's root: answered `Started` or `Error`; `CopyOut` streams the tar of the path as
 //!   `Stdout`, `CopyIn` takes the tar as `Stdin` (ended by an empty one); then `Exit` (code 0,
 //!   or 1 with the reason as `Stderr`). The agent resolves the path inside the guest's root
