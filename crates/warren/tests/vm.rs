@@ -192,7 +192,7 @@ command = ["sleep", "100000"]
         "--",
         "sh",
         "-c",
-        "ls -a / /data | grep -c -e evil -e warren-cp",
+        "ls -a / /data | grep -c -e evil -e warren-cp; true",
     ]);
     assert_eq!(out, "0\n");
     let out = d.cli(&["cp", "vm1:/no/such", local.path().to_str().unwrap()]);
