@@ -47,8 +47,15 @@ fn cp_fails(d: &Daemon, args: &[&str]) -> String {
 
 /// `warren cp - DST` fed `input`.
 fn cp_stdin(d: &Daemon, dst: &str, input: &[u8]) -> std::process::Output {
+    cp_stdin_with(d, &[], dst, input)
+}
+
+/// `warren cp FLAGS - DST` fed `input`.
+fn cp_stdin_with(d: &Daemon, flags: &[&str], dst: &str, input: &[u8]) -> std::process::Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_warren"))
-        .args(["cp", "-", dst])
+        .arg("cp")
+        .args(flags)
+        .args(["-", dst])
         .env("WARREN_STATE_DIR", d.state_dir())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -226,11 +233,21 @@ fn cp_in_and_out_of_containers() {
     h.set_size(1);
     b.append_data(&mut h, "far", &b"x"[..]).unwrap();
     let far = b.into_inner().unwrap();
-    let far_file = local.path().join("far.tar");
-    std::fs::write(&far_file, &far).unwrap();
-    let o = cp_stdin(&d, "ns:/data", &far);
+    let o = cp_stdin_with(&d, &["-a"], "ns:/data", &far);
+    assert!(!o.status.success());
+    let msg = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        msg.contains("outside the workload's user namespace"),
+        "{msg}"
+    );
+    assert!(!host_data.join("far").exists());
     // Without -a owners are not taken from the stream: accepted, owned by the root.
+    let o = cp_stdin(&d, "ns:/data", &far);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        std::fs::metadata(host_data.join("far")).unwrap().uid(),
+        base
+    );
 
     // Hostile archives: refused, nothing written.
     let before = sh(&d, "box", "find /data /etc | sort");
@@ -310,10 +327,7 @@ fn cp_in_and_out_of_containers() {
     ]);
     assert_eq!(sh(&d, "box", "cat /etc/through-link"), "two");
     assert!(!Path::new("/etc/through-link").exists());
-    let msg = cp_fails(
-        &d,
-        &[file.to_str().unwrap(), &format!("box:/data/esc/planted")],
-    );
+    let msg = cp_fails(&d, &[file.to_str().unwrap(), "box:/data/esc/planted"]);
     assert!(msg.contains("does not exist"), "{msg}");
     assert_eq!(
         std::fs::read_dir(secret_dir.path()).unwrap().count(),

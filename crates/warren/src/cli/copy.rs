@@ -192,7 +192,7 @@ async fn copy_in(
         }
         Side::Local(p) => {
             let src = local(&p)?;
-            std::fs::symlink_metadata(&p).with_context(|| format!("{p}"))?;
+            std::fs::symlink_metadata(&p).with_context(|| p.clone())?;
             if src.contents {
                 call = call.query("contents", "true");
             }
