@@ -13,7 +13,6 @@ use std::process::{Command, Stdio};
 
 const SPEC: &str = r#"[workload.box]
 world = "busybox"
-network = "none"
 command = ["sh", "-c", "exec sleep 100000"]
 
 [workload.off]
@@ -334,6 +333,23 @@ fn cp_in_and_out_of_containers() {
         1,
         "something was written beside the host's secret"
     );
+
+    // A file bound over a file (the bridge's hosts file) is read from its source, and
+    // never written; a tree placed over a mount point is refused.
+    let hosts = d.ok(&["cp", "box:/etc/hosts", "-"]);
+    let mut a = tar::Archive::new(hosts.as_bytes());
+    let mut e = a.entries().unwrap().next().unwrap().unwrap();
+    assert_eq!(e.path().unwrap().display().to_string(), "hosts");
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut e, &mut text).unwrap();
+    assert_eq!(text, sh(&d, "box", "cat /etc/hosts"));
+    let msg = cp_fails(&d, &[file.to_str().unwrap(), "box:/etc/hosts"]);
+    assert!(msg.contains("read-only"), "{msg}");
+    let over = local.path().join("over");
+    std::fs::create_dir_all(over.join("data")).unwrap();
+    std::fs::write(over.join("data/hidden"), "x").unwrap();
+    let msg = cp_fails(&d, &[&format!("{}/.", over.display()), "box:/"]);
+    assert!(msg.contains("mount point"), "{msg}");
 
     // Refusals with clear messages.
     let msg = cp_fails(&d, &[src_s, local.path().join("x").to_str().unwrap()]);

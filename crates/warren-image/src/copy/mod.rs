@@ -153,6 +153,8 @@ pub enum CopyError {
         "{0} is a file system of the workload with no directory on the host; it cannot be copied"
     )]
     NoHostDirectory(String),
+    #[error("`{0}` is a mount point inside what is copied: copy into it separately")]
+    CrossesMount(String),
     #[error("`{0}` is read-only in the workload")]
     ReadOnly(String),
     #[error("`{path}`: {problem}")]
@@ -186,8 +188,9 @@ impl CopyError {
 pub struct Tree {
     /// Where the workload sees it (components of a cleaned absolute path; empty for `/`).
     pub at: Vec<OsString>,
-    /// Its directory on the host; `None` for a file system with none (`/proc`, a tmpfs),
-    /// which is refused when a path leads into it.
+    /// Its directory on the host (or the file, for a file bound over a file: read, never
+    /// written); `None` for a file system with none (`/proc`, a tmpfs), which is refused
+    /// when a path leads into it.
     pub source: Option<PathBuf>,
     /// Writing into it is refused.
     pub readonly: bool,
@@ -208,6 +211,17 @@ impl Tree {
 pub(crate) struct Trees<'a> {
     trees: &'a [Tree],
     roots: Vec<Option<std::io::Result<Root>>>,
+    /// For a tree that is a file: its host directory and name.
+    files: Vec<Option<(Root, OsString)>>,
+}
+
+/// What is at a mount point, for a walk that reaches it.
+pub(crate) enum Mounted {
+    Dir(OwnedFd),
+    /// A file bound there: its host directory and its name in it.
+    File(OwnedFd, OsString),
+    /// A file system with no host directory: left out.
+    Opaque,
 }
 
 fn shown_of(comps: &[OsString]) -> String {
@@ -216,21 +230,61 @@ fn shown_of(comps: &[OsString]) -> String {
 
 impl<'a> Trees<'a> {
     pub(crate) fn open(trees: &'a [Tree]) -> Trees<'a> {
+        let file_of = |s: &PathBuf| -> Option<(Root, OsString)> {
+            if !std::fs::metadata(s).ok()?.is_file() {
+                return None;
+            }
+            Some((Root::open(s.parent()?).ok()?, s.file_name()?.to_os_string()))
+        };
+        let files: Vec<_> = trees
+            .iter()
+            .map(|t| t.source.as_ref().and_then(file_of))
+            .collect();
         Trees {
             trees,
             roots: trees
                 .iter()
-                .map(|t| t.source.as_ref().map(|s| Root::open(s)))
+                .zip(&files)
+                .map(|(t, f)| match f {
+                    Some(_) => None,
+                    None => t.source.as_ref().map(|s| Root::open(s)),
+                })
                 .collect(),
+            files,
         }
     }
 
-    pub(crate) fn tree(&self, i: usize) -> &Tree {
-        &self.trees[i]
+    /// Writing into tree `i` is refused (a read-only mount, or a file bound from the host).
+    pub(crate) fn readonly(&self, i: usize) -> bool {
+        self.trees[i].readonly || self.files[i].is_some()
     }
 
-    fn is_mount_point(&self, path: &[OsString]) -> bool {
+    pub(crate) fn is_mount_point(&self, path: &[OsString]) -> bool {
         self.trees.iter().any(|t| t.at == path)
+    }
+
+    /// The file bound at `path`, if one is: its host directory, name, tree and host path.
+    fn file_at(&self, path: &[OsString]) -> Option<(&Root, &OsString, usize, PathBuf)> {
+        let i = self.trees.iter().rposition(|t| t.at == path)?;
+        let (root, name) = self.files[i].as_ref()?;
+        let host = self.trees[i].source.as_ref()?.parent()?.to_path_buf();
+        Some((root, name, i, host))
+    }
+
+    /// What a walk finds at the mount point `path`.
+    pub(crate) fn mounted(&self, path: &[OsString]) -> Result<Mounted, CopyError> {
+        if let Some((root, name, _, _)) = self.file_at(path) {
+            let fd = root
+                .fd()
+                .try_clone()
+                .map_err(|e| CopyError::io("dup", shown_of(path), e))?;
+            return Ok(Mounted::File(fd, name.clone()));
+        }
+        match self.enter(path) {
+            Ok((fd, _, _)) => Ok(Mounted::Dir(fd)),
+            Err(CopyError::NoHostDirectory(_)) => Ok(Mounted::Opaque),
+            Err(e) => Err(e),
+        }
     }
 
     /// The directory at the symlink-free `path`: the tree with the longest mount point
@@ -321,6 +375,23 @@ pub(crate) fn locate(
         let last = queue.iter().all(|q| q.is_empty() || q == ".");
         let mut next = cur_path.clone();
         next.push(c.clone());
+        if let Some((root, name, i, host)) = trees.file_at(&next) {
+            if !last {
+                return Err(CopyError::NotADirectory(shown_of(&next)));
+            }
+            let kind = lookup(root.fd(), name).map_err(|e| CopyError::io("stat", shown(), e))?;
+            return Ok(Located {
+                parent: root
+                    .fd()
+                    .try_clone()
+                    .map_err(|e| CopyError::io("dup", shown(), e))?,
+                parent_path: cur_path,
+                name: Some(name.clone()),
+                kind,
+                tree: i,
+                host,
+            });
+        }
         if trees.is_mount_point(&next) {
             (cur, tree, host) = trees.enter(&next)?;
             cur_path = next;

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use nix::fcntl::{openat, readlinkat, AtFlags, OFlag};
 use nix::sys::stat::{fstat, fstatat, FileStat, Mode, SFlag};
 
-use super::{locate, open_located_dir, CopyError, CopyPath, IdMap, Shape, Tree, Trees};
+use super::{locate, open_located_dir, CopyError, CopyPath, IdMap, Mounted, Shape, Tree, Trees};
 use crate::fsops::{list_dir, Kind};
 
 /// Writes the tar stream of `path` in `trees` to `out` and says which [`Shape`] it has:
@@ -32,9 +32,12 @@ pub fn get(
         b: tar::Builder::new(out),
         ids,
         links: HashMap::new(),
+        trees: &trees,
+        cur: at.parent_path.clone(),
     };
     let shape = if path.contents || path.comps.is_empty() {
         let dir = open_located_dir(&at)?;
+        w.cur.extend(at.name.clone());
         w.dir(&dir, Path::new("."), &at.shown())?;
         Shape::Contents
     } else {
@@ -54,11 +57,14 @@ pub fn get(
     Ok(shape)
 }
 
-struct Walker<W: Write> {
+struct Walker<'t, W: Write> {
     b: tar::Builder<W>,
     ids: Option<IdMap>,
     /// (device, inode) of files with several links → the name first sent.
     links: HashMap<(u64, u64), PathBuf>,
+    trees: &'t Trees<'t>,
+    /// The workload's path of the directory being walked (or of an entry's parent).
+    cur: Vec<OsString>,
 }
 
 #[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
@@ -66,7 +72,7 @@ fn fmt_of(st: &FileStat) -> SFlag {
     SFlag::from_bits_truncate(st.st_mode as libc::mode_t & SFlag::S_IFMT.bits())
 }
 
-impl<W: Write> Walker<W> {
+impl<W: Write> Walker<'_, W> {
     #[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
     fn header(&self, st: &FileStat, kind: tar::EntryType) -> tar::Header {
         let mut h = tar::Header::new_gnu();
@@ -101,7 +107,27 @@ impl<W: Write> Walker<W> {
         children.sort();
         for c in children {
             let child_shown = format!("{}/{}", shown.trim_end_matches('/'), c.to_string_lossy());
-            self.entry(dir, &c, &name.join(&c), &child_shown)?;
+            self.cur.push(c.clone());
+            let r = if self.trees.is_mount_point(&self.cur) {
+                // What the workload sees there is another tree (or nothing the host has).
+                match self.trees.mounted(&self.cur)? {
+                    Mounted::Dir(fd) => self.dir(&fd, &name.join(&c), &child_shown),
+                    Mounted::File(parent, host_name) => {
+                        self.cur.pop();
+                        let r = self.entry(&parent, &host_name, &name.join(&c), &child_shown);
+                        self.cur.push(c.clone());
+                        r
+                    }
+                    Mounted::Opaque => Ok(()),
+                }
+            } else {
+                self.cur.pop();
+                let r = self.entry(dir, &c, &name.join(&c), &child_shown);
+                self.cur.push(c.clone());
+                r
+            };
+            self.cur.pop();
+            r?;
         }
         Ok(())
     }
@@ -125,7 +151,10 @@ impl<W: Write> Walker<W> {
         if fmt == SFlag::S_IFDIR {
             let sub = crate::fsops::open_dir_nofollow(parent, name)
                 .map_err(|e| CopyError::io("open", shown, e))?;
-            return self.dir(&sub, tar_name, shown);
+            self.cur.push(name.to_os_string());
+            let r = self.dir(&sub, tar_name, shown);
+            self.cur.pop();
+            return r;
         }
         if fmt == SFlag::S_IFLNK {
             let target: OsString =

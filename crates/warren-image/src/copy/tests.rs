@@ -399,7 +399,15 @@ fn links_cross_mount_points_as_in_the_workload() {
             source: None,
             readonly: false,
         },
+        Tree {
+            at: vec!["etc".into(), "hosts".into()],
+            source: Some(tmp.path().join("hosts")),
+            readonly: false,
+        },
     ];
+    std::fs::write(tmp.path().join("hosts"), "10.0.0.1 web").unwrap();
+    std::fs::write(rootfs.join("etc/hosts"), "shadowed").unwrap();
+    std::fs::create_dir_all(rootfs.join("proc/1")).unwrap();
     let read = |path: &str| {
         let mut out = Vec::new();
         get(&trees, &p(path), None, &mut out).map(|_| {
@@ -418,6 +426,33 @@ fn links_cross_mount_points_as_in_the_workload() {
         read("/proc/1/environ"),
         Err(CopyError::NoHostDirectory(_))
     ));
+    // A file bound over a file is read from its source, and never written.
+    assert_eq!(read("/etc/hosts").unwrap(), "10.0.0.1 web");
+    // A whole tree: each mount point shows its own tree, the kernel's are left out.
+    let mut out = Vec::new();
+    assert_eq!(
+        get(&trees, &p("/"), None, &mut out).unwrap(),
+        Shape::Contents
+    );
+    let mut seen = std::collections::BTreeMap::new();
+    for e in tar::Archive::new(&out[..]).entries().unwrap() {
+        let mut e = e.unwrap();
+        let name = e.path().unwrap().display().to_string();
+        let mut body = String::new();
+        std::io::Read::read_to_string(&mut e, &mut body).unwrap();
+        seen.insert(name, body);
+    }
+    assert_eq!(
+        seen.get("data/file").map(String::as_str),
+        Some("data"),
+        "{seen:?}"
+    );
+    assert_eq!(
+        seen.get("etc/hosts").map(String::as_str),
+        Some("10.0.0.1 web")
+    );
+    assert!(!seen.contains_key("data/hidden"), "{seen:?}");
+    assert!(!seen.keys().any(|k| k.starts_with("proc")), "{seen:?}");
     let file = raw_tar(&[("f", tar::EntryType::Regular, "", b"x")]);
     // Through a link in one mount into another; onto a mount point.
     put(&trees, &p("/data/etc-link"), &file[..], &opts(Shape::Entry)).unwrap();
@@ -432,5 +467,24 @@ fn links_cross_mount_points_as_in_the_workload() {
         put(&trees, &p("/proc"), &file[..], &opts(Shape::Entry)),
         Err(CopyError::NoHostDirectory(_))
     ));
+    assert!(matches!(
+        put(&trees, &p("/etc/hosts"), &file[..], &opts(Shape::Entry)),
+        Err(CopyError::ReadOnly(_))
+    ));
+    // A tree placed over a mount point would land under it, hidden: refused.
+    let over = raw_tar(&[
+        ("./", tar::EntryType::Directory, "", b""),
+        ("data/", tar::EntryType::Directory, "", b""),
+        ("data/x", tar::EntryType::Regular, "", b"x"),
+    ]);
+    assert!(matches!(
+        put(&trees, &p("/"), &over[..], &opts(Shape::Contents)),
+        Err(CopyError::CrossesMount(_))
+    ));
+    assert!(!rootfs.join("data/x").exists() && !data.join("x").exists());
     assert_eq!(listing(&ro), Vec::<String>::new());
+    assert_eq!(
+        std::fs::read_to_string(tmp.path().join("hosts")).unwrap(),
+        "10.0.0.1 web"
+    );
 }

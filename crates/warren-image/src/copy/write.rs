@@ -51,7 +51,7 @@ pub fn put(
 ) -> Result<PutStats, CopyError> {
     let trees = Trees::open(trees);
     let at = locate(&trees, &path.comps, true)?;
-    if trees.tree(at.tree).readonly {
+    if trees.readonly(at.tree) {
         return Err(CopyError::ReadOnly(path.display()));
     }
     let into = at.kind == Some(Kind::Dir);
@@ -149,7 +149,14 @@ pub fn put(
             }
         }
         for (src, name, dest) in &moves {
-            check(src, name, &target, dest, &join_shown(&shown_target, dest))?;
+            check(
+                &trees,
+                src,
+                name,
+                &target,
+                dest,
+                &join_shown(&shown_target, dest),
+            )?;
         }
         for (src, name, dest) in &moves {
             place(src, name, &target, dest, &join_shown(&shown_target, dest))?;
@@ -186,12 +193,17 @@ fn fd_path(fd: &OwnedFd, host: PathBuf) -> PathBuf {
 /// Refuses a placement that would put a directory over a non-directory or the other way
 /// round, anywhere below.
 fn check(
+    trees: &Trees<'_>,
     src: &OwnedFd,
     name: &OsStr,
     dst: &OwnedFd,
     dest: &OsStr,
     shown: &str,
 ) -> Result<(), CopyError> {
+    // The workload sees another file system there: what this tree holds under it is hidden.
+    if CopyPath::parse(shown).is_ok_and(|p| trees.is_mount_point(&p.comps)) {
+        return Err(CopyError::CrossesMount(shown.to_string()));
+    }
     let sk = lookup(src, name).map_err(|e| CopyError::io("stat", shown, e))?;
     let dk = lookup(dst, dest).map_err(|e| CopyError::io("stat", shown, e))?;
     match (sk == Some(Kind::Dir), dk) {
@@ -200,7 +212,7 @@ fn check(
             let s = open_dir_nofollow(src, name).map_err(|e| CopyError::io("open", shown, e))?;
             let d = open_dir_nofollow(dst, dest).map_err(|e| CopyError::io("open", shown, e))?;
             for c in list_dir(&s).map_err(|e| CopyError::io("list", shown, e))? {
-                check(&s, &c, &d, &c, &join_shown(shown, &c))?;
+                check(trees, &s, &c, &d, &c, &join_shown(shown, &c))?;
             }
             Ok(())
         }

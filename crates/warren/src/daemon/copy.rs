@@ -54,6 +54,7 @@ fn copy_error(name: &str, e: CopyError) -> ApiError {
         CopyError::NotADirectory(_)
         | CopyError::NoHostDirectory(_)
         | CopyError::ReadOnly(_)
+        | CopyError::CrossesMount(_)
         | CopyError::DirOntoFile(_)
         | CopyError::FileOntoDir(_)
         | CopyError::NotOneEntry(_) => ErrorKind::Conflict,
