@@ -72,7 +72,13 @@ pub fn spawn(out: bool, spec: &CopySpec) -> io::Result<Spawned> {
 
 fn copy(out: bool, spec: &CopySpec) -> Result<(), String> {
     let path = CopyPath::parse(&spec.path).map_err(|e| e.to_string())?;
-    let root = Tree::root("/");
+    // The guest's own kernel file systems are not copied (nor walked into from `/`).
+    let mut root = Tree::root("/");
+    root.extend(["proc", "sys", "dev"].map(|d| Tree {
+        at: vec![d.into()],
+        source: None,
+        readonly: true,
+    }));
     if out {
         let stdout = io::stdout().lock();
         warren_image::copy::get(
