@@ -1,3 +1,7 @@
+//! Tests of copying in and out of trees: round trips, Docker's placement rules, links and
+//! mount points resolved as the workload would, hostile archives refused with nothing left,
+//! owners mapped through a user namespace.
+
 use super::*;
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::path::Path;
