@@ -75,6 +75,7 @@ pub const DAEMON_LAYERS: &[(&str, u8)] = &[
     ("recipes", 1),
     ("worlds", 1),
     ("transfer", 1),
+    ("copy", 1),
     ("hooks", 1),
     ("specfile", 1),
     ("watch", 1),

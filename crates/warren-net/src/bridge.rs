@@ -289,35 +289,28 @@ pub fn parse_ipv4_addrs(name: &str, json: &str) -> Result<Vec<(Ipv4Addr, u8)>, L
     Ok(out)
 }
 
-/// `ip -j -4 neigh show dev NAME`: the IPv4 neighbours the host knows on a link.
-pub fn neigh_show_cmd(name: &str) -> Cmd {
-    ip(&["-j", "-4", "neigh", "show", "dev", name])
-}
+/// Where the kernel lists the IPv4 neighbours of every link (read as a file: no process on
+/// the path that hands out addresses).
+pub const PROC_ARP: &str = "/proc/net/arp";
 
-/// The neighbours in `ip -j neigh show` that answered: address and MAC of every entry with a
-/// link-layer address whose state is not `FAILED` or `INCOMPLETE`.
-pub fn parse_answering(json: &str) -> Result<Vec<(Ipv4Addr, String)>, LinkError> {
-    let v: serde_json::Value =
-        serde_json::from_str(json).map_err(|e| json_err("neigh", e.to_string()))?;
-    let arr = v
-        .as_array()
-        .ok_or_else(|| json_err("neigh", "expected a JSON array"))?;
+/// The neighbours on link `dev` in [`PROC_ARP`]'s text that answered: address and MAC of
+/// every entry whose flags say complete (`0x2`) or permanent (`0x4`), with a MAC.
+pub fn parse_answering(proc_arp: &str, dev: &str) -> Vec<(Ipv4Addr, String)> {
     let mut out = Vec::new();
-    for e in arr {
-        let dst = e
-            .get("dst")
-            .and_then(|d| d.as_str())
-            .and_then(|d| d.parse().ok());
-        let mac = e.get("lladdr").and_then(|m| m.as_str());
-        let dead = e.get("state").and_then(|s| s.as_array()).is_some_and(|s| {
-            s.iter()
-                .any(|x| matches!(x.as_str(), Some("FAILED" | "INCOMPLETE")))
-        });
-        if let (Some(dst), Some(mac), false) = (dst, mac, dead) {
-            out.push((dst, mac.to_ascii_lowercase()));
+    for line in proc_arp.lines().skip(1) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let [ip, _hw_type, flags, mac, _mask, device] = f[..] else {
+            continue;
+        };
+        let flags = u32::from_str_radix(flags.trim_start_matches("0x"), 16).unwrap_or(0);
+        if device != dev || flags & 0x6 == 0 || mac == "00:00:00:00:00:00" {
+            continue;
+        }
+        if let Ok(ip) = ip.parse() {
+            out.push((ip, mac.to_ascii_lowercase()));
         }
     }
-    Ok(out)
+    out
 }
 
 /// What [`ensure_bridge`] had to change.
@@ -496,13 +489,16 @@ mod tests {
 
     #[test]
     fn answering_neighbours() {
-        let json = r#"[{"dst":"10.88.0.2","lladdr":"02:42:0A:58:00:02","state":["REACHABLE"]},
-            {"dst":"10.88.0.3","lladdr":"aa:bb:cc:dd:ee:ff","state":["STALE"]},
-            {"dst":"10.88.0.4","state":["FAILED"]},
-            {"dst":"10.88.0.5","lladdr":"aa:bb:cc:dd:ee:01","state":["INCOMPLETE"]},
-            {"dst":"10.88.0.6","lladdr":"aa:bb:cc:dd:ee:02","state":["PERMANENT"]}]"#;
+        let arp = "IP address       HW type     Flags       HW address            Mask     Device
+10.88.0.2        0x1         0x2         02:42:0A:58:00:02     *        warren0
+10.88.0.3        0x1         0x2         aa:bb:cc:dd:ee:ff     *        warren0
+10.88.0.4        0x1         0x0         00:00:00:00:00:00     *        warren0
+10.88.0.6        0x1         0x6         aa:bb:cc:dd:ee:02     *        warren0
+10.88.0.7        0x1         0x2         aa:bb:cc:dd:ee:03     *        eth0
+garbage
+";
         assert_eq!(
-            parse_answering(json).unwrap(),
+            parse_answering(arp, "warren0"),
             [
                 (
                     "10.88.0.2".parse().unwrap(),
@@ -518,12 +514,7 @@ mod tests {
                 ),
             ]
         );
-        assert_eq!(parse_answering("[]").unwrap(), []);
-        assert!(parse_answering("{}").is_err());
-        assert_eq!(
-            neigh_show_cmd("warren0").argv_string(),
-            "ip -j -4 neigh show dev warren0"
-        );
+        assert_eq!(parse_answering("", "warren0"), []);
     }
 
     const BRIDGE_DOWN: &str = r#"[{"ifindex":5,"ifname":"warren0","flags":["BROADCAST","MULTICAST"],"mtu":1500,"qdisc":"noop","operstate":"DOWN","linkmode":"DEFAULT","group":"default","txqlen":1000,"link_type":"ether","address":"f6:59:e2:eb:2f:af","broadcast":"ff:ff:ff:ff:ff:ff","promiscuity":0,"allmulti":0,"min_mtu":68,"max_mtu":65535,"linkinfo":{"info_kind":"bridge","info_data":{"forward_delay":1500,"hello_time":200,"max_age":2000,"ageing_time":30000,"stp_state":0,"priority":32768}},"num_tx_queues":1,"num_rx_queues":1}]"#;

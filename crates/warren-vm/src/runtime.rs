@@ -38,7 +38,8 @@ use warren_exec::Executor;
 use warren_runtime::io_err;
 use warren_runtime::shim as rshim;
 use warren_runtime::{
-    Backend, ExecRequest, Observed, Result, Runtime, RuntimeError, Started, VmBoot, WorkloadRun,
+    Backend, CopyRequest, ExecRequest, Observed, Result, Runtime, RuntimeError, Started, VmBoot,
+    WorkloadRun,
 };
 
 /// Memory a VM gets when its resources name none.
@@ -637,11 +638,40 @@ impl Runtime for VmRuntime {
         Ok(c)
     }
 
+    fn copy_out(&self, id: &str, req: &CopyRequest, out: &mut dyn std::io::Write) -> Result<()> {
+        let ctl = self
+            .ctl(id)
+            .ok_or_else(|| RuntimeError::Other(format!("{id} is not a running VM")))?;
+        client::copy_out(&ctl, copy_spec(req), out).map_err(|e| RuntimeError::Other(e.to_string()))
+    }
+
+    fn copy_in(
+        &self,
+        id: &str,
+        req: &CopyRequest,
+        input: &mut (dyn std::io::Read + Send),
+    ) -> Result<()> {
+        let ctl = self
+            .ctl(id)
+            .ok_or_else(|| RuntimeError::Other(format!("{id} is not a running VM")))?;
+        client::copy_in(&ctl, copy_spec(req), input).map_err(|e| RuntimeError::Other(e.to_string()))
+    }
+
     fn run_foreground(&self, spec: &WorkloadRun, _run_dir: &Path) -> Result<std::process::Command> {
         Err(RuntimeError::Unsupported(format!(
             "{}: one-off runs are containers; a VM runs as a workload",
             spec.id
         )))
+    }
+}
+
+/// The agent's copy request for a runtime's.
+fn copy_spec(req: &CopyRequest) -> crate::agent::CopySpec {
+    crate::agent::CopySpec {
+        path: req.path.clone(),
+        contents: req.contents,
+        directory: req.directory,
+        keep_owners: req.keep_owners,
     }
 }
 

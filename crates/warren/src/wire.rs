@@ -600,6 +600,15 @@ pub struct Cloned {
     pub created: String,
 }
 
+/// `PUT /v1/workloads/{name}/archive`: what was placed.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct CopiedIn {
+    /// Tar entries.
+    pub entries: u64,
+    /// Regular files written.
+    pub files: u64,
+}
+
 /// `POST /v1/import`.
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ImportResponse {

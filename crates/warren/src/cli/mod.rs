@@ -13,6 +13,7 @@
 //! [`transfer`] holding the progress bars and upload bodies they share.
 
 mod compose;
+mod copy;
 mod daemon;
 mod datasets;
 mod events;
@@ -183,6 +184,28 @@ enum Cmd {
         workdir: Option<String>,
         #[arg(last = true, required = true)]
         command: Vec<String>,
+    },
+    /// Copy files and directories between a workload and this machine (`NAME:/PATH` on one
+    /// side).
+    ///
+    /// As `docker cp`: a directory copied to an existing directory goes inside it, to a
+    /// missing path it is created under that name; `SRC/.` copies a directory's contents.
+    /// `-` as SRC reads a tar stream from stdin (DST must be an existing directory); `-` as
+    /// DST writes one to stdout. Modes are always kept; owners with `-a` (mapped through
+    /// the workload's user namespace under `userns`), otherwise files belong to the
+    /// workload's root going in and to you coming out. Works on running and stopped
+    /// workloads. Paths are resolved inside the workload: links and `..` cannot leave it,
+    /// and archives holding `..`, absolute names, links leading outside or device nodes are
+    /// refused with nothing written.
+    #[command(
+        after_help = "Examples:\n  warren cp web:/etc/nginx ./nginx\n  warren cp ./site/. web:/srv/www\n  tar -c conf | warren cp - web:/etc\n  warren cp web:/var/log - | tar -t"
+    )]
+    Cp {
+        src: String,
+        dst: String,
+        /// Keep owners (uid/gid) from the source.
+        #[arg(short, long)]
+        archive: bool,
     },
     /// Attach the terminal to a running VM's serial console (a full VM's, or a microVM's with
     /// `console = true`); detach with Ctrl-] and the VM keeps running.
@@ -459,6 +482,7 @@ async fn dispatch(cli: Cli) -> Result<Exit> {
             command,
         } => workloads::exec(&client, name, tty, env, workdir, command).await,
         Cmd::Console { name } => workloads::console(&client, &name).await,
+        Cmd::Cp { src, dst, archive } => copy::cp(&client, &src, &dst, archive).await,
         Cmd::Run(r) => workloads::run(&client, r).await,
         Cmd::World { cmd } => images::world(&client, cmd).await,
         Cmd::Image { cmd } => images::image(&client, cmd).await,

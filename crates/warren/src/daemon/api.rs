@@ -109,6 +109,10 @@ crate::api! { routes, ops, Arc<Engine>;
         None, crate::ndjson_of!(LogEntry);
     get "/v1/workloads/{name}/exec" => stream::exec, Token, "Run a command inside a running workload over an upgraded connection (arguments in the x-warren-args header)", [],
         None, Upgrade;
+    get "/v1/workloads/{name}/archive" => super::copy::get_archive, Token, "A path inside a workload as a tar stream (one entry under its name; a directory's contents for DIR/. or /); owners as the workload sees them", ["path": "the absolute path inside the workload"],
+        None, Binary("application/x-tar");
+    put "/v1/workloads/{name}/archive" => super::copy::put_archive, Token, "Place a tar stream at a path inside a workload: into it when it is a directory, else as it; traversal, links leading outside and device nodes refused with nothing written", ["path": "the absolute path inside the workload", "archive": "true to keep the archive's owners (mapped under userns); otherwise files belong to the workload's root", "contents": "true when the stream holds a directory's contents rather than one entry", "directory": "true when the path must be an existing directory (a stream of any shape)"],
+        Binary("application/x-tar"), crate::json_of!(CopiedIn);
     get "/v1/workloads/{name}/console" => stream::console, Token, "Attach to a running VM's serial console over an upgraded connection (stdin frames in, its output as stdout frames, an exit frame when the VM ends)", [],
         None, Upgrade;
     get "/v1/run" => stream::run, Token, "Run a one-off container from a world over an upgraded connection, removed when it exits", [],

@@ -14,6 +14,7 @@ pub mod api;
 pub mod apply;
 pub mod archive;
 pub mod cgstats;
+pub mod copy;
 pub mod datasets;
 pub mod engine;
 pub mod error;

@@ -147,11 +147,8 @@ impl LinuxBridge {
     /// in by hand) is skipped, with a warning.
     fn assign(&self, store: &Store, name: &str) -> Result<Ipv4Addr> {
         let subnet = self.settings.subnet;
-        let answering = self
-            .exec
-            .run(&bridge::neigh_show_cmd(&self.settings.bridge))
-            .ok()
-            .and_then(|out| bridge::parse_answering(&out.stdout_str()).ok())
+        let answering = std::fs::read_to_string(bridge::PROC_ARP)
+            .map(|arp| bridge::parse_answering(&arp, &self.settings.bridge))
             .unwrap_or_default();
         let address = store.assign_address(name, |taken| {
             if taken.get(name).is_some_and(|a| subnet.is_assignable(*a)) {
