@@ -52,10 +52,12 @@
 //!   signals other than `KILL` go to the guest's main process; freeze asks the agent, then
 //!   stops bhyve (`kill -s STOP`: its 9p server is paused, so the datasets hold still while
 //!   they are snapshotted) and thaw continues it, thaws the guest and sets its clock; `exec`
-//!   is `warren vm-exec` on the control socket; name changes rewrite the guest's hosts file.
+//!   is `warren vm-exec` on the control socket, `cp` its copy sessions; name changes rewrite
+//!   the guest's hosts file.
 //!
 //! Not on bhyve (each an [`RuntimeError::Unsupported`] naming why): signals other than the
-//! ones above to a full VM, exec into a full VM (it has no agent); one-off foreground runs.
+//! ones above to a full VM, exec and cp into a full VM (it has no agent); one-off foreground
+//! runs.
 //! Every command goes through the [`Executor`], so the whole protocol is tested on Linux with
 //! the recording executor.
 
@@ -69,8 +71,8 @@ use warren_exec::{Cmd, Executor};
 use warren_runtime::logs::{DEFAULT_MAX_BYTES, DEFAULT_MAX_FILES};
 use warren_runtime::shim::{self as rshim, JailShimConfig};
 use warren_runtime::{
-    proc, Backend, ExecRequest, Observed, Result, Runtime, RuntimeError, Started, VmBoot, VmParams,
-    WorkloadRun,
+    proc, Backend, CopyRequest, ExecRequest, Observed, Result, Runtime, RuntimeError, Started,
+    VmBoot, VmParams, WorkloadRun,
 };
 
 use crate::agent::proto::{self, Message, Mount, NetConfig, StartSpec};
@@ -444,6 +446,21 @@ impl BhyveRuntime {
         })
     }
 
+    /// The control socket of a running microVM's shim; a full VM has no agent to reach.
+    fn agent_ctl(&self, id: &str) -> Result<PathBuf> {
+        if !self.is_micro(id) {
+            return Err(unsupported(
+                id,
+                "exec and cp go through a guest agent, and a full VM has none: it is reached \
+                 over its network or console",
+            ));
+        }
+        self.run_dir(id)
+            .filter(|_| self.live(id).is_some())
+            .map(|d| d.join(CTL_SOCKET))
+            .ok_or_else(|| RuntimeError::Other(format!("{id} is not a running VM")))
+    }
+
     /// Whether run `id` is a microVM (its shim is the VM shim, with `vm.json`).
     fn is_micro(&self, id: &str) -> bool {
         self.run_dir(id)
@@ -755,21 +772,10 @@ impl Runtime for BhyveRuntime {
 
     /// `warren vm-exec CTL_SOCKET ...`: an exec session through a microVM's agent.
     fn exec(&self, id: &str, req: &ExecRequest) -> Result<std::process::Command> {
-        if !self.is_micro(id) {
-            return Err(unsupported(
-                id,
-                "exec goes through a guest agent, and a full VM has none: it is reached over \
-                 its network or console",
-            ));
-        }
-        if req.argv.is_empty() {
+        if self.is_micro(id) && req.argv.is_empty() {
             return Err(RuntimeError::Spec(format!("{id}: exec needs a command")));
         }
-        let ctl = self
-            .run_dir(id)
-            .filter(|_| self.live(id).is_some())
-            .map(|d| d.join(CTL_SOCKET))
-            .ok_or_else(|| RuntimeError::Other(format!("{id} is not a running VM")))?;
+        let ctl = self.agent_ctl(id)?;
         let mut c = warren_exec::std_command(&self.shim_exe.to_string_lossy())?;
         c.arg("vm-exec").arg(ctl);
         if req.tty {
@@ -783,6 +789,24 @@ impl Runtime for BhyveRuntime {
         }
         c.arg("--").args(&req.argv);
         Ok(c)
+    }
+
+    /// A running microVM's files through its agent (`warren cp`); a full VM has none.
+    fn copy_out(&self, id: &str, req: &CopyRequest, out: &mut dyn std::io::Write) -> Result<()> {
+        let ctl = self.agent_ctl(id)?;
+        client::copy_out(&ctl, crate::runtime::copy_spec(req), out)
+            .map_err(|e| RuntimeError::Other(e.to_string()))
+    }
+
+    fn copy_in(
+        &self,
+        id: &str,
+        req: &CopyRequest,
+        input: &mut (dyn std::io::Read + Send),
+    ) -> Result<()> {
+        let ctl = self.agent_ctl(id)?;
+        client::copy_in(&ctl, crate::runtime::copy_spec(req), input)
+            .map_err(|e| RuntimeError::Other(e.to_string()))
     }
 
     fn run_foreground(&self, spec: &WorkloadRun, _run_dir: &Path) -> Result<std::process::Command> {

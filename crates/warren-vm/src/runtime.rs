@@ -666,7 +666,7 @@ impl Runtime for VmRuntime {
 }
 
 /// The agent's copy request for a runtime's.
-fn copy_spec(req: &CopyRequest) -> crate::agent::CopySpec {
+pub(crate) fn copy_spec(req: &CopyRequest) -> crate::agent::CopySpec {
     crate::agent::CopySpec {
         path: req.path.clone(),
         contents: req.contents,

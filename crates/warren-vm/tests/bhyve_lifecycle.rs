@@ -639,6 +639,13 @@ mod runtime {
             h.rt.exec("fbsd", &ExecRequest::new(vec!["true".into()]))
                 .unwrap_err();
         assert!(matches!(e, RuntimeError::Unsupported(_)), "{e}");
+        // So does cp.
+        let req = warren_runtime::CopyRequest {
+            path: "/etc".into(),
+            ..Default::default()
+        };
+        let e = h.rt.copy_out("fbsd", &req, &mut Vec::new()).unwrap_err();
+        assert!(matches!(e, RuntimeError::Unsupported(_)), "{e}");
         assert!(!h.rt.owns("fbsd"));
         h.rec.finish();
         // Preparing the host loads the modules.

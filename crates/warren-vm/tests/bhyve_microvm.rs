@@ -358,6 +358,29 @@ impl Host {
                     continue;
                 };
                 let name = format!("{:?}", m.kind());
+                if let Message::CopyOut(c) = &m {
+                    // A copy session: its (empty) input read to its end, the tar stream,
+                    // then its exit.
+                    s.lock().unwrap().push(format!("CopyOut {}", c.path));
+                    while let Ok(Some(f)) = proto::read_frame(&mut conn) {
+                        if f.kind == proto::Kind::Stdin && f.payload.is_empty() {
+                            break;
+                        }
+                    }
+                    let exit = proto::Exit {
+                        code: 0,
+                        signal: None,
+                    };
+                    let _ = proto::write_frame(
+                        &mut conn,
+                        &proto::Frame::data(proto::Kind::Stdout, 0, b"TAR".to_vec()),
+                    );
+                    let _ = proto::write_frame(
+                        &mut conn,
+                        &proto::Frame::control(proto::Kind::Exit, 0, &exit),
+                    );
+                    continue;
+                }
                 let reply = if refuse.contains(&name.as_str()) {
                     Message::error("refused")
                 } else {
@@ -521,6 +544,13 @@ fn stop_signals_freeze_names_exec_and_delete_go_through_the_agent() {
     h.rt.thaw("web").unwrap();
     assert!(!h.rt.observe("web").unwrap().unwrap().frozen);
     h.rt.update_names("web", "10.88.0.8 db\n").unwrap();
+    let mut tar = Vec::new();
+    let req = warren_runtime::CopyRequest {
+        path: "/etc/hostname".into(),
+        ..Default::default()
+    };
+    h.rt.copy_out("web", &req, &mut tar).unwrap();
+    assert_eq!(tar, b"TAR");
     h.rt.kill("web", "KILL").unwrap();
     h.rec.finish();
     assert_eq!(
@@ -533,6 +563,7 @@ fn stop_signals_freeze_names_exec_and_delete_go_through_the_agent() {
             "Thaw",
             "TimeSync",
             "Hosts \"10.88.0.8 db\\n\"",
+            "CopyOut /etc/hostname",
         ]
     );
     let c =
