@@ -51,6 +51,8 @@ pub const QEMU_OVERHEAD: u64 = 384 << 20;
 pub const ACCEL_FILE: &str = "accel";
 /// How long a control request waits for the guest.
 const CONTROL_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a guest may take to take new names (a guest still booting is tried again later).
+const NAMES_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The VM backend.
 pub struct VmRuntime {
@@ -541,12 +543,14 @@ impl Runtime for VmRuntime {
         if self.is_full_vm(id) {
             return Ok(());
         }
-        self.control(
-            id,
-            &Message::Hosts(proto::Hosts {
-                text: hosts.to_string(),
-            }),
-        )
+        let Some(ctl) = self.ctl(id) else {
+            return Ok(());
+        };
+        let m = Message::Hosts(proto::Hosts {
+            text: hosts.to_string(),
+        });
+        client::request(&ctl, &m, NAMES_TIMEOUT)
+            .map_err(|e| RuntimeError::Other(format!("{id}: {e}")))
     }
 
     /// Lets the guest's filesystems run again and sets its clock (it may have been paused

@@ -420,6 +420,13 @@ async fn a_running_vm_is_given_the_new_names_when_they_change() {
     h.apply(&[vm.clone(), web]);
     h.pass().await;
     h.pass().await;
+    // The guest is told in a task of its own.
+    for _ in 0..200 {
+        if pushes().last().is_some_and(|p| p.ends_with(",vm,web")) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     let pushed = pushes();
     assert!(
         pushed.last().is_some_and(|p| p.ends_with(",vm,web")),
@@ -429,6 +436,7 @@ async fn a_running_vm_is_given_the_new_names_when_they_change() {
     let n = pushed.len();
     h.pass().await;
     h.pass().await;
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     assert_eq!(pushes().len(), n);
     // A container is never asked: it sees the shared file.
     assert!(h
