@@ -92,6 +92,8 @@ pub const AGENT_SOCKET: &str = "agent.sock";
 pub const ROOT_TAG: &str = "root";
 /// How long a control request waits for the guest.
 const CONTROL_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a guest may take to take new names (a guest still booting is tried again later).
+const NAMES_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The bhyve backend.
 pub struct BhyveRuntime {
@@ -469,12 +471,16 @@ impl BhyveRuntime {
 
     /// One control request to a microVM's agent through its shim's `ctl.sock`.
     fn control(&self, id: &str, m: &Message) -> Result<()> {
+        self.control_within(id, m, CONTROL_TIMEOUT)
+    }
+
+    /// [`Self::control`], waiting at most `timeout` for the answer.
+    fn control_within(&self, id: &str, m: &Message, timeout: Duration) -> Result<()> {
         let ctl = self
             .run_dir(id)
             .map(|d| d.join(CTL_SOCKET))
             .ok_or_else(|| RuntimeError::Other(format!("{id}: no such VM run")))?;
-        client::request(&ctl, m, CONTROL_TIMEOUT)
-            .map_err(|e| RuntimeError::Other(format!("{id}: {e}")))
+        client::request(&ctl, m, timeout).map_err(|e| RuntimeError::Other(format!("{id}: {e}")))
     }
 
     /// The shim's `jail.json` for `plan`: bhyve as the main program, the VM's teardown after it.
@@ -735,11 +741,12 @@ impl Runtime for BhyveRuntime {
         if !self.is_micro(id) || self.live(id).is_none() {
             return Ok(());
         }
-        self.control(
+        self.control_within(
             id,
             &Message::Hosts(proto::Hosts {
                 text: hosts.to_string(),
             }),
+            NAMES_TIMEOUT,
         )
     }
 
