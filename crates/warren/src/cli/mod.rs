@@ -10,13 +10,15 @@
 //! volumes), [`images`] (images, worlds, recipe builds), [`remote`] (adopt, keys, contexts,
 //! the CA, claim codes), [`events`], [`repl`], [`compose`] (compose files converted, also for
 //! apply and plan), [`daemon`] (running the daemon), with
-//! [`transfer`] holding the progress bars and upload bodies they share.
+//! [`transfer`] holding the progress bars and upload bodies they share; [`fleet`] sends a
+//! command to several contexts at once (`--context a,b`, `--all`).
 
 mod compose;
 mod daemon;
 mod datasets;
 mod events;
 mod exit;
+mod fleet;
 mod images;
 mod info;
 mod remote;
@@ -59,9 +61,14 @@ pub struct Cli {
     /// The daemon's API socket [default: STATE_DIR/warren.sock].
     #[arg(long, global = true, env = "WARREN_SOCKET")]
     socket: Option<PathBuf>,
-    /// Talk to the remote daemon of this context (see `warren adopt`).
+    /// Talk to the remote daemon of this context (see `warren adopt`); `a,b` sends the
+    /// command to each of several contexts at once (list, get, events, apply, plan, info,
+    /// snapshot, start, stop, restart, delete).
     #[arg(long, global = true, env = "WARREN_CONTEXT")]
     context: Option<String>,
+    /// Send the command to every context in the contexts file at once (as `--context a,b`).
+    #[arg(long, global = true)]
+    all: bool,
     /// Talk to the remote daemon at HOST[:PORT] (a context made by `warren adopt`).
     #[arg(long = "host", global = true, env = "WARREN_HOST")]
     host: Option<String>,
@@ -399,6 +406,9 @@ async fn dispatch(cli: Cli) -> Result<Exit> {
         None
     } else {
         let cfg = contexts::load()?;
+        if let Some(names) = fleet::selection(&cfg, cli.context.as_deref(), cli.all)? {
+            return fleet::run(fleet::targets(&cfg, &names)?, cli.cmd).await;
+        }
         match contexts::select(&cfg, cli.context.as_deref(), cli.host.as_deref())? {
             Some(ctx) => {
                 let (key, _) = warren_auth::token::OperatorKey::load_or_create(&ctx.key)?;
