@@ -9,6 +9,7 @@ mod cli;
 mod client;
 mod contexts;
 mod daemon;
+mod discovery;
 mod ndjson;
 mod output;
 mod scheme;

@@ -85,6 +85,20 @@ pub(super) struct DaemonCmd {
     /// for a scraper on a trusted interface.
     #[arg(long, env = "WARREN_METRICS_LISTEN")]
     pub(super) metrics_listen: Option<String>,
+    /// Announce the remote API on the LAN with mDNS (`_warren._tcp.local`, for `warren
+    /// discover`) [default: on when the remote API listens, else off].
+    #[arg(long, value_enum, env = "WARREN_MDNS")]
+    pub(super) mdns: Option<OnOff>,
+    /// Announce on this interface only (repeatable) [default: every interface but the
+    /// bridge, container, VM and VPN links].
+    #[arg(long = "mdns-interface", value_name = "NAME")]
+    pub(super) mdns_interface: Vec<String>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum, PartialEq)]
+pub(super) enum OnOff {
+    On,
+    Off,
 }
 
 pub(super) async fn run_daemon(state_dir: PathBuf, socket: PathBuf, d: DaemonCmd) -> Result<Exit> {
@@ -95,6 +109,12 @@ pub(super) async fn run_daemon(state_dir: PathBuf, socket: PathBuf, d: DaemonCmd
     };
     crate::daemon::logfile::init(&state_dir)?;
     let instance = crate::daemon::Config::instance_of(&state_dir);
+    let listen: Option<std::net::SocketAddr> = match d.listen.as_str() {
+        "none" | "off" => None,
+        a => Some(a.parse().map_err(|e| {
+            anyhow::anyhow!("--listen {a:?}: {e} (give ADDR:PORT, e.g. 0.0.0.0:7443, or none)")
+        })?),
+    };
     let cfg = crate::daemon::Config {
         socket,
         driver: match d.storage {
@@ -139,12 +159,16 @@ pub(super) async fn run_daemon(state_dir: PathBuf, socket: PathBuf, d: DaemonCmd
             Some(p) if p.is_relative() => Some(std::env::current_dir()?.join(p)),
             other => other,
         },
-        listen: match d.listen.as_str() {
-            "none" | "off" => None,
-            a => Some(a.parse().map_err(|e| {
-                anyhow::anyhow!("--listen {a:?}: {e} (give ADDR:PORT, e.g. 0.0.0.0:7443, or none)")
-            })?),
+        listen,
+        mdns: match d.mdns {
+            None => listen.is_some(),
+            Some(OnOff::Off) => false,
+            Some(OnOff::On) if listen.is_none() => {
+                anyhow::bail!("--mdns on announces the remote API: give --listen ADDR:PORT")
+            }
+            Some(OnOff::On) => true,
         },
+        mdns_interfaces: d.mdns_interface,
         instance,
         state_dir,
     };

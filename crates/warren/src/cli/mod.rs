@@ -8,7 +8,7 @@
 //! The commands live by resource: [`workloads`] (apply, plan, list, get, start, stop, restart,
 //! delete, logs, exec, run, spec), [`datasets`] (snapshots, rollback, clone, export, import,
 //! volumes), [`images`] (images, worlds, recipe builds), [`remote`] (adopt, keys, contexts,
-//! the CA, claim codes), [`events`], [`repl`], [`compose`] (compose files converted, also for
+//! the CA, claim codes), [`discover`] (hosts heard on the LAN), [`events`], [`repl`], [`compose`] (compose files converted, also for
 //! apply and plan), [`daemon`] (running the daemon), with
 //! [`transfer`] holding the progress bars and upload bodies they share; [`fleet`] sends a
 //! command to several contexts at once (`--context a,b`, `--all`).
@@ -16,6 +16,7 @@
 mod compose;
 mod daemon;
 mod datasets;
+mod discover;
 mod events;
 mod exit;
 mod fleet;
@@ -308,7 +309,8 @@ enum Cmd {
     /// Enroll this operator's key with a remote daemon and remember it as a context: shows the
     /// daemon's certificate fingerprint and pins it.
     Adopt {
-        /// HOST or HOST:PORT (default port 7443).
+        /// HOST or HOST:PORT (default port 7443), or the SHORT ID of a host `warren discover`
+        /// hears (its advertised fingerprint is pinned and must match).
         host: String,
         /// The claim code from the daemon's log or `warren daemon claim-code` on the host.
         #[arg(long, env = "WARREN_CLAIM_CODE")]
@@ -322,6 +324,15 @@ enum Cmd {
         /// Trust the certificate shown without asking.
         #[arg(long)]
         yes: bool,
+    },
+    /// The warren daemons announcing themselves on the LAN (mDNS): short id, addresses,
+    /// port, version, certificate fingerprint and the context that pins it, if any.
+    Discover {
+        /// How long to listen (3s, 500ms, 1m).
+        #[arg(long, default_value = "3s")]
+        timeout: String,
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: ListFormat,
     },
     /// Operator keys the remote API accepts.
     Key {
@@ -396,7 +407,11 @@ async fn dispatch(cli: Cli) -> Result<Exit> {
         .unwrap_or_else(|| cli.state_dir.join("warren.sock"));
     let remote = if matches!(
         cli.cmd,
-        Cmd::Adopt { .. } | Cmd::Context { .. } | Cmd::Completions { .. } | Cmd::Compose { .. }
+        Cmd::Adopt { .. }
+            | Cmd::Context { .. }
+            | Cmd::Completions { .. }
+            | Cmd::Compose { .. }
+            | Cmd::Discover { .. }
     ) || matches!(
         cli.cmd,
         Cmd::Key {
@@ -538,6 +553,7 @@ async fn dispatch(cli: Cli) -> Result<Exit> {
             key,
             yes,
         } => remote::adopt(&host, claim_code, name, key, yes).await,
+        Cmd::Discover { timeout, output } => discover::discover(&timeout, output).await,
         Cmd::Key { cmd } => remote::keys(&client, cmd).await,
         Cmd::Context { cmd } => remote::context_cmd(cmd),
         Cmd::Completions { shell } => {
