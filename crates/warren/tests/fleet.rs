@@ -1,7 +1,11 @@
-//! Tier-2 tests of fan-out: two daemons with their remote APIs on loopback, adopted as two
-//! contexts; `--all` and `--context a,b` send one command to both, tables gain a HOST column,
-//! and a stopped daemon shows as an error on its own row while the other's rows still print
-//! (the exit status says a host failed).
+//! Tier-2 tests of fan-out and discovery. Fan-out: two daemons with their remote APIs on
+//! loopback, adopted as two contexts; `--all` and `--context a,b` send one command to both,
+//! tables gain a HOST column, and a stopped daemon shows as an error on its own row while the
+//! other's rows still print (the exit status says a host failed). Discovery: two daemons each
+//! in its own network namespace, joined by a veth pair and announcing on it with mDNS; each
+//! hears the other (`warren discover`: address, port, fingerprint), one adopts the other by
+//! its short id (the advertised fingerprint pinned), and fan-out from there lists both and
+//! reports the stopped one.
 
 mod common;
 
@@ -158,4 +162,224 @@ fn fan_out_lists_both_hosts_and_reports_a_stopped_one_on_its_row() {
         json[1]["error"].as_str().unwrap().contains("connecting"),
         "{json}"
     );
+}
+
+/// Two network namespaces joined by a veth pair, with `10.249.X.1` in the first and
+/// `10.249.X.2` in the second; every namespace and link is deleted by name on drop.
+struct NetPair {
+    ns: [String; 2],
+    veth: [String; 2],
+    addr: [String; 2],
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl NetPair {
+    fn new() -> NetPair {
+        let id = std::process::id();
+        let x = 1 + id % 250;
+        let pair = NetPair {
+            ns: [format!("wfleet{id}a"), format!("wfleet{id}b")],
+            veth: [format!("wfl{id}a"), format!("wfl{id}b")],
+            addr: [format!("10.249.{x}.1"), format!("10.249.{x}.2")],
+        };
+        for ns in &pair.ns {
+            ip(&["netns", "add", ns]);
+        }
+        ip(&[
+            "link",
+            "add",
+            &pair.veth[0],
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &pair.veth[1],
+        ]);
+        for i in 0..2 {
+            let (ns, dev, addr) = (&pair.ns[i], &pair.veth[i], &pair.addr[i]);
+            ip(&["link", "set", dev, "netns", ns]);
+            ip(&["-n", ns, "addr", "add", &format!("{addr}/24"), "dev", dev]);
+            ip(&["-n", ns, "link", "set", dev, "up", "multicast", "on"]);
+            ip(&["-n", ns, "link", "set", "lo", "up"]);
+            ip(&["-n", ns, "route", "add", "224.0.0.0/4", "dev", dev]);
+        }
+        pair
+    }
+
+    fn nsenter(&self, i: usize) -> [String; 2] {
+        ["nsenter".into(), format!("--net=/run/netns/{}", self.ns[i])]
+    }
+
+    /// The CLI run inside namespace `i` with the operator config dir `config`.
+    fn cli(&self, i: usize, config: &std::path::Path, args: &[&str]) -> Output {
+        let [prog, net] = self.nsenter(i);
+        Command::new(prog)
+            .arg(net)
+            .arg(env!("CARGO_BIN_EXE_warren"))
+            .args(args)
+            .env("XDG_CONFIG_HOME", config)
+            .env("WARREN_STATE_DIR", "/nonexistent-warren-state")
+            .env_remove("WARREN_HOST")
+            .env_remove("WARREN_CONTEXT")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, i: usize, config: &std::path::Path, args: &[&str]) -> String {
+        let out = self.cli(i, config, args);
+        assert!(
+            out.status.success(),
+            "warren {args:?} in {} failed: {}{}",
+            self.ns[i],
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+}
+
+impl Drop for NetPair {
+    fn drop(&mut self) {
+        for ns in &self.ns {
+            let _ = Command::new("ip").args(["netns", "del", ns]).output();
+        }
+        // Deleting a namespace deletes the veth in it; the pair is gone with either end.
+        for dev in &self.veth {
+            let _ = Command::new("ip").args(["link", "del", dev]).output();
+        }
+    }
+}
+
+/// The remote API's host id and fingerprint, from `warren info`.
+fn identity(d: &Daemon) -> (String, String) {
+    let info: serde_json::Value = serde_json::from_str(&d.ok(&["info", "-o", "json"])).unwrap();
+    (
+        info["remote"]["host_id"].as_str().unwrap().to_string(),
+        info["remote"]["fingerprint"].as_str().unwrap().to_string(),
+    )
+}
+
+#[test]
+fn daemons_in_two_namespaces_discover_each_other_and_fan_out() {
+    let pair = NetPair::new();
+    // Declared after the namespaces, so dropped (stopped) before they are deleted.
+    let mut daemons: Vec<Daemon> = (0..2)
+        .map(|i| {
+            let [prog, net] = pair.nsenter(i);
+            Daemon::start_under(
+                &[&prog, &net],
+                &[
+                    "--listen",
+                    &format!("{}:7443", pair.addr[i]),
+                    "--mdns-interface",
+                    &pair.veth[i],
+                ],
+            )
+        })
+        .collect();
+    let ids: Vec<(String, String)> = daemons.iter().map(identity).collect();
+    let config = tempfile::tempdir().unwrap();
+    let cfg = config.path();
+
+    // Each hears the other on its veth, with its address, port and fingerprint.
+    for (me, other) in [(0, 1), (1, 0)] {
+        let heard: Vec<serde_json::Value> =
+            serde_json::from_str(&pair.ok(me, cfg, &["discover", "--timeout", "3s", "-o", "json"]))
+                .unwrap();
+        let h = heard
+            .iter()
+            .find(|h| h["host_id"] == ids[other].0.as_str())
+            .unwrap_or_else(|| {
+                panic!("{} did not hear {}: {heard:?}", pair.ns[me], pair.ns[other])
+            });
+        assert_eq!(h["fingerprint"], ids[other].1.as_str(), "{h}");
+        assert_eq!(h["port"], 7443, "{h}");
+        assert_eq!(h["short_id"], &ids[other].0[..8], "{h}");
+        assert!(
+            h["addresses"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|a| a == pair.addr[other].as_str()),
+            "{h}"
+        );
+        assert!(h["context"].is_null(), "{h}");
+    }
+
+    // From namespace a: adopt b by its short id (its advertised fingerprint pinned), a by
+    // address; then both are a fan-out away.
+    let code = |d: &Daemon| d.ok(&["daemon", "claim-code"]).trim().to_string();
+    let short_b = &ids[1].0[..8];
+    pair.ok(
+        0,
+        cfg,
+        &[
+            "adopt",
+            short_b,
+            "--yes",
+            "--claim-code",
+            &code(&daemons[1]),
+            "--name",
+            "b",
+        ],
+    );
+    pair.ok(
+        0,
+        cfg,
+        &[
+            "adopt",
+            &format!("{}:7443", pair.addr[0]),
+            "--yes",
+            "--claim-code",
+            &code(&daemons[0]),
+            "--name",
+            "a",
+        ],
+    );
+    let config_text = std::fs::read_to_string(cfg.join("warren/config.toml")).unwrap();
+    assert!(config_text.contains(&ids[1].1), "{config_text}");
+    assert!(
+        config_text.contains(&format!("{}:7443", pair.addr[1])),
+        "{config_text}"
+    );
+    let table = pair.ok(0, cfg, &["discover", "--timeout", "2s"]);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with(short_b) && l.trim_end().ends_with(" b")),
+        "the table says b is pinned: {table}"
+    );
+
+    let json: serde_json::Value =
+        serde_json::from_str(&pair.ok(0, cfg, &["--all", "list", "-o", "json"])).unwrap();
+    assert_eq!(json[0]["host"], "a", "{json}");
+    assert_eq!(json[0]["ok"], true, "{json}");
+    assert_eq!(json[1]["host"], "b", "{json}");
+    assert_eq!(json[1]["ok"], true, "{json}");
+
+    // b stopped: its row is an error, a's still prints, and the status says a host failed.
+    daemons[1].kill_daemon(nix::sys::signal::Signal::SIGTERM);
+    let out = pair.cli(0, cfg, &["--all", "info"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("a ") && l.contains("host ")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("b ") && l.contains("error: ")),
+        "{text}"
+    );
+    drop(daemons);
 }
