@@ -161,14 +161,13 @@ pub(super) async fn run_daemon(state_dir: PathBuf, socket: PathBuf, d: DaemonCmd
         },
         listen,
         mdns: match d.mdns {
-            None => listen.is_some(),
-            Some(OnOff::Off) => false,
+            Some(OnOff::Off) => None,
+            None if listen.is_none() => None,
             Some(OnOff::On) if listen.is_none() => {
                 anyhow::bail!("--mdns on announces the remote API: give --listen ADDR:PORT")
             }
-            Some(OnOff::On) => true,
+            Some(OnOff::On) | None => Some(d.mdns_interface),
         },
-        mdns_interfaces: d.mdns_interface,
         instance,
         state_dir,
     };

@@ -89,6 +89,8 @@ pub(super) enum GetFormat {
     Json,
 }
 
+// Parsed once per process: the daemon's many flags make its variant large, and that is fine.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Cmd {
     /// Show what applying a file would change, then apply it. A `.yml`/`.yaml` file is read

@@ -77,10 +77,9 @@ pub struct Config {
     pub ingress: ingress::IngressSettings,
     /// Where the remote API listens (`None`: not at all).
     pub listen: Option<std::net::SocketAddr>,
-    /// Whether the remote API is announced with mDNS (see [`crate::discovery`]).
-    pub mdns: bool,
-    /// The interfaces it is announced on (empty: the default selection).
-    pub mdns_interfaces: Vec<String>,
+    /// The interfaces the remote API is announced on with mDNS (see [`crate::discovery`];
+    /// empty: the default selection), `None` for no announcement.
+    pub mdns: Option<Vec<String>>,
     /// Whether hooks may run commands on the host.
     pub allow_host_hooks: bool,
     /// A spec file to watch, apply on every save and write live changes back to.
@@ -347,12 +346,12 @@ pub async fn run(cfg: Config) -> Result<()> {
     let remote_task = match remote_listener {
         Some(listener) => {
             let remote = remote::init(&cfg.state_dir, &engine.store)?;
-            if cfg.mdns {
+            if let Some(interfaces) = &cfg.mdns {
                 let a = crate::discovery::Announcement {
                     host_id: remote.identity.host_id.clone(),
                     fingerprint: remote.identity.fingerprint(),
                     port: listener.local_addr()?.port(),
-                    interfaces: cfg.mdns_interfaces.clone(),
+                    interfaces: interfaces.clone(),
                     bridge: cfg.net.bridge.clone(),
                 };
                 match crate::discovery::announce(&a) {
