@@ -1,8 +1,8 @@
 //! Tier-2 tests of fan-out and discovery. Fan-out: two daemons with their remote APIs on
 //! loopback, adopted as two contexts; `--all` and `--context a,b` send one command to both,
-//! tables gain a HOST column, and a stopped daemon shows as an error on its own row while the
+//! tables gain a HOST column, `events -f` interleaves both hosts' live events, and a stopped daemon shows as an error on its own row while the
 //! other's rows still print (the exit status says a host failed). Discovery: two daemons each
-//! in its own network namespace, joined by a veth pair and announcing on it with mDNS; each
+//! in its own network namespace, joined by a veth pair and announcing on it with mDNS (one naming it with `--mdns-interface`, one by the default selection); each
 //! hears the other (`warren discover`: address, port, fingerprint), one adopts the other by
 //! its short id (the advertised fingerprint pinned), and fan-out from there lists both and
 //! reports the stopped one.
@@ -135,6 +135,63 @@ fn fan_out_lists_both_hosts_and_reports_a_stopped_one_on_its_row() {
             .any(|l| l.starts_with("beta ") && l.contains("error:")),
         "{text}"
     );
+
+    // `events -f` interleaves both hosts' streams, each line prefixed with its host.
+    let mut follow = Command::new(env!("CARGO_BIN_EXE_warren"))
+        .args(["--all", "events", "-f"])
+        .env("XDG_CONFIG_HOME", cfg)
+        .env("WARREN_STATE_DIR", "/nonexistent-warren-state")
+        .env_remove("WARREN_HOST")
+        .env_remove("WARREN_CONTEXT")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = follow.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // The backlog first; then new events on both hosts must arrive live.
+    let mut seen = Vec::new();
+    while let Ok(l) = rx.recv_timeout(std::time::Duration::from_millis(1500)) {
+        seen.push(l);
+    }
+    let backlog = seen.len();
+    assert!(
+        seen.iter().any(|l| l.starts_with("alpha ")) && seen.iter().any(|l| l.starts_with("beta ")),
+        "{seen:#?}"
+    );
+    ok(cfg, &["--context", "alpha", "start", "on-alpha"]);
+    ok(cfg, &["--context", "beta", "stop", "on-beta"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let live = |seen: &Vec<String>| {
+        let new = &seen[backlog..];
+        new.iter()
+            .any(|l| l.starts_with("alpha ") && l.contains(" on-alpha "))
+            && new
+                .iter()
+                .any(|l| l.starts_with("beta ") && l.contains(" on-beta "))
+    };
+    while !live(&seen) && std::time::Instant::now() < deadline {
+        if let Ok(l) = rx.recv_timeout(std::time::Duration::from_millis(200)) {
+            seen.push(l);
+        }
+    }
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(follow.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let _ = follow.wait();
+    assert!(live(&seen), "{seen:#?}");
 
     // One daemon stopped: its row is an error, the other's rows still print, status 1.
     b.kill_daemon(nix::sys::signal::Signal::SIGTERM);
@@ -272,18 +329,18 @@ fn identity(d: &Daemon) -> (String, String) {
 fn daemons_in_two_namespaces_discover_each_other_and_fan_out() {
     let pair = NetPair::new();
     // Declared after the namespaces, so dropped (stopped) before they are deleted.
+    // a names its veth; b announces on the default selection (its veth is not a skipped kind).
     let mut daemons: Vec<Daemon> = (0..2)
         .map(|i| {
             let [prog, net] = pair.nsenter(i);
-            Daemon::start_under(
-                &[&prog, &net],
-                &[
-                    "--listen",
-                    &format!("{}:7443", pair.addr[i]),
-                    "--mdns-interface",
-                    &pair.veth[i],
-                ],
-            )
+            let listen = format!("{}:7443", pair.addr[i]);
+            let mut extra = vec!["--listen", &listen];
+            if i == 0 {
+                extra.extend(["--mdns-interface", &pair.veth[0]]);
+            } else {
+                extra.extend(["--mdns", "on"]);
+            }
+            Daemon::start_under(&[&prog, &net], &extra)
         })
         .collect();
     let ids: Vec<(String, String)> = daemons.iter().map(identity).collect();
