@@ -1,11 +1,13 @@
 //! Tier-2 tests of fan-out and discovery. Fan-out: two daemons with their remote APIs on
 //! loopback, adopted as two contexts; `--all` and `--context a,b` send one command to both,
-//! tables gain a HOST column, `events -f` interleaves both hosts' live events, and a stopped daemon shows as an error on its own row while the
-//! other's rows still print (the exit status says a host failed). Discovery: two daemons each
-//! in its own network namespace, joined by a veth pair and announcing on it with mDNS (one naming it with `--mdns-interface`, one by the default selection); each
-//! hears the other (`warren discover`: address, port, fingerprint), one adopts the other by
-//! its short id (the advertised fingerprint pinned), and fan-out from there lists both and
-//! reports the stopped one.
+//! tables gain a HOST column, `events -f` interleaves both hosts' live events, and a stopped
+//! daemon shows as an error on its own row while the other's rows still print (the exit
+//! status says a host failed). Discovery: two daemons each in its own network namespace,
+//! joined by a veth pair and announcing on it with mDNS (one naming it with
+//! `--mdns-interface`, one by the default selection); each hears the other (`warren
+//! discover`: address, port, fingerprint), one adopts the other by its short id (the
+//! advertised fingerprint pinned), and fan-out from there lists both and reports the stopped
+//! one.
 
 mod common;
 
