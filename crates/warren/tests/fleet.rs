@@ -123,6 +123,50 @@ fn fan_out_lists_both_hosts_and_reports_a_stopped_one_on_its_row() {
     assert_eq!(json[0]["ok"], true, "{json}");
     assert_eq!(json[0]["result"][0]["name"], "on-beta", "{json}");
 
+    // get, plan and snapshot on both hosts: one object or line per host, its own outcome.
+    let got = cli(cfg, &["--all", "get", "on-alpha", "-o", "json"]);
+    assert_eq!(got.status.code(), Some(1));
+    let json: serde_json::Value = serde_json::from_slice(&got.stdout).unwrap();
+    assert_eq!(json[0]["host"], "alpha", "{json}");
+    assert_eq!(json[0]["result"]["spec"]["name"], "on-alpha", "{json}");
+    assert_eq!(json[1]["ok"], false, "{json}");
+    let alpha_spec = cfg.join("alpha.toml");
+    let plan = ok(cfg, &["--all", "plan", "-f", alpha_spec.to_str().unwrap()]);
+    assert!(
+        plan.lines()
+            .any(|l| l.starts_with("beta ") && l.contains("+ on-alpha (create)")),
+        "{plan}"
+    );
+    assert!(
+        !plan
+            .lines()
+            .any(|l| l.starts_with("alpha ") && l.contains("+ on-alpha")),
+        "{plan}"
+    );
+    let snap = cli(
+        cfg,
+        &[
+            "--context",
+            "alpha,beta",
+            "snapshot",
+            "on-beta",
+            "--label",
+            "s1",
+        ],
+    );
+    let text = String::from_utf8_lossy(&snap.stdout).to_string();
+    assert_eq!(snap.status.code(), Some(1), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("beta ") && l.contains("on-beta: snapshot s1")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("alpha ") && l.contains("error:")),
+        "{text}"
+    );
+
     // A lifecycle verb on both hosts: each reports its own outcome.
     let stopped = cli(cfg, &["--all", "stop", "on-alpha"]);
     let text = String::from_utf8_lossy(&stopped.stdout).to_string();
