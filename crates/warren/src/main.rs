@@ -12,6 +12,7 @@ mod cli;
 mod client;
 mod contexts;
 mod daemon;
+mod discovery;
 mod ndjson;
 mod output;
 mod scheme;

@@ -89,6 +89,20 @@ pub(super) struct DaemonCmd {
     /// group (and the state directory holding it 0710). Without it only root may.
     #[arg(long, env = "WARREN_SOCKET_GROUP")]
     pub(super) socket_group: Option<String>,
+    /// Announce the remote API on the LAN with mDNS (`_warren._tcp.local`, for `warren
+    /// discover`) [default: on when the remote API listens, else off].
+    #[arg(long, value_enum, env = "WARREN_MDNS")]
+    pub(super) mdns: Option<OnOff>,
+    /// Announce on this interface only (repeatable) [default: every interface but the
+    /// bridge, container, VM and VPN links].
+    #[arg(long = "mdns-interface", value_name = "NAME")]
+    pub(super) mdns_interface: Vec<String>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum, PartialEq)]
+pub(super) enum OnOff {
+    On,
+    Off,
 }
 
 pub(super) async fn run_daemon(state_dir: PathBuf, socket: PathBuf, d: DaemonCmd) -> Result<Exit> {
@@ -106,6 +120,12 @@ pub(super) async fn run_daemon(state_dir: PathBuf, socket: PathBuf, d: DaemonCmd
         None => None,
     };
     let instance = crate::daemon::Config::instance_of(&state_dir);
+    let listen: Option<std::net::SocketAddr> = match d.listen.as_str() {
+        "none" | "off" => None,
+        a => Some(a.parse().map_err(|e| {
+            anyhow::anyhow!("--listen {a:?}: {e} (give ADDR:PORT, e.g. 0.0.0.0:7443, or none)")
+        })?),
+    };
     let cfg = crate::daemon::Config {
         socket,
         driver: match d.storage {
@@ -150,11 +170,14 @@ pub(super) async fn run_daemon(state_dir: PathBuf, socket: PathBuf, d: DaemonCmd
             Some(p) if p.is_relative() => Some(std::env::current_dir()?.join(p)),
             other => other,
         },
-        listen: match d.listen.as_str() {
-            "none" | "off" => None,
-            a => Some(a.parse().map_err(|e| {
-                anyhow::anyhow!("--listen {a:?}: {e} (give ADDR:PORT, e.g. 0.0.0.0:7443, or none)")
-            })?),
+        listen,
+        mdns: match d.mdns {
+            Some(OnOff::Off) => None,
+            None if listen.is_none() => None,
+            Some(OnOff::On) if listen.is_none() => {
+                anyhow::bail!("--mdns on announces the remote API: give --listen ADDR:PORT")
+            }
+            Some(OnOff::On) | None => Some(d.mdns_interface),
         },
         instance,
         state_dir,

@@ -240,14 +240,27 @@ pub(super) async fn snapshot(
     let Some(name) = name else {
         bail!("snapshot: name a workload (or a volume with --volume)");
     };
+    println!("{}", snapshot_line(client, &name, label, volume).await?);
+    Ok(Exit::Success)
+}
+
+/// Takes the snapshot and returns the line that reports it.
+pub(super) async fn snapshot_line(
+    client: &Client,
+    name: &str,
+    label: Option<String>,
+    volume: bool,
+) -> Result<String> {
     let r: serde_json::Value = client
         .post(
-            &on(volume, routes::WORKLOAD_SNAPSHOT, routes::VOLUME_SNAPSHOT).at(&[&name]),
+            &on(volume, routes::WORKLOAD_SNAPSHOT, routes::VOLUME_SNAPSHOT).at(&[name]),
             &SnapshotRequest { label },
         )
         .await?;
-    println!("{name}: snapshot {}", r["label"].as_str().unwrap_or("?"));
-    Ok(Exit::Success)
+    Ok(format!(
+        "{name}: snapshot {}",
+        r["label"].as_str().unwrap_or("?")
+    ))
 }
 
 /// `warren rollback NAME SNAPSHOT`.

@@ -19,17 +19,6 @@ pub(super) async fn events(
         .query("limit", limit)
         .query_opt("workload", workload.as_ref());
     let evs: Vec<crate::wire::Event> = client.get(&call).await?;
-    let line = |e: &crate::wire::Event| {
-        format!(
-            "{} {} {} {}",
-            warren_runtime::logs::format_timestamp(
-                std::time::UNIX_EPOCH + Duration::from_millis(e.ts_ms)
-            ),
-            e.workload.as_deref().unwrap_or("-"),
-            e.kind,
-            e.message
-        )
-    };
     if !follow {
         if format == ListFormat::Json {
             println!("{}", serde_json::to_string_pretty(&evs)?);
@@ -61,4 +50,17 @@ pub(super) async fn events(
         .stream_lines(&call, |e: crate::wire::Event| print(&e))
         .await?;
     Ok(Exit::Success)
+}
+
+/// One event as a line: time, workload, kind, message.
+pub(super) fn line(e: &crate::wire::Event) -> String {
+    format!(
+        "{} {} {} {}",
+        warren_runtime::logs::format_timestamp(
+            std::time::UNIX_EPOCH + Duration::from_millis(e.ts_ms)
+        ),
+        e.workload.as_deref().unwrap_or("-"),
+        e.kind,
+        e.message
+    )
 }

@@ -8,16 +8,19 @@
 //! The commands live by resource: [`workloads`] (apply, plan, list, get, start, stop, restart,
 //! delete, logs, exec, run, spec), [`datasets`] (snapshots, rollback, clone, export, import,
 //! volumes), [`images`] (images, worlds, recipe builds), [`remote`] (adopt, keys, contexts,
-//! the CA, claim codes), [`events`], [`repl`], [`compose`] (compose files converted, also for
+//! the CA, claim codes), [`discover`] (hosts heard on the LAN), [`events`], [`repl`], [`compose`] (compose files converted, also for
 //! apply and plan), [`daemon`] (running the daemon), with
-//! [`transfer`] holding the progress bars and upload bodies they share.
+//! [`transfer`] holding the progress bars and upload bodies they share; [`fleet`] sends a
+//! command to several contexts at once (`--context a,b`, `--all`).
 
 mod compose;
 mod copy;
 mod daemon;
 mod datasets;
+mod discover;
 mod events;
 mod exit;
+mod fleet;
 mod images;
 mod info;
 mod remote;
@@ -60,9 +63,14 @@ pub struct Cli {
     /// The daemon's API socket [default: STATE_DIR/warren.sock].
     #[arg(long, global = true, env = "WARREN_SOCKET")]
     socket: Option<PathBuf>,
-    /// Talk to the remote daemon of this context (see `warren adopt`).
+    /// Talk to the remote daemon of this context (see `warren adopt`); `a,b` sends the
+    /// command to each of several contexts at once (list, get, events, apply, plan, info,
+    /// snapshot, start, stop, restart, delete).
     #[arg(long, global = true, env = "WARREN_CONTEXT")]
     context: Option<String>,
+    /// Send the command to every context in the contexts file at once (as `--context a,b`).
+    #[arg(long, global = true)]
+    all: bool,
     /// Talk to the remote daemon at HOST[:PORT] (a context made by `warren adopt`).
     #[arg(long = "host", global = true, env = "WARREN_HOST")]
     host: Option<String>,
@@ -327,7 +335,8 @@ enum Cmd {
     /// Enroll this operator's key with a remote daemon and remember it as a context: shows the
     /// daemon's certificate fingerprint and pins it.
     Adopt {
-        /// HOST or HOST:PORT (default port 7443).
+        /// HOST or HOST:PORT (default port 7443), or the SHORT ID of a host `warren discover`
+        /// hears (its advertised fingerprint is pinned and must match).
         host: String,
         /// The claim code from the daemon's log or `warren daemon claim-code` on the host.
         #[arg(long, env = "WARREN_CLAIM_CODE")]
@@ -341,6 +350,15 @@ enum Cmd {
         /// Trust the certificate shown without asking.
         #[arg(long)]
         yes: bool,
+    },
+    /// The warren daemons announcing themselves on the LAN (mDNS): short id, addresses,
+    /// port, version, certificate fingerprint and the context that pins it, if any.
+    Discover {
+        /// How long to listen (3s, 500ms, 1m).
+        #[arg(long, default_value = "3s")]
+        timeout: String,
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: ListFormat,
     },
     /// Operator keys the remote API accepts.
     Key {
@@ -415,7 +433,11 @@ async fn dispatch(cli: Cli) -> Result<Exit> {
         .unwrap_or_else(|| cli.state_dir.join("warren.sock"));
     let remote = if matches!(
         cli.cmd,
-        Cmd::Adopt { .. } | Cmd::Context { .. } | Cmd::Completions { .. } | Cmd::Compose { .. }
+        Cmd::Adopt { .. }
+            | Cmd::Context { .. }
+            | Cmd::Completions { .. }
+            | Cmd::Compose { .. }
+            | Cmd::Discover { .. }
     ) || matches!(
         cli.cmd,
         Cmd::Key {
@@ -425,6 +447,9 @@ async fn dispatch(cli: Cli) -> Result<Exit> {
         None
     } else {
         let cfg = contexts::load()?;
+        if let Some(names) = fleet::selection(&cfg, cli.context.as_deref(), cli.all)? {
+            return fleet::run(fleet::targets(&cfg, &names)?, cli.cmd).await;
+        }
         match contexts::select(&cfg, cli.context.as_deref(), cli.host.as_deref())? {
             Some(ctx) => {
                 let (key, _) = warren_auth::token::OperatorKey::load_or_create(&ctx.key)?;
@@ -555,6 +580,7 @@ async fn dispatch(cli: Cli) -> Result<Exit> {
             key,
             yes,
         } => remote::adopt(&host, claim_code, name, key, yes).await,
+        Cmd::Discover { timeout, output } => discover::discover(&timeout, output).await,
         Cmd::Key { cmd } => remote::keys(&client, cmd).await,
         Cmd::Context { cmd } => remote::context_cmd(cmd),
         Cmd::Completions { shell } => {

@@ -165,10 +165,16 @@ pub(super) async fn adopt(
     yes: bool,
 ) -> Result<Exit> {
     use std::io::IsTerminal;
-    let addr = contexts::with_port(host);
+    // A short id is a host heard on the LAN: its advertised fingerprint is pinned from the
+    // first contact.
+    let heard = super::discover::resolve_short_id(host).await?;
+    let addr = match &heard {
+        Some(h) => h.endpoint().expect("resolved with an address"),
+        None => contexts::with_port(host),
+    };
     let mut cfg = contexts::load()?;
-    // First contact: record whatever certificate the daemon presents.
-    let capture = warren_auth::tls::PinVerifier::new(None);
+    // First contact: record whatever certificate the daemon presents (or the advertised one).
+    let capture = warren_auth::tls::PinVerifier::new(heard.as_ref().map(|h| h.fingerprint.clone()));
     let info = tls_json(&addr, capture.clone(), &routes::AUTH_INFO.call(), None).await?;
     let fingerprint = capture
         .seen()
@@ -177,6 +183,12 @@ pub(super) async fn adopt(
         .as_str()
         .context("the daemon did not tell its host id")?
         .to_string();
+    if let Some(h) = heard.as_ref().filter(|h| h.host_id != host_id) {
+        bail!(
+            "{addr} announced host id {} but answers as {host_id}; not adopted",
+            h.host_id
+        );
+    }
     eprintln!("{addr}: host id {host_id}");
     eprintln!("certificate fingerprint {fingerprint}");
     if let Some(old) = cfg.context.values().find(|c| c.host == addr) {

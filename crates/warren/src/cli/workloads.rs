@@ -46,6 +46,22 @@ pub(super) async fn apply(
     prune: bool,
     apply: bool,
 ) -> Result<Exit> {
+    let (out, warnings) = apply_text(client, file, dry_run, prune, apply).await?;
+    print!("{out}");
+    for w in &warnings {
+        eprintln!("warning: {w}");
+    }
+    Ok(Exit::Success)
+}
+
+/// Applies (or plans) `file` and returns the report's text and the daemon's warnings.
+pub(super) async fn apply_text(
+    client: &Client,
+    file: &std::path::Path,
+    dry_run: bool,
+    prune: bool,
+    apply: bool,
+) -> Result<(String, Vec<String>)> {
     let (name, text) = super::compose::spec_text(file)?;
     let req = ApplyRequest {
         file: name,
@@ -110,11 +126,7 @@ pub(super) async fn apply(
     } else if apply {
         out.push_str("dry run: nothing changed\n");
     }
-    print!("{out}");
-    for w in &resp.warnings {
-        eprintln!("warning: {w}");
-    }
-    Ok(Exit::Success)
+    Ok((out, resp.warnings))
 }
 
 /// `apply -f FILE --watch`: applies the file now and on every saved change (the file is the
@@ -183,8 +195,21 @@ pub(super) async fn list(client: &Client, format: ListFormat) -> Result<Exit> {
         println!("{}", serde_json::to_string_pretty(&items)?);
         return Ok(Exit::Success);
     }
-    let now = warren_store::now_ms();
-    let rows: Vec<Vec<String>> = items
+    print!(
+        "{}",
+        output::table(&LIST_HEADER, &list_rows(&items, warren_store::now_ms()))
+    );
+    Ok(Exit::Success)
+}
+
+/// The columns of `warren list`.
+pub(super) const LIST_HEADER: [&str; 7] = [
+    "NAME", "KIND", "STATE", "PID", "RESTARTS", "UPTIME", "SOURCE",
+];
+
+/// The rows of `warren list`, one a workload.
+pub(super) fn list_rows(items: &[Status], now: u64) -> Vec<Vec<String>> {
+    items
         .iter()
         .map(|s| {
             vec![
@@ -203,15 +228,7 @@ pub(super) async fn list(client: &Client, format: ListFormat) -> Result<Exit> {
                 s.source.clone(),
             ]
         })
-        .collect();
-    print!(
-        "{}",
-        output::table(
-            &["NAME", "KIND", "STATE", "PID", "RESTARTS", "UPTIME", "SOURCE"],
-            &rows
-        )
-    );
-    Ok(Exit::Success)
+        .collect()
 }
 
 pub(super) async fn get(client: &Client, name: &str, format: GetFormat) -> Result<Exit> {
@@ -229,48 +246,73 @@ pub(super) async fn each(
     verb: &str,
     route: Route,
 ) -> Result<Exit> {
+    each_with(client, &names, verb, route, &mut |l| println!("{l}")).await?;
+    Ok(Exit::Success)
+}
+
+/// Runs `verb` on each workload in turn, handing each outcome's line to `out`; stops at the
+/// first failure.
+pub(super) async fn each_with(
+    client: &Client,
+    names: &[String],
+    verb: &str,
+    route: Route,
+    out: &mut (dyn FnMut(String) + Send),
+) -> Result<()> {
     if names.is_empty() {
         bail!("{verb}: name at least one workload");
     }
     for name in names {
         let s: Status = client
-            .post(&route.at(&[&name]), &())
+            .post(&route.at(&[name]), &())
             .await
             .with_context(|| format!("{verb} {name}"))?;
-        match &s.waiting {
-            Some(why) => println!("{}: {why}", s.name),
-            None => println!(
+        out(match &s.waiting {
+            Some(why) => format!("{}: {why}", s.name),
+            None => format!(
                 "{}: {}{}",
                 s.name,
                 s.state,
                 s.pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
             ),
-        }
+        });
     }
-    Ok(Exit::Success)
+    Ok(())
 }
 
 pub(super) async fn delete(client: &Client, names: Vec<String>, purge: bool) -> Result<Exit> {
+    delete_with(client, &names, purge, &mut |l| println!("{l}")).await?;
+    Ok(Exit::Success)
+}
+
+/// Deletes each workload in turn, handing each outcome's line to `out`; stops at the first
+/// failure.
+pub(super) async fn delete_with(
+    client: &Client,
+    names: &[String],
+    purge: bool,
+    out: &mut (dyn FnMut(String) + Send),
+) -> Result<()> {
     if names.is_empty() {
         bail!("delete: name at least one workload");
     }
     for name in names {
         let r: DeleteResponse = client
             .call(
-                &routes::WORKLOAD_DELETE.at(&[&name]).query("purge", purge),
+                &routes::WORKLOAD_DELETE.at(&[name]).query("purge", purge),
                 None::<&()>,
             )
             .await
             .with_context(|| format!("delete {name}"))?;
-        match r.data_kept {
-            Some(p) => println!(
+        out(match r.data_kept {
+            Some(p) => format!(
                 "{name}: deleted (data kept at {p}; `warren delete --purge {name}` removes it)"
             ),
-            None if r.deleted => println!("{name}: deleted"),
-            None => println!("{name}: the kept data of the deleted workload is deleted"),
-        }
+            None if r.deleted => format!("{name}: deleted"),
+            None => format!("{name}: the kept data of the deleted workload is deleted"),
+        });
     }
-    Ok(Exit::Success)
+    Ok(())
 }
 
 pub(super) async fn logs(

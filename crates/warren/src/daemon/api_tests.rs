@@ -50,6 +50,7 @@ fn host() -> Host {
         net: NetSettings::default(),
         ingress: Default::default(),
         listen: None,
+        mdns: None,
         allow_host_hooks: false,
         spec: None,
         repl_time_limit: std::time::Duration::from_secs(1),

@@ -84,6 +84,9 @@ pub struct Config {
     pub ingress: ingress::IngressSettings,
     /// Where the remote API listens (`None`: not at all).
     pub listen: Option<std::net::SocketAddr>,
+    /// The interfaces the remote API is announced on with mDNS (see [`crate::discovery`];
+    /// empty: the default selection), `None` for no announcement.
+    pub mdns: Option<Vec<String>>,
     /// Whether hooks may run commands on the host.
     pub allow_host_hooks: bool,
     /// A spec file to watch, apply on every save and write live changes back to.
@@ -439,9 +442,30 @@ pub async fn run(cfg: Config, socket_group: Option<SocketGroup>) -> Result<()> {
             stopped(stop_rx.clone()),
         ))
     });
+    let mut announcer = None;
     let remote_task = match remote_listener {
         Some(listener) => {
             let remote = remote::init(&cfg.state_dir, &engine.store)?;
+            if let Some(interfaces) = &cfg.mdns {
+                let a = crate::discovery::Announcement {
+                    host_id: remote.identity.host_id.clone(),
+                    fingerprint: remote.identity.fingerprint(),
+                    port: listener.local_addr()?.port(),
+                    interfaces: interfaces.clone(),
+                    bridge: cfg.net.bridge.clone(),
+                };
+                match crate::discovery::announce(&a) {
+                    Ok(an) => {
+                        tracing::info!(
+                            "announcing {} (host {}) with mDNS",
+                            crate::discovery::SERVICE_TYPE,
+                            crate::discovery::short_id(&a.host_id)
+                        );
+                        announcer = Some(an);
+                    }
+                    Err(e) => engine.event(None, EventKind::error(format!("{e:#}"))),
+                }
+            }
             Some(tokio::spawn(remote::serve(
                 engine.clone(),
                 remote,
@@ -472,6 +496,7 @@ pub async fn run(cfg: Config, socket_group: Option<SocketGroup>) -> Result<()> {
     if let Some(t) = metrics_task {
         t.abort();
     }
+    drop(announcer);
     served?;
     engine.event(None, EventKind::DaemonStopping);
     let _ = std::fs::remove_file(&cfg.socket);

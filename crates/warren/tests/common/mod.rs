@@ -37,6 +37,8 @@ pub struct Daemon {
     pub dir: tempfile::TempDir,
     pub child: Option<Child>,
     pub args: Vec<String>,
+    /// A command the daemon runs under (`nsenter --net=...`), empty for none.
+    pub wrapper: Vec<String>,
     /// This daemon's own bridge, subnet, nft table and ingress ports, so daemons of parallel
     /// tests never share network state.
     pub net: TestNet,
@@ -103,6 +105,12 @@ impl Daemon {
 
     /// Starts a daemon with fast timings for tests.
     pub fn start(extra: &[&str]) -> Daemon {
+        Self::start_under(&[], extra)
+    }
+
+    /// Starts a daemon as [`Daemon::start`] does, run under `wrapper` (e.g. `nsenter
+    /// --net=/run/netns/NS`, which takes the daemon's path and arguments after it).
+    pub fn start_under(wrapper: &[&str], extra: &[&str]) -> Daemon {
         require_host();
         let dir = tempfile::Builder::new()
             .prefix("warren-e2e-")
@@ -143,11 +151,16 @@ impl Daemon {
         if !extra.contains(&"--listen") {
             args.extend(["--listen".to_string(), "none".to_string()]);
         }
+        // No mDNS announcement on the host's LAN unless the test asks for one.
+        if !extra.contains(&"--mdns") && !extra.contains(&"--mdns-interface") {
+            args.extend(["--mdns".to_string(), "off".to_string()]);
+        }
         args.extend(extra.iter().map(|s| s.to_string()));
         let mut d = Daemon {
             dir,
             child: None,
             args,
+            wrapper: wrapper.iter().map(|s| s.to_string()).collect(),
             net,
         };
         d.spawn();
@@ -161,7 +174,15 @@ impl Daemon {
             .append(true)
             .open(self.log_path())
             .unwrap();
-        let child = Command::new(WARREN)
+        let mut cmd = match self.wrapper.split_first() {
+            Some((prog, rest)) => {
+                let mut c = Command::new(prog);
+                c.args(rest).arg(WARREN);
+                c
+            }
+            None => Command::new(WARREN),
+        };
+        let child = cmd
             .args(&self.args)
             .env("WARREN_STATE_DIR", self.dir.path())
             .env("WARREN_LOG", "info")

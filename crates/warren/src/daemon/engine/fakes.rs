@@ -888,6 +888,7 @@ pub fn test_config(state_dir: &Path) -> crate::daemon::Config {
         net: Default::default(),
         ingress: Default::default(),
         listen: None,
+        mdns: None,
         allow_host_hooks: false,
         spec: None,
         repl_time_limit: Duration::from_secs(1),
