@@ -1,20 +1,23 @@
-//! FreeBSD's hypervisor: the `bhyve`, `bhyveload` and `bhyvectl` command lines of a
+//! FreeBSD's hypervisor: the `bhyve`, `bhyveload`, `grub-bhyve` and `bhyvectl` command lines of a
 //! [`VmConfig`], and a VM's lifecycle through the [`Executor`].
 //!
 //! A [`BhyvePlan`] ([`plan`]) holds, computed purely:
 //!
 //! - the `bhyve` argv: `-c CPUS -m MEMM -A -H -P -u -w` (ACPI tables, yield on `HLT`, exit on
 //!   `PAUSE`, RTC in UTC, ignore unimplemented MSRs), `hostbridge` in slot 0, an `ahci-cd` for
-//!   the ISO, `virtio-blk` per disk (zvols, `/dev/zvol/POOL/...`), `virtio-net` on the tap
+//!   the ISO, `virtio-blk` per disk (zvols, `/dev/zvol/POOL/...`), `virtio-9p` per share,
+//!   `virtio-net` on the tap
 //!   with its MAC, `virtio-console` with the agent's port ([`AGENT_PORT`]) on a unix socket,
 //!   `lpc` in slot 31 with `com1` on the VM's nmdm device (`/dev/nmdm-NAME.1A`; the console
 //!   is attached on the `B` side) and, for UEFI, `-l bootrom,CODE,VARS`;
-//! - `bhyveload` for FreeBSD guests booted without UEFI (`firmware = "bios"` on a disk);
+//! - `bhyveload` for FreeBSD guests booted without UEFI (`firmware = "bios"` on a disk), or
+//!   `grub-bhyve` for a microVM;
 //! - the tap's name, the bridge it joins, the pid file and log of the `daemon(8)` that runs
 //!   `bhyve` detached.
 //!
 //! [`Bhyve::create`] runs: `ifconfig tap create` (which prints the new `tapN`), its rename to
-//! the config's tap name, `ifconfig BRIDGE addm TAP`, `ifconfig TAP up`; then `bhyveload`;
+//! the config's tap name, `ifconfig BRIDGE addm TAP`, `ifconfig TAP up`; then `bhyveload`
+//! (or, for a microVM, the grub files written and `grub-bhyve`);
 //! then `daemon -f -o LOG -p PIDFILE bhyve ...`. When a step fails, what was done is undone in
 //! reverse ([`Progress`], [`undo_cmds`]): `bhyvectl --destroy --vm=NAME` once the kernel may
 //! hold the VM, `ifconfig TAP destroy` (which also removes it from the bridge) once the tap
@@ -22,7 +25,14 @@
 //! same without the start, for a supervisor that runs `bhyve` itself
 //! ([`crate::bhyve_runtime`]).
 //!
-//! Direct kernel boots are QEMU's: bhyve boots a disk or an ISO, through UEFI or `bhyveload`.
+//! bhyve cannot boot a Linux kernel itself: a microVM ([`Boot::Kernel`]) is loaded by
+//! `grub-bhyve` (package `grub2-bhyve`) instead of `bhyveload`, from host files ([`GrubBoot`]):
+//! a `device.map` that maps no guest disk (the microVM has none to boot from) and a
+//! `grub/grub.cfg` whose `linux (host)/…` and `initrd (host)/…` read the kernel and the
+//! initramfs from the host (`-r host`), then `boot`; `halt` after it ends `grub-bhyve` instead
+//! of leaving it at its prompt when the kernel did not load. Its files are host directories
+//! shared over virtio-9p ([`crate::config::Share`], `-s N,virtio-9p,TAG=PATH[,ro]`), which the
+//! guest agent mounts by tag.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -53,8 +63,10 @@ pub struct BhyvePlan {
     pub name: String,
     /// The tap the VM's NIC uses, if it has one.
     pub tap: Option<String>,
-    /// `bhyveload`, for guests booted without UEFI.
+    /// `bhyveload`, for guests booted without UEFI, or `grub-bhyve` for a microVM.
     pub load: Option<Cmd>,
+    /// The files `grub-bhyve` reads, for a microVM.
+    pub grub: Option<GrubBoot>,
     /// `bhyve ...`, as run under `daemon(8)`.
     pub bhyve: Cmd,
     pub pidfile: PathBuf,
@@ -65,12 +77,8 @@ pub struct BhyvePlan {
 fn boot_media(c: &VmConfig) -> Result<(Option<&Path>, Vec<&Disk>)> {
     let mut disks = Vec::new();
     let iso = match &c.boot {
-        Boot::Kernel { .. } => {
-            return Err(invalid(
-                "boot",
-                "bhyve boots a disk or an ISO; a direct kernel boot needs QEMU",
-            ))
-        }
+        // Loaded by grub-bhyve from host files: no boot disk.
+        Boot::Kernel { .. } => None,
         Boot::Disk(d) => {
             disks.push(d);
             None
@@ -135,6 +143,13 @@ pub fn bhyve_args(c: &VmConfig) -> Result<Vec<String>> {
         }
         dev(&mut a, v)?;
     }
+    for sh in &c.shares {
+        let mut v = format!("virtio-9p,{}={}", sh.tag, path_str(&sh.path));
+        if sh.readonly {
+            v.push_str(",ro");
+        }
+        dev(&mut a, v)?;
+    }
     if let Some(n) = &c.nic {
         dev(&mut a, format!("virtio-net,{},mac={}", n.tap, n.mac))?;
     }
@@ -177,6 +192,93 @@ pub fn bhyveload_cmd(c: &VmConfig) -> Result<Cmd> {
     ]))
 }
 
+/// What `grub-bhyve` reads to load a microVM's kernel and initramfs from the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrubBoot {
+    /// `RUN_DIR/device.map` and its text.
+    pub device_map: PathBuf,
+    pub device_map_text: String,
+    /// `RUN_DIR/grub/grub.cfg` (`grub-bhyve -d RUN_DIR/grub`) and its text.
+    pub script: PathBuf,
+    pub script_text: String,
+}
+
+impl GrubBoot {
+    /// Writes both files.
+    pub fn write(&self) -> Result<()> {
+        for (p, text) in [
+            (&self.device_map, &self.device_map_text),
+            (&self.script, &self.script_text),
+        ] {
+            let io = |e: std::io::Error| invalid("grub", format!("{}: {e}", p.display()));
+            if let Some(dir) = p.parent() {
+                std::fs::create_dir_all(dir).map_err(io)?;
+            }
+            std::fs::write(p, text).map_err(io)?;
+        }
+        Ok(())
+    }
+}
+
+/// The grub files of a microVM whose run directory is `run_dir`.
+pub fn grub_boot(c: &VmConfig, run_dir: &Path) -> Result<GrubBoot> {
+    c.validate()?;
+    let Boot::Kernel {
+        kernel,
+        initrd,
+        cmdline,
+    } = &c.boot
+    else {
+        return Err(invalid("boot", "grub-bhyve loads a microVM's kernel"));
+    };
+    crate::config::check_path("run_dir", run_dir)?;
+    // grub's parser: a word in single quotes is taken literally.
+    let quote = |s: &str| -> Result<String> {
+        if s.contains('\'') {
+            return Err(invalid("cmdline", format!("{s:?} holds a single quote")));
+        }
+        Ok(format!("'{s}'"))
+    };
+    let mut script = format!("linux {}", quote(&format!("(host){}", path_str(kernel)))?);
+    for w in cmdline.split_whitespace() {
+        script.push(' ');
+        script.push_str(&quote(w)?);
+    }
+    script.push('\n');
+    if let Some(i) = initrd {
+        script.push_str(&format!(
+            "initrd {}\n",
+            quote(&format!("(host){}", path_str(i)))?
+        ));
+    }
+    script.push_str("boot\nhalt\n");
+    Ok(GrubBoot {
+        device_map: run_dir.join("device.map"),
+        device_map_text: "# warren: the microVM's kernel and initramfs are read from (host)\n"
+            .into(),
+        script: run_dir.join("grub").join("grub.cfg"),
+        script_text: script,
+    })
+}
+
+/// `grub-bhyve -m DEVICE_MAP -r host -d GRUB_DIR -M MEMM -c CONSOLE NAME`: loads a microVM's
+/// kernel and initramfs from the host into the VM.
+pub fn grub_cmd(c: &VmConfig, g: &GrubBoot) -> Cmd {
+    let dir = g.script.parent().unwrap_or(Path::new("/"));
+    Cmd::new("grub-bhyve")
+        .arg("-m")
+        .arg(&g.device_map)
+        .args(["-r", "host", "-d"])
+        .arg(dir)
+        .args([
+            "-M".to_string(),
+            format!("{}M", c.memory_mib),
+            "-c".into(),
+            nmdm_host(&c.name),
+            c.name.clone(),
+        ])
+}
+
 /// `bhyvectl --destroy --vm=NAME`: removes the VM from the kernel.
 pub fn destroy_cmd(name: &str) -> Result<Cmd> {
     crate::config::validate_name(name)?;
@@ -201,14 +303,19 @@ pub fn prepare_host_cmds() -> Vec<Cmd> {
 pub fn plan(c: &VmConfig, run_dir: &Path) -> Result<BhyvePlan> {
     let args = bhyve_args(c)?;
     crate::config::check_path("run_dir", run_dir)?;
-    let load = match c.firmware {
-        Firmware::Bios => Some(bhyveload_cmd(c)?),
-        Firmware::Uefi { .. } => None,
+    let (load, grub) = match (&c.boot, &c.firmware) {
+        (Boot::Kernel { .. }, _) => {
+            let g = grub_boot(c, run_dir)?;
+            (Some(grub_cmd(c, &g)), Some(g))
+        }
+        (_, Firmware::Bios) => (Some(bhyveload_cmd(c)?), None),
+        (_, Firmware::Uefi { .. }) => (None, None),
     };
     Ok(BhyvePlan {
         name: c.name.clone(),
         tap: c.nic.as_ref().map(|n| n.tap.clone()),
         load,
+        grub,
         bhyve: Cmd::new("bhyve").args(args),
         pidfile: run_dir.join(format!("{}.pid", c.name)),
         log: run_dir.join(format!("{}.bhyve.log", c.name)),
@@ -335,6 +442,9 @@ impl Bhyve {
             done.tap = Some(tap.clone());
             self.run(&Cmd::new("ifconfig").args([self.bridge.as_str(), "addm", tap]))?;
             self.run(&Cmd::new("ifconfig").args([tap.as_str(), "up"]))?;
+        }
+        if let Some(g) = &p.grub {
+            g.write()?;
         }
         if let Some(load) = &p.load {
             done.vm = true;

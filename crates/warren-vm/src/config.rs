@@ -3,8 +3,9 @@
 //!
 //! A VM boots one of three ways ([`Boot`]): a Linux kernel with an initrd and a command line
 //! (a microVM), a disk image (raw or qcow2), or an installer ISO (with an optional disk to
-//! install onto). Its other devices are virtio-blk disks backed by files (or zvols), at most one
-//! NIC on a tap device, the agent channel (a virtio-serial port named [`AGENT_PORT`] on a unix
+//! install onto). Its other devices are virtio-blk disks backed by files (or zvols), host
+//! directories shared over virtio-9p ([`Share`], bhyve's; the guest mounts them by tag), at most
+//! one NIC on a tap device, the agent channel (a virtio-serial port named [`AGENT_PORT`] on a unix
 //! socket), the serial console (a unix socket and/or a log file) and, for QEMU, the QMP socket.
 //!
 //! [`VmConfig::validate`] checks every value a command line would carry and names the field of
@@ -191,6 +192,25 @@ pub struct Nic {
     pub mac: Mac,
 }
 
+/// A host directory the guest mounts over virtio-9p (`mount -t 9p TAG`), by its tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Share {
+    /// The mount tag: 1 to 31 letters, digits, `-` or `_`.
+    pub tag: String,
+    pub path: PathBuf,
+    pub readonly: bool,
+}
+
+impl Share {
+    pub fn new(tag: &str, path: impl Into<PathBuf>, readonly: bool) -> Share {
+        Share {
+            tag: tag.to_string(),
+            path: path.into(),
+            readonly,
+        }
+    }
+}
+
 /// Where the serial console goes: a unix socket to attach to, a log of everything it printed,
 /// or both.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -210,6 +230,8 @@ pub struct VmConfig {
     pub firmware: Firmware,
     /// Further virtio-blk disks, after the boot disk if any.
     pub disks: Vec<Disk>,
+    /// Host directories shared over virtio-9p (bhyve only).
+    pub shares: Vec<Share>,
     pub nic: Option<Nic>,
     /// The unix socket of the agent's virtio-serial port ([`AGENT_PORT`]).
     pub agent: Option<PathBuf>,
@@ -237,6 +259,7 @@ impl VmConfig {
             },
             firmware: Firmware::Bios,
             disks: Vec::new(),
+            shares: Vec::new(),
             nic: None,
             agent: None,
             qmp: None,
@@ -329,6 +352,31 @@ impl VmConfig {
         }
         for (i, d) in self.disks.iter().enumerate() {
             check_disk(&format!("disks[{i}]"), d)?;
+        }
+        let mut tags = std::collections::BTreeSet::new();
+        for (i, s) in self.shares.iter().enumerate() {
+            let field = format!("shares[{i}]");
+            let ok = !s.tag.is_empty()
+                && s.tag.len() <= 31
+                && s.tag
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c));
+            if !ok {
+                return Err(invalid(
+                    field,
+                    format!("tag {:?} is not 1-31 letters, digits, '-' or '_'", s.tag),
+                ));
+            }
+            if !tags.insert(s.tag.as_str()) {
+                return Err(invalid(field, format!("tag {:?} is used twice", s.tag)));
+            }
+            check_path(&field, &s.path)?;
+            if s.path.to_string_lossy().contains(',') {
+                return Err(invalid(
+                    field,
+                    format!("{} holds a ',' (an option separator)", s.path.display()),
+                ));
+            }
         }
         if let Some(n) = &self.nic {
             validate_ifname("tap", &n.tap)?;

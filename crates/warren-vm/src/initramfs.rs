@@ -164,8 +164,8 @@ pub fn parse_ldd(out: &str) -> Result<Vec<PathBuf>> {
 pub fn shared_libraries(exec: &dyn Executor, bin: &Path) -> Result<Vec<PathBuf>> {
     match exec.run(&Cmd::new("ldd").arg(bin)) {
         Ok(out) => parse_ldd(&out.stdout_str()),
-        // ldd fails on a static executable.
-        Err(e) if format!("{e}").contains("not a dynamic executable") => Ok(Vec::new()),
+        // ldd fails on a static executable (FreeBSD's says "not a dynamic ELF executable").
+        Err(e) if format!("{e}").contains("not a dynamic") => Ok(Vec::new()),
         Err(e) => Err(e.into()),
     }
 }
@@ -218,7 +218,19 @@ pub fn build_guest_initramfs(
     kernel: &KernelFiles,
     out: &Path,
 ) -> Result<bool> {
-    let modules = guest_modules(&kernel.modules_dir, MICROVM_MODULES)?;
+    build_initramfs_with(exec, agent_bin, kernel, MICROVM_MODULES, out)
+}
+
+/// [`build_guest_initramfs`] with the modules named `wanted` (and what they depend on), as
+/// [`crate::kernel::BHYVE_MODULES`] for a bhyve guest.
+pub fn build_initramfs_with(
+    exec: &dyn Executor,
+    agent_bin: &Path,
+    kernel: &KernelFiles,
+    wanted: &[&str],
+    out: &Path,
+) -> Result<bool> {
+    let modules = guest_modules(&kernel.modules_dir, wanted)?;
     let libs = shared_libraries(exec, agent_bin)?;
     let mut key = format!("{LAYOUT}\n");
     for p in std::iter::once(agent_bin)

@@ -39,6 +39,19 @@ pub const MICROVM_MODULES: &[&str] = &[
     "ext4",
 ];
 
+/// What a bhyve microVM guest needs loaded, in order: virtio over PCI (bhyve has no
+/// virtio-mmio), the agent's console port, the NIC, and the 9p client over virtio that mounts
+/// the host's shares (its root among them) with the network filesystem library it uses.
+pub const BHYVE_MODULES: &[&str] = &[
+    "virtio_pci",
+    "virtio_console",
+    "virtio_net",
+    "netfs",
+    "9pnet",
+    "9pnet_virtio",
+    "9p",
+];
+
 /// A kernel image and its modules.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KernelFiles {
@@ -388,6 +401,35 @@ kernel/net/core/failover.ko:
             ]
         );
         assert_eq!(got[0], "kernel/drivers/virtio/virtio_ring.ko");
+    }
+
+    #[test]
+    fn a_bhyve_guest_loads_the_9p_client_over_virtio_pci() {
+        // Debian 12's: virtio_pci built in, the 9p stack and the agent's port as modules.
+        let dep = format!(
+            "{DEP}kernel/fs/netfs/netfs.ko:\n\
+             kernel/fs/fscache/fscache.ko: kernel/fs/netfs/netfs.ko\n\
+             kernel/net/9p/9pnet.ko:\n\
+             kernel/net/9p/9pnet_virtio.ko: kernel/net/9p/9pnet.ko kernel/drivers/virtio/virtio.ko kernel/drivers/virtio/virtio_ring.ko\n\
+             kernel/fs/9p/9p.ko: kernel/fs/netfs/netfs.ko kernel/net/9p/9pnet.ko kernel/fs/fscache/fscache.ko\n"
+        );
+        let builtin = "kernel/drivers/virtio/virtio.ko\nkernel/drivers/virtio/virtio_ring.ko\nkernel/drivers/virtio/virtio_pci.ko\n";
+        let got = resolve_modules(&dep, builtin, BHYVE_MODULES).unwrap();
+        let names: Vec<String> = got.iter().map(|p| module_name(p)).collect();
+        assert_eq!(
+            names,
+            [
+                "virtio_console",
+                "failover",
+                "net_failover",
+                "virtio_net",
+                "netfs",
+                "9pnet",
+                "9pnet_virtio",
+                "fscache",
+                "9p"
+            ]
+        );
     }
 
     #[test]

@@ -12,8 +12,8 @@
 //!   capability negotiation, commands, events kept aside).
 //! - [`probe`]: what the host's QEMU offers (`-accel help`, `-machine help` parsers) and the
 //!   choice between KVM and TCG from a probe's result.
-//! - [`bhyve`]: FreeBSD's hypervisor: the `bhyve`, `bhyveload` and `bhyvectl` argv of a config
-//!   and a lifecycle (tap into the bridge, load, start) run through the executor, a failure at
+//! - [`bhyve`]: FreeBSD's hypervisor: the `bhyve`, `bhyveload`, `grub-bhyve` and `bhyvectl`
+//!   argv of a config and a lifecycle (tap into the bridge, load, start) run through the executor, a failure at
 //!   any step undone exactly.
 //! - [`initramfs`]: a `newc` cpio writer, and the guest initramfs of a microVM (the agent as
 //!   `/init`, its shared libraries, the kernel modules it loads), cached by its inputs.
@@ -33,7 +33,8 @@
 //!   and control requests over its control socket, [`shim::client`]).
 //! - [`bhyve_runtime`]: [`bhyve_runtime::BhyveRuntime`], the `Runtime` of `kind = "vm"` on
 //!   FreeBSD: full VMs under bhyve, supervised by the jail-style shim (`jail.json` with
-//!   `bhyve` as its program and the VM's destruction as its teardown).
+//!   `bhyve` as its program and the VM's destruction as its teardown), and microVMs loaded by
+//!   `grub-bhyve`, their files shared over virtio-9p, under the VM shim with the agent.
 //!
 //! Both runtimes are [`VmBackend`]s: the daemon's dispatcher asks them which ids they own.
 //!

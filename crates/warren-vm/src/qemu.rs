@@ -110,6 +110,12 @@ fn esc_path(p: &Path) -> String {
 /// The argv after the program for `c` (validated first).
 pub fn args(c: &VmConfig) -> Result<Vec<String>> {
     c.validate()?;
+    if !c.shares.is_empty() {
+        return Err(crate::invalid(
+            "shares",
+            "QEMU microVMs get their files as disks; virtio-9p shares are bhyve's",
+        ));
+    }
     let machine = Machine::for_config(c);
     let mut a: Vec<String> = Vec::new();
     let mut push = |xs: &[&str]| a.extend(xs.iter().map(|s| s.to_string()));

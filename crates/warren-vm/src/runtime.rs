@@ -194,6 +194,7 @@ impl VmRuntime {
             boot: Boot::Disk(Disk::raw("/")),
             firmware: Firmware::Bios,
             disks: Vec::new(),
+            shares: Vec::new(),
             nic: nic.clone(),
             agent: None,
             qmp: Some(run_dir.join(QMP_SOCKET)),
@@ -470,6 +471,7 @@ impl Runtime for VmRuntime {
             log_max_files: self.log_max_files,
             cgroup_path: spec.cgroup_path.clone(),
             memory_limit: Some(memory + QEMU_OVERHEAD),
+            teardown: Vec::new(),
         };
         rshim::write_json(&run_dir.join(crate::shim::CONFIG_FILE), &shim_cfg)?;
         let runs = self.state_dir.join("runs");
@@ -668,7 +670,7 @@ impl Runtime for VmRuntime {
 }
 
 /// The agent's copy request for a runtime's.
-fn copy_spec(req: &CopyRequest) -> crate::agent::CopySpec {
+pub(crate) fn copy_spec(req: &CopyRequest) -> crate::agent::CopySpec {
     crate::agent::CopySpec {
         path: req.path.clone(),
         contents: req.contents,

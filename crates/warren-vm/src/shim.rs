@@ -4,8 +4,9 @@
 //! the workload's main process runs and `exit.json` when it has ended, and copies the
 //! workload's output into the same rotated CRI logs. What differs is what it supervises:
 //!
-//! 1. it starts QEMU (the argv in `vm.json`) in the workload's cgroup and connects to the
-//!    agent's virtio-serial socket;
+//! 1. it starts the hypervisor (the argv in `vm.json`: QEMU in the workload's cgroup on
+//!    Linux, bhyve on FreeBSD, [`crate::bhyve_runtime`]) and connects to the agent's
+//!    virtio-serial socket;
 //! 2. it greets the agent, sends the main process's [`StartSpec`] and waits for `Started`
 //!    (a VM that does not boot within the deadline is killed and reported);
 //! 3. it relays: the main process's output into the logs; every connection on its control
@@ -20,7 +21,7 @@
 //!    unmounts); after [`STOP_GRACE`] QEMU is killed;
 //! 5. when QEMU has exited it writes `exit.json` with the main process's exit status as the
 //!    agent reported it (or QEMU's own, when the guest died before reporting), removes the
-//!    cgroup and exits.
+//!    cgroup, runs `vm.json`'s teardown (bhyve's VM and tap) and exits.
 //!
 //! Threads, not a poll loop: one reads the agent, one accepts control connections (and one
 //! per session), one waits for signals, the main thread waits for QEMU. QEMU and the guest
@@ -49,7 +50,8 @@ pub const BOOT_TIMEOUT: Duration = Duration::from_secs(110);
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VmShimConfig {
     pub id: String,
-    /// QEMU's argv, program first.
+    /// The hypervisor's argv, program first: QEMU's, or bhyve's on FreeBSD (the field keeps
+    /// its name so `vm.json` files already written still read).
     pub qemu: Vec<String>,
     /// The agent's virtio-serial socket (QEMU listens on it).
     pub agent_socket: PathBuf,
@@ -66,9 +68,14 @@ pub struct VmShimConfig {
     pub log_dir: PathBuf,
     pub log_max_bytes: u64,
     pub log_max_files: u32,
-    /// The cgroup QEMU runs in (relative to the hierarchy's root), and its memory limit.
+    /// The cgroup QEMU runs in (relative to the hierarchy's root), and its memory limit
+    /// (Linux only).
     pub cgroup_path: String,
     pub memory_limit: Option<u64>,
+    /// Commands run, in order, once the hypervisor has exited: bhyve's VM destruction
+    /// (`bhyvectl --destroy`) and its tap's removal; empty for QEMU, which leaves nothing.
+    #[serde(default)]
+    pub teardown: Vec<Vec<String>>,
 }
 
 /// Reads `RUN_DIR/vm.json`, if the run directory is a VM's.
@@ -90,18 +97,18 @@ pub fn reply_ok(frame: &Frame) -> Result<(), String> {
     }
 }
 
-#[cfg(target_os = "linux")]
+#[cfg(any(target_os = "linux", target_os = "freebsd"))]
 mod console;
-#[cfg(target_os = "linux")]
-mod linux;
-#[cfg(target_os = "linux")]
-pub use linux::main;
+#[cfg(any(target_os = "linux", target_os = "freebsd"))]
+mod supervise;
+#[cfg(any(target_os = "linux", target_os = "freebsd"))]
+pub use supervise::main;
 
-/// The VM shim needs Linux (QEMU); bhyve VMs are supervised by the jail-style shim.
-#[cfg(not(target_os = "linux"))]
+/// The VM shim runs QEMU on Linux and bhyve on FreeBSD.
+#[cfg(not(any(target_os = "linux", target_os = "freebsd")))]
 pub fn main(run_dir: &Path) -> ! {
     let mut status = warren_runtime::shim::take_status_pipe();
-    let msg = "the VM shim runs on Linux only";
+    let msg = "the VM shim runs on Linux and FreeBSD only";
     match status.as_mut() {
         Some(s) => {
             use std::io::Write;

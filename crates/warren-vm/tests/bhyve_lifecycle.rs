@@ -118,13 +118,14 @@ fn golden_argv() {
 fn what_bhyve_cannot_run_is_refused_naming_the_field() {
     let run = Path::new(RUN);
     let mut c = freebsd();
+    // A kernel grub cannot be given: a quote would end grub's quoted word.
     c.boot = Boot::Kernel {
-        kernel: "/boot/kernel/kernel".into(),
+        kernel: "/boot/vmlinuz-6.1.0-57-amd64".into(),
         initrd: None,
-        cmdline: String::new(),
+        cmdline: "init='/bin/sh'".into(),
     };
     c.tsc_khz = Some(1);
-    assert_eq!(bhyve::plan(&c, run).unwrap_err().field(), Some("boot"));
+    assert_eq!(bhyve::plan(&c, run).unwrap_err().field(), Some("cmdline"));
     let mut c = freebsd();
     c.disks[0].format = DiskFormat::Qcow2;
     assert_eq!(bhyve::plan(&c, run).unwrap_err().field(), Some("format"));
@@ -600,11 +601,12 @@ mod runtime {
     #[test]
     fn what_bhyve_does_not_run_is_refused_before_any_command() {
         let h = host(&shims().ok);
-        // A microVM: no direct kernel boot, no agent relay on FreeBSD.
+        // A microVM without the operator's kernel: FreeBSD has no Debian kernel to fetch.
         let mut micro = fbsd_run();
         micro.backend = Backend::Vm(VmParams::default());
         let e = h.rt.start(&micro, &h.run_dir).unwrap_err();
-        assert!(matches!(e, RuntimeError::Unsupported(_)), "{e}");
+        assert!(matches!(e, RuntimeError::Spec(_)), "{e}");
+        assert!(e.to_string().contains("vm.kernel"), "{e}");
         // A qcow2 disk, a full VM without media, a container's run.
         let mut qcow = fbsd_run();
         if let Backend::Vm(p) = &mut qcow.backend {
@@ -632,10 +634,17 @@ mod runtime {
         let oci = WorkloadRun::one_off("x", "/x", "x", "/".into(), vec!["true".into()]);
         assert!(h.rt.start(&oci, &h.run_dir).is_err());
         assert!(h.rt.run_foreground(&oci, &h.run_dir).is_err());
-        // exec needs the agent.
+        // exec needs the agent, which a full VM has not.
         let e =
             h.rt.exec("fbsd", &ExecRequest::new(vec!["true".into()]))
                 .unwrap_err();
+        assert!(matches!(e, RuntimeError::Unsupported(_)), "{e}");
+        // So does cp.
+        let req = warren_runtime::CopyRequest {
+            path: "/etc".into(),
+            ..Default::default()
+        };
+        let e = h.rt.copy_out("fbsd", &req, &mut Vec::new()).unwrap_err();
         assert!(matches!(e, RuntimeError::Unsupported(_)), "{e}");
         assert!(!h.rt.owns("fbsd"));
         h.rec.finish();

@@ -108,16 +108,39 @@ pub fn guest_path(path: &str) -> String {
     format!("/{}", clean.join("/"))
 }
 
+/// The options of a virtio-9p mount (bhyve's shares): Linux's 9P2000.L dialect over the
+/// virtio transport, with 512 KiB messages.
+pub const NINEP_OPTIONS: &str = "trans=virtio,version=9p2000.L,msize=524288";
+
+/// Mounts a disk (`device` is its node) or, for `fstype = "9p"`, a host share (`device` is its
+/// tag, which exists once the virtio driver has probed it: the mount is retried until then).
 fn mount_disk(m: &Mount, target: &str) -> io::Result<()> {
-    sys::wait_for(&m.device, DEVICE_WAIT)?;
     let flags = if m.readonly { libc::MS_RDONLY } else { 0 };
+    if m.fstype == "9p" {
+        let start = std::time::Instant::now();
+        loop {
+            match sys::mount(&m.device, target, "9p", flags, NINEP_OPTIONS) {
+                Ok(()) => return Ok(()),
+                Err(e) if start.elapsed() > DEVICE_WAIT => {
+                    return Err(io::Error::new(
+                        e.kind(),
+                        format!("9p share {}: {e}", m.device),
+                    ))
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    }
+    sys::wait_for(&m.device, DEVICE_WAIT)?;
     sys::mount(&m.device, target, &m.fstype, flags, "")
 }
 
 /// What `Start` set up, for freezing and unmounting later.
 #[derive(Debug, Default)]
 pub struct Setup {
-    /// Guest paths of the workload's filesystems, the root first.
+    /// Guest paths of the workload's filesystems that freeze, the root first: its disks. A
+    /// 9p share has no guest-side cache to hold back (every write reaches the host's file),
+    /// so it is left out; the host pauses the hypervisor's device models instead.
     pub workload_mounts: Vec<String>,
     /// Guest paths of every mount made, in order.
     pub all_mounts: Vec<String>,
@@ -135,7 +158,11 @@ pub fn start(spec: &StartSpec) -> io::Result<Setup> {
     std::fs::create_dir_all(NEWROOT)?;
     mount_disk(&spec.root, NEWROOT)?;
     let mut s = Setup {
-        workload_mounts: vec!["/".into()],
+        workload_mounts: if spec.root.fstype == "9p" {
+            Vec::new()
+        } else {
+            vec!["/".into()]
+        },
         cwd: spec.cwd.clone(),
         env: spec.env.clone(),
         ..Setup::default()
@@ -145,7 +172,9 @@ pub fn start(spec: &StartSpec) -> io::Result<Setup> {
         std::fs::create_dir_all(&target)
             .map_err(|e| io::Error::new(e.kind(), format!("mkdir {}: {e}", m.path)))?;
         mount_disk(m, &target)?;
-        s.workload_mounts.push(guest_path(&m.path));
+        if m.fstype != "9p" {
+            s.workload_mounts.push(guest_path(&m.path));
+        }
         s.all_mounts.push(guest_path(&m.path));
     }
     for (src, path, fstype, flags, data) in [

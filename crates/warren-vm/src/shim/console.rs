@@ -149,18 +149,23 @@ mod tests {
         let (mut guest, _) = qemu_side.accept().unwrap();
         let mut a = UnixStream::connect(&attach).unwrap();
         let mut b = UnixStream::connect(&attach).unwrap();
-        // Both attached clients see the guest's output once they are accepted.
-        let mut seen = false;
+        // Both attached clients see the guest's output once they are accepted (each in its
+        // own time: output before a client's accept is not for it).
+        let mut seen = [false, false];
         for _ in 0..100 {
             guest.write_all(b"ping\n").unwrap();
-            a.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
-            let mut buf = [0u8; 64];
-            if matches!(a.read(&mut buf), Ok(n) if n > 0) {
-                seen = true;
+            for (s, c) in seen.iter_mut().zip([&mut a, &mut b]) {
+                c.set_read_timeout(Some(Duration::from_millis(25))).unwrap();
+                let mut buf = [0u8; 64];
+                if matches!(c.read(&mut buf), Ok(n) if n > 0) {
+                    *s = true;
+                }
+            }
+            if seen == [true, true] {
                 break;
             }
         }
-        assert!(seen, "the first client saw no output");
+        assert_eq!(seen, [true, true], "a client saw no output");
         guest.write_all(b"boot-marker\n").unwrap();
         read_until(&mut a, "boot-marker");
         read_until(&mut b, "boot-marker");

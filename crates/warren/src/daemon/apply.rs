@@ -204,6 +204,7 @@ fn host_checks(
     let file = &parsed.spec;
     let host = super::vmcheck::VmHost {
         lookup: &super::vmcheck::lookup,
+        kernel_required: cfg!(target_os = "freebsd"),
     };
     let mut diags = super::vmcheck::check(parsed, &host);
     let current = engine.store.desired()?;

@@ -177,13 +177,16 @@ fn make_runtime(
         .context("loading warren's devfs ruleset")?;
     let vms: Option<Arc<dyn warren_vm::VmBackend>> =
         if host_capabilities().runs(warren_model::Kind::Vm) {
+            // A microVM's guest agent: a static Linux warren-agent installed beside warren.
+            let agent = shim_exe.with_file_name("warren-agent");
             let bhyve = warren_vm::bhyve_runtime::BhyveRuntime::new(
                 exec.clone(),
                 &cfg.net.bridge,
                 shim_exe,
                 cfg.state_dir.join("vm"),
             )
-            .context("configuring the bhyve runtime")?;
+            .context("configuring the bhyve runtime")?
+            .with_agent(agent);
             bhyve
                 .prepare_host()
                 .context("loading the vmm and nmdm kernel modules")?;

@@ -93,6 +93,8 @@ pub fn conflict(ours: &Claim, others: &[Found]) -> Option<String> {
 }
 
 /// The IPv4 addresses of every interface in `ip -j -4 addr show`: (interface, address, prefix).
+/// Used on Linux only (FreeBSD's start lists no host addresses yet).
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 pub fn parse_addrs(json: &str) -> Result<Vec<(String, Ipv4Addr, u8)>> {
     let links: Vec<serde_json::Value> =
         serde_json::from_str(json).context("parsing `ip -j addr show`")?;
@@ -121,6 +123,7 @@ pub fn parse_addrs(json: &str) -> Result<Vec<(String, Ipv4Addr, u8)>> {
 
 /// Why `subnet` may not be used on `bridge` given the host's `addrs`: another interface holds
 /// an address in it, or a network it is part of.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 pub fn address_conflict(
     bridge: &str,
     subnet: &Subnet,

@@ -1,5 +1,6 @@
 //! Apply-time checks against this host (a service of `apply`): the files a VM boots from
-//! (`vm.kernel`, `vm.initrd`, `vm.disk`, `vm.iso`) exist on the daemon's host, and the host
+//! (`vm.kernel`, `vm.initrd`, `vm.disk`, `vm.iso`) exist on the daemon's host, a microVM names
+//! its kernel where the host has none to fetch (FreeBSD's bhyve), and the host
 //! resource budget ([`warren_model::budget`]): the memory of every workload set to run
 //! (containers' and jails' limits, VMs' guest memory) fits the host's less the `[host]`
 //! reserve, each alone and all together, and CPUs over the budget are a warning. Every problem
@@ -18,6 +19,9 @@ use warren_model::{Diagnostic, Kind, Parsed};
 pub struct VmHost<'a> {
     /// Whether a VM can boot from this path: `Err(reason)` when it cannot.
     pub lookup: &'a dyn Fn(&Path) -> Result<(), String>,
+    /// Whether a microVM must name its `vm.kernel` (FreeBSD: there is no Debian kernel to
+    /// fetch, [`warren_vm::bhyve_runtime`]).
+    pub kernel_required: bool,
 }
 
 /// The real lookup: the path exists on this host and is not a directory (a file, or a block
@@ -105,6 +109,17 @@ pub fn check(parsed: &Parsed, host: &VmHost<'_>) -> Vec<Diagnostic> {
         .iter()
         .filter(|(_, w)| w.kind == Kind::Vm)
     {
+        let micro = w.vm.disk.is_none() && w.vm.iso.is_none();
+        if micro && w.vm.kernel.is_none() && host.kernel_required {
+            let field = format!("workload.{name}.vm.kernel");
+            diags.push(parsed.diagnostic(
+                &field,
+                format!(
+                    "{field}: a microVM on this host boots the operator's Linux kernel \
+                     (vmlinuz-RELEASE with lib/modules/RELEASE beside it): there is none to fetch"
+                ),
+            ));
+        }
         for (key, path) in [
             ("kernel", &w.vm.kernel),
             ("initrd", &w.vm.initrd),
@@ -137,10 +152,16 @@ mod tests {
                 Err("does not exist on the daemon's host".to_string())
             }
         };
-        check(&parsed, &VmHost { lookup: &lookup })
-            .iter()
-            .map(|d| d.to_string())
-            .collect()
+        check(
+            &parsed,
+            &VmHost {
+                lookup: &lookup,
+                kernel_required: false,
+            },
+        )
+        .iter()
+        .map(|d| d.to_string())
+        .collect()
     }
 
     #[test]
@@ -164,6 +185,39 @@ iso = "/srv/gone.iso"
                 "w.toml:4:17: workload.micro.vm.kernel: /srv/missing/vmlinuz does not exist on the daemon's host",
             ]
         );
+    }
+
+    #[test]
+    fn a_microvm_without_a_kernel_is_refused_where_none_can_be_fetched() {
+        let text = r#"[workload.micro]
+kind = "vm"
+world = "busybox"
+
+[workload.full]
+kind = "vm"
+vm = { iso = "/srv/ok/install.iso" }
+
+[workload.own]
+kind = "vm"
+world = "busybox"
+vm = { kernel = "/srv/ok/vmlinuz-6.1.0-57-amd64" }
+"#;
+        let parsed = warren_model::parse_spec(text, "w.toml").unwrap();
+        let lookup = |_: &Path| Ok(());
+        let host = |kernel_required| VmHost {
+            lookup: &lookup,
+            kernel_required,
+        };
+        let got: Vec<String> = check(&parsed, &host(true))
+            .iter()
+            .map(|d| d.to_string())
+            .collect();
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(
+            got[0].starts_with("w.toml:1:11: workload.micro.vm.kernel: a microVM on this host"),
+            "{got:?}"
+        );
+        assert!(check(&parsed, &host(false)).is_empty());
     }
 
     #[test]

@@ -1,5 +1,11 @@
-//! The VM shim's supervising part, Linux only (see the [parent module](super) for the
-//! sequence): QEMU in its cgroup, the agent link, the relay threads and the exit record.
+//! The VM shim's supervising part (see the [parent module](super) for the sequence): the
+//! hypervisor (QEMU on Linux, in its cgroup; bhyve on FreeBSD), the agent link, the relay
+//! threads, the teardown and the exit record.
+//!
+//! What is OS-specific is small and kept behind `cfg`: the cgroup (Linux; on FreeBSD bhyve's
+//! memory is the guest's, fixed by `-m`, and no limit is set) and the death signal that ends
+//! the hypervisor with its shim (`PR_SET_PDEATHSIG` on Linux, `procctl(PROC_PDEATHSIG_CTL)`
+//! on FreeBSD). The relay itself is plain unix sockets and threads.
 
 use super::{VmShimConfig, BOOT_TIMEOUT, CTL_SOCKET, STOP_GRACE};
 use crate::agent::proto::{self, Frame, Kind};
@@ -14,6 +20,7 @@ use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
+use warren_exec::{Cmd, Executor, HostExecutor};
 use warren_runtime::logs::{LogWriter, Stream};
 use warren_runtime::shim::{self as rshim, EXIT_FILE, STATE_FILE};
 use warren_runtime::{ExitInfo, ShimState};
@@ -46,10 +53,29 @@ pub fn main(run_dir: &Path) -> ! {
 }
 
 /// The workload's cgroup (v2, or the v1 memory and pids hierarchies).
+#[cfg(target_os = "linux")]
 struct Cgroup {
     dirs: Vec<PathBuf>,
 }
 
+/// No cgroup off Linux.
+#[cfg(not(target_os = "linux"))]
+struct Cgroup;
+
+#[cfg(not(target_os = "linux"))]
+impl Cgroup {
+    fn create(_path: &str, _memory: Option<u64>) -> Res<Cgroup> {
+        Ok(Cgroup)
+    }
+
+    fn add(&self, _pid: u32) -> Res<()> {
+        Ok(())
+    }
+
+    fn remove(&self) {}
+}
+
+#[cfg(target_os = "linux")]
 impl Cgroup {
     fn create(path: &str, memory: Option<u64>) -> Res<Cgroup> {
         let rel = path.trim_start_matches('/');
@@ -105,6 +131,7 @@ impl Cgroup {
     }
 }
 
+#[cfg(target_os = "linux")]
 fn write_file(path: &Path, text: &str) -> Res<()> {
     std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
 }
@@ -140,13 +167,12 @@ fn spawn_qemu(cfg: &VmShimConfig, run_dir: &Path) -> Res<Child> {
         .stdout(log)
         .stderr(log2)
         .current_dir(run_dir);
-    // SAFETY: prctl and sigprocmask are async-signal-safe.
+    // SAFETY: prctl, procctl and sigprocmask are async-signal-safe.
     unsafe {
         cmd.pre_exec(|| {
-            // QEMU dies with its shim: a VM nobody supervises must not keep its disks busy.
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
+            // The hypervisor dies with its shim: a VM nobody supervises must not keep its
+            // disks busy.
+            die_with_parent()?;
             let mut set: libc::sigset_t = std::mem::zeroed();
             libc::sigemptyset(&mut set);
             if libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut()) != 0 {
@@ -158,7 +184,56 @@ fn spawn_qemu(cfg: &VmShimConfig, run_dir: &Path) -> Res<Child> {
     cmd.spawn().map_err(|e| format!("starting {prog}: {e}"))
 }
 
-/// The last lines QEMU printed, for an error message.
+/// Has the calling process get SIGKILL when its parent exits.
+#[cfg(target_os = "linux")]
+unsafe fn die_with_parent() -> std::io::Result<()> {
+    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Has the calling process get SIGKILL when its parent exits.
+#[cfg(target_os = "freebsd")]
+unsafe fn die_with_parent() -> std::io::Result<()> {
+    let mut sig: libc::c_int = libc::SIGKILL;
+    if libc::procctl(
+        libc::P_PID,
+        0,
+        libc::PROC_PDEATHSIG_CTL,
+        &mut sig as *mut libc::c_int as *mut libc::c_void,
+    ) != 0
+    {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Runs `vm.json`'s teardown commands in order (bhyve's: the VM destroyed, its tap removed);
+/// a failure is noted and the next one still runs.
+fn teardown(run_dir: &Path, cfg: &VmShimConfig) {
+    let exec = HostExecutor;
+    for argv in &cfg.teardown {
+        let Some((program, args)) = argv.split_first() else {
+            continue;
+        };
+        if let Err(e) = exec.run(&Cmd::new(program).args(args)) {
+            rshim::note(run_dir, &format!("teardown `{}`: {e}", argv.join(" ")));
+        }
+    }
+}
+
+/// The hypervisor's name for messages: its program's file name (`qemu-system-x86_64`,
+/// `bhyve`).
+fn hypervisor_name(cfg: &VmShimConfig) -> String {
+    cfg.qemu
+        .first()
+        .and_then(|p| Path::new(p).file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "the hypervisor".into())
+}
+
+/// The last lines the hypervisor printed, for an error message.
 fn qemu_tail(run_dir: &Path) -> String {
     let text = std::fs::read_to_string(run_dir.join(QEMU_LOG)).unwrap_or_default();
     let lines: Vec<&str> = text.lines().rev().take(5).collect();
@@ -168,12 +243,13 @@ fn qemu_tail(run_dir: &Path) -> String {
 fn connect_agent(
     socket: &Path,
     qemu: &mut Child,
+    name: &str,
     run_dir: &Path,
     deadline: Instant,
 ) -> Res<UnixStream> {
     loop {
         if let Ok(Some(st)) = qemu.try_wait() {
-            return Err(format!("QEMU exited ({st}): {}", qemu_tail(run_dir)));
+            return Err(format!("{name} exited ({st}): {}", qemu_tail(run_dir)));
         }
         match UnixStream::connect(socket) {
             Ok(s) => return Ok(s),
@@ -257,6 +333,7 @@ fn run(run_dir: &Path, status: &mut Option<File>) -> Res<()> {
     let ctl = run_dir.join(CTL_SOCKET);
     let _ = std::fs::remove_file(&ctl);
     let _ = std::fs::remove_file(&cfg.agent_socket);
+    let name = hypervisor_name(&cfg);
     let started = Instant::now();
     let deadline = started + BOOT_TIMEOUT;
     times.push(("qemu", unix_ns() / 1000));
@@ -279,7 +356,7 @@ fn run(run_dir: &Path, status: &mut Option<File>) -> Res<()> {
     let mut agent = None;
     if let Some(start) = &cfg.start {
         let setup = (|| -> Res<UnixStream> {
-            let mut s = connect_agent(&cfg.agent_socket, &mut qemu, run_dir, deadline)?;
+            let mut s = connect_agent(&cfg.agent_socket, &mut qemu, &name, run_dir, deadline)?;
             times.push(("connected", unix_ns() / 1000));
             let hello = Frame::control(
                 Kind::Hello,
@@ -311,7 +388,7 @@ fn run(run_dir: &Path, status: &mut Option<File>) -> Res<()> {
                 let msg = if tail.is_empty() {
                     e
                 } else {
-                    format!("{e} (QEMU: {tail})")
+                    format!("{e} ({name}: {tail})")
                 };
                 return fail(&mut qemu, msg);
             }
@@ -385,7 +462,9 @@ fn run(run_dir: &Path, status: &mut Option<File>) -> Res<()> {
         let sh = shared.clone();
         std::thread::spawn(move || on_signals(mask, sh, qemu_pid));
     }
-    let st = qemu.wait().map_err(|e| format!("waiting for QEMU: {e}"))?;
+    let st = qemu
+        .wait()
+        .map_err(|e| format!("waiting for {name}: {e}"))?;
     if let Some(r) = reader {
         // The agent's socket closes with QEMU; what it sent last is read by then.
         let until = Instant::now() + Duration::from_secs(2);
@@ -407,6 +486,7 @@ fn run(run_dir: &Path, status: &mut Option<File>) -> Res<()> {
         let _ = std::fs::remove_file(path);
     }
     cgroup.remove();
+    teardown(run_dir, &cfg);
     rshim::write_json(&run_dir.join(EXIT_FILE), &info).map_err(|e| e.to_string())
 }
 
@@ -607,5 +687,203 @@ fn on_signals(mask: SigSet, sh: Option<Arc<Shared>>, qemu: i32) {
             std::thread::sleep(STOP_GRACE + Duration::from_secs(5));
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(qemu), Signal::SIGKILL);
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The relay, with a socket pair standing in for the hypervisor's agent port: the same on
+    //! every OS the shim runs on.
+
+    use super::*;
+    use std::os::unix::process::ExitStatusExt;
+
+    /// A relay whose agent is the far end returned, its logs in `dir`.
+    fn relay(dir: &Path) -> (Arc<Shared>, UnixStream) {
+        let (shim_end, guest) = UnixStream::pair().unwrap();
+        let r = shim_end.try_clone().unwrap();
+        let sh = Arc::new(Shared {
+            agent: Mutex::new(shim_end),
+            sessions: Mutex::new(HashMap::new()),
+            next_channel: AtomicU32::new(1),
+            reply: Mutex::new(None),
+            control: Mutex::new(()),
+            exit: Mutex::new(None),
+            logs: Mutex::new(LogWriter::open(&dir.join("logs"), 1 << 20, 2).unwrap()),
+            run_dir: dir.to_path_buf(),
+        });
+        let s = sh.clone();
+        std::thread::spawn(move || read_agent(r, &s));
+        guest
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        (sh, guest)
+    }
+
+    /// A control connection served by `session`, as `ctl.sock` would.
+    fn connect(sh: &Arc<Shared>) -> UnixStream {
+        let (client, shim) = UnixStream::pair().unwrap();
+        let s = sh.clone();
+        std::thread::spawn(move || session(shim, &s));
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        client
+    }
+
+    fn read(s: &mut UnixStream) -> Frame {
+        proto::read_frame(s).unwrap().expect("a frame")
+    }
+
+    #[test]
+    fn a_control_request_reaches_the_agent_and_its_answer_the_client() {
+        let dir = tempfile::tempdir().unwrap();
+        let (sh, mut guest) = relay(dir.path());
+        let mut client = connect(&sh);
+        proto::write_message(&mut client, 0, &proto::Message::Freeze).unwrap();
+        let f = read(&mut guest);
+        assert_eq!((f.kind, f.channel), (Kind::Freeze, 0));
+        proto::write_message(&mut guest, 0, &proto::Message::error("busy")).unwrap();
+        let reply = read(&mut client);
+        assert_eq!(super::super::reply_ok(&reply), Err("busy".into()));
+
+        // Signals are acknowledged by the shim itself once sent on.
+        let mut client = connect(&sh);
+        let sig = proto::Message::Signal(proto::Signal { signal: 1 });
+        proto::write_message(&mut client, 0, &sig).unwrap();
+        let f = read(&mut guest);
+        assert_eq!(f.kind, Kind::Signal);
+        assert_eq!(f.parse::<proto::Signal>().unwrap().signal, 1);
+        assert_eq!(read(&mut client).kind, Kind::Ack);
+
+        // What is not a request is answered with an error, and the agent hears nothing.
+        let mut client = connect(&sh);
+        proto::write_frame(&mut client, &Frame::data(Kind::Stdout, 0, b"x".to_vec())).unwrap();
+        assert_eq!(read(&mut client).kind, Kind::Error);
+    }
+
+    #[test]
+    fn an_exec_session_gets_its_own_channel_and_a_client_that_leaves_kills_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (sh, mut guest) = relay(dir.path());
+        let mut client = connect(&sh);
+        proto::write_frame(&mut client, &Frame::data(Kind::Exec, 0, b"{}".to_vec())).unwrap();
+        let f = read(&mut guest);
+        assert_eq!((f.kind, f.channel), (Kind::Exec, 1));
+        proto::write_frame(&mut client, &Frame::data(Kind::Stdin, 0, b"in".to_vec())).unwrap();
+        let f = read(&mut guest);
+        assert_eq!(
+            (f.kind, f.channel, &f.payload[..]),
+            (Kind::Stdin, 1, &b"in"[..])
+        );
+        // The session's frames come back on the client's channel 0, and end with its exit.
+        proto::write_frame(&mut guest, &Frame::data(Kind::Stdout, 1, b"hi".to_vec())).unwrap();
+        let exit = proto::Exit {
+            code: 7,
+            signal: None,
+        };
+        proto::write_frame(&mut guest, &Frame::control(Kind::Exit, 1, &exit)).unwrap();
+        let f = read(&mut client);
+        assert_eq!(
+            (f.kind, f.channel, &f.payload[..]),
+            (Kind::Stdout, 0, &b"hi"[..])
+        );
+        let f = read(&mut client);
+        assert_eq!(f.kind, Kind::Exit);
+        assert_eq!(f.parse::<proto::Exit>().unwrap().code, 7);
+        assert!(proto::read_frame(&mut client).unwrap().is_none());
+
+        // A second session is channel 2; its client hanging up ends it with SIGKILL.
+        let mut client = connect(&sh);
+        proto::write_frame(&mut client, &Frame::data(Kind::Exec, 0, b"{}".to_vec())).unwrap();
+        assert_eq!(read(&mut guest).channel, 2);
+        drop(client);
+        let f = read(&mut guest);
+        assert_eq!((f.kind, f.channel), (Kind::Signal, 2));
+        assert_eq!(f.parse::<proto::Signal>().unwrap().signal, libc::SIGKILL);
+    }
+
+    #[test]
+    fn the_main_process_output_is_logged_and_its_exit_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let (sh, mut guest) = relay(dir.path());
+        proto::write_frame(
+            &mut guest,
+            &Frame::data(Kind::Stdout, 0, b"hello\n".to_vec()),
+        )
+        .unwrap();
+        let exit = proto::Exit {
+            code: 3,
+            signal: None,
+        };
+        proto::write_frame(&mut guest, &Frame::control(Kind::Exit, 0, &exit)).unwrap();
+        drop(guest);
+        let until = Instant::now() + Duration::from_secs(5);
+        while sh.exit.lock().unwrap().is_none() && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(sh.exit.lock().unwrap().map(|e| e.code), Some(3));
+        let mut text = String::new();
+        for e in std::fs::read_dir(dir.path().join("logs")).unwrap() {
+            text.push_str(&std::fs::read_to_string(e.unwrap().path()).unwrap_or_default());
+        }
+        assert!(text.contains("stdout F hello"), "{text:?}");
+    }
+
+    #[test]
+    fn the_exit_is_the_agents_report_else_the_hypervisors() {
+        let reported = Some(proto::Exit {
+            code: 7,
+            signal: None,
+        });
+        let killed = std::process::ExitStatus::from_raw(libc::SIGKILL);
+        let e = exit_record(reported, killed, false, 5);
+        assert_eq!((e.code, e.signal, e.finished_at_ms), (7, None, 5));
+        let e = exit_record(None, killed, true, 5);
+        assert_eq!((e.code, e.signal, e.oom_killed), (128 + 9, Some(9), true));
+        // bhyve exits 1 when the guest powered off, 2 when it halted.
+        let e = exit_record(None, std::process::ExitStatus::from_raw(2 << 8), false, 5);
+        assert_eq!((e.code, e.signal), (2, None));
+    }
+
+    #[test]
+    fn the_teardown_runs_every_command_in_order_past_a_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let append = |word: &str| {
+            vec![
+                "sh".to_string(),
+                "-c".into(),
+                format!("echo {word} >> {}", out.display()),
+            ]
+        };
+        let cfg = VmShimConfig {
+            id: "web".into(),
+            qemu: vec!["bhyve".into()],
+            agent_socket: dir.path().join("agent.sock"),
+            start: None,
+            console_socket: None,
+            console_attach: None,
+            log_dir: dir.path().join("logs"),
+            log_max_bytes: 1,
+            log_max_files: 1,
+            cgroup_path: String::new(),
+            memory_limit: None,
+            teardown: vec![
+                append("destroy"),
+                vec!["false".into()],
+                vec![],
+                append("tap"),
+            ],
+        };
+        teardown(dir.path(), &cfg);
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), "destroy\ntap\n");
+        // Messages name the hypervisor by its program.
+        assert_eq!(hypervisor_name(&cfg), "bhyve");
+        let qemu = VmShimConfig {
+            qemu: vec!["/usr/bin/qemu-system-x86_64".into(), "-S".into()],
+            ..cfg
+        };
+        assert_eq!(hypervisor_name(&qemu), "qemu-system-x86_64");
     }
 }
