@@ -12,6 +12,7 @@
 //! an input to the planner, never read by it.
 
 pub mod event;
+pub mod export;
 pub mod health;
 pub mod hooks;
 pub mod host;
