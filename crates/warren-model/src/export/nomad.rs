@@ -168,8 +168,8 @@ fn traefik_tags(w: &WorkloadSpec) -> Vec<String> {
     tags
 }
 
-/// One workload's job file, and what of it could not be mapped.
-pub fn job(w: &WorkloadSpec, spec: &SpecFile) -> (String, Vec<Unmapped>) {
+/// One workload's job file, what of it could not be mapped, and the host volumes it needs.
+pub fn job(w: &WorkloadSpec, spec: &SpecFile) -> (String, Vec<Unmapped>, Vec<String>) {
     let mut unmapped = Vec::new();
     let mut notes: Vec<String> = Vec::new();
     common_unmapped(w, &mut unmapped);
@@ -223,19 +223,14 @@ pub fn job(w: &WorkloadSpec, spec: &SpecFile) -> (String, Vec<Unmapped>) {
                 h.attr("to", m.container_port.to_string());
             }
             h.close();
-            if m.host_ip.is_some() || m.proto == crate::ports::Proto::Udp {
-                let addr = m.host_ip.map(|ip| ip.to_string()).unwrap_or_default();
+            if let Some(ip) = m.host_ip {
                 unmapped.push(Unmapped {
                     key: key(w, "ports"),
                     why: format!(
-                        "{}{}:{}/{}: Nomad binds every address of a host_network and maps \
-                         tcp and udp together; declare a host_network for {} in the client \
-                         configuration and set host_network on port {label}",
-                        if addr.is_empty() { "" } else { "address " },
-                        addr,
-                        m.host_port,
-                        m.proto.as_str(),
-                        if addr.is_empty() { "it" } else { &addr },
+                        "{ip}:{}: Nomad picks a port's address by host_network name; declare \
+                         a host_network for {ip} in the client configuration and set \
+                         host_network on port {label}",
+                        m.host_port
                     ),
                 });
             }
@@ -274,8 +269,7 @@ pub fn job(w: &WorkloadSpec, spec: &SpecFile) -> (String, Vec<Unmapped>) {
             .map(|s| format!(" ({} MiB)", mib(s)))
             .unwrap_or_default();
         notes.push(format!(
-            "host volume {vol:?}{size}: declare it in the client configuration \
-             (host_volume {vol:?} {{ path = ... }})"
+            "host volume {vol:?}{size}: declare it on the client ({CLIENT_FILE})"
         ));
     }
 
@@ -335,7 +329,8 @@ pub fn job(w: &WorkloadSpec, spec: &SpecFile) -> (String, Vec<Unmapped>) {
                 .into(),
         });
     }
-    if let Some(port) = route_port.clone().or(check_port.clone()) {
+    let first_static = ports.statics.first().map(|(l, _)| l.clone());
+    if let Some(port) = route_port.or(first_static).or(check_port.clone()) {
         h.line("");
         h.open("service");
         h.attr("name", quote(n));
@@ -515,12 +510,19 @@ pub fn job(w: &WorkloadSpec, spec: &SpecFile) -> (String, Vec<Unmapped>) {
         }
     }
     head.push('\n');
-    (head + &h.out, unmapped)
+    let host_volumes = mounts.into_iter().map(|(v, _, _)| v).collect();
+    (head + &h.out, unmapped, host_volumes)
 }
 
-/// Every exportable workload's job file (`NAME.nomad.hcl`), in name order.
+/// The file of the client configuration that declares the host volumes.
+pub const CLIENT_FILE: &str = "client-host-volumes.hcl";
+
+/// Every exportable workload's job file (`NAME.nomad.hcl`), in name order, then the client
+/// configuration declaring every host volume they mount ([`CLIENT_FILE`]), whose header lists
+/// what of the volumes cannot map.
 pub fn export(spec: &SpecFile) -> Export {
     let mut out = Export::default();
+    let mut host_volumes: BTreeSet<String> = BTreeSet::new();
     for w in spec.workloads.values() {
         if let Some(why) = skip_reason(w) {
             out.skipped.push(Skipped {
@@ -529,13 +531,49 @@ pub fn export(spec: &SpecFile) -> Export {
             });
             continue;
         }
-        let (text, unmapped) = job(w, spec);
+        let (text, unmapped, volumes) = job(w, spec);
         out.files.push(ExportFile {
             name: format!("{}.nomad.hcl", w.name),
             text,
         });
         out.unmapped.extend(unmapped);
+        host_volumes.extend(volumes);
     }
-    volume_unmapped(spec, &mut out.unmapped);
+    let mut vol_unmapped = Vec::new();
+    volume_unmapped(spec, &mut vol_unmapped);
+    if !host_volumes.is_empty() || !vol_unmapped.is_empty() {
+        let mut text = String::from(
+            "# Nomad client configuration: the host volumes of the jobs exported by\n\
+             # `warren spec export --format nomad`. Point each path at the volume's data\n\
+             # (a copy of the warren volume, or its dataset) on every client that runs them.\n",
+        );
+        for s in &out.skipped {
+            let _ = writeln!(text, "# Skipped: {s}.");
+        }
+        if !vol_unmapped.is_empty() {
+            text.push_str("# Cannot map:\n");
+            for u in &vol_unmapped {
+                let _ = writeln!(text, "#   {u}");
+            }
+        }
+        text.push('\n');
+        let mut h = Hcl::default();
+        h.open("client");
+        for (i, v) in host_volumes.iter().enumerate() {
+            if i > 0 {
+                h.line("");
+            }
+            h.open(&format!("host_volume {}", quote(v)));
+            h.attr("path", quote(&format!("/srv/nomad/volumes/{v}")));
+            h.attr("read_only", "false");
+            h.close();
+        }
+        h.close();
+        out.files.push(ExportFile {
+            name: CLIENT_FILE.into(),
+            text: text + &h.out,
+        });
+    }
+    out.unmapped.extend(vol_unmapped);
     out
 }
