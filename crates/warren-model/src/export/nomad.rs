@@ -149,7 +149,15 @@ fn dur(secs: u64) -> String {
 /// The Traefik tags routing the workload's domains to its service.
 fn traefik_tags(w: &WorkloadSpec) -> Vec<String> {
     let r = &w.route;
-    let hosts: Vec<String> = r.domains.iter().map(|d| format!("Host(`{d}`)")).collect();
+    let hosts: Vec<String> = r
+        .domains
+        .iter()
+        .map(|d| match d.strip_prefix("*.") {
+            // One label in front of the rest, as the wildcard matches in warren's ingress.
+            Some(rest) => format!("HostRegexp(`^[^.]+\\.{}$`)", rest.replace('.', "\\.")),
+            None => format!("Host(`{d}`)"),
+        })
+        .collect();
     let mut rule = hosts.join(" || ");
     if hosts.len() > 1 {
         rule = format!("({rule})");
@@ -436,9 +444,11 @@ pub fn job(w: &WorkloadSpec, spec: &SpecFile) -> (String, Vec<Unmapped>, Vec<Str
     h.close();
     if !w.env.is_empty() {
         h.line("");
-        h.open("env");
+        // A name that is not an identifier needs the map form, where names are quoted.
+        let block = w.env.keys().all(|k| identifier(k));
+        h.open(if block { "env" } else { "env =" });
         for (k, v) in &w.env {
-            let k = if identifier(k) { k.clone() } else { quote(k) };
+            let k = if block { k.clone() } else { quote(k) };
             h.attr(&k, quote(v));
         }
         h.close();
