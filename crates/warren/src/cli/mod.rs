@@ -15,6 +15,7 @@ mod daemon;
 mod datasets;
 mod events;
 mod exit;
+mod export;
 mod images;
 mod info;
 mod remote;
@@ -98,7 +99,7 @@ enum Cmd {
     /// The live Scheme REPL of the daemon: interactive on a terminal; with piped input each
     /// form is evaluated and its value printed (an error makes the exit status 1).
     Repl,
-    /// The live desired state as a warren.toml.
+    /// The desired state as a warren.toml, Nomad job files or Kubernetes manifests.
     Spec {
         #[command(subcommand)]
         cmd: SpecCmd,
@@ -419,8 +420,13 @@ async fn dispatch(cli: Cli) -> Result<Exit> {
         } => workloads::apply_watch(&client, &file).await,
         Cmd::Repl => repl::repl(&client).await,
         Cmd::Spec {
-            cmd: SpecCmd::Export { output },
-        } => workloads::spec_export(&client, output).await,
+            cmd:
+                SpecCmd::Export {
+                    output,
+                    format,
+                    file,
+                },
+        } => export::spec_export(&client, format, file, output).await,
         Cmd::Plan { file, prune } => workloads::apply(&client, &file, true, prune, false).await,
         Cmd::Info { output } => info::info(&client, output).await,
         Cmd::Metrics => info::metrics(&client).await,
