@@ -587,3 +587,226 @@ pub fn export(spec: &SpecFile) -> Export {
     out.unmapped.extend(vol_unmapped);
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::health::HealthCheck;
+
+    fn image(name: &str) -> WorkloadSpec {
+        WorkloadSpec::new(name, Source::Image("docker.io/library/nginx:1".into()))
+    }
+
+    fn world(name: &str) -> WorkloadSpec {
+        WorkloadSpec::new(name, Source::World("busybox".into()))
+    }
+
+    fn text(w: &WorkloadSpec) -> (String, Vec<String>) {
+        let (t, u, _) = job(w, &SpecFile::default());
+        (t, u.into_iter().map(|u| u.key).collect())
+    }
+
+    fn check(probe: Probe, on_unhealthy: OnUnhealthy) -> HealthCheck {
+        HealthCheck {
+            probe,
+            interval_secs: 10,
+            timeout_secs: 5,
+            retries: 3,
+            start_period_secs: 30,
+            on_unhealthy,
+        }
+    }
+
+    #[test]
+    fn quoting_escapes_templates_and_specials() {
+        assert_eq!(quote("a\"b\\c\nd"), r#""a\"b\\c\nd""#);
+        assert_eq!(quote("${HOME} %{if} $x %y"), r#""$${HOME} %%{if} $x %y""#);
+    }
+
+    #[test]
+    fn an_image_runs_under_docker_with_its_entrypoint_and_command() {
+        let mut w = image("web");
+        w.entrypoint = Some(vec!["/init".into()]);
+        w.command = vec!["nginx".into(), "-g".into(), "daemon off;".into()];
+        w.readonly_rootfs = true;
+        w.workdir = Some("/srv".into());
+        let (t, unmapped) = text(&w);
+        assert!(t.contains("driver = \"docker\""));
+        assert!(t.contains("image = \"docker.io/library/nginx:1\""));
+        assert!(t.contains("entrypoint = [\"/init\"]"));
+        assert!(t.contains("command = \"nginx\"\n"));
+        assert!(t.contains("args = [\"-g\", \"daemon off;\"]"));
+        assert!(t.contains("readonly_rootfs = true"));
+        assert!(t.contains("work_dir = \"/srv\""));
+        assert!(unmapped.is_empty(), "{unmapped:?}");
+    }
+
+    #[test]
+    fn a_world_runs_under_exec_and_says_which_rootfs() {
+        let mut w = world("clock");
+        let (t, _) = text(&w);
+        assert!(t.contains("driver = \"exec\""));
+        assert!(t.contains("command = \"/bin/sh\""), "the world's default command");
+        assert!(t.contains("chroot_env) must hold the world \"busybox\""), "{t}");
+        w.readonly_rootfs = true;
+        w.workdir = Some("/srv".into());
+        let (_, unmapped) = text(&w);
+        assert_eq!(
+            unmapped,
+            ["workload.clock.readonly_rootfs", "workload.clock.workdir"]
+        );
+    }
+
+    #[test]
+    fn restart_policies_choose_the_job_type() {
+        let mut w = world("a");
+        assert!(text(&w).0.contains("type = \"service\""));
+        w.restart = RestartPolicy::OnFailure;
+        let t = text(&w).0;
+        assert!(t.contains("type = \"batch\"") && t.contains("mode = \"delay\""));
+        w.restart = RestartPolicy::Never;
+        let t = text(&w).0;
+        assert!(t.contains("type = \"batch\"") && t.contains("mode = \"fail\""));
+        assert!(t.contains("reschedule {\n      attempts = 0\n      unlimited = false"));
+        w.state = DesiredState::Stopped;
+        assert!(text(&w).0.contains("count = 0"));
+    }
+
+    #[test]
+    fn ports_are_static_and_mapped_to_the_workload_port() {
+        let mut w = world("a");
+        w.ports = vec![PortMapping::parse("8443:443").unwrap()];
+        w.route.domains = vec!["a.example".into()];
+        w.route.port = Some(8080);
+        let t = text(&w).0;
+        assert!(t.contains("port \"p8443\" {\n        static = 8443\n        to = 443\n"));
+        assert!(t.contains("port \"http\" {\n        to = 8080\n"));
+        assert!(t.contains("port = \"http\""), "the service is on the routed port");
+        w.network = NetworkMode::Host;
+        let t = text(&w).0;
+        assert!(t.contains("mode = \"host\""));
+        assert!(t.contains("port \"http\" {\n        static = 8080\n"), "{t}");
+        assert!(!t.contains("to = "), "no mapping on the host network");
+    }
+
+    #[test]
+    fn a_host_address_is_listed() {
+        let mut w = world("a");
+        w.ports = vec![PortMapping::parse("127.0.0.1:9000:9000").unwrap()];
+        assert_eq!(text(&w).1, ["workload.a.ports"]);
+    }
+
+    #[test]
+    fn domains_become_traefik_tags() {
+        let mut w = world("git");
+        w.route.domains = vec!["git.example".into(), "*.apps.example".into()];
+        w.route.port = Some(3000);
+        w.route.path = "/api".into();
+        w.route.tls = TlsChoice::Local;
+        let tags = traefik_tags(&w);
+        assert_eq!(
+            tags,
+            [
+                "traefik.enable=true",
+                "traefik.http.routers.git.rule=(Host(`git.example`) || \
+                 HostRegexp(`^[^.]+\\.apps\\.example$`)) && PathPrefix(`/api`)",
+                "traefik.http.routers.git.tls=true",
+            ]
+        );
+        w.route.max_body = Some(1 << 20);
+        assert_eq!(text(&w).1, ["workload.git.max_body"]);
+    }
+
+    #[test]
+    fn health_checks_become_service_checks() {
+        let mut w = world("a");
+        w.health = Some(check(
+            Probe::Http {
+                path: "/healthz".into(),
+                port: 8080,
+            },
+            OnUnhealthy::Restart,
+        ));
+        let t = text(&w).0;
+        assert!(t.contains("port \"health\" {\n        to = 8080"), "{t}");
+        assert!(t.contains("type = \"http\"\n        path = \"/healthz\"\n        port = \"health\""));
+        assert!(t.contains("check_restart {\n          limit = 3\n          grace = \"30s\""));
+        w.health = Some(check(Probe::Tcp(5432), OnUnhealthy::None));
+        let t = text(&w).0;
+        assert!(t.contains("type = \"tcp\""));
+        assert!(!t.contains("check_restart"), "no restart on unhealthy");
+        w.health = Some(check(Probe::Exec(vec!["true".into()]), OnUnhealthy::Restart));
+        let (t, unmapped) = text(&w);
+        assert!(!t.contains("check {"));
+        assert_eq!(unmapped, ["workload.a.health"]);
+    }
+
+    #[test]
+    fn volumes_and_used_data_are_host_volumes() {
+        let mut w = world("pub");
+        w.volumes = vec![VolumeMount {
+            volume: "files".into(),
+            path: "/out".into(),
+            readonly: true,
+        }];
+        let (t, _, vols) = job(&w, &SpecFile::default());
+        assert_eq!(vols, ["files"]);
+        assert!(t.contains("volume \"files\" {\n      type = \"host\"\n      source = \"files\"\n      read_only = true"));
+        assert!(t.contains("volume_mount {\n        volume = \"files\"\n        destination = \"/out\"\n        read_only = true"));
+        assert!(t.contains("data dataset (/data) is not referred to"));
+        w.command = vec!["sh".into(), "-c".into(), "date >> /data/log".into()];
+        let (t, _, vols) = job(&w, &SpecFile::default());
+        assert_eq!(vols, ["pub-data", "files"]);
+        assert!(t.contains("destination = \"/data\""));
+    }
+
+    #[test]
+    fn what_nomad_has_no_place_for_is_listed() {
+        let mut w = image("a");
+        w.userns = true;
+        w.resources.pids = Some(10);
+        w.resources.disk = Some(1 << 30);
+        w.hooks = vec![];
+        w.snapshots = Some(SnapshotPolicy {
+            every_secs: 60,
+            keep: 2,
+        });
+        assert_eq!(
+            text(&w).1,
+            [
+                "workload.a.resources.disk",
+                "workload.a.resources.pids",
+                "workload.a.snapshots",
+                "workload.a.userns"
+            ]
+        );
+        let (t, _) = text(&w);
+        assert!(t.contains("# Cannot map:\n#   workload.a.resources.disk: "));
+    }
+
+    #[test]
+    fn vms_and_jails_are_skipped() {
+        let mut spec = SpecFile::default();
+        let mut vm = world("vm");
+        vm.kind = Kind::Vm;
+        let mut jail = world("jail");
+        jail.kind = Kind::Jail;
+        spec.workloads.insert("vm".into(), vm);
+        spec.workloads.insert("jail".into(), jail);
+        spec.workloads.insert("ok".into(), world("ok"));
+        let e = export(&spec);
+        let names: Vec<&str> = e.files.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["ok.nomad.hcl"]);
+        let skipped: Vec<&str> = e.skipped.iter().map(|s| s.workload.as_str()).collect();
+        assert_eq!(skipped, ["jail", "vm"]);
+    }
+
+    #[test]
+    fn env_names_that_are_not_identifiers_use_the_map_form() {
+        let mut w = world("a");
+        w.env.insert("A".into(), "1".into());
+        assert!(text(&w).0.contains("env {\n        A = \"1\""));
+        w.env.insert("b.c".into(), "2".into());
+        assert!(text(&w).0.contains("env = {\n        \"A\" = \"1\"\n        \"b.c\" = \"2\""));
+    }
+}
