@@ -13,13 +13,17 @@ use warren_model::{parse_spec, SpecFile};
 fn homelab() -> SpecFile {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/homelab.toml");
     let text = fs::read_to_string(&path).expect("examples/homelab.toml");
-    parse_spec(&text, "homelab.toml").expect("homelab parses").spec
+    parse_spec(&text, "homelab.toml")
+        .expect("homelab parses")
+        .spec
 }
 
 /// Compares (or with `WARREN_BLESS=1` rewrites) every file of `export` with its golden copy
 /// in `tests/export/SET/`.
 fn check_golden(set: &str, export: &Export) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/export").join(set);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/export")
+        .join(set);
     fs::create_dir_all(&dir).expect("golden directory");
     let bless = std::env::var_os("WARREN_BLESS").is_some_and(|v| v == "1");
     let mut stale = Vec::new();
@@ -110,7 +114,10 @@ fn names(body: &hcl::Body) -> (Vec<&str>, Vec<&str>) {
 fn allowed(body: &hcl::Body, at: &str, attrs: &[&str], blocks: &[&str]) {
     let (a, b) = names(body);
     for k in a {
-        assert!(attrs.contains(&k), "{at}: attribute {k} is not in the jobspec");
+        assert!(
+            attrs.contains(&k),
+            "{at}: attribute {k} is not in the jobspec"
+        );
     }
     for k in b {
         assert!(blocks.contains(&k), "{at}: block {k} is not in the jobspec");
@@ -123,10 +130,12 @@ fn label(b: &hcl::Block) -> String {
 }
 
 fn string_attr(body: &hcl::Body, k: &str) -> Option<String> {
-    body.attributes().find(|a| a.key() == k).map(|a| match a.expr() {
-        hcl::Expression::String(s) => s.clone(),
-        e => panic!("{k} is not a string: {e:?}"),
-    })
+    body.attributes()
+        .find(|a| a.key() == k)
+        .map(|a| match a.expr() {
+            hcl::Expression::String(s) => s.clone(),
+            e => panic!("{k} is not a string: {e:?}"),
+        })
 }
 
 /// Checks a job file against the structure of Nomad's jobspec (the blocks and attributes it
@@ -141,7 +150,10 @@ fn validate_job(name: &str, text: &str) -> Vec<String> {
     assert_eq!(label(job), wname);
     allowed(job.body(), "job", &["datacenters", "type"], &["group"]);
     let ty = string_attr(job.body(), "type").expect("job type");
-    assert!(["service", "batch"].contains(&ty.as_str()), "{name}: type {ty}");
+    assert!(
+        ["service", "batch"].contains(&ty.as_str()),
+        "{name}: type {ty}"
+    );
     let groups: Vec<&hcl::Block> = job.body().blocks().collect();
     assert_eq!(groups.len(), 1, "{name}: one group");
     let g = groups[0].body();
@@ -149,7 +161,14 @@ fn validate_job(name: &str, text: &str) -> Vec<String> {
         g,
         "group",
         &["count"],
-        &["network", "volume", "restart", "reschedule", "service", "task"],
+        &[
+            "network",
+            "volume",
+            "restart",
+            "reschedule",
+            "service",
+            "task",
+        ],
     );
     let mut port_labels = Vec::new();
     let mut volume_labels = Vec::new();
@@ -171,12 +190,25 @@ fn validate_job(name: &str, text: &str) -> Vec<String> {
                 assert_eq!(string_attr(b.body(), "source"), Some(label(b)));
                 volume_labels.push(label(b));
             }
-            "restart" => allowed(b.body(), "restart", &["attempts", "interval", "delay", "mode"], &[]),
+            "restart" => allowed(
+                b.body(),
+                "restart",
+                &["attempts", "interval", "delay", "mode"],
+                &[],
+            ),
             "reschedule" => allowed(b.body(), "reschedule", &["attempts", "unlimited"], &[]),
             "service" => {
-                allowed(b.body(), "service", &["name", "provider", "port", "tags"], &["check"]);
+                allowed(
+                    b.body(),
+                    "service",
+                    &["name", "provider", "port", "tags"],
+                    &["check"],
+                );
                 let port = string_attr(b.body(), "port").expect("service port");
-                assert!(port_labels.contains(&port), "{name}: service port {port} undeclared");
+                assert!(
+                    port_labels.contains(&port),
+                    "{name}: service port {port} undeclared"
+                );
                 for c in b.body().blocks() {
                     allowed(
                         c.body(),
@@ -187,7 +219,10 @@ fn validate_job(name: &str, text: &str) -> Vec<String> {
                     let t = string_attr(c.body(), "type").expect("check type");
                     assert!(["http", "tcp"].contains(&t.as_str()));
                     let port = string_attr(c.body(), "port").expect("check port");
-                    assert!(port_labels.contains(&port), "{name}: check port {port} undeclared");
+                    assert!(
+                        port_labels.contains(&port),
+                        "{name}: check port {port} undeclared"
+                    );
                     for r in c.body().blocks() {
                         allowed(r.body(), "check_restart", &["limit", "grace"], &[]);
                     }
@@ -209,7 +244,15 @@ fn validate_job(name: &str, text: &str) -> Vec<String> {
                             allowed(
                                 c.body(),
                                 "docker config",
-                                &["image", "entrypoint", "command", "args", "work_dir", "readonly_rootfs", "hostname"],
+                                &[
+                                    "image",
+                                    "entrypoint",
+                                    "command",
+                                    "args",
+                                    "work_dir",
+                                    "readonly_rootfs",
+                                    "hostname",
+                                ],
                                 &[],
                             );
                             assert!(string_attr(c.body(), "image").is_some());
@@ -221,7 +264,12 @@ fn validate_job(name: &str, text: &str) -> Vec<String> {
                         "config" => panic!("{name}: driver {driver}"),
                         "resources" => allowed(c.body(), "resources", &["cpu", "memory"], &[]),
                         "volume_mount" => {
-                            allowed(c.body(), "volume_mount", &["volume", "destination", "read_only"], &[]);
+                            allowed(
+                                c.body(),
+                                "volume_mount",
+                                &["volume", "destination", "read_only"],
+                                &[],
+                            );
                             mounted.push(string_attr(c.body(), "volume").expect("volume"));
                         }
                         _ => {}
@@ -233,7 +281,10 @@ fn validate_job(name: &str, text: &str) -> Vec<String> {
     }
     mounted.sort();
     volume_labels.sort();
-    assert_eq!(mounted, volume_labels, "{name}: mounts and group volumes differ");
+    assert_eq!(
+        mounted, volume_labels,
+        "{name}: mounts and group volumes differ"
+    );
     volume_labels
 }
 
@@ -273,7 +324,11 @@ fn nomad_exports_follow_the_jobspec() {
 fn nomad_strings_read_back_as_the_spec_wrote_them() {
     let spec = kitchen_sink();
     let export = nomad::export(&spec);
-    let db = export.files.iter().find(|f| f.name == "db.nomad.hcl").expect("db job");
+    let db = export
+        .files
+        .iter()
+        .find(|f| f.name == "db.nomad.hcl")
+        .expect("db job");
     let v: serde_json::Value = hcl::from_str(&db.text).expect("evaluates");
     let env = &v["job"]["db"]["group"]["db"]["task"]["db"]["env"];
     let want = &spec.workloads["db"].env;
@@ -288,7 +343,8 @@ fn nomad_strings_read_back_as_the_spec_wrote_them() {
 /// The official schemas of the kinds an export writes (Kubernetes 1.33, strict: unknown fields
 /// are errors).
 fn k8s_validators() -> std::collections::BTreeMap<String, jsonschema::Validator> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/export/k8s-schemas/v1.33-strict.json");
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/export/k8s-schemas/v1.33-strict.json");
     let bundle: serde_json::Value =
         serde_json::from_str(&fs::read_to_string(&path).expect("schemas")).expect("schema JSON");
     let mut out = std::collections::BTreeMap::new();
@@ -308,8 +364,13 @@ fn validate_k8s(objects: &[serde_json::Value]) {
     for o in objects {
         let kind = o["kind"].as_str().expect("kind");
         let name = o["metadata"]["name"].as_str().expect("name");
-        let v = validators.get(kind).unwrap_or_else(|| panic!("no schema for {kind}"));
-        let errors: Vec<String> = v.iter_errors(o).map(|e| format!("{} at {}", e, e.instance_path())).collect();
+        let v = validators
+            .get(kind)
+            .unwrap_or_else(|| panic!("no schema for {kind}"));
+        let errors: Vec<String> = v
+            .iter_errors(o)
+            .map(|e| format!("{} at {}", e, e.instance_path()))
+            .collect();
         assert!(errors.is_empty(), "{kind} {name}: {errors:#?}");
         match kind {
             "PersistentVolumeClaim" => claims.push(name.to_string()),
@@ -332,7 +393,11 @@ fn validate_k8s(objects: &[serde_json::Value]) {
                         .iter()
                         .find(|(n, _)| n == b["name"].as_str().unwrap())
                         .expect("the backend's Service");
-                    assert!(ports.as_array().unwrap().iter().any(|sp| sp["port"] == b["port"]["number"]));
+                    assert!(ports
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .any(|sp| sp["port"] == b["port"]["number"]));
                 }
             }
         }
@@ -348,7 +413,10 @@ fn kubernetes_objects_validate_against_the_official_schemas() {
 #[test]
 fn the_schemas_reject_a_broken_object() {
     let mut objects = kubernetes::objects(&homelab());
-    let d = objects.iter_mut().find(|o| o["kind"] == "Deployment").expect("a Deployment");
+    let d = objects
+        .iter_mut()
+        .find(|o| o["kind"] == "Deployment")
+        .expect("a Deployment");
     d["spec"]["replicas"] = serde_json::json!("one");
     let v = &k8s_validators()["Deployment"];
     assert!(!v.is_valid(d));
@@ -381,7 +449,10 @@ fn kitchen_sink_refusals_and_skips() {
             assert!(keys.contains(&k), "{k} not in {keys:?}");
         }
         let all: String = export.files.iter().map(|f| f.text.as_str()).collect();
-        assert!(!all.contains("\"vm1\""), "a skipped workload is not exported");
+        assert!(
+            !all.contains("\"vm1\""),
+            "a skipped workload is not exported"
+        );
         assert!(all.contains("Skipped: workload vm1 skipped"));
     }
 }

@@ -316,7 +316,11 @@ pub fn workload(w: &WorkloadSpec) -> (Vec<(Vec<String>, Value)>, Vec<Unmapped>) 
         notes.insert("resources are limits; the requests default to them".into());
     }
 
-    let replicas = if w.state == DesiredState::Stopped { 0 } else { 1 };
+    let replicas = if w.state == DesiredState::Stopped {
+        0
+    } else {
+        1
+    };
     let template = json!({ "metadata": { "labels": labels(n) }, "spec": pod });
     let selector = json!({ "matchLabels": labels(n) });
     let mut head = vec![format!("warren workload {n:?}")];
@@ -423,7 +427,10 @@ pub fn workload(w: &WorkloadSpec) -> (Vec<(Vec<String>, Value)>, Vec<Unmapped>) 
 
     unmapped.sort();
     unmapped.dedup();
-    if let Some((head, _)) = docs.iter_mut().find(|(_, d)| d["kind"] != "PersistentVolumeClaim") {
+    if let Some((head, _)) = docs
+        .iter_mut()
+        .find(|(_, d)| d["kind"] != "PersistentVolumeClaim")
+    {
         head.extend(notes.into_iter().map(|n| format!("Note: {n}")));
         if !unmapped.is_empty() {
             head.push("Cannot map:".into());
@@ -454,11 +461,16 @@ pub fn export(spec: &SpecFile) -> Export {
     }
     volume_unmapped(spec, &mut out.unmapped);
 
-    let mut text = String::from("# Kubernetes objects from `warren spec export --format kubernetes`.\n");
+    let mut text =
+        String::from("# Kubernetes objects from `warren spec export --format kubernetes`.\n");
     for s in &out.skipped {
         let _ = writeln!(text, "# Skipped: {s}.");
     }
-    let vol: Vec<&Unmapped> = out.unmapped.iter().filter(|u| u.key.starts_with("volume.")).collect();
+    let vol: Vec<&Unmapped> = out
+        .unmapped
+        .iter()
+        .filter(|u| u.key.starts_with("volume."))
+        .collect();
     if !vol.is_empty() {
         text.push_str("# Cannot map:\n");
         for u in vol {
@@ -481,7 +493,11 @@ pub fn export(spec: &SpecFile) -> Export {
 
 /// The objects of [`export`] as JSON values, in document order (for validation).
 pub fn objects(spec: &SpecFile) -> Vec<Value> {
-    let mut docs: Vec<Value> = spec.volumes.values().map(|v| claim(&v.name, v.size)).collect();
+    let mut docs: Vec<Value> = spec
+        .volumes
+        .values()
+        .map(|v| claim(&v.name, v.size))
+        .collect();
     for w in spec.workloads.values().filter(|w| skip_reason(w).is_none()) {
         docs.extend(workload(w).0.into_iter().map(|(_, d)| d));
     }
@@ -502,7 +518,8 @@ fn scalar(v: &Value) -> Option<String> {
 
 fn yaml_key(k: &str) -> String {
     let plain = k.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && k.chars().all(|c| c.is_ascii_alphanumeric() || "._/-".contains(c));
+        && k.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._/-".contains(c));
     if plain {
         k.to_string()
     } else {
@@ -549,5 +566,271 @@ pub fn yaml(v: &Value, indent: usize, out: &mut String) {
         v => {
             let _ = writeln!(out, "{pad}{}", scalar(v).unwrap_or_default());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ports::PortMapping;
+
+    fn world(name: &str) -> WorkloadSpec {
+        WorkloadSpec::new(name, Source::World("busybox".into()))
+    }
+
+    /// The objects of one workload by kind, and the unmapped keys.
+    fn objs(w: &WorkloadSpec) -> (Vec<Value>, Vec<String>) {
+        let (docs, u) = workload(w);
+        (
+            docs.into_iter().map(|(_, d)| d).collect(),
+            u.into_iter().map(|u| u.key).collect(),
+        )
+    }
+
+    fn kind<'a>(docs: &'a [Value], k: &str) -> &'a Value {
+        docs.iter()
+            .find(|d| d["kind"] == k)
+            .unwrap_or_else(|| panic!("no {k}"))
+    }
+
+    fn container(docs: &[Value]) -> &Value {
+        let d = docs
+            .iter()
+            .find(|d| d["kind"] == "Deployment" || d["kind"] == "StatefulSet")
+            .expect("a workload object");
+        &d["spec"]["template"]["spec"]["containers"][0]
+    }
+
+    #[test]
+    fn quantities() {
+        assert_eq!(bytes(128 << 20), "128Mi");
+        assert_eq!(bytes(1 << 30), "1Gi");
+        assert_eq!(bytes(3 << 10), "3Ki");
+        assert_eq!(bytes(1000), "1000");
+        assert_eq!(cpu(0.5), "500m");
+        assert_eq!(cpu(2.0), "2");
+        assert_eq!(cpu(0.0001), "1m");
+    }
+
+    #[test]
+    fn used_data_makes_a_statefulset_with_a_claim() {
+        let mut w = world("db");
+        w.command = vec!["sh".into(), "-c".into(), "exec db --dir /data".into()];
+        let (docs, _) = objs(&w);
+        let claim = kind(&docs, "PersistentVolumeClaim");
+        assert_eq!(claim["metadata"]["name"], "db-data");
+        let s = kind(&docs, "StatefulSet");
+        assert_eq!(s["spec"]["serviceName"], "db");
+        let pod = &s["spec"]["template"]["spec"];
+        assert_eq!(
+            pod["volumes"][0]["persistentVolumeClaim"]["claimName"],
+            "db-data"
+        );
+        assert_eq!(
+            pod["containers"][0]["volumeMounts"][0]["mountPath"],
+            "/data"
+        );
+        assert_eq!(container(&docs)["image"], "warren/world-busybox:latest");
+    }
+
+    #[test]
+    fn no_data_is_a_deployment_recreated_when_it_mounts_volumes() {
+        let mut w = world("pub");
+        let (docs, _) = objs(&w);
+        assert_eq!(docs.len(), 1);
+        assert!(kind(&docs, "Deployment")["spec"].get("strategy").is_none());
+        w.volumes = vec![VolumeMount {
+            volume: "files".into(),
+            path: "/out".into(),
+            readonly: true,
+        }];
+        let (docs, _) = objs(&w);
+        let d = kind(&docs, "Deployment");
+        assert_eq!(d["spec"]["strategy"]["type"], "Recreate");
+        let pod = &d["spec"]["template"]["spec"];
+        assert_eq!(
+            pod["volumes"][0],
+            json!({ "name": "vol-files", "persistentVolumeClaim": { "claimName": "files", "readOnly": true } })
+        );
+        w.state = DesiredState::Stopped;
+        assert_eq!(kind(&objs(&w).0, "Deployment")["spec"]["replicas"], 0);
+    }
+
+    #[test]
+    fn an_image_keeps_its_entrypoint_and_command_apart() {
+        let mut w = WorkloadSpec::new("a", Source::Image("nginx:1".into()));
+        w.entrypoint = Some(vec!["/init".into()]);
+        w.command = vec!["nginx".into()];
+        w.workdir = Some("/srv".into());
+        w.env.insert("A".into(), "1".into());
+        let (docs, _) = objs(&w);
+        let c = container(&docs);
+        assert_eq!(c["image"], "nginx:1");
+        assert_eq!(c["command"], json!(["/init"]));
+        assert_eq!(c["args"], json!(["nginx"]));
+        assert_eq!(c["workingDir"], "/srv");
+        assert_eq!(c["env"], json!([{ "name": "A", "value": "1" }]));
+    }
+
+    #[test]
+    fn health_checks_become_probes() {
+        let mut w = world("a");
+        w.health = Some(HealthCheck {
+            probe: Probe::Http {
+                path: "/healthz".into(),
+                port: 8080,
+            },
+            interval_secs: 10,
+            timeout_secs: 5,
+            retries: 3,
+            start_period_secs: 25,
+            on_unhealthy: OnUnhealthy::Restart,
+        });
+        let (docs, _) = objs(&w);
+        let c = container(&docs);
+        let want = json!({ "httpGet": { "path": "/healthz", "port": 8080 },
+            "periodSeconds": 10, "timeoutSeconds": 5, "failureThreshold": 3 });
+        assert_eq!(c["readinessProbe"], want);
+        assert_eq!(c["livenessProbe"], want);
+        assert_eq!(
+            c["startupProbe"]["failureThreshold"], 3,
+            "25 s in 10 s periods"
+        );
+        w.health.as_mut().unwrap().on_unhealthy = OnUnhealthy::None;
+        w.health.as_mut().unwrap().probe = Probe::Exec(vec!["true".into()]);
+        let (docs, _) = objs(&w);
+        let c = container(&docs);
+        assert_eq!(c["readinessProbe"]["exec"]["command"], json!(["true"]));
+        assert!(c.get("livenessProbe").is_none() && c.get("startupProbe").is_none());
+    }
+
+    #[test]
+    fn security_resources_and_users() {
+        let mut w = world("a");
+        w.readonly_rootfs = true;
+        w.userns = true;
+        w.user = Some("999:998".into());
+        w.resources.memory = Some(64 << 20);
+        w.resources.cpus = Some(0.25);
+        w.resources.disk = Some(1 << 30);
+        let (docs, unmapped) = objs(&w);
+        assert!(unmapped.is_empty(), "{unmapped:?}");
+        let c = container(&docs);
+        assert_eq!(
+            c["securityContext"],
+            json!({ "readOnlyRootFilesystem": true, "runAsUser": 999, "runAsGroup": 998 })
+        );
+        assert_eq!(
+            c["resources"]["limits"],
+            json!({ "memory": "64Mi", "cpu": "250m", "ephemeral-storage": "1Gi" })
+        );
+        let mounts: Vec<&str> = c["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["mountPath"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            mounts,
+            ["/tmp", "/var/tmp", "/run"],
+            "warren keeps these writable"
+        );
+        let pod = &kind(&docs, "Deployment")["spec"]["template"]["spec"];
+        assert_eq!(pod["hostUsers"], false);
+        w.user = Some("www-data".into());
+        assert_eq!(objs(&w).1, ["workload.a.user"]);
+    }
+
+    #[test]
+    fn ports_services_and_ingress() {
+        let mut w = world("git");
+        w.ports = vec![
+            PortMapping::parse("127.0.0.1:2222:22").unwrap(),
+            PortMapping::parse("5353:53/udp").unwrap(),
+        ];
+        w.route.domains = vec!["git.example".into()];
+        w.route.port = Some(3000);
+        w.route.path = "/git".into();
+        w.route.tls = TlsChoice::Local;
+        w.route.max_body = Some(1 << 20);
+        let (docs, _) = objs(&w);
+        let c = container(&docs);
+        assert_eq!(
+            c["ports"][0],
+            json!({ "containerPort": 22, "hostPort": 2222, "hostIP": "127.0.0.1", "name": "p22", "protocol": "TCP" })
+        );
+        assert_eq!(c["ports"][1]["protocol"], "UDP");
+        assert_eq!(
+            c["ports"][2],
+            json!({ "containerPort": 3000, "name": "http", "protocol": "TCP" })
+        );
+        let names: Vec<&str> = kind(&docs, "Service")["spec"]["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["p22", "u53", "http"]);
+        let ing = kind(&docs, "Ingress");
+        assert_eq!(ing["spec"]["rules"][0]["host"], "git.example");
+        let path = &ing["spec"]["rules"][0]["http"]["paths"][0];
+        assert_eq!(path["path"], "/git");
+        assert_eq!(path["backend"]["service"]["port"]["number"], 3000);
+        assert_eq!(ing["spec"]["tls"][0]["secretName"], "git-tls");
+        assert_eq!(
+            ing["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-body-size"],
+            "1048576"
+        );
+    }
+
+    #[test]
+    fn networks_and_restarts_that_do_not_map() {
+        let mut w = world("a");
+        w.network = NetworkMode::Host;
+        let (docs, _) = objs(&w);
+        assert_eq!(
+            kind(&docs, "Deployment")["spec"]["template"]["spec"]["hostNetwork"],
+            true
+        );
+        w.network = NetworkMode::None;
+        w.restart = RestartPolicy::Never;
+        assert_eq!(objs(&w).1, ["workload.a.network", "workload.a.restart"]);
+        w.route.domains = vec!["a.example".into()];
+        w.route.port = Some(80);
+        let (docs, _) = objs(&w);
+        assert!(
+            docs.iter().all(|d| d["kind"] != "Ingress"),
+            "no network, no route"
+        );
+    }
+
+    #[test]
+    fn vms_and_jails_are_skipped_and_said_so() {
+        let mut spec = SpecFile::default();
+        let mut vm = world("vm");
+        vm.kind = Kind::Vm;
+        spec.workloads.insert("vm".into(), vm);
+        spec.workloads.insert("ok".into(), world("ok"));
+        let e = export(&spec);
+        assert_eq!(e.skipped.len(), 1);
+        assert!(e.files[0]
+            .text
+            .contains("# Skipped: workload vm skipped: a VM"));
+        assert_eq!(objects(&spec).len(), 1);
+    }
+
+    #[test]
+    fn yaml_is_block_style_sorted_and_quoted() {
+        let v = json!({
+            "b": [{ "y": 1, "x": ["p", "q"] }, "s"],
+            "a": { "k": "line\nbreak \"q\"", "e": [], "o": {} },
+            "weird key": true,
+        });
+        let mut out = String::new();
+        yaml(&v, 0, &mut out);
+        assert_eq!(
+            out,
+            "a:\n  e: []\n  k: \"line\\nbreak \\\"q\\\"\"\n  o: {}\nb:\n- x:\n  - \"p\"\n  - \"q\"\n  y: 1\n- \"s\"\n\"weird key\": true\n"
+        );
     }
 }

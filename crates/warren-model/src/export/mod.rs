@@ -77,9 +77,9 @@ pub(crate) fn skip_reason(w: &WorkloadSpec) -> Option<String> {
              run it with Nomad's qemu driver or KubeVirt by hand"
                 .into(),
         ),
-        Kind::Jail => Some(
-            "a FreeBSD jail: neither Nomad's nor Kubernetes' stock drivers run jails".into(),
-        ),
+        Kind::Jail => {
+            Some("a FreeBSD jail: neither Nomad's nor Kubernetes' stock drivers run jails".into())
+        }
     }
 }
 
@@ -97,7 +97,10 @@ pub(crate) fn data_used(w: &WorkloadSpec) -> bool {
     let p = w.data_path.trim_end_matches('/');
     let mentions = |s: &str| {
         s.match_indices(p).any(|(i, _)| {
-            matches!(s[i + p.len()..].chars().next(), None | Some('/' | ' ' | '"' | '\'' | ';' | ':'))
+            matches!(
+                s[i + p.len()..].chars().next(),
+                None | Some('/' | ' ' | '"' | '\'' | ';' | ':')
+            )
         })
     };
     let probe_mentions = match w.health.as_ref().map(|h| &h.probe) {

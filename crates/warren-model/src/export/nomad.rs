@@ -108,7 +108,9 @@ impl Ports {
             .iter()
             .map(|m| (format!("p{}", m.host_port), *m))
             .collect();
-        let route = (!w.route.domains.is_empty()).then_some(w.route.port).flatten();
+        let route = (!w.route.domains.is_empty())
+            .then_some(w.route.port)
+            .flatten();
         let mut p = Ports {
             statics,
             route,
@@ -429,13 +431,15 @@ pub fn job(w: &WorkloadSpec, spec: &SpecFile) -> (String, Vec<Unmapped>, Vec<Str
             for (k, what) in [
                 ("workdir", w.workdir.is_some()),
                 ("readonly_rootfs", w.readonly_rootfs),
-                ("hostname", w.hostname.is_some() && w.network != NetworkMode::Bridge),
+                (
+                    "hostname",
+                    w.hostname.is_some() && w.network != NetworkMode::Bridge,
+                ),
             ] {
                 if what {
                     unmapped.push(Unmapped {
                         key: key(w, k),
-                        why: "the exec driver has no such option (the docker driver has)"
-                            .into(),
+                        why: "the exec driver has no such option (the docker driver has)".into(),
                     });
                 }
             }
@@ -646,8 +650,14 @@ mod tests {
         let mut w = world("clock");
         let (t, _) = text(&w);
         assert!(t.contains("driver = \"exec\""));
-        assert!(t.contains("command = \"/bin/sh\""), "the world's default command");
-        assert!(t.contains("chroot_env) must hold the world \"busybox\""), "{t}");
+        assert!(
+            t.contains("command = \"/bin/sh\""),
+            "the world's default command"
+        );
+        assert!(
+            t.contains("chroot_env) must hold the world \"busybox\""),
+            "{t}"
+        );
         w.readonly_rootfs = true;
         w.workdir = Some("/srv".into());
         let (_, unmapped) = text(&w);
@@ -681,11 +691,17 @@ mod tests {
         let t = text(&w).0;
         assert!(t.contains("port \"p8443\" {\n        static = 8443\n        to = 443\n"));
         assert!(t.contains("port \"http\" {\n        to = 8080\n"));
-        assert!(t.contains("port = \"http\""), "the service is on the routed port");
+        assert!(
+            t.contains("port = \"http\""),
+            "the service is on the routed port"
+        );
         w.network = NetworkMode::Host;
         let t = text(&w).0;
         assert!(t.contains("mode = \"host\""));
-        assert!(t.contains("port \"http\" {\n        static = 8080\n"), "{t}");
+        assert!(
+            t.contains("port \"http\" {\n        static = 8080\n"),
+            "{t}"
+        );
         assert!(!t.contains("to = "), "no mapping on the host network");
     }
 
@@ -729,13 +745,18 @@ mod tests {
         ));
         let t = text(&w).0;
         assert!(t.contains("port \"health\" {\n        to = 8080"), "{t}");
-        assert!(t.contains("type = \"http\"\n        path = \"/healthz\"\n        port = \"health\""));
+        assert!(
+            t.contains("type = \"http\"\n        path = \"/healthz\"\n        port = \"health\"")
+        );
         assert!(t.contains("check_restart {\n          limit = 3\n          grace = \"30s\""));
         w.health = Some(check(Probe::Tcp(5432), OnUnhealthy::None));
         let t = text(&w).0;
         assert!(t.contains("type = \"tcp\""));
         assert!(!t.contains("check_restart"), "no restart on unhealthy");
-        w.health = Some(check(Probe::Exec(vec!["true".into()]), OnUnhealthy::Restart));
+        w.health = Some(check(
+            Probe::Exec(vec!["true".into()]),
+            OnUnhealthy::Restart,
+        ));
         let (t, unmapped) = text(&w);
         assert!(!t.contains("check {"));
         assert_eq!(unmapped, ["workload.a.health"]);
@@ -807,6 +828,8 @@ mod tests {
         w.env.insert("A".into(), "1".into());
         assert!(text(&w).0.contains("env {\n        A = \"1\""));
         w.env.insert("b.c".into(), "2".into());
-        assert!(text(&w).0.contains("env = {\n        \"A\" = \"1\"\n        \"b.c\" = \"2\""));
+        assert!(text(&w)
+            .0
+            .contains("env = {\n        \"A\" = \"1\"\n        \"b.c\" = \"2\""));
     }
 }

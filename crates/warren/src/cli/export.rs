@@ -27,8 +27,8 @@ pub(super) enum SpecFormat {
 async fn spec_text(client: &Client, file: Option<&Path>) -> Result<(String, String)> {
     match file {
         Some(f) => {
-            let text = std::fs::read_to_string(f)
-                .with_context(|| format!("reading {}", f.display()))?;
+            let text =
+                std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
             Ok((text, f.display().to_string()))
         }
         None => {
@@ -37,7 +37,10 @@ async fn spec_text(client: &Client, file: Option<&Path>) -> Result<(String, Stri
                 .get_stream(&crate::client::routes::SPEC_EXPORT.call())
                 .await?;
             let bytes = body.collect().await?.to_bytes();
-            Ok((String::from_utf8_lossy(&bytes).into_owned(), "export".into()))
+            Ok((
+                String::from_utf8_lossy(&bytes).into_owned(),
+                "export".into(),
+            ))
         }
     }
 }
