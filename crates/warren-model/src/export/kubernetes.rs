@@ -29,7 +29,7 @@ const DEFAULT_CLAIM: &str = "1Gi";
 /// A Kubernetes quantity of bytes: `Gi`, `Mi` or `Ki` when exact, else plain bytes.
 pub fn bytes(n: u64) -> String {
     for (shift, unit) in [(30, "Gi"), (20, "Mi"), (10, "Ki")] {
-        if n > 0 && n % (1 << shift) == 0 {
+        if n > 0 && n.is_multiple_of(1 << shift) {
             return format!("{}{unit}", n >> shift);
         }
     }
@@ -39,7 +39,7 @@ pub fn bytes(n: u64) -> String {
 /// A CPU quantity: whole cores, or millicores.
 fn cpu(c: f64) -> String {
     let milli = ((c * 1000.0).round() as u64).max(1);
-    if milli % 1000 == 0 {
+    if milli.is_multiple_of(1000) {
         (milli / 1000).to_string()
     } else {
         format!("{milli}m")
@@ -509,11 +509,26 @@ fn scalar(v: &Value) -> Option<String> {
         Value::Null => Some("null".into()),
         Value::Bool(b) => Some(b.to_string()),
         Value::Number(n) => Some(n.to_string()),
-        Value::String(s) => Some(serde_json::to_string(s).expect("a string serializes")),
+        Value::String(s) => Some(dquote(s)),
         Value::Array(a) if a.is_empty() => Some("[]".into()),
         Value::Object(o) if o.is_empty() => Some("{}".into()),
         _ => None,
     }
+}
+
+/// A YAML double-quoted scalar: JSON's escaping, plus the characters YAML does not allow
+/// unescaped (DEL and the C1 controls) as `\uXXXX`.
+fn dquote(s: &str) -> String {
+    let json = serde_json::to_string(s).expect("a string serializes");
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        if ('\u{7f}'..='\u{9f}').contains(&c) {
+            let _ = write!(out, "\\u{:04X}", c as u32);
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn yaml_key(k: &str) -> String {
@@ -523,7 +538,7 @@ fn yaml_key(k: &str) -> String {
     if plain {
         k.to_string()
     } else {
-        serde_json::to_string(k).expect("a string serializes")
+        dquote(k)
     }
 }
 
@@ -825,12 +840,13 @@ mod tests {
             "b": [{ "y": 1, "x": ["p", "q"] }, "s"],
             "a": { "k": "line\nbreak \"q\"", "e": [], "o": {} },
             "weird key": true,
+            "c": "del\u{7f}",
         });
         let mut out = String::new();
         yaml(&v, 0, &mut out);
         assert_eq!(
             out,
-            "a:\n  e: []\n  k: \"line\\nbreak \\\"q\\\"\"\n  o: {}\nb:\n- x:\n  - \"p\"\n  - \"q\"\n  y: 1\n- \"s\"\n\"weird key\": true\n"
+            "a:\n  e: []\n  k: \"line\\nbreak \\\"q\\\"\"\n  o: {}\nb:\n- x:\n  - \"p\"\n  - \"q\"\n  y: 1\n- \"s\"\nc: \"del\\u007F\"\n\"weird key\": true\n"
         );
     }
 }

@@ -88,9 +88,9 @@ pub(crate) fn key(w: &WorkloadSpec, k: &str) -> String {
     format!("workload.{}.{k}", w.name)
 }
 
-/// Whether the workload's own declaration refers to its data dataset: its `data_path` appears
-/// in the command, entrypoint, environment, working directory or exec health check, or it has
-/// automatic snapshots. warren gives every workload a data dataset; an export keeps it (a
+/// Whether the workload's own declaration refers to its data dataset: it sets `data_path`
+/// itself, or the path appears in the command, entrypoint, environment, working directory or
+/// exec health check, or it has automatic snapshots. warren gives every workload a data dataset; an export keeps it (a
 /// claim, a host volume) only when the spec shows it is used, so a stateless workload does not
 /// become a stateful one.
 pub(crate) fn data_used(w: &WorkloadSpec) -> bool {
@@ -108,7 +108,8 @@ pub(crate) fn data_used(w: &WorkloadSpec) -> bool {
         _ => false,
     };
     !p.is_empty()
-        && (w.snapshots.is_some()
+        && (w.data_path != crate::spec::default_data_path()
+            || w.snapshots.is_some()
             || w.command.iter().any(|a| mentions(a))
             || w.entrypoint.iter().flatten().any(|a| mentions(a))
             || w.env.values().any(|v| mentions(v))
@@ -185,5 +186,53 @@ pub(crate) fn built_image(source: &Source) -> Option<(String, String)> {
                 format!("recipe {r:?}: build its root filesystem into an image and push it"),
             ))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::SnapshotPolicy;
+
+    #[test]
+    fn the_data_dataset_is_used_when_the_spec_refers_to_it() {
+        let mut w = WorkloadSpec::new("a", Source::World("busybox".into()));
+        assert!(!data_used(&w));
+        w.command = vec!["sh".into(), "-c".into(), "ls /database".into()];
+        assert!(!data_used(&w), "another path that starts alike");
+        w.command = vec!["sh".into(), "-c".into(), "date >> /data/log".into()];
+        assert!(data_used(&w));
+        w.command.clear();
+        w.env.insert("DIR".into(), "/data".into());
+        assert!(data_used(&w));
+        w.env.clear();
+        w.snapshots = Some(SnapshotPolicy {
+            every_secs: 60,
+            keep: 1,
+        });
+        assert!(data_used(&w));
+        w.snapshots = None;
+        w.data_path = "/var/lib/db".into();
+        assert!(data_used(&w), "a data_path of its own");
+    }
+
+    #[test]
+    fn only_containers_are_exported() {
+        let mut w = WorkloadSpec::new("a", Source::World("busybox".into()));
+        assert!(skip_reason(&w).is_none());
+        w.kind = Kind::Vm;
+        assert!(skip_reason(&w).unwrap().starts_with("a VM"));
+        w.kind = Kind::Jail;
+        assert!(skip_reason(&w).unwrap().starts_with("a FreeBSD jail"));
+    }
+
+    #[test]
+    fn built_images_are_named_after_the_source() {
+        assert_eq!(built_image(&Source::Image("x".into())), None);
+        let (img, _) = built_image(&Source::World("busybox".into())).unwrap();
+        assert_eq!(img, "warren/world-busybox:latest");
+        let (img, need) = built_image(&Source::Recipe("infra/exporter 1.8".into())).unwrap();
+        assert_eq!(img, "warren/recipe-infra-exporter:latest");
+        assert!(need.starts_with("recipe \"infra/exporter 1.8\""));
     }
 }

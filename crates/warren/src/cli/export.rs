@@ -128,3 +128,118 @@ pub(super) async fn spec_export(
     }
     Ok(Exit::Success)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::workloads::SpecCmd;
+    use crate::cli::{Cli, Cmd};
+    use clap::Parser;
+
+    fn homelab() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/homelab.toml")
+    }
+
+    /// A client for a socket nobody listens on: `-f` must not need the daemon.
+    fn no_daemon(dir: &Path) -> Client {
+        Client {
+            socket: dir.join("absent.sock"),
+            remote: None,
+        }
+    }
+
+    #[test]
+    fn the_format_defaults_to_toml() {
+        let cli = Cli::try_parse_from(["warren", "spec", "export"]).expect("parses");
+        let Cmd::Spec {
+            cmd: SpecCmd::Export { format, file, .. },
+        } = cli.cmd
+        else {
+            panic!("not spec export");
+        };
+        assert_eq!(format, SpecFormat::Toml);
+        assert!(file.is_none());
+        let cli = Cli::try_parse_from([
+            "warren", "spec", "export", "--format", "nomad", "-f", "w.toml", "-o", "jobs",
+        ])
+        .expect("parses");
+        let Cmd::Spec {
+            cmd:
+                SpecCmd::Export {
+                    format,
+                    file,
+                    output,
+                },
+        } = cli.cmd
+        else {
+            panic!("not spec export");
+        };
+        assert_eq!(format, SpecFormat::Nomad);
+        assert_eq!(file.as_deref(), Some(Path::new("w.toml")));
+        assert_eq!(output.as_deref(), Some(Path::new("jobs")));
+    }
+
+    #[tokio::test]
+    async fn a_local_file_exports_without_the_daemon() {
+        let dir = tempfile::tempdir().unwrap();
+        let client = no_daemon(dir.path());
+        let spec = parse(&std::fs::read_to_string(homelab()).unwrap(), "homelab").unwrap();
+
+        let jobs = dir.path().join("jobs");
+        spec_export(
+            &client,
+            SpecFormat::Nomad,
+            Some(homelab()),
+            Some(jobs.clone()),
+        )
+        .await
+        .expect("nomad export");
+        for f in nomad::export(&spec).files {
+            let got = std::fs::read_to_string(jobs.join(&f.name)).unwrap();
+            assert_eq!(got, f.text, "{}", f.name);
+        }
+
+        let yaml = dir.path().join("k8s.yaml");
+        spec_export(
+            &client,
+            SpecFormat::Kubernetes,
+            Some(homelab()),
+            Some(yaml.clone()),
+        )
+        .await
+        .expect("kubernetes export");
+        let want = &kubernetes::export(&spec).files[0].text;
+        assert_eq!(&std::fs::read_to_string(&yaml).unwrap(), want);
+        // A directory gets warren.yaml.
+        spec_export(
+            &client,
+            SpecFormat::Kubernetes,
+            Some(homelab()),
+            Some(jobs.clone()),
+        )
+        .await
+        .expect("kubernetes export into a directory");
+        assert_eq!(
+            &std::fs::read_to_string(jobs.join("warren.yaml")).unwrap(),
+            want
+        );
+    }
+
+    #[tokio::test]
+    async fn an_invalid_file_is_refused_with_its_location() {
+        let dir = tempfile::tempdir().unwrap();
+        let bad = dir.path().join("bad.toml");
+        std::fs::write(&bad, "[workload.web]\nworld = 3\n").unwrap();
+        let out = dir.path().join("out");
+        let e = spec_export(
+            &no_daemon(dir.path()),
+            SpecFormat::Nomad,
+            Some(bad),
+            Some(out.clone()),
+        )
+        .await
+        .expect_err("refused");
+        assert!(e.to_string().contains("bad.toml:2:"), "{e}");
+        assert!(!out.exists(), "nothing written");
+    }
+}
