@@ -245,7 +245,7 @@ ports, domains, uptime, restarts, pid, desired, source, generation."
   "The face showing a workload STATE."
   (pcase state
     ("running" 'success)
-    ((or "starting" "pending") 'warning)
+    ((or "starting" "pending" "waiting") 'warning)
     ((or "exited" "refused") 'error)
     (_ 'shadow)))
 

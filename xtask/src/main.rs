@@ -22,6 +22,10 @@
 //!   bench datasets`). Every measured ratio is printed against its target (one table,
 //!   [`bench_targets`]); `--check` exits non-zero when one missed.
 //!
+//! - `dist [--debug] [--no-build]`: the Debian package (see [`dist`]): man pages and shell
+//!   completions rendered from the CLI, then `cargo deb`, into `target/dist/`.
+//! - `port`: the FreeBSD port's crate list and checksums from `Cargo.lock` (see [`port`]).
+//!
 //! Every step runs from the workspace root and echoes the command it runs and how long it took.
 
 mod bench;
@@ -29,6 +33,8 @@ mod bench_images;
 mod bench_ingress;
 mod bench_targets;
 mod bench_vm;
+mod dist;
+mod port;
 #[cfg(test)]
 mod tidy;
 
@@ -75,6 +81,17 @@ const TASKS: &[Task] = &[
          `bench --check` fails when a measured ratio misses its target",
         bench::bench,
     ),
+    (
+        "dist",
+        "the Debian package in target/dist (release; `dist --debug` packages the dev \
+         profile, `--no-build` the binaries already built)",
+        |root| dist::dist(root, &dist::Options::default()).map(|_| ()),
+    ),
+    (
+        "port",
+        "regenerate the FreeBSD port's Makefile.crates and distinfo from Cargo.lock",
+        port::port,
+    ),
 ];
 
 fn main() -> ExitCode {
@@ -98,6 +115,9 @@ fn dispatch() -> Result<()> {
             let check = rest.iter().any(|a| a == "--check");
             let parts: Vec<String> = rest.iter().filter(|a| *a != "--check").cloned().collect();
             return bench::bench_parts(&workspace_root(), &parts, check);
+        }
+        [name, rest @ ..] if name == "dist" => {
+            return dist::dist(&workspace_root(), &dist::Options::parse(rest)?).map(|_| ());
         }
         [name] => name.as_str(),
         [name, extra @ ..] => bail!("{name} takes no arguments (got {extra:?})"),

@@ -44,6 +44,7 @@
 pub mod apply;
 mod archive;
 mod config;
+pub mod copy;
 mod digest;
 mod error;
 mod fsops;

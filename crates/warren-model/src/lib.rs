@@ -5,12 +5,14 @@
 //! file:line:column diagnostics ([`parse`]), the published-port syntax and conflict checks
 //! ([`ports`]), the spec hash used for drift detection, the pure reconciliation planner
 //! ([`plan`]) with the host's capabilities as an input ([`host`]) and the restart-policy
-//! decision, the typed event kinds the daemon records and streams ([`event`]), and the
+//! decision, the host resource budget ([`budget`]), the typed event kinds the daemon records and streams ([`event`]), and the
 //! Warrenfile recipe parser with version resolution ([`recipe`]).
 //!
 //! Invariant: nothing in this crate performs I/O (no filesystem, no processes, no clock). Time is
 //! an input to the planner, never read by it.
 
+pub mod budget;
+pub mod compose;
 pub mod event;
 pub mod export;
 pub mod health;

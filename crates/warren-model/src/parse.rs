@@ -34,6 +34,8 @@
 //! readonly_rootfs = true        # read-only root filesystem (data, volumes, /tmp stay writable)
 //! userns = true                 # own user namespace: root inside is unprivileged outside
 //! jail = { allow = ["raw_sockets", "sysvipc"], vnet = true, jailed_dataset = false }
+//! after = ["db", { name = "migrate", wait = "completed" }] # start after these workloads...
+//! wait = "healthy"              # ...once they are: started (default) | healthy | completed
 //!
 //! [workload.guest]
 //! kind = "vm"
@@ -53,6 +55,10 @@
 //! size = "10G"                  # optional size limit, same units as memory
 //! snapshots = { every = "6h", keep = 5 }
 //! site = { domains = ["media.home.arpa"], path = "/", autoindex = true, tls = "local" }
+//!
+//! [host]                        # what the host keeps for itself (crate::budget)
+//! reserve_memory = "2G"         # no workload may claim this memory (a size, as for memory)
+//! reserve_cpus = 1              # nor these CPUs (a warning only: CPU time is shared)
 //! ```
 //!
 //! Sizes (`memory`, `disk`, `size`) are a number of bytes or a string with a unit (`"256M"`,
@@ -105,6 +111,15 @@
 //! fractional `cpus` round up to whole virtual CPUs. Whether the host runs VMs at all is the
 //! daemon's check.
 //!
+//! Start order: `after` lists the workloads (of the same file) this one starts after, as names
+//! or `{ name, wait }` tables; `wait` is the condition of the entries that give none
+//! (`"started"` by default): `started` (running, or its last run ended with status 0),
+//! `healthy` (running and its health check passes: the dependency must declare `health`),
+//! `completed` (its last run ended with status 0: a one-shot, so not `restart = "always"`).
+//! Unknown names, a workload after itself, a name listed twice and cycles are refused, a cycle
+//! at the entry that closes it with the whole cycle named (`a -> b -> a`); `wait` without
+//! `after` is refused. The order only holds starts back: it is not part of the drift hash.
+//!
 //! A successful parse returns a [`Parsed`], which keeps the position of every field so that
 //! later checks (host support for a kind, port conflicts, ...) can report `file:line:column`
 //! too, through [`Parsed::locate`] and [`Parsed::diagnostic`].
@@ -115,7 +130,7 @@
 
 mod position;
 pub(crate) mod suggest;
-mod values;
+pub(crate) mod values;
 
 pub use position::line_column;
 
@@ -236,6 +251,7 @@ pub fn parse_spec(text: &str, file: &str) -> Result<Parsed, SpecError> {
         mounts: Vec::new(),
         routes: Vec::new(),
         published: Vec::new(),
+        after_uses: Vec::new(),
     };
     let spec = walker.root(root.get_ref());
     if walker.diagnostics.is_empty() {
@@ -296,8 +312,10 @@ fn parent_path(path: &str) -> Option<&str> {
 
 mod file;
 mod hooks;
+mod host;
 mod ingress;
 mod jail;
+mod order;
 mod vm;
 mod volume;
 mod walker;

@@ -19,9 +19,16 @@
 //! - Restarts after an exit honour the restart policy and an exponential backoff computed from
 //!   consecutive short-lived runs; a workload waiting out its backoff contributes a wake-up time
 //!   ([`Plan::next_wake_ms`]) instead of steps, so it never delays other workloads.
+//! - Start order: a workload whose `after` dependencies do not meet their condition yet
+//!   ([`unmet_dependencies`], judged from observed state alone) gets no `start` step, whatever
+//!   the start is for (new, recreated, restarted by policy or by the operator); the steps
+//!   before it (stop, provision) are planned as usual and it is listed in [`Plan::waiting`]
+//!   with the reason. No wake-up time is needed: the engine plans again when a dependency's
+//!   state changes. A dependency restarting never restarts its dependents.
 
+use crate::health::HealthStatus;
 use crate::host::HostCapabilities;
-use crate::spec::{DesiredState, Kind, RestartPolicy, Source, WorkloadSpec};
+use crate::spec::{DesiredState, Kind, RestartPolicy, Source, WaitFor, WorkloadSpec};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -118,6 +125,54 @@ pub struct Observed {
     pub restart_generation: u64,
     /// An operation is in flight; the planner leaves the workload alone.
     pub busy: bool,
+    /// The health of the current run, for workloads with a health check (what the engine's
+    /// monitor last reported; `healthy` waits of dependents read it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthStatus>,
+}
+
+impl Observed {
+    /// Whether the last run ended on its own with status 0 (no signal, no OOM kill).
+    pub fn succeeded(&self) -> bool {
+        matches!(&self.last_exit, Some(exit @ LastExit::Exited { .. }) if !exit.is_failure())
+    }
+
+    /// Whether this workload meets `wait` for a dependent: `started` = running or its last
+    /// run succeeded; `healthy` = running and its health check passes; `completed` = not
+    /// running and its last run succeeded.
+    pub fn meets(&self, wait: WaitFor) -> bool {
+        let running = self.pid.is_some();
+        match wait {
+            WaitFor::Started => running || self.succeeded(),
+            WaitFor::Healthy => running && self.health == Some(HealthStatus::Healthy),
+            WaitFor::Completed => !running && self.succeeded(),
+        }
+    }
+}
+
+/// Why `spec` may not start yet: its `after` dependencies that do not meet their condition in
+/// `observed` (a dependency never observed meets none), as `waiting for db (healthy),
+/// migrate (completed)`; `None` when all are met. The one decision the planner holds starts
+/// back with and the engine's status (`waiting`) reports.
+pub fn unmet_dependencies(
+    spec: &WorkloadSpec,
+    observed: &BTreeMap<String, Observed>,
+) -> Option<String> {
+    let unmet: Vec<String> = spec
+        .after
+        .iter()
+        .filter(|d| !observed.get(&d.name).is_some_and(|o| o.meets(d.wait)))
+        .map(|d| format!("{} ({})", d.name, d.wait.as_str()))
+        .collect();
+    (!unmet.is_empty()).then(|| format!("waiting for {}", unmet.join(", ")))
+}
+
+/// A desired workload whose start is held back by its start order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Waiting {
+    pub workload: String,
+    /// `waiting for db (healthy)`.
+    pub reason: String,
 }
 
 /// Backoff for crash-looping workloads: `base * 2^(failures-1)`, capped.
@@ -226,6 +281,8 @@ pub struct Plan {
     pub steps: Vec<Step>,
     /// Desired workloads of a kind this host cannot run, in name order.
     pub refused: Vec<Refusal>,
+    /// Desired workloads whose start waits for their `after` dependencies, in name order.
+    pub waiting: Vec<Waiting>,
     /// Unix milliseconds at which a backoff expires (the reconciler wakes then).
     pub next_wake_ms: Option<u64>,
 }
@@ -272,7 +329,10 @@ pub fn plan(
                     kind: d.spec.kind,
                     reason: reason.to_string(),
                 }),
-                None => plan_one(d, obs, missing, now_ms, backoff, &mut out),
+                None => {
+                    let held = unmet_dependencies(&d.spec, observed);
+                    plan_one(d, obs, missing, now_ms, backoff, held, &mut out)
+                }
             },
             None => {
                 if obs.pid.is_some() {
@@ -316,14 +376,28 @@ fn fetch_source(d: &Desired, missing: &Missing, out: &mut Plan) {
     }
 }
 
+/// A `start` step for `name`, unless `held` (its unmet start order) holds it back: then the
+/// workload is listed as waiting instead.
+fn start(out: &mut Plan, name: &str, reason: impl Into<String>, held: &Option<String>) {
+    match held {
+        None => push(out, name, Action::Start, reason),
+        Some(why) => out.waiting.push(Waiting {
+            workload: name.to_string(),
+            reason: why.clone(),
+        }),
+    }
+}
+
 fn plan_one(
     d: &Desired,
     obs: &Observed,
     missing: &Missing,
     now_ms: u64,
     backoff: &Backoff,
+    held: Option<String>,
     out: &mut Plan,
 ) {
+    let held = &held;
     let name = d.spec.name.as_str();
     let running = obs.pid.is_some();
     let want_running = d.spec.state == DesiredState::Running;
@@ -339,7 +413,7 @@ fn plan_one(
                 "new workload",
             );
             if want_running {
-                push(out, name, Action::Start, "new workload");
+                start(out, name, "new workload", held);
             }
             return;
         }
@@ -359,7 +433,7 @@ fn plan_one(
                 why,
             );
             if want_running {
-                push(out, name, Action::Start, why);
+                start(out, name, why, held);
             }
             return;
         }
@@ -370,12 +444,12 @@ fn plan_one(
         (false, true) => push(out, name, Action::Stop, "desired state is stopped"),
         (true, true) if restart_requested => {
             push(out, name, Action::Stop, "restart requested");
-            push(out, name, Action::Start, "restart requested");
+            start(out, name, "restart requested", held);
         }
         // Asked for by the operator: neither the restart policy nor a backoff holds it.
-        (true, false) if restart_requested => push(out, name, Action::Start, "restart requested"),
+        (true, false) if restart_requested => start(out, name, "restart requested", held),
         (true, false) => match &obs.last_exit {
-            None | Some(LastExit::Deliberate) => push(out, name, Action::Start, "not running"),
+            None | Some(LastExit::Deliberate) => start(out, name, "not running", held),
             Some(
                 exit @ LastExit::Exited {
                     code,
@@ -394,11 +468,11 @@ fn plan_one(
                     } else {
                         format!("exit code {code}")
                     };
-                    push(
+                    start(
                         out,
                         name,
-                        Action::Start,
                         format!("restart policy {} after {what}", d.spec.restart.as_str()),
+                        held,
                     );
                 } else {
                     out.next_wake_ms = Some(out.next_wake_ms.map_or(due, |w| w.min(due)));

@@ -232,6 +232,18 @@ fn workload(out: &mut String, w: &WorkloadSpec) {
     if let Some(h) = &w.health {
         let _ = writeln!(out, "health = {}", health(h));
     }
+    if !w.after.is_empty() {
+        // A name alone waits for "started"; other conditions as `{ name, wait }`.
+        let entries: Vec<String> = w
+            .after
+            .iter()
+            .map(|d| match d.wait {
+                WaitFor::Started => quote(&d.name),
+                other => inline(&[("name", quote(&d.name)), ("wait", quote(other.as_str()))]),
+            })
+            .collect();
+        let _ = writeln!(out, "after = [{}]", entries.join(", "));
+    }
     if !w.hooks.is_empty() {
         let _ = writeln!(out, "hooks = [");
         for h in &w.hooks {
@@ -307,6 +319,12 @@ pub fn to_toml(spec: &SpecFile, header: &str) -> String {
     if !header.is_empty() {
         out.push('\n');
     }
+    if let Some(h) = &spec.host {
+        let _ = writeln!(out, "[host]");
+        let _ = writeln!(out, "reserve_memory = {}", h.reserve_memory);
+        let _ = writeln!(out, "reserve_cpus = {}", h.reserve_cpus);
+        out.push('\n');
+    }
     for w in spec.workloads.values() {
         workload(&mut out, w);
     }
@@ -356,6 +374,7 @@ jailed_dataset = true
 world = "freebsd-14"
 
 [workload.job]
+after = ["cell", { name = "web", wait = "healthy" }, { name = "installer", wait = "completed" }]
 image = "app:v1"
 entrypoint = ["/bin/sh", "-c"]
 network = "none"
@@ -375,7 +394,12 @@ console = true
 
 [workload.installer]
 kind = "vm"
+restart = "never"
 vm = { disk = "/srv/vm/disk.qcow2", iso = "/srv/iso/install.iso", firmware = "uefi" }
+
+[host]
+reserve_memory = "2G"
+reserve_cpus = 0.5
 
 [volume.media]
 size = "1G"
@@ -390,11 +414,19 @@ site = { domains = ["media.home.arpa"], autoindex = true, tls = "local" }
         assert_eq!(again, spec, "{out}");
         assert_eq!(to_toml(&again, "written by a test"), out, "deterministic");
         assert!(out.starts_with("# written by a test\n"));
+        assert!(
+            out.contains(
+                r#"after = ["cell", { name = "web", wait = "healthy" }, { name = "installer", wait = "completed" }]"#
+            ),
+            "{out}"
+        );
         let installer = &again.workloads["installer"];
         assert_eq!(installer.rootfs_source(), None);
         assert_eq!(installer.vm.firmware, VmFirmware::Uefi);
         assert!(
-            out.contains("[workload.installer]\nkind = \"vm\"\nvm = { disk = "),
+            out.contains(
+                "[workload.installer]\nkind = \"vm\"\nrestart = \"never\"\nvm = { disk = "
+            ),
             "{out}"
         );
     }

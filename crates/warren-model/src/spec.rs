@@ -11,6 +11,9 @@
 
 use crate::ports::PortMapping;
 use serde::{Deserialize, Serialize};
+
+mod order;
+pub use order::{Dependency, WaitFor};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -537,6 +540,10 @@ pub struct WorkloadSpec {
     /// VM options of a `kind = "vm"` workload (left out of the JSON while all are default).
     #[serde(default, skip_serializing_if = "VmOptions::is_default")]
     pub vm: VmOptions,
+    /// The workloads this one starts after, each with its condition (`after`, `wait`). Only
+    /// the order of starts: not part of the drift hash, so changing it recreates nothing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after: Vec<Dependency>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -575,6 +582,7 @@ impl WorkloadSpec {
             userns: false,
             jail: JailOptions::default(),
             vm: VmOptions::default(),
+            after: Vec::new(),
         }
     }
 
@@ -600,8 +608,8 @@ impl WorkloadSpec {
     }
 
     /// The drift key: sha256 over the canonical JSON of every field that shapes the container.
-    /// Changing `state`, `restart`, the snapshot schedule, `ports`, `route` or `health` does not change
-    /// the hash; changing `network` does. A spec with the default network hashes as it did
+    /// Changing `state`, `restart`, the snapshot schedule, `ports`, `route`, `health`, `hooks` or
+    /// the start order (`after`) does not change the hash; changing `network` does. A spec with the default network hashes as it did
     /// before networking existed (the field is left out of the JSON).
     pub fn hash(&self) -> String {
         let mut shape = self.clone();
@@ -612,6 +620,7 @@ impl WorkloadSpec {
         shape.route = RouteSpec::default();
         shape.health = None;
         shape.hooks = Vec::new();
+        shape.after = Vec::new();
         // serde_json over BTreeMaps and plain structs is deterministic.
         let json = serde_json::to_vec(&shape).expect("spec serializes");
         let digest = Sha256::digest(&json);
@@ -630,6 +639,9 @@ pub struct SpecFile {
     pub workloads: BTreeMap<String, WorkloadSpec>,
     #[serde(default)]
     pub volumes: BTreeMap<String, VolumeSpec>,
+    /// The `[host]` table: what the host keeps for itself (`None`: the file has none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<crate::budget::HostReserve>,
 }
 
 #[cfg(test)]
@@ -840,6 +852,28 @@ mod tests {
         // A full VM's options on a container leave its source alone.
         w.kind = Kind::Container;
         assert_eq!(w.rootfs_source(), Some(&w.source));
+    }
+
+    /// The start order is left out of the JSON while empty (old hashes stay) and never
+    /// changes the hash: ordering is not a property of the running instance.
+    #[test]
+    fn start_order_never_changes_the_hash() {
+        assert_serde_spellings(&[WaitFor::Started, WaitFor::Healthy, WaitFor::Completed]);
+        let base = sample().hash();
+        assert!(!serde_json::to_string(&sample()).unwrap().contains("after"));
+        let mut w = sample();
+        w.after = vec![
+            Dependency::new("db", WaitFor::Healthy),
+            Dependency::new("cache", WaitFor::Started),
+        ];
+        assert_eq!(w.hash(), base);
+        let json = serde_json::to_value(&w).unwrap();
+        assert_eq!(
+            json["after"],
+            serde_json::json!([{"name": "db", "wait": "healthy"}, {"name": "cache"}])
+        );
+        let back: WorkloadSpec = serde_json::from_value(json).unwrap();
+        assert_eq!(back, w);
     }
 
     #[test]

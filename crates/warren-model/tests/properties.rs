@@ -1,16 +1,16 @@
 //! Property tests for the `warren.toml` parser: valid specs (workloads and volumes, with
-//! mounts, published ports and routed domains that respect the file-wide rules) rendered to
-//! TOML in any of the table styles parse back to the same [`SpecFile`], specs survive a JSON
-//! round trip with the same hashes, and no input makes the parser panic.
+//! mounts, published ports, routed domains and a start order that respect the file-wide rules)
+//! rendered to TOML in any of the table styles parse back to the same [`SpecFile`], specs
+//! survive a JSON round trip with the same hashes, and no input makes the parser panic.
 
 use proptest::prelude::*;
 use proptest::sample::select;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use warren_model::{
-    parse_spec, DesiredState, JailOptions, Kind, NetworkMode, PortMapping, Proto, Resources,
-    RestartPolicy, RouteSpec, SiteSpec, SnapshotPolicy, Source, SpecFile, TlsChoice, VmFirmware,
-    VmOptions, VolumeMount, VolumeSpec, WorkloadSpec, JAIL_ALLOW,
+    parse_spec, Dependency, DesiredState, JailOptions, Kind, NetworkMode, PortMapping, Proto,
+    Resources, RestartPolicy, RouteSpec, SiteSpec, SnapshotPolicy, Source, SpecFile, TlsChoice,
+    VmFirmware, VmOptions, VolumeMount, VolumeSpec, WaitFor, WorkloadSpec, JAIL_ALLOW,
 };
 
 #[path = "properties/render.rs"]
@@ -224,6 +224,7 @@ fn renderer_styles_cover_every_field() {
                 },
             ),
         ]),
+        host: None,
     };
     for bits in 0..64u8 {
         let style = Style::from_bits(std::array::from_fn(|i| bits & (1 << i) != 0));

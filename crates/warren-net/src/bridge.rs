@@ -289,6 +289,30 @@ pub fn parse_ipv4_addrs(name: &str, json: &str) -> Result<Vec<(Ipv4Addr, u8)>, L
     Ok(out)
 }
 
+/// Where the kernel lists the IPv4 neighbours of every link (read as a file: no process on
+/// the path that hands out addresses).
+pub const PROC_ARP: &str = "/proc/net/arp";
+
+/// The neighbours on link `dev` in [`PROC_ARP`]'s text that answered: address and MAC of
+/// every entry whose flags say complete (`0x2`) or permanent (`0x4`), with a MAC.
+pub fn parse_answering(proc_arp: &str, dev: &str) -> Vec<(Ipv4Addr, String)> {
+    let mut out = Vec::new();
+    for line in proc_arp.lines().skip(1) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let [ip, _hw_type, flags, mac, _mask, device] = f[..] else {
+            continue;
+        };
+        let flags = u32::from_str_radix(flags.trim_start_matches("0x"), 16).unwrap_or(0);
+        if device != dev || flags & 0x6 == 0 || mac == "00:00:00:00:00:00" {
+            continue;
+        }
+        if let Ok(ip) = ip.parse() {
+            out.push((ip, mac.to_ascii_lowercase()));
+        }
+    }
+    out
+}
+
 /// What [`ensure_bridge`] had to change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct BridgeChanges {
@@ -462,6 +486,36 @@ mod linux {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn answering_neighbours() {
+        let arp = "IP address       HW type     Flags       HW address            Mask     Device
+10.88.0.2        0x1         0x2         02:42:0A:58:00:02     *        warren0
+10.88.0.3        0x1         0x2         aa:bb:cc:dd:ee:ff     *        warren0
+10.88.0.4        0x1         0x0         00:00:00:00:00:00     *        warren0
+10.88.0.6        0x1         0x6         aa:bb:cc:dd:ee:02     *        warren0
+10.88.0.7        0x1         0x2         aa:bb:cc:dd:ee:03     *        eth0
+garbage
+";
+        assert_eq!(
+            parse_answering(arp, "warren0"),
+            [
+                (
+                    "10.88.0.2".parse().unwrap(),
+                    "02:42:0a:58:00:02".to_string()
+                ),
+                (
+                    "10.88.0.3".parse().unwrap(),
+                    "aa:bb:cc:dd:ee:ff".to_string()
+                ),
+                (
+                    "10.88.0.6".parse().unwrap(),
+                    "aa:bb:cc:dd:ee:02".to_string()
+                ),
+            ]
+        );
+        assert_eq!(parse_answering("", "warren0"), []);
+    }
 
     const BRIDGE_DOWN: &str = r#"[{"ifindex":5,"ifname":"warren0","flags":["BROADCAST","MULTICAST"],"mtu":1500,"qdisc":"noop","operstate":"DOWN","linkmode":"DEFAULT","group":"default","txqlen":1000,"link_type":"ether","address":"f6:59:e2:eb:2f:af","broadcast":"ff:ff:ff:ff:ff:ff","promiscuity":0,"allmulti":0,"min_mtu":68,"max_mtu":65535,"linkinfo":{"info_kind":"bridge","info_data":{"forward_delay":1500,"hello_time":200,"max_age":2000,"ageing_time":30000,"stp_state":0,"priority":32768}},"num_tx_queues":1,"num_rx_queues":1}]"#;
     const BRIDGE_UP: &str = r#"[{"ifindex":5,"ifname":"warren0","flags":["BROADCAST","MULTICAST","UP","LOWER_UP"],"mtu":1500,"qdisc":"noqueue","operstate":"UNKNOWN","linkmode":"DEFAULT","group":"default","txqlen":1000,"link_type":"ether","address":"f6:59:e2:eb:2f:af","broadcast":"ff:ff:ff:ff:ff:ff","linkinfo":{"info_kind":"bridge","info_data":{"stp_state":0}}}]"#;

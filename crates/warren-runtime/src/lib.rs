@@ -401,6 +401,20 @@ pub struct ExecRequest {
     pub cwd: Option<String>,
 }
 
+/// A file copy ([`Runtime::copy_out`], [`Runtime::copy_in`]): what `warren cp` asks of a
+/// workload whose files the host cannot reach (a VM's).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CopyRequest {
+    /// An absolute path inside the workload (`DIR/.` for a directory's contents).
+    pub path: String,
+    /// In: the stream holds a directory's contents, not one entry.
+    pub contents: bool,
+    /// In: the path must be an existing directory.
+    pub directory: bool,
+    /// In: keep the archive's owners (otherwise the workload's root's).
+    pub keep_owners: bool,
+}
+
 impl ExecRequest {
     /// `argv` with no terminal, no extra environment and the default working directory.
     pub fn new(argv: Vec<String>) -> ExecRequest {
@@ -476,5 +490,27 @@ pub trait Runtime: Send + Sync {
     fn update_names(&self, id: &str, hosts: &str) -> Result<()> {
         let _ = (id, hosts);
         Ok(())
+    }
+    /// Writes the tar stream of `req.path` inside the running workload to `out`. Only
+    /// backends whose workloads' files the host cannot reach implement it (a VM, through its
+    /// guest agent); containers and jails are copied through their datasets.
+    fn copy_out(&self, id: &str, req: &CopyRequest, out: &mut dyn std::io::Write) -> Result<()> {
+        let _ = (req, out);
+        Err(RuntimeError::Unsupported(format!(
+            "{id}: this runtime copies no files itself"
+        )))
+    }
+    /// Places the tar stream `input` at `req.path` inside the running workload (see
+    /// [`Runtime::copy_out`]).
+    fn copy_in(
+        &self,
+        id: &str,
+        req: &CopyRequest,
+        input: &mut (dyn std::io::Read + Send),
+    ) -> Result<()> {
+        let _ = (req, input);
+        Err(RuntimeError::Unsupported(format!(
+            "{id}: this runtime copies no files itself"
+        )))
     }
 }

@@ -33,6 +33,8 @@ impl ObservedRow {
             restarts: self.restarts,
             restart_generation: self.restart_generation,
             busy: false,
+            // Health lives in the engine's memory, not in the row.
+            health: None,
         }
     }
 }

@@ -38,7 +38,8 @@ use warren_exec::Executor;
 use warren_runtime::io_err;
 use warren_runtime::shim as rshim;
 use warren_runtime::{
-    Backend, ExecRequest, Observed, Result, Runtime, RuntimeError, Started, VmBoot, WorkloadRun,
+    Backend, CopyRequest, ExecRequest, Observed, Result, Runtime, RuntimeError, Started, VmBoot,
+    WorkloadRun,
 };
 
 /// Memory a VM gets when its resources name none.
@@ -50,6 +51,8 @@ pub const QEMU_OVERHEAD: u64 = 384 << 20;
 pub const ACCEL_FILE: &str = "accel";
 /// How long a control request waits for the guest.
 const CONTROL_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a guest may take to take new names (a guest still booting is tried again later).
+const NAMES_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The VM backend.
 pub struct VmRuntime {
@@ -538,12 +541,14 @@ impl Runtime for VmRuntime {
         if self.is_full_vm(id) {
             return Ok(());
         }
-        self.control(
-            id,
-            &Message::Hosts(proto::Hosts {
-                text: hosts.to_string(),
-            }),
-        )
+        let Some(ctl) = self.ctl(id) else {
+            return Ok(());
+        };
+        let m = Message::Hosts(proto::Hosts {
+            text: hosts.to_string(),
+        });
+        client::request(&ctl, &m, NAMES_TIMEOUT)
+            .map_err(|e| RuntimeError::Other(format!("{id}: {e}")))
     }
 
     /// Lets the guest's filesystems run again and sets its clock (it may have been paused
@@ -635,11 +640,40 @@ impl Runtime for VmRuntime {
         Ok(c)
     }
 
+    fn copy_out(&self, id: &str, req: &CopyRequest, out: &mut dyn std::io::Write) -> Result<()> {
+        let ctl = self
+            .ctl(id)
+            .ok_or_else(|| RuntimeError::Other(format!("{id} is not a running VM")))?;
+        client::copy_out(&ctl, copy_spec(req), out).map_err(|e| RuntimeError::Other(e.to_string()))
+    }
+
+    fn copy_in(
+        &self,
+        id: &str,
+        req: &CopyRequest,
+        input: &mut (dyn std::io::Read + Send),
+    ) -> Result<()> {
+        let ctl = self
+            .ctl(id)
+            .ok_or_else(|| RuntimeError::Other(format!("{id} is not a running VM")))?;
+        client::copy_in(&ctl, copy_spec(req), input).map_err(|e| RuntimeError::Other(e.to_string()))
+    }
+
     fn run_foreground(&self, spec: &WorkloadRun, _run_dir: &Path) -> Result<std::process::Command> {
         Err(RuntimeError::Unsupported(format!(
             "{}: one-off runs are containers; a VM runs as a workload",
             spec.id
         )))
+    }
+}
+
+/// The agent's copy request for a runtime's.
+fn copy_spec(req: &CopyRequest) -> crate::agent::CopySpec {
+    crate::agent::CopySpec {
+        path: req.path.clone(),
+        contents: req.contents,
+        directory: req.directory,
+        keep_owners: req.keep_owners,
     }
 }
 

@@ -24,8 +24,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use warren_exec::{Cmd, Executor, HostExecutor};
 use warren_vm::agent::proto::{
-    self, ExecSpec, Exit, Hello, Message, Mount, NetConfig, Poweroff, Resize, Signal, StartSpec,
-    TimeSync,
+    self, CopySpec, ExecSpec, Exit, Hello, Message, Mount, NetConfig, Poweroff, Resize, Signal,
+    StartSpec, TimeSync,
 };
 use warren_vm::config::{Accel, Boot, Disk, Mac, Nic};
 use warren_vm::{initramfs, kernel, probe, qemu, VmConfig};
@@ -375,6 +375,11 @@ impl Vm {
         self.exits[&ch]
     }
 
+    fn out_when_done(&mut self, ch: u32) -> String {
+        self.exit(ch);
+        self.out(ch, false)
+    }
+
     fn out(&self, ch: u32, stderr: bool) -> String {
         String::from_utf8_lossy(self.output.get(&(ch, stderr)).map_or(&[][..], |v| v)).into_owned()
     }
@@ -644,6 +649,99 @@ fn the_agent_runs_the_workload_execs_freezes_and_powers_off() {
     assert_eq!(vm.exit(9).code, 0);
     vm.send(0, Message::TimeSync(TimeSync { unix_ns: now_ns() }));
     vm.ack(0, "TimeSync");
+
+    // File copy in and out (`warren cp`): a tar stream placed in the guest with its mode,
+    // read back; hostile archives refused with nothing written.
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Directory);
+    h.set_mode(0o750);
+    h.set_size(0);
+    b.append_data(&mut h, "conf", std::io::empty()).unwrap();
+    let mut h = tar::Header::new_gnu();
+    h.set_mode(0o640);
+    h.set_uid(33);
+    h.set_size(7);
+    b.append_data(&mut h, "conf/app.ini", &b"x=1\ny=2"[..])
+        .unwrap();
+    let archive = b.into_inner().unwrap();
+    let copy = |path: &str, keep: bool| CopySpec {
+        path: path.into(),
+        contents: false,
+        directory: false,
+        keep_owners: keep,
+    };
+    vm.send(10, Message::CopyIn(copy("/data", true)));
+    vm.started(10);
+    for chunk in archive.chunks(3000) {
+        vm.send(10, Message::Stdin(chunk.to_vec()));
+    }
+    vm.send(10, Message::Stdin(Vec::new()));
+    assert_eq!(vm.exit(10).code, 0, "{}", vm.out(10, true));
+    vm.exec(
+        11,
+        &[
+            "sh",
+            "-c",
+            "stat -c '%a %u' /data/conf /data/conf/app.ini; cat /data/conf/app.ini",
+        ],
+        false,
+    );
+    assert_eq!(vm.exit(11).code, 0);
+    assert_eq!(vm.out(11, false), "750 0\n640 33\nx=1\ny=2");
+    vm.send(12, Message::CopyOut(copy("/data/conf", false)));
+    vm.started(12);
+    vm.send(12, Message::Stdin(Vec::new()));
+    assert_eq!(vm.exit(12).code, 0, "{}", vm.out(12, true));
+    let out = vm.output.get(&(12, false)).cloned().unwrap_or_default();
+    let mut names = Vec::new();
+    for e in tar::Archive::new(&out[..]).entries().unwrap() {
+        let e = e.unwrap();
+        names.push((
+            e.path().unwrap().display().to_string(),
+            e.header().mode().unwrap(),
+            e.header().uid().unwrap(),
+        ));
+    }
+    assert_eq!(
+        names,
+        [
+            ("conf".to_string(), 0o750, 0),
+            ("conf/app.ini".to_string(), 0o640, 33)
+        ]
+    );
+    // `..` in an archive, and a path through a link out of the root: refused in the guest.
+    let mut evil = Vec::new();
+    {
+        let mut h = tar::Header::new_old();
+        h.as_old_mut().name[..8].copy_from_slice(b"../evil\0");
+        h.set_mode(0o644);
+        h.set_size(0);
+        h.set_cksum();
+        evil.extend_from_slice(h.as_bytes());
+        evil.resize(evil.len() + 1024, 0);
+    }
+    vm.send(13, Message::CopyIn(copy("/data", false)));
+    vm.started(13);
+    vm.send(13, Message::Stdin(evil));
+    vm.send(13, Message::Stdin(Vec::new()));
+    assert_eq!(vm.exit(13).code, 1);
+    assert!(vm.out(13, true).contains(".."), "{}", vm.out(13, true));
+    vm.send(14, Message::CopyOut(copy("/data/nothing-here", false)));
+    vm.started(14);
+    vm.send(14, Message::Stdin(Vec::new()));
+    assert_eq!(vm.exit(14).code, 1);
+    assert!(
+        vm.out(14, true).contains("does not exist"),
+        "{}",
+        vm.out(14, true)
+    );
+    vm.exec(
+        15,
+        &["sh", "-c", "ls -a /data | grep -c -e evil -e warren-cp"],
+        false,
+    );
+    assert_eq!(vm.out_when_done(15), "0\n");
 
     // Power-off: the main process gets SIGTERM, then the VM goes down.
     let t = Instant::now();

@@ -4,6 +4,9 @@
 //! stays resident next to every workload runs without an async runtime or argument parser (a
 //! run directory holding `vm.json` gets the VM shim). `warren vm-exec CTL ...` is the command
 //! the VM runtime hands out for an exec into a VM (as `runc exec` is a container's).
+//! `warren generate-man DIR` (not in `--help`) writes the man pages of the whole command tree
+//! into DIR: packages run it at build time (`cargo xtask dist`), so the pages always match
+//! the binary they ship with.
 
 mod cli;
 mod client;
@@ -29,6 +32,9 @@ fn main() {
     }
     if args.get(1).map(|a| a == "vm-exec").unwrap_or(false) {
         std::process::exit(vm_exec(&args[2..]));
+    }
+    if args.get(1).map(|a| a == "generate-man").unwrap_or(false) {
+        std::process::exit(generate_man(&args[2..]));
     }
     std::process::exit(cli::main());
 }
@@ -75,6 +81,30 @@ fn vm_exec(args: &[std::ffi::OsString]) -> i32 {
         Err(e) => {
             eprintln!("error: {e}");
             126
+        }
+    }
+}
+
+/// `warren generate-man DIR`: `warren.1` and one page per subcommand (`warren-apply.1`,
+/// `warren-snapshot-rm.1`, ...), rendered from the same clap definitions the CLI parses with.
+fn generate_man(args: &[std::ffi::OsString]) -> i32 {
+    use clap::CommandFactory;
+    let [dir] = args else {
+        eprintln!("usage: warren generate-man DIR");
+        return cli::Exit::Usage.code();
+    };
+    let dir = std::path::Path::new(dir);
+    let written = std::fs::create_dir_all(dir).and_then(|()| {
+        clap_mangen::generate_to(
+            cli::Cli::command().name("warren").display_name("warren"),
+            dir,
+        )
+    });
+    match written {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: writing man pages into {}: {e}", dir.display());
+            1
         }
     }
 }

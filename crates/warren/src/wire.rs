@@ -45,8 +45,14 @@ pub struct ApplyResponse {
     /// Desired workloads this host cannot run (no steps), each with the reason.
     #[serde(default)]
     pub refused: Vec<warren_model::plan::Refusal>,
+    /// Desired workloads whose start waits for their start order (`after`), with the reason.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub waiting: Vec<warren_model::plan::Waiting>,
     pub generation: u64,
     pub applied: bool,
+    /// What the file may do that is allowed but worth knowing (CPUs over the host's budget).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// Diagnostics for an invalid file (HTTP 422).
@@ -62,7 +68,8 @@ pub struct ErrorBody {
 pub struct Status {
     pub name: String,
     pub kind: String,
-    /// `running`, `stopped`, `exited`, `starting`, `pending`, `refused`
+    /// `running`, `stopped`, `exited`, `restarting`, `starting`, `pending`, `waiting`,
+    /// `refused`
     pub state: String,
     pub desired: String,
     pub pid: Option<i32>,
@@ -74,6 +81,9 @@ pub struct Status {
     /// Why this host cannot run the workload (state `refused`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refused: Option<String>,
+    /// What its start waits for (state `waiting`): `waiting for db (healthy)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<String>,
     /// The workload's bridge address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address: Option<String>,
@@ -396,6 +406,10 @@ pub struct Info {
     /// Where plain-HTTP metrics are served (`--metrics-listen`), if anywhere.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics_listen: Option<String>,
+    /// The host resource budget: memory and CPUs, reserved by `[host]`, allocated to the
+    /// workloads set to run, and left.
+    #[serde(default)]
+    pub budget: warren_model::budget::Budget,
 }
 
 /// The machine.
@@ -584,6 +598,15 @@ pub struct RolledBack {
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Cloned {
     pub created: String,
+}
+
+/// `PUT /v1/workloads/{name}/archive`: what was placed.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct CopiedIn {
+    /// Tar entries.
+    pub entries: u64,
+    /// Regular files written.
+    pub files: u64,
 }
 
 /// `POST /v1/import`.

@@ -382,7 +382,25 @@ fn export_delete_import_and_incremental() {
 
     // A full archive cannot overwrite an existing workload.
     assert!(!d.cli(&["import", full.to_str().unwrap()]).status.success());
-    d.ok(&["delete", "--purge", "app"]);
+    // A deleted workload keeps its data: importing over it names the kept data and the ways
+    // out, and `delete --purge` removes the kept data of a workload already deleted.
+    let out = d.ok(&["delete", "app"]);
+    assert!(out.contains("data kept"), "{out}");
+    assert!(d.list().is_empty());
+    let out = d.cli(&["import", full.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("kept data of a deleted workload \"app\"")
+            && err.contains("warren delete --purge app")
+            && err.contains("--name"),
+        "{err}"
+    );
+    assert!(d.list().is_empty());
+    let out = d.ok(&["delete", "--purge", "app"]);
+    assert!(out.contains("kept data"), "{out}");
+    assert!(!d.pool_root().join("workloads/app/data").exists());
+    assert!(!d.cli(&["delete", "--purge", "app"]).status.success());
     let out = d.ok(&["import", full.to_str().unwrap()]);
     assert!(out.contains("imported app"), "{out}");
     d.wait_running("app");

@@ -120,6 +120,86 @@ command = ["sleep", "100000"]
     let out = d.ok(&["exec", "vm1", "--", "uname", "-r"]);
     assert!(!out.trim().is_empty());
 
+    // cp through the agent: a directory in and out, modes kept; hostile input refused in
+    // the guest with nothing written.
+    use std::os::unix::fs::PermissionsExt;
+    let local = tempfile::tempdir().unwrap();
+    let site = local.path().join("site");
+    std::fs::create_dir_all(site.join("sub")).unwrap();
+    std::fs::write(site.join("index.html"), "copied-in").unwrap();
+    std::fs::set_permissions(
+        site.join("index.html"),
+        std::fs::Permissions::from_mode(0o640),
+    )
+    .unwrap();
+    std::fs::write(site.join("sub/run.sh"), "#!/bin/sh\n").unwrap();
+    std::fs::set_permissions(
+        site.join("sub/run.sh"),
+        std::fs::Permissions::from_mode(0o751),
+    )
+    .unwrap();
+    d.ok(&["cp", site.to_str().unwrap(), "vm1:/data"]);
+    let out = d.ok(&[
+        "exec",
+        "vm1",
+        "--",
+        "sh",
+        "-c",
+        "stat -c '%a %u' /data/site/index.html /data/site/sub/run.sh; cat /data/site/index.html",
+    ]);
+    assert_eq!(out, "640 0\n751 0\ncopied-in");
+    let back = local.path().join("back");
+    d.ok(&["cp", "vm1:/data/site", back.to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read_to_string(back.join("index.html")).unwrap(),
+        "copied-in"
+    );
+    assert_eq!(
+        std::fs::metadata(back.join("sub/run.sh"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777,
+        0o751
+    );
+    let mut h = tar::Header::new_old();
+    h.as_old_mut().name[..7].copy_from_slice(b"../evil");
+    h.set_mode(0o644);
+    h.set_size(0);
+    h.set_cksum();
+    let mut evil = h.as_bytes().to_vec();
+    evil.resize(512 + 1024, 0);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_warren"))
+        .args(["cp", "-", "vm1:/data"])
+        .env("WARREN_STATE_DIR", d.state_dir())
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), &evil).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success(), "a `..` entry was accepted");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(".."),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = d.ok(&[
+        "exec",
+        "vm1",
+        "--",
+        "sh",
+        "-c",
+        "ls -a / /data | grep -c -e evil -e warren-cp; true",
+    ]);
+    assert_eq!(out, "0\n");
+    let out = d.cli(&["cp", "vm1:/no/such", local.path().to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("does not exist"),
+        "{out:?}"
+    );
+
     // A published port answers from the host, through the bridge and the VM's tap.
     wait_until(30, "the VM's published port", || {
         std::process::Command::new("busybox")

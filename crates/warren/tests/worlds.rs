@@ -219,8 +219,20 @@ fn worlds_export_and_import_byte_for_byte_and_refuse_hostile_tarballs() {
     let err = fails(&d, &["world", "import", "cut", cut.to_str().unwrap()]);
     assert!(err.contains("world import refused"), "{err}");
     assert!(!worlds.join("cut").exists());
+    // An archive with no entries (10 KB of zero bytes is a valid empty tar) makes no world.
+    let empty = tmp.path().join("empty.tar");
+    std::fs::write(&empty, vec![0u8; 10 * 1024]).unwrap();
+    let err = fails(&d, &["world", "import", "hollow", empty.to_str().unwrap()]);
+    assert!(
+        err.contains("world import refused") && err.contains("holds no files"),
+        "{err}"
+    );
+    assert!(!worlds.join("hollow").exists() && !worlds.join("hollow.json").exists());
     let list = d.ok(&["world", "list"]);
-    assert!(!list.contains("evil") && !list.contains("cut"), "{list}");
+    assert!(
+        !list.contains("evil") && !list.contains("cut") && !list.contains("hollow"),
+        "{list}"
+    );
 }
 
 /// A FreeBSD-style distribution site under `dist` holding `release` (`14.2-RELEASE`) with a

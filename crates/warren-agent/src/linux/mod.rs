@@ -15,6 +15,7 @@
 //! the agent sends what is queued, terminates every other process, syncs, unmounts and powers
 //! off. Its own problems go to the serial console (stderr), never to the port.
 
+mod copy;
 mod net;
 mod setup;
 mod sys;
@@ -364,6 +365,8 @@ impl Agent {
             }
             Message::Start(spec) => self.start(ch, &spec),
             Message::Exec(spec) => self.exec(ch, &spec),
+            Message::CopyOut(spec) => self.copy(ch, true, &spec),
+            Message::CopyIn(spec) => self.copy(ch, false, &spec),
             Message::Stdin(data) => self.stdin(ch, data),
             Message::Signal(Signal { signal }) => match self.procs.get(&ch) {
                 Some(p) => {
@@ -476,6 +479,26 @@ impl Agent {
                 self.add_proc(ch, p, spec.tty);
             }
             Err(e) => self.reply(ch, Message::error(format!("exec: {e}"))),
+        }
+    }
+
+    /// `CopyOut`/`CopyIn`: a child of the agent copying as root in the guest's root, with
+    /// the tar stream on its stdout or stdin.
+    fn copy(&mut self, ch: u32, out: bool, spec: &warren_vm::agent::CopySpec) {
+        if self.setup.is_none() {
+            self.reply(ch, Message::error("the workload has not started"));
+            return;
+        }
+        if ch == MAIN_CHANNEL || self.procs.contains_key(&ch) {
+            self.reply(ch, Message::error(format!("channel {ch} is in use")));
+            return;
+        }
+        match copy::spawn(out, spec) {
+            Ok(p) => {
+                self.reply(ch, Message::Started(Started { pid: p.pid }));
+                self.add_proc(ch, p, false);
+            }
+            Err(e) => self.reply(ch, Message::error(format!("copy: {e}"))),
         }
     }
 

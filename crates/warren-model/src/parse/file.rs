@@ -1,5 +1,6 @@
-//! The file as a whole: its top-level tables, and the checks across workloads (routed
-//! domains, published ports and volume mounts that collide).
+//! The file as a whole: its top-level tables (`[host]` is read in `host`), and the checks
+//! across workloads (routed domains, published ports and volume mounts that collide; the start
+//! order, in `order`).
 
 use super::*;
 
@@ -8,12 +9,18 @@ impl Walker<'_> {
         let mut spec = SpecFile::default();
         // Names under `volume`, valid or not; `None` if `volume` is present but not a table.
         let mut declared = Some(BTreeSet::new());
+        // Names under `workload`, valid or not, in file order.
+        let mut workload_names: Vec<String> = Vec::new();
         for (key, value) in root.iter() {
             let top: &str = key.get_ref();
             let path = Path::root().key(top);
             self.record(&path, key, value);
             if !TOP_KEYS.contains(&top) {
                 self.unknown_key(key, &path, TOP_KEYS);
+                continue;
+            }
+            if top == "host" {
+                spec.host = self.host(&path, value);
                 continue;
             }
             let hint = if matches!(value.get_ref(), DeValue::Array(_)) {
@@ -29,6 +36,7 @@ impl Walker<'_> {
             };
             for (name, body) in entries.iter() {
                 if top == "workload" {
+                    workload_names.push(name.get_ref().to_string());
                     if let Some(w) = self.workload(&path, name, body) {
                         spec.workloads.insert(w.name.clone(), w);
                     }
@@ -45,6 +53,7 @@ impl Walker<'_> {
         self.check_mounts(declared.as_ref());
         self.check_routes();
         self.check_published();
+        self.check_order(&workload_names, &spec.workloads);
         spec
     }
 

@@ -46,7 +46,8 @@ pub(super) type Key<'i> = Spanned<DeString<'i>>;
 pub(super) type Element<T> = (Path, usize, T);
 pub(super) type Value<'i> = Spanned<DeValue<'i>>;
 
-pub(super) const TOP_KEYS: &[&str] = &["workload", "volume"];
+pub(super) const TOP_KEYS: &[&str] = &["workload", "volume", "host"];
+pub(super) const HOST_KEYS: &[&str] = &["reserve_memory", "reserve_cpus"];
 pub(super) const WORKLOAD_KEYS: &[&str] = &[
     "kind",
     "world",
@@ -78,6 +79,8 @@ pub(super) const WORKLOAD_KEYS: &[&str] = &[
     "userns",
     "jail",
     "vm",
+    "after",
+    "wait",
 ];
 pub(super) const VM_KEYS: &[&str] = &[
     "kernel",
@@ -110,6 +113,7 @@ pub(super) const HOOK_KEYS: &[&str] = &[
 ];
 pub(super) const SITE_KEYS: &[&str] = &["domains", "path", "autoindex", "tls"];
 pub(super) const TLS_KEYS: &[&str] = &["cert", "key"];
+pub(super) const AFTER_KEYS: &[&str] = &["name", "wait"];
 /// The name of the workload warren itself runs for the ingress.
 pub(super) const RESERVED_WORKLOAD: &str = "warren-ingress";
 pub(super) const TLS_EXAMPLE: &str =
@@ -183,6 +187,8 @@ pub(super) struct Walker<'t> {
     pub(super) routes: Vec<RouteUse>,
     /// Every well-formed published port of every workload.
     pub(super) published: Vec<PortUse>,
+    /// Every well-formed `after` entry of every workload.
+    pub(super) after_uses: Vec<super::order::AfterUse>,
 }
 
 impl Walker<'_> {

@@ -39,6 +39,9 @@ impl Walker<'_> {
         let mut vm: Option<super::vm::VmTable> = None;
         // (key offset, offset of `vnet = true` if given) of the `jail` table.
         let mut jail_at: Option<(usize, Option<usize>)> = None;
+        // The start order: `after` entries and (key offset, value) of `wait`.
+        let mut after: Option<Vec<super::order::AfterEntry>> = None;
+        let mut wait: Option<(usize, Option<crate::spec::WaitFor>)> = None;
         for (key, value) in table.iter() {
             let field: &str = key.get_ref();
             let fpath = path.key(field);
@@ -174,9 +177,12 @@ impl Walker<'_> {
                     }
                     vm = Some(table);
                 }
+                "after" => after = Some(self.after(&fpath, value)),
+                "wait" => wait = Some((key.span().start, self.one_of(&fpath, value))),
                 _ => self.unknown_key(key, &fpath, WORKLOAD_KEYS),
             }
         }
+        spec.after = self.start_order(name, &path, after, wait);
 
         // VM options against the kind, the source and the keys a vm has no use for; `kind`
         // may come after them.

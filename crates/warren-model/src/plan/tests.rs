@@ -601,3 +601,210 @@ fn plan_is_deterministic() {
     let order: Vec<_> = p1.steps.iter().map(|s| s.workload.as_str()).collect();
     assert_eq!(order, ["a", "a", "b", "b", "c", "c"]);
 }
+
+/// `web` after `db` with `wait`, both desired.
+fn ordered(wait: crate::spec::WaitFor) -> BTreeMap<String, Desired> {
+    let mut web = spec("web");
+    web.after = vec![crate::spec::Dependency::new("db", wait)];
+    desired(&[spec("db"), web])
+}
+
+fn plan_at(d: &BTreeMap<String, Desired>, o: &BTreeMap<String, Observed>, now: u64) -> Plan {
+    plan(d, o, &linux(), &none(), now, &Backoff::default())
+}
+
+fn waiting(p: &Plan) -> Vec<(&str, &str)> {
+    p.waiting
+        .iter()
+        .map(|w| (w.workload.as_str(), w.reason.as_str()))
+        .collect()
+}
+
+#[test]
+fn a_new_dependent_is_provisioned_but_started_only_once_its_dependency_runs() {
+    use crate::spec::WaitFor;
+    let d = ordered(WaitFor::Started);
+    let p = plan_at(&d, &BTreeMap::new(), 0);
+    assert_eq!(actions(&p, "db"), ["provision", "start"]);
+    assert_eq!(actions(&p, "web"), ["provision"]);
+    assert_eq!(waiting(&p), [("web", "waiting for db (started)")]);
+    assert_eq!(
+        p.next_wake_ms, None,
+        "woken by the dependency's change instead"
+    );
+
+    // db provisioned but still starting (busy): web waits, provisioned.
+    let mut o = BTreeMap::from([
+        (
+            "db".to_string(),
+            Observed {
+                provisioned: Some(d["db"].hash.clone()),
+                busy: true,
+                ..Default::default()
+            },
+        ),
+        (
+            "web".to_string(),
+            Observed {
+                provisioned: Some(d["web"].hash.clone()),
+                ..Default::default()
+            },
+        ),
+    ]);
+    let p = plan_at(&d, &o, 0);
+    assert!(p.steps.is_empty(), "{p:?}");
+    assert_eq!(waiting(&p), [("web", "waiting for db (started)")]);
+
+    // db runs: web starts.
+    o.insert("db".into(), running(&d["db"].hash));
+    let p = plan_at(&d, &o, 0);
+    assert_eq!(actions(&p, "web"), ["start"]);
+    assert!(p.waiting.is_empty());
+}
+
+#[test]
+fn healthy_waits_for_a_passing_check_of_a_running_dependency() {
+    use crate::health::HealthStatus;
+    use crate::spec::WaitFor;
+    let d = ordered(WaitFor::Healthy);
+    let idle = Observed {
+        provisioned: Some(d["web"].hash.clone()),
+        ..Default::default()
+    };
+    let with_db =
+        |db: Observed| BTreeMap::from([("db".to_string(), db), ("web".to_string(), idle.clone())]);
+    for health in [
+        None,
+        Some(HealthStatus::Starting),
+        Some(HealthStatus::Unhealthy),
+    ] {
+        let db = Observed {
+            health,
+            ..running(&d["db"].hash)
+        };
+        let p = plan_at(&d, &with_db(db), 0);
+        assert_eq!(actions(&p, "web"), Vec::<&str>::new(), "{health:?}");
+        assert_eq!(waiting(&p), [("web", "waiting for db (healthy)")]);
+    }
+    // A health status left from a run that ended does not count.
+    let gone = Observed {
+        health: Some(HealthStatus::Healthy),
+        ..exited(&d["db"].hash, 0, 0, 0)
+    };
+    assert!(actions(&plan_at(&d, &with_db(gone), 0), "web").is_empty());
+    let healthy = Observed {
+        health: Some(HealthStatus::Healthy),
+        ..running(&d["db"].hash)
+    };
+    let p = plan_at(&d, &with_db(healthy), 0);
+    assert_eq!(actions(&p, "web"), ["start"]);
+    assert!(p.waiting.is_empty());
+}
+
+#[test]
+fn completed_waits_for_a_successful_exit() {
+    use crate::spec::WaitFor;
+    let mut d = ordered(WaitFor::Completed);
+    d.get_mut("db").unwrap().spec.restart = RestartPolicy::Never;
+    let idle = Observed {
+        provisioned: Some(d["web"].hash.clone()),
+        ..Default::default()
+    };
+    let with_db =
+        |db: Observed| BTreeMap::from([("db".to_string(), db), ("web".to_string(), idle.clone())]);
+    let h = d["db"].hash.clone();
+    let signalled = Observed {
+        last_exit: Some(LastExit::Exited {
+            code: 0,
+            signal: Some(9),
+            oom_killed: false,
+            at_ms: 0,
+        }),
+        ..exited(&h, 0, 0, 0)
+    };
+    let oom = Observed {
+        last_exit: Some(LastExit::Exited {
+            code: 0,
+            signal: None,
+            oom_killed: true,
+            at_ms: 0,
+        }),
+        ..exited(&h, 0, 0, 0)
+    };
+    let stopped = Observed {
+        provisioned: Some(h.clone()),
+        last_exit: Some(LastExit::Deliberate),
+        ..Default::default()
+    };
+    for db in [running(&h), exited(&h, 1, 0, 1), signalled, oom, stopped] {
+        let p = plan_at(&d, &with_db(db.clone()), 0);
+        assert!(actions(&p, "web").is_empty(), "{db:?}");
+        assert_eq!(waiting(&p), [("web", "waiting for db (completed)")]);
+    }
+    let p = plan_at(&d, &with_db(exited(&h, 0, 0, 0)), 0);
+    assert_eq!(actions(&p, "web"), ["start"]);
+}
+
+#[test]
+fn started_is_met_by_a_run_or_a_successful_exit_and_every_entry_is_named() {
+    use crate::spec::{Dependency, WaitFor};
+    let mut web = spec("web");
+    web.after = vec![
+        Dependency::new("db", WaitFor::Started),
+        Dependency::new("job", WaitFor::Completed),
+        Dependency::new("cache", WaitFor::Started),
+    ];
+    let d = desired(&[spec("db"), spec("job"), spec("cache"), web]);
+    let o = BTreeMap::from([
+        ("db".to_string(), exited(&d["db"].hash, 0, 0, 0)),
+        ("job".to_string(), running(&d["job"].hash)),
+        ("cache".to_string(), exited(&d["cache"].hash, 2, 0, 1)),
+    ]);
+    assert_eq!(
+        unmet_dependencies(&d["web"].spec, &o).as_deref(),
+        Some("waiting for job (completed), cache (started)")
+    );
+    assert_eq!(unmet_dependencies(&d["db"].spec, &o), None);
+}
+
+#[test]
+fn every_kind_of_start_waits_but_the_steps_before_it_do_not() {
+    use crate::spec::WaitFor;
+    let d = ordered(WaitFor::Healthy);
+    let db_down = exited(&d["db"].hash, 1, 0, 1);
+    let with_web = |web: Observed| {
+        BTreeMap::from([
+            ("db".to_string(), db_down.clone()),
+            ("web".to_string(), web),
+        ])
+    };
+    // Drift: stopped and recreated, not started.
+    let p = plan_at(&d, &with_web(running("old")), 0);
+    assert_eq!(actions(&p, "web"), ["stop", "deprovision", "provision"]);
+    assert_eq!(waiting(&p), [("web", "waiting for db (healthy)")]);
+    // A restart the policy asks for, once its backoff is over.
+    let crashed = exited(&d["web"].hash, 1, 1_000, 1);
+    let p = plan_at(&d, &with_web(crashed.clone()), 1_000_000);
+    assert!(actions(&p, "web").is_empty());
+    assert_eq!(waiting(&p), [("web", "waiting for db (healthy)")]);
+    // Still in its backoff: a wake-up time, nothing waiting yet.
+    let p = plan_at(&d, &with_web(crashed), 1_000);
+    assert!(p.waiting.is_empty());
+    assert_eq!(p.next_wake_ms, Some(1_500));
+    // The operator's restart: stopped, and started once db is healthy.
+    let mut asked = d.clone();
+    asked.get_mut("web").unwrap().restart_generation = 1;
+    let p = plan_at(&asked, &with_web(running(&d["web"].hash)), 0);
+    assert_eq!(actions(&p, "web"), ["stop"]);
+    assert_eq!(waiting(&p), [("web", "waiting for db (healthy)")]);
+    // A running dependent is left alone while its dependency restarts.
+    let p = plan_at(&d, &with_web(running(&d["web"].hash)), 0);
+    assert!(actions(&p, "web").is_empty());
+    assert!(p.waiting.is_empty());
+    // A dependent the operator wants stopped waits for nothing.
+    let mut off = d.clone();
+    off.get_mut("web").unwrap().spec.state = DesiredState::Stopped;
+    let p = plan_at(&off, &BTreeMap::new(), 0);
+    assert_eq!(actions(&p, "web"), ["provision"]);
+    assert!(p.waiting.is_empty());
+}

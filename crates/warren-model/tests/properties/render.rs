@@ -244,6 +244,36 @@ pub(crate) fn render(spec: &SpecFile, style: Style) -> String {
         if w.userns || style.explicit_defaults {
             writeln!(out, "userns = {}", w.userns).unwrap();
         }
+        // One shared condition may be written once as `wait`; otherwise names for
+        // "started" and `{ name, wait }` tables for the rest (every entry a table when
+        // defaults are explicit).
+        let shared = w
+            .after
+            .first()
+            .map(|d| d.wait)
+            .filter(|first| style.sections && w.after.iter().all(|d| d.wait == *first));
+        if let Some(wait) = shared {
+            writeln!(out, "wait = {}", quote(wait.as_str())).unwrap();
+        }
+        if !w.after.is_empty() || style.explicit_defaults {
+            let entries: Vec<String> = w
+                .after
+                .iter()
+                .map(|d| {
+                    if shared.is_some() || (d.wait == WaitFor::Started && !style.explicit_defaults)
+                    {
+                        quote(&d.name)
+                    } else {
+                        format!(
+                            "{{ name = {}, wait = {} }}",
+                            quote(&d.name),
+                            quote(d.wait.as_str())
+                        )
+                    }
+                })
+                .collect();
+            writeln!(out, "after = [{}]", entries.join(", ")).unwrap();
+        }
         let mut jail_pairs: Vec<(&'static str, String)> = Vec::new();
         if !w.jail.allow.is_empty() || style.explicit_defaults {
             // Any order in the file; the parser sorts.

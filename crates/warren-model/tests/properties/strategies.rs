@@ -353,6 +353,8 @@ pub(crate) fn workload() -> impl Strategy<Value = WorkloadSpec> {
                     route,
                     health: None,
                     hooks: Vec::new(),
+                    // The start order spans workloads: see `spec_file`.
+                    after: Vec::new(),
                     // Neither switch on a vm (its own kernel isolates it).
                     readonly_rootfs: readonly_rootfs && kind != Kind::Vm,
                     // A user namespace needs a network namespace of its own.
@@ -381,9 +383,32 @@ pub(crate) fn overlaps(a: &str, b: &str) -> bool {
 
 pub(crate) fn spec_file() -> impl Strategy<Value = SpecFile> {
     let volumes = prop::collection::vec(select(VOLUME_NAMES).prop_flat_map(volume_spec), 0..3);
-    (prop::collection::vec(workload(), 0..4), volumes).prop_map(|(ws, vs)| {
+    // Per workload in name order, up to two picks of workloads before it to start after.
+    let order = prop::collection::vec(prop::collection::vec(any::<u8>(), 0..3), 4);
+    (prop::collection::vec(workload(), 0..4), volumes, order).prop_map(|(ws, vs, order)| {
         let mut workloads: BTreeMap<String, WorkloadSpec> =
             ws.into_iter().map(|w| (w.name.clone(), w)).collect();
+        // A start order without cycles (only after workloads earlier in name order), each
+        // name once; `completed` only after a workload that does not restart after every exit
+        // (no generated workload has a health check, so none waits for `healthy`).
+        let names: Vec<String> = workloads.keys().cloned().collect();
+        for (i, name) in names.iter().enumerate().skip(1) {
+            let mut after: Vec<Dependency> = Vec::new();
+            for pick in &order[i] {
+                let target = &names[usize::from(*pick) % i];
+                if after.iter().any(|d| &d.name == target) {
+                    continue;
+                }
+                let wait = if pick & 0x80 != 0 && workloads[target].restart != RestartPolicy::Always
+                {
+                    WaitFor::Completed
+                } else {
+                    WaitFor::Started
+                };
+                after.push(Dependency::new(target, wait));
+            }
+            workloads.get_mut(name).expect("named").after = after;
+        }
         let mut volumes: BTreeMap<String, VolumeSpec> =
             vs.into_iter().map(|v| (v.name.clone(), v)).collect();
         // In name order, the first workload to mount a volume read-write is its one writer;
@@ -456,7 +481,11 @@ pub(crate) fn spec_file() -> impl Strategy<Value = SpecFile> {
                 }
             }
         }
-        SpecFile { workloads, volumes }
+        SpecFile {
+            workloads,
+            volumes,
+            host: None,
+        }
     })
 }
 

@@ -5,6 +5,6 @@
 pub mod proto;
 
 pub use proto::{
-    read_frame, read_message, write_frame, write_message, Decoder, ExecSpec, Frame, Kind, Message,
-    Mount, NetConfig, ProtoError, StartSpec, MAIN_CHANNEL, MAX_PAYLOAD, VERSION,
+    read_frame, read_message, write_frame, write_message, CopySpec, Decoder, ExecSpec, Frame, Kind,
+    Message, Mount, NetConfig, ProtoError, StartSpec, MAIN_CHANNEL, MAX_PAYLOAD, VERSION,
 };

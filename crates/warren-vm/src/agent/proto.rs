@@ -24,6 +24,12 @@
 //!   it answers `Started {pid}`, or `Error {message}` and powers off.
 //! - `Exec` (ch N ≥ 1, [`ExecSpec`]): answered `Started {pid}` or `Error`; then `Stdout` and
 //!   `Stderr` (a tty exec: everything as `Stdout`) until `Exit {code, signal}`.
+//! - `CopyOut` / `CopyIn` (ch N ≥ 1, [`CopySpec`]): file copy out of and into the guest
+//!   (`warren cp`), run by a child of the agent like an `Exec`'s process, as root in the
+//!   guest's root: answered `Started` or `Error`; `CopyOut` streams the tar of the path as
+//!   `Stdout`, `CopyIn` takes the tar as `Stdin` (ended by an empty one); then `Exit` (code 0,
+//!   or 1 with the reason as `Stderr`). The agent resolves the path inside the guest's root
+//!   and refuses hostile archives with the same rules as the host (`warren_image::copy`).
 //! - Any channel: `Stdin` (host→agent), `Signal {signal}` to the channel's process,
 //!   `Resize {rows, cols}` of a tty exec. Every process's stdin is a pipe (a tty exec's is
 //!   its terminal) that stays open until the host sends an empty `Stdin`: a host with no
@@ -95,7 +101,9 @@ pub enum Kind {
     Poweroff = 14,
     Error = 15,
     Ack = 16,
-    Hosts = 17,
+    CopyOut = 17,
+    CopyIn = 18,
+    Hosts = 19,
 }
 
 impl TryFrom<u8> for Kind {
@@ -119,7 +127,9 @@ impl TryFrom<u8> for Kind {
             14 => Poweroff,
             15 => Kind::Error,
             16 => Ack,
-            17 => Hosts,
+            17 => CopyOut,
+            18 => CopyIn,
+            19 => Hosts,
             other => return Err(ProtoError::UnknownKind(other)),
         })
     }
@@ -357,6 +367,22 @@ pub struct ExecSpec {
     pub cols: u16,
 }
 
+/// `CopyOut` and `CopyIn`: a path of the guest as a tar stream, or a tar stream placed there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CopySpec {
+    /// An absolute path in the guest (`DIR/.` for a directory's contents).
+    pub path: String,
+    /// `CopyIn`: the stream holds a directory's contents, not one entry.
+    #[serde(default)]
+    pub contents: bool,
+    /// `CopyIn`: the path must be an existing directory.
+    #[serde(default)]
+    pub directory: bool,
+    /// `CopyIn`: keep the archive's owners (otherwise root's).
+    #[serde(default)]
+    pub keep_owners: bool,
+}
+
 /// `Started`: the process of a `Start` or `Exec` runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Started {
@@ -432,6 +458,8 @@ pub enum Message {
     Poweroff(Poweroff),
     Error(ErrorMsg),
     Ack,
+    CopyOut(CopySpec),
+    CopyIn(CopySpec),
 }
 
 impl Message {
@@ -461,6 +489,8 @@ impl Message {
             Message::Poweroff(_) => Kind::Poweroff,
             Message::Error(_) => Kind::Error,
             Message::Ack => Kind::Ack,
+            Message::CopyOut(_) => Kind::CopyOut,
+            Message::CopyIn(_) => Kind::CopyIn,
         }
     }
 
@@ -483,6 +513,7 @@ impl Message {
             Message::Hosts(m) => Frame::control(k, channel, m),
             Message::Poweroff(m) => Frame::control(k, channel, m),
             Message::Error(m) => Frame::control(k, channel, m),
+            Message::CopyOut(m) | Message::CopyIn(m) => Frame::control(k, channel, m),
         }
     }
 
@@ -513,6 +544,8 @@ impl Message {
             Kind::Hosts => Message::Hosts(f.parse()?),
             Kind::Poweroff => Message::Poweroff(f.parse()?),
             Kind::Error => Message::Error(f.parse()?),
+            Kind::CopyOut => Message::CopyOut(f.parse()?),
+            Kind::CopyIn => Message::CopyIn(f.parse()?),
         })
     }
 }
@@ -606,6 +639,18 @@ mod tests {
             Message::Poweroff(Poweroff { grace_ms: 10_000 }),
             Message::error("no such device /dev/vdz"),
             Message::Ack,
+            Message::CopyOut(CopySpec {
+                path: "/etc/.".into(),
+                contents: false,
+                directory: false,
+                keep_owners: false,
+            }),
+            Message::CopyIn(CopySpec {
+                path: "/srv".into(),
+                contents: true,
+                directory: true,
+                keep_owners: true,
+            }),
         ]
     }
 
@@ -731,11 +776,11 @@ mod tests {
 
     #[test]
     fn every_kind_byte_maps_back() {
-        for b in 1..=17u8 {
+        for b in 1..=19u8 {
             assert_eq!(Kind::try_from(b).unwrap() as u8, b);
         }
         assert!(Kind::try_from(0).is_err());
-        assert!(Kind::try_from(18).is_err());
+        assert!(Kind::try_from(20).is_err());
     }
 
     #[test]

@@ -1,12 +1,13 @@
 //! The clients of a VM shim's control socket (`RUN_DIR/ctl.sock`): an exec session
-//! ([`exec`], what `warren vm-exec` runs, so a VM's exec is a command like `runc exec`) and
+//! ([`exec`], what `warren vm-exec` runs, so a VM's exec is a command like `runc exec`), file
+//! copy sessions ([`copy_out`], [`copy_in`]: `warren cp`) and
 //! one-shot control requests ([`request`]: a signal to the main process, freeze, thaw, power
 //! off).
 //!
 //! A session speaks the agent protocol on channel 0 of its own connection; the shim maps it
 //! to a channel of the agent's and back.
 
-use crate::agent::proto::{self, ExecSpec, Frame, Kind, Message};
+use crate::agent::proto::{self, CopySpec, ExecSpec, Frame, Kind, Message};
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
@@ -65,29 +66,82 @@ pub fn exec(ctl: &Path, mut spec: ExecSpec) -> Result<i32, ClientError> {
         }
     }
     proto::write_frame(&mut s, &Message::Exec(spec).to_frame(0))?;
-    let mut w = s.try_clone()?;
-    std::thread::spawn(move || {
-        let mut stdin = std::io::stdin().lock();
-        let mut buf = vec![0u8; 32 * 1024];
-        loop {
-            match stdin.read(&mut buf) {
-                Ok(0) | Err(_) => {
-                    let _ = proto::write_frame(&mut w, &Frame::data(Kind::Stdin, 0, Vec::new()));
+    let w = s.try_clone()?;
+    // Detached: stdin may stay open after the command ends.
+    std::thread::spawn(move || pump(std::io::stdin().lock(), w));
+    let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
+    session_output(&mut s, &mut out, &mut err)
+}
+
+/// The tar stream of `spec.path` in the guest, written to `out` (the agent's `CopyOut`).
+pub fn copy_out(ctl: &Path, spec: CopySpec, out: &mut dyn Write) -> Result<(), ClientError> {
+    let mut s = connect(ctl)?;
+    proto::write_frame(&mut s, &Message::CopyOut(spec).to_frame(0))?;
+    proto::write_frame(&mut s, &Frame::data(Kind::Stdin, 0, Vec::new()))?;
+    let mut err = Vec::new();
+    let code = session_output(&mut s, out, &mut err)?;
+    copy_result(code, &err)
+}
+
+/// Places the tar stream `input` at `spec.path` in the guest (the agent's `CopyIn`).
+pub fn copy_in(
+    ctl: &Path,
+    spec: CopySpec,
+    input: &mut (dyn Read + Send),
+) -> Result<(), ClientError> {
+    let mut s = connect(ctl)?;
+    proto::write_frame(&mut s, &Message::CopyIn(spec).to_frame(0))?;
+    let w = s.try_clone()?;
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let code = std::thread::scope(|scope| {
+        scope.spawn(move || pump(input, w));
+        let r = session_output(&mut s, &mut out, &mut err);
+        let _ = s.shutdown(std::net::Shutdown::Both);
+        r
+    })?;
+    copy_result(code, &err)
+}
+
+fn copy_result(code: i32, err: &[u8]) -> Result<(), ClientError> {
+    if code == 0 {
+        return Ok(());
+    }
+    let text = String::from_utf8_lossy(err).trim().to_string();
+    Err(ClientError::Refused(if text.is_empty() {
+        format!("the guest's copy failed (status {code})")
+    } else {
+        text
+    }))
+}
+
+/// Sends what `input` gives as `Stdin` frames, then the empty one that ends it.
+fn pump(mut input: impl Read, mut w: UnixStream) {
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        match input.read(&mut buf) {
+            Ok(0) | Err(_) => {
+                let _ = proto::write_frame(&mut w, &Frame::data(Kind::Stdin, 0, Vec::new()));
+                return;
+            }
+            Ok(n) => {
+                if proto::write_frame(&mut w, &Frame::data(Kind::Stdin, 0, buf[..n].to_vec()))
+                    .is_err()
+                {
                     return;
-                }
-                Ok(n) => {
-                    if proto::write_frame(&mut w, &Frame::data(Kind::Stdin, 0, buf[..n].to_vec()))
-                        .is_err()
-                    {
-                        return;
-                    }
                 }
             }
         }
-    });
-    let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
+    }
+}
+
+/// A session's `Stdout` and `Stderr` into `out` and `err` until its `Exit` code.
+fn session_output(
+    s: &mut UnixStream,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<i32, ClientError> {
     loop {
-        let Some(f) = proto::read_frame(&mut s)? else {
+        let Some(f) = proto::read_frame(s)? else {
             return Err(ClientError::Refused(
                 "the VM went away before the command finished".into(),
             ));

@@ -521,7 +521,7 @@ fn session(mut conn: UnixStream, sh: &Shared) -> Res<()> {
         None => return Ok(()),
     };
     match first.kind {
-        Kind::Exec => {
+        Kind::Exec | Kind::CopyOut | Kind::CopyIn => {
             let ch = sh.next_channel.fetch_add(1, Ordering::Relaxed);
             let w = conn.try_clone().map_err(|e| e.to_string())?;
             sh.sessions.lock().unwrap().insert(ch, w);

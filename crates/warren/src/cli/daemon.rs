@@ -85,6 +85,10 @@ pub(super) struct DaemonCmd {
     /// for a scraper on a trusted interface.
     #[arg(long, env = "WARREN_METRICS_LISTEN")]
     pub(super) metrics_listen: Option<String>,
+    /// Members of this group may use the local API socket: it becomes mode 0660 with this
+    /// group (and the state directory holding it 0710). Without it only root may.
+    #[arg(long, env = "WARREN_SOCKET_GROUP")]
+    pub(super) socket_group: Option<String>,
 }
 
 pub(super) async fn run_daemon(state_dir: PathBuf, socket: PathBuf, d: DaemonCmd) -> Result<Exit> {
@@ -94,6 +98,13 @@ pub(super) async fn run_daemon(state_dir: PathBuf, socket: PathBuf, d: DaemonCmd
         std::env::current_dir()?.join(state_dir)
     };
     crate::daemon::logfile::init(&state_dir)?;
+    let socket_group = match d.socket_group.as_deref() {
+        Some(name) => Some(
+            crate::daemon::SocketGroup::lookup(name)
+                .map_err(|e| anyhow::anyhow!("--socket-group: {e:#}"))?,
+        ),
+        None => None,
+    };
     let instance = crate::daemon::Config::instance_of(&state_dir);
     let cfg = crate::daemon::Config {
         socket,
@@ -148,6 +159,6 @@ pub(super) async fn run_daemon(state_dir: PathBuf, socket: PathBuf, d: DaemonCmd
         instance,
         state_dir,
     };
-    crate::daemon::run(cfg).await?;
+    crate::daemon::run(cfg, socket_group).await?;
     Ok(Exit::Success)
 }

@@ -93,6 +93,8 @@ pub fn render(i: &Info) -> String {
                 duration(i.host.uptime_s)
             ),
         ),
+        ("memory budget".into(), memory_budget(&i.budget)),
+        ("cpu budget".into(), cpu_budget(&i.budget)),
         (
             "warren".into(),
             format!(
@@ -193,6 +195,43 @@ pub fn render(i: &Info) -> String {
     rows.iter()
         .map(|(k, v)| format!("{k:<width$}  {v}\n"))
         .collect()
+}
+
+/// The memory budget: the host's total, the `[host]` reserve, what the workloads set to run
+/// claim, and what is left.
+fn memory_budget(b: &warren_model::budget::Budget) -> String {
+    match (b.memory_total, b.memory_left) {
+        (Some(total), Some(left)) => format!(
+            "{} total, {} reserved, {} allocated, {} left",
+            bytes(total),
+            bytes(b.memory_reserved),
+            bytes(b.memory_allocated),
+            bytes(left)
+        ),
+        _ => format!(
+            "total unknown, {} reserved, {} allocated",
+            bytes(b.memory_reserved),
+            bytes(b.memory_allocated)
+        ),
+    }
+}
+
+/// The CPU budget, as [`memory_budget`] (left is negative when overcommitted).
+fn cpu_budget(b: &warren_model::budget::Budget) -> String {
+    let n = |c: f64| format!("{}", (c * 100.0).round() / 100.0);
+    match (b.cpus_total, b.cpus_left) {
+        (Some(total), Some(left)) => format!(
+            "{total} total, {} reserved, {} allocated, {} left",
+            n(b.cpus_reserved),
+            n(b.cpus_allocated),
+            n(left)
+        ),
+        _ => format!(
+            "total unknown, {} reserved, {} allocated",
+            n(b.cpus_reserved),
+            n(b.cpus_allocated)
+        ),
+    }
 }
 
 fn or_dash(s: &str) -> &str {
@@ -344,6 +383,16 @@ mod tests {
                 fingerprint: "ab:cd".into(),
             }),
             metrics_listen: None,
+            budget: warren_model::budget::Budget {
+                memory_total: Some(8 << 30),
+                memory_reserved: 2 << 30,
+                memory_allocated: 1536 << 20,
+                memory_left: Some(4608 << 20),
+                cpus_total: Some(2),
+                cpus_reserved: 1.0,
+                cpus_allocated: 1.5,
+                cpus_left: Some(-0.5),
+            },
         }
     }
 
@@ -351,15 +400,17 @@ mod tests {
     fn renders_every_section() {
         let text = render(&sample());
         let expected = "\
-host          box (id h-1)
-os            Debian GNU/Linux 12 (bookworm), Linux 6.1.0 (x86_64)
-resources     2 CPUs, 8.0 GiB memory (6.0 GiB available), up 1d 1h
-warren        0.1.0 (pid 42, up 1m 5s, state /var/lib/warren)
-storage       btrfs at /var/lib/warren/pool: 5.0 GiB of 20.0 GiB used (25.0%)
-runtime qemu  available for vm (tcg): /usr/bin/qemu-system-x86_64
-ingress       running (ports 80/443; a.test)
-workloads     3 (container: 2 running, 1 stopped)
-remote API    0.0.0.0:7443 (host id h-1, fingerprint ab:cd)
+host           box (id h-1)
+os             Debian GNU/Linux 12 (bookworm), Linux 6.1.0 (x86_64)
+resources      2 CPUs, 8.0 GiB memory (6.0 GiB available), up 1d 1h
+memory budget  8.0 GiB total, 2.0 GiB reserved, 1.5 GiB allocated, 4.5 GiB left
+cpu budget     2 total, 1 reserved, 1.5 allocated, -0.5 left
+warren         0.1.0 (pid 42, up 1m 5s, state /var/lib/warren)
+storage        btrfs at /var/lib/warren/pool: 5.0 GiB of 20.0 GiB used (25.0%)
+runtime qemu   available for vm (tcg): /usr/bin/qemu-system-x86_64
+ingress        running (ports 80/443; a.test)
+workloads      3 (container: 2 running, 1 stopped)
+remote API     0.0.0.0:7443 (host id h-1, fingerprint ab:cd)
 ";
         assert_eq!(text, expected);
     }

@@ -8,9 +8,12 @@
 //! The commands live by resource: [`workloads`] (apply, plan, list, get, start, stop, restart,
 //! delete, logs, exec, run, spec), [`datasets`] (snapshots, rollback, clone, export, import,
 //! volumes), [`images`] (images, worlds, recipe builds), [`remote`] (adopt, keys, contexts,
-//! the CA, claim codes), [`events`], [`repl`], [`daemon`] (running the daemon), with
+//! the CA, claim codes), [`events`], [`repl`], [`compose`] (compose files converted, also for
+//! apply and plan), [`daemon`] (running the daemon), with
 //! [`transfer`] holding the progress bars and upload bodies they share.
 
+mod compose;
+mod copy;
 mod daemon;
 mod datasets;
 mod events;
@@ -30,6 +33,7 @@ use anyhow::Result;
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
+use compose::ComposeCmd;
 use daemon::DaemonCmd;
 use datasets::{SnapshotCmd, VolumeCmd};
 use images::{ImageCmd, RecipeCmd, WorldCmd};
@@ -79,9 +83,13 @@ pub(super) enum GetFormat {
     Json,
 }
 
+// One value per process, parsed once: the size of its largest variant (the daemon's flags)
+// costs nothing worth an indirection.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Cmd {
-    /// Show what applying a file would change, then apply it.
+    /// Show what applying a file would change, then apply it. A `.yml`/`.yaml` file is read
+    /// as a Docker Compose file and converted first (see `warren compose import`).
     Apply {
         #[arg(short = 'f', long = "file")]
         file: PathBuf,
@@ -103,6 +111,11 @@ enum Cmd {
     Spec {
         #[command(subcommand)]
         cmd: SpecCmd,
+    },
+    /// Docker Compose files: convert one to a warren.toml.
+    Compose {
+        #[command(subcommand)]
+        cmd: ComposeCmd,
     },
     /// Show what applying a file would change.
     Plan {
@@ -172,6 +185,28 @@ enum Cmd {
         workdir: Option<String>,
         #[arg(last = true, required = true)]
         command: Vec<String>,
+    },
+    /// Copy files and directories between a workload and this machine (`NAME:/PATH` on one
+    /// side).
+    ///
+    /// As `docker cp`: a directory copied to an existing directory goes inside it, to a
+    /// missing path it is created under that name; `SRC/.` copies a directory's contents.
+    /// `-` as SRC reads a tar stream from stdin (DST must be an existing directory); `-` as
+    /// DST writes one to stdout. Modes are always kept; owners with `-a` (mapped through
+    /// the workload's user namespace under `userns`), otherwise files belong to the
+    /// workload's root going in and to you coming out. Works on running and stopped
+    /// workloads. Paths are resolved inside the workload: links and `..` cannot leave it,
+    /// and archives holding `..`, absolute names, links leading outside or device nodes are
+    /// refused with nothing written.
+    #[command(
+        after_help = "Examples:\n  warren cp web:/etc/nginx ./nginx\n  warren cp ./site/. web:/srv/www\n  tar -c conf | warren cp - web:/etc\n  warren cp web:/var/log - | tar -t"
+    )]
+    Cp {
+        src: String,
+        dst: String,
+        /// Keep owners (uid/gid) from the source.
+        #[arg(short, long)]
+        archive: bool,
     },
     /// Attach the terminal to a running VM's serial console (a full VM's, or a microVM's with
     /// `console = true`); detach with Ctrl-] and the VM keeps running.
@@ -381,7 +416,7 @@ async fn dispatch(cli: Cli) -> Result<Exit> {
         .unwrap_or_else(|| cli.state_dir.join("warren.sock"));
     let remote = if matches!(
         cli.cmd,
-        Cmd::Adopt { .. } | Cmd::Context { .. } | Cmd::Completions { .. }
+        Cmd::Adopt { .. } | Cmd::Context { .. } | Cmd::Completions { .. } | Cmd::Compose { .. }
     ) || matches!(
         cli.cmd,
         Cmd::Key {
@@ -419,6 +454,7 @@ async fn dispatch(cli: Cli) -> Result<Exit> {
             file, watch: true, ..
         } => workloads::apply_watch(&client, &file).await,
         Cmd::Repl => repl::repl(&client).await,
+        Cmd::Compose { cmd } => compose::run(cmd),
         Cmd::Spec {
             cmd:
                 SpecCmd::Export {
@@ -452,6 +488,7 @@ async fn dispatch(cli: Cli) -> Result<Exit> {
             command,
         } => workloads::exec(&client, name, tty, env, workdir, command).await,
         Cmd::Console { name } => workloads::console(&client, &name).await,
+        Cmd::Cp { src, dst, archive } => copy::cp(&client, &src, &dst, archive).await,
         Cmd::Run(r) => workloads::run(&client, r).await,
         Cmd::World { cmd } => images::world(&client, cmd).await,
         Cmd::Image { cmd } => images::image(&client, cmd).await,

@@ -57,7 +57,15 @@ pub(super) async fn upload(file: &PathBuf) -> Result<(UploadBody, indicatif::Pro
         )
     };
     let pb = progress("uploading");
-    let pb2 = pb.clone();
+    Ok((reader_body(reader, pb.clone()), pb))
+}
+
+/// What `reader` gives as a request body, read 1 MiB at a time, counted on `pb`.
+pub(super) fn reader_body(
+    reader: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+    pb: indicatif::ProgressBar,
+) -> UploadBody {
+    let pb2 = pb;
     let stream = futures_util::stream::unfold((reader, 0u64), move |(mut r, sent)| {
         let pb = pb2.clone();
         async move {
@@ -76,7 +84,7 @@ pub(super) async fn upload(file: &PathBuf) -> Result<(UploadBody, indicatif::Pro
             }
         }
     });
-    Ok((http_body_util::StreamBody::new(Box::pin(stream)), pb))
+    http_body_util::StreamBody::new(Box::pin(stream))
 }
 
 pub(super) fn human_bytes(b: u64) -> String {

@@ -48,15 +48,14 @@ pub(super) enum SpecCmd {
 
 pub(super) async fn apply(
     client: &Client,
-    file: &PathBuf,
+    file: &std::path::Path,
     dry_run: bool,
     prune: bool,
     apply: bool,
 ) -> Result<Exit> {
-    let text =
-        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let (name, text) = super::compose::spec_text(file)?;
     let req = ApplyRequest {
-        file: file.display().to_string(),
+        file: name,
         text,
         prune,
         dry_run,
@@ -103,6 +102,9 @@ pub(super) async fn apply(
             s.reason
         ));
     }
+    for w in &resp.waiting {
+        out.push_str(&format!("  then start {}: {}\n", w.workload, w.reason));
+    }
     if !orphans.is_empty() {
         out.push_str(&format!(
             "not in {}: {} (kept; use --prune to delete)\n",
@@ -116,6 +118,9 @@ pub(super) async fn apply(
         out.push_str("dry run: nothing changed\n");
     }
     print!("{out}");
+    for w in &resp.warnings {
+        eprintln!("warning: {w}");
+    }
     Ok(Exit::Success)
 }
 
@@ -151,7 +156,8 @@ pub(super) async fn apply_watch(client: &Client, file: &PathBuf) -> Result<Exit>
                     }
                 }
             }
-            Ok(bytes) if valid => {
+            // A compose file is converted, never written back.
+            Ok(bytes) if valid && !super::compose::is_compose(file) => {
                 // Live changes (CLI, API, REPL) are written back to the file, unless its last
                 // save did not validate (an edit in progress is never overwritten).
                 let text = String::from_utf8_lossy(&bytes).to_string();
@@ -238,12 +244,15 @@ pub(super) async fn each(
             .post(&route.at(&[&name]), &())
             .await
             .with_context(|| format!("{verb} {name}"))?;
-        println!(
-            "{}: {}{}",
-            s.name,
-            s.state,
-            s.pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
-        );
+        match &s.waiting {
+            Some(why) => println!("{}: {why}", s.name),
+            None => println!(
+                "{}: {}{}",
+                s.name,
+                s.state,
+                s.pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
+            ),
+        }
     }
     Ok(Exit::Success)
 }
@@ -264,7 +273,8 @@ pub(super) async fn delete(client: &Client, names: Vec<String>, purge: bool) -> 
             Some(p) => println!(
                 "{name}: deleted (data kept at {p}; `warren delete --purge {name}` removes it)"
             ),
-            None => println!("{name}: deleted"),
+            None if r.deleted => println!("{name}: deleted"),
+            None => println!("{name}: the kept data of the deleted workload is deleted"),
         }
     }
     Ok(Exit::Success)

@@ -43,6 +43,8 @@ routes! {
     WORKLOAD_RESTART = post "/v1/workloads/{name}/restart";
     WORKLOAD_LOGS = get "/v1/workloads/{name}/logs" ["follow", "tail"];
     WORKLOAD_EXEC = get "/v1/workloads/{name}/exec";
+    WORKLOAD_ARCHIVE_GET = get "/v1/workloads/{name}/archive" ["path"];
+    WORKLOAD_ARCHIVE_PUT = put "/v1/workloads/{name}/archive" ["path", "archive", "contents", "directory"];
     WORKLOAD_CONSOLE = get "/v1/workloads/{name}/console";
     RUN = get "/v1/run";
     WORKLOAD_SNAPSHOTS = get "/v1/workloads/{name}/snapshots";

@@ -109,6 +109,10 @@ crate::api! { routes, ops, Arc<Engine>;
         None, crate::ndjson_of!(LogEntry);
     get "/v1/workloads/{name}/exec" => stream::exec, Token, "Run a command inside a running workload over an upgraded connection (arguments in the x-warren-args header)", [],
         None, Upgrade;
+    get "/v1/workloads/{name}/archive" => super::copy::get_archive, Token, "A path inside a workload as a tar stream (one entry under its name; a directory's contents for DIR/. or /); owners as the workload sees them", ["path": "the absolute path inside the workload"],
+        None, Binary("application/x-tar");
+    put "/v1/workloads/{name}/archive" => super::copy::put_archive, Token, "Place a tar stream at a path inside a workload: into it when it is a directory, else as it; traversal, links leading outside and device nodes refused with nothing written", ["path": "the absolute path inside the workload", "archive": "true to keep the archive's owners (mapped under userns); otherwise files belong to the workload's root", "contents": "true when the stream holds a directory's contents rather than one entry", "directory": "true when the path must be an existing directory (a stream of any shape)"],
+        Binary("application/x-tar"), crate::json_of!(CopiedIn);
     get "/v1/workloads/{name}/console" => stream::console, Token, "Attach to a running VM's serial console over an upgraded connection (stdin frames in, its output as stdout frames, an exit frame when the VM ends)", [],
         None, Upgrade;
     get "/v1/run" => stream::run, Token, "Run a one-off container from a world over an upgraded connection, removed when it exits", [],
@@ -284,7 +288,13 @@ async fn start(State(e): State<Arc<Engine>>, Path(name): Path<String>) -> ApiRes
     not_router(&name, "started")?;
     desired_or_404(&e, &name)?;
     e.start_now(&name).await?;
-    settled(e.settle(&name, SETTLE, |s, _| s.state == "running").await?)
+    // A start held back by the start order is carried out as far as it can be.
+    settled(
+        e.settle(&name, SETTLE, |s, _| {
+            matches!(s.state.as_str(), "running" | "waiting")
+        })
+        .await?,
+    )
 }
 
 async fn stop(State(e): State<Arc<Engine>>, Path(name): Path<String>) -> ApiResult<Status> {
@@ -299,8 +309,9 @@ async fn restart(State(e): State<Arc<Engine>>, Path(name): Path<String>) -> ApiR
     let generation = e.restart_now(&name).await?;
     // Running is not enough: the run must be the one started for this request.
     settled(
-        e.settle(&name, SETTLE, |_, r| {
-            r.is_some_and(|r| r.pid.is_some() && r.restart_generation >= generation)
+        e.settle(&name, SETTLE, |s, r| {
+            s.state == "waiting"
+                || r.is_some_and(|r| r.pid.is_some() && r.restart_generation >= generation)
         })
         .await?,
     )
@@ -331,11 +342,13 @@ async fn delete(
         return Err(ApiError::not_found(&name));
     }
     not_router(&name, "deleted")?;
+    let data = e.storage.data_path(&name);
+    // `--purge` also deletes the data a deleted workload kept.
+    let had_data = data.exists();
     let existed = e.delete_now(&name, q.purge).await?;
-    if !existed && !q.purge {
+    if !(existed || q.purge && had_data) {
         return Err(ApiError::not_found(&name));
     }
-    let data = e.storage.data_path(&name);
     Ok(Json(DeleteResponse {
         deleted: existed,
         data_kept: (!q.purge && data.exists()).then(|| data.display().to_string()),

@@ -342,7 +342,7 @@ async fn bad_vms_are_422_with_located_diagnostics_and_change_nothing() {
                 "d",
                 &format!("world = \"busybox\"\nresources = {{ memory = {half} }}"),
             ),
-            "workload.d.resources.memory: the vms declared need",
+            "workload.d.resources.memory: the workloads set to run need",
             (4, 24),
         ),
         (

@@ -60,11 +60,11 @@ use warren_model::names::BUILTIN_WORLDS;
 
 /// Parses and validates a file against this host. Builds missing built-in worlds and pulls
 /// missing registry images unless `dry_run`; returns what was missing, for the plan (which
-/// shows those builds and pulls as steps).
+/// shows those builds and pulls as steps), and the warnings to report.
 async fn validate(
     engine: &Arc<Engine>,
     req: &ApplyRequest,
-) -> Result<(SpecFile, plan::Missing), ApiError> {
+) -> Result<(SpecFile, plan::Missing, Vec<String>), ApiError> {
     let parsed = warren_model::parse_spec(&req.text, &req.file)
         .map_err(|e| ApiError::invalid(e.diagnostics))?;
     let storage = engine.storage.clone();
@@ -148,7 +148,8 @@ async fn validate(
         }
     }
     diags.extend(network_conflicts(engine, &parsed, req.prune)?);
-    diags.extend(vm_checks(engine, &parsed, req.prune)?);
+    let (host_diags, warnings) = host_checks(engine, &parsed, req.prune)?;
+    diags.extend(host_diags);
     if !diags.is_empty() {
         diags.sort_by_key(|d| (d.line, d.column));
         return Err(ApiError::invalid(diags));
@@ -189,32 +190,36 @@ async fn validate(
             );
         }
     }
-    Ok((parsed.spec, missing))
+    Ok((parsed.spec, missing, warnings))
 }
 
-/// The VM checks against this host ([`super::vmcheck`]), when the file declares a vm: its
-/// boot files exist, and the memory of every VM declared (this file's, and the stored ones
-/// that stay) fits the host's.
-fn vm_checks(
+/// The checks against this host ([`super::vmcheck`]): the boot files of the file's VMs
+/// exist, and the workloads set to run (this file's, and the stored ones that stay) fit the
+/// host's resource budget. Returns the errors and the warnings (CPUs overcommitted).
+fn host_checks(
     engine: &Arc<Engine>,
     parsed: &warren_model::Parsed,
     prune: bool,
-) -> Result<Vec<Diagnostic>, ApiError> {
+) -> Result<(Vec<Diagnostic>, Vec<String>), ApiError> {
     let file = &parsed.spec;
-    if !file.workloads.values().any(|w| w.kind == Kind::Vm) {
-        return Ok(Vec::new());
-    }
+    let host = super::vmcheck::VmHost {
+        lookup: &super::vmcheck::lookup,
+    };
+    let mut diags = super::vmcheck::check(parsed, &host);
     let current = engine.store.desired()?;
     let others: Vec<&warren_model::WorkloadSpec> = current
         .values()
         .map(|d| &d.spec)
         .filter(|s| !prune && !file.workloads.contains_key(&s.name))
         .collect();
-    let host = super::vmcheck::VmHost {
-        memory: super::vmcheck::host_memory(&*engine.exec),
-        lookup: &super::vmcheck::lookup,
-    };
-    Ok(super::vmcheck::check(parsed, &others, &host))
+    let budget = warren_model::budget::check(
+        parsed,
+        &others,
+        &super::vmcheck::host_size(&*engine.exec),
+        &super::vmcheck::stored_reserve(&engine.store)?.unwrap_or_default(),
+    );
+    diags.extend(budget.errors);
+    Ok((diags, budget.warnings))
 }
 
 /// The checks that need what is already stored or running on the host: a published port or a
@@ -411,7 +416,7 @@ pub(crate) async fn plan_or_apply(
     req: ApplyRequest,
     apply: bool,
 ) -> Result<ApplyResponse, ApiError> {
-    let (spec, missing) = validate(&engine, &req).await?;
+    let (spec, missing, warnings) = validate(&engine, &req).await?;
     let current = engine.store.desired()?;
     let changes = changes(&spec, &current, &engine.store.volumes()?, req.prune);
     let removed: Vec<String> = changes
@@ -439,8 +444,8 @@ pub(crate) async fn plan_or_apply(
     engine.desired_for_plan(&mut next, &next_volumes);
     let observed = engine
         .observed_all()
-        .into_iter()
-        .map(|(k, v)| (k, v.to_observed()))
+        .into_keys()
+        .filter_map(|k| Some((k.clone(), engine.planner_view(&k)?)))
         .collect();
     let planned = plan::plan(
         &next,
@@ -450,14 +455,16 @@ pub(crate) async fn plan_or_apply(
         warren_store::now_ms(),
         &engine.cfg.backoff,
     );
-    let (steps, refused) = (planned.steps, planned.refused);
+    let (steps, refused, waiting) = (planned.steps, planned.refused, planned.waiting);
     if !apply || req.dry_run {
         return Ok(ApplyResponse {
             changes,
             steps,
             refused,
+            waiting,
             generation: engine.store.generation()?,
             applied: false,
+            warnings,
         });
     }
     let specs: Vec<_> = spec.workloads.values().cloned().collect();
@@ -476,7 +483,11 @@ pub(crate) async fn plan_or_apply(
     let stored = engine
         .store
         .apply(&specs, &removed)
-        .and_then(|o| engine.store.put_volumes(&vols, &forget_vols).map(|_| o));
+        .and_then(|o| engine.store.put_volumes(&vols, &forget_vols).map(|_| o))
+        .and_then(|o| match &spec.host {
+            Some(r) => super::vmcheck::store_reserve(&engine.store, r).map(|_| o),
+            None => Ok(o),
+        });
     let outcome = match stored {
         Ok(o) => o,
         Err(err) => {
@@ -502,8 +513,10 @@ pub(crate) async fn plan_or_apply(
         changes,
         steps,
         refused,
+        waiting,
         generation: outcome.generation,
         applied: true,
+        warnings,
     })
 }
 

@@ -1,6 +1,7 @@
 //! `GET /v1/info`: what this host is (name, id, OS, kernel, CPUs, memory), the daemon's
 //! version and uptime, the storage pool's size and fill, which runtimes work here, the ingress
-//! state, workload counts by kind and state, and the remote API's address and fingerprint.
+//! state, workload counts by kind and state, the remote API's address and fingerprint, and
+//! the host resource budget (`[host]`'s reserve and what the workloads set to run claim).
 //!
 //! Nothing here starts a probe: a VM runtime's accelerator is reported from what is already
 //! known (`WARREN_VM_ACCEL`, or the probe result the VM runtime cached in `<state>/vm/accel`).
@@ -70,7 +71,6 @@ pub fn gather(e: &Arc<Engine>) -> anyhow::Result<Info> {
         })
         .unwrap_or_default();
     Ok(Info {
-        host,
         daemon: DaemonInfo {
             version: env!("CARGO_PKG_VERSION").to_string(),
             pid: std::process::id(),
@@ -90,6 +90,12 @@ pub fn gather(e: &Arc<Engine>) -> anyhow::Result<Info> {
             total: statuses.len() as u32,
             by_kind,
         },
+        budget: warren_model::budget::Budget::of(
+            &super::vmcheck::host_size(&*e.exec),
+            &super::vmcheck::stored_reserve(&e.store)?.unwrap_or_default(),
+            e.store.desired()?.values().map(|d| &d.spec),
+        ),
+        host,
         remote,
         metrics_listen: e.telemetry.metrics_listen.get().cloned(),
     })

@@ -3,11 +3,18 @@
 //!
 //! Stopping the daemon (SIGTERM, SIGINT or SIGKILL) never stops workloads: their shims keep
 //! them running and the next daemon adopts them.
+//!
+//! Under systemd (`Type=notify`) the daemon says `READY=1` once the API socket listens and the
+//! first reconcile pass has finished, and `STOPPING=1` when it is asked to stop. The socket is
+//! `0600` (root only) unless a [`SocketGroup`] is given: then it is `0660` with that group, and
+//! the state directory that holds it `0710` with that group, so members reach the socket
+//! without being able to list the state directory.
 
 pub mod api;
 pub mod apply;
 pub mod archive;
 pub mod cgstats;
+pub mod copy;
 pub mod datasets;
 pub mod engine;
 pub mod error;
@@ -18,6 +25,7 @@ pub mod info;
 pub mod ingress;
 pub mod logfile;
 pub mod metrics;
+pub mod netclaim;
 pub mod netnames;
 #[cfg(target_os = "linux")]
 pub mod network;
@@ -117,8 +125,7 @@ fn make_runtime(
         runc,
         shim_exe.clone(),
     ));
-    // VMs: the guest agent is installed next to this executable.
-    let agent = shim_exe.with_file_name("warren-agent");
+    let agent = agent_path(&shim_exe);
     let vms = Arc::new(warren_vm::runtime::VmRuntime::new(
         exec.clone(),
         shim_exe,
@@ -126,6 +133,22 @@ fn make_runtime(
         cfg.state_dir.join("vm"),
     ));
     Ok(Arc::new(runtimes::Runtimes::new(containers, Some(vms))))
+}
+
+/// Where the VMs' guest agent is: beside this executable (a build tree, a hand install), else
+/// in `../libexec/warren/` from its directory (the Debian package's
+/// `/usr/libexec/warren/warren-agent`, which is no command of its own).
+#[cfg_attr(target_os = "freebsd", allow(dead_code))]
+fn agent_path(exe: &std::path::Path) -> PathBuf {
+    let beside = exe.with_file_name("warren-agent");
+    if beside.exists() {
+        return beside;
+    }
+    exe.parent()
+        .and_then(std::path::Path::parent)
+        .map(|prefix| prefix.join("libexec/warren/warren-agent"))
+        .filter(|p| p.exists())
+        .unwrap_or(beside)
 }
 
 /// The container backend of this OS: a jail per workload on FreeBSD, each supervised by a
@@ -242,18 +265,95 @@ fn sweep_scratch(dir: &std::path::Path) {
     }
 }
 
+/// The group whose members may use the local API socket (`warren daemon --socket-group`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SocketGroup {
+    pub name: String,
+    pub gid: u32,
+}
+
+impl SocketGroup {
+    /// Looks the group up by name in the host's group database.
+    pub fn lookup(name: &str) -> Result<SocketGroup> {
+        let group = nix::unistd::Group::from_name(name)
+            .with_context(|| format!("looking up group {name:?}"))?
+            .with_context(|| {
+                format!("no group named {name:?} (create it with `addgroup --system {name}`)")
+            })?;
+        Ok(SocketGroup {
+            name: name.to_string(),
+            gid: group.gid.as_raw(),
+        })
+    }
+}
+
+/// The state directory's mode: `0700`, or `0710` when a socket group must pass through it to
+/// the socket. (The search bit for others that user-namespaced workloads need is added later,
+/// by the engine, and kept.)
+fn state_dir_mode(group: Option<&SocketGroup>, socket_inside: bool) -> u32 {
+    match group {
+        Some(_) if socket_inside => 0o710,
+        _ => 0o700,
+    }
+}
+
+/// The socket's mode: `0600`, or `0660` for a socket group.
+fn socket_mode(group: Option<&SocketGroup>) -> u32 {
+    match group {
+        Some(_) => 0o660,
+        None => 0o600,
+    }
+}
+
+/// Gives the state directory and the freshly bound socket their owners and modes.
+fn set_socket_access(cfg: &Config, group: Option<&SocketGroup>) -> Result<()> {
+    let inside = cfg.socket.parent() == Some(cfg.state_dir.as_path());
+    if let Some(g) = group {
+        std::os::unix::fs::chown(&cfg.socket, None, Some(g.gid))
+            .with_context(|| format!("giving {} to group {}", cfg.socket.display(), g.name))?;
+        if inside {
+            std::os::unix::fs::chown(&cfg.state_dir, None, Some(g.gid)).with_context(|| {
+                format!("giving {} to group {}", cfg.state_dir.display(), g.name)
+            })?;
+        }
+    }
+    let dir_mode = (std::fs::metadata(&cfg.state_dir)?.permissions().mode() & 0o001)
+        | state_dir_mode(group, inside);
+    std::fs::set_permissions(&cfg.state_dir, std::fs::Permissions::from_mode(dir_mode))?;
+    std::fs::set_permissions(
+        &cfg.socket,
+        std::fs::Permissions::from_mode(socket_mode(group)),
+    )?;
+    Ok(())
+}
+
+/// Tells the service manager (systemd, `Type=notify`) about the daemon's state; nothing
+/// happens when the daemon was not started by one (no `NOTIFY_SOCKET`).
+fn notify_service_manager(state: sd_notify::NotifyState) {
+    if let Err(e) = sd_notify::notify(&[state]) {
+        tracing::warn!("cannot notify the service manager: {e}");
+    }
+}
+
 /// Runs the daemon until SIGTERM or SIGINT.
-pub async fn run(cfg: Config) -> Result<()> {
+pub async fn run(cfg: Config, socket_group: Option<SocketGroup>) -> Result<()> {
     tune_allocator();
     std::fs::create_dir_all(&cfg.state_dir)
         .with_context(|| format!("creating state dir {}", cfg.state_dir.display()))?;
     std::fs::set_permissions(&cfg.state_dir, std::fs::Permissions::from_mode(0o700))?;
     let lock = lock_state_dir(&cfg.state_dir)?;
+    // The remote API's port first: a port another process holds ends the start here.
+    let remote_listener = match cfg.listen {
+        Some(addr) => Some(remote::bind(addr).await?),
+        None => None,
+    };
     sweep_scratch(&cfg.state_dir.join("tmp"));
 
     // The daemon's one executor: storage, the runtime, the network, the ingress and the
     // services reach it through the engine (`engine.exec`), so a test can record it all.
     let exec: Arc<dyn Executor> = Arc::new(HostExecutor);
+    // The bridge and subnet are this instance's alone, or the start ends here.
+    let net_claim = claim_network(&cfg, exec.as_ref())?;
     let storage = warren_storage::pool::open_storage(
         &cfg.state_dir,
         &PoolOptions {
@@ -315,8 +415,13 @@ pub async fn run(cfg: Config) -> Result<()> {
     }
     let listener = tokio::net::UnixListener::bind(&cfg.socket)
         .with_context(|| format!("listening on {}", cfg.socket.display()))?;
-    std::fs::set_permissions(&cfg.socket, std::fs::Permissions::from_mode(0o600))?;
+    set_socket_access(&cfg, socket_group.as_ref())?;
     tracing::info!("listening on {}", cfg.socket.display());
+    let ready = engine.clone();
+    tokio::spawn(async move {
+        ready.telemetry.first_pass.wait().await;
+        notify_service_manager(sd_notify::NotifyState::Ready);
+    });
 
     let app = api::router(engine.clone()).merge(remote::local_router(engine.clone()));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -331,13 +436,13 @@ pub async fn run(cfg: Config) -> Result<()> {
             stopped(stop_rx.clone()),
         ))
     });
-    let remote_task = match cfg.listen {
-        Some(addr) => {
+    let remote_task = match remote_listener {
+        Some(listener) => {
             let remote = remote::init(&cfg.state_dir, &engine.store)?;
             Some(tokio::spawn(remote::serve(
                 engine.clone(),
                 remote,
-                addr,
+                listener,
                 stopped(stop_rx.clone()),
             )))
         }
@@ -348,6 +453,7 @@ pub async fn run(cfg: Config) -> Result<()> {
             _ = term.recv() => {}
             _ = tokio::signal::ctrl_c() => {}
         }
+        notify_service_manager(sd_notify::NotifyState::Stopping);
         let _ = stop_tx.send(true);
     });
     let served = axum::serve(listener, app)
@@ -366,8 +472,49 @@ pub async fn run(cfg: Config) -> Result<()> {
     served?;
     engine.event(None, EventKind::DaemonStopping);
     let _ = std::fs::remove_file(&cfg.socket);
+    drop(net_claim);
     drop(lock);
     Ok(())
+}
+
+/// Claims this daemon's bridge and subnet ([`netclaim`]): refused when another instance owns
+/// them, or (Linux) when another interface of the host holds an address in the subnet.
+fn claim_network(cfg: &Config, exec: &dyn Executor) -> Result<netclaim::Held> {
+    let net = &cfg.net;
+    let ours = netclaim::Claim {
+        state_dir: cfg.state_dir.display().to_string(),
+        pid: std::process::id(),
+        bridge: net.bridge.clone(),
+        subnet: net.subnet.to_string(),
+    };
+    let host_addresses = || -> Result<()> {
+        #[cfg(target_os = "linux")]
+        {
+            let cmd = warren_exec::Cmd::new("ip").args(["-j", "-4", "addr", "show"]);
+            let addrs = exec
+                .run(&cmd)
+                .map_err(anyhow::Error::from)
+                .and_then(|out| netclaim::parse_addrs(&out.stdout_str()));
+            match addrs {
+                Ok(addrs) => {
+                    if let Some(why) = netclaim::address_conflict(&net.bridge, &net.subnet, &addrs)
+                    {
+                        anyhow::bail!("{why}");
+                    }
+                }
+                Err(e) => tracing::warn!("cannot list the host's addresses: {e:#}"),
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = exec;
+        Ok(())
+    };
+    netclaim::claim(
+        std::path::Path::new(netclaim::CLAIMS_DIR),
+        &cfg.instance,
+        &ours,
+        host_addresses,
+    )
 }
 
 /// Serves `GET /metrics` (and `/v1/metrics`) in plain HTTP on `addr`, for a scraper on a
@@ -432,4 +579,46 @@ fn lock_state_dir(dir: &std::path::Path) -> Result<std::fs::File> {
         );
     }
     Ok(f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_agent_is_found_beside_the_executable_then_in_libexec() {
+        let d = tempfile::tempdir().unwrap();
+        let bin = d.path().join("usr/bin");
+        let libexec = d.path().join("usr/libexec/warren");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::create_dir_all(&libexec).unwrap();
+        let exe = bin.join("warren");
+        // Neither exists: the place beside the executable is named (in the error later).
+        assert_eq!(agent_path(&exe), bin.join("warren-agent"));
+        std::fs::write(libexec.join("warren-agent"), "").unwrap();
+        assert_eq!(agent_path(&exe), libexec.join("warren-agent"));
+        std::fs::write(bin.join("warren-agent"), "").unwrap();
+        assert_eq!(agent_path(&exe), bin.join("warren-agent"));
+    }
+
+    #[test]
+    fn a_socket_group_opens_the_socket_and_the_state_dir_to_the_group_only() {
+        let g = SocketGroup {
+            name: "warren".into(),
+            gid: 999,
+        };
+        assert_eq!(socket_mode(None), 0o600);
+        assert_eq!(socket_mode(Some(&g)), 0o660);
+        assert_eq!(state_dir_mode(None, true), 0o700);
+        assert_eq!(state_dir_mode(Some(&g), true), 0o710);
+        // A socket elsewhere needs nothing of the state directory.
+        assert_eq!(state_dir_mode(Some(&g), false), 0o700);
+    }
+
+    #[test]
+    fn an_unknown_socket_group_is_refused_with_the_remedy() {
+        let e = SocketGroup::lookup("warren-no-such-group").unwrap_err();
+        assert!(format!("{e:#}").contains("addgroup --system"), "{e:#}");
+        assert_eq!(SocketGroup::lookup("root").unwrap().gid, 0);
+    }
 }

@@ -141,6 +141,33 @@ impl LinuxBridge {
         self.dir.join("resolv.conf")
     }
 
+    /// `name`'s address: the one it holds, else the lowest free one that nothing on the
+    /// bridge answers for. An address the host's neighbour table shows answering with a MAC
+    /// that no workload of this daemon holds (another instance's workload, a machine bridged
+    /// in by hand) is skipped, with a warning.
+    fn assign(&self, store: &Store, name: &str) -> Result<Ipv4Addr> {
+        let subnet = self.settings.subnet;
+        let answering = std::fs::read_to_string(bridge::PROC_ARP)
+            .map(|arp| bridge::parse_answering(&arp, &self.settings.bridge))
+            .unwrap_or_default();
+        let address = store.assign_address(name, |taken| {
+            if taken.get(name).is_some_and(|a| subnet.is_assignable(*a)) {
+                return ipam::allocate(&subnet, name, taken);
+            }
+            let foreign = foreign_neighbours(&subnet, &answering, taken);
+            let mut busy = taken.clone();
+            for (i, (addr, mac)) in foreign.iter().enumerate() {
+                tracing::warn!(
+                    "{addr} answers on bridge {} (MAC {mac}) but belongs to no workload here; not assigning it",
+                    self.settings.bridge
+                );
+                busy.insert(format!("\0neighbour-{i}"), *addr);
+            }
+            ipam::allocate(&subnet, name, &busy)
+        })??;
+        Ok(address)
+    }
+
     fn run(&self, cmd: &warren_exec::Cmd) -> Result<()> {
         self.exec
             .run(cmd)
@@ -161,6 +188,25 @@ impl LinuxBridge {
         }
         write_in_place(&self.resolv_path(), text.as_bytes())
     }
+}
+
+/// The neighbours answering in `subnet` that no workload holds (`taken`, name → address).
+/// An entry with the MAC warren gives that address ([`bridge::mac_for`]) is a workload of this
+/// daemon deleted since (no other instance shares the bridge: [`super::netclaim`]).
+pub fn foreign_neighbours(
+    subnet: &ipam::Subnet,
+    answering: &[(Ipv4Addr, String)],
+    taken: &BTreeMap<String, Ipv4Addr>,
+) -> Vec<(Ipv4Addr, String)> {
+    answering
+        .iter()
+        .filter(|(a, mac)| {
+            subnet.is_assignable(*a)
+                && !taken.values().any(|t| t == a)
+                && *mac != bridge::mac_for(*a)
+        })
+        .cloned()
+        .collect()
 }
 
 impl BridgeNetwork for LinuxBridge {
@@ -192,9 +238,7 @@ impl BridgeNetwork for LinuxBridge {
     /// first host id), the namespace belongs to a user namespace mapping container ids
     /// `0..65536` there.
     fn attach(&self, store: &Store, name: &str, userns: Option<u32>) -> Result<Ipv4Addr> {
-        let subnet = self.settings.subnet;
-        let address =
-            store.assign_address(name, |taken| ipam::allocate(&subnet, name, taken))??;
+        let address = self.assign(store, name)?;
         self.ensure_bridge()?;
         let ns = self.netns_name(name);
         let path = self.netns_path(name);
@@ -237,7 +281,7 @@ impl BridgeNetwork for LinuxBridge {
                     netns: Netns::Named(ns.clone()),
                     bridge: self.settings.bridge.clone(),
                     address,
-                    subnet,
+                    subnet: self.settings.subnet,
                 },
             );
             if let Err(e) = attached {
@@ -264,9 +308,7 @@ impl BridgeNetwork for LinuxBridge {
 
     /// A tap named like the workload's veth would be (so detach and repair find it).
     fn attach_tap(&self, store: &Store, name: &str) -> Result<(String, Ipv4Addr)> {
-        let subnet = self.settings.subnet;
-        let address =
-            store.assign_address(name, |taken| ipam::allocate(&subnet, name, taken))??;
+        let address = self.assign(store, name)?;
         self.ensure_bridge()?;
         let tap = self.tap_name(name);
         if bridge::link(self.exec.as_ref(), &tap)?.is_none() {
@@ -419,6 +461,28 @@ mod tests {
         let mut s = WorkloadSpec::new(name, Source::World("busybox".into()));
         s.network = network;
         s
+    }
+
+    #[test]
+    fn foreign_neighbours_are_the_unknown_answering_addresses() {
+        let subnet = ipam::Subnet::parse("10.88.0.0/24").unwrap();
+        let ip = |d: u8| Ipv4Addr::new(10, 88, 0, d);
+        let answering = vec![
+            (ip(1), "aa:00:00:00:00:01".to_string()),
+            (ip(2), "02:42:0a:58:00:02".to_string()),
+            (ip(3), "aa:00:00:00:00:03".to_string()),
+            (ip(4), bridge::mac_for(ip(4))),
+            (ip(5), "aa:00:00:00:00:05".to_string()),
+            (Ipv4Addr::new(192, 0, 2, 9), "aa:00:00:00:00:09".to_string()),
+        ];
+        let taken: BTreeMap<String, Ipv4Addr> =
+            [("web".to_string(), ip(2)), ("vm".to_string(), ip(5))].into();
+        // The gateway, held addresses (a vm's own MAC too), warren's own MACs and addresses
+        // outside the subnet are not foreign.
+        assert_eq!(
+            foreign_neighbours(&subnet, &answering, &taken),
+            [(ip(3), "aa:00:00:00:00:03".to_string())]
+        );
     }
 
     #[test]

@@ -94,16 +94,31 @@ pub fn claim_state(store: &Store) -> Result<Option<(String, u64)>> {
     })
 }
 
-/// Serves the remote API on `addr` until `shutdown` resolves.
+/// Binds the remote API's address, at the daemon's start: an address another process holds
+/// is an error naming the remedy, so a daemon never runs on without the API it was asked for.
+pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AddrInUse {
+            anyhow::anyhow!(
+                "address {addr} in use by another process; pass --listen ADDR:PORT \
+                 (or --listen none), or stop it"
+            )
+        } else {
+            anyhow::anyhow!(
+                "cannot listen on {addr} for the remote API: {e} (--listen ADDR:PORT or --listen none)"
+            )
+        }
+    })
+}
+
+/// Serves the remote API on `listener` (from [`bind`]) until `shutdown` resolves.
 pub async fn serve(
     engine: Arc<Engine>,
     remote: Arc<Remote>,
-    addr: SocketAddr,
+    listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("listening on {addr} (--listen ADDR:PORT or --listen none)"))?;
+    let addr = listener.local_addr()?;
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(remote.identity.server_config()?));
     let router = remote_router(engine.clone(), remote.clone());
     let _ = engine.telemetry.remote.set(super::telemetry::RemoteFacts {

@@ -228,7 +228,10 @@ fn register(scheme: &mut Scheme, engine: Arc<Engine>, h: tokio::runtime::Handle)
             let r = match what {
                 0 => block(&hh, async {
                     e.start_now(&name).await?;
-                    e.settle(&name, within, |s, _| s.state == "running").await
+                    e.settle(&name, within, |s, _| {
+                        matches!(s.state.as_str(), "running" | "waiting")
+                    })
+                    .await
                 }),
                 1 => block(&hh, async {
                     e.stop_now(&name).await?;
@@ -236,8 +239,9 @@ fn register(scheme: &mut Scheme, engine: Arc<Engine>, h: tokio::runtime::Handle)
                 }),
                 _ => block(&hh, async {
                     let g = e.restart_now(&name).await?;
-                    e.settle(&name, within, |_, r| {
-                        r.is_some_and(|r| r.pid.is_some() && r.restart_generation >= g)
+                    e.settle(&name, within, |s, r| {
+                        s.state == "waiting"
+                            || r.is_some_and(|r| r.pid.is_some() && r.restart_generation >= g)
                     })
                     .await
                 }),

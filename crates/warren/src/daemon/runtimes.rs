@@ -78,4 +78,20 @@ impl Runtime for Runtimes {
     fn update_names(&self, id: &str, hosts: &str) -> Result<()> {
         self.by_id(id).update_names(id, hosts)
     }
+    fn copy_out(
+        &self,
+        id: &str,
+        req: &warren_runtime::CopyRequest,
+        out: &mut dyn std::io::Write,
+    ) -> Result<()> {
+        self.by_id(id).copy_out(id, req, out)
+    }
+    fn copy_in(
+        &self,
+        id: &str,
+        req: &warren_runtime::CopyRequest,
+        input: &mut (dyn std::io::Read + Send),
+    ) -> Result<()> {
+        self.by_id(id).copy_in(id, req, input)
+    }
 }

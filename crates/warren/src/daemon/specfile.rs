@@ -26,6 +26,7 @@ pub fn live_spec(engine: &Engine) -> anyhow::Result<SpecFile> {
             .map(|(n, d)| (n, d.spec))
             .collect(),
         volumes: engine.store.volumes()?,
+        host: super::vmcheck::stored_reserve(&engine.store)?,
     })
 }
 

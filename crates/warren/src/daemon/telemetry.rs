@@ -67,6 +67,8 @@ pub struct Telemetry {
     pub remote: OnceLock<RemoteFacts>,
     /// The plain-HTTP metrics listener, once it listens.
     pub metrics_listen: OnceLock<String>,
+    /// Set when the first reconcile pass has finished (the daemon's readiness).
+    pub first_pass: tokio::sync::SetOnce<()>,
 }
 
 impl Default for Telemetry {
@@ -85,6 +87,7 @@ impl Default for Telemetry {
             events: Family::default(),
             remote: OnceLock::new(),
             metrics_listen: OnceLock::new(),
+            first_pass: tokio::sync::SetOnce::new(),
         }
     }
 }
@@ -94,6 +97,7 @@ impl Telemetry {
     pub fn reconcile_pass(&self, took: Duration) {
         self.reconcile_passes.inc();
         self.reconcile_seconds.observe(took.as_secs_f64());
+        let _ = self.first_pass.set(());
     }
 
     /// Counts one event of kind `kind`.

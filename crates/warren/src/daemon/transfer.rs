@@ -663,12 +663,15 @@ async fn check_workload_import(
     manifest: &Manifest,
 ) -> Result<bool, ApiError> {
     let Some(since) = &manifest.since else {
-        if e.store.get_desired(name)?.is_some()
-            || e.observed_row(name).is_some()
-            || e.storage.data_path(name).exists()
-        {
+        if e.store.get_desired(name)?.is_some() || e.observed_row(name).is_some() {
             return Err(conflict(format!(
                 "a workload named {name:?} already exists here (use --name to import under another name)"
+            )));
+        }
+        if e.storage.data_path(name).exists() {
+            return Err(conflict(format!(
+                "the kept data of a deleted workload {name:?} exists here: delete it with \
+                 `warren delete --purge {name}`, or import under another name with --name"
             )));
         }
         return Ok(false);

@@ -1,20 +1,21 @@
-//! Apply-time checks of VM workloads against this host (a service of `apply`): the files a VM
-//! boots from (`vm.kernel`, `vm.initrd`, `vm.disk`, `vm.iso`) exist on the daemon's host, and
-//! the VMs' memory fits the host's, each VM alone and all declared VMs together. Every problem
+//! Apply-time checks against this host (a service of `apply`): the files a VM boots from
+//! (`vm.kernel`, `vm.initrd`, `vm.disk`, `vm.iso`) exist on the daemon's host, and the host
+//! resource budget ([`warren_model::budget`]): the memory of every workload set to run
+//! (containers' and jails' limits, VMs' guest memory) fits the host's less the `[host]`
+//! reserve, each alone and all together, and CPUs over the budget are a warning. Every problem
 //! is a diagnostic located at the field, and a file with one is refused whole, so nothing is
-//! stored or changed. [`check`] is pure over a [`VmHost`] (the host's memory and a file
-//! lookup), so every case is tested without root; [`host_memory`] reads the memory once per
-//! apply (`/proc/meminfo` on Linux, `sysctl -n hw.physmem` through the executor on FreeBSD).
+//! stored or changed. [`check`] is pure over a [`VmHost`] (a file lookup) and the budget check
+//! is the model's, so every case is tested without root; [`host_size`] reads the host's memory
+//! (`/proc/meminfo` on Linux, `sysctl -n hw.physmem` through the executor on FreeBSD) and CPUs
+//! once per apply; the reserve in force is kept in the store ([`stored_reserve`]).
 
 use std::path::Path;
 use warren_exec::Executor;
-use warren_model::{Diagnostic, Kind, Parsed, WorkloadSpec};
+use warren_model::budget::{HostReserve, HostSize};
+use warren_model::{Diagnostic, Kind, Parsed};
 
-/// What the checks know of the host.
+/// What the file checks know of the host.
 pub struct VmHost<'a> {
-    /// The host's memory in bytes; `None` when it could not be read (the memory checks are
-    /// then skipped).
-    pub memory: Option<u64>,
     /// Whether a VM can boot from this path: `Err(reason)` when it cannot.
     pub lookup: &'a dyn Fn(&Path) -> Result<(), String>,
 }
@@ -29,6 +30,37 @@ pub fn lookup(path: &Path) -> Result<(), String> {
             Err("does not exist on the daemon's host".into())
         }
         Err(e) => Err(format!("cannot be read on the daemon's host: {e}")),
+    }
+}
+
+/// The store's key of the `[host]` reserve in force (JSON of [`HostReserve`]).
+const RESERVE_KEY: &str = "host.reserve";
+
+/// The `[host]` reserve in force: the last one a file applied (`None`: no file had one, and
+/// nothing is reserved).
+pub fn stored_reserve(store: &warren_store::Store) -> anyhow::Result<Option<HostReserve>> {
+    Ok(match store.meta(RESERVE_KEY)? {
+        Some(json) => Some(serde_json::from_str(&json)?),
+        None => None,
+    })
+}
+
+/// Records `reserve` as the one in force.
+pub fn store_reserve(
+    store: &warren_store::Store,
+    reserve: &HostReserve,
+) -> Result<(), warren_store::StoreError> {
+    let json = serde_json::to_string(reserve).expect("a reserve serializes");
+    store.set_meta(&[(RESERVE_KEY, Some(json.as_str()))])
+}
+
+/// The host's memory and online CPUs, each `None` when it cannot be read.
+pub fn host_size(exec: &dyn Executor) -> HostSize {
+    HostSize {
+        memory: host_memory(exec),
+        cpus: std::thread::available_parallelism()
+            .ok()
+            .map(|n| n.get() as u32),
     }
 }
 
@@ -64,28 +96,15 @@ pub fn physmem(text: &str) -> Option<u64> {
     text.trim().parse().ok()
 }
 
-/// A size for messages: GiB or MiB with one decimal.
-fn human(n: u64) -> String {
-    const GIB: f64 = (1u64 << 30) as f64;
-    const MIB: f64 = (1u64 << 20) as f64;
-    if n >= 1 << 30 {
-        format!("{:.1} GiB", n as f64 / GIB)
-    } else {
-        format!("{:.1} MiB", n as f64 / MIB)
-    }
-}
-
-/// The VM checks of `parsed` on `host`. `others` are the VMs already declared that stay
-/// declared (stored, not in this file, not pruned); their memory counts towards the total.
-pub fn check(parsed: &Parsed, others: &[&WorkloadSpec], host: &VmHost<'_>) -> Vec<Diagnostic> {
+/// The boot-file checks of the VMs in `parsed` on `host`.
+pub fn check(parsed: &Parsed, host: &VmHost<'_>) -> Vec<Diagnostic> {
     let mut diags = Vec::new();
-    let vms: Vec<(&String, &WorkloadSpec)> = parsed
+    for (name, w) in parsed
         .spec
         .workloads
         .iter()
         .filter(|(_, w)| w.kind == Kind::Vm)
-        .collect();
-    for (name, w) in &vms {
+    {
         for (key, path) in [
             ("kernel", &w.vm.kernel),
             ("initrd", &w.vm.initrd),
@@ -101,69 +120,15 @@ pub fn check(parsed: &Parsed, others: &[&WorkloadSpec], host: &VmHost<'_>) -> Ve
             }
         }
     }
-    let Some(total) = host.memory else {
-        return diags;
-    };
-    let mut sum: u64 = others
-        .iter()
-        .filter(|w| w.kind == Kind::Vm)
-        .map(|w| w.vm_memory_bytes())
-        .sum();
-    let mut parts: Vec<String> = others
-        .iter()
-        .filter(|w| w.kind == Kind::Vm)
-        .map(|w| format!("{} {}", w.name, human(w.vm_memory_bytes())))
-        .collect();
-    let mut over: Option<&String> = None;
-    for (name, w) in &vms {
-        let memory = w.vm_memory_bytes();
-        let field = format!("workload.{name}.resources.memory");
-        if memory > total {
-            diags.push(parsed.diagnostic(
-                &field,
-                format!(
-                    "{field}: a vm of {} does not fit this host's {} of memory{}",
-                    human(memory),
-                    human(total),
-                    if w.resources.memory.is_none() {
-                        " (512 MiB is the default of a vm)"
-                    } else {
-                        ""
-                    }
-                ),
-            ));
-            continue;
-        }
-        sum = sum.saturating_add(memory);
-        parts.push(format!("{name} {}", human(memory)));
-        if sum > total && over.is_none() {
-            over = Some(name);
-        }
-    }
-    if let Some(name) = over {
-        let field = format!("workload.{name}.resources.memory");
-        diags.push(parsed.diagnostic(
-            &field,
-            format!(
-                "{field}: the vms declared need {} together ({}), more than this host's {} of memory",
-                human(sum),
-                parts.join(", "),
-                human(total)
-            ),
-        ));
-    }
     diags
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use warren_model::{Source, WorkloadSpec};
 
-    const GIB: u64 = 1 << 30;
-
-    /// A host with `memory` where only the files under `/srv/ok/` exist.
-    fn messages(text: &str, others: &[&WorkloadSpec], memory: Option<u64>) -> Vec<String> {
+    /// A host where only the files under `/srv/ok/` exist.
+    fn messages(text: &str) -> Vec<String> {
         let parsed = warren_model::parse_spec(text, "w.toml").unwrap();
         let lookup = |p: &Path| {
             if p.starts_with("/srv/ok") {
@@ -172,11 +137,7 @@ mod tests {
                 Err("does not exist on the daemon's host".to_string())
             }
         };
-        let host = VmHost {
-            memory,
-            lookup: &lookup,
-        };
-        check(&parsed, others, &host)
+        check(&parsed, &VmHost { lookup: &lookup })
             .iter()
             .map(|d| d.to_string())
             .collect()
@@ -197,7 +158,7 @@ disk = "/srv/ok/disk.raw"
 iso = "/srv/gone.iso"
 "#;
         assert_eq!(
-            messages(text, &[], Some(8 * GIB)),
+            messages(text),
             [
                 "w.toml:11:7: workload.full.vm.iso: /srv/gone.iso does not exist on the daemon's host",
                 "w.toml:4:17: workload.micro.vm.kernel: /srv/missing/vmlinuz does not exist on the daemon's host",
@@ -206,44 +167,18 @@ iso = "/srv/gone.iso"
     }
 
     #[test]
-    fn a_vm_larger_than_the_host_is_refused() {
-        let text = "[workload.big]\nkind = \"vm\"\nworld = \"busybox\"\nresources = { memory = \"16G\" }\n\n[workload.box]\nworld = \"busybox\"\nresources = { memory = \"16G\" }\n";
-        assert_eq!(
-            messages(text, &[], Some(8 * GIB)),
-            ["w.toml:4:24: workload.big.resources.memory: a vm of 16.0 GiB does not fit this host's 8.0 GiB of memory"]
-        );
-        // The default counts too, and is named.
-        let small = "[workload.vm1]\nkind = \"vm\"\nworld = \"busybox\"\n";
-        assert_eq!(
-            messages(small, &[], Some(256 << 20)),
-            ["w.toml:1:11: workload.vm1.resources.memory: a vm of 512.0 MiB does not fit this host's 256.0 MiB of memory (512 MiB is the default of a vm)"]
-        );
-        assert!(messages(small, &[], Some(GIB)).is_empty());
-        // Unknown host memory: only the files are checked.
-        assert!(messages(text, &[], None).is_empty());
-    }
-
-    #[test]
-    fn the_vms_together_must_fit_the_host() {
-        let text = "[workload.a]\nkind = \"vm\"\nworld = \"busybox\"\nresources = { memory = \"3G\" }\n\n[workload.b]\nkind = \"vm\"\nworld = \"busybox\"\nresources = { memory = \"3G\" }\n";
-        assert!(
-            messages(text, &[], Some(6 * GIB)).is_empty(),
-            "exactly full fits"
-        );
-        assert_eq!(
-            messages(text, &[], Some(5 * GIB)),
-            ["w.toml:9:24: workload.b.resources.memory: the vms declared need 6.0 GiB together (a 3.0 GiB, b 3.0 GiB), more than this host's 5.0 GiB of memory"]
-        );
-        // VMs stored outside this file count; containers do not.
-        let mut stored = WorkloadSpec::new("old", Source::World("busybox".into()));
-        stored.kind = Kind::Vm;
-        stored.resources.memory = Some(GIB);
-        let mut container = WorkloadSpec::new("web", Source::World("busybox".into()));
-        container.resources.memory = Some(100 * GIB);
-        assert_eq!(
-            messages(text, &[&stored, &container], Some(6 * GIB)),
-            ["w.toml:9:24: workload.b.resources.memory: the vms declared need 7.0 GiB together (old 1.0 GiB, a 3.0 GiB, b 3.0 GiB), more than this host's 6.0 GiB of memory"]
-        );
+    fn the_reserve_is_kept_in_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = warren_store::Store::open(&dir.path().join("w.db")).unwrap();
+        assert_eq!(stored_reserve(&store).unwrap(), None);
+        let r = HostReserve {
+            reserve_memory: 2 << 30,
+            reserve_cpus: 1.0,
+        };
+        store_reserve(&store, &r).unwrap();
+        assert_eq!(stored_reserve(&store).unwrap(), Some(r));
+        let size = host_size(&warren_exec::RecordingExecutor::new());
+        assert!(size.cpus.is_some_and(|c| c >= 1), "{size:?}");
     }
 
     #[test]

@@ -327,6 +327,18 @@ pub async fn import_handler(
                 std::fs::remove_file(&meta_path)
                     .map_err(|x| StorageError::Other(format!("{META_ENTRY}: {x}")))?;
             }
+            // An archive with no entries (zero bytes are a valid empty tar) is no world.
+            let empty = std::fs::read_dir(root)
+                .map_err(|x| StorageError::Other(format!("{}: {x}", root.display())))?
+                .next()
+                .is_none();
+            if empty {
+                return Err(StorageError::Other(
+                    "the archive holds no files (an empty tar); give the tarball of a root \
+                     filesystem"
+                        .into(),
+                ));
+            }
             Ok(())
         });
         body.drain();

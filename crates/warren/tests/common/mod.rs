@@ -327,6 +327,8 @@ impl Daemon {
         let _ = Command::new("ip")
             .args(["link", "del", "dev", &self.net.bridge])
             .output();
+        // The daemon's claim on its bridge and subnet.
+        let _ = std::fs::remove_file(format!("/run/warren/networks/{}.json", self.instance()));
         let _ = Command::new("nft")
             .args(["delete", "table", "inet", &self.net.table])
             .output();

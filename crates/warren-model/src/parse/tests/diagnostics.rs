@@ -29,7 +29,7 @@ fn all_errors_are_collected_in_position_order() {
             "3:11: workload.b.restart: unknown value \"x\"; expected one of always, on-failure, never",
             "5:11: workload.a: needs `world`, `image` or `recipe`",
             "6:8: workload.a.kind: unknown value \"y\"; expected one of container, jail, vm",
-            "7:1: workload.a.foo: unknown key; expected one of kind, world, image, recipe, command, entrypoint, env, workdir, user, hostname, restart, state, data_path, resources, volumes, snapshots, health, hooks, network, ports, domains, port, path, websocket, max_body, tls, readonly_rootfs, userns, jail, vm",
+            "7:1: workload.a.foo: unknown key; expected one of kind, world, image, recipe, command, entrypoint, env, workdir, user, hostname, restart, state, data_path, resources, volumes, snapshots, health, hooks, network, ports, domains, port, path, websocket, max_body, tls, readonly_rootfs, userns, jail, vm, after, wait",
         ]
     );
 }

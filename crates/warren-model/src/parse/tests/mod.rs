@@ -45,6 +45,7 @@ fn web_error(body: &str) -> String {
 mod diagnostics;
 mod hooks;
 mod ingress;
+mod order;
 mod vm;
 mod volume;
 mod workload;

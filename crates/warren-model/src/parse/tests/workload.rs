@@ -93,7 +93,7 @@ fn top_level_keys() {
     );
     assert_eq!(
         errors("version = 2\n"),
-        ["1:1: version: unknown key; expected one of workload, volume"]
+        ["1:1: version: unknown key; expected one of workload, volume, host"]
     );
     assert_eq!(
         errors("workload = 3\n"),
@@ -133,7 +133,7 @@ fn unknown_workload_key() {
     );
     assert_eq!(
         web_error("publish = [80]"),
-        "3:1: workload.web.publish: unknown key; expected one of kind, world, image, recipe, command, entrypoint, env, workdir, user, hostname, restart, state, data_path, resources, volumes, snapshots, health, hooks, network, ports, domains, port, path, websocket, max_body, tls, readonly_rootfs, userns, jail, vm"
+        "3:1: workload.web.publish: unknown key; expected one of kind, world, image, recipe, command, entrypoint, env, workdir, user, hostname, restart, state, data_path, resources, volumes, snapshots, health, hooks, network, ports, domains, port, path, websocket, max_body, tls, readonly_rootfs, userns, jail, vm, after, wait"
     );
     assert_eq!(
         web_error("domain = [\"a.b\"]"),

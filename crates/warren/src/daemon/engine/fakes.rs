@@ -280,16 +280,12 @@ impl Runtime for FakeRuntime {
     }
 
     fn update_names(&self, id: &str, hosts: &str) -> warren_runtime::Result<()> {
-        let w = self.workload(id).to_string();
         let names: Vec<&str> = hosts
             .lines()
             .filter_map(|l| l.split_whitespace().nth(1))
             .collect();
-        self.state
-            .lock()
-            .unwrap()
-            .calls
-            .push(format!("update-names {w} {}", names.join(",")));
+        let call = format!("update-names {} {}", self.workload(id), names.join(","));
+        self.state.lock().unwrap().calls.push(call);
         Ok(())
     }
 
@@ -803,13 +799,8 @@ impl BridgeNetwork for FakeNet {
     }
 
     fn hosts_text(&self) -> Option<String> {
-        Some(
-            self.hosts
-                .lock()
-                .unwrap()
-                .clone()
-                .unwrap_or_else(|| "127.0.0.1 localhost\n".into()),
-        )
+        let text = self.hosts.lock().unwrap().clone();
+        text.or_else(|| Some("127.0.0.1 localhost\n".into()))
     }
 
     fn detach(&self, store: &warren_store::Store, name: &str, release: bool) -> anyhow::Result<()> {

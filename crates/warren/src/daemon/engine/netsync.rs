@@ -11,38 +11,46 @@ use warren_model::NetworkMode;
 
 impl Engine {
     /// Gives the hosts file to every running VM on the bridge whose guest has not had this
-    /// text yet: a container sees the shared file, a guest has its own copy. A guest that
-    /// does not take it keeps the old names (logged), and is tried again on the next pass.
+    /// text yet: a container sees the shared file, a guest has its own copy. The guests are
+    /// told in a task of their own, so a slow guest never holds up the pass; one that does
+    /// not take the names keeps the old ones (logged) and is tried again on the next pass.
     fn push_names_to_vms(
-        &self,
+        self: &Arc<Self>,
         specs: &[&warren_model::WorkloadSpec],
         running: &std::collections::HashSet<String>,
     ) {
         let Some(text) = self.net.hosts_text() else {
             return;
         };
-        let mut given = self.vm_names.lock().unwrap();
-        given.retain(|name, _| running.contains(name));
-        for s in specs {
-            if s.kind != warren_model::Kind::Vm
-                || s.network != NetworkMode::Bridge
-                || !running.contains(&s.name)
-                || given.get(&s.name) == Some(&text)
-            {
-                continue;
-            }
-            match self
-                .runtime
-                .update_names(&self.container_id(&s.name), &text)
-            {
-                Ok(()) => {
+        let mut due = Vec::new();
+        {
+            let mut given = self.vm_names.lock().unwrap();
+            given.retain(|name, _| running.contains(name));
+            for s in specs {
+                if s.kind == warren_model::Kind::Vm
+                    && s.network == NetworkMode::Bridge
+                    && running.contains(&s.name)
+                    && given.get(&s.name) != Some(&text)
+                {
+                    // Marked before it is sent, so the next pass does not send it again.
                     given.insert(s.name.clone(), text.clone());
-                }
-                Err(e) => {
-                    tracing::warn!(workload = %s.name, "new names not given to the guest: {e}")
+                    due.push(s.name.clone());
                 }
             }
         }
+        if due.is_empty() {
+            return;
+        }
+        let engine = self.clone();
+        tokio::task::spawn_blocking(move || {
+            for name in due {
+                let id = engine.container_id(&name);
+                if let Err(e) = engine.runtime.update_names(&id, &text) {
+                    tracing::warn!(workload = %name, "new names not given to the guest: {e}");
+                    engine.vm_names.lock().unwrap().remove(&name);
+                }
+            }
+        });
     }
 
     /// Brings published ports, names and ingress routes in line with `desired`; each is

@@ -1,7 +1,7 @@
 //! The reconcile loop: plan with every idle workload locked, execute each workload's steps in
 //! its own task (bounded by the engine's semaphore), build missing built-in worlds, adopt
 //! surviving shims on start, and the live status the API reports (its `restarting` or
-//! `exited` from the planner's restart decision).
+//! `exited` from the planner's restart decision, `waiting` from its start order).
 
 use super::state::read_json;
 use super::Engine;
@@ -65,10 +65,7 @@ impl Engine {
         let mut observed = BTreeMap::new();
         for name in &names {
             let guard = self.lock_for(name).try_lock_owned().ok();
-            let mut o: Observed = self
-                .observed_row(name)
-                .map(|r| r.to_observed())
-                .unwrap_or_default();
+            let mut o: Observed = self.planner_view(name).unwrap_or_default();
             o.busy = guard.is_none();
             if let Some(g) = guard {
                 guards.insert(name.clone(), g);
@@ -274,7 +271,9 @@ impl Engine {
     pub fn status(&self, d: &Desired) -> crate::wire::Status {
         let row = self.observed_row(&d.spec.name).unwrap_or_default();
         let refused = self.caps.refusal(d.spec.kind);
-        let state = if refused.is_some() {
+        // The start order the planner holds starts back with.
+        let waiting = self.unmet_dependencies(&d.spec);
+        let mut state = if refused.is_some() {
             "refused"
         } else if row.pid.is_some() {
             "running"
@@ -292,6 +291,11 @@ impl Engine {
                 _ => "pending",
             }
         };
+        // Only a start the planner would make can wait.
+        let waiting = waiting.filter(|_| matches!(state, "pending" | "restarting"));
+        if waiting.is_some() {
+            state = "waiting";
+        }
         crate::wire::Status {
             name: d.spec.name.clone(),
             kind: d.spec.kind.as_str().to_string(),
@@ -326,6 +330,7 @@ impl Engine {
             },
             started_ms: row.started_ms,
             refused: refused.map(str::to_string),
+            waiting,
             health: d
                 .spec
                 .health

@@ -200,12 +200,37 @@ impl Engine {
         self.health.lock().unwrap().get(name).copied()
     }
 
+    /// Records a workload's health; a change wakes the reconcile loop (dependents may wait
+    /// for `healthy`).
     pub fn set_health(&self, name: &str, status: Option<warren_model::health::HealthStatus>) {
-        let mut h = self.health.lock().unwrap();
-        match status {
-            Some(s) => h.insert(name.to_string(), s),
-            None => h.remove(name),
+        let before = {
+            let mut h = self.health.lock().unwrap();
+            match status {
+                Some(s) => h.insert(name.to_string(), s),
+                None => h.remove(name),
+            }
         };
+        if before != status {
+            self.wake();
+        }
+    }
+
+    /// What `spec`'s start waits for now ([`warren_model::plan::unmet_dependencies`] over
+    /// its dependencies' current view), if anything.
+    pub fn unmet_dependencies(&self, spec: &warren_model::WorkloadSpec) -> Option<String> {
+        let deps: BTreeMap<String, warren_model::plan::Observed> = spec
+            .after
+            .iter()
+            .filter_map(|dep| Some((dep.name.clone(), self.planner_view(&dep.name)?)))
+            .collect();
+        warren_model::plan::unmet_dependencies(spec, &deps)
+    }
+
+    /// The planner's view of one workload: its observed row and its health (not busy).
+    pub fn planner_view(&self, name: &str) -> Option<warren_model::plan::Observed> {
+        let mut o = self.observed_row(name)?.to_observed();
+        o.health = self.health_of(name);
+        Some(o)
     }
 }
 

@@ -258,6 +258,15 @@ impl Engine {
             }
         };
         let state = started;
+        // A new run is not healthy until its own checks pass (dependents waiting for
+        // `healthy` read this); its monitor reports from here on.
+        self.set_health(
+            &name,
+            d.spec
+                .health
+                .as_ref()
+                .map(|_| warren_model::health::HealthStatus::Starting),
+        );
         self.update(&name, |r| {
             r.pid = Some(state.container_pid);
             r.started_ms = Some(state.started_at_ms);

@@ -276,7 +276,10 @@ impl Engine {
             == Some(&d.hash)
         {
             self.update(name, |r| r.failures = 0);
-            self.start(&d, reason).await?;
+            // Held back by the start order: the planner starts it once its dependencies are.
+            if self.unmet_dependencies(&d.spec).is_none() {
+                self.start(&d, reason).await?;
+            }
         }
         drop(g);
         self.wake();

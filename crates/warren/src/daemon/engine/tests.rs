@@ -420,6 +420,13 @@ async fn a_running_vm_is_given_the_new_names_when_they_change() {
     h.apply(&[vm.clone(), web]);
     h.pass().await;
     h.pass().await;
+    // The guest is told in a task of its own.
+    for _ in 0..200 {
+        if pushes().last().is_some_and(|p| p.ends_with(",vm,web")) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     let pushed = pushes();
     assert!(
         pushed.last().is_some_and(|p| p.ends_with(",vm,web")),
@@ -429,6 +436,7 @@ async fn a_running_vm_is_given_the_new_names_when_they_change() {
     let n = pushed.len();
     h.pass().await;
     h.pass().await;
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     assert_eq!(pushes().len(), n);
     // A container is never asked: it sees the shared file.
     assert!(h
@@ -436,4 +444,69 @@ async fn a_running_vm_is_given_the_new_names_when_they_change() {
         .calls_for("web")
         .iter()
         .all(|c| !c.starts_with("update-names")));
+}
+
+#[tokio::test]
+async fn a_dependent_waits_until_its_dependency_is_healthy_and_stays_up_when_it_restarts() {
+    use warren_model::health::{HealthCheck, HealthStatus, OnUnhealthy, Probe};
+    use warren_model::{Dependency, WaitFor};
+    let h = Harness::new();
+    let mut db = spec("db");
+    // Never probed within the test: the health is set by hand below.
+    db.health = Some(HealthCheck {
+        probe: Probe::Exec(vec!["true".into()]),
+        interval_secs: 3600,
+        timeout_secs: 1,
+        retries: 3,
+        start_period_secs: 0,
+        on_unhealthy: OnUnhealthy::None,
+    });
+    let mut web = spec("web");
+    web.after = vec![Dependency::new("db", WaitFor::Healthy)];
+    h.apply(&[db, web]);
+    let desired = h.engine.desired_all().unwrap();
+
+    h.pass().await;
+    assert_eq!(h.runtime.calls(), ["start db"]);
+    assert!(h.storage.has_rootfs("web"), "provisioned while it waits");
+    let status = h.engine.status(&desired["web"]);
+    assert_eq!(status.state, "waiting");
+    assert_eq!(status.waiting.as_deref(), Some("waiting for db (healthy)"));
+    // Let db's monitor report `starting` first, as it does when it begins.
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    h.pass().await;
+    assert_eq!(h.engine.health_of("db"), Some(HealthStatus::Starting));
+    assert_eq!(starts(&h.runtime.calls_for("web")), 0);
+
+    h.engine.set_health("db", Some(HealthStatus::Healthy));
+    h.pass().await;
+    assert_eq!(starts(&h.runtime.calls_for("web")), 1);
+    let status = h.engine.status(&desired["web"]);
+    assert_eq!((status.state.as_str(), status.waiting), ("running", None));
+
+    // db crashes and is restarted by its policy: web is neither stopped nor restarted.
+    h.runtime.end("db", ScriptedExit::code(1, 10));
+    until_exited(&h, "db").await;
+    let wake = h.pass().await.expect("db's backoff");
+    h.clock.advance(wake - h.clock_now());
+    h.pass().await;
+    assert_eq!(starts(&h.runtime.calls_for("db")), 2);
+    assert_eq!(h.runtime.calls_for("web"), ["start web"]);
+    assert_eq!(
+        h.engine.health_of("db"),
+        Some(HealthStatus::Starting),
+        "a new run is not healthy until its own checks pass"
+    );
+
+    // A direct restart (a failed health check, a hook) of web follows the order too: stopped,
+    // then started by the planner once db is healthy again.
+    h.engine.restart_for("web", "test").await.unwrap();
+    assert!(h.runtime.calls_for("web").contains(&"stop web".to_string()));
+    let status = h.engine.status(&desired["web"]);
+    assert_eq!(status.state, "waiting");
+    h.pass().await;
+    assert_eq!(starts(&h.runtime.calls_for("web")), 1);
+    h.engine.set_health("db", Some(HealthStatus::Healthy));
+    h.pass().await;
+    assert_eq!(starts(&h.runtime.calls_for("web")), 2);
 }
