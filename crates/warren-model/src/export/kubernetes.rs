@@ -849,4 +849,44 @@ mod tests {
             "a:\n  e: []\n  k: \"line\\nbreak \\\"q\\\"\"\n  o: {}\nb:\n- x:\n  - \"p\"\n  - \"q\"\n  y: 1\n- \"s\"\nc: \"del\\u007F\"\n\"weird key\": true\n"
         );
     }
+
+    /// A YAML node as the JSON value it stands for: quoted scalars are strings, plain ones
+    /// numbers, booleans or null.
+    fn from_yaml(n: &crate::compose::yaml::Node) -> Value {
+        use crate::compose::yaml::Value as Y;
+        match &n.value {
+            Y::Scalar { text, plain: false } => json!(text),
+            Y::Scalar { text, plain: true } => serde_json::from_str(text)
+                .unwrap_or_else(|_| panic!("plain scalar {text:?} at {:?}", n.at)),
+            Y::Seq(items) => Value::Array(items.iter().map(from_yaml).collect()),
+            Y::Map(entries) => Value::Object(
+                entries
+                    .iter()
+                    .map(|(k, v)| (k.text.clone(), from_yaml(v)))
+                    .collect(),
+            ),
+        }
+    }
+
+    #[test]
+    fn the_yaml_text_reads_back_as_the_objects() {
+        for (name, text) in [
+            ("homelab", include_str!("../../../../examples/homelab.toml")),
+            (
+                "kitchen-sink",
+                include_str!("../../tests/export/kitchen-sink.toml"),
+            ),
+        ] {
+            let spec = crate::parse_spec(text, name).expect("parses").spec;
+            let file = &export(&spec).files[0].text;
+            let docs: Vec<&str> = file.split("\n---\n").skip(1).collect();
+            let want = objects(&spec);
+            assert_eq!(docs.len(), want.len(), "{name}");
+            for (doc, want) in docs.iter().zip(&want) {
+                let node = crate::compose::yaml::parse(doc)
+                    .unwrap_or_else(|e| panic!("{name}: {e:?}\n{doc}"));
+                assert_eq!(&from_yaml(&node), want, "{name}");
+            }
+        }
+    }
 }
