@@ -14,6 +14,7 @@
 pub mod budget;
 pub mod compose;
 pub mod event;
+pub mod export;
 pub mod health;
 pub mod hooks;
 pub mod host;

@@ -20,6 +20,7 @@ mod datasets;
 mod discover;
 mod events;
 mod exit;
+mod export;
 mod fleet;
 mod images;
 mod info;
@@ -114,7 +115,7 @@ enum Cmd {
     /// The live Scheme REPL of the daemon: interactive on a terminal; with piped input each
     /// form is evaluated and its value printed (an error makes the exit status 1).
     Repl,
-    /// The live desired state as a warren.toml.
+    /// The desired state as a warren.toml, Nomad job files or Kubernetes manifests.
     Spec {
         #[command(subcommand)]
         cmd: SpecCmd,
@@ -480,8 +481,13 @@ async fn dispatch(cli: Cli) -> Result<Exit> {
         Cmd::Repl => repl::repl(&client).await,
         Cmd::Compose { cmd } => compose::run(cmd),
         Cmd::Spec {
-            cmd: SpecCmd::Export { output },
-        } => workloads::spec_export(&client, output).await,
+            cmd:
+                SpecCmd::Export {
+                    output,
+                    format,
+                    file,
+                },
+        } => export::spec_export(&client, format, file, output).await,
         Cmd::Plan { file, prune } => workloads::apply(&client, &file, true, prune, false).await,
         Cmd::Info { output } => info::info(&client, output).await,
         Cmd::Metrics => info::metrics(&client).await,

@@ -32,10 +32,17 @@ pub(super) struct RunCmd {
 
 #[derive(Subcommand)]
 pub(super) enum SpecCmd {
-    /// Write the live desired state as a warren.toml that applies again as a no-op.
+    /// Write the live desired state as a warren.toml that applies again as a no-op, or as
+    /// Nomad job files (`-o DIR`) or Kubernetes manifests (`-o FILE`) for moving elsewhere.
     Export {
+        /// A file, or a directory for `--format nomad`; `-` or none: stdout.
         #[arg(short = 'o', long)]
         output: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t)]
+        format: super::export::SpecFormat,
+        /// Export this warren.toml instead of the daemon's live desired state.
+        #[arg(short = 'f', long = "file")]
+        file: Option<PathBuf>,
     },
 }
 
