@@ -172,83 +172,6 @@ tls = "local""#,
     assert_eq!(code, 308, "plain HTTP is redirected to HTTPS");
 }
 
-/// A namespace acting as another machine, linked to the host by a veth pair.
-struct Peer {
-    ns: String,
-    host_if: String,
-    host_ip: String,
-}
-
-impl Peer {
-    fn new(tag: &str, third: u32) -> Peer {
-        let ns = format!("wpeer-{tag}");
-        let host_if = format!("wp{tag}");
-        let host_ip = format!("192.168.{third}.1");
-        let run = |args: &[&str]| {
-            let out = Command::new("ip").args(args).output().unwrap();
-            assert!(
-                out.status.success(),
-                "ip {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
-        let _ = Command::new("ip").args(["netns", "del", &ns]).output();
-        run(&["netns", "add", &ns]);
-        let p = Peer {
-            ns: ns.clone(),
-            host_if: host_if.clone(),
-            host_ip: host_ip.clone(),
-        };
-        run(&[
-            "link", "add", &host_if, "type", "veth", "peer", "name", "eth0", "netns", &ns,
-        ]);
-        run(&["addr", "add", &format!("{host_ip}/24"), "dev", &host_if]);
-        run(&["link", "set", "dev", &host_if, "up"]);
-        run(&[
-            "-n",
-            &ns,
-            "addr",
-            "add",
-            &format!("192.168.{third}.2/24"),
-            "dev",
-            "eth0",
-        ]);
-        run(&["-n", &ns, "link", "set", "dev", "eth0", "up"]);
-        run(&["-n", &ns, "link", "set", "dev", "lo", "up"]);
-        p
-    }
-
-    fn curl(&self, url: &str) -> (u32, String) {
-        let out = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &self.ns,
-                "curl",
-                "-s",
-                "-m",
-                "5",
-                "-w",
-                "\n%{http_code}",
-                url,
-            ])
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
-        (code.trim().parse().unwrap_or(0), body.to_string())
-    }
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["link", "del", "dev", &self.host_if])
-            .output();
-        let _ = Command::new("ip").args(["netns", "del", &self.ns]).output();
-    }
-}
-
 #[test]
 fn published_port_reaches_the_workload_from_host_and_other_machine() {
     require_net_tools();
@@ -269,7 +192,7 @@ fn published_port_reaches_the_workload_from_host_and_other_machine() {
         curl(&[&local]).1.trim() == "hello-port"
     });
     let tag = &d.instance()[..6];
-    let peer = Peer::new(tag, 200 + (std::process::id() % 50));
+    let peer = common::Peer::new(tag, 200 + (std::process::id() % 50));
     let remote = format!("http://{}:{port}/", peer.host_ip);
     wait_http("port from another machine", || {
         peer.curl(&remote).1.trim() == "hello-port"

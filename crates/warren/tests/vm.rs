@@ -63,12 +63,13 @@ fn a_microvm_is_a_workload_like_a_container() {
     require_vm_host();
     let mut d = Daemon::start(&[]);
     let port = free_port();
+    let wide = free_port();
     let file = format!(
         r#"[workload.vm1]
 kind = "vm"
 world = "busybox"
 resources = {{ memory = "256M" }}
-ports = ["127.0.0.1:{port}:8080"]
+ports = ["127.0.0.1:{port}:8080", "{wide}:8080"]
 domains = ["vm.test"]
 port = 8080
 command = ["/bin/sh", "-c", "echo hello-from-vm; cat /data/x 2>/dev/null; echo kept > /data/x; sync; mkdir -p /www; echo served-by-vm > /www/index.html; exec httpd -f -p 8080 -h /www"]
@@ -214,6 +215,14 @@ command = ["sleep", "100000"]
             .map(|o| String::from_utf8_lossy(&o.stdout).contains("served-by-vm"))
             .unwrap_or(false)
     });
+    // And from another machine (a network namespace on a veth link) on the port published
+    // on every address.
+    let peer = common::Peer::new("vm", 150 + (std::process::id() % 40));
+    wait_until(30, "the VM's published port from another machine", || {
+        let (code, body) = peer.curl(&format!("http://{}:{wide}/", peer.host_ip));
+        code == 200 && body.contains("served-by-vm")
+    });
+    drop(peer);
     // A domain routes through the ingress to the VM.
     d.wait_running("warren-ingress");
     wait_until(60, "the VM's domain through the ingress", || {

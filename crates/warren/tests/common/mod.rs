@@ -470,3 +470,85 @@ pub fn wait_until(secs: u64, what: &str, f: impl Fn() -> bool) {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// A namespace acting as another machine, linked to the host by a veth pair.
+pub struct Peer {
+    /// The namespace's name.
+    pub ns: String,
+    pub host_if: String,
+    /// The host's address on the link, which the namespace reaches.
+    pub host_ip: String,
+}
+
+impl Peer {
+    /// `wpeer-TAG`, linked by `wpTAG` on the host (192.168.THIRD.1) to its `eth0`
+    /// (192.168.THIRD.2).
+    pub fn new(tag: &str, third: u32) -> Peer {
+        let ns = format!("wpeer-{tag}");
+        let host_if = format!("wp{tag}");
+        let host_ip = format!("192.168.{third}.1");
+        let run = |args: &[&str]| {
+            let out = Command::new("ip").args(args).output().unwrap();
+            assert!(
+                out.status.success(),
+                "ip {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let _ = Command::new("ip").args(["netns", "del", &ns]).output();
+        run(&["netns", "add", &ns]);
+        let p = Peer {
+            ns: ns.clone(),
+            host_if: host_if.clone(),
+            host_ip: host_ip.clone(),
+        };
+        run(&[
+            "link", "add", &host_if, "type", "veth", "peer", "name", "eth0", "netns", &ns,
+        ]);
+        run(&["addr", "add", &format!("{host_ip}/24"), "dev", &host_if]);
+        run(&["link", "set", "dev", &host_if, "up"]);
+        run(&[
+            "-n",
+            &ns,
+            "addr",
+            "add",
+            &format!("192.168.{third}.2/24"),
+            "dev",
+            "eth0",
+        ]);
+        run(&["-n", &ns, "link", "set", "dev", "eth0", "up"]);
+        run(&["-n", &ns, "link", "set", "dev", "lo", "up"]);
+        p
+    }
+
+    /// `curl URL` from inside the namespace: the status code and the body.
+    pub fn curl(&self, url: &str) -> (u32, String) {
+        let out = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.ns,
+                "curl",
+                "-s",
+                "-m",
+                "5",
+                "-w",
+                "\n%{http_code}",
+                url,
+            ])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+        (code.trim().parse().unwrap_or(0), body.to_string())
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["link", "del", "dev", &self.host_if])
+            .output();
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).output();
+    }
+}
