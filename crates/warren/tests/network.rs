@@ -286,7 +286,14 @@ fn conflicting_ports_and_domains_are_refused_at_apply() {
     );
     assert!(err.contains("b.toml:"), "errors name the file: {err}");
     // A port the host itself listens on.
-    let busy = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    // (Not the port "first" publishes: nft's DNAT holds no socket, so the kernel may hand that
+    // very port out again.)
+    let busy = loop {
+        let l = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+        if l.local_addr().unwrap().port() != port {
+            break l;
+        }
+    };
     let busy_port = busy.local_addr().unwrap().port();
     std::fs::write(
         &path,
