@@ -783,19 +783,7 @@ impl Runtime for BhyveRuntime {
             return Err(RuntimeError::Spec(format!("{id}: exec needs a command")));
         }
         let ctl = self.agent_ctl(id)?;
-        let mut c = warren_exec::std_command(&self.shim_exe.to_string_lossy())?;
-        c.arg("vm-exec").arg(ctl);
-        if req.tty {
-            c.arg("--tty");
-        }
-        for e in &req.env {
-            c.arg("--env").arg(e);
-        }
-        if let Some(cwd) = &req.cwd {
-            c.arg("--cwd").arg(cwd);
-        }
-        c.arg("--").args(&req.argv);
-        Ok(c)
+        crate::runtime::vm_exec_command(&self.shim_exe, &ctl, req)
     }
 
     /// A running microVM's files through its agent (`warren cp`); a full VM has none.

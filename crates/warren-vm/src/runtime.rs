@@ -627,19 +627,7 @@ impl Runtime for VmRuntime {
         let ctl = self
             .ctl(id)
             .ok_or_else(|| RuntimeError::Other(format!("{id} is not a running VM")))?;
-        let mut c = warren_exec::std_command(&self.shim_exe.to_string_lossy())?;
-        c.arg("vm-exec").arg(ctl);
-        if req.tty {
-            c.arg("--tty");
-        }
-        for e in &req.env {
-            c.arg("--env").arg(e);
-        }
-        if let Some(cwd) = &req.cwd {
-            c.arg("--cwd").arg(cwd);
-        }
-        c.arg("--").args(&req.argv);
-        Ok(c)
+        vm_exec_command(&self.shim_exe, &ctl, req)
     }
 
     fn copy_out(&self, id: &str, req: &CopyRequest, out: &mut dyn std::io::Write) -> Result<()> {
@@ -687,6 +675,28 @@ pub fn signal_number(name: &str) -> Option<i32> {
     let n = name.strip_prefix("SIG").unwrap_or(name);
     let sig: nix::sys::signal::Signal = format!("SIG{n}").parse().ok()?;
     Some(sig as i32)
+}
+
+/// `EXE vm-exec CTL [--tty] [--env K=V]... [--cwd D] -- ARGV`: an exec session through a
+/// microVM's agent, relayed by its shim's `ctl.sock` (QEMU and bhyve alike).
+pub(crate) fn vm_exec_command(
+    shim_exe: &Path,
+    ctl: &Path,
+    req: &ExecRequest,
+) -> Result<std::process::Command> {
+    let mut c = warren_exec::std_command(&shim_exe.to_string_lossy())?;
+    c.arg("vm-exec").arg(ctl);
+    if req.tty {
+        c.arg("--tty");
+    }
+    for e in &req.env {
+        c.arg("--env").arg(e);
+    }
+    if let Some(cwd) = &req.cwd {
+        c.arg("--cwd").arg(cwd);
+    }
+    c.arg("--").args(&req.argv);
+    Ok(c)
 }
 
 #[cfg(test)]
